@@ -1,0 +1,431 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* crgw-ctl policy validate|compile|explain: the policy library, with no gateway running. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crgw/policy.h"
+#include "ctl.h"
+
+struct policy_args {
+	bool json;
+	bool allow_default_allow;
+	const char *output;
+	const char *repository;
+	const char *commit;
+	const char *policy;
+	const char *compiled;
+	const char *blocked[64];
+	unsigned nblocked;
+	const char *positional;
+};
+
+struct loaded {
+	struct repo_policy repo;
+	struct crgw_compiled *compiled;
+};
+
+static void print_json(json_t *v)
+{
+	char *s = json_dumps(v, JSON_SORT_KEYS | JSON_INDENT(2));
+
+	if (s) {
+		puts(s);
+		free(s);
+	}
+	json_decref(v);
+}
+
+static json_t *diag_json(const struct crgw_diag *d)
+{
+	json_t *o = json_object();
+
+	if (crgw_reason_str(d->code))
+		json_object_set_new(o, "code", json_string(crgw_reason_str(d->code)));
+	json_object_set_new(o, "path", json_string(d->path));
+	json_object_set_new(o, "line", json_integer(d->line));
+	json_object_set_new(o, "column", json_integer(d->column));
+	json_object_set_new(o, "message", json_string(d->message));
+	return o;
+}
+
+/* Human form: FILE:LINE:COLUMN: CODE: PATH: MESSAGE, the shape editors and CI logs link to. */
+static void print_diags(const char *file, const struct crgw_compiled *c)
+{
+	for (unsigned i = 0; i < c->ndiags; i++) {
+		const struct crgw_diag *d = &c->diags[i];
+		const char *code = crgw_reason_str(d->code);
+
+		fprintf(stderr, "%s:%u:%u: %s: %s%s%s\n", file, d->line, d->column, code ? code : "warning",
+			d->path, d->path[0] ? ": " : "", d->message);
+	}
+	if (c->nerrors + c->nwarnings > c->ndiags)
+		fprintf(stderr, "%s: %u more diagnostics not shown\n", file, c->nerrors + c->nwarnings - c->ndiags);
+}
+
+/* Finds, reads and compiles the policy. Returns 0 (check compiled->nerrors), or -errno after saying why. */
+static int compile_policy(const struct policy_args *a, const char *where, struct loaded *out)
+{
+	struct crgw_compile_opts opts = {
+		.read_file = repo_read_beneath,
+		.allow_default_allow = a->allow_default_allow,
+		.source_repository = a->repository,
+		.source_commit = a->commit,
+	};
+	char err[512], *yaml = NULL;
+	size_t len = 0;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = repo_find_policy(where, &out->repo, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "crgw-ctl: %s\n", err);
+		return rc;
+	}
+	rc = repo_read_file(out->repo.path, CRGW_POLICY_MAX_BYTES, &yaml, &len);
+	if (rc == -E2BIG) {
+		fprintf(stderr, "crgw-ctl: %s: policy_invalid: file larger than %u bytes\n", out->repo.path,
+			CRGW_POLICY_MAX_BYTES);
+		return rc;
+	}
+	if (rc) {
+		fprintf(stderr, "crgw-ctl: %s: %s\n", out->repo.path, strerror(-rc));
+		return rc;
+	}
+	opts.read_file_arg = out->repo.root;
+	opts.source_path = out->repo.source;
+	rc = crgw_policy_compile(yaml, len, &opts, &out->compiled);
+	free(yaml);
+	if (rc)
+		fprintf(stderr, "crgw-ctl: %s: %s\n", out->repo.path, strerror(-rc));
+	return rc;
+}
+
+static int parse_args(int argc, char **argv, struct policy_args *a, const char *allowed)
+{
+	static const struct option options[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "allow-default-allow", no_argument, NULL, 'A' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "repository", required_argument, NULL, 'r' },
+		{ "commit", required_argument, NULL, 'c' },
+		{ "policy", required_argument, NULL, 'p' },
+		{ "compiled", required_argument, NULL, 'C' },
+		{ "blocked", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int opt;
+
+	memset(a, 0, sizeof(*a));
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "+o:h", options, NULL)) != -1) {
+		if (opt == '?' || (opt != 'h' && !strchr(allowed, opt))) {
+			if (opt != '?')
+				fprintf(stderr, "crgw-ctl policy %s: option not valid here\n", argv[0]);
+			return -EINVAL;
+		}
+		switch (opt) {
+		case 'j':
+			a->json = true;
+			break;
+		case 'A':
+			a->allow_default_allow = true;
+			break;
+		case 'o':
+			a->output = optarg;
+			break;
+		case 'r':
+			a->repository = optarg;
+			break;
+		case 'c':
+			a->commit = optarg;
+			break;
+		case 'p':
+			a->policy = optarg;
+			break;
+		case 'C':
+			a->compiled = optarg;
+			break;
+		case 'b':
+			if (a->nblocked == sizeof(a->blocked) / sizeof(a->blocked[0])) {
+				fprintf(stderr, "crgw-ctl: too many --blocked ranges\n");
+				return -EINVAL;
+			}
+			a->blocked[a->nblocked++] = optarg;
+			break;
+		case 'h':
+			return 1;
+		}
+	}
+	if (argc - optind > 1) {
+		fprintf(stderr, "crgw-ctl policy %s: unexpected argument '%s'\n", argv[0], argv[optind + 1]);
+		return -EINVAL;
+	}
+	a->positional = optind < argc ? argv[optind] : NULL;
+	return 0;
+}
+
+static int cmd_validate(const struct policy_args *a)
+{
+	struct loaded l;
+	int rc = compile_policy(a, a->positional, &l);
+
+	if (rc) {
+		if (a->json) {
+			json_t *o = json_object();
+
+			json_object_set_new(o, "valid", json_false());
+			json_object_set_new(o, "error", json_string(strerror(-rc)));
+			print_json(o);
+		}
+		return CTL_EXIT_ERROR;
+	}
+	const struct crgw_compiled *c = l.compiled;
+
+	if (l.repo.warning[0] && !a->json)
+		fprintf(stderr, "warning: %s\n", l.repo.warning);
+	if (a->json) {
+		json_t *o = json_object(), *errors = json_array(), *warnings = json_array();
+
+		if (l.repo.warning[0]) {
+			json_t *w = json_object();
+
+			json_object_set_new(w, "path", json_string(""));
+			json_object_set_new(w, "message", json_string(l.repo.warning));
+			json_array_append_new(warnings, w);
+		}
+		for (unsigned i = 0; i < c->ndiags; i++)
+			json_array_append_new(c->diags[i].code ? errors : warnings, diag_json(&c->diags[i]));
+		json_object_set_new(o, "valid", json_boolean(c->nerrors == 0));
+		json_object_set_new(o, "policy", json_string(l.repo.path));
+		json_object_set_new(o, "policy_hash", c->nerrors ? json_null() : json_string(c->hash));
+		json_object_set_new(o, "errors", errors);
+		json_object_set_new(o, "errors_total", json_integer(c->nerrors));
+		json_object_set_new(o, "warnings", warnings);
+		print_json(o);
+	} else {
+		print_diags(l.repo.path, c);
+		if (c->nerrors == 0)
+			printf("%s: valid (%s)\n", l.repo.path, c->hash);
+		else
+			printf("%s: invalid (%u error%s)\n", l.repo.path, c->nerrors, c->nerrors == 1 ? "" : "s");
+	}
+	rc = c->nerrors ? CTL_EXIT_ERROR : CTL_EXIT_OK;
+	crgw_compiled_free(l.compiled);
+	return rc;
+}
+
+static int cmd_compile(const struct policy_args *a)
+{
+	struct loaded l;
+	int rc = compile_policy(a, a->positional, &l);
+
+	if (rc)
+		return CTL_EXIT_ERROR;
+	if (l.repo.warning[0])
+		fprintf(stderr, "warning: %s\n", l.repo.warning);
+	print_diags(l.repo.path, l.compiled);
+	if (l.compiled->nerrors) {
+		crgw_compiled_free(l.compiled);
+		return CTL_EXIT_ERROR;
+	}
+	char *text = l.compiled->json;
+	char *pretty = NULL;
+
+	/* Humans get indentation; --json and -o get the canonical bytes the hash covers. */
+	if (!a->json && !a->output) {
+		json_t *doc = json_loads(l.compiled->json, 0, NULL);
+
+		pretty = doc ? json_dumps(doc, JSON_SORT_KEYS | JSON_INDENT(2)) : NULL;
+		json_decref(doc);
+		text = pretty ? pretty : text;
+	}
+	FILE *f = a->output ? fopen(a->output, "w") : stdout;
+
+	if (!f) {
+		fprintf(stderr, "crgw-ctl: %s: %s\n", a->output, strerror(errno));
+		rc = CTL_EXIT_ERROR;
+	} else {
+		fprintf(f, "%s\n", text);
+		if (f != stdout && fclose(f) != 0) {
+			fprintf(stderr, "crgw-ctl: %s: %s\n", a->output, strerror(errno));
+			rc = CTL_EXIT_ERROR;
+		}
+	}
+	free(pretty);
+	crgw_compiled_free(l.compiled);
+	return rc;
+}
+
+static const char *explain_text(const struct crgw_decision *d)
+{
+	if (d->allow)
+		return strcmp(d->rule, "sandbox.network.default") == 0
+			       ? "no rule names this destination and the policy's default is allow"
+			       : "an allow rule admits this host on this port";
+	switch (d->reason) {
+	case CRGW_REASON_HOST_NOT_ALLOWED:
+		return strcmp(d->rule, "sandbox.network.default") == 0
+			       ? "no allow rule names this host, and the policy's default is deny"
+			       : "a deny rule matches this host and port; deny rules take precedence over allow rules";
+	case CRGW_REASON_PORT_NOT_ALLOWED:
+		return "an allow rule names this host, but not on this port";
+	case CRGW_REASON_IP_LITERAL_NOT_ALLOWED:
+		return strcmp(d->rule, "sandbox.network.default") == 0
+			       ? "an IP address is matched only against IP/CIDR rules, and none admits it"
+			       : "a deny rule matches this address";
+	case CRGW_REASON_PRIVATE_ADDRESS_BLOCKED:
+		return strcmp(d->rule, "gateway.blocked_ranges") == 0
+			       ? "the address is in a range the gateway always refuses"
+			       : "loopback, link-local, metadata, unspecified, multicast and reserved addresses need a "
+				 "CIDR allow rule at least as specific as their range";
+	default:
+		return "denied";
+	}
+}
+
+static int load_for_explain(const struct policy_args *a, struct crgw_policy **policy, char *label, size_t n)
+{
+	char err[512];
+	int rc;
+
+	if (a->compiled) {
+		char *json = NULL;
+		size_t len = 0;
+
+		rc = repo_read_file(a->compiled, 256u * 1024 * 1024, &json, &len);
+		if (rc) {
+			fprintf(stderr, "crgw-ctl: %s: %s\n", a->compiled, strerror(-rc));
+			return rc;
+		}
+		rc = crgw_policy_load(json, len, policy, err, sizeof(err));
+		free(json);
+		if (rc)
+			fprintf(stderr, "crgw-ctl: %s: policy_invalid: %s\n", a->compiled, err);
+		snprintf(label, n, "%s", a->compiled);
+		return rc;
+	}
+	struct loaded l;
+
+	rc = compile_policy(a, a->policy, &l);
+	if (rc)
+		return rc;
+	if (l.repo.warning[0])
+		fprintf(stderr, "warning: %s\n", l.repo.warning);
+	snprintf(label, n, "%s", l.repo.path);
+	if (l.compiled->nerrors) {
+		print_diags(l.repo.path, l.compiled);
+		crgw_compiled_free(l.compiled);
+		return -EINVAL;
+	}
+	rc = crgw_policy_load(l.compiled->json, l.compiled->json_len, policy, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "crgw-ctl: %s: %s\n", l.repo.path, err);
+	crgw_compiled_free(l.compiled);
+	return rc;
+}
+
+static int cmd_explain(const struct policy_args *a)
+{
+	struct crgw_policy *policy = NULL;
+	struct crgw_blocklist *blocked = NULL;
+	struct crgw_decision d;
+	struct crgw_host host;
+	uint16_t port;
+	const char *why = NULL;
+	char label[4096];
+	int rc = CTL_EXIT_ERROR;
+
+	if (!a->positional) {
+		fprintf(stderr, "crgw-ctl policy explain: HOST[:PORT] is required\n");
+		return CTL_EXIT_ERROR;
+	}
+	if (a->compiled && a->policy) {
+		fprintf(stderr, "crgw-ctl policy explain: --policy and --compiled exclude each other\n");
+		return CTL_EXIT_ERROR;
+	}
+	if (crgw_hostport_parse(a->positional, strlen(a->positional), 443, &host, &port, &why) != 0) {
+		fprintf(stderr, "crgw-ctl: '%s': %s\n", a->positional, why);
+		return CTL_EXIT_ERROR;
+	}
+	blocked = crgw_blocklist_new();
+	if (!blocked)
+		return CTL_EXIT_ERROR;
+	for (unsigned i = 0; i < a->nblocked; i++) {
+		if (crgw_blocklist_add(blocked, a->blocked[i]) != 0) {
+			fprintf(stderr, "crgw-ctl: --blocked '%s': expected ADDRESS or ADDRESS/PREFIX\n", a->blocked[i]);
+			goto out;
+		}
+	}
+	if (load_for_explain(a, &policy, label, sizeof(label)) != 0)
+		goto out;
+	crgw_policy_decide(policy, blocked, &host, port, &d);
+	if (a->json) {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "action", json_string(d.allow ? "allow" : "deny"));
+		json_object_set_new(o, "reason_code",
+				    d.allow ? json_null() : json_string(crgw_reason_str(d.reason)));
+		json_object_set_new(o, "host", json_string(host.text));
+		json_object_set_new(o, "host_kind", json_string(host.kind == CRGW_HOST_NAME ? "name" :
+								host.kind == CRGW_HOST_IPV4 ? "ipv4" : "ipv6"));
+		json_object_set_new(o, "port", json_integer(port));
+		json_object_set_new(o, "rule", json_string(d.rule));
+		json_object_set_new(o, "explanation", json_string(explain_text(&d)));
+		json_object_set_new(o, "policy", json_string(label));
+		json_object_set_new(o, "policy_hash", json_string(crgw_policy_hash(policy)));
+		print_json(o);
+	} else {
+		bool v6 = host.kind == CRGW_HOST_IPV6;
+
+		printf("%s %s%s%s:%u\n", d.allow ? "allow" : "deny", v6 ? "[" : "", host.text, v6 ? "]" : "", port);
+		if (!d.allow)
+			printf("  reason: %s\n", crgw_reason_str(d.reason));
+		printf("  rule:   %s\n", d.rule);
+		printf("  why:    %s\n", explain_text(&d));
+		printf("  policy: %s (%s)\n", label, crgw_policy_hash(policy));
+	}
+	rc = d.allow ? CTL_EXIT_OK : CTL_EXIT_DENY;
+out:
+	crgw_policy_unref(policy);
+	crgw_blocklist_free(blocked);
+	return rc;
+}
+
+int cmd_policy(int argc, char **argv)
+{
+	static const char help[] = "usage: crgw-ctl policy validate|compile|explain ... (crgw-ctl --help)\n";
+	struct policy_args a;
+	int rc;
+
+	if (argc < 2) {
+		fputs(help, stderr);
+		return CTL_EXIT_ERROR;
+	}
+	const char *sub = argv[1];
+	const char *allowed = strcmp(sub, "validate") == 0  ? "jA"
+			      : strcmp(sub, "compile") == 0 ? "jAorc"
+			      : strcmp(sub, "explain") == 0 ? "jApCb"
+							    : NULL;
+
+	if (!allowed) {
+		fprintf(stderr, "crgw-ctl policy: unknown subcommand '%s'\n%s", sub, help);
+		return CTL_EXIT_ERROR;
+	}
+	rc = parse_args(argc - 1, argv + 1, &a, allowed);
+	if (rc == 1) {
+		fputs(help, stdout);
+		return CTL_EXIT_OK;
+	}
+	if (rc)
+		return CTL_EXIT_ERROR;
+	if (strcmp(sub, "validate") == 0)
+		return cmd_validate(&a);
+	if (strcmp(sub, "compile") == 0)
+		return cmd_compile(&a);
+	return cmd_explain(&a);
+}

@@ -1,0 +1,1212 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The policy compiler: validates cleanroom.yaml and emits the canonical CompiledPolicy with its hash. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "compiled.h"
+#include "lockfile.h"
+#include "pattern.h"
+#include "secret_scan.h"
+#include "yaml_tree.h"
+
+/* Bounds that keep a hostile policy's cost proportional to a large honest one. */
+#define MAX_RULES 65536
+#define MAX_PORTS_PER_RULE 4096
+#define MAX_STRING 256
+#define MAX_LIST 4096
+#define MAX_SECRETS 256
+#define MAX_METADATA 64
+
+struct rule {
+	bool deny;
+	struct pattern pattern;
+	uint16_t *ports; /* sorted, unique; NULL with nports 0 means every port (deny only) */
+	size_t nports;
+	char origin[160];
+	const struct ynode *node;
+	const struct ynode *reason;
+};
+
+struct compiler {
+	struct crgw_compiled *out;
+	const struct crgw_compile_opts *opts;
+	struct rule *rules;
+	size_t nrules;
+};
+
+static void vdiag(struct compiler *c, enum crgw_reason code, const struct ynode *at, const char *path,
+		  const char *fmt, va_list ap)
+{
+	struct crgw_compiled *o = c->out;
+
+	if (code == CRGW_REASON_NONE)
+		o->nwarnings++;
+	else
+		o->nerrors++;
+	if (o->ndiags >= CRGW_DIAG_MAX)
+		return;
+	struct crgw_diag *d = &o->diags[o->ndiags++];
+
+	d->code = code;
+	d->line = at ? at->line : 0;
+	d->column = at ? at->column : 0;
+	snprintf(d->path, sizeof(d->path), "%s", path);
+	vsnprintf(d->message, sizeof(d->message), fmt, ap);
+}
+
+__attribute__((format(printf, 5, 6))) static void error(struct compiler *c, enum crgw_reason code,
+							 const struct ynode *at, const char *path,
+							 const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vdiag(c, code, at, path, fmt, ap);
+	va_end(ap);
+}
+
+__attribute__((format(printf, 4, 5))) static void invalid(struct compiler *c, const struct ynode *at,
+							  const char *path, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vdiag(c, CRGW_REASON_POLICY_INVALID, at, path, fmt, ap);
+	va_end(ap);
+}
+
+__attribute__((format(printf, 4, 5))) static void warning(struct compiler *c, const struct ynode *at,
+							  const char *path, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vdiag(c, CRGW_REASON_NONE, at, path, fmt, ap);
+	va_end(ap);
+}
+
+/* Joins a path and a key; the result is truncated, never overflowed, for absurdly deep input. */
+static void path_key(char *buf, size_t size, const char *base, const char *key)
+{
+	if (snprintf(buf, size, "%s%s%s", base, base[0] ? "." : "", key) >= (int)size)
+		memcpy(buf + size - 4, "...", 4);
+}
+
+static void path_index(char *buf, size_t size, const char *base, size_t i)
+{
+	if (snprintf(buf, size, "%s[%zu]", base, i) >= (int)size)
+		memcpy(buf + size - 4, "...", 4);
+}
+
+static const char *type_name(const struct ynode *n)
+{
+	return n->type == YNODE_MAP ? "a mapping" : n->type == YNODE_SEQ ? "a list" : "a scalar";
+}
+
+static bool expect_type(struct compiler *c, const struct ynode *n, const char *path, enum ynode_type type)
+{
+	static const char *const names[] = { "a scalar", "a list", "a mapping" };
+
+	if (n->type == type)
+		return true;
+	invalid(c, n, path, "expected %s, found %s", names[type], type_name(n));
+	return false;
+}
+
+/* Refuses keys that `keys` (NULL-terminated) does not list; typos must not silently weaken a policy. */
+static bool check_keys(struct compiler *c, const struct ynode *map, const char *path, const char *const *keys)
+{
+	bool ok = true;
+
+	if (!expect_type(c, map, path, YNODE_MAP))
+		return false;
+	for (size_t i = 0; i < map->nchildren; i += 2) {
+		const struct ynode *k = map->children[i];
+		bool known = false;
+
+		for (const char *const *p = keys; *p && !known; p++)
+			known = strcmp(k->value, *p) == 0;
+		if (!known) {
+			char sub[160];
+
+			path_key(sub, sizeof(sub), path, k->value);
+			invalid(c, k, sub, "unknown key '%.64s'", k->value);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+static bool is_null(const struct ynode *n)
+{
+	return n->type == YNODE_SCALAR && n->plain &&
+	       (n->len == 0 || strcmp(n->value, "~") == 0 || strcmp(n->value, "null") == 0 ||
+		strcmp(n->value, "Null") == 0 || strcmp(n->value, "NULL") == 0);
+}
+
+static bool get_string(struct compiler *c, const struct ynode *n, const char *path, const char **out)
+{
+	if (!expect_type(c, n, path, YNODE_SCALAR))
+		return false;
+	if (is_null(n)) {
+		invalid(c, n, path, "expected a string, found null");
+		return false;
+	}
+	if (n->len > MAX_STRING) {
+		invalid(c, n, path, "string longer than %d bytes", MAX_STRING);
+		return false;
+	}
+	for (size_t i = 0; i < n->len; i++) {
+		if ((unsigned char)n->value[i] < 0x20 || n->value[i] == 0x7f) {
+			invalid(c, n, path, "control character in string");
+			return false;
+		}
+	}
+	*out = n->value;
+	return true;
+}
+
+/* Plain decimal only: YAML 1.1 would read 0443 as octal and 0x1bb as hex, which no one means here. */
+static bool get_int(struct compiler *c, const struct ynode *n, const char *path, long min, long max, long *out)
+{
+	long v = 0;
+
+	if (!expect_type(c, n, path, YNODE_SCALAR))
+		return false;
+	if (!n->plain || n->len == 0 || n->len > 10 || (n->len > 1 && n->value[0] == '0'))
+		goto bad;
+	for (size_t i = 0; i < n->len; i++) {
+		if (n->value[i] < '0' || n->value[i] > '9')
+			goto bad;
+		v = v * 10 + (n->value[i] - '0');
+	}
+	if (v < min || v > max) {
+		invalid(c, n, path, "%ld is out of range %ld-%ld", v, min, max);
+		return false;
+	}
+	*out = v;
+	return true;
+bad:
+	invalid(c, n, path, "expected a decimal integer from %ld to %ld", min, max);
+	return false;
+}
+
+static bool get_bool(struct compiler *c, const struct ynode *n, const char *path, bool *out)
+{
+	if (n->type == YNODE_SCALAR && n->plain && strcmp(n->value, "true") == 0) {
+		*out = true;
+		return true;
+	}
+	if (n->type == YNODE_SCALAR && n->plain && strcmp(n->value, "false") == 0) {
+		*out = false;
+		return true;
+	}
+	invalid(c, n, path, "expected true or false");
+	return false;
+}
+
+static bool get_enum(struct compiler *c, const struct ynode *n, const char *path, const char *const *values,
+		     const char **out)
+{
+	const char *s;
+
+	if (!get_string(c, n, path, &s))
+		return false;
+	for (const char *const *v = values; *v; v++) {
+		if (strcmp(s, *v) == 0) {
+			*out = *v;
+			return true;
+		}
+	}
+	char allowed[128] = "";
+
+	for (const char *const *v = values; *v; v++) {
+		size_t used = strlen(allowed);
+
+		snprintf(allowed + used, sizeof(allowed) - used, "%s%s", used ? ", " : "", *v);
+	}
+	invalid(c, n, path, "'%.64s' is not one of: %s", s, allowed);
+	return false;
+}
+
+static bool get_list(struct compiler *c, const struct ynode *n, const char *path, bool nonempty)
+{
+	if (!expect_type(c, n, path, YNODE_SEQ))
+		return false;
+	if (nonempty && n->nchildren == 0) {
+		invalid(c, n, path, "list must not be empty");
+		return false;
+	}
+	if (n->nchildren > MAX_LIST) {
+		invalid(c, n, path, "list longer than %d entries", MAX_LIST);
+		return false;
+	}
+	return true;
+}
+
+static void add_json(json_t *obj, const char *key, json_t *value)
+{
+	/* jansson only fails here on allocation failure; json_dumps of a partial object then fails too and
+	 * the compile reports -ENOMEM, so nothing half-built is ever emitted. */
+	json_object_set_new(obj, key, value);
+}
+
+static json_t *string_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+/* A name (no wildcard, no IP) for places that connect to exactly one host: git, registries. */
+static bool get_host_name(struct compiler *c, const struct ynode *n, const char *path, struct crgw_host *out)
+{
+	const char *s, *why = NULL;
+
+	if (!get_string(c, n, path, &s))
+		return false;
+	if (crgw_host_parse(s, n->len, out, &why) != 0) {
+		invalid(c, n, path, "invalid host: %s", why);
+		return false;
+	}
+	if (out->kind != CRGW_HOST_NAME) {
+		invalid(c, n, path, "expected a host name, not an IP address");
+		return false;
+	}
+	return true;
+}
+
+static json_t *host_list(struct compiler *c, const struct ynode *n, const char *path, bool wildcards)
+{
+	json_t *arr = json_array();
+
+	if (!get_list(c, n, path, true))
+		return arr;
+	for (size_t i = 0; i < n->nchildren; i++) {
+		char sub[160], text[CRGW_HOST_NAME_MAX + 8];
+		const struct ynode *e = n->children[i];
+
+		path_index(sub, sizeof(sub), path, i);
+		if (wildcards) {
+			struct pattern p;
+			const char *s, *why = NULL;
+
+			if (!get_string(c, e, sub, &s))
+				continue;
+			if (pattern_parse(s, e->len, &p, &why) != 0 || p.kind == PATTERN_CIDR) {
+				invalid(c, e, sub, "invalid host: %s", why ? why : "expected a name or wildcard");
+				continue;
+			}
+			pattern_format(&p, text, sizeof(text));
+		} else {
+			struct crgw_host h;
+
+			if (!get_host_name(c, e, sub, &h))
+				continue;
+			snprintf(text, sizeof(text), "%s", h.text);
+		}
+		json_array_append_new(arr, json_string(text));
+	}
+	return arr;
+}
+
+/* ---- sandbox.network ---------------------------------------------------------------------------- */
+
+static int cmp_u16(const void *a, const void *b)
+{
+	return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+static bool parse_ports(struct compiler *c, const struct ynode *n, const char *path, struct rule *r)
+{
+	if (!get_list(c, n, path, true))
+		return false;
+	if (n->nchildren > MAX_PORTS_PER_RULE) {
+		invalid(c, n, path, "more than %d ports in one rule", MAX_PORTS_PER_RULE);
+		return false;
+	}
+	r->ports = calloc(n->nchildren, sizeof(*r->ports));
+	if (!r->ports)
+		return false;
+	for (size_t i = 0; i < n->nchildren; i++) {
+		char sub[160];
+		long port;
+
+		path_index(sub, sizeof(sub), path, i);
+		if (!get_int(c, n->children[i], sub, 1, 65535, &port))
+			return false;
+		r->ports[r->nports++] = (uint16_t)port;
+	}
+	qsort(r->ports, r->nports, sizeof(*r->ports), cmp_u16);
+	size_t w = 0;
+
+	for (size_t i = 0; i < r->nports; i++)
+		if (w == 0 || r->ports[w - 1] != r->ports[i])
+			r->ports[w++] = r->ports[i];
+	r->nports = w;
+	return true;
+}
+
+static void parse_rule(struct compiler *c, const struct ynode *n, const char *path, bool deny)
+{
+	static const char *const keys[] = { "host", "ports", "reason", NULL };
+	struct rule r = { .deny = deny, .node = n };
+	const struct ynode *host, *ports, *reason;
+	const char *s, *why = NULL;
+
+	if (!check_keys(c, n, path, keys))
+		return;
+	host = ytree_get(n, "host");
+	ports = ytree_get(n, "ports");
+	reason = ytree_get(n, "reason");
+	if (!host) {
+		invalid(c, n, path, "a rule needs a 'host'");
+		return;
+	}
+	char sub[160];
+
+	path_key(sub, sizeof(sub), path, "host");
+	if (!get_string(c, host, sub, &s))
+		return;
+	if (pattern_parse(s, host->len, &r.pattern, &why) != 0) {
+		invalid(c, host, sub, "invalid host: %s", why);
+		return;
+	}
+	/* A wildcard over a whole top-level domain admits most of the internet; deny rules may do it. */
+	if (!deny && r.pattern.kind != PATTERN_NAME && r.pattern.kind != PATTERN_CIDR &&
+	    !memchr(r.pattern.host.text, '.', r.pattern.host.len)) {
+		invalid(c, host, sub, "an allow wildcard needs at least two labels after the wildcard");
+		return;
+	}
+	if (reason) {
+		const char *text;
+
+		path_key(sub, sizeof(sub), path, "reason");
+		if (!get_string(c, reason, sub, &text))
+			return;
+		r.reason = reason;
+	}
+	if (ports) {
+		path_key(sub, sizeof(sub), path, "ports");
+		if (!parse_ports(c, ports, sub, &r)) {
+			free(r.ports);
+			return;
+		}
+	} else if (!deny) {
+		static const uint16_t defaults[] = { 80, 443 };
+
+		r.ports = malloc(sizeof(defaults));
+		if (!r.ports)
+			return;
+		memcpy(r.ports, defaults, sizeof(defaults));
+		r.nports = 2;
+	}
+	snprintf(r.origin, sizeof(r.origin), "%s", path);
+	if (c->nrules >= MAX_RULES) {
+		invalid(c, n, path, "more than %d network rules", MAX_RULES);
+		free(r.ports);
+		return;
+	}
+	c->rules[c->nrules++] = r;
+}
+
+static bool ports_subset(const struct rule *inner, const struct rule *outer)
+{
+	if (outer->nports == 0)
+		return true;
+	for (size_t i = 0; i < inner->nports; i++)
+		if (!bsearch(&inner->ports[i], outer->ports, outer->nports, sizeof(uint16_t), cmp_u16))
+			return false;
+	return true;
+}
+
+static bool same_pattern(const struct pattern *a, const struct pattern *b)
+{
+	return a->kind == b->kind && a->prefix == b->prefix && a->host.kind == b->host.kind &&
+	       strcmp(a->host.text, b->host.text) == 0;
+}
+
+/* An allow rule that a deny rule for the same pattern fully covers can never take effect: a mistake. */
+static void check_shadowed(struct compiler *c)
+{
+	for (size_t i = 0; i < c->nrules; i++) {
+		const struct rule *a = &c->rules[i];
+
+		if (a->deny)
+			continue;
+		for (size_t j = 0; j < c->nrules; j++) {
+			const struct rule *d = &c->rules[j];
+
+			if (d->deny && same_pattern(&a->pattern, &d->pattern) && ports_subset(a, d)) {
+				error(c, CRGW_REASON_POLICY_CONFLICT, a->node, a->origin,
+				      "this allow rule can never match: %s denies the same host on all its ports",
+				      d->origin);
+				break;
+			}
+		}
+	}
+}
+
+/* Sorts JSON values by their canonical text, so the output order depends on content alone. */
+struct keyed {
+	char *key;
+	json_t *value;
+};
+
+static int cmp_keyed(const void *a, const void *b)
+{
+	return strcmp(((const struct keyed *)a)->key, ((const struct keyed *)b)->key);
+}
+
+static int sort_array(json_t *arr)
+{
+	size_t n = json_array_size(arr);
+	struct keyed *v = calloc(n ? n : 1, sizeof(*v));
+	int err = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		v[i].value = json_incref(json_array_get(arr, i));
+		v[i].key = json_dumps(v[i].value, CRGW_JSON_CANONICAL | JSON_ENCODE_ANY);
+		if (!v[i].key)
+			err = -ENOMEM;
+	}
+	if (!err) {
+		qsort(v, n, sizeof(*v), cmp_keyed);
+		json_array_clear(arr);
+		for (size_t i = 0; i < n; i++)
+			if (json_array_append(arr, v[i].value) != 0)
+				err = -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].key);
+		json_decref(v[i].value);
+	}
+	free(v);
+	return err;
+}
+
+static json_t *rules_json(struct compiler *c)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < c->nrules; i++) {
+		const struct rule *r = &c->rules[i];
+		char text[CRGW_HOST_NAME_MAX + 8];
+		json_t *o = json_object(), *ports = json_array();
+
+		pattern_format(&r->pattern, text, sizeof(text));
+		for (size_t p = 0; p < r->nports; p++)
+			json_array_append_new(ports, json_integer(r->ports[p]));
+		add_json(o, "action", json_string(r->deny ? "deny" : "allow"));
+		add_json(o, "host", json_string(text));
+		add_json(o, "ports", ports);
+		add_json(o, "origin", json_string(r->origin));
+		if (r->reason)
+			add_json(o, "reason", json_string(r->reason->value));
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
+static json_t *compile_network(struct compiler *c, const struct ynode *n)
+{
+	static const char *const keys[] = { "default", "allow", "deny", NULL };
+	static const char *const defaults[] = { "deny", "allow", NULL };
+	const char *path = "sandbox.network", *dflt = NULL;
+	json_t *out = json_object();
+
+	if (!check_keys(c, n, path, keys))
+		return out;
+	const struct ynode *d = ytree_get(n, "default");
+
+	if (!d) {
+		invalid(c, n, path, "'default' is required (deny or allow)");
+	} else if (get_enum(c, d, "sandbox.network.default", defaults, &dflt)) {
+		if (strcmp(dflt, "allow") == 0 && !c->opts->allow_default_allow)
+			invalid(c, d, "sandbox.network.default",
+				"default: allow is refused unless the operator passes --allow-default-allow");
+		add_json(out, "default", json_string(dflt));
+	}
+
+	size_t total = 0;
+
+	for (int deny = 0; deny < 2; deny++) {
+		const struct ynode *list = ytree_get(n, deny ? "deny" : "allow");
+
+		if (list && list->type == YNODE_SEQ)
+			total += list->nchildren;
+	}
+	c->rules = calloc(total ? total : 1, sizeof(*c->rules));
+	if (!c->rules)
+		return out;
+	for (int deny = 0; deny < 2; deny++) {
+		const char *name = deny ? "deny" : "allow";
+		const struct ynode *list = ytree_get(n, name);
+		char lpath[160];
+
+		if (!list)
+			continue;
+		path_key(lpath, sizeof(lpath), path, name);
+		if (!expect_type(c, list, lpath, YNODE_SEQ))
+			continue;
+		for (size_t i = 0; i < list->nchildren; i++) {
+			char sub[160];
+
+			path_index(sub, sizeof(sub), lpath, i);
+			parse_rule(c, list->children[i], sub, deny);
+		}
+	}
+	check_shadowed(c);
+	add_json(out, "rules", rules_json(c));
+	return out;
+}
+
+/* ---- sandbox ------------------------------------------------------------------------------------ */
+
+static bool is_lower_hex(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* name[:tag]@sha256:<64 hex>; a tag alone can move under a sandbox, a digest cannot. */
+static json_t *compile_image(struct compiler *c, const struct ynode *n)
+{
+	static const char *const keys[] = { "ref", NULL };
+	const char *path = "sandbox.image", *ref;
+	const struct ynode *r;
+	json_t *out = json_object();
+
+	if (!check_keys(c, n, path, keys))
+		return out;
+	r = ytree_get(n, "ref");
+	if (!r) {
+		invalid(c, n, path, "'ref' is required");
+		return out;
+	}
+	if (!get_string(c, r, "sandbox.image.ref", &ref))
+		return out;
+	const char *at = strchr(ref, '@');
+
+	if (!at) {
+		invalid(c, r, "sandbox.image.ref", "image must be pinned by digest (name@sha256:<64 hex>)");
+		return out;
+	}
+	if (strlen(at + 1) != 71 || strncmp(at + 1, "sha256:", 7) != 0 || !is_lower_hex(at + 8, 64)) {
+		invalid(c, r, "sandbox.image.ref", "digest must be sha256: followed by 64 lowercase hex digits");
+		return out;
+	}
+	for (const char *p = ref; p < at; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("._-/:", *p))) {
+			invalid(c, r, "sandbox.image.ref", "invalid character in image name");
+			return out;
+		}
+	}
+	if (at == ref) {
+		invalid(c, r, "sandbox.image.ref", "image name is empty");
+		return out;
+	}
+	add_json(out, "ref", json_string(ref));
+	add_json(out, "digest", json_string(at + 1));
+	return out;
+}
+
+static json_t *compile_sandbox(struct compiler *c, const struct ynode *n, json_t **network)
+{
+	static const char *const keys[] = { "image", "ttl_minutes", "network", NULL };
+	json_t *out = json_object();
+	const struct ynode *v;
+	long ttl = 60;
+
+	*network = NULL;
+	if (!check_keys(c, n, "sandbox", keys))
+		return out;
+	if ((v = ytree_get(n, "image")))
+		add_json(out, "image", compile_image(c, v));
+	if ((v = ytree_get(n, "ttl_minutes")))
+		get_int(c, v, "sandbox.ttl_minutes", 1, 10080, &ttl);
+	add_json(out, "ttl_minutes", json_integer(ttl));
+	if ((v = ytree_get(n, "network")))
+		*network = compile_network(c, v);
+	else
+		invalid(c, n, "sandbox", "'network' is required");
+	return out;
+}
+
+/* ---- git, registries, secrets, metadata --------------------------------------------------------- */
+
+static json_t *compile_git(struct compiler *c, const struct ynode *n)
+{
+	static const char *const keys[] = { "hosts", "push", NULL };
+	json_t *out = json_object();
+	const struct ynode *v;
+	bool push = false;
+
+	if (n && check_keys(c, n, "git", keys)) {
+		if ((v = ytree_get(n, "hosts")))
+			add_json(out, "hosts", host_list(c, v, "git.hosts", false));
+		if ((v = ytree_get(n, "push")))
+			get_bool(c, v, "git.push", &push);
+	}
+	if (!json_object_get(out, "hosts"))
+		add_json(out, "hosts", json_array());
+	add_json(out, "push", json_boolean(push));
+	return out;
+}
+
+/* Lockfile paths come from a repository: they may name only files beneath it. */
+static bool safe_relative_path(const char *p)
+{
+	if (p[0] == '/' || p[0] == '\0')
+		return false;
+	for (const char *s = p; *s;) {
+		const char *e = strchr(s, '/');
+		size_t n = e ? (size_t)(e - s) : strlen(s);
+
+		if (n == 0 || (n == 2 && s[0] == '.' && s[1] == '.') || (n == 1 && s[0] == '.'))
+			return false;
+		s += n + (e ? 1 : 0);
+	}
+	return true;
+}
+
+static void load_lockfile(struct compiler *c, const struct ynode *n, const char *path, const char *registry,
+			  struct crgw_artifact_list *artifacts)
+{
+	enum crgw_lockfile_kind kind;
+	struct crgw_lockfile_error lerr = { 0 };
+	const char *file;
+	char *buf = NULL;
+	size_t len = 0;
+	int err;
+
+	if (!get_string(c, n, path, &file))
+		return;
+	if (!safe_relative_path(file)) {
+		invalid(c, n, path, "lockfile path must be relative to the repository, without '.' or '..'");
+		return;
+	}
+	if (crgw_lockfile_kind_from_name(file, &kind) != 0) {
+		invalid(c, n, path,
+			"'%.64s' is not a supported lockfile (package-lock.json, npm-shrinkwrap.json, yarn.lock, "
+			"requirements*.txt, go.sum)",
+			file);
+		return;
+	}
+	if (strcmp(crgw_lockfile_registry(kind), registry) != 0) {
+		invalid(c, n, path, "'%.64s' is a %s lockfile, not one for registry %s", file,
+			crgw_lockfile_registry(kind), registry);
+		return;
+	}
+	if (!c->opts->read_file) {
+		invalid(c, n, path, "lockfile enforcement is enabled but lockfiles cannot be read here");
+		return;
+	}
+	err = c->opts->read_file(c->opts->read_file_arg, file, CRGW_LOCKFILE_MAX_BYTES, &buf, &len);
+	if (err) {
+		invalid(c, n, path, "cannot read lockfile '%.64s': %s", file,
+			err == -E2BIG ? "file too large" : strerror(-err));
+		return;
+	}
+	err = crgw_lockfile_parse(kind, buf, len, artifacts, &lerr);
+	free(buf);
+	if (err == -ENOMEM) {
+		invalid(c, n, path, "out of memory reading lockfile '%.64s'", file);
+	} else if (err == -E2BIG) {
+		invalid(c, n, path, "lockfile '%.64s' has too many entries", file);
+	} else if (err) {
+		invalid(c, n, path, "%.64s:%u:%u: %s", file, lerr.line, lerr.column, lerr.message);
+	}
+}
+
+static json_t *artifacts_json(const struct crgw_artifact_list *list)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < list->count; i++) {
+		const struct crgw_artifact *a = &list->items[i];
+		json_t *o = json_object();
+
+		add_json(o, "name", json_string(a->name));
+		add_json(o, "version", json_string(a->version));
+		add_json(o, "registry", string_or_null(a->registry));
+		add_json(o, "integrity", json_string(a->integrity));
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
+/* Artifacts resolved from a host the registry may not use will fail at install time: say so now. */
+static void warn_foreign_registries(struct compiler *c, const struct ynode *at, const char *path,
+				    const struct crgw_artifact_list *list, json_t *allowed)
+{
+	const char *last = NULL;
+
+	for (size_t i = 0; i < list->count; i++) {
+		const char *reg = list->items[i].registry;
+		bool ok = !reg;
+
+		for (size_t j = 0; !ok && j < json_array_size(allowed); j++)
+			ok = strcmp(reg, json_string_value(json_array_get(allowed, j))) == 0;
+		if (ok || (last && strcmp(last, reg) == 0))
+			continue;
+		warning(c, at, path, "lockfile resolves '%.64s' from '%.64s', which is not in allowed_hosts",
+			list->items[i].name, reg);
+		last = reg;
+	}
+}
+
+static json_t *compile_enforcement(struct compiler *c, const struct ynode *n, const char *path,
+				   const char *registry, json_t *registry_out)
+{
+	static const char *const keys[] = { "enabled", "mode", "lockfiles", NULL };
+	static const char *const modes[] = { "deny_unknown", "warn", NULL };
+	json_t *out = json_object(), *files = json_array();
+	const struct ynode *v, *lockfiles;
+	const char *mode = "deny_unknown";
+	bool enabled = false;
+	char sub[160];
+
+	add_json(out, "lockfiles", files);
+	if (!check_keys(c, n, path, keys))
+		return out;
+	path_key(sub, sizeof(sub), path, "enabled");
+	if ((v = ytree_get(n, "enabled")))
+		get_bool(c, v, sub, &enabled);
+	path_key(sub, sizeof(sub), path, "mode");
+	if ((v = ytree_get(n, "mode")))
+		get_enum(c, v, sub, modes, &mode);
+	add_json(out, "enabled", json_boolean(enabled));
+	add_json(out, "mode", json_string(mode));
+
+	lockfiles = ytree_get(n, "lockfiles");
+	path_key(sub, sizeof(sub), path, "lockfiles");
+	if (!lockfiles) {
+		if (enabled)
+			invalid(c, n, sub, "enforcement is enabled but no lockfiles are listed");
+		return out;
+	}
+	if (!get_list(c, lockfiles, sub, enabled))
+		return out;
+
+	struct crgw_artifact_list artifacts = { 0 };
+
+	for (size_t i = 0; i < lockfiles->nchildren; i++) {
+		char item[160];
+		const char *file;
+
+		path_index(item, sizeof(item), sub, i);
+		if (!get_string(c, lockfiles->children[i], item, &file))
+			continue;
+		json_array_append_new(files, json_string(file));
+		if (enabled)
+			load_lockfile(c, lockfiles->children[i], item, registry, &artifacts);
+	}
+	if (enabled) {
+		crgw_artifact_list_sort_unique(&artifacts);
+		warn_foreign_registries(c, lockfiles, sub, &artifacts, json_object_get(registry_out, "allowed_hosts"));
+		add_json(registry_out, "artifacts", artifacts_json(&artifacts));
+	}
+	crgw_artifact_list_free(&artifacts);
+	return out;
+}
+
+static json_t *compile_registry(struct compiler *c, const struct ynode *n, const char *name)
+{
+	static const char *const keys[] = { "enable", "allowed_hosts", "fallback", "lockfile_enforcement", NULL };
+	static const char *const fallbacks[] = { "deny", "allow", NULL };
+	json_t *out = json_object();
+	const struct ynode *v;
+	const char *fallback = "deny";
+	bool enable = false;
+	char path[64], sub[160];
+
+	snprintf(path, sizeof(path), "registries.%s", name);
+	if (!check_keys(c, n, path, keys))
+		return out;
+	path_key(sub, sizeof(sub), path, "enable");
+	if ((v = ytree_get(n, "enable")))
+		get_bool(c, v, sub, &enable);
+	add_json(out, "enable", json_boolean(enable));
+	path_key(sub, sizeof(sub), path, "allowed_hosts");
+	if ((v = ytree_get(n, "allowed_hosts")))
+		add_json(out, "allowed_hosts", host_list(c, v, sub, false));
+	else if (enable)
+		invalid(c, n, sub, "an enabled registry needs 'allowed_hosts'");
+	path_key(sub, sizeof(sub), path, "fallback");
+	if ((v = ytree_get(n, "fallback")))
+		get_enum(c, v, sub, fallbacks, &fallback);
+	add_json(out, "fallback", json_string(fallback));
+	path_key(sub, sizeof(sub), path, "lockfile_enforcement");
+	if ((v = ytree_get(n, "lockfile_enforcement"))) {
+		if (strcmp(name, "oci") == 0)
+			invalid(c, v, sub, "OCI images are pinned by digest; there is no lockfile to enforce");
+		else
+			add_json(out, "lockfile_enforcement", compile_enforcement(c, v, sub, name, out));
+	}
+	return out;
+}
+
+static json_t *compile_registries(struct compiler *c, const struct ynode *n)
+{
+	static const char *const keys[] = { "npm", "pip", "oci", "go", NULL };
+	json_t *out = json_object();
+
+	if (!check_keys(c, n, "registries", keys))
+		return out;
+	for (const char *const *k = keys; *k; k++) {
+		const struct ynode *v = ytree_get(n, *k);
+
+		if (v)
+			add_json(out, *k, compile_registry(c, v, *k));
+	}
+	return out;
+}
+
+static bool valid_secret_id(const char *s, size_t len)
+{
+	if (len == 0 || len > 64)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+		      s[i] == '-' || s[i] == '.'))
+			return false;
+	return true;
+}
+
+/* Header names a sandbox must never be able to set through the injector: framing and routing. */
+static bool forbidden_header(const char *h)
+{
+	static const char *const names[] = { "host", "content-length", "transfer-encoding", "connection",
+					     "upgrade", "te", "trailer", "keep-alive", "proxy-connection", NULL };
+
+	for (const char *const *n = names; *n; n++)
+		if (strcasecmp(h, *n) == 0)
+			return true;
+	return false;
+}
+
+static bool valid_header_name(const char *h)
+{
+	if (!*h)
+		return false;
+	for (const char *p = h; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      strchr("!#$%&'*+-.^_`|~", *p)))
+			return false;
+	return true;
+}
+
+static json_t *compile_secret(struct compiler *c, const struct ynode *n, const char *path)
+{
+	static const char *const keys[] = { "id", "allowed_hosts", "header", "format", "ttl_seconds", NULL };
+	json_t *out = json_object();
+	const struct ynode *v;
+	const char *id, *header = "Authorization", *format = "Bearer {secret}";
+	long ttl = 3600;
+	char sub[160];
+
+	if (!check_keys(c, n, path, keys))
+		return out;
+	path_key(sub, sizeof(sub), path, "id");
+	if (!(v = ytree_get(n, "id"))) {
+		invalid(c, n, sub, "'id' is required");
+	} else if (get_string(c, v, sub, &id)) {
+		if (!valid_secret_id(id, v->len))
+			invalid(c, v, sub, "a secret id is an identifier ([a-z0-9_.-], at most 64), not a value");
+		else
+			add_json(out, "id", json_string(id));
+	}
+	path_key(sub, sizeof(sub), path, "allowed_hosts");
+	if ((v = ytree_get(n, "allowed_hosts")))
+		add_json(out, "allowed_hosts", host_list(c, v, sub, true));
+	else
+		invalid(c, n, sub, "'allowed_hosts' is required: a secret goes only where it is scoped");
+	path_key(sub, sizeof(sub), path, "header");
+	if ((v = ytree_get(n, "header")) && get_string(c, v, sub, &header)) {
+		if (!valid_header_name(header))
+			invalid(c, v, sub, "not a valid HTTP header name");
+		else if (forbidden_header(header))
+			invalid(c, v, sub, "'%s' controls framing or routing and cannot carry a secret", header);
+	}
+	add_json(out, "header", json_string(header));
+	path_key(sub, sizeof(sub), path, "format");
+	if ((v = ytree_get(n, "format")) && get_string(c, v, sub, &format)) {
+		const char *p = strstr(format, "{secret}");
+
+		if (!p || strstr(p + 1, "{secret}"))
+			invalid(c, v, sub, "format must contain '{secret}' exactly once");
+	}
+	add_json(out, "format", json_string(format));
+	path_key(sub, sizeof(sub), path, "ttl_seconds");
+	if ((v = ytree_get(n, "ttl_seconds")))
+		get_int(c, v, sub, 1, 86400, &ttl);
+	add_json(out, "ttl_seconds", json_integer(ttl));
+	return out;
+}
+
+static json_t *compile_secrets(struct compiler *c, const struct ynode *n)
+{
+	json_t *arr = json_array();
+
+	if (!get_list(c, n, "secrets", false))
+		return arr;
+	if (n->nchildren > MAX_SECRETS) {
+		invalid(c, n, "secrets", "more than %d secrets", MAX_SECRETS);
+		return arr;
+	}
+	for (size_t i = 0; i < n->nchildren; i++) {
+		char sub[160];
+		json_t *s;
+
+		path_index(sub, sizeof(sub), "secrets", i);
+		s = compile_secret(c, n->children[i], sub);
+		const char *id = json_string_value(json_object_get(s, "id"));
+
+		for (size_t j = 0; id && j < json_array_size(arr); j++) {
+			const char *other = json_string_value(json_object_get(json_array_get(arr, j), "id"));
+
+			if (other && strcmp(id, other) == 0) {
+				error(c, CRGW_REASON_POLICY_CONFLICT, n->children[i], sub,
+				      "secret id '%s' is defined more than once", id);
+				break;
+			}
+		}
+		json_array_append_new(arr, s);
+	}
+	return arr;
+}
+
+static json_t *compile_metadata(struct compiler *c, const struct ynode *n)
+{
+	json_t *out = json_object();
+
+	if (!expect_type(c, n, "metadata", YNODE_MAP))
+		return out;
+	if (n->nchildren / 2 > MAX_METADATA) {
+		invalid(c, n, "metadata", "more than %d metadata entries", MAX_METADATA);
+		return out;
+	}
+	for (size_t i = 0; i + 1 < n->nchildren; i += 2) {
+		char sub[160];
+		const char *value;
+
+		path_key(sub, sizeof(sub), "metadata", n->children[i]->value);
+		if (n->children[i]->len > 64) {
+			invalid(c, n->children[i], "metadata", "metadata key longer than 64 bytes");
+			continue;
+		}
+		if (get_string(c, n->children[i + 1], sub, &value))
+			add_json(out, n->children[i]->value, json_string(value));
+	}
+	return out;
+}
+
+/* ---- the whole document ------------------------------------------------------------------------- */
+
+/* Walks every scalar, key or value, so a credential is refused wherever it was pasted. */
+static void scan_secrets(struct compiler *c, const struct ynode *n, const char *path)
+{
+	if (n->type == YNODE_SCALAR) {
+		const char *kind = secret_scan(n->value, n->len);
+
+		if (kind)
+			invalid(c, n, path,
+				"value looks like a credential (%s); a policy names secrets by id only", kind);
+		return;
+	}
+	for (size_t i = 0; i < n->nchildren; i++) {
+		char sub[160];
+
+		if (n->type == YNODE_MAP) {
+			if (i % 2 == 0) {
+				path_key(sub, sizeof(sub), path, n->children[i]->value);
+				scan_secrets(c, n->children[i], sub);
+			} else {
+				path_key(sub, sizeof(sub), path, n->children[i - 1]->value);
+				scan_secrets(c, n->children[i], sub);
+			}
+		} else {
+			path_index(sub, sizeof(sub), path, i);
+			scan_secrets(c, n->children[i], sub);
+		}
+	}
+}
+
+/* Hosts the gateway itself contacts for this sandbox must not be ones the policy denies. */
+static void check_denied_service_hosts(struct compiler *c, json_t *doc)
+{
+	json_t *to_check = json_array();
+
+	json_array_extend(to_check, json_object_get(json_object_get(doc, "git"), "hosts"));
+	json_t *regs = json_object_get(doc, "registries");
+	const char *name;
+	json_t *reg;
+
+	json_object_foreach(regs, name, reg)
+		json_array_extend(to_check, json_object_get(reg, "allowed_hosts"));
+
+	size_t i;
+	json_t *h;
+
+	json_array_foreach(to_check, i, h) {
+		struct crgw_host host;
+		const char *text = json_string_value(h);
+
+		if (crgw_host_parse(text, strlen(text), &host, NULL) != 0)
+			continue;
+		for (size_t r = 0; r < c->nrules; r++) {
+			const struct rule *d = &c->rules[r];
+			uint16_t https = 443;
+
+			if (d->deny && pattern_matches(&d->pattern, &host) &&
+			    (d->nports == 0 || bsearch(&https, d->ports, d->nports, sizeof(uint16_t), cmp_u16))) {
+				error(c, CRGW_REASON_POLICY_CONFLICT, d->node, d->origin,
+				      "denies '%s', which git or a registry of this policy needs", text);
+				break;
+			}
+		}
+	}
+	json_decref(to_check);
+}
+
+static json_t *source_json(const struct crgw_compile_opts *o)
+{
+	json_t *s = json_object();
+
+	add_json(s, "path", string_or_null(o->source_path));
+	add_json(s, "repository", string_or_null(o->source_repository));
+	add_json(s, "commit", string_or_null(o->source_commit));
+	return s;
+}
+
+static json_t *compile_document(struct compiler *c, const struct ynode *root)
+{
+	static const char *const keys[] = { "version", "project", "sandbox", "git", "registries", "secrets",
+					    "metadata", NULL };
+	json_t *doc = json_object(), *network = NULL;
+	const struct ynode *v;
+	long version;
+
+	add_json(doc, "format", json_string(CRGW_COMPILED_FORMAT));
+	add_json(doc, "source", source_json(c->opts));
+	if (!check_keys(c, root, "", keys)) {
+		if (root->type != YNODE_MAP)
+			return doc;
+	}
+	scan_secrets(c, root, "");
+	if (!(v = ytree_get(root, "version")))
+		invalid(c, root, "version", "'version' is required (version: 1)");
+	else if (get_int(c, v, "version", 1, 1, &version))
+		add_json(doc, "version", json_integer(version));
+
+	if ((v = ytree_get(root, "project"))) {
+		static const char *const pkeys[] = { "name", "owner", NULL };
+		json_t *p = json_object();
+		const char *s;
+
+		if (check_keys(c, v, "project", pkeys)) {
+			const struct ynode *f;
+
+			if ((f = ytree_get(v, "name")) && get_string(c, f, "project.name", &s))
+				add_json(p, "name", json_string(s));
+			if ((f = ytree_get(v, "owner")) && get_string(c, f, "project.owner", &s))
+				add_json(p, "owner", json_string(s));
+		}
+		add_json(doc, "project", p);
+	}
+	if ((v = ytree_get(root, "sandbox")))
+		add_json(doc, "sandbox", compile_sandbox(c, v, &network));
+	else
+		invalid(c, root, "sandbox", "'sandbox' with 'network.default' is required");
+	add_json(doc, "network", network ? network : json_object());
+	add_json(doc, "git", compile_git(c, ytree_get(root, "git")));
+	add_json(doc, "registries", (v = ytree_get(root, "registries")) ? compile_registries(c, v) : json_object());
+	add_json(doc, "secrets", (v = ytree_get(root, "secrets")) ? compile_secrets(c, v) : json_array());
+	add_json(doc, "metadata", (v = ytree_get(root, "metadata")) ? compile_metadata(c, v) : json_object());
+	check_denied_service_hosts(c, doc);
+	return doc;
+}
+
+void crgw_compiled_free(struct crgw_compiled *compiled)
+{
+	if (!compiled)
+		return;
+	free(compiled->json);
+	free(compiled);
+}
+
+static int finish(struct crgw_compiled *out, json_t *doc)
+{
+	json_t *rules = json_object_get(json_object_get(doc, "network"), "rules");
+	json_t *regs = json_object_get(doc, "registries");
+	const char *name;
+	json_t *reg;
+	int err = 0;
+
+	if (rules && (err = sort_array(rules)))
+		return err;
+	json_object_foreach(regs, name, reg) {
+		json_t *hosts = json_object_get(reg, "allowed_hosts");
+
+		if (hosts && (err = sort_array(hosts)))
+			return err;
+	}
+	if ((err = sort_array(json_object_get(doc, "secrets"))))
+		return err;
+	return crgw_compiled_seal(doc, &out->json, &out->json_len, out->hash);
+}
+
+int crgw_policy_compile(const char *yaml, size_t len, const struct crgw_compile_opts *opts,
+			struct crgw_compiled **result)
+{
+	static const struct crgw_compile_opts no_opts;
+	struct crgw_compiled *out = calloc(1, sizeof(*out));
+	struct compiler c = { .out = out, .opts = opts ? opts : &no_opts };
+	struct ynode *root = NULL;
+	struct ytree_error yerr;
+	json_t *doc = NULL;
+	int err = 0;
+
+	*result = NULL;
+	if (!out)
+		return -ENOMEM;
+	if (len > CRGW_POLICY_MAX_BYTES) {
+		invalid(&c, NULL, "", "policy file larger than %u bytes", CRGW_POLICY_MAX_BYTES);
+		goto out;
+	}
+	err = ytree_parse(yaml, len, &root, &yerr);
+	if (err == -EINVAL) {
+		struct ynode at = { .line = yerr.line, .column = yerr.column };
+
+		invalid(&c, &at, "", "%s", yerr.message);
+		err = 0;
+		goto out;
+	}
+	if (err)
+		goto out;
+	doc = compile_document(&c, root);
+	if (!doc)
+		err = -ENOMEM;
+	else if (out->nerrors == 0)
+		err = finish(out, doc);
+out:
+	for (size_t i = 0; i < c.nrules; i++)
+		free(c.rules[i].ports);
+	free(c.rules);
+	json_decref(doc);
+	ytree_free(root);
+	if (err) {
+		crgw_compiled_free(out);
+		return err;
+	}
+	*result = out;
+	return 0;
+}

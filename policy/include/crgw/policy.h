@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libcrgw-policy: compiles cleanroom.yaml into a CompiledPolicy, loads a CompiledPolicy into an immutable
+ * matcher, and decides (host, port) pairs. No event loop, no network I/O; every function is thread-safe
+ * on distinct arguments, and a loaded policy may be shared read-only by any number of threads.
+ */
+#ifndef CRGW_POLICY_H
+#define CRGW_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crgw/reason.h"
+
+/* ---- hosts -------------------------------------------------------------------------------------- */
+
+#define CRGW_HOST_NAME_MAX 253
+
+enum crgw_host_kind {
+	CRGW_HOST_NAME,
+	CRGW_HOST_IPV4,
+	CRGW_HOST_IPV6,
+};
+
+/*
+ * A destination host in normal form: a lowercase punycode name without trailing dot, or an IP address
+ * (IPv4-mapped IPv6 is stored as IPv4). `text` is the normal form as a string; `addr` holds the address
+ * in network order (4 bytes used for IPv4).
+ */
+struct crgw_host {
+	enum crgw_host_kind kind;
+	uint8_t addr[16];
+	uint8_t len;
+	char text[CRGW_HOST_NAME_MAX + 1];
+};
+
+/*
+ * Normalizes `len` bytes of `in` (borrowed; may hold NUL or invalid UTF-8, which are refused) into
+ * `out`. Names in Unicode go through IDNA2008 (UTS#46 non-transitional); numeric spellings that are not
+ * a canonical dotted quad (octal, hex, integer, short forms) are refused, as are names that look numeric
+ * after IDNA. Returns 0 or -EINVAL with `*why` (if non-NULL) set to a static explanation. ASCII input
+ * takes a path without allocation.
+ */
+int crgw_host_parse(const char *in, size_t len, struct crgw_host *out, const char **why);
+
+/*
+ * Parses "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address (borrowed bytes) into a
+ * normalized host and a port (`default_port` when none is given). Ports are decimal 1-65535.
+ * Returns 0 or -EINVAL with `*why` set.
+ */
+int crgw_hostport_parse(const char *in, size_t len, uint16_t default_port, struct crgw_host *host,
+			uint16_t *port, const char **why);
+
+/* ---- compiling ---------------------------------------------------------------------------------- */
+
+/* One compile diagnostic. `line` and `column` are 1-based (0 when not tied to a place in the YAML). */
+struct crgw_diag {
+	enum crgw_reason code; /* POLICY_INVALID or POLICY_CONFLICT; NONE for a warning */
+	unsigned line;
+	unsigned column;
+	char path[160];    /* dotted path, e.g. "sandbox.network.allow[2].ports[0]"; "" for the document */
+	char message[320]; /* human text; never contains secret-looking input */
+};
+
+#define CRGW_DIAG_MAX 32
+
+/*
+ * Reads a lockfile the policy names. `path` is relative to the repository root and already checked to
+ * hold no absolute part and no ".." component; the callback must still keep it beneath the root. Returns
+ * 0 with a malloc'd buffer (taken by the caller) of at most `max` bytes, -E2BIG when the file is larger,
+ * or another -errno.
+ */
+typedef int (*crgw_read_file_cb)(void *arg, const char *path, size_t max, char **buf, size_t *len);
+
+struct crgw_compile_opts {
+	/* NULL: lockfiles cannot be read, and a policy that enables lockfile enforcement fails. The policy
+	 * library itself does no file I/O. */
+	crgw_read_file_cb read_file;
+	void *read_file_arg;
+	/* Recorded in the compiled policy's `source`; any may be NULL. */
+	const char *source_path;
+	const char *source_repository;
+	const char *source_commit;
+	/* v1 refuses `default: allow` unless the operator opts in. */
+	bool allow_default_allow;
+};
+
+/* The outcome of one compile. On success `json` is the canonical CompiledPolicy (NUL-terminated). */
+struct crgw_compiled {
+	char *json;
+	size_t json_len;
+	char hash[72]; /* "sha256:<64 hex>", "" on failure */
+	struct crgw_diag diags[CRGW_DIAG_MAX];
+	unsigned ndiags;    /* kept (errors first come first) */
+	unsigned nerrors;   /* all errors, including those not kept */
+	unsigned nwarnings;
+};
+
+/* Upper bound on policy file size; larger input is refused before parsing. */
+#define CRGW_POLICY_MAX_BYTES (1024u * 1024)
+
+/*
+ * Compiles `len` bytes of YAML (borrowed). Returns 0 with `*out` set (a new object the caller frees with
+ * crgw_compiled_free) whether or not the policy was valid: check `nerrors`. Returns -ENOMEM otherwise.
+ */
+int crgw_policy_compile(const char *yaml, size_t len, const struct crgw_compile_opts *opts,
+			struct crgw_compiled **out);
+
+void crgw_compiled_free(struct crgw_compiled *compiled);
+
+/* ---- loaded policy and decisions ---------------------------------------------------------------- */
+
+struct crgw_policy;
+
+/*
+ * Loads a CompiledPolicy document (borrowed bytes; untrusted: it arrives over the control API) and builds
+ * the matcher. Verifies the schema and that `policy_hash` matches the content. Returns 0 with a new
+ * reference in `*out`, -EINVAL with `err` filled, or -ENOMEM.
+ */
+int crgw_policy_load(const char *json, size_t len, struct crgw_policy **out, char *err, size_t errlen);
+
+/* Returns a new reference to `policy`. */
+struct crgw_policy *crgw_policy_ref(struct crgw_policy *policy);
+
+/* Drops a reference; the last one frees. Accepts NULL. */
+void crgw_policy_unref(struct crgw_policy *policy);
+
+/* "sha256:<hex>", borrowed for the policy's lifetime. */
+const char *crgw_policy_hash(const struct crgw_policy *policy);
+
+/*
+ * Address ranges refused whatever the policy says (the sandbox pool, the gateway's own addresses, and
+ * the operator's extra ranges). Built once at configuration time, then read-only.
+ */
+struct crgw_blocklist;
+
+struct crgw_blocklist *crgw_blocklist_new(void);
+/* Adds "addr/len" or a bare address. Returns 0 or -EINVAL / -ENOMEM. */
+int crgw_blocklist_add(struct crgw_blocklist *list, const char *cidr);
+void crgw_blocklist_free(struct crgw_blocklist *list);
+
+struct crgw_decision {
+	bool allow;
+	enum crgw_reason reason; /* CRGW_REASON_NONE when allowed */
+	const char *rule;        /* dotted path of the deciding rule, borrowed from the policy */
+};
+
+/*
+ * Decides whether the sandbox may reach `host`:`port` (SPEC section 3: deny rules, exact and CIDR allows,
+ * wildcard allows, the default; IP literals only against IP rules; special and blocked addresses).
+ * `blocked` may be NULL. Never allocates; safe to call from any thread.
+ */
+void crgw_policy_decide(const struct crgw_policy *policy, const struct crgw_blocklist *blocked,
+			const struct crgw_host *host, uint16_t port, struct crgw_decision *out);
+
+/*
+ * Checks an address that an allowed name resolved to (DNS-rebinding defence): refuses `blocked` ranges,
+ * and loopback, link-local, unspecified, multicast and metadata addresses unless a CIDR allow rule at
+ * least as specific as that range admits it. `host` must be an IPv4 or IPv6 host. Never allocates.
+ */
+void crgw_policy_check_address(const struct crgw_policy *policy, const struct crgw_blocklist *blocked,
+			       const struct crgw_host *addr, uint16_t port, struct crgw_decision *out);
+
+#endif
