@@ -1,2 +1,233 @@
 #!/usr/bin/env bash
-echo "1..0"
+# SPDX-License-Identifier: Apache-2.0
+# Runs the built crgw-ctl as a user would and checks output, JSON and exit codes. TAP output.
+# usage: cli.sh CRGW_CTL EXAMPLES_DIR
+set -uo pipefail
+ctl=$(realpath "$1")
+examples=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+n=0 failed=0
+
+result() { # result OK DESCRIPTION
+	n=$((n + 1))
+	if [ "$1" = 0 ]; then
+		echo "ok $n - $2"
+	else
+		echo "not ok $n - $2"
+		failed=$((failed + 1))
+		sed 's/^/#   /' "$tmp/out" "$tmp/err" 2>/dev/null | head -20
+	fi
+}
+
+run() { # run ARGS...: captures stdout, stderr and the exit code
+	"$ctl" "$@" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+}
+
+expect_rc() { # expect_rc CODE DESCRIPTION ARGS...
+	local want=$1 what=$2
+	shift 2
+	run "$@"
+	[ "$rc" = "$want" ]
+	result $? "$what (exit $rc, want $want)"
+}
+
+# expect_json CODE JQ-FILTER DESCRIPTION ARGS...: exit code and a jq test on stdout
+expect_json() {
+	local want=$1 filter=$2 what=$3
+	shift 3
+	run "$@"
+	[ "$rc" = "$want" ] && jq -e "$filter" "$tmp/out" >/dev/null 2>&1
+	result $? "$what"
+}
+
+policy() { # policy DIR: writes stdin to DIR/cleanroom.yaml
+	mkdir -p "$1"
+	cat >"$1/cleanroom.yaml"
+}
+
+# ---- help and usage
+expect_rc 0 "--help succeeds" --help
+grep -q "Exit codes" "$tmp/out" && grep -q "2  invalid policy" "$tmp/out"
+result $? "--help documents the exit codes"
+expect_rc 2 "no command is a usage error"
+expect_rc 2 "unknown command is a usage error" frobnicate
+expect_rc 2 "unknown policy subcommand" policy frobnicate
+expect_rc 2 "unknown option" policy validate --frobnicate "$examples"
+expect_rc 2 "option of another subcommand" policy validate --policy x "$examples"
+expect_rc 2 "explain needs a host" policy explain --policy "$examples"
+
+# ---- the example policy
+expect_rc 0 "example policy validates" policy validate "$examples"
+grep -q "valid (sha256:" "$tmp/out"
+result $? "validate prints the policy hash"
+expect_json 0 '.valid == true and (.policy_hash | test("^sha256:[0-9a-f]{64}$")) and .errors == []' \
+	"validate --json reports valid with a hash" policy validate --json "$examples"
+hash=$(jq -r .policy_hash "$tmp/out")
+
+run policy compile --json "$examples"
+cp "$tmp/out" "$tmp/compiled1.json"
+run policy compile --json "$examples"
+cmp -s "$tmp/out" "$tmp/compiled1.json" && [ "$(wc -l <"$tmp/out")" = 1 ]
+result $? "compile --json is one canonical line, identical on every run"
+[ "$(jq -r .policy_hash "$tmp/compiled1.json")" = "$hash" ]
+result $? "compile and validate agree on the hash"
+jq -e '.network.rules | length == 7' "$tmp/compiled1.json" >/dev/null && \
+	jq -e '[.registries.npm.artifacts[].name] == ["@scope/util", "left-pad"]' "$tmp/compiled1.json" >/dev/null && \
+	jq -e '.registries.pip.artifacts | length == 2' "$tmp/compiled1.json" >/dev/null
+result $? "compiled policy holds the rules and both lockfiles' artifacts"
+run policy compile "$examples"
+jq -e . "$tmp/out" >/dev/null && [ "$(wc -l <"$tmp/out")" -gt 10 ]
+result $? "compile without --json pretty-prints the same document"
+expect_rc 0 "compile -o writes a file" policy compile -o "$tmp/compiled.json" "$examples"
+cmp -s "$tmp/compiled.json" "$tmp/compiled1.json"
+result $? "compile -o writes the canonical bytes"
+expect_rc 0 "source repository and commit are recorded" policy compile --json --repository example/repo \
+	--commit 0123456789abcdef "$examples"
+jq -e '.source == {"path": "cleanroom.yaml", "repository": "example/repo", "commit": "0123456789abcdef"}' \
+	"$tmp/out" >/dev/null
+result $? "compiled source names path, repository and commit"
+
+# ---- explain
+ex() { expect_json "$@"; }
+ex 0 '.action == "allow" and .reason_code == null and .rule == "sandbox.network.allow[0]" and .port == 443 and .host == "api.github.com"' \
+	"explain allow by exact rule" policy explain --json --policy "$examples" api.github.com
+ex 1 '.action == "deny" and .reason_code == "host_not_allowed" and .rule == "sandbox.network.default"' \
+	"explain deny by default" policy explain --json --policy "$examples" evil.example
+ex 1 '.reason_code == "port_not_allowed" and .port == 80' \
+	"explain port_not_allowed" policy explain --json --policy "$examples" api.github.com:80
+ex 0 '.rule == "sandbox.network.allow[1]" and .port == 80' \
+	"one-label wildcard with default ports" policy explain --json --policy "$examples" npm.pkgs.example:80
+ex 1 '.reason_code == "host_not_allowed"' \
+	"one-label wildcard does not match two labels" policy explain --json --policy "$examples" a.b.pkgs.example
+ex 1 '.reason_code == "host_not_allowed"' \
+	"wildcard never matches the apex" policy explain --json --policy "$examples" pkgs.example
+ex 0 '.rule == "sandbox.network.allow[2]"' \
+	"two-star wildcard matches deep names" policy explain --json --policy "$examples" a.b.c.cdn.example
+ex 1 '.reason_code == "host_not_allowed" and .rule == "sandbox.network.deny[1]"' \
+	"deny beats wildcard allow" policy explain --json --policy "$examples" tracker.pkgs.example
+ex 0 '.host == "xn--bcher-kva.example" and .action == "allow"' \
+	"Unicode names are normalized to punycode" policy explain --json --policy "$examples" BÜCHER.example
+ex 0 '.host == "xn--bcher-kva.example"' \
+	"punycode query matches too" policy explain --json --policy "$examples" xn--bcher-kva.example.
+ex 0 '.host == "10.20.3.4" and .rule == "sandbox.network.allow[3]"' \
+	"CIDR rule admits an IP literal" policy explain --json --policy "$examples" 10.20.3.4:5432
+ex 0 '.host == "10.20.3.4" and .host_kind == "ipv4"' \
+	"IPv4-mapped IPv6 is evaluated as IPv4" policy explain --json --policy "$examples" '[::ffff:10.20.3.4]:5432'
+ex 1 '.reason_code == "ip_literal_not_allowed" and .host == "2001:db8::1"' \
+	"IPv6 literal with no IP rule" policy explain --json --policy "$examples" '[2001:DB8::1]:443'
+ex 1 '.reason_code == "ip_literal_not_allowed" and .rule == "sandbox.network.deny[0]"' \
+	"metadata address denied by the deny rule" policy explain --json --policy "$examples" 169.254.169.254:80
+ex 1 '.reason_code == "private_address_blocked" and .rule == "gateway.special_addresses"' \
+	"loopback is private_address_blocked" policy explain --json --policy "$examples" 127.0.0.1:5432
+ex 1 '.reason_code == "private_address_blocked" and .rule == "gateway.blocked_ranges"' \
+	"--blocked ranges are refused whatever the policy says" \
+	policy explain --json --policy "$examples" --blocked 10.20.0.0/16 10.20.3.4:5432
+expect_rc 2 "bad --blocked range" policy explain --policy "$examples" --blocked 10.20.0.1/16 x.example
+expect_rc 2 "hex IPv4 spelling is refused" policy explain --policy "$examples" 0x7f.1
+expect_rc 2 "integer IPv4 spelling is refused" policy explain --policy "$examples" 2130706433
+expect_rc 2 "port 0 is refused" policy explain --policy "$examples" api.github.com:0
+expect_rc 2 "port 65536 is refused" policy explain --policy "$examples" api.github.com:65536
+run policy explain --policy "$examples" api.github.com:80
+[ "$rc" = 1 ] && grep -q "reason: port_not_allowed" "$tmp/out" && grep -q "rule:   sandbox.network.default" "$tmp/out"
+result $? "explain human output names reason and rule"
+ex 0 '.action == "allow" and .policy_hash == "'"$hash"'"' \
+	"explain --compiled uses a compiled policy" policy explain --json --compiled "$tmp/compiled.json" api.github.com
+sed 's/api.github.com/evil.github.com/' "$tmp/compiled.json" >"$tmp/tampered.json"
+expect_rc 2 "explain --compiled refuses a tampered document" policy explain --compiled "$tmp/tampered.json" x.example
+grep -q "policy_hash does not match" "$tmp/err"
+result $? "tampering is reported as a hash mismatch"
+
+# ---- finding the policy
+policy "$tmp/bk/.buildkite" <<'Y'
+version: 1
+sandbox: { network: { default: deny, allow: [ { host: bk.example } ] } }
+Y
+expect_json 0 '.policy | endswith(".buildkite/cleanroom.yaml")' ".buildkite/cleanroom.yaml is found" \
+	policy validate --json "$tmp/bk"
+policy "$tmp/bk" <<'Y'
+version: 1
+sandbox: { network: { default: deny, allow: [ { host: root.example } ] } }
+Y
+run policy validate "$tmp/bk"
+[ "$rc" = 0 ] && grep -q "both cleanroom.yaml and .buildkite/cleanroom.yaml" "$tmp/err" && \
+	grep -q "$tmp/bk/cleanroom.yaml: valid" "$tmp/out"
+result $? "both files: the root one wins and a warning names the ignored one"
+expect_json 0 '.warnings[0].message | test("ignoring .buildkite/cleanroom.yaml")' "the warning is in --json too" \
+	policy validate --json "$tmp/bk"
+ex 0 '.rule == "sandbox.network.allow[0]"' "explain uses the root policy" \
+	policy explain --json --policy "$tmp/bk" root.example
+expect_rc 2 "a directory without a policy" policy validate "$tmp"
+expect_rc 2 "a missing path" policy validate "$tmp/nope"
+( cd "$tmp/bk" && "$ctl" policy validate >/dev/null 2>&1 )
+result $? "validate defaults to the current directory"
+
+# ---- invalid policies
+policy "$tmp/bad" <<'Y'
+version: 1
+sandbox:
+  network:
+    default: deny
+    allow:
+      - host: a.example
+      - host: b.example
+      - host: c.example
+        ports: [443, 70000]
+Y
+run policy validate "$tmp/bad"
+[ "$rc" = 2 ] && grep -q "cleanroom.yaml:9:22: policy_invalid: sandbox.network.allow\[2\].ports\[1\]: " "$tmp/err"
+result $? "invalid port: FILE:LINE:COLUMN: code: dotted path"
+expect_json 2 '.valid == false and .errors[0].code == "policy_invalid" and .errors[0].path == "sandbox.network.allow[2].ports[1]" and .errors[0].line == 9 and .errors[0].column == 22' \
+	"validate --json gives code, path, line and column" policy validate --json "$tmp/bad"
+expect_rc 2 "compile refuses an invalid policy" policy compile "$tmp/bad"
+expect_rc 2 "explain refuses an invalid policy" policy explain --policy "$tmp/bad" a.example
+
+printf 'version: 1\nsandbox: { network: { default: allow } }\n' | policy "$tmp/open"
+expect_rc 2 "default: allow is refused" policy validate "$tmp/open"
+expect_rc 0 "default: allow with --allow-default-allow" policy validate --allow-default-allow "$tmp/open"
+
+mkdir -p "$tmp/huge"
+{ echo "version: 1"; head -c 2000000 /dev/zero | tr '\0' '#'; } >"$tmp/huge/cleanroom.yaml"
+run policy validate "$tmp/huge"
+[ "$rc" = 2 ] && grep -q "larger than" "$tmp/err"
+result $? "a 2 MB file is refused with a clear error"
+printf 'version: 1\nsandbox:\n  network:\n    default: de\0ny\n' >"$tmp/huge/cleanroom.yaml"
+run policy validate "$tmp/huge"
+[ "$rc" = 2 ] && grep -q "control characters" "$tmp/err"
+result $? "a NUL byte is refused with a clear error"
+printf 'version: 1\nproject: { name: "\xff\xfe" }\n' >"$tmp/huge/cleanroom.yaml"
+run policy validate "$tmp/huge"
+[ "$rc" = 2 ] && grep -qi "utf-8" "$tmp/err"
+result $? "invalid UTF-8 is refused with a clear error"
+{ printf 'version: 1\nx: '; head -c 50000 /dev/zero | tr '\0' '['; } >"$tmp/huge/cleanroom.yaml"
+run policy validate "$tmp/huge"
+[ "$rc" = 2 ] && grep -q "nesting deeper" "$tmp/err"
+result $? "deep nesting is refused with a clear error"
+
+# ---- lockfiles stay inside the repository
+mkdir -p "$tmp/esc"
+cat >"$tmp/esc/cleanroom.yaml" <<'Y'
+version: 1
+sandbox: { network: { default: deny } }
+registries:
+  pip:
+    enable: true
+    allowed_hosts: [pypi.pkgs.example]
+    lockfile_enforcement: { enabled: true, lockfiles: [requirements.txt] }
+Y
+ln -s /etc/passwd "$tmp/esc/requirements.txt"
+run policy validate "$tmp/esc"
+[ "$rc" = 2 ] && grep -q "cannot read lockfile" "$tmp/err" && ! grep -q "root:" "$tmp/err"
+result $? "a lockfile symlink out of the repository is refused and nothing of its target is shown"
+rm "$tmp/esc/requirements.txt"
+run policy validate "$tmp/esc"
+[ "$rc" = 2 ] && grep -q "cannot read lockfile 'requirements.txt'" "$tmp/err"
+result $? "a missing lockfile fails the compile"
+printf 'requests==2.31.0\n' >"$tmp/esc/requirements.txt"
+run policy validate "$tmp/esc"
+[ "$rc" = 2 ] && grep -q "requirements.txt:1:" "$tmp/err"
+result $? "an unhashed requirement fails the compile with its line"
+
+echo "1..$n"
+[ "$failed" = 0 ]
