@@ -74,8 +74,9 @@ static int attach(struct builder *b, struct ynode *n)
 
 	if (parent->type == YNODE_MAP && parent->nchildren % 2 == 0) {
 		if (n->type != YNODE_SCALAR) {
+			set_error(b->err, n->line, n->column, "mapping keys must be plain strings");
 			node_free(n);
-			return set_error(b->err, n->line, n->column, "mapping keys must be plain strings");
+			return -EINVAL;
 		}
 		if (parent->nchildren / 2 >= YTREE_MAX_MAP_KEYS) {
 			node_free(n);

@@ -98,7 +98,8 @@ static inline size_t tap_list_dir(const char *dir, const char *suffix, char ***n
 		v[n++] = strdup(e->d_name);
 	}
 	closedir(d);
-	qsort(*names, n, sizeof(**names), tap_cmp_names);
+	if (n > 1)
+		qsort(*names, n, sizeof(**names), tap_cmp_names);
 	return n;
 }
 

@@ -122,7 +122,7 @@ static void generated(void)
 
 	size_t n = 0;
 	for (unsigned i = 0; i < 40; i++)
-		n += (size_t)snprintf(buf + n, 64, "%*sk%u:\n", (int)(i * 2), "", i);
+		n += (size_t)snprintf(buf + n, 128, "%*sk%u:\n", (int)(i * 2), "", i);
 	run_generated("deep block nesting", buf, n, "nesting deeper than 32");
 
 	static const char nul[] = "version: 1\nsandbox:\n  network:\n    default: d\0eny\n";
