@@ -103,6 +103,33 @@ static int load_rule(json_t *o, size_t i, struct matcher_rule *r, uint16_t **por
 	return 0;
 }
 
+/*
+ * Compares origins so that "allow[7]" comes before "allow[60]": numbers by value, the rest bytewise.
+ * Ties between equally specific rules then go to the rule written first, as the author reads the file.
+ */
+static int origin_cmp(const char *a, const char *b)
+{
+	while (*a && *b) {
+		if (*a >= '0' && *a <= '9' && *b >= '0' && *b <= '9') {
+			unsigned long x = strtoul(a, (char **)&a, 10), y = strtoul(b, (char **)&b, 10);
+
+			if (x != y)
+				return x < y ? -1 : 1;
+			continue;
+		}
+		if (*a != *b)
+			return (unsigned char)*a - (unsigned char)*b;
+		a++;
+		b++;
+	}
+	return (unsigned char)*a - (unsigned char)*b;
+}
+
+static int rule_origin_cmp(const void *a, const void *b)
+{
+	return origin_cmp(((const struct matcher_rule *)a)->origin, ((const struct matcher_rule *)b)->origin);
+}
+
 static int load_network(struct crgw_policy *p, json_t *net, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "default", "rules", NULL };
@@ -144,6 +171,7 @@ static int load_network(struct crgw_policy *p, json_t *net, char *err, size_t er
 			return rc;
 		}
 	}
+	qsort(mrules, n, sizeof(*mrules), rule_origin_cmp);
 	rc = matcher_build(mrules, n, &p->matcher);
 	free(mrules);
 	return rc;

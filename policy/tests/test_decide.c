@@ -101,7 +101,7 @@ static void run_file(const char *dir, const char *name)
 
 	for (const char *c = text; *c; c++)
 		lineno += *c == '\n';
-	struct crgw_policy *p = compile_and_load(name, text, (size_t)(sep - text + 1));
+	struct crgw_policy *p = compile_and_load(name, text, (size_t)(sep - text));
 	struct crgw_blocklist *blocked = crgw_blocklist_new();
 
 	if (!p || !blocked) {

@@ -2,7 +2,8 @@
 /*
  * Host normalization cases from a data file, one per line: INPUT<TAB>EXPECTED, where EXPECTED is
  * "name TEXT", "ipv4 TEXT", "ipv6 TEXT" or "error". INPUT may use \xHH escapes; host:port inputs are
- * written with a trailing "@PORT" expectation: "INPUT<TAB>ipv4 TEXT @PORT" runs crgw_hostport_parse.
+ * written with a trailing "@PORT" expectation: "INPUT<TAB>ipv4 TEXT @PORT" runs crgw_hostport_parse, and
+ * "INPUT<TAB>error @-" expects crgw_hostport_parse to refuse the input.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +78,7 @@ int main(int argc, char **argv)
 			rc = crgw_host_parse(input, n, &h, &why);
 		}
 		if (rc)
-			snprintf(got, sizeof(got), "error");
+			snprintf(got, sizeof(got), "error%s", at ? " @-" : "");
 		else if (at)
 			snprintf(got, sizeof(got), "%s %s @%u", kind_name(h.kind), h.text, port);
 		else
