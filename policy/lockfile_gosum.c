@@ -22,7 +22,7 @@ static bool is_alnum(char c)
 }
 
 /*
- * Module paths as golang.org/x/mod/module checks them: ASCII letters, digits and "-._~/+", no empty
+ * Module paths as the Go toolchain checks them: ASCII letters, digits and "-._~/+", no empty
  * element and no element starting or ending with '.', so no "." or ".." can reach a proxy URL path.
  */
 static bool module_ok(const char *p, size_t n)
