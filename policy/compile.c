@@ -251,8 +251,9 @@ static bool get_list(struct compiler *c, const struct ynode *n, const char *path
 
 static void add_json(json_t *obj, const char *key, json_t *value)
 {
-	/* jansson only fails here on allocation failure; json_dumps of a partial object then fails too and
-	 * the compile reports -ENOMEM, so nothing half-built is ever emitted. */
+	/* jansson fails here only when memory runs out, and then the key is simply absent. A document missing
+	 * a required section is refused by crgw_policy_load(); a missing optional member is not caught (no
+	 * allocation-failure test covers this yet). */
 	json_object_set_new(obj, key, value);
 }
 

@@ -4,6 +4,7 @@
 #define CRGW_TESTS_TAP_H
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -68,6 +69,25 @@ static inline char *tap_read_file(const char *path, size_t *len)
 	buf[n] = '\0';
 	*len = n;
 	return buf;
+}
+
+/*
+ * A crgw_read_file_cb for tests: reads `path` beneath the folder `arg` (a const char *) with the limits
+ * the compiler asks for.
+ */
+static inline int tap_read_beneath(void *arg, const char *path, size_t max, char **buf, size_t *len)
+{
+	char full[4096];
+
+	snprintf(full, sizeof(full), "%s/%s", (const char *)arg, path);
+	*buf = tap_read_file(full, len);
+	if (!*buf)
+		return -ENOENT;
+	if (*len > max) {
+		free(*buf);
+		return -E2BIG;
+	}
+	return 0;
 }
 
 static int tap_cmp_names(const void *a, const void *b)

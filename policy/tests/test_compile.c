@@ -13,33 +13,18 @@
 #include "crgw/policy.h"
 #include "tap.h"
 
-static const char *root_dir;
-
-static int read_file(void *arg, const char *path, size_t max, char **buf, size_t *len)
-{
-	char full[4096];
-
-	(void)arg;
-	snprintf(full, sizeof(full), "%s/%s", root_dir, path);
-	*buf = tap_read_file(full, len);
-	if (!*buf)
-		return -ENOENT;
-	if (*len > max) {
-		free(*buf);
-		return -E2BIG;
-	}
-	return 0;
-}
-
 static struct crgw_compiled *compile_file(const char *dir, const char *name)
 {
-	struct crgw_compile_opts opts = { .read_file = read_file, .source_path = "cleanroom.yaml" };
+	struct crgw_compile_opts opts = {
+		.read_file = tap_read_beneath,
+		.read_file_arg = (void *)dir,
+		.source_path = "cleanroom.yaml",
+	};
 	struct crgw_compiled *c = NULL;
 	char path[4096];
 	size_t len;
 	char *text;
 
-	root_dir = dir;
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	text = tap_read_file(path, &len);
 	if (!text)

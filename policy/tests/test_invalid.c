@@ -17,22 +17,6 @@
 
 static const char *files_dir;
 
-static int read_file(void *arg, const char *path, size_t max, char **buf, size_t *len)
-{
-	char full[4096];
-
-	(void)arg;
-	snprintf(full, sizeof(full), "%s/%s", files_dir, path);
-	*buf = tap_read_file(full, len);
-	if (!*buf)
-		return -ENOENT;
-	if (*len > max) {
-		free(*buf);
-		return -E2BIG;
-	}
-	return 0;
-}
-
 static bool has_diag(const struct crgw_compiled *c, const char *code, const char *path, unsigned line,
 		     unsigned column, const char *message)
 {
@@ -57,7 +41,7 @@ static void show(const struct crgw_compiled *c)
 
 static void run_file(const char *dir, const char *name)
 {
-	struct crgw_compile_opts opts = { .read_file = read_file };
+	struct crgw_compile_opts opts = { .read_file = tap_read_beneath, .read_file_arg = (void *)files_dir };
 	struct crgw_compiled *c = NULL;
 	char path[4096], code[64], rule[160], message[256];
 	unsigned line, column;
