@@ -10,6 +10,7 @@
 
 #include "compiled.h"
 #include "lockfile.h"
+#include "matcher.h"
 #include "pattern.h"
 #include "secret_scan.h"
 #include "yaml_tree.h"
@@ -37,6 +38,7 @@ struct compiler {
 	const struct crgw_compile_opts *opts;
 	struct rule *rules;
 	size_t nrules;
+	bool oom; /* an allocation failed: the compile reports -ENOMEM, never a partial document */
 };
 
 static void vdiag(struct compiler *c, enum crgw_reason code, const struct ynode *at, const char *path,
@@ -249,12 +251,17 @@ static bool get_list(struct compiler *c, const struct ynode *n, const char *path
 	return true;
 }
 
-static void add_json(json_t *obj, const char *key, json_t *value)
+/* jansson fails only when memory runs out; the flag turns that into -ENOMEM for the whole compile. */
+static void add_json(struct compiler *c, json_t *obj, const char *key, json_t *value)
 {
-	/* jansson fails here only when memory runs out, and then the key is simply absent. A document missing
-	 * a required section is refused by crgw_policy_load(); a missing optional member is not caught (no
-	 * allocation-failure test covers this yet). */
-	json_object_set_new(obj, key, value);
+	if (!value || json_object_set_new(obj, key, value) != 0)
+		c->oom = true;
+}
+
+static void append_json(struct compiler *c, json_t *arr, json_t *value)
+{
+	if (!value || json_array_append_new(arr, value) != 0)
+		c->oom = true;
 }
 
 static json_t *string_or_null(const char *s)
@@ -309,7 +316,7 @@ static json_t *host_list(struct compiler *c, const struct ynode *n, const char *
 				continue;
 			snprintf(text, sizeof(text), "%s", h.text);
 		}
-		json_array_append_new(arr, json_string(text));
+		append_json(c, arr, json_string(text));
 	}
 	return arr;
 }
@@ -330,8 +337,10 @@ static bool parse_ports(struct compiler *c, const struct ynode *n, const char *p
 		return false;
 	}
 	r->ports = calloc(n->nchildren, sizeof(*r->ports));
-	if (!r->ports)
+	if (!r->ports) {
+		c->oom = true;
 		return false;
+	}
 	for (size_t i = 0; i < n->nchildren; i++) {
 		char sub[160];
 		long port;
@@ -400,8 +409,10 @@ static void parse_rule(struct compiler *c, const struct ynode *n, const char *pa
 		static const uint16_t defaults[] = { 80, 443 };
 
 		r.ports = malloc(sizeof(defaults));
-		if (!r.ports)
+		if (!r.ports) {
+			c->oom = true;
 			return;
+		}
 		memcpy(r.ports, defaults, sizeof(defaults));
 		r.nports = 2;
 	}
@@ -414,6 +425,19 @@ static void parse_rule(struct compiler *c, const struct ynode *n, const char *pa
 	c->rules[c->nrules++] = r;
 }
 
+/* Builds a matcher over the parsed rules, in the order they were written (`mrules` holds them). */
+static int matcher_build_from(struct compiler *c, struct matcher_rule *mrules, struct matcher **out)
+{
+	for (size_t i = 0; i < c->nrules; i++) {
+		mrules[i].deny = c->rules[i].deny;
+		mrules[i].pattern = c->rules[i].pattern;
+		mrules[i].ports = c->rules[i].ports;
+		mrules[i].nports = c->rules[i].nports;
+		mrules[i].origin = c->rules[i].origin;
+	}
+	return matcher_build(mrules, c->nrules, out);
+}
+
 static bool ports_subset(const struct rule *inner, const struct rule *outer)
 {
 	if (outer->nports == 0)
@@ -424,31 +448,64 @@ static bool ports_subset(const struct rule *inner, const struct rule *outer)
 	return true;
 }
 
-static bool same_pattern(const struct pattern *a, const struct pattern *b)
+/* Orders patterns so that identical ones are adjacent; any total order will do. */
+static int pattern_cmp(const struct pattern *a, const struct pattern *b)
 {
-	return a->kind == b->kind && a->prefix == b->prefix && a->host.kind == b->host.kind &&
-	       strcmp(a->host.text, b->host.text) == 0;
+	if (a->kind != b->kind)
+		return (int)a->kind - (int)b->kind;
+	if (a->host.kind != b->host.kind)
+		return (int)a->host.kind - (int)b->host.kind;
+	if (a->prefix != b->prefix)
+		return (int)a->prefix - (int)b->prefix;
+	return strcmp(a->host.text, b->host.text);
 }
 
-/* An allow rule that a deny rule for the same pattern fully covers can never take effect: a mistake. */
+static int deny_cmp(const void *a, const void *b)
+{
+	return pattern_cmp(&(*(const struct rule *const *)a)->pattern, &(*(const struct rule *const *)b)->pattern);
+}
+
+/*
+ * An allow rule that a deny rule for the same pattern fully covers can never take effect: a mistake.
+ * Deny rules are sorted once, so a large policy costs n log n here, not n squared.
+ */
 static void check_shadowed(struct compiler *c)
 {
+	const struct rule **denies = calloc(c->nrules ? c->nrules : 1, sizeof(*denies));
+	size_t ndeny = 0;
+
+	if (!denies) {
+		c->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < c->nrules; i++)
+		if (c->rules[i].deny)
+			denies[ndeny++] = &c->rules[i];
+	qsort(denies, ndeny, sizeof(*denies), deny_cmp);
 	for (size_t i = 0; i < c->nrules; i++) {
 		const struct rule *a = &c->rules[i];
+		size_t lo = 0, hi = ndeny;
 
 		if (a->deny)
 			continue;
-		for (size_t j = 0; j < c->nrules; j++) {
-			const struct rule *d = &c->rules[j];
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
 
-			if (d->deny && same_pattern(&a->pattern, &d->pattern) && ports_subset(a, d)) {
+			if (pattern_cmp(&denies[mid]->pattern, &a->pattern) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (; lo < ndeny && pattern_cmp(&denies[lo]->pattern, &a->pattern) == 0; lo++) {
+			if (ports_subset(a, denies[lo])) {
 				error(c, CRGW_REASON_POLICY_CONFLICT, a->node, a->origin,
 				      "this allow rule can never match: %s denies the same host on all its ports",
-				      d->origin);
+				      denies[lo]->origin);
 				break;
 			}
 		}
 	}
+	free(denies);
 }
 
 /* Sorts JSON values by their canonical text, so the output order depends on content alone. */
@@ -502,14 +559,14 @@ static json_t *rules_json(struct compiler *c)
 
 		pattern_format(&r->pattern, text, sizeof(text));
 		for (size_t p = 0; p < r->nports; p++)
-			json_array_append_new(ports, json_integer(r->ports[p]));
-		add_json(o, "action", json_string(r->deny ? "deny" : "allow"));
-		add_json(o, "host", json_string(text));
-		add_json(o, "ports", ports);
-		add_json(o, "origin", json_string(r->origin));
+			append_json(c, ports, json_integer(r->ports[p]));
+		add_json(c, o, "action", json_string(r->deny ? "deny" : "allow"));
+		add_json(c, o, "host", json_string(text));
+		add_json(c, o, "ports", ports);
+		add_json(c, o, "origin", json_string(r->origin));
 		if (r->reason)
-			add_json(o, "reason", json_string(r->reason->value));
-		json_array_append_new(arr, o);
+			add_json(c, o, "reason", json_string(r->reason->value));
+		append_json(c, arr, o);
 	}
 	return arr;
 }
@@ -531,7 +588,7 @@ static json_t *compile_network(struct compiler *c, const struct ynode *n)
 		if (strcmp(dflt, "allow") == 0 && !c->opts->allow_default_allow)
 			invalid(c, d, "sandbox.network.default",
 				"default: allow is refused unless the operator passes --allow-default-allow");
-		add_json(out, "default", json_string(dflt));
+		add_json(c, out, "default", json_string(dflt));
 	}
 
 	size_t total = 0;
@@ -543,8 +600,10 @@ static json_t *compile_network(struct compiler *c, const struct ynode *n)
 			total += list->nchildren;
 	}
 	c->rules = calloc(total ? total : 1, sizeof(*c->rules));
-	if (!c->rules)
+	if (!c->rules) {
+		c->oom = true;
 		return out;
+	}
 	for (int deny = 0; deny < 2; deny++) {
 		const char *name = deny ? "deny" : "allow";
 		const struct ynode *list = ytree_get(n, name);
@@ -563,7 +622,7 @@ static json_t *compile_network(struct compiler *c, const struct ynode *n)
 		}
 	}
 	check_shadowed(c);
-	add_json(out, "rules", rules_json(c));
+	add_json(c, out, "rules", rules_json(c));
 	return out;
 }
 
@@ -614,8 +673,8 @@ static json_t *compile_image(struct compiler *c, const struct ynode *n)
 		invalid(c, r, "sandbox.image.ref", "image name is empty");
 		return out;
 	}
-	add_json(out, "ref", json_string(ref));
-	add_json(out, "digest", json_string(at + 1));
+	add_json(c, out, "ref", json_string(ref));
+	add_json(c, out, "digest", json_string(at + 1));
 	return out;
 }
 
@@ -630,10 +689,10 @@ static json_t *compile_sandbox(struct compiler *c, const struct ynode *n, json_t
 	if (!check_keys(c, n, "sandbox", keys))
 		return out;
 	if ((v = ytree_get(n, "image")))
-		add_json(out, "image", compile_image(c, v));
+		add_json(c, out, "image", compile_image(c, v));
 	if ((v = ytree_get(n, "ttl_minutes")))
 		get_int(c, v, "sandbox.ttl_minutes", 1, 10080, &ttl);
-	add_json(out, "ttl_minutes", json_integer(ttl));
+	add_json(c, out, "ttl_minutes", json_integer(ttl));
 	if ((v = ytree_get(n, "network")))
 		*network = compile_network(c, v);
 	else
@@ -652,13 +711,13 @@ static json_t *compile_git(struct compiler *c, const struct ynode *n)
 
 	if (n && check_keys(c, n, "git", keys)) {
 		if ((v = ytree_get(n, "hosts")))
-			add_json(out, "hosts", host_list(c, v, "git.hosts", false));
+			add_json(c, out, "hosts", host_list(c, v, "git.hosts", false));
 		if ((v = ytree_get(n, "push")))
 			get_bool(c, v, "git.push", &push);
 	}
 	if (!json_object_get(out, "hosts"))
-		add_json(out, "hosts", json_array());
-	add_json(out, "push", json_boolean(push));
+		add_json(c, out, "hosts", json_array());
+	add_json(c, out, "push", json_boolean(push));
 	return out;
 }
 
@@ -711,6 +770,10 @@ static void load_lockfile(struct compiler *c, const struct ynode *n, const char 
 		return;
 	}
 	err = c->opts->read_file(c->opts->read_file_arg, file, CRGW_LOCKFILE_MAX_BYTES, &buf, &len);
+	if (err == -ENOMEM) {
+		c->oom = true;
+		return;
+	}
 	if (err) {
 		invalid(c, n, path, "cannot read lockfile '%.64s': %s", file,
 			err == -E2BIG ? "file too large" : strerror(-err));
@@ -719,7 +782,7 @@ static void load_lockfile(struct compiler *c, const struct ynode *n, const char 
 	err = crgw_lockfile_parse(kind, buf, len, artifacts, &lerr);
 	free(buf);
 	if (err == -ENOMEM) {
-		invalid(c, n, path, "out of memory reading lockfile '%.64s'", file);
+		c->oom = true;
 	} else if (err == -E2BIG) {
 		invalid(c, n, path, "lockfile '%.64s' has too many entries", file);
 	} else if (err) {
@@ -727,7 +790,7 @@ static void load_lockfile(struct compiler *c, const struct ynode *n, const char 
 	}
 }
 
-static json_t *artifacts_json(const struct crgw_artifact_list *list)
+static json_t *artifacts_json(struct compiler *c, const struct crgw_artifact_list *list)
 {
 	json_t *arr = json_array();
 
@@ -735,11 +798,11 @@ static json_t *artifacts_json(const struct crgw_artifact_list *list)
 		const struct crgw_artifact *a = &list->items[i];
 		json_t *o = json_object();
 
-		add_json(o, "name", json_string(a->name));
-		add_json(o, "version", json_string(a->version));
-		add_json(o, "registry", string_or_null(a->registry));
-		add_json(o, "integrity", json_string(a->integrity));
-		json_array_append_new(arr, o);
+		add_json(c, o, "name", json_string(a->name));
+		add_json(c, o, "version", json_string(a->version));
+		add_json(c, o, "registry", string_or_null(a->registry));
+		add_json(c, o, "integrity", json_string(a->integrity));
+		append_json(c, arr, o);
 	}
 	return arr;
 }
@@ -775,7 +838,7 @@ static json_t *compile_enforcement(struct compiler *c, const struct ynode *n, co
 	bool enabled = false;
 	char sub[160];
 
-	add_json(out, "lockfiles", files);
+	add_json(c, out, "lockfiles", files);
 	if (!check_keys(c, n, path, keys))
 		return out;
 	path_key(sub, sizeof(sub), path, "enabled");
@@ -784,8 +847,8 @@ static json_t *compile_enforcement(struct compiler *c, const struct ynode *n, co
 	path_key(sub, sizeof(sub), path, "mode");
 	if ((v = ytree_get(n, "mode")))
 		get_enum(c, v, sub, modes, &mode);
-	add_json(out, "enabled", json_boolean(enabled));
-	add_json(out, "mode", json_string(mode));
+	add_json(c, out, "enabled", json_boolean(enabled));
+	add_json(c, out, "mode", json_string(mode));
 
 	lockfiles = ytree_get(n, "lockfiles");
 	path_key(sub, sizeof(sub), path, "lockfiles");
@@ -806,14 +869,14 @@ static json_t *compile_enforcement(struct compiler *c, const struct ynode *n, co
 		path_index(item, sizeof(item), sub, i);
 		if (!get_string(c, lockfiles->children[i], item, &file))
 			continue;
-		json_array_append_new(files, json_string(file));
+		append_json(c, files, json_string(file));
 		if (enabled)
 			load_lockfile(c, lockfiles->children[i], item, registry, &artifacts);
 	}
 	if (enabled) {
 		crgw_artifact_list_sort_unique(&artifacts);
 		warn_foreign_registries(c, lockfiles, sub, &artifacts, json_object_get(registry_out, "allowed_hosts"));
-		add_json(registry_out, "artifacts", artifacts_json(&artifacts));
+		add_json(c, registry_out, "artifacts", artifacts_json(c, &artifacts));
 	}
 	crgw_artifact_list_free(&artifacts);
 	return out;
@@ -835,22 +898,22 @@ static json_t *compile_registry(struct compiler *c, const struct ynode *n, const
 	path_key(sub, sizeof(sub), path, "enable");
 	if ((v = ytree_get(n, "enable")))
 		get_bool(c, v, sub, &enable);
-	add_json(out, "enable", json_boolean(enable));
+	add_json(c, out, "enable", json_boolean(enable));
 	path_key(sub, sizeof(sub), path, "allowed_hosts");
 	if ((v = ytree_get(n, "allowed_hosts")))
-		add_json(out, "allowed_hosts", host_list(c, v, sub, false));
+		add_json(c, out, "allowed_hosts", host_list(c, v, sub, false));
 	else if (enable)
 		invalid(c, n, sub, "an enabled registry needs 'allowed_hosts'");
 	path_key(sub, sizeof(sub), path, "fallback");
 	if ((v = ytree_get(n, "fallback")))
 		get_enum(c, v, sub, fallbacks, &fallback);
-	add_json(out, "fallback", json_string(fallback));
+	add_json(c, out, "fallback", json_string(fallback));
 	path_key(sub, sizeof(sub), path, "lockfile_enforcement");
 	if ((v = ytree_get(n, "lockfile_enforcement"))) {
 		if (strcmp(name, "oci") == 0)
 			invalid(c, v, sub, "OCI images are pinned by digest; there is no lockfile to enforce");
 		else
-			add_json(out, "lockfile_enforcement", compile_enforcement(c, v, sub, name, out));
+			add_json(c, out, "lockfile_enforcement", compile_enforcement(c, v, sub, name, out));
 	}
 	return out;
 }
@@ -866,7 +929,7 @@ static json_t *compile_registries(struct compiler *c, const struct ynode *n)
 		const struct ynode *v = ytree_get(n, *k);
 
 		if (v)
-			add_json(out, *k, compile_registry(c, v, *k));
+			add_json(c, out, *k, compile_registry(c, v, *k));
 	}
 	return out;
 }
@@ -923,11 +986,11 @@ static json_t *compile_secret(struct compiler *c, const struct ynode *n, const c
 		if (!valid_secret_id(id, v->len))
 			invalid(c, v, sub, "a secret id is an identifier ([a-z0-9_.-], at most 64), not a value");
 		else
-			add_json(out, "id", json_string(id));
+			add_json(c, out, "id", json_string(id));
 	}
 	path_key(sub, sizeof(sub), path, "allowed_hosts");
 	if ((v = ytree_get(n, "allowed_hosts")))
-		add_json(out, "allowed_hosts", host_list(c, v, sub, true));
+		add_json(c, out, "allowed_hosts", host_list(c, v, sub, true));
 	else
 		invalid(c, n, sub, "'allowed_hosts' is required: a secret goes only where it is scoped");
 	path_key(sub, sizeof(sub), path, "header");
@@ -937,7 +1000,7 @@ static json_t *compile_secret(struct compiler *c, const struct ynode *n, const c
 		else if (forbidden_header(header))
 			invalid(c, v, sub, "'%s' controls framing or routing and cannot carry a secret", header);
 	}
-	add_json(out, "header", json_string(header));
+	add_json(c, out, "header", json_string(header));
 	path_key(sub, sizeof(sub), path, "format");
 	if ((v = ytree_get(n, "format")) && get_string(c, v, sub, &format)) {
 		const char *p = strstr(format, "{secret}");
@@ -945,11 +1008,11 @@ static json_t *compile_secret(struct compiler *c, const struct ynode *n, const c
 		if (!p || strstr(p + 1, "{secret}"))
 			invalid(c, v, sub, "format must contain '{secret}' exactly once");
 	}
-	add_json(out, "format", json_string(format));
+	add_json(c, out, "format", json_string(format));
 	path_key(sub, sizeof(sub), path, "ttl_seconds");
 	if ((v = ytree_get(n, "ttl_seconds")))
 		get_int(c, v, sub, 1, 86400, &ttl);
-	add_json(out, "ttl_seconds", json_integer(ttl));
+	add_json(c, out, "ttl_seconds", json_integer(ttl));
 	return out;
 }
 
@@ -980,7 +1043,7 @@ static json_t *compile_secrets(struct compiler *c, const struct ynode *n)
 				break;
 			}
 		}
-		json_array_append_new(arr, s);
+		append_json(c, arr, s);
 	}
 	return arr;
 }
@@ -1005,7 +1068,7 @@ static json_t *compile_metadata(struct compiler *c, const struct ynode *n)
 			continue;
 		}
 		if (get_string(c, n->children[i + 1], sub, &value))
-			add_json(out, n->children[i]->value, json_string(value));
+			add_json(c, out, n->children[i]->value, json_string(value));
 	}
 	return out;
 }
@@ -1041,50 +1104,56 @@ static void scan_secrets(struct compiler *c, const struct ynode *n, const char *
 	}
 }
 
-/* Hosts the gateway itself contacts for this sandbox must not be ones the policy denies. */
+/*
+ * Hosts the gateway itself contacts for this sandbox must not be ones the policy denies. The rules go
+ * through the same matcher the gateway uses, so "denies" means exactly what it will mean at run time.
+ */
 static void check_denied_service_hosts(struct compiler *c, json_t *doc)
 {
+	struct matcher_rule *mrules = calloc(c->nrules ? c->nrules : 1, sizeof(*mrules));
+	struct matcher *m = NULL;
 	json_t *to_check = json_array();
-
-	json_array_extend(to_check, json_object_get(json_object_get(doc, "git"), "hosts"));
-	json_t *regs = json_object_get(doc, "registries");
 	const char *name;
-	json_t *reg;
+	json_t *reg, *h;
+	size_t i;
 
-	json_object_foreach(regs, name, reg)
+	if (!mrules || !to_check || matcher_build_from(c, mrules, &m) != 0) {
+		c->oom = true;
+		goto out;
+	}
+	json_array_extend(to_check, json_object_get(json_object_get(doc, "git"), "hosts"));
+	json_object_foreach(json_object_get(doc, "registries"), name, reg)
 		json_array_extend(to_check, json_object_get(reg, "allowed_hosts"));
 
-	size_t i;
-	json_t *h;
-
 	json_array_foreach(to_check, i, h) {
-		struct crgw_host host;
 		const char *text = json_string_value(h);
+		struct crgw_decision d;
+		struct crgw_host host;
 
 		if (crgw_host_parse(text, strlen(text), &host, NULL) != 0)
 			continue;
-		for (size_t r = 0; r < c->nrules; r++) {
-			const struct rule *d = &c->rules[r];
-			uint16_t https = 443;
-
-			if (d->deny && pattern_matches(&d->pattern, &host) &&
-			    (d->nports == 0 || bsearch(&https, d->ports, d->nports, sizeof(uint16_t), cmp_u16))) {
-				error(c, CRGW_REASON_POLICY_CONFLICT, d->node, d->origin,
+		matcher_decide(m, false, NULL, &host, 443, &d);
+		for (size_t r = 0; !d.allow && r < c->nrules; r++) {
+			if (c->rules[r].deny && d.rule == c->rules[r].origin) {
+				error(c, CRGW_REASON_POLICY_CONFLICT, c->rules[r].node, c->rules[r].origin,
 				      "denies '%s', which git or a registry of this policy needs", text);
 				break;
 			}
 		}
 	}
+out:
+	matcher_free(m);
+	free(mrules);
 	json_decref(to_check);
 }
 
-static json_t *source_json(const struct crgw_compile_opts *o)
+static json_t *source_json(struct compiler *c, const struct crgw_compile_opts *o)
 {
 	json_t *s = json_object();
 
-	add_json(s, "path", string_or_null(o->source_path));
-	add_json(s, "repository", string_or_null(o->source_repository));
-	add_json(s, "commit", string_or_null(o->source_commit));
+	add_json(c, s, "path", string_or_null(o->source_path));
+	add_json(c, s, "repository", string_or_null(o->source_repository));
+	add_json(c, s, "commit", string_or_null(o->source_commit));
 	return s;
 }
 
@@ -1096,8 +1165,8 @@ static json_t *compile_document(struct compiler *c, const struct ynode *root)
 	const struct ynode *v;
 	long version;
 
-	add_json(doc, "format", json_string(CRGW_COMPILED_FORMAT));
-	add_json(doc, "source", source_json(c->opts));
+	add_json(c, doc, "format", json_string(CRGW_COMPILED_FORMAT));
+	add_json(c, doc, "source", source_json(c, c->opts));
 	if (!check_keys(c, root, "", keys)) {
 		if (root->type != YNODE_MAP)
 			return doc;
@@ -1106,7 +1175,7 @@ static json_t *compile_document(struct compiler *c, const struct ynode *root)
 	if (!(v = ytree_get(root, "version")))
 		invalid(c, root, "version", "'version' is required (version: 1)");
 	else if (get_int(c, v, "version", 1, 1, &version))
-		add_json(doc, "version", json_integer(version));
+		add_json(c, doc, "version", json_integer(version));
 
 	if ((v = ytree_get(root, "project"))) {
 		static const char *const pkeys[] = { "name", "owner", NULL };
@@ -1117,21 +1186,21 @@ static json_t *compile_document(struct compiler *c, const struct ynode *root)
 			const struct ynode *f;
 
 			if ((f = ytree_get(v, "name")) && get_string(c, f, "project.name", &s))
-				add_json(p, "name", json_string(s));
+				add_json(c, p, "name", json_string(s));
 			if ((f = ytree_get(v, "owner")) && get_string(c, f, "project.owner", &s))
-				add_json(p, "owner", json_string(s));
+				add_json(c, p, "owner", json_string(s));
 		}
-		add_json(doc, "project", p);
+		add_json(c, doc, "project", p);
 	}
 	if ((v = ytree_get(root, "sandbox")))
-		add_json(doc, "sandbox", compile_sandbox(c, v, &network));
+		add_json(c, doc, "sandbox", compile_sandbox(c, v, &network));
 	else
 		invalid(c, root, "sandbox", "'sandbox' with 'network.default' is required");
-	add_json(doc, "network", network ? network : json_object());
-	add_json(doc, "git", compile_git(c, ytree_get(root, "git")));
-	add_json(doc, "registries", (v = ytree_get(root, "registries")) ? compile_registries(c, v) : json_object());
-	add_json(doc, "secrets", (v = ytree_get(root, "secrets")) ? compile_secrets(c, v) : json_array());
-	add_json(doc, "metadata", (v = ytree_get(root, "metadata")) ? compile_metadata(c, v) : json_object());
+	add_json(c, doc, "network", network ? network : json_object());
+	add_json(c, doc, "git", compile_git(c, ytree_get(root, "git")));
+	add_json(c, doc, "registries", (v = ytree_get(root, "registries")) ? compile_registries(c, v) : json_object());
+	add_json(c, doc, "secrets", (v = ytree_get(root, "secrets")) ? compile_secrets(c, v) : json_array());
+	add_json(c, doc, "metadata", (v = ytree_get(root, "metadata")) ? compile_metadata(c, v) : json_object());
 	check_denied_service_hosts(c, doc);
 	return doc;
 }
@@ -1194,7 +1263,7 @@ int crgw_policy_compile(const char *yaml, size_t len, const struct crgw_compile_
 	if (err)
 		goto out;
 	doc = compile_document(&c, root);
-	if (!doc)
+	if (!doc || c.oom)
 		err = -ENOMEM;
 	else if (out->nerrors == 0)
 		err = finish(out, doc);

@@ -2,11 +2,30 @@
 /* Canonical form and hash of a CompiledPolicy. */
 #include <errno.h>
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compiled.h"
+
+/*
+ * jansson's dumper can drop pieces of its output when an allocation fails part way and still return a
+ * string. Output that does not parse back to the same value is treated as the allocation failure it is,
+ * so neither a hash nor a compiled document is ever made from damaged text.
+ */
+static int serialized_faithfully(const char *text, json_t *value)
+{
+	json_t *back;
+	bool same;
+
+	if (!text)
+		return -ENOMEM;
+	back = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+	same = back && json_equal(back, value);
+	json_decref(back);
+	return same ? 0 : -ENOMEM;
+}
 
 int crgw_compiled_hash(json_t *doc, char hash[72])
 {
@@ -16,13 +35,20 @@ int crgw_compiled_hash(json_t *doc, char hash[72])
 	char *text;
 	int err = 0;
 
-	if (!copy)
+	/* json_copy() skips members it cannot allocate room for instead of failing; a short copy would
+	 * hash a different document, so count. */
+	if (!copy || json_object_size(copy) != json_object_size(doc)) {
+		json_decref(copy);
 		return -ENOMEM;
+	}
 	json_object_del(copy, "policy_hash");
 	text = json_dumps(copy, CRGW_JSON_CANONICAL);
+	err = serialized_faithfully(text, copy);
 	json_decref(copy);
-	if (!text)
-		return -ENOMEM;
+	if (err) {
+		free(text);
+		return err;
+	}
 	if (EVP_Digest(text, strlen(text), digest, &dlen, EVP_sha256(), NULL) != 1 || dlen != 32) {
 		err = -ENOMEM;
 	} else {
@@ -43,8 +69,12 @@ int crgw_compiled_seal(json_t *doc, char **json, size_t *len, char hash[72])
 	if (json_object_set_new(doc, "policy_hash", json_string(hash)) != 0)
 		return -ENOMEM;
 	*json = json_dumps(doc, CRGW_JSON_CANONICAL);
-	if (!*json)
-		return -ENOMEM;
+	err = serialized_faithfully(*json, doc);
+	if (err) {
+		free(*json);
+		*json = NULL;
+		return err;
+	}
 	*len = strlen(*json);
 	return 0;
 }

@@ -130,31 +130,3 @@ void pattern_format(const struct pattern *p, char *buf, size_t size)
 		break;
 	}
 }
-
-static unsigned count_labels(const char *s, size_t len)
-{
-	unsigned n = 1;
-
-	for (size_t i = 0; i < len; i++)
-		n += s[i] == '.';
-	return n;
-}
-
-bool pattern_matches(const struct pattern *p, const struct crgw_host *host)
-{
-	if (p->kind == PATTERN_CIDR)
-		return host->kind == p->host.kind && prefix_equal(host->addr, p->host.addr, p->prefix);
-	if (host->kind != CRGW_HOST_NAME)
-		return false;
-	if (p->kind == PATTERN_NAME)
-		return host->len == p->host.len && memcmp(host->text, p->host.text, host->len) == 0;
-
-	size_t slen = p->host.len;
-
-	if (host->len < slen + 2 || host->text[host->len - slen - 1] != '.' ||
-	    memcmp(host->text + host->len - slen, p->host.text, slen) != 0)
-		return false;
-	unsigned extra = count_labels(host->text, host->len - slen - 1);
-
-	return p->kind == PATTERN_WILD_MANY || extra == 1;
-}

@@ -28,9 +28,6 @@ int pattern_parse(const char *text, size_t len, struct pattern *out, const char 
 /* Writes the canonical spelling (the compiled form's `host`) into `buf`. */
 void pattern_format(const struct pattern *p, char *buf, size_t size);
 
-/* Whether `host` (normalized) is matched by `p`. For compile-time checks, not the hot path. */
-bool pattern_matches(const struct pattern *p, const struct crgw_host *host);
-
 /* Number of address bits of a host kind: 32 or 128 (0 for names). */
 unsigned host_bits(enum crgw_host_kind kind);
 

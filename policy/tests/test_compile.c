@@ -6,6 +6,7 @@
  * port order are not significant). Tampered compiled documents must fail to load.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,95 @@ static void tamper_cases(void)
 	crgw_compiled_free(c);
 }
 
+/* Allocation failure injection for jansson, where the compiler builds the whole document. */
+static long alloc_calls, alloc_fail_at = -1;
+
+static void *failing_malloc(size_t n)
+{
+	if (alloc_calls++ == alloc_fail_at)
+		return NULL;
+	return malloc(n);
+}
+
+/*
+ * Fails the Nth jansson allocation for every N until a compile runs through: each compile must either
+ * report -ENOMEM or produce exactly the document an unconstrained compile produces, never a partial one.
+ */
+static void allocation_failures(const char *dir)
+{
+	struct crgw_compiled *ref = compile_file(dir, "cleanroom.yaml");
+	unsigned bad = 0, enomem = 0, refused = 0;
+
+	if (!ref || ref->nerrors) {
+		tap_result(false, "allocation failures: reference compile");
+		crgw_compiled_free(ref);
+		return;
+	}
+	json_set_alloc_funcs(failing_malloc, free);
+	for (alloc_fail_at = 0;; alloc_fail_at++) {
+		struct crgw_compiled *c = NULL;
+		char path[4096];
+		size_t len;
+		char *text;
+		int rc;
+
+		alloc_calls = 0;
+		snprintf(path, sizeof(path), "%s/cleanroom.yaml", dir);
+		text = tap_read_file(path, &len);
+		struct crgw_compile_opts opts = {
+			.read_file = tap_read_beneath,
+			.read_file_arg = (void *)dir,
+			.source_path = "cleanroom.yaml",
+		};
+
+		rc = text ? crgw_policy_compile(text, len, &opts, &c) : -1;
+		free(text);
+		if (rc == -ENOMEM)
+			enomem++;
+		else if (rc == 0 && c->nerrors && !c->json)
+			refused++; /* jansson reports some failures inside a lockfile as a syntax error */
+		else if (rc != 0 || c->nerrors || strcmp(c->json, ref->json) != 0) {
+			if (bad++ < 5)
+				printf("# failing allocation %ld: rc %d, %u errors\n", alloc_fail_at, rc,
+				       c ? c->nerrors : 0);
+		}
+		crgw_compiled_free(c);
+		if (alloc_calls <= alloc_fail_at || alloc_fail_at > 100000)
+			break; /* this run never reached the injected failure: every point was tried */
+	}
+	json_set_alloc_funcs(malloc, free);
+	tap_result(bad == 0 && enomem > 0,
+		   "allocation failures at %ld points: %u -ENOMEM, %u refused as invalid, %u partial or wrong",
+		   alloc_fail_at, enomem, refused, bad);
+
+	/* The loader under the same injection: it refuses, or it loads exactly the policy it was given. */
+	unsigned loaded = 0, load_bad = 0, load_refused = 0;
+
+	json_set_alloc_funcs(failing_malloc, free);
+	for (alloc_fail_at = 0;; alloc_fail_at++) {
+		struct crgw_policy *p = NULL;
+		char err[256];
+		int rc;
+
+		alloc_calls = 0;
+		rc = crgw_policy_load(ref->json, ref->json_len, &p, err, sizeof(err));
+		if (rc == -ENOMEM || rc == -EINVAL)
+			load_refused += !p;
+		else if (rc == 0 && strcmp(crgw_policy_hash(p), ref->hash) == 0)
+			loaded++;
+		else
+			load_bad++;
+		crgw_policy_unref(p);
+		if (alloc_calls <= alloc_fail_at || alloc_fail_at > 100000)
+			break;
+	}
+	json_set_alloc_funcs(malloc, free);
+	tap_result(load_bad == 0 && loaded == 1,
+		   "load with allocation failures at %ld points: %u refused, %u loaded, %u wrong", alloc_fail_at,
+		   load_refused, loaded, load_bad);
+	crgw_compiled_free(ref);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -158,5 +248,6 @@ int main(int argc, char **argv)
 		free(names);
 	}
 	tamper_cases();
+	allocation_failures(argv[argc - 1]);
 	return tap_done();
 }
