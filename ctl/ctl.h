@@ -31,5 +31,51 @@ int repo_read_file(const char *path, size_t max, char **buf, size_t *len);
 int repo_read_beneath(void *arg, const char *path, size_t max, char **buf, size_t *len);
 
 int cmd_policy(int argc, char **argv);
+int cmd_sandbox(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+
+/*
+ * Finds and compiles the policy at `where` (a file, a directory or NULL for "."), printing diagnostics.
+ * Returns 0 with the canonical CompiledPolicy in a malloc'd `*json`, -EINVAL for an invalid policy, or
+ * -errno.
+ */
+int ctl_compile_policy(const char *where, bool allow_default_allow, char **json);
+
+/* ---- the control API client (client.c) ---------------------------------------------------------- */
+
+/* The control socket: --control, else $CRGW_CONTROL, else /run/crgw/control.sock. Set by main(). */
+extern const char *ctl_control_path;
+
+struct ctl_response {
+	long status;   /* HTTP status; 0 when the gateway could not be reached */
+	char *body;    /* malloc'd, NUL-terminated */
+	size_t len;
+};
+
+/*
+ * One request to the gateway. Returns 0 when an HTTP answer came (check `status`), or -errno with a
+ * message in `err` (e.g. the gateway is not running). The caller frees out->body.
+ */
+int ctl_request(const char *method, const char *path, const char *body, struct ctl_response *out, char *err,
+		size_t errlen);
+
+/*
+ * Streams a GET response, calling `line` for each complete line until the stream ends or `line` returns
+ * non-zero. Returns 0 or -errno with `err`.
+ */
+int ctl_stream(const char *path, int (*line)(const char *text, size_t len, void *arg), void *arg, char *err,
+	       size_t errlen);
+
+/* Prints the gateway's JSON error (code: message) for a non-2xx response to stderr. */
+void ctl_print_error(const char *what, const struct ctl_response *r);
+
+/* Exit codes of run and exec when crgw-ctl itself fails, as container runtimes use them. */
+#define CTL_EXIT_RUN_FAILED 125
+#define CTL_EXIT_CANNOT_EXEC 126
+#define CTL_EXIT_NOT_FOUND 127
 
 #endif

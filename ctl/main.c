@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* crgw-ctl: the command-line front end; each command lives in its own file. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ctl.h"
@@ -16,16 +17,64 @@ static const char usage[] =
 	"                         print the CompiledPolicy (--json: the canonical bytes, one line)\n"
 	"  policy explain [--policy PATH|DIR | --compiled FILE] [--blocked CIDR]... [--json] HOST[:PORT]\n"
 	"                         would the sandbox reach HOST:PORT (default port 443), and why\n"
+	"  run [--policy PATH|DIR] [--rm] [--json] [--backend netns] -- CMD [ARGS...]\n"
+	"                         run CMD in a new sandbox behind the gateway; exits with CMD's code\n"
+	"  exec SANDBOX -- CMD [ARGS...]\n"
+	"                         run CMD in a sandbox left by run without --rm\n"
+	"  sandbox ls [--json] | show [--json] ID | rm ID...\n"
+	"  audit tail [-f] [-n LINES] [--json]\n"
+	"                         recent audit events; -f follows live events\n"
+	"  stats [--json | --prometheus]\n"
+	"  doctor [--json]        host prerequisites and the gateway's capability map\n"
+	"\n"
+	"Global option: --control PATH (or CRGW_CONTROL) names the gateway's control socket\n"
+	"(default /run/crgw/control.sock).\n"
 	"\n"
 	"Exit codes:\n"
 	"  0  success; for explain, the destination is allowed\n"
-	"  1  explain: the destination is denied\n"
+	"  1  explain: the destination is denied; doctor: a check failed\n"
 	"  2  invalid policy, bad usage, or any error that prevented an answer\n"
+	"  run and exec: the command's exit code (128+N when killed by signal N); 125 when the sandbox\n"
+	"  could not be made, 126 when CMD cannot run, 127 when CMD was not found\n"
 	"\n"
 	"See docs/ctl.md for every command, its output and its JSON.\n";
 
+/* Takes --control PATH / --control=PATH out of argv (before any "--"), wherever it appears. */
+static int take_control_option(int *argc, char **argv)
+{
+	const char *env = getenv("CRGW_CONTROL");
+
+	if (env && *env)
+		ctl_control_path = env;
+	for (int i = 1; i < *argc; i++) {
+		int take = 0;
+
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "--control")) {
+			if (i + 1 >= *argc) {
+				fprintf(stderr, "crgw-ctl: --control needs a path\n");
+				return -1;
+			}
+			ctl_control_path = argv[i + 1];
+			take = 2;
+		} else if (!strncmp(argv[i], "--control=", 10)) {
+			ctl_control_path = argv[i] + 10;
+			take = 1;
+		}
+		if (take) {
+			memmove(&argv[i], &argv[i + take], (size_t)(*argc - i - take + 1) * sizeof(*argv));
+			*argc -= take;
+			i--;
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (take_control_option(&argc, argv))
+		return CTL_EXIT_ERROR;
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return CTL_EXIT_ERROR;
@@ -40,6 +89,18 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "policy") == 0)
 		return cmd_policy(argc - 1, argv + 1);
+	if (strcmp(argv[1], "sandbox") == 0)
+		return cmd_sandbox(argc - 1, argv + 1);
+	if (strcmp(argv[1], "audit") == 0)
+		return cmd_audit(argc - 1, argv + 1);
+	if (strcmp(argv[1], "stats") == 0)
+		return cmd_stats(argc - 1, argv + 1);
+	if (strcmp(argv[1], "doctor") == 0)
+		return cmd_doctor(argc - 1, argv + 1);
+	if (strcmp(argv[1], "run") == 0)
+		return cmd_run(argc - 1, argv + 1);
+	if (strcmp(argv[1], "exec") == 0)
+		return cmd_exec(argc - 1, argv + 1);
 	fprintf(stderr, "crgw-ctl: unknown command '%s'\n\n%s", argv[1], usage);
 	return CTL_EXIT_ERROR;
 }

@@ -429,3 +429,23 @@ int cmd_policy(int argc, char **argv)
 		return cmd_compile(&a);
 	return cmd_explain(&a);
 }
+
+int ctl_compile_policy(const char *where, bool allow_default_allow, char **json)
+{
+	struct policy_args a = { .allow_default_allow = allow_default_allow };
+	struct loaded l;
+	int rc = compile_policy(&a, where, &l);
+
+	if (rc)
+		return rc;
+	if (l.repo.warning[0])
+		fprintf(stderr, "warning: %s\n", l.repo.warning);
+	print_diags(l.repo.path, l.compiled);
+	if (l.compiled->nerrors) {
+		crgw_compiled_free(l.compiled);
+		return -EINVAL;
+	}
+	*json = strdup(l.compiled->json);
+	crgw_compiled_free(l.compiled);
+	return *json ? 0 : -ENOMEM;
+}

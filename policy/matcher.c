@@ -285,13 +285,14 @@ static void scan_chain(const struct matcher *m, uint32_t head, uint16_t port, un
 	for (uint32_t i = head; i; i = m->next[i - 1]) {
 		const struct matcher_rule *r = &m->rules[i - 1];
 
+		/* Port 0 asks about the name itself (DNS): any allow admits it, only an all-port deny refuses. */
 		if (r->deny) {
 			if (!s->deny && port_in(r, port))
 				s->deny = r;
 			continue;
 		}
 		s->host_seen = true;
-		if (!s->allow && port_in(r, port)) {
+		if (!s->allow && (port == 0 || port_in(r, port))) {
 			s->allow = r;
 			s->allow_prefix = prefix;
 		}

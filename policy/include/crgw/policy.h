@@ -155,6 +155,13 @@ void crgw_policy_decide(const struct crgw_policy *policy, const struct crgw_bloc
 			const struct crgw_host *host, uint16_t port, struct crgw_decision *out);
 
 /*
+ * Port 0 in crgw_policy_decide() and crgw_policy_check_address() asks about a name or address on no port
+ * in particular, as DNS does: an allow rule on any port admits it, and only a deny rule covering every
+ * port refuses it.
+ */
+#define CRGW_PORT_ANY 0
+
+/*
  * Checks an address that an allowed name resolved to (DNS-rebinding defence): refuses `blocked` ranges,
  * and loopback, link-local, unspecified, multicast and metadata addresses unless a CIDR allow rule at
  * least as specific as that range admits it. `host` must be an IPv4 or IPv6 host. Never allocates.

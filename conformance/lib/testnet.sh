@@ -1,0 +1,592 @@
+# SPDX-License-Identifier: Apache-2.0
+# The hermetic "mini internet" that crgw's end-to-end tests, README demo and benchmarks run against.
+# A bash library: `source conformance/lib/testnet.sh`, then call the functions below. Needs root.
+#
+# Topology
+#
+#   root namespace (the host; crgw runs here)          ${TN_PREFIX}-net  (the "internet")
+#   ---------------------------------------            ---------------------------------------------
+#   ${TN_PREFIX}u  203.0.113.1/24   <---- veth ---->   eth0  203.0.113.53/24  knotd, authoritative for test.
+#                                                            203.0.113.10/24  HTTP :80, TCP banner/echo :22
+#   blackhole 203.0.113.0/24 metric 4000                     203.0.113.11/24  HTTP :80
+#   blackhole 10.201.0.0/16  metric 4000  (sandbox pool)     lo up (knotd also on 127.0.0.1:53)
+#   blackhole 2001:db8::/32  metric 4000  (AAAA target)      no default route, IPv6 off
+#
+# The root namespace reaches 203.0.113.x through the connected /24 on the veth; the blackholes (added first,
+# removed last) catch everything else in those ranges, so no packet for them ever follows the machine's
+# default route, even while the veth is being made or taken down. Nothing forwards: crgw proxies, and it is
+# the root namespace itself that talks to 203.0.113.x. Global ip_forward is never touched. 10.201.0.0/16 is
+# reserved for the sandboxes the gateway makes; the harness only blackholes it. AAAA records point into the
+# blackholed 2001:db8::/32: there is no IPv6 upstream yet, and a connect there must fail, not leave.
+#
+# Names. TN_PREFIX defaults to "crgwtn<$$ mod 10000>" (at most 14 characters: the veth name must fit in 15).
+#   namespace ${TN_PREFIX}-net, root-side veth ${TN_PREFIX}u, namespace-side eth0,
+#   /etc/netns/${TN_PREFIX}-net/resolv.conf (so `ip netns exec` programs use 203.0.113.53, never the machine's),
+#   /run/crgw-testnet/${TN_PREFIX}.pid: "PID STARTTIME" of the shell that owns the network, then the state dir;
+#   knotd's control socket is STATE_DIR/knot/run/knot.sock, or /run/crgw-testnet/${TN_PREFIX}.knot.sock when
+#   STATE_DIR is too deep for a unix socket path.
+# One network per machine: every instance uses the same addresses, so a second testnet_up waits (up to
+# TN_LOCK_WAIT seconds, default 120) until the owner's testnet_down, or until its owner is dead and reaped.
+#
+# Functions
+#   testnet_up STATE_DIR       make the network, start the servers, wait until they answer (0.3-2 s)
+#   testnet_down [--keep-blackhole]
+#                              stop what testnet_up started, delete namespace and veth, then the blackholes and
+#                              the claim file (kept with --keep-blackhole; a later testnet_down removes them).
+#                              Idempotent and quiet.
+#   testnet_reap_stale         clean up networks whose owning PID is dead, and crgwtn<N>-net/crgwtn<N>u
+#                              objects that have no claim file at all (testnet_up calls it)
+#   testnet_trap               trap EXIT/INT/TERM/HUP: run the testnet_on_exit commands, then testnet_down
+#   testnet_on_exit CMD...     register a cleanup command (run before testnet_down, last registered first,
+#                              in this shell, so `testnet_kill $pid` reaps a child); also calls testnet_trap
+#   testnet_exec CMD...        run CMD inside the internet namespace
+#   testnet_kill PID...        TERM, wait up to 2 s, KILL, reap: for cleanups of the caller's own processes
+#   testnet_kdig ARGS...       kdig @203.0.113.53 +timeout=1 +retry=0 (never the machine's resolver)
+# Variables, exported by testnet_up: TN_NS TN_VETH TN_HOST(203.0.113.1) TN_DNS(203.0.113.53)
+#   TN_WEB1(203.0.113.10) TN_WEB2(203.0.113.11) TN_POOL(10.201.0.0/16) TN_STATE; STATE_DIR/testnet.env
+#   holds the same for programs that are not bash. A script started by the owner may source this library
+#   and use testnet_exec and testnet_kdig with the inherited values; only the owner calls testnet_down.
+#
+# Callers that set their own traps must do so before testnet_trap/testnet_on_exit, or not at all: register
+# cleanups with testnet_on_exit instead. A background child started with `&` in a non-interactive shell has
+# SIGINT ignored and cannot trap it; TERM works. A trap runs only after the current foreground command ends,
+# so wait with `sleep N & wait $!` rather than `sleep N` if the script should react to TERM at once.
+# Every function is safe under `set -euo pipefail`.
+
+# shellcheck shell=bash disable=SC2120,SC2119 # testnet_down's only option is optional
+
+# Hermetic environment, set when the library is sourced.
+# Proxy variables would send curl and friends to a machine proxy outside the test network.
+unset http_proxy https_proxy ftp_proxy all_proxy no_proxy HTTP_PROXY HTTPS_PROXY FTP_PROXY ALL_PROXY NO_PROXY
+# The machine points TLS clients at its own CA bundle through these; tests must see only their own CA.
+unset REQUESTS_CA_BUNDLE CURL_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR GIT_SSL_CAINFO NODE_EXTRA_CA_CERTS \
+	PIP_CERT PIP_FIND_LINKS NIX_SSL_CERT_FILE AWS_CA_BUNDLE HTTPLIB2_CA_CERTS \
+	GRPC_DEFAULT_SSL_ROOTS_FILE_PATH CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE
+# TLS: the test CA goes here (a later change). testnet_up will create it under STATE_DIR/pki, start the
+# HTTPS upstreams with certificates it signs, and export TN_CA_CERT; clients get it explicitly
+# (curl --cacert "$TN_CA_CERT", SSL_CERT_FILE="$TN_CA_CERT" for one command), never through the
+# variables cleared above.
+export TN_CA_CERT=
+
+TN_PREFIX=${TN_PREFIX:-crgwtn$(($$ % 10000))}
+TN_LOCK_WAIT=${TN_LOCK_WAIT:-120}
+TN_HOST=203.0.113.1
+TN_DNS=203.0.113.53
+TN_WEB1=203.0.113.10
+TN_WEB2=203.0.113.11
+TN_NET=203.0.113.0/24
+TN_POOL=10.201.0.0/16
+# Inherited values let a script started by the owner use testnet_exec without owning the network.
+TN_NS=${TN_NS:-}
+TN_VETH=${TN_VETH:-}
+TN_STATE=${TN_STATE:-}
+
+TN__LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TN__RUN_DIR=/run/crgw-testnet
+TN__METRIC=4000
+TN__BLACKHOLES4=("$TN_NET" "$TN_POOL")
+TN__BLACKHOLES6=(2001:db8::/32)
+TN__UP=
+TN__CLEANED=
+TN__TRAPPED=
+TN__ON_EXIT=()
+if [ -x /usr/bin/python3 ]; then TN__PYTHON=/usr/bin/python3; else TN__PYTHON=python3; fi
+
+testnet__err() {
+	printf 'testnet: %s\n' "$*" >&2
+}
+
+# Prefixes become interface, namespace and file names: keep them to [a-z0-9] and short enough that
+# "${prefix}u" fits IFNAMSIZ (15 characters).
+testnet__valid_prefix() {
+	[[ $1 =~ ^[a-z][a-z0-9]{0,13}$ ]]
+}
+
+# Prints the start time (clock ticks since boot) of a running, non-zombie PID; fails otherwise. PID plus
+# start time names a process without the risk of a reused PID.
+testnet__starttime() {
+	local line rest
+	local -a f
+	[[ $1 =~ ^[0-9]+$ ]] || return 1
+	{ IFS= read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
+	rest=${line##*) }
+	read -r -a f <<<"$rest"
+	[ "${f[0]:-}" != Z ] || return 1
+	printf '%s\n' "${f[19]:-}"
+}
+
+# True if PID is running and started at STARTTIME.
+testnet__alive() {
+	local st
+	st=$(testnet__starttime "$1") || return 1
+	[ "$st" = "$2" ]
+}
+
+# TERM the given PIDs, wait up to 2 s, KILL what is left, wait up to 1 s more. Reaps the ones that are
+# children of this shell so they do not linger as zombies.
+testnet__kill_pids() {
+	local pid i left
+	[ "$#" -gt 0 ] || return 0
+	kill -TERM "$@" 2>/dev/null || true
+	for i in 1 2; do
+		for _ in $(seq 1 "$((i == 1 ? 20 : 10))"); do
+			left=
+			for pid in "$@"; do
+				if testnet__starttime "$pid" >/dev/null; then left+=" $pid"; fi
+			done
+			[ -n "$left" ] || break 2
+			sleep 0.1
+		done
+		if [ "$i" = 1 ]; then
+			# shellcheck disable=SC2086 # a list of PIDs
+			kill -KILL $left 2>/dev/null || true
+		fi
+	done
+	for pid in "$@"; do
+		# Only a pid that is no longer running: `wait` on a running child would block.
+		testnet__starttime "$pid" >/dev/null || wait "$pid" 2>/dev/null || true
+	done
+	return 0
+}
+
+# Kill everything running inside namespace NS (every process there was started by this harness).
+testnet__kill_ns() {
+	local -a pids
+	[ -e "/run/netns/$1" ] || return 0
+	mapfile -t pids < <(ip netns pids "$1" 2>/dev/null)
+	testnet__kill_pids "${pids[@]}"
+}
+
+# Delete the namespace, veth and /etc/netns entry of PREFIX, after killing what runs in the namespace.
+testnet__remove_objects() {
+	local ns="$1-net" veth="$1u"
+	testnet__valid_prefix "$1" || return 0
+	testnet__kill_ns "$ns"
+	if ip link show dev "$veth" >/dev/null 2>&1; then ip link del "$veth" 2>/dev/null || true; fi
+	if [ -e "/run/netns/$ns" ]; then ip netns del "$ns" 2>/dev/null || true; fi
+	rm -rf "/etc/netns/$ns"
+	rm -f "$TN__RUN_DIR/$1.knot.sock"
+	rmdir /etc/netns 2>/dev/null || true
+	return 0
+}
+
+testnet__remove_blackholes() {
+	local r
+	for r in "${TN__BLACKHOLES4[@]}"; do
+		ip -4 route del blackhole "$r" metric "$TN__METRIC" 2>/dev/null || true
+	done
+	for r in "${TN__BLACKHOLES6[@]}"; do
+		ip -6 route del blackhole "$r" metric "$TN__METRIC" 2>/dev/null || true
+	done
+	return 0
+}
+
+# Run "$@" holding the lock on /run/crgw-testnet (short sections only: claims and reaping).
+testnet__locked() {
+	local fd rc=0
+	mkdir -p "$TN__RUN_DIR" || return 1
+	exec {fd}>>"$TN__RUN_DIR/lock" || return 1
+	if ! flock -w 15 "$fd"; then
+		exec {fd}>&-
+		testnet__err "could not lock $TN__RUN_DIR/lock"
+		return 1
+	fi
+	"$@" || rc=$?
+	exec {fd}>&-
+	return "$rc"
+}
+
+# Prints "PREFIX PID" for every claim whose owner is alive, except this shell's own claim. (Another live
+# process with the same prefix, its PID equal to ours mod 10000, does count: its claim is not ours.)
+testnet__live_claims() {
+	local f p pid st
+	for f in "$TN__RUN_DIR"/*.pid; do
+		[ -e "$f" ] || continue
+		p=${f##*/}
+		p=${p%.pid}
+		pid='' st=''
+		read -r pid st <"$f" 2>/dev/null || true
+		if [ "$p" = "$TN_PREFIX" ] && [ "$pid" = "$$" ]; then continue; fi
+		if testnet__alive "$pid" "$st"; then printf '%s %s\n' "$p" "$pid"; fi
+	done
+	return 0
+}
+
+testnet__reap_locked() {
+	local f p pid st name live=0
+	local -a names
+	for f in "$TN__RUN_DIR"/*.pid; do
+		[ -e "$f" ] || continue
+		p=${f##*/}
+		p=${p%.pid}
+		pid='' st=''
+		read -r pid st <"$f" 2>/dev/null || true
+		if testnet__alive "$pid" "$st"; then
+			live=1
+			continue
+		fi
+		testnet__remove_objects "$p"
+		rm -f "$f"
+	done
+	# Objects of the default pattern that no claim file covers: claims are written before anything is made
+	# and removed after everything else, so these belong to no live run.
+	mapfile -t names < <(ip netns list 2>/dev/null | awk '{ print $1 }')
+	for name in "${names[@]}"; do
+		[[ $name =~ ^(crgwtn[0-9]{1,4})-net$ ]] || continue
+		[ -e "$TN__RUN_DIR/${BASH_REMATCH[1]}.pid" ] || testnet__remove_objects "${BASH_REMATCH[1]}"
+	done
+	mapfile -t names < <(ip -o link show 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }')
+	for name in "${names[@]}"; do
+		[[ $name =~ ^(crgwtn[0-9]{1,4})u$ ]] || continue
+		[ -e "$TN__RUN_DIR/${BASH_REMATCH[1]}.pid" ] || testnet__remove_objects "${BASH_REMATCH[1]}"
+	done
+	[ "$live" = 1 ] || testnet__remove_blackholes
+	return 0
+}
+
+testnet_reap_stale() {
+	testnet__locked testnet__reap_locked
+}
+
+# Claim the network for this shell: 0 claimed, 2 someone alive holds it (TN__HOLDER says who), 1 error.
+testnet__claim_locked() {
+	local holder foreign
+	testnet__reap_locked
+	holder=$(testnet__live_claims | head -n 1)
+	if [ -n "$holder" ]; then
+		TN__HOLDER="prefix ${holder% *}, PID ${holder#* }"
+		return 2
+	fi
+	foreign=$(ip -o -4 addr show to "$TN_NET" 2>/dev/null | awk '{ print $2 }' | head -n 1)
+	if [ -n "$foreign" ]; then
+		testnet__err "$TN_NET is already on interface $foreign, which is not a test network: refusing"
+		return 1
+	fi
+	printf '%s %s\n%s\n' "$$" "$(testnet__starttime "$$")" "$TN_STATE" >"$TN__RUN_DIR/$TN_PREFIX.pid"
+}
+
+# Start "$@" in the namespace as service NAME: output to STATE/log/NAME.log, "PID STARTTIME" to
+# STATE/pids/NAME.pid. `ip netns exec` execs the command, so $! is the server itself.
+testnet__spawn() {
+	local name=$1 pid
+	shift
+	ip netns exec "$TN_NS" "$@" </dev/null >"$TN_STATE/log/$name.log" 2>&1 &
+	pid=$!
+	printf '%s %s\n' "$pid" "$(testnet__starttime "$pid" || true)" >"$TN_STATE/pids/$name.pid"
+}
+
+# Poll "$@" every 0.1 s for up to 10 s, failing early if service NAME has exited.
+testnet__await() {
+	local name=$1 pid st
+	shift
+	read -r pid st <"$TN_STATE/pids/$name.pid" || return 1
+	for _ in $(seq 1 100); do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		if ! testnet__alive "$pid" "$st"; then
+			testnet__err "$name exited; last lines of $TN_STATE/log/$name.log:"
+			tail -n 5 "$TN_STATE/log/$name.log" >&2 || true
+			return 1
+		fi
+		sleep 0.1
+	done
+	testnet__err "$name did not answer within 10 s (log: $TN_STATE/log/$name.log)"
+	return 1
+}
+
+testnet__dns_ready() {
+	[ "$(testnet_kdig allowed.test A +short)" = "$TN_WEB1" ]
+}
+
+testnet__http_ready() {
+	[ "$(curl --noproxy '*' -sf --max-time 1 "http://$1/")" = "upstream $1" ]
+}
+
+# Reads the first line from ADDR:PORT (numeric address: bash's /dev/tcp does no lookup for it).
+testnet__banner() {
+	# shellcheck disable=SC2016 # $1 and $2 belong to the inner shell
+	timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2" && IFS= read -r line <&3 && printf "%s\n" "$line"' _ "$1" "$2" |
+		tr -d '\r'
+}
+
+testnet__write_zone() {
+	local f=$1 i
+	{
+		cat <<'EOF'
+$ORIGIN test.
+$TTL 300
+@                IN SOA   ns.test. hostmaster.test. 1 3600 600 86400 60
+@                IN NS    ns.test.
+ns               IN A     203.0.113.53
+allowed          IN A     203.0.113.10
+allowed          IN AAAA  2001:db8::10
+www.allowed      IN CNAME allowed.test.
+chain            IN CNAME www.allowed.test.
+other            IN A     203.0.113.11
+denied           IN A     203.0.113.11
+loopback         IN A     127.0.0.1
+pool             IN A     10.201.0.2
+short         1  IN A     203.0.113.10
+long     604800  IN A     203.0.113.10
+txt              IN TXT   "hello"
+EOF
+		for i in 20 21 22 23 24 25 26 27; do printf 'many             IN A     203.0.113.%s\n' "$i"; done
+		for ((i = 0; i < 1000; i++)); do printf 'b%s.bench IN A 203.0.113.10\n' "$i"; done
+	} >"$f"
+}
+
+testnet__write_knot_conf() {
+	local s=$TN_STATE/knot sock
+	# A unix socket path must fit sun_path (108 bytes); knotd exits when it cannot bind its control
+	# socket, so a deep STATE_DIR gets the socket under /run/crgw-testnet instead.
+	sock=$s/run/knot.sock
+	[ "${#sock}" -le 100 ] || sock=$TN__RUN_DIR/$TN_PREFIX.knot.sock
+	cat >"$s/knot.conf" <<EOF
+# Generated by conformance/lib/testnet.sh: authoritative for test., inside $TN_NS only.
+server:
+    rundir: "$s/run"
+    pidfile: "$s/run/knot.pid"
+    listen: [ $TN_DNS@53, 127.0.0.1@53 ]
+control:
+    listen: "$sock"
+database:
+    storage: "$s/db"
+log:
+  - target: stderr
+    any: info
+template:
+  - id: default
+    storage: "$s/zones"
+    semantic-checks: on
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+zone:
+  - domain: test.
+    file: test.zone
+EOF
+}
+
+testnet__write_env() {
+	local v
+	{
+		for v in TN_PREFIX TN_NS TN_VETH TN_STATE TN_HOST TN_DNS TN_WEB1 TN_WEB2 TN_NET TN_POOL; do
+			printf '%s=%s\n' "$v" "${!v}"
+		done
+	} >"$TN_STATE/testnet.env"
+}
+
+# Everything after the claim. Any failure returns non-zero; testnet_up then calls testnet_down.
+testnet__build() {
+	local s=$TN_STATE a route
+	rm -rf "$s/pids" "$s/knot/run" "$s/knot/db"
+	mkdir -p "$s/pids" "$s/log" "$s/knot/run" "$s/knot/db" "$s/knot/zones" \
+		"$s/www/$TN_WEB1" "$s/www/$TN_WEB2" || return 1
+	printf 'upstream %s\n' "$TN_WEB1" >"$s/www/$TN_WEB1/index.html"
+	printf 'upstream %s\n' "$TN_WEB2" >"$s/www/$TN_WEB2/index.html"
+	testnet__write_zone "$s/knot/zones/test.zone"
+	testnet__write_knot_conf
+	testnet__write_env
+
+	# Blackholes first, so no moment exists in which these ranges follow the default route.
+	for a in "${TN__BLACKHOLES4[@]}"; do
+		ip -4 route replace blackhole "$a" metric "$TN__METRIC" || return 1
+	done
+	for a in "${TN__BLACKHOLES6[@]}"; do
+		ip -6 route replace blackhole "$a" metric "$TN__METRIC" || return 1
+	done
+
+	mkdir -p "/etc/netns/$TN_NS" || return 1
+	printf 'nameserver %s\noptions timeout:1 attempts:1\n' "$TN_DNS" >"/etc/netns/$TN_NS/resolv.conf"
+	ip netns add "$TN_NS" || return 1
+	ip link add "$TN_VETH" type veth peer name eth0 netns "$TN_NS" || return 1
+	sysctl -qw "net.ipv6.conf.$TN_VETH.disable_ipv6=1" || return 1
+	ip addr add "$TN_HOST/24" dev "$TN_VETH" || return 1
+	ip link set "$TN_VETH" up || return 1
+	ip netns exec "$TN_NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 || return 1
+	ip -n "$TN_NS" link set lo up || return 1
+	for a in "$TN_DNS" "$TN_WEB1" "$TN_WEB2"; do
+		ip -n "$TN_NS" addr add "$a/24" dev eth0 || return 1
+	done
+	ip -n "$TN_NS" link set eth0 up || return 1
+
+	route=$(ip -4 route get 203.0.113.99 2>&1)
+	if [[ $route != *" dev $TN_VETH "* ]]; then
+		testnet__err "203.0.113.99 does not route through $TN_VETH: $route"
+		return 1
+	fi
+
+	testnet__spawn knotd knotd -c "$s/knot/knot.conf"
+	testnet__spawn http-web1 "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" http "$TN_WEB1" 80 "$s/www/$TN_WEB1"
+	testnet__spawn http-web2 "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" http "$TN_WEB2" 80 "$s/www/$TN_WEB2"
+	testnet__spawn banner "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" banner "$TN_WEB1" 22
+
+	testnet__await knotd testnet__dns_ready || return 1
+	testnet__await http-web1 testnet__http_ready "$TN_WEB1" || return 1
+	testnet__await http-web2 testnet__http_ready "$TN_WEB2" || return 1
+	testnet__await banner testnet__banner "$TN_WEB1" 22 || return 1
+	# A server can answer and still exit just after (knotd does when its control socket fails).
+	for a in knotd http-web1 http-web2 banner; do
+		testnet__await "$a" true || return 1
+	done
+	return 0
+}
+
+testnet_up() {
+	local state=${1:-} rc waited='' a
+	if [ -z "$state" ]; then
+		testnet__err "usage: testnet_up STATE_DIR"
+		return 1
+	fi
+	if [ -n "$TN__UP" ]; then
+		testnet__err "already up as $TN_NS"
+		return 1
+	fi
+	if [ "$(id -u)" != 0 ]; then
+		testnet__err "needs root (network namespaces, routes)"
+		return 1
+	fi
+	if ! testnet__valid_prefix "$TN_PREFIX"; then
+		testnet__err "TN_PREFIX '$TN_PREFIX' must match ^[a-z][a-z0-9]{0,13}\$"
+		return 1
+	fi
+	for a in ip knotd kdig curl flock timeout "$TN__PYTHON"; do
+		command -v "$a" >/dev/null || { testnet__err "missing $a (scripts/setup installs it)"; return 1; }
+	done
+	mkdir -p "$state" || return 1
+	state=$(cd "$state" && pwd) || return 1
+	# The path goes into knot.conf unquoted-safe only for plain characters.
+	if [[ ! $state =~ ^[A-Za-z0-9._/+-]+$ ]]; then
+		testnet__err "STATE_DIR '$state' must consist of [A-Za-z0-9._/+-]"
+		return 1
+	fi
+
+	TN_STATE=$state
+	TN_NS=$TN_PREFIX-net
+	TN_VETH=${TN_PREFIX}u
+	export TN_NS TN_VETH TN_STATE TN_HOST TN_DNS TN_WEB1 TN_WEB2 TN_NET TN_POOL
+
+	local deadline=$((SECONDS + TN_LOCK_WAIT))
+	while :; do
+		rc=0
+		testnet__locked testnet__claim_locked || rc=$?
+		[ "$rc" = 2 ] || break
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			testnet__err "the test network is held by $TN__HOLDER; gave up after $TN_LOCK_WAIT s"
+			return 1
+		fi
+		[ -n "$waited" ] || testnet__err "waiting for the test network held by $TN__HOLDER"
+		waited=1
+		sleep 0.2
+	done
+	[ "$rc" = 0 ] || return 1
+
+	TN__UP=1
+	if ! testnet__build; then
+		testnet__err "bringing up $TN_NS failed; tearing down"
+		testnet_down
+		return 1
+	fi
+	return 0
+}
+
+# Stop our recorded services (PID and start time must both match, so a reused PID is never hit).
+testnet__stop_services() {
+	local f pid st
+	local -a pids=()
+	[ -n "$TN_STATE" ] && [ -d "$TN_STATE/pids" ] || return 0
+	for f in "$TN_STATE/pids"/*.pid; do
+		[ -e "$f" ] || continue
+		pid='' st=''
+		read -r pid st <"$f" 2>/dev/null || true
+		if testnet__alive "$pid" "$st"; then pids+=("$pid"); fi
+	done
+	testnet__kill_pids "${pids[@]}"
+	rm -f "$TN_STATE/pids"/*.pid
+	return 0
+}
+
+testnet__release_locked() {
+	if [ -z "$(testnet__live_claims)" ]; then testnet__remove_blackholes; fi
+	rm -f "$TN__RUN_DIR/$TN_PREFIX.pid"
+	return 0
+}
+
+testnet_down() {
+	local pid='' st=''
+	testnet__valid_prefix "$TN_PREFIX" || return 0
+	# A live claim on this prefix by another process (PIDs equal mod 10000) is not ours to take down.
+	if [ -e "$TN__RUN_DIR/$TN_PREFIX.pid" ]; then
+		read -r pid st <"$TN__RUN_DIR/$TN_PREFIX.pid" 2>/dev/null || true
+		if [ -z "$TN__UP" ] && [ "$pid" != "$$" ] && testnet__alive "$pid" "$st"; then return 0; fi
+	fi
+	# Recorded services only if this shell made them: a helper that inherited TN_STATE must not stop them.
+	if [ -n "$TN__UP" ] || [ "$pid" = "$$" ]; then testnet__stop_services; fi
+	# Then whatever else runs in the namespace (testnet_exec ... &), the veth, the namespace.
+	testnet__remove_objects "$TN_PREFIX"
+	if [ "${1:-}" = --keep-blackhole ]; then return 0; fi
+	# Last: the blackholes (unless another live network needs them) and our claim.
+	if [ -e "$TN__RUN_DIR/$TN_PREFIX.pid" ] || [ -n "$TN__UP" ]; then
+		testnet__locked testnet__release_locked || true
+	fi
+	TN__UP=
+	return 0
+}
+
+testnet_exec() {
+	if [ -z "$TN_NS" ]; then
+		testnet__err "testnet_exec: network is not up"
+		return 1
+	fi
+	ip netns exec "$TN_NS" "$@"
+}
+
+# Bounded stop for a caller's own process (the gateway under test): a plain `kill $pid; wait $pid` in a
+# cleanup hangs the whole test if the process ignores TERM.
+testnet_kill() {
+	testnet__kill_pids "$@"
+}
+
+testnet_kdig() {
+	kdig @"$TN_DNS" +timeout=1 +retry=0 "$@"
+}
+
+testnet__cleanup() {
+	local i
+	[ -z "$TN__CLEANED" ] || return 0
+	TN__CLEANED=1
+	for ((i = ${#TN__ON_EXIT[@]} - 1; i >= 0; i--)); do
+		eval "${TN__ON_EXIT[i]}" || true
+	done
+	testnet_down || true
+}
+
+testnet__exit_trap() {
+	testnet__cleanup
+	exit "$1"
+}
+
+# Clean up, then die of the same signal so the caller sees the usual 128+N status.
+testnet__signal_trap() {
+	trap '' INT TERM HUP
+	testnet__cleanup
+	trap - "$1" EXIT
+	kill -s "$1" "$BASHPID"
+}
+
+testnet_trap() {
+	[ -z "$TN__TRAPPED" ] || return 0
+	TN__TRAPPED=1
+	trap 'testnet__exit_trap $?' EXIT
+	trap 'testnet__signal_trap INT' INT
+	trap 'testnet__signal_trap TERM' TERM
+	trap 'testnet__signal_trap HUP' HUP
+}
+
+testnet_on_exit() {
+	if [ "$#" -eq 0 ]; then
+		testnet__err "usage: testnet_on_exit CMD..."
+		return 1
+	fi
+	if [ "$#" -eq 1 ]; then TN__ON_EXIT+=("$1"); else TN__ON_EXIT+=("$(printf '%q ' "$@")"); fi
+	testnet_trap
+}

@@ -1,0 +1,375 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Self-test of the test network (conformance/lib/testnet.sh): names, routes, DNS answers, upstream servers,
+# teardown, and cleanup when the owning script is killed. TAP output; needs root; 5-9 s alone.
+#
+# Runs in parallel with itself: the network is one per machine, so a second run waits for the first.
+# The only addresses touched are 203.0.113.0/24, 10.201.0.0/16 and 2001:db8::/32, all inside the test
+# network or blackholed; names are looked up only with kdig @203.0.113.53.
+
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+lib=$here/../lib/testnet.sh
+# shellcheck source=SCRIPTDIR/../lib/testnet.sh
+source "$lib"
+
+t0=$EPOCHREALTIME
+n=0
+failures=0
+
+ok() {
+	n=$((n + 1))
+	printf 'ok %d - %s\n' "$n" "$1"
+}
+
+not_ok() {
+	n=$((n + 1))
+	failures=$((failures + 1))
+	printf 'not ok %d - %s\n' "$n" "$1"
+}
+
+skip() {
+	n=$((n + 1))
+	printf 'ok %d - %s # SKIP %s\n' "$n" "$1" "$2"
+}
+
+diag() {
+	printf '%s\n' "$@" | sed 's/^/# /'
+}
+
+# check DESC CMD...: one test point from a command's status.
+check() {
+	local desc=$1
+	shift
+	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+}
+
+# is DESC GOT WANT: one test point from comparing strings; prints both on failure.
+is() {
+	if [ "$2" = "$3" ]; then
+		ok "$1"
+	else
+		not_ok "$1"
+		diag "got:  $(printf '%q' "$2")" "want: $(printf '%q' "$3")"
+	fi
+}
+
+elapsed() {
+	awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'
+}
+
+# kdig shorthand: prints the answer section as "name ttl type data" lines.
+answer() {
+	testnet_kdig "$@" +noall +answer | awk '{ $3 = ""; print }' | tr -s ' '
+}
+
+short() {
+	testnet_kdig "$@" +short
+}
+
+# ADDR is routed to a blackhole: the kernel refuses the lookup (EINVAL is its answer for blackhole routes)
+# and our metric-4000 blackhole for PREFIX is in the table.
+blackholed() {
+	local addr=$1 prefix=$2 fam=-4 out
+	[[ $addr == *:* ]] && fam=-6
+	if out=$(ip "$fam" route get "$addr" 2>&1); then
+		diag "ip route get $addr: $out"
+		return 1
+	fi
+	[[ $out == *"Invalid argument"* ]] &&
+		ip "$fam" route show exact "$prefix" | grep -Eq "^blackhole $prefix (dev lo )?metric 4000"
+}
+
+routed_via_veth() {
+	local out
+	out=$(ip -4 route get 203.0.113.99 2>&1)
+	[[ $out == *" dev $1 src 203.0.113.1 "* ]] || { diag "$out"; return 1; }
+}
+
+# True if nothing named after PREFIX exists any more: namespace, veth, claim file, /etc/netns entry.
+nothing_left() {
+	local p=$1 bad=0
+	if ip netns list | grep -q "^$p-net\b"; then diag "namespace $p-net remains"; bad=1; fi
+	if ip link show dev "${p}u" >/dev/null 2>&1; then diag "veth ${p}u remains"; bad=1; fi
+	if [ -e "/run/crgw-testnet/$p.pid" ]; then diag "claim file for $p remains"; bad=1; fi
+	if [ -e "/etc/netns/$p-net" ]; then diag "/etc/netns/$p-net remains"; bad=1; fi
+	return "$bad"
+}
+
+# True if none of the "PID STARTTIME" records in the given files is still running.
+all_dead() {
+	local f pid st
+	for f in "$@"; do
+		read -r pid st <"$f" || continue
+		if testnet__alive "$pid" "$st"; then diag "PID $pid ($f) still runs"; return 1; fi
+	done
+	return 0
+}
+
+# PID has exited (a zombie counts as gone).
+gone() {
+	local i
+	for ((i = 0; i < 20; i++)); do
+		testnet__starttime "$1" >/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+our_blackholes_gone() {
+	[ -z "$(ip -4 route show exact 203.0.113.0/24 metric 4000 type blackhole)" ] &&
+		[ -z "$(ip -4 route show exact 10.201.0.0/16 metric 4000 type blackhole)" ] &&
+		[ -z "$(ip -6 route show exact 2001:db8::/32 metric 4000 type blackhole)" ]
+}
+
+# A parallel run may bring its network up (and add the same blackholes) right after ours goes down:
+# look at the routes first, and only if they are there, ask whether someone else now holds the network.
+blackholes_gone_check() {
+	if our_blackholes_gone; then
+		ok "$1"
+	elif [ -n "$(testnet__live_claims)" ]; then
+		skip "$1" "another test network is up"
+	else
+		not_ok "$1"
+	fi
+}
+
+# Waits up to $2 tenths of a second for file $1.
+await_file() {
+	local i
+	for ((i = 0; i < $2; i++)); do
+		[ -e "$1" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# Waits up to 10 s for child NAME (see run_child) to exit; prints its exit status.
+await_exit() {
+	await_file "$tmp/$1/status" 100 && cat "$tmp/$1/status"
+}
+
+tmp=$(mktemp -d /tmp/crgw-testnet-selftest.XXXXXX)
+testnet_on_exit "rm -rf '$tmp'"
+
+# ---------------------------------------------------------------------------------------------------------
+# Up.
+fwd_before=$(sysctl -n net.ipv4.ip_forward)
+t=$EPOCHREALTIME
+if testnet_up "$tmp/state"; then
+	ok "testnet_up"
+else
+	not_ok "testnet_up"
+	printf '1..%d\n' "$n"
+	exit 1
+fi
+diag "testnet_up took $(elapsed "$t") s (prefix $TN_PREFIX)"
+
+is "namespace name" "$TN_NS" "$TN_PREFIX-net"
+is "veth name" "$TN_VETH" "${TN_PREFIX}u"
+check "veth name fits IFNAMSIZ" [ "${#TN_VETH}" -le 15 ]
+is "exported addresses" "$(bash -c 'echo "$TN_NS $TN_HOST $TN_DNS $TN_WEB1 $TN_WEB2 $TN_POOL"')" \
+	"$TN_NS 203.0.113.1 203.0.113.53 203.0.113.10 203.0.113.11 10.201.0.0/16"
+check "testnet.env lists the same" grep -qx "TN_POOL=10.201.0.0/16" "$TN_STATE/testnet.env"
+check "namespace exists" ip netns exec "$TN_NS" true
+is "veth is up in the root namespace" "$(ip -br link show dev "$TN_VETH" | awk '{ print $2 }')" "UP"
+check "claim file names this shell" grep -q "^$$ " "/run/crgw-testnet/$TN_PREFIX.pid"
+check "203.0.113.99 routes through the veth" routed_via_veth "$TN_VETH"
+check "10.201.0.2 (sandbox pool) is blackholed" blackholed 10.201.0.2 10.201.0.0/16
+check "2001:db8::10 (AAAA target) is blackholed" blackholed 2001:db8::10 2001:db8::/32
+check "blackhole for 203.0.113.0/24 sits under the veth route" \
+	[ -n "$(ip -4 route show exact 203.0.113.0/24 metric 4000 type blackhole)" ]
+is "internet namespace has no default route" "$(testnet_exec ip route show default)$(testnet_exec ip -6 route show default 2>/dev/null)" ""
+is "no IPv6 in the internet namespace" "$(testnet_exec ip -6 -br addr show)" ""
+is "internet namespace addresses" "$(testnet_exec ip -br -4 addr show dev eth0 | awk '{ $1 = $2 = ""; print }' | xargs)" \
+	"203.0.113.53/24 203.0.113.10/24 203.0.113.11/24"
+is "global ip_forward untouched" "$(sysctl -n net.ipv4.ip_forward)" "$fwd_before"
+is "namespace programs get the test resolver" "$(testnet_exec grep -E '^nameserver' /etc/resolv.conf)" \
+	"nameserver 203.0.113.53"
+
+# ---------------------------------------------------------------------------------------------------------
+# DNS, asked from the root namespace as the gateway will.
+is "allowed.test A" "$(answer allowed.test A)" "allowed.test. 300 A 203.0.113.10"
+is "allowed.test AAAA" "$(answer allowed.test AAAA)" "allowed.test. 300 AAAA 2001:db8::10"
+is "www.allowed.test CNAME" "$(short www.allowed.test CNAME)" "allowed.test."
+is "www.allowed.test A follows the CNAME" "$(short www.allowed.test A | tail -n 1)" "203.0.113.10"
+is "chain.test CNAME" "$(short chain.test CNAME)" "www.allowed.test."
+is "chain.test A: two CNAMEs then the address" "$(short chain.test A | paste -sd' ')" \
+	"www.allowed.test. allowed.test. 203.0.113.10"
+is "other.test A" "$(short other.test A)" "203.0.113.11"
+is "denied.test A" "$(short denied.test A)" "203.0.113.11"
+is "loopback.test A" "$(short loopback.test A)" "127.0.0.1"
+is "pool.test A" "$(short pool.test A)" "10.201.0.2"
+is "many.test has 8 A records" "$(short many.test A | sort -t. -k4n | paste -sd' ')" \
+	"$(printf '203.0.113.%s ' 20 21 22 23 24 25 26 27 | sed 's/ $//')"
+is "short.test TTL 1" "$(answer short.test A)" "short.test. 1 A 203.0.113.10"
+is "long.test TTL 604800" "$(answer long.test A)" "long.test. 604800 A 203.0.113.10"
+is "txt.test TXT" "$(short txt.test TXT)" '"hello"'
+is "b0.bench.test A" "$(short b0.bench.test A)" "203.0.113.10"
+is "b999.bench.test A" "$(short b999.bench.test A)" "203.0.113.10"
+check "b1000.bench.test is NXDOMAIN" bash -c 'kdig @203.0.113.53 +timeout=1 +retry=0 b1000.bench.test A | grep -q "status: NXDOMAIN"'
+check "answers are authoritative" bash -c 'kdig @203.0.113.53 +timeout=1 +retry=0 allowed.test A | grep -qi "flags: qr aa"'
+is "DNS over TCP" "$(short +tcp allowed.test A)" "203.0.113.10"
+is "knotd answers on 127.0.0.1 inside the namespace" \
+	"$(testnet_exec kdig @127.0.0.1 +timeout=1 +retry=0 +short other.test A)" "203.0.113.11"
+
+# ---------------------------------------------------------------------------------------------------------
+# Upstream servers, by address only.
+is "HTTP on 203.0.113.10" "$(curl --noproxy '*' -s --max-time 3 http://203.0.113.10/)" "upstream 203.0.113.10"
+is "HTTP on 203.0.113.11" "$(curl --noproxy '*' -s --max-time 3 http://203.0.113.11/)" "upstream 203.0.113.11"
+is "HTTP 404 for a missing path" "$(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 3 http://203.0.113.10/nope)" "404"
+# shellcheck disable=SC2016 # for the inner shell
+is "banner and echo on 203.0.113.10:22" "$(timeout 3 bash -c 'exec 3<>/dev/tcp/203.0.113.10/22
+	IFS= read -r banner <&3; printf "ping\n" >&3; IFS= read -r echo <&3; printf "%s|%s" "$banner" "$echo"' | tr -d '\r')" \
+	"SSH-2.0-crgw-testnet 203.0.113.10|ping"
+check "nothing listens on 203.0.113.11:22" bash -c '! timeout 2 bash -c "exec 3<>/dev/tcp/203.0.113.11/22" 2>/dev/null'
+
+recorded=("$TN_STATE"/pids/*.pid)
+is "four services recorded" "${#recorded[@]}" "4"
+in_ns=1
+for f in "${recorded[@]}"; do
+	read -r pid _ <"$f"
+	[ "$(ip netns identify "$pid")" = "$TN_NS" ] || in_ns=0
+done
+check "recorded services run inside the namespace" [ "$in_ns" = 1 ]
+cp "${recorded[@]}" "$tmp/"
+recorded=("$tmp"/*.pid)
+
+# ---------------------------------------------------------------------------------------------------------
+# A second network cannot come up while this one is: it waits, then gives up, and leaves nothing behind.
+second=$(TN_LOCK_WAIT=1 bash -c 'source "$1"; testnet_up "$2"; echo "rc=$? prefix=$TN_PREFIX"' _ "$lib" "$tmp/second" 2>&1)
+second_prefix=${second##*prefix=}
+check "a second testnet_up gives up while this network is up" grep -q "rc=1" <<<"$second"
+check "it says who holds the network" grep -q "held by prefix $TN_PREFIX, PID $$" <<<"$second"
+check "it leaves nothing behind" nothing_left "$second_prefix"
+check "this network still answers" testnet__dns_ready
+
+# ---------------------------------------------------------------------------------------------------------
+# Down, in two steps so the blackhole can be seen doing its job once the veth is gone.
+# (stderr to /dev/null: the subshell's "Terminated" notice when testnet_down kills the sleep)
+testnet_exec sleep 300 2>/dev/null &
+stray=$!
+sleep 0.2
+t=$EPOCHREALTIME
+testnet_down --keep-blackhole
+diag "testnet_down took $(elapsed "$t") s"
+check "namespace is gone" [ -z "$(ip netns list | grep "^$TN_NS\b")" ]
+check "veth is gone" [ ! -e "/sys/class/net/$TN_VETH" ]
+check "recorded services are dead" all_dead "${recorded[@]}"
+check "a stray process in the namespace is gone too" gone "$stray"
+check "203.0.113.99 is blackholed once the veth is gone" blackholed 203.0.113.99 203.0.113.0/24
+testnet_down
+blackholes_gone_check "blackholes removed last"
+check "nothing named $TN_PREFIX remains" nothing_left "$TN_PREFIX"
+out=$(testnet_down 2>&1)
+rc=$?
+is "testnet_down again: quiet success" "$rc:$out" "0:"
+
+# ---------------------------------------------------------------------------------------------------------
+# A script that owns the network and is killed: TERM runs its cleanups; KILL leaves the reaper to it.
+cat >"$tmp/child.sh" <<'EOF'
+set -euo pipefail
+source "$1"
+dir=$2
+testnet_on_exit "touch '$dir/on-exit-ran'"
+printf '%s\n' "$$" >"$dir/pid"
+printf '%s\n' "$TN_PREFIX" >"$dir/prefix"
+testnet_up "$dir/state"
+cp "$dir/state/pids/"*.pid "$dir/"
+sleep 60 &
+sleeper=$!
+testnet_on_exit "kill $sleeper"
+touch "$dir/up"
+wait "$sleeper"
+EOF
+
+# stop_child NAME: TERM the child if it still runs and give it 10 s to clean up after itself.
+stop_child() {
+	local pid
+	[ -e "$tmp/$1/pid" ] && [ ! -e "$tmp/$1/status" ] || return 0
+	read -r pid <"$tmp/$1/pid"
+	kill -TERM "$pid" 2>/dev/null
+	await_file "$tmp/$1/status" 100
+}
+
+# run_child NAME: starts the child script in the background, sets cpid (the child's own PID) once its
+# network is up; its exit status lands in $tmp/NAME/status. The wrapper's stderr goes to /dev/null only
+# to keep bash's "Terminated"/"Killed" job notices out of the test output.
+run_child() {
+	local dir=$tmp/$1
+	mkdir -p "$dir"
+	# If this test is killed while the child holds the network, the child must let go of it too.
+	testnet_on_exit "stop_child $1"
+	(
+		bash "$tmp/child.sh" "$lib" "$dir" >"$dir/out" 2>&1
+		echo "$?" >"$dir/status"
+	) 2>/dev/null &
+	# Generous: a parallel run of this test may hold the network for a few seconds first.
+	if ! await_file "$dir/up" $(((TN_LOCK_WAIT + 15) * 10)); then
+		diag "child $1 did not come up:" "$(cat "$dir/out")"
+		[ -e "$dir/pid" ] && kill -KILL "$(cat "$dir/pid")" 2>/dev/null
+		return 1
+	fi
+	cpid=$(cat "$dir/pid")
+}
+
+if run_child term; then
+	ok "child brought the network up"
+	cprefix=$(cat "$tmp/term/prefix")
+	t=$EPOCHREALTIME
+	kill -TERM "$cpid"
+	is "child died of SIGTERM" "$(await_exit term)" "143"
+	diag "TERM to clean: $(elapsed "$t") s"
+	check "its testnet_on_exit command ran" [ -e "$tmp/term/on-exit-ran" ]
+	check "its services are dead" all_dead "$tmp"/term/*.pid
+	check "nothing named $cprefix remains" nothing_left "$cprefix"
+	blackholes_gone_check "its blackholes are gone"
+else
+	not_ok "child brought the network up"
+fi
+
+if run_child kill; then
+	ok "second child brought the network up"
+	cprefix=$(cat "$tmp/kill/prefix")
+	kill -KILL "$cpid"
+	is "child died of SIGKILL" "$(await_exit kill)" "137"
+	t=$EPOCHREALTIME
+	testnet_reap_stale
+	diag "testnet_reap_stale took $(elapsed "$t") s"
+	check "testnet_reap_stale killed its services" all_dead "$tmp"/kill/*.pid
+	check "testnet_reap_stale left nothing named $cprefix" nothing_left "$cprefix"
+	blackholes_gone_check "testnet_reap_stale removed the blackholes"
+else
+	not_ok "second child brought the network up"
+fi
+
+# ---------------------------------------------------------------------------------------------------------
+# The reaper is conservative: a bare crgwtn<N>-net with no claim file goes, anything else named crgwtn stays.
+keep=crgwtnkeep$((RANDOM % 1000))-net
+testnet_on_exit "ip netns del $keep 2>/dev/null"
+ip netns add "$keep"
+ip netns add "$TN_PREFIX-net"
+ip link add "${TN_PREFIX}u" type veth peer name eth0 netns "$TN_PREFIX-net"
+testnet_reap_stale
+check "reaper removes an unclaimed $TN_PREFIX-net and its veth" nothing_left "$TN_PREFIX"
+check "reaper leaves $keep alone" ip netns exec "$keep" true
+ip netns del "$keep"
+
+# testnet_kill is bounded even for a process that ignores TERM.
+bash -c 'trap "" TERM; while :; do sleep 0.1; done' &
+stubborn=$!
+sleep 30 &
+polite=$!
+disown "$stubborn" "$polite" # no "Killed" job notices in the output
+sleep 0.2
+t=$EPOCHREALTIME
+testnet_kill "$stubborn" "$polite"
+took=$(elapsed "$t")
+check "testnet_kill stops a process that ignores TERM" gone "$stubborn"
+check "testnet_kill stops a process that obeys TERM" gone "$polite"
+check "testnet_kill took at most 3 s ($took s)" awk -v t="$took" 'BEGIN { exit !(t <= 3) }'
+
+diag "total $(elapsed "$t0") s"
+printf '1..%d\n' "$n"
+[ "$failures" = 0 ]

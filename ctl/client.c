@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The control API client: HTTP/JSON over the gateway's unix socket, with libcurl. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+
+#define RESPONSE_MAX (64u << 20)
+#define LINE_MAX_BYTES (1u << 20)
+
+const char *ctl_control_path = "/run/crgw/control.sock";
+
+struct sink {
+	char *buf;
+	size_t len, cap;
+	bool too_big;
+	int (*line)(const char *text, size_t len, void *arg);
+	void *arg;
+	bool stop;
+};
+
+static size_t collect(char *data, size_t size, size_t n, void *arg)
+{
+	struct sink *s = arg;
+	size_t bytes = size * n;
+
+	if (s->len + bytes + 1 > RESPONSE_MAX) {
+		s->too_big = true;
+		return 0;
+	}
+	if (s->len + bytes + 1 > s->cap) {
+		size_t cap = (s->len + bytes + 1) * 2;
+		char *p = realloc(s->buf, cap);
+
+		if (!p)
+			return 0;
+		s->buf = p;
+		s->cap = cap;
+	}
+	memcpy(s->buf + s->len, data, bytes);
+	s->len += bytes;
+	s->buf[s->len] = '\0';
+	return bytes;
+}
+
+/* Hands out complete lines as they arrive; a partial line waits for the rest (bounded). */
+static size_t split_lines(char *data, size_t size, size_t n, void *arg)
+{
+	struct sink *s = arg;
+	size_t bytes = size * n, start = 0;
+
+	if (collect(data, size, n, arg) != bytes)
+		return 0;
+	for (size_t i = 0; i < s->len; i++) {
+		if (s->buf[i] != '\n')
+			continue;
+		s->buf[i] = '\0';
+		if (s->line(s->buf + start, i - start, s->arg)) {
+			s->stop = true;
+			return 0;
+		}
+		start = i + 1;
+	}
+	memmove(s->buf, s->buf + start, s->len - start);
+	s->len -= start;
+	if (s->len > LINE_MAX_BYTES)
+		return 0;
+	return bytes;
+}
+
+static CURL *open_handle(const char *path, char *url, size_t urlsize)
+{
+	CURL *c = curl_easy_init();
+
+	if (!c)
+		return NULL;
+	snprintf(url, urlsize, "http://crgw%s", path);
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, ctl_control_path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_PROXY, "");
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	return c;
+}
+
+static int curl_failed(CURLcode rc, char *err, size_t errlen)
+{
+	if (rc == CURLE_COULDNT_CONNECT)
+		snprintf(err, errlen, "cannot reach the gateway at %s (is crgw running? set --control or CRGW_CONTROL)",
+			 ctl_control_path);
+	else
+		snprintf(err, errlen, "control socket %s: %s", ctl_control_path, curl_easy_strerror(rc));
+	return rc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO;
+}
+
+int ctl_request(const char *method, const char *path, const char *body, struct ctl_response *out, char *err,
+		size_t errlen)
+{
+	struct sink s = { 0 };
+	struct curl_slist *headers = NULL;
+	char url[1024];
+	CURL *c = open_handle(path, url, sizeof(url));
+	CURLcode rc;
+	int ret = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!c)
+		return -ENOMEM;
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 120000L);
+	if (body) {
+		headers = curl_slist_append(headers, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+	}
+	rc = curl_easy_perform(c);
+	if (rc != CURLE_OK) {
+		ret = s.too_big ? -E2BIG : curl_failed(rc, err, errlen);
+		if (s.too_big)
+			snprintf(err, errlen, "the gateway's answer is larger than %u bytes", RESPONSE_MAX);
+		free(s.buf);
+	} else {
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+		out->body = s.buf ? s.buf : strdup("");
+		out->len = s.len;
+	}
+	curl_slist_free_all(headers);
+	curl_easy_cleanup(c);
+	return ret;
+}
+
+int ctl_stream(const char *path, int (*line)(const char *text, size_t len, void *arg), void *arg, char *err,
+	       size_t errlen)
+{
+	struct sink s = { .line = line, .arg = arg };
+	char url[1024];
+	CURL *c = open_handle(path, url, sizeof(url));
+	CURLcode rc;
+	int ret = 0;
+
+	if (!c)
+		return -ENOMEM;
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, split_lines);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+	curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+	rc = curl_easy_perform(c);
+	if (rc != CURLE_OK && !s.stop)
+		ret = curl_failed(rc, err, errlen);
+	free(s.buf);
+	curl_easy_cleanup(c);
+	return ret;
+}
+
+void ctl_print_error(const char *what, const struct ctl_response *r)
+{
+	json_t *j = json_loads(r->body ? r->body : "", 0, NULL);
+	const char *code = json_string_value(json_object_get(j, "code"));
+	const char *msg = json_string_value(json_object_get(j, "message"));
+
+	fprintf(stderr, "crgw-ctl: %s: %s: %s\n", what, code ? code : "error",
+		msg ? msg : (r->body && r->body[0] ? r->body : "no details"));
+	json_decref(j);
+}

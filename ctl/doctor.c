@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* crgw-ctl doctor: the host's prerequisites for the gateway and the capability map of a running one. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <linux/magic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "ctl.h"
+
+enum level { OK, WARN, FAIL };
+
+struct report {
+	bool json;
+	json_t *checks;
+	unsigned failed, warned;
+};
+
+static void check(struct report *r, const char *name, enum level level, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void check(struct report *r, const char *name, enum level level, const char *fmt, ...)
+{
+	static const char *const words[] = { "ok", "warn", "fail" };
+	char detail[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	if (level == FAIL)
+		r->failed++;
+	if (level == WARN)
+		r->warned++;
+	if (r->json)
+		json_array_append_new(r->checks, json_pack("{s:s, s:s, s:s}", "check", name, "status", words[level],
+							   "detail", detail));
+	else
+		printf("%-5s %-22s %s\n", words[level], name, detail);
+}
+
+static bool file_has(const char *path, const char *needle)
+{
+	char buf[8192];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return needle == NULL || strstr(buf, needle) != NULL;
+}
+
+static void gateway_checks(struct report *r, json_t **caps)
+{
+	struct ctl_response resp;
+	char err[512];
+	struct stat st;
+
+	if (stat(ctl_control_path, &st) == 0)
+		check(r, "control socket", (st.st_mode & 0007) ? WARN : OK, "%s mode %04o owner %u:%u%s",
+		      ctl_control_path, st.st_mode & 07777, st.st_uid, st.st_gid,
+		      (st.st_mode & 0007) ? " (others can reach the control API)" : "");
+	if (ctl_request("GET", "/v1/health", NULL, &resp, err, sizeof(err))) {
+		check(r, "gateway", WARN, "%s", err);
+		return;
+	}
+	check(r, "gateway", resp.status == 200 ? OK : FAIL, "health: %s", resp.body);
+	free(resp.body);
+	if (ctl_request("GET", "/v1/capabilities", NULL, &resp, err, sizeof(err)) == 0) {
+		*caps = json_loads(resp.body, 0, NULL);
+		free(resp.body);
+	}
+}
+
+int cmd_doctor(int argc, char **argv)
+{
+	struct report r = { 0 };
+	struct utsname u;
+	struct statfs sfs;
+	json_t *caps = NULL;
+
+	if (argc == 2 && !strcmp(argv[1], "--json"))
+		r.json = true;
+	else if (argc != 1) {
+		fprintf(stderr, "usage: crgw-ctl doctor [--json]\n");
+		return CTL_EXIT_ERROR;
+	}
+	r.checks = json_array();
+	check(&r, "root", geteuid() == 0 ? OK : FAIL, "%s",
+	      geteuid() == 0 ? "running as root" : "the gateway and the netns backend need root (CAP_NET_ADMIN, CAP_SYS_ADMIN)");
+	if (uname(&u) == 0)
+		check(&r, "kernel", OK, "%s %s", u.sysname, u.release);
+	check(&r, "network namespaces", access("/proc/self/ns/net", F_OK) == 0 ? OK : FAIL, "/proc/self/ns/net");
+	check(&r, "pid namespaces", access("/proc/self/ns/pid", F_OK) == 0 ? OK : FAIL, "/proc/self/ns/pid");
+	check(&r, "nftables", access("/proc/net/netfilter/nf_log", F_OK) == 0 ? OK : FAIL,
+	      "netfilter present (nf_tables, NAT and redirect are needed; the gateway fails to start without them)");
+	check(&r, "nflog", file_has("/proc/net/netfilter/nf_log", "nfnetlink_log") ? OK : WARN,
+	      "nfnetlink_log %s (packet-drop audit events)",
+	      file_has("/proc/net/netfilter/nf_log", "nfnetlink_log") ? "available" : "missing");
+	if (statfs("/sys/fs/bpf", &sfs) == 0 && sfs.f_type == BPF_FS_MAGIC)
+		check(&r, "bpffs", OK, "mounted at /sys/fs/bpf");
+	else
+		check(&r, "bpffs", WARN, "not mounted at /sys/fs/bpf: the eBPF layer would be off (nftables alone)");
+	check(&r, "btf", access("/sys/kernel/btf/vmlinux", R_OK) == 0 ? OK : WARN, "/sys/kernel/btf/vmlinux %s",
+	      access("/sys/kernel/btf/vmlinux", R_OK) == 0 ? "readable" : "missing (no CO-RE BPF)");
+	check(&r, "ip_forward", file_has("/proc/sys/net/ipv4/ip_forward", "0") ? OK : WARN, "%s",
+	      file_has("/proc/sys/net/ipv4/ip_forward", "0")
+		      ? "global forwarding off"
+		      : "global forwarding on: the gateway's forward chain still drops sandbox traffic");
+	check(&r, "tun", access("/dev/net/tun", R_OK | W_OK) == 0 ? OK : WARN, "/dev/net/tun %s (VM backends)",
+	      access("/dev/net/tun", F_OK) == 0 ? "present" : "missing");
+	check(&r, "kvm", access("/dev/kvm", R_OK | W_OK) == 0 ? OK : WARN, "/dev/kvm %s",
+	      access("/dev/kvm", F_OK) == 0 ? "present" : "missing (VMs would run under TCG emulation)");
+	check(&r, "backend netns", geteuid() == 0 ? OK : FAIL, "available; weaker isolation than a VM");
+	gateway_checks(&r, &caps);
+	if (r.json) {
+		json_t *out = json_pack("{s:o, s:i, s:i}", "checks", r.checks, "failed", r.failed, "warnings",
+					r.warned);
+
+		if (caps)
+			json_object_set_new(out, "capabilities", caps);
+		char *s = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		if (s)
+			puts(s);
+		free(s);
+		json_decref(out);
+	} else {
+		if (caps) {
+			char *s = json_dumps(caps, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+			printf("capability map:\n%s\n", s ? s : "");
+			free(s);
+			json_decref(caps);
+		}
+		json_decref(r.checks);
+		printf("%u failed, %u warnings\n", r.failed, r.warned);
+	}
+	return r.failed ? CTL_EXIT_DENY : CTL_EXIT_OK;
+}

@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* crgw-ctl sandbox ls|show|rm, audit tail [-f], stats: views of a running gateway. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+
+static bool has_flag(int *argc, char **argv, const char *flag)
+{
+	for (int i = 1; i < *argc; i++)
+		if (!strcmp(argv[i], flag)) {
+			memmove(&argv[i], &argv[i + 1], (size_t)(*argc - i) * sizeof(*argv));
+			(*argc)--;
+			return true;
+		}
+	return false;
+}
+
+/* GETs `path` and parses the JSON answer; prints why on failure. */
+static json_t *get_json(const char *path, const char *what, int *exit_code)
+{
+	struct ctl_response r;
+	char err[512];
+	json_t *j;
+
+	*exit_code = CTL_EXIT_ERROR;
+	if (ctl_request("GET", path, NULL, &r, err, sizeof(err))) {
+		fprintf(stderr, "crgw-ctl: %s\n", err);
+		return NULL;
+	}
+	if (r.status != 200) {
+		ctl_print_error(what, &r);
+		free(r.body);
+		return NULL;
+	}
+	j = json_loads(r.body, 0, NULL);
+	free(r.body);
+	if (!j)
+		fprintf(stderr, "crgw-ctl: %s: the gateway's answer is not JSON\n", what);
+	else
+		*exit_code = CTL_EXIT_OK;
+	return j;
+}
+
+static void print_pretty(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+	if (s)
+		puts(s);
+	free(s);
+}
+
+static const char *str(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "-";
+}
+
+static int sandbox_ls(bool json)
+{
+	int rc;
+	json_t *j = get_json("/v1/sandboxes", "sandbox ls", &rc), *sb;
+	size_t i;
+
+	if (!j)
+		return rc;
+	if (json) {
+		print_pretty(j);
+	} else {
+		printf("%-16s %-14s %-10s %-8s %-19s %-27s %s\n", "ID", "GUEST", "INTERFACE", "BACKEND", "POLICY",
+		       "CREATED", "RUN");
+		json_array_foreach(json_object_get(j, "sandboxes"), i, sb) {
+			printf("%-16s %-14s %-10s %-8s %-19.19s %-27s %s\n", str(sb, "id"), str(sb, "guest"),
+			       str(sb, "interface"), str(sb, "backend"), str(sb, "policy_hash"), str(sb, "created"),
+			       str(sb, "run_id"));
+		}
+	}
+	json_decref(j);
+	return CTL_EXIT_OK;
+}
+
+static int sandbox_show(const char *id, bool json)
+{
+	char path[256];
+	int rc;
+	json_t *j, *v;
+	const char *key;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s", id);
+	j = get_json(path, id, &rc);
+	if (!j)
+		return rc;
+	if (json) {
+		print_pretty(j);
+	} else {
+		json_object_foreach(j, key, v) {
+			if (json_is_object(v)) {
+				const char *k2;
+				json_t *v2;
+
+				printf("%s:\n", key);
+				json_object_foreach(v, k2, v2)
+					printf("  %-22s %lld\n", k2, (long long)json_integer_value(v2));
+			} else if (json_is_string(v)) {
+				printf("%-24s %s\n", key, json_string_value(v));
+			} else {
+				printf("%-24s %lld\n", key, (long long)json_integer_value(v));
+			}
+		}
+	}
+	json_decref(j);
+	return CTL_EXIT_OK;
+}
+
+static int sandbox_rm(int n, char **ids)
+{
+	int rc = CTL_EXIT_OK;
+
+	for (int i = 0; i < n; i++) {
+		struct ctl_response r;
+		char path[256], err[512];
+
+		if (strchr(ids[i], '/') || strlen(ids[i]) > 64) {
+			fprintf(stderr, "crgw-ctl: %s: not a sandbox id\n", ids[i]);
+			rc = CTL_EXIT_ERROR;
+			continue;
+		}
+		snprintf(path, sizeof(path), "/v1/sandboxes/%s", ids[i]);
+		if (ctl_request("DELETE", path, NULL, &r, err, sizeof(err))) {
+			fprintf(stderr, "crgw-ctl: %s\n", err);
+			return CTL_EXIT_ERROR;
+		}
+		if (r.status == 200)
+			printf("%s released\n", ids[i]);
+		else {
+			ctl_print_error(ids[i], &r);
+			rc = CTL_EXIT_ERROR;
+		}
+		free(r.body);
+	}
+	return rc;
+}
+
+int cmd_sandbox(int argc, char **argv)
+{
+	bool json = has_flag(&argc, argv, "--json");
+
+	if (argc >= 2 && !strcmp(argv[1], "ls") && argc == 2)
+		return sandbox_ls(json);
+	if (argc == 3 && !strcmp(argv[1], "show") && strchr(argv[2], '/') == NULL)
+		return sandbox_show(argv[2], json);
+	if (argc >= 3 && !strcmp(argv[1], "rm"))
+		return sandbox_rm(argc - 2, argv + 2);
+	fprintf(stderr, "usage: crgw-ctl sandbox ls [--json] | show [--json] ID | rm ID...\n");
+	return CTL_EXIT_ERROR;
+}
+
+/* ---- audit tail --------------------------------------------------------------------------------- */
+
+/* One line per event for people; --json passes the events through untouched. */
+static int print_event(const char *text, size_t len, void *arg)
+{
+	bool json = *(bool *)arg;
+	json_t *e;
+
+	if (len == 0)
+		return 0;
+	if (json) {
+		printf("%s\n", text);
+		fflush(stdout);
+		return 0;
+	}
+	e = json_loads(text, 0, NULL);
+	if (!e) {
+		printf("%s\n", text);
+		return 0;
+	}
+	json_t *port = json_object_get(e, "dst_port");
+
+	printf("%s %-18s %-5s %-24s %-7s %-16s %s", str(e, "ts"), str(e, "event"), str(e, "action"),
+	       str(e, "reason_code"), str(e, "service"), str(e, "sandbox_id"),
+	       json_object_get(e, "dst_host") ? str(e, "dst_host") : str(e, "dst_ip"));
+	if (port)
+		printf(":%lld", (long long)json_integer_value(port));
+	if (json_object_get(e, "detail"))
+		printf(" (%s)", str(e, "detail"));
+	printf("\n");
+	fflush(stdout);
+	json_decref(e);
+	return 0;
+}
+
+int cmd_audit(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "follow", no_argument, NULL, 'f' },
+		{ "lines", required_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool follow = false, json = false;
+	unsigned long lines = 20;
+	char path[128], err[512], *end;
+	int c;
+
+	if (argc < 2 || strcmp(argv[1], "tail")) {
+		fprintf(stderr, "usage: crgw-ctl audit tail [-f] [-n LINES] [--json]\n");
+		return CTL_EXIT_ERROR;
+	}
+	optind = 1;
+	while ((c = getopt_long(argc - 1, argv + 1, "fn:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f': follow = true; break;
+		case 'j': json = true; break;
+		case 'n':
+			errno = 0;
+			lines = strtoul(optarg, &end, 10);
+			if (errno || *end || *optarg == '\0' || lines > 4096) {
+				fprintf(stderr, "crgw-ctl: -n wants 0..4096\n");
+				return CTL_EXIT_ERROR;
+			}
+			break;
+		default:
+			fprintf(stderr, "usage: crgw-ctl audit tail [-f] [-n LINES] [--json]\n");
+			return CTL_EXIT_ERROR;
+		}
+	}
+	snprintf(path, sizeof(path), "/v1/audit?lines=%lu%s", lines, follow ? "&follow=1" : "");
+	if (ctl_stream(path, print_event, &json, err, sizeof(err))) {
+		fprintf(stderr, "crgw-ctl: %s\n", err);
+		return CTL_EXIT_ERROR;
+	}
+	return CTL_EXIT_OK;
+}
+
+/* ---- stats -------------------------------------------------------------------------------------- */
+
+int cmd_stats(int argc, char **argv)
+{
+	bool json = has_flag(&argc, argv, "--json");
+	bool prom = has_flag(&argc, argv, "--prometheus");
+	int rc;
+	json_t *j, *v;
+	const char *key;
+
+	if (argc != 1) {
+		fprintf(stderr, "usage: crgw-ctl stats [--json | --prometheus]\n");
+		return CTL_EXIT_ERROR;
+	}
+	if (prom) {
+		struct ctl_response r;
+		char err[512];
+
+		if (ctl_request("GET", "/metrics", NULL, &r, err, sizeof(err))) {
+			fprintf(stderr, "crgw-ctl: %s\n", err);
+			return CTL_EXIT_ERROR;
+		}
+		fputs(r.body, stdout);
+		free(r.body);
+		return r.status == 200 ? CTL_EXIT_OK : CTL_EXIT_ERROR;
+	}
+	j = get_json("/v1/stats", "stats", &rc);
+	if (!j)
+		return rc;
+	if (json) {
+		print_pretty(j);
+	} else {
+		json_object_foreach(j, key, v) {
+			if (json_is_object(v)) {
+				const char *k2;
+				json_t *v2;
+
+				json_object_foreach(v, k2, v2)
+					printf("%s.%-20s %lld\n", key, k2, (long long)json_integer_value(v2));
+			} else {
+				printf("%-24s %lld\n", key, (long long)json_integer_value(v));
+			}
+		}
+	}
+	json_decref(j);
+	return CTL_EXIT_OK;
+}

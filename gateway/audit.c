@@ -1,0 +1,425 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The audit writer: a bounded queue, one thread that appends JSON lines, rotation, and the live ring. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "log.h"
+
+#define BATCH_MAX 256
+#define RECENT_MAX 4096
+#define RETRY_MS 200
+
+static const char *const kind_names[] = {
+	[CRGW_AUDIT_DECISION] = "decision",
+	[CRGW_AUDIT_CONNECTION_END] = "connection_end",
+	[CRGW_AUDIT_SANDBOX_REGISTERED] = "sandbox_registered",
+	[CRGW_AUDIT_SANDBOX_RELEASED] = "sandbox_released",
+	[CRGW_AUDIT_PACKET_DROP] = "packet_drop",
+	[CRGW_AUDIT_AUDIT_LOSS] = "audit_loss",
+	[CRGW_AUDIT_GATEWAY_STARTED] = "gateway_started",
+	[CRGW_AUDIT_GATEWAY_STOPPED] = "gateway_stopped",
+};
+static const char *const action_names[] = { NULL, "allow", "deny", "warn" };
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	pthread_t thread;
+	bool running, stopping, allow_loss;
+	struct crgw_audit_event **queue;
+	unsigned cap, head, len;
+	char path[4096];
+	int fd;
+	uint64_t size, max_bytes;
+	unsigned keep;
+	struct crgw_audit_stats stats;
+	uint64_t lost_reported;
+
+	pthread_mutex_t recent_lock;
+	char *recent[RECENT_MAX];
+	size_t recent_len[RECENT_MAX];
+	uint64_t seq;
+	void (*notify)(void *);
+	void *notify_arg;
+} A = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
+	.recent_lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
+
+static atomic_bool reopen_requested;
+
+void crgw_audit_copy(char *dst, size_t size, const char *src)
+{
+	size_t n = src ? strnlen(src, size - 1) : 0;
+
+	memcpy(dst, src ? src : "", n);
+	dst[n] = '\0';
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int set_str(json_t *o, const char *key, const char *v)
+{
+	if (!v || !*v)
+		return 0;
+	return json_object_set_new(o, key, json_string(v));
+}
+
+static int set_u64(json_t *o, const char *key, uint64_t v)
+{
+	return json_object_set_new(o, key, json_integer((json_int_t)v));
+}
+
+char *crgw_audit_format(const struct crgw_audit_event *ev)
+{
+	json_t *o = json_object();
+	char ts[40];
+	struct tm tm;
+	time_t secs = (time_t)(ev->ts_us / 1000000);
+	size_t n;
+	char *out = NULL;
+	int err = 0;
+
+	if (!o)
+		return NULL;
+	gmtime_r(&secs, &tm);
+	n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + n, sizeof(ts) - n, ".%06dZ", (int)(ev->ts_us % 1000000));
+	/* Every insertion is checked: jansson drops members silently when memory runs out. */
+	err |= set_str(o, "ts", ts);
+	err |= set_u64(o, "schema", CRGW_AUDIT_SCHEMA);
+	err |= set_str(o, "event", kind_names[ev->kind]);
+	err |= set_str(o, "sandbox_id", ev->sandbox_id);
+	err |= set_str(o, "run_id", ev->run_id);
+	err |= set_str(o, "policy_hash", ev->policy_hash);
+	err |= set_str(o, "service", ev->service);
+	err |= set_str(o, "dst_host", ev->dst_host);
+	err |= set_str(o, "dst_ip", ev->dst_ip);
+	if (ev->dst_port)
+		err |= set_u64(o, "dst_port", ev->dst_port);
+	err |= set_str(o, "src_ip", ev->src_ip);
+	if (ev->action != CRGW_ACTION_NONE)
+		err |= set_str(o, "action", action_names[ev->action]);
+	if (ev->action != CRGW_ACTION_NONE || ev->reason != CRGW_REASON_NONE)
+		err |= json_object_set_new(o, "reason_code",
+					   ev->reason ? json_string(crgw_reason_str(ev->reason)) : json_null());
+	err |= set_str(o, "rule", ev->rule);
+	err |= set_str(o, "qtype", ev->qtype);
+	err |= set_str(o, "detail", ev->detail);
+	if (ev->count)
+		err |= set_u64(o, "count", ev->count);
+	if (ev->has_bytes) {
+		err |= set_u64(o, "bytes_up", ev->bytes_up);
+		err |= set_u64(o, "bytes_down", ev->bytes_down);
+		err |= set_u64(o, "duration_ms", ev->duration_ms);
+	}
+	if (!err)
+		out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+	json_decref(o);
+	return out;
+}
+
+int crgw_audit_emit(const struct crgw_audit_event *ev)
+{
+	struct crgw_audit_event *copy = malloc(sizeof(*copy));
+	bool lost = false;
+
+	if (copy) {
+		*copy = *ev;
+		if (!copy->ts_us)
+			copy->ts_us = now_us();
+	}
+	pthread_mutex_lock(&A.lock);
+	if (!copy || !A.running || A.len == A.cap) {
+		A.stats.lost++;
+		lost = true;
+	} else {
+		A.queue[(A.head + A.len) % A.cap] = copy;
+		A.len++;
+		A.stats.queued++;
+		pthread_cond_signal(&A.wake);
+	}
+	pthread_mutex_unlock(&A.lock);
+	if (lost) {
+		free(copy);
+		return A.allow_loss ? 0 : -ENOBUFS;
+	}
+	return 0;
+}
+
+static int open_log(void)
+{
+	struct stat st;
+	int fd = open(A.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) == 0)
+		A.size = (uint64_t)st.st_size;
+	if (A.fd >= 0)
+		close(A.fd);
+	A.fd = fd;
+	return 0;
+}
+
+static void rotate(void)
+{
+	char from[4200], to[4200];
+
+	/* keep = 0 turns rotation off: nothing is ever deleted by the gateway. */
+	if (A.keep == 0)
+		return;
+	for (unsigned i = A.keep; i > 1; i--) {
+		snprintf(from, sizeof(from), "%s.%u", A.path, i - 1);
+		snprintf(to, sizeof(to), "%s.%u", A.path, i);
+		rename(from, to);
+	}
+	snprintf(to, sizeof(to), "%s.1", A.path);
+	if (rename(A.path, to) == 0 && open_log() == 0) {
+		A.size = 0;
+		A.stats.rotations++;
+	}
+}
+
+static void remember(char *line, size_t len)
+{
+	pthread_mutex_lock(&A.recent_lock);
+	A.seq++;
+	free(A.recent[A.seq % RECENT_MAX]);
+	A.recent[A.seq % RECENT_MAX] = line;
+	A.recent_len[A.seq % RECENT_MAX] = len;
+	pthread_mutex_unlock(&A.recent_lock);
+}
+
+uint64_t crgw_audit_recent(uint64_t after, unsigned max, void (*cb)(void *arg, const char *line, size_t len),
+			   void *arg)
+{
+	uint64_t s;
+
+	pthread_mutex_lock(&A.recent_lock);
+	s = after;
+	if (A.seq > RECENT_MAX && s < A.seq - RECENT_MAX)
+		s = A.seq - RECENT_MAX;
+	if (A.seq > max && s < A.seq - max)
+		s = A.seq - max;
+	for (; s < A.seq; s++)
+		cb(arg, A.recent[(s + 1) % RECENT_MAX], A.recent_len[(s + 1) % RECENT_MAX]);
+	pthread_mutex_unlock(&A.recent_lock);
+	return s;
+}
+
+void crgw_audit_set_notify(void (*notify)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&A.lock);
+	A.notify = notify;
+	A.notify_arg = arg;
+	pthread_mutex_unlock(&A.lock);
+}
+
+/* Appends `buf` whole, retrying while the disk refuses; gives up only when stopping. */
+static bool write_all(const char *buf, size_t len)
+{
+	size_t off = 0;
+	unsigned failures = 0;
+
+	while (off < len) {
+		ssize_t w = A.fd >= 0 ? write(A.fd, buf + off, len - off) : -1;
+
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		A.stats.write_errors++;
+		if (failures++ == 0)
+			log_error("audit write failed", "path=\"%s\" error=\"%s\"", A.path,
+				  A.fd >= 0 ? strerror(errno) : "not open");
+		if (A.fd < 0)
+			open_log();
+		if (A.stopping && failures > 25)
+			return false;
+		struct timespec ts = { 0, RETRY_MS * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	A.size += len;
+	return true;
+}
+
+static void write_event(struct crgw_audit_event *ev)
+{
+	char *line = crgw_audit_format(ev);
+	size_t len;
+
+	if (!line) {
+		A.stats.lost++;
+		return;
+	}
+	len = strlen(line);
+	if (A.max_bytes && A.size + len + 1 > A.max_bytes && A.size > 0)
+		rotate();
+	line[len] = '\n';
+	if (write_all(line, len + 1)) {
+		A.stats.written++;
+		A.stats.bytes += len + 1;
+	} else {
+		A.stats.lost++;
+	}
+	line[len] = '\0';
+	remember(line, len);
+}
+
+static void *writer_main(void *arg)
+{
+	struct crgw_audit_event *batch[BATCH_MAX];
+	sigset_t all;
+
+	(void)arg;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	for (;;) {
+		unsigned n = 0;
+		bool stop;
+		uint64_t lost;
+
+		pthread_mutex_lock(&A.lock);
+		while (A.len == 0 && !A.stopping && !atomic_load(&reopen_requested)) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += RETRY_MS * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&A.wake, &A.lock, &ts);
+		}
+		while (A.len && n < BATCH_MAX) {
+			batch[n++] = A.queue[A.head];
+			A.head = (A.head + 1) % A.cap;
+			A.len--;
+		}
+		stop = A.stopping && A.len == 0;
+		lost = A.stats.lost;
+		void (*notify)(void *) = A.notify;
+		void *notify_arg = A.notify_arg;
+		pthread_mutex_unlock(&A.lock);
+
+		if (atomic_exchange(&reopen_requested, false)) {
+			int err = open_log();
+
+			if (err)
+				log_error("audit reopen failed", "path=\"%s\" error=\"%s\"", A.path, strerror(-err));
+			else
+				log_info("audit log reopened", "path=\"%s\"", A.path);
+		}
+		for (unsigned i = 0; i < n; i++) {
+			write_event(batch[i]);
+			free(batch[i]);
+		}
+		/* A loss is itself an event, written as soon as the log takes writes again. */
+		if (lost > A.lost_reported) {
+			struct crgw_audit_event ev = { .kind = CRGW_AUDIT_AUDIT_LOSS, .service = "audit" };
+
+			ev.ts_us = now_us();
+			ev.count = lost - A.lost_reported;
+			AUDIT_SET(ev.detail, A.allow_loss ? "queue full; loss allowed by audit.allow_loss"
+							  : "queue full; the unrecorded actions were refused");
+			A.lost_reported = lost;
+			write_event(&ev);
+		}
+		if (n && notify)
+			notify(notify_arg);
+		if (stop)
+			break;
+	}
+	if (A.fd >= 0)
+		fdatasync(A.fd);
+	return NULL;
+}
+
+int crgw_audit_start(const char *path, uint64_t max_bytes, unsigned keep, unsigned queue, bool allow_loss)
+{
+	int err;
+
+	crgw_audit_copy(A.path, sizeof(A.path), path);
+	A.max_bytes = max_bytes;
+	A.keep = keep;
+	A.allow_loss = allow_loss;
+	A.cap = queue;
+	A.queue = calloc(queue, sizeof(*A.queue));
+	if (!A.queue)
+		return -ENOMEM;
+	err = open_log();
+	if (err) {
+		free(A.queue);
+		A.queue = NULL;
+		return err;
+	}
+	A.running = true;
+	err = -pthread_create(&A.thread, NULL, writer_main, NULL);
+	if (err) {
+		A.running = false;
+		close(A.fd);
+		A.fd = -1;
+		free(A.queue);
+		A.queue = NULL;
+	}
+	return err;
+}
+
+void crgw_audit_reopen(void)
+{
+	atomic_store(&reopen_requested, true);
+}
+
+void crgw_audit_stop(void)
+{
+	if (!A.running)
+		return;
+	pthread_mutex_lock(&A.lock);
+	A.stopping = true;
+	pthread_cond_signal(&A.wake);
+	pthread_mutex_unlock(&A.lock);
+	pthread_join(A.thread, NULL);
+	pthread_mutex_lock(&A.lock);
+	A.running = false;
+	while (A.len) {
+		free(A.queue[A.head]);
+		A.head = (A.head + 1) % A.cap;
+		A.len--;
+	}
+	pthread_mutex_unlock(&A.lock);
+	free(A.queue);
+	A.queue = NULL;
+	if (A.fd >= 0)
+		close(A.fd);
+	A.fd = -1;
+	for (unsigned i = 0; i < RECENT_MAX; i++) {
+		free(A.recent[i]);
+		A.recent[i] = NULL;
+	}
+}
+
+void crgw_audit_get_stats(struct crgw_audit_stats *out)
+{
+	pthread_mutex_lock(&A.lock);
+	*out = A.stats;
+	out->queue_depth = A.len;
+	pthread_mutex_unlock(&A.lock);
+}

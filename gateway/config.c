@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* crgw.yaml and flag parsing: one table row per key with its type, bounds and default. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "config.h"
+
+enum key_type { K_UINT, K_BOOL, K_STRING, K_POOL, K_UPSTREAM, K_BLOCKED, K_RCODE, K_LEVEL, K_MODE };
+
+struct key {
+	const char *path;
+	enum key_type type;
+	size_t offset;
+	size_t size;    /* strings: buffer size */
+	uint64_t min, max;
+};
+
+#define OFF(f) offsetof(struct crgw_config, f)
+#define STR(f) OFF(f), sizeof(((struct crgw_config *)0)->f)
+
+static const struct key keys[] = {
+	{ "control", K_STRING, STR(control_path), 0, 0 },
+	{ "control_mode", K_MODE, OFF(control_mode), 0, 0, 0777 },
+	{ "audit.path", K_STRING, STR(audit_path), 0, 0 },
+	{ "audit.max_bytes", K_UINT, OFF(audit_max_bytes), 8, 4096, UINT64_C(1) << 40 },
+	{ "audit.keep", K_UINT, OFF(audit_keep), 4, 0, 1000 },
+	{ "audit.queue", K_UINT, OFF(audit_queue), 4, 64, 1 << 22 },
+	{ "audit.allow_loss", K_BOOL, OFF(audit_allow_loss), 0, 0, 0 },
+	{ "pool", K_POOL, 0, 0, 0, 0 },
+	{ "workers", K_UINT, OFF(workers), 4, 0, 256 },
+	{ "dns.upstream", K_UPSTREAM, 0, 0, 0, 0 },
+	{ "dns.ttl_min", K_UINT, OFF(dns_ttl_min), 4, 0, 86400 },
+	{ "dns.ttl_max", K_UINT, OFF(dns_ttl_max), 4, 1, 604800 },
+	{ "dns.negative_ttl", K_UINT, OFF(dns_negative_ttl), 4, 0, 3600 },
+	{ "dns.rate_limit", K_UINT, OFF(dns_rate_limit), 4, 1, 1000000 },
+	{ "dns.binding_grace", K_UINT, OFF(dns_binding_grace), 4, 0, 3600 },
+	{ "dns.denied_rcode", K_RCODE, OFF(dns_refuse_denied), 0, 0, 0 },
+	{ "dns.timeout_ms", K_UINT, OFF(dns_timeout_ms), 4, 100, 30000 },
+	{ "dns.port", K_UINT, OFF(dns_port), 2, 1, 65535 },
+	{ "blocked_ranges", K_BLOCKED, 0, 0, 0, 0 },
+	{ "nftables.table", K_STRING, STR(nft_table), 0, 0 },
+	{ "nftables.nflog_group", K_UINT, OFF(nflog_group), 4, 1, 65535 },
+	{ "interfaces.prefix", K_STRING, STR(iface_prefix), 0, 0 },
+	{ "transparent.http_port", K_UINT, OFF(transparent_http_port), 4, 1, 65535 },
+	{ "transparent.tcp_port", K_UINT, OFF(transparent_tcp_port), 4, 1, 65535 },
+	{ "log_level", K_LEVEL, OFF(log_level), 0, 0, 0 },
+};
+
+void crgw_config_defaults(struct crgw_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->control_path, sizeof(cfg->control_path), "/run/crgw/control.sock");
+	cfg->control_mode = 0660;
+	snprintf(cfg->audit_path, sizeof(cfg->audit_path), "/var/log/crgw/audit.log");
+	cfg->audit_max_bytes = UINT64_C(100) << 20;
+	cfg->audit_keep = 5;
+	cfg->audit_queue = 65536;
+	inet_pton(AF_INET, "10.200.0.0", &cfg->pool);
+	cfg->pool_prefix = 16;
+	cfg->dns_ttl_min = 5;
+	cfg->dns_ttl_max = 300;
+	cfg->dns_negative_ttl = 30;
+	cfg->dns_rate_limit = 500;
+	cfg->dns_binding_grace = 30;
+	cfg->dns_timeout_ms = 2000;
+	cfg->dns_port = 53;
+	snprintf(cfg->nft_table, sizeof(cfg->nft_table), "crgw");
+	snprintf(cfg->iface_prefix, sizeof(cfg->iface_prefix), "crgw");
+	cfg->nflog_group = 4242;
+	cfg->transparent_http_port = 15080;
+	cfg->transparent_tcp_port = 15443;
+	cfg->log_level = 1;
+}
+
+int crgw_cidr4_parse(const char *text, struct in_addr *addr, unsigned *prefix)
+{
+	char buf[32];
+	const char *slash = strchr(text, '/');
+	size_t alen = slash ? (size_t)(slash - text) : strlen(text);
+	char *end;
+	unsigned long len = 32;
+
+	if (alen == 0 || alen >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, text, alen);
+	buf[alen] = '\0';
+	if (inet_pton(AF_INET, buf, addr) != 1)
+		return -EINVAL;
+	if (slash) {
+		errno = 0;
+		len = strtoul(slash + 1, &end, 10);
+		if (errno || end == slash + 1 || *end || len > 32)
+			return -EINVAL;
+	}
+	*prefix = (unsigned)len;
+	return 0;
+}
+
+static int parse_upstream(const char *v, struct crgw_upstream *u)
+{
+	char host[48];
+	const char *colon = strrchr(v, ':');
+	unsigned long port = 53;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&u->addr;
+	size_t hlen = colon ? (size_t)(colon - v) : strlen(v);
+	char *end;
+
+	/* IPv4 only for now: the sandbox pool and the test network are IPv4 (docs/gateway.md). */
+	if (hlen == 0 || hlen >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, v, hlen);
+	host[hlen] = '\0';
+	if (colon) {
+		errno = 0;
+		port = strtoul(colon + 1, &end, 10);
+		if (errno || end == colon + 1 || *end || port == 0 || port > 65535)
+			return -EINVAL;
+	}
+	memset(&u->addr, 0, sizeof(u->addr));
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons((uint16_t)port);
+	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+		return -EINVAL;
+	snprintf(u->text, sizeof(u->text), "%s:%lu", host, port);
+	return 0;
+}
+
+static int fail(char *err, size_t errlen, const char *where, const char *key, const char *why)
+{
+	snprintf(err, errlen, "%s%s%s: %s", where ? where : "", where ? ": " : "", key, why);
+	return -EINVAL;
+}
+
+static int set_key(struct crgw_config *cfg, const struct key *k, const char *v, char *err, size_t errlen,
+		   const char *where)
+{
+	char *base = (char *)cfg;
+	char *end;
+	unsigned long long n;
+
+	switch (k->type) {
+	case K_UINT:
+		if (*v == '-' || *v == '\0')
+			return fail(err, errlen, where, k->path, "expected a non-negative integer");
+		errno = 0;
+		n = strtoull(v, &end, 10);
+		if (errno || *end)
+			return fail(err, errlen, where, k->path, "expected a non-negative integer");
+		if (n < k->min || n > k->max) {
+			char why[96];
+
+			snprintf(why, sizeof(why), "must be between %llu and %llu", (unsigned long long)k->min,
+				 (unsigned long long)k->max);
+			return fail(err, errlen, where, k->path, why);
+		}
+		if (k->size == 8)
+			*(uint64_t *)(base + k->offset) = n;
+		else if (k->size == 2)
+			*(uint16_t *)(base + k->offset) = (uint16_t)n;
+		else
+			*(unsigned *)(base + k->offset) = (unsigned)n;
+		return 0;
+	case K_MODE:
+		errno = 0;
+		n = strtoull(v, &end, 8);
+		if (errno || *end || *v == '\0' || n > k->max)
+			return fail(err, errlen, where, k->path, "expected an octal file mode such as 0660");
+		*(unsigned *)(base + k->offset) = (unsigned)n;
+		return 0;
+	case K_BOOL:
+		if (!strcmp(v, "true"))
+			*(bool *)(base + k->offset) = true;
+		else if (!strcmp(v, "false"))
+			*(bool *)(base + k->offset) = false;
+		else
+			return fail(err, errlen, where, k->path, "expected true or false");
+		return 0;
+	case K_STRING:
+		if (*v == '\0' || strlen(v) >= k->size)
+			return fail(err, errlen, where, k->path, "empty or too long");
+		memcpy(base + k->offset, v, strlen(v) + 1);
+		return 0;
+	case K_RCODE:
+		if (!strcmp(v, "nxdomain"))
+			cfg->dns_refuse_denied = false;
+		else if (!strcmp(v, "refused"))
+			cfg->dns_refuse_denied = true;
+		else
+			return fail(err, errlen, where, k->path, "expected nxdomain or refused");
+		return 0;
+	case K_LEVEL: {
+		static const char *const names[] = { "debug", "info", "warn", "error" };
+
+		for (unsigned i = 0; i < 4; i++)
+			if (!strcmp(v, names[i])) {
+				cfg->log_level = i;
+				return 0;
+			}
+		return fail(err, errlen, where, k->path, "expected debug, info, warn or error");
+	}
+	case K_POOL:
+		if (crgw_cidr4_parse(v, &cfg->pool, &cfg->pool_prefix) || !strchr(v, '/'))
+			return fail(err, errlen, where, k->path, "expected an IPv4 CIDR such as 10.200.0.0/16");
+		return 0;
+	case K_UPSTREAM:
+		if (cfg->nupstream == CRGW_UPSTREAM_MAX)
+			return fail(err, errlen, where, k->path, "too many upstream servers (at most 8)");
+		if (parse_upstream(v, &cfg->upstream[cfg->nupstream]))
+			return fail(err, errlen, where, k->path, "expected an IPv4 address with an optional :port");
+		cfg->nupstream++;
+		return 0;
+	case K_BLOCKED: {
+		struct in_addr a;
+		unsigned p;
+
+		if (cfg->nblocked == CRGW_BLOCKED_MAX)
+			return fail(err, errlen, where, k->path, "too many ranges (at most 64)");
+		if (strlen(v) >= sizeof(cfg->blocked[0]) || crgw_cidr4_parse(v, &a, &p))
+			return fail(err, errlen, where, k->path, "expected an IPv4 CIDR");
+		memcpy(cfg->blocked[cfg->nblocked++], v, strlen(v) + 1);
+		return 0;
+	}
+	}
+	return fail(err, errlen, where, k->path, "unsupported");
+}
+
+static const struct key *find_key(const char *path)
+{
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (!strcmp(keys[i].path, path))
+			return &keys[i];
+	return NULL;
+}
+
+int crgw_config_set(struct crgw_config *cfg, const char *key, const char *value, char *err, size_t errlen)
+{
+	const struct key *k = find_key(key);
+
+	if (!k)
+		return fail(err, errlen, NULL, key, "unknown key");
+	return set_key(cfg, k, value, err, errlen, NULL);
+}
+
+struct walk {
+	struct crgw_config *cfg;
+	const char *file;
+	char *err;
+	size_t errlen;
+	yaml_document_t *doc;
+};
+
+static int walk_node(struct walk *w, yaml_node_t *node, const char *path, unsigned depth)
+{
+	char where[4200];
+	const struct key *k;
+
+	snprintf(where, sizeof(where), "%s:%lu:%lu", w->file, (unsigned long)node->start_mark.line + 1,
+		 (unsigned long)node->start_mark.column + 1);
+	if (depth > 4)
+		return fail(w->err, w->errlen, where, path, "nested too deeply");
+	if (node->type == YAML_MAPPING_NODE) {
+		/* A mapping is either the root or a section whose keys are looked up with the dotted path. */
+		for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
+			yaml_node_t *kn = yaml_document_get_node(w->doc, p->key);
+			yaml_node_t *vn = yaml_document_get_node(w->doc, p->value);
+			char sub[256];
+			int err;
+
+			if (!kn || !vn || kn->type != YAML_SCALAR_NODE)
+				return fail(w->err, w->errlen, where, path[0] ? path : "(root)",
+					    "keys must be plain strings");
+			if (snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "." : "",
+				     (const char *)kn->data.scalar.value) >= (int)sizeof(sub))
+				return fail(w->err, w->errlen, where, path, "key too long");
+			err = walk_node(w, vn, sub, depth + 1);
+			if (err)
+				return err;
+		}
+		return 0;
+	}
+	k = find_key(path);
+	if (!k)
+		return fail(w->err, w->errlen, where, path, "unknown key");
+	if (node->type == YAML_SEQUENCE_NODE) {
+		if (k->type != K_UPSTREAM && k->type != K_BLOCKED)
+			return fail(w->err, w->errlen, where, path, "expected a single value, not a list");
+		for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top;
+		     it++) {
+			yaml_node_t *item = yaml_document_get_node(w->doc, *it);
+			int err;
+
+			if (!item || item->type != YAML_SCALAR_NODE)
+				return fail(w->err, w->errlen, where, path, "list items must be scalars");
+			err = set_key(w->cfg, k, (const char *)item->data.scalar.value, w->err, w->errlen, where);
+			if (err)
+				return err;
+		}
+		return 0;
+	}
+	if (node->type != YAML_SCALAR_NODE)
+		return fail(w->err, w->errlen, where, path, "unexpected value");
+	return set_key(w->cfg, k, (const char *)node->data.scalar.value, w->err, w->errlen, where);
+}
+
+int crgw_config_load_file(struct crgw_config *cfg, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	yaml_node_t *root;
+	struct walk w = { cfg, path, err, errlen, &doc };
+	int ret;
+
+	if (!f) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return ret;
+	}
+	if (!yaml_parser_initialize(&parser)) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	yaml_parser_set_input_file(&parser, f);
+	if (!yaml_parser_load(&parser, &doc)) {
+		snprintf(err, errlen, "%s:%lu:%lu: %s", path, (unsigned long)parser.problem_mark.line + 1,
+			 (unsigned long)parser.problem_mark.column + 1,
+			 parser.problem ? parser.problem : "invalid YAML");
+		yaml_parser_delete(&parser);
+		fclose(f);
+		return -EINVAL;
+	}
+	root = yaml_document_get_root_node(&doc);
+	if (!root)
+		ret = 0; /* an empty file keeps every default */
+	else if (root->type != YAML_MAPPING_NODE)
+		ret = fail(err, errlen, path, "(root)", "expected a mapping");
+	else
+		ret = walk_node(&w, root, "", 0);
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	fclose(f);
+	return ret;
+}
+
+int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen)
+{
+	uint32_t mask;
+	long cores;
+
+	if (cfg->pool_prefix > 28 || cfg->pool_prefix < 8)
+		return fail(err, errlen, NULL, "pool", "prefix must be between /8 and /28 (one /30 per sandbox)");
+	mask = htonl(~((1u << (32 - cfg->pool_prefix)) - 1));
+	if ((cfg->pool.s_addr & ~mask) != 0)
+		return fail(err, errlen, NULL, "pool", "has host bits set");
+	if (cfg->nupstream == 0)
+		return fail(err, errlen, NULL, "dns.upstream",
+			    "no upstream DNS server configured (the gateway never uses the host's resolver)");
+	if (cfg->dns_ttl_min > cfg->dns_ttl_max)
+		return fail(err, errlen, NULL, "dns.ttl_min", "is larger than dns.ttl_max");
+	if (cfg->transparent_http_port == cfg->transparent_tcp_port)
+		return fail(err, errlen, NULL, "transparent.http_port", "must differ from transparent.tcp_port");
+	for (const char *p = cfg->nft_table; *p; p++)
+		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '_')
+			return fail(err, errlen, NULL, "nftables.table", "use lowercase letters, digits and _");
+	for (const char *p = cfg->iface_prefix; *p; p++)
+		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9'))
+			return fail(err, errlen, NULL, "interfaces.prefix", "use lowercase letters and digits");
+	if (strlen(cfg->iface_prefix) > 6)
+		return fail(err, errlen, NULL, "interfaces.prefix", "at most 6 characters (names hold a slot number)");
+	if (cfg->workers == 0) {
+		cores = sysconf(_SC_NPROCESSORS_ONLN);
+		cfg->workers = cores > 0 ? (unsigned)cores : 1;
+		if (cfg->workers > 64)
+			cfg->workers = 64;
+	}
+	return 0;
+}

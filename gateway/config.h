@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The gateway's configuration: crgw.yaml and the command-line flags that override it. */
+#ifndef CRGW_GATEWAY_CONFIG_H
+#define CRGW_GATEWAY_CONFIG_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CRGW_UPSTREAM_MAX 8
+#define CRGW_BLOCKED_MAX 64
+
+struct crgw_upstream {
+	struct sockaddr_storage addr;
+	char text[64]; /* "addr:port", as c-ares takes it */
+};
+
+/* Immutable once crgw_config_finish() has returned; shared read-only by every thread. */
+struct crgw_config {
+	char control_path[108];
+	unsigned control_mode;
+	char audit_path[4096];
+	uint64_t audit_max_bytes;
+	unsigned audit_keep;
+	unsigned audit_queue;
+	bool audit_allow_loss;
+
+	struct in_addr pool;
+	unsigned pool_prefix;
+	unsigned workers;
+
+	struct crgw_upstream upstream[CRGW_UPSTREAM_MAX];
+	size_t nupstream;
+	unsigned dns_ttl_min, dns_ttl_max;
+	unsigned dns_negative_ttl;
+	unsigned dns_rate_limit;  /* queries per second per sandbox */
+	unsigned dns_binding_grace;
+	bool dns_refuse_denied;   /* REFUSED instead of NXDOMAIN */
+	unsigned dns_timeout_ms;
+	uint16_t dns_port;
+
+	char blocked[CRGW_BLOCKED_MAX][64];
+	size_t nblocked;
+
+	char nft_table[32];
+	char iface_prefix[8];
+	unsigned nflog_group;
+
+	unsigned transparent_http_port, transparent_tcp_port;
+	unsigned log_level;
+};
+
+/* Fills the defaults (SPEC sections 4 to 7; docs/gateway.md lists them). */
+void crgw_config_defaults(struct crgw_config *cfg);
+
+/*
+ * Reads crgw.yaml at `path` over the values already in `cfg`. On error returns -EINVAL (or -errno for
+ * I/O) and writes "file:line:column: key: reason" into `err`.
+ */
+int crgw_config_load_file(struct crgw_config *cfg, const char *path, char *err, size_t errlen);
+
+/*
+ * Applies one setting by its YAML path (e.g. "dns.ttl_min") from text; the command-line flags use this,
+ * so a flag and a key are validated by the same row. List keys append. Returns 0 or -EINVAL with `err`.
+ */
+int crgw_config_set(struct crgw_config *cfg, const char *key, const char *value, char *err, size_t errlen);
+
+/* Cross-field checks and derived values (worker count from the cores). Returns 0 or -EINVAL with `err`. */
+int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen);
+
+/* Parses "a.b.c.d/len" into a network address and prefix. Returns 0 or -EINVAL. */
+int crgw_cidr4_parse(const char *text, struct in_addr *addr, unsigned *prefix);
+
+#endif

@@ -1,0 +1,639 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Control API handlers: sandboxes, audit streaming, stats, metrics, health, capabilities. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <sys/queue.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "config.h"
+#include "control.h"
+#include "dns.h"
+#include "dns_cache.h"
+#include "log.h"
+#include "netctl.h"
+#include "sandbox.h"
+
+#define BODY_MAX (8u << 20)
+#define FOLLOWERS_MAX 64
+
+struct follower {
+	struct follower *next;
+	struct evhttp_request *req;
+	uint64_t last;
+};
+
+static struct {
+	const struct crgw_config *cfg;
+	struct event_base *base;
+	struct evhttp *http;
+	int fd;
+	struct event *notify_ev;
+	struct follower *followers;
+	unsigned nfollowers;
+	int64_t started_us;
+} C = { .fd = -1 };
+
+/* ---- replies ------------------------------------------------------------------------------------ */
+
+static void reply_json(struct evhttp_request *req, int status, json_t *body)
+{
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+	if (!text) {
+		evhttp_send_error(req, 500, "out of memory");
+		json_decref(body);
+		return;
+	}
+	evbuffer_add(out, text, strlen(text));
+	evbuffer_add(out, "\n", 1);
+	free(text);
+	json_decref(body);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+	evhttp_send_reply(req, status, status < 300 ? "OK" : "Error", NULL);
+}
+
+/* Errors are JSON with a stable code (a reason code where one applies) and a human message. */
+static void reply_error(struct evhttp_request *req, int status, const char *code, const char *message)
+{
+	reply_json(req, status, json_pack("{s:s, s:s}", "code", code, "message", message));
+}
+
+static void rfc3339(int64_t us, char *buf, size_t size)
+{
+	time_t secs = (time_t)(us / 1000000);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&secs, &tm);
+	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, size - n, ".%06dZ", (int)(us % 1000000));
+}
+
+static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
+{
+	char gw[INET_ADDRSTRLEN], guest[INET_ADDRSTRLEN], created[40];
+	json_t *o;
+
+	inet_ntop(AF_INET, &sb->gw, gw, sizeof(gw));
+	inet_ntop(AF_INET, &sb->guest, guest, sizeof(guest));
+	rfc3339(sb->created_us, created, sizeof(created));
+	o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s}", "id", sb->id, "run_id", sb->run_id,
+		      "backend", sb->backend, "interface", sb->ifname, "ifindex", sb->ifindex, "gateway", gw,
+		      "guest", guest, "policy_hash", sb->policy_hash, "created", created);
+	if (!o)
+		return NULL;
+	if (sb->holder_pid)
+		json_object_set_new(o, "holder_pid", json_integer(sb->holder_pid));
+	if (detail) {
+		struct crgw_nft_counters c = { 0 };
+
+		crgw_sandbox_kernel_counters(sb, &c);
+		json_object_set_new(o, "counters",
+			json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+				  "dns_queries", (json_int_t)atomic_load(&sb->counters.dns_queries),
+				  "dns_allowed", (json_int_t)atomic_load(&sb->counters.dns_allowed),
+				  "dns_denied", (json_int_t)atomic_load(&sb->counters.dns_denied),
+				  "dns_rate_limited", (json_int_t)atomic_load(&sb->counters.dns_rate_limited),
+				  "dns_formerr", (json_int_t)atomic_load(&sb->counters.dns_formerr),
+				  "connections_refused", (json_int_t)atomic_load(&sb->counters.connections_refused),
+				  "spoofed_packets", (json_int_t)c.spoof.packets,
+				  "dns_bypass_packets", (json_int_t)c.dns.packets,
+				  "dropped_packets", (json_int_t)c.drop.packets));
+		json_object_set_new(o, "bindings", json_integer(crgw_binding_count(sb)));
+	}
+	return o;
+}
+
+/* ---- sandboxes ---------------------------------------------------------------------------------- */
+
+/* A sandbox whose holder process ends (its command finished, or it was killed) is released. */
+struct holder_watch {
+	struct holder_watch *next;
+	struct event *ev;
+	int fd;
+	char id[24];
+};
+
+static struct holder_watch *watches;
+
+static void watch_free(struct holder_watch *w)
+{
+	for (struct holder_watch **pp = &watches; *pp; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	event_free(w->ev);
+	close(w->fd);
+	free(w);
+}
+
+static void holder_exited(evutil_socket_t fd, short what, void *arg)
+{
+	struct holder_watch *w = arg;
+
+	(void)fd;
+	(void)what;
+	if (crgw_sandbox_release(w->id, "its holder process ended") == 0)
+		log_info("sandbox holder ended", "id=%s", w->id);
+	watch_free(w);
+}
+
+static void watch_holder(const struct crgw_sandbox *sb)
+{
+	struct holder_watch *w;
+
+	if (sb->holder_pidfd < 0)
+		return;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return;
+	/* Our own descriptor: the sandbox's closes with its last reference, maybe before this fires. */
+	w->fd = fcntl(sb->holder_pidfd, F_DUPFD_CLOEXEC, 0);
+	memcpy(w->id, sb->id, sizeof(w->id));
+	w->ev = w->fd >= 0 ? event_new(C.base, w->fd, EV_READ, holder_exited, w) : NULL;
+	if (!w->ev || event_add(w->ev, NULL)) {
+		if (w->ev)
+			event_free(w->ev);
+		if (w->fd >= 0)
+			close(w->fd);
+		free(w);
+		log_warn("cannot watch a sandbox's holder; it is released only on request", "id=%s", sb->id);
+		return;
+	}
+	w->next = watches;
+	watches = w;
+}
+
+static void list_one(struct crgw_sandbox *sb, void *arg)
+{
+	json_t *o = sandbox_json(sb, false);
+
+	if (o)
+		json_array_append_new(arg, o);
+}
+
+static void sandboxes_list(struct evhttp_request *req)
+{
+	json_t *arr = json_array();
+
+	crgw_sandbox_foreach(list_one, arr);
+	reply_json(req, 200, json_pack("{s:o}", "sandboxes", arr));
+}
+
+static void sandbox_create(struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	struct crgw_sandbox_request r = { 0 };
+	struct crgw_sandbox *sb = NULL;
+	enum crgw_reason reason;
+	json_error_t jerr;
+	json_t *body, *policy;
+	char *policy_text = NULL, err[512] = "";
+	const char *netns = NULL, *run_id = NULL, *backend = "netns";
+	json_int_t holder = 0;
+	int ret;
+
+	if (len == 0 || len > BODY_MAX) {
+		reply_error(req, 400, "request_invalid", "a JSON body is required");
+		return;
+	}
+	body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!body || json_unpack_ex(body, &jerr, JSON_STRICT, "{s:o, s:s, s?s, s?s, s?I}", "policy", &policy,
+				    "netns_path", &netns, "run_id", &run_id, "backend", &backend,
+				    "holder_pid", &holder)) {
+		char msg[300];
+
+		snprintf(msg, sizeof(msg), "body: %s", jerr.text);
+		reply_error(req, 400, "request_invalid", msg);
+		json_decref(body);
+		return;
+	}
+	if (strcmp(backend, "netns")) {
+		reply_error(req, 400, "backend_unavailable", "only the netns backend is available in this version");
+		json_decref(body);
+		return;
+	}
+	if (strlen(run_id ? run_id : "") >= 64 || holder < 0 || holder > 4194304 || netns[0] != '/') {
+		reply_error(req, 400, "request_invalid", "run_id, holder_pid or netns_path out of range");
+		json_decref(body);
+		return;
+	}
+	policy_text = json_dumps(policy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+	if (!policy_text) {
+		reply_error(req, 500, "runtime_launch_failed", "out of memory");
+		json_decref(body);
+		return;
+	}
+	r.policy_json = policy_text;
+	r.policy_len = strlen(policy_text);
+	r.netns_path = netns;
+	r.run_id = run_id;
+	r.backend = backend;
+	r.holder_pid = (pid_t)holder;
+	ret = crgw_sandbox_register(&r, &sb, &reason, err, sizeof(err));
+	if (ret) {
+		log_warn("sandbox registration refused", "reason=%s error=\"%s\"", crgw_reason_str(reason), err);
+		reply_error(req, reason == CRGW_REASON_POLICY_INVALID ? 422 : 500, crgw_reason_str(reason), err);
+	} else {
+		watch_holder(sb);
+		reply_json(req, 201, sandbox_json(sb, false));
+		crgw_sandbox_unref(sb);
+	}
+	free(policy_text);
+	json_decref(body);
+}
+
+static void sandbox_one(struct evhttp_request *req, const char *id)
+{
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	struct crgw_sandbox *sb;
+
+	if (cmd == EVHTTP_REQ_DELETE) {
+		if (crgw_sandbox_release(id, "released through the control API"))
+			reply_error(req, 404, "not_found", "no such sandbox");
+		else
+			reply_json(req, 200, json_pack("{s:s}", "released", id));
+		return;
+	}
+	if (cmd != EVHTTP_REQ_GET) {
+		reply_error(req, 405, "request_invalid", "use GET or DELETE");
+		return;
+	}
+	sb = crgw_sandbox_find(id);
+	if (!sb) {
+		reply_error(req, 404, "not_found", "no such sandbox");
+		return;
+	}
+	reply_json(req, 200, sandbox_json(sb, true));
+	crgw_sandbox_unref(sb);
+}
+
+/* ---- audit streaming ---------------------------------------------------------------------------- */
+
+static void add_line(void *arg, const char *line, size_t len)
+{
+	struct evbuffer *buf = arg;
+
+	if (line) {
+		evbuffer_add(buf, line, len);
+		evbuffer_add(buf, "\n", 1);
+	}
+}
+
+static void follower_closed(struct evhttp_connection *conn, void *arg)
+{
+	struct follower *f = arg;
+
+	(void)conn;
+	for (struct follower **pp = &C.followers; *pp; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			C.nfollowers--;
+			free(f);
+			return;
+		}
+}
+
+static void feed_followers(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	for (struct follower *f = C.followers; f; f = f->next) {
+		struct evbuffer *buf = evbuffer_new();
+
+		if (!buf)
+			continue;
+		f->last = crgw_audit_recent(f->last, 4096, add_line, buf);
+		if (evbuffer_get_length(buf))
+			evhttp_send_reply_chunk(f->req, buf);
+		evbuffer_free(buf);
+	}
+}
+
+/* Runs on the audit writer thread: only wakes the control loop. */
+static void audit_notify(void *arg)
+{
+	(void)arg;
+	if (C.notify_ev)
+		event_active(C.notify_ev, EV_READ, 0);
+}
+
+static void audit_tail(struct evhttp_request *req, const struct evkeyvalq *query)
+{
+	const char *lines_s = evhttp_find_header(query, "lines");
+	const char *follow_s = evhttp_find_header(query, "follow");
+	unsigned long lines = 20;
+	struct evbuffer *buf;
+	uint64_t last;
+	char *end;
+
+	if (lines_s) {
+		lines = strtoul(lines_s, &end, 10);
+		if (*end || lines > 4096) {
+			reply_error(req, 400, "request_invalid", "lines must be 0..4096");
+			return;
+		}
+	}
+	buf = evbuffer_new();
+	if (!buf) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	last = crgw_audit_recent(0, (unsigned)lines, add_line, buf);
+	if (lines == 0) {
+		/* Only the position: nothing before now. */
+		evbuffer_drain(buf, evbuffer_get_length(buf));
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/x-ndjson");
+	if (!follow_s || strcmp(follow_s, "1")) {
+		evhttp_send_reply(req, 200, "OK", buf);
+		evbuffer_free(buf);
+		return;
+	}
+	if (C.nfollowers >= FOLLOWERS_MAX) {
+		evbuffer_free(buf);
+		reply_error(req, 503, "rate_limited", "too many audit followers");
+		return;
+	}
+	struct follower *f = calloc(1, sizeof(*f));
+
+	if (!f) {
+		evbuffer_free(buf);
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	f->req = req;
+	f->last = last;
+	f->next = C.followers;
+	C.followers = f;
+	C.nfollowers++;
+	evhttp_send_reply_start(req, 200, "OK");
+	if (evbuffer_get_length(buf))
+		evhttp_send_reply_chunk(req, buf);
+	evbuffer_free(buf);
+	evhttp_connection_set_closecb(evhttp_request_get_connection(req), follower_closed, f);
+}
+
+/* ---- stats, metrics, health --------------------------------------------------------------------- */
+
+static void stats(struct evhttp_request *req)
+{
+	struct crgw_dns_stats d;
+	struct crgw_audit_stats a;
+	struct crgw_dns_cache_stats c;
+
+	crgw_dns_get_stats(&d);
+	crgw_audit_get_stats(&a);
+	crgw_dns_cache_get_stats(&c);
+	reply_json(req, 200,
+		   json_pack("{s:i, s:i, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
+			     "s:{s:I, s:I, s:I, s:I, s:i}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i}}",
+			     "sandboxes", crgw_sandbox_count(), "workers", C.cfg->workers,
+			     "dns", "queries", (json_int_t)d.queries, "answered_cache", (json_int_t)d.answered_cache,
+			     "answered_upstream", (json_int_t)d.answered_upstream, "denied", (json_int_t)d.denied,
+			     "formerr", (json_int_t)d.formerr, "servfail", (json_int_t)d.servfail,
+			     "rate_limited", (json_int_t)d.rate_limited, "unknown_sandbox",
+			     (json_int_t)d.unknown_sandbox, "upstream_queries", (json_int_t)d.upstream_queries,
+			     "upstream_failures", (json_int_t)d.upstream_failures,
+			     "dns_cache", "hits", (json_int_t)c.hits, "misses", (json_int_t)c.misses,
+			     "inserts", (json_int_t)c.inserts, "evictions", (json_int_t)c.evictions,
+			     "entries", c.entries,
+			     "audit", "queued", (json_int_t)a.queued, "written", (json_int_t)a.written,
+			     "lost", (json_int_t)a.lost, "write_errors", (json_int_t)a.write_errors,
+			     "rotations", (json_int_t)a.rotations, "bytes", (json_int_t)a.bytes,
+			     "queue_depth", a.queue_depth));
+}
+
+static void metric(struct evbuffer *out, const char *name, const char *type, const char *help, uint64_t v)
+{
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+			    (unsigned long long)v);
+}
+
+static void metrics(struct evhttp_request *req)
+{
+	struct evbuffer *out = evbuffer_new();
+	struct crgw_dns_stats d;
+	struct crgw_audit_stats a;
+	struct crgw_dns_cache_stats c;
+
+	if (!out) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	crgw_dns_get_stats(&d);
+	crgw_audit_get_stats(&a);
+	crgw_dns_cache_get_stats(&c);
+	metric(out, "crgw_sandboxes", "gauge", "Registered sandboxes.", crgw_sandbox_count());
+	metric(out, "crgw_dns_queries_total", "counter", "DNS queries from sandboxes.", d.queries);
+	metric(out, "crgw_dns_answered_cache_total", "counter", "Allowed queries answered from the cache.",
+	       d.answered_cache);
+	metric(out, "crgw_dns_answered_upstream_total", "counter", "Queries answered after an upstream lookup.",
+	       d.answered_upstream);
+	metric(out, "crgw_dns_denied_total", "counter", "Queries for names the policy denies.", d.denied);
+	metric(out, "crgw_dns_formerr_total", "counter", "Malformed queries.", d.formerr);
+	metric(out, "crgw_dns_servfail_total", "counter", "Queries answered SERVFAIL.", d.servfail);
+	metric(out, "crgw_dns_rate_limited_total", "counter", "Queries refused by the per-sandbox rate limit.",
+	       d.rate_limited);
+	metric(out, "crgw_dns_unknown_sandbox_total", "counter", "Queries from unregistered sources.",
+	       d.unknown_sandbox);
+	metric(out, "crgw_dns_upstream_queries_total", "counter", "Lookups sent upstream.", d.upstream_queries);
+	metric(out, "crgw_dns_upstream_failures_total", "counter", "Upstream lookups that failed.",
+	       d.upstream_failures);
+	metric(out, "crgw_dns_cache_entries", "gauge", "Entries in the DNS cache.", c.entries);
+	metric(out, "crgw_dns_cache_hits_total", "counter", "DNS cache hits.", c.hits);
+	metric(out, "crgw_dns_cache_misses_total", "counter", "DNS cache misses.", c.misses);
+	metric(out, "crgw_audit_events_written_total", "counter", "Audit events written.", a.written);
+	metric(out, "crgw_audit_events_lost_total", "counter", "Audit events that could not be queued or written.",
+	       a.lost);
+	metric(out, "crgw_audit_write_errors_total", "counter", "Failed audit writes (retried).", a.write_errors);
+	metric(out, "crgw_audit_queue_depth", "gauge", "Audit events waiting for the writer.", a.queue_depth);
+	metric(out, "crgw_audit_rotations_total", "counter", "Audit log rotations.", a.rotations);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  "text/plain; version=0.0.4");
+	evhttp_send_reply(req, 200, "OK", out);
+	evbuffer_free(out);
+}
+
+static void health(struct evhttp_request *req)
+{
+	struct crgw_audit_stats a;
+	bool ok;
+
+	crgw_audit_get_stats(&a);
+	/* Unhealthy while the audit log cannot keep up: decisions are then being refused or lost. */
+	ok = a.queue_depth < 1024;
+	reply_json(req, ok ? 200 : 503,
+		   json_pack("{s:s, s:s, s:i, s:i, s:I}", "status", ok ? "ok" : "degraded", "version", CRGW_VERSION,
+			     "sandboxes", crgw_sandbox_count(), "workers", C.cfg->workers, "uptime_s",
+			     (json_int_t)((crgw_realtime_us() - C.started_us) / 1000000)));
+}
+
+static void capabilities(struct evhttp_request *req)
+{
+	reply_json(req, 200,
+		   json_pack("{s:{s:{s:b, s:b, s:b, s:b, s:b, s:b, s:s}}, s:{s:b, s:b}}", "backends", "netns",
+			     "network_default_deny", 1, "network_host_port_filtering", 1, "dns_control", 1,
+			     "policy_immutability", 1, "audit_event_emission", 1, "secret_isolation", 1,
+			     "isolation", "namespaces (weaker than a VM)", "enforcement", "nftables", 1, "ebpf", 0));
+}
+
+/* ---- routing ------------------------------------------------------------------------------------ */
+
+static void route(struct evhttp_request *req, void *arg)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	const char *qs = uri ? evhttp_uri_get_query(uri) : NULL;
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	struct evkeyvalq query = { 0 };
+
+	(void)arg;
+	if (!path) {
+		reply_error(req, 400, "request_invalid", "bad request target");
+		return;
+	}
+	TAILQ_INIT(&query);
+	if (qs && evhttp_parse_query_str(qs, &query)) {
+		reply_error(req, 400, "request_invalid", "bad query string");
+		return;
+	}
+	if (!strcmp(path, "/v1/sandboxes")) {
+		if (cmd == EVHTTP_REQ_GET)
+			sandboxes_list(req);
+		else if (cmd == EVHTTP_REQ_POST)
+			sandbox_create(req);
+		else
+			reply_error(req, 405, "request_invalid", "use GET or POST");
+	} else if (!strncmp(path, "/v1/sandboxes/", 14) && path[14] && !strchr(path + 14, '/')) {
+		sandbox_one(req, path + 14);
+	} else if (cmd != EVHTTP_REQ_GET) {
+		reply_error(req, 405, "request_invalid", "use GET");
+	} else if (!strcmp(path, "/v1/audit")) {
+		audit_tail(req, &query);
+	} else if (!strcmp(path, "/v1/stats")) {
+		stats(req);
+	} else if (!strcmp(path, "/metrics")) {
+		metrics(req);
+	} else if (!strcmp(path, "/v1/health")) {
+		health(req);
+	} else if (!strcmp(path, "/v1/capabilities")) {
+		capabilities(req);
+	} else {
+		reply_error(req, 404, "not_found", "no such endpoint");
+	}
+	evhttp_clear_headers(&query);
+}
+
+/* A socket file nobody answers on is a dead gateway's; one that answers is a live one. */
+static int take_over_path(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd, err = 0;
+
+	if (access(path, F_OK) != 0)
+		return 0;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+		err = -EADDRINUSE;
+	else if (unlink(path) != 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+int crgw_control_start(struct event_base *base, const struct crgw_config *cfg)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	const char *path = cfg->control_path;
+	int err;
+
+	C.cfg = cfg;
+	C.base = base;
+	C.started_us = crgw_realtime_us();
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	err = take_over_path(path);
+	if (err)
+		return err;
+	C.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (C.fd < 0)
+		return -errno;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	/* Created with the final mode, never briefly wider (no chmod window). */
+	mode_t old = umask(0777 & ~cfg->control_mode);
+
+	err = bind(C.fd, (struct sockaddr *)&sun, sizeof(sun)) ? -errno : 0;
+	umask(old);
+	if (err || listen(C.fd, 128)) {
+		err = err ? err : -errno;
+		close(C.fd);
+		C.fd = -1;
+		return err;
+	}
+	C.http = evhttp_new(base);
+	C.notify_ev = event_new(base, -1, 0, feed_followers, NULL);
+	if (!C.http || !C.notify_ev || !evhttp_accept_socket_with_handle(C.http, C.fd)) {
+		crgw_control_stop();
+		return -ENOMEM;
+	}
+	evhttp_set_max_body_size(C.http, BODY_MAX);
+	evhttp_set_max_headers_size(C.http, 16384);
+	evhttp_set_timeout(C.http, 60);
+	evhttp_set_allowed_methods(C.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
+	evhttp_set_gencb(C.http, route, NULL);
+	crgw_audit_set_notify(audit_notify, NULL);
+	return 0;
+}
+
+void crgw_control_stop(void)
+{
+	while (watches)
+		watch_free(watches);
+	crgw_audit_set_notify(NULL, NULL);
+	while (C.followers) {
+		struct follower *f = C.followers;
+
+		C.followers = f->next;
+		evhttp_connection_set_closecb(evhttp_request_get_connection(f->req), NULL, NULL);
+		evhttp_send_reply_end(f->req);
+		free(f);
+	}
+	C.nfollowers = 0;
+	if (C.http) {
+		evhttp_free(C.http);
+		C.http = NULL;
+		C.fd = -1; /* closed by evhttp */
+	}
+	if (C.fd >= 0) {
+		close(C.fd);
+		C.fd = -1;
+	}
+	if (C.notify_ev) {
+		event_free(C.notify_ev);
+		C.notify_ev = NULL;
+	}
+	if (C.cfg)
+		unlink(C.cfg->control_path);
+}

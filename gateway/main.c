@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* crgw, the gateway daemon: configuration, start-up order, signals and a clean shutdown. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "config.h"
+#include "control.h"
+#include "dns.h"
+#include "drops.h"
+#include "log.h"
+#include "sandbox.h"
+#include "worker.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: crgw [options]\n"
+		"\n"
+		"The Cleanroom egress gateway daemon. Settings come from --config (crgw.yaml) and are\n"
+		"overridden by flags; docs/gateway.md describes every key.\n"
+		"\n"
+		"  --config PATH          crgw.yaml to read\n"
+		"  --control PATH         control socket (control)\n"
+		"  --audit-log PATH       audit log file (audit.path)\n"
+		"  --pool CIDR            sandbox address pool, one /30 each (pool)\n"
+		"  --upstream-dns ADDR[:PORT]  upstream DNS server, repeatable (dns.upstream)\n"
+		"  --workers N            worker threads, 0 = one per core (workers)\n"
+		"  --blocked-range CIDR   refuse this range whatever a policy says, repeatable (blocked_ranges)\n"
+		"  --set KEY=VALUE        any other key, e.g. --set dns.ttl_max=60\n"
+		"  --check-config         validate the configuration and exit\n"
+		"  --version, --help\n"
+		"\n"
+		"exit status: 0 clean shutdown, 1 runtime failure, 2 bad configuration or usage\n");
+}
+
+static struct event_base *main_base;
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	if (sig == SIGHUP) {
+		crgw_audit_reopen();
+		return;
+	}
+	log_info("shutting down", "signal=%d", (int)sig);
+	event_base_loopbreak(main_base);
+}
+
+/* One gateway per control socket: a second one would fight over the same table and interfaces. */
+static int lock_instance(const char *control, int *fd_out)
+{
+	char path[160];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s.lock", control);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		close(fd);
+		return -EWOULDBLOCK;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct crgw_config *cfg, bool *check_only)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "control", required_argument, NULL, 'C' },
+		{ "audit-log", required_argument, NULL, 'a' },
+		{ "pool", required_argument, NULL, 'p' },
+		{ "upstream-dns", required_argument, NULL, 'u' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "blocked-range", required_argument, NULL, 'b' },
+		{ "set", required_argument, NULL, 's' },
+		{ "check-config", no_argument, NULL, 'k' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char err[4400];
+	bool upstream_reset = false, blocked_reset = false;
+	int c;
+
+	/* The file first, so that flags override it whatever their order. */
+	for (int i = 1; i < argc; i++) {
+		const char *path = NULL;
+
+		if (!strcmp(argv[i], "--config") && i + 1 < argc)
+			path = argv[i + 1];
+		else if (!strncmp(argv[i], "--config=", 9))
+			path = argv[i] + 9;
+		if (path && crgw_config_load_file(cfg, path, err, sizeof(err))) {
+			fprintf(stderr, "crgw: %s\n", err);
+			return 2;
+		}
+	}
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		const char *key = NULL;
+		char kv[256];
+		const char *value = optarg;
+
+		switch (c) {
+		case 'c': continue;
+		case 'C': key = "control"; break;
+		case 'a': key = "audit.path"; break;
+		case 'p': key = "pool"; break;
+		case 'w': key = "workers"; break;
+		case 'u':
+			/* Flags replace the file's list rather than add to it. */
+			if (!upstream_reset)
+				cfg->nupstream = 0;
+			upstream_reset = true;
+			key = "dns.upstream";
+			break;
+		case 'b':
+			if (!blocked_reset)
+				cfg->nblocked = 0;
+			blocked_reset = true;
+			key = "blocked_ranges";
+			break;
+		case 's': {
+			const char *eq = strchr(optarg, '=');
+
+			if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof(kv)) {
+				fprintf(stderr, "crgw: --set wants KEY=VALUE\n");
+				return 2;
+			}
+			memcpy(kv, optarg, (size_t)(eq - optarg));
+			kv[eq - optarg] = '\0';
+			key = kv;
+			value = eq + 1;
+			break;
+		}
+		case 'k': *check_only = true; continue;
+		case 'V': printf("crgw %s\n", CRGW_VERSION); exit(0);
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return 2;
+		}
+		if (crgw_config_set(cfg, key, value, err, sizeof(err))) {
+			fprintf(stderr, "crgw: %s\n", err);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "crgw: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (crgw_config_finish(cfg, err, sizeof(err))) {
+		fprintf(stderr, "crgw: %s\n", err);
+		return 2;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct crgw_config cfg;
+	struct event *sigs[4] = { 0 };
+	static const int signals[4] = { SIGTERM, SIGINT, SIGHUP, SIGPIPE };
+	bool check_only = false, audit_started = false, registry = false, workers = false, control = false;
+	bool drops = false, dns = false;
+	int lock_fd = -1, err, status = 1;
+
+	crgw_config_defaults(&cfg);
+	err = parse_args(argc, argv, &cfg, &check_only);
+	if (err)
+		return err;
+	if (check_only) {
+		printf("configuration ok\n");
+		return 0;
+	}
+	crgw_log_set_level((enum crgw_log_level)cfg.log_level);
+	if (geteuid() != 0)
+		log_warn("not running as root: interfaces and nftables need CAP_NET_ADMIN", "%s", "");
+	err = lock_instance(cfg.control_path, &lock_fd);
+	if (err) {
+		log_error(err == -EWOULDBLOCK ? "another gateway is running on this control socket"
+					      : "cannot take the instance lock",
+			  "control=\"%s\" error=\"%s\"", cfg.control_path, strerror(-err));
+		return 1;
+	}
+	if (evthread_use_pthreads() || !(main_base = event_base_new())) {
+		log_error("libevent initialization failed", "%s", "");
+		goto out;
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		sigs[i] = evsignal_new(main_base, signals[i], on_signal, NULL);
+		if (!sigs[i] || event_add(sigs[i], NULL))
+			goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	/* Nothing is accepted before a crashed predecessor's table and interfaces are gone. */
+	err = crgw_registry_cleanup_stale(&cfg);
+	if (err) {
+		log_error("cannot remove a previous run's leftovers", "error=\"%s\"", strerror(-err));
+		goto out;
+	}
+	err = crgw_audit_start(cfg.audit_path, cfg.audit_max_bytes, cfg.audit_keep, cfg.audit_queue,
+			       cfg.audit_allow_loss);
+	if (err) {
+		log_error("cannot open the audit log", "path=\"%s\" error=\"%s\"", cfg.audit_path, strerror(-err));
+		goto out;
+	}
+	audit_started = true;
+	err = crgw_registry_init(&cfg, NULL);
+	if (err) {
+		log_error("cannot set up enforcement", "table=\"inet %s\" error=\"%s\"", cfg.nft_table, strerror(-err));
+		goto out;
+	}
+	registry = true;
+	err = crgw_drops_start(main_base, &cfg);
+	if (err) {
+		log_error("cannot read the kernel's drop log", "nflog_group=%u error=\"%s\"", cfg.nflog_group,
+			  strerror(-err));
+		goto out;
+	}
+	drops = true;
+	err = crgw_dns_global_init(&cfg);
+	if (err)
+		goto out;
+	dns = true;
+	err = crgw_workers_start(&cfg);
+	if (err)
+		goto out;
+	workers = true;
+	err = crgw_control_start(main_base, &cfg);
+	if (err) {
+		log_error("cannot listen on the control socket", "path=\"%s\" error=\"%s\"", cfg.control_path,
+			  strerror(-err));
+		goto out;
+	}
+	control = true;
+	{
+		struct crgw_audit_event ev = { .kind = CRGW_AUDIT_GATEWAY_STARTED, .service = "control" };
+
+		snprintf(ev.detail, sizeof(ev.detail), "version=%s workers=%u pool=%s/%u", CRGW_VERSION, cfg.workers,
+			 inet_ntoa(cfg.pool), cfg.pool_prefix);
+		crgw_audit_emit(&ev);
+	}
+	log_info("ready", "control=\"%s\" workers=%u audit=\"%s\" upstream=%s", cfg.control_path, cfg.workers,
+		 cfg.audit_path, cfg.upstream[0].text);
+	event_base_loop(main_base, EVLOOP_NO_EXIT_ON_EMPTY);
+	status = 0;
+out:
+	if (control)
+		crgw_control_stop();
+	if (registry)
+		crgw_registry_release_all("the gateway is shutting down");
+	if (workers)
+		crgw_workers_stop();
+	if (dns)
+		crgw_dns_global_fini();
+	if (drops)
+		crgw_drops_stop();
+	if (registry)
+		crgw_registry_fini();
+	if (audit_started) {
+		struct crgw_audit_event ev = { .kind = CRGW_AUDIT_GATEWAY_STOPPED, .service = "control" };
+
+		crgw_audit_emit(&ev);
+		crgw_audit_stop();
+	}
+	for (unsigned i = 0; i < 4; i++)
+		if (sigs[i])
+			event_free(sigs[i]);
+	if (main_base)
+		event_base_free(main_base);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	libevent_global_shutdown();
+	if (status == 0)
+		log_info("stopped", "%s", "");
+	return status;
+}

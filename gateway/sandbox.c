@@ -1,0 +1,596 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The sandbox registry, registration and release atomic with enforcement, and the DNS bindings. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "config.h"
+#include "log.h"
+#include "netctl.h"
+#include "sandbox.h"
+
+#define BIND_BUCKETS 256
+#define BIND_MAX 4096
+
+struct binding {
+	struct binding *next;
+	int64_t expiry;
+	unsigned naddrs;
+	struct crgw_binding_addr addrs[CRGW_BINDING_ADDRS];
+	char name[];
+};
+
+struct crgw_binding_table {
+	pthread_mutex_t lock;
+	unsigned count;
+	struct binding *buckets[BIND_BUCKETS];
+};
+
+static struct {
+	const struct crgw_config *cfg;
+	struct crgw_blocklist *blocked;
+	pthread_rwlock_t lock;
+	struct crgw_sandbox **slots;
+	bool *reserved;
+	unsigned nslots, count;
+	struct crgw_nft_config nft;
+	bool nft_ready;
+} R = { .lock = PTHREAD_RWLOCK_INITIALIZER };
+
+int64_t crgw_monotonic_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+int64_t crgw_realtime_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+const struct crgw_blocklist *crgw_gateway_blocklist(void)
+{
+	return R.blocked;
+}
+
+/* The gateway's own addresses are refused as destinations whatever a policy says (SPEC section 3). */
+static int block_own_addresses(struct crgw_blocklist *list)
+{
+	struct ifaddrs *ifa, *i;
+	char text[INET6_ADDRSTRLEN];
+	int err = 0;
+
+	if (getifaddrs(&ifa))
+		return -errno;
+	for (i = ifa; i && !err; i = i->ifa_next) {
+		if (!i->ifa_addr)
+			continue;
+		if (i->ifa_addr->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, text, sizeof(text));
+		else if (i->ifa_addr->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, text, sizeof(text));
+		else
+			continue;
+		err = crgw_blocklist_add(list, text);
+	}
+	freeifaddrs(ifa);
+	return err;
+}
+
+static void nft_config_from(const struct crgw_config *cfg, struct crgw_nft_config *nft)
+{
+	memset(nft, 0, sizeof(*nft));
+	nft->table = cfg->nft_table;
+	nft->iface_prefix = cfg->iface_prefix;
+	nft->nflog_group = (uint16_t)cfg->nflog_group;
+	nft->http_port = (uint16_t)cfg->transparent_http_port;
+	nft->tcp_port = (uint16_t)cfg->transparent_tcp_port;
+}
+
+int crgw_registry_cleanup_stale(const struct crgw_config *cfg)
+{
+	struct crgw_nft_config nft;
+	unsigned removed = 0;
+	int err;
+
+	nft_config_from(cfg, &nft);
+	err = crgw_nft_table_delete(&nft);
+	if (err == 0)
+		log_info("removed a previous run's nftables table", "table=\"inet %s\"", cfg->nft_table);
+	else if (err != -ENOENT)
+		return err;
+	err = crgw_netctl_remove_links_with_prefix(cfg->iface_prefix, &removed);
+	if (err)
+		return err;
+	if (removed)
+		log_info("removed a previous run's interfaces", "prefix=%s count=%u", cfg->iface_prefix, removed);
+	return 0;
+}
+
+int crgw_registry_init(const struct crgw_config *cfg, const struct crgw_blocklist *unused)
+{
+	char pool[32];
+	int err;
+
+	(void)unused;
+	R.cfg = cfg;
+	R.nslots = 1u << (32 - cfg->pool_prefix - 2);
+	R.slots = calloc(R.nslots, sizeof(*R.slots));
+	R.reserved = calloc(R.nslots, sizeof(*R.reserved));
+	R.blocked = crgw_blocklist_new();
+	if (!R.slots || !R.reserved || !R.blocked)
+		return -ENOMEM;
+	snprintf(pool, sizeof(pool), "%s/%u", inet_ntoa(cfg->pool), cfg->pool_prefix);
+	err = crgw_blocklist_add(R.blocked, pool);
+	for (size_t i = 0; !err && i < cfg->nblocked; i++)
+		err = crgw_blocklist_add(R.blocked, cfg->blocked[i]);
+	if (!err)
+		err = block_own_addresses(R.blocked);
+	if (err)
+		return err;
+	nft_config_from(cfg, &R.nft);
+	err = crgw_nft_reset(&R.nft);
+	if (err)
+		return err;
+	R.nft_ready = true;
+	return 0;
+}
+
+void crgw_registry_fini(void)
+{
+	if (R.nft_ready)
+		crgw_nft_table_delete(&R.nft);
+	R.nft_ready = false;
+	free(R.slots);
+	free(R.reserved);
+	crgw_blocklist_free(R.blocked);
+	R.slots = NULL;
+	R.reserved = NULL;
+	R.blocked = NULL;
+}
+
+struct crgw_sandbox *crgw_sandbox_ref(struct crgw_sandbox *sb)
+{
+	atomic_fetch_add_explicit(&sb->refs, 1, memory_order_relaxed);
+	return sb;
+}
+
+static void bindings_free(struct crgw_binding_table *t)
+{
+	if (!t)
+		return;
+	for (unsigned i = 0; i < BIND_BUCKETS; i++) {
+		struct binding *b = t->buckets[i], *next;
+
+		for (; b; b = next) {
+			next = b->next;
+			free(b);
+		}
+	}
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+void crgw_sandbox_unref(struct crgw_sandbox *sb)
+{
+	if (!sb || atomic_fetch_sub_explicit(&sb->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	crgw_policy_unref(sb->policy);
+	bindings_free(sb->bindings);
+	if (sb->holder_pidfd >= 0)
+		close(sb->holder_pidfd);
+	free(sb);
+}
+
+struct crgw_sandbox *crgw_sandbox_lookup(int ifindex, struct in_addr src)
+{
+	uint32_t base = ntohl(R.cfg->pool.s_addr), a = ntohl(src.s_addr);
+	struct crgw_sandbox *sb = NULL;
+	uint32_t slot;
+
+	if ((a - base) >> (32 - R.cfg->pool_prefix) != 0)
+		return NULL;
+	slot = (a - base) >> 2;
+	pthread_rwlock_rdlock(&R.lock);
+	if (slot < R.nslots && R.slots[slot] && R.slots[slot]->guest.s_addr == src.s_addr &&
+	    (ifindex == 0 || R.slots[slot]->ifindex == ifindex))
+		sb = crgw_sandbox_ref(R.slots[slot]);
+	pthread_rwlock_unlock(&R.lock);
+	return sb;
+}
+
+struct crgw_sandbox *crgw_sandbox_find(const char *id)
+{
+	struct crgw_sandbox *sb = NULL;
+
+	pthread_rwlock_rdlock(&R.lock);
+	for (unsigned i = 0; i < R.nslots && !sb; i++)
+		if (R.slots[i] && !strcmp(R.slots[i]->id, id))
+			sb = crgw_sandbox_ref(R.slots[i]);
+	pthread_rwlock_unlock(&R.lock);
+	return sb;
+}
+
+void crgw_sandbox_foreach(void (*cb)(struct crgw_sandbox *sb, void *arg), void *arg)
+{
+	pthread_rwlock_rdlock(&R.lock);
+	for (unsigned i = 0; i < R.nslots; i++)
+		if (R.slots[i])
+			cb(R.slots[i], arg);
+	pthread_rwlock_unlock(&R.lock);
+}
+
+struct crgw_sandbox *crgw_sandbox_by_ifindex(int ifindex)
+{
+	struct crgw_sandbox *sb = NULL;
+
+	pthread_rwlock_rdlock(&R.lock);
+	for (unsigned i = 0; i < R.nslots && !sb; i++)
+		if (R.slots[i] && R.slots[i]->ifindex == ifindex)
+			sb = crgw_sandbox_ref(R.slots[i]);
+	pthread_rwlock_unlock(&R.lock);
+	return sb;
+}
+
+int crgw_sandbox_kernel_counters(const struct crgw_sandbox *sb, struct crgw_nft_counters *out)
+{
+	return crgw_nft_counters_get(&R.nft, sb->slot, out);
+}
+
+unsigned crgw_sandbox_count(void)
+{
+	unsigned n;
+
+	pthread_rwlock_rdlock(&R.lock);
+	n = R.count;
+	pthread_rwlock_unlock(&R.lock);
+	return n;
+}
+
+static int reserve_slot(unsigned *slot)
+{
+	int err = -ENOSPC;
+
+	pthread_rwlock_wrlock(&R.lock);
+	for (unsigned i = 0; i < R.nslots; i++)
+		if (!R.slots[i] && !R.reserved[i]) {
+			R.reserved[i] = true;
+			*slot = i;
+			err = 0;
+			break;
+		}
+	pthread_rwlock_unlock(&R.lock);
+	return err;
+}
+
+static void unreserve_slot(unsigned slot)
+{
+	pthread_rwlock_wrlock(&R.lock);
+	R.reserved[slot] = false;
+	pthread_rwlock_unlock(&R.lock);
+}
+
+static void audit_sandbox(const struct crgw_sandbox *sb, enum crgw_audit_kind kind, const char *detail)
+{
+	struct crgw_audit_event ev = { .kind = kind, .service = "control" };
+
+	AUDIT_SET(ev.sandbox_id, sb->id);
+	AUDIT_SET(ev.run_id, sb->run_id);
+	AUDIT_SET(ev.policy_hash, sb->policy_hash);
+	inet_ntop(AF_INET, &sb->guest, ev.src_ip, sizeof(ev.src_ip));
+	AUDIT_SET(ev.detail, detail);
+	crgw_audit_emit(&ev);
+}
+
+static void new_id(char *id, size_t size)
+{
+	uint8_t r[5];
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		memset(r, 0, sizeof(r));
+	snprintf(id, size, "sbx-%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4]);
+}
+
+int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sandbox **out,
+			  enum crgw_reason *reason, char *err, size_t errlen)
+{
+	struct crgw_sandbox *sb;
+	struct crgw_link_spec link = { 0 };
+	struct crgw_nft_sandbox nsb = { 0 };
+	bool slot_taken = false, link_created = false;
+	uint32_t base;
+	int netns_fd = -1, ret;
+	char detail[160];
+
+	*reason = CRGW_REASON_RUNTIME_LAUNCH_FAILED;
+	sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return -ENOMEM;
+	atomic_init(&sb->refs, 1);
+	sb->holder_pidfd = -1;
+	ret = crgw_policy_load(req->policy_json, req->policy_len, &sb->policy, err, errlen);
+	if (ret) {
+		*reason = CRGW_REASON_POLICY_INVALID;
+		goto out;
+	}
+	AUDIT_SET(sb->policy_hash, crgw_policy_hash(sb->policy));
+	sb->bindings = calloc(1, sizeof(*sb->bindings));
+	if (!sb->bindings) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_init(&sb->bindings->lock, NULL);
+	new_id(sb->id, sizeof(sb->id));
+	AUDIT_SET(sb->run_id, req->run_id ? req->run_id : "");
+	AUDIT_SET(sb->backend, req->backend ? req->backend : "netns");
+	sb->created_us = crgw_realtime_us();
+
+	if (req->holder_pid > 0) {
+		/* A pidfd, not the pid: the number may be reused, the descriptor names this process only. */
+		sb->holder_pidfd = (int)syscall(SYS_pidfd_open, req->holder_pid, 0);
+		if (sb->holder_pidfd < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "holder process %d: %s", (int)req->holder_pid, strerror(errno));
+			goto out;
+		}
+		sb->holder_pid = req->holder_pid;
+	}
+	netns_fd = open(req->netns_path, O_RDONLY | O_CLOEXEC);
+	if (netns_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "network namespace %s: %s", req->netns_path, strerror(errno));
+		goto out;
+	}
+	ret = reserve_slot(&sb->slot);
+	if (ret) {
+		snprintf(err, errlen, "the sandbox pool is exhausted");
+		goto out;
+	}
+	slot_taken = true;
+	base = ntohl(R.cfg->pool.s_addr) + sb->slot * 4;
+	sb->gw.s_addr = htonl(base + 1);
+	sb->guest.s_addr = htonl(base + 2);
+	snprintf(sb->ifname, sizeof(sb->ifname), "%s%u", R.cfg->iface_prefix, sb->slot);
+
+	link.host_ifname = sb->ifname;
+	link.peer_ifname = "eth0";
+	link.peer_netns_fd = netns_fd;
+	link.host_addr = sb->gw;
+	link.guest_addr = sb->guest;
+	link.prefix_len = 30;
+	ret = crgw_netctl_veth_create(&link, &sb->ifindex);
+	if (ret) {
+		snprintf(err, errlen, "creating interface %s: %s", sb->ifname, strerror(-ret));
+		goto out;
+	}
+	link_created = true;
+	nsb.id = sb->slot;
+	nsb.ifname = sb->ifname;
+	nsb.gw = sb->gw;
+	nsb.guest = sb->guest;
+	ret = crgw_nft_sandbox_add(&R.nft, &nsb);
+	if (ret) {
+		snprintf(err, errlen, "installing nftables rules for %s: %s", sb->ifname, strerror(-ret));
+		goto out;
+	}
+
+	pthread_rwlock_wrlock(&R.lock);
+	R.slots[sb->slot] = crgw_sandbox_ref(sb);
+	R.reserved[sb->slot] = false;
+	R.count++;
+	pthread_rwlock_unlock(&R.lock);
+	slot_taken = false;
+
+	snprintf(detail, sizeof(detail), "backend=%s interface=%s", sb->backend, sb->ifname);
+	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_REGISTERED, detail);
+	log_info("sandbox registered", "id=%s interface=%s guest=%s policy=%s", sb->id, sb->ifname,
+		 inet_ntoa(sb->guest), sb->policy_hash);
+	*out = sb;
+	sb = NULL;
+	ret = 0;
+out:
+	if (netns_fd >= 0)
+		close(netns_fd);
+	if (link_created && ret)
+		crgw_netctl_link_delete(link.host_ifname);
+	if (slot_taken)
+		unreserve_slot(sb->slot);
+	if (sb)
+		crgw_sandbox_unref(sb);
+	return ret;
+}
+
+static void release(struct crgw_sandbox *sb, const char *why)
+{
+	struct crgw_nft_counters c = { 0 };
+	char detail[160];
+	int err;
+
+	crgw_nft_counters_get(&R.nft, sb->slot, &c);
+	err = crgw_nft_sandbox_del(&R.nft, sb->slot, sb->ifname, 0);
+	if (err)
+		log_error("removing a sandbox's nftables rules failed", "id=%s error=\"%s\"", sb->id,
+			  strerror(-err));
+	err = crgw_netctl_link_delete(sb->ifname);
+	if (err && err != -ENODEV)
+		log_error("removing a sandbox's interface failed", "id=%s interface=%s error=\"%s\"", sb->id,
+			  sb->ifname, strerror(-err));
+	/* The holder is the sandbox's init: ending it ends every process left in the sandbox. */
+	if (sb->holder_pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, sb->holder_pidfd, SIGKILL, NULL, 0);
+	snprintf(detail, sizeof(detail), "%s; dns_queries=%llu spoofed_packets=%llu dns_bypass_packets=%llu",
+		 why, (unsigned long long)atomic_load(&sb->counters.dns_queries),
+		 (unsigned long long)c.spoof.packets, (unsigned long long)c.dns.packets);
+	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_RELEASED, detail);
+	log_info("sandbox released", "id=%s interface=%s reason=\"%s\"", sb->id, sb->ifname, why);
+}
+
+int crgw_sandbox_release(const char *id, const char *why)
+{
+	struct crgw_sandbox *sb = NULL;
+
+	pthread_rwlock_wrlock(&R.lock);
+	for (unsigned i = 0; i < R.nslots; i++)
+		if (R.slots[i] && !strcmp(R.slots[i]->id, id)) {
+			sb = R.slots[i];
+			/* Kept reserved until the kernel objects are gone, so the /30 is not handed out twice. */
+			R.slots[i] = NULL;
+			R.reserved[i] = true;
+			R.count--;
+			break;
+		}
+	pthread_rwlock_unlock(&R.lock);
+	if (!sb)
+		return -ENOENT;
+	release(sb, why);
+	unreserve_slot(sb->slot);
+	crgw_sandbox_unref(sb);
+	return 0;
+}
+
+void crgw_registry_release_all(const char *why)
+{
+	for (unsigned i = 0; R.slots && i < R.nslots; i++) {
+		char id[24] = "";
+
+		pthread_rwlock_rdlock(&R.lock);
+		if (R.slots[i])
+			memcpy(id, R.slots[i]->id, sizeof(id));
+		pthread_rwlock_unlock(&R.lock);
+		if (id[0])
+			crgw_sandbox_release(id, why);
+	}
+}
+
+/* ---- bindings ----------------------------------------------------------------------------------- */
+
+static unsigned name_hash(const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *name; name++)
+		h = (h ^ (uint8_t)*name) * 16777619u;
+	return h % BIND_BUCKETS;
+}
+
+static void evict_expired(struct crgw_binding_table *t, int64_t now)
+{
+	for (unsigned i = 0; i < BIND_BUCKETS; i++) {
+		struct binding **pp = &t->buckets[i];
+
+		while (*pp) {
+			struct binding *b = *pp;
+
+			if (b->expiry < now) {
+				*pp = b->next;
+				free(b);
+				t->count--;
+			} else {
+				pp = &b->next;
+			}
+		}
+	}
+}
+
+bool crgw_binding_record(struct crgw_sandbox *sb, const char *name, const struct crgw_binding_addr *addrs,
+			 unsigned n, int64_t expiry)
+{
+	struct crgw_binding_table *t = sb->bindings;
+	unsigned h = name_hash(name);
+	struct binding *b;
+	bool changed = false;
+	size_t nlen = strlen(name);
+
+	if (n > CRGW_BINDING_ADDRS)
+		n = CRGW_BINDING_ADDRS;
+	pthread_mutex_lock(&t->lock);
+	for (b = t->buckets[h]; b; b = b->next)
+		if (!strcmp(b->name, name))
+			break;
+	if (b && b->expiry >= expiry && b->naddrs == n && !memcmp(b->addrs, addrs, n * sizeof(*addrs)))
+		goto out;
+	if (!b) {
+		if (t->count >= BIND_MAX)
+			evict_expired(t, crgw_monotonic_s());
+		if (t->count >= BIND_MAX)
+			goto out; /* full of live bindings: the name still resolves, later connections are refused */
+		b = calloc(1, sizeof(*b) + nlen + 1);
+		if (!b)
+			goto out;
+		memcpy(b->name, name, nlen + 1);
+		b->next = t->buckets[h];
+		t->buckets[h] = b;
+		t->count++;
+	}
+	/*
+	 * Addresses of an earlier answer stay bound until that answer expires: a client may still hold them.
+	 * Merging keeps both sets (bounded), newest first.
+	 */
+	struct crgw_binding_addr merged[CRGW_BINDING_ADDRS];
+	unsigned m = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		merged[m++] = addrs[i];
+	if (b->expiry >= crgw_monotonic_s())
+		for (unsigned i = 0; i < b->naddrs && m < CRGW_BINDING_ADDRS; i++) {
+			bool dup = false;
+
+			for (unsigned j = 0; j < n; j++)
+				dup |= !memcmp(&b->addrs[i], &addrs[j], sizeof(addrs[j]));
+			if (!dup)
+				merged[m++] = b->addrs[i];
+		}
+	memcpy(b->addrs, merged, m * sizeof(merged[0]));
+	b->naddrs = m;
+	if (expiry > b->expiry)
+		b->expiry = expiry;
+	changed = true;
+out:
+	pthread_mutex_unlock(&t->lock);
+	return changed;
+}
+
+bool crgw_binding_check(struct crgw_sandbox *sb, const char *name, const struct crgw_binding_addr *addr)
+{
+	struct crgw_binding_table *t = sb->bindings;
+	bool ok = false;
+	int64_t now = crgw_monotonic_s();
+
+	pthread_mutex_lock(&t->lock);
+	for (struct binding *b = t->buckets[name_hash(name)]; b; b = b->next) {
+		if (strcmp(b->name, name))
+			continue;
+		if (b->expiry >= now)
+			for (unsigned i = 0; i < b->naddrs && !ok; i++)
+				ok = !memcmp(&b->addrs[i], addr, sizeof(*addr));
+		break;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return ok;
+}
+
+unsigned crgw_binding_count(struct crgw_sandbox *sb)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&sb->bindings->lock);
+	n = sb->bindings->count;
+	pthread_mutex_unlock(&sb->bindings->lock);
+	return n;
+}

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The sandbox registry: (ingress interface, guest address) → sandbox, with its immutable compiled policy,
+ * counters and DNS bindings. Registration and release run on the control thread and are atomic with the
+ * kernel enforcement; lookups run on every worker and take a reference.
+ */
+#ifndef CRGW_GATEWAY_SANDBOX_H
+#define CRGW_GATEWAY_SANDBOX_H
+
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "crgw/policy.h"
+
+struct crgw_config;
+struct crgw_binding_table;
+
+struct crgw_sandbox_counters {
+	atomic_uint_fast64_t dns_queries, dns_allowed, dns_denied, dns_rate_limited, dns_formerr, dns_servfail;
+	atomic_uint_fast64_t connections_refused;
+};
+
+struct crgw_sandbox {
+	atomic_uint refs;
+	char id[24];
+	char run_id[64];
+	char backend[16];
+	unsigned slot;
+	char ifname[16];
+	int ifindex;
+	struct in_addr gw, guest;
+	struct crgw_policy *policy; /* owned reference, immutable */
+	char policy_hash[72];
+	int64_t created_us;
+	pid_t holder_pid;
+	int holder_pidfd; /* -1 when the sandbox has no holder process */
+	struct crgw_sandbox_counters counters;
+	/* DNS query rate limit: a one-second window, approximate across workers by design. */
+	atomic_uint_fast64_t rate_window;
+	atomic_uint rate_count;
+	/* Audit events for denials are rate limited per sandbox; the suppressed ones are counted. */
+	atomic_uint_fast64_t audit_window;
+	atomic_uint audit_count;
+	atomic_uint_fast64_t audit_suppressed;
+	struct crgw_binding_table *bindings;
+};
+
+/* What a registration asks for (the control API's POST /v1/sandboxes body, validated). */
+struct crgw_sandbox_request {
+	const char *policy_json; /* borrowed CompiledPolicy text */
+	size_t policy_len;
+	const char *netns_path;  /* the sandbox's network namespace */
+	const char *run_id;      /* optional */
+	const char *backend;     /* "netns" */
+	pid_t holder_pid;        /* optional: the process that keeps the sandbox alive; 0 for none */
+};
+
+/* Sets up the registry for the configured pool and the kernel state (a fresh table). Control thread. */
+int crgw_registry_init(const struct crgw_config *cfg, const struct crgw_blocklist *blocked);
+
+/* Removes a crashed predecessor's interfaces and nftables table. Runs before anything is accepted. */
+int crgw_registry_cleanup_stale(const struct crgw_config *cfg);
+
+/*
+ * Registers a sandbox: loads its policy, allocates a /30, creates the interface in its namespace and
+ * installs its nftables chains, all or nothing. Returns 0 with a new reference in `*out`, or -errno with
+ * `err` filled (the caller answers runtime_launch_failed or policy_invalid per `*reason`).
+ */
+int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sandbox **out,
+			  enum crgw_reason *reason, char *err, size_t errlen);
+
+/* Releases the sandbox `id` (interface, rules, sets, bindings; kills its holder). -ENOENT if unknown. */
+int crgw_sandbox_release(const char *id, const char *why);
+
+/* Releases every sandbox (shutdown). */
+void crgw_registry_release_all(const char *why);
+
+/* Tears down the nftables table (shutdown, after release_all). */
+void crgw_registry_fini(void);
+
+/*
+ * The sandbox that owns packets arriving on `ifindex` from `src` (network order), with a new reference,
+ * or NULL. `ifindex` 0 skips the interface check (TCP, where anti-spoof rules bind the address to the
+ * interface). Any thread; wait-free for readers apart from a read lock.
+ */
+struct crgw_sandbox *crgw_sandbox_lookup(int ifindex, struct in_addr src);
+
+/* By id, with a new reference, or NULL. */
+struct crgw_sandbox *crgw_sandbox_find(const char *id);
+
+/* Calls `cb` for each registered sandbox under the registry's read lock (it must not block). */
+void crgw_sandbox_foreach(void (*cb)(struct crgw_sandbox *sb, void *arg), void *arg);
+
+unsigned crgw_sandbox_count(void);
+
+/* The sandbox behind host-side interface `ifindex`, with a new reference, or NULL. Control thread. */
+struct crgw_sandbox *crgw_sandbox_by_ifindex(int ifindex);
+
+struct crgw_nft_counters;
+/* Reads the sandbox's nftables drop counters. Returns 0 or -errno. */
+int crgw_sandbox_kernel_counters(const struct crgw_sandbox *sb, struct crgw_nft_counters *out);
+
+struct crgw_sandbox *crgw_sandbox_ref(struct crgw_sandbox *sb);
+void crgw_sandbox_unref(struct crgw_sandbox *sb);
+
+/* The blocklist every decision uses (the pool, the gateway's own addresses, the operator's ranges). */
+const struct crgw_blocklist *crgw_gateway_blocklist(void);
+
+/* ---- DNS bindings (SPEC section 5): what the gateway's resolver told this sandbox ---------------- */
+
+#define CRGW_BINDING_ADDRS 16
+
+struct crgw_binding_addr {
+	uint8_t family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+};
+
+/*
+ * Records that `name` resolved to `addrs` for this sandbox until `expiry` (CLOCK_MONOTONIC seconds).
+ * Returns true when the binding is new or was extended (the caller audits those), false when an equal or
+ * longer one already existed. Thread-safe.
+ */
+bool crgw_binding_record(struct crgw_sandbox *sb, const char *name, const struct crgw_binding_addr *addrs,
+			 unsigned n, int64_t expiry);
+
+/* True when `name` is bound to `addr` for this sandbox and the binding has not expired. */
+bool crgw_binding_check(struct crgw_sandbox *sb, const char *name, const struct crgw_binding_addr *addr);
+
+unsigned crgw_binding_count(struct crgw_sandbox *sb);
+
+int64_t crgw_monotonic_s(void);
+int64_t crgw_realtime_us(void);
+
+#endif

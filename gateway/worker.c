@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Worker threads and the transparent listeners' placeholder until the proxies arrive. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <linux/netfilter_ipv4.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "config.h"
+#include "dns.h"
+#include "log.h"
+#include "sandbox.h"
+#include "worker.h"
+
+struct worker {
+	unsigned index;
+	pthread_t thread;
+	bool started;
+	const struct crgw_config *cfg;
+	struct event_base *base;
+	struct crgw_dns_server *dns;
+	struct evconnlistener *transparent[2];
+};
+
+static struct worker *workers;
+static unsigned nworkers;
+
+/*
+ * Connections the nftables redirect sends to the transparent listeners. The proxies that relay them
+ * are the next step (docs/gateway.md); until then each is decided as far as the policy can without a
+ * name (IP rules, blocked ranges), refused, and audited.
+ */
+static void transparent_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+			       void *arg)
+{
+	struct worker *w = arg;
+	struct sockaddr_in orig, *peer = (struct sockaddr_in *)sa;
+	socklen_t olen = sizeof(orig);
+	struct crgw_sandbox *sb = NULL;
+	struct crgw_audit_event ev = { .kind = CRGW_AUDIT_DECISION, .action = CRGW_ACTION_DENY };
+	bool http = evconnlistener_get_fd(l) == evconnlistener_get_fd(w->transparent[0]);
+	struct crgw_decision d = { 0 };
+	struct crgw_host h = { .kind = CRGW_HOST_IPV4 };
+
+	ev.service = http ? "http" : "tls";
+	if (salen == sizeof(*peer) && peer->sin_family == AF_INET)
+		sb = crgw_sandbox_lookup(0, peer->sin_addr);
+	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &orig, &olen) != 0)
+		memset(&orig, 0, sizeof(orig));
+	close(fd);
+	inet_ntop(AF_INET, &orig.sin_addr, ev.dst_ip, sizeof(ev.dst_ip));
+	ev.dst_port = ntohs(orig.sin_port);
+	if (salen == sizeof(*peer))
+		inet_ntop(AF_INET, &peer->sin_addr, ev.src_ip, sizeof(ev.src_ip));
+	if (!sb) {
+		ev.reason = CRGW_REASON_UNKNOWN_SANDBOX;
+		crgw_audit_emit(&ev);
+		return;
+	}
+	atomic_fetch_add(&sb->counters.connections_refused, 1);
+	AUDIT_SET(ev.sandbox_id, sb->id);
+	AUDIT_SET(ev.run_id, sb->run_id);
+	AUDIT_SET(ev.policy_hash, sb->policy_hash);
+	memcpy(h.addr, &orig.sin_addr, 4);
+	inet_ntop(AF_INET, h.addr, h.text, sizeof(h.text));
+	h.len = (uint8_t)strlen(h.text);
+	crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &h, ev.dst_port, &d);
+	if (!d.allow) {
+		ev.reason = d.reason;
+		AUDIT_SET(ev.rule, d.rule);
+	} else {
+		ev.reason = CRGW_REASON_UPSTREAM_UNREACHABLE;
+		AUDIT_SET(ev.detail, "transparent relaying is not available in this version");
+	}
+	crgw_audit_emit(&ev);
+	crgw_sandbox_unref(sb);
+}
+
+static int transparent_listener(struct worker *w, unsigned port, struct evconnlistener **out)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int one = 1, err, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 1024)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	*out = evconnlistener_new(w->base, transparent_accept, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+				  -1, fd);
+	if (!*out) {
+		close(fd);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	sigset_t all;
+
+	/* Signals belong to the main thread's loop. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
+}
+
+static void worker_free(struct worker *w)
+{
+	crgw_dns_server_free(w->dns);
+	for (unsigned i = 0; i < 2; i++)
+		if (w->transparent[i])
+			evconnlistener_free(w->transparent[i]);
+	if (w->base)
+		event_base_free(w->base);
+}
+
+int crgw_workers_start(const struct crgw_config *cfg)
+{
+	int err = 0;
+
+	workers = calloc(cfg->workers, sizeof(*workers));
+	if (!workers)
+		return -ENOMEM;
+	nworkers = cfg->workers;
+	for (unsigned i = 0; i < nworkers && !err; i++) {
+		struct worker *w = &workers[i];
+
+		w->index = i;
+		w->cfg = cfg;
+		w->base = event_base_new();
+		if (!w->base) {
+			err = -ENOMEM;
+			break;
+		}
+		err = crgw_dns_server_new(w->base, cfg, &w->dns);
+		if (err) {
+			log_error("cannot listen for DNS", "port=%u error=\"%s\"", cfg->dns_port, strerror(-err));
+			break;
+		}
+		err = transparent_listener(w, cfg->transparent_http_port, &w->transparent[0]);
+		if (!err)
+			err = transparent_listener(w, cfg->transparent_tcp_port, &w->transparent[1]);
+		if (err)
+			log_error("cannot listen for transparent connections", "error=\"%s\"", strerror(-err));
+	}
+	for (unsigned i = 0; i < nworkers && !err; i++) {
+		err = -pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+		workers[i].started = !err;
+	}
+	if (err)
+		crgw_workers_stop();
+	return err;
+}
+
+void crgw_workers_stop(void)
+{
+	for (unsigned i = 0; i < nworkers; i++)
+		if (workers[i].started)
+			event_base_loopbreak(workers[i].base);
+	for (unsigned i = 0; i < nworkers; i++)
+		if (workers[i].started)
+			pthread_join(workers[i].thread, NULL);
+	for (unsigned i = 0; i < nworkers; i++)
+		worker_free(&workers[i]);
+	free(workers);
+	workers = NULL;
+	nworkers = 0;
+}
