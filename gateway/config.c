@@ -28,6 +28,7 @@ struct key {
 
 static const struct key keys[] = {
 	{ "control", K_STRING, STR(control_path), 0, 0 },
+	{ "state_dir", K_STRING, STR(state_dir), 0, 0 },
 	{ "control_mode", K_MODE, OFF(control_mode), 0, 0, 0777 },
 	{ "audit.path", K_STRING, STR(audit_path), 0, 0 },
 	{ "audit.max_bytes", K_UINT, OFF(audit_max_bytes), 8, 4096, UINT64_C(1) << 40 },
@@ -59,6 +60,7 @@ void crgw_config_defaults(struct crgw_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	snprintf(cfg->control_path, sizeof(cfg->control_path), "/run/crgw/control.sock");
 	cfg->control_mode = 0660;
+	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "/run/crgw/state");
 	snprintf(cfg->audit_path, sizeof(cfg->audit_path), "/var/log/crgw/audit.log");
 	cfg->audit_max_bytes = UINT64_C(100) << 20;
 	cfg->audit_keep = 5;

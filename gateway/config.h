@@ -19,6 +19,7 @@ struct crgw_upstream {
 /* Immutable once crgw_config_finish() has returned; shared read-only by every thread. */
 struct crgw_config {
 	char control_path[108];
+	char state_dir[4096];
 	unsigned control_mode;
 	char audit_path[4096];
 	uint64_t audit_max_bytes;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The sandbox registry, registration and release atomic with enforcement, and the DNS bindings. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -103,11 +105,108 @@ static void nft_config_from(const struct crgw_config *cfg, struct crgw_nft_confi
 	nft->tcp_port = (uint16_t)cfg->transparent_tcp_port;
 }
 
+/* The start time of `pid` in clock ticks (field 22 of /proc/PID/stat), or 0: with the pid it names a process. */
+static unsigned long long process_start(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* The command name may hold spaces and parentheses: fields are counted after the last ')'. */
+	p = strrchr(buf, ')');
+	for (int field = 2; p && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		start = strtoull(p + 1, NULL, 10);
+	return start;
+}
+
+static void state_path(const char *id, char *path, size_t size)
+{
+	snprintf(path, size, "%s/%s", R.cfg->state_dir, id);
+}
+
+/*
+ * A sandbox's holder outlives a gateway killed with SIGKILL: its record (pid and start time) lets the next
+ * gateway end it, and with it the sandbox's namespaces, before anything is accepted.
+ */
+static void state_write(const struct crgw_sandbox *sb)
+{
+	char path[4200], line[64];
+	int fd, n;
+
+	if (!sb->holder_pid)
+		return;
+	state_path(sb->id, path, sizeof(path));
+	n = snprintf(line, sizeof(line), "%d %llu\n", (int)sb->holder_pid, process_start(sb->holder_pid));
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, line, (size_t)n) != n)
+		log_warn("cannot record a sandbox's holder", "path=\"%s\" error=\"%s\"", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+static void state_remove(const struct crgw_sandbox *sb)
+{
+	char path[4200];
+
+	state_path(sb->id, path, sizeof(path));
+	unlink(path);
+}
+
+static void end_stale_holders(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	unsigned ended = 0;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char path[4400], buf[64];
+		unsigned long long start = 0;
+		int pid = 0, fd;
+		ssize_t n;
+
+		if (strncmp(e->d_name, "sbx-", 4))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (n > 0) {
+			buf[n] = '\0';
+			if (sscanf(buf, "%d %llu", &pid, &start) == 2 && pid > 1 && start &&
+			    process_start(pid) == start && kill(pid, SIGKILL) == 0)
+				ended++;
+		}
+		unlink(path);
+	}
+	closedir(d);
+	if (ended)
+		log_info("ended a previous run's sandbox holders", "count=%u", ended);
+}
+
 int crgw_registry_cleanup_stale(const struct crgw_config *cfg)
 {
 	struct crgw_nft_config nft;
 	unsigned removed = 0;
 	int err;
+
+	if (mkdir(cfg->state_dir, 0700) && errno != EEXIST)
+		return -errno;
+	end_stale_holders(cfg->state_dir);
 
 	nft_config_from(cfg, &nft);
 	err = crgw_nft_table_delete(&nft);
@@ -390,6 +489,7 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 		goto out;
 	}
 
+	state_write(sb);
 	pthread_rwlock_wrlock(&R.lock);
 	R.slots[sb->slot] = crgw_sandbox_ref(sb);
 	R.reserved[sb->slot] = false;
@@ -434,6 +534,7 @@ static void release(struct crgw_sandbox *sb, const char *why)
 	/* The holder is the sandbox's init: ending it ends every process left in the sandbox. */
 	if (sb->holder_pidfd >= 0)
 		syscall(SYS_pidfd_send_signal, sb->holder_pidfd, SIGKILL, NULL, 0);
+	state_remove(sb);
 	snprintf(detail, sizeof(detail), "%s; dns_queries=%llu spoofed_packets=%llu dns_bypass_packets=%llu",
 		 why, (unsigned long long)atomic_load(&sb->counters.dns_queries),
 		 (unsigned long long)c.spoof.packets, (unsigned long long)c.dns.packets);
@@ -583,6 +684,29 @@ bool crgw_binding_check(struct crgw_sandbox *sb, const char *name, const struct 
 	}
 	pthread_mutex_unlock(&t->lock);
 	return ok;
+}
+
+bool crgw_binding_name_for(struct crgw_sandbox *sb, const struct crgw_binding_addr *addr, char *name)
+{
+	struct crgw_binding_table *t = sb->bindings;
+	const struct binding *best = NULL;
+	int64_t now = crgw_monotonic_s();
+
+	pthread_mutex_lock(&t->lock);
+	for (unsigned i = 0; i < BIND_BUCKETS; i++)
+		for (const struct binding *b = t->buckets[i]; b; b = b->next) {
+			if (b->expiry < now || (best && best->expiry >= b->expiry))
+				continue;
+			for (unsigned j = 0; j < b->naddrs; j++)
+				if (!memcmp(&b->addrs[j], addr, sizeof(*addr))) {
+					best = b;
+					break;
+				}
+		}
+	if (best)
+		memcpy(name, best->name, strlen(best->name) + 1);
+	pthread_mutex_unlock(&t->lock);
+	return best != NULL;
 }
 
 unsigned crgw_binding_count(struct crgw_sandbox *sb)

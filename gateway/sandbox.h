@@ -129,6 +129,13 @@ bool crgw_binding_record(struct crgw_sandbox *sb, const char *name, const struct
 /* True when `name` is bound to `addr` for this sandbox and the binding has not expired. */
 bool crgw_binding_check(struct crgw_sandbox *sb, const char *name, const struct crgw_binding_addr *addr);
 
+/*
+ * The name a live binding of this sandbox ties to `addr` (the most recently extended one), copied into
+ * `name` (CRGW_HOST_NAME_MAX + 1 bytes). Returns false when no name is bound to it. Thread-safe; costs a
+ * walk of the sandbox's bindings (at most 4,096).
+ */
+bool crgw_binding_name_for(struct crgw_sandbox *sb, const struct crgw_binding_addr *addr, char *name);
+
 unsigned crgw_binding_count(struct crgw_sandbox *sb);
 
 int64_t crgw_monotonic_s(void);

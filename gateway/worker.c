@@ -72,13 +72,27 @@ static void transparent_accept(struct evconnlistener *l, evutil_socket_t fd, str
 	memcpy(h.addr, &orig.sin_addr, 4);
 	inet_ntop(AF_INET, h.addr, h.text, sizeof(h.text));
 	h.len = (uint8_t)strlen(h.text);
-	crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &h, ev.dst_port, &d);
+	/* The address first: blocked ranges and CIDR denies hold whatever name the sandbox claims. */
+	crgw_policy_check_address(sb->policy, crgw_gateway_blocklist(), &h, ev.dst_port, &d);
+	if (d.allow) {
+		struct crgw_binding_addr ba = { .family = AF_INET };
+		struct crgw_host name = { 0 };
+
+		memcpy(ba.addr, &orig.sin_addr, 4);
+		/* A name the gateway's DNS bound to this address for this sandbox decides; else the IP rules. */
+		if (crgw_binding_name_for(sb, &ba, ev.dst_host) &&
+		    crgw_host_parse(ev.dst_host, strlen(ev.dst_host), &name, NULL) == 0)
+			crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &name, ev.dst_port, &d);
+		else
+			crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &h, ev.dst_port, &d);
+	}
 	if (!d.allow) {
 		ev.reason = d.reason;
 		AUDIT_SET(ev.rule, d.rule);
 	} else {
 		ev.reason = CRGW_REASON_UPSTREAM_UNREACHABLE;
-		AUDIT_SET(ev.detail, "transparent relaying is not available in this version");
+		AUDIT_SET(ev.rule, d.rule);
+		AUDIT_SET(ev.detail, "allowed, but transparent relaying is not available in this version");
 	}
 	crgw_audit_emit(&ev);
 	crgw_sandbox_unref(sb);

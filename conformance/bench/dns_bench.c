@@ -94,6 +94,7 @@ struct options {
 	const char *label;
 	bool json;
 	bool verbose;
+	uint32_t spin_us;
 };
 
 /* A worker owns its sockets, slots and latency store outright; threads share only read-only data below. */
@@ -747,7 +748,16 @@ static void *worker_run(void *arg)
 		timeout_ms = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
 		if (queued && timeout_ms > 1)
 			timeout_ms = 1;
-		n = epoll_wait(w->ep, evs, (int)w->nsocks, timeout_ms);
+		n = 0;
+		if (w->opt->spin_us > 0 && w->measured_outstanding + w->nslots > 0) {
+			uint64_t spin_end = mono_ns() + (uint64_t)w->opt->spin_us * 1000u;
+
+			do {
+				n = epoll_wait(w->ep, evs, (int)w->nsocks, 0);
+			} while (n == 0 && mono_ns() < spin_end);
+		}
+		if (n == 0)
+			n = epoll_wait(w->ep, evs, (int)w->nsocks, timeout_ms);
 		w->n_iter++;
 		if (n > 0)
 			w->n_wait += (uint64_t)n;
@@ -810,7 +820,7 @@ static void json_string(FILE *out, const char *s)
 static int parse_args(int argc, char **argv, struct options *opt, struct names *names)
 {
 	enum { O_SERVER = 256, O_NAMES, O_NAME, O_QTYPE, O_INFLIGHT, O_DURATION, O_MAXQ, O_TIMEOUT, O_SOCKETS,
-	       O_LABEL, O_JSON, O_WARMUP, O_THREADS, O_VERBOSE, O_HELP };
+	       O_LABEL, O_JSON, O_WARMUP, O_THREADS, O_VERBOSE, O_SPIN, O_HELP };
 	static const struct option longopts[] = {
 		{ "server", required_argument, NULL, O_SERVER },
 		{ "names", required_argument, NULL, O_NAMES },
@@ -826,6 +836,7 @@ static int parse_args(int argc, char **argv, struct options *opt, struct names *
 		{ "warmup", required_argument, NULL, O_WARMUP },
 		{ "threads", required_argument, NULL, O_THREADS },
 		{ "verbose", no_argument, NULL, O_VERBOSE },
+		{ "spin-us", required_argument, NULL, O_SPIN },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -930,6 +941,11 @@ static int parse_args(int argc, char **argv, struct options *opt, struct names *
 			break;
 		case O_JSON:
 			opt->json = true;
+			break;
+		case O_SPIN:
+			if (parse_u64(optarg, 0, 1000, &v) != 0)
+				goto out;
+			opt->spin_us = (uint32_t)v;
 			break;
 		case O_VERBOSE:
 			opt->verbose = true;

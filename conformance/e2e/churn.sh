@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# 200 sandboxes registered and released in a row through crgw-ctl run: no file descriptor, kernel object,
+# process or temporary file may be left, and under the sanitizer build crgw must exit clean (LeakSanitizer
+# runs at exit). Also: refused registrations leave nothing behind. TAP output. Needs root.
+# usage: churn.sh CRGW CRGW_CTL [COUNT]
+set -uo pipefail
+CRGW=$1
+CTL=$2
+COUNT=${3:-200}
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib/testnet.sh
+source "$here/../lib/testnet.sh"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+GW_TABLE=crgw_churn
+GW_PREFIX=cgc
+
+T=$(mktemp -d /tmp/crgw-churn.XXXXXX)
+testnet_on_exit rm -rf "$T"
+testnet_on_exit 'gw_stop >/dev/null 2>&1'
+testnet_up "$T/net" || { echo "Bail out! the test network did not come up"; exit 1; }
+printf 'version: 1\nsandbox:\n  network:\n    default: deny\n    allow:\n      - host: allowed.test\n' >"$T/p.yaml"
+
+gw_start "$T" || { echo "Bail out! crgw did not start"; exit 1; }
+# One sandbox first, so that lazily made state (c-ares sockets, caches) is not counted as a leak.
+"$CTL" run --rm --policy "$T/p.yaml" -- getent ahostsv4 allowed.test >/dev/null 2>&1
+fds_before=$(ls "/proc/$GW_PID/fd" | wc -l)
+rss_before=$(awk '/VmRSS/{print $2}' "/proc/$GW_PID/status")
+tmp_before=$(find /tmp -maxdepth 1 -name 'crgw-run-*' | wc -l)
+
+failed=0
+start=$(date +%s.%N)
+for i in $(seq "$COUNT"); do
+	# Every fifth sandbox resolves a name too, so bindings and audit events are made and freed.
+	if [ $((i % 5)) -eq 0 ]; then
+		"$CTL" run --rm --policy "$T/p.yaml" -- getent ahostsv4 allowed.test >/dev/null 2>&1 || failed=$((failed + 1))
+	else
+		"$CTL" run --rm --policy "$T/p.yaml" -- true >/dev/null 2>&1 || failed=$((failed + 1))
+	fi
+done
+elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e - s}')
+ok "$failed" "$COUNT sandboxes registered, used and released ($failed failed, ${elapsed}s)"
+sleep 0.5
+fds_after=$(ls "/proc/$GW_PID/fd" | wc -l)
+rss_after=$(awk '/VmRSS/{print $2}' "/proc/$GW_PID/status")
+[ "$fds_after" -eq "$fds_before" ]
+ok $? "no file descriptor leaked ($fds_before before, $fds_after after)"
+diag "crgw RSS: $rss_before kB before, $rss_after kB after $COUNT sandboxes"
+[ -z "$(kernel_objects)" ]
+ok $? "no interface, chain, set or counter left"
+[ "$("$CTL" stats --json | jq .sandboxes)" -eq 0 ]
+ok $? "the registry is empty"
+[ "$(find /tmp -maxdepth 1 -name 'crgw-run-*' | wc -l)" -eq "$tmp_before" ]
+ok $? "crgw-ctl run left no temporary files"
+[ -z "$(ls "$T/state")" ]
+ok $? "no holder record left in the state directory"
+
+# Refused registrations: nothing may be left behind, and the error names a reason code.
+policy=$("$CTL" policy compile --json "$T/p.yaml")
+sock=$T/ctl.sock
+out=$(curl -s --unix-socket "$sock" -X POST -d "{\"policy\": $policy, \"netns_path\": \"/nonexistent/ns\"}" http://crgw/v1/sandboxes)
+echo "$out" | jq -e '.code == "runtime_launch_failed"' >/dev/null
+ok $? "a registration whose namespace does not exist fails with runtime_launch_failed"
+out=$(curl -s --unix-socket "$sock" -X POST -d "{\"policy\": $policy, \"netns_path\": \"/etc/hostname\"}" http://crgw/v1/sandboxes)
+echo "$out" | jq -e '.code == "runtime_launch_failed"' >/dev/null && [ -z "$(kernel_objects)" ]
+ok $? "a registration into something that is not a namespace fails and leaves nothing"
+out=$(curl -s --unix-socket "$sock" -X POST -d '{"policy": {"schema": 1}, "netns_path": "/nonexistent/ns"}' http://crgw/v1/sandboxes)
+echo "$out" | jq -e '.code == "policy_invalid"' >/dev/null
+ok $? "a registration with an invalid compiled policy fails with policy_invalid"
+tampered=$(echo "$policy" | jq -c '.network.default = "allow"' 2>/dev/null || echo "$policy")
+out=$(curl -s --unix-socket "$sock" -X POST -d "{\"policy\": $tampered, \"netns_path\": \"/nonexistent/ns\"}" http://crgw/v1/sandboxes)
+echo "$out" | jq -e '.code == "policy_invalid"' >/dev/null
+ok $? "a tampered compiled policy (hash mismatch) is refused"
+out=$(curl -s --unix-socket "$sock" -X POST -d '{"policy": ' http://crgw/v1/sandboxes)
+echo "$out" | jq -e '.code == "request_invalid"' >/dev/null
+ok $? "a malformed body gets request_invalid"
+[ -z "$(kernel_objects)" ] && [ "$("$CTL" stats --json | jq .sandboxes)" -eq 0 ]
+ok $? "refused registrations left no kernel object and no sandbox"
+[ "$(ls "/proc/$GW_PID/fd" | wc -l)" -eq "$fds_before" ]
+ok $? "refused registrations leaked no file descriptor"
+
+gw_stop
+ok $? "crgw exits 0 on SIGTERM (sanitizer builds: LeakSanitizer found nothing)"
+if [ "$TAP_FAILED" -gt 0 ]; then
+	diag "crgw log:" "$(tail -20 "$T/crgw.log")"
+fi
+tap_done

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# End to end on the netns backend: crgw against the hermetic test network (real knot upstream, real
+# nftables, real namespaces), sandboxes made with crgw-ctl run. Checks DNS control, bypass and spoofing
+# drops, isolation between sandboxes and from the host, the audit log, the control API, release, and
+# recovery after SIGKILL. TAP output. Needs root.
+# usage: gateway.sh CRGW CRGW_CTL
+set -uo pipefail
+CRGW=$1
+CTL=$2
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib/testnet.sh
+source "$here/../lib/testnet.sh"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+
+T=$(mktemp -d /tmp/crgw-e2e.XXXXXX)
+testnet_on_exit rm -rf "$T"
+testnet_on_exit 'gw_stop >/dev/null 2>&1; for p in $(cat "$T"/holders 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done'
+testnet_up "$T/net" || { echo "Bail out! the test network did not come up"; exit 1; }
+AUDIT=$T/audit.log
+
+cat >"$T/cleanroom.yaml" <<'YAML'
+version: 1
+sandbox:
+  network:
+    default: deny
+    allow:
+      - host: allowed.test
+        ports: [80, 443]
+      - host: "*.allowed.test"
+        ports: [443]
+      - host: chain.test
+      - host: long.test
+      - host: short.test
+      - host: many.test
+      - host: pool.test
+      - host: loopback.test
+      - host: other.test
+        ports: [22]
+YAML
+
+gw_start "$T" || { echo "Bail out! crgw did not start"; exit 1; }
+ok 0 "crgw starts against the test network (pid $GW_PID)"
+
+run() { "$CTL" run --rm --policy "$T/cleanroom.yaml" -- "$@"; }
+# Inside a sandbox, $CRGW_GATEWAY is its gateway address.
+kq() { printf 'kdig +time=2 +retry=0 @"$CRGW_GATEWAY" %s' "$*"; }
+
+# ---- DNS answers ----------------------------------------------------------------------------------
+out=$(run getent ahostsv4 allowed.test 2>&1)
+ok $? "an allowed name resolves inside the sandbox"
+echo "$out" | grep -q '^203\.0\.113\.10 ' ; ok $? "... to the upstream's address (got: $(echo "$out" | head -1))"
+audit_has "$AUDIT" 'select(.event=="decision" and .service=="dns" and .dst_host=="allowed.test" and .action=="allow")'
+ok $? "the allowed lookup is audited"
+
+out=$(run sh -c "$(kq denied.test A)" 2>&1)
+echo "$out" | grep -q 'status: NXDOMAIN'
+ok $? "a denied name gets NXDOMAIN"
+audit_has "$AUDIT" 'select(.event=="decision" and .service=="dns" and .dst_host=="denied.test" and .action=="deny" and .reason_code=="host_not_allowed" and .rule=="sandbox.network.default")'
+ok $? "... and an audit event host_not_allowed with the deciding rule"
+
+out=$(run sh -c "$(kq chain.test A) +noall +answer" 2>&1)
+echo "$out" | grep -Eq '^chain\.test\.[[:space:]]+[0-9]+[[:space:]]+IN[[:space:]]+A[[:space:]]+203\.0\.113\.10' &&
+	! echo "$out" | grep -q CNAME
+ok $? "a CNAME chain is flattened into A records for the name asked"
+
+out=$(run sh -c "$(kq long.test A) +noall +answer" 2>&1)
+ttl=$(echo "$out" | awk '$4=="A"{print $2; exit}')
+[ -n "$ttl" ] && [ "$ttl" -le 300 ]
+ok $? "a week-long upstream TTL is clamped to dns.ttl_max (got $ttl)"
+out=$(run sh -c "$(kq short.test A) +noall +answer" 2>&1)
+ttl=$(echo "$out" | awk '$4=="A"{print $2; exit}')
+[ -n "$ttl" ] && [ "$ttl" -ge 5 ]
+ok $? "a 1 s upstream TTL is raised to dns.ttl_min (got $ttl)"
+
+out=$(run sh -c "$(kq allowed.test AAAA) +noall +answer" 2>&1)
+echo "$out" | grep -q '2001:db8::10'
+ok $? "AAAA records are answered"
+out=$(run sh -c "$(kq many.test A) +noall +answer" 2>&1)
+[ "$(echo "$out" | grep -c 'IN[[:space:]]*A')" -eq 8 ]
+ok $? "all 8 addresses of a name are answered"
+
+out=$(run sh -c "$(kq allowed.test TXT)" 2>&1)
+echo "$out" | grep -q 'status: NOERROR' && echo "$out" | grep -q 'ANSWER: 0'
+ok $? "other record types of an allowed name get an empty answer"
+out=$(run sh -c "$(kq txt.test TXT)" 2>&1)
+echo "$out" | grep -q 'status: NXDOMAIN'
+ok $? "other record types of a denied name get NXDOMAIN"
+
+out=$(run sh -c "$(kq +tcp allowed.test A)" 2>&1)
+echo "$out" | grep -q 'status: NOERROR' && echo "$out" | grep -q '203.0.113.10'
+ok $? "DNS over TCP answers allowed names"
+out=$(run sh -c "$(kq +tcp denied.test A)" 2>&1)
+echo "$out" | grep -q 'status: NXDOMAIN'
+ok $? "DNS over TCP refuses denied names"
+
+out=$(run sh -c "$(kq pool.test A)" 2>&1)
+echo "$out" | grep -q 'status: NXDOMAIN'
+ok $? "a name resolving into the sandbox pool is refused"
+audit_has "$AUDIT" 'select(.dst_host=="pool.test" and .reason_code=="private_address_blocked" and .dst_ip=="10.201.0.2")'
+ok $? "... audited as private_address_blocked with the address"
+out=$(run sh -c "$(kq loopback.test A)" 2>&1)
+echo "$out" | grep -q 'status: NXDOMAIN'
+ok $? "a name resolving to loopback is refused"
+
+# A header claiming two questions: FORMERR, answered with the same id (bytes 3-4: flags; rcode 1).
+out=$(run bash -c 'exec 3<>/dev/udp/$CRGW_GATEWAY/53; printf "\x12\x34\x01\x00\x00\x02\x00\x00\x00\x00\x00\x00" >&3; timeout 3 head -c 4 <&3 | od -An -tx1' 2>&1)
+echo "$out" | grep -q '12 34 81 81'
+ok $? "a malformed query gets FORMERR with its id (got: $out)"
+
+# ---- bypass and spoofing --------------------------------------------------------------------------
+out=$(run kdig +time=1 +retry=0 @"$TN_DNS" allowed.test 2>&1)
+rc=$?
+[ $rc -ne 0 ] && ! echo "$out" | grep -q 'status: NOERROR'
+ok $? "a query straight to the upstream DNS server gets no answer"
+audit_has "$AUDIT" "select(.event==\"packet_drop\" and .reason_code==\"dns_bypass_attempt\" and .dst_ip==\"$TN_DNS\" and .dst_port==53)"
+ok $? "... and is audited as dns_bypass_attempt"
+out=$(run kdig +tcp +time=1 +retry=0 @"$TN_DNS" allowed.test 2>&1)
+! echo "$out" | grep -q 'status: NOERROR'
+ok $? "DNS over TCP to the upstream gets no answer either"
+
+out=$(run sh -c "ip addr add 192.0.2.77/32 dev eth0 && $(kq -b 192.0.2.77 allowed.test A)" 2>&1)
+! echo "$out" | grep -q 'status: NOERROR'
+ok $? "a query with a spoofed source address is dropped"
+audit_has "$AUDIT" 'select(.event=="packet_drop" and .reason_code=="spoofed_source" and .src_ip=="192.0.2.77")'
+ok $? "... and audited as spoofed_source"
+
+# ---- isolation between sandboxes and from the host ------------------------------------------------
+"$CTL" run --policy "$T/cleanroom.yaml" --json -- true 2>"$T/a.json"
+ok $? "run without --rm leaves the sandbox up"
+A=$(jq -r 'select(.event=="sandbox_created") | .sandbox_id' "$T/a.json")
+A_GUEST=$(jq -r 'select(.event=="sandbox_created") | .guest' "$T/a.json")
+A_GW=$(jq -r 'select(.event=="sandbox_created") | .gateway' "$T/a.json")
+"$CTL" sandbox show --json "$A" | jq -r .holder_pid >>"$T/holders"
+"$CTL" sandbox ls | grep -q "^$A "
+ok $? "sandbox ls lists it ($A, $A_GUEST)"
+[ "$("$CTL" exec "$A" -- hostname 2>&1)" = "$A" ]
+ok $? "exec runs a command inside it"
+# A listener inside A that would hand out a secret to anyone who reaches it.
+"$CTL" exec "$A" -- python3 -c '
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8080)); s.listen(8)
+while True:
+    c, _ = s.accept(); c.sendall(b"secret-from-A\n"); c.close()
+' >/dev/null 2>&1 &
+listener=$!
+testnet_on_exit "kill $listener 2>/dev/null"
+for _ in $(seq 30); do
+	"$CTL" exec "$A" -- bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080 && head -c 6 <&3' 2>/dev/null | grep -q secret && break
+	sleep 0.2
+done
+"$CTL" exec "$A" -- bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080 && cat <&3' 2>/dev/null | grep -q secret-from-A
+ok $? "the listener inside A answers locally"
+
+out=$(run bash -c "exec 3<>/dev/tcp/$A_GUEST/8080 && timeout 3 cat <&3" 2>&1)
+! echo "$out" | grep -q secret
+ok $? "another sandbox cannot reach A's address over TCP"
+audit_has "$AUDIT" "select(.event==\"decision\" and .dst_ip==\"$A_GUEST\" and .dst_port==8080 and .action==\"deny\" and .reason_code==\"private_address_blocked\")"
+ok $? "... the attempt is refused and audited as private_address_blocked"
+out=$(run bash -c "exec 3<>/dev/udp/$A_GUEST/8080 && printf x >&3 && timeout 2 head -c 1 <&3" 2>&1)
+[ -z "$out" ] || ! echo "$out" | grep -q secret
+ok $? "UDP to A's address gets nothing back"
+out=$(run sh -c "kdig +time=1 +retry=0 @$A_GW allowed.test" 2>&1)
+! echo "$out" | grep -q 'status: NOERROR'
+ok $? "another sandbox's gateway address does not serve DNS to this one"
+out=$(run bash -c "exec 3<>/dev/tcp/$TN_HOST/22 && timeout 3 cat <&3" 2>&1)
+! echo "$out" | grep -q SSH
+ok $? "the host's other addresses are unreachable (TCP $TN_HOST:22)"
+audit_has "$AUDIT" "select(.dst_ip==\"$TN_HOST\" and .dst_port==22 and .reason_code==\"private_address_blocked\")"
+ok $? "... refused as a gateway-blocked address"
+out=$(run bash -c "exec 3<>/dev/tcp/$TN_WEB1/22 && timeout 3 cat <&3" 2>&1)
+! echo "$out" | grep -q SSH
+ok $? "an upstream address is not reachable around the gateway (no kernel forwarding)"
+
+# ---- control API -----------------------------------------------------------------------------------
+"$CTL" sandbox show --json "$A" | jq -e '.counters.dns_queries >= 0 and .guest == "'"$A_GUEST"'"' >/dev/null
+ok $? "sandbox show reports the sandbox and its counters"
+"$CTL" stats --json | jq -e '.dns.queries > 10 and .sandboxes == 1' >/dev/null
+ok $? "stats counts queries and sandboxes"
+"$CTL" stats --prometheus | grep -q '^crgw_dns_queries_total [1-9]'
+ok $? "metrics are served in Prometheus text format"
+"$CTL" audit tail -n 5 --json | jq -e . >/dev/null
+ok $? "audit tail prints JSON events"
+"$CTL" audit tail -f -n 0 --json >"$T/follow.json" 2>/dev/null &
+follower=$!
+sleep 0.3
+run sh -c "$(kq follow-me.test A)" >/dev/null 2>&1
+audit_has "$T/follow.json" 'select(.dst_host=="follow-me.test")'
+ok $? "audit tail -f streams live events"
+kill "$follower" 2>/dev/null
+wait "$follower" 2>/dev/null
+"$CTL" doctor >"$T/doctor.txt" 2>&1
+ok $? "doctor passes on this host"
+grep -q 'network_default_deny' "$T/doctor.txt"
+ok $? "doctor shows the capability map"
+
+mv "$AUDIT" "$AUDIT.old"
+kill -HUP "$GW_PID"
+sleep 0.3
+run sh -c "$(kq after-hup.test A)" >/dev/null 2>&1
+audit_has "$AUDIT" 'select(.dst_host=="after-hup.test")'
+ok $? "SIGHUP reopens the audit log"
+
+# ---- release ---------------------------------------------------------------------------------------
+A_HOLDER=$("$CTL" sandbox show --json "$A" | jq -r .holder_pid)
+A_IF=$("$CTL" sandbox show --json "$A" | jq -r .interface)
+"$CTL" sandbox rm "$A" >/dev/null
+ok $? "sandbox rm releases it"
+sleep 0.3
+! ip link show "$A_IF" >/dev/null 2>&1
+ok $? "its interface is gone"
+[ -z "$(kernel_objects)" ]
+ok $? "no chain, set or counter of it is left"
+! alive "$A_HOLDER"
+ok $? "its namespaces' holder process is gone"
+audit_has "$AUDIT" "select(.event==\"sandbox_released\" and .sandbox_id==\"$A\")"
+ok $? "the release is audited"
+
+# ---- SIGKILL and restart --------------------------------------------------------------------------
+"$CTL" run --policy "$T/cleanroom.yaml" --json -- true 2>"$T/b.json"
+B=$(jq -r 'select(.event=="sandbox_created") | .sandbox_id' "$T/b.json")
+B_HOLDER=$("$CTL" sandbox show --json "$B" | jq -r .holder_pid)
+echo "$B_HOLDER" >>"$T/holders"
+kill -KILL "$GW_PID"
+wait "$GW_PID" 2>/dev/null
+GW_PID=
+[ -n "$(kernel_objects)" ] && alive "$B_HOLDER"
+ok $? "after SIGKILL the dead gateway's sandbox is still there (interface, rules, holder)"
+gw_start "$T"
+ok $? "a new crgw starts over the leftovers"
+[ -z "$(kernel_objects)" ]
+ok $? "no interface, chain, set or counter of the old sandboxes is left"
+sleep 0.2
+! alive "$B_HOLDER"
+ok $? "the old sandbox's holder, and with it its namespaces, is gone"
+"$CTL" run --rm --policy "$T/cleanroom.yaml" -- getent ahostsv4 allowed.test >/dev/null 2>&1
+ok $? "the restarted gateway serves new sandboxes"
+
+# ---- clean shutdown --------------------------------------------------------------------------------
+"$CTL" run --policy "$T/cleanroom.yaml" --json -- true 2>"$T/c.json"
+C_HOLDER=$("$CTL" sandbox show --json "$(jq -r 'select(.event=="sandbox_created") | .sandbox_id' "$T/c.json")" | jq -r .holder_pid)
+echo "$C_HOLDER" >>"$T/holders"
+gw_stop
+ok $? "SIGTERM stops crgw with status 0 (sanitizer builds: no leak)"
+! nft list table inet "$GW_TABLE" >/dev/null 2>&1 && [ -z "$(kernel_objects)" ]
+ok $? "shutdown removes the table and every interface"
+! alive "$C_HOLDER"
+ok $? "shutdown ends the sandboxes it released"
+audit_has "$AUDIT" 'select(.event=="gateway_stopped")'
+ok $? "the shutdown is audited"
+if [ "$TAP_FAILED" -gt 0 ]; then
+	diag "crgw log:" "$(tail -20 "$T/crgw.log")"
+fi
+tap_done

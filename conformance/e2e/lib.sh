@@ -1,0 +1,112 @@
+# SPDX-License-Identifier: Apache-2.0
+# Shared pieces of the end-to-end tests: TAP output, the gateway under test, audit queries. Sourced after
+# conformance/lib/testnet.sh; every process started here is registered for cleanup by PID.
+# shellcheck shell=bash
+
+TAP_N=0
+TAP_FAILED=0
+
+ok() { # ok CONDITION-EXIT-STATUS DESCRIPTION
+	local status=$1
+	shift
+	TAP_N=$((TAP_N + 1))
+	if [ "$status" -eq 0 ]; then
+		echo "ok $TAP_N - $*"
+	else
+		echo "not ok $TAP_N - $*"
+		TAP_FAILED=$((TAP_FAILED + 1))
+	fi
+}
+
+check() { # check DESCRIPTION -- COMMAND...: ok when COMMAND exits 0
+	local desc=$1
+	shift
+	[ "$1" = "--" ] && shift
+	if "$@" >/dev/null 2>&1; then ok 0 "$desc"; else ok 1 "$desc"; fi
+}
+
+tap_done() {
+	echo "1..$TAP_N"
+	[ "$TAP_N" -gt 0 ] && [ "$TAP_FAILED" -eq 0 ]
+}
+
+diag() { printf '%s\n' "$@" | sed 's/^/# /'; }
+
+# The gateway under test: its own socket, table, interface prefix, NFLOG group and state, so nothing
+# collides with a gateway the machine may run. Pool addresses are inside the blackholed 10.201.0.0/16.
+GW_TABLE=${GW_TABLE:-crgw_e2e}
+GW_PREFIX=${GW_PREFIX:-cge}
+GW_POOL=${GW_POOL:-10.201.0.0/24}
+
+gw_start() { # gw_start DIR [extra crgw args...]
+	local dir=$1
+	shift
+	mkdir -p "$dir/state"
+	rm -f "$dir/ctl.sock"
+	"$CRGW" --control "$dir/ctl.sock" --audit-log "$dir/audit.log" --pool "$GW_POOL" \
+		--upstream-dns "$TN_DNS" --workers 2 --set "state_dir=$dir/state" \
+		--set "nftables.table=$GW_TABLE" --set "interfaces.prefix=$GW_PREFIX" \
+		--set nftables.nflog_group=4243 --set transparent.http_port=15180 \
+		--set transparent.tcp_port=15543 "$@" 2>>"$dir/crgw.log" &
+	GW_PID=$!
+	export CRGW_CONTROL=$dir/ctl.sock
+	for _ in $(seq 100); do
+		if "$CTL" stats >/dev/null 2>&1; then
+			return 0
+		fi
+		kill -0 "$GW_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	diag "crgw did not become ready:" "$(tail -5 "$dir/crgw.log")"
+	return 1
+}
+
+gw_stop() { # gw_stop: SIGTERM and wait; returns crgw's exit status
+	local rc=0
+	[ -n "${GW_PID:-}" ] || return 0
+	kill -TERM "$GW_PID" 2>/dev/null
+	for _ in $(seq 100); do
+		kill -0 "$GW_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$GW_PID" 2>/dev/null; then
+		diag "crgw did not stop on SIGTERM within 10 s"
+		kill -KILL "$GW_PID"
+		rc=137
+		wait "$GW_PID" 2>/dev/null
+	else
+		wait "$GW_PID"
+		rc=$?
+	fi
+	GW_PID=
+	return $rc
+}
+
+# Waits (up to 5 s: the writer is asynchronous) for an audit line matching the jq filter.
+audit_has() { # audit_has FILE JQ-FILTER
+	local file=$1 filter=$2
+	for _ in $(seq 50); do
+		if [ -f "$file" ] && jq -c "$filter" "$file" 2>/dev/null | grep -q .; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# Kernel objects of the gateway under test, one per line: links with our prefix and per-sandbox
+# nftables objects (chains, sets, counters).
+kernel_objects() {
+	ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep "^$GW_PREFIX[0-9]" || true
+	nft -j list table inet "$GW_TABLE" 2>/dev/null |
+		jq -r '.nftables[] | (.chain // .set // .counter // empty) | .name' | grep '^sb[0-9]' || true
+}
+
+# True while PID runs. A zombie is not running: it has already given up its namespaces, and its reaping
+# is up to whoever inherited it.
+alive() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[ "${stat%% *}" != Z ]
+}

@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* crgw.yaml and flag parsing: every key's bounds, the error format, defaults and overrides. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "tap.h"
+
+struct yaml_case {
+	const char *name;
+	const char *yaml;
+	const char *error; /* substring of the error, or NULL when the file must load and finish */
+};
+
+static const struct yaml_case cases[] = {
+	{ "empty file keeps defaults", "", NULL },
+	{ "full example", "control: /run/x.sock\naudit:\n  path: /var/log/a.log\n  max_bytes: 1048576\n  keep: 3\n"
+			  "pool: 10.210.0.0/20\nworkers: 4\ndns:\n  upstream: [203.0.113.53, \"198.51.100.7:5353\"]\n"
+			  "  ttl_min: 10\n  ttl_max: 60\n  denied_rcode: refused\n  rate_limit: 50\n"
+			  "blocked_ranges: [10.0.0.0/8, 172.16.0.0/12]\nnftables:\n  table: crgw_x\n"
+			  "interfaces:\n  prefix: sbx\nlog_level: debug\n", NULL },
+	{ "unknown key", "dns:\n  upstreams: [203.0.113.53]\n", ":2:14: dns.upstreams: unknown key" },
+	{ "unknown section", "proxy:\n  port: 3128\n", "proxy.port: unknown key" },
+	{ "negative number", "workers: -1\n", "workers: expected a non-negative integer" },
+	{ "too many workers", "workers: 1000\n", "workers: must be between 0 and 256" },
+	{ "number with junk", "dns:\n  ttl_max: 60s\n", "dns.ttl_max: expected a non-negative integer" },
+	{ "bad pool", "pool: 10.200.0.0\n", "pool: expected an IPv4 CIDR" },
+	{ "pool text", "pool: everything\n", "pool: expected an IPv4 CIDR" },
+	{ "bad upstream", "dns:\n  upstream: [resolver.example]\n", "dns.upstream: expected an IPv4 address" },
+	{ "upstream port 0", "dns:\n  upstream: [\"203.0.113.53:0\"]\n", "dns.upstream: expected an IPv4 address" },
+	{ "upstream port too big", "dns:\n  upstream: [\"203.0.113.53:70000\"]\n", "expected an IPv4 address" },
+	{ "list for a scalar key", "workers: [1, 2]\n", "workers: expected a single value, not a list" },
+	{ "mapping for a list item", "dns:\n  upstream: [{a: b}]\n", "dns.upstream: list items must be scalars" },
+	{ "bad rcode", "dns:\n  denied_rcode: servfail\n", "expected nxdomain or refused" },
+	{ "bad bool", "audit:\n  allow_loss: yes please\n", "audit.allow_loss: expected true or false" },
+	{ "bad level", "log_level: loud\n", "log_level: expected debug, info, warn or error" },
+	{ "root is a list", "- a\n- b\n", "(root): expected a mapping" },
+	{ "invalid yaml", "dns: [\n", "test.yaml:" },
+	{ "bad blocked range", "blocked_ranges: [10.0.0.0/33]\n", "blocked_ranges: expected an IPv4 CIDR" },
+	{ "ttl min above max", "dns:\n  ttl_min: 100\n  ttl_max: 50\n", "dns.ttl_min: is larger than dns.ttl_max" },
+	{ "pool too small", "pool: 10.200.0.0/30\n", "pool: prefix must be between /8 and /28" },
+	{ "pool host bits", "pool: 10.200.0.1/16\n", "pool: has host bits set" },
+	{ "table name", "nftables:\n  table: \"crgw; drop\"\n", "nftables.table: use lowercase letters" },
+	{ "prefix too long", "interfaces:\n  prefix: sandbx1\n", "interfaces.prefix: at most 6 characters" },
+	{ "prefix longer than the buffer", "interfaces:\n  prefix: sandboxes\n", "interfaces.prefix: empty or too long" },
+	{ "same transparent ports", "transparent:\n  http_port: 9000\n  tcp_port: 9000\n", "must differ" },
+	{ "string too long", "nftables:\n  table: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", "empty or too long" },
+	{ "deep nesting", "a:\n b:\n  c:\n   d:\n    e:\n     f: 1\n", "nested too deeply" },
+	{ "non-scalar key", "? [a]\n: 1\n", "keys must be plain strings" },
+	{ "octal mode", "control_mode: 0999\n", "control_mode: expected an octal file mode" },
+};
+
+static int write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return -1;
+	fputs(text, f);
+	return fclose(f);
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/crgw-test-config-XXXXXX", path[128], err[4400];
+	struct crgw_config cfg;
+
+	if (!mkdtemp(dir))
+		return 1;
+	snprintf(path, sizeof(path), "%s/test.yaml", dir);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct yaml_case *c = &cases[i];
+		int rc;
+
+		crgw_config_defaults(&cfg);
+		err[0] = '\0';
+		write_file(path, c->yaml);
+		rc = crgw_config_load_file(&cfg, path, err, sizeof(err));
+		if (rc == 0) {
+			/* A file without upstream servers is fine; finishing needs one. */
+			if (cfg.nupstream == 0)
+				crgw_config_set(&cfg, "dns.upstream", "203.0.113.53", err, sizeof(err));
+			rc = crgw_config_finish(&cfg, err, sizeof(err));
+		}
+		if (!c->error)
+			tap_result(rc == 0, "%s loads (%s)", c->name, rc ? err : "ok");
+		else
+			tap_result(rc != 0 && strstr(err, c->error) != NULL, "%s is refused: want \"%s\", got \"%s\"",
+				   c->name, c->error, err);
+	}
+
+	/* The full example's values arrive where they should. */
+	crgw_config_defaults(&cfg);
+	write_file(path, cases[1].yaml);
+	crgw_config_load_file(&cfg, path, err, sizeof(err));
+	crgw_config_finish(&cfg, err, sizeof(err));
+	tap_result(cfg.nupstream == 2 && !strcmp(cfg.upstream[1].text, "198.51.100.7:5353"), "upstream list and port");
+	tap_result(cfg.dns_refuse_denied && cfg.dns_ttl_max == 60 && cfg.dns_rate_limit == 50, "dns settings");
+	tap_result(cfg.pool_prefix == 20 && cfg.workers == 4 && cfg.nblocked == 2, "pool, workers, blocked ranges");
+	tap_result(cfg.audit_max_bytes == 1048576 && cfg.audit_keep == 3 && cfg.log_level == 0, "audit and log level");
+
+	/* Defaults. */
+	crgw_config_defaults(&cfg);
+	tap_result(!strcmp(cfg.control_path, "/run/crgw/control.sock") && cfg.control_mode == 0660,
+		   "control socket default /run/crgw/control.sock mode 0660");
+	tap_result(cfg.pool_prefix == 16 && cfg.pool.s_addr == inet_addr("10.200.0.0"), "pool default 10.200.0.0/16");
+	tap_result(cfg.nupstream == 0, "no upstream DNS by default: never the host's resolver");
+	tap_result(crgw_config_finish(&cfg, err, sizeof(err)) != 0 && strstr(err, "dns.upstream"),
+		   "finishing without an upstream server is refused: %s", err);
+	crgw_config_set(&cfg, "dns.upstream", "203.0.113.53", err, sizeof(err));
+	tap_result(crgw_config_finish(&cfg, err, sizeof(err)) == 0 && cfg.workers >= 1,
+		   "workers 0 becomes the core count (%u)", cfg.workers);
+
+	/* Flags go through the same rows. */
+	crgw_config_defaults(&cfg);
+	tap_result(crgw_config_set(&cfg, "dns.ttl_max", "10", err, sizeof(err)) == 0 && cfg.dns_ttl_max == 10,
+		   "--set dns.ttl_max=10");
+	tap_result(crgw_config_set(&cfg, "nope", "1", err, sizeof(err)) != 0 && strstr(err, "nope: unknown key"),
+		   "--set with an unknown key: %s", err);
+	tap_result(crgw_config_set(&cfg, "workers", "", err, sizeof(err)) != 0, "an empty number is refused");
+	for (int i = 0; i < CRGW_UPSTREAM_MAX; i++)
+		crgw_config_set(&cfg, "dns.upstream", "203.0.113.53", err, sizeof(err));
+	tap_result(crgw_config_set(&cfg, "dns.upstream", "203.0.113.54", err, sizeof(err)) != 0 &&
+			   strstr(err, "at most 8"),
+		   "a ninth upstream server is refused");
+	tap_result(crgw_config_load_file(&cfg, "/nonexistent/crgw.yaml", err, sizeof(err)) != 0 &&
+			   strstr(err, "No such file"),
+		   "a missing file is an error: %s", err);
+
+	unlink(path);
+	rmdir(dir);
+	return tap_done();
+}
