@@ -392,19 +392,39 @@ int cmd_exec(int argc, char **argv)
 			goto out;
 		}
 	}
-	for (int i = 0; i < 5; i++)
-		if (setns(fds[i], 0)) {
-			fprintf(stderr, "crgw-ctl: joining the sandbox (%s): %s\n", ns_names[i], strerror(errno));
-			goto out;
-		}
-	if (chdir("/")) {
-		fprintf(stderr, "crgw-ctl: chdir: %s\n", strerror(errno));
+	/*
+	 * Joining happens in a child: this process keeps its own namespaces, so nothing that runs at its
+	 * exit (a sanitizer's leak check, which traces its own threads) ends up in the sandbox's PID space.
+	 */
+	signal(SIGINT, SIG_IGN);
+	pid_t child = fork();
+
+	if (child < 0) {
+		fprintf(stderr, "crgw-ctl: fork: %s\n", strerror(errno));
 		goto out;
 	}
-	set_proxy_env(gw, argv[1]);
-	signal(SIGINT, SIG_IGN);
-	/* The PID namespace applies to children only: run_command forks into it. */
-	code = run_command(argv + 3, -1);
+	if (child == 0) {
+		for (int i = 0; i < 5; i++)
+			if (setns(fds[i], 0)) {
+				fprintf(stderr, "crgw-ctl: joining the sandbox (%s): %s\n", ns_names[i], strerror(errno));
+				_exit(CTL_EXIT_RUN_FAILED);
+			}
+		if (chdir("/")) {
+			fprintf(stderr, "crgw-ctl: chdir: %s\n", strerror(errno));
+			_exit(CTL_EXIT_RUN_FAILED);
+		}
+		set_proxy_env(gw, argv[1]);
+		/* The PID namespace applies to children only: run_command forks into it. */
+		_exit(run_command(argv + 3, -1));
+	}
+	int status;
+
+	while (waitpid(child, &status, 0) < 0)
+		if (errno != EINTR) {
+			status = CTL_EXIT_RUN_FAILED << 8;
+			break;
+		}
+	code = exit_status(status);
 out:
 	for (int i = 0; i < 5; i++)
 		if (fds[i] >= 0)
