@@ -89,7 +89,9 @@ static CURL *open_handle(const char *path, char *url, size_t urlsize)
 
 static int curl_failed(CURLcode rc, char *err, size_t errlen)
 {
-	if (rc == CURLE_COULDNT_CONNECT)
+	if (rc == CURLE_PARTIAL_FILE)
+		snprintf(err, errlen, "the gateway closed the stream (did it stop?)");
+	else if (rc == CURLE_COULDNT_CONNECT)
 		snprintf(err, errlen, "cannot reach the gateway at %s (is crgw running? set --control or CRGW_CONTROL)",
 			 ctl_control_path);
 	else

@@ -17,7 +17,7 @@ static const char usage[] =
 	"                         print the CompiledPolicy (--json: the canonical bytes, one line)\n"
 	"  policy explain [--policy PATH|DIR | --compiled FILE] [--blocked CIDR]... [--json] HOST[:PORT]\n"
 	"                         would the sandbox reach HOST:PORT (default port 443), and why\n"
-	"  run [--policy PATH|DIR] [--rm] [--json] [--backend netns] -- CMD [ARGS...]\n"
+	"  run [--policy PATH|DIR] [--rm] [--json] [--run-id ID] [--backend netns] -- CMD [ARGS...]\n"
 	"                         run CMD in a new sandbox behind the gateway; exits with CMD's code\n"
 	"  exec SANDBOX -- CMD [ARGS...]\n"
 	"                         run CMD in a sandbox left by run without --rm\n"
@@ -35,7 +35,7 @@ static const char usage[] =
 	"  1  explain: the destination is denied; doctor: a check failed\n"
 	"  2  invalid policy, bad usage, or any error that prevented an answer\n"
 	"  run and exec: the command's exit code (128+N when killed by signal N); 125 when the sandbox\n"
-	"  could not be made, 126 when CMD cannot run, 127 when CMD was not found\n"
+	"  could not be made or the arguments are wrong, 126 when CMD cannot run, 127 when CMD was not found\n"
 	"\n"
 	"See docs/ctl.md for every command, its output and its JSON.\n";
 

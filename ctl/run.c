@@ -19,11 +19,19 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include "ctl.h"
 
-#define NS_FLAGS (CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC)
+/*
+ * A user namespace too: the sandbox's root is an unprivileged user on the host (SANDBOX_UID_BASE and up),
+ * so it can neither join the host's namespaces (that needs CAP_SYS_ADMIN over them) nor read or write the
+ * host's root-owned files, while it keeps full capabilities over its own network, mounts and processes.
+ */
+#define NS_FLAGS (CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC)
+#define SANDBOX_UID_BASE 1879048192u /* 0x70000000: far above any account a distribution makes */
+#define SANDBOX_UID_COUNT 65536u
 
 /* What the parent tells the holder once the gateway has wired the sandbox in. */
 struct go {
@@ -86,15 +94,50 @@ static int run_command(char **argv, int report_fd)
 	return exit_status(status);
 }
 
-/* The sandbox's own view of the host filesystem: a new /proc and our resolv.conf. */
+/*
+ * The sandbox's own view of the host filesystem: a new /proc for its PID namespace, our resolv.conf, and
+ * empty private /tmp, /var/tmp, /run and /dev/shm, so that no host socket (the gateway's control socket
+ * among them) or temporary file is reachable from inside.
+ */
 static int setup_mounts(const struct go *go)
 {
+	static const char *const private_dirs[] = { "/tmp", "/var/tmp", "/run", "/dev/shm" };
+
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
-		return -errno;
-	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
 		return -errno;
 	if (mount(go->resolv, "/etc/resolv.conf", NULL, MS_BIND, NULL))
 		return -errno;
+	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+		return -errno;
+	for (size_t i = 0; i < sizeof(private_dirs) / sizeof(private_dirs[0]); i++)
+		if (access(private_dirs[i], F_OK) == 0 &&
+		    mount("tmpfs", private_dirs[i], "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=256m"))
+			return -errno;
+	return 0;
+}
+
+/* Maps the holder's user namespace: uids and gids 0-65535 inside are SANDBOX_UID_BASE and up outside. */
+static int map_user_namespace(pid_t pid)
+{
+	static const char *const files[] = { "uid_map", "gid_map" };
+	char path[64], map[64];
+	int n = snprintf(map, sizeof(map), "0 %u %u\n", SANDBOX_UID_BASE, SANDBOX_UID_COUNT);
+
+	for (int i = 0; i < 2; i++) {
+		int fd;
+
+		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, files[i]);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		if (write(fd, map, (size_t)n) != n) {
+			int err = -errno;
+
+			close(fd);
+			return err;
+		}
+		close(fd);
+	}
 	return 0;
 }
 
@@ -111,7 +154,9 @@ static int holder_main(int go_fd, int report_fd, char **argv, bool stay)
 	if (read(go_fd, &go, sizeof(go)) != (ssize_t)sizeof(go) || !go.ok)
 		_exit(CTL_EXIT_RUN_FAILED);
 	close(go_fd);
-	if (setup_mounts(&go) || sethostname(go.id, strlen(go.id))) {
+	/* The maps are written by now: become the namespace's root for real (ids, groups). */
+	if (setresgid(0, 0, 0) || setgroups(0, NULL) || setresuid(0, 0, 0) || setup_mounts(&go) ||
+	    sethostname(go.id, strlen(go.id))) {
 		fprintf(stderr, "crgw-ctl: setting up the sandbox: %s\n", strerror(errno));
 		code = CTL_EXIT_RUN_FAILED;
 	} else {
@@ -142,6 +187,9 @@ static int write_resolv(const char *gw, char *path, size_t size)
 	FILE *f;
 
 	if (!mkdtemp(dir))
+		return -errno;
+	/* The sandbox's root is an unprivileged user here and must reach the file to bind-mount it. */
+	if (chmod(dir, 0755))
 		return -errno;
 	snprintf(path, size, "%s/resolv.conf", dir);
 	f = fopen(path, "we");
@@ -185,7 +233,7 @@ static void json_event(bool json, json_t *ev)
 }
 
 static const char run_usage[] =
-	"usage: crgw-ctl run [--backend netns] [--policy PATH|DIR] [--rm] [--json] -- CMD [ARGS...]\n";
+	"usage: crgw-ctl run [--backend netns] [--policy PATH|DIR] [--rm] [--json] [--run-id ID] -- CMD [ARGS...]\n";
 
 int cmd_run(int argc, char **argv)
 {
@@ -256,6 +304,10 @@ int cmd_run(int argc, char **argv)
 	close(report_pipe[1]);
 	report_pipe[1] = -1;
 
+	if (map_user_namespace(holder)) {
+		fprintf(stderr, "crgw-ctl: mapping the sandbox's user namespace: %s\n", strerror(errno));
+		goto out;
+	}
 	snprintf(netns, sizeof(netns), "/proc/%d/ns/net", (int)holder);
 	req = json_pack("{s:o, s:s, s:s, s:i}", "policy", json_loads(policy, 0, NULL), "netns_path", netns,
 			"backend", "netns", "holder_pid", (int)holder);
@@ -293,7 +345,12 @@ int cmd_run(int argc, char **argv)
 				   str_or(json_object_get(resp, "policy_hash"))));
 	/* The command decides what Ctrl-C means; we only pass TERM on. */
 	signal(SIGINT, SIG_IGN);
-	signal(SIGTERM, remember_signal);
+	/* No SA_RESTART: the read of the exit code below must return so that TERM ends the sandbox. */
+	struct sigaction sa = { .sa_handler = remember_signal };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	go.ok = 1;
 	if (write(go_pipe[1], &go, sizeof(go)) != (ssize_t)sizeof(go)) {
 		fprintf(stderr, "crgw-ctl: the sandbox's init ended early\n");
@@ -311,7 +368,8 @@ int cmd_run(int argc, char **argv)
 				kill(holder, SIGKILL);
 			continue;
 		}
-		code = CTL_EXIT_RUN_FAILED;
+		/* The sandbox ended without a report: killed, by us on TERM or by its release. */
+		code = forwarded_signal ? 128 + forwarded_signal : CTL_EXIT_RUN_FAILED;
 		break;
 	}
 	if (rm) {
@@ -355,8 +413,9 @@ out:
 
 int cmd_exec(int argc, char **argv)
 {
-	static const char *const ns_names[] = { "pid", "net", "uts", "ipc", "mnt" };
-	int fds[5] = { -1, -1, -1, -1, -1 }, code = CTL_EXIT_RUN_FAILED;
+	/* The user namespace first: the others belong to it. */
+	static const char *const ns_names[] = { "user", "pid", "net", "uts", "ipc", "mnt" };
+	int fds[6] = { -1, -1, -1, -1, -1, -1 }, code = CTL_EXIT_RUN_FAILED;
 	struct ctl_response r = { 0 };
 	char path[128], err[512];
 	json_t *sb = NULL;
@@ -384,7 +443,7 @@ int cmd_exec(int argc, char **argv)
 		goto out;
 	}
 	/* Open all first: after joining the mount namespace, /proc/PID may name something else. */
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < 6; i++) {
 		snprintf(path, sizeof(path), "/proc/%lld/ns/%s", (long long)holder, ns_names[i]);
 		fds[i] = open(path, O_RDONLY | O_CLOEXEC);
 		if (fds[i] < 0) {
@@ -404,11 +463,15 @@ int cmd_exec(int argc, char **argv)
 		goto out;
 	}
 	if (child == 0) {
-		for (int i = 0; i < 5; i++)
+		for (int i = 0; i < 6; i++)
 			if (setns(fds[i], 0)) {
 				fprintf(stderr, "crgw-ctl: joining the sandbox (%s): %s\n", ns_names[i], strerror(errno));
 				_exit(CTL_EXIT_RUN_FAILED);
 			}
+		if (setresgid(0, 0, 0) || setgroups(0, NULL) || setresuid(0, 0, 0)) {
+			fprintf(stderr, "crgw-ctl: becoming the sandbox's root: %s\n", strerror(errno));
+			_exit(CTL_EXIT_RUN_FAILED);
+		}
 		if (chdir("/")) {
 			fprintf(stderr, "crgw-ctl: chdir: %s\n", strerror(errno));
 			_exit(CTL_EXIT_RUN_FAILED);
@@ -426,7 +489,7 @@ int cmd_exec(int argc, char **argv)
 		}
 	code = exit_status(status);
 out:
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 6; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
 	json_decref(sb);

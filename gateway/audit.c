@@ -36,7 +36,7 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	pthread_t thread;
-	bool running, stopping, allow_loss;
+	bool running, stopping, allow_loss, gave_up;
 	struct crgw_audit_event **queue;
 	unsigned cap, head, len;
 	char path[4096];
@@ -252,8 +252,11 @@ static bool write_all(const char *buf, size_t len)
 				  A.fd >= 0 ? strerror(errno) : "not open");
 		if (A.fd < 0)
 			open_log();
-		if (A.stopping && failures > 25)
+		/* Stopping with a log that refuses writes: give up once, then count the rest lost at once. */
+		if (A.stopping && (A.gave_up || failures > 25)) {
+			A.gave_up = true;
 			return false;
+		}
 		struct timespec ts = { 0, RETRY_MS * 1000000L };
 		nanosleep(&ts, NULL);
 	}

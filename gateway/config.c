@@ -45,7 +45,6 @@ static const struct key keys[] = {
 	{ "dns.binding_grace", K_UINT, OFF(dns_binding_grace), 4, 0, 3600 },
 	{ "dns.denied_rcode", K_RCODE, OFF(dns_refuse_denied), 0, 0, 0 },
 	{ "dns.timeout_ms", K_UINT, OFF(dns_timeout_ms), 4, 100, 30000 },
-	{ "dns.port", K_UINT, OFF(dns_port), 2, 1, 65535 },
 	{ "blocked_ranges", K_BLOCKED, 0, 0, 0, 0 },
 	{ "nftables.table", K_STRING, STR(nft_table), 0, 0 },
 	{ "nftables.nflog_group", K_UINT, OFF(nflog_group), 4, 1, 65535 },
@@ -73,9 +72,8 @@ void crgw_config_defaults(struct crgw_config *cfg)
 	cfg->dns_rate_limit = 500;
 	cfg->dns_binding_grace = 30;
 	cfg->dns_timeout_ms = 2000;
-	cfg->dns_port = 53;
 	snprintf(cfg->nft_table, sizeof(cfg->nft_table), "crgw");
-	snprintf(cfg->iface_prefix, sizeof(cfg->iface_prefix), "crgw");
+	snprintf(cfg->iface_prefix, sizeof(cfg->iface_prefix), "crgw-");
 	cfg->nflog_group = 4242;
 	cfg->transparent_http_port = 15080;
 	cfg->transparent_tcp_port = 15443;
@@ -227,6 +225,8 @@ static int set_key(struct crgw_config *cfg, const struct key *k, const char *v, 
 			return fail(err, errlen, where, k->path, "too many ranges (at most 64)");
 		if (strlen(v) >= sizeof(cfg->blocked[0]) || crgw_cidr4_parse(v, &a, &p))
 			return fail(err, errlen, where, k->path, "expected an IPv4 CIDR");
+		if (p < 32 && (ntohl(a.s_addr) & ((1u << (32 - p)) - 1)))
+			return fail(err, errlen, where, k->path, "has host bits set (write the network address)");
 		memcpy(cfg->blocked[cfg->nblocked++], v, strlen(v) + 1);
 		return 0;
 	}
@@ -372,9 +372,14 @@ int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen)
 	for (const char *p = cfg->nft_table; *p; p++)
 		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '_')
 			return fail(err, errlen, NULL, "nftables.table", "use lowercase letters, digits and _");
+	/* Names are prefix + slot number, so a prefix ending in a digit would make them ambiguous. */
 	for (const char *p = cfg->iface_prefix; *p; p++)
-		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9'))
-			return fail(err, errlen, NULL, "interfaces.prefix", "use lowercase letters and digits");
+		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '-')
+			return fail(err, errlen, NULL, "interfaces.prefix", "use lowercase letters, digits and -");
+	if (cfg->iface_prefix[0] < 'a' || cfg->iface_prefix[0] > 'z' ||
+	    (cfg->iface_prefix[strlen(cfg->iface_prefix) - 1] >= '0' &&
+	     cfg->iface_prefix[strlen(cfg->iface_prefix) - 1] <= '9'))
+		return fail(err, errlen, NULL, "interfaces.prefix", "must start with a letter and not end in a digit");
 	if (strlen(cfg->iface_prefix) > 6)
 		return fail(err, errlen, NULL, "interfaces.prefix", "at most 6 characters (names hold a slot number)");
 	if (cfg->workers == 0) {

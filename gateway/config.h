@@ -39,7 +39,6 @@ struct crgw_config {
 	unsigned dns_binding_grace;
 	bool dns_refuse_denied;   /* REFUSED instead of NXDOMAIN */
 	unsigned dns_timeout_ms;
-	uint16_t dns_port;
 
 	char blocked[CRGW_BLOCKED_MAX][64];
 	size_t nblocked;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -29,6 +30,7 @@
 
 #define BODY_MAX (8u << 20)
 #define FOLLOWERS_MAX 64
+#define FOLLOWER_BUFFER_MAX (8u << 20)
 
 struct follower {
 	struct follower *next;
@@ -316,9 +318,22 @@ static void feed_followers(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	for (struct follower *f = C.followers; f; f = f->next) {
-		struct evbuffer *buf = evbuffer_new();
+	for (struct follower *f = C.followers, *next; f; f = next) {
+		struct evhttp_connection *conn = evhttp_request_get_connection(f->req);
+		struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
+		struct evbuffer *buf;
 
+		next = f->next;
+		/* A follower that does not read is cut off rather than buffered without bound. */
+		if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > FOLLOWER_BUFFER_MAX) {
+			log_warn("dropping a slow audit follower", "buffered=%zu",
+				 evbuffer_get_length(bufferevent_get_output(bev)));
+			evhttp_connection_set_closecb(conn, NULL, NULL);
+			evhttp_send_reply_end(f->req);
+			follower_closed(NULL, f);
+			continue;
+		}
+		buf = evbuffer_new();
 		if (!buf)
 			continue;
 		f->last = crgw_audit_recent(f->last, 4096, add_line, buf);
@@ -389,6 +404,8 @@ static void audit_tail(struct evhttp_request *req, const struct evkeyvalq *query
 	if (evbuffer_get_length(buf))
 		evhttp_send_reply_chunk(req, buf);
 	evbuffer_free(buf);
+	/* A quiet log is no reason to end a follower's stream: a year, where the default is a minute. */
+	evhttp_connection_set_timeout(evhttp_request_get_connection(req), 365 * 86400);
 	evhttp_connection_set_closecb(evhttp_request_get_connection(req), follower_closed, f);
 }
 

@@ -23,6 +23,8 @@
 #include "log.h"
 #include "sandbox.h"
 
+/* Fixed: the nftables rules admit DNS to the gateway address on this port only. */
+#define CRGW_DNS_PORT 53
 #define RECV_BATCH 32
 #define RECV_BUF 4096
 #define TCP_IDLE_S 10
@@ -30,7 +32,6 @@
 #define PENDING_MAX 4096
 #define UPSTREAM_BUCKETS 1024
 #define ARES_SOCKS_MAX 16
-#define AUDIT_DENY_PER_S 100
 
 struct tcp_conn;
 
@@ -103,27 +104,10 @@ struct crgw_dns_server {
 
 static pthread_mutex_t servers_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct crgw_dns_server *servers;
-static atomic_uint_fast64_t unknown_window, unknown_count;
 
 #define COUNT(srv, field) atomic_fetch_add_explicit(&(srv)->c.field, 1, memory_order_relaxed)
 
 /* ---- audit -------------------------------------------------------------------------------------- */
-
-/* True when this sandbox may emit another denial event this second; counts the ones it may not. */
-static bool audit_allowed(struct crgw_sandbox *sb, uint64_t *suppressed)
-{
-	uint64_t now = (uint64_t)crgw_monotonic_s();
-	uint64_t w = atomic_load_explicit(&sb->audit_window, memory_order_relaxed);
-
-	if (w != now && atomic_compare_exchange_strong(&sb->audit_window, &w, now))
-		atomic_store(&sb->audit_count, 0);
-	if (atomic_fetch_add(&sb->audit_count, 1) >= AUDIT_DENY_PER_S) {
-		atomic_fetch_add(&sb->audit_suppressed, 1);
-		return false;
-	}
-	*suppressed = atomic_exchange(&sb->audit_suppressed, 0);
-	return true;
-}
 
 static const char *qtype_name(uint16_t t, char *buf, size_t size)
 {
@@ -152,7 +136,7 @@ static int audit_dns(struct crgw_sandbox *sb, const struct crgw_dns_query *q, bo
 	uint64_t suppressed = 0;
 	char tbuf[12];
 
-	if (!allow && !audit_allowed(sb, &suppressed))
+	if (!allow && !crgw_sandbox_audit_allowed(sb, &suppressed))
 		return 0;
 	AUDIT_SET(ev.sandbox_id, sb->id);
 	AUDIT_SET(ev.run_id, sb->run_id);
@@ -168,22 +152,6 @@ static int audit_dns(struct crgw_sandbox *sb, const struct crgw_dns_query *q, bo
 	if (suppressed)
 		ev.count = suppressed + 1;
 	return crgw_audit_emit(&ev);
-}
-
-static void audit_unknown(const struct sockaddr_in *peer, int ifindex, const char *service)
-{
-	uint64_t now = (uint64_t)crgw_monotonic_s(), w = atomic_load(&unknown_window);
-	struct crgw_audit_event ev = { .kind = CRGW_AUDIT_DECISION, .service = service };
-
-	if (w != now && atomic_compare_exchange_strong(&unknown_window, &w, now))
-		atomic_store(&unknown_count, 0);
-	if (atomic_fetch_add(&unknown_count, 1) >= AUDIT_DENY_PER_S)
-		return;
-	inet_ntop(AF_INET, &peer->sin_addr, ev.src_ip, sizeof(ev.src_ip));
-	ev.action = CRGW_ACTION_DENY;
-	ev.reason = CRGW_REASON_UNKNOWN_SANDBOX;
-	snprintf(ev.detail, sizeof(ev.detail), "ifindex=%d", ifindex);
-	crgw_audit_emit(&ev);
 }
 
 /* ---- deciding and answering --------------------------------------------------------------------- */
@@ -222,7 +190,7 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 	int64_t now = crgw_monotonic_s();
 	unsigned ttl = clamp_ttl(cfg, e->expiry - now), n = 0, refused = 0;
 	char first_refused[INET6_ADDRSTRLEN] = "", addrs_text[160] = "";
-	struct crgw_decision d = { 0 };
+	struct crgw_decision d = { 0 }, first_refusal = { 0 };
 	size_t used = 0;
 
 	if (e->rcode != CRGW_DNS_NOERROR)
@@ -238,8 +206,10 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 
 		inet_ntop(h.kind == CRGW_HOST_IPV4 ? AF_INET : AF_INET6, h.addr, text, sizeof(text));
 		if (!d.allow) {
-			if (!refused++)
+			if (!refused++) {
 				memcpy(first_refused, text, sizeof(text));
+				first_refusal = d;
+			}
 			continue;
 		}
 		ans[n].type = q->qtype;
@@ -258,19 +228,35 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 		/* Every address is one the sandbox must never reach: the name does not exist for it. */
 		atomic_fetch_add(&sb->counters.dns_denied, 1);
 		COUNT(srv, denied);
-		audit_dns(sb, q, false, CRGW_REASON_PRIVATE_ADDRESS_BLOCKED,
-			  d.rule ? d.rule : "gateway.blocked_ranges", first_refused, "resolved to a refused address");
+		/* The reason and rule of the first refused address, which dst_ip names. */
+		audit_dns(sb, q, false, first_refusal.reason, first_refusal.rule, first_refused,
+			  "resolved to a refused address");
 		return build(out, cap, limit, msg, len, q, denied_rcode(cfg), NULL, 0);
 	}
 	if (n) {
 		int64_t expiry = now + ttl + cfg->dns_binding_grace;
 		char detail[160];
+		int changed = crgw_binding_record(sb, q->name, bind, n, expiry);
 
-		if (crgw_binding_record(sb, q->name, bind, n, expiry)) {
+		/* Fail closed: an address the proxies could not check later is not handed out. */
+		if (changed < 0) {
+			COUNT(srv, servfail);
+			return build(out, cap, limit, msg, len, q, CRGW_DNS_SERVFAIL, NULL, 0);
+		}
+		if (changed) {
+			struct crgw_host host;
+			struct crgw_decision allow = { 0 };
+
+			if (crgw_host_parse(q->name, q->name_len, &host, NULL) == 0)
+				crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &host, CRGW_PORT_ANY, &allow);
 			snprintf(detail, sizeof(detail), "addresses=%s ttl=%u%s", addrs_text, ttl,
 				 refused ? " (refused addresses left out)" : "");
-			if (audit_dns(sb, q, true, CRGW_REASON_NONE, NULL, NULL, detail) == -ENOBUFS)
+			/* An allow that cannot be recorded is not given, and the next query tries again. */
+			if (audit_dns(sb, q, true, CRGW_REASON_NONE, allow.rule, NULL, detail) == -ENOBUFS) {
+				crgw_binding_forget(sb, q->name, bind[0].family);
+				COUNT(srv, servfail);
 				return build(out, cap, limit, msg, len, q, CRGW_DNS_SERVFAIL, NULL, 0);
+			}
 		}
 	}
 	atomic_fetch_add(&sb->counters.dns_allowed, 1);
@@ -648,7 +634,7 @@ static void udp_read(evutil_socket_t fd, short what, void *arg)
 			/* Identity is (interface, source) and the query must be addressed to that sandbox's gateway. */
 			if (!sb || sb->gw.s_addr != pi->ipi_addr.s_addr) {
 				COUNT(srv, unknown_sandbox);
-				audit_unknown(&srv->rpeer[i], pi->ipi_ifindex, "dns");
+				crgw_audit_unknown(&srv->rpeer[i], pi->ipi_ifindex, "dns");
 				crgw_sandbox_unref(sb);
 				continue;
 			}
@@ -808,13 +794,14 @@ static void tcp_accept(struct evconnlistener *l, evutil_socket_t fd, struct sock
 		return;
 	}
 	/*
-	 * The anti-spoof rules bind every pool address to its own interface (and drop pool sources on any
-	 * other), so the source address alone names the sandbox; the destination must be its gateway.
+	 * The anti-spoof rules bind every pool address to its own interface (each sandbox chain drops other
+	 * sources, and the base chain drops pool sources arriving on any other interface), so the source
+	 * address alone names the sandbox; the destination must be its gateway address.
 	 */
 	sb = crgw_sandbox_lookup(0, peer->sin_addr);
 	if (!sb || sb->gw.s_addr != local.sin_addr.s_addr) {
 		COUNT(srv, unknown_sandbox);
-		audit_unknown(peer, 0, "dns");
+		crgw_audit_unknown(peer, 0, "dns");
 		crgw_sandbox_unref(sb);
 		close(fd);
 		return;
@@ -938,9 +925,9 @@ int crgw_dns_server_new(struct event_base *base, const struct crgw_config *cfg, 
 	srv->cfg = cfg;
 	srv->base = base;
 	srv->udp_fd = -1;
-	err = reuseport_socket(SOCK_DGRAM, cfg->dns_port, &srv->udp_fd);
+	err = reuseport_socket(SOCK_DGRAM, CRGW_DNS_PORT, &srv->udp_fd);
 	if (!err)
-		err = reuseport_socket(SOCK_STREAM, cfg->dns_port, &tcp_fd);
+		err = reuseport_socket(SOCK_STREAM, CRGW_DNS_PORT, &tcp_fd);
 	if (err)
 		goto fail;
 	srv->udp_ev = event_new(base, srv->udp_fd, EV_READ | EV_PERSIST, udp_read, srv);

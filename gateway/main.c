@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "audit.h"
@@ -58,22 +60,46 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(main_base);
 }
 
-/* One gateway per control socket: a second one would fight over the same table and interfaces. */
-static int lock_instance(const char *control, int *fd_out)
+/*
+ * One gateway per nftables table and one per host's DNS port: a second one would delete the first's
+ * table and interfaces at start-up, or share port 53 with it through SO_REUSEPORT. Abstract unix sockets
+ * serve as locks: the kernel releases them when the process dies, however it dies.
+ */
+static int take_lock(const char *name, int *fd_out)
 {
-	char path[160];
-	int fd;
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd, len = snprintf(sun.sun_path + 1, sizeof(sun.sun_path) - 1, "crgw/%s", name);
 
-	snprintf(path, sizeof(path), "%s.lock", control);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (flock(fd, LOCK_EX | LOCK_NB)) {
+	if (bind(fd, (struct sockaddr *)&sun, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len))) {
+		int err = errno == EADDRINUSE ? -EWOULDBLOCK : -errno;
+
 		close(fd);
-		return -EWOULDBLOCK;
+		return err;
 	}
 	*fd_out = fd;
 	return 0;
+}
+
+static int lock_instance(const struct crgw_config *cfg, int locks[2])
+{
+	char name[64];
+	int err;
+
+	snprintf(name, sizeof(name), "table/%s", cfg->nft_table);
+	err = take_lock(name, &locks[0]);
+	if (err) {
+		log_error(err == -EWOULDBLOCK ? "another gateway runs with this nftables table" : "cannot take a lock",
+			  "table=\"inet %s\" error=\"%s\"", cfg->nft_table, strerror(-err));
+		return err;
+	}
+	err = take_lock("dns/53", &locks[1]);
+	if (err)
+		log_error(err == -EWOULDBLOCK ? "another gateway serves DNS on this host" : "cannot take a lock",
+			  "error=\"%s\"", strerror(-err));
+	return err;
 }
 
 static int parse_args(int argc, char **argv, struct crgw_config *cfg, bool *check_only)
@@ -175,7 +201,7 @@ int main(int argc, char **argv)
 	static const int signals[4] = { SIGTERM, SIGINT, SIGHUP, SIGPIPE };
 	bool check_only = false, audit_started = false, registry = false, workers = false, control = false;
 	bool drops = false, dns = false;
-	int lock_fd = -1, err, status = 1;
+	int locks[2] = { -1, -1 }, err, status = 1;
 
 	crgw_config_defaults(&cfg);
 	err = parse_args(argc, argv, &cfg, &check_only);
@@ -188,13 +214,9 @@ int main(int argc, char **argv)
 	crgw_log_set_level((enum crgw_log_level)cfg.log_level);
 	if (geteuid() != 0)
 		log_warn("not running as root: interfaces and nftables need CAP_NET_ADMIN", "%s", "");
-	err = lock_instance(cfg.control_path, &lock_fd);
-	if (err) {
-		log_error(err == -EWOULDBLOCK ? "another gateway is running on this control socket"
-					      : "cannot take the instance lock",
-			  "control=\"%s\" error=\"%s\"", cfg.control_path, strerror(-err));
-		return 1;
-	}
+	err = lock_instance(&cfg, locks);
+	if (err)
+		goto out;
 	if (evthread_use_pthreads() || !(main_base = event_base_new())) {
 		log_error("libevent initialization failed", "%s", "");
 		goto out;
@@ -282,8 +304,9 @@ out:
 			event_free(sigs[i]);
 	if (main_base)
 		event_base_free(main_base);
-	if (lock_fd >= 0)
-		close(lock_fd);
+	for (int i = 0; i < 2; i++)
+		if (locks[i] >= 0)
+			close(locks[i]);
 	libevent_global_shutdown();
 	if (status == 0)
 		log_info("stopped", "%s", "");

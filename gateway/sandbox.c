@@ -25,9 +25,11 @@
 #define BIND_BUCKETS 256
 #define BIND_MAX 4096
 
+/* One (name, address family): A and AAAA answers bind separately, so alternating them changes nothing. */
 struct binding {
 	struct binding *next;
 	int64_t expiry;
+	uint8_t family;
 	unsigned naddrs;
 	struct crgw_binding_addr addrs[CRGW_BINDING_ADDRS];
 	char name[];
@@ -516,17 +518,18 @@ out:
 	return ret;
 }
 
-static void release(struct crgw_sandbox *sb, const char *why)
+/* Returns 0, or -errno when the sandbox's rules could not be removed (its slot must not be reused). */
+static int release(struct crgw_sandbox *sb, const char *why)
 {
 	struct crgw_nft_counters c = { 0 };
 	char detail[160];
-	int err;
+	int err, nft_err;
 
 	crgw_nft_counters_get(&R.nft, sb->slot, &c);
-	err = crgw_nft_sandbox_del(&R.nft, sb->slot, sb->ifname, 0);
-	if (err)
-		log_error("removing a sandbox's nftables rules failed", "id=%s error=\"%s\"", sb->id,
-			  strerror(-err));
+	nft_err = crgw_nft_sandbox_del(&R.nft, sb->slot, sb->ifname, 0);
+	if (nft_err)
+		log_error("removing a sandbox's nftables rules failed; its slot stays reserved", "id=%s error=\"%s\"",
+			  sb->id, strerror(-nft_err));
 	err = crgw_netctl_link_delete(sb->ifname);
 	if (err && err != -ENODEV)
 		log_error("removing a sandbox's interface failed", "id=%s interface=%s error=\"%s\"", sb->id,
@@ -540,6 +543,7 @@ static void release(struct crgw_sandbox *sb, const char *why)
 		 (unsigned long long)c.spoof.packets, (unsigned long long)c.dns.packets);
 	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_RELEASED, detail);
 	log_info("sandbox released", "id=%s interface=%s reason=\"%s\"", sb->id, sb->ifname, why);
+	return nft_err;
 }
 
 int crgw_sandbox_release(const char *id, const char *why)
@@ -559,8 +563,8 @@ int crgw_sandbox_release(const char *id, const char *why)
 	pthread_rwlock_unlock(&R.lock);
 	if (!sb)
 		return -ENOENT;
-	release(sb, why);
-	unreserve_slot(sb->slot);
+	if (release(sb, why) == 0)
+		unreserve_slot(sb->slot);
 	crgw_sandbox_unref(sb);
 	return 0;
 }
@@ -577,6 +581,47 @@ void crgw_registry_release_all(const char *why)
 		if (id[0])
 			crgw_sandbox_release(id, why);
 	}
+}
+
+/* ---- audit rate limits ------------------------------------------------------------------------- */
+
+bool crgw_sandbox_audit_allowed(struct crgw_sandbox *sb, uint64_t *suppressed)
+{
+	uint64_t now = (uint64_t)crgw_monotonic_s();
+	uint64_t w = atomic_load_explicit(&sb->audit_window, memory_order_relaxed);
+
+	if (w != now && atomic_compare_exchange_strong(&sb->audit_window, &w, now))
+		atomic_store(&sb->audit_count, 0);
+	if (atomic_fetch_add(&sb->audit_count, 1) >= CRGW_AUDIT_DENY_PER_S) {
+		atomic_fetch_add(&sb->audit_suppressed, 1);
+		return false;
+	}
+	*suppressed = atomic_exchange(&sb->audit_suppressed, 0);
+	return true;
+}
+
+static atomic_uint_fast64_t unknown_window, unknown_count, unknown_suppressed;
+
+void crgw_audit_unknown(const struct sockaddr_in *peer, int ifindex, const char *service)
+{
+	uint64_t now = (uint64_t)crgw_monotonic_s(), w = atomic_load(&unknown_window);
+	struct crgw_audit_event ev = { .kind = CRGW_AUDIT_DECISION, .service = service };
+	uint64_t suppressed;
+
+	if (w != now && atomic_compare_exchange_strong(&unknown_window, &w, now))
+		atomic_store(&unknown_count, 0);
+	if (atomic_fetch_add(&unknown_count, 1) >= CRGW_AUDIT_DENY_PER_S) {
+		atomic_fetch_add(&unknown_suppressed, 1);
+		return;
+	}
+	suppressed = atomic_exchange(&unknown_suppressed, 0);
+	inet_ntop(AF_INET, &peer->sin_addr, ev.src_ip, sizeof(ev.src_ip));
+	ev.action = CRGW_ACTION_DENY;
+	ev.reason = CRGW_REASON_UNKNOWN_SANDBOX;
+	if (suppressed)
+		ev.count = suppressed + 1;
+	snprintf(ev.detail, sizeof(ev.detail), "ifindex=%d", ifindex);
+	crgw_audit_emit(&ev);
 }
 
 /* ---- bindings ----------------------------------------------------------------------------------- */
@@ -609,32 +654,41 @@ static void evict_expired(struct crgw_binding_table *t, int64_t now)
 	}
 }
 
-bool crgw_binding_record(struct crgw_sandbox *sb, const char *name, const struct crgw_binding_addr *addrs,
-			 unsigned n, int64_t expiry)
+int crgw_binding_record(struct crgw_sandbox *sb, const char *name, const struct crgw_binding_addr *addrs,
+			unsigned n, int64_t expiry)
 {
 	struct crgw_binding_table *t = sb->bindings;
 	unsigned h = name_hash(name);
 	struct binding *b;
-	bool changed = false;
+	int ret = 0;
 	size_t nlen = strlen(name);
+	uint8_t family;
 
+	if (n == 0)
+		return -EINVAL;
 	if (n > CRGW_BINDING_ADDRS)
 		n = CRGW_BINDING_ADDRS;
+	family = addrs[0].family;
 	pthread_mutex_lock(&t->lock);
 	for (b = t->buckets[h]; b; b = b->next)
-		if (!strcmp(b->name, name))
+		if (b->family == family && !strcmp(b->name, name))
 			break;
 	if (b && b->expiry >= expiry && b->naddrs == n && !memcmp(b->addrs, addrs, n * sizeof(*addrs)))
 		goto out;
 	if (!b) {
 		if (t->count >= BIND_MAX)
 			evict_expired(t, crgw_monotonic_s());
-		if (t->count >= BIND_MAX)
-			goto out; /* full of live bindings: the name still resolves, later connections are refused */
-		b = calloc(1, sizeof(*b) + nlen + 1);
-		if (!b)
+		if (t->count >= BIND_MAX) {
+			ret = -ENOSPC;
 			goto out;
+		}
+		b = calloc(1, sizeof(*b) + nlen + 1);
+		if (!b) {
+			ret = -ENOMEM;
+			goto out;
+		}
 		memcpy(b->name, name, nlen + 1);
+		b->family = family;
 		b->next = t->buckets[h];
 		t->buckets[h] = b;
 		t->count++;
@@ -657,14 +711,31 @@ bool crgw_binding_record(struct crgw_sandbox *sb, const char *name, const struct
 			if (!dup)
 				merged[m++] = b->addrs[i];
 		}
+	ret = b->naddrs != m || memcmp(b->addrs, merged, m * sizeof(merged[0])) || expiry > b->expiry;
 	memcpy(b->addrs, merged, m * sizeof(merged[0]));
 	b->naddrs = m;
 	if (expiry > b->expiry)
 		b->expiry = expiry;
-	changed = true;
 out:
 	pthread_mutex_unlock(&t->lock);
-	return changed;
+	return ret;
+}
+
+void crgw_binding_forget(struct crgw_sandbox *sb, const char *name, uint8_t family)
+{
+	struct crgw_binding_table *t = sb->bindings;
+
+	pthread_mutex_lock(&t->lock);
+	for (struct binding **pp = &t->buckets[name_hash(name)]; *pp; pp = &(*pp)->next)
+		if ((*pp)->family == family && !strcmp((*pp)->name, name)) {
+			struct binding *b = *pp;
+
+			*pp = b->next;
+			free(b);
+			t->count--;
+			break;
+		}
+	pthread_mutex_unlock(&t->lock);
 }
 
 bool crgw_binding_check(struct crgw_sandbox *sb, const char *name, const struct crgw_binding_addr *addr)
@@ -675,7 +746,7 @@ bool crgw_binding_check(struct crgw_sandbox *sb, const char *name, const struct 
 
 	pthread_mutex_lock(&t->lock);
 	for (struct binding *b = t->buckets[name_hash(name)]; b; b = b->next) {
-		if (strcmp(b->name, name))
+		if (b->family != addr->family || strcmp(b->name, name))
 			continue;
 		if (b->expiry >= now)
 			for (unsigned i = 0; i < b->naddrs && !ok; i++)

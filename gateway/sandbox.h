@@ -109,6 +109,20 @@ void crgw_sandbox_unref(struct crgw_sandbox *sb);
 /* The blocklist every decision uses (the pool, the gateway's own addresses, the operator's ranges). */
 const struct crgw_blocklist *crgw_gateway_blocklist(void);
 
+/* ---- audit rate limits ------------------------------------------------------------------------- */
+
+#define CRGW_AUDIT_DENY_PER_S 100
+
+/*
+ * True when this sandbox may emit another denial event this second (CRGW_AUDIT_DENY_PER_S); counts the
+ * ones it may not, and hands the count of suppressed events to the next one allowed in `*suppressed`.
+ */
+bool crgw_sandbox_audit_allowed(struct crgw_sandbox *sb, uint64_t *suppressed);
+
+/* Audits traffic from a source that is no registered sandbox (unknown_sandbox), rate limited globally. */
+struct sockaddr_in;
+void crgw_audit_unknown(const struct sockaddr_in *peer, int ifindex, const char *service);
+
 /* ---- DNS bindings (SPEC section 5): what the gateway's resolver told this sandbox ---------------- */
 
 #define CRGW_BINDING_ADDRS 16
@@ -119,12 +133,16 @@ struct crgw_binding_addr {
 };
 
 /*
- * Records that `name` resolved to `addrs` for this sandbox until `expiry` (CLOCK_MONOTONIC seconds).
- * Returns true when the binding is new or was extended (the caller audits those), false when an equal or
- * longer one already existed. Thread-safe.
+ * Records that `name` resolved to `addrs` (n >= 1, all of one family, unused bytes zero) for this sandbox
+ * until `expiry` (CLOCK_MONOTONIC seconds). Returns 1 when the binding is new, changed or extended (the
+ * caller audits those), 0 when an equal one already existed, -ENOSPC when the sandbox holds the maximum
+ * of live bindings, -ENOMEM. Thread-safe.
  */
-bool crgw_binding_record(struct crgw_sandbox *sb, const char *name, const struct crgw_binding_addr *addrs,
-			 unsigned n, int64_t expiry);
+int crgw_binding_record(struct crgw_sandbox *sb, const char *name, const struct crgw_binding_addr *addrs,
+			unsigned n, int64_t expiry);
+
+/* Removes the binding of (`name`, `family`): used when the allow that made it could not be audited. */
+void crgw_binding_forget(struct crgw_sandbox *sb, const char *name, uint8_t family);
 
 /* True when `name` is bound to `addr` for this sandbox and the binding has not expired. */
 bool crgw_binding_check(struct crgw_sandbox *sb, const char *name, const struct crgw_binding_addr *addr);

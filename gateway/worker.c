@@ -34,9 +34,9 @@ static struct worker *workers;
 static unsigned nworkers;
 
 /*
- * Connections the nftables redirect sends to the transparent listeners. The proxies that relay them
- * are the next step (docs/gateway.md); until then each is decided as far as the policy can without a
- * name (IP rules, blocked ranges), refused, and audited.
+ * Connections the nftables redirect sends to the transparent listeners. The proxies that relay them are
+ * the next step (docs/gateway.md); until then each is decided (blocked ranges, IP rules, then the name
+ * the gateway's DNS bound to the address), refused whatever the decision, and audited (rate limited).
  */
 static void transparent_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
 			       void *arg)
@@ -61,11 +61,19 @@ static void transparent_accept(struct evconnlistener *l, evutil_socket_t fd, str
 	if (salen == sizeof(*peer))
 		inet_ntop(AF_INET, &peer->sin_addr, ev.src_ip, sizeof(ev.src_ip));
 	if (!sb) {
-		ev.reason = CRGW_REASON_UNKNOWN_SANDBOX;
-		crgw_audit_emit(&ev);
+		if (salen == sizeof(*peer))
+			crgw_audit_unknown(peer, 0, ev.service);
 		return;
 	}
 	atomic_fetch_add(&sb->counters.connections_refused, 1);
+	uint64_t suppressed = 0;
+
+	if (!crgw_sandbox_audit_allowed(sb, &suppressed)) {
+		crgw_sandbox_unref(sb);
+		return;
+	}
+	if (suppressed)
+		ev.count = suppressed + 1;
 	AUDIT_SET(ev.sandbox_id, sb->id);
 	AUDIT_SET(ev.run_id, sb->run_id);
 	AUDIT_SET(ev.policy_hash, sb->policy_hash);
@@ -79,12 +87,15 @@ static void transparent_accept(struct evconnlistener *l, evutil_socket_t fd, str
 		struct crgw_host name = { 0 };
 
 		memcpy(ba.addr, &orig.sin_addr, 4);
-		/* A name the gateway's DNS bound to this address for this sandbox decides; else the IP rules. */
-		if (crgw_binding_name_for(sb, &ba, ev.dst_host) &&
+		/*
+		 * The IP rules first (an explicit CIDR allow stands on its own); otherwise the name the gateway's
+		 * DNS bound to this address for this sandbox decides.
+		 */
+		crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &h, ev.dst_port, &d);
+		if (!(d.allow && d.rule && strcmp(d.rule, "sandbox.network.default")) &&
+		    crgw_binding_name_for(sb, &ba, ev.dst_host) &&
 		    crgw_host_parse(ev.dst_host, strlen(ev.dst_host), &name, NULL) == 0)
 			crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &name, ev.dst_port, &d);
-		else
-			crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &h, ev.dst_port, &d);
 	}
 	if (!d.allow) {
 		ev.reason = d.reason;
@@ -163,7 +174,7 @@ int crgw_workers_start(const struct crgw_config *cfg)
 		}
 		err = crgw_dns_server_new(w->base, cfg, &w->dns);
 		if (err) {
-			log_error("cannot listen for DNS", "port=%u error=\"%s\"", cfg->dns_port, strerror(-err));
+			log_error("cannot listen for DNS", "port=53 error=\"%s\"", strerror(-err));
 			break;
 		}
 		err = transparent_listener(w, cfg->transparent_http_port, &w->transparent[0]);

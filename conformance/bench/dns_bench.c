@@ -35,11 +35,21 @@
 #define MAX_SECONDS 3600.0
 #define DNS_HDR 12u
 #define DNS_MAX_WIRE_NAME 255u
-#define BATCH 64u		/* messages per sendmmsg/recvmmsg call */
-#define RX_BUF 2048u		/* no EDNS in the query, so a conforming answer is at most 512 bytes */
-#define RX_ROUNDS 8u		/* recvmmsg calls per readable socket per wakeup, so one socket cannot starve others */
-#define SCAN_NS 5000000ull	/* timeout scan period: 5 ms, small against the smallest allowed timeout */
+#define BATCH 64u	   /* messages per sendmmsg/recvmmsg call */
+#define RX_BUF 2048u	   /* no EDNS in the query, so a conforming answer is at most 512 bytes */
+#define RX_ROUNDS 8u	   /* recvmmsg calls per readable socket per wakeup, so one socket cannot starve others */
+#define SCAN_NS 5000000ull /* timeout scan period: 5 ms, small against the smallest allowed timeout */
 #define NS_PER_S 1000000000ull
+
+/*
+ * Defaults chosen by measurement on the 2-core VM against Unbound with 2 threads and SO_REUSEPORT (see
+ * conformance/bench/README.md). Sixteen source ports: the kernel hashes each to one of the server's sockets, and
+ * with 4 ports about one run in eight puts them all on one server thread, and the figure then moves by a third.
+ * Two threads: on that VM one generator thread left a third of the CPU idle (each hand-off waited for a halted
+ * vCPU to wake), and two saturate it.
+ */
+#define DEFAULT_SOCKETS 16u
+#define DEFAULT_THREADS 2u
 
 enum slot_state { SLOT_QUEUED, SLOT_WAIT };
 
@@ -73,10 +83,11 @@ struct stats {
 };
 
 struct names {
-	uint8_t *blob;	/* concatenated query templates, id bytes zero */
+	uint8_t *blob; /* concatenated query templates, id bytes zero */
 	uint32_t *off;
 	uint16_t *len;
 	uint32_t count;
+	uint32_t index_cap;
 	size_t used;
 	size_t cap;
 };
@@ -94,7 +105,6 @@ struct options {
 	const char *label;
 	bool json;
 	bool verbose;
-	uint32_t spin_us;
 };
 
 /* A worker owns its sockets, slots and latency store outright; threads share only read-only data below. */
@@ -153,9 +163,10 @@ static void usage(FILE *out)
 	      "  --name NAME           a name to ask for; repeatable, combinable with --names\n"
 	      "  --qtype A|AAAA        query type (default A)\n"
 	      "  --inflight N          concurrent outstanding queries (default 64, at most 65536)\n"
-	      "  --sockets K           UDP sockets (source ports) to spread the queries over (default 4), so a\n"
-	      "                        server using SO_REUSEPORT spreads them over its threads\n"
-	      "  --threads N           load generator threads, each with its share of sockets and slots (default 1)\n"
+	      "  --sockets K           UDP sockets (source ports) to spread the queries over (default 16, at most\n"
+	      "                        --inflight), so a server using SO_REUSEPORT spreads them over its threads\n"
+	      "  --threads N           generator threads, each with its share of sockets and slots (default 2, at\n"
+	      "                        most --inflight)\n"
 	      "  --warmup SECONDS      warm-up before measuring, excluded from the figures (default 1)\n"
 	      "  --duration SECONDS    measured window (default 5); the run ends within warm-up + duration +\n"
 	      "                        timeout, whatever the server does\n"
@@ -270,9 +281,9 @@ static int names_add(struct names *n, const char *name, size_t namelen, uint16_t
 		n->blob = nb;
 		n->cap = ncap;
 	}
-	if ((n->count & (n->count - 1)) == 0 || n->count == 0) {
-		/* Grow the index arrays at powers of two; MAX_NAMES bounds them. */
-		size_t ncnt = n->count ? (size_t)n->count * 2 : 16;
+	if (n->count == n->index_cap) {
+		/* Doubling, bounded by MAX_NAMES through the check above. */
+		size_t ncnt = n->index_cap ? (size_t)n->index_cap * 2 : 1024;
 		uint32_t *no = realloc(n->off, ncnt * sizeof(*no));
 		uint16_t *nl;
 
@@ -283,6 +294,7 @@ static int names_add(struct names *n, const char *name, size_t namelen, uint16_t
 		if (!nl)
 			return -ENOMEM;
 		n->len = nl;
+		n->index_cap = (uint32_t)ncnt;
 	}
 	memcpy(n->blob + n->used, wire, w);
 	n->off[n->count] = (uint32_t)n->used;
@@ -395,18 +407,15 @@ static void slot_requeue(struct worker *w, uint32_t idx)
 }
 
 /* Ends the query in slot idx (answered, wrong or lost), frees its id and queues the slot for the next query. */
-static void slot_done(struct worker *w, uint32_t idx, uint64_t now)
+static void slot_done(struct worker *w, uint32_t idx)
 {
 	struct slot *s = &w->slots[idx];
 	struct bsock *b = &w->socks[s->sock];
 	uint16_t id = (uint16_t)(s->idbuf[0] << 8 | s->idbuf[1]);
 
 	b->by_id[id] = -1;
-	if (s->measured) {
+	if (s->measured)
 		w->measured_outstanding--;
-		if (now > w->last_done_ns)
-			w->last_done_ns = now;
-	}
 	slot_requeue(w, idx);
 }
 
@@ -454,7 +463,9 @@ static void handle_answer(struct worker *w, struct bsock *b, const uint8_t *p, s
 			w->st.wrong++;
 		}
 	}
-	slot_done(w, (uint32_t)idx, now);
+	if (s->measured && now > w->last_done_ns)
+		w->last_done_ns = now; /* answers, not timeouts, extend the measured window */
+	slot_done(w, (uint32_t)idx);
 }
 
 static void scan_timeouts(struct worker *w, uint64_t now)
@@ -468,7 +479,7 @@ static void scan_timeouts(struct worker *w, uint64_t now)
 			continue;
 		if (s->measured)
 			w->st.lost++;
-		slot_done(w, i, now);
+		slot_done(w, i);
 	}
 }
 
@@ -622,7 +633,7 @@ static void worker_free(struct worker *w)
 
 static int socket_open(const struct options *opt, int ep, uint32_t index, int *fdp)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = index };
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = index};
 	int buf = 4 << 20;
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
@@ -710,7 +721,8 @@ static void *worker_run(void *arg)
 	struct worker *w = arg;
 	struct epoll_event evs[MAX_SOCKETS];
 	uint64_t next_scan = 0;
-	uint64_t max_iter = w->max_total * 4 + (uint64_t)((w->t_hard - mono_ns()) / 10000) + 1000;
+	uint64_t start = mono_ns();
+	uint64_t max_iter = w->max_total * 4 + (w->t_hard > start ? (w->t_hard - start) / 10000 : 0) + 1000;
 
 	for (uint64_t iter = 0; iter < max_iter && !w->err; iter++) {
 		uint64_t now = mono_ns(), wake;
@@ -748,16 +760,7 @@ static void *worker_run(void *arg)
 		timeout_ms = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
 		if (queued && timeout_ms > 1)
 			timeout_ms = 1;
-		n = 0;
-		if (w->opt->spin_us > 0 && w->measured_outstanding + w->nslots > 0) {
-			uint64_t spin_end = mono_ns() + (uint64_t)w->opt->spin_us * 1000u;
-
-			do {
-				n = epoll_wait(w->ep, evs, (int)w->nsocks, 0);
-			} while (n == 0 && mono_ns() < spin_end);
-		}
-		if (n == 0)
-			n = epoll_wait(w->ep, evs, (int)w->nsocks, timeout_ms);
+		n = epoll_wait(w->ep, evs, (int)w->nsocks, timeout_ms);
 		w->n_iter++;
 		if (n > 0)
 			w->n_wait += (uint64_t)n;
@@ -819,32 +822,46 @@ static void json_string(FILE *out, const char *s)
 
 static int parse_args(int argc, char **argv, struct options *opt, struct names *names)
 {
-	enum { O_SERVER = 256, O_NAMES, O_NAME, O_QTYPE, O_INFLIGHT, O_DURATION, O_MAXQ, O_TIMEOUT, O_SOCKETS,
-	       O_LABEL, O_JSON, O_WARMUP, O_THREADS, O_VERBOSE, O_SPIN, O_HELP };
+	enum {
+		O_SERVER = 256,
+		O_NAMES,
+		O_NAME,
+		O_QTYPE,
+		O_INFLIGHT,
+		O_DURATION,
+		O_MAXQ,
+		O_TIMEOUT,
+		O_SOCKETS,
+		O_LABEL,
+		O_JSON,
+		O_WARMUP,
+		O_THREADS,
+		O_VERBOSE,
+		O_HELP
+	};
 	static const struct option longopts[] = {
-		{ "server", required_argument, NULL, O_SERVER },
-		{ "names", required_argument, NULL, O_NAMES },
-		{ "name", required_argument, NULL, O_NAME },
-		{ "qtype", required_argument, NULL, O_QTYPE },
-		{ "inflight", required_argument, NULL, O_INFLIGHT },
-		{ "duration", required_argument, NULL, O_DURATION },
-		{ "max-queries", required_argument, NULL, O_MAXQ },
-		{ "timeout-ms", required_argument, NULL, O_TIMEOUT },
-		{ "sockets", required_argument, NULL, O_SOCKETS },
-		{ "label", required_argument, NULL, O_LABEL },
-		{ "json", no_argument, NULL, O_JSON },
-		{ "warmup", required_argument, NULL, O_WARMUP },
-		{ "threads", required_argument, NULL, O_THREADS },
-		{ "verbose", no_argument, NULL, O_VERBOSE },
-		{ "spin-us", required_argument, NULL, O_SPIN },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
+	    {"server", required_argument, NULL, O_SERVER},
+	    {"names", required_argument, NULL, O_NAMES},
+	    {"name", required_argument, NULL, O_NAME},
+	    {"qtype", required_argument, NULL, O_QTYPE},
+	    {"inflight", required_argument, NULL, O_INFLIGHT},
+	    {"duration", required_argument, NULL, O_DURATION},
+	    {"max-queries", required_argument, NULL, O_MAXQ},
+	    {"timeout-ms", required_argument, NULL, O_TIMEOUT},
+	    {"sockets", required_argument, NULL, O_SOCKETS},
+	    {"label", required_argument, NULL, O_LABEL},
+	    {"json", no_argument, NULL, O_JSON},
+	    {"warmup", required_argument, NULL, O_WARMUP},
+	    {"threads", required_argument, NULL, O_THREADS},
+	    {"verbose", no_argument, NULL, O_VERBOSE},
+	    {"help", no_argument, NULL, O_HELP},
+	    {NULL, 0, NULL, 0},
 	};
 	/* Names are encoded only once the query type is known, whatever the option order. */
 	const char **files = calloc((size_t)argc, sizeof(*files));
 	const char **single = calloc((size_t)argc, sizeof(*single));
 	uint32_t nfiles = 0, nsingle = 0;
-	bool have_server = false, have_sockets = false;
+	bool have_server = false, have_sockets = false, have_threads = false;
 	uint64_t v;
 	int c, err = -EINVAL;
 
@@ -854,8 +871,8 @@ static int parse_args(int argc, char **argv, struct options *opt, struct names *
 	}
 	opt->qtype = 1;
 	opt->inflight = 64;
-	opt->sockets = 4;
-	opt->threads = 1;
+	opt->sockets = DEFAULT_SOCKETS;
+	opt->threads = DEFAULT_THREADS;
 	opt->timeout_ms = 1000;
 	opt->max_queries = 5000000;
 	opt->duration = 5.0;
@@ -906,6 +923,7 @@ static int parse_args(int argc, char **argv, struct options *opt, struct names *
 				goto out;
 			}
 			opt->threads = (uint32_t)v;
+			have_threads = true;
 			break;
 		case O_DURATION:
 			if (parse_seconds(optarg, 0.001, &opt->duration) != 0) {
@@ -941,11 +959,6 @@ static int parse_args(int argc, char **argv, struct options *opt, struct names *
 			break;
 		case O_JSON:
 			opt->json = true;
-			break;
-		case O_SPIN:
-			if (parse_u64(optarg, 0, 1000, &v) != 0)
-				goto out;
-			opt->spin_us = (uint32_t)v;
 			break;
 		case O_VERBOSE:
 			opt->verbose = true;
@@ -983,8 +996,13 @@ static int parse_args(int argc, char **argv, struct options *opt, struct names *
 		goto out;
 	}
 	/* Each thread needs a socket and a slot per socket; each socket at most MAX_PER_SOCKET queries in flight. */
+	/* Defaults give way to what was asked for: --inflight 1 alone means one thread and one socket. */
+	if (!have_threads && opt->threads > opt->inflight)
+		opt->threads = opt->inflight;
+	if (!have_threads && have_sockets && opt->threads > opt->sockets)
+		opt->threads = opt->sockets;
 	if (!have_sockets && opt->sockets > opt->inflight)
-		opt->sockets = opt->inflight; /* the default of 4 must not make --inflight 1 an error */
+		opt->sockets = opt->inflight;
 	if (!have_sockets && opt->sockets < opt->threads)
 		opt->sockets = opt->threads;
 	if (opt->threads > opt->sockets || opt->sockets > opt->inflight) {
@@ -1004,12 +1022,12 @@ out:
 
 int main(int argc, char **argv)
 {
-	struct options opt = { 0 };
-	struct names names = { 0 };
+	struct options opt = {0};
+	struct names names = {0};
 	struct worker *ws = NULL;
 	pthread_t *tids = NULL;
 	uint32_t *all = NULL;
-	struct stats tot = { 0 };
+	struct stats tot = {0};
 	uint64_t nall = 0, t0, end_ns = 0, cpu_ns = 0;
 	char addr[INET_ADDRSTRLEN + 8], label[MAX_LABEL + 1];
 	double elapsed, qps, p50, p99, p999, pmax, cpu_pct;
@@ -1112,6 +1130,9 @@ int main(int argc, char **argv)
 		nall += ws[t].nlat;
 	}
 	qsort(all, nall, sizeof(*all), cmp_u32);
+	if (tot.sent == 0)
+		fprintf(stderr,
+			"dns_bench: no query sent in the measured window (--max-queries used up in warm-up?)\n");
 	elapsed = end_ns > ws[0].t_measure ? (double)(end_ns - ws[0].t_measure) / 1e9 : 0.0;
 	qps = elapsed > 0 ? (double)tot.answered / elapsed : 0.0;
 	p50 = percentile_us(all, nall, 50.0);
@@ -1128,7 +1149,8 @@ int main(int argc, char **argv)
 		printf(",\"server\":\"%s\",\"qtype\":\"%s\",\"names\":%" PRIu32 ",\"inflight\":%" PRIu32
 		       ",\"sockets\":%" PRIu32 ",\"threads\":%" PRIu32 ",\"warmup_s\":%.3f,\"duration_s\":%.3f"
 		       ",\"elapsed_s\":%.6f,\"sent\":%" PRIu64 ",\"answered\":%" PRIu64 ",\"lost\":%" PRIu64
-		       ",\"wrong\":%" PRIu64 ",\"stray\":%" PRIu64 ",\"send_errors\":%" PRIu64 ",\"total_sent\":%" PRIu64
+		       ",\"wrong\":%" PRIu64 ",\"stray\":%" PRIu64 ",\"send_errors\":%" PRIu64
+		       ",\"total_sent\":%" PRIu64
 		       ",\"qps\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f"
 		       ",\"gen_cpu_pct\":%.1f,\"ok\":%s}\n",
 		       addr, opt.qtype == 1 ? "A" : "AAAA", names.count, opt.inflight, opt.sockets, opt.threads,

@@ -7,7 +7,6 @@
 # The PID is kept in BENCH_UNBOUND_PID and STATE_DIR/bench-unbound.pid. One Unbound per sourcing shell.
 
 BENCH_UNBOUND_PID=
-BENCH_UNBOUND_NETNS=
 BENCH_UNBOUND_WAIT_S=${BENCH_UNBOUND_WAIT_S:-10}
 
 # "A.B.C.D" or "A.B.C.D:PORT" -> "A.B.C.D@PORT" (Unbound's spelling); fails on anything else.
@@ -38,6 +37,8 @@ bench_unbound_start() {
 	# Everything else in this config is about measuring the cache fairly:
 	# - iterator only (no validator): the gateway does not validate either, and test. is unsigned;
 	# - caches far larger than any name list the benchmark uses, so every measured query is a cache hit;
+	# - 4 MB socket buffers (capped by net.core.rmem_max/wmem_max; Unbound warns and carries on if lower): with
+	#   the default 208 KB a few thousand queries in flight overflow the receive queue and read as loss;
 	# - slabs = threads, to keep lock contention what a tuned 2-thread Unbound would have;
 	# - "." forwarded to the same upstream, so that a stray query for a name outside test. goes to the test
 	#   authoritative instead of the real root servers, whatever routes the caller's namespace has. (A
@@ -70,6 +71,8 @@ server:
 	infra-cache-slabs: 2
 	key-cache-slabs: 2
 	num-queries-per-thread: 4096
+	so-rcvbuf: 4m
+	so-sndbuf: 4m
 	outgoing-range: 8192
 	minimal-responses: yes
 	prefetch: no
@@ -96,7 +99,6 @@ EOF
 	# ip netns exec execs the command after setns(), so $! is Unbound's own PID.
 	ip netns exec "$netns" unbound -d -c "$conf" >>"$state/unbound.stderr" 2>&1 &
 	BENCH_UNBOUND_PID=$!
-	BENCH_UNBOUND_NETNS=$netns
 	echo "$BENCH_UNBOUND_PID" >"$state/bench-unbound.pid"
 
 	# Ready means answering: a CHAOS query needs no upstream and no cache. Bounded by BENCH_UNBOUND_WAIT_S.
@@ -132,6 +134,5 @@ bench_unbound_stop() {
 	fi
 	wait "$pid" 2>/dev/null
 	BENCH_UNBOUND_PID=
-	BENCH_UNBOUND_NETNS=
 	return 0
 }

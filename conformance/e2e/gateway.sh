@@ -126,6 +126,23 @@ ok $? "a query with a spoofed source address is dropped"
 audit_has "$AUDIT" 'select(.event=="packet_drop" and .reason_code=="spoofed_source" and .src_ip=="192.0.2.77")'
 ok $? "... and audited as spoofed_source"
 
+# ---- the sandbox's root is not the host's ----------------------------------------------------------
+out=$(run sh -c 'umount /proc 2>/dev/null; nsenter -t 1 -n -- ip -br link 2>&1; nsenter --net=/proc/1/ns/net -- ip -br link 2>&1' 2>&1)
+! echo "$out" | grep -q "$TN_VETH"
+ok $? "root inside the sandbox cannot join the host's network namespace, even after unmounting its /proc"
+out=$(run sh -c 'touch /etc/crgw-escape-test && echo wrote' 2>&1)
+! echo "$out" | grep -q wrote && [ ! -e /etc/crgw-escape-test ]
+ok $? "root inside the sandbox cannot write the host's files"
+out=$(run sh -c 'head -c 1 /etc/shadow >/dev/null && echo read' 2>&1)
+! echo "$out" | grep -q '^read'
+ok $? "root inside the sandbox cannot read the host's root-only files"
+out=$(run sh -c "ls $T/ctl.sock && echo visible" 2>&1)
+! echo "$out" | grep -q visible
+ok $? "the gateway's control socket is not reachable from inside"
+out=$(run sh -c 'ip addr add 192.0.2.78/32 dev eth0 && echo netadmin' 2>&1)
+echo "$out" | grep -q netadmin
+ok $? "root inside keeps full control of its own network (to craft packets: the gateway assumes it)"
+
 # ---- isolation between sandboxes and from the host ------------------------------------------------
 "$CTL" run --policy "$T/cleanroom.yaml" --json -- true 2>"$T/a.json"
 ok $? "run without --rm leaves the sandbox up"
