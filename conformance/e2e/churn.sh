@@ -22,7 +22,8 @@ testnet_on_exit 'gw_stop >/dev/null 2>&1'
 testnet_up "$T/net" || { echo "Bail out! the test network did not come up"; exit 1; }
 printf 'version: 1\nsandbox:\n  network:\n    default: deny\n    allow:\n      - host: allowed.test\n' >"$T/p.yaml"
 
-gw_start "$T" || { echo "Bail out! crgw did not start"; exit 1; }
+# A small audit file, so that the churn also rotates it.
+gw_start "$T" --set audit.max_bytes=65536 --set audit.keep=20 || { echo "Bail out! crgw did not start"; exit 1; }
 # One sandbox first, so that lazily made state (c-ares sockets, caches) is not counted as a leak.
 "$CTL" run --rm --policy "$T/p.yaml" -- getent ahostsv4 allowed.test >/dev/null 2>&1
 fds_before=$(ls "/proc/$GW_PID/fd" | wc -l)
@@ -82,6 +83,15 @@ ok $? "refused registrations leaked no file descriptor"
 
 gw_stop
 ok $? "crgw exits 0 on SIGTERM (sanitizer builds: LeakSanitizer found nothing)"
+files=$(ls "$T"/audit.log* | wc -l)
+[ "$files" -gt 1 ] && [ "$(stat -c %s "$T/audit.log.1")" -le 65536 ]
+ok $? "the audit log rotated by size ($files files of at most 64 KiB)"
+registered=$(cat "$T"/audit.log* | jq -c 'select(.event=="sandbox_registered")' | wc -l)
+released=$(cat "$T"/audit.log* | jq -c 'select(.event=="sandbox_released")' | wc -l)
+[ "$registered" -eq $((COUNT + 1)) ] && [ "$released" -eq $((COUNT + 1)) ]
+ok $? "no audit event lost across rotations ($registered registered, $released released)"
+cat "$T"/audit.log* | jq -e . >/dev/null
+ok $? "every audit line is one JSON object"
 if [ "$TAP_FAILED" -gt 0 ]; then
 	diag "crgw log:" "$(tail -20 "$T/crgw.log")"
 fi
