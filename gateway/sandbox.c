@@ -105,6 +105,8 @@ static void nft_config_from(const struct crgw_config *cfg, struct crgw_nft_confi
 	nft->nflog_group = (uint16_t)cfg->nflog_group;
 	nft->http_port = (uint16_t)cfg->transparent_http_port;
 	nft->tcp_port = (uint16_t)cfg->transparent_tcp_port;
+	nft->pool = cfg->pool;
+	nft->pool_prefix = (uint8_t)cfg->pool_prefix;
 }
 
 /* The start time of `pid` in clock ticks (field 22 of /proc/PID/stat), or 0: with the pid it names a process. */

@@ -51,16 +51,19 @@ int crgw_netctl_link_delete(const char *ifname);
 int crgw_netctl_link_ifindex(const char *ifname);
 
 /*
- * Deletes every link of our namespace whose name starts with `prefix` (non-empty; loopback is never
- * touched): start-up cleanup of what a crashed predecessor left. `*removed` (may be NULL) counts the links
- * this call deleted; a link that vanished meanwhile (a veth peer deleted with its partner) is not an error.
+ * Deletes every link of our namespace named exactly `prefix` followed by one or more decimal digits (the
+ * gateway names its links prefix + slot number): start-up cleanup of what a crashed predecessor left. Other
+ * names that merely start with the prefix ("crgwtn12u" when the prefix is "crgw", "crgw-x") and loopback
+ * are never touched. `prefix` is 1..14 characters an interface name may hold ('-' included); -EINVAL
+ * otherwise. `*removed` (may be NULL) counts the links this call deleted; a link that vanished meanwhile (a
+ * veth peer deleted with its partner) is not an error.
  */
 int crgw_netctl_remove_links_with_prefix(const char *prefix, unsigned *removed);
 
 /* ---- ruleset (nf_tables) ------------------------------------------------------------------------------ */
 
 #define CRGW_NFT_DEFAULT_TABLE "crgw"
-#define CRGW_NFT_DEFAULT_PREFIX "crgw"
+#define CRGW_NFT_DEFAULT_PREFIX "crgw-"
 #define CRGW_NFT_DNS_PORT 53
 #define CRGW_NFT_SERVICE_PORTS_MAX 8
 
@@ -70,13 +73,20 @@ int crgw_netctl_remove_links_with_prefix(const char *prefix, unsigned *removed);
  */
 struct crgw_nft_config {
 	const char *table;        /* NULL: "crgw" */
-	const char *iface_prefix; /* NULL: "crgw"; unregistered interfaces with this prefix are dropped */
+	const char *iface_prefix; /* NULL: "crgw-"; unregistered interfaces with this prefix are dropped */
 	uint16_t nflog_group;     /* NFLOG group of every log statement */
 	uint16_t http_port;       /* transparent HTTP listener on the gateway address (redirect of tcp/80) */
 	uint16_t tcp_port;        /* transparent TCP listener (redirect of all other TCP) */
 	/* TCP services a sandbox may reach on its gateway address; n == 0: 53, 3128, 8170. UDP: 53 only. */
 	uint16_t service_tcp_ports[CRGW_NFT_SERVICE_PORTS_MAX];
 	unsigned n_service_tcp_ports;
+	/*
+	 * The sandbox address pool, network order, no host bits (-EINVAL otherwise); pool_prefix 0..32, 0: no
+	 * pool rule. A packet with a source inside the pool that arrives on any interface but a registered
+	 * sandbox's or lo is dropped, so a source address in the pool always names the sandbox that sent it.
+	 */
+	struct in_addr pool;
+	uint8_t pool_prefix;
 };
 
 /* One sandbox as the ruleset sees it. */
@@ -95,14 +105,15 @@ struct crgw_nft_counter {
 struct crgw_nft_counters {
 	struct crgw_nft_counter spoof; /* spoofed source addresses dropped */
 	struct crgw_nft_counter dns;   /* DNS to anything but the gateway dropped */
-	struct crgw_nft_counter drop;  /* everything else dropped (and IPv6) */
+	struct crgw_nft_counter drop;  /* everything else dropped: non-TCP to other addresses, IPv6, ... */
 };
 
 /*
  * Replaces the table with an empty skeleton in one atomic batch: verdict maps pre_vmap, nat_vmap, in_vmap,
- * fwd_vmap (ifname : verdict), set sandbox_ifaces, and base chains prerouting_raw (-300), prerouting_nat
- * (-100), input (0), forward (0), all policy accept but confined to interfaces listed in the maps, plus a
- * fail-closed drop of any other interface named with the prefix. Used at start-up; it also removes
+ * fwd_vmap (ifname : verdict), set sandbox_ifaces, counter pool_spoof, and base chains prerouting_raw
+ * (-300), prerouting_nat (-100), input (0), forward (0), all policy accept but confined to interfaces
+ * listed in the maps, plus a fail-closed drop of any other interface whose name starts with the prefix
+ * and (with a pool) of pool-sourced packets from any interface but lo. Used at start-up; it also removes
  * whatever a crashed predecessor left in the table.
  */
 int crgw_nft_reset(const struct crgw_nft_config *cfg);
@@ -128,6 +139,9 @@ int crgw_nft_sandbox_del(const struct crgw_nft_config *cfg, uint32_t id, const c
 
 /* Reads the sandbox's three named counters. -ENOENT when the sandbox is not installed. */
 int crgw_nft_counters_get(const struct crgw_nft_config *cfg, uint32_t id, struct crgw_nft_counters *out);
+
+/* Reads counter pool_spoof (pool-sourced packets from other interfaces). -ENOENT without a table. */
+int crgw_nft_pool_spoof_get(const struct crgw_nft_config *cfg, struct crgw_nft_counter *out);
 
 /* Deletes the whole table (shutdown). -ENOENT when it does not exist. */
 int crgw_nft_table_delete(const struct crgw_nft_config *cfg);

@@ -402,6 +402,23 @@ struct sweep {
 	bool overflow;
 };
 
+/*
+ * PREFIX followed by one or more decimal digits and nothing else: how the gateway names its links. A
+ * mere prefix match would also sweep links that other software (a test network's "crgwtn12u") named.
+ */
+static bool is_slot_name(const char *name, const char *prefix, size_t prefix_len)
+{
+	const char *p = name + prefix_len;
+
+	if (strncmp(name, prefix, prefix_len) || !*p)
+		return false;
+	for (; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+	}
+	return true;
+}
+
 static int sweep_cb(const struct nlmsghdr *nlh, void *data)
 {
 	struct sweep *sw = data;
@@ -418,7 +435,7 @@ static int sweep_cb(const struct nlmsghdr *nlh, void *data)
 		if (mnl_attr_get_type(attr) == IFLA_IFNAME && mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) == 0)
 			name = mnl_attr_get_str(attr);
 	}
-	if (!name || strncmp(name, sw->prefix, sw->prefix_len))
+	if (!name || !is_slot_name(name, sw->prefix, sw->prefix_len))
 		return MNL_CB_OK;
 	if (sw->n == PREFIX_SWEEP_MAX) {
 		sw->overflow = true;
@@ -439,8 +456,8 @@ int crgw_netctl_remove_links_with_prefix(const char *prefix, unsigned *removed)
 
 	if (removed)
 		*removed = 0;
-	/* An empty prefix would match every interface of the machine. */
-	if (!prefix || !prefix[0] || strlen(prefix) >= IFNAMSIZ)
+	/* The prefix must leave room for at least one digit; '-' and the like are fine, '/' and ':' are not. */
+	if (!netctl_ifname_ok(prefix) || strlen(prefix) > IFNAMSIZ - 2)
 		return -EINVAL;
 	sw.prefix_len = strlen(prefix);
 	sw.ifindex = calloc(PREFIX_SWEEP_MAX, sizeof(*sw.ifindex));

@@ -56,6 +56,7 @@
 #define BATCH_SLACK 16384
 
 #define NAME_MAX_LEN 64 /* "sb4294967295_spoof" and the like */
+#define POOL_SPOOF_COUNTER "pool_spoof" /* no sb<id>_ name can collide with it */
 
 /* The drop log's rate: enough to see what a sandbox tries, too little for it to flood the audit log. */
 #define LOG_RATE 10
@@ -72,7 +73,15 @@ struct nftcfg {
 	uint16_t http_port, tcp_port;
 	const uint16_t *svc;
 	unsigned n_svc;
+	struct in_addr pool;
+	uint8_t pool_prefix;
 };
+
+/* The netmask of /len (0..32), network order. */
+static uint32_t prefix_mask(unsigned len)
+{
+	return len ? htonl(0xffffffffu << (32 - len)) : 0;
+}
 
 static int cfg_resolve(const struct crgw_nft_config *cfg, struct nftcfg *c)
 {
@@ -83,6 +92,8 @@ static int cfg_resolve(const struct crgw_nft_config *cfg, struct nftcfg *c)
 	c->group = cfg->nflog_group;
 	c->http_port = cfg->http_port;
 	c->tcp_port = cfg->tcp_port;
+	c->pool = cfg->pool;
+	c->pool_prefix = cfg->pool_prefix;
 	if (cfg->n_service_tcp_ports) {
 		c->svc = cfg->service_tcp_ports;
 		c->n_svc = cfg->n_service_tcp_ports;
@@ -93,7 +104,10 @@ static int cfg_resolve(const struct crgw_nft_config *cfg, struct nftcfg *c)
 	if (!c->table[0] || strlen(c->table) >= NFT_TABLE_MAXNAMELEN)
 		return -EINVAL;
 	/* An empty prefix would make the catch-all drop every interface of the machine. */
-	if (!c->prefix[0] || strlen(c->prefix) >= IFNAMSIZ)
+	if (!netctl_ifname_ok(c->prefix))
+		return -EINVAL;
+	/* Host bits would make the pool rule match nothing: a silent hole rather than an error. */
+	if (c->pool_prefix > 32 || (c->pool_prefix && (c->pool.s_addr & ~prefix_mask(c->pool_prefix)) != 0))
 		return -EINVAL;
 	if (!c->http_port || !c->tcp_port || c->n_svc > CRGW_NFT_SERVICE_PORTS_MAX)
 		return -EINVAL;
@@ -389,10 +403,16 @@ static void m_nfproto(struct rb *rb, uint8_t nfproto)
 	e_cmp(rb, NFT_REG_1, NFT_CMP_EQ, &nfproto, sizeof(nfproto));
 }
 
-static void m_l4proto(struct rb *rb, uint8_t proto)
+/* `meta l4proto (op) proto`; for IPv4 the protocol of the IP header (not of what an ICMP error quotes). */
+static void m_l4proto_op(struct rb *rb, uint32_t op, uint8_t proto)
 {
 	e_meta(rb, NFT_META_L4PROTO, NFT_REG_1);
-	e_cmp(rb, NFT_REG_1, NFT_CMP_EQ, &proto, sizeof(proto));
+	e_cmp(rb, NFT_REG_1, op, &proto, sizeof(proto));
+}
+
+static void m_l4proto(struct rb *rb, uint8_t proto)
+{
+	m_l4proto_op(rb, NFT_CMP_EQ, proto);
 }
 
 /* ip saddr/daddr (op) addr. In an inet table an IPv6 packet would otherwise be read at IPv4 offsets. */
@@ -401,6 +421,28 @@ static void m_ip_addr(struct rb *rb, bool dst, uint32_t op, struct in_addr addr)
 	m_nfproto(rb, NFPROTO_IPV4);
 	e_payload(rb, NFT_PAYLOAD_NETWORK_HEADER, dst ? 16 : 12, 4, NFT_REG_1);
 	e_cmp(rb, NFT_REG_1, op, &addr.s_addr, sizeof(addr.s_addr));
+}
+
+/* `ip saddr NET/LEN` (LEN 1..32; NET without host bits): load, mask, compare, as nft does. */
+static void m_ip_saddr_in(struct rb *rb, struct in_addr net, uint8_t len)
+{
+	static const uint32_t zero;
+	uint32_t mask = prefix_mask(len);
+	struct nftnl_expr *e;
+
+	m_nfproto(rb, NFPROTO_IPV4);
+	e_payload(rb, NFT_PAYLOAD_NETWORK_HEADER, 12, 4, NFT_REG_1);
+	if (len < 32) {
+		e = expr(rb, "bitwise");
+		if (!e)
+			return;
+		nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, sizeof(uint32_t));
+		nftnl_expr_set_data(e, NFTNL_EXPR_BITWISE_MASK, &mask, sizeof(mask));
+		nftnl_expr_set_data(e, NFTNL_EXPR_BITWISE_XOR, &zero, sizeof(zero));
+	}
+	e_cmp(rb, NFT_REG_1, NFT_CMP_EQ, &net.s_addr, sizeof(net.s_addr));
 }
 
 /* The destination port of TCP, UDP and the like sits at the same offset; callers match l4proto first. */
@@ -708,6 +750,16 @@ static void msg_delset(struct batch *bt, uint16_t msg, const char *name)
 static const char *const vmaps[4] = { "pre_vmap", "nat_vmap", "in_vmap", "fwd_vmap" };
 static const char *const sb_suffix[4] = { "pre", "nat", "in", "fwd" };
 
+/* `iifname != "NAME"`: the whole zero-padded name, as meta iifname loads it, so "lo" does not match "lo1". */
+static void m_iifname_ne(struct rb *rb, const char *name)
+{
+	char key[IFNAMSIZ] = { 0 };
+
+	memcpy(key, name, strnlen(name, IFNAMSIZ - 1));
+	e_meta(rb, NFT_META_IIFNAME, NFT_REG_1);
+	e_cmp(rb, NFT_REG_1, NFT_CMP_NEQ, key, sizeof(key));
+}
+
 /* `iifname vmap @map` */
 static void rule_vmap(struct batch *bt, const char *chain, const char *map)
 {
@@ -752,6 +804,27 @@ static int build_skeleton(struct batch *bt, const struct nftcfg *c)
 
 	rule_vmap(bt, "prerouting_raw", "pre_vmap");
 	rule_prefix_drop(bt, "prerouting_raw", c->prefix);
+	/*
+	 * Every registered sandbox left through the vmap (its chain ends in a verdict), so what reaches this
+	 * rule came in on some other interface. A pool source from there is forged: the gateway names a TCP
+	 * peer by its source address alone, and must never hand one sandbox's policy to another host. lo is
+	 * exempt because the host reaches its own gateway addresses over it.
+	 */
+	msg_counter(bt, NFT_MSG_NEWOBJ, POOL_SPOOF_COUNTER);
+	if (c->pool_prefix) {
+		for (unsigned i = 0; i < 2; i++) {
+			rb = rule_start(bt, "prerouting_raw");
+			m_iifname_ne(&rb, "lo");
+			m_ip_saddr_in(&rb, c->pool, c->pool_prefix);
+			if (i == 0) {
+				e_limited_log(&rb, c->group, "spoofed_source");
+			} else {
+				e_counter(&rb, POOL_SPOOF_COUNTER);
+				e_verdict(&rb, NF_DROP);
+			}
+			rule_end(bt, &rb);
+		}
+	}
 	rule_vmap(bt, "prerouting_nat", "nat_vmap");
 	rule_vmap(bt, "input", "in_vmap");
 	rule_vmap(bt, "forward", "fwd_vmap");
@@ -801,7 +874,11 @@ static void chain_pre(struct batch *bt, const struct nftcfg *c, const struct crg
 	uint16_t dns = htons(CRGW_NFT_DNS_PORT);
 	struct rb rb;
 
-	/* IPv6 is disabled on both ends; anything that still arrives is dropped and counted. */
+	/* IPv6 is disabled on both ends; anything that still arrives is dropped, counted and logged. */
+	rb = rule_start(bt, ch);
+	m_nfproto(&rb, NFPROTO_IPV6);
+	e_limited_log(&rb, c->group, "packet_drop");
+	rule_end(bt, &rb);
 	rb = rule_start(bt, ch);
 	m_nfproto(&rb, NFPROTO_IPV6);
 	e_counter(&rb, n->drop);
@@ -836,6 +913,23 @@ static void chain_pre(struct batch *bt, const struct nftcfg *c, const struct crg
 			e_limited_log(&rb, c->group, "dns_bypass_attempt");
 		} else {
 			e_counter(&rb, n->dns);
+			e_verdict(&rb, NF_DROP);
+		}
+		rule_end(bt, &rb);
+	}
+
+	/*
+	 * The host does not forward, so routing would drop these unseen; dropping them here counts and
+	 * audits them. TCP to other addresses goes on to sb<id>_nat's redirect, and DNS was handled above.
+	 */
+	for (unsigned i = 0; i < 2; i++) {
+		rb = rule_start(bt, ch);
+		m_ip_addr(&rb, true, NFT_CMP_NEQ, sb->gw);
+		m_l4proto_op(&rb, NFT_CMP_NEQ, IPPROTO_TCP);
+		if (i == 0) {
+			e_limited_log(&rb, c->group, "packet_drop");
+		} else {
+			e_counter(&rb, n->drop);
 			e_verdict(&rb, NF_DROP);
 		}
 		rule_end(bt, &rb);
@@ -1174,28 +1268,17 @@ static int obj_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-int crgw_nft_counters_get(const struct crgw_nft_config *cfg, uint32_t id, struct crgw_nft_counters *out)
+/* Reads named counters `names[i]` of `table` into `dst[i]`; the reads are not one snapshot. */
+static int counters_read(const char *table, const char *const *names, struct crgw_nft_counter *const *dst,
+			 unsigned n)
 {
 	struct netctl_nl nl = { 0 };
-	struct crgw_nft_counters tmp = { 0 };
-	struct crgw_nft_counter *dst[3] = { &tmp.spoof, &tmp.dns, &tmp.drop };
-	struct sbnames n;
-	const char *names[3];
-	struct nftcfg c;
-	int err = cfg_resolve(cfg, &c);
+	int err;
 
-	if (err)
-		return err;
-	if (!out)
-		return -EINVAL;
-	sb_names(id, &n);
-	names[0] = n.spoof;
-	names[1] = n.dns;
-	names[2] = n.drop;
 	err = netctl_nl_open(&nl, NETLINK_NETFILTER);
 	if (err)
 		goto out;
-	for (unsigned i = 0; i < 3; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		char buf[MNL_SOCKET_BUFFER_SIZE];
 		struct nftnl_obj *o = nftnl_obj_alloc();
 		struct nlmsghdr *nlh;
@@ -1204,7 +1287,7 @@ int crgw_nft_counters_get(const struct crgw_nft_config *cfg, uint32_t id, struct
 			err = -ENOMEM;
 			goto out;
 		}
-		nftnl_obj_set_str(o, NFTNL_OBJ_TABLE, c.table);
+		nftnl_obj_set_str(o, NFTNL_OBJ_TABLE, table);
 		nftnl_obj_set_str(o, NFTNL_OBJ_NAME, names[i]);
 		nftnl_obj_set_u32(o, NFTNL_OBJ_TYPE, NFT_OBJECT_COUNTER);
 		nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETOBJ, NFPROTO_INET, 0, 0);
@@ -1214,9 +1297,47 @@ int crgw_nft_counters_get(const struct crgw_nft_config *cfg, uint32_t id, struct
 		if (err)
 			goto out;
 	}
-	/* The three reads are not one snapshot; each counter on its own is exact. */
-	*out = tmp;
 out:
 	netctl_nl_close(&nl);
+	return err;
+}
+
+int crgw_nft_counters_get(const struct crgw_nft_config *cfg, uint32_t id, struct crgw_nft_counters *out)
+{
+	struct crgw_nft_counters tmp = { 0 };
+	struct crgw_nft_counter *const dst[3] = { &tmp.spoof, &tmp.dns, &tmp.drop };
+	struct sbnames n;
+	struct nftcfg c;
+	int err = cfg_resolve(cfg, &c);
+
+	if (err)
+		return err;
+	if (!out)
+		return -EINVAL;
+	sb_names(id, &n);
+	const char *const names[3] = { n.spoof, n.dns, n.drop };
+
+	err = counters_read(c.table, names, dst, 3);
+	/* Each counter on its own is exact; nothing partial reaches the caller. */
+	if (!err)
+		*out = tmp;
+	return err;
+}
+
+int crgw_nft_pool_spoof_get(const struct crgw_nft_config *cfg, struct crgw_nft_counter *out)
+{
+	struct crgw_nft_counter tmp = { 0 };
+	struct crgw_nft_counter *const dst[1] = { &tmp };
+	const char *const names[1] = { POOL_SPOOF_COUNTER };
+	struct nftcfg c;
+	int err = cfg_resolve(cfg, &c);
+
+	if (err)
+		return err;
+	if (!out)
+		return -EINVAL;
+	err = counters_read(c.table, names, dst, 1);
+	if (!err)
+		*out = tmp;
 	return err;
 }
