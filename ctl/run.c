@@ -359,7 +359,12 @@ int cmd_run(int argc, char **argv)
 	close(go_pipe[1]);
 	go_pipe[1] = -1;
 	for (;;) {
-		ssize_t n = read(report_pipe[0], &code, sizeof(code));
+		ssize_t n;
+
+		/* A signal that came before the read blocked counts too. */
+		if (forwarded_signal)
+			kill(holder, SIGKILL);
+		n = read(report_pipe[0], &code, sizeof(code));
 
 		if (n == (ssize_t)sizeof(code))
 			break;
@@ -382,12 +387,13 @@ int cmd_run(int argc, char **argv)
 		snprintf(path, sizeof(path), "/v1/sandboxes/%s", go.id);
 		if (ctl_request("DELETE", path, NULL, &d, err, sizeof(err)) == 0)
 			free(d.body);
-	} else if (!json) {
+	} else if (!json && !forwarded_signal) {
 		fprintf(stderr, "crgw-ctl: sandbox %s is still running: crgw-ctl exec %s -- CMD, "
 				"crgw-ctl sandbox rm %s\n", go.id, go.id, go.id);
 	}
+	/* Killed on a signal, the sandbox is gone whatever --rm said: the gateway releases it. */
 	json_event(json, json_pack("{s:s, s:s, s:i, s:b}", "event", "exited", "sandbox_id", go.id, "exit_code",
-				   code, "released", rm));
+				   code, "released", rm || forwarded_signal));
 out:
 	if (holder > 0 && (rm || code == CTL_EXIT_RUN_FAILED)) {
 		/* Failed before the command ran, or --rm: nothing of the sandbox may stay. */

@@ -225,7 +225,7 @@ static int set_key(struct crgw_config *cfg, const struct key *k, const char *v, 
 			return fail(err, errlen, where, k->path, "too many ranges (at most 64)");
 		if (strlen(v) >= sizeof(cfg->blocked[0]) || crgw_cidr4_parse(v, &a, &p))
 			return fail(err, errlen, where, k->path, "expected an IPv4 CIDR");
-		if (p < 32 && (ntohl(a.s_addr) & ((1u << (32 - p)) - 1)))
+		if (p < 32 && (ntohl(a.s_addr) & (uint32_t)((UINT64_C(1) << (32 - p)) - 1)))
 			return fail(err, errlen, where, k->path, "has host bits set (write the network address)");
 		memcpy(cfg->blocked[cfg->nblocked++], v, strlen(v) + 1);
 		return 0;

@@ -328,8 +328,12 @@ static void feed_followers(evutil_socket_t fd, short what, void *arg)
 		if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > FOLLOWER_BUFFER_MAX) {
 			log_warn("dropping a slow audit follower", "buffered=%zu",
 				 evbuffer_get_length(bufferevent_get_output(bev)));
+			/*
+			 * Shut the socket rather than end the reply: the client learns the stream was cut, and
+			 * the connection (with its buffer) goes at once instead of waiting for a reader.
+			 */
 			evhttp_connection_set_closecb(conn, NULL, NULL);
-			evhttp_send_reply_end(f->req);
+			shutdown(bufferevent_getfd(bev), SHUT_RDWR);
 			follower_closed(NULL, f);
 			continue;
 		}
@@ -421,9 +425,10 @@ static void stats(struct evhttp_request *req)
 	crgw_audit_get_stats(&a);
 	crgw_dns_cache_get_stats(&c);
 	reply_json(req, 200,
-		   json_pack("{s:i, s:i, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
+		   json_pack("{s:i, s:i, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
 			     "s:{s:I, s:I, s:I, s:I, s:i}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i}}",
 			     "sandboxes", crgw_sandbox_count(), "workers", C.cfg->workers,
+			     "pool_spoof_packets", (json_int_t)crgw_registry_pool_spoof_packets(),
 			     "dns", "queries", (json_int_t)d.queries, "answered_cache", (json_int_t)d.answered_cache,
 			     "answered_upstream", (json_int_t)d.answered_upstream, "denied", (json_int_t)d.denied,
 			     "formerr", (json_int_t)d.formerr, "servfail", (json_int_t)d.servfail,
@@ -478,6 +483,9 @@ static void metrics(struct evhttp_request *req)
 	metric(out, "crgw_dns_cache_entries", "gauge", "Entries in the DNS cache.", c.entries);
 	metric(out, "crgw_dns_cache_hits_total", "counter", "DNS cache hits.", c.hits);
 	metric(out, "crgw_dns_cache_misses_total", "counter", "DNS cache misses.", c.misses);
+	metric(out, "crgw_pool_spoof_packets_total", "counter",
+	       "Packets with a sandbox-pool source on a non-sandbox interface, dropped.",
+	       crgw_registry_pool_spoof_packets());
 	metric(out, "crgw_audit_events_written_total", "counter", "Audit events written.", a.written);
 	metric(out, "crgw_audit_events_lost_total", "counter", "Audit events that could not be queued or written.",
 	       a.lost);

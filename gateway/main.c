@@ -10,9 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stddef.h>
-#include <sys/socket.h>
-#include <sys/un.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "audit.h"
@@ -61,20 +60,19 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /*
- * One gateway per nftables table and one per host's DNS port: a second one would delete the first's
- * table and interfaces at start-up, or share port 53 with it through SO_REUSEPORT. Abstract unix sockets
- * serve as locks: the kernel releases them when the process dies, however it dies.
+ * One gateway per nftables table, per state directory and per host's DNS port: a second one would delete
+ * the first's table and interfaces, end its sandboxes' holders, or share port 53 with it through
+ * SO_REUSEPORT. The locks are flock()s on files only root can create (in /run and the state directory),
+ * so no other user can take them first, and the kernel drops them when the process dies.
  */
-static int take_lock(const char *name, int *fd_out)
+static int take_lock(const char *path, int *fd_out)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd, len = snprintf(sun.sun_path + 1, sizeof(sun.sun_path) - 1, "crgw/%s", name);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (struct sockaddr *)&sun, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len))) {
-		int err = errno == EADDRINUSE ? -EWOULDBLOCK : -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		int err = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
 
 		close(fd);
 		return err;
@@ -83,22 +81,30 @@ static int take_lock(const char *name, int *fd_out)
 	return 0;
 }
 
-static int lock_instance(const struct crgw_config *cfg, int locks[2])
+static int lock_instance(const struct crgw_config *cfg, int locks[3])
 {
-	char name[64];
-	int err;
+	char path[4200];
+	const char *what[3] = { "this nftables table", "this state directory", "DNS on this host" };
+	int err = 0;
 
-	snprintf(name, sizeof(name), "table/%s", cfg->nft_table);
-	err = take_lock(name, &locks[0]);
-	if (err) {
-		log_error(err == -EWOULDBLOCK ? "another gateway runs with this nftables table" : "cannot take a lock",
-			  "table=\"inet %s\" error=\"%s\"", cfg->nft_table, strerror(-err));
-		return err;
+	for (int i = 0; i < 3 && !err; i++) {
+		if (i == 0)
+			snprintf(path, sizeof(path), "/run/crgw-table-%s.lock", cfg->nft_table);
+		else if (i == 1)
+			snprintf(path, sizeof(path), "%s/lock", cfg->state_dir);
+		else
+			snprintf(path, sizeof(path), "/run/crgw-dns.lock");
+		if (i == 1 && mkdir(cfg->state_dir, 0700) && errno != EEXIST) {
+			err = -errno;
+		} else {
+			err = take_lock(path, &locks[i]);
+		}
+		if (err == -EWOULDBLOCK)
+			log_error("another gateway runs with the same resources", "resource=\"%s\" lock=\"%s\"",
+				  what[i], path);
+		else if (err)
+			log_error("cannot take a lock", "lock=\"%s\" error=\"%s\"", path, strerror(-err));
 	}
-	err = take_lock("dns/53", &locks[1]);
-	if (err)
-		log_error(err == -EWOULDBLOCK ? "another gateway serves DNS on this host" : "cannot take a lock",
-			  "error=\"%s\"", strerror(-err));
 	return err;
 }
 
@@ -201,7 +207,7 @@ int main(int argc, char **argv)
 	static const int signals[4] = { SIGTERM, SIGINT, SIGHUP, SIGPIPE };
 	bool check_only = false, audit_started = false, registry = false, workers = false, control = false;
 	bool drops = false, dns = false;
-	int locks[2] = { -1, -1 }, err, status = 1;
+	int locks[3] = { -1, -1, -1 }, err, status = 1;
 
 	crgw_config_defaults(&cfg);
 	err = parse_args(argc, argv, &cfg, &check_only);
@@ -304,7 +310,7 @@ out:
 			event_free(sigs[i]);
 	if (main_base)
 		event_base_free(main_base);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (locks[i] >= 0)
 			close(locks[i]);
 	libevent_global_shutdown();

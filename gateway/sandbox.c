@@ -356,6 +356,14 @@ int crgw_sandbox_kernel_counters(const struct crgw_sandbox *sb, struct crgw_nft_
 	return crgw_nft_counters_get(&R.nft, sb->slot, out);
 }
 
+uint64_t crgw_registry_pool_spoof_packets(void)
+{
+	struct crgw_nft_counter c = { 0 };
+
+	crgw_nft_pool_spoof_get(&R.nft, &c);
+	return c.packets;
+}
+
 unsigned crgw_sandbox_count(void)
 {
 	unsigned n;

@@ -96,6 +96,9 @@ void crgw_sandbox_foreach(void (*cb)(struct crgw_sandbox *sb, void *arg), void *
 
 unsigned crgw_sandbox_count(void);
 
+/* Packets dropped for claiming a sandbox-pool source on another interface (nftables counter). */
+uint64_t crgw_registry_pool_spoof_packets(void);
+
 /* The sandbox behind host-side interface `ifindex`, with a new reference, or NULL. Control thread. */
 struct crgw_sandbox *crgw_sandbox_by_ifindex(int ifindex);
 

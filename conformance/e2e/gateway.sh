@@ -213,6 +213,22 @@ ok $? "doctor passes on this host"
 grep -q 'network_default_deny' "$T/doctor.txt"
 ok $? "doctor shows the capability map"
 
+# A second gateway must not take over the first one's table, state or DNS port.
+timeout 10 "$CRGW" --control "$T/ctl2.sock" --audit-log "$T/audit2.log" --pool 10.201.1.0/24 \
+	--upstream-dns "$TN_DNS" --set "state_dir=$T/state2" --set "nftables.table=$GW_TABLE" \
+	--set interfaces.prefix=cgx 2>"$T/second.log"
+rc=$?
+[ $rc -eq 1 ] && grep -q 'same resources' "$T/second.log" && nft list table inet "$GW_TABLE" >/dev/null 2>&1
+ok $? "a second gateway on the same nftables table refuses to start and leaves the first alone (exit $rc)"
+timeout 10 "$CRGW" --control "$T/ctl2.sock" --audit-log "$T/audit2.log" --pool 10.201.1.0/24 \
+	--upstream-dns "$TN_DNS" --set "state_dir=$T/state2" --set nftables.table=crgw_e2e_other \
+	--set interfaces.prefix=cgx 2>"$T/second.log"
+rc=$?
+[ $rc -eq 1 ] && grep -q 'DNS on this host' "$T/second.log" && ! nft list table inet crgw_e2e_other >/dev/null 2>&1
+ok $? "a second gateway on another table still refuses: one DNS service per host (exit $rc)"
+"$CTL" stats >/dev/null
+ok $? "the first gateway still serves"
+
 mv "$AUDIT" "$AUDIT.old"
 kill -HUP "$GW_PID"
 sleep 0.3

@@ -41,6 +41,7 @@ static const struct yaml_case cases[] = {
 	{ "invalid yaml", "dns: [\n", "test.yaml:" },
 	{ "bad blocked range", "blocked_ranges: [10.0.0.0/33]\n", "blocked_ranges: expected an IPv4 CIDR" },
 	{ "blocked range with host bits", "blocked_ranges: [10.0.0.1/8]\n", "blocked_ranges: has host bits set" },
+	{ "blocked /0 with host bits", "blocked_ranges: [1.0.0.0/0]\n", "blocked_ranges: has host bits set" },
 	{ "prefix ending in a digit", "interfaces:\n  prefix: sb1\n", "must start with a letter and not end in a digit" },
 	{ "prefix with a dash", "interfaces:\n  prefix: sb-\n", NULL },
 	{ "ttl min above max", "dns:\n  ttl_min: 100\n  ttl_max: 50\n", "dns.ttl_min: is larger than dns.ttl_max" },
