@@ -71,6 +71,21 @@ struct ares_sock {
 	struct event *ev;
 };
 
+/*
+ * What this worker last bound, per (sandbox, name, family): the cache hands out one expiry per answer,
+ * so a repeat of the same answer needs no trip through the sandbox's binding lock. A stale memo can only
+ * make the gateway skip a binding it already made, or miss one (the proxies then refuse): never allow more.
+ */
+#define BIND_MEMO 1024
+
+struct bind_memo {
+	const struct crgw_sandbox *sb;
+	int64_t created_us;
+	int64_t expiry;
+	uint8_t family;
+	char name[CRGW_DNS_HOST_TEXT_MAX];
+};
+
 struct counters {
 	atomic_uint_fast64_t queries, answered_cache, answered_upstream, denied, formerr, servfail, rate_limited;
 	atomic_uint_fast64_t unknown_sandbox, upstream_queries, upstream_failures;
@@ -91,6 +106,7 @@ struct crgw_dns_server {
 	unsigned npending;
 	struct counters c;
 	struct tcp_conn *conns;
+	struct bind_memo memo[BIND_MEMO];
 	/* recvmmsg/sendmmsg state */
 	struct mmsghdr rmsg[RECV_BATCH], smsg[RECV_BATCH];
 	struct iovec riov[RECV_BATCH], siov[RECV_BATCH];
@@ -180,6 +196,35 @@ static int denied_rcode(const struct crgw_config *cfg)
  * Answers an allowed name from a cache entry: every address passes the rebinding check (blocked ranges,
  * special addresses, CIDR denies) and is bound to the sandbox before it is handed out.
  */
+static unsigned memo_slot(const char *name, uint8_t family, const struct crgw_sandbox *sb)
+{
+	uint64_t h = 0xcbf29ce484222325ULL ^ family ^ (uint64_t)(uintptr_t)sb;
+
+	for (; *name; name++)
+		h = (h ^ (uint8_t)*name) * 0x100000001b3ULL;
+	return (unsigned)(h ^ (h >> 29)) % BIND_MEMO;
+}
+
+/* Lists the addresses of `bind` for an audit detail. */
+static void addrs_text(const struct crgw_binding_addr *bind, unsigned n, char *out, size_t size)
+{
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (unsigned i = 0; i < n; i++) {
+		char text[INET6_ADDRSTRLEN];
+
+		inet_ntop(bind[i].family, bind[i].addr, text, sizeof(text));
+		if (used + strlen(text) + 2 >= size)
+			break;
+		used += (size_t)snprintf(out + used, size - used, "%s%s", used ? "," : "", text);
+	}
+}
+
+/*
+ * Answers an allowed name from a cache entry: every address passes the rebinding check (blocked ranges,
+ * special addresses, CIDR denies) and is bound to the sandbox before it is handed out.
+ */
 static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, const struct crgw_dns_query *q,
 			const uint8_t *msg, size_t len, const struct crgw_dns_cached *e, uint8_t *out, size_t cap,
 			size_t limit)
@@ -189,25 +234,23 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 	struct crgw_binding_addr bind[CRGW_DNS_CACHE_ADDRS];
 	int64_t now = crgw_monotonic_s();
 	unsigned ttl = clamp_ttl(cfg, e->expiry - now), n = 0, refused = 0;
-	char first_refused[INET6_ADDRSTRLEN] = "", addrs_text[160] = "";
 	struct crgw_decision d = { 0 }, first_refusal = { 0 };
-	size_t used = 0;
+	uint8_t family = q->qtype == CRGW_DNS_A ? AF_INET : AF_INET6;
+	size_t alen = family == AF_INET ? 4 : 16;
+	const uint8_t *first_refused = NULL;
 
 	if (e->rcode != CRGW_DNS_NOERROR)
 		return build(out, cap, limit, msg, len, q, e->rcode, NULL, 0);
-	memset(bind, 0, sizeof(bind));
+	memset(bind, 0, e->naddrs * sizeof(bind[0]));
 	for (unsigned i = 0; i < e->naddrs; i++) {
-		struct crgw_host h = { 0 };
+		struct crgw_host h;
 
-		h.kind = q->qtype == CRGW_DNS_A ? CRGW_HOST_IPV4 : CRGW_HOST_IPV6;
-		memcpy(h.addr, e->addrs[i], h.kind == CRGW_HOST_IPV4 ? 4 : 16);
+		h.kind = family == AF_INET ? CRGW_HOST_IPV4 : CRGW_HOST_IPV6;
+		memcpy(h.addr, e->addrs[i], alen);
 		crgw_policy_check_address(sb->policy, crgw_gateway_blocklist(), &h, CRGW_PORT_ANY, &d);
-		char text[INET6_ADDRSTRLEN];
-
-		inet_ntop(h.kind == CRGW_HOST_IPV4 ? AF_INET : AF_INET6, h.addr, text, sizeof(text));
 		if (!d.allow) {
 			if (!refused++) {
-				memcpy(first_refused, text, sizeof(text));
+				first_refused = e->addrs[i];
 				first_refusal = d;
 			}
 			continue;
@@ -215,28 +258,27 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 		ans[n].type = q->qtype;
 		ans[n].ttl = ttl;
 		memcpy(ans[n].addr, e->addrs[i], 16);
-		bind[n].family = h.kind == CRGW_HOST_IPV4 ? AF_INET : AF_INET6;
-		memcpy(bind[n].addr, e->addrs[i], h.kind == CRGW_HOST_IPV4 ? 4 : 16);
-		if (used + strlen(text) + 2 < sizeof(addrs_text)) {
-			int w = snprintf(addrs_text + used, sizeof(addrs_text) - used, "%s%s", used ? "," : "", text);
-
-			used += (size_t)w;
-		}
+		bind[n].family = family;
+		memcpy(bind[n].addr, e->addrs[i], alen);
 		n++;
 	}
 	if (refused && n == 0) {
+		char text[INET6_ADDRSTRLEN];
+
 		/* Every address is one the sandbox must never reach: the name does not exist for it. */
 		atomic_fetch_add(&sb->counters.dns_denied, 1);
 		COUNT(srv, denied);
+		inet_ntop(family, first_refused, text, sizeof(text));
 		/* The reason and rule of the first refused address, which dst_ip names. */
-		audit_dns(sb, q, false, first_refusal.reason, first_refusal.rule, first_refused,
-			  "resolved to a refused address");
+		audit_dns(sb, q, false, first_refusal.reason, first_refusal.rule, text, "resolved to a refused address");
 		return build(out, cap, limit, msg, len, q, denied_rcode(cfg), NULL, 0);
 	}
 	if (n) {
 		int64_t expiry = now + ttl + cfg->dns_binding_grace;
-		char detail[160];
-		int changed = crgw_binding_record(sb, q->name, bind, n, expiry);
+		struct bind_memo *m = &srv->memo[memo_slot(q->name, family, sb)];
+		bool known = m->sb == sb && m->created_us == sb->created_us && m->family == family &&
+			     m->expiry == e->expiry && !strcmp(m->name, q->name);
+		int changed = known ? 0 : crgw_binding_record(sb, q->name, bind, n, expiry);
 
 		/* Fail closed: an address the proxies could not check later is not handed out. */
 		if (changed < 0) {
@@ -246,20 +288,30 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 		if (changed) {
 			struct crgw_host host;
 			struct crgw_decision allow = { 0 };
+			char detail[160], text[140];
 
 			if (crgw_host_parse(q->name, q->name_len, &host, NULL) == 0)
 				crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &host, CRGW_PORT_ANY, &allow);
-			snprintf(detail, sizeof(detail), "addresses=%s ttl=%u%s", addrs_text, ttl,
+			addrs_text(bind, n, text, sizeof(text));
+			snprintf(detail, sizeof(detail), "addresses=%s ttl=%u%s", text, ttl,
 				 refused ? " (refused addresses left out)" : "");
 			/* An allow that cannot be recorded is not given, and the next query tries again. */
 			if (audit_dns(sb, q, true, CRGW_REASON_NONE, allow.rule, NULL, detail) == -ENOBUFS) {
-				crgw_binding_forget(sb, q->name, bind[0].family);
+				crgw_binding_forget(sb, q->name, family);
+				m->sb = NULL;
 				COUNT(srv, servfail);
 				return build(out, cap, limit, msg, len, q, CRGW_DNS_SERVFAIL, NULL, 0);
 			}
 		}
+		if (!known) {
+			m->sb = sb;
+			m->created_us = sb->created_us;
+			m->family = family;
+			m->expiry = e->expiry;
+			memcpy(m->name, q->name, q->name_len + 1);
+		}
 	}
-	atomic_fetch_add(&sb->counters.dns_allowed, 1);
+	atomic_fetch_add_explicit(&sb->counters.dns_allowed, 1, memory_order_relaxed);
 	return build(out, cap, limit, msg, len, q, CRGW_DNS_NOERROR, ans, n);
 }
 

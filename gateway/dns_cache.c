@@ -75,7 +75,11 @@ bool crgw_dns_cache_get(const char *name, uint16_t qtype, struct crgw_dns_cached
 	for (struct entry *e = s->buckets[(h / STRIPES) % BUCKETS_PER_STRIPE]; e; e = e->next)
 		if (e->hash == h && e->qtype == qtype && !strcmp(e->name, name)) {
 			if (e->value.expiry > now) {
-				*out = e->value;
+				/* Only the slots in use: most answers hold one or two of sixteen. */
+				out->rcode = e->value.rcode;
+				out->expiry = e->value.expiry;
+				out->naddrs = e->value.naddrs;
+				memcpy(out->addrs, e->value.addrs, e->value.naddrs * sizeof(out->addrs[0]));
 				found = true;
 			}
 			break;

@@ -319,6 +319,11 @@ static void e_lookup(struct rb *rb, uint32_t sreg, const char *set, uint32_t set
 		nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_VERDICT);
 }
 
+static void e_notrack(struct rb *rb)
+{
+	expr(rb, "notrack");
+}
+
 static void e_verdict(struct rb *rb, int verdict)
 {
 	struct nftnl_expr *e = expr(rb, "immediate");
@@ -801,6 +806,7 @@ static int build_skeleton(struct batch *bt, const struct nftcfg *c)
 	msg_chain(bt, NFT_MSG_NEWCHAIN, "prerouting_nat", "nat", NF_INET_PRE_ROUTING, -100);
 	msg_chain(bt, NFT_MSG_NEWCHAIN, "input", "filter", NF_INET_LOCAL_IN, 0);
 	msg_chain(bt, NFT_MSG_NEWCHAIN, "forward", "filter", NF_INET_FORWARD, 0);
+	msg_chain(bt, NFT_MSG_NEWCHAIN, "output_raw", "filter", NF_INET_LOCAL_OUT, -300);
 
 	rule_vmap(bt, "prerouting_raw", "pre_vmap");
 	rule_prefix_drop(bt, "prerouting_raw", c->prefix);
@@ -824,6 +830,18 @@ static int build_skeleton(struct batch *bt, const struct nftcfg *c)
 			}
 			rule_end(bt, &rb);
 		}
+	}
+	/* The resolver's answers to sandboxes, untracked like the queries (sb<id>_pre). */
+	if (c->pool_prefix) {
+		uint16_t dns = htons(CRGW_NFT_DNS_PORT);
+
+		rb = rule_start(bt, "output_raw");
+		m_ip_saddr_in(&rb, c->pool, c->pool_prefix);
+		m_l4proto(&rb, IPPROTO_UDP);
+		e_payload(&rb, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2, NFT_REG_1);
+		e_cmp(&rb, NFT_REG_1, NFT_CMP_EQ, &dns, sizeof(dns));
+		e_notrack(&rb);
+		rule_end(bt, &rb);
 	}
 	rule_vmap(bt, "prerouting_nat", "nat_vmap");
 	rule_vmap(bt, "input", "in_vmap");
@@ -934,6 +952,19 @@ static void chain_pre(struct batch *bt, const struct nftcfg *c, const struct crg
 		}
 		rule_end(bt, &rb);
 	}
+
+	/*
+	 * Queries to the gateway's own resolver skip conntrack (the replies too, in output_raw): a DNS
+	 * exchange is never NATed and the input chain admits it by address and port, so tracking would only
+	 * cost each query a conntrack entry and two NAT hook passes.
+	 */
+	rb = rule_start(bt, ch);
+	m_ip_addr(&rb, true, NFT_CMP_EQ, sb->gw);
+	m_l4proto(&rb, IPPROTO_UDP);
+	m_dport(&rb, CRGW_NFT_DNS_PORT);
+	e_notrack(&rb);
+	e_verdict(&rb, NF_ACCEPT);
+	rule_end(bt, &rb);
 
 	rb = rule_start(bt, ch);
 	e_verdict(&rb, NF_ACCEPT);
