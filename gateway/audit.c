@@ -36,7 +36,7 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	pthread_t thread;
-	bool running, stopping, allow_loss, gave_up;
+	bool running, stopping, allow_loss, gave_up, failing;
 	struct crgw_audit_event **queue;
 	unsigned cap, head, len;
 	char path[4096];
@@ -247,9 +247,12 @@ static bool write_all(const char *buf, size_t len)
 		if (w < 0 && errno == EINTR)
 			continue;
 		A.stats.write_errors++;
-		if (failures++ == 0)
+		failures++;
+		/* Once per episode: a dead disk must not turn into a log line per event. */
+		if (!A.failing)
 			log_error("audit write failed", "path=\"%s\" error=\"%s\"", A.path,
 				  A.fd >= 0 ? strerror(errno) : "not open");
+		A.failing = true;
 		if (A.fd < 0)
 			open_log();
 		/* Stopping with a log that refuses writes: give up once, then count the rest lost at once. */
@@ -260,6 +263,9 @@ static bool write_all(const char *buf, size_t len)
 		struct timespec ts = { 0, RETRY_MS * 1000000L };
 		nanosleep(&ts, NULL);
 	}
+	if (A.failing)
+		log_info("audit writes work again", "path=\"%s\"", A.path);
+	A.failing = false;
 	A.size += len;
 	return true;
 }
