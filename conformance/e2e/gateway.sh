@@ -48,6 +48,10 @@ run() { "$CTL" run --rm --policy "$T/cleanroom.yaml" -- "$@"; }
 kq() { printf 'kdig +time=2 +retry=0 @"$CRGW_GATEWAY" %s' "$*"; }
 
 # ---- DNS answers ----------------------------------------------------------------------------------
+out=$(run sh -c 'cat /etc/resolv.conf; echo "proxy=$HTTPS_PROXY $HTTP_PROXY"' 2>&1)
+gw_addr=$(echo "$out" | awk '/^nameserver/{print $2; exit}')
+echo "$gw_addr" | grep -Eq '^10\.201\.0\.[0-9]+$' && echo "$out" | grep -q "proxy=http://$gw_addr:3128 http://$gw_addr:3128"
+ok $? "the sandbox's resolv.conf and proxy variables name its gateway address ($gw_addr)"
 out=$(run getent ahostsv4 allowed.test 2>&1)
 ok $? "an allowed name resolves inside the sandbox"
 echo "$out" | grep -q '^203\.0\.113\.10 ' ; ok $? "... to the upstream's address (got: $(echo "$out" | head -1))"
@@ -261,7 +265,8 @@ wait "$GW_PID" 2>/dev/null
 GW_PID=
 [ -n "$(kernel_objects)" ] && alive "$B_HOLDER"
 ok $? "after SIGKILL the dead gateway's sandbox is still there (interface, rules, holder)"
-gw_start "$T"
+# The restarted gateway answers denied names REFUSED and allows 20 queries a second per sandbox.
+gw_start "$T" --set dns.denied_rcode=refused --set dns.rate_limit=20
 ok $? "a new crgw starts over the leftovers"
 [ -z "$(kernel_objects)" ]
 ok $? "no interface, chain, set or counter of the old sandboxes is left"
@@ -270,6 +275,15 @@ sleep 0.2
 ok $? "the old sandbox's holder, and with it its namespaces, is gone"
 "$CTL" run --rm --policy "$T/cleanroom.yaml" -- getent ahostsv4 allowed.test >/dev/null 2>&1
 ok $? "the restarted gateway serves new sandboxes"
+out=$(run sh -c "$(kq denied.test A)" 2>&1)
+echo "$out" | grep -q 'status: REFUSED'
+ok $? "dns.denied_rcode=refused answers denied names REFUSED"
+out=$(run sh -c 'for i in $(seq 60); do kdig +time=1 +retry=0 @"$CRGW_GATEWAY" allowed.test | grep -o "status: [A-Z]*"; done' 2>&1)
+refused=$(echo "$out" | grep -c 'status: REFUSED')
+[ "$refused" -gt 0 ] && echo "$out" | grep -q 'status: NOERROR'
+ok $? "the per-sandbox rate limit refuses the excess of a burst ($refused of 60 refused)"
+audit_has "$AUDIT" 'select(.reason_code=="rate_limited" and .service=="dns" and .rule=="dns.rate_limit")'
+ok $? "... audited as rate_limited"
 
 # ---- clean shutdown --------------------------------------------------------------------------------
 "$CTL" run --policy "$T/cleanroom.yaml" --json -- true 2>"$T/c.json"
