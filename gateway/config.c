@@ -51,6 +51,8 @@ static const struct key keys[] = {
 	{ "interfaces.prefix", K_STRING, STR(iface_prefix), 0, 0 },
 	{ "transparent.http_port", K_UINT, OFF(transparent_http_port), 4, 1, 65535 },
 	{ "transparent.tcp_port", K_UINT, OFF(transparent_tcp_port), 4, 1, 65535 },
+	{ "proxy.max_tunnels", K_UINT, OFF(proxy_max_tunnels), 4, 1, 1000000 },
+	{ "proxy.max_tunnels_per_sandbox", K_UINT, OFF(proxy_max_tunnels_per_sandbox), 4, 1, 1000000 },
 	{ "log_level", K_LEVEL, OFF(log_level), 0, 0, 0 },
 };
 
@@ -77,6 +79,8 @@ void crgw_config_defaults(struct crgw_config *cfg)
 	cfg->nflog_group = 4242;
 	cfg->transparent_http_port = 15080;
 	cfg->transparent_tcp_port = 15443;
+	cfg->proxy_max_tunnels = 65536;
+	cfg->proxy_max_tunnels_per_sandbox = 4096;
 	cfg->log_level = 1;
 }
 

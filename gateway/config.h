@@ -48,6 +48,7 @@ struct crgw_config {
 	unsigned nflog_group;
 
 	unsigned transparent_http_port, transparent_tcp_port;
+	unsigned proxy_max_tunnels, proxy_max_tunnels_per_sandbox;
 	unsigned log_level;
 };
 

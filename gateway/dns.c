@@ -41,6 +41,9 @@ struct waiter {
 	struct crgw_sandbox *sb; /* reference */
 	struct crgw_dns_query q;
 	struct tcp_conn *conn;   /* reference, or NULL for UDP */
+	/* A lookup for the gateway itself (the proxies): called instead of answering a query. */
+	void (*cb)(void *arg, const struct crgw_dns_cached *e);
+	void *cb_arg;
 	struct sockaddr_in peer;
 	struct in_addr local;
 	size_t len;
@@ -440,6 +443,11 @@ static void finish_waiter(struct crgw_dns_server *srv, struct waiter *w, const s
 	size_t limit = w->conn ? sizeof(out) : udp_limit(&w->q);
 	int len;
 
+	if (w->cb) {
+		w->cb(w->cb_arg, e);
+		free(w);
+		return;
+	}
 	if (e)
 		len = answer_entry(srv, w->sb, &w->q, w->msg, w->len, e, out, sizeof(out), limit);
 	else
@@ -641,6 +649,29 @@ static struct waiter *new_waiter(struct crgw_sandbox *sb, const struct crgw_dns_
 	w->len = len;
 	memcpy(w->msg, msg, len);
 	return w;
+}
+
+int crgw_dns_resolve(struct crgw_dns_server *srv, const char *name, uint16_t qtype, struct crgw_dns_cached *out,
+		     void (*cb)(void *arg, const struct crgw_dns_cached *e), void *arg)
+{
+	size_t len = strlen(name);
+	struct waiter *w;
+
+	if (len == 0 || len >= CRGW_DNS_HOST_TEXT_MAX)
+		return -EINVAL;
+	if (crgw_dns_cache_get(name, qtype, out))
+		return 1;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	memcpy(w->q.name, name, len + 1);
+	w->q.name_len = len;
+	w->q.qtype = qtype;
+	w->q.qclass = CRGW_DNS_CLASS_IN;
+	w->cb = cb;
+	w->cb_arg = arg;
+	ask_upstream(srv, w);
+	return 0;
 }
 
 /* ---- UDP ---------------------------------------------------------------------------------------- */

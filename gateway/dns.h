@@ -26,6 +26,17 @@ int crgw_dns_server_new(struct event_base *base, const struct crgw_config *cfg, 
 /* Frees the server; its loop must no longer be running. Answers still waiting upstream are dropped. */
 void crgw_dns_server_free(struct crgw_dns_server *srv);
 
+struct crgw_dns_cached;
+
+/*
+ * Resolves (name, qtype) for the gateway's own use (the proxies' upstream connections), sharing the cache
+ * and the in-flight lookups of the DNS service. Returns 1 with the entry in `*out` on a cache hit; 0 when
+ * an upstream lookup was started: `cb` then runs later on this server's loop with the entry, or NULL on
+ * failure (and may run before this returns); -errno otherwise. `name` is a normalized host name (borrowed).
+ */
+int crgw_dns_resolve(struct crgw_dns_server *srv, const char *name, uint16_t qtype, struct crgw_dns_cached *out,
+		     void (*cb)(void *arg, const struct crgw_dns_cached *e), void *arg);
+
 struct crgw_dns_stats {
 	uint64_t queries, answered_cache, answered_upstream, denied, formerr, servfail, rate_limited;
 	uint64_t unknown_sandbox, upstream_queries, upstream_failures;

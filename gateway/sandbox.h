@@ -21,6 +21,7 @@ struct crgw_binding_table;
 struct crgw_sandbox_counters {
 	atomic_uint_fast64_t dns_queries, dns_allowed, dns_denied, dns_rate_limited, dns_formerr, dns_servfail;
 	atomic_uint_fast64_t connections_refused;
+	atomic_uint tunnels; /* explicit-proxy connections open now */
 };
 
 struct crgw_sandbox {

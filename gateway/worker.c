@@ -17,6 +17,7 @@
 #include "config.h"
 #include "dns.h"
 #include "log.h"
+#include "proxy.h"
 #include "sandbox.h"
 #include "worker.h"
 
@@ -27,6 +28,7 @@ struct worker {
 	const struct crgw_config *cfg;
 	struct event_base *base;
 	struct crgw_dns_server *dns;
+	struct crgw_proxy *proxy;
 	struct evconnlistener *transparent[2];
 };
 
@@ -146,6 +148,8 @@ static void *worker_main(void *arg)
 
 static void worker_free(struct worker *w)
 {
+	/* Tunnels first: one waiting for a lookup is called back when the DNS server goes. */
+	crgw_proxy_free(w->proxy);
 	crgw_dns_server_free(w->dns);
 	for (unsigned i = 0; i < 2; i++)
 		if (w->transparent[i])
@@ -175,6 +179,11 @@ int crgw_workers_start(const struct crgw_config *cfg)
 		err = crgw_dns_server_new(w->base, cfg, &w->dns);
 		if (err) {
 			log_error("cannot listen for DNS", "port=53 error=\"%s\"", strerror(-err));
+			break;
+		}
+		err = crgw_proxy_new(w->base, cfg, w->dns, &w->proxy);
+		if (err) {
+			log_error("cannot listen for the explicit proxy", "port=3128 error=\"%s\"", strerror(-err));
 			break;
 		}
 		err = transparent_listener(w, cfg->transparent_http_port, &w->transparent[0]);

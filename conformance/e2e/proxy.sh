@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The explicit proxy end to end: CONNECT tunnels from a sandbox through crgw to the test network's real
+# servers, every refusal with its status, body and audit event, non-HTTP TCP through a tunnel, and a bulk
+# transfer that must arrive intact. TAP output. Needs root.
+# usage: proxy.sh CRGW CRGW_CTL
+set -uo pipefail
+CRGW=$1
+CTL=$2
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib/testnet.sh
+source "$here/../lib/testnet.sh"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+GW_TABLE=crgw_proxy
+GW_PREFIX=cgp
+
+T=$(mktemp -d /tmp/crgw-proxy.XXXXXX)
+testnet_on_exit rm -rf "$T"
+testnet_on_exit 'gw_stop >/dev/null 2>&1'
+testnet_up "$T/net" || { echo "Bail out! the test network did not come up"; exit 1; }
+AUDIT=$T/audit.log
+cat >"$T/cleanroom.yaml" <<'YAML'
+version: 1
+sandbox:
+  network:
+    default: deny
+    allow:
+      - host: allowed.test
+        ports: [80, 443]
+      - host: chain.test
+        ports: [22]
+      - host: pool.test
+YAML
+# A 64 MiB blob on the upstream web server, and its digest.
+head -c $((64 << 20)) /dev/urandom >"$T/net/www/$TN_WEB1/blob"
+want=$(sha256sum <"$T/net/www/$TN_WEB1/blob" | cut -d' ' -f1)
+
+gw_start "$T" || { echo "Bail out! crgw did not start"; exit 1; }
+run() { "$CTL" run --rm --policy "$T/cleanroom.yaml" -- "$@"; }
+# Inside a sandbox: a raw CONNECT, then whatever the tunnel carries, for at most 3 s.
+connect_raw() { printf 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT %s HTTP/1.1\\r\\nHost: %s\\r\\n\\r\\n" >&3; timeout 3 cat <&3' "$1" "$1"; }
+
+out=$(run curl -s --max-time 10 -p http://allowed.test/ 2>&1)
+[ "$out" = "upstream $TN_WEB1" ]
+ok $? "curl through HTTPS_PROXY/HTTP_PROXY tunnels to an allowed host (got: $out)"
+audit_has "$AUDIT" 'select(.event=="decision" and .service=="connect" and .action=="allow" and .dst_host=="allowed.test" and .dst_port==80 and .dst_ip=="203.0.113.10" and .rule=="sandbox.network.allow[0]")'
+ok $? "... the tunnel is audited as allowed with the rule and the upstream address"
+audit_has "$AUDIT" 'select(.event=="connection_end" and .service=="connect" and .dst_host=="allowed.test" and .bytes_down > 0 and .bytes_up > 0)'
+ok $? "... and its end with the bytes each way"
+
+check_refusal() { # TARGET STATUS REASON DESCRIPTION
+	local out
+	out=$(run bash -c "$(connect_raw "$1")" 2>&1)
+	echo "$out" | head -1 | grep -q "^HTTP/1.1 $2 " && echo "$out" | grep -q "^$3\$"
+	ok $? "CONNECT $1 is refused: $2 with body $3"
+	audit_has "$AUDIT" "select(.event==\"decision\" and .service==\"connect\" and .action==\"deny\" and .reason_code==\"$3\")"
+	ok $? "... audited as $3"
+}
+check_refusal denied.test:80 403 host_not_allowed
+check_refusal allowed.test:22 403 port_not_allowed
+check_refusal 203.0.113.10:80 403 ip_literal_not_allowed
+check_refusal pool.test:80 403 private_address_blocked
+check_refusal "$TN_HOST:80" 403 private_address_blocked
+check_refusal 'no port here' 400 request_invalid
+
+out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n" >&3; timeout 3 cat <&3' 2>&1)
+echo "$out" | head -1 | grep -q '^HTTP/1.1 405 '
+ok $? "a request other than CONNECT gets 405 on this version"
+out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT allowed.test:80 HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n" >&3; timeout 3 cat <&3' 2>&1)
+echo "$out" | head -1 | grep -q '^HTTP/1.1 400 '
+ok $? "a malformed request head gets 400"
+
+out=$(run bash -c "$(connect_raw chain.test:22)" 2>&1)
+echo "$out" | grep -q '^HTTP/1.1 200 ' && echo "$out" | grep -q "SSH-2.0-crgw-testnet $TN_WEB1"
+ok $? "non-HTTP TCP (an ssh-style banner on port 22) flows through a tunnel"
+out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\nearly-bytes\n" >&3; timeout 3 cat <&3' 2>&1)
+echo "$out" | grep -q '^early-bytes'
+ok $? "bytes sent right after the CONNECT head reach the upstream (its echo comes back)"
+
+got=$(run sh -c 'curl -s --max-time 60 -p http://allowed.test/blob | sha256sum' 2>&1 | cut -d' ' -f1)
+[ "$got" = "$want" ]
+ok $? "64 MiB arrive intact through a tunnel (sha256 ${got:0:16}…)"
+audit_has "$AUDIT" 'select(.event=="connection_end" and .bytes_down > 67108864)'
+ok $? "... and connection_end counts them"
+
+"$CTL" stats --json >/dev/null
+gw_stop
+ok $? "crgw exits 0 on SIGTERM (sanitizer builds: LeakSanitizer found nothing)"
+if [ "$TAP_FAILED" -gt 0 ]; then
+	diag "crgw log:" "$(tail -20 "$T/crgw.log")"
+fi
+tap_done

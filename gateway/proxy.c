@@ -1,0 +1,660 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* CONNECT tunnels: request parsing (llhttp), the decision, the upstream connect, and the splice relay. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/listener.h>
+#include <fcntl.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "config.h"
+#include "dns.h"
+#include "dns_cache.h"
+#include "dnsmsg.h"
+#include "log.h"
+#include "proxy.h"
+#include "sandbox.h"
+
+#define HEAD_MAX 16384
+#define AUTHORITY_MAX 300
+#define REQUEST_TIMEOUT_S 10
+#define CONNECT_TIMEOUT_S 10
+#define IDLE_TIMEOUT_S 300
+#define PIPE_BYTES (64 * 1024)
+
+enum state { S_REQUEST, S_RESOLVING, S_CONNECTING, S_RELAY };
+
+/* One direction of a relay: src → pipe → dst. */
+struct flow {
+	int pipe[2];
+	size_t queued; /* bytes in the pipe */
+	uint64_t bytes;
+	bool eof, shut;
+};
+
+struct tunnel {
+	struct tunnel *prev, *next; /* the worker's open tunnels */
+	struct crgw_proxy *px;
+	struct crgw_sandbox *sb; /* reference */
+	enum state state;
+	int cfd, ufd;
+	struct event cread, cwrite, uread, uwrite, timer;
+	unsigned refs;
+	bool closed;
+	/* the request, until the tunnel is up */
+	char *head;
+	size_t head_len, body_at;
+	llhttp_t parser;
+	char authority[AUTHORITY_MAX];
+	size_t authority_len;
+	bool authority_too_long;
+	/* the decision and the upstream */
+	struct crgw_host host;
+	uint16_t port;
+	char rule[96];
+	uint8_t addrs[CRGW_DNS_CACHE_ADDRS][4];
+	unsigned naddrs, next_addr;
+	struct sockaddr_in upstream;
+	int64_t start_us;
+	struct flow up, down;
+};
+
+struct crgw_proxy {
+	const struct crgw_config *cfg;
+	struct event_base *base;
+	struct crgw_dns_server *dns;
+	struct evconnlistener *listener;
+	llhttp_settings_t settings;
+	struct tunnel *tunnels;
+};
+
+static struct {
+	atomic_uint_fast64_t tunnels_open, tunnels_total, denied, upstream_failures, bytes_up, bytes_down;
+} stats;
+
+static void tunnel_close(struct tunnel *t);
+static void connect_next(struct tunnel *t);
+
+/* ---- audit -------------------------------------------------------------------------------------- */
+
+static void audit_tunnel(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
+			 const char *detail)
+{
+	struct crgw_audit_event ev = { .kind = kind, .service = "connect" };
+	uint64_t suppressed = 0;
+
+	if (kind == CRGW_AUDIT_DECISION && !allow && !crgw_sandbox_audit_allowed(t->sb, &suppressed))
+		return;
+	AUDIT_SET(ev.sandbox_id, t->sb->id);
+	AUDIT_SET(ev.run_id, t->sb->run_id);
+	AUDIT_SET(ev.policy_hash, t->sb->policy_hash);
+	inet_ntop(AF_INET, &t->sb->guest, ev.src_ip, sizeof(ev.src_ip));
+	if (t->host.len)
+		AUDIT_SET(ev.dst_host, t->host.text);
+	else
+		crgw_audit_copy(ev.dst_host, sizeof(ev.dst_host), t->authority);
+	if (t->upstream.sin_family == AF_INET)
+		inet_ntop(AF_INET, &t->upstream.sin_addr, ev.dst_ip, sizeof(ev.dst_ip));
+	ev.dst_port = t->port;
+	if (kind == CRGW_AUDIT_DECISION) {
+		ev.action = allow ? CRGW_ACTION_ALLOW : CRGW_ACTION_DENY;
+		ev.reason = allow ? CRGW_REASON_NONE : reason;
+		AUDIT_SET(ev.rule, t->rule);
+	} else {
+		ev.has_bytes = true;
+		ev.bytes_up = t->up.bytes;
+		ev.bytes_down = t->down.bytes;
+		ev.duration_ms = (uint64_t)(crgw_realtime_us() - t->start_us) / 1000;
+	}
+	AUDIT_SET(ev.detail, detail);
+	if (suppressed)
+		ev.count = suppressed + 1;
+	crgw_audit_emit(&ev);
+}
+
+/* Answers the client with an error status whose body names the reason code, then closes. */
+static void refuse(struct tunnel *t, int status, const char *text, enum crgw_reason reason, const char *detail)
+{
+	char resp[512];
+	const char *code = crgw_reason_str(reason);
+	int n = snprintf(resp, sizeof(resp),
+			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: %zu\r\n"
+			 "X-Crgw-Reason: %s\r\n\r\n%s\n",
+			 status, text, strlen(code) + 1, code, code);
+
+	atomic_fetch_add(&stats.denied, 1);
+	audit_tunnel(t, CRGW_AUDIT_DECISION, false, reason, detail);
+	/* Best effort: the client may already be gone, and a refusal is never worth waiting for. */
+	if (write(t->cfd, resp, (size_t)n) < 0)
+		log_debug("proxy refusal not delivered", "error=\"%s\"", strerror(errno));
+	tunnel_close(t);
+}
+
+/* ---- life cycle --------------------------------------------------------------------------------- */
+
+static void tunnel_free(struct tunnel *t)
+{
+	crgw_sandbox_unref(t->sb);
+	free(t->head);
+	free(t);
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* Never frees inside a callback's caller: the memory goes when the last reference (a lookup) drops. */
+static void tunnel_close(struct tunnel *t)
+{
+	if (t->closed)
+		return;
+	t->closed = true;
+	event_del(&t->cread);
+	event_del(&t->cwrite);
+	event_del(&t->uread);
+	event_del(&t->uwrite);
+	event_del(&t->timer);
+	if (t->state == S_RELAY) {
+		audit_tunnel(t, CRGW_AUDIT_CONNECTION_END, true, CRGW_REASON_NONE, NULL);
+		atomic_fetch_sub(&stats.tunnels_open, 1);
+		atomic_fetch_add(&stats.bytes_up, t->up.bytes);
+		atomic_fetch_add(&stats.bytes_down, t->down.bytes);
+	}
+	atomic_fetch_sub(&t->sb->counters.tunnels, 1);
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		t->px->tunnels = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	close_fd(&t->cfd);
+	close_fd(&t->ufd);
+	for (int i = 0; i < 2; i++) {
+		close_fd(&t->up.pipe[i]);
+		close_fd(&t->down.pipe[i]);
+	}
+	if (--t->refs == 0)
+		tunnel_free(t);
+}
+
+static void arm_timer(struct tunnel *t, int seconds)
+{
+	struct timeval tv = { seconds, 0 };
+
+	event_add(&t->timer, &tv);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel *t = arg;
+
+	(void)fd;
+	(void)what;
+	if (t->state == S_CONNECTING) {
+		/* This address did not answer in time: the next one, if any. */
+		close_fd(&t->ufd);
+		event_del(&t->uwrite);
+		connect_next(t);
+		return;
+	}
+	tunnel_close(t);
+}
+
+/* ---- the relay ---------------------------------------------------------------------------------- */
+
+/*
+ * Moves what can move in one direction without blocking. Returns -1 when the tunnel must close, else
+ * sets the interest bits: src readable wanted, dst writable wanted.
+ */
+static int pump(struct flow *f, int src, int dst, bool *want_read, bool *want_write)
+{
+	for (unsigned rounds = 0; rounds < 16; rounds++) {
+		bool progress = false;
+
+		if (!f->eof && f->queued < PIPE_BYTES) {
+			ssize_t n = splice(src, NULL, f->pipe[1], NULL, PIPE_BYTES - f->queued,
+					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+			if (n > 0) {
+				f->queued += (size_t)n;
+				progress = true;
+			} else if (n == 0) {
+				f->eof = true;
+				progress = true;
+			} else if (errno != EAGAIN && errno != EINTR) {
+				return -1;
+			}
+		}
+		if (f->queued) {
+			ssize_t n = splice(f->pipe[0], NULL, dst, NULL, f->queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+			if (n > 0) {
+				f->queued -= (size_t)n;
+				f->bytes += (uint64_t)n;
+				progress = true;
+			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				return -1;
+			}
+		}
+		if (f->eof && f->queued == 0 && !f->shut) {
+			/* Half-close: the other side may still answer. */
+			shutdown(dst, SHUT_WR);
+			f->shut = true;
+		}
+		if (!progress)
+			break;
+	}
+	/* Backpressure: read only while the pipe has room, write only while it holds bytes. */
+	*want_read = !f->eof && f->queued < PIPE_BYTES;
+	*want_write = f->queued > 0;
+	return 0;
+}
+
+static void relay(struct tunnel *t)
+{
+	bool up_r, up_w, down_r, down_w;
+
+	if (pump(&t->up, t->cfd, t->ufd, &up_r, &up_w) || pump(&t->down, t->ufd, t->cfd, &down_r, &down_w)) {
+		tunnel_close(t);
+		return;
+	}
+	if (t->up.shut && t->down.shut) {
+		tunnel_close(t);
+		return;
+	}
+	if (up_r)
+		event_add(&t->cread, NULL);
+	if (up_w)
+		event_add(&t->uwrite, NULL);
+	if (down_r)
+		event_add(&t->uread, NULL);
+	if (down_w)
+		event_add(&t->cwrite, NULL);
+	arm_timer(t, IDLE_TIMEOUT_S);
+}
+
+static void on_relay_event(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	relay(arg);
+}
+
+static int start_relay(struct tunnel *t)
+{
+	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+	size_t early = t->head_len - t->body_at;
+
+	if (pipe2(t->up.pipe, O_NONBLOCK | O_CLOEXEC) || pipe2(t->down.pipe, O_NONBLOCK | O_CLOEXEC))
+		return -errno;
+	/* Bytes the client sent after its request (pipelined, or a TLS hello sent early) go first. */
+	if (early) {
+		ssize_t n = write(t->up.pipe[1], t->head + t->body_at, early);
+
+		if (n != (ssize_t)early)
+			return -EIO;
+		t->up.queued = early;
+	}
+	free(t->head);
+	t->head = NULL;
+	if (write(t->cfd, ok, sizeof(ok) - 1) != (ssize_t)(sizeof(ok) - 1))
+		return -EIO;
+	event_del(&t->cread);
+	event_del(&t->uwrite);
+	event_assign(&t->cread, t->px->base, t->cfd, EV_READ, on_relay_event, t);
+	event_assign(&t->cwrite, t->px->base, t->cfd, EV_WRITE, on_relay_event, t);
+	event_assign(&t->uread, t->px->base, t->ufd, EV_READ, on_relay_event, t);
+	event_assign(&t->uwrite, t->px->base, t->ufd, EV_WRITE, on_relay_event, t);
+	t->state = S_RELAY;
+	t->start_us = crgw_realtime_us();
+	atomic_fetch_add(&stats.tunnels_open, 1);
+	atomic_fetch_add(&stats.tunnels_total, 1);
+	audit_tunnel(t, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, NULL);
+	relay(t);
+	return 0;
+}
+
+/* ---- connecting upstream ------------------------------------------------------------------------ */
+
+static void on_connected(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel *t = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	(void)what;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) || err) {
+		close_fd(&t->ufd);
+		connect_next(t);
+		return;
+	}
+	event_del(&t->timer);
+	if (start_relay(t))
+		tunnel_close(t);
+}
+
+/* Tries the addresses in turn; each gets CONNECT_TIMEOUT_S. */
+static void connect_next(struct tunnel *t)
+{
+	while (t->next_addr < t->naddrs) {
+		int one = 1, fd;
+
+		memset(&t->upstream, 0, sizeof(t->upstream));
+		t->upstream.sin_family = AF_INET;
+		t->upstream.sin_port = htons(t->port);
+		memcpy(&t->upstream.sin_addr, t->addrs[t->next_addr++], 4);
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			break;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (connect(fd, (struct sockaddr *)&t->upstream, sizeof(t->upstream)) && errno != EINPROGRESS) {
+			close(fd);
+			continue;
+		}
+		t->ufd = fd;
+		t->state = S_CONNECTING;
+		event_assign(&t->uwrite, t->px->base, fd, EV_WRITE, on_connected, t);
+		event_add(&t->uwrite, NULL);
+		arm_timer(t, CONNECT_TIMEOUT_S);
+		return;
+	}
+	atomic_fetch_add(&stats.upstream_failures, 1);
+	refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "no address of the destination answered");
+}
+
+/* Keeps the addresses the rebinding check admits; refuses when none remain. */
+static void use_addresses(struct tunnel *t, const struct crgw_dns_cached *e)
+{
+	struct crgw_decision d = { 0 }, first = { 0 };
+	unsigned refused = 0;
+
+	t->naddrs = 0;
+	for (unsigned i = 0; e && i < e->naddrs; i++) {
+		struct crgw_host h = { .kind = CRGW_HOST_IPV4 };
+
+		memcpy(h.addr, e->addrs[i], 4);
+		crgw_policy_check_address(t->sb->policy, crgw_gateway_blocklist(), &h, t->port, &d);
+		if (!d.allow) {
+			if (!refused++) {
+				first = d;
+				memset(&t->upstream, 0, sizeof(t->upstream));
+				t->upstream.sin_family = AF_INET;
+				memcpy(&t->upstream.sin_addr, e->addrs[i], 4);
+			}
+			continue;
+		}
+		memcpy(t->addrs[t->naddrs++], e->addrs[i], 4);
+	}
+	if (t->naddrs == 0 && refused) {
+		AUDIT_SET(t->rule, first.rule);
+		refuse(t, 403, "Forbidden", first.reason, "the name resolves only to refused addresses");
+		return;
+	}
+	if (t->naddrs == 0) {
+		atomic_fetch_add(&stats.upstream_failures, 1);
+		refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE,
+		       e ? "the name has no IPv4 address" : "the name could not be resolved");
+		return;
+	}
+	t->next_addr = 0;
+	connect_next(t);
+}
+
+static void on_resolved(void *arg, const struct crgw_dns_cached *e)
+{
+	struct tunnel *t = arg;
+
+	t->refs--;
+	if (t->closed) {
+		if (t->refs == 0)
+			tunnel_free(t);
+		return;
+	}
+	use_addresses(t, e && e->rcode == CRGW_DNS_NOERROR ? e : NULL);
+}
+
+/* ---- the request -------------------------------------------------------------------------------- */
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+	struct tunnel *t = p->data;
+
+	if (t->authority_len + len >= sizeof(t->authority)) {
+		t->authority_too_long = true;
+		return HPE_USER;
+	}
+	memcpy(t->authority + t->authority_len, at, len);
+	t->authority_len += len;
+	t->authority[t->authority_len] = '\0';
+	return 0;
+}
+
+static void decide(struct tunnel *t)
+{
+	struct crgw_decision d;
+	struct crgw_dns_cached e;
+	const char *why = NULL;
+	int r;
+
+	if (crgw_hostport_parse(t->authority, t->authority_len, 0, &t->host, &t->port, &why) || t->port == 0) {
+		t->host.len = 0;
+		refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, why ? why : "CONNECT needs host:port");
+		return;
+	}
+	crgw_policy_decide(t->sb->policy, crgw_gateway_blocklist(), &t->host, t->port, &d);
+	AUDIT_SET(t->rule, d.rule);
+	if (!d.allow) {
+		refuse(t, 403, "Forbidden", d.reason, NULL);
+		return;
+	}
+	if (t->host.kind == CRGW_HOST_IPV6) {
+		refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "IPv6 upstreams are not supported yet");
+		return;
+	}
+	if (t->host.kind == CRGW_HOST_IPV4) {
+		t->naddrs = 1;
+		memcpy(t->addrs[0], t->host.addr, 4);
+		t->next_addr = 0;
+		connect_next(t);
+		return;
+	}
+	t->state = S_RESOLVING;
+	t->refs++;
+	r = crgw_dns_resolve(t->px->dns, t->host.text, CRGW_DNS_A, &e, on_resolved, t);
+	if (r == 1) {
+		t->refs--;
+		use_addresses(t, e.rcode == CRGW_DNS_NOERROR ? &e : NULL);
+	} else if (r < 0) {
+		t->refs--;
+		refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "the name could not be resolved");
+	}
+	/* r == 0: on_resolved carries on (possibly already has). */
+}
+
+static void on_request(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel *t = arg;
+	ssize_t n;
+	llhttp_errno_t err;
+
+	if (what & EV_TIMEOUT) {
+		tunnel_close(t);
+		return;
+	}
+	if (t->head_len == HEAD_MAX) {
+		refuse(t, 431, "Request Header Fields Too Large", CRGW_REASON_REQUEST_INVALID, "request head over 16 KiB");
+		return;
+	}
+	n = read(fd, t->head + t->head_len, HEAD_MAX - t->head_len);
+	if (n <= 0) {
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		tunnel_close(t);
+		return;
+	}
+	err = llhttp_execute(&t->parser, t->head + t->head_len, (size_t)n);
+	t->head_len += (size_t)n;
+	if (err == HPE_OK)
+		return; /* need more */
+	event_del(&t->cread);
+	if (err == HPE_PAUSED_UPGRADE && llhttp_get_method(&t->parser) == HTTP_CONNECT) {
+		t->body_at = (size_t)(llhttp_get_error_pos(&t->parser) - t->head);
+		decide(t);
+		return;
+	}
+	if (t->authority_too_long) {
+		refuse(t, 414, "URI Too Long", CRGW_REASON_REQUEST_INVALID, "request target too long");
+		return;
+	}
+	if (err == HPE_PAUSED_UPGRADE || err == HPE_PAUSED) {
+		refuse(t, 405, "Method Not Allowed", CRGW_REASON_REQUEST_INVALID,
+		       "only CONNECT is served on this port in this version");
+		return;
+	}
+	refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, llhttp_errno_name(err));
+}
+
+/*
+ * A CONNECT head ends the HTTP part of the stream (llhttp then pauses with HPE_PAUSED_UPGRADE); every other
+ * request pauses at its headers: this port forwards nothing else yet.
+ */
+static int on_headers_complete(llhttp_t *p)
+{
+	return llhttp_get_method(p) == HTTP_CONNECT ? 0 : HPE_PAUSED;
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct crgw_proxy *px = arg;
+	struct sockaddr_in local, *peer = (struct sockaddr_in *)sa;
+	socklen_t llen = sizeof(local);
+	struct crgw_sandbox *sb = NULL;
+	struct tunnel *t;
+	struct timeval tv = { REQUEST_TIMEOUT_S, 0 };
+
+	(void)l;
+	if (salen != sizeof(*peer) || peer->sin_family != AF_INET ||
+	    getsockname(fd, (struct sockaddr *)&local, &llen) != 0) {
+		close(fd);
+		return;
+	}
+	sb = crgw_sandbox_lookup(0, peer->sin_addr);
+	if (!sb || sb->gw.s_addr != local.sin_addr.s_addr) {
+		crgw_audit_unknown(peer, 0, "connect");
+		crgw_sandbox_unref(sb);
+		close(fd);
+		return;
+	}
+	t = calloc(1, sizeof(*t));
+	if (t)
+		t->head = malloc(HEAD_MAX);
+	if (!t || !t->head) {
+		if (t)
+			free(t);
+		crgw_sandbox_unref(sb);
+		close(fd);
+		return;
+	}
+	t->px = px;
+	t->sb = sb;
+	t->cfd = fd;
+	t->ufd = -1;
+	t->refs = 1;
+	t->up.pipe[0] = t->up.pipe[1] = t->down.pipe[0] = t->down.pipe[1] = -1;
+	atomic_fetch_add(&sb->counters.tunnels, 1);
+	t->next = px->tunnels;
+	if (t->next)
+		t->next->prev = t;
+	px->tunnels = t;
+	llhttp_init(&t->parser, HTTP_REQUEST, &px->settings);
+	t->parser.data = t;
+	event_assign(&t->cread, px->base, fd, EV_READ | EV_PERSIST, on_request, t);
+	event_assign(&t->timer, px->base, -1, 0, on_timer, t);
+	event_assign(&t->cwrite, px->base, fd, EV_WRITE, on_relay_event, t);
+	event_assign(&t->uread, px->base, -1, EV_READ, on_relay_event, t);
+	event_assign(&t->uwrite, px->base, -1, EV_WRITE, on_relay_event, t);
+	if (atomic_load(&sb->counters.tunnels) > px->cfg->proxy_max_tunnels_per_sandbox ||
+	    atomic_load(&stats.tunnels_open) >= px->cfg->proxy_max_tunnels) {
+		refuse(t, 429, "Too Many Requests", CRGW_REASON_RATE_LIMITED, "too many tunnels");
+		return;
+	}
+	event_add(&t->cread, &tv);
+}
+
+/* ---- set-up ------------------------------------------------------------------------------------- */
+
+int crgw_proxy_new(struct event_base *base, const struct crgw_config *cfg, struct crgw_dns_server *dns,
+		   struct crgw_proxy **out)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(CRGW_PROXY_PORT) };
+	struct crgw_proxy *px = calloc(1, sizeof(*px));
+	int one = 1, err, fd;
+
+	if (!px)
+		return -ENOMEM;
+	px->cfg = cfg;
+	px->base = base;
+	px->dns = dns;
+	llhttp_settings_init(&px->settings);
+	px->settings.on_url = on_url;
+	px->settings.on_headers_complete = on_headers_complete;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		free(px);
+		return -errno;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 1024)) {
+		err = -errno;
+		close(fd);
+		free(px);
+		return err;
+	}
+	px->listener = evconnlistener_new(base, on_accept, px, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (!px->listener) {
+		close(fd);
+		free(px);
+		return -ENOMEM;
+	}
+	*out = px;
+	return 0;
+}
+
+void crgw_proxy_free(struct crgw_proxy *px)
+{
+	if (!px)
+		return;
+	/*
+	 * Each open tunnel ends with its connection_end event. One still waiting for a lookup keeps its
+	 * memory until the DNS server, freed after this, calls it back.
+	 */
+	while (px->tunnels)
+		tunnel_close(px->tunnels);
+	evconnlistener_free(px->listener);
+	free(px);
+}
+
+void crgw_proxy_get_stats(struct crgw_proxy_stats *out)
+{
+	out->tunnels_open = atomic_load(&stats.tunnels_open);
+	out->tunnels_total = atomic_load(&stats.tunnels_total);
+	out->denied = atomic_load(&stats.denied);
+	out->upstream_failures = atomic_load(&stats.upstream_failures);
+	out->bytes_up = atomic_load(&stats.bytes_up);
+	out->bytes_down = atomic_load(&stats.bytes_down);
+}
