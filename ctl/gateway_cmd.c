@@ -188,6 +188,10 @@ static int print_event(const char *text, size_t len, void *arg)
 	       json_object_get(e, "dst_host") ? str(e, "dst_host") : str(e, "dst_ip"));
 	if (port)
 		printf(":%lld", (long long)json_integer_value(port));
+	if (json_object_get(e, "bytes_up"))
+		printf(" (%lld bytes up, %lld down, %lld ms)", (long long)json_integer_value(json_object_get(e, "bytes_up")),
+		       (long long)json_integer_value(json_object_get(e, "bytes_down")),
+		       (long long)json_integer_value(json_object_get(e, "duration_ms")));
 	if (json_object_get(e, "detail"))
 		printf(" (%s)", str(e, "detail"));
 	printf("\n");

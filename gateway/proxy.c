@@ -25,6 +25,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "sandbox.h"
+#include "tlshello.h"
 
 #define HEAD_MAX 16384
 #define AUTHORITY_MAX 300
@@ -33,7 +34,13 @@
 #define IDLE_TIMEOUT_S 300
 #define PIPE_BYTES (64 * 1024)
 
-enum state { S_REQUEST, S_RESOLVING, S_CONNECTING, S_RELAY };
+enum state { S_REQUEST, S_HELLO, S_RESOLVING, S_CONNECTING, S_RELAY };
+
+/*
+ * How long a redirected connection may stay silent before it is taken for a protocol where the server
+ * speaks first (ssh banners, SMTP): then the original destination alone decides.
+ */
+#define SNIFF_MS 1000
 
 /* One direction of a relay: src → pipe → dst. */
 struct flow {
@@ -48,6 +55,8 @@ struct tunnel {
 	struct crgw_proxy *px;
 	struct crgw_sandbox *sb; /* reference */
 	enum state state;
+	bool transparent;    /* redirected by nftables: no HTTP exchange with the client */
+	const char *service; /* "connect", "tls" or "tcp" */
 	int cfd, ufd;
 	struct event cread, cwrite, uread, uwrite, timer;
 	unsigned refs;
@@ -85,13 +94,14 @@ static struct {
 
 static void tunnel_close(struct tunnel *t);
 static void connect_next(struct tunnel *t);
+static void plain_decision(struct tunnel *t);
 
 /* ---- audit -------------------------------------------------------------------------------------- */
 
 static void audit_tunnel(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
 			 const char *detail)
 {
-	struct crgw_audit_event ev = { .kind = kind, .service = "connect" };
+	struct crgw_audit_event ev = { .kind = kind, .service = t->service };
 	uint64_t suppressed = 0;
 
 	if (kind == CRGW_AUDIT_DECISION && !allow && !crgw_sandbox_audit_allowed(t->sb, &suppressed))
@@ -123,7 +133,10 @@ static void audit_tunnel(struct tunnel *t, enum crgw_audit_kind kind, bool allow
 	crgw_audit_emit(&ev);
 }
 
-/* Answers the client with an error status whose body names the reason code, then closes. */
+/*
+ * Answers the client with an error status whose body names the reason code, then closes. A transparent
+ * connection has no HTTP exchange to answer in: it is closed.
+ */
 static void refuse(struct tunnel *t, int status, const char *text, enum crgw_reason reason, const char *detail)
 {
 	char resp[512];
@@ -135,6 +148,10 @@ static void refuse(struct tunnel *t, int status, const char *text, enum crgw_rea
 
 	atomic_fetch_add(&stats.denied, 1);
 	audit_tunnel(t, CRGW_AUDIT_DECISION, false, reason, detail);
+	if (t->transparent) {
+		tunnel_close(t);
+		return;
+	}
 	/* Best effort: the client may already be gone, and a refusal is never worth waiting for. */
 	if (write(t->cfd, resp, (size_t)n) < 0)
 		log_debug("proxy refusal not delivered", "error=\"%s\"", strerror(errno));
@@ -204,6 +221,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (t->state == S_HELLO) {
+		plain_decision(t);
+		return;
+	}
 	if (t->state == S_CONNECTING) {
 		/* This address did not answer in time: the next one, if any. */
 		close_fd(&t->ufd);
@@ -301,7 +322,7 @@ static int start_relay(struct tunnel *t)
 
 	if (pipe2(t->up.pipe, O_NONBLOCK | O_CLOEXEC) || pipe2(t->down.pipe, O_NONBLOCK | O_CLOEXEC))
 		return -errno;
-	/* Bytes the client sent after its request (pipelined, or a TLS hello sent early) go first. */
+	/* Bytes the client sent after its request (or the whole replayed TLS hello) go first. */
 	if (early) {
 		ssize_t n = write(t->up.pipe[1], t->head + t->body_at, early);
 
@@ -311,7 +332,7 @@ static int start_relay(struct tunnel *t)
 	}
 	free(t->head);
 	t->head = NULL;
-	if (write(t->cfd, ok, sizeof(ok) - 1) != (ssize_t)(sizeof(ok) - 1))
+	if (!t->transparent && write(t->cfd, ok, sizeof(ok) - 1) != (ssize_t)(sizeof(ok) - 1))
 		return -EIO;
 	event_del(&t->cread);
 	event_del(&t->uwrite);
@@ -571,6 +592,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	t->px = px;
 	t->sb = sb;
+	t->service = "connect";
 	t->cfd = fd;
 	t->ufd = -1;
 	t->refs = 1;
@@ -593,6 +615,190 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	event_add(&t->cread, &tv);
+}
+
+/* ---- transparent TLS and TCP -------------------------------------------------------------------- */
+
+static void connect_original(struct tunnel *t)
+{
+	t->naddrs = 1;
+	memcpy(t->addrs[0], &t->upstream.sin_addr, 4);
+	t->next_addr = 0;
+	connect_next(t);
+}
+
+/*
+ * Not TLS (or silent): only the original destination can decide. An explicit IP rule decides alone;
+ * otherwise a name the gateway's DNS bound to that address for this sandbox, allowed on that port.
+ */
+static void plain_decision(struct tunnel *t)
+{
+	struct crgw_host ip = { .kind = CRGW_HOST_IPV4 };
+	struct crgw_binding_addr ba = { .family = AF_INET };
+	struct crgw_decision d, named;
+	char name[CRGW_HOST_NAME_MAX + 1];
+
+	t->service = "tcp";
+	event_del(&t->cread);
+	event_del(&t->timer);
+	memcpy(ip.addr, &t->upstream.sin_addr, 4);
+	inet_ntop(AF_INET, ip.addr, ip.text, sizeof(ip.text));
+	ip.len = (uint8_t)strlen(ip.text);
+	crgw_policy_check_address(t->sb->policy, crgw_gateway_blocklist(), &ip, t->port, &d);
+	if (d.allow)
+		crgw_policy_decide(t->sb->policy, crgw_gateway_blocklist(), &ip, t->port, &d);
+	if (d.allow || d.reason == CRGW_REASON_PRIVATE_ADDRESS_BLOCKED ||
+	    (d.rule && strcmp(d.rule, "sandbox.network.default"))) {
+		AUDIT_SET(t->rule, d.rule);
+		if (!d.allow) {
+			refuse(t, 0, NULL, d.reason, NULL);
+			return;
+		}
+		connect_original(t);
+		return;
+	}
+	memcpy(ba.addr, ip.addr, 4);
+	if (crgw_binding_allowed_name(t->sb, &ba, t->port, name, &named)) {
+		crgw_host_parse(name, strlen(name), &t->host, NULL);
+		AUDIT_SET(t->rule, named.rule);
+		connect_original(t);
+		return;
+	}
+	if (named.reason != CRGW_REASON_NONE) {
+		/* A bound name decided, and said no. */
+		crgw_host_parse(name, strlen(name), &t->host, NULL);
+		d = named;
+	}
+	AUDIT_SET(t->rule, d.rule);
+	refuse(t, 0, NULL, d.reason, "no name bound to this address is allowed on this port");
+}
+
+/* TLS: the SNI names the destination, and must be bound by the gateway's DNS to the address dialled. */
+static void tls_decision(struct tunnel *t, const struct crgw_tls_hello *hello)
+{
+	struct crgw_binding_addr ba = { .family = AF_INET };
+	struct crgw_host ip = { .kind = CRGW_HOST_IPV4 };
+	struct crgw_decision d;
+
+	event_del(&t->cread);
+	event_del(&t->timer);
+	if (!hello->has_sni) {
+		refuse(t, 0, NULL, CRGW_REASON_SNI_MISSING, "the TLS client hello names no server");
+		return;
+	}
+	if (crgw_host_parse(hello->sni, hello->sni_len, &t->host, NULL) || t->host.kind != CRGW_HOST_NAME) {
+		t->host.len = 0;
+		refuse(t, 0, NULL, CRGW_REASON_REQUEST_INVALID, "the SNI is not a host name");
+		return;
+	}
+	crgw_policy_decide(t->sb->policy, crgw_gateway_blocklist(), &t->host, t->port, &d);
+	AUDIT_SET(t->rule, d.rule);
+	if (!d.allow) {
+		refuse(t, 0, NULL, d.reason, hello->ech ? "decided on the outer SNI of an encrypted client hello" : NULL);
+		return;
+	}
+	memcpy(ba.addr, &t->upstream.sin_addr, 4);
+	if (!crgw_binding_check(t->sb, t->host.text, &ba)) {
+		refuse(t, 0, NULL, CRGW_REASON_SNI_MISMATCH,
+		       "the gateway's DNS did not give this sandbox that address for that name");
+		return;
+	}
+	memcpy(ip.addr, &t->upstream.sin_addr, 4);
+	crgw_policy_check_address(t->sb->policy, crgw_gateway_blocklist(), &ip, t->port, &d);
+	if (!d.allow) {
+		AUDIT_SET(t->rule, d.rule);
+		refuse(t, 0, NULL, d.reason, NULL);
+		return;
+	}
+	connect_original(t);
+}
+
+static void on_hello(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel *t = arg;
+	struct crgw_tls_hello hello;
+	ssize_t n;
+	int r;
+
+	if (what & EV_TIMEOUT) {
+		/* Nothing, or not all of a hello, arrived in time. */
+		if (t->head_len == 0)
+			plain_decision(t);
+		else
+			refuse(t, 0, NULL, CRGW_REASON_REQUEST_INVALID, "incomplete TLS client hello");
+		return;
+	}
+	n = read(fd, t->head + t->head_len, CRGW_TLS_HELLO_MAX - t->head_len);
+	if (n <= 0) {
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		tunnel_close(t);
+		return;
+	}
+	if (t->head_len == 0 && t->head[0] == 0x16) {
+		/* A TLS record: wait for the whole hello, however many segments it takes. */
+		struct timeval tv = { REQUEST_TIMEOUT_S, 0 };
+
+		event_add(&t->cread, &tv);
+	}
+	t->head_len += (size_t)n;
+	if (t->head[0] != 0x16) {
+		plain_decision(t);
+		return;
+	}
+	r = crgw_tls_hello_parse((const uint8_t *)t->head, t->head_len, &hello);
+	if (r == -EAGAIN && t->head_len < CRGW_TLS_HELLO_MAX)
+		return;
+	if (r == 0) {
+		tls_decision(t, &hello);
+		return;
+	}
+	refuse(t, 0, NULL, CRGW_REASON_REQUEST_INVALID,
+	       r == -EAGAIN || r == -E2BIG ? "TLS client hello too large" : "malformed TLS client hello");
+}
+
+void crgw_proxy_transparent(struct crgw_proxy *px, int fd, struct crgw_sandbox *sb, const struct sockaddr_in *orig)
+{
+	struct tunnel *t = calloc(1, sizeof(*t));
+	struct timeval sniff = { 0, SNIFF_MS * 1000 };
+	int one = 1;
+
+	if (t)
+		t->head = malloc(CRGW_TLS_HELLO_MAX);
+	if (!t || !t->head) {
+		if (t)
+			free(t);
+		close(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	t->px = px;
+	t->sb = crgw_sandbox_ref(sb);
+	t->transparent = true;
+	t->service = "tls";
+	t->state = S_HELLO;
+	t->cfd = fd;
+	t->ufd = -1;
+	t->refs = 1;
+	t->port = ntohs(orig->sin_port);
+	t->upstream = *orig;
+	t->up.pipe[0] = t->up.pipe[1] = t->down.pipe[0] = t->down.pipe[1] = -1;
+	atomic_fetch_add(&sb->counters.tunnels, 1);
+	t->next = px->tunnels;
+	if (t->next)
+		t->next->prev = t;
+	px->tunnels = t;
+	event_assign(&t->cread, px->base, fd, EV_READ | EV_PERSIST, on_hello, t);
+	event_assign(&t->timer, px->base, -1, 0, on_timer, t);
+	event_assign(&t->cwrite, px->base, fd, EV_WRITE, on_relay_event, t);
+	event_assign(&t->uread, px->base, -1, EV_READ, on_relay_event, t);
+	event_assign(&t->uwrite, px->base, -1, EV_WRITE, on_relay_event, t);
+	if (atomic_load(&sb->counters.tunnels) > px->cfg->proxy_max_tunnels_per_sandbox ||
+	    atomic_load(&stats.tunnels_open) >= px->cfg->proxy_max_tunnels) {
+		refuse(t, 0, NULL, CRGW_REASON_RATE_LIMITED, "too many connections");
+		return;
+	}
+	event_add(&t->cread, &sniff);
 }
 
 /* ---- set-up ------------------------------------------------------------------------------------- */

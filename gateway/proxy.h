@@ -22,6 +22,18 @@ int crgw_proxy_new(struct event_base *base, const struct crgw_config *cfg, struc
 /* Closes every tunnel (with its connection_end event) and the listener. The loop must not be running. */
 void crgw_proxy_free(struct crgw_proxy *px);
 
+struct crgw_sandbox;
+struct sockaddr_in;
+
+/*
+ * Takes a connection the nftables redirect sent to the transparent TCP listener (`fd` is owned from
+ * here) from sandbox `sb` (borrowed; the tunnel takes its own reference), whose original destination is
+ * `orig`. A TLS client hello is decided on its SNI, which must be bound by the gateway's DNS to `orig`
+ * for this sandbox; anything else on the bindings of `orig` itself. Allowed connections go to `orig` and
+ * are relayed like tunnels; the rest are closed and audited.
+ */
+void crgw_proxy_transparent(struct crgw_proxy *px, int fd, struct crgw_sandbox *sb, const struct sockaddr_in *orig);
+
 struct crgw_proxy_stats {
 	uint64_t tunnels_open, tunnels_total, denied, upstream_failures, bytes_up, bytes_down;
 };

@@ -790,6 +790,35 @@ bool crgw_binding_name_for(struct crgw_sandbox *sb, const struct crgw_binding_ad
 	return best != NULL;
 }
 
+bool crgw_binding_allowed_name(struct crgw_sandbox *sb, const struct crgw_binding_addr *addr, uint16_t port,
+			       char *name, struct crgw_decision *d)
+{
+	struct crgw_binding_table *t = sb->bindings;
+	int64_t now = crgw_monotonic_s();
+	bool found = false;
+
+	memset(d, 0, sizeof(*d));
+	pthread_mutex_lock(&t->lock);
+	for (unsigned i = 0; i < BIND_BUCKETS && !found; i++)
+		for (const struct binding *b = t->buckets[i]; b && !found; b = b->next) {
+			bool bound = false;
+			struct crgw_host host;
+
+			if (b->expiry < now || b->family != addr->family)
+				continue;
+			for (unsigned j = 0; j < b->naddrs && !bound; j++)
+				bound = !memcmp(&b->addrs[j], addr, sizeof(*addr));
+			if (!bound || crgw_host_parse(b->name, strlen(b->name), &host, NULL))
+				continue;
+			/* The matcher never allocates: deciding under the lock is cheap and keeps `b` alive. */
+			crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &host, port, d);
+			memcpy(name, b->name, strlen(b->name) + 1);
+			found = d->allow;
+		}
+	pthread_mutex_unlock(&t->lock);
+	return found;
+}
+
 unsigned crgw_binding_count(struct crgw_sandbox *sb)
 {
 	unsigned n;

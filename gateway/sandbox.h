@@ -158,6 +158,15 @@ bool crgw_binding_check(struct crgw_sandbox *sb, const char *name, const struct 
  */
 bool crgw_binding_name_for(struct crgw_sandbox *sb, const struct crgw_binding_addr *addr, char *name);
 
+/*
+ * Among the names a live binding of this sandbox ties to `addr`, one the policy allows on `port`: copied
+ * into `name` (CRGW_HOST_NAME_MAX + 1 bytes) with its decision in `*d`, and true. When none is allowed,
+ * false, with `*d` the decision of the last name looked at (d->reason is CRGW_REASON_NONE when no name is
+ * bound to the address at all). Thread-safe.
+ */
+bool crgw_binding_allowed_name(struct crgw_sandbox *sb, const struct crgw_binding_addr *addr, uint16_t port,
+			       char *name, struct crgw_decision *d);
+
 unsigned crgw_binding_count(struct crgw_sandbox *sb);
 
 int64_t crgw_monotonic_s(void);

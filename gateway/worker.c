@@ -36,9 +36,10 @@ static struct worker *workers;
 static unsigned nworkers;
 
 /*
- * Connections the nftables redirect sends to the transparent listeners. The proxies that relay them are
- * the next step (docs/gateway.md); until then each is decided (blocked ranges, IP rules, then the name
- * the gateway's DNS bound to the address), refused whatever the decision, and audited (rate limited).
+ * Connections the nftables redirect sends to the transparent listeners. Everything but port 80 goes to
+ * the transparent TLS/TCP relay (proxy.c). Port 80 waits for the transparent HTTP proxy: until then each
+ * connection is decided (blocked ranges, IP rules, then the name the gateway's DNS bound to the address),
+ * refused whatever the decision, and audited (rate limited).
  */
 static void transparent_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
 			       void *arg)
@@ -57,7 +58,6 @@ static void transparent_accept(struct evconnlistener *l, evutil_socket_t fd, str
 		sb = crgw_sandbox_lookup(0, peer->sin_addr);
 	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &orig, &olen) != 0)
 		memset(&orig, 0, sizeof(orig));
-	close(fd);
 	inet_ntop(AF_INET, &orig.sin_addr, ev.dst_ip, sizeof(ev.dst_ip));
 	ev.dst_port = ntohs(orig.sin_port);
 	if (salen == sizeof(*peer))
@@ -65,8 +65,16 @@ static void transparent_accept(struct evconnlistener *l, evutil_socket_t fd, str
 	if (!sb) {
 		if (salen == sizeof(*peer))
 			crgw_audit_unknown(peer, 0, ev.service);
+		close(fd);
 		return;
 	}
+	/* Everything but port 80 goes to the transparent TLS/TCP relay. */
+	if (!http && orig.sin_family == AF_INET) {
+		crgw_proxy_transparent(w->proxy, fd, sb, &orig);
+		crgw_sandbox_unref(sb);
+		return;
+	}
+	close(fd);
 	atomic_fetch_add(&sb->counters.connections_refused, 1);
 	uint64_t suppressed = 0;
 

@@ -36,6 +36,16 @@ YAML
 head -c $((64 << 20)) /dev/urandom >"$T/net/www/$TN_WEB1/blob"
 want=$(sha256sum <"$T/net/www/$TN_WEB1/blob" | cut -d' ' -f1)
 
+# A TLS server on allowed.test:443 with a throwaway self-signed certificate (the test checks routing by
+# SNI, not the PKI: clients skip verification).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=allowed.test \
+	-addext subjectAltName=DNS:allowed.test -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1
+testnet_exec openssl s_server -quiet -accept "$TN_WEB1:443" -cert "$T/cert.pem" -key "$T/key.pem" -www \
+	>"$T/s_server.log" 2>&1 &
+tls_server=$!
+testnet_on_exit "testnet_kill $tls_server"
+for _ in $(seq 50); do testnet_exec bash -c "exec 3<>/dev/tcp/$TN_WEB1/443" 2>/dev/null && break; sleep 0.1; done
+
 gw_start "$T" || { echo "Bail out! crgw did not start"; exit 1; }
 run() { "$CTL" run --rm --policy "$T/cleanroom.yaml" -- "$@"; }
 # Inside a sandbox: a raw CONNECT, then whatever the tunnel carries, for at most 3 s.
@@ -77,6 +87,40 @@ ok $? "non-HTTP TCP (an ssh-style banner on port 22) flows through a tunnel"
 out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\nearly-bytes\n" >&3; timeout 3 cat <&3' 2>&1)
 echo "$out" | grep -q '^early-bytes'
 ok $? "bytes sent right after the CONNECT head reach the upstream (its echo comes back)"
+
+# ---- transparent TLS and TCP ----------------------------------------------------------------------
+out=$(run curl -sk --noproxy '*' --max-time 10 https://allowed.test/ 2>&1)
+echo "$out" | grep -q 's_server'
+ok $? "HTTPS straight to an allowed name goes through the transparent TLS relay (SNI decided)"
+audit_has "$AUDIT" 'select(.event=="decision" and .service=="tls" and .action=="allow" and .dst_host=="allowed.test" and .dst_ip=="203.0.113.10" and .dst_port==443)'
+ok $? "... audited as an allowed tls decision"
+audit_has "$AUDIT" 'select(.event=="connection_end" and .service=="tls" and .bytes_down > 0)'
+ok $? "... and its connection_end"
+out=$(run sh -c "echo | timeout 5 openssl s_client -connect $TN_WEB1:443 -noservername 2>&1" 2>&1)
+! echo "$out" | grep -q 'BEGIN CERTIFICATE'
+ok $? "a TLS hello without SNI gets no upstream"
+audit_has "$AUDIT" 'select(.service=="tls" and .reason_code=="sni_missing")'
+ok $? "... audited as sni_missing"
+out=$(run sh -c "getent ahostsv4 allowed.test >/dev/null; echo | timeout 5 openssl s_client -connect $TN_WEB2:443 -servername allowed.test 2>&1" 2>&1)
+! echo "$out" | grep -q 'BEGIN CERTIFICATE'
+ok $? "an SNI that the gateway's DNS did not bind to the dialled address gets no upstream"
+audit_has "$AUDIT" "select(.service==\"tls\" and .reason_code==\"sni_mismatch\" and .dst_ip==\"$TN_WEB2\")"
+ok $? "... audited as sni_mismatch"
+out=$(run sh -c "echo | timeout 5 openssl s_client -connect $TN_WEB1:443 -servername denied.test 2>&1" 2>&1)
+! echo "$out" | grep -q 'BEGIN CERTIFICATE'
+ok $? "an SNI naming a denied host gets no upstream"
+audit_has "$AUDIT" 'select(.service=="tls" and .reason_code=="host_not_allowed" and .dst_host=="denied.test")'
+ok $? "... audited as host_not_allowed"
+out=$(run bash -c 'exec 3<>/dev/tcp/chain.test/22 && timeout 4 cat <&3' 2>&1)
+echo "$out" | grep -q "SSH-2.0-crgw-testnet"
+ok $? "non-HTTP TCP to an allowed name's address and port is relayed (server speaks first)"
+audit_has "$AUDIT" 'select(.service=="tcp" and .action=="allow" and .dst_host=="chain.test" and .dst_port==22)'
+ok $? "... decided by the name the gateway bound to the address"
+out=$(run bash -c "exec 3<>/dev/tcp/$TN_WEB2/22 && timeout 3 head -c 40 <&3" 2>&1)
+! echo "$out" | grep -q "SSH-2.0"
+ok $? "TCP to an address no allowed name was resolved to is refused"
+audit_has "$AUDIT" "select(.service==\"tcp\" and .action==\"deny\" and .dst_ip==\"$TN_WEB2\" and .reason_code==\"ip_literal_not_allowed\")"
+ok $? "... audited as ip_literal_not_allowed"
 
 got=$(run sh -c 'curl -s --max-time 60 -p http://allowed.test/blob | sha256sum' 2>&1 | cut -d' ' -f1)
 [ "$got" = "$want" ]
