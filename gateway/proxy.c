@@ -64,6 +64,7 @@ struct tunnel {
 	/* the request, until the tunnel is up */
 	char *head;
 	size_t head_len, body_at;
+	size_t hello_need; /* bytes a complete hello needs at least (from the last -EAGAIN) */
 	llhttp_t parser;
 	char authority[AUTHORITY_MAX];
 	size_t authority_len;
@@ -746,9 +747,14 @@ static void on_hello(evutil_socket_t fd, short what, void *arg)
 		plain_decision(t);
 		return;
 	}
-	r = crgw_tls_hello_parse((const uint8_t *)t->head, t->head_len, &hello);
-	if (r == -EAGAIN && t->head_len < CRGW_TLS_HELLO_MAX)
+	/* Parse again only once enough has arrived: a hello sent a byte at a time costs no quadratic work. */
+	if (t->head_len < t->hello_need)
 		return;
+	r = crgw_tls_hello_parse((const uint8_t *)t->head, t->head_len, &hello);
+	if (r == -EAGAIN && t->head_len < CRGW_TLS_HELLO_MAX) {
+		t->hello_need = hello.need;
+		return;
+	}
 	if (r == 0) {
 		tls_decision(t, &hello);
 		return;

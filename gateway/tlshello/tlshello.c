@@ -37,8 +37,10 @@ struct rd {
 
 /*
  * The least stream length that can hold the rest of the hello: what the current record still holds, and
- * the remainder in one more record. It only grows as bytes are read, so it is both the -E2BIG test
- * (decided as early as the lengths allow, before the caller buffers anything) and the -EAGAIN hint.
+ * the remainder in one more record. It is both the -E2BIG test, decided as early as the lengths allow and
+ * before the caller buffers anything, and the -EAGAIN hint. Reading bytes leaves it unchanged; it only
+ * grows when a record header or the handshake length is read, and both places test it. So a hello that
+ * passed never needs a byte at or beyond CRGW_TLS_HELLO_MAX, and a full buffer never gets -EAGAIN.
  */
 static size_t min_end(const struct rd *r)
 {
@@ -55,8 +57,6 @@ static int next_record(struct rd *r)
 	size_t avail = r->len - r->pos, n;
 	const uint8_t *h;
 
-	if (min_end(r) > CRGW_TLS_HELLO_MAX)
-		return -E2BIG;
 	if (avail < 1)
 		return -EAGAIN;
 	h = r->buf + r->pos;

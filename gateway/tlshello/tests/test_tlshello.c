@@ -556,8 +556,8 @@ static void record_cases(void)
 		hello(&ext, false);
 		frame1();
 		rc = parse_rec(&h);
-		tap_result(rc == 0 && h.records == 3 && rec.n < CRGW_TLS_HELLO_MAX, "%zu-byte hello of 40 key shares: rc %d",
-			   rec.n, rc);
+		tap_result(rc == 0 && h.records == 3 && rec.n < CRGW_TLS_HELLO_MAX,
+			   "%zu-byte hello of 40 key shares: rc %d", rec.n, rc);
 	}
 
 	/* Records at the size limit: 2^14 + 256 is accepted, one byte more is not. */
@@ -609,8 +609,8 @@ static void size_cases(void)
 
 	if (padded_to(CRGW_TLS_HELLO_MAX, 16384)) {
 		rc = parse_rec(&h);
-		tap_result(rc == 0 && h.consumed == CRGW_TLS_HELLO_MAX, "hello of exactly %d stream bytes accepted: rc %d",
-			   CRGW_TLS_HELLO_MAX, rc);
+		tap_result(rc == 0 && h.consumed == CRGW_TLS_HELLO_MAX,
+			   "hello of exactly %d stream bytes accepted: rc %d", CRGW_TLS_HELLO_MAX, rc);
 	} else {
 		tap_result(false, "builder could not pad to %d bytes", CRGW_TLS_HELLO_MAX);
 	}
@@ -1077,9 +1077,10 @@ static void replay_corpus(const char *dir)
 		if (strncmp(names[i], "real-", 5) == 0) {
 			real++;
 			ok = ok && rc == 0 && strcmp(h.sni, "example.test") == 0 && h.consumed == len;
-			tap_result(ok, "corpus: %s: rc %d sni '%s', %zu bytes in %u records, version 0x%04x", names[i], rc,
-				   rc == 0 ? h.sni : "", len, rc == 0 ? h.records : 0, rc == 0 ? h.max_version : 0);
-			tap_result(ok && prefixes_ok(copy, len, &h), "corpus: %s: every prefix asks for more", names[i]);
+			tap_result(ok, "corpus: %s: rc %d sni '%s', %zu bytes in %u records, version 0x%04x", names[i],
+				   rc, rc == 0 ? h.sni : "", len, rc == 0 ? h.records : 0, rc == 0 ? h.max_version : 0);
+			tap_result(ok && prefixes_ok(copy, len, &h), "corpus: %s: every prefix asks for more",
+				   names[i]);
 		} else {
 			if (strncmp(names[i], "ok-", 3) == 0)
 				ok = ok && rc == 0;
