@@ -6,7 +6,6 @@
 #include <event2/event_struct.h>
 #include <event2/listener.h>
 #include <fcntl.h>
-#include <llhttp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -19,6 +18,7 @@
 
 #include "audit.h"
 #include "config.h"
+#include "connect_request.h"
 #include "dns.h"
 #include "dns_cache.h"
 #include "dnsmsg.h"
@@ -28,7 +28,6 @@
 #include "tlshello.h"
 
 #define HEAD_MAX 16384
-#define AUTHORITY_MAX 300
 #define REQUEST_TIMEOUT_S 10
 #define CONNECT_TIMEOUT_S 10
 #define IDLE_TIMEOUT_S 300
@@ -65,10 +64,7 @@ struct tunnel {
 	char *head;
 	size_t head_len, body_at;
 	size_t hello_need; /* bytes a complete hello needs at least (from the last -EAGAIN) */
-	llhttp_t parser;
-	char authority[AUTHORITY_MAX];
-	size_t authority_len;
-	bool authority_too_long;
+	struct crgw_connect_parser req;
 	/* the decision and the upstream */
 	struct crgw_host host;
 	uint16_t port;
@@ -85,7 +81,6 @@ struct crgw_proxy {
 	struct event_base *base;
 	struct crgw_dns_server *dns;
 	struct evconnlistener *listener;
-	llhttp_settings_t settings;
 	struct tunnel *tunnels;
 };
 
@@ -114,7 +109,7 @@ static void audit_tunnel(struct tunnel *t, enum crgw_audit_kind kind, bool allow
 	if (t->host.len)
 		AUDIT_SET(ev.dst_host, t->host.text);
 	else
-		crgw_audit_copy(ev.dst_host, sizeof(ev.dst_host), t->authority);
+		crgw_audit_copy(ev.dst_host, sizeof(ev.dst_host), t->req.authority);
 	if (t->upstream.sin_family == AF_INET)
 		inet_ntop(AF_INET, &t->upstream.sin_addr, ev.dst_ip, sizeof(ev.dst_ip));
 	ev.dst_port = t->port;
@@ -451,20 +446,6 @@ static void on_resolved(void *arg, const struct crgw_dns_cached *e)
 
 /* ---- the request -------------------------------------------------------------------------------- */
 
-static int on_url(llhttp_t *p, const char *at, size_t len)
-{
-	struct tunnel *t = p->data;
-
-	if (t->authority_len + len >= sizeof(t->authority)) {
-		t->authority_too_long = true;
-		return HPE_USER;
-	}
-	memcpy(t->authority + t->authority_len, at, len);
-	t->authority_len += len;
-	t->authority[t->authority_len] = '\0';
-	return 0;
-}
-
 static void decide(struct tunnel *t)
 {
 	struct crgw_decision d;
@@ -472,7 +453,8 @@ static void decide(struct tunnel *t)
 	const char *why = NULL;
 	int r;
 
-	if (crgw_hostport_parse(t->authority, t->authority_len, 0, &t->host, &t->port, &why) || t->port == 0) {
+	if (crgw_hostport_parse(t->req.authority, t->req.authority_len, 0, &t->host, &t->port, &why) ||
+	    t->port == 0) {
 		t->host.len = 0;
 		refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, why ? why : "CONNECT needs host:port");
 		return;
@@ -511,7 +493,8 @@ static void on_request(evutil_socket_t fd, short what, void *arg)
 {
 	struct tunnel *t = arg;
 	ssize_t n;
-	llhttp_errno_t err;
+	size_t used;
+	int r;
 
 	if (what & EV_TIMEOUT) {
 		tunnel_close(t);
@@ -528,35 +511,22 @@ static void on_request(evutil_socket_t fd, short what, void *arg)
 		tunnel_close(t);
 		return;
 	}
-	err = llhttp_execute(&t->parser, t->head + t->head_len, (size_t)n);
+	r = crgw_connect_parser_feed(&t->req, t->head + t->head_len, (size_t)n, &used);
 	t->head_len += (size_t)n;
-	if (err == HPE_OK)
+	if (r == -EAGAIN)
 		return; /* need more */
 	event_del(&t->cread);
-	if (err == HPE_PAUSED_UPGRADE && llhttp_get_method(&t->parser) == HTTP_CONNECT) {
-		t->body_at = (size_t)(llhttp_get_error_pos(&t->parser) - t->head);
+	if (r == 0) {
+		t->body_at = t->head_len - (size_t)n + used;
 		decide(t);
-		return;
-	}
-	if (t->authority_too_long) {
+	} else if (r == -ENAMETOOLONG) {
 		refuse(t, 414, "URI Too Long", CRGW_REASON_REQUEST_INVALID, "request target too long");
-		return;
-	}
-	if (err == HPE_PAUSED_UPGRADE || err == HPE_PAUSED) {
+	} else if (r == -EOPNOTSUPP) {
 		refuse(t, 405, "Method Not Allowed", CRGW_REASON_REQUEST_INVALID,
 		       "only CONNECT is served on this port in this version");
-		return;
+	} else {
+		refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, "malformed request head");
 	}
-	refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, llhttp_errno_name(err));
-}
-
-/*
- * A CONNECT head ends the HTTP part of the stream (llhttp then pauses with HPE_PAUSED_UPGRADE); every other
- * request pauses at its headers: this port forwards nothing else yet.
- */
-static int on_headers_complete(llhttp_t *p)
-{
-	return llhttp_get_method(p) == HTTP_CONNECT ? 0 : HPE_PAUSED;
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
@@ -603,8 +573,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (t->next)
 		t->next->prev = t;
 	px->tunnels = t;
-	llhttp_init(&t->parser, HTTP_REQUEST, &px->settings);
-	t->parser.data = t;
+	crgw_connect_parser_init(&t->req);
 	event_assign(&t->cread, px->base, fd, EV_READ | EV_PERSIST, on_request, t);
 	event_assign(&t->timer, px->base, -1, 0, on_timer, t);
 	event_assign(&t->cwrite, px->base, fd, EV_WRITE, on_relay_event, t);
@@ -821,9 +790,6 @@ int crgw_proxy_new(struct event_base *base, const struct crgw_config *cfg, struc
 	px->cfg = cfg;
 	px->base = base;
 	px->dns = dns;
-	llhttp_settings_init(&px->settings);
-	px->settings.on_url = on_url;
-	px->settings.on_headers_complete = on_headers_complete;
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		free(px);
