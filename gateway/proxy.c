@@ -151,6 +151,17 @@ static void refuse(struct tunnel *t, int status, const char *text, enum crgw_rea
 	/* Best effort: the client may already be gone, and a refusal is never worth waiting for. */
 	if (write(t->cfd, resp, (size_t)n) < 0)
 		log_debug("proxy refusal not delivered", "error=\"%s\"", strerror(errno));
+	/*
+	 * Closing a socket with unread bytes sends a reset, which can destroy the answer before the client
+	 * reads it: end our side first and discard what is already queued (bounded).
+	 */
+	shutdown(t->cfd, SHUT_WR);
+	for (unsigned i = 0; i < 16; i++) {
+		char sink[4096];
+
+		if (read(t->cfd, sink, sizeof(sink)) <= 0)
+			break;
+	}
 	tunnel_close(t);
 }
 
