@@ -33,7 +33,10 @@
 #define IDLE_TIMEOUT_S 300
 #define PIPE_BYTES (64 * 1024)
 
-enum state { S_REQUEST, S_HELLO, S_RESOLVING, S_CONNECTING, S_RELAY };
+enum state { S_REQUEST, S_HELLO, S_RESOLVING, S_CONNECTING, S_RELAY, S_LINGER };
+
+/* How long a refused client may keep sending before its connection is closed under it. */
+#define LINGER_S 2
 
 /*
  * How long a redirected connection may stay silent before it is taken for a protocol where the server
@@ -90,6 +93,9 @@ static struct {
 
 static void tunnel_close(struct tunnel *t);
 static void connect_next(struct tunnel *t);
+static void arm_timer(struct tunnel *t, int seconds);
+static void close_fd(int *fd);
+static void on_linger(evutil_socket_t fd, short what, void *arg);
 static void plain_decision(struct tunnel *t);
 
 /* ---- audit -------------------------------------------------------------------------------------- */
@@ -152,20 +158,41 @@ static void refuse(struct tunnel *t, int status, const char *text, enum crgw_rea
 	if (write(t->cfd, resp, (size_t)n) < 0)
 		log_debug("proxy refusal not delivered", "error=\"%s\"", strerror(errno));
 	/*
-	 * Closing a socket with unread bytes sends a reset, which can destroy the answer before the client
-	 * reads it: end our side first and discard what is already queued (bounded).
+	 * Closing a socket with bytes still coming sends a reset, which can destroy the answer before the
+	 * client reads it (a client writing its head line by line is still sending): end our side, then
+	 * discard what arrives until the client closes or LINGER_S pass.
 	 */
 	shutdown(t->cfd, SHUT_WR);
-	for (unsigned i = 0; i < 16; i++) {
-		char sink[4096];
-
-		if (read(t->cfd, sink, sizeof(sink)) <= 0)
-			break;
-	}
-	tunnel_close(t);
+	event_del(&t->cread);
+	event_del(&t->timer);
+	event_del(&t->uread);
+	event_del(&t->uwrite);
+	close_fd(&t->ufd);
+	t->state = S_LINGER;
+	event_assign(&t->cread, t->px->base, t->cfd, EV_READ | EV_PERSIST, on_linger, t);
+	event_add(&t->cread, NULL);
+	arm_timer(t, LINGER_S);
 }
 
 /* ---- life cycle --------------------------------------------------------------------------------- */
+
+static void on_linger(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel *t = arg;
+	char sink[4096];
+
+	(void)what;
+	for (unsigned i = 0; i < 16; i++) {
+		ssize_t n = read(fd, sink, sizeof(sink));
+
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		break;
+	}
+	tunnel_close(t);
+}
 
 static void tunnel_free(struct tunnel *t)
 {
