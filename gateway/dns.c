@@ -20,6 +20,7 @@
 #include "dns.h"
 #include "dns_cache.h"
 #include "dnsmsg.h"
+#include "listen.h"
 #include "log.h"
 #include "sandbox.h"
 
@@ -913,32 +914,6 @@ static void tcp_accept(struct evconnlistener *l, evutil_socket_t fd, struct sock
 
 /* ---- life cycle --------------------------------------------------------------------------------- */
 
-static int reuseport_socket(int type, uint16_t port, int *out)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
-	int one = 1, fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int rcvbuf = 4 << 20;
-
-	if (fd < 0)
-		return -errno;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
-	    (type == SOCK_STREAM && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one))) ||
-	    (type == SOCK_DGRAM && setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one))))
-		goto fail;
-	if (type == SOCK_DGRAM)
-		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)))
-		goto fail;
-	if (type == SOCK_STREAM && listen(fd, 1024))
-		goto fail;
-	*out = fd;
-	return 0;
-fail:
-	one = -errno;
-	close(fd);
-	return one;
-}
-
 int crgw_dns_global_init(const struct crgw_config *cfg)
 {
 	(void)cfg;
@@ -1008,9 +983,9 @@ int crgw_dns_server_new(struct event_base *base, const struct crgw_config *cfg, 
 	srv->cfg = cfg;
 	srv->base = base;
 	srv->udp_fd = -1;
-	err = reuseport_socket(SOCK_DGRAM, CRGW_DNS_PORT, &srv->udp_fd);
+	err = crgw_listen_reuseport(SOCK_DGRAM, CRGW_DNS_PORT, &srv->udp_fd);
 	if (!err)
-		err = reuseport_socket(SOCK_STREAM, CRGW_DNS_PORT, &tcp_fd);
+		err = crgw_listen_reuseport(SOCK_STREAM, CRGW_DNS_PORT, &tcp_fd);
 	if (err)
 		goto fail;
 	srv->udp_ev = event_new(base, srv->udp_fd, EV_READ | EV_PERSIST, udp_read, srv);

@@ -22,6 +22,7 @@
 #include "dns.h"
 #include "dns_cache.h"
 #include "dnsmsg.h"
+#include "listen.h"
 #include "log.h"
 #include "proxy.h"
 #include "sandbox.h"
@@ -819,25 +820,16 @@ void crgw_proxy_transparent(struct crgw_proxy *px, int fd, struct crgw_sandbox *
 int crgw_proxy_new(struct event_base *base, const struct crgw_config *cfg, struct crgw_dns_server *dns,
 		   struct crgw_proxy **out)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(CRGW_PROXY_PORT) };
 	struct crgw_proxy *px = calloc(1, sizeof(*px));
-	int one = 1, err, fd;
+	int err, fd;
 
 	if (!px)
 		return -ENOMEM;
 	px->cfg = cfg;
 	px->base = base;
 	px->dns = dns;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		free(px);
-		return -errno;
-	}
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 1024)) {
-		err = -errno;
-		close(fd);
+	err = crgw_listen_reuseport(SOCK_STREAM, CRGW_PROXY_PORT, &fd);
+	if (err) {
 		free(px);
 		return err;
 	}

@@ -16,6 +16,7 @@
 #include "audit.h"
 #include "config.h"
 #include "dns.h"
+#include "listen.h"
 #include "log.h"
 #include "proxy.h"
 #include "sandbox.h"
@@ -121,18 +122,10 @@ static void transparent_accept(struct evconnlistener *l, evutil_socket_t fd, str
 
 static int transparent_listener(struct worker *w, unsigned port, struct evconnlistener **out)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int one = 1, err, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd, err = crgw_listen_reuseport(SOCK_STREAM, (uint16_t)port, &fd);
 
-	if (fd < 0)
-		return -errno;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 1024)) {
-		err = -errno;
-		close(fd);
+	if (err)
 		return err;
-	}
 	*out = evconnlistener_new(w->base, transparent_accept, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
 				  -1, fd);
 	if (!*out) {
