@@ -50,23 +50,23 @@ kq() { printf 'kdig +time=2 +retry=0 @"$CRGW_GATEWAY" %s' "$*"; }
 # ---- DNS answers ----------------------------------------------------------------------------------
 out=$(run sh -c 'cat /etc/resolv.conf; echo "proxy=$HTTPS_PROXY $HTTP_PROXY"' 2>&1)
 gw_addr=$(echo "$out" | awk '/^nameserver/{print $2; exit}')
-echo "$gw_addr" | grep -Eq '^10\.201\.0\.[0-9]+$' && echo "$out" | grep -q "proxy=http://$gw_addr:3128 http://$gw_addr:3128"
+echo "$gw_addr" | grep -Eq '^10\.201\.0\.[0-9]+$' && grep -q "proxy=http://$gw_addr:3128 http://$gw_addr:3128" <<<"$out"
 ok $? "the sandbox's resolv.conf and proxy variables name its gateway address ($gw_addr)"
 out=$(run getent ahostsv4 allowed.test 2>&1)
 ok $? "an allowed name resolves inside the sandbox"
-echo "$out" | grep -q '^203\.0\.113\.10 ' ; ok $? "... to the upstream's address (got: $(echo "$out" | head -1))"
+grep -q '^203\.0\.113\.10 ' <<<"$out" ; ok $? "... to the upstream's address (got: $(echo "$out" | head -1))"
 audit_has "$AUDIT" 'select(.event=="decision" and .service=="dns" and .dst_host=="allowed.test" and .action=="allow")'
 ok $? "the allowed lookup is audited"
 
 out=$(run sh -c "$(kq denied.test A)" 2>&1)
-echo "$out" | grep -q 'status: NXDOMAIN'
+grep -q 'status: NXDOMAIN' <<<"$out"
 ok $? "a denied name gets NXDOMAIN"
 audit_has "$AUDIT" 'select(.event=="decision" and .service=="dns" and .dst_host=="denied.test" and .action=="deny" and .reason_code=="host_not_allowed" and .rule=="sandbox.network.default")'
 ok $? "... and an audit event host_not_allowed with the deciding rule"
 
 out=$(run sh -c "$(kq chain.test A) +noall +answer" 2>&1)
-echo "$out" | grep -Eq '^chain\.test\.[[:space:]]+[0-9]+[[:space:]]+IN[[:space:]]+A[[:space:]]+203\.0\.113\.10' &&
-	! echo "$out" | grep -q CNAME
+grep -Eq '^chain\.test\.[[:space:]]+[0-9]+[[:space:]]+IN[[:space:]]+A[[:space:]]+203\.0\.113\.10' <<<"$out" &&
+	! grep -q CNAME <<<"$out"
 ok $? "a CNAME chain is flattened into A records for the name asked"
 
 out=$(run sh -c "$(kq long.test A) +noall +answer" 2>&1)
@@ -79,72 +79,72 @@ ttl=$(echo "$out" | awk '$4=="A"{print $2; exit}')
 ok $? "a 1 s upstream TTL is raised to dns.ttl_min (got $ttl)"
 
 out=$(run sh -c "$(kq allowed.test AAAA) +noall +answer" 2>&1)
-echo "$out" | grep -q '2001:db8::10'
+grep -q '2001:db8::10' <<<"$out"
 ok $? "AAAA records are answered"
 out=$(run sh -c "$(kq many.test A) +noall +answer" 2>&1)
-[ "$(echo "$out" | grep -c 'IN[[:space:]]*A')" -eq 8 ]
+[ "$(grep -c 'IN[[:space:]]*A' <<<"$out")" -eq 8 ]
 ok $? "all 8 addresses of a name are answered"
 
 out=$(run sh -c "$(kq allowed.test TXT)" 2>&1)
-echo "$out" | grep -q 'status: NOERROR' && echo "$out" | grep -q 'ANSWER: 0'
+grep -q 'status: NOERROR' <<<"$out" && grep -q 'ANSWER: 0' <<<"$out"
 ok $? "other record types of an allowed name get an empty answer"
 out=$(run sh -c "$(kq txt.test TXT)" 2>&1)
-echo "$out" | grep -q 'status: NXDOMAIN'
+grep -q 'status: NXDOMAIN' <<<"$out"
 ok $? "other record types of a denied name get NXDOMAIN"
 
 out=$(run sh -c "$(kq +tcp allowed.test A)" 2>&1)
-echo "$out" | grep -q 'status: NOERROR' && echo "$out" | grep -q '203.0.113.10'
+grep -q 'status: NOERROR' <<<"$out" && grep -q '203.0.113.10' <<<"$out"
 ok $? "DNS over TCP answers allowed names"
 out=$(run sh -c "$(kq +tcp denied.test A)" 2>&1)
-echo "$out" | grep -q 'status: NXDOMAIN'
+grep -q 'status: NXDOMAIN' <<<"$out"
 ok $? "DNS over TCP refuses denied names"
 
 out=$(run sh -c "$(kq pool.test A)" 2>&1)
-echo "$out" | grep -q 'status: NXDOMAIN'
+grep -q 'status: NXDOMAIN' <<<"$out"
 ok $? "a name resolving into the sandbox pool is refused"
 audit_has "$AUDIT" 'select(.dst_host=="pool.test" and .reason_code=="private_address_blocked" and .dst_ip=="10.201.0.2")'
 ok $? "... audited as private_address_blocked with the address"
 out=$(run sh -c "$(kq loopback.test A)" 2>&1)
-echo "$out" | grep -q 'status: NXDOMAIN'
+grep -q 'status: NXDOMAIN' <<<"$out"
 ok $? "a name resolving to loopback is refused"
 
 # A header claiming two questions: FORMERR, answered with the same id (bytes 3-4: flags; rcode 1).
 out=$(run bash -c 'exec 3<>/dev/udp/$CRGW_GATEWAY/53; printf "\x12\x34\x01\x00\x00\x02\x00\x00\x00\x00\x00\x00" >&3; timeout 3 head -c 4 <&3 | od -An -tx1' 2>&1)
-echo "$out" | grep -q '12 34 81 81'
+grep -q '12 34 81 81' <<<"$out"
 ok $? "a malformed query gets FORMERR with its id (got: $out)"
 
 # ---- bypass and spoofing --------------------------------------------------------------------------
 out=$(run kdig +time=1 +retry=0 @"$TN_DNS" allowed.test 2>&1)
 rc=$?
-[ $rc -ne 0 ] && ! echo "$out" | grep -q 'status: NOERROR'
+[ $rc -ne 0 ] && ! grep -q 'status: NOERROR' <<<"$out"
 ok $? "a query straight to the upstream DNS server gets no answer"
 audit_has "$AUDIT" "select(.event==\"packet_drop\" and .reason_code==\"dns_bypass_attempt\" and .dst_ip==\"$TN_DNS\" and .dst_port==53)"
 ok $? "... and is audited as dns_bypass_attempt"
 out=$(run kdig +tcp +time=1 +retry=0 @"$TN_DNS" allowed.test 2>&1)
-! echo "$out" | grep -q 'status: NOERROR'
+! grep -q 'status: NOERROR' <<<"$out"
 ok $? "DNS over TCP to the upstream gets no answer either"
 
 out=$(run sh -c "ip addr add 192.0.2.77/32 dev eth0 && $(kq -b 192.0.2.77 allowed.test A)" 2>&1)
-! echo "$out" | grep -q 'status: NOERROR'
+! grep -q 'status: NOERROR' <<<"$out"
 ok $? "a query with a spoofed source address is dropped"
 audit_has "$AUDIT" 'select(.event=="packet_drop" and .reason_code=="spoofed_source" and .src_ip=="192.0.2.77")'
 ok $? "... and audited as spoofed_source"
 
 # ---- the sandbox's root is not the host's ----------------------------------------------------------
 out=$(run sh -c 'umount /proc 2>/dev/null; nsenter -t 1 -n -- ip -br link 2>&1; nsenter --net=/proc/1/ns/net -- ip -br link 2>&1' 2>&1)
-! echo "$out" | grep -q "$TN_VETH"
+! grep -q "$TN_VETH" <<<"$out"
 ok $? "root inside the sandbox cannot join the host's network namespace, even after unmounting its /proc"
 out=$(run sh -c 'touch /etc/crgw-escape-test && echo wrote' 2>&1)
-! echo "$out" | grep -q wrote && [ ! -e /etc/crgw-escape-test ]
+! grep -q wrote <<<"$out" && [ ! -e /etc/crgw-escape-test ]
 ok $? "root inside the sandbox cannot write the host's files"
 out=$(run sh -c 'head -c 1 /etc/shadow >/dev/null && echo read' 2>&1)
-! echo "$out" | grep -q '^read'
+! grep -q '^read' <<<"$out"
 ok $? "root inside the sandbox cannot read the host's root-only files"
 out=$(run sh -c "ls $T/ctl.sock && echo visible" 2>&1)
-! echo "$out" | grep -q visible
+! grep -q visible <<<"$out"
 ok $? "the gateway's control socket is not reachable from inside"
 out=$(run sh -c 'ip addr add 192.0.2.78/32 dev eth0 && echo netadmin' 2>&1)
-echo "$out" | grep -q netadmin
+grep -q netadmin <<<"$out"
 ok $? "root inside keeps full control of its own network (to craft packets: the gateway assumes it)"
 
 # ---- isolation between sandboxes and from the host ------------------------------------------------
@@ -154,7 +154,7 @@ A=$(jq -r 'select(.event=="sandbox_created") | .sandbox_id' "$T/a.json")
 A_GUEST=$(jq -r 'select(.event=="sandbox_created") | .guest' "$T/a.json")
 A_GW=$(jq -r 'select(.event=="sandbox_created") | .gateway' "$T/a.json")
 "$CTL" sandbox show --json "$A" | jq -r .holder_pid >>"$T/holders"
-"$CTL" sandbox ls | grep -q "^$A "
+grep -q "^$A " <<<"$("$CTL" sandbox ls)"
 ok $? "sandbox ls lists it ($A, $A_GUEST)"
 [ "$("$CTL" exec "$A" -- hostname 2>&1)" = "$A" ]
 ok $? "exec runs a command inside it"
@@ -169,30 +169,30 @@ while True:
 listener=$!
 testnet_on_exit "kill $listener 2>/dev/null"
 for _ in $(seq 30); do
-	"$CTL" exec "$A" -- bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080 && head -c 6 <&3' 2>/dev/null | grep -q secret && break
+	grep -q secret <<<"$("$CTL" exec "$A" -- bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080 && head -c 6 <&3' 2>/dev/null)" && break
 	sleep 0.2
 done
-"$CTL" exec "$A" -- bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080 && cat <&3' 2>/dev/null | grep -q secret-from-A
+grep -q secret-from-A <<<"$("$CTL" exec "$A" -- bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080 && cat <&3' 2>/dev/null)"
 ok $? "the listener inside A answers locally"
 
 out=$(run bash -c "exec 3<>/dev/tcp/$A_GUEST/8080 && timeout 3 cat <&3" 2>&1)
-! echo "$out" | grep -q secret
+! grep -q secret <<<"$out"
 ok $? "another sandbox cannot reach A's address over TCP"
 audit_has "$AUDIT" "select(.event==\"decision\" and .dst_ip==\"$A_GUEST\" and .dst_port==8080 and .action==\"deny\" and .reason_code==\"private_address_blocked\")"
 ok $? "... the attempt is refused and audited as private_address_blocked"
 out=$(run bash -c "exec 3<>/dev/udp/$A_GUEST/8080 && printf x >&3 && timeout 2 head -c 1 <&3" 2>&1)
-[ -z "$out" ] || ! echo "$out" | grep -q secret
+[ -z "$out" ] || ! grep -q secret <<<"$out"
 ok $? "UDP to A's address gets nothing back"
 out=$(run sh -c "kdig +time=1 +retry=0 @$A_GW allowed.test" 2>&1)
-! echo "$out" | grep -q 'status: NOERROR'
+! grep -q 'status: NOERROR' <<<"$out"
 ok $? "another sandbox's gateway address does not serve DNS to this one"
 out=$(run bash -c "exec 3<>/dev/tcp/$TN_HOST/22 && timeout 3 cat <&3" 2>&1)
-! echo "$out" | grep -q SSH
+! grep -q SSH <<<"$out"
 ok $? "the host's other addresses are unreachable (TCP $TN_HOST:22)"
 audit_has "$AUDIT" "select(.dst_ip==\"$TN_HOST\" and .dst_port==22 and .reason_code==\"private_address_blocked\")"
 ok $? "... refused as a gateway-blocked address"
 out=$(run bash -c "exec 3<>/dev/tcp/$TN_WEB1/22 && timeout 3 cat <&3" 2>&1)
-! echo "$out" | grep -q SSH
+! grep -q SSH <<<"$out"
 ok $? "an upstream address is not reachable around the gateway (no kernel forwarding)"
 
 # ---- control API -----------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ ok $? "an upstream address is not reachable around the gateway (no kernel forwar
 ok $? "sandbox show reports the sandbox and its counters"
 "$CTL" stats --json | jq -e '.dns.queries > 10 and .sandboxes == 1' >/dev/null
 ok $? "stats counts queries and sandboxes"
-"$CTL" stats --prometheus | grep -q '^crgw_dns_queries_total [1-9]'
+grep -q '^crgw_dns_queries_total [1-9]' <<<"$("$CTL" stats --prometheus)"
 ok $? "metrics are served in Prometheus text format"
 "$CTL" audit tail -n 5 --json | jq -e . >/dev/null
 ok $? "audit tail prints JSON events"
@@ -276,11 +276,11 @@ ok $? "the old sandbox's holder, and with it its namespaces, is gone"
 "$CTL" run --rm --policy "$T/cleanroom.yaml" -- getent ahostsv4 allowed.test >/dev/null 2>&1
 ok $? "the restarted gateway serves new sandboxes"
 out=$(run sh -c "$(kq denied.test A)" 2>&1)
-echo "$out" | grep -q 'status: REFUSED'
+grep -q 'status: REFUSED' <<<"$out"
 ok $? "dns.denied_rcode=refused answers denied names REFUSED"
 out=$(run sh -c 'for i in $(seq 60); do kdig +time=1 +retry=0 @"$CRGW_GATEWAY" allowed.test | grep -o "status: [A-Z]*"; done' 2>&1)
-refused=$(echo "$out" | grep -c 'status: REFUSED')
-[ "$refused" -gt 0 ] && echo "$out" | grep -q 'status: NOERROR'
+refused=$(grep -c 'status: REFUSED' <<<"$out")
+[ "$refused" -gt 0 ] && grep -q 'status: NOERROR' <<<"$out"
 ok $? "the per-sandbox rate limit refuses the excess of a burst ($refused of 60 refused)"
 audit_has "$AUDIT" 'select(.reason_code=="rate_limited" and .service=="dns" and .rule=="dns.rate_limit")'
 ok $? "... audited as rate_limited"

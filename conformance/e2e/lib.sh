@@ -86,7 +86,8 @@ gw_stop() { # gw_stop: SIGTERM and wait; returns crgw's exit status
 audit_has() { # audit_has FILE JQ-FILTER
 	local file=$1 filter=$2
 	for _ in $(seq 50); do
-		if [ -f "$file" ] && jq -c "$filter" "$file" 2>/dev/null | grep -q .; then
+		# grep -c reads everything: an early exit would kill jq with SIGPIPE and fail the pipeline.
+		if [ -f "$file" ] && jq -c "$filter" "$file" 2>/dev/null | grep -c . >/dev/null; then
 			return 0
 		fi
 		sleep 0.1

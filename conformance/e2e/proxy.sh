@@ -67,7 +67,7 @@ check_refusal() { # TARGET STATUS REASON DESCRIPTION
 		[ -n "$out" ] && break
 		diag "CONNECT $1: attempt $attempt saw no answer"
 	done
-	echo "$out" | head -1 | grep -q "^HTTP/1.1 $2 " && echo "$out" | grep -q "^$3\$"
+	grep -q "^HTTP/1.1 $2 " <<<"${out%%$'\n'*}" && grep -q "^$3\$" <<<"$out"
 	ok $? "CONNECT $1 is refused: $2 with body $3"
 	[ "$TAP_FAILED" -gt 0 ] && diag "got: $out"
 	audit_has "$AUDIT" "select(.event==\"decision\" and .service==\"connect\" and .action==\"deny\" and .reason_code==\"$3\")"
@@ -81,49 +81,49 @@ check_refusal "$TN_HOST:80" 403 private_address_blocked
 check_refusal 'no port here' 400 request_invalid
 
 out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n" >&3; timeout 3 cat <&3' 2>&1)
-echo "$out" | head -1 | grep -q '^HTTP/1.1 405 '
+grep -q '^HTTP/1.1 405 ' <<<"${out%%$'\n'*}"
 ok $? "a request other than CONNECT gets 405 on this version"
 out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT allowed.test:80 HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n" >&3; timeout 3 cat <&3' 2>&1)
-echo "$out" | head -1 | grep -q '^HTTP/1.1 400 '
+grep -q '^HTTP/1.1 400 ' <<<"${out%%$'\n'*}"
 ok $? "a malformed request head gets 400"
 
 out=$(run bash -c "$(connect_raw chain.test:22)" 2>&1)
-echo "$out" | grep -q '^HTTP/1.1 200 ' && echo "$out" | grep -q "SSH-2.0-crgw-testnet $TN_WEB1"
+grep -q '^HTTP/1.1 200 ' <<<"$out" && grep -q "SSH-2.0-crgw-testnet $TN_WEB1" <<<"$out"
 ok $? "non-HTTP TCP (an ssh-style banner on port 22) flows through a tunnel"
 out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\nearly-bytes\n" >&3; timeout 3 cat <&3' 2>&1)
-echo "$out" | grep -q '^early-bytes'
+grep -q '^early-bytes' <<<"$out"
 ok $? "bytes sent right after the CONNECT head reach the upstream (its echo comes back)"
 
 # ---- transparent TLS and TCP ----------------------------------------------------------------------
 out=$(run curl -sk --noproxy '*' --max-time 10 https://allowed.test/ 2>&1)
-echo "$out" | grep -q 's_server'
+grep -q 's_server' <<<"$out"
 ok $? "HTTPS straight to an allowed name goes through the transparent TLS relay (SNI decided)"
 audit_has "$AUDIT" 'select(.event=="decision" and .service=="tls" and .action=="allow" and .dst_host=="allowed.test" and .dst_ip=="203.0.113.10" and .dst_port==443)'
 ok $? "... audited as an allowed tls decision"
 audit_has "$AUDIT" 'select(.event=="connection_end" and .service=="tls" and .bytes_down > 0)'
 ok $? "... and its connection_end"
 out=$(run sh -c "echo | timeout 5 openssl s_client -connect $TN_WEB1:443 -noservername 2>&1" 2>&1)
-! echo "$out" | grep -q 'BEGIN CERTIFICATE'
+! grep -q 'BEGIN CERTIFICATE' <<<"$out"
 ok $? "a TLS hello without SNI gets no upstream"
 audit_has "$AUDIT" 'select(.service=="tls" and .reason_code=="sni_missing")'
 ok $? "... audited as sni_missing"
 out=$(run sh -c "getent ahostsv4 allowed.test >/dev/null; echo | timeout 5 openssl s_client -connect $TN_WEB2:443 -servername allowed.test 2>&1" 2>&1)
-! echo "$out" | grep -q 'BEGIN CERTIFICATE'
+! grep -q 'BEGIN CERTIFICATE' <<<"$out"
 ok $? "an SNI that the gateway's DNS did not bind to the dialled address gets no upstream"
 audit_has "$AUDIT" "select(.service==\"tls\" and .reason_code==\"sni_mismatch\" and .dst_ip==\"$TN_WEB2\")"
 ok $? "... audited as sni_mismatch"
 out=$(run sh -c "echo | timeout 5 openssl s_client -connect $TN_WEB1:443 -servername denied.test 2>&1" 2>&1)
-! echo "$out" | grep -q 'BEGIN CERTIFICATE'
+! grep -q 'BEGIN CERTIFICATE' <<<"$out"
 ok $? "an SNI naming a denied host gets no upstream"
 audit_has "$AUDIT" 'select(.service=="tls" and .reason_code=="host_not_allowed" and .dst_host=="denied.test")'
 ok $? "... audited as host_not_allowed"
 out=$(run bash -c 'exec 3<>/dev/tcp/chain.test/22 && timeout 4 cat <&3' 2>&1)
-echo "$out" | grep -q "SSH-2.0-crgw-testnet"
+grep -q "SSH-2.0-crgw-testnet" <<<"$out"
 ok $? "non-HTTP TCP to an allowed name's address and port is relayed (server speaks first)"
 audit_has "$AUDIT" 'select(.service=="tcp" and .action=="allow" and .dst_host=="chain.test" and .dst_port==22)'
 ok $? "... decided by the name the gateway bound to the address"
 out=$(run bash -c "exec 3<>/dev/tcp/$TN_WEB2/22 && timeout 3 head -c 40 <&3" 2>&1)
-! echo "$out" | grep -q "SSH-2.0"
+! grep -q "SSH-2.0" <<<"$out"
 ok $? "TCP to an address no allowed name was resolved to is refused"
 audit_has "$AUDIT" "select(.service==\"tcp\" and .action==\"deny\" and .dst_ip==\"$TN_WEB2\" and .reason_code==\"ip_literal_not_allowed\")"
 ok $? "... audited as ip_literal_not_allowed"
