@@ -864,29 +864,14 @@ static void tcp_event(struct bufferevent *bev, short what, void *arg)
 static void tcp_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct crgw_dns_server *srv = arg;
-	struct sockaddr_in local;
-	socklen_t llen = sizeof(local);
-	struct sockaddr_in *peer = (struct sockaddr_in *)sa;
-	struct crgw_sandbox *sb = NULL;
+	struct crgw_sandbox *sb;
 	struct tcp_conn *c;
 	struct timeval idle = { TCP_IDLE_S, 0 };
 
 	(void)l;
-	if (salen != sizeof(*peer) || peer->sin_family != AF_INET ||
-	    getsockname(fd, (struct sockaddr *)&local, &llen) != 0) {
-		close(fd);
-		return;
-	}
-	/*
-	 * The anti-spoof rules bind every pool address to its own interface (each sandbox chain drops other
-	 * sources, and the base chain drops pool sources arriving on any other interface), so the source
-	 * address alone names the sandbox; the destination must be its gateway address.
-	 */
-	sb = crgw_sandbox_lookup(0, peer->sin_addr);
-	if (!sb || sb->gw.s_addr != local.sin_addr.s_addr) {
+	sb = crgw_sandbox_for_accepted(fd, sa, salen, "dns");
+	if (!sb) {
 		COUNT(srv, unknown_sandbox);
-		crgw_audit_unknown(peer, 0, "dns");
-		crgw_sandbox_unref(sb);
 		close(fd);
 		return;
 	}

@@ -571,22 +571,13 @@ static void on_request(evutil_socket_t fd, short what, void *arg)
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct crgw_proxy *px = arg;
-	struct sockaddr_in local, *peer = (struct sockaddr_in *)sa;
-	socklen_t llen = sizeof(local);
-	struct crgw_sandbox *sb = NULL;
+	struct crgw_sandbox *sb;
 	struct tunnel *t;
 	struct timeval tv = { REQUEST_TIMEOUT_S, 0 };
 
 	(void)l;
-	if (salen != sizeof(*peer) || peer->sin_family != AF_INET ||
-	    getsockname(fd, (struct sockaddr *)&local, &llen) != 0) {
-		close(fd);
-		return;
-	}
-	sb = crgw_sandbox_lookup(0, peer->sin_addr);
-	if (!sb || sb->gw.s_addr != local.sin_addr.s_addr) {
-		crgw_audit_unknown(peer, 0, "connect");
-		crgw_sandbox_unref(sb);
+	sb = crgw_sandbox_for_accepted(fd, sa, salen, "connect");
+	if (!sb) {
 		close(fd);
 		return;
 	}

@@ -318,6 +318,24 @@ struct crgw_sandbox *crgw_sandbox_lookup(int ifindex, struct in_addr src)
 	return sb;
 }
 
+struct crgw_sandbox *crgw_sandbox_for_accepted(int fd, const struct sockaddr *sa, int salen, const char *service)
+{
+	const struct sockaddr_in *peer = (const struct sockaddr_in *)sa;
+	struct sockaddr_in local;
+	socklen_t llen = sizeof(local);
+	struct crgw_sandbox *sb;
+
+	if (salen != (int)sizeof(*peer) || peer->sin_family != AF_INET ||
+	    getsockname(fd, (struct sockaddr *)&local, &llen) != 0 || local.sin_family != AF_INET)
+		return NULL;
+	sb = crgw_sandbox_lookup(0, peer->sin_addr);
+	if (sb && sb->gw.s_addr == local.sin_addr.s_addr)
+		return sb;
+	crgw_sandbox_unref(sb);
+	crgw_audit_unknown(peer, 0, service);
+	return NULL;
+}
+
 struct crgw_sandbox *crgw_sandbox_find(const char *id)
 {
 	struct crgw_sandbox *sb = NULL;

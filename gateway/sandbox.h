@@ -89,6 +89,15 @@ void crgw_registry_fini(void);
  */
 struct crgw_sandbox *crgw_sandbox_lookup(int ifindex, struct in_addr src);
 
+/*
+ * The sandbox behind an accepted TCP connection (`fd`, peer `sa`/`salen`), with a new reference, or NULL
+ * after auditing `unknown_sandbox` for `service`. The anti-spoof rules tie every pool address to its own
+ * interface, so the source names the sandbox; the connection must also be addressed to that sandbox's
+ * gateway address (after a redirect, the kernel reports the gateway address as the local one).
+ */
+struct sockaddr;
+struct crgw_sandbox *crgw_sandbox_for_accepted(int fd, const struct sockaddr *sa, int salen, const char *service);
+
 /* By id, with a new reference, or NULL. */
 struct crgw_sandbox *crgw_sandbox_find(const char *id);
 

@@ -55,8 +55,7 @@ static void transparent_accept(struct evconnlistener *l, evutil_socket_t fd, str
 	struct crgw_host h = { .kind = CRGW_HOST_IPV4 };
 
 	ev.service = http ? "http" : "tls";
-	if (salen == sizeof(*peer) && peer->sin_family == AF_INET)
-		sb = crgw_sandbox_lookup(0, peer->sin_addr);
+	sb = crgw_sandbox_for_accepted(fd, sa, salen, ev.service);
 	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &orig, &olen) != 0)
 		memset(&orig, 0, sizeof(orig));
 	inet_ntop(AF_INET, &orig.sin_addr, ev.dst_ip, sizeof(ev.dst_ip));
@@ -64,8 +63,6 @@ static void transparent_accept(struct evconnlistener *l, evutil_socket_t fd, str
 	if (salen == sizeof(*peer))
 		inet_ntop(AF_INET, &peer->sin_addr, ev.src_ip, sizeof(ev.src_ip));
 	if (!sb) {
-		if (salen == sizeof(*peer))
-			crgw_audit_unknown(peer, 0, ev.service);
 		close(fd);
 		return;
 	}

@@ -31,6 +31,8 @@ sandbox:
       - host: chain.test
         ports: [22]
       - host: pool.test
+      - host: other.test
+        ports: [8080]
 YAML
 # A 64 MiB blob on the upstream web server, and its digest.
 head -c $((64 << 20)) /dev/urandom >"$T/net/www/$TN_WEB1/blob"
@@ -79,6 +81,8 @@ check_refusal 203.0.113.10:80 403 ip_literal_not_allowed
 check_refusal pool.test:80 403 private_address_blocked
 check_refusal "$TN_HOST:80" 403 private_address_blocked
 check_refusal 'no port here' 400 request_invalid
+# Allowed, but nothing listens there: the upstream answers with a reset.
+check_refusal other.test:8080 502 upstream_unreachable
 
 out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n" >&3; timeout 3 cat <&3' 2>&1)
 grep -q '^HTTP/1.1 405 ' <<<"${out%%$'\n'*}"
@@ -127,6 +131,12 @@ out=$(run bash -c "exec 3<>/dev/tcp/$TN_WEB2/22 && timeout 3 head -c 40 <&3" 2>&
 ok $? "TCP to an address no allowed name was resolved to is refused"
 audit_has "$AUDIT" "select(.service==\"tcp\" and .action==\"deny\" and .dst_ip==\"$TN_WEB2\" and .reason_code==\"ip_literal_not_allowed\")"
 ok $? "... audited as ip_literal_not_allowed"
+
+out=$(run bash -c "getent ahostsv4 allowed.test >/dev/null; exec 3<>/dev/tcp/$TN_WEB1/443 && printf '\\x16\\x09\\x09\\x00\\x04abcd' >&3 && timeout 3 cat <&3 | wc -c" 2>&1)
+[ "$out" = "0" ]
+ok $? "a malformed TLS record on a redirected connection is closed without a byte (got: $out)"
+audit_has "$AUDIT" 'select(.service=="tls" and .reason_code=="request_invalid" and .detail=="malformed TLS client hello")'
+ok $? "... audited as request_invalid"
 
 got=$(run sh -c 'curl -s --max-time 60 -p http://allowed.test/blob | sha256sum' 2>&1 | cut -d' ' -f1)
 [ "$got" = "$want" ]
