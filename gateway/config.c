@@ -53,6 +53,8 @@ static const struct key keys[] = {
 	{ "transparent.tcp_port", K_UINT, OFF(transparent_tcp_port), 4, 1, 65535 },
 	{ "proxy.max_tunnels", K_UINT, OFF(proxy_max_tunnels), 4, 1, 1000000 },
 	{ "proxy.max_tunnels_per_sandbox", K_UINT, OFF(proxy_max_tunnels_per_sandbox), 4, 1, 1000000 },
+	{ "proxy.idle_timeout", K_UINT, OFF(proxy_idle_timeout), 4, 1, 86400 },
+	{ "proxy.max_connection_seconds", K_UINT, OFF(proxy_max_connection_seconds), 4, 0, 604800 },
 	{ "log_level", K_LEVEL, OFF(log_level), 0, 0, 0 },
 };
 
@@ -81,6 +83,8 @@ void crgw_config_defaults(struct crgw_config *cfg)
 	cfg->transparent_tcp_port = 15443;
 	cfg->proxy_max_tunnels = 65536;
 	cfg->proxy_max_tunnels_per_sandbox = 4096;
+	cfg->proxy_idle_timeout = 300;
+	cfg->proxy_max_connection_seconds = 86400;
 	cfg->log_level = 1;
 }
 

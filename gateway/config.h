@@ -49,6 +49,8 @@ struct crgw_config {
 
 	unsigned transparent_http_port, transparent_tcp_port;
 	unsigned proxy_max_tunnels, proxy_max_tunnels_per_sandbox;
+	unsigned proxy_idle_timeout;           /* seconds without a byte either way */
+	unsigned proxy_max_connection_seconds; /* absolute lifetime of a proxied connection; 0: none */
 	unsigned log_level;
 };
 

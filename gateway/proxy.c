@@ -18,23 +18,18 @@
 
 #include "audit.h"
 #include "config.h"
-#include "connect_request.h"
 #include "dns.h"
 #include "dns_cache.h"
 #include "dnsmsg.h"
 #include "listen.h"
 #include "log.h"
 #include "proxy.h"
+#include "proxy_internal.h"
 #include "sandbox.h"
 #include "tlshello.h"
 
-#define HEAD_MAX 16384
 #define REQUEST_TIMEOUT_S 10
 #define CONNECT_TIMEOUT_S 10
-#define IDLE_TIMEOUT_S 300
-#define PIPE_BYTES (64 * 1024)
-
-enum state { S_REQUEST, S_HELLO, S_RESOLVING, S_CONNECTING, S_RELAY, S_LINGER };
 
 /* How long a refused client may keep sending before its connection is closed under it. */
 #define LINGER_S 2
@@ -45,63 +40,18 @@ enum state { S_REQUEST, S_HELLO, S_RESOLVING, S_CONNECTING, S_RELAY, S_LINGER };
  */
 #define SNIFF_MS 1000
 
-/* One direction of a relay: src → pipe → dst. */
-struct flow {
-	int pipe[2];
-	size_t queued; /* bytes in the pipe */
-	uint64_t bytes;
-	bool eof, shut;
-};
-
-struct tunnel {
-	struct tunnel *prev, *next; /* the worker's open tunnels */
-	struct crgw_proxy *px;
-	struct crgw_sandbox *sb; /* reference */
-	enum state state;
-	bool transparent;    /* redirected by nftables: no HTTP exchange with the client */
-	const char *service; /* "connect", "tls" or "tcp" */
-	int cfd, ufd;
-	struct event cread, cwrite, uread, uwrite, timer;
-	unsigned refs;
-	bool closed;
-	/* the request, until the tunnel is up */
-	char *head;
-	size_t head_len, body_at;
-	size_t hello_need; /* bytes a complete hello needs at least (from the last -EAGAIN) */
-	struct crgw_connect_parser req;
-	/* the decision and the upstream */
-	struct crgw_host host;
-	uint16_t port;
-	char rule[96];
-	uint8_t addrs[CRGW_DNS_CACHE_ADDRS][4];
-	unsigned naddrs, next_addr;
-	struct sockaddr_in upstream;
-	int64_t start_us;
-	struct flow up, down;
-};
-
-struct crgw_proxy {
-	const struct crgw_config *cfg;
-	struct event_base *base;
-	struct crgw_dns_server *dns;
-	struct evconnlistener *listener;
-	struct tunnel *tunnels;
-};
-
 static struct {
 	atomic_uint_fast64_t tunnels_open, tunnels_total, denied, upstream_failures, bytes_up, bytes_down;
 } stats;
 
-static void tunnel_close(struct tunnel *t);
 static void connect_next(struct tunnel *t);
-static void arm_timer(struct tunnel *t, int seconds);
 static void close_fd(int *fd);
 static void on_linger(evutil_socket_t fd, short what, void *arg);
 static void plain_decision(struct tunnel *t);
 
 /* ---- audit -------------------------------------------------------------------------------------- */
 
-static void audit_tunnel(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
+void proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
 			 const char *detail)
 {
 	struct crgw_audit_event ev = { .kind = kind, .service = t->service };
@@ -115,8 +65,6 @@ static void audit_tunnel(struct tunnel *t, enum crgw_audit_kind kind, bool allow
 	inet_ntop(AF_INET, &t->sb->guest, ev.src_ip, sizeof(ev.src_ip));
 	if (t->host.len)
 		AUDIT_SET(ev.dst_host, t->host.text);
-	else
-		crgw_audit_copy(ev.dst_host, sizeof(ev.dst_host), t->req.authority);
 	if (t->upstream.sin_family == AF_INET)
 		inet_ntop(AF_INET, &t->upstream.sin_addr, ev.dst_ip, sizeof(ev.dst_ip));
 	ev.dst_port = t->port;
@@ -130,7 +78,7 @@ static void audit_tunnel(struct tunnel *t, enum crgw_audit_kind kind, bool allow
 		ev.bytes_down = t->down.bytes;
 		ev.duration_ms = (uint64_t)(crgw_realtime_us() - t->start_us) / 1000;
 	}
-	AUDIT_SET(ev.detail, detail);
+	AUDIT_SET(ev.detail, detail ? detail : t->detail[0] ? t->detail : NULL);
 	if (suppressed)
 		ev.count = suppressed + 1;
 	crgw_audit_emit(&ev);
@@ -140,7 +88,7 @@ static void audit_tunnel(struct tunnel *t, enum crgw_audit_kind kind, bool allow
  * Answers the client with an error status whose body names the reason code, then closes. A transparent
  * connection has no HTTP exchange to answer in: it is closed.
  */
-static void refuse(struct tunnel *t, int status, const char *text, enum crgw_reason reason, const char *detail)
+void proxy_refuse(struct tunnel *t, int status, const char *text, enum crgw_reason reason, const char *detail)
 {
 	char resp[512];
 	const char *code = crgw_reason_str(reason);
@@ -150,29 +98,45 @@ static void refuse(struct tunnel *t, int status, const char *text, enum crgw_rea
 			 status, text, strlen(code) + 1, code, code);
 
 	atomic_fetch_add(&stats.denied, 1);
-	audit_tunnel(t, CRGW_AUDIT_DECISION, false, reason, detail);
-	if (t->transparent) {
-		tunnel_close(t);
+	proxy_audit(t, CRGW_AUDIT_DECISION, false, reason, detail);
+	if (!t->answers_http) {
+		proxy_close(t);
 		return;
 	}
 	/* Best effort: the client may already be gone, and a refusal is never worth waiting for. */
 	if (write(t->cfd, resp, (size_t)n) < 0)
 		log_debug("proxy refusal not delivered", "error=\"%s\"", strerror(errno));
-	/*
-	 * Closing a socket with bytes still coming sends a reset, which can destroy the answer before the
-	 * client reads it (a client writing its head line by line is still sending): end our side, then
-	 * discard what arrives until the client closes or LINGER_S pass.
-	 */
+	if (t->counted)
+		t->end_detail = "refused a later request";
+	proxy_linger(t);
+}
+
+/*
+ * Closing a socket with bytes still coming sends a reset, which can destroy the last answer before the
+ * client reads it (a client writing its head line by line, or pipelining, is still sending): end our
+ * side, then discard what arrives until the client closes or LINGER_S pass.
+ */
+void proxy_linger(struct tunnel *t)
+{
 	shutdown(t->cfd, SHUT_WR);
 	event_del(&t->cread);
+	event_del(&t->cwrite);
 	event_del(&t->timer);
 	event_del(&t->uread);
 	event_del(&t->uwrite);
 	close_fd(&t->ufd);
+	if (t->counted) {
+		proxy_audit(t, CRGW_AUDIT_CONNECTION_END, true, CRGW_REASON_NONE, t->end_detail);
+		t->counted = false;
+		atomic_fetch_sub(&stats.tunnels_open, 1);
+		atomic_fetch_add(&stats.bytes_up, t->up.bytes);
+		atomic_fetch_add(&stats.bytes_down, t->down.bytes);
+	}
 	t->state = S_LINGER;
 	event_assign(&t->cread, t->px->base, t->cfd, EV_READ | EV_PERSIST, on_linger, t);
 	event_add(&t->cread, NULL);
-	arm_timer(t, LINGER_S);
+	t->deadline_us = 0;
+	proxy_arm_timer(t, LINGER_S);
 }
 
 /* ---- life cycle --------------------------------------------------------------------------------- */
@@ -192,13 +156,14 @@ static void on_linger(evutil_socket_t fd, short what, void *arg)
 			return;
 		break;
 	}
-	tunnel_close(t);
+	proxy_close(t);
 }
 
 static void tunnel_free(struct tunnel *t)
 {
 	crgw_sandbox_unref(t->sb);
 	free(t->head);
+	free(t->req);
 	free(t);
 }
 
@@ -210,7 +175,7 @@ static void close_fd(int *fd)
 }
 
 /* Never frees inside a callback's caller: the memory goes when the last reference (a lookup) drops. */
-static void tunnel_close(struct tunnel *t)
+void proxy_close(struct tunnel *t)
 {
 	if (t->closed)
 		return;
@@ -220,8 +185,8 @@ static void tunnel_close(struct tunnel *t)
 	event_del(&t->uread);
 	event_del(&t->uwrite);
 	event_del(&t->timer);
-	if (t->state == S_RELAY) {
-		audit_tunnel(t, CRGW_AUDIT_CONNECTION_END, true, CRGW_REASON_NONE, NULL);
+	if (t->counted) {
+		proxy_audit(t, CRGW_AUDIT_CONNECTION_END, true, CRGW_REASON_NONE, t->end_detail);
 		atomic_fetch_sub(&stats.tunnels_open, 1);
 		atomic_fetch_add(&stats.bytes_up, t->up.bytes);
 		atomic_fetch_add(&stats.bytes_down, t->down.bytes);
@@ -239,15 +204,41 @@ static void tunnel_close(struct tunnel *t)
 		close_fd(&t->up.pipe[i]);
 		close_fd(&t->down.pipe[i]);
 	}
+	http_free(t);
 	if (--t->refs == 0)
 		tunnel_free(t);
 }
 
-static void arm_timer(struct tunnel *t, int seconds)
+void proxy_arm_timer(struct tunnel *t, unsigned seconds)
 {
-	struct timeval tv = { seconds, 0 };
+	struct timeval tv = { (time_t)seconds, 0 };
 
+	if (t->deadline_us) {
+		int64_t left = t->deadline_us - crgw_realtime_us();
+
+		if (left < (int64_t)seconds * 1000000) {
+			tv.tv_sec = left > 0 ? (time_t)(left / 1000000) : 0;
+			tv.tv_usec = left > 0 ? (suseconds_t)(left % 1000000) : 0;
+		}
+	}
 	event_add(&t->timer, &tv);
+}
+
+unsigned proxy_idle_seconds(const struct tunnel *t)
+{
+	return t->px->cfg->proxy_idle_timeout;
+}
+
+void proxy_count_open(struct tunnel *t)
+{
+	if (t->counted)
+		return;
+	t->counted = true;
+	t->start_us = crgw_realtime_us();
+	if (t->px->cfg->proxy_max_connection_seconds)
+		t->deadline_us = t->start_us + (int64_t)t->px->cfg->proxy_max_connection_seconds * 1000000;
+	atomic_fetch_add(&stats.tunnels_open, 1);
+	atomic_fetch_add(&stats.tunnels_total, 1);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -267,7 +258,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		connect_next(t);
 		return;
 	}
-	tunnel_close(t);
+	if (t->deadline_us && crgw_realtime_us() >= t->deadline_us)
+		t->end_detail = "absolute timeout";
+	else if (t->state == S_RELAY || t->state == S_HTTP)
+		t->end_detail = "idle timeout";
+	proxy_close(t);
 }
 
 /* ---- the relay ---------------------------------------------------------------------------------- */
@@ -276,19 +271,27 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
  * Moves what can move in one direction without blocking. Returns -1 when the tunnel must close, else
  * sets the interest bits: src readable wanted, dst writable wanted.
  */
-static int pump(struct flow *f, int src, int dst, bool *want_read, bool *want_write)
+int proxy_pump(struct flow *f, int src, int dst, uint64_t *limit, bool *want_read, bool *want_write)
 {
+	if (f->pipe[0] < 0 && pipe2(f->pipe, O_NONBLOCK | O_CLOEXEC))
+		return -1;
 	for (unsigned rounds = 0; rounds < 16; rounds++) {
 		bool progress = false;
+		size_t room = PROXY_PIPE_BYTES - f->queued;
 
-		if (!f->eof && f->queued < PIPE_BYTES) {
-			ssize_t n = splice(src, NULL, f->pipe[1], NULL, PIPE_BYTES - f->queued,
-					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (limit && *limit < room)
+			room = (size_t)*limit;
+		if (!f->eof && room) {
+			ssize_t n = splice(src, NULL, f->pipe[1], NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 
 			if (n > 0) {
 				f->queued += (size_t)n;
+				if (limit)
+					*limit -= (uint64_t)n;
 				progress = true;
 			} else if (n == 0) {
+				if (limit)
+					return -1; /* the peer ended inside a body of known length */
 				f->eof = true;
 				progress = true;
 			} else if (errno != EAGAIN && errno != EINTR) {
@@ -306,7 +309,7 @@ static int pump(struct flow *f, int src, int dst, bool *want_read, bool *want_wr
 				return -1;
 			}
 		}
-		if (f->eof && f->queued == 0 && !f->shut) {
+		if (!limit && f->eof && f->queued == 0 && !f->shut) {
 			/* Half-close: the other side may still answer. */
 			shutdown(dst, SHUT_WR);
 			f->shut = true;
@@ -315,7 +318,7 @@ static int pump(struct flow *f, int src, int dst, bool *want_read, bool *want_wr
 			break;
 	}
 	/* Backpressure: read only while the pipe has room, write only while it holds bytes. */
-	*want_read = !f->eof && f->queued < PIPE_BYTES;
+	*want_read = !f->eof && f->queued < PROXY_PIPE_BYTES && (!limit || *limit);
 	*want_write = f->queued > 0;
 	return 0;
 }
@@ -324,12 +327,13 @@ static void relay(struct tunnel *t)
 {
 	bool up_r, up_w, down_r, down_w;
 
-	if (pump(&t->up, t->cfd, t->ufd, &up_r, &up_w) || pump(&t->down, t->ufd, t->cfd, &down_r, &down_w)) {
-		tunnel_close(t);
+	if (proxy_pump(&t->up, t->cfd, t->ufd, NULL, &up_r, &up_w) ||
+	    proxy_pump(&t->down, t->ufd, t->cfd, NULL, &down_r, &down_w)) {
+		proxy_close(t);
 		return;
 	}
 	if (t->up.shut && t->down.shut) {
-		tunnel_close(t);
+		proxy_close(t);
 		return;
 	}
 	if (up_r)
@@ -340,7 +344,7 @@ static void relay(struct tunnel *t)
 		event_add(&t->uread, NULL);
 	if (down_w)
 		event_add(&t->cwrite, NULL);
-	arm_timer(t, IDLE_TIMEOUT_S);
+	proxy_arm_timer(t, proxy_idle_seconds(t));
 }
 
 static void on_relay_event(evutil_socket_t fd, short what, void *arg)
@@ -367,6 +371,8 @@ static int start_relay(struct tunnel *t)
 	}
 	free(t->head);
 	t->head = NULL;
+	free(t->req);
+	t->req = NULL;
 	if (!t->transparent && write(t->cfd, ok, sizeof(ok) - 1) != (ssize_t)(sizeof(ok) - 1))
 		return -EIO;
 	event_del(&t->cread);
@@ -376,10 +382,8 @@ static int start_relay(struct tunnel *t)
 	event_assign(&t->uread, t->px->base, t->ufd, EV_READ, on_relay_event, t);
 	event_assign(&t->uwrite, t->px->base, t->ufd, EV_WRITE, on_relay_event, t);
 	t->state = S_RELAY;
-	t->start_us = crgw_realtime_us();
-	atomic_fetch_add(&stats.tunnels_open, 1);
-	atomic_fetch_add(&stats.tunnels_total, 1);
-	audit_tunnel(t, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, NULL);
+	proxy_count_open(t);
+	proxy_audit(t, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, NULL);
 	relay(t);
 	return 0;
 }
@@ -399,8 +403,10 @@ static void on_connected(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	event_del(&t->timer);
-	if (start_relay(t))
-		tunnel_close(t);
+	if (t->http)
+		http_upstream_ready(t);
+	else if (start_relay(t))
+		proxy_close(t);
 }
 
 /* Tries the addresses in turn; each gets CONNECT_TIMEOUT_S. */
@@ -425,11 +431,11 @@ static void connect_next(struct tunnel *t)
 		t->state = S_CONNECTING;
 		event_assign(&t->uwrite, t->px->base, fd, EV_WRITE, on_connected, t);
 		event_add(&t->uwrite, NULL);
-		arm_timer(t, CONNECT_TIMEOUT_S);
+		proxy_arm_timer(t, CONNECT_TIMEOUT_S);
 		return;
 	}
 	atomic_fetch_add(&stats.upstream_failures, 1);
-	refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "no address of the destination answered");
+	proxy_refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "no address of the destination answered");
 }
 
 /* Keeps the addresses the rebinding check admits; refuses when none remain. */
@@ -457,12 +463,12 @@ static void use_addresses(struct tunnel *t, const struct crgw_dns_cached *e)
 	}
 	if (t->naddrs == 0 && refused) {
 		AUDIT_SET(t->rule, first.rule);
-		refuse(t, 403, "Forbidden", first.reason, "the name resolves only to refused addresses");
+		proxy_refuse(t, 403, "Forbidden", first.reason, "the name resolves only to refused addresses");
 		return;
 	}
 	if (t->naddrs == 0) {
 		atomic_fetch_add(&stats.upstream_failures, 1);
-		refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE,
+		proxy_refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE,
 		       e ? "the name has no IPv4 address" : "the name could not be resolved");
 		return;
 	}
@@ -485,27 +491,21 @@ static void on_resolved(void *arg, const struct crgw_dns_cached *e)
 
 /* ---- the request -------------------------------------------------------------------------------- */
 
-static void decide(struct tunnel *t)
+void proxy_decide_and_connect(struct tunnel *t)
 {
 	struct crgw_decision d;
 	struct crgw_dns_cached e;
-	const char *why = NULL;
 	int r;
 
-	if (crgw_hostport_parse(t->req.authority, t->req.authority_len, 0, &t->host, &t->port, &why) ||
-	    t->port == 0) {
-		t->host.len = 0;
-		refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, why ? why : "CONNECT needs host:port");
-		return;
-	}
 	crgw_policy_decide(t->sb->policy, crgw_gateway_blocklist(), &t->host, t->port, &d);
 	AUDIT_SET(t->rule, d.rule);
 	if (!d.allow) {
-		refuse(t, 403, "Forbidden", d.reason, NULL);
+		proxy_refuse(t, 403, "Forbidden", d.reason, NULL);
 		return;
 	}
 	if (t->host.kind == CRGW_HOST_IPV6) {
-		refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "IPv6 upstreams are not supported yet");
+		proxy_refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE,
+			     "IPv6 upstreams are not supported yet");
 		return;
 	}
 	if (t->host.kind == CRGW_HOST_IPV4) {
@@ -523,77 +523,91 @@ static void decide(struct tunnel *t)
 		use_addresses(t, e.rcode == CRGW_DNS_NOERROR ? &e : NULL);
 	} else if (r < 0) {
 		t->refs--;
-		refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "the name could not be resolved");
+		proxy_refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "the name could not be resolved");
 	}
 	/* r == 0: on_resolved carries on (possibly already has). */
+}
+
+/* Names an unparsable target in the audit event as the client wrote it (bounded, escaped by the writer). */
+static void detail_target(struct tunnel *t, const char *what)
+{
+	const struct crgw_http_span *s = &t->req->req.target;
+
+	snprintf(t->detail, sizeof(t->detail), "%s: %.*s", what, (int)(s->len < 100 ? s->len : 100), t->head + s->off);
+}
+
+/* A CONNECT head: the target decides, and the bytes after the head are the tunnel's first. */
+static void connect_request(struct tunnel *t)
+{
+	const struct crgw_http_request *r = &t->req->req;
+	const char *why = NULL;
+
+	t->body_at = r->head_len;
+	if (t->transparent) {
+		proxy_refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, "CONNECT on a redirected connection");
+		return;
+	}
+	if (crgw_hostport_parse(t->head + r->target.off, r->target.len, 0, &t->host, &t->port, &why) ||
+	    t->port == 0) {
+		t->host.len = 0;
+		detail_target(t, why ? why : "CONNECT needs host:port");
+		proxy_refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, NULL);
+		return;
+	}
+	proxy_decide_and_connect(t);
 }
 
 static void on_request(evutil_socket_t fd, short what, void *arg)
 {
 	struct tunnel *t = arg;
 	ssize_t n;
-	size_t used;
 	int r;
 
 	if (what & EV_TIMEOUT) {
-		tunnel_close(t);
+		proxy_close(t);
 		return;
 	}
-	if (t->head_len == HEAD_MAX) {
-		refuse(t, 431, "Request Header Fields Too Large", CRGW_REASON_REQUEST_INVALID, "request head over 16 KiB");
-		return;
-	}
-	n = read(fd, t->head + t->head_len, HEAD_MAX - t->head_len);
+	n = read(fd, t->head + t->head_len, CRGW_HTTP_HEAD_MAX - t->head_len);
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
-		tunnel_close(t);
+		proxy_close(t);
 		return;
 	}
-	r = crgw_connect_parser_feed(&t->req, t->head + t->head_len, (size_t)n, &used);
 	t->head_len += (size_t)n;
+	r = crgw_http_parse_head(t->req, t->head, t->head_len);
 	if (r == -EAGAIN)
 		return; /* need more */
 	event_del(&t->cread);
-	if (r == 0) {
-		t->body_at = t->head_len - (size_t)n + used;
-		decide(t);
-	} else if (r == -ENAMETOOLONG) {
-		refuse(t, 414, "URI Too Long", CRGW_REASON_REQUEST_INVALID, "request target too long");
-	} else if (r == -EOPNOTSUPP) {
-		refuse(t, 405, "Method Not Allowed", CRGW_REASON_REQUEST_INVALID,
-		       "only CONNECT is served on this port in this version");
+	if (r == -E2BIG) {
+		proxy_refuse(t, 431, "Request Header Fields Too Large", CRGW_REASON_REQUEST_INVALID,
+			     "request head over 16 KiB");
+	} else if (r) {
+		proxy_refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, t->req->error);
+	} else if (t->req->req.method == HTTP_CONNECT) {
+		connect_request(t);
 	} else {
-		refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, "malformed request head");
+		http_begin(t);
 	}
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+/* A new connection of sandbox `sb` (the reference passes to it); NULL when out of memory. */
+static struct tunnel *tunnel_new(struct crgw_proxy *px, int fd, struct crgw_sandbox *sb, const char *service,
+				 size_t buffer)
 {
-	struct crgw_proxy *px = arg;
-	struct crgw_sandbox *sb;
-	struct tunnel *t;
-	struct timeval tv = { REQUEST_TIMEOUT_S, 0 };
+	struct tunnel *t = calloc(1, sizeof(*t));
 
-	(void)l;
-	sb = crgw_sandbox_for_accepted(fd, sa, salen, "connect");
-	if (!sb) {
-		close(fd);
-		return;
-	}
-	t = calloc(1, sizeof(*t));
 	if (t)
-		t->head = malloc(HEAD_MAX);
+		t->head = malloc(buffer);
 	if (!t || !t->head) {
-		if (t)
-			free(t);
+		free(t);
 		crgw_sandbox_unref(sb);
 		close(fd);
-		return;
+		return NULL;
 	}
 	t->px = px;
 	t->sb = sb;
-	t->service = "connect";
+	t->service = service;
 	t->cfd = fd;
 	t->ufd = -1;
 	t->refs = 1;
@@ -603,18 +617,55 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (t->next)
 		t->next->prev = t;
 	px->tunnels = t;
-	crgw_connect_parser_init(&t->req);
-	event_assign(&t->cread, px->base, fd, EV_READ | EV_PERSIST, on_request, t);
 	event_assign(&t->timer, px->base, -1, 0, on_timer, t);
+	event_assign(&t->cread, px->base, fd, EV_READ, on_relay_event, t);
 	event_assign(&t->cwrite, px->base, fd, EV_WRITE, on_relay_event, t);
 	event_assign(&t->uread, px->base, -1, EV_READ, on_relay_event, t);
 	event_assign(&t->uwrite, px->base, -1, EV_WRITE, on_relay_event, t);
-	if (atomic_load(&sb->counters.tunnels) > px->cfg->proxy_max_tunnels_per_sandbox ||
-	    atomic_load(&stats.tunnels_open) >= px->cfg->proxy_max_tunnels) {
-		refuse(t, 429, "Too Many Requests", CRGW_REASON_RATE_LIMITED, "too many tunnels");
+	return t;
+}
+
+static bool over_cap(struct tunnel *t)
+{
+	return atomic_load(&t->sb->counters.tunnels) > t->px->cfg->proxy_max_tunnels_per_sandbox ||
+	       atomic_load(&stats.tunnels_open) >= t->px->cfg->proxy_max_tunnels;
+}
+
+/* Reads a request head: the explicit proxy's first request, or a redirected HTTP connection's. */
+static void await_request(struct tunnel *t)
+{
+	struct timeval tv = { REQUEST_TIMEOUT_S, 0 };
+
+	t->req = malloc(sizeof(*t->req));
+	if (!t->req) {
+		proxy_close(t);
 		return;
 	}
+	crgw_http_parser_init(t->req);
+	t->answers_http = true;
+	if (over_cap(t)) {
+		proxy_refuse(t, 429, "Too Many Requests", CRGW_REASON_RATE_LIMITED, "too many connections");
+		return;
+	}
+	event_assign(&t->cread, t->px->base, t->cfd, EV_READ | EV_PERSIST, on_request, t);
 	event_add(&t->cread, &tv);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct crgw_proxy *px = arg;
+	struct crgw_sandbox *sb;
+	struct tunnel *t;
+
+	(void)l;
+	sb = crgw_sandbox_for_accepted(fd, sa, salen, "connect");
+	if (!sb) {
+		close(fd);
+		return;
+	}
+	t = tunnel_new(px, fd, sb, "connect", CRGW_HTTP_HEAD_MAX);
+	if (t)
+		await_request(t);
 }
 
 /* ---- transparent TLS and TCP -------------------------------------------------------------------- */
@@ -651,7 +702,7 @@ static void plain_decision(struct tunnel *t)
 	    (d.rule && strcmp(d.rule, "sandbox.network.default"))) {
 		AUDIT_SET(t->rule, d.rule);
 		if (!d.allow) {
-			refuse(t, 0, NULL, d.reason, NULL);
+			proxy_refuse(t, 0, NULL, d.reason, NULL);
 			return;
 		}
 		connect_original(t);
@@ -670,7 +721,7 @@ static void plain_decision(struct tunnel *t)
 		d = named;
 	}
 	AUDIT_SET(t->rule, d.rule);
-	refuse(t, 0, NULL, d.reason, "no name bound to this address is allowed on this port");
+	proxy_refuse(t, 0, NULL, d.reason, "no name bound to this address is allowed on this port");
 }
 
 /* TLS: the SNI names the destination, and must be bound by the gateway's DNS to the address dialled. */
@@ -683,23 +734,23 @@ static void tls_decision(struct tunnel *t, const struct crgw_tls_hello *hello)
 	event_del(&t->cread);
 	event_del(&t->timer);
 	if (!hello->has_sni) {
-		refuse(t, 0, NULL, CRGW_REASON_SNI_MISSING, "the TLS client hello names no server");
+		proxy_refuse(t, 0, NULL, CRGW_REASON_SNI_MISSING, "the TLS client hello names no server");
 		return;
 	}
 	if (crgw_host_parse(hello->sni, hello->sni_len, &t->host, NULL) || t->host.kind != CRGW_HOST_NAME) {
 		t->host.len = 0;
-		refuse(t, 0, NULL, CRGW_REASON_REQUEST_INVALID, "the SNI is not a host name");
+		proxy_refuse(t, 0, NULL, CRGW_REASON_REQUEST_INVALID, "the SNI is not a host name");
 		return;
 	}
 	crgw_policy_decide(t->sb->policy, crgw_gateway_blocklist(), &t->host, t->port, &d);
 	AUDIT_SET(t->rule, d.rule);
 	if (!d.allow) {
-		refuse(t, 0, NULL, d.reason, hello->ech ? "decided on the outer SNI of an encrypted client hello" : NULL);
+		proxy_refuse(t, 0, NULL, d.reason, hello->ech ? "decided on the outer SNI of an encrypted client hello" : NULL);
 		return;
 	}
 	memcpy(ba.addr, &t->upstream.sin_addr, 4);
 	if (!crgw_binding_check(t->sb, t->host.text, &ba)) {
-		refuse(t, 0, NULL, CRGW_REASON_SNI_MISMATCH,
+		proxy_refuse(t, 0, NULL, CRGW_REASON_SNI_MISMATCH,
 		       "the gateway's DNS did not give this sandbox that address for that name");
 		return;
 	}
@@ -707,7 +758,7 @@ static void tls_decision(struct tunnel *t, const struct crgw_tls_hello *hello)
 	crgw_policy_check_address(t->sb->policy, crgw_gateway_blocklist(), &ip, t->port, &d);
 	if (!d.allow) {
 		AUDIT_SET(t->rule, d.rule);
-		refuse(t, 0, NULL, d.reason, NULL);
+		proxy_refuse(t, 0, NULL, d.reason, NULL);
 		return;
 	}
 	connect_original(t);
@@ -725,14 +776,14 @@ static void on_hello(evutil_socket_t fd, short what, void *arg)
 		if (t->head_len == 0)
 			plain_decision(t);
 		else
-			refuse(t, 0, NULL, CRGW_REASON_REQUEST_INVALID, "incomplete TLS client hello");
+			proxy_refuse(t, 0, NULL, CRGW_REASON_REQUEST_INVALID, "incomplete TLS client hello");
 		return;
 	}
 	n = read(fd, t->head + t->head_len, CRGW_TLS_HELLO_MAX - t->head_len);
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
-		tunnel_close(t);
+		proxy_close(t);
 		return;
 	}
 	if (t->head_len == 0 && t->head[0] == 0x16) {
@@ -758,51 +809,35 @@ static void on_hello(evutil_socket_t fd, short what, void *arg)
 		tls_decision(t, &hello);
 		return;
 	}
-	refuse(t, 0, NULL, CRGW_REASON_REQUEST_INVALID,
+	proxy_refuse(t, 0, NULL, CRGW_REASON_REQUEST_INVALID,
 	       r == -EAGAIN || r == -E2BIG ? "TLS client hello too large" : "malformed TLS client hello");
 }
 
-void crgw_proxy_transparent(struct crgw_proxy *px, int fd, struct crgw_sandbox *sb, const struct sockaddr_in *orig)
+void crgw_proxy_transparent(struct crgw_proxy *px, int fd, struct crgw_sandbox *sb, const struct sockaddr_in *orig,
+			    bool http)
 {
-	struct tunnel *t = calloc(1, sizeof(*t));
 	struct timeval sniff = { 0, SNIFF_MS * 1000 };
+	struct tunnel *t;
 	int one = 1;
 
-	if (t)
-		t->head = malloc(CRGW_TLS_HELLO_MAX);
-	if (!t || !t->head) {
-		if (t)
-			free(t);
-		close(fd);
-		return;
-	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	t->px = px;
-	t->sb = crgw_sandbox_ref(sb);
+	t = tunnel_new(px, fd, crgw_sandbox_ref(sb), http ? "http" : "tls",
+		       http ? CRGW_HTTP_HEAD_MAX : CRGW_TLS_HELLO_MAX);
+	if (!t)
+		return;
 	t->transparent = true;
-	t->service = "tls";
-	t->state = S_HELLO;
-	t->cfd = fd;
-	t->ufd = -1;
-	t->refs = 1;
 	t->port = ntohs(orig->sin_port);
 	t->upstream = *orig;
-	t->up.pipe[0] = t->up.pipe[1] = t->down.pipe[0] = t->down.pipe[1] = -1;
-	atomic_fetch_add(&sb->counters.tunnels, 1);
-	t->next = px->tunnels;
-	if (t->next)
-		t->next->prev = t;
-	px->tunnels = t;
-	event_assign(&t->cread, px->base, fd, EV_READ | EV_PERSIST, on_hello, t);
-	event_assign(&t->timer, px->base, -1, 0, on_timer, t);
-	event_assign(&t->cwrite, px->base, fd, EV_WRITE, on_relay_event, t);
-	event_assign(&t->uread, px->base, -1, EV_READ, on_relay_event, t);
-	event_assign(&t->uwrite, px->base, -1, EV_WRITE, on_relay_event, t);
-	if (atomic_load(&sb->counters.tunnels) > px->cfg->proxy_max_tunnels_per_sandbox ||
-	    atomic_load(&stats.tunnels_open) >= px->cfg->proxy_max_tunnels) {
-		refuse(t, 0, NULL, CRGW_REASON_RATE_LIMITED, "too many connections");
+	if (http) {
+		await_request(t);
 		return;
 	}
+	t->state = S_HELLO;
+	if (over_cap(t)) {
+		proxy_refuse(t, 0, NULL, CRGW_REASON_RATE_LIMITED, "too many connections");
+		return;
+	}
+	event_assign(&t->cread, px->base, fd, EV_READ | EV_PERSIST, on_hello, t);
 	event_add(&t->cread, &sniff);
 }
 
@@ -843,7 +878,7 @@ void crgw_proxy_free(struct crgw_proxy *px)
 	 * memory until the DNS server, freed after this, calls it back.
 	 */
 	while (px->tunnels)
-		tunnel_close(px->tunnels);
+		proxy_close(px->tunnels);
 	evconnlistener_free(px->listener);
 	free(px);
 }

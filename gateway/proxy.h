@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The explicit proxy (SPEC section 5): `CONNECT host:port` on port 3128 of each sandbox's gateway address,
- * decided by the sandbox's policy, connected upstream by the gateway (never to an address the rebinding
- * check refuses), then relayed with splice(2). One per worker, on the worker's loop.
+ * The proxies (SPEC section 5). On port 3128 of each sandbox's gateway address: `CONNECT host:port`, and
+ * absolute-URI HTTP/1.1 requests. Redirected by nftables: TLS by SNI, HTTP by Host, other TCP by the names
+ * the gateway's DNS bound to the address. Each is decided by the sandbox's policy and connected upstream
+ * by the gateway (never to an address the rebinding check refuses); bytes move with splice(2) wherever
+ * the gateway does not need to read them. One per worker, on the worker's loop.
  */
 #ifndef CRGW_GATEWAY_PROXY_H
 #define CRGW_GATEWAY_PROXY_H
 
 #include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 struct crgw_config;
 struct crgw_dns_server;
@@ -26,13 +30,16 @@ struct crgw_sandbox;
 struct sockaddr_in;
 
 /*
- * Takes a connection the nftables redirect sent to the transparent TCP listener (`fd` is owned from
- * here) from sandbox `sb` (borrowed; the tunnel takes its own reference), whose original destination is
- * `orig`. A TLS client hello is decided on its SNI, which must be bound by the gateway's DNS to `orig`
- * for this sandbox; anything else on the bindings of `orig` itself. Allowed connections go to `orig` and
- * are relayed like tunnels; the rest are closed and audited.
+ * Takes a connection the nftables redirect sent to a transparent listener (`fd` is owned from here) from
+ * sandbox `sb` (borrowed; the connection takes its own reference), whose original destination is `orig`.
+ *
+ * With `http` (redirected port 80), each request is decided on its Host field and forwarded to the name's
+ * addresses as the gateway resolves them, on `orig`'s port. Otherwise a TLS client hello is decided on its
+ * SNI, which must be bound by the gateway's DNS to `orig` for this sandbox; anything else on the bindings
+ * of `orig` itself; allowed connections go to `orig` and are relayed like tunnels. Refusals are audited.
  */
-void crgw_proxy_transparent(struct crgw_proxy *px, int fd, struct crgw_sandbox *sb, const struct sockaddr_in *orig);
+void crgw_proxy_transparent(struct crgw_proxy *px, int fd, struct crgw_sandbox *sb, const struct sockaddr_in *orig,
+			    bool http);
 
 struct crgw_proxy_stats {
 	uint64_t tunnels_open, tunnels_total, denied, upstream_failures, bytes_up, bytes_down;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Worker threads and the transparent listeners' placeholder until the proxies arrive. */
+/* Worker threads: each runs DNS, the explicit proxy and the transparent listeners on its own loop. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -37,83 +37,30 @@ static struct worker *workers;
 static unsigned nworkers;
 
 /*
- * Connections the nftables redirect sends to the transparent listeners. Everything but port 80 goes to
- * the transparent TLS/TCP relay (proxy.c). Port 80 waits for the transparent HTTP proxy: until then each
- * connection is decided (blocked ranges, IP rules, then the name the gateway's DNS bound to the address),
- * refused whatever the decision, and audited (rate limited).
+ * Connections the nftables redirect sends to the transparent listeners: port 80 to the HTTP one, every
+ * other redirected port to the TLS/TCP one. The proxy decides each (proxy.c).
  */
 static void transparent_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
 			       void *arg)
 {
 	struct worker *w = arg;
-	struct sockaddr_in orig, *peer = (struct sockaddr_in *)sa;
+	struct sockaddr_in orig;
 	socklen_t olen = sizeof(orig);
-	struct crgw_sandbox *sb = NULL;
-	struct crgw_audit_event ev = { .kind = CRGW_AUDIT_DECISION, .action = CRGW_ACTION_DENY };
 	bool http = evconnlistener_get_fd(l) == evconnlistener_get_fd(w->transparent[0]);
-	struct crgw_decision d = { 0 };
-	struct crgw_host h = { .kind = CRGW_HOST_IPV4 };
+	struct crgw_sandbox *sb = crgw_sandbox_for_accepted(fd, sa, salen, http ? "http" : "tls");
 
-	ev.service = http ? "http" : "tls";
-	sb = crgw_sandbox_for_accepted(fd, sa, salen, ev.service);
-	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &orig, &olen) != 0)
-		memset(&orig, 0, sizeof(orig));
-	inet_ntop(AF_INET, &orig.sin_addr, ev.dst_ip, sizeof(ev.dst_ip));
-	ev.dst_port = ntohs(orig.sin_port);
-	if (salen == sizeof(*peer))
-		inet_ntop(AF_INET, &peer->sin_addr, ev.src_ip, sizeof(ev.src_ip));
 	if (!sb) {
 		close(fd);
 		return;
 	}
-	/* Everything but port 80 goes to the transparent TLS/TCP relay. */
-	if (!http && orig.sin_family == AF_INET) {
-		crgw_proxy_transparent(w->proxy, fd, sb, &orig);
+	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &orig, &olen) != 0 || orig.sin_family != AF_INET) {
+		/* Not redirected here: nothing says where it was going. */
+		log_warn("transparent connection without an original destination", "sandbox=%s", sb->id);
+		close(fd);
 		crgw_sandbox_unref(sb);
 		return;
 	}
-	close(fd);
-	atomic_fetch_add(&sb->counters.connections_refused, 1);
-	uint64_t suppressed = 0;
-
-	if (!crgw_sandbox_audit_allowed(sb, &suppressed)) {
-		crgw_sandbox_unref(sb);
-		return;
-	}
-	if (suppressed)
-		ev.count = suppressed + 1;
-	AUDIT_SET(ev.sandbox_id, sb->id);
-	AUDIT_SET(ev.run_id, sb->run_id);
-	AUDIT_SET(ev.policy_hash, sb->policy_hash);
-	memcpy(h.addr, &orig.sin_addr, 4);
-	inet_ntop(AF_INET, h.addr, h.text, sizeof(h.text));
-	h.len = (uint8_t)strlen(h.text);
-	/* The address first: blocked ranges and CIDR denies hold whatever name the sandbox claims. */
-	crgw_policy_check_address(sb->policy, crgw_gateway_blocklist(), &h, ev.dst_port, &d);
-	if (d.allow) {
-		struct crgw_binding_addr ba = { .family = AF_INET };
-		struct crgw_host name = { 0 };
-
-		memcpy(ba.addr, &orig.sin_addr, 4);
-		/*
-		 * The IP rules first (an explicit CIDR allow stands on its own); otherwise the name the gateway's
-		 * DNS bound to this address for this sandbox decides.
-		 */
-		crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &h, ev.dst_port, &d);
-		if (!(d.allow && d.rule && strcmp(d.rule, "sandbox.network.default")) &&
-		    crgw_binding_name_for(sb, &ba, ev.dst_host) &&
-		    crgw_host_parse(ev.dst_host, strlen(ev.dst_host), &name, NULL) == 0)
-			crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &name, ev.dst_port, &d);
-	}
-	if (!d.allow) {
-		ev.reason = d.reason;
-		AUDIT_SET(ev.rule, d.rule);
-	} else {
-		ev.reason = CRGW_REASON_UPSTREAM_UNREACHABLE;
-		AUDIT_SET(ev.rule, d.rule);
-		AUDIT_SET(ev.detail, "allowed, but transparent relaying is not available in this version");
-	}
-	crgw_audit_emit(&ev);
+	crgw_proxy_transparent(w->proxy, fd, sb, &orig, http);
 	crgw_sandbox_unref(sb);
 }
 

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What proxy.c (connections, decisions, upstream connects, the splice relay) and http_forward.c (HTTP
+ * exchanges on a connection) share. Not for other modules: they use proxy.h.
+ */
+#ifndef CRGW_GATEWAY_PROXY_INTERNAL_H
+#define CRGW_GATEWAY_PROXY_INTERNAL_H
+
+#include <event2/event_struct.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "audit.h"
+#include "crgw/policy.h"
+#include "dns_cache.h"
+#include "http_request.h"
+
+#define PROXY_PIPE_BYTES (64 * 1024)
+
+enum proxy_state { S_REQUEST, S_HELLO, S_RESOLVING, S_CONNECTING, S_RELAY, S_HTTP, S_LINGER };
+
+/* One direction of a relay: src → pipe → dst. */
+struct flow {
+	int pipe[2];
+	size_t queued; /* bytes in the pipe */
+	uint64_t bytes;
+	bool eof, shut;
+};
+
+struct http_exchange;
+
+/* One accepted connection: a CONNECT tunnel, a transparent relay, or HTTP exchanges. */
+struct tunnel {
+	struct tunnel *prev, *next; /* the worker's open connections */
+	struct crgw_proxy *px;
+	struct crgw_sandbox *sb; /* reference */
+	enum proxy_state state;
+	bool transparent;    /* redirected by nftables */
+	bool answers_http;   /* refusals are answered with an HTTP response (else the connection closes) */
+	bool counted;        /* in the open-connection gauge: ends with a connection_end event */
+	bool closed;
+	const char *service; /* "connect", "tls", "tcp" or "http" */
+	int cfd, ufd;
+	struct event cread, cwrite, uread, uwrite, timer;
+	unsigned refs;
+	/* the client's bytes not yet used: a request head (and what follows it), or a TLS hello */
+	char *head;
+	size_t head_len, body_at;
+	size_t hello_need; /* bytes a complete hello needs at least (from the last -EAGAIN) */
+	struct crgw_http_parser *req; /* while a request head is parsed */
+	struct http_exchange *http;   /* HTTP forwarding on this connection */
+	/* the decision and the upstream */
+	struct crgw_host host;
+	uint16_t port;
+	char rule[96];
+	char detail[160]; /* what the audit events say about the request (HTTP: method and path) */
+	const char *end_detail; /* why the connection ended, when the gateway ended it */
+	uint8_t addrs[CRGW_DNS_CACHE_ADDRS][4];
+	unsigned naddrs, next_addr;
+	struct sockaddr_in upstream;
+	int64_t start_us, deadline_us;
+	struct flow up, down;
+};
+
+struct crgw_proxy {
+	const struct crgw_config *cfg;
+	struct event_base *base;
+	struct crgw_dns_server *dns;
+	struct evconnlistener *listener;
+	struct tunnel *tunnels;
+};
+
+/* proxy.c */
+void proxy_close(struct tunnel *t);
+/* Ends the connection gracefully: our side shut, the client's remaining bytes discarded for a while. */
+void proxy_linger(struct tunnel *t);
+void proxy_refuse(struct tunnel *t, int status, const char *text, enum crgw_reason reason, const char *detail);
+void proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
+		 const char *detail);
+/* Decides t->host:t->port for the sandbox; refuses, or resolves and connects (then proxy_connected). */
+void proxy_decide_and_connect(struct tunnel *t);
+/* Counts the connection as open, once. */
+void proxy_count_open(struct tunnel *t);
+/* Re-arms the timer for `seconds`, or to the connection's absolute deadline if that comes first. */
+void proxy_arm_timer(struct tunnel *t, unsigned seconds);
+unsigned proxy_idle_seconds(const struct tunnel *t);
+/*
+ * Moves what can move from `src` to `dst` through `f`'s pipe without blocking. With `limit`, at most
+ * *limit more bytes are taken from src (and *limit goes down); an end of src is then an error. Without,
+ * an end of src half-closes dst. Returns 0 with the interest bits set, or -1 when the connection must close.
+ */
+int proxy_pump(struct flow *f, int src, int dst, uint64_t *limit, bool *want_read, bool *want_write);
+
+/* http_forward.c */
+/* Takes over a connection whose first request head (not CONNECT) is parsed in t->req. */
+void http_begin(struct tunnel *t);
+/* The upstream connection for the pending request is up (t->ufd). */
+void http_upstream_ready(struct tunnel *t);
+void http_free(struct tunnel *t);
+
+#endif
