@@ -29,7 +29,6 @@
 #include "tlshello.h"
 
 #define REQUEST_TIMEOUT_S 10
-#define CONNECT_TIMEOUT_S 10
 
 /* How long a refused client may keep sending before its connection is closed under it. */
 #define LINGER_S 2
@@ -44,7 +43,6 @@ static struct {
 	atomic_uint_fast64_t tunnels_open, tunnels_total, denied, upstream_failures, bytes_up, bytes_down;
 } stats;
 
-static void connect_next(struct tunnel *t);
 static void close_fd(int *fd);
 static void on_linger(evutil_socket_t fd, short what, void *arg);
 static void plain_decision(struct tunnel *t);
@@ -65,8 +63,10 @@ void proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum c
 	inet_ntop(AF_INET, &t->sb->guest, ev.src_ip, sizeof(ev.src_ip));
 	if (t->host.len)
 		AUDIT_SET(ev.dst_host, t->host.text);
-	if (t->upstream.sin_family == AF_INET)
-		inet_ntop(AF_INET, &t->upstream.sin_addr, ev.dst_ip, sizeof(ev.dst_ip));
+	if (t->upstream.sa.sa_family == AF_INET)
+		inet_ntop(AF_INET, &t->upstream.in.sin_addr, ev.dst_ip, sizeof(ev.dst_ip));
+	else if (t->upstream.sa.sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &t->upstream.in6.sin6_addr, ev.dst_ip, sizeof(ev.dst_ip));
 	ev.dst_port = t->port;
 	if (kind == CRGW_AUDIT_DECISION) {
 		ev.action = allow ? CRGW_ACTION_ALLOW : CRGW_ACTION_DENY;
@@ -205,6 +205,7 @@ void proxy_close(struct tunnel *t)
 		close_fd(&t->down.pipe[i]);
 	}
 	http_free(t);
+	upstream_abort(t);
 	if (--t->refs == 0)
 		tunnel_free(t);
 }
@@ -249,13 +250,6 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (t->state == S_HELLO) {
 		plain_decision(t);
-		return;
-	}
-	if (t->state == S_CONNECTING) {
-		/* This address did not answer in time: the next one, if any. */
-		close_fd(&t->ufd);
-		event_del(&t->uwrite);
-		connect_next(t);
 		return;
 	}
 	if (t->deadline_us && crgw_realtime_us() >= t->deadline_us)
@@ -390,18 +384,8 @@ static int start_relay(struct tunnel *t)
 
 /* ---- connecting upstream ------------------------------------------------------------------------ */
 
-static void on_connected(evutil_socket_t fd, short what, void *arg)
+void proxy_connected(struct tunnel *t)
 {
-	struct tunnel *t = arg;
-	int err = 0;
-	socklen_t len = sizeof(err);
-
-	(void)what;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) || err) {
-		close_fd(&t->ufd);
-		connect_next(t);
-		return;
-	}
 	event_del(&t->timer);
 	if (t->http)
 		http_upstream_ready(t);
@@ -409,84 +393,33 @@ static void on_connected(evutil_socket_t fd, short what, void *arg)
 		proxy_close(t);
 }
 
-/* Tries the addresses in turn; each gets CONNECT_TIMEOUT_S. */
-static void connect_next(struct tunnel *t)
+void proxy_upstream_failed(struct tunnel *t)
 {
-	while (t->next_addr < t->naddrs) {
-		int one = 1, fd;
-
-		memset(&t->upstream, 0, sizeof(t->upstream));
-		t->upstream.sin_family = AF_INET;
-		t->upstream.sin_port = htons(t->port);
-		memcpy(&t->upstream.sin_addr, t->addrs[t->next_addr++], 4);
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			break;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (connect(fd, (struct sockaddr *)&t->upstream, sizeof(t->upstream)) && errno != EINPROGRESS) {
-			close(fd);
-			continue;
-		}
-		t->ufd = fd;
-		t->state = S_CONNECTING;
-		event_assign(&t->uwrite, t->px->base, fd, EV_WRITE, on_connected, t);
-		event_add(&t->uwrite, NULL);
-		proxy_arm_timer(t, CONNECT_TIMEOUT_S);
-		return;
-	}
+	(void)t;
 	atomic_fetch_add(&stats.upstream_failures, 1);
-	proxy_refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "no address of the destination answered");
 }
 
-/* Keeps the addresses the rebinding check admits; refuses when none remain. */
-static void use_addresses(struct tunnel *t, const struct crgw_dns_cached *e)
+bool proxy_unref(struct tunnel *t)
 {
-	struct crgw_decision d = { 0 }, first = { 0 };
-	unsigned refused = 0;
-
-	t->naddrs = 0;
-	for (unsigned i = 0; e && i < e->naddrs; i++) {
-		struct crgw_host h = { .kind = CRGW_HOST_IPV4 };
-
-		memcpy(h.addr, e->addrs[i], 4);
-		crgw_policy_check_address(t->sb->policy, crgw_gateway_blocklist(), &h, t->port, &d);
-		if (!d.allow) {
-			if (!refused++) {
-				first = d;
-				memset(&t->upstream, 0, sizeof(t->upstream));
-				t->upstream.sin_family = AF_INET;
-				memcpy(&t->upstream.sin_addr, e->addrs[i], 4);
-			}
-			continue;
-		}
-		memcpy(t->addrs[t->naddrs++], e->addrs[i], 4);
+	if (--t->refs == 0) {
+		tunnel_free(t);
+		return false;
 	}
-	if (t->naddrs == 0 && refused) {
-		AUDIT_SET(t->rule, first.rule);
-		proxy_refuse(t, 403, "Forbidden", first.reason, "the name resolves only to refused addresses");
-		return;
-	}
-	if (t->naddrs == 0) {
-		atomic_fetch_add(&stats.upstream_failures, 1);
-		proxy_refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE,
-		       e ? "the name has no IPv4 address" : "the name could not be resolved");
-		return;
-	}
-	t->next_addr = 0;
-	connect_next(t);
+	return !t->closed;
 }
 
-static void on_resolved(void *arg, const struct crgw_dns_cached *e)
+static void address_of_host(struct tunnel *t, union proxy_addr *a)
 {
-	struct tunnel *t = arg;
-
-	t->refs--;
-	if (t->closed) {
-		if (t->refs == 0)
-			tunnel_free(t);
-		return;
+	memset(a, 0, sizeof(*a));
+	if (t->host.kind == CRGW_HOST_IPV6) {
+		a->in6.sin6_family = AF_INET6;
+		a->in6.sin6_port = htons(t->port);
+		memcpy(&a->in6.sin6_addr, t->host.addr, 16);
+	} else {
+		a->in.sin_family = AF_INET;
+		a->in.sin_port = htons(t->port);
+		memcpy(&a->in.sin_addr, t->host.addr, 4);
 	}
-	use_addresses(t, e && e->rcode == CRGW_DNS_NOERROR ? e : NULL);
 }
 
 /* ---- the request -------------------------------------------------------------------------------- */
@@ -494,8 +427,7 @@ static void on_resolved(void *arg, const struct crgw_dns_cached *e)
 void proxy_decide_and_connect(struct tunnel *t)
 {
 	struct crgw_decision d;
-	struct crgw_dns_cached e;
-	int r;
+	union proxy_addr to;
 
 	crgw_policy_decide(t->sb->policy, crgw_gateway_blocklist(), &t->host, t->port, &d);
 	AUDIT_SET(t->rule, d.rule);
@@ -503,29 +435,13 @@ void proxy_decide_and_connect(struct tunnel *t)
 		proxy_refuse(t, 403, "Forbidden", d.reason, NULL);
 		return;
 	}
-	if (t->host.kind == CRGW_HOST_IPV6) {
-		proxy_refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE,
-			     "IPv6 upstreams are not supported yet");
+	if (t->host.kind == CRGW_HOST_NAME) {
+		upstream_connect(t);
 		return;
 	}
-	if (t->host.kind == CRGW_HOST_IPV4) {
-		t->naddrs = 1;
-		memcpy(t->addrs[0], t->host.addr, 4);
-		t->next_addr = 0;
-		connect_next(t);
-		return;
-	}
-	t->state = S_RESOLVING;
-	t->refs++;
-	r = crgw_dns_resolve(t->px->dns, t->host.text, CRGW_DNS_A, &e, on_resolved, t);
-	if (r == 1) {
-		t->refs--;
-		use_addresses(t, e.rcode == CRGW_DNS_NOERROR ? &e : NULL);
-	} else if (r < 0) {
-		t->refs--;
-		proxy_refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "the name could not be resolved");
-	}
-	/* r == 0: on_resolved carries on (possibly already has). */
+	/* An IP literal: the policy decision above already included the rebinding check's ranges. */
+	address_of_host(t, &to);
+	upstream_connect_address(t, &to);
 }
 
 /* Names an unparsable target in the audit event as the client wrote it (bounded, escaped by the writer). */
@@ -672,10 +588,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void connect_original(struct tunnel *t)
 {
-	t->naddrs = 1;
-	memcpy(t->addrs[0], &t->upstream.sin_addr, 4);
-	t->next_addr = 0;
-	connect_next(t);
+	union proxy_addr to = t->upstream;
+
+	upstream_connect_address(t, &to);
 }
 
 /*
@@ -692,7 +607,7 @@ static void plain_decision(struct tunnel *t)
 	t->service = "tcp";
 	event_del(&t->cread);
 	event_del(&t->timer);
-	memcpy(ip.addr, &t->upstream.sin_addr, 4);
+	memcpy(ip.addr, &t->upstream.in.sin_addr, 4);
 	inet_ntop(AF_INET, ip.addr, ip.text, sizeof(ip.text));
 	ip.len = (uint8_t)strlen(ip.text);
 	crgw_policy_check_address(t->sb->policy, crgw_gateway_blocklist(), &ip, t->port, &d);
@@ -748,13 +663,13 @@ static void tls_decision(struct tunnel *t, const struct crgw_tls_hello *hello)
 		proxy_refuse(t, 0, NULL, d.reason, hello->ech ? "decided on the outer SNI of an encrypted client hello" : NULL);
 		return;
 	}
-	memcpy(ba.addr, &t->upstream.sin_addr, 4);
+	memcpy(ba.addr, &t->upstream.in.sin_addr, 4);
 	if (!crgw_binding_check(t->sb, t->host.text, &ba)) {
 		proxy_refuse(t, 0, NULL, CRGW_REASON_SNI_MISMATCH,
 		       "the gateway's DNS did not give this sandbox that address for that name");
 		return;
 	}
-	memcpy(ip.addr, &t->upstream.sin_addr, 4);
+	memcpy(ip.addr, &t->upstream.in.sin_addr, 4);
 	crgw_policy_check_address(t->sb->policy, crgw_gateway_blocklist(), &ip, t->port, &d);
 	if (!d.allow) {
 		AUDIT_SET(t->rule, d.rule);
@@ -827,7 +742,7 @@ void crgw_proxy_transparent(struct crgw_proxy *px, int fd, struct crgw_sandbox *
 		return;
 	t->transparent = true;
 	t->port = ntohs(orig->sin_port);
-	t->upstream = *orig;
+	t->upstream.in = *orig;
 	if (http) {
 		await_request(t);
 		return;

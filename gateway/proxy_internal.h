@@ -29,6 +29,13 @@ struct flow {
 };
 
 struct http_exchange;
+struct upstream_race;
+
+union proxy_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
 
 /* One accepted connection: a CONNECT tunnel, a transparent relay, or HTTP exchanges. */
 struct tunnel {
@@ -56,9 +63,8 @@ struct tunnel {
 	char rule[96];
 	char detail[160]; /* what the audit events say about the request (HTTP: method and path) */
 	const char *end_detail; /* why the connection ended, when the gateway ended it */
-	uint8_t addrs[CRGW_DNS_CACHE_ADDRS][4];
-	unsigned naddrs, next_addr;
-	struct sockaddr_in upstream;
+	struct upstream_race *race; /* while connecting upstream */
+	union proxy_addr upstream;  /* the upstream's address (before the connect: the dialled one, if any) */
 	int64_t start_us, deadline_us;
 	struct flow up, down;
 };
@@ -80,6 +86,12 @@ void proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum c
 		 const char *detail);
 /* Decides t->host:t->port for the sandbox; refuses, or resolves and connects (then proxy_connected). */
 void proxy_decide_and_connect(struct tunnel *t);
+/* The upstream connection is up: t->ufd and t->upstream are set. */
+void proxy_connected(struct tunnel *t);
+/* Counts an upstream failure (the caller refuses). */
+void proxy_upstream_failed(struct tunnel *t);
+/* Drops a reference taken for an asynchronous call; false when the connection closed meanwhile. */
+bool proxy_unref(struct tunnel *t);
 /* Counts the connection as open, once. */
 void proxy_count_open(struct tunnel *t);
 /* Re-arms the timer for `seconds`, or to the connection's absolute deadline if that comes first. */
@@ -91,6 +103,14 @@ unsigned proxy_idle_seconds(const struct tunnel *t);
  * an end of src half-closes dst. Returns 0 with the interest bits set, or -1 when the connection must close.
  */
 int proxy_pump(struct flow *f, int src, int dst, uint64_t *limit, bool *want_read, bool *want_write);
+
+/* upstream.c */
+/* Resolves t->host (A and AAAA through the gateway's DNS), checks each address, races the connects. */
+void upstream_connect(struct tunnel *t);
+/* Connects to one address (an IP literal target, or the address a redirected connection dialled). */
+void upstream_connect_address(struct tunnel *t, const union proxy_addr *to);
+/* Ends a connect in progress (closing the connection does this). */
+void upstream_abort(struct tunnel *t);
 
 /* http_forward.c */
 /* Takes over a connection whose first request head (not CONNECT) is parsed in t->req. */
