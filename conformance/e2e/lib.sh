@@ -95,10 +95,22 @@ audit_has() { # audit_has FILE JQ-FILTER
 	return 1
 }
 
+# The test CA inside a sandbox. crgw-ctl run gives a sandbox a private /tmp and keeps the host's root-owned
+# test directories out of its reach, so $TN_CA cannot be read there by its path. sb_ca_cmd prints a shell
+# command that writes the CA's PEM to $SB_CA inside the sandbox (works in sh and bash):
+#   run sh -c "$(sb_ca_cmd) && curl --cacert $SB_CA https://allowed.test/"
+SB_CA=/tmp/testnet-ca.pem
+sb_ca_cmd() {
+	local pem
+	pem=$(<"$TN_CA") || return 1
+	# A PEM holds no single quote, so single quotes carry it, newlines and all.
+	printf "printf '%%s\\\\n' '%s' >%s" "$pem" "$SB_CA"
+}
+
 # Kernel objects of the gateway under test, one per line: links with our prefix and per-sandbox
 # nftables objects (chains, sets, counters).
 kernel_objects() {
-	ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep "^$GW_PREFIX[0-9]" || true
+	ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep "^${GW_PREFIX}[0-9]" || true
 	nft -j list table inet "$GW_TABLE" 2>/dev/null |
 		jq -r '.nftables[] | (.chain // .set // .counter // empty) | .name' | grep '^sb[0-9]' || true
 }

@@ -38,16 +38,6 @@ YAML
 head -c $((64 << 20)) /dev/urandom >"$T/net/www/$TN_WEB1/blob"
 want=$(sha256sum <"$T/net/www/$TN_WEB1/blob" | cut -d' ' -f1)
 
-# A TLS server on allowed.test:443 with a throwaway self-signed certificate (the test checks routing by
-# SNI, not the PKI: clients skip verification).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=allowed.test \
-	-addext subjectAltName=DNS:allowed.test -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1
-testnet_exec openssl s_server -quiet -accept "$TN_WEB1:443" -cert "$T/cert.pem" -key "$T/key.pem" -www \
-	>"$T/s_server.log" 2>&1 &
-tls_server=$!
-testnet_on_exit "testnet_kill $tls_server"
-for _ in $(seq 50); do testnet_exec bash -c "exec 3<>/dev/tcp/$TN_WEB1/443" 2>/dev/null && break; sleep 0.1; done
-
 gw_start "$T" || { echo "Bail out! crgw did not start"; exit 1; }
 run() { "$CTL" run --rm --policy "$T/cleanroom.yaml" -- "$@"; }
 # Inside a sandbox: a raw CONNECT, then whatever the tunnel carries, for at most 3 s.
@@ -84,9 +74,11 @@ check_refusal 'no port here' 400 request_invalid
 # Allowed, but nothing listens there: the upstream answers with a reset.
 check_refusal other.test:8080 502 upstream_unreachable
 
-out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n" >&3; timeout 3 cat <&3' 2>&1)
-grep -q '^HTTP/1.1 405 ' <<<"${out%%$'\n'*}"
-ok $? "a request other than CONNECT gets 405 on this version"
+out=$(run sh -c "$(sb_ca_cmd) && curl -s --max-time 10 --cacert $SB_CA https://allowed.test/" 2>&1)
+[ "$out" = "upstream $TN_WEB1" ]
+ok $? "HTTPS through a CONNECT tunnel verifies against the test CA end to end (got: $out)"
+audit_has "$AUDIT" 'select(.event=="decision" and .service=="connect" and .action=="allow" and .dst_host=="allowed.test" and .dst_port==443)'
+ok $? "... audited as an allowed tunnel to port 443"
 out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT allowed.test:80 HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n" >&3; timeout 3 cat <&3' 2>&1)
 grep -q '^HTTP/1.1 400 ' <<<"${out%%$'\n'*}"
 ok $? "a malformed request head gets 400"
@@ -99,9 +91,9 @@ grep -q '^early-bytes' <<<"$out"
 ok $? "bytes sent right after the CONNECT head reach the upstream (its echo comes back)"
 
 # ---- transparent TLS and TCP ----------------------------------------------------------------------
-out=$(run curl -sk --noproxy '*' --max-time 10 https://allowed.test/ 2>&1)
-grep -q 's_server' <<<"$out"
-ok $? "HTTPS straight to an allowed name goes through the transparent TLS relay (SNI decided)"
+out=$(run sh -c "$(sb_ca_cmd) && curl -s --noproxy '*' --max-time 10 --cacert $SB_CA https://allowed.test/" 2>&1)
+[ "$out" = "upstream $TN_WEB1" ]
+ok $? "HTTPS straight to an allowed name goes through the transparent TLS relay, verified by the test CA (got: $out)"
 audit_has "$AUDIT" 'select(.event=="decision" and .service=="tls" and .action=="allow" and .dst_host=="allowed.test" and .dst_ip=="203.0.113.10" and .dst_port==443)'
 ok $? "... audited as an allowed tls decision"
 audit_has "$AUDIT" 'select(.event=="connection_end" and .service=="tls" and .bytes_down > 0)'
@@ -147,6 +139,24 @@ ok $? "... and connection_end counts them"
 "$CTL" stats --json >/dev/null
 gw_stop
 ok $? "crgw exits 0 on SIGTERM (sanitizer builds: LeakSanitizer found nothing)"
+
+# ---- timeouts ----------------------------------------------------------------------------------------
+gw_start "$T" --set proxy.idle_timeout=2 --set proxy.max_connection_seconds=4 ||
+	{ echo "Bail out! crgw did not start again"; exit 1; }
+# A tunnel to the banner service that then stays silent: closed after 2 s without a byte.
+out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&3; s=$(date +%s%N); timeout 10 cat <&3 >/dev/null; echo $((($(date +%s%N) - s) / 1000000))' 2>&1)
+[ "$out" -ge 1500 ] && [ "$out" -lt 6000 ]
+ok $? "an idle tunnel is closed after proxy.idle_timeout (2 s; took $out ms)"
+audit_has "$AUDIT" 'select(.event=="connection_end" and .service=="connect" and .detail=="idle timeout")'
+ok $? "... and its connection_end says so"
+# A tunnel kept busy (a line every 0.3 s, echoed back) still ends at proxy.max_connection_seconds.
+out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&3; s=$(date +%s%N); (for i in $(seq 40); do echo tick; sleep 0.3; done >&3 2>/dev/null) & timeout 12 cat <&3 >/dev/null; echo $((($(date +%s%N) - s) / 1000000)); kill $! 2>/dev/null' 2>&1)
+[ "$out" -ge 3500 ] && [ "$out" -lt 8000 ]
+ok $? "a busy tunnel is closed at proxy.max_connection_seconds (4 s; took $out ms)"
+audit_has "$AUDIT" 'select(.event=="connection_end" and .service=="connect" and .detail=="absolute timeout")'
+ok $? "... and its connection_end says so"
+gw_stop
+ok $? "crgw exits 0 again"
 if [ "$TAP_FAILED" -gt 0 ]; then
 	diag "crgw log:" "$(tail -20 "$T/crgw.log")"
 fi

@@ -7,8 +7,9 @@
 #   root namespace (the host; crgw runs here)          ${TN_PREFIX}-net  (the "internet")
 #   ---------------------------------------            ---------------------------------------------
 #   ${TN_PREFIX}u  203.0.113.1/24   <---- veth ---->   eth0  203.0.113.53/24  knotd, authoritative for test.
-#                                                            203.0.113.10/24  HTTP :80, TCP banner/echo :22
-#   blackhole 203.0.113.0/24 metric 4000                     203.0.113.11/24  HTTP :80
+#                                                            203.0.113.10/24  HTTP :80, HTTPS :443,
+#                                                                             TCP banner/echo :22
+#   blackhole 203.0.113.0/24 metric 4000                     203.0.113.11/24  HTTP :80, HTTPS :443
 #   blackhole 10.201.0.0/16  metric 4000  (sandbox pool)     lo up (knotd also on 127.0.0.1:53)
 #   blackhole 2001:db8::/32  metric 4000  (AAAA target)      no default route, IPv6 off
 #
@@ -18,6 +19,17 @@
 # the root namespace itself that talks to 203.0.113.x. Global ip_forward is never touched. 10.201.0.0/16 is
 # reserved for the sandboxes the gateway makes; the harness only blackholes it. AAAA records point into the
 # blackholed 2001:db8::/32: there is no IPv6 upstream yet, and a connect there must fail, not leave.
+#
+# Servers (conformance/lib/testnet_servers.py for HTTP, HTTPS and the banner). HTTP on :80 and HTTPS on :443
+# of each web address serve the same directory, STATE_DIR/www/<address>/ (index.html says
+# "upstream <address>"; tests drop their own files there), speak HTTP/1.1 with keep-alive, send large files
+# with sendfile, and answer /echo (any method) with JSON describing the request as it arrived: method,
+# target, version, headers in order, body length and sha256 (see testnet_servers.py).
+# TLS: testnet_up makes a throwaway test CA in STATE_DIR/pki (EC P-256, valid one day, name-constrained to
+# test. and 203.0.113.0/24; its key ca.key never leaves that directory) and one server certificate it signs
+# for every name of the zone, *.test, *.allowed.test, *.bench.test and the two web addresses. Clients get
+# the CA explicitly: curl --cacert "$TN_CA" (the machine's CA variables are cleared, below). A sandbox
+# made by crgw-ctl run has a private /tmp and cannot see STATE_DIR: hand it the PEM's text instead.
 #
 # Names. TN_PREFIX defaults to "crgwtn<$$ mod 10000>" (at most 14 characters: the veth name must fit in 15).
 #   namespace ${TN_PREFIX}-net, root-side veth ${TN_PREFIX}u, namespace-side eth0,
@@ -43,7 +55,8 @@
 #   testnet_kill PID...        TERM, wait up to 2 s, KILL, reap: for cleanups of the caller's own processes
 #   testnet_kdig ARGS...       kdig @203.0.113.53 +timeout=1 +retry=0 (never the machine's resolver)
 # Variables, exported by testnet_up: TN_NS TN_VETH TN_HOST(203.0.113.1) TN_DNS(203.0.113.53)
-#   TN_WEB1(203.0.113.10) TN_WEB2(203.0.113.11) TN_POOL(10.201.0.0/16) TN_STATE; STATE_DIR/testnet.env
+#   TN_WEB1(203.0.113.10) TN_WEB2(203.0.113.11) TN_POOL(10.201.0.0/16) TN_STATE
+#   TN_CA (STATE_DIR/pki/ca.pem, the test CA's certificate); STATE_DIR/testnet.env
 #   holds the same for programs that are not bash. A script started by the owner may source this library
 #   and use testnet_exec and testnet_kdig with the inherited values; only the owner calls testnet_down.
 #
@@ -62,12 +75,6 @@ unset http_proxy https_proxy ftp_proxy all_proxy no_proxy HTTP_PROXY HTTPS_PROXY
 unset REQUESTS_CA_BUNDLE CURL_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR GIT_SSL_CAINFO NODE_EXTRA_CA_CERTS \
 	PIP_CERT PIP_FIND_LINKS NIX_SSL_CERT_FILE AWS_CA_BUNDLE HTTPLIB2_CA_CERTS \
 	GRPC_DEFAULT_SSL_ROOTS_FILE_PATH CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE
-# TLS: the test CA goes here (a later change). testnet_up will create it under STATE_DIR/pki, start the
-# HTTPS upstreams with certificates it signs, and export TN_CA_CERT; clients get it explicitly
-# (curl --cacert "$TN_CA_CERT", SSL_CERT_FILE="$TN_CA_CERT" for one command), never through the
-# variables cleared above.
-export TN_CA_CERT=
-
 TN_PREFIX=${TN_PREFIX:-crgwtn$(($$ % 10000))}
 TN_LOCK_WAIT=${TN_LOCK_WAIT:-120}
 TN_HOST=203.0.113.1
@@ -80,6 +87,8 @@ TN_POOL=10.201.0.0/16
 TN_NS=${TN_NS:-}
 TN_VETH=${TN_VETH:-}
 TN_STATE=${TN_STATE:-}
+# The test CA (see the header); clients get it explicitly, never through the variables cleared above.
+TN_CA=${TN_CA:-}
 
 TN__LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TN__RUN_DIR=/run/crgw-testnet
@@ -301,6 +310,12 @@ testnet__http_ready() {
 	[ "$(curl --noproxy '*' -sf --max-time 1 "http://$1/")" = "upstream $1" ]
 }
 
+# The HTTPS server on ADDR answers for allowed.test with a certificate that verifies against the test CA.
+testnet__https_ready() {
+	[ "$(curl --noproxy '*' -sf --max-time 1 --cacert "$TN_CA" --resolve "allowed.test:443:$1" \
+		https://allowed.test/)" = "upstream $1" ]
+}
+
 # Reads the first line from ADDR:PORT (numeric address: bash's /dev/tcp does no lookup for it).
 testnet__banner() {
 	# shellcheck disable=SC2016 # $1 and $2 belong to the inner shell
@@ -332,6 +347,65 @@ EOF
 		for i in 20 21 22 23 24 25 26 27; do printf 'many             IN A     203.0.113.%s\n' "$i"; done
 		for ((i = 0; i < 1000; i++)); do printf 'b%s.bench IN A 203.0.113.10\n' "$i"; done
 	} >"$f"
+}
+
+# The test CA and the web servers' certificate, in STATE_DIR/pki. Everything is made under umask 077; only
+# the two certificates are then opened up. The name constraints keep the CA from vouching for anything
+# outside the test network, should it ever be trusted by mistake.
+testnet__make_pki() {
+	local p=$TN_STATE/pki
+	rm -rf "$p"
+	mkdir -m 0755 "$p" || return 1
+	cat >"$p/openssl.cnf" <<EOF
+# Generated by conformance/lib/testnet.sh: the test network's throwaway CA and server certificate.
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = crgw testnet
+[ca]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+nameConstraints = critical, permitted;DNS:test, permitted;IP:203.0.113.0/255.255.255.0
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+subjectAltName = @san
+[san]
+$(testnet__san_lines)
+EOF
+	(
+		umask 077
+		cd "$p" || exit 1
+		openssl req -x509 -new -config openssl.cnf -extensions ca -newkey ec \
+			-pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=crgw testnet CA $TN_PREFIX" \
+			-keyout ca.key -out ca.pem &&
+			openssl req -new -config openssl.cnf -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+				-subj /CN=allowed.test -keyout server.key -out server.csr &&
+			openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -days 1 -extfile openssl.cnf \
+				-extensions server -out server.pem &&
+			rm -f server.csr && chmod 0644 ca.pem server.pem
+	) >"$TN_STATE/log/pki.log" 2>&1 || {
+		testnet__err "making the test CA failed; last lines of $TN_STATE/log/pki.log:"
+		tail -n 5 "$TN_STATE/log/pki.log" >&2
+		return 1
+	}
+}
+
+# subjectAltName entries of the web servers' certificate: the names of testnet__write_zone, wildcards for
+# names tests make up, and the two web addresses.
+testnet__san_lines() {
+	local i=0 n
+	for n in allowed.test www.allowed.test chain.test other.test denied.test loopback.test pool.test \
+		short.test long.test many.test txt.test ns.test '*.test' '*.allowed.test' '*.bench.test'; do
+		i=$((i + 1))
+		printf 'DNS.%d = %s\n' "$i" "$n"
+	done
+	printf 'IP.1 = %s\nIP.2 = %s\n' "$TN_WEB1" "$TN_WEB2"
 }
 
 testnet__write_knot_conf() {
@@ -369,7 +443,7 @@ EOF
 testnet__write_env() {
 	local v
 	{
-		for v in TN_PREFIX TN_NS TN_VETH TN_STATE TN_HOST TN_DNS TN_WEB1 TN_WEB2 TN_NET TN_POOL; do
+		for v in TN_PREFIX TN_NS TN_VETH TN_STATE TN_HOST TN_DNS TN_WEB1 TN_WEB2 TN_NET TN_POOL TN_CA; do
 			printf '%s=%s\n' "$v" "${!v}"
 		done
 	} >"$TN_STATE/testnet.env"
@@ -385,6 +459,7 @@ testnet__build() {
 	printf 'upstream %s\n' "$TN_WEB2" >"$s/www/$TN_WEB2/index.html"
 	testnet__write_zone "$s/knot/zones/test.zone"
 	testnet__write_knot_conf
+	testnet__make_pki || return 1
 	testnet__write_env
 
 	# Blackholes first, so no moment exists in which these ranges follow the default route.
@@ -418,14 +493,20 @@ testnet__build() {
 	testnet__spawn knotd knotd -c "$s/knot/knot.conf"
 	testnet__spawn http-web1 "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" http "$TN_WEB1" 80 "$s/www/$TN_WEB1"
 	testnet__spawn http-web2 "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" http "$TN_WEB2" 80 "$s/www/$TN_WEB2"
+	testnet__spawn https-web1 "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" https "$TN_WEB1" 443 \
+		"$s/www/$TN_WEB1" "$s/pki/server.pem" "$s/pki/server.key"
+	testnet__spawn https-web2 "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" https "$TN_WEB2" 443 \
+		"$s/www/$TN_WEB2" "$s/pki/server.pem" "$s/pki/server.key"
 	testnet__spawn banner "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" banner "$TN_WEB1" 22
 
 	testnet__await knotd testnet__dns_ready || return 1
 	testnet__await http-web1 testnet__http_ready "$TN_WEB1" || return 1
 	testnet__await http-web2 testnet__http_ready "$TN_WEB2" || return 1
+	testnet__await https-web1 testnet__https_ready "$TN_WEB1" || return 1
+	testnet__await https-web2 testnet__https_ready "$TN_WEB2" || return 1
 	testnet__await banner testnet__banner "$TN_WEB1" 22 || return 1
 	# A server can answer and still exit just after (knotd does when its control socket fails).
-	for a in knotd http-web1 http-web2 banner; do
+	for a in knotd http-web1 http-web2 https-web1 https-web2 banner; do
 		testnet__await "$a" true || return 1
 	done
 	return 0
@@ -449,7 +530,7 @@ testnet_up() {
 		testnet__err "TN_PREFIX '$TN_PREFIX' must match ^[a-z][a-z0-9]{0,13}\$"
 		return 1
 	fi
-	for a in ip knotd kdig curl flock timeout "$TN__PYTHON"; do
+	for a in ip knotd kdig curl flock timeout openssl "$TN__PYTHON"; do
 		command -v "$a" >/dev/null || { testnet__err "missing $a (scripts/setup installs it)"; return 1; }
 	done
 	mkdir -p "$state" || return 1
@@ -463,7 +544,8 @@ testnet_up() {
 	TN_STATE=$state
 	TN_NS=$TN_PREFIX-net
 	TN_VETH=${TN_PREFIX}u
-	export TN_NS TN_VETH TN_STATE TN_HOST TN_DNS TN_WEB1 TN_WEB2 TN_NET TN_POOL
+	TN_CA=$state/pki/ca.pem
+	export TN_NS TN_VETH TN_STATE TN_HOST TN_DNS TN_WEB1 TN_WEB2 TN_NET TN_POOL TN_CA
 
 	local deadline=$((SECONDS + TN_LOCK_WAIT))
 	while :; do

@@ -225,8 +225,80 @@ is "banner and echo on 203.0.113.10:22" "$(timeout 3 bash -c 'exec 3<>/dev/tcp/2
 	"SSH-2.0-crgw-testnet 203.0.113.10|ping"
 check "nothing listens on 203.0.113.11:22" bash -c '! timeout 2 bash -c "exec 3<>/dev/tcp/203.0.113.11/22" 2>/dev/null'
 
+# ---------------------------------------------------------------------------------------------------------
+# HTTPS with the test CA, asked from inside the namespace (clients there see no machine CA variables).
+pki=$TN_STATE/pki
+is "TN_CA is exported and in testnet.env" "$(bash -c 'echo "$TN_CA"'):$(grep '^TN_CA=' "$TN_STATE/testnet.env")" \
+	"$pki/ca.pem:TN_CA=$pki/ca.pem"
+is "the CA key is readable by root only" "$(stat -c %a "$pki/ca.key")" "600"
+is "the server certificate verifies against the test CA" "$(openssl verify -CAfile "$TN_CA" "$pki/server.pem" 2>&1)" \
+	"$pki/server.pem: OK"
+check "the test CA is a CA (basicConstraints CA:TRUE)" \
+	grep -q 'CA:TRUE' <<<"$(openssl x509 -in "$TN_CA" -noout -ext basicConstraints)"
+for a in "$TN_WEB1" "$TN_WEB2"; do
+	is "HTTPS on $a verifies for allowed.test with --cacert \$TN_CA" \
+		"$(testnet_exec curl -s --max-time 3 --cacert "$TN_CA" --resolve "allowed.test:443:$a" https://allowed.test/)" \
+		"upstream $a"
+done
+is "HTTPS for a name of the zone two labels deep (www.allowed.test)" \
+	"$(testnet_exec curl -s --max-time 3 --cacert "$TN_CA" --resolve "www.allowed.test:443:$TN_WEB2" \
+		https://www.allowed.test/)" "upstream $TN_WEB2"
+is "HTTPS by address (IP subjectAltName)" \
+	"$(testnet_exec curl -s --max-time 3 --cacert "$TN_CA" "https://$TN_WEB1/")" "upstream $TN_WEB1"
+# curl exits 60 when it cannot verify the peer's certificate.
+is "without the test CA, verification fails" \
+	"$(testnet_exec curl -s -o /dev/null --max-time 3 --resolve "allowed.test:443:$TN_WEB1" https://allowed.test/
+		echo "$?")" "60"
+is "a name the certificate does not cover fails verification" \
+	"$(testnet_exec curl -s -o /dev/null --max-time 3 --cacert "$TN_CA" --resolve "crgw.invalid:443:$TN_WEB1" \
+		https://crgw.invalid/
+		echo "$?")" "60"
+
+# ---------------------------------------------------------------------------------------------------------
+# HTTP/1.1 details the proxy tests rely on: /echo, keep-alive, pipelining, large files.
+# echo_summary: one line from an /echo answer, "METHOD TARGET VERSION BODY-LENGTH SHA256 X-Test-VALUE REQUEST".
+echo_summary() {
+	jq -r '"\(.method) \(.target) \(.version) \(.body_length) \(.body_sha256) " +
+		([.headers[] | select(.[0] == "X-Test") | .[1]] | join(",")) + " \(.request)"'
+}
+sha_hello=$(printf 'hello' | sha256sum | cut -d' ' -f1)
+out=$(testnet_exec curl -s --max-time 3 -X POST --data-binary hello -H 'X-Test: one' \
+	"http://$TN_WEB1/echo?x=1")
+is "/echo reports a POST: method, target, version, body length and sha256, headers" \
+	"$(echo_summary <<<"$out")" "POST /echo?x=1 HTTP/1.1 5 $sha_hello one 1"
+is "... headers in arrival order, names as sent" \
+	"$(jq -r '[.headers[][0]] | join(" ")' <<<"$out")" \
+	"Host User-Agent Accept X-Test Content-Length Content-Type"
+out=$(printf 'hello' | testnet_exec curl -s --max-time 3 -X PUT -T - -H 'X-Test: two' --cacert "$TN_CA" \
+	--resolve "other.test:443:$TN_WEB2" https://other.test/echo)
+is "/echo over HTTPS reads a chunked body" "$(echo_summary <<<"$out")" "PUT /echo HTTP/1.1 5 $sha_hello two 1"
+is "/echo answers HEAD with headers only" \
+	"$(testnet_exec curl -s --max-time 3 -I -o /dev/null -w '%{http_code} %{content_type} %{size_download}' \
+		"http://$TN_WEB1/echo")" "200 application/json 0"
+is "keep-alive over HTTP: two requests, one connection" \
+	"$(testnet_exec curl -s --max-time 3 -o /dev/null -o /dev/null -w '%{num_connects} ' \
+		"http://$TN_WEB1/" "http://$TN_WEB1/echo")" "1 0 "
+is "keep-alive over HTTPS: two requests, one connection" \
+	"$(testnet_exec curl -s --max-time 3 -o /dev/null -o /dev/null -w '%{num_connects} ' --cacert "$TN_CA" \
+		--resolve "allowed.test:443:$TN_WEB1" https://allowed.test/ https://allowed.test/echo)" "1 0 "
+# Two requests in one write, the first with a body: each is answered, in order, on the same connection.
+# shellcheck disable=SC2016 # for the inner shell
+out=$(testnet_exec timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/80"
+	printf "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET http://a/echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" >&3
+	cat <&3' _ "$TN_WEB1" | tr -d '\r')
+is "pipelined requests are answered separately, in order" \
+	"$(grep -c '^HTTP/1.1 200 ' <<<"$out") $(grep '^{' <<<"$out" | echo_summary | paste -sd'|')" \
+	"2 POST /echo HTTP/1.1 5 $sha_hello  1|GET http://a/echo HTTP/1.1 0 $(sha256sum </dev/null | cut -d' ' -f1)  2"
+head -c $((4 << 20)) /dev/urandom >"$TN_STATE/www/$TN_WEB1/blob"
+sha_blob=$(sha256sum <"$TN_STATE/www/$TN_WEB1/blob" | cut -d' ' -f1)
+is "a 4 MiB file over HTTP (sendfile) arrives intact" \
+	"$(curl --noproxy '*' -s --max-time 5 "http://$TN_WEB1/blob" | sha256sum | cut -d' ' -f1)" "$sha_blob"
+is "a 4 MiB file over HTTPS arrives intact" \
+	"$(curl --noproxy '*' -s --max-time 5 --cacert "$TN_CA" "https://$TN_WEB1/blob" | sha256sum | cut -d' ' -f1)" \
+	"$sha_blob"
+
 recorded=("$TN_STATE"/pids/*.pid)
-is "four services recorded" "${#recorded[@]}" "4"
+is "six services recorded" "${#recorded[@]}" "6"
 in_ns=1
 for f in "${recorded[@]}"; do
 	read -r pid _ <"$f"
