@@ -78,7 +78,10 @@ void proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum c
 		ev.bytes_down = t->down.bytes;
 		ev.duration_ms = (uint64_t)(crgw_realtime_us() - t->start_us) / 1000;
 	}
-	AUDIT_SET(ev.detail, detail ? detail : t->detail[0] ? t->detail : NULL);
+	/* A decision names the request it is about; a connection_end only why the gateway ended it. */
+	if (!detail && kind == CRGW_AUDIT_DECISION && t->detail[0])
+		detail = t->detail;
+	AUDIT_SET(ev.detail, detail);
 	if (suppressed)
 		ev.count = suppressed + 1;
 	crgw_audit_emit(&ev);

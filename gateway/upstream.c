@@ -88,6 +88,8 @@ static void fail(struct tunnel *t)
 		proxy_refuse(t, 403, "Forbidden", d.reason, "the name resolves only to refused addresses");
 		return;
 	}
+	if (r->next)
+		t->upstream = r->addrs[r->next - 1]; /* the audit names the last address tried */
 	why = r->naddrs ? "no address of the destination answered"
 	      : r->answered ? "the name has no address"
 			    : "the name could not be resolved";
