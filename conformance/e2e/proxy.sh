@@ -33,6 +33,14 @@ sandbox:
       - host: pool.test
       - host: other.test
         ports: [8080]
+      - host: v6only.test
+        ports: [80]
+      - host: dual.test
+        ports: [80]
+      - host: slow6.test
+        ports: [80]
+      - host: 2001:db8:113::/64
+        ports: [80]
 YAML
 # A 64 MiB blob on the upstream web server, and its digest.
 head -c $((64 << 20)) /dev/urandom >"$T/net/www/$TN_WEB1/blob"
@@ -89,6 +97,26 @@ ok $? "non-HTTP TCP (an ssh-style banner on port 22) flows through a tunnel"
 out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\nearly-bytes\n" >&3; timeout 3 cat <&3' 2>&1)
 grep -q '^early-bytes' <<<"$out"
 ok $? "bytes sent right after the CONNECT head reach the upstream (its echo comes back)"
+
+# ---- IPv6 upstreams ----------------------------------------------------------------------------
+# The sandbox speaks IPv4 to the gateway; the gateway connects upstream over either family.
+out=$(run curl -s --max-time 10 -p http://v6only.test/ 2>&1)
+[ "$out" = "upstream $TN_WEB6" ]
+ok $? "a name with only an IPv6 address is reached over IPv6 (got: $out)"
+audit_has "$AUDIT" "select(.service==\"connect\" and .action==\"allow\" and .dst_host==\"v6only.test\" and .dst_ip==\"$TN_WEB6\")"
+ok $? "... audited with the IPv6 upstream address"
+out=$(run curl -s --max-time 10 -p http://dual.test/ 2>&1)
+[ "$out" = "upstream $TN_WEB6" ]
+ok $? "with both families answering, IPv6 is tried first and wins (got: $out)"
+out=$(run sh -c 's=$(date +%s%N); curl -s --max-time 10 -p http://slow6.test/; echo " $((($(date +%s%N) - s) / 1000000))"' 2>&1)
+[ "${out%%$'\n'*}" = "upstream $TN_WEB1" ] && [ "${out##* }" -lt 2500 ]
+ok $? "an IPv6 address that never answers does not hold the connection: IPv4 wins after the 250 ms stagger (took ${out##* } ms)"
+out=$(run bash -c "$(connect_raw '[2001:db8:113::10]:80')" 2>&1)
+grep -q '^HTTP/1.1 200 ' <<<"$out"
+ok $? "an IPv6 literal target allowed by a CIDR rule is connected"
+out=$(run sh -c 'curl -s --max-time 10 -x "http://$CRGW_GATEWAY:3128" http://v6only.test/' 2>&1)
+[ "$out" = "upstream $TN_WEB6" ]
+ok $? "HTTP forwarding reaches an IPv6-only name too (got: $out)"
 
 # ---- transparent TLS and TCP ----------------------------------------------------------------------
 out=$(run sh -c "$(sb_ca_cmd) && curl -s --noproxy '*' --max-time 10 --cacert $SB_CA https://allowed.test/" 2>&1)

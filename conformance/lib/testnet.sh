@@ -7,18 +7,22 @@
 #   root namespace (the host; crgw runs here)          ${TN_PREFIX}-net  (the "internet")
 #   ---------------------------------------            ---------------------------------------------
 #   ${TN_PREFIX}u  203.0.113.1/24   <---- veth ---->   eth0  203.0.113.53/24  knotd, authoritative for test.
-#                                                            203.0.113.10/24  HTTP :80, HTTPS :443,
+#                  2001:db8:113::1/64                        203.0.113.10/24  HTTP :80, HTTPS :443,
 #                                                                             TCP banner/echo :22
 #   blackhole 203.0.113.0/24 metric 4000                     203.0.113.11/24  HTTP :80, HTTPS :443
-#   blackhole 10.201.0.0/16  metric 4000  (sandbox pool)     lo up (knotd also on 127.0.0.1:53)
-#   blackhole 2001:db8::/32  metric 4000  (AAAA target)      no default route, IPv6 off
+#   blackhole 10.201.0.0/16  metric 4000  (sandbox pool)     2001:db8:113::10/64  HTTP :80
+#   blackhole 2001:db8::/32  metric 4000                     lo up (knotd also on 127.0.0.1:53)
+#                                                            no default route (either family)
 #
 # The root namespace reaches 203.0.113.x through the connected /24 on the veth; the blackholes (added first,
 # removed last) catch everything else in those ranges, so no packet for them ever follows the machine's
 # default route, even while the veth is being made or taken down. Nothing forwards: crgw proxies, and it is
 # the root namespace itself that talks to 203.0.113.x. Global ip_forward is never touched. 10.201.0.0/16 is
-# reserved for the sandboxes the gateway makes; the harness only blackholes it. AAAA records point into the
-# blackholed 2001:db8::/32: there is no IPv6 upstream yet, and a connect there must fail, not leave.
+# reserved for the sandboxes the gateway makes; the harness only blackholes it. IPv6 works the same way: the
+# connected 2001:db8:113::/64 reaches the namespace, the rest of 2001:db8::/32 is blackholed. Names for the
+# proxies' IPv6 paths: v6only.test (AAAA 2001:db8:113::10 only), dual.test (203.0.113.10 and
+# 2001:db8:113::10), slow6.test (203.0.113.10 and 2001:db8:113::99, where no host answers: a connect there
+# hangs until neighbour discovery gives up), allowed.test (AAAA 2001:db8::10: blackholed, fails at once).
 #
 # Servers (conformance/lib/testnet_servers.py for HTTP, HTTPS and the banner). HTTP on :80 and HTTPS on :443
 # of each web address serve the same directory, STATE_DIR/www/<address>/ (index.html says
@@ -55,7 +59,8 @@
 #   testnet_kill PID...        TERM, wait up to 2 s, KILL, reap: for cleanups of the caller's own processes
 #   testnet_kdig ARGS...       kdig @203.0.113.53 +timeout=1 +retry=0 (never the machine's resolver)
 # Variables, exported by testnet_up: TN_NS TN_VETH TN_HOST(203.0.113.1) TN_DNS(203.0.113.53)
-#   TN_WEB1(203.0.113.10) TN_WEB2(203.0.113.11) TN_POOL(10.201.0.0/16) TN_STATE
+#   TN_WEB1(203.0.113.10) TN_WEB2(203.0.113.11) TN_HOST6(2001:db8:113::1) TN_WEB6(2001:db8:113::10)
+#   TN_POOL(10.201.0.0/16) TN_STATE
 #   TN_CA (STATE_DIR/pki/ca.pem, the test CA's certificate); STATE_DIR/testnet.env
 #   holds the same for programs that are not bash. A script started by the owner may source this library
 #   and use testnet_exec and testnet_kdig with the inherited values; only the owner calls testnet_down.
@@ -81,6 +86,8 @@ TN_HOST=203.0.113.1
 TN_DNS=203.0.113.53
 TN_WEB1=203.0.113.10
 TN_WEB2=203.0.113.11
+TN_HOST6=2001:db8:113::1
+TN_WEB6=2001:db8:113::10
 TN_NET=203.0.113.0/24
 TN_POOL=10.201.0.0/16
 # Inherited values let a script started by the owner use testnet_exec without owning the network.
@@ -307,7 +314,9 @@ testnet__dns_ready() {
 }
 
 testnet__http_ready() {
-	[ "$(curl --noproxy '*' -sf --max-time 1 "http://$1/")" = "upstream $1" ]
+	local url=$1
+	[[ $url == *:* ]] && url="[$url]" # an IPv6 address
+	[ "$(curl --noproxy '*' -sf --max-time 1 "http://$url/")" = "upstream $1" ]
 }
 
 # The HTTPS server on ADDR answers for allowed.test with a certificate that verifies against the test CA.
@@ -343,6 +352,11 @@ pool             IN A     10.201.0.2
 short         1  IN A     203.0.113.10
 long     604800  IN A     203.0.113.10
 txt              IN TXT   "hello"
+v6only           IN AAAA  2001:db8:113::10
+dual             IN A     203.0.113.10
+dual             IN AAAA  2001:db8:113::10
+slow6            IN A     203.0.113.10
+slow6            IN AAAA  2001:db8:113::99
 EOF
 		for i in 20 21 22 23 24 25 26 27; do printf 'many             IN A     203.0.113.%s\n' "$i"; done
 		for ((i = 0; i < 1000; i++)); do printf 'b%s.bench IN A 203.0.113.10\n' "$i"; done
@@ -443,7 +457,7 @@ EOF
 testnet__write_env() {
 	local v
 	{
-		for v in TN_PREFIX TN_NS TN_VETH TN_STATE TN_HOST TN_DNS TN_WEB1 TN_WEB2 TN_NET TN_POOL TN_CA; do
+		for v in TN_PREFIX TN_NS TN_VETH TN_STATE TN_HOST TN_DNS TN_WEB1 TN_WEB2 TN_HOST6 TN_WEB6 TN_NET TN_POOL TN_CA; do
 			printf '%s=%s\n' "$v" "${!v}"
 		done
 	} >"$TN_STATE/testnet.env"
@@ -454,9 +468,10 @@ testnet__build() {
 	local s=$TN_STATE a route
 	rm -rf "$s/pids" "$s/knot/run" "$s/knot/db"
 	mkdir -p "$s/pids" "$s/log" "$s/knot/run" "$s/knot/db" "$s/knot/zones" \
-		"$s/www/$TN_WEB1" "$s/www/$TN_WEB2" || return 1
+		"$s/www/$TN_WEB1" "$s/www/$TN_WEB2" "$s/www/$TN_WEB6" || return 1
 	printf 'upstream %s\n' "$TN_WEB1" >"$s/www/$TN_WEB1/index.html"
 	printf 'upstream %s\n' "$TN_WEB2" >"$s/www/$TN_WEB2/index.html"
+	printf 'upstream %s\n' "$TN_WEB6" >"$s/www/$TN_WEB6/index.html"
 	testnet__write_zone "$s/knot/zones/test.zone"
 	testnet__write_knot_conf
 	testnet__make_pki || return 1
@@ -474,14 +489,19 @@ testnet__build() {
 	printf 'nameserver %s\noptions timeout:1 attempts:1\n' "$TN_DNS" >"/etc/netns/$TN_NS/resolv.conf"
 	ip netns add "$TN_NS" || return 1
 	ip link add "$TN_VETH" type veth peer name eth0 netns "$TN_NS" || return 1
-	sysctl -qw "net.ipv6.conf.$TN_VETH.disable_ipv6=1" || return 1
+	# IPv6 on the link: one /64 out of the blackholed 2001:db8::/32, static addresses without duplicate
+	# address detection (usable at once), and no router advertisements taken from anywhere.
+	sysctl -qw "net.ipv6.conf.$TN_VETH.accept_ra=0" "net.ipv6.conf.$TN_VETH.disable_ipv6=0" || return 1
 	ip addr add "$TN_HOST/24" dev "$TN_VETH" || return 1
+	ip addr add "$TN_HOST6/64" dev "$TN_VETH" nodad || return 1
 	ip link set "$TN_VETH" up || return 1
-	ip netns exec "$TN_NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 || return 1
+	ip netns exec "$TN_NS" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 \
+		net.ipv6.conf.eth0.accept_ra=0 || return 1
 	ip -n "$TN_NS" link set lo up || return 1
 	for a in "$TN_DNS" "$TN_WEB1" "$TN_WEB2"; do
 		ip -n "$TN_NS" addr add "$a/24" dev eth0 || return 1
 	done
+	ip -n "$TN_NS" addr add "$TN_WEB6/64" dev eth0 nodad || return 1
 	ip -n "$TN_NS" link set eth0 up || return 1
 
 	route=$(ip -4 route get 203.0.113.99 2>&1)
@@ -497,6 +517,7 @@ testnet__build() {
 		"$s/www/$TN_WEB1" "$s/pki/server.pem" "$s/pki/server.key"
 	testnet__spawn https-web2 "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" https "$TN_WEB2" 443 \
 		"$s/www/$TN_WEB2" "$s/pki/server.pem" "$s/pki/server.key"
+	testnet__spawn http-web6 "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" http "$TN_WEB6" 80 "$s/www/$TN_WEB6"
 	testnet__spawn banner "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" banner "$TN_WEB1" 22
 
 	testnet__await knotd testnet__dns_ready || return 1
@@ -504,9 +525,10 @@ testnet__build() {
 	testnet__await http-web2 testnet__http_ready "$TN_WEB2" || return 1
 	testnet__await https-web1 testnet__https_ready "$TN_WEB1" || return 1
 	testnet__await https-web2 testnet__https_ready "$TN_WEB2" || return 1
+	testnet__await http-web6 testnet__http_ready "$TN_WEB6" || return 1
 	testnet__await banner testnet__banner "$TN_WEB1" 22 || return 1
 	# A server can answer and still exit just after (knotd does when its control socket fails).
-	for a in knotd http-web1 http-web2 https-web1 https-web2 banner; do
+	for a in knotd http-web1 http-web2 https-web1 https-web2 http-web6 banner; do
 		testnet__await "$a" true || return 1
 	done
 	return 0
@@ -545,7 +567,7 @@ testnet_up() {
 	TN_NS=$TN_PREFIX-net
 	TN_VETH=${TN_PREFIX}u
 	TN_CA=$state/pki/ca.pem
-	export TN_NS TN_VETH TN_STATE TN_HOST TN_DNS TN_WEB1 TN_WEB2 TN_NET TN_POOL TN_CA
+	export TN_NS TN_VETH TN_STATE TN_HOST TN_DNS TN_WEB1 TN_WEB2 TN_HOST6 TN_WEB6 TN_NET TN_POOL TN_CA
 
 	local deadline=$((SECONDS + TN_LOCK_WAIT))
 	while :; do

@@ -34,6 +34,7 @@ import http.server
 import ipaddress
 import json
 import re
+import socket
 import socketserver
 import ssl
 import sys
@@ -235,7 +236,10 @@ def serve_http(addr, port, root, tls=None):
     def handler(*args, **kwargs):
         return Handler(*args, directory=root, **kwargs)
 
-    with NumericHTTPServer((addr, port), handler) as srv:
+    server = NumericHTTPServer
+    if ":" in addr:
+        server = type("NumericHTTPServer6", (NumericHTTPServer,), {"address_family": socket.AF_INET6})
+    with server((addr, port), handler) as srv:
         srv.tls = tls
         srv.serve_forever()
 

@@ -181,7 +181,11 @@ check "2001:db8::10 (AAAA target) is blackholed" blackholed 2001:db8::10 2001:db
 check "blackhole for 203.0.113.0/24 sits under the veth route" \
 	[ -n "$(ip -4 route show exact 203.0.113.0/24 metric 4000 type blackhole)" ]
 is "internet namespace has no default route" "$(testnet_exec ip route show default)$(testnet_exec ip -6 route show default 2>/dev/null)" ""
-is "no IPv6 in the internet namespace" "$(testnet_exec ip -6 -br addr show)" ""
+is "IPv6 in the internet namespace: one static address" \
+	"$(testnet_exec ip -6 -br addr show scope global | awk '{ $1 = $2 = ""; print }' | xargs)" "2001:db8:113::10/64"
+is "2001:db8:113::/64 routes through the veth" "$(ip -6 route get 2001:db8:113::10 | grep -o "dev $TN_VETH")" "dev $TN_VETH"
+check "the rest of 2001:db8::/32 stays blackholed" blackholed 2001:db8:114::1 2001:db8::/32
+is "HTTP over IPv6" "$(curl --noproxy '*' -s --max-time 2 "http://[2001:db8:113::10]/")" "upstream 2001:db8:113::10"
 is "internet namespace addresses" "$(testnet_exec ip -br -4 addr show dev eth0 | awk '{ $1 = $2 = ""; print }' | xargs)" \
 	"203.0.113.53/24 203.0.113.10/24 203.0.113.11/24"
 is "global ip_forward untouched" "$(sysctl -n net.ipv4.ip_forward)" "$fwd_before"
@@ -206,6 +210,9 @@ is "many.test has 8 A records" "$(short many.test A | sort -t. -k4n | paste -sd'
 is "short.test TTL 1" "$(answer short.test A)" "short.test. 1 A 203.0.113.10"
 is "long.test TTL 604800" "$(answer long.test A)" "long.test. 604800 A 203.0.113.10"
 is "txt.test TXT" "$(short txt.test TXT)" '"hello"'
+is "v6only.test: AAAA only" "$(short v6only.test AAAA)/$(short v6only.test A)" "2001:db8:113::10/"
+is "dual.test: both families" "$(short dual.test A) $(short dual.test AAAA)" "203.0.113.10 2001:db8:113::10"
+is "slow6.test: an IPv6 address nobody holds" "$(short slow6.test AAAA)" "2001:db8:113::99"
 is "b0.bench.test A" "$(short b0.bench.test A)" "203.0.113.10"
 is "b999.bench.test A" "$(short b999.bench.test A)" "203.0.113.10"
 check "b1000.bench.test is NXDOMAIN" bash -c 'kdig @203.0.113.53 +timeout=1 +retry=0 b1000.bench.test A | grep -q "status: NXDOMAIN"'
@@ -298,7 +305,7 @@ is "a 4 MiB file over HTTPS arrives intact" \
 	"$sha_blob"
 
 recorded=("$TN_STATE"/pids/*.pid)
-is "six services recorded" "${#recorded[@]}" "6"
+is "seven services recorded" "${#recorded[@]}" "7"
 in_ns=1
 for f in "${recorded[@]}"; do
 	read -r pid _ <"$f"
