@@ -527,7 +527,7 @@ static void http_run(struct tunnel *t)
 		if (x->rq == RQ_RAW && t->head_len == 0 && evbuffer_get_length(x->to_up) == 0) {
 			uint64_t before = x->rq_left, sent = t->up.bytes;
 
-			if (proxy_pump(&t->up, t->cfd, t->ufd, &x->rq_left, &r, &w)) {
+			if (proxy_pump(t, &t->up, t->cfd, t->ufd, &x->rq_left, &r, &w)) {
 				fail(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, "the request body ended early");
 				return;
 			}
@@ -586,7 +586,7 @@ static void http_run(struct tunnel *t)
 			uint64_t before = x->rs_left, sent = t->down.bytes;
 			bool eof = t->down.eof;
 
-			if (proxy_pump(&t->down, t->ufd, t->cfd, x->rs == RS_RAW ? &x->rs_left : NULL, &r, &w)) {
+			if (proxy_pump(t, &t->down, t->ufd, t->cfd, x->rs == RS_RAW ? &x->rs_left : NULL, &r, &w)) {
 				fail(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE,
 				     "the upstream ended inside a response");
 				return;
@@ -641,14 +641,14 @@ static void http_run(struct tunnel *t)
 		 (x->rq == RQ_HEAD || x->rq == RQ_DONE ||
 		  (x->rq == RQ_CHUNKED && evbuffer_get_length(x->to_up) < QUEUE_HIGH) ||
 		  (x->rq == RQ_RAW && t->head_len == 0 && evbuffer_get_length(x->to_up) == 0 && x->rq_left &&
-		   t->up.queued < PROXY_PIPE_BYTES));
+		   proxy_pipe_room(&t->up)));
 	u_write = t->ufd >= 0 && (evbuffer_get_length(x->to_up) || t->up.queued);
 	c_write = evbuffer_get_length(x->to_client) || t->down.queued;
 	u_read = t->ufd >= 0 &&
 		 ((x->rlen < sizeof(x->rbuf) && evbuffer_get_length(x->to_client) < QUEUE_HIGH &&
 		   (x->rs == RS_PARSE || x->rs == RS_NONE || (x->rs == RS_DONE && x->rq != RQ_DONE))) ||
 		  ((x->rs == RS_RAW || x->rs == RS_EOF) && x->rlen == 0 && !t->down.eof &&
-		   t->down.queued < PROXY_PIPE_BYTES));
+		   proxy_pipe_room(&t->down)));
 	if (c_read)
 		event_add(&t->cread, NULL);
 	if (c_write)

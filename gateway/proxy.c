@@ -177,6 +177,33 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
+static int pipe_get(struct crgw_proxy *px, struct flow *f)
+{
+	if (px->npipes) {
+		px->npipes--;
+		f->pipe[0] = px->pipes[px->npipes][0];
+		f->pipe[1] = px->pipes[px->npipes][1];
+		return 0;
+	}
+	return pipe2(f->pipe, O_NONBLOCK | O_CLOEXEC) ? -1 : 0;
+}
+
+/* An empty pipe of the default size goes back to the pool; anything else is closed. */
+static void pipe_put(struct crgw_proxy *px, struct flow *f)
+{
+	if (f->pipe[0] < 0)
+		return;
+	if (f->queued == 0 && f->cap <= PROXY_PIPE_BYTES && px->npipes < sizeof(px->pipes) / sizeof(px->pipes[0])) {
+		px->pipes[px->npipes][0] = f->pipe[0];
+		px->pipes[px->npipes][1] = f->pipe[1];
+		px->npipes++;
+	} else {
+		close(f->pipe[0]);
+		close(f->pipe[1]);
+	}
+	f->pipe[0] = f->pipe[1] = -1;
+}
+
 /* Never frees inside a callback's caller: the memory goes when the last reference (a lookup) drops. */
 void proxy_close(struct tunnel *t)
 {
@@ -203,10 +230,8 @@ void proxy_close(struct tunnel *t)
 		t->next->prev = t->prev;
 	close_fd(&t->cfd);
 	close_fd(&t->ufd);
-	for (int i = 0; i < 2; i++) {
-		close_fd(&t->up.pipe[i]);
-		close_fd(&t->down.pipe[i]);
-	}
+	pipe_put(t->px, &t->up);
+	pipe_put(t->px, &t->down);
 	http_free(t);
 	upstream_abort(t);
 	if (--t->refs == 0)
@@ -231,6 +256,11 @@ void proxy_arm_timer(struct tunnel *t, unsigned seconds)
 unsigned proxy_idle_seconds(const struct tunnel *t)
 {
 	return t->px->cfg->proxy_idle_timeout;
+}
+
+size_t proxy_pipe_room(const struct flow *f)
+{
+	return (f->cap ? f->cap : PROXY_PIPE_BYTES) - f->queued;
 }
 
 void proxy_count_open(struct tunnel *t)
@@ -268,13 +298,20 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
  * Moves what can move in one direction without blocking. Returns -1 when the tunnel must close, else
  * sets the interest bits: src readable wanted, dst writable wanted.
  */
-int proxy_pump(struct flow *f, int src, int dst, uint64_t *limit, bool *want_read, bool *want_write)
+int proxy_pump(struct tunnel *t, struct flow *f, int src, int dst, uint64_t *limit, bool *want_read,
+	       bool *want_write)
 {
-	if (f->pipe[0] < 0 && pipe2(f->pipe, O_NONBLOCK | O_CLOEXEC))
+	if (f->pipe[0] < 0 && pipe_get(t->px, f))
 		return -1;
+	if (f->cap == 0)
+		f->cap = PROXY_PIPE_BYTES;
+	/* Best effort: a pipe that cannot grow (the per-user pipe quota) keeps working as it is. */
+	if (f->cap == PROXY_PIPE_BYTES && f->bytes >= PROXY_BULK_AFTER &&
+	    fcntl(f->pipe[0], F_SETPIPE_SZ, PROXY_PIPE_BULK_BYTES) >= PROXY_PIPE_BULK_BYTES)
+		f->cap = PROXY_PIPE_BULK_BYTES;
 	for (unsigned rounds = 0; rounds < 16; rounds++) {
 		bool progress = false;
-		size_t room = PROXY_PIPE_BYTES - f->queued;
+		size_t room = f->cap - f->queued;
 
 		if (limit && *limit < room)
 			room = (size_t)*limit;
@@ -315,7 +352,7 @@ int proxy_pump(struct flow *f, int src, int dst, uint64_t *limit, bool *want_rea
 			break;
 	}
 	/* Backpressure: read only while the pipe has room, write only while it holds bytes. */
-	*want_read = !f->eof && f->queued < PROXY_PIPE_BYTES && (!limit || *limit);
+	*want_read = !f->eof && f->queued < f->cap && (!limit || *limit);
 	*want_write = f->queued > 0;
 	return 0;
 }
@@ -324,8 +361,8 @@ static void relay(struct tunnel *t)
 {
 	bool up_r, up_w, down_r, down_w;
 
-	if (proxy_pump(&t->up, t->cfd, t->ufd, NULL, &up_r, &up_w) ||
-	    proxy_pump(&t->down, t->ufd, t->cfd, NULL, &down_r, &down_w)) {
+	if (proxy_pump(t, &t->up, t->cfd, t->ufd, NULL, &up_r, &up_w) ||
+	    proxy_pump(t, &t->down, t->ufd, t->cfd, NULL, &down_r, &down_w)) {
 		proxy_close(t);
 		return;
 	}
@@ -356,7 +393,7 @@ static int start_relay(struct tunnel *t)
 	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 	size_t early = t->head_len - t->body_at;
 
-	if (pipe2(t->up.pipe, O_NONBLOCK | O_CLOEXEC) || pipe2(t->down.pipe, O_NONBLOCK | O_CLOEXEC))
+	if (pipe_get(t->px, &t->up) || pipe_get(t->px, &t->down))
 		return -errno;
 	/* Bytes the client sent after its request (or the whole replayed TLS hello) go first. */
 	if (early) {
@@ -797,6 +834,11 @@ void crgw_proxy_free(struct crgw_proxy *px)
 	 */
 	while (px->tunnels)
 		proxy_close(px->tunnels);
+	while (px->npipes) {
+		px->npipes--;
+		close(px->pipes[px->npipes][0]);
+		close(px->pipes[px->npipes][1]);
+	}
 	evconnlistener_free(px->listener);
 	free(px);
 }

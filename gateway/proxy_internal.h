@@ -17,6 +17,9 @@
 #include "http_request.h"
 
 #define PROXY_PIPE_BYTES (64 * 1024)
+/* A flow that has moved this much is bulk: its pipe grows to PROXY_PIPE_BULK_BYTES (fewer, larger splices). */
+#define PROXY_BULK_AFTER (256 * 1024)
+#define PROXY_PIPE_BULK_BYTES (1024 * 1024)
 
 enum proxy_state { S_REQUEST, S_HELLO, S_RESOLVING, S_CONNECTING, S_RELAY, S_HTTP, S_LINGER };
 
@@ -24,6 +27,7 @@ enum proxy_state { S_REQUEST, S_HELLO, S_RESOLVING, S_CONNECTING, S_RELAY, S_HTT
 struct flow {
 	int pipe[2];
 	size_t queued; /* bytes in the pipe */
+	size_t cap;    /* what the pipe holds: PROXY_PIPE_BYTES, or more once grown */
 	uint64_t bytes;
 	bool eof, shut;
 };
@@ -75,6 +79,9 @@ struct crgw_proxy {
 	struct crgw_dns_server *dns;
 	struct evconnlistener *listener;
 	struct tunnel *tunnels;
+	/* Empty pipes of closed connections, kept for the next ones: short tunnels skip pipe2 and 4 closes. */
+	int pipes[256][2];
+	unsigned npipes;
 };
 
 /* proxy.c */
@@ -102,7 +109,9 @@ unsigned proxy_idle_seconds(const struct tunnel *t);
  * *limit more bytes are taken from src (and *limit goes down); an end of src is then an error. Without,
  * an end of src half-closes dst. Returns 0 with the interest bits set, or -1 when the connection must close.
  */
-int proxy_pump(struct flow *f, int src, int dst, uint64_t *limit, bool *want_read, bool *want_write);
+size_t proxy_pipe_room(const struct flow *f);
+int proxy_pump(struct tunnel *t, struct flow *f, int src, int dst, uint64_t *limit, bool *want_read,
+	       bool *want_write);
 
 /* upstream.c */
 /* Resolves t->host (A and AAAA through the gateway's DNS), checks each address, races the connects. */
