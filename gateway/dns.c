@@ -102,6 +102,7 @@ struct crgw_dns_server {
 	int udp_fd;
 	struct event *udp_ev;
 	struct evconnlistener *tcp_listener;
+	struct crgw_accept_guard tcp_guard;
 	ares_channel channel;
 	bool channel_ready;
 	struct ares_sock asocks[ARES_SOCKS_MAX];
@@ -957,6 +958,12 @@ static int channel_init(struct crgw_dns_server *srv)
 	return 0;
 }
 
+static void tcp_accept_error(struct evconnlistener *l, void *arg)
+{
+	(void)l;
+	crgw_accept_guard_trip(&((struct crgw_dns_server *)arg)->tcp_guard);
+}
+
 int crgw_dns_server_new(struct event_base *base, const struct crgw_config *cfg, struct crgw_dns_server **out)
 {
 	struct crgw_dns_server *srv = calloc(1, sizeof(*srv));
@@ -981,6 +988,8 @@ int crgw_dns_server_new(struct event_base *base, const struct crgw_config *cfg, 
 		goto fail;
 	}
 	tcp_fd = -1;
+	crgw_accept_guard_init(&srv->tcp_guard, base, srv->tcp_listener, "dns-tcp");
+	evconnlistener_set_error_cb(srv->tcp_listener, tcp_accept_error);
 	err = channel_init(srv);
 	if (err)
 		goto fail;
@@ -1033,8 +1042,10 @@ void crgw_dns_server_free(struct crgw_dns_server *srv)
 		event_free(srv->ares_timer);
 	if (srv->udp_ev)
 		event_free(srv->udp_ev);
-	if (srv->tcp_listener)
+	if (srv->tcp_listener) {
+		crgw_accept_guard_fini(&srv->tcp_guard);
 		evconnlistener_free(srv->tcp_listener);
+	}
 	if (srv->udp_fd >= 0)
 		close(srv->udp_fd);
 	free(srv);

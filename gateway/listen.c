@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* One SO_REUSEPORT socket per worker and service: the kernel spreads connections and queries across them. */
 #include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
 #include <netinet/in.h>
+#include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "listen.h"
+#include "log.h"
 
 int crgw_listen_reuseport(int type, uint16_t port, int *out)
 {
@@ -29,4 +34,44 @@ fail:
 	err = -errno;
 	close(fd);
 	return err;
+}
+
+static void on_guard_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct crgw_accept_guard *g = arg;
+
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(g->listener);
+}
+
+void crgw_accept_guard_init(struct crgw_accept_guard *g, struct event_base *base, struct evconnlistener *l,
+			    const char *what)
+{
+	g->listener = l;
+	g->what = what;
+	g->logged_s = -3600;
+	event_assign(&g->timer, base, -1, 0, on_guard_timer, g);
+}
+
+void crgw_accept_guard_trip(struct crgw_accept_guard *g)
+{
+	struct timeval pause = { 0, 100 * 1000 };
+	struct timespec now;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec - g->logged_s >= 10) {
+		log_error("accept failed; pausing the listener", "listener=%s error=\"%s\"", g->what, strerror(err));
+		g->logged_s = now.tv_sec;
+	}
+	evconnlistener_disable(g->listener);
+	event_add(&g->timer, &pause);
+}
+
+void crgw_accept_guard_fini(struct crgw_accept_guard *g)
+{
+	if (g->listener)
+		event_del(&g->timer);
+	g->listener = NULL;
 }

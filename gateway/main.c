@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -200,6 +201,23 @@ static int parse_args(int argc, char **argv, struct crgw_config *cfg, bool *chec
 	return 0;
 }
 
+/*
+ * A proxied connection holds up to six descriptors (two sockets, two pipes): the usual soft limit of 1,024
+ * would stop the gateway at about 170 tunnels. The soft limit goes up to the hard one.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		log_warn("could not raise the descriptor limit", "error=\"%s\"", strerror(errno));
+	else
+		log_info("descriptor limit raised", "nofile=%llu", (unsigned long long)rl.rlim_cur);
+}
+
 int main(int argc, char **argv)
 {
 	static struct crgw_config cfg;
@@ -233,6 +251,7 @@ int main(int argc, char **argv)
 			goto out;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 
 	/* Nothing is accepted before a crashed predecessor's table and interfaces are gone. */
 	err = crgw_registry_cleanup_stale(&cfg);

@@ -607,11 +607,18 @@ static void await_request(struct tunnel *t)
 	event_add(&t->cread, &tv);
 }
 
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	(void)l;
+	crgw_accept_guard_trip(&((struct crgw_proxy *)arg)->guard);
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct crgw_proxy *px = arg;
 	struct crgw_sandbox *sb;
 	struct tunnel *t;
+	int one = 1;
 
 	(void)l;
 	sb = crgw_sandbox_for_accepted(fd, sa, salen, "connect");
@@ -619,6 +626,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		close(fd);
 		return;
 	}
+	/* Small writes (the 200, an HTTP answer, a tunnel's first bytes) must not wait for the peer's ACK. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	t = tunnel_new(px, fd, sb, "connect", CRGW_HTTP_HEAD_MAX);
 	if (t)
 		await_request(t);
@@ -820,6 +829,8 @@ int crgw_proxy_new(struct event_base *base, const struct crgw_config *cfg, struc
 		free(px);
 		return -ENOMEM;
 	}
+	crgw_accept_guard_init(&px->guard, base, px->listener, "proxy");
+	evconnlistener_set_error_cb(px->listener, on_accept_error);
 	*out = px;
 	return 0;
 }
@@ -839,6 +850,7 @@ void crgw_proxy_free(struct crgw_proxy *px)
 		close(px->pipes[px->npipes][0]);
 		close(px->pipes[px->npipes][1]);
 	}
+	crgw_accept_guard_fini(&px->guard);
 	evconnlistener_free(px->listener);
 	free(px);
 }

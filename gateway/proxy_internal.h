@@ -15,6 +15,7 @@
 #include "crgw/policy.h"
 #include "dns_cache.h"
 #include "http_request.h"
+#include "listen.h"
 
 #define PROXY_PIPE_BYTES (64 * 1024)
 /* A flow that has moved this much is bulk: its pipe grows to PROXY_PIPE_BULK_BYTES (fewer, larger splices). */
@@ -78,6 +79,7 @@ struct crgw_proxy {
 	struct event_base *base;
 	struct crgw_dns_server *dns;
 	struct evconnlistener *listener;
+	struct crgw_accept_guard guard;
 	struct tunnel *tunnels;
 	/* Empty pipes of closed connections, kept for the next ones: short tunnels skip pipe2 and 4 closes. */
 	int pipes[256][2];

@@ -31,6 +31,7 @@ struct worker {
 	struct crgw_dns_server *dns;
 	struct crgw_proxy *proxy;
 	struct evconnlistener *transparent[2];
+	struct crgw_accept_guard guard[2];
 };
 
 static struct worker *workers;
@@ -81,6 +82,13 @@ static struct event_base *worker_base_new(void)
 	return base;
 }
 
+static void transparent_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct worker *w = arg;
+
+	crgw_accept_guard_trip(&w->guard[l == w->transparent[0] ? 0 : 1]);
+}
+
 static int transparent_listener(struct worker *w, unsigned port, struct evconnlistener **out)
 {
 	int fd, err = crgw_listen_reuseport(SOCK_STREAM, (uint16_t)port, &fd);
@@ -93,6 +101,9 @@ static int transparent_listener(struct worker *w, unsigned port, struct evconnli
 		close(fd);
 		return -ENOMEM;
 	}
+	crgw_accept_guard_init(&w->guard[out == &w->transparent[0] ? 0 : 1], w->base, *out,
+			       out == &w->transparent[0] ? "transparent-http" : "transparent-tcp");
+	evconnlistener_set_error_cb(*out, transparent_accept_error);
 	return 0;
 }
 
@@ -114,8 +125,10 @@ static void worker_free(struct worker *w)
 	crgw_proxy_free(w->proxy);
 	crgw_dns_server_free(w->dns);
 	for (unsigned i = 0; i < 2; i++)
-		if (w->transparent[i])
+		if (w->transparent[i]) {
+			crgw_accept_guard_fini(&w->guard[i]);
 			evconnlistener_free(w->transparent[i]);
+		}
 	if (w->base)
 		event_base_free(w->base);
 }

@@ -185,6 +185,33 @@ audit_has "$AUDIT" 'select(.event=="connection_end" and .service=="connect" and 
 ok $? "... and its connection_end says so"
 gw_stop
 ok $? "crgw exits 0 again"
+
+# ---- out of descriptors ------------------------------------------------------------------------------
+# With a hard limit of 64 descriptors, 80 connections held open exhaust them: the listener must pause
+# (not spin on the pending connection), and accept again once descriptors are free.
+printf '#!/bin/sh\nexec prlimit --nofile=64:64 -- "%s" "$@"\n' "$CRGW" >"$T/crgw-limited"
+chmod +x "$T/crgw-limited"
+CRGW_REAL=$CRGW
+CRGW=$T/crgw-limited
+gw_start "$T" || { echo "Bail out! crgw did not start with 64 descriptors"; exit 1; }
+CRGW=$CRGW_REAL
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$GW_PID/stat"; }
+out=$(run bash -c 'for i in $(seq 80); do eval "exec $((i + 9))<>/dev/tcp/$CRGW_GATEWAY/3128" 2>/dev/null || break; done; sleep 1; echo held; sleep 3' 2>&1 &
+	sleep 2.5
+	before=$(cpu_ticks)
+	sleep 1
+	echo "ticks $(($(cpu_ticks) - before))")
+ticks=$(grep -o 'ticks [0-9]*' <<<"$out" | cut -d' ' -f2)
+[ -n "$ticks" ] && [ "$ticks" -lt 30 ]
+ok $? "with its descriptors exhausted crgw does not spin on the listener (${ticks:-?} ticks of CPU in 1 s)"
+grep -q 'accept failed; pausing the listener' "$T/crgw.log"
+ok $? "... and says so in its log"
+sleep 3
+out=$(run curl -s --max-time 10 -p http://allowed.test/ 2>&1)
+[ "$out" = "upstream $TN_WEB1" ]
+ok $? "once descriptors are free again, the proxy accepts and serves (got: $out)"
+gw_stop
+ok $? "crgw exits 0 after running out of descriptors"
 if [ "$TAP_FAILED" -gt 0 ]; then
 	diag "crgw log:" "$(tail -20 "$T/crgw.log")"
 fi
