@@ -169,8 +169,14 @@ gw_stop
 ok $? "crgw exits 0 on SIGTERM (sanitizer builds: LeakSanitizer found nothing)"
 
 # ---- timeouts ----------------------------------------------------------------------------------------
-gw_start "$T" --set proxy.idle_timeout=2 --set proxy.max_connection_seconds=4 ||
-	{ echo "Bail out! crgw did not start again"; exit 1; }
+gw_start "$T" --set proxy.idle_timeout=2 --set proxy.max_connection_seconds=4 \
+	--set proxy.max_tunnels_per_sandbox=3 || { echo "Bail out! crgw did not start again"; exit 1; }
+# Three tunnels held open in one sandbox; the fourth is over proxy.max_tunnels_per_sandbox.
+out=$(run bash -c 'for fd in 10 11 12; do eval "exec $fd<>/dev/tcp/$CRGW_GATEWAY/3128"; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&$fd; done; sleep 0.5; exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&3; timeout 3 cat <&3' 2>&1)
+grep -q '^HTTP/1.1 429 ' <<<"${out%%$'\n'*}" && grep -q '^rate_limited' <<<"$out"
+ok $? "a tunnel over the per-sandbox cap is refused: 429 with body rate_limited"
+audit_has "$AUDIT" 'select(.event=="decision" and .service=="connect" and .action=="deny" and .reason_code=="rate_limited")'
+ok $? "... audited as rate_limited"
 # A tunnel to the banner service that then stays silent: closed after 2 s without a byte.
 out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&3; s=$(date +%s%N); timeout 10 cat <&3 >/dev/null; echo $((($(date +%s%N) - s) / 1000000))' 2>&1)
 [ "$out" -ge 1500 ] && [ "$out" -lt 6000 ]
