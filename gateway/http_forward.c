@@ -511,7 +511,7 @@ static void next_request(struct tunnel *t)
 static void http_run(struct tunnel *t)
 {
 	struct http_exchange *x = t->http;
-	bool c_read = false, c_write = false, u_read = false, u_write = false;
+	bool c_read = false, c_write = false, u_read = false, u_write = false, more = false;
 
 	for (unsigned round = 0; round < 64; round++) {
 		bool progress = false, r, w;
@@ -634,7 +634,14 @@ static void http_run(struct tunnel *t)
 		}
 		if (!progress)
 			break;
+		more = round == 63;
 	}
+	/*
+	 * Still moving after 64 rounds: give other connections a turn, then go on from a fresh callback. Bytes
+	 * already in the gateway's buffers are invisible to epoll, so waiting for readiness could stall.
+	 */
+	if (more)
+		event_active(&t->cwrite, EV_WRITE, 1);
 
 	/* What to wait for. */
 	c_read = !x->client_eof && t->head_len < CRGW_HTTP_HEAD_MAX &&

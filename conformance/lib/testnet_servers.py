@@ -21,6 +21,7 @@
 #   body_length  bytes of body after removing the chunked coding; body_sha256: their sha256 (hex)
 #   trailers     [[name, value], ...] of a chunked body (empty otherwise)
 #   client       "ADDR:PORT" of the connection; request: 1 for its first request, 2 for the next...
+# GET /chunked/NAME sends the served file NAME with the chunked transfer coding (256 KiB chunks).
 # The body is read by Content-Length or the chunked transfer coding; anything else is a 400 that closes
 # the connection. A HEAD gets the headers of that answer and no body.
 #
@@ -33,6 +34,7 @@ import hashlib
 import http.server
 import ipaddress
 import json
+import os
 import re
 import socket
 import socketserver
@@ -197,6 +199,35 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             h.update(buf[:got])
             left -= got
         return n
+
+    # GET /chunked/NAME: the file NAME of the served directory with the chunked transfer coding, so tests
+    # can check a proxy that has to parse a response body to find its end.
+    def do_GET(self):
+        path = self.target.split("?", 1)[0] if self.target.startswith("/") else None
+        if path is None or not path.startswith("/chunked/"):
+            super().do_GET()
+            return
+        name = path[len("/chunked/"):]
+        if not name or "/" in name or name.startswith("."):
+            self.send_error(404)
+            return
+        try:
+            f = open(os.path.join(self.directory, name), "rb")
+        except OSError:
+            self.send_error(404)
+            return
+        with f:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            buf = memoryview(bytearray(COPY_CHUNK))
+            while True:
+                got = f.readinto(buf)
+                if not got:
+                    break
+                self.wfile.write(b"%x\r\n" % got + bytes(buf[:got]) + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
 
     def copyfile(self, source, outputfile):
         if not isinstance(self.connection, ssl.SSLSocket):

@@ -282,6 +282,9 @@ is "/echo over HTTPS reads a chunked body" "$(echo_summary <<<"$out")" "PUT /ech
 is "/echo answers HEAD with headers only" \
 	"$(testnet_exec curl -s --max-time 3 -I -o /dev/null -w '%{http_code} %{content_type} %{size_download}' \
 		"http://$TN_WEB1/echo")" "200 application/json 0"
+is "/chunked/NAME sends the file with the chunked coding" \
+	"$(testnet_exec curl -s --max-time 3 -D - "http://$TN_WEB1/chunked/index.html" | tr -d '\r' |
+		grep -i -e '^transfer-encoding' -e '^upstream' | paste -sd'|')" "Transfer-Encoding: chunked|upstream $TN_WEB1"
 is "keep-alive over HTTP: two requests, one connection" \
 	"$(testnet_exec curl -s --max-time 3 -o /dev/null -o /dev/null -w '%{num_connects} ' \
 		"http://$TN_WEB1/" "http://$TN_WEB1/echo")" "1 0 "
