@@ -151,6 +151,12 @@ check_proxy_refusal http://allowed.test:8080/ 403 port_not_allowed
 check_proxy_refusal http://203.0.113.10/ 403 ip_literal_not_allowed
 check_proxy_refusal "http://$TN_HOST/" 403 private_address_blocked
 check_proxy_refusal http://other.test:8080/ 502 upstream_unreachable
+# An upstream that does not speak HTTP (the ssh-style banner service): 502 before any byte of it passes.
+out=$(run sh -c "curl -s -i --max-time 10 -x \"http://\$CRGW_GATEWAY:3128\" http://chain.test:22/" 2>&1)
+[ "$(status_of "$out")" = 502 ] && grep -q '^upstream_unreachable' <<<"$out" && ! grep -q 'SSH-2.0' <<<"$out"
+ok $? "an upstream answering with something other than HTTP gets 502 upstream_unreachable, and none of its bytes"
+audit_has "$AUDIT" 'select(.service=="http" and .reason_code=="upstream_unreachable" and .detail=="malformed response from the upstream" and .dst_host=="chain.test")'
+ok $? "... audited with what was wrong"
 out=$(raw gw/3128 'GET /echo HTTP/1.1\r\nHost: allowed.test\r\n\r\n')
 [ "$(status_of "$out")" = 400 ] && grep -q '^request_invalid' <<<"$out"
 ok $? "an origin-form request to the explicit proxy gets 400 request_invalid"
