@@ -301,7 +301,6 @@ static void start_request(struct tunnel *t)
 	const char *target = t->head + r->target.off, *why = NULL;
 	struct crgw_host host_field;
 	uint16_t host_port;
-	struct crgw_decision d;
 	int rc;
 
 	t->detail[0] = '\0';
@@ -357,13 +356,8 @@ static void start_request(struct tunnel *t)
 	x->client_keep = r->keep_alive && !x->client_eof;
 	/* Never share an upstream connection beyond this client's, and reuse it only for the same destination. */
 	if (t->ufd >= 0 && !x->upstream_broken && x->up_port == t->port && strcmp(x->up_host, t->host.text) == 0) {
-		crgw_policy_decide(t->sb->policy, crgw_gateway_blocklist(), &t->host, t->port, &d);
-		AUDIT_SET(t->rule, d.rule);
-		if (!d.allow) {
-			proxy_refuse(t, 403, "Forbidden", d.reason, NULL);
-			return;
-		}
-		send_request(t);
+		if (proxy_decide(t))
+			send_request(t);
 		return;
 	}
 	if (t->ufd >= 0) {
@@ -508,6 +502,28 @@ static void next_request(struct tunnel *t)
 		http_run(t);
 }
 
+/* Whether the client's bytes are read into t->head now (a raw body is spliced instead). */
+static bool reads_client(const struct tunnel *t)
+{
+	const struct http_exchange *x = t->http;
+
+	return !x->client_eof && t->head_len < CRGW_HTTP_HEAD_MAX &&
+	       (x->rq == RQ_HEAD || x->rq == RQ_DONE ||
+		(x->rq == RQ_CHUNKED && evbuffer_get_length(x->to_up) < QUEUE_HIGH));
+}
+
+/*
+ * Whether the upstream's bytes are read into rbuf now: a head or chunked body to parse, or, with no
+ * response expected, whatever would show the connection cannot be reused.
+ */
+static bool reads_upstream(const struct tunnel *t)
+{
+	const struct http_exchange *x = t->http;
+
+	return t->ufd >= 0 && x->rlen < sizeof(x->rbuf) && evbuffer_get_length(x->to_client) < QUEUE_HIGH &&
+	       (x->rs == RS_PARSE || x->rs == RS_NONE || (x->rs == RS_DONE && x->rq != RQ_DONE));
+}
+
 static void http_run(struct tunnel *t)
 {
 	struct http_exchange *x = t->http;
@@ -535,9 +551,7 @@ static void http_run(struct tunnel *t)
 			if (x->rq_left == 0 && t->up.queued == 0)
 				x->rq = RQ_DONE;
 		}
-		if (!x->client_eof && t->head_len < CRGW_HTTP_HEAD_MAX &&
-		    (x->rq == RQ_HEAD || x->rq == RQ_DONE ||
-		     (x->rq == RQ_CHUNKED && evbuffer_get_length(x->to_up) < QUEUE_HIGH))) {
+		if (reads_client(t)) {
 			n = read(t->cfd, t->head + t->head_len, CRGW_HTTP_HEAD_MAX - t->head_len);
 			if (n > 0) {
 				t->head_len += (size_t)n;
@@ -596,8 +610,7 @@ static void http_run(struct tunnel *t)
 			    (x->rs == RS_EOF && t->down.eof && t->down.queued == 0))
 				x->rs = RS_DONE;
 		}
-		if (t->ufd >= 0 && x->rlen < sizeof(x->rbuf) && evbuffer_get_length(x->to_client) < QUEUE_HIGH &&
-		    (x->rs == RS_PARSE || x->rs == RS_NONE || (x->rs == RS_DONE && x->rq != RQ_DONE))) {
+		if (reads_upstream(t)) {
 			n = read(t->ufd, x->rbuf + x->rlen, sizeof(x->rbuf) - x->rlen);
 			if (n > 0) {
 				x->rlen += (size_t)n;
@@ -644,16 +657,13 @@ static void http_run(struct tunnel *t)
 		event_active(&t->cwrite, EV_WRITE, 1);
 
 	/* What to wait for. */
-	c_read = !x->client_eof && t->head_len < CRGW_HTTP_HEAD_MAX &&
-		 (x->rq == RQ_HEAD || x->rq == RQ_DONE ||
-		  (x->rq == RQ_CHUNKED && evbuffer_get_length(x->to_up) < QUEUE_HIGH) ||
-		  (x->rq == RQ_RAW && t->head_len == 0 && evbuffer_get_length(x->to_up) == 0 && x->rq_left &&
-		   proxy_pipe_room(&t->up)));
+	c_read = reads_client(t) ||
+		 (x->rq == RQ_RAW && t->head_len == 0 && evbuffer_get_length(x->to_up) == 0 && x->rq_left &&
+		  proxy_pipe_room(&t->up));
 	u_write = t->ufd >= 0 && (evbuffer_get_length(x->to_up) || t->up.queued);
 	c_write = evbuffer_get_length(x->to_client) || t->down.queued;
 	u_read = t->ufd >= 0 &&
-		 ((x->rlen < sizeof(x->rbuf) && evbuffer_get_length(x->to_client) < QUEUE_HIGH &&
-		   (x->rs == RS_PARSE || x->rs == RS_NONE || (x->rs == RS_DONE && x->rq != RQ_DONE))) ||
+		 (reads_upstream(t) ||
 		  ((x->rs == RS_RAW || x->rs == RS_EOF) && x->rlen == 0 && !t->down.eof &&
 		   proxy_pipe_room(&t->down)));
 	if (c_read)

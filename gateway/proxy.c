@@ -87,6 +87,18 @@ void proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum c
 	crgw_audit_emit(&ev);
 }
 
+/* A connection that had an upstream ends once: its connection_end event and the gauges. */
+static void count_end(struct tunnel *t)
+{
+	if (!t->counted)
+		return;
+	t->counted = false;
+	proxy_audit(t, CRGW_AUDIT_CONNECTION_END, true, CRGW_REASON_NONE, t->end_detail);
+	atomic_fetch_sub(&stats.tunnels_open, 1);
+	atomic_fetch_add(&stats.bytes_up, t->up.bytes);
+	atomic_fetch_add(&stats.bytes_down, t->down.bytes);
+}
+
 /*
  * Answers the client with an error status whose body names the reason code, then closes. A transparent
  * connection has no HTTP exchange to answer in: it is closed.
@@ -128,13 +140,8 @@ void proxy_linger(struct tunnel *t)
 	event_del(&t->uread);
 	event_del(&t->uwrite);
 	close_fd(&t->ufd);
-	if (t->counted) {
-		proxy_audit(t, CRGW_AUDIT_CONNECTION_END, true, CRGW_REASON_NONE, t->end_detail);
-		t->counted = false;
-		atomic_fetch_sub(&stats.tunnels_open, 1);
-		atomic_fetch_add(&stats.bytes_up, t->up.bytes);
-		atomic_fetch_add(&stats.bytes_down, t->down.bytes);
-	}
+	upstream_abort(t);
+	count_end(t);
 	t->state = S_LINGER;
 	event_assign(&t->cread, t->px->base, t->cfd, EV_READ | EV_PERSIST, on_linger, t);
 	event_add(&t->cread, NULL);
@@ -215,12 +222,7 @@ void proxy_close(struct tunnel *t)
 	event_del(&t->uread);
 	event_del(&t->uwrite);
 	event_del(&t->timer);
-	if (t->counted) {
-		proxy_audit(t, CRGW_AUDIT_CONNECTION_END, true, CRGW_REASON_NONE, t->end_detail);
-		atomic_fetch_sub(&stats.tunnels_open, 1);
-		atomic_fetch_add(&stats.bytes_up, t->up.bytes);
-		atomic_fetch_add(&stats.bytes_down, t->down.bytes);
-	}
+	count_end(t);
 	atomic_fetch_sub(&t->sb->counters.tunnels, 1);
 	if (t->prev)
 		t->prev->next = t->next;
@@ -464,17 +466,23 @@ static void address_of_host(struct tunnel *t, union proxy_addr *a)
 
 /* ---- the request -------------------------------------------------------------------------------- */
 
-void proxy_decide_and_connect(struct tunnel *t)
+bool proxy_decide(struct tunnel *t)
 {
 	struct crgw_decision d;
-	union proxy_addr to;
 
 	crgw_policy_decide(t->sb->policy, crgw_gateway_blocklist(), &t->host, t->port, &d);
 	AUDIT_SET(t->rule, d.rule);
-	if (!d.allow) {
+	if (!d.allow)
 		proxy_refuse(t, 403, "Forbidden", d.reason, NULL);
+	return d.allow;
+}
+
+void proxy_decide_and_connect(struct tunnel *t)
+{
+	union proxy_addr to;
+
+	if (!proxy_decide(t))
 		return;
-	}
 	if (t->host.kind == CRGW_HOST_NAME) {
 		upstream_connect(t);
 		return;

@@ -93,7 +93,9 @@ void proxy_linger(struct tunnel *t);
 void proxy_refuse(struct tunnel *t, int status, const char *text, enum crgw_reason reason, const char *detail);
 void proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
 		 const char *detail);
-/* Decides t->host:t->port for the sandbox; refuses, or resolves and connects (then proxy_connected). */
+/* Decides t->host:t->port for the sandbox; a denial is refused (403) and false returned. */
+bool proxy_decide(struct tunnel *t);
+/* proxy_decide, then resolves and connects (then proxy_connected). */
 void proxy_decide_and_connect(struct tunnel *t);
 /* The upstream connection is up: t->ufd and t->upstream are set. */
 void proxy_connected(struct tunnel *t);
