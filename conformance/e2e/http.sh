@@ -157,6 +157,16 @@ out=$(run sh -c "curl -s -i --max-time 10 -x \"http://\$CRGW_GATEWAY:3128\" http
 ok $? "an upstream answering with something other than HTTP gets 502 upstream_unreachable, and none of its bytes"
 audit_has "$AUDIT" 'select(.service=="http" and .reason_code=="upstream_unreachable" and .detail=="malformed response from the upstream" and .dst_host=="chain.test")'
 ok $? "... audited with what was wrong"
+out=$(run sh -c "curl -s -i --max-time 10 --noproxy '*' http://allowed.test/hangup" 2>&1)
+[ "$(status_of "$out")" = 502 ] && grep -q '^upstream_unreachable' <<<"$out"
+ok $? "an upstream that closes without answering gets 502 upstream_unreachable"
+audit_has "$AUDIT" 'select(.service=="http" and .reason_code=="upstream_unreachable" and .detail=="the upstream closed without answering")'
+ok $? "... audited with what happened"
+out=$(run sh -c "curl -s --max-time 10 --noproxy '*' -o /dev/null -w '%{size_download}' http://allowed.test/truncated; echo \" exit \$?\"" 2>&1)
+[ "$out" = "1000 exit 18" ]
+ok $? "an upstream that ends inside a response: the client gets what came and a closed connection (got: $out)"
+audit_has "$AUDIT" 'select(.service=="http" and .reason_code=="upstream_unreachable" and .detail=="the upstream ended inside a response")'
+ok $? "... audited, and the connection ends"
 out=$(raw gw/3128 'GET /echo HTTP/1.1\r\nHost: allowed.test\r\n\r\n')
 [ "$(status_of "$out")" = 400 ] && grep -q '^request_invalid' <<<"$out"
 ok $? "an origin-form request to the explicit proxy gets 400 request_invalid"

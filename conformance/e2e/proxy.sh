@@ -183,6 +183,12 @@ out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.te
 ok $? "an idle tunnel is closed after proxy.idle_timeout (2 s; took $out ms)"
 audit_has "$AUDIT" 'select(.event=="connection_end" and .service=="connect" and .detail=="idle timeout")'
 ok $? "... and its connection_end says so"
+# A kept-alive HTTP connection (redirected port 80) that sends nothing after its answer: the same timeout.
+out=$(run bash -c 'exec 3<>/dev/tcp/allowed.test/80; printf "GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n" >&3; s=$(date +%s%N); timeout 10 cat <&3 >/dev/null; echo $((($(date +%s%N) - s) / 1000000))' 2>&1)
+[ "$out" -ge 1500 ] && [ "$out" -lt 6000 ]
+ok $? "an idle kept-alive HTTP connection is closed after proxy.idle_timeout (took $out ms)"
+audit_has "$AUDIT" 'select(.event=="connection_end" and .service=="http" and .detail=="idle timeout")'
+ok $? "... and its connection_end says so"
 # A tunnel kept busy (a line every 0.3 s, echoed back) still ends at proxy.max_connection_seconds.
 out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&3; s=$(date +%s%N); (for i in $(seq 40); do echo tick; sleep 0.3; done >&3 2>/dev/null) & timeout 12 cat <&3 >/dev/null; echo $((($(date +%s%N) - s) / 1000000)); kill $! 2>/dev/null' 2>&1)
 [ "$out" -ge 3500 ] && [ "$out" -lt 8000 ]

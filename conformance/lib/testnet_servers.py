@@ -22,6 +22,8 @@
 #   trailers     [[name, value], ...] of a chunked body (empty otherwise)
 #   client       "ADDR:PORT" of the connection; request: 1 for its first request, 2 for the next...
 # GET /chunked/NAME sends the served file NAME with the chunked transfer coding (256 KiB chunks).
+# GET /hangup closes the connection without answering; GET /truncated announces 100,000 bytes, sends 1,000
+# and closes: upstream failures for the proxies' tests.
 # The body is read by Content-Length or the chunked transfer coding; anything else is a 400 that closes
 # the connection. A HEAD gets the headers of that answer and no body.
 #
@@ -204,6 +206,16 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     # can check a proxy that has to parse a response body to find its end.
     def do_GET(self):
         path = self.target.split("?", 1)[0] if self.target.startswith("/") else None
+        if path == "/hangup":
+            self.close_connection = True  # no answer at all
+            return
+        if path == "/truncated":
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"x" * 1000)
+            self.close_connection = True  # 99,000 bytes short
+            return
         if path is None or not path.startswith("/chunked/"):
             super().do_GET()
             return
