@@ -130,6 +130,26 @@ char *crgw_audit_format(const struct crgw_audit_event *ev)
 		err |= set_u64(o, "bytes_down", ev->bytes_down);
 		err |= set_u64(o, "duration_ms", ev->duration_ms);
 	}
+	if (ev->limits_off) {
+		err |= set_str(o, "limits", "off");
+	} else if (ev->has_limits) {
+		/* 0 is "no limit" in every field: printed as null, never as a limit of zero. */
+		json_t *l = json_pack("{s:o, s:o, s:o}",
+				      "memory_bytes", ev->limit_memory ? json_integer((json_int_t)ev->limit_memory) : json_null(),
+				      "pids", ev->limit_pids ? json_integer((json_int_t)ev->limit_pids) : json_null(),
+				      "cpus", ev->limit_cpu_milli ? json_real(ev->limit_cpu_milli / 1000.0) : json_null());
+
+		err |= !l || json_object_set_new(o, "limits", l);
+	}
+	if (ev->ttl_s)
+		err |= set_u64(o, "ttl_s", (uint64_t)ev->ttl_s);
+	if (ev->has_usage) {
+		json_t *u = json_pack("{s:I, s:I, s:I, s:I}", "oom_kills", (json_int_t)ev->oom_kills, "pids_denied",
+				      (json_int_t)ev->pids_denied, "memory_peak_bytes", (json_int_t)ev->memory_peak,
+				      "cpu_ms", (json_int_t)ev->cpu_ms);
+
+		err |= !u || json_object_set_new(o, "usage", u);
+	}
 	if (!err)
 		out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
 	json_decref(o);

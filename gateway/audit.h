@@ -47,6 +47,14 @@ struct crgw_audit_event {
 	uint64_t count; /* events this record stands for (rate-limited kinds); 0 prints nothing */
 	uint64_t bytes_up, bytes_down, duration_ms;
 	bool has_bytes;
+	/* sandbox_registered: the limits it runs under ("limits"), or that it runs without ("off"). */
+	bool has_limits, limits_off;
+	uint64_t limit_memory, limit_pids;
+	uint32_t limit_cpu_milli;
+	int64_t ttl_s; /* 0 prints nothing */
+	/* sandbox_released: what it used ("usage"). */
+	bool has_usage;
+	uint64_t oom_kills, pids_denied, memory_peak, cpu_ms;
 };
 
 struct crgw_audit_stats {

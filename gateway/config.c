@@ -13,7 +13,7 @@
 
 #include "config.h"
 
-enum key_type { K_UINT, K_BOOL, K_STRING, K_POOL, K_UPSTREAM, K_BLOCKED, K_RCODE, K_LEVEL, K_MODE };
+enum key_type { K_UINT, K_BOOL, K_STRING, K_POOL, K_UPSTREAM, K_BLOCKED, K_RCODE, K_LEVEL, K_MODE, K_SIZE, K_CPUS };
 
 struct key {
 	const char *path;
@@ -56,6 +56,13 @@ static const struct key keys[] = {
 	{ "proxy.idle_timeout", K_UINT, OFF(proxy_idle_timeout), 4, 1, 86400 },
 	{ "proxy.max_connection_seconds", K_UINT, OFF(proxy_max_connection_seconds), 4, 0, 604800 },
 	{ "log_level", K_LEVEL, OFF(log_level), 0, 0, 0 },
+	{ "data_dir", K_STRING, STR(data_dir), 0, 0 },
+	{ "limits.memory", K_SIZE, OFF(limits_memory), 8, 16u << 20, UINT64_C(1) << 50 },
+	{ "limits.pids", K_UINT, OFF(limits_pids), 8, 0, 4194304 },
+	{ "limits.cpus", K_CPUS, OFF(limits_cpu_milli), 4, 10, 1024000 },
+	{ "limits.optional", K_BOOL, OFF(limits_optional), 0, 0, 0 },
+	{ "limits.cgroup", K_STRING, STR(limits_cgroup), 0, 0 },
+	{ "testing.ttl_seconds", K_UINT, OFF(testing_ttl_seconds), 4, 0, 604800 },
 };
 
 void crgw_config_defaults(struct crgw_config *cfg)
@@ -86,6 +93,76 @@ void crgw_config_defaults(struct crgw_config *cfg)
 	cfg->proxy_idle_timeout = 300;
 	cfg->proxy_max_connection_seconds = 86400;
 	cfg->log_level = 1;
+	snprintf(cfg->data_dir, sizeof(cfg->data_dir), "/var/lib/crgw");
+	cfg->limits_memory = UINT64_C(4) << 30;
+	cfg->limits_pids = 4096;
+	cfg->limits_cpu_milli = 0;
+	snprintf(cfg->limits_cgroup, sizeof(cfg->limits_cgroup), "crgw");
+}
+
+int crgw_size_parse(const char *text, uint64_t *out)
+{
+	static const struct {
+		const char *suffix;
+		unsigned shift;
+	} units[] = {
+		{ "", 0 }, { "B", 0 }, { "K", 10 }, { "KB", 10 }, { "KiB", 10 }, { "M", 20 }, { "MB", 20 },
+		{ "MiB", 20 }, { "G", 30 }, { "GB", 30 }, { "GiB", 30 }, { "T", 40 }, { "TB", 40 }, { "TiB", 40 },
+	};
+	unsigned long long n;
+	char *end;
+
+	if (*text < '0' || *text > '9')
+		return -EINVAL;
+	errno = 0;
+	n = strtoull(text, &end, 10);
+	if (errno)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		char lower[4] = "";
+
+		/* k, m, g, t in lower case mean the same. */
+		if (strlen(end) == 1) {
+			lower[0] = (char)(end[0] >= 'a' && end[0] <= 'z' ? end[0] - 32 : end[0]);
+			lower[1] = '\0';
+		}
+		if (!strcmp(end, units[i].suffix) || (lower[0] && !strcmp(lower, units[i].suffix))) {
+			if (units[i].shift && n > (UINT64_MAX >> units[i].shift))
+				return -EINVAL;
+			*out = (uint64_t)n << units[i].shift;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int crgw_cpus_parse(const char *text, uint32_t *milli)
+{
+	unsigned long whole = 0, frac = 0, scale = 100;
+	const char *p = text;
+
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		whole = whole * 10 + (unsigned long)(*p - '0');
+		if (whole > 1000000)
+			return -EINVAL;
+	}
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			if (scale == 0)
+				return -EINVAL; /* more than three decimals */
+			frac += (unsigned long)(*p - '0') * scale;
+			scale /= 10;
+		}
+	}
+	if (*p)
+		return -EINVAL;
+	*milli = (uint32_t)(whole * 1000 + frac);
+	return 0;
 }
 
 int crgw_cidr4_parse(const char *text, struct in_addr *addr, unsigned *prefix)
@@ -204,6 +281,30 @@ static int set_key(struct crgw_config *cfg, const struct key *k, const char *v, 
 		else
 			return fail(err, errlen, where, k->path, "expected nxdomain or refused");
 		return 0;
+	case K_SIZE: {
+		uint64_t bytes;
+		char why[128];
+
+		if (crgw_size_parse(v, &bytes))
+			return fail(err, errlen, where, k->path, "expected a size such as 4GiB, 512M or 1073741824");
+		/* 0 says "no limit"; any other value must be a usable one. */
+		if (bytes && (bytes < k->min || bytes > k->max)) {
+			snprintf(why, sizeof(why), "must be between %llu MiB and %llu TiB", (unsigned long long)(k->min >> 20),
+				 (unsigned long long)(k->max >> 40));
+			return fail(err, errlen, where, k->path, why);
+		}
+		*(uint64_t *)(base + k->offset) = bytes;
+		return 0;
+	}
+	case K_CPUS: {
+		uint32_t m;
+
+		if (crgw_cpus_parse(v, &m) || (m && (m < k->min || m > k->max)))
+			return fail(err, errlen, where, k->path,
+				    "expected a CPU count between 0.01 and 1024 such as 2 or 0.5 (0: all CPUs)");
+		*(uint32_t *)(base + k->offset) = m;
+		return 0;
+	}
 	case K_LEVEL: {
 		static const char *const names[] = { "debug", "info", "warn", "error" };
 
@@ -390,6 +491,13 @@ int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen)
 		return fail(err, errlen, NULL, "interfaces.prefix", "must start with a letter and not end in a digit");
 	if (strlen(cfg->iface_prefix) > 6)
 		return fail(err, errlen, NULL, "interfaces.prefix", "at most 6 characters (names hold a slot number)");
+	if (cfg->limits_pids && cfg->limits_pids < 16)
+		return fail(err, errlen, NULL, "limits.pids", "must be 0 (no limit) or at least 16");
+	if (cfg->data_dir[0] != '/')
+		return fail(err, errlen, NULL, "data_dir", "must be an absolute path");
+	for (const char *p = cfg->limits_cgroup; *p; p++)
+		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '_' && *p != '-')
+			return fail(err, errlen, NULL, "limits.cgroup", "use lowercase letters, digits, _ and -");
 	if (cfg->workers == 0) {
 		cores = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->workers = cores > 0 ? (unsigned)cores : 1;

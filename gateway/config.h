@@ -52,6 +52,15 @@ struct crgw_config {
 	unsigned proxy_idle_timeout;           /* seconds without a byte either way */
 	unsigned proxy_max_connection_seconds; /* absolute lifetime of a proxied connection; 0: none */
 	unsigned log_level;
+
+	/* Sandboxes: where their per-sandbox data lives, their resource ceilings, and test-only knobs. */
+	char data_dir[4096];
+	uint64_t limits_memory;      /* bytes; 0: none */
+	uint64_t limits_pids;        /* 0: none */
+	uint32_t limits_cpu_milli;   /* thousandths of a CPU; 0: all CPUs */
+	bool limits_optional;        /* run sandboxes without limits where cgroups cannot be had */
+	char limits_cgroup[65];      /* the group beneath the gateway's own that holds the sandboxes' */
+	unsigned testing_ttl_seconds; /* tests only: every sandbox lives this long instead of its policy's TTL */
 };
 
 /* Fills the defaults (SPEC sections 4 to 7; docs/gateway.md lists them). */
@@ -71,6 +80,15 @@ int crgw_config_set(struct crgw_config *cfg, const char *key, const char *value,
 
 /* Cross-field checks and derived values (worker count from the cores). Returns 0 or -EINVAL with `err`. */
 int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen);
+
+/*
+ * Parses a size in bytes: a number with an optional binary unit (K, M, G, T, with or without "iB" or "B";
+ * all powers of 1024). Returns 0 or -EINVAL (also on overflow).
+ */
+int crgw_size_parse(const char *text, uint64_t *out);
+
+/* Parses a CPU count ("2", "0.5", "1.25"; at most 3 decimals) into thousandths. Returns 0 or -EINVAL. */
+int crgw_cpus_parse(const char *text, uint32_t *milli);
 
 /* Parses "a.b.c.d/len" into a network address and prefix. Returns 0 or -EINVAL. */
 int crgw_cidr4_parse(const char *text, struct in_addr *addr, unsigned *prefix);

@@ -24,6 +24,7 @@
 #include "control.h"
 #include "dns.h"
 #include "dns_cache.h"
+#include "lifetime.h"
 #include "log.h"
 #include "netctl.h"
 #include "sandbox.h"
@@ -47,6 +48,8 @@ static struct {
 	struct follower *followers;
 	unsigned nfollowers;
 	int64_t started_us;
+	uid_t sock_uid;
+	gid_t sock_gid;
 } C = { .fd = -1 };
 
 /* ---- replies ------------------------------------------------------------------------------------ */
@@ -86,23 +89,57 @@ static void rfc3339(int64_t us, char *buf, size_t size)
 	snprintf(buf + n, size - n, ".%06dZ", (int)(us % 1000000));
 }
 
+static json_t *limit_value(uint64_t v)
+{
+	return v ? json_integer((json_int_t)v) : json_null();
+}
+
+static json_t *limits_json(const struct crgw_cgroup_limits *l, bool off)
+{
+	if (off)
+		return json_string("off");
+	/* 0 is "no limit": null, never a limit of zero. */
+	return json_pack("{s:o, s:o, s:o}", "memory_bytes", limit_value(l->memory), "pids", limit_value(l->pids),
+			 "cpus", l->cpu_milli ? json_real(l->cpu_milli / 1000.0) : json_null());
+}
+
+static json_t *usage_json(const struct crgw_cgroup_usage *u)
+{
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "memory_bytes", (json_int_t)u->memory,
+			 "memory_peak_bytes", (json_int_t)u->memory_peak, "cpu_us", (json_int_t)u->cpu_us, "pids",
+			 (json_int_t)u->pids, "oom_kills", (json_int_t)u->oom_kills, "pids_denied",
+			 (json_int_t)u->pids_denied);
+}
+
 static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 {
-	char gw[INET_ADDRSTRLEN], guest[INET_ADDRSTRLEN], created[40];
+	char gw[INET_ADDRSTRLEN], guest[INET_ADDRSTRLEN], created[40], expires[40];
+	int64_t left = (sb->expires_us - crgw_realtime_us()) / 1000000;
 	json_t *o;
 
 	inet_ntop(AF_INET, &sb->gw, gw, sizeof(gw));
 	inet_ntop(AF_INET, &sb->guest, guest, sizeof(guest));
 	rfc3339(sb->created_us, created, sizeof(created));
-	o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s}", "id", sb->id, "run_id", sb->run_id,
-		      "backend", sb->backend, "interface", sb->ifname, "ifindex", sb->ifindex, "gateway", gw,
-		      "guest", guest, "policy_hash", sb->policy_hash, "created", created);
+	rfc3339(sb->expires_us, expires, sizeof(expires));
+	o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "id", sb->id, "run_id",
+		      sb->run_id, "backend", sb->backend, "interface", sb->ifname, "ifindex", sb->ifindex, "gateway",
+		      gw, "guest", guest, "policy_hash", sb->policy_hash, "created", created, "expires", expires,
+		      "ttl_s", (json_int_t)sb->ttl_s, "ttl_left_s", (json_int_t)(left > 0 ? left : 0));
 	if (!o)
 		return NULL;
+	if (sb->name[0])
+		json_object_set_new(o, "name", json_string(sb->name));
 	if (sb->holder_pid)
 		json_object_set_new(o, "holder_pid", json_integer(sb->holder_pid));
+	json_object_set_new(o, "limits", limits_json(&sb->limits, sb->cgroup == NULL));
+	if (sb->workspace_mode[0])
+		json_object_set_new(o, "workspace", json_pack("{s:s, s:s}", "mode", sb->workspace_mode, "dir",
+							      sb->workspace_dir));
+	if (sb->data_dir[0])
+		json_object_set_new(o, "data_dir", json_string(sb->data_dir));
 	if (detail) {
 		struct crgw_nft_counters c = { 0 };
+		struct crgw_cgroup_usage u;
 
 		crgw_sandbox_kernel_counters(sb, &c);
 		json_object_set_new(o, "counters",
@@ -117,70 +154,23 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 				  "dns_bypass_packets", (json_int_t)c.dns.packets,
 				  "dropped_packets", (json_int_t)c.drop.packets));
 		json_object_set_new(o, "bindings", json_integer(crgw_binding_count(sb)));
+		if (crgw_sandbox_usage(sb, &u) == 0)
+			json_object_set_new(o, "resources", usage_json(&u));
+		if (sb->cgroup) {
+			const char *dirs[8];
+			size_t n = crgw_cgroup_dirs(sb->cgroup, dirs, 8);
+			json_t *arr = json_array();
+
+			for (size_t i = 0; arr && i < n; i++)
+				json_array_append_new(arr, json_string(dirs[i]));
+			if (arr)
+				json_object_set_new(o, "cgroup_dirs", arr);
+		}
 	}
 	return o;
 }
 
 /* ---- sandboxes ---------------------------------------------------------------------------------- */
-
-/* A sandbox whose holder process ends (its command finished, or it was killed) is released. */
-struct holder_watch {
-	struct holder_watch *next;
-	struct event *ev;
-	int fd;
-	char id[24];
-};
-
-static struct holder_watch *watches;
-
-static void watch_free(struct holder_watch *w)
-{
-	for (struct holder_watch **pp = &watches; *pp; pp = &(*pp)->next)
-		if (*pp == w) {
-			*pp = w->next;
-			break;
-		}
-	event_free(w->ev);
-	close(w->fd);
-	free(w);
-}
-
-static void holder_exited(evutil_socket_t fd, short what, void *arg)
-{
-	struct holder_watch *w = arg;
-
-	(void)fd;
-	(void)what;
-	if (crgw_sandbox_release(w->id, "its holder process ended") == 0)
-		log_info("sandbox holder ended", "id=%s", w->id);
-	watch_free(w);
-}
-
-static void watch_holder(const struct crgw_sandbox *sb)
-{
-	struct holder_watch *w;
-
-	if (sb->holder_pidfd < 0)
-		return;
-	w = calloc(1, sizeof(*w));
-	if (!w)
-		return;
-	/* Our own descriptor: the sandbox's closes with its last reference, maybe before this fires. */
-	w->fd = fcntl(sb->holder_pidfd, F_DUPFD_CLOEXEC, 0);
-	memcpy(w->id, sb->id, sizeof(w->id));
-	w->ev = w->fd >= 0 ? event_new(C.base, w->fd, EV_READ, holder_exited, w) : NULL;
-	if (!w->ev || event_add(w->ev, NULL)) {
-		if (w->ev)
-			event_free(w->ev);
-		if (w->fd >= 0)
-			close(w->fd);
-		free(w);
-		log_warn("cannot watch a sandbox's holder; it is released only on request", "id=%s", sb->id);
-		return;
-	}
-	w->next = watches;
-	watches = w;
-}
 
 static void list_one(struct crgw_sandbox *sb, void *arg)
 {
@@ -206,10 +196,11 @@ static void sandbox_create(struct evhttp_request *req)
 	struct crgw_sandbox *sb = NULL;
 	enum crgw_reason reason;
 	json_error_t jerr;
-	json_t *body, *policy;
+	json_t *body, *policy, *workspace = NULL, *limits = NULL;
 	char *policy_text = NULL, err[512] = "";
-	const char *netns = NULL, *run_id = NULL, *backend = "netns";
-	json_int_t holder = 0;
+	const char *netns = NULL, *run_id = NULL, *backend = "netns", *name = NULL;
+	const char *ws_mode = NULL, *ws_dir = NULL, *memory = NULL, *cpus = NULL;
+	json_int_t holder = 0, pids = 0;
 	int ret;
 
 	if (len == 0 || len > BODY_MAX) {
@@ -217,9 +208,13 @@ static void sandbox_create(struct evhttp_request *req)
 		return;
 	}
 	body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!body || json_unpack_ex(body, &jerr, JSON_STRICT, "{s:o, s:s, s?s, s?s, s?I}", "policy", &policy,
-				    "netns_path", &netns, "run_id", &run_id, "backend", &backend,
-				    "holder_pid", &holder)) {
+	if (!body ||
+	    json_unpack_ex(body, &jerr, JSON_STRICT, "{s:o, s:s, s?s, s?s, s?I, s?s, s?o, s?o}", "policy", &policy,
+			   "netns_path", &netns, "run_id", &run_id, "backend", &backend, "holder_pid", &holder,
+			   "name", &name, "workspace", &workspace, "limits", &limits) ||
+	    (workspace && json_unpack_ex(workspace, &jerr, JSON_STRICT, "{s:s, s?s}", "mode", &ws_mode, "dir", &ws_dir)) ||
+	    (limits && json_unpack_ex(limits, &jerr, JSON_STRICT, "{s?s, s?I, s?s}", "memory", &memory, "pids", &pids,
+				      "cpus", &cpus))) {
 		char msg[300];
 
 		snprintf(msg, sizeof(msg), "body: %s", jerr.text);
@@ -237,6 +232,29 @@ static void sandbox_create(struct evhttp_request *req)
 		json_decref(body);
 		return;
 	}
+	if (ws_mode && (strcmp(ws_mode, "copy") && strcmp(ws_mode, "rw") && strcmp(ws_mode, "ro") && strcmp(ws_mode, "none"))) {
+		reply_error(req, 400, "request_invalid", "workspace.mode: expected copy, rw, ro or none");
+		json_decref(body);
+		return;
+	}
+	if (ws_dir && (ws_dir[0] != '/' || strlen(ws_dir) >= sizeof(((struct crgw_sandbox *)0)->workspace_dir))) {
+		reply_error(req, 400, "request_invalid", "workspace.dir: expected an absolute path");
+		json_decref(body);
+		return;
+	}
+	if ((memory && (crgw_size_parse(memory, &r.limits.memory) || r.limits.memory < (16u << 20))) ||
+	    (cpus && (crgw_cpus_parse(cpus, &r.limits.cpu_milli) || r.limits.cpu_milli < 10)) ||
+	    pids < 0 || (pids && pids < 8)) {
+		reply_error(req, 400, "request_invalid",
+			    "limits: memory is a size of at least 16M (e.g. 512M), pids at least 8, cpus a count of "
+			    "at least 0.01 (e.g. 0.5)");
+		json_decref(body);
+		return;
+	}
+	r.limits.pids = (uint64_t)pids;
+	r.name = name;
+	r.workspace_mode = ws_mode;
+	r.workspace_dir = ws_dir;
 	policy_text = json_dumps(policy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
 	if (!policy_text) {
 		reply_error(req, 500, "runtime_launch_failed", "out of memory");
@@ -252,9 +270,12 @@ static void sandbox_create(struct evhttp_request *req)
 	ret = crgw_sandbox_register(&r, &sb, &reason, err, sizeof(err));
 	if (ret) {
 		log_warn("sandbox registration refused", "reason=%s error=\"%s\"", crgw_reason_str(reason), err);
-		reply_error(req, reason == CRGW_REASON_POLICY_INVALID ? 422 : 500, crgw_reason_str(reason), err);
+		reply_error(req, reason == CRGW_REASON_POLICY_INVALID  ? 422
+				 : reason == CRGW_REASON_REQUEST_INVALID ? (ret == -EEXIST ? 409 : 400)
+									 : 500,
+			    crgw_reason_str(reason), err);
 	} else {
-		watch_holder(sb);
+		crgw_lifetime_watch(sb);
 		reply_json(req, 201, sandbox_json(sb, false));
 		crgw_sandbox_unref(sb);
 	}
@@ -280,7 +301,25 @@ static void sandbox_one(struct evhttp_request *req, const char *id)
 	}
 	sb = crgw_sandbox_find(id);
 	if (!sb) {
-		reply_error(req, 404, "not_found", "no such sandbox");
+		struct crgw_sandbox_tombstone t;
+
+		if (!crgw_sandbox_tombstone_find(id, &t)) {
+			reply_error(req, 404, "not_found", "no such sandbox");
+			return;
+		}
+		/* Gone, but recently: its creator learns why (an OOM kill, its TTL) from here. */
+		char msg[300], at[40];
+		json_t *o;
+
+		rfc3339(t.released_us, at, sizeof(at));
+		snprintf(msg, sizeof(msg), "sandbox %s was released at %s: %s", t.id, at, t.why);
+		o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "code", "released", "message", msg, "id", t.id, "reason",
+			      t.why, "released", at);
+		if (o && t.name[0])
+			json_object_set_new(o, "name", json_string(t.name));
+		if (o && t.has_usage)
+			json_object_set_new(o, "resources", usage_json(&t.usage));
+		reply_json(req, 410, o);
 		return;
 	}
 	reply_json(req, 200, sandbox_json(sb, true));
@@ -415,17 +454,61 @@ static void audit_tail(struct evhttp_request *req, const struct evkeyvalq *query
 
 /* ---- stats, metrics, health --------------------------------------------------------------------- */
 
+/* Per-sandbox resource figures for stats and metrics: copied out under the registry lock, read after. */
+struct usage_row {
+	char id[24];
+	char name[CRGW_SANDBOX_NAME_MAX + 1];
+	struct crgw_cgroup_limits limits;
+	bool has_usage;
+	struct crgw_cgroup_usage usage;
+	int64_t ttl_left_s;
+};
+
+struct usage_rows {
+	struct usage_row *rows;
+	size_t n, cap;
+};
+
+static void collect_row(struct crgw_sandbox *sb, void *arg)
+{
+	struct usage_rows *r = arg;
+	struct usage_row *row;
+
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		struct usage_row *rows = realloc(r->rows, cap * sizeof(*rows));
+
+		if (!rows)
+			return;
+		r->rows = rows;
+		r->cap = cap;
+	}
+	row = &r->rows[r->n++];
+	memset(row, 0, sizeof(*row));
+	memcpy(row->id, sb->id, sizeof(row->id));
+	memcpy(row->name, sb->name, sizeof(row->name));
+	row->limits = sb->limits;
+	row->ttl_left_s = (sb->expires_us - crgw_realtime_us()) / 1000000;
+	if (row->ttl_left_s < 0)
+		row->ttl_left_s = 0;
+	/* sysfs reads are a few microseconds each; the control thread is the only writer of the registry. */
+	row->has_usage = crgw_sandbox_usage(sb, &row->usage) == 0;
+}
+
 static void stats(struct evhttp_request *req)
 {
 	struct crgw_dns_stats d;
 	struct crgw_audit_stats a;
 	struct crgw_dns_cache_stats c;
+	struct usage_rows rows = { 0 };
+	json_t *o, *arr;
+	bool active;
+	const char *state = crgw_registry_limits_state(&active);
 
 	crgw_dns_get_stats(&d);
 	crgw_audit_get_stats(&a);
 	crgw_dns_cache_get_stats(&c);
-	reply_json(req, 200,
-		   json_pack("{s:i, s:i, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
+	o = json_pack("{s:i, s:i, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
 			     "s:{s:I, s:I, s:I, s:I, s:i}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i}}",
 			     "sandboxes", crgw_sandbox_count(), "workers", C.cfg->workers,
 			     "pool_spoof_packets", (json_int_t)crgw_registry_pool_spoof_packets(),
@@ -441,13 +524,82 @@ static void stats(struct evhttp_request *req)
 			     "audit", "queued", (json_int_t)a.queued, "written", (json_int_t)a.written,
 			     "lost", (json_int_t)a.lost, "write_errors", (json_int_t)a.write_errors,
 			     "rotations", (json_int_t)a.rotations, "bytes", (json_int_t)a.bytes,
-			     "queue_depth", a.queue_depth));
+			     "queue_depth", a.queue_depth);
+	crgw_sandbox_foreach(collect_row, &rows);
+	arr = json_array();
+	for (size_t i = 0; arr && i < rows.n; i++) {
+		const struct usage_row *r = &rows.rows[i];
+		json_t *row = json_pack("{s:s, s:o, s:I}", "id", r->id, "limits", limits_json(&r->limits, !active),
+					"ttl_left_s", (json_int_t)r->ttl_left_s);
+
+		if (row && r->name[0])
+			json_object_set_new(row, "name", json_string(r->name));
+		if (row && r->has_usage)
+			json_object_set_new(row, "resources", usage_json(&r->usage));
+		json_array_append_new(arr, row);
+	}
+	free(rows.rows);
+	if (o) {
+		json_object_set_new(o, "limits", json_pack("{s:b, s:s}", "active", active, "cgroup", state));
+		json_object_set_new(o, "sandbox_resources", arr ? arr : json_array());
+	} else {
+		json_decref(arr);
+	}
+	reply_json(req, 200, o);
 }
 
 static void metric(struct evbuffer *out, const char *name, const char *type, const char *help, uint64_t v)
 {
 	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
 			    (unsigned long long)v);
+}
+
+/* One labelled series per sandbox and figure: memory, CPU, processes, OOM kills, TTL left. */
+static void sandbox_metrics(struct evbuffer *out)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} series[] = {
+		{ "crgw_sandbox_memory_bytes", "gauge", "Memory charged to the sandbox's group." },
+		{ "crgw_sandbox_memory_limit_bytes", "gauge", "The sandbox's memory limit (absent: none)." },
+		{ "crgw_sandbox_cpu_seconds_total", "counter", "CPU time used by the sandbox's processes." },
+		{ "crgw_sandbox_processes", "gauge", "Processes and threads in the sandbox." },
+		{ "crgw_sandbox_oom_kills_total", "counter", "Processes of the sandbox killed for want of memory." },
+		{ "crgw_sandbox_pids_denied_total", "counter", "Forks refused at the sandbox's process limit." },
+		{ "crgw_sandbox_ttl_seconds_left", "gauge", "Seconds until the sandbox's TTL ends." },
+	};
+	struct usage_rows rows = { 0 };
+	bool active;
+
+	crgw_registry_limits_state(&active);
+	evbuffer_add_printf(out, "# HELP crgw_limits_active 1 when sandboxes run under cgroup limits.\n"
+				 "# TYPE crgw_limits_active gauge\ncrgw_limits_active %d\n", active ? 1 : 0);
+	crgw_sandbox_foreach(collect_row, &rows);
+	for (size_t k = 0; k < sizeof(series) / sizeof(series[0]); k++) {
+		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", series[k].name, series[k].help, series[k].name,
+				    series[k].type);
+		for (size_t i = 0; i < rows.n; i++) {
+			const struct usage_row *r = &rows.rows[i];
+			const struct crgw_cgroup_usage *u = &r->usage;
+
+			if (k == 1 && (!active || !r->limits.memory))
+				continue;
+			if (k != 1 && k != 6 && !r->has_usage)
+				continue;
+			evbuffer_add_printf(out, "%s{sandbox=\"%s\"} ", series[k].name, r->id);
+			switch (k) {
+			case 0: evbuffer_add_printf(out, "%llu\n", (unsigned long long)u->memory); break;
+			case 1: evbuffer_add_printf(out, "%llu\n", (unsigned long long)r->limits.memory); break;
+			case 2: evbuffer_add_printf(out, "%llu.%06llu\n", (unsigned long long)(u->cpu_us / 1000000),
+						    (unsigned long long)(u->cpu_us % 1000000)); break;
+			case 3: evbuffer_add_printf(out, "%llu\n", (unsigned long long)u->pids); break;
+			case 4: evbuffer_add_printf(out, "%llu\n", (unsigned long long)u->oom_kills); break;
+			case 5: evbuffer_add_printf(out, "%llu\n", (unsigned long long)u->pids_denied); break;
+			default: evbuffer_add_printf(out, "%lld\n", (long long)r->ttl_left_s); break;
+			}
+		}
+	}
+	free(rows.rows);
 }
 
 static void metrics(struct evhttp_request *req)
@@ -492,6 +644,7 @@ static void metrics(struct evhttp_request *req)
 	metric(out, "crgw_audit_write_errors_total", "counter", "Failed audit writes (retried).", a.write_errors);
 	metric(out, "crgw_audit_queue_depth", "gauge", "Audit events waiting for the writer.", a.queue_depth);
 	metric(out, "crgw_audit_rotations_total", "counter", "Audit log rotations.", a.rotations);
+	sandbox_metrics(out);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", out);
@@ -514,14 +667,58 @@ static void health(struct evhttp_request *req)
 
 static void capabilities(struct evhttp_request *req)
 {
+	bool active;
+	const char *state = crgw_registry_limits_state(&active);
+
 	reply_json(req, 200,
-		   json_pack("{s:{s:{s:b, s:b, s:b, s:b, s:b, s:b, s:s}}, s:{s:b, s:b}}", "backends", "netns",
-			     "network_default_deny", 1, "network_host_port_filtering", 1, "dns_control", 1,
-			     "policy_immutability", 1, "audit_event_emission", 1, "secret_isolation", 1,
-			     "isolation", "namespaces (weaker than a VM)", "enforcement", "nftables", 1, "ebpf", 0));
+		   json_pack("{s:{s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:s}}, s:{s:b, s:b}, s:{s:b, s:b, s:s}}",
+			     "backends", "netns", "network_default_deny", 1, "network_host_port_filtering", 1,
+			     "dns_control", 1, "policy_immutability", 1, "audit_event_emission", 1, "secret_isolation", 1,
+			     "resource_limits", active, "ttl", 1, "isolation", "namespaces (weaker than a VM)",
+			     "enforcement", "nftables", 1, "ebpf", 0, "resource_limits", "active", active, "optional",
+			     C.cfg->limits_optional, "cgroup", state));
 }
 
 /* ---- routing ------------------------------------------------------------------------------------ */
+
+/*
+ * The socket's mode keeps others out, but a path is not the only way to a socket: a workspace mounted with
+ * an idmap shows a root-owned socket inside it as the sandbox root's own. So the peer's credentials are
+ * checked too: root, the socket's owner, or a member of its group (primary or supplementary).
+ */
+static bool peer_allowed(struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	char path[64], buf[4096];
+	FILE *f;
+	bool ok = false;
+
+	if (!bev || getsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_PEERCRED, &cred, &len) || len != sizeof(cred))
+		return false;
+	if (cred.uid == 0 || cred.uid == C.sock_uid || cred.gid == C.sock_gid)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)cred.pid);
+	f = fopen(path, "re");
+	while (f && !ok && fgets(buf, sizeof(buf), f)) {
+		if (strncmp(buf, "Groups:", 7))
+			continue;
+		for (char *p = buf + 7, *end; *p; p = end) {
+			unsigned long g = strtoul(p, &end, 10);
+
+			if (end == p)
+				break;
+			ok |= g == C.sock_gid;
+		}
+	}
+	if (f)
+		fclose(f);
+	if (!ok)
+		log_warn("control API refused a peer", "pid=%d uid=%u gid=%u", (int)cred.pid, cred.uid, cred.gid);
+	return ok;
+}
 
 static void route(struct evhttp_request *req, void *arg)
 {
@@ -532,6 +729,10 @@ static void route(struct evhttp_request *req, void *arg)
 	struct evkeyvalq query = { 0 };
 
 	(void)arg;
+	if (!peer_allowed(req)) {
+		reply_error(req, 403, "request_invalid", "this peer may not use the control API");
+		return;
+	}
 	if (!path) {
 		reply_error(req, 400, "request_invalid", "bad request target");
 		return;
@@ -597,6 +798,7 @@ int crgw_control_start(struct event_base *base, const struct crgw_config *cfg)
 	C.cfg = cfg;
 	C.base = base;
 	C.started_us = crgw_realtime_us();
+	crgw_lifetime_init(base);
 	if (strlen(path) >= sizeof(sun.sun_path))
 		return -ENAMETOOLONG;
 	err = take_over_path(path);
@@ -611,6 +813,12 @@ int crgw_control_start(struct event_base *base, const struct crgw_config *cfg)
 
 	err = bind(C.fd, (struct sockaddr *)&sun, sizeof(sun)) ? -errno : 0;
 	umask(old);
+	struct stat st;
+
+	if (!err && stat(path, &st) == 0) {
+		C.sock_uid = st.st_uid;
+		C.sock_gid = st.st_gid;
+	}
 	if (err || listen(C.fd, 128)) {
 		err = err ? err : -errno;
 		close(C.fd);
@@ -634,8 +842,7 @@ int crgw_control_start(struct event_base *base, const struct crgw_config *cfg)
 
 void crgw_control_stop(void)
 {
-	while (watches)
-		watch_free(watches);
+	crgw_lifetime_fini();
 	crgw_audit_set_notify(NULL, NULL);
 	while (C.followers) {
 		struct follower *f = C.followers;

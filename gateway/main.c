@@ -22,6 +22,7 @@
 #include "drops.h"
 #include "log.h"
 #include "sandbox.h"
+#include "teardown.h"
 #include "worker.h"
 
 static void usage(FILE *f)
@@ -224,7 +225,7 @@ int main(int argc, char **argv)
 	struct event *sigs[4] = { 0 };
 	static const int signals[4] = { SIGTERM, SIGINT, SIGHUP, SIGPIPE };
 	bool check_only = false, audit_started = false, registry = false, workers = false, control = false;
-	bool drops = false, dns = false;
+	bool drops = false, dns = false, teardown = false;
 	int locks[3] = { -1, -1, -1 }, err, status = 1;
 
 	crgw_config_defaults(&cfg);
@@ -253,6 +254,12 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 
+	err = crgw_teardown_start();
+	if (err) {
+		log_error("cannot start the teardown thread", "error=\"%s\"", strerror(-err));
+		goto out;
+	}
+	teardown = true;
 	/* Nothing is accepted before a crashed predecessor's table and interfaces are gone. */
 	err = crgw_registry_cleanup_stale(&cfg);
 	if (err) {
@@ -267,11 +274,13 @@ int main(int argc, char **argv)
 	}
 	audit_started = true;
 	err = crgw_registry_init(&cfg, NULL);
+	/* Whatever init made, fini undoes: even a failed start leaves nothing behind. */
+	registry = true;
 	if (err) {
-		log_error("cannot set up enforcement", "table=\"inet %s\" error=\"%s\"", cfg.nft_table, strerror(-err));
+		log_error("cannot set up enforcement or resource limits", "table=\"inet %s\" error=\"%s\"",
+			  cfg.nft_table, strerror(-err));
 		goto out;
 	}
-	registry = true;
 	err = crgw_drops_start(main_base, &cfg);
 	if (err) {
 		log_error("cannot read the kernel's drop log", "nflog_group=%u error=\"%s\"", cfg.nflog_group,
@@ -316,6 +325,9 @@ out:
 		crgw_dns_global_fini();
 	if (drops)
 		crgw_drops_stop();
+	/* Released sandboxes' groups and data are gone before the gateway says it stopped. */
+	if (teardown)
+		crgw_teardown_stop();
 	if (registry)
 		crgw_registry_fini();
 	if (audit_started) {

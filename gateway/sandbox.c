@@ -21,6 +21,7 @@
 #include "log.h"
 #include "netctl.h"
 #include "sandbox.h"
+#include "teardown.h"
 
 #define BIND_BUCKETS 256
 #define BIND_MAX 4096
@@ -50,6 +51,12 @@ static struct {
 	unsigned nslots, count;
 	struct crgw_nft_config nft;
 	bool nft_ready;
+	/* NULL when the operator allowed sandboxes without limits and no cgroup could be had. */
+	struct crgw_cgroup_root *cgroups;
+	char limits_state[4300];
+	/* Released sandboxes' tombstones, a ring; control thread only. */
+	struct crgw_sandbox_tombstone tombstones[256];
+	unsigned ntombstones, next_tombstone;
 } R = { .lock = PTHREAD_RWLOCK_INITIALIZER };
 
 int64_t crgw_monotonic_s(void)
@@ -202,6 +209,62 @@ static void end_stale_holders(const char *dir)
 		log_info("ended a previous run's sandbox holders", "count=%u", ended);
 }
 
+/* Creates `path` and its missing parents (0755, the last one `mode`). Returns 0 or -errno. */
+static int mkdir_parents(const char *path, mode_t mode)
+{
+	char buf[4200];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			if (mkdir(buf, 0755) && errno != EEXIST)
+				return -errno;
+			*p = '/';
+		}
+	if (mkdir(buf, mode) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/*
+ * The data of sandboxes a crashed gateway left (workspace changes, homes) goes: each directory is moved
+ * aside at once and removed by the teardown thread, so a large tree does not delay the start.
+ */
+static int remove_stale_data(const struct crgw_config *cfg)
+{
+	char dir[4200], trash[4200];
+	DIR *d;
+	struct dirent *e;
+	int err;
+
+	snprintf(dir, sizeof(dir), "%s/sandboxes", cfg->data_dir);
+	snprintf(trash, sizeof(trash), "%s/trash", cfg->data_dir);
+	if ((err = mkdir_parents(cfg->data_dir, 0700)) || (err = mkdir_parents(dir, 0700)) ||
+	    (err = mkdir_parents(trash, 0700)))
+		return err;
+	/* Only root may look into the data: it holds the sandboxes' homes and workspace changes. */
+	chmod(cfg->data_dir, 0700);
+	d = opendir(dir);
+	while (d && (e = readdir(d))) {
+		char from[4500], to[4500];
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(from, sizeof(from), "%s/%s", dir, e->d_name);
+		snprintf(to, sizeof(to), "%s/%s", trash, e->d_name);
+		if (rename(from, to) == 0)
+			log_info("removing a previous run's sandbox data", "path=\"%s\"", from);
+	}
+	if (d)
+		closedir(d);
+	crgw_teardown_submit(NULL, trash);
+	return 0;
+}
+
 int crgw_registry_cleanup_stale(const struct crgw_config *cfg)
 {
 	struct crgw_nft_config nft;
@@ -211,6 +274,12 @@ int crgw_registry_cleanup_stale(const struct crgw_config *cfg)
 	if (mkdir(cfg->state_dir, 0700) && errno != EEXIST)
 		return -errno;
 	end_stale_holders(cfg->state_dir);
+	err = remove_stale_data(cfg);
+	if (err) {
+		log_error("cannot prepare the data directory", "path=\"%s\" error=\"%s\"", cfg->data_dir,
+			  strerror(-err));
+		return err;
+	}
 
 	nft_config_from(cfg, &nft);
 	err = crgw_nft_table_delete(&nft);
@@ -224,6 +293,43 @@ int crgw_registry_cleanup_stale(const struct crgw_config *cfg)
 	if (removed)
 		log_info("removed a previous run's interfaces", "prefix=%s count=%u", cfg->iface_prefix, removed);
 	return 0;
+}
+
+/*
+ * Limits fail closed: without the controllers the gateway does not start, unless the operator said that
+ * sandboxes may run without limits (limits.optional); then the capability map, doctor and every
+ * sandbox_registered event say so.
+ */
+static int open_cgroups(const struct crgw_config *cfg)
+{
+	char err[4096] = "";
+	unsigned removed = 0;
+	int e;
+
+	e = crgw_cgroup_root_open(cfg->limits_cgroup, &R.cgroups, err, sizeof(err));
+	if (e) {
+		snprintf(R.limits_state, sizeof(R.limits_state), "off: %s", err);
+		if (!cfg->limits_optional) {
+			log_error("cannot set up resource limits (set limits.optional: true to run sandboxes without them)",
+				  "error=\"%s\"", err);
+			return e;
+		}
+		log_warn("sandboxes run WITHOUT resource limits (limits.optional is set)", "error=\"%s\"", err);
+		return 0;
+	}
+	crgw_cgroup_root_sweep(R.cgroups, &removed);
+	if (removed)
+		log_info("removed a previous run's sandbox groups", "count=%u", removed);
+	snprintf(R.limits_state, sizeof(R.limits_state), "%s", crgw_cgroup_root_describe(R.cgroups));
+	log_info("resource limits", "cgroup=\"%s\"", R.limits_state);
+	return 0;
+}
+
+const char *crgw_registry_limits_state(bool *active)
+{
+	if (active)
+		*active = R.cgroups != NULL;
+	return R.limits_state;
 }
 
 int crgw_registry_init(const struct crgw_config *cfg, const struct crgw_blocklist *unused)
@@ -247,6 +353,9 @@ int crgw_registry_init(const struct crgw_config *cfg, const struct crgw_blocklis
 		err = block_own_addresses(R.blocked);
 	if (err)
 		return err;
+	err = open_cgroups(cfg);
+	if (err)
+		return err;
 	nft_config_from(cfg, &R.nft);
 	err = crgw_nft_reset(&R.nft);
 	if (err)
@@ -260,6 +369,8 @@ void crgw_registry_fini(void)
 	if (R.nft_ready)
 		crgw_nft_table_delete(&R.nft);
 	R.nft_ready = false;
+	crgw_cgroup_root_free(R.cgroups);
+	R.cgroups = NULL;
 	free(R.slots);
 	free(R.reserved);
 	crgw_blocklist_free(R.blocked);
@@ -298,6 +409,9 @@ void crgw_sandbox_unref(struct crgw_sandbox *sb)
 	bindings_free(sb->bindings);
 	if (sb->holder_pidfd >= 0)
 		close(sb->holder_pidfd);
+	/* Only a registration that failed still owns its group here; release hands it to teardown. */
+	if (sb->cgroup)
+		crgw_cgroup_destroy(sb->cgroup, 2000);
 	free(sb);
 }
 
@@ -342,10 +456,46 @@ struct crgw_sandbox *crgw_sandbox_find(const char *id)
 
 	pthread_rwlock_rdlock(&R.lock);
 	for (unsigned i = 0; i < R.nslots && !sb; i++)
-		if (R.slots[i] && !strcmp(R.slots[i]->id, id))
+		if (R.slots[i] && (!strcmp(R.slots[i]->id, id) || (R.slots[i]->name[0] && !strcmp(R.slots[i]->name, id))))
 			sb = crgw_sandbox_ref(R.slots[i]);
 	pthread_rwlock_unlock(&R.lock);
 	return sb;
+}
+
+bool crgw_sandbox_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+
+	/* Names share the id's namespace in every command: one that looks like an id would shadow ids. */
+	if (n == 0 || n > CRGW_SANDBOX_NAME_MAX || !strncmp(name, "sbx-", 4) || name[0] == '.' || name[0] == '-')
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+		      *p == '_' || *p == '-'))
+			return false;
+	return true;
+}
+
+int crgw_sandbox_usage(const struct crgw_sandbox *sb, struct crgw_cgroup_usage *out)
+{
+	if (!sb->cgroup)
+		return -ENOENT;
+	return crgw_cgroup_usage(sb->cgroup, out);
+}
+
+bool crgw_sandbox_tombstone_find(const char *id_or_name, struct crgw_sandbox_tombstone *out)
+{
+	/* Newest first: a name may have been reused. */
+	for (unsigned k = 0; k < R.ntombstones; k++) {
+		unsigned i = (R.next_tombstone + 256 - 1 - k) % 256;
+		const struct crgw_sandbox_tombstone *t = &R.tombstones[i];
+
+		if (!strcmp(t->id, id_or_name) || (t->name[0] && !strcmp(t->name, id_or_name))) {
+			*out = *t;
+			return true;
+		}
+	}
+	return false;
 }
 
 void crgw_sandbox_foreach(void (*cb)(struct crgw_sandbox *sb, void *arg), void *arg)
@@ -415,7 +565,8 @@ static void unreserve_slot(unsigned slot)
 	pthread_rwlock_unlock(&R.lock);
 }
 
-static void audit_sandbox(const struct crgw_sandbox *sb, enum crgw_audit_kind kind, const char *detail)
+static void audit_sandbox(const struct crgw_sandbox *sb, enum crgw_audit_kind kind, const char *detail,
+			  const struct crgw_cgroup_usage *usage)
 {
 	struct crgw_audit_event ev = { .kind = kind, .service = "control" };
 
@@ -424,7 +575,71 @@ static void audit_sandbox(const struct crgw_sandbox *sb, enum crgw_audit_kind ki
 	AUDIT_SET(ev.policy_hash, sb->policy_hash);
 	inet_ntop(AF_INET, &sb->guest, ev.src_ip, sizeof(ev.src_ip));
 	AUDIT_SET(ev.detail, detail);
+	if (kind == CRGW_AUDIT_SANDBOX_REGISTERED) {
+		ev.ttl_s = sb->ttl_s;
+		ev.limits_off = sb->cgroup == NULL;
+		ev.has_limits = sb->cgroup != NULL;
+		ev.limit_memory = sb->limits.memory;
+		ev.limit_pids = sb->limits.pids;
+		ev.limit_cpu_milli = sb->limits.cpu_milli;
+	}
+	if (usage) {
+		ev.has_usage = true;
+		ev.oom_kills = usage->oom_kills;
+		ev.pids_denied = usage->pids_denied;
+		ev.memory_peak = usage->memory_peak;
+		ev.cpu_ms = usage->cpu_us / 1000;
+	}
 	crgw_audit_emit(&ev);
+}
+
+/*
+ * A run may lower the operator's ceilings, never raise them: a zero field takes the ceiling, a value above
+ * it is refused with the ceiling named.
+ */
+static int effective_limits(const struct crgw_cgroup_limits *asked, struct crgw_cgroup_limits *out, char *err,
+			    size_t errlen)
+{
+	const struct crgw_config *c = R.cfg;
+
+	*out = (struct crgw_cgroup_limits){ c->limits_memory, c->limits_pids, c->limits_cpu_milli };
+	if (asked->memory) {
+		if (c->limits_memory && asked->memory > c->limits_memory) {
+			snprintf(err, errlen, "a memory limit of %llu bytes is above the operator's ceiling of %llu (limits.memory)",
+				 (unsigned long long)asked->memory, (unsigned long long)c->limits_memory);
+			return -EINVAL;
+		}
+		out->memory = asked->memory;
+	}
+	if (asked->pids) {
+		if (c->limits_pids && asked->pids > c->limits_pids) {
+			snprintf(err, errlen, "a process limit of %llu is above the operator's ceiling of %llu (limits.pids)",
+				 (unsigned long long)asked->pids, (unsigned long long)c->limits_pids);
+			return -EINVAL;
+		}
+		out->pids = asked->pids;
+	}
+	if (asked->cpu_milli) {
+		if (c->limits_cpu_milli && asked->cpu_milli > c->limits_cpu_milli) {
+			snprintf(err, errlen, "a CPU limit of %u.%03u is above the operator's ceiling of %u.%03u (limits.cpus)",
+				 asked->cpu_milli / 1000, asked->cpu_milli % 1000, c->limits_cpu_milli / 1000,
+				 c->limits_cpu_milli % 1000);
+			return -EINVAL;
+		}
+		out->cpu_milli = asked->cpu_milli;
+	}
+	return 0;
+}
+
+static bool name_taken(const char *name)
+{
+	bool taken = false;
+
+	pthread_rwlock_rdlock(&R.lock);
+	for (unsigned i = 0; i < R.nslots && !taken; i++)
+		taken = R.slots[i] && !strcmp(R.slots[i]->name, name);
+	pthread_rwlock_unlock(&R.lock);
+	return taken;
 }
 
 static void new_id(char *id, size_t size)
@@ -442,7 +657,7 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	struct crgw_sandbox *sb;
 	struct crgw_link_spec link = { 0 };
 	struct crgw_nft_sandbox nsb = { 0 };
-	bool slot_taken = false, link_created = false;
+	bool slot_taken = false, link_created = false, rules_added = false;
 	uint32_t base;
 	int netns_fd = -1, ret;
 	char detail[160];
@@ -469,6 +684,39 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	AUDIT_SET(sb->run_id, req->run_id ? req->run_id : "");
 	AUDIT_SET(sb->backend, req->backend ? req->backend : "netns");
 	sb->created_us = crgw_realtime_us();
+	sb->ttl_s = R.cfg->testing_ttl_seconds ? R.cfg->testing_ttl_seconds : crgw_policy_ttl_minutes(sb->policy) * 60;
+	sb->expires_us = sb->created_us + (int64_t)sb->ttl_s * 1000000;
+	if (req->name && req->name[0]) {
+		if (!crgw_sandbox_name_valid(req->name)) {
+			*reason = CRGW_REASON_REQUEST_INVALID;
+			snprintf(err, errlen, "'%.64s' is not a usable sandbox name (letters, digits, '.', '_', '-'; "
+					      "at most 63; not starting with sbx-)", req->name);
+			ret = -EINVAL;
+			goto out;
+		}
+		/* Registration runs on the control thread only, so the check and the insert cannot race. */
+		if (name_taken(req->name)) {
+			*reason = CRGW_REASON_REQUEST_INVALID;
+			snprintf(err, errlen, "a sandbox named '%s' exists already", req->name);
+			ret = -EEXIST;
+			goto out;
+		}
+		AUDIT_SET(sb->name, req->name);
+	}
+	if (req->workspace_mode)
+		AUDIT_SET(sb->workspace_mode, req->workspace_mode);
+	if (req->workspace_dir)
+		AUDIT_SET(sb->workspace_dir, req->workspace_dir);
+	ret = effective_limits(&req->limits, &sb->limits, err, errlen);
+	if (ret) {
+		*reason = CRGW_REASON_REQUEST_INVALID;
+		goto out;
+	}
+	if (R.cgroups && req->holder_pid <= 0) {
+		snprintf(err, errlen, "resource limits need the sandbox's holder process (holder_pid)");
+		ret = -EINVAL;
+		goto out;
+	}
 
 	if (req->holder_pid > 0) {
 		/* A pidfd, not the pid: the number may be reused, the descriptor names this process only. */
@@ -518,6 +766,23 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 		snprintf(err, errlen, "installing nftables rules for %s: %s", sb->ifname, strerror(-ret));
 		goto out;
 	}
+	rules_added = true;
+	if (R.cgroups) {
+		char why[400];
+
+		ret = crgw_cgroup_create(R.cgroups, sb->id, &sb->limits, req->holder_pid, &sb->cgroup, why, sizeof(why));
+		if (ret) {
+			snprintf(err, errlen, "resource limits: %s", why);
+			goto out;
+		}
+	}
+	snprintf(sb->data_dir, sizeof(sb->data_dir), "%s/sandboxes/%s", R.cfg->data_dir, sb->id);
+	if (mkdir(sb->data_dir, 0700)) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", sb->data_dir, strerror(errno));
+		sb->data_dir[0] = '\0';
+		goto out;
+	}
 
 	state_write(sb);
 	pthread_rwlock_wrlock(&R.lock);
@@ -527,8 +792,9 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	pthread_rwlock_unlock(&R.lock);
 	slot_taken = false;
 
-	snprintf(detail, sizeof(detail), "backend=%s interface=%s", sb->backend, sb->ifname);
-	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_REGISTERED, detail);
+	snprintf(detail, sizeof(detail), "backend=%s interface=%s%s%s workspace=%s", sb->backend, sb->ifname,
+		 sb->name[0] ? " name=" : "", sb->name, sb->workspace_mode[0] ? sb->workspace_mode : "none");
+	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_REGISTERED, detail, NULL);
 	log_info("sandbox registered", "id=%s interface=%s guest=%s policy=%s", sb->id, sb->ifname,
 		 inet_ntoa(sb->guest), sb->policy_hash);
 	*out = sb;
@@ -537,6 +803,10 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 out:
 	if (netns_fd >= 0)
 		close(netns_fd);
+	if (ret && sb && sb->data_dir[0])
+		rmdir(sb->data_dir);
+	if (rules_added && ret)
+		crgw_nft_sandbox_del(&R.nft, sb->slot, sb->ifname, 0);
 	if (link_created && ret)
 		crgw_netctl_link_delete(link.host_ifname);
 	if (slot_taken)
@@ -546,10 +816,31 @@ out:
 	return ret;
 }
 
+static void add_tombstone(const struct crgw_sandbox *sb, const char *why, const struct crgw_cgroup_usage *usage)
+{
+	struct crgw_sandbox_tombstone *t = &R.tombstones[R.next_tombstone];
+
+	memset(t, 0, sizeof(*t));
+	memcpy(t->id, sb->id, sizeof(t->id));
+	memcpy(t->name, sb->name, sizeof(t->name));
+	AUDIT_SET(t->why, why);
+	t->released_us = crgw_realtime_us();
+	t->limits = sb->limits;
+	if (usage) {
+		t->has_usage = true;
+		t->usage = *usage;
+	}
+	R.next_tombstone = (R.next_tombstone + 1) % 256;
+	if (R.ntombstones < 256)
+		R.ntombstones++;
+}
+
 /* Returns 0, or -errno when the sandbox's rules could not be removed (its slot must not be reused). */
 static int release(struct crgw_sandbox *sb, const char *why)
 {
 	struct crgw_nft_counters c = { 0 };
+	struct crgw_cgroup_usage usage;
+	bool have_usage = false;
 	char detail[160];
 	int err, nft_err;
 
@@ -565,11 +856,20 @@ static int release(struct crgw_sandbox *sb, const char *why)
 	/* The holder is the sandbox's init: ending it ends every process left in the sandbox. */
 	if (sb->holder_pidfd >= 0)
 		syscall(SYS_pidfd_send_signal, sb->holder_pidfd, SIGKILL, NULL, 0);
+	if (sb->cgroup) {
+		/* The final figures first, then everything in the group goes, joined processes included. */
+		have_usage = crgw_cgroup_usage(sb->cgroup, &usage) == 0;
+		crgw_cgroup_kill(sb->cgroup);
+	}
+	/* The group waits for its processes to die and the data may be a large tree: both off this thread. */
+	crgw_teardown_submit(sb->cgroup, sb->data_dir[0] ? sb->data_dir : NULL);
+	sb->cgroup = NULL;
 	state_remove(sb);
 	snprintf(detail, sizeof(detail), "%s; dns_queries=%llu spoofed_packets=%llu dns_bypass_packets=%llu",
 		 why, (unsigned long long)atomic_load(&sb->counters.dns_queries),
 		 (unsigned long long)c.spoof.packets, (unsigned long long)c.dns.packets);
-	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_RELEASED, detail);
+	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_RELEASED, detail, have_usage ? &usage : NULL);
+	add_tombstone(sb, why, have_usage ? &usage : NULL);
 	log_info("sandbox released", "id=%s interface=%s reason=\"%s\"", sb->id, sb->ifname, why);
 	return nft_err;
 }
@@ -580,7 +880,7 @@ int crgw_sandbox_release(const char *id, const char *why)
 
 	pthread_rwlock_wrlock(&R.lock);
 	for (unsigned i = 0; i < R.nslots; i++)
-		if (R.slots[i] && !strcmp(R.slots[i]->id, id)) {
+		if (R.slots[i] && (!strcmp(R.slots[i]->id, id) || (R.slots[i]->name[0] && !strcmp(R.slots[i]->name, id)))) {
 			sb = R.slots[i];
 			/* Kept reserved until the kernel objects are gone, so the /30 is not handed out twice. */
 			R.slots[i] = NULL;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cgroup.h"
 #include "crgw/policy.h"
 
 struct crgw_config;
@@ -24,9 +25,12 @@ struct crgw_sandbox_counters {
 	atomic_uint tunnels; /* explicit-proxy connections open now */
 };
 
+#define CRGW_SANDBOX_NAME_MAX 63
+
 struct crgw_sandbox {
 	atomic_uint refs;
 	char id[24];
+	char name[CRGW_SANDBOX_NAME_MAX + 1]; /* "" when the caller gave none */
 	char run_id[64];
 	char backend[16];
 	unsigned slot;
@@ -38,6 +42,18 @@ struct crgw_sandbox {
 	int64_t created_us;
 	pid_t holder_pid;
 	int holder_pidfd; /* -1 when the sandbox has no holder process */
+	int64_t expires_us; /* CLOCK_REALTIME µs when its TTL ends */
+	unsigned ttl_s;
+	/* Its control group (owned; NULL when the operator allowed sandboxes without limits and none could
+	 * be had) and the limits in it. Read on the control thread only. */
+	struct crgw_cgroup *cgroup;
+	struct crgw_cgroup_limits limits;
+	uint64_t oom_kills_seen;
+	/* Where its data lives (data_dir/sandboxes/ID: workspace changes, home), and its workspace as the
+	 * backend described it, for crgw-ctl's sandbox diff and cp. */
+	char data_dir[4200];
+	char workspace_mode[8];
+	char workspace_dir[4096];
 	struct crgw_sandbox_counters counters;
 	/* DNS query rate limit: a one-second window, approximate across workers by design. */
 	atomic_uint_fast64_t rate_window;
@@ -57,7 +73,31 @@ struct crgw_sandbox_request {
 	const char *run_id;      /* optional */
 	const char *backend;     /* "netns" */
 	pid_t holder_pid;        /* optional: the process that keeps the sandbox alive; 0 for none */
+	const char *name;        /* optional, unique among live sandboxes */
+	const char *workspace_mode; /* optional: copy, rw, ro or none */
+	const char *workspace_dir;  /* optional: the host directory, absolute */
+	struct crgw_cgroup_limits limits; /* asked for; a zero field takes the operator's ceiling */
 };
+
+/* What stays of a released sandbox for a while, so that its creator can learn why it ended. */
+struct crgw_sandbox_tombstone {
+	char id[24];
+	char name[CRGW_SANDBOX_NAME_MAX + 1];
+	char why[128];
+	int64_t released_us;
+	bool has_usage;
+	struct crgw_cgroup_usage usage;
+	struct crgw_cgroup_limits limits;
+};
+
+/* Copies the tombstone of the released sandbox `id_or_name` (the last 256 are kept). Control thread. */
+bool crgw_sandbox_tombstone_find(const char *id_or_name, struct crgw_sandbox_tombstone *out);
+
+/* How sandboxes are limited: "v1 (memory, pids, cpu, cpuacct) under …", or why they are not. */
+const char *crgw_registry_limits_state(bool *active);
+
+/* Validates a sandbox name (letters, digits, '.', '_', '-'; not starting with "sbx-"). */
+bool crgw_sandbox_name_valid(const char *name);
 
 /* Sets up the registry for the configured pool and the kernel state (a fresh table). Control thread. */
 int crgw_registry_init(const struct crgw_config *cfg, const struct crgw_blocklist *blocked);
@@ -73,8 +113,15 @@ int crgw_registry_cleanup_stale(const struct crgw_config *cfg);
 int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sandbox **out,
 			  enum crgw_reason *reason, char *err, size_t errlen);
 
-/* Releases the sandbox `id` (interface, rules, sets, bindings; kills its holder). -ENOENT if unknown. */
+/*
+ * Releases the sandbox `id` (or name): interface, rules, sets, bindings; kills its holder and every
+ * process in its group; its group and data go to the teardown thread; a tombstone says `why`.
+ * -ENOENT if unknown. Control thread.
+ */
 int crgw_sandbox_release(const char *id, const char *why);
+
+/* Reads the sandbox's resource usage. Returns 0, or -ENOENT when it has no group. Control thread. */
+int crgw_sandbox_usage(const struct crgw_sandbox *sb, struct crgw_cgroup_usage *out);
 
 /* Releases every sandbox (shutdown). */
 void crgw_registry_release_all(const char *why);
@@ -98,7 +145,7 @@ struct crgw_sandbox *crgw_sandbox_lookup(int ifindex, struct in_addr src);
 struct sockaddr;
 struct crgw_sandbox *crgw_sandbox_for_accepted(int fd, const struct sockaddr *sa, int salen, const char *service);
 
-/* By id, with a new reference, or NULL. */
+/* By id or name, with a new reference, or NULL. */
 struct crgw_sandbox *crgw_sandbox_find(const char *id);
 
 /* Calls `cb` for each registered sandbox under the registry's read lock (it must not block). */

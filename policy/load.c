@@ -21,6 +21,7 @@ struct crgw_policy {
 	json_t *doc;
 	char hash[72];
 	bool default_allow;
+	unsigned ttl_minutes;
 	uint16_t *ports;
 	struct matcher *matcher;
 };
@@ -246,6 +247,16 @@ int crgw_policy_load(const char *json, size_t len, struct crgw_policy **out, cha
 	}
 	if ((rc = load_network(p, json_object_get(p->doc, "network"), err, errlen)))
 		goto out;
+	/* The compiler bounds ttl_minutes to 1..10080; a document without it predates the key: 60. */
+	json_t *ttl = json_object_get(json_object_get(p->doc, "sandbox"), "ttl_minutes");
+
+	p->ttl_minutes = 60;
+	if (ttl && (!json_is_integer(ttl) || json_integer_value(ttl) < 1 || json_integer_value(ttl) > 10080)) {
+		rc = fail(err, errlen, "sandbox.ttl_minutes: expected 1..10080");
+		goto out;
+	}
+	if (ttl)
+		p->ttl_minutes = (unsigned)json_integer_value(ttl);
 	*out = p;
 	return 0;
 out:
@@ -274,6 +285,11 @@ void crgw_policy_unref(struct crgw_policy *policy)
 const char *crgw_policy_hash(const struct crgw_policy *policy)
 {
 	return policy->hash;
+}
+
+unsigned crgw_policy_ttl_minutes(const struct crgw_policy *policy)
+{
+	return policy->ttl_minutes;
 }
 
 void crgw_policy_decide(const struct crgw_policy *policy, const struct crgw_blocklist *blocked,

@@ -55,6 +55,20 @@ static const struct yaml_case cases[] = {
 	{ "deep nesting", "a:\n b:\n  c:\n   d:\n    e:\n     f: 1\n", "nested too deeply" },
 	{ "non-scalar key", "? [a]\n: 1\n", "keys must be plain strings" },
 	{ "octal mode", "control_mode: 0999\n", "control_mode: expected an octal file mode" },
+	{ "limits", "limits:\n  memory: 512MiB\n  pids: 256\n  cpus: 1.5\n  optional: true\n  cgroup: crgw_x\n", NULL },
+	{ "memory with junk", "limits:\n  memory: lots\n", "limits.memory: expected a size such as 4GiB" },
+	{ "memory too small", "limits:\n  memory: 1M\n", "limits.memory: must be between 16 MiB" },
+	{ "memory overflow", "limits:\n  memory: 99999999999999999T\n", "limits.memory: expected a size" },
+	{ "memory unit unknown", "limits:\n  memory: 4Q\n", "limits.memory: expected a size" },
+	{ "cpus negative", "limits:\n  cpus: -1\n", "limits.cpus: expected a CPU count" },
+	{ "cpus four decimals", "limits:\n  cpus: 0.1234\n", "limits.cpus: expected a CPU count" },
+	{ "cpus too many", "limits:\n  cpus: 5000\n", "limits.cpus: expected a CPU count" },
+	{ "cpus too few", "limits:\n  cpus: 0.001\n", "limits.cpus: expected a CPU count" },
+	{ "pids too few", "limits:\n  pids: 3\n", "limits.pids: must be 0 (no limit) or at least 16" },
+	{ "no limits at all", "limits:\n  memory: 0\n  pids: 0\n  cpus: 0\n", NULL },
+	{ "data dir relative", "data_dir: var/lib/crgw\n", "data_dir: must be an absolute path" },
+	{ "cgroup name", "limits:\n  cgroup: \"../x\"\n", "limits.cgroup: use lowercase letters" },
+	{ "testing ttl", "testing:\n  ttl_seconds: 3\n", NULL },
 };
 
 static int write_file(const char *path, const char *text)
@@ -117,6 +131,36 @@ int main(void)
 	crgw_config_set(&cfg, "dns.upstream", "203.0.113.53", err, sizeof(err));
 	tap_result(crgw_config_finish(&cfg, err, sizeof(err)) == 0 && cfg.workers >= 1,
 		   "workers 0 becomes the core count (%u)", cfg.workers);
+
+	/* The limit units and the defaults the issue names: 4 GiB, 4,096 processes, all CPUs. */
+	crgw_config_defaults(&cfg);
+	tap_result(cfg.limits_memory == (UINT64_C(4) << 30) && cfg.limits_pids == 4096 && cfg.limits_cpu_milli == 0 &&
+			   !cfg.limits_optional && !strcmp(cfg.data_dir, "/var/lib/crgw"),
+		   "limit defaults: 4 GiB, 4096 pids, all CPUs, not optional; data in /var/lib/crgw");
+	{
+		static const struct {
+			const char *text;
+			uint64_t bytes;
+		} sizes[] = { { "512M", 512u << 20 }, { "512MiB", 512u << 20 }, { "2g", UINT64_C(2) << 30 },
+			      { "1073741824", UINT64_C(1) << 30 }, { "64K", 64u << 10 }, { "3TB", UINT64_C(3) << 40 } };
+		bool all = true;
+
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			uint64_t b = 0;
+
+			all &= crgw_size_parse(sizes[i].text, &b) == 0 && b == sizes[i].bytes;
+		}
+		uint64_t b;
+
+		all &= crgw_size_parse("", &b) != 0 && crgw_size_parse("1.5G", &b) != 0 && crgw_size_parse("G", &b) != 0;
+		tap_result(all, "sizes: M, MiB, g, bytes, K, TB; empty, fractions and bare units refused");
+		uint32_t m = 0;
+
+		all = crgw_cpus_parse("1.5", &m) == 0 && m == 1500 && crgw_cpus_parse("0.25", &m) == 0 && m == 250 &&
+		      crgw_cpus_parse("2", &m) == 0 && m == 2000 && crgw_cpus_parse("1.", &m) != 0 &&
+		      crgw_cpus_parse(".5", &m) != 0 && crgw_cpus_parse("1e3", &m) != 0;
+		tap_result(all, "CPU counts: 1.5, 0.25, 2; '1.', '.5' and '1e3' refused");
+	}
 
 	/* Flags go through the same rows. */
 	crgw_config_defaults(&cfg);

@@ -129,6 +129,9 @@ void crgw_policy_unref(struct crgw_policy *policy);
 /* "sha256:<hex>", borrowed for the policy's lifetime. */
 const char *crgw_policy_hash(const struct crgw_policy *policy);
 
+/* The policy's sandbox.ttl_minutes (1..10080; 60 when the document has none). */
+unsigned crgw_policy_ttl_minutes(const struct crgw_policy *policy);
+
 /*
  * Address ranges refused whatever the policy says (the sandbox pool, the gateway's own addresses, and
  * the operator's extra ranges). Built once at configuration time, then read-only.

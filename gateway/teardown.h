@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Deferred removal of what a released sandbox leaves behind: its control group, whose processes take a
+ * moment to die, and its data directory (workspace changes, home), which may hold a large tree written by
+ * the sandbox. One thread does both, so the control loop never waits on either.
+ */
+#ifndef CRGW_GATEWAY_TEARDOWN_H
+#define CRGW_GATEWAY_TEARDOWN_H
+
+struct crgw_cgroup;
+
+/* Starts the teardown thread. Returns 0 or -errno. */
+int crgw_teardown_start(void);
+
+/*
+ * Queues the removal of `cg` (taken; may be NULL) and of the directory tree at `dir` (copied; may be NULL).
+ * Never blocks. Without a running thread (or out of memory) the work is done at once.
+ */
+void crgw_teardown_submit(struct crgw_cgroup *cg, const char *dir);
+
+/* Finishes the queued work and stops the thread. */
+void crgw_teardown_stop(void);
+
+/*
+ * Removes the tree at `path` without following a symbolic link anywhere inside it, however deep it is
+ * nested (deep branches are moved up rather than recursed into). Returns 0 or the first -errno met; a
+ * missing path is 0.
+ */
+int crgw_tree_remove(const char *path);
+
+#endif
