@@ -156,16 +156,17 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 		json_object_set_new(o, "bindings", json_integer(crgw_binding_count(sb)));
 		if (crgw_sandbox_usage(sb, &u) == 0)
 			json_object_set_new(o, "resources", usage_json(&u));
-		if (sb->cgroup) {
-			const char *dirs[8];
-			size_t n = crgw_cgroup_dirs(sb->cgroup, dirs, 8);
-			json_t *arr = json_array();
+	}
+	/* A process that joins the sandbox later (crgw-ctl exec) writes itself into each. */
+	if (sb->cgroup) {
+		const char *dirs[8];
+		size_t n = crgw_cgroup_dirs(sb->cgroup, dirs, 8);
+		json_t *arr = json_array();
 
-			for (size_t i = 0; arr && i < n; i++)
-				json_array_append_new(arr, json_string(dirs[i]));
-			if (arr)
-				json_object_set_new(o, "cgroup_dirs", arr);
-		}
+		for (size_t i = 0; arr && i < n; i++)
+			json_array_append_new(arr, json_string(dirs[i]));
+		if (arr)
+			json_object_set_new(o, "cgroup_dirs", arr);
 	}
 	return o;
 }

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The table of backends and what every backend reads from the gateway's record of a sandbox. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vm_priv.h"
+
+extern const struct crgw_backend crgw_backend_netns;
+
+/* qemu.c and firecracker.c join this table. */
+static const struct crgw_backend *const backends[] = { &crgw_backend_netns };
+
+const struct crgw_backend *crgw_backend_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
+		if (!strcmp(backends[i]->name, name))
+			return backends[i];
+	return NULL;
+}
+
+json_t *crgw_vm_sandbox_record(const struct crgw_vm_sandbox *sb)
+{
+	return sb->record;
+}
+
+const char *crgw_vm_sandbox_id(const struct crgw_vm_sandbox *sb)
+{
+	return sb->id;
+}
+
+int vm_sandbox_from_record(struct crgw_vm_sandbox *sb, json_t *record, char *err, size_t errlen)
+{
+	const char *id = json_string_value(json_object_get(record, "id"));
+	const char *gw = json_string_value(json_object_get(record, "gateway"));
+	const char *mode = json_string_value(json_object_get(json_object_get(record, "workspace"), "mode"));
+	json_t *dirs = json_object_get(record, "cgroup_dirs"), *d;
+	size_t i;
+
+	if (!id || !gw || strlen(id) >= sizeof(sb->id) || strlen(gw) >= sizeof(sb->gateway)) {
+		snprintf(err, errlen, "unexpected answer from the gateway (no id or gateway address)");
+		return -EINVAL;
+	}
+	memcpy(sb->id, id, strlen(id) + 1);
+	memcpy(sb->gateway, gw, strlen(gw) + 1);
+	sb->holder = (pid_t)json_integer_value(json_object_get(record, "holder_pid"));
+	sb->workspace_mode = CRGW_WS_NONE;
+	if (mode && crgw_workspace_mode_parse(mode, &sb->workspace_mode)) {
+		snprintf(err, errlen, "unexpected workspace mode '%s' in the gateway's record", mode);
+		return -EINVAL;
+	}
+	json_array_foreach(dirs, i, d) {
+		const char *s = json_string_value(d);
+
+		if (!s || s[0] != '/' || sb->ncgroup_dirs == CGROUP_DIRS_MAX)
+			continue;
+		if (!(sb->cgroup_dirs[sb->ncgroup_dirs] = strdup(s)))
+			return -ENOMEM;
+		sb->ncgroup_dirs++;
+	}
+	json_decref(sb->record);
+	sb->record = json_incref(record);
+	return 0;
+}
+
+void vm_sandbox_clear(struct crgw_vm_sandbox *sb)
+{
+	for (size_t i = 0; i < sb->ncgroup_dirs; i++)
+		free(sb->cgroup_dirs[i]);
+	sb->ncgroup_dirs = 0;
+	json_decref(sb->record);
+	sb->record = NULL;
+	if (sb->holder_pidfd >= 0)
+		close(sb->holder_pidfd);
+	sb->holder_pidfd = -1;
+}

@@ -1,0 +1,693 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The netns backend: a fresh user, network, mount, PID, UTS and IPC namespace whose init (the "holder")
+ * keeps the sandbox alive, the gateway wiring its interface in and putting it in its cgroup, a root file
+ * system of its own (rootfs.c), and commands run inside by a process that joins it (the "joiner"): into
+ * the sandbox's cgroup, its namespaces, under its seccomp filter. Weaker isolation than a VM: the kernel
+ * is the host's.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "vm_priv.h"
+
+#define NS_FLAGS (CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC)
+
+#define EXIT_RUN_FAILED 125
+#define EXIT_CANNOT_EXEC 126
+#define EXIT_NOT_FOUND 127
+
+extern char **environ;
+
+static int pidfd_open_(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* Closes every descriptor from `from` up: nothing of ours may leak into the sandbox. */
+static void close_from(int from)
+{
+	if (syscall(SYS_close_range, from, ~0u, 0) == 0)
+		return;
+	for (int fd = from; fd < 65536; fd++)
+		close(fd);
+}
+
+static void be_sandbox_root(void)
+{
+	/* The maps are written by now: become the namespace's root for real (ids and no groups). */
+	if (setresgid(0, 0, 0) || setgroups(0, NULL) || setresuid(0, 0, 0))
+		_exit(EXIT_RUN_FAILED);
+}
+
+/*
+ * The holder: PID 1 of the sandbox. Waits for the go (its root file system is built by then), drops
+ * everything it inherited, takes the seccomp filter, says it is ready, and reaps orphans until the sandbox
+ * is released (SIGKILL from the gateway, or from the creator with --rm).
+ */
+__attribute__((noreturn)) static void holder_main(int go_fd, int ready_fd, bool die_with_parent)
+{
+	char c = 0, why[256] = "";
+	int devnull;
+
+	prctl(PR_SET_PDEATHSIG, die_with_parent ? SIGKILL : 0);
+	if (read(go_fd, &c, 1) != 1 || c != 'g')
+		_exit(EXIT_RUN_FAILED);
+	be_sandbox_root();
+	setsid();
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0) {
+		c = 'e';
+		if (write(ready_fd, &c, 1) < 0)
+			_exit(EXIT_RUN_FAILED);
+		_exit(EXIT_RUN_FAILED);
+	}
+	if (crgw_seccomp_apply(why, sizeof(why))) {
+		c = 'e';
+		if (write(ready_fd, &c, 1) < 0)
+			_exit(EXIT_RUN_FAILED);
+		_exit(EXIT_RUN_FAILED);
+	}
+	c = 'r';
+	if (write(ready_fd, &c, 1) != 1)
+		_exit(EXIT_RUN_FAILED);
+	close_from(3);
+	for (;;) {
+		if (wait(NULL) < 0 && errno == ECHILD)
+			pause();
+	}
+}
+
+/* Maps the holder's user namespace: uids and gids 0-65535 inside are SANDBOX_UID_BASE and up outside. */
+static int map_user_namespace(pid_t pid)
+{
+	static const char *const files[] = { "uid_map", "gid_map" };
+	char path[64], map[64];
+	int n = snprintf(map, sizeof(map), "0 %u %u\n", SANDBOX_UID_BASE, SANDBOX_UID_COUNT);
+
+	for (int i = 0; i < 2; i++) {
+		int fd, err = 0;
+
+		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, files[i]);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		if (write(fd, map, (size_t)n) != n)
+			err = -errno;
+		close(fd);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* Opens /proc/PID/ns/NAME. */
+static int ns_open(pid_t pid, const char *name)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, name);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+/*
+ * Builds the sandbox's root: a helper joins its PID namespace (so that the /proc it mounts is the
+ * sandbox's), forks into it, joins its mount and UTS namespaces as host root, and runs rootfs_build().
+ * Returns 0 or -errno with `err`.
+ */
+static int build_root(pid_t holder, const struct rootfs_spec *spec, char *err, size_t errlen)
+{
+	int pidns = ns_open(holder, "pid"), mntns = ns_open(holder, "mnt"), utsns = ns_open(holder, "uts");
+	int msg[2] = { -1, -1 }, status, e = 0;
+	pid_t helper;
+
+	if (pidns < 0 || mntns < 0 || utsns < 0 || pipe2(msg, O_CLOEXEC)) {
+		e = -errno;
+		snprintf(err, errlen, "the sandbox's namespaces: %s", strerror(errno));
+		goto out;
+	}
+	fflush(NULL);
+	helper = fork();
+	if (helper == 0) {
+		char why[1024] = "";
+		pid_t inner;
+		int rc;
+
+		close(msg[0]);
+		if (setns(pidns, CLONE_NEWPID)) {
+			snprintf(why, sizeof(why), "joining the sandbox's PID namespace: %s", strerror(errno));
+			goto fail;
+		}
+		inner = fork();
+		if (inner == 0) {
+			if (setns(mntns, CLONE_NEWNS) || setns(utsns, CLONE_NEWUTS)) {
+				snprintf(why, sizeof(why), "joining the sandbox's namespaces: %s", strerror(errno));
+			} else if (rootfs_build(spec, why, sizeof(why)) == 0) {
+				_exit(0);
+			}
+			if (write(msg[1], why, strlen(why)) < 0)
+				_exit(1);
+			_exit(1);
+		}
+		if (inner < 0 || waitpid(inner, &rc, 0) < 0 || !WIFEXITED(rc) || WEXITSTATUS(rc))
+			_exit(1);
+		_exit(0);
+fail:
+		if (write(msg[1], why, strlen(why)) < 0)
+			_exit(1);
+		_exit(1);
+	}
+	close(msg[1]);
+	msg[1] = -1;
+	if (helper < 0) {
+		e = -errno;
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		goto out;
+	}
+	while (waitpid(helper, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		ssize_t n = read(msg[0], err, errlen - 1);
+
+		err[n > 0 ? n : 0] = '\0';
+		if (n <= 0)
+			snprintf(err, errlen, "building the sandbox's file system failed");
+		e = -EIO;
+	}
+out:
+	for (int i = 0; i < 2; i++)
+		if (msg[i] >= 0)
+			close(msg[i]);
+	if (pidns >= 0)
+		close(pidns);
+	if (mntns >= 0)
+		close(mntns);
+	if (utsns >= 0)
+		close(utsns);
+	return e;
+}
+
+static json_t *registration(const struct crgw_sandbox_spec *spec, const struct workspace *ws, pid_t holder)
+{
+	char netns[64];
+	json_t *policy = json_loads(spec->policy_json, 0, NULL), *req, *limits;
+
+	snprintf(netns, sizeof(netns), "/proc/%d/ns/net", (int)holder);
+	req = json_pack("{s:o, s:s, s:s, s:i}", "policy", policy ? policy : json_null(), "netns_path", netns, "backend",
+			"netns", "holder_pid", (int)holder);
+	if (!req)
+		return NULL;
+	if (spec->run_id)
+		json_object_set_new(req, "run_id", json_string(spec->run_id));
+	if (spec->name)
+		json_object_set_new(req, "name", json_string(spec->name));
+	json_object_set_new(req, "workspace", ws->mode == CRGW_WS_NONE
+						      ? json_pack("{s:s}", "mode", "none")
+						      : json_pack("{s:s, s:s}", "mode", crgw_workspace_mode_name(ws->mode), "dir", ws->dir));
+	limits = json_object();
+	if (limits && spec->memory)
+		json_object_set_new(limits, "memory", json_string(spec->memory));
+	if (limits && spec->cpus)
+		json_object_set_new(limits, "cpus", json_string(spec->cpus));
+	if (limits && spec->pids)
+		json_object_set_new(limits, "pids", json_integer((json_int_t)spec->pids));
+	if (limits && json_object_size(limits))
+		json_object_set_new(req, "limits", limits);
+	else
+		json_decref(limits);
+	return req;
+}
+
+static void netns_free(struct crgw_vm_sandbox *sb)
+{
+	if (!sb)
+		return;
+	vm_sandbox_clear(sb);
+	free(sb);
+}
+
+static struct crgw_vm_sandbox *sandbox_new(void)
+{
+	struct crgw_vm_sandbox *sb = calloc(1, sizeof(*sb));
+
+	if (sb)
+		sb->holder_pidfd = -1;
+	return sb;
+}
+
+static int netns_create(const struct crgw_sandbox_spec *spec, const struct crgw_gateway_ops *gw,
+			struct crgw_vm_sandbox **out, char *err, size_t errlen)
+{
+	struct crgw_vm_sandbox *sb = NULL;
+	struct workspace ws = { .tree_fd = -1 };
+	int go[2] = { -1, -1 }, ready[2] = { -1, -1 }, e;
+	json_t *req = NULL, *answer = NULL;
+	bool registered = false;
+	pid_t holder = -1;
+	char why[256];
+
+	*out = NULL;
+	if (geteuid() != 0) {
+		snprintf(err, errlen, "the netns backend needs root");
+		return -EPERM;
+	}
+	/* Fail closed and early: a host that cannot filter system calls gets no sandbox. */
+	if (!crgw_seccomp_available(why, sizeof(why))) {
+		snprintf(err, errlen, "seccomp: %s", why);
+		return -ENOSYS;
+	}
+	if ((e = workspace_prepare(&ws, spec->workspace_mode, spec->workspace_dir, err, errlen)))
+		return e;
+	sb = sandbox_new();
+	if (!sb || pipe2(go, O_CLOEXEC) || pipe2(ready, O_CLOEXEC)) {
+		e = sb ? -errno : -ENOMEM;
+		snprintf(err, errlen, "%s", strerror(-e));
+		goto fail;
+	}
+	fflush(NULL);
+	/* A fork into new namespaces: the child is PID 1 of its own PID namespace. */
+	holder = (pid_t)syscall(SYS_clone, NS_FLAGS | SIGCHLD, NULL, NULL, NULL, 0);
+	if (holder < 0) {
+		e = -errno;
+		snprintf(err, errlen, "creating the sandbox's namespaces: %s", strerror(errno));
+		goto fail;
+	}
+	if (holder == 0) {
+		close(go[1]);
+		close(ready[0]);
+		holder_main(go[0], ready[1], spec->remove_on_exit);
+	}
+	close(go[0]);
+	close(ready[1]);
+	go[0] = ready[1] = -1;
+	sb->holder = holder;
+	sb->holder_pidfd = pidfd_open_(holder);
+	sb->owned = true;
+	if ((e = map_user_namespace(holder))) {
+		snprintf(err, errlen, "mapping the sandbox's user namespace: %s", strerror(-e));
+		goto fail;
+	}
+	req = registration(spec, &ws, holder);
+	if (!req) {
+		e = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if ((e = gw->register_sandbox(gw->arg, req, &answer, err, errlen)))
+		goto fail;
+	registered = true;
+	if ((e = vm_sandbox_from_record(sb, answer, err, errlen)))
+		goto fail;
+	const char *data_dir = json_string_value(json_object_get(answer, "data_dir"));
+	const char *guest = json_string_value(json_object_get(answer, "guest"));
+
+	if (!data_dir || data_dir[0] != '/') {
+		e = -EPROTO;
+		snprintf(err, errlen, "the gateway gave the sandbox no data directory (is it older than crgw-ctl?)");
+		goto fail;
+	}
+	if (ws.mode == CRGW_WS_COPY && !strncmp(data_dir, ws.dir, strlen(ws.dir)) &&
+	    (data_dir[strlen(ws.dir)] == '/' || !strcmp(ws.dir, "/"))) {
+		e = -ELOOP;
+		snprintf(err, errlen, "the workspace %s holds the gateway's data directory %s: a copy of it cannot be "
+				      "made (choose another --workspace, or move the gateway's data_dir)", ws.dir, data_dir);
+		goto fail;
+	}
+	struct rootfs_spec rs = { .data_dir = data_dir, .hostname = sb->id, .gateway = sb->gateway,
+				  .guest = guest ? guest : "127.0.0.1", .workspace = &ws };
+
+	if ((e = build_root(holder, &rs, err, errlen)))
+		goto fail;
+	char c = 'g';
+
+	if (write(go[1], &c, 1) != 1 || read(ready[0], &c, 1) != 1 || c != 'r') {
+		e = -EIO;
+		snprintf(err, errlen, "the sandbox's init did not start (its seccomp filter could not be applied)");
+		goto fail;
+	}
+	close(go[1]);
+	close(ready[0]);
+	workspace_close(&ws);
+	json_decref(req);
+	json_decref(answer);
+	*out = sb;
+	return 0;
+fail:
+	/* Nothing of the sandbox may stay: its init goes, and the gateway releases what it registered. */
+	if (holder > 0) {
+		kill(holder, SIGKILL);
+		waitpid(holder, NULL, 0);
+	}
+	if (registered && sb->id[0])
+		gw->release_sandbox(gw->arg, sb->id);
+	for (int i = 0; i < 2; i++) {
+		if (go[i] >= 0)
+			close(go[i]);
+		if (ready[i] >= 0)
+			close(ready[i]);
+	}
+	workspace_close(&ws);
+	json_decref(req);
+	json_decref(answer);
+	netns_free(sb);
+	return e;
+}
+
+static int netns_open(json_t *record, struct crgw_vm_sandbox **out, char *err, size_t errlen)
+{
+	struct crgw_vm_sandbox *sb = sandbox_new();
+	int e;
+
+	*out = NULL;
+	if (!sb)
+		return -ENOMEM;
+	if ((e = vm_sandbox_from_record(sb, record, err, errlen)))
+		goto fail;
+	if (sb->holder <= 0) {
+		e = -ESRCH;
+		snprintf(err, errlen, "%s has no process to join (not a netns sandbox)", sb->id);
+		goto fail;
+	}
+	/* A pidfd names this process, where the number could be reused. */
+	sb->holder_pidfd = pidfd_open_(sb->holder);
+	if (sb->holder_pidfd < 0) {
+		e = -errno;
+		snprintf(err, errlen, "%s: its init (pid %d) is gone", sb->id, (int)sb->holder);
+		goto fail;
+	}
+	*out = sb;
+	return 0;
+fail:
+	netns_free(sb);
+	return e;
+}
+
+/* The environment a command starts with: nothing of the caller's, the gateway wired in, then -e. */
+static char **build_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req)
+{
+	static const char *const proxy_names[] = { "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy" };
+	size_t n = 0, extra = 0;
+	char **env, buf[256];
+	const char *term = getenv("TERM");
+
+	while (req->env && req->env[extra])
+		extra++;
+	env = calloc(24 + extra, sizeof(*env));
+	if (!env)
+		return NULL;
+#define PUT(...)                                             \
+	do {                                                 \
+		snprintf(buf, sizeof(buf), __VA_ARGS__);     \
+		env[n++] = strdup(buf);                      \
+	} while (0)
+	PUT("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+	PUT("HOME=/root");
+	PUT("USER=root");
+	PUT("LOGNAME=root");
+	PUT("HOSTNAME=%s", sb->id);
+	PUT("LANG=C.UTF-8");
+	if (req->tty)
+		PUT("TERM=%s", term && *term && strlen(term) < 64 ? term : "xterm");
+	/* Both spellings: tools disagree on which one they read. */
+	for (size_t i = 0; i < 4; i++)
+		PUT("%s=http://%s:3128", proxy_names[i], sb->gateway);
+	PUT("NO_PROXY=localhost,127.0.0.1");
+	PUT("no_proxy=localhost,127.0.0.1");
+	PUT("CRGW_SANDBOX_ID=%s", sb->id);
+	PUT("CRGW_GATEWAY=%s", sb->gateway);
+#undef PUT
+	/* -e NAME=VALUE replaces a base entry of the same name. */
+	for (size_t i = 0; i < extra; i++) {
+		const char *eq = strchr(req->env[i], '=');
+		size_t klen = eq ? (size_t)(eq - req->env[i]) + 1 : strlen(req->env[i]);
+
+		for (size_t j = 0; j < n; j++)
+			if (env[j] && !strncmp(env[j], req->env[i], klen)) {
+				free(env[j]);
+				env[j] = env[--n];
+				env[n] = NULL;
+				break;
+			}
+		env[n++] = strdup(req->env[i]);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!env[i]) {
+			for (size_t j = 0; j < n; j++)
+				free(env[j]);
+			free(env);
+			return NULL;
+		}
+	return env;
+}
+
+static volatile sig_atomic_t command_pgrp;
+
+/* In the joiner: a signal from crgw-ctl goes to the command's process group. */
+static void forward_to_command(int sig)
+{
+	if (command_pgrp > 0)
+		kill(-(pid_t)command_pgrp, sig);
+}
+
+__attribute__((noreturn)) static void joiner_fail(int ctl, int code, const char *fmt, const char *what)
+{
+	struct exec_msg m = { .type = EXEC_MSG_ERROR, .code = code };
+
+	snprintf(m.text, sizeof(m.text), fmt, what, strerror(errno));
+	exec_msg_send(ctl, &m, -1);
+	_exit(code);
+}
+
+/*
+ * The joiner: crgw-ctl's child that enters the sandbox (its cgroup first, while still host root; then
+ * its namespaces, user namespace first, the others belonging to it), becomes its root, takes its seccomp
+ * filter, and forks the command into its PID namespace. Reports the command's end on `ctl`.
+ */
+__attribute__((noreturn)) static void joiner_main(const struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req,
+						   struct console *con, int ns[6], int ctl)
+{
+	static const char *const ns_names[] = { "user", "pid", "net", "uts", "ipc", "mnt" };
+	char pid[24], why[256];
+	const char *cwd = req->cwd ? req->cwd : sb->workspace_mode == CRGW_WS_NONE ? "/" : "/workspace";
+	int fds[3], slave = -1, status;
+	char **env;
+	pid_t child;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* crgw-ctl's ends of the relays: held here, a closed input would never reach the command as EOF. */
+	for (int i = 0; i < 3; i++)
+		if (con->relay_fd[i] >= 0)
+			close(con->relay_fd[i]);
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	for (size_t i = 0; i < sb->ncgroup_dirs; i++) {
+		char path[PATH_MAX];
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/cgroup.procs", sb->cgroup_dirs[i]);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, pid, strlen(pid)) < 0)
+			joiner_fail(ctl, EXIT_RUN_FAILED, "joining the sandbox's cgroup %s: %s", sb->cgroup_dirs[i]);
+		close(fd);
+	}
+	for (int i = 0; i < 6; i++)
+		if (setns(ns[i], 0))
+			joiner_fail(ctl, EXIT_RUN_FAILED, "joining the sandbox (%s namespace): %s", ns_names[i]);
+	if (setresgid(0, 0, 0) || setgroups(0, NULL) || setresuid(0, 0, 0))
+		joiner_fail(ctl, EXIT_RUN_FAILED, "becoming the sandbox's root%s: %s", "");
+	if (chdir(cwd))
+		joiner_fail(ctl, EXIT_CANNOT_EXEC, "working directory %s: %s", cwd);
+	if (req->tty) {
+		/* The sandbox's own pty instance: ttyname() and /dev/tty work inside as they should. */
+		int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC), unlock = 0;
+
+		if (master < 0 || ioctl(master, TIOCSPTLCK, &unlock) ||
+		    (slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
+			joiner_fail(ctl, EXIT_RUN_FAILED, "opening a terminal in the sandbox%s: %s", "");
+		struct exec_msg m = { .type = EXEC_MSG_PTY };
+
+		if (exec_msg_send(ctl, &m, master))
+			_exit(EXIT_RUN_FAILED);
+		close(master);
+		fds[0] = fds[1] = fds[2] = slave;
+	} else {
+		memcpy(fds, con->child_fd, sizeof(fds));
+	}
+	env = build_env(sb, req);
+	if (!env)
+		joiner_fail(ctl, EXIT_RUN_FAILED, "building the environment%s: %s", "");
+	if (crgw_seccomp_apply(why, sizeof(why)))
+		joiner_fail(ctl, EXIT_RUN_FAILED, "%s (%s)", why);
+	child = fork();
+	if (child < 0)
+		joiner_fail(ctl, EXIT_RUN_FAILED, "fork%s: %s", "");
+	if (child == 0) {
+		sigset_t none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		for (int s = 1; s < 32; s++)
+			signal(s, SIG_DFL);
+		/* A session of its own: the caller's terminal, if any, is not its controlling terminal. */
+		setsid();
+		if (slave >= 0)
+			ioctl(slave, TIOCSCTTY, 0);
+		for (int i = 0; i < 3; i++)
+			if (dup2(fds[i], i) < 0)
+				_exit(EXIT_RUN_FAILED);
+		close_from(3);
+		environ = env;
+		execvp(req->argv[0], req->argv);
+		fprintf(stderr, "crgw-ctl: %s: %s\n", req->argv[0], strerror(errno));
+		_exit(errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
+	}
+	command_pgrp = child;
+	struct sigaction sa = { .sa_handler = forward_to_command };
+
+	sigemptyset(&sa.sa_mask);
+	for (int s = 1; s < 32; s++)
+		if (s != SIGKILL && s != SIGSTOP && s != SIGCHLD && s != SIGSEGV && s != SIGBUS && s != SIGILL &&
+		    s != SIGFPE && s != SIGABRT)
+			sigaction(s, &sa, NULL);
+	if (slave >= 0)
+		close(slave);
+	for (int i = 0; i < 3; i++)
+		close(con->child_fd[i]);
+	while (waitpid(child, &status, 0) < 0)
+		if (errno != EINTR)
+			_exit(EXIT_RUN_FAILED);
+	struct exec_msg m = { .type = EXEC_MSG_EXIT };
+
+	m.code = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : EXIT_RUN_FAILED;
+	exec_msg_send(ctl, &m, -1);
+	_exit(0);
+}
+
+struct fatal_ctx {
+	struct crgw_vm_sandbox *sb;
+	int sig;
+};
+
+/* TERM or HUP at crgw-ctl run: the sandbox it made ends now, whatever the command would do. */
+static void end_sandbox(int sig, void *arg)
+{
+	struct fatal_ctx *f = arg;
+
+	f->sig = sig;
+	if (f->sb->holder_pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, f->sb->holder_pidfd, SIGKILL, NULL, 0);
+}
+
+static int netns_exec(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req, int *status, char *err,
+		      size_t errlen)
+{
+	static const char *const ns_names[] = { "user", "pid", "net", "uts", "ipc", "mnt" };
+	int ns[6] = { -1, -1, -1, -1, -1, -1 }, ctl[2] = { -1, -1 }, e = 0;
+	struct fatal_ctx fatal = { .sb = sb };
+	struct console con;
+	pid_t joiner;
+
+	*status = EXIT_RUN_FAILED;
+	if ((e = console_open(&con, req->tty, req->interactive))) {
+		snprintf(err, errlen, "setting up the command's streams: %s", strerror(-e));
+		console_close(&con);
+		return e;
+	}
+	/* All namespaces first, then a check that the init is still the one we named: never another's. */
+	for (int i = 0; i < 6; i++)
+		if ((ns[i] = ns_open(sb->holder, ns_names[i])) < 0) {
+			e = -errno;
+			snprintf(err, errlen, "%s: its %s namespace: %s", sb->id, ns_names[i], strerror(errno));
+			goto out;
+		}
+	if (sb->holder_pidfd < 0 || syscall(SYS_pidfd_send_signal, sb->holder_pidfd, 0, NULL, 0)) {
+		e = -ESRCH;
+		snprintf(err, errlen, "%s has ended", sb->id);
+		goto out;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl)) {
+		e = -errno;
+		snprintf(err, errlen, "socketpair: %s", strerror(errno));
+		goto out;
+	}
+	fflush(NULL);
+	joiner = fork();
+	if (joiner < 0) {
+		e = -errno;
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (joiner == 0) {
+		close(ctl[0]);
+		joiner_main(sb, req, &con, ns, ctl[1]);
+	}
+	console_after_fork(&con);
+	close(ctl[1]);
+	ctl[1] = -1;
+	e = console_run(&con, ctl[0], joiner, sb->owned ? end_sandbox : NULL, &fatal);
+	while (waitpid(joiner, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (fatal.sig)
+		*status = 128 + fatal.sig;
+	else if (e >= 0)
+		*status = e;
+	else
+		snprintf(err, errlen, "the sandbox ended before the command reported its exit");
+	e = e < 0 && !fatal.sig ? e : 0;
+out:
+	console_close(&con);
+	for (int i = 0; i < 6; i++)
+		if (ns[i] >= 0)
+			close(ns[i]);
+	for (int i = 0; i < 2; i++)
+		if (ctl[i] >= 0)
+			close(ctl[i]);
+	return e;
+}
+
+static int netns_release(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops *gw)
+{
+	int e = gw ? gw->release_sandbox(gw->arg, sb->id) : -ENOTCONN;
+
+	/* The gateway ends the init; without it (or when it is gone), we do: nothing of the sandbox stays. */
+	if (sb->holder_pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, sb->holder_pidfd, SIGKILL, NULL, 0);
+	if (sb->owned && sb->holder > 0)
+		while (waitpid(sb->holder, NULL, 0) < 0 && errno == EINTR)
+			;
+	return e;
+}
+
+static json_t *netns_capabilities(void)
+{
+	char why[256];
+	bool seccomp = crgw_seccomp_available(why, sizeof(why));
+
+	return json_pack("{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:s, s:[s, s, s, s], s:b, s:s}", "network_default_deny", 1,
+			 "network_host_port_filtering", 1, "dns_control", 1, "policy_immutability", 1,
+			 "audit_event_emission", 1, "secret_isolation", 1, "seccomp", seccomp, "seccomp_detail", why,
+			 "workspace_modes", "copy", "rw", "ro", "none", "tty", 1, "isolation",
+			 "namespaces (weaker than a VM: the host's kernel)");
+}
+
+const struct crgw_backend crgw_backend_netns = {
+	.name = "netns",
+	.create = netns_create,
+	.open = netns_open,
+	.exec = netns_exec,
+	.release = netns_release,
+	.capabilities = netns_capabilities,
+	.free = netns_free,
+};

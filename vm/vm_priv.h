@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What the backends and the shared pieces of libcrgw-vm declare to each other. */
+#ifndef CRGW_VM_PRIV_H
+#define CRGW_VM_PRIV_H
+
+#include <limits.h>
+#include <termios.h>
+
+#include "crgw/vm.h"
+
+/*
+ * The sandbox's root is an unprivileged user on the host (SANDBOX_UID_BASE and up): it can neither join
+ * the host's namespaces nor read or write the host's root-owned files, while it keeps full capabilities
+ * over its own network, mounts and processes.
+ */
+#define SANDBOX_UID_BASE 1879048192u /* 0x70000000: far above any account a distribution makes */
+#define SANDBOX_UID_COUNT 65536u
+
+#define CGROUP_DIRS_MAX 8
+
+struct crgw_vm_sandbox {
+	const struct crgw_backend *backend;
+	json_t *record;        /* the gateway's record (registration answer or GET) */
+	char id[24];
+	char gateway[16];      /* its gateway address */
+	pid_t holder;          /* netns: the sandbox's init */
+	int holder_pidfd;
+	bool owned;            /* made by this process (run), not found (exec) */
+	enum crgw_workspace_mode workspace_mode;
+	char *cgroup_dirs[CGROUP_DIRS_MAX];
+	size_t ncgroup_dirs;
+};
+
+/* Fills the fields every backend reads from a gateway record. Returns 0 or -EINVAL with `err`. */
+int vm_sandbox_from_record(struct crgw_vm_sandbox *sb, json_t *record, char *err, size_t errlen);
+void vm_sandbox_clear(struct crgw_vm_sandbox *sb);
+
+/* ---- workspace.c ------------------------------------------------------------------------------ */
+
+/* A workspace made ready on the host, before the sandbox exists. */
+struct workspace {
+	enum crgw_workspace_mode mode;
+	char dir[PATH_MAX];
+	uid_t owner;
+	gid_t group;
+	int tree_fd; /* a detached, idmapped copy of the directory's mount; -1 for none */
+};
+
+/*
+ * Opens `dir` and makes the detached, idmapped tree the sandbox will see at /workspace: the directory's
+ * owner appears as the sandbox's root, so files it creates belong on the host to that owner. Host root,
+ * before the sandbox exists. Returns 0 or -errno with `err` (e.g. no idmapped mounts on this kernel).
+ */
+int workspace_prepare(struct workspace *ws, enum crgw_workspace_mode mode, const char *dir, char *err,
+		      size_t errlen);
+void workspace_close(struct workspace *ws);
+
+/*
+ * Attaches the workspace at `target` inside the sandbox's mount namespace (the caller is in it, as host
+ * root): rw and ro the tree itself, copy an overlay whose change layer lives in `data_dir`. `stage` is an
+ * empty directory to hold the overlay's lower layer while it is mounted. Returns 0 or -errno with `err`.
+ */
+int workspace_attach(const struct workspace *ws, const char *target, const char *stage, const char *data_dir,
+		     char *err, size_t errlen);
+
+/* ---- rootfs.c --------------------------------------------------------------------------------- */
+
+struct rootfs_spec {
+	const char *data_dir;   /* the sandbox's data directory on the host (home, resolv.conf, changes) */
+	const char *hostname;   /* its id */
+	const char *gateway;    /* its gateway address: the only resolver */
+	const char *guest;      /* its own address */
+	const struct workspace *workspace;
+};
+
+/*
+ * Builds the sandbox's file system view and makes it the root of its mount namespace: the host's
+ * top-level directories bound read-only, a private /tmp, /var/tmp, /run, /dev/shm, a fresh /proc, a
+ * minimal /dev with its own ptys, a private home, /workspace, and resolv.conf naming the gateway. Runs in
+ * a helper that joined the sandbox's mount, PID and UTS namespaces as host root. Returns 0 or -errno.
+ */
+int rootfs_build(const struct rootfs_spec *spec, char *err, size_t errlen);
+
+/* ---- console.c -------------------------------------------------------------------------------- */
+
+/* The standard streams of one execution: relayed through pipes or a pty, or handed over as they are. */
+struct console {
+	bool tty, interactive;
+	int child_fd[3];  /* what the command gets as 0, 1, 2 (closed here after the fork) */
+	int relay_fd[3];  /* our end of each relayed stream, -1 where the stream is passed through */
+	int pty_master;   /* -1 until the executing side sends it */
+	bool raw;
+	struct termios saved;
+};
+
+/*
+ * Sets up the streams before the fork. A terminal of ours never reaches the sandbox: without -t a tty is
+ * relayed through a pipe, and without -i the command reads /dev/null. Returns 0 or -errno.
+ */
+int console_open(struct console *c, bool tty, bool interactive);
+
+/* After the fork, in the parent: closes the command's ends. */
+void console_after_fork(struct console *c);
+
+/*
+ * Relays until the executing side (`ctl_fd`, a SEQPACKET socket) reports the command's exit, forwarding
+ * signals to `forward_pid`; `on_fatal` (may be NULL) is called for SIGTERM and SIGHUP instead of
+ * forwarding them. Returns the exit status (0-255), or -errno when the executing side vanished.
+ */
+int console_run(struct console *c, int ctl_fd, pid_t forward_pid, void (*on_fatal)(int sig, void *arg),
+		void *arg);
+
+/* Restores the terminal and closes everything. */
+void console_close(struct console *c);
+
+/* Messages on the control socket between crgw-ctl and the process executing in the sandbox. */
+enum exec_msg_type { EXEC_MSG_PTY = 1, EXEC_MSG_EXIT = 2, EXEC_MSG_ERROR = 3 };
+
+struct exec_msg {
+	int type;
+	int code;          /* EXIT: the status (0-255); ERROR: the exit code to report (125-127) */
+	char text[400];    /* ERROR: why */
+};
+
+/* Sends `msg`, with `fd` attached when >= 0. Returns 0 or -errno. */
+int exec_msg_send(int sock, const struct exec_msg *msg, int fd);
+
+/* Receives a message and an attached descriptor (or -1). Returns 0, -EPIPE at the end, or -errno. */
+int exec_msg_recv(int sock, struct exec_msg *msg, int *fd);
+
+#endif
