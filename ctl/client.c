@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crgw/vm.h"
 #include "ctl.h"
 
 #define RESPONSE_MAX (64u << 20)
@@ -170,3 +171,97 @@ void ctl_print_error(const char *what, const struct ctl_response *r)
 		msg ? msg : (r->body && r->body[0] ? r->body : "no details"));
 	json_decref(j);
 }
+
+/* ---- the gateway as the sandbox backends see it ------------------------------------------------ */
+
+/* "code: message" from the gateway's JSON error, for an error string. */
+static void error_text(const struct ctl_response *r, char *err, size_t errlen)
+{
+	json_t *j = json_loads(r->body ? r->body : "", 0, NULL);
+	const char *code = json_string_value(json_object_get(j, "code"));
+	const char *msg = json_string_value(json_object_get(j, "message"));
+
+	snprintf(err, errlen, "%s: %s", code ? code : "error", msg ? msg : (r->body && r->body[0] ? r->body : "no details"));
+	json_decref(j);
+}
+
+static int gw_register(void *arg, json_t *request, json_t **answer, char *err, size_t errlen)
+{
+	struct ctl_response r = { 0 };
+	char *body = json_dumps(request, JSON_COMPACT);
+	int e;
+
+	(void)arg;
+	*answer = NULL;
+	if (!body) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	e = ctl_request("POST", "/v1/sandboxes", body, &r, err, errlen);
+	free(body);
+	if (e)
+		return e;
+	if (r.status != 201) {
+		error_text(&r, err, errlen);
+		e = r.status == 409 ? -EEXIST : r.status == 400 ? -EINVAL : -EIO;
+	} else if (!(*answer = json_loads(r.body, 0, NULL))) {
+		snprintf(err, errlen, "the gateway's answer is not JSON");
+		e = -EPROTO;
+	}
+	free(r.body);
+	return e;
+}
+
+static int gw_release(void *arg, const char *id)
+{
+	struct ctl_response r = { 0 };
+	char path[128], err[256];
+	int e;
+
+	(void)arg;
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s", id);
+	e = ctl_request("DELETE", path, NULL, &r, err, sizeof(err));
+	free(r.body);
+	if (e)
+		return e;
+	return r.status == 200 || r.status == 404 ? 0 : -EIO;
+}
+
+int ctl_get_sandbox(const char *id, json_t **record, char *err, size_t errlen)
+{
+	struct ctl_response r = { 0 };
+	char path[128];
+	int e;
+
+	*record = NULL;
+	if (strchr(id, '/') || strchr(id, '?') || strlen(id) > 64) {
+		snprintf(err, errlen, "'%s' is not a sandbox id or name", id);
+		return -EINVAL;
+	}
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s", id);
+	if ((e = ctl_request("GET", path, NULL, &r, err, errlen)))
+		return e;
+	if (r.status == 200 || r.status == 410) {
+		*record = json_loads(r.body, 0, NULL);
+		e = !*record ? -EPROTO : r.status == 410 ? -ESRCH : 0;
+		if (r.status == 410 || !*record)
+			error_text(&r, err, errlen);
+	} else {
+		error_text(&r, err, errlen);
+		e = r.status == 404 ? -ENOENT : -EIO;
+	}
+	free(r.body);
+	return e;
+}
+
+static int gw_get(void *arg, const char *id, json_t **record, char *err, size_t errlen)
+{
+	(void)arg;
+	return ctl_get_sandbox(id, record, err, errlen);
+}
+
+const struct crgw_gateway_ops ctl_gateway_ops = {
+	.register_sandbox = gw_register,
+	.release_sandbox = gw_release,
+	.get_sandbox = gw_get,
+};

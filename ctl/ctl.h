@@ -37,13 +37,25 @@ int cmd_stats(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_cp(int argc, char **argv);
+
+/* Sandbox subcommands beyond ls/show/rm (workspace_cmd.c). */
+int sandbox_diff(int argc, char **argv);
+
+struct crgw_gateway_ops;
+/* The gateway over the control API, as the sandbox backends need it (client.c). */
+extern const struct crgw_gateway_ops ctl_gateway_ops;
+
+/* GETs a sandbox's record; 0, -ESRCH with the tombstone of a released one, -ENOENT, or -errno (`err`). */
+struct json_t;
+int ctl_get_sandbox(const char *id, struct json_t **record, char *err, size_t errlen);
 
 /*
  * Finds and compiles the policy at `where` (a file, a directory or NULL for "."), printing diagnostics.
- * Returns 0 with the canonical CompiledPolicy in a malloc'd `*json`, -EINVAL for an invalid policy, or
- * -errno.
+ * Returns 0 with the canonical CompiledPolicy in a malloc'd `*json` and, when `root` is not NULL, the
+ * repository root the policy was found in; -EINVAL for an invalid policy, or -errno.
  */
-int ctl_compile_policy(const char *where, bool allow_default_allow, char **json);
+int ctl_compile_policy(const char *where, bool allow_default_allow, char **json, char *root, size_t rootlen);
 
 /* ---- the control API client (client.c) ---------------------------------------------------------- */
 

@@ -62,6 +62,17 @@ static const char *str(json_t *o, const char *key)
 	return s ? s : "-";
 }
 
+/* "1h02m", "4m09s", "12s": how long a sandbox has left. */
+static void format_left(json_int_t s, char *buf, size_t size)
+{
+	if (s >= 3600)
+		snprintf(buf, size, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+	else if (s >= 60)
+		snprintf(buf, size, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+	else
+		snprintf(buf, size, "%llds", (long long)s);
+}
+
 static int sandbox_ls(bool json)
 {
 	int rc;
@@ -73,16 +84,53 @@ static int sandbox_ls(bool json)
 	if (json) {
 		print_pretty(j);
 	} else {
-		printf("%-16s %-14s %-10s %-8s %-19s %-27s %s\n", "ID", "GUEST", "INTERFACE", "BACKEND", "POLICY",
-		       "CREATED", "RUN");
+		printf("%-16s %-16s %-14s %-9s %-8s %-9s %-19s %-27s %s\n", "ID", "NAME", "GUEST", "TTL LEFT",
+		       "BACKEND", "WORKSPACE", "POLICY", "CREATED", "RUN");
 		json_array_foreach(json_object_get(j, "sandboxes"), i, sb) {
-			printf("%-16s %-14s %-10s %-8s %-19.19s %-27s %s\n", str(sb, "id"), str(sb, "guest"),
-			       str(sb, "interface"), str(sb, "backend"), str(sb, "policy_hash"), str(sb, "created"),
+			char left[32];
+
+			format_left(json_integer_value(json_object_get(sb, "ttl_left_s")), left, sizeof(left));
+			printf("%-16s %-16s %-14s %-9s %-8s %-9s %-19.19s %-27s %s\n", str(sb, "id"), str(sb, "name"),
+			       str(sb, "guest"), left, str(sb, "backend"),
+			       str(json_object_get(sb, "workspace"), "mode"), str(sb, "policy_hash"), str(sb, "created"),
 			       str(sb, "run_id"));
 		}
 	}
 	json_decref(j);
 	return CTL_EXIT_OK;
+}
+
+/* Any JSON value for people, nested objects indented under their key. */
+static void print_value(const char *key, json_t *v, int indent)
+{
+	const char *k2;
+	json_t *v2;
+	size_t i;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		printf("%*s%s:\n", indent, "", key);
+		json_object_foreach(v, k2, v2)
+			print_value(k2, v2, indent + 2);
+		break;
+	case JSON_ARRAY:
+		printf("%*s%s:\n", indent, "", key);
+		json_array_foreach(v, i, v2) {
+			char idx[32];
+
+			snprintf(idx, sizeof(idx), "- %zu", i);
+			print_value(idx, v2, indent + 2);
+		}
+		break;
+	case JSON_STRING: printf("%*s%-*s %s\n", indent, "", 24 - indent, key, json_string_value(v)); break;
+	case JSON_INTEGER:
+		printf("%*s%-*s %lld\n", indent, "", 24 - indent, key, (long long)json_integer_value(v));
+		break;
+	case JSON_REAL: printf("%*s%-*s %g\n", indent, "", 24 - indent, key, json_real_value(v)); break;
+	case JSON_TRUE: printf("%*s%-*s true\n", indent, "", 24 - indent, key); break;
+	case JSON_FALSE: printf("%*s%-*s false\n", indent, "", 24 - indent, key); break;
+	default: printf("%*s%-*s -\n", indent, "", 24 - indent, key); break;
+	}
 }
 
 static int sandbox_show(const char *id, bool json)
@@ -99,20 +147,8 @@ static int sandbox_show(const char *id, bool json)
 	if (json) {
 		print_pretty(j);
 	} else {
-		json_object_foreach(j, key, v) {
-			if (json_is_object(v)) {
-				const char *k2;
-				json_t *v2;
-
-				printf("%s:\n", key);
-				json_object_foreach(v, k2, v2)
-					printf("  %-22s %lld\n", k2, (long long)json_integer_value(v2));
-			} else if (json_is_string(v)) {
-				printf("%-24s %s\n", key, json_string_value(v));
-			} else {
-				printf("%-24s %lld\n", key, (long long)json_integer_value(v));
-			}
-		}
+		json_object_foreach(j, key, v)
+			print_value(key, v, 0);
 	}
 	json_decref(j);
 	return CTL_EXIT_OK;
@@ -147,8 +183,21 @@ static int sandbox_rm(int n, char **ids)
 	return rc;
 }
 
+static const char sandbox_usage[] =
+	"usage: crgw-ctl sandbox ls [--json]             the running sandboxes, their TTL left\n"
+	"       crgw-ctl sandbox show [--json] SANDBOX   one sandbox: limits, resources, counters\n"
+	"       crgw-ctl sandbox diff [--json] SANDBOX   what a copy-mode sandbox changed in /workspace\n"
+	"       crgw-ctl sandbox rm SANDBOX...           release sandboxes\n"
+	"SANDBOX is an id or a name.\n";
+
 int cmd_sandbox(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "diff"))
+		return sandbox_diff(argc - 1, argv + 1);
+	if (has_flag(&argc, argv, "--help") || has_flag(&argc, argv, "-h")) {
+		fputs(sandbox_usage, stdout);
+		return CTL_EXIT_OK;
+	}
 	bool json = has_flag(&argc, argv, "--json");
 
 	if (argc >= 2 && !strcmp(argv[1], "ls") && argc == 2)
@@ -157,7 +206,7 @@ int cmd_sandbox(int argc, char **argv)
 		return sandbox_show(argv[2], json);
 	if (argc >= 3 && !strcmp(argv[1], "rm"))
 		return sandbox_rm(argc - 2, argv + 2);
-	fprintf(stderr, "usage: crgw-ctl sandbox ls [--json] | show [--json] ID | rm ID...\n");
+	fputs(sandbox_usage, stderr);
 	return CTL_EXIT_ERROR;
 }
 
@@ -213,6 +262,12 @@ int cmd_audit(int argc, char **argv)
 	char path[128], err[512], *end;
 	int c;
 
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+			  (argc >= 3 && !strcmp(argv[1], "tail") && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))))) {
+		printf("usage: crgw-ctl audit tail [-f] [-n LINES] [--json]\n"
+		       "Prints the last LINES audit events (default 20); -f follows live events.\n");
+		return CTL_EXIT_OK;
+	}
 	if (argc < 2 || strcmp(argv[1], "tail")) {
 		fprintf(stderr, "usage: crgw-ctl audit tail [-f] [-n LINES] [--json]\n");
 		return CTL_EXIT_ERROR;
@@ -245,8 +300,41 @@ int cmd_audit(int argc, char **argv)
 
 /* ---- stats -------------------------------------------------------------------------------------- */
 
+/* One line per sandbox: memory used and its limit, CPU time, processes, OOM kills, TTL left. */
+static void print_resources(json_t *rows)
+{
+	json_t *row;
+	size_t i;
+
+	if (!json_array_size(rows))
+		return;
+	printf("\n%-16s %-16s %12s %12s %10s %6s %4s %9s\n", "SANDBOX", "NAME", "MEMORY", "LIMIT", "CPU", "PIDS",
+	       "OOM", "TTL LEFT");
+	json_array_foreach(rows, i, row) {
+		json_t *res = json_object_get(row, "resources"), *lim = json_object_get(row, "limits");
+		json_t *mlim = json_object_get(lim, "memory_bytes");
+		char mem[32] = "-", limit[32] = "-", cpu[32] = "-", left[32];
+
+		if (res) {
+			snprintf(mem, sizeof(mem), "%.1f MiB", json_integer_value(json_object_get(res, "memory_bytes")) / 1048576.0);
+			snprintf(cpu, sizeof(cpu), "%.2f s", json_integer_value(json_object_get(res, "cpu_us")) / 1e6);
+		}
+		if (json_is_integer(mlim))
+			snprintf(limit, sizeof(limit), "%.0f MiB", json_integer_value(mlim) / 1048576.0);
+		format_left(json_integer_value(json_object_get(row, "ttl_left_s")), left, sizeof(left));
+		printf("%-16s %-16s %12s %12s %10s %6lld %4lld %9s\n", str(row, "id"), str(row, "name"), mem, limit, cpu,
+		       (long long)json_integer_value(json_object_get(res, "pids")),
+		       (long long)json_integer_value(json_object_get(res, "oom_kills")), left);
+	}
+}
+
 int cmd_stats(int argc, char **argv)
 {
+	if (has_flag(&argc, argv, "--help") || has_flag(&argc, argv, "-h")) {
+		printf("usage: crgw-ctl stats [--json | --prometheus]\n"
+		       "The gateway's counters, its limits state and each sandbox's memory, CPU and processes.\n");
+		return CTL_EXIT_OK;
+	}
 	bool json = has_flag(&argc, argv, "--json");
 	bool prom = has_flag(&argc, argv, "--prometheus");
 	int rc;
@@ -276,16 +364,25 @@ int cmd_stats(int argc, char **argv)
 		print_pretty(j);
 	} else {
 		json_object_foreach(j, key, v) {
+			if (!strcmp(key, "sandbox_resources"))
+				continue;
 			if (json_is_object(v)) {
 				const char *k2;
 				json_t *v2;
 
-				json_object_foreach(v, k2, v2)
-					printf("%s.%-20s %lld\n", key, k2, (long long)json_integer_value(v2));
+				json_object_foreach(v, k2, v2) {
+					if (json_is_string(v2))
+						printf("%s.%-20s %s\n", key, k2, json_string_value(v2));
+					else if (json_is_boolean(v2))
+						printf("%s.%-20s %s\n", key, k2, json_is_true(v2) ? "true" : "false");
+					else
+						printf("%s.%-20s %lld\n", key, k2, (long long)json_integer_value(v2));
+				}
 			} else {
 				printf("%-24s %lld\n", key, (long long)json_integer_value(v));
 			}
 		}
+		print_resources(json_object_get(j, "sandbox_resources"));
 	}
 	json_decref(j);
 	return CTL_EXIT_OK;

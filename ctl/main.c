@@ -17,11 +17,17 @@ static const char usage[] =
 	"                         print the CompiledPolicy (--json: the canonical bytes, one line)\n"
 	"  policy explain [--policy PATH|DIR | --compiled FILE] [--blocked CIDR]... [--json] HOST[:PORT]\n"
 	"                         would the sandbox reach HOST:PORT (default port 443), and why\n"
-	"  run [--policy PATH|DIR] [--rm] [--json] [--run-id ID] [--backend netns] -- CMD [ARGS...]\n"
-	"                         run CMD in a new sandbox behind the gateway; exits with CMD's code\n"
-	"  exec SANDBOX -- CMD [ARGS...]\n"
+	"  run [--policy PATH|DIR] [--workspace DIR] [--workspace-mode copy|rw|ro|none] [-e NAME=VALUE]\n"
+	"      [--env-file FILE] [-i] [-t] [-w DIR] [--name NAME] [--memory SIZE] [--pids N] [--cpus N]\n"
+	"      [--rm] [--json] [--run-id ID] [--backend netns] -- CMD [ARGS...]\n"
+	"                         run CMD in a new sandbox behind the gateway, in /workspace; exits with\n"
+	"                         CMD's code (crgw-ctl run --help)\n"
+	"  exec [-i] [-t] [-e NAME=VALUE] [-w DIR] SANDBOX -- CMD [ARGS...]\n"
 	"                         run CMD in a sandbox left by run without --rm\n"
-	"  sandbox ls [--json] | show [--json] ID | rm ID...\n"
+	"  sandbox ls [--json] | show [--json] SANDBOX | diff [--json] SANDBOX | rm SANDBOX...\n"
+	"                         SANDBOX is an id or a name; diff lists a copy-mode workspace's changes\n"
+	"  cp SANDBOX:PATH HOSTPATH\n"
+	"                         copy a file or directory out of a running sandbox\n"
 	"  audit tail [-f] [-n LINES] [--json]\n"
 	"                         recent audit events; -f follows live events\n"
 	"  stats [--json | --prometheus]\n"
@@ -101,6 +107,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (strcmp(argv[1], "exec") == 0)
 		return cmd_exec(argc - 1, argv + 1);
+	if (strcmp(argv[1], "cp") == 0)
+		return cmd_cp(argc - 1, argv + 1);
 	fprintf(stderr, "crgw-ctl: unknown command '%s'\n\n%s", argv[1], usage);
 	return CTL_EXIT_ERROR;
 }

@@ -407,6 +407,11 @@ int cmd_policy(int argc, char **argv)
 		return CTL_EXIT_ERROR;
 	}
 	const char *sub = argv[1];
+
+	if (!strcmp(sub, "--help") || !strcmp(sub, "-h")) {
+		fputs(help, stdout);
+		return CTL_EXIT_OK;
+	}
 	const char *allowed = strcmp(sub, "validate") == 0  ? "jA"
 			      : strcmp(sub, "compile") == 0 ? "jAorc"
 			      : strcmp(sub, "explain") == 0 ? "jApCb"
@@ -430,7 +435,7 @@ int cmd_policy(int argc, char **argv)
 	return cmd_explain(&a);
 }
 
-int ctl_compile_policy(const char *where, bool allow_default_allow, char **json)
+int ctl_compile_policy(const char *where, bool allow_default_allow, char **json, char *root, size_t rootlen)
 {
 	struct policy_args a = { .allow_default_allow = allow_default_allow };
 	struct loaded l;
@@ -447,5 +452,9 @@ int ctl_compile_policy(const char *where, bool allow_default_allow, char **json)
 	}
 	*json = strdup(l.compiled->json);
 	crgw_compiled_free(l.compiled);
+	if (root && snprintf(root, rootlen, "%s", l.repo.root) >= (int)rootlen) {
+		free(*json);
+		return -ENAMETOOLONG;
+	}
 	return *json ? 0 : -ENOMEM;
 }

@@ -22,8 +22,22 @@
 
 #include "vm_priv.h"
 
-/* The new root is built on the sandbox's copy of /tmp (private by then), which is never bound in. */
-#define STAGE "/tmp"
+/*
+ * The new root is built in the sandbox's data directory ("root"), a mount made unbindable, so that the
+ * recursive bind of the host directory holding it (/var) does not copy the root into itself.
+ */
+static char stage[3072];
+
+/* stage + suffix, in a static buffer per call site's slot. */
+static const char *at(const char *suffix)
+{
+	static char bufs[4][PATH_MAX];
+	static unsigned next;
+	char *b = bufs[next++ % 4];
+
+	snprintf(b, PATH_MAX, "%s%s", stage, suffix);
+	return b;
+}
 
 __attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, int e, const char *fmt, ...)
 {
@@ -122,7 +136,7 @@ static int bind_host_tree(char *err, size_t errlen)
 		if (skipped(e->d_name))
 			continue;
 		snprintf(src, sizeof(src), "/%s", e->d_name);
-		snprintf(dst, sizeof(dst), STAGE "/%s", e->d_name);
+		snprintf(dst, sizeof(dst), "%s/%s", stage, e->d_name);
 		if (lstat(src, &st))
 			continue;
 		if (S_ISLNK(st.st_mode)) {
@@ -159,33 +173,33 @@ static int build_dev(char *err, size_t errlen)
 						{ "ptmx", "pts/ptmx" }, { "core", "/proc/kcore" } };
 	int rc;
 
-	if (mkdir(STAGE "/dev", 0755) && errno != EEXIST)
+	if (mkdir(at("/dev"), 0755) && errno != EEXIST)
 		return fail(err, errlen, -errno, "mkdir /dev");
-	if ((rc = tmpfs(STAGE "/dev", "mode=0755,size=64k,nr_inodes=64", MS_NOEXEC)))
+	if ((rc = tmpfs(at("/dev"), "mode=0755,size=64k,nr_inodes=64", MS_NOEXEC)))
 		return fail(err, errlen, rc, "mounting /dev");
 	for (unsigned i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
-		char src[64], dst[64];
+		char src[64], dst[PATH_MAX];
 
 		snprintf(src, sizeof(src), "/dev/%s", nodes[i]);
-		snprintf(dst, sizeof(dst), STAGE "/dev/%s", nodes[i]);
+		snprintf(dst, sizeof(dst), "%s/dev/%s", stage, nodes[i]);
 		if ((rc = bind_file(src, dst)))
 			return fail(err, errlen, rc, "binding %s", src);
 	}
 	for (unsigned i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
-		char dst[64];
+		char dst[PATH_MAX];
 
 		if (!strcmp(links[i][0], "core"))
 			continue;
-		snprintf(dst, sizeof(dst), STAGE "/dev/%s", links[i][0]);
+		snprintf(dst, sizeof(dst), "%s/dev/%s", stage, links[i][0]);
 		if (symlink(links[i][1], dst))
 			return fail(err, errlen, -errno, "linking %s", dst);
 	}
-	if (mkdir(STAGE "/dev/pts", 0755) || mkdir(STAGE "/dev/shm", 01777))
+	if (mkdir(at("/dev/pts"), 0755) || mkdir(at("/dev/shm"), 01777))
 		return fail(err, errlen, -errno, "mkdir in /dev");
 	/* A pty instance of its own: the sandbox never sees the host's terminals. */
-	if (mount("devpts", STAGE "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"))
+	if (mount("devpts", at("/dev/pts"), "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"))
 		return fail(err, errlen, -errno, "mounting /dev/pts");
-	if ((rc = tmpfs(STAGE "/dev/shm", "mode=1777,size=256m", MS_NODEV)))
+	if ((rc = tmpfs(at("/dev/shm"), "mode=1777,size=256m", MS_NODEV)))
 		return fail(err, errlen, rc, "mounting /dev/shm");
 	return 0;
 }
@@ -213,55 +227,58 @@ int rootfs_build(const struct rootfs_spec *spec, char *err, size_t errlen)
 	char resolv[PATH_MAX], hosts[PATH_MAX], home[PATH_MAX];
 	int rc;
 
+	if (snprintf(stage, sizeof(stage), "%s/root", spec->data_dir) >= (int)sizeof(stage))
+		return fail(err, errlen, -ENAMETOOLONG, "%s", spec->data_dir);
 	/* Nothing made here may reach the host's mount tree, and nothing of the host's may arrive later. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
 		return fail(err, errlen, -errno, "making the sandbox's mounts private");
-	if ((rc = tmpfs(STAGE, "mode=0755,size=1m,nr_inodes=4096", MS_NODEV)))
-		return fail(err, errlen, rc, "mounting the sandbox's root");
+	if ((mkdir(stage, 0755) && errno != EEXIST) || (rc = tmpfs(stage, "mode=0755,size=1m,nr_inodes=4096", MS_NODEV)) ||
+	    mount(NULL, stage, NULL, MS_UNBINDABLE, NULL))
+		return fail(err, errlen, rc ? rc : -errno, "mounting the sandbox's root");
 	if ((rc = bind_host_tree(err, errlen)))
 		return rc;
-	if (mkdir(STAGE "/proc", 0555) || mount("proc", STAGE "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+	if (mkdir(at("/proc"), 0555) || mount("proc", at("/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
 		return fail(err, errlen, -errno, "mounting /proc");
 	if ((rc = build_dev(err, errlen)))
 		return rc;
 	/* Private writable places, as a user expects them; their pages count against the sandbox's memory. */
-	if (mkdir(STAGE "/tmp", 01777) || (rc = tmpfs(STAGE "/tmp", "mode=1777,size=1g", MS_NODEV)))
+	if (mkdir(at("/tmp"), 01777) || (rc = tmpfs(at("/tmp"), "mode=1777,size=1g", MS_NODEV)))
 		return fail(err, errlen, rc ? rc : -errno, "mounting /tmp");
-	if (mkdir(STAGE "/run", 0755) || (rc = tmpfs(STAGE "/run", "mode=0755,size=64m", MS_NODEV)))
+	if (mkdir(at("/run"), 0755) || (rc = tmpfs(at("/run"), "mode=0755,size=64m", MS_NODEV)))
 		return fail(err, errlen, rc ? rc : -errno, "mounting /run");
-	if (access(STAGE "/var/tmp", F_OK) == 0 && (rc = tmpfs(STAGE "/var/tmp", "mode=1777,size=1g", MS_NODEV)))
+	if (access(at("/var/tmp"), F_OK) == 0 && (rc = tmpfs(at("/var/tmp"), "mode=1777,size=1g", MS_NODEV)))
 		return fail(err, errlen, rc, "mounting /var/tmp");
 	/* A home of its own on disk, in its data directory: package caches fit, and go with the sandbox. */
 	snprintf(home, sizeof(home), "%s/home", spec->data_dir);
 	if ((mkdir(home, 0700) && errno != EEXIST) || chown(home, SANDBOX_UID_BASE, SANDBOX_UID_BASE) ||
-	    mkdir(STAGE "/root", 0700) || mount(home, STAGE "/root", NULL, MS_BIND, NULL) ||
-	    mount(NULL, STAGE "/root", NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL))
+	    mkdir(at("/root"), 0700) || mount(home, at("/root"), NULL, MS_BIND, NULL) ||
+	    mount(NULL, at("/root"), NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL))
 		return fail(err, errlen, -errno, "mounting the home directory");
 	if (spec->workspace->mode != CRGW_WS_NONE) {
-		char stage[PATH_MAX];
+		char lower[PATH_MAX];
 
-		snprintf(stage, sizeof(stage), "%s/lower", spec->data_dir);
-		if (mkdir(STAGE "/workspace", 0755) || (mkdir(stage, 0700) && errno != EEXIST))
+		snprintf(lower, sizeof(lower), "%s/lower", spec->data_dir);
+		if (mkdir(at("/workspace"), 0755) || (mkdir(lower, 0700) && errno != EEXIST))
 			return fail(err, errlen, -errno, "mkdir /workspace");
-		if ((rc = workspace_attach(spec->workspace, STAGE "/workspace", stage, spec->data_dir, err, errlen)))
+		if ((rc = workspace_attach(spec->workspace, at("/workspace"), lower, spec->data_dir, err, errlen)))
 			return rc;
-		rmdir(stage);
+		rmdir(lower);
 	}
 	if ((rc = write_etc(spec, resolv, hosts, sizeof(resolv))))
 		return fail(err, errlen, rc, "writing resolv.conf and hosts in %s", spec->data_dir);
-	if (access(STAGE "/etc", F_OK) == 0 &&
-	    ((rc = bind_file(resolv, STAGE "/etc/resolv.conf")) || (rc = bind_file(hosts, STAGE "/etc/hosts"))))
+	if (access(at("/etc"), F_OK) == 0 &&
+	    ((rc = bind_file(resolv, at("/etc/resolv.conf"))) || (rc = bind_file(hosts, at("/etc/hosts")))))
 		return fail(err, errlen, rc, "binding resolv.conf and hosts");
 	if (sethostname(spec->hostname, strlen(spec->hostname)))
 		return fail(err, errlen, -errno, "setting the host name");
 	/* The top itself read-only: the sandbox makes files where a user could, not beside /usr. */
-	if (mount(NULL, STAGE, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL))
+	if (mount(NULL, stage, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL))
 		return fail(err, errlen, -errno, "making the sandbox's root read-only");
 	/*
 	 * pivot_root(".", ".") stacks the old root under the new one, and the lazy unmount takes it away
 	 * whole, locked mounts and all: the lock moves to the new root with the pivot.
 	 */
-	if (chdir(STAGE) || syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) || chdir("/"))
+	if (chdir(stage) || syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) || chdir("/"))
 		return fail(err, errlen, -errno, "entering the sandbox's root");
 	return 0;
 }

@@ -43,6 +43,7 @@ struct workspace {
 	char dir[PATH_MAX];
 	uid_t owner;
 	gid_t group;
+	mode_t dir_mode;
 	int tree_fd; /* a detached, idmapped copy of the directory's mount; -1 for none */
 };
 

@@ -139,6 +139,7 @@ int workspace_prepare(struct workspace *ws, enum crgw_workspace_mode mode, const
 	}
 	ws->owner = st.st_uid;
 	ws->group = st.st_gid;
+	ws->dir_mode = st.st_mode & 07777;
 	/*
 	 * The directory's owner appears inside as the sandbox's root: it may change its own files, and what it
 	 * creates through the mount belongs on the host to that owner, never to the sandbox's host user. Files
@@ -191,7 +192,6 @@ int workspace_attach(const struct workspace *ws, const char *target, const char 
 		     char *err, size_t errlen)
 {
 	char upper[PATH_MAX], work[PATH_MAX], opts[3 * PATH_MAX + 64];
-	struct stat st;
 	int e;
 
 	if (ws->mode == CRGW_WS_NONE)
@@ -206,13 +206,13 @@ int workspace_attach(const struct workspace *ws, const char *target, const char 
 	}
 	/* copy: the idmapped tree is the lower layer; the changes go to the sandbox's data directory. */
 	if (snprintf(upper, sizeof(upper), "%s/upper", data_dir) >= (int)sizeof(upper) ||
-	    snprintf(work, sizeof(work), "%s/work", data_dir) >= (int)sizeof(work))
+	    snprintf(work, sizeof(work), "%s/work", data_dir) >= (int)sizeof(work)) {
+		snprintf(err, errlen, "%s: path too long", data_dir);
 		return -ENAMETOOLONG;
-	if (stat(ws->dir, &st))
-		return -errno;
+	}
 	/* The overlay's top takes the upper directory's owner and mode: the sandbox's root owns /workspace. */
-	if ((mkdir(upper, st.st_mode & 07777) && errno != EEXIST) || chown(upper, SANDBOX_UID_BASE, SANDBOX_UID_BASE) ||
-	    chmod(upper, st.st_mode & 0777) || (mkdir(work, 0700) && errno != EEXIST)) {
+	if ((mkdir(upper, 0755) && errno != EEXIST) || chown(upper, SANDBOX_UID_BASE, SANDBOX_UID_BASE) ||
+	    chmod(upper, ws->dir_mode & 0777) || (mkdir(work, 0700) && errno != EEXIST)) {
 		e = -errno;
 		snprintf(err, errlen, "preparing the workspace's change layer in %s: %s", data_dir, strerror(errno));
 		return e;
