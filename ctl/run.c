@@ -191,6 +191,22 @@ static int explain_kill(const char *id, int status)
 	return status;
 }
 
+/* A fork bomb, or a build that forks too much, does not end the sandbox: the refusals are worth a word. */
+static void report_refused_forks(const char *id)
+{
+	json_t *rec = NULL;
+	char err[512];
+	json_int_t denied;
+
+	ctl_get_sandbox(id, &rec, err, sizeof(err));
+	denied = json_integer_value(json_object_get(json_object_get(rec, "resources"), "pids_denied"));
+	if (denied > 0)
+		fprintf(stderr, "crgw-ctl: sandbox %s: %lld fork%s refused at its process limit of %lld\n", id,
+			(long long)denied, denied == 1 ? " was" : "s were",
+			(long long)json_integer_value(json_object_get(json_object_get(rec, "limits"), "pids")));
+	json_decref(rec);
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -311,6 +327,8 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "crgw-ctl: %s\n", err);
 	else if (status == 137)
 		status = explain_kill(crgw_vm_sandbox_id(sb), status);
+	else
+		report_refused_forks(crgw_vm_sandbox_id(sb));
 	if (spec.remove_on_exit)
 		backend->release(sb, &ctl_gateway_ops);
 	else if (!json && status < 128)

@@ -865,7 +865,18 @@ static int release(struct crgw_sandbox *sb, const char *why)
 	crgw_teardown_submit(sb->cgroup, sb->data_dir[0] ? sb->data_dir : NULL);
 	sb->cgroup = NULL;
 	state_remove(sb);
-	snprintf(detail, sizeof(detail), "%s; dns_queries=%llu spoofed_packets=%llu dns_bypass_packets=%llu",
+	/*
+	 * A release that came while an OOM kill was still on its way to the memory watch (the command died,
+	 * its creator released the sandbox) still says so.
+	 */
+	char because[128];
+
+	if (have_usage && usage.oom_kills && strncmp(why, "out of memory", 13)) {
+		snprintf(because, sizeof(because), "%s, after %llu OOM kill%s", why, (unsigned long long)usage.oom_kills,
+			 usage.oom_kills == 1 ? "" : "s");
+		why = because;
+	}
+	snprintf(detail, sizeof(detail), "%.80s; dns_queries=%llu spoofed_packets=%llu dns_bypass_packets=%llu",
 		 why, (unsigned long long)atomic_load(&sb->counters.dns_queries),
 		 (unsigned long long)c.spoof.packets, (unsigned long long)c.dns.packets);
 	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_RELEASED, detail, have_usage ? &usage : NULL);

@@ -462,7 +462,7 @@ static void forward_to_command(int sig)
 		kill(-(pid_t)command_pgrp, sig);
 }
 
-__attribute__((noreturn)) static void joiner_fail(int ctl, int code, const char *fmt, const char *what)
+__attribute__((noreturn)) static void exec_fail(int ctl, int code, const char *fmt, const char *what)
 {
 	struct exec_msg m = { .type = EXEC_MSG_ERROR, .code = code };
 
@@ -472,18 +472,84 @@ __attribute__((noreturn)) static void joiner_fail(int ctl, int code, const char 
 }
 
 /*
- * The joiner: crgw-ctl's child that enters the sandbox (its cgroup first, while still host root; then
- * its namespaces, user namespace first, the others belonging to it), becomes its root, takes its seccomp
- * filter, and forks the command into its PID namespace. Reports the command's end on `ctl`.
+ * The command's process, forked into the sandbox's PID namespace while still host root: it enters the
+ * sandbox's cgroup, then its other namespaces (the user namespace first: the others belong to it),
+ * becomes its root, opens its terminal, takes its seccomp filter and execs the command.
+ */
+__attribute__((noreturn)) static void command_main(const struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req,
+						    const struct console *con, int ns[6], int ctl)
+{
+	static const char *const ns_names[] = { "user", "pid", "net", "uts", "ipc", "mnt" };
+	const char *cwd = req->cwd ? req->cwd : sb->workspace_mode == CRGW_WS_NONE ? "/" : "/workspace";
+	int fds[3], slave = -1;
+	char why[256], **env;
+	sigset_t none;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int s = 1; s < 32; s++)
+		signal(s, SIG_DFL);
+	/* "0" is the writer itself: every process it forks stays in the sandbox's group. */
+	for (size_t i = 0; i < sb->ncgroup_dirs; i++) {
+		char path[PATH_MAX];
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/cgroup.procs", sb->cgroup_dirs[i]);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, "0", 1) != 1)
+			exec_fail(ctl, EXIT_RUN_FAILED, "joining the sandbox's cgroup %s: %s", sb->cgroup_dirs[i]);
+		close(fd);
+	}
+	for (int i = 0; i < 6; i++)
+		if (i != 1 && setns(ns[i], 0))
+			exec_fail(ctl, EXIT_RUN_FAILED, "joining the sandbox (%s namespace): %s", ns_names[i]);
+	if (setresgid(0, 0, 0) || setgroups(0, NULL) || setresuid(0, 0, 0))
+		exec_fail(ctl, EXIT_RUN_FAILED, "becoming the sandbox's root%s: %s", "");
+	if (chdir(cwd))
+		exec_fail(ctl, EXIT_CANNOT_EXEC, "working directory %s: %s", cwd);
+	/* A session of its own: no terminal of the caller's is its controlling terminal. */
+	setsid();
+	if (req->tty) {
+		/* The sandbox's own pty instance: ttyname() and /dev/tty work inside as they should. */
+		int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC), unlock = 0;
+
+		if (master < 0 || ioctl(master, TIOCSPTLCK, &unlock) ||
+		    (slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
+			exec_fail(ctl, EXIT_RUN_FAILED, "opening a terminal in the sandbox%s: %s", "");
+		struct exec_msg m = { .type = EXEC_MSG_PTY };
+
+		if (exec_msg_send(ctl, &m, master))
+			_exit(EXIT_RUN_FAILED);
+		close(master);
+		ioctl(slave, TIOCSCTTY, 0);
+		fds[0] = fds[1] = fds[2] = slave;
+	} else {
+		memcpy(fds, con->child_fd, sizeof(fds));
+	}
+	env = build_env(sb, req);
+	if (!env)
+		exec_fail(ctl, EXIT_RUN_FAILED, "building the environment%s: %s", "");
+	if (crgw_seccomp_apply(why, sizeof(why)))
+		exec_fail(ctl, EXIT_RUN_FAILED, "%s (%s)", why);
+	for (int i = 0; i < 3; i++)
+		if (dup2(fds[i], i) < 0)
+			_exit(EXIT_RUN_FAILED);
+	close_from(3);
+	environ = env;
+	execvp(req->argv[0], req->argv);
+	fprintf(stderr, "crgw-ctl: %s: %s\n", req->argv[0], strerror(errno));
+	_exit(errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
+}
+
+/*
+ * The joiner: crgw-ctl's child that joins the sandbox's PID namespace (which only its children enter),
+ * forks the command into it and waits for it. It stays host root and outside the sandbox's cgroup, so
+ * that an end of the sandbox (its TTL, an OOM kill, a release) ends the command, not the report of it.
  */
 __attribute__((noreturn)) static void joiner_main(const struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req,
 						   struct console *con, int ns[6], int ctl)
 {
-	static const char *const ns_names[] = { "user", "pid", "net", "uts", "ipc", "mnt" };
-	char pid[24], why[256];
-	const char *cwd = req->cwd ? req->cwd : sb->workspace_mode == CRGW_WS_NONE ? "/" : "/workspace";
-	int fds[3], slave = -1, status;
-	char **env;
+	int status;
 	pid_t child;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -491,68 +557,13 @@ __attribute__((noreturn)) static void joiner_main(const struct crgw_vm_sandbox *
 	for (int i = 0; i < 3; i++)
 		if (con->relay_fd[i] >= 0)
 			close(con->relay_fd[i]);
-	snprintf(pid, sizeof(pid), "%d", (int)getpid());
-	for (size_t i = 0; i < sb->ncgroup_dirs; i++) {
-		char path[PATH_MAX];
-		int fd;
-
-		snprintf(path, sizeof(path), "%s/cgroup.procs", sb->cgroup_dirs[i]);
-		fd = open(path, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write(fd, pid, strlen(pid)) < 0)
-			joiner_fail(ctl, EXIT_RUN_FAILED, "joining the sandbox's cgroup %s: %s", sb->cgroup_dirs[i]);
-		close(fd);
-	}
-	for (int i = 0; i < 6; i++)
-		if (setns(ns[i], 0))
-			joiner_fail(ctl, EXIT_RUN_FAILED, "joining the sandbox (%s namespace): %s", ns_names[i]);
-	if (setresgid(0, 0, 0) || setgroups(0, NULL) || setresuid(0, 0, 0))
-		joiner_fail(ctl, EXIT_RUN_FAILED, "becoming the sandbox's root%s: %s", "");
-	if (chdir(cwd))
-		joiner_fail(ctl, EXIT_CANNOT_EXEC, "working directory %s: %s", cwd);
-	if (req->tty) {
-		/* The sandbox's own pty instance: ttyname() and /dev/tty work inside as they should. */
-		int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC), unlock = 0;
-
-		if (master < 0 || ioctl(master, TIOCSPTLCK, &unlock) ||
-		    (slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
-			joiner_fail(ctl, EXIT_RUN_FAILED, "opening a terminal in the sandbox%s: %s", "");
-		struct exec_msg m = { .type = EXEC_MSG_PTY };
-
-		if (exec_msg_send(ctl, &m, master))
-			_exit(EXIT_RUN_FAILED);
-		close(master);
-		fds[0] = fds[1] = fds[2] = slave;
-	} else {
-		memcpy(fds, con->child_fd, sizeof(fds));
-	}
-	env = build_env(sb, req);
-	if (!env)
-		joiner_fail(ctl, EXIT_RUN_FAILED, "building the environment%s: %s", "");
-	if (crgw_seccomp_apply(why, sizeof(why)))
-		joiner_fail(ctl, EXIT_RUN_FAILED, "%s (%s)", why);
+	if (setns(ns[1], CLONE_NEWPID))
+		exec_fail(ctl, EXIT_RUN_FAILED, "joining the sandbox (%s namespace): %s", "pid");
 	child = fork();
 	if (child < 0)
-		joiner_fail(ctl, EXIT_RUN_FAILED, "fork%s: %s", "");
-	if (child == 0) {
-		sigset_t none;
-
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		for (int s = 1; s < 32; s++)
-			signal(s, SIG_DFL);
-		/* A session of its own: the caller's terminal, if any, is not its controlling terminal. */
-		setsid();
-		if (slave >= 0)
-			ioctl(slave, TIOCSCTTY, 0);
-		for (int i = 0; i < 3; i++)
-			if (dup2(fds[i], i) < 0)
-				_exit(EXIT_RUN_FAILED);
-		close_from(3);
-		environ = env;
-		execvp(req->argv[0], req->argv);
-		fprintf(stderr, "crgw-ctl: %s: %s\n", req->argv[0], strerror(errno));
-		_exit(errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
-	}
+		exec_fail(ctl, EXIT_RUN_FAILED, "fork%s: %s", "");
+	if (child == 0)
+		command_main(sb, req, con, ns, ctl);
 	command_pgrp = child;
 	struct sigaction sa = { .sa_handler = forward_to_command };
 
@@ -561,10 +572,11 @@ __attribute__((noreturn)) static void joiner_main(const struct crgw_vm_sandbox *
 		if (s != SIGKILL && s != SIGSTOP && s != SIGCHLD && s != SIGSEGV && s != SIGBUS && s != SIGILL &&
 		    s != SIGFPE && s != SIGABRT)
 			sigaction(s, &sa, NULL);
-	if (slave >= 0)
-		close(slave);
 	for (int i = 0; i < 3; i++)
-		close(con->child_fd[i]);
+		if (con->child_fd[i] >= 0)
+			close(con->child_fd[i]);
+	for (int i = 0; i < 6; i++)
+		close(ns[i]);
 	while (waitpid(child, &status, 0) < 0)
 		if (errno != EINTR)
 			_exit(EXIT_RUN_FAILED);
