@@ -20,6 +20,7 @@
 #include "control.h"
 #include "dns.h"
 #include "drops.h"
+#include "fsutil.h"
 #include "log.h"
 #include "sandbox.h"
 #include "worker.h"
@@ -107,6 +108,23 @@ static int lock_instance(const struct crgw_config *cfg, int locks[3])
 			log_error("cannot take a lock", "lock=\"%s\" error=\"%s\"", path, strerror(-err));
 	}
 	return err;
+}
+
+/* A fresh machine has no /run/crgw or /var/log/crgw: make the directories start-up puts files in. */
+static int make_dirs(const struct crgw_config *cfg)
+{
+	const char *paths[3] = { cfg->control_path, cfg->state_dir, cfg->audit_path };
+	char why[4400];
+
+	for (int i = 0; i < 3; i++) {
+		int err = crgw_fs_make_parents(paths[i], 0755, why, sizeof(why));
+
+		if (err) {
+			log_error("cannot create a directory", "for=\"%s\" error=\"%s\"", paths[i], why);
+			return err;
+		}
+	}
+	return 0;
 }
 
 static int parse_args(int argc, char **argv, struct crgw_config *cfg, bool *check_only)
@@ -238,7 +256,9 @@ int main(int argc, char **argv)
 	crgw_log_set_level((enum crgw_log_level)cfg.log_level);
 	if (geteuid() != 0)
 		log_warn("not running as root: interfaces and nftables need CAP_NET_ADMIN", "%s", "");
-	err = lock_instance(&cfg, locks);
+	err = make_dirs(&cfg);
+	if (!err)
+		err = lock_instance(&cfg, locks);
 	if (err)
 		goto out;
 	if (evthread_use_pthreads() || !(main_base = event_base_new())) {
