@@ -22,6 +22,7 @@
 #include "drops.h"
 #include "fsutil.h"
 #include "log.h"
+#include "notify.h"
 #include "sandbox.h"
 #include "worker.h"
 
@@ -323,7 +324,9 @@ int main(int argc, char **argv)
 	}
 	log_info("ready", "control=\"%s\" workers=%u audit=\"%s\" upstream=%s", cfg.control_path, cfg.workers,
 		 cfg.audit_path, cfg.upstream[0].text);
+	crgw_notify("READY=1");
 	event_base_loop(main_base, EVLOOP_NO_EXIT_ON_EMPTY);
+	crgw_notify("STOPPING=1");
 	status = 0;
 out:
 	if (control)
