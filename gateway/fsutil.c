@@ -15,6 +15,7 @@
 #define MAX_LINKS 40
 /* Attempts at one component while another process keeps creating and removing it. */
 #define MAX_RACES 8
+#define NOT_FOLLOWED "a symbolic link that another user owns or could have put there; not followed"
 
 static bool owner_trusted(uid_t uid)
 {
@@ -142,8 +143,7 @@ again:
 				goto out;
 			}
 			if (!link_trusted(dirfd, &st)) {
-				err = fail(-EPERM, why, why_size, walked, name,
-					   "a symbolic link that another user owns or could have put there; not followed");
+				err = fail(-EPERM, why, why_size, walked, name, NOT_FOLLOWED);
 				goto out;
 			}
 			n = readlinkat(dirfd, name, target, sizeof(target));

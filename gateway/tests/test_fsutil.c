@@ -88,8 +88,8 @@ int main(void)
 			   symlink(at("later"), at("dangling")) == 0,
 		   "links set up");
 	err = crgw_fs_make_parents(at("abs/n1/n2/x"), 0755, why, sizeof(why));
-	tap_result(err == 0 && is_dir_mode(at("real/n1/n2"), 0755), "an absolute link in a private directory is followed (%s)",
-		   why);
+	tap_result(err == 0 && is_dir_mode(at("real/n1/n2"), 0755),
+		   "an absolute link in a private directory is followed (%s)", why);
 	err = crgw_fs_make_parents(at("rel/m1/x"), 0755, why, sizeof(why));
 	tap_result(err == 0 && is_dir_mode(at("real/m1"), 0755), "a relative link is followed from its directory (%s)",
 		   why);
@@ -124,7 +124,8 @@ int main(void)
 		symlink(at("real"), at("theirs/lnk"));
 		tap_result(chown(at("theirs"), 65534, 65534) == 0, "a directory owned by another user");
 		err = crgw_fs_make_parents(at("theirs/lnk/q1/x"), 0755, why, sizeof(why));
-		tap_result(err == -EPERM && missing(at("real/q1")), "a link in another user's directory is not followed");
+		tap_result(err == -EPERM && missing(at("real/q1")),
+			   "a link in another user's directory is not followed");
 
 		symlink(at("real"), at("their-link"));
 		tap_result(lchown(at("their-link"), 65534, 65534) == 0, "a link owned by another user");
@@ -135,7 +136,8 @@ int main(void)
 	}
 
 	err = crgw_fs_make_parents(at("real/ok/x"), 0755, why, sizeof(why));
-	tap_result(err == 0 && is_dir_mode(at("real/ok"), 0755), "plain directories still work after all that (%s)", why);
+	tap_result(err == 0 && is_dir_mode(at("real/ok"), 0755), "plain directories still work after all that (%s)",
+		   why);
 
 	{
 		char cmd[200];
