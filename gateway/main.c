@@ -20,7 +20,9 @@
 #include "control.h"
 #include "dns.h"
 #include "drops.h"
+#include "fsutil.h"
 #include "log.h"
+#include "notify.h"
 #include "sandbox.h"
 #include "teardown.h"
 #include "worker.h"
@@ -108,6 +110,23 @@ static int lock_instance(const struct crgw_config *cfg, int locks[3])
 			log_error("cannot take a lock", "lock=\"%s\" error=\"%s\"", path, strerror(-err));
 	}
 	return err;
+}
+
+/* A fresh machine has no /run/crgw or /var/log/crgw: make the directories start-up puts files in. */
+static int make_dirs(const struct crgw_config *cfg)
+{
+	const char *paths[3] = { cfg->control_path, cfg->state_dir, cfg->audit_path };
+	char why[4400];
+
+	for (int i = 0; i < 3; i++) {
+		int err = crgw_fs_make_parents(paths[i], 0755, why, sizeof(why));
+
+		if (err) {
+			log_error("cannot create a directory", "for=\"%s\" error=\"%s\"", paths[i], why);
+			return err;
+		}
+	}
+	return 0;
 }
 
 static int parse_args(int argc, char **argv, struct crgw_config *cfg, bool *check_only)
@@ -239,7 +258,9 @@ int main(int argc, char **argv)
 	crgw_log_set_level((enum crgw_log_level)cfg.log_level);
 	if (geteuid() != 0)
 		log_warn("not running as root: interfaces and nftables need CAP_NET_ADMIN", "%s", "");
-	err = lock_instance(&cfg, locks);
+	err = make_dirs(&cfg);
+	if (!err)
+		err = lock_instance(&cfg, locks);
 	if (err)
 		goto out;
 	if (evthread_use_pthreads() || !(main_base = event_base_new())) {
@@ -312,7 +333,9 @@ int main(int argc, char **argv)
 	}
 	log_info("ready", "control=\"%s\" workers=%u audit=\"%s\" upstream=%s", cfg.control_path, cfg.workers,
 		 cfg.audit_path, cfg.upstream[0].text);
+	crgw_notify("READY=1");
 	event_base_loop(main_base, EVLOOP_NO_EXIT_ON_EMPTY);
+	crgw_notify("STOPPING=1");
 	status = 0;
 out:
 	if (control)
