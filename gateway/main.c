@@ -115,10 +115,10 @@ static int lock_instance(const struct crgw_config *cfg, int locks[3])
 /* A fresh machine has no /run/crgw or /var/log/crgw: make the directories start-up puts files in. */
 static int make_dirs(const struct crgw_config *cfg)
 {
-	const char *paths[3] = { cfg->control_path, cfg->state_dir, cfg->audit_path };
+	const char *paths[4] = { cfg->control_path, cfg->state_dir, cfg->audit_path, cfg->data_dir };
 	char why[4400];
 
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		int err = crgw_fs_make_parents(paths[i], 0755, why, sizeof(why));
 
 		if (err) {

@@ -209,27 +209,6 @@ static void end_stale_holders(const char *dir)
 		log_info("ended a previous run's sandbox holders", "count=%u", ended);
 }
 
-/* Creates `path` and its missing parents (0755, the last one `mode`). Returns 0 or -errno. */
-static int mkdir_parents(const char *path, mode_t mode)
-{
-	char buf[4200];
-	size_t n = strlen(path);
-
-	if (n == 0 || n >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, n + 1);
-	for (char *p = buf + 1; *p; p++)
-		if (*p == '/') {
-			*p = '\0';
-			if (mkdir(buf, 0755) && errno != EEXIST)
-				return -errno;
-			*p = '/';
-		}
-	if (mkdir(buf, mode) && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 /*
  * The data of sandboxes a crashed gateway left (workspace changes, homes) goes: each directory is moved
  * aside at once and removed by the teardown thread, so a large tree does not delay the start.
@@ -239,13 +218,13 @@ static int remove_stale_data(const struct crgw_config *cfg)
 	char dir[4200], trash[4200];
 	DIR *d;
 	struct dirent *e;
-	int err;
 
 	snprintf(dir, sizeof(dir), "%s/sandboxes", cfg->data_dir);
 	snprintf(trash, sizeof(trash), "%s/trash", cfg->data_dir);
-	if ((err = mkdir_parents(cfg->data_dir, 0700)) || (err = mkdir_parents(dir, 0700)) ||
-	    (err = mkdir_parents(trash, 0700)))
-		return err;
+	/* The parents exist by now (main.c makes them without following planted links). */
+	if ((mkdir(cfg->data_dir, 0700) && errno != EEXIST) || (mkdir(dir, 0700) && errno != EEXIST) ||
+	    (mkdir(trash, 0700) && errno != EEXIST))
+		return -errno;
 	/* Only root may look into the data: it holds the sandboxes' homes and workspace changes. */
 	chmod(cfg->data_dir, 0700);
 	d = opendir(dir);
