@@ -13,6 +13,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "crgw/vm.h"
 #include "ctl.h"
 
 enum level { OK, WARN, FAIL };
@@ -62,6 +63,42 @@ static bool file_has(const char *path, const char *needle)
 	return needle == NULL || strstr(buf, needle) != NULL;
 }
 
+/* What a sandbox needs of this host beyond namespaces: cgroup controllers, seccomp, idmapped mounts. */
+static void sandbox_checks(struct report *r)
+{
+	static const char *const controllers[] = { "memory", "pids", "cpu" };
+	char why[256], line[256];
+	struct utsname u;
+	FILE *f = fopen("/proc/cgroups", "re");
+	bool have[3] = { false, false, false };
+	unsigned major = 0, minor = 0;
+
+	/* /proc/cgroups: subsys_name hierarchy num_cgroups enabled. */
+	while (f && fgets(line, sizeof(line), f)) {
+		char name[64];
+		int hier, num, enabled;
+
+		if (sscanf(line, "%63s %d %d %d", name, &hier, &num, &enabled) == 4 && enabled)
+			for (int i = 0; i < 3; i++)
+				have[i] |= !strcmp(name, controllers[i]);
+	}
+	if (f)
+		fclose(f);
+	check(r, "cgroup controllers", have[0] && have[1] && have[2] ? OK : FAIL, "memory %s, pids %s, cpu %s%s",
+	      have[0] ? "yes" : "no", have[1] ? "yes" : "no", have[2] ? "yes" : "no",
+	      have[0] && have[1] && have[2] ? " (the gateway's capability map says which hierarchy it uses)"
+					    : ": sandboxes cannot be limited (the gateway refuses to start unless limits.optional)");
+	check(r, "seccomp", crgw_seccomp_available(why, sizeof(why)) ? OK : FAIL, "%s", why);
+	if (uname(&u) == 0)
+		sscanf(u.release, "%u.%u", &major, &minor);
+	check(r, "idmapped mounts", major > 5 || (major == 5 && minor >= 12) ? OK : WARN, "%s",
+	      major > 5 || (major == 5 && minor >= 12)
+		      ? "kernel 5.12 or later: workspaces in copy, rw and ro modes (the file system must support them)"
+		      : "kernel older than 5.12: only --workspace-mode none works");
+	check(r, "overlayfs", file_has("/proc/filesystems", "overlay") ? OK : WARN, "%s",
+	      file_has("/proc/filesystems", "overlay") ? "available (copy-mode workspaces)" : "missing: no copy-mode workspaces");
+}
+
 static void gateway_checks(struct report *r, json_t **caps)
 {
 	struct ctl_response resp;
@@ -91,6 +128,13 @@ int cmd_doctor(int argc, char **argv)
 	struct statfs sfs;
 	json_t *caps = NULL;
 
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: crgw-ctl doctor [--json]\n"
+		       "Checks the host's prerequisites (namespaces, nftables, cgroups, seccomp, idmapped mounts)\n"
+		       "and prints the capability map of the backends and of the running gateway.\n"
+		       "Exit 0 when every check passes, 1 when one fails.\n");
+		return CTL_EXIT_OK;
+	}
 	if (argc == 2 && !strcmp(argv[1], "--json"))
 		r.json = true;
 	else if (argc != 1) {
@@ -124,10 +168,12 @@ int cmd_doctor(int argc, char **argv)
 	check(&r, "kvm", access("/dev/kvm", R_OK | W_OK) == 0 ? OK : WARN, "/dev/kvm %s",
 	      access("/dev/kvm", F_OK) == 0 ? "present" : "missing (VMs would run under TCG emulation)");
 	check(&r, "backend netns", geteuid() == 0 ? OK : FAIL, "available; weaker isolation than a VM");
+	sandbox_checks(&r);
 	gateway_checks(&r, &caps);
+	json_t *netns = crgw_backend_find("netns")->capabilities();
 	if (r.json) {
-		json_t *out = json_pack("{s:o, s:i, s:i}", "checks", r.checks, "failed", r.failed, "warnings",
-					r.warned);
+		json_t *out = json_pack("{s:o, s:i, s:i, s:{s:o}}", "checks", r.checks, "failed", r.failed, "warnings",
+					r.warned, "backend", "netns", netns);
 
 		if (caps)
 			json_object_set_new(out, "capabilities", caps);
@@ -138,10 +184,15 @@ int cmd_doctor(int argc, char **argv)
 		free(s);
 		json_decref(out);
 	} else {
+		char *b = json_dumps(netns, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		printf("backend netns (this host):\n%s\n", b ? b : "");
+		free(b);
+		json_decref(netns);
 		if (caps) {
 			char *s = json_dumps(caps, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 
-			printf("capability map:\n%s\n", s ? s : "");
+			printf("capability map (gateway):\n%s\n", s ? s : "");
 			free(s);
 			json_decref(caps);
 		}

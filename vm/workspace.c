@@ -20,6 +20,8 @@
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
+#include <grp.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "vm_priv.h"
@@ -421,159 +423,381 @@ int crgw_workspace_diff(const char *lower, const char *upper,
 
 /* ---- crgw-ctl cp ------------------------------------------------------------------------------ */
 
-/* Copies the open file `in` to `to` (created, mode `mode` without set-id bits). */
-static int copy_file(int in, const char *to, mode_t mode)
-{
-	char buf[65536];
-	int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode & 0777);
-	int err = 0;
+/*
+ * The copy is read by a child that has entered the sandbox's user and mount namespaces as its root: it
+ * sees what the sandbox sees and may read only what the sandbox may (a link to /etc/shadow planted in
+ * the workspace gives nothing). It streams records over a pipe; this process, host root, writes them
+ * beneath the destination, never through a link, and checks every name it is sent.
+ */
+enum { REC_DIR = 'd', REC_FILE = 'f', REC_LINK = 'l', REC_END = 'e', REC_ERROR = 'x' };
 
-	if (out < 0)
-		return -errno;
-	for (;;) {
-		ssize_t n = read(in, buf, sizeof(buf)), off = 0;
+struct rec {
+	uint8_t type;
+	uint8_t pad[3];
+	uint32_t mode;
+	uint32_t path_len;
+	uint32_t link_len;
+	uint64_t size;
+};
+
+#define COPY_PATH_MAX 4096
+#define COPY_ENTRIES_MAX 1000000
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0) {
-			err = n < 0 ? -errno : 0;
-			break;
-		}
-		while (off < n) {
-			ssize_t m = write(out, buf + off, (size_t)(n - off));
-
-			if (m < 0) {
-				if (errno == EINTR)
-					continue;
-				err = -errno;
-				break;
-			}
-			off += m;
-		}
-		if (err)
-			break;
+		if (n <= 0)
+			return -EPIPE;
+		p += n;
+		len -= (size_t)n;
 	}
-	if (close(out) && !err)
-		err = -errno;
-	return err;
+	return 0;
 }
 
-/* Copies the directory `in` (taken) into the new directory `to`, entry by entry, links as links. */
-static int copy_tree(int in, const char *to, mode_t mode, unsigned depth)
+static int read_all(int fd, void *buf, size_t len)
 {
-	DIR *d;
-	struct dirent *e;
-	int err = 0;
+	char *p = buf;
 
-	if (depth > 256) {
-		close(in);
-		return -ELOOP;
-	}
-	if (mkdir(to, (mode & 0777) | 0700) && errno != EEXIST) {
-		err = -errno;
-		close(in);
-		return err;
-	}
-	d = fdopendir(in);
-	if (!d) {
-		err = -errno;
-		close(in);
-		return err;
-	}
-	while (!err && (e = readdir(d))) {
-		char path[PATH_MAX];
-		struct stat st;
-		int fd;
+	while (len) {
+		ssize_t n = read(fd, p, len);
 
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+		if (n < 0 && errno == EINTR)
 			continue;
-		if (snprintf(path, sizeof(path), "%s/%s", to, e->d_name) >= (int)sizeof(path)) {
-			err = -ENAMETOOLONG;
-			break;
+		if (n <= 0)
+			return n == 0 ? -EPIPE : -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int send_rec(int out, int type, mode_t mode, const char *path, const char *link, uint64_t size)
+{
+	struct rec r = { .type = (uint8_t)type, .mode = mode & 0777, .path_len = (uint32_t)strlen(path),
+			 .link_len = link ? (uint32_t)strlen(link) : 0, .size = size };
+	int e = write_all(out, &r, sizeof(r));
+
+	if (!e)
+		e = write_all(out, path, r.path_len);
+	if (!e && link)
+		e = write_all(out, link, r.link_len);
+	return e;
+}
+
+static void send_error(int out, const char *fmt, const char *what, int e)
+{
+	char msg[600];
+
+	snprintf(msg, sizeof(msg), fmt, what, strerror(e));
+	send_rec(out, REC_ERROR, 0, msg, NULL, 0);
+}
+
+/* Streams the open entry `fd` (taken) at relative `path` and, for a directory, everything beneath it. */
+static int send_tree(int out, int fd, const char *path, unsigned depth)
+{
+	struct stat st;
+	int e = 0;
+
+	if (fstat(fd, &st)) {
+		e = -errno;
+		close(fd);
+		return e;
+	}
+	if (S_ISREG(st.st_mode)) {
+		char buf[65536];
+		uint64_t left = (uint64_t)st.st_size;
+
+		e = send_rec(out, REC_FILE, st.st_mode, path, NULL, left);
+		/* The size was promised: a file that shrinks meanwhile is padded, one that grows is cut. */
+		while (!e && left) {
+			ssize_t n = read(fd, buf, left < sizeof(buf) ? (size_t)left : sizeof(buf));
+
+			if (n <= 0) {
+				memset(buf, 0, sizeof(buf));
+				n = (ssize_t)(left < sizeof(buf) ? left : sizeof(buf));
+			}
+			e = write_all(out, buf, (size_t)n);
+			left -= (uint64_t)n;
 		}
-		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW))
+		close(fd);
+		return e;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		close(fd);
+		return 0; /* devices, FIFOs and sockets are not content */
+	}
+	DIR *d = fdopendir(fd);
+	struct dirent *ent;
+
+	if (!d) {
+		e = -errno;
+		close(fd);
+		return e;
+	}
+	e = send_rec(out, REC_DIR, st.st_mode, path, NULL, 0);
+	while (!e && depth < 256 && (ent = readdir(d))) {
+		char sub[COPY_PATH_MAX];
+		struct stat lst;
+
+		if (!strcmp(ent->d_name, ".") || !strcmp(ent->d_name, ".."))
 			continue;
-		if (S_ISLNK(st.st_mode)) {
-			char target[PATH_MAX];
-			ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
+		if (snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "/" : "", ent->d_name) >= (int)sizeof(sub))
+			continue;
+		if (fstatat(dirfd(d), ent->d_name, &lst, AT_SYMLINK_NOFOLLOW))
+			continue;
+		if (S_ISLNK(lst.st_mode)) {
+			char target[COPY_PATH_MAX];
+			ssize_t n = readlinkat(dirfd(d), ent->d_name, target, sizeof(target) - 1);
 
 			if (n >= 0) {
 				target[n] = '\0';
-				if (symlink(target, path) && errno != EEXIST)
-					err = -errno;
+				e = send_rec(out, REC_LINK, 0777, sub, target, 0);
 			}
-		} else if (S_ISDIR(st.st_mode)) {
-			fd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			err = fd < 0 ? -errno : copy_tree(fd, path, st.st_mode, depth + 1);
-		} else if (S_ISREG(st.st_mode)) {
-			fd = openat(dirfd(d), e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-			if (fd < 0)
-				err = -errno;
-			else {
-				err = copy_file(fd, path, st.st_mode);
-				close(fd);
-			}
+			continue;
 		}
-		/* Devices, FIFOs and sockets are not copied out: they are not content. */
+		int sfd = openat(dirfd(d), ent->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+
+		if (sfd >= 0)
+			e = send_tree(out, sfd, sub, depth + 1);
 	}
 	closedir(d);
-	chmod(to, mode & 0777);
-	return err;
+	return e;
+}
+
+/* The reading child: enters the sandbox as its root and streams `inside`. */
+__attribute__((noreturn)) static void copy_reader(pid_t holder, const char *inside, int out)
+{
+	char p[64];
+	int userns, mntns, fd;
+
+	snprintf(p, sizeof(p), "/proc/%d/ns/user", (int)holder);
+	userns = open(p, O_RDONLY | O_CLOEXEC);
+	snprintf(p, sizeof(p), "/proc/%d/ns/mnt", (int)holder);
+	mntns = open(p, O_RDONLY | O_CLOEXEC);
+	if (userns < 0 || mntns < 0 || setns(userns, CLONE_NEWUSER) || setresgid(0, 0, 0) || setgroups(0, NULL) ||
+	    setresuid(0, 0, 0) || setns(mntns, CLONE_NEWNS) || chdir("/")) {
+		send_error(out, "entering the sandbox%s: %s", "", errno);
+		_exit(1);
+	}
+	fd = open(inside, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		send_error(out, "%s in the sandbox: %s", inside, errno);
+		_exit(1);
+	}
+	struct stat st;
+
+	if (fstat(fd, &st) || (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))) {
+		send_error(out, "%s in the sandbox: %s", inside, EINVAL);
+		_exit(1);
+	}
+	if (send_tree(out, fd, "", 0) || send_rec(out, REC_END, 0, "", NULL, 0))
+		_exit(1);
+	_exit(0);
+}
+
+/* A name the reader sent: relative, without "." or ".." components, and not empty unless it is the top. */
+static bool safe_relative(const char *path)
+{
+	if (path[0] == '/')
+		return false;
+	for (const char *p = path; *p;) {
+		size_t n = strcspn(p, "/");
+
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		p += n;
+		if (*p == '/')
+			p++;
+	}
+	return true;
+}
+
+/* Opens the directory holding `path` beneath `top`, never through a link. */
+static int parent_dir(int top, const char *path, const char **base)
+{
+	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+				.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+	const char *slash = strrchr(path, '/');
+	char dir[COPY_PATH_MAX];
+
+	if (!slash) {
+		*base = path;
+		return fcntl(top, F_DUPFD_CLOEXEC, 0);
+	}
+	*base = slash + 1;
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	return (int)syscall(SYS_openat2, top, dir, &how, sizeof(how));
+}
+
+static int write_entries(int in, const char *dest, char *err, size_t errlen)
+{
+	char path[COPY_PATH_MAX + 1], link[COPY_PATH_MAX + 1], buf[65536];
+	int top = -1, e = 0;
+	unsigned long entries = 0;
+
+	for (;;) {
+		struct rec r;
+		const char *base;
+		int dirfd_;
+
+		if ((e = read_all(in, &r, sizeof(r)))) {
+			snprintf(err, errlen, "the sandbox's side of the copy ended early");
+			break;
+		}
+		if (r.path_len > COPY_PATH_MAX || r.link_len > COPY_PATH_MAX || ++entries > COPY_ENTRIES_MAX) {
+			snprintf(err, errlen, "the sandbox's side of the copy sent an entry out of bounds");
+			e = -EPROTO;
+			break;
+		}
+		if ((e = read_all(in, path, r.path_len)) || (e = read_all(in, link, r.link_len)))
+			break;
+		path[r.path_len] = link[r.link_len] = '\0';
+		if (r.type == REC_END)
+			break;
+		if (r.type == REC_ERROR) {
+			snprintf(err, errlen, "%s", path);
+			e = -EIO;
+			break;
+		}
+		mode_t mode = r.mode & 0777;
+
+		if (top < 0) {
+			/* The top entry is the destination itself. */
+			if (path[0]) {
+				e = -EPROTO;
+				break;
+			}
+			if (r.type == REC_DIR) {
+				if (mkdir(dest, 0700) && errno != EEXIST) {
+					e = -errno;
+					snprintf(err, errlen, "%s: %s", dest, strerror(errno));
+					break;
+				}
+				top = open(dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+				if (top < 0 || fchmod(top, mode | 0700)) {
+					e = -errno;
+					snprintf(err, errlen, "%s: %s", dest, strerror(errno));
+					break;
+				}
+				continue;
+			}
+			/* One file: written to `dest` (replaced, never written through a link). */
+			int fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+
+			if (fd < 0) {
+				e = -errno;
+				snprintf(err, errlen, "%s: %s", dest, strerror(errno));
+				break;
+			}
+			for (uint64_t left = r.size; !e && left;) {
+				size_t n = left < sizeof(buf) ? (size_t)left : sizeof(buf);
+
+				if (!(e = read_all(in, buf, n)))
+					e = write_all(fd, buf, n);
+				left -= n;
+			}
+			fchmod(fd, mode);
+			close(fd);
+			top = -2;
+			continue;
+		}
+		if (top == -2 || !safe_relative(path)) {
+			snprintf(err, errlen, "the sandbox's side of the copy sent a bad name");
+			e = -EPROTO;
+			break;
+		}
+		dirfd_ = parent_dir(top, path, &base);
+		if (dirfd_ < 0) {
+			e = -errno;
+			snprintf(err, errlen, "%s/%s: %s", dest, path, strerror(errno));
+			break;
+		}
+		if (r.type == REC_DIR) {
+			if (mkdirat(dirfd_, base, mode | 0700) && errno != EEXIST)
+				e = -errno;
+		} else if (r.type == REC_LINK) {
+			if (symlinkat(link, dirfd_, base) && errno != EEXIST)
+				e = -errno;
+		} else if (r.type == REC_FILE) {
+			int fd = openat(dirfd_, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+
+			if (fd < 0)
+				e = -errno;
+			for (uint64_t left = r.size; left;) {
+				size_t n = left < sizeof(buf) ? (size_t)left : sizeof(buf);
+				int e2 = read_all(in, buf, n);
+
+				if (!e2 && fd >= 0 && !e)
+					e = write_all(fd, buf, n);
+				if (e2) {
+					e = e2;
+					break;
+				}
+				left -= n;
+			}
+			if (fd >= 0)
+				close(fd);
+		}
+		close(dirfd_);
+		if (e) {
+			snprintf(err, errlen, "%s/%s: %s", dest, path, strerror(-e));
+			break;
+		}
+	}
+	if (top >= 0)
+		close(top);
+	return e;
 }
 
 int crgw_sandbox_copy_out(pid_t holder, const char *path, const char *host_path, char *err, size_t errlen)
 {
-	char rootpath[64], inside[PATH_MAX], dest[PATH_MAX];
-	struct open_how how = { .flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
-				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
-	struct stat st, dst;
-	int root, fd, e;
+	char inside[PATH_MAX], dest[PATH_MAX];
+	struct stat dst;
+	int pipefd[2], status, e;
+	pid_t reader;
 
 	if (path[0] == '/')
 		snprintf(inside, sizeof(inside), "%s", path);
 	else if (snprintf(inside, sizeof(inside), "/workspace/%s", path) >= (int)sizeof(inside))
 		return -ENAMETOOLONG;
-	/* The sandbox's own root, through its init: every link inside is resolved as the sandbox sees it. */
-	snprintf(rootpath, sizeof(rootpath), "/proc/%d/root", (int)holder);
-	root = open(rootpath, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (root < 0) {
-		e = -errno;
-		snprintf(err, errlen, "the sandbox's file system: %s", strerror(errno));
-		return e;
-	}
-	fd = (int)syscall(SYS_openat2, root, inside, &how, sizeof(how));
-	close(root);
-	if (fd < 0 || fstat(fd, &st)) {
-		e = -errno;
-		snprintf(err, errlen, "%s in the sandbox: %s", inside, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return e;
-	}
 	/* Like cp: into an existing directory, under the source's name. */
 	if (stat(host_path, &dst) == 0 && S_ISDIR(dst.st_mode)) {
 		const char *base = strrchr(inside, '/');
 
 		base = base && base[1] ? base + 1 : "workspace";
-		if (snprintf(dest, sizeof(dest), "%s/%s", host_path, base) >= (int)sizeof(dest)) {
-			close(fd);
+		if (!strcmp(base, "..") || !strcmp(base, "."))
+			base = "copy";
+		if (snprintf(dest, sizeof(dest), "%s/%s", host_path, base) >= (int)sizeof(dest))
 			return -ENAMETOOLONG;
-		}
 	} else {
 		snprintf(dest, sizeof(dest), "%s", host_path);
 	}
-	if (S_ISDIR(st.st_mode))
-		e = copy_tree(fd, dest, st.st_mode, 0);
-	else if (S_ISREG(st.st_mode)) {
-		e = copy_file(fd, dest, st.st_mode);
-		close(fd);
-	} else {
-		close(fd);
-		e = -EINVAL;
-		snprintf(err, errlen, "%s in the sandbox is not a file or directory", inside);
+	if (pipe2(pipefd, O_CLOEXEC))
+		return -errno;
+	fflush(NULL);
+	reader = fork();
+	if (reader < 0) {
+		e = -errno;
+		close(pipefd[0]);
+		close(pipefd[1]);
 		return e;
 	}
+	if (reader == 0) {
+		close(pipefd[0]);
+		copy_reader(holder, inside, pipefd[1]);
+	}
+	close(pipefd[1]);
+	e = write_entries(pipefd[0], dest, err, errlen);
+	close(pipefd[0]);
 	if (e)
-		snprintf(err, errlen, "copying %s to %s: %s", inside, dest, strerror(-e));
+		kill(reader, SIGKILL);
+	while (waitpid(reader, &status, 0) < 0 && errno == EINTR)
+		;
 	return e;
 }

@@ -38,13 +38,22 @@ GW_TABLE=${GW_TABLE:-crgw_e2e}
 GW_PREFIX=${GW_PREFIX:-cge}
 GW_POOL=${GW_POOL:-10.201.0.0/24}
 
+# The gateway's data (sandboxes' homes and workspace changes) lives outside DIR: tests use DIR as the
+# sandboxes' workspace, and a copy-mode workspace cannot hold the data directory of its own changes.
+GW_CGROUP=${GW_CGROUP:-crgw_e2e}
+
 gw_start() { # gw_start DIR [extra crgw args...]
 	local dir=$1
 	shift
 	mkdir -p "$dir/state"
 	rm -f "$dir/ctl.sock"
+	if [ -z "${GW_DATA:-}" ]; then
+		GW_DATA=$(mktemp -d /var/tmp/crgw-e2e-data.XXXXXX)
+		testnet_on_exit rm -rf "$GW_DATA"
+	fi
 	"$CRGW" --control "$dir/ctl.sock" --audit-log "$dir/audit.log" --pool "$GW_POOL" \
-		--upstream-dns "$TN_DNS" --workers 2 --set "state_dir=$dir/state" \
+		--upstream-dns "$TN_DNS" --workers 2 --set "state_dir=$dir/state" --set "data_dir=$GW_DATA" \
+		--set "limits.cgroup=$GW_CGROUP" \
 		--set "nftables.table=$GW_TABLE" --set "interfaces.prefix=$GW_PREFIX" \
 		--set nftables.nflog_group=4243 --set transparent.http_port=15180 \
 		--set transparent.tcp_port=15543 "$@" 2>>"$dir/crgw.log" &
