@@ -57,6 +57,24 @@ expect_rc 2 "unknown policy subcommand" policy frobnicate
 expect_rc 2 "unknown option" policy validate --frobnicate "$examples"
 expect_rc 2 "option of another subcommand" policy validate --policy x "$examples"
 expect_rc 2 "explain needs a host" policy explain --policy "$examples"
+# Every command and subcommand answers --help with its usage on stdout and exit 0.
+for cmd in "run" "exec" "cp" "sandbox" "sandbox diff" "audit" "audit tail" "stats" "doctor" "policy" \
+	"policy validate" "policy compile" "policy explain"; do
+	# shellcheck disable=SC2086
+	run $cmd --help
+	[ "$rc" = 0 ] && grep -qi "usage" "$tmp/out"
+	result $? "$cmd --help prints its usage and exits 0 (exit $rc)"
+done
+run run --help
+grep -q -- "--workspace-mode" "$tmp/out" && grep -q -- "--env-file" "$tmp/out" && grep -q -- "--memory" "$tmp/out"
+result $? "run --help lists the workspace, environment and limit options"
+expect_rc 125 "run with an unknown workspace mode" run --workspace-mode everything -- true
+expect_rc 125 "run with a relative -w" run -w relative -- true
+expect_rc 125 "run with a bad -e" run -e "=x" -- true
+expect_rc 125 "run with a bad --pids" run --pids -3 -- true
+expect_rc 125 "run without a command" run --rm
+expect_rc 125 "exec without a command" exec sbx-0000000000
+expect_rc 2 "cp without a sandbox path" cp nothing "$tmp/x"
 
 # ---- the example policy
 expect_rc 0 "example policy validates" policy validate "$examples"
