@@ -238,24 +238,53 @@ int workspace_attach(const struct workspace *ws, const char *target, const char 
 
 /* ---- sandbox diff ----------------------------------------------------------------------------- */
 
-/* Paths a reviewer must see before trusting a change: where code runs without being asked. */
+/*
+ * Paths a reviewer must see before trusting a change: where code runs without being asked (git hooks and
+ * configuration, CI, editor tasks, hook managers) and the files tools load from a repository on their own
+ * (dotfiles). Inside other dot-directories (a .venv, a .cache) only the directory itself is flagged.
+ */
 static const char *review_reason(const char *rel)
 {
-	if (!strncmp(rel, ".git/hooks", 10))
-		return "git hook: runs on git commands";
-	if (!strcmp(rel, ".git/config") || !strncmp(rel, ".git/config", 11))
-		return "git configuration: can run commands (core.fsmonitor, aliases, filters)";
-	if (!strncmp(rel, ".git/", 5) && (!strncmp(rel + 5, "info/attributes", 15)))
-		return "git attributes: filters and diff drivers";
-	if (!strncmp(rel, ".github/workflows", 17) || !strncmp(rel, ".gitlab-ci", 10) || !strncmp(rel, ".buildkite", 10) ||
-	    !strncmp(rel, ".circleci", 9) || !strcmp(rel, "Jenkinsfile") || !strcmp(rel, ".travis.yml") ||
-	    !strcmp(rel, "azure-pipelines.yml") || !strncmp(rel, ".drone", 6))
-		return "CI configuration";
-	if (!strcmp(rel, "cleanroom.yaml"))
-		return "the sandbox policy";
-	for (const char *p = rel; p; p = strchr(p, '/') ? strchr(p, '/') + 1 : NULL)
-		if (*p == '.' && strncmp(p, ".git/", 5) && strcmp(p, ".git"))
-			return "dotfile";
+	static const struct {
+		const char *prefix;
+		const char *why;
+	} places[] = {
+		{ ".git/hooks", "git hook: runs on git commands" },
+		{ ".git/config", "git configuration: can run commands (core.fsmonitor, aliases, filters)" },
+		{ ".git/info/attributes", "git attributes: filters and diff drivers" },
+		{ ".gitattributes", "git attributes: filters and diff drivers" },
+		{ ".gitmodules", "git submodules: where a clone fetches from" },
+		{ ".github", "CI configuration" },
+		{ ".gitlab-ci", "CI configuration" },
+		{ ".gitlab", "CI configuration" },
+		{ ".buildkite", "CI configuration" },
+		{ ".circleci", "CI configuration" },
+		{ ".drone", "CI configuration" },
+		{ ".travis.yml", "CI configuration" },
+		{ "Jenkinsfile", "CI configuration" },
+		{ "azure-pipelines.yml", "CI configuration" },
+		{ ".husky", "git hook manager: runs on git commands" },
+		{ ".vscode", "editor configuration: tasks run commands" },
+		{ ".devcontainer", "development container configuration" },
+		{ "cleanroom.yaml", "the sandbox policy" },
+	};
+	for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+		size_t n = strlen(places[i].prefix);
+
+		if (!strncmp(rel, places[i].prefix, n) && (rel[n] == '\0' || rel[n] == '/' || rel[n] == '.' || rel[n] == '-'))
+			return places[i].why;
+	}
+	if (!strncmp(rel, ".git/", 5) || !strcmp(rel, ".git"))
+		return NULL;
+	/* A dotfile anywhere, or a dot-directory itself; not what lies inside one. */
+	const char *base = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
+
+	if (base[0] == '.') {
+		for (const char *p = rel; p < base; p = strchr(p, '/') + 1)
+			if (*p == '.')
+				return NULL;
+		return "dotfile";
+	}
 	return NULL;
 }
 

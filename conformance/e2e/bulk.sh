@@ -58,6 +58,8 @@ ok $? "... $SIZE bytes, sha256 ${want:0:16}…"
 
 gw_start "$T" || { echo "Bail out! crgw did not start"; exit 1; }
 run() { "$CTL" run --rm --policy "$T/cleanroom.yaml" -- "$@"; }
+# -i: the uploads read the file from standard input, which a sandbox gets only when asked for.
+run_stdin() { "$CTL" run --rm -i --policy "$T/cleanroom.yaml" -- "$@"; }
 
 # Inside a sandbox: write the test CA to $SB_CA, run curl with the bound and the given arguments (@GW@
 # stands for the sandbox's gateway address) and hash what arrives. Prints the digest line and, on stderr,
@@ -129,7 +131,7 @@ counted "connection_end of the chunked response counts it" \
 # tunnel; the echo endpoint hashes what reaches it.
 t=$EPOCHREALTIME
 # shellcheck disable=SC2016 # for the inner shell
-out=$(run bash -c 'echo "sandbox $CRGW_SANDBOX_ID"; exec curl -sS --max-time "$1" -p -X POST -T - \
+out=$(run_stdin bash -c 'echo "sandbox $CRGW_SANDBOX_ID"; exec curl -sS --max-time "$1" -p -X POST -T - \
 	-w "\nstats %{http_code} %{size_upload} %{speed_upload}\n" http://allowed.test/echo' _ "$MAX_TIME" \
 	<"$big" 2>&1)
 rc=$?
@@ -148,7 +150,7 @@ counted "connection_end of the upload tunnel counts it" \
 # parses (to find its end) and copies rather than splices.
 t=$EPOCHREALTIME
 # shellcheck disable=SC2016 # for the inner shell
-out=$(run bash -c 'echo "sandbox $CRGW_SANDBOX_ID"; exec curl -sS --max-time "$1" --noproxy "*" -X POST -T - \
+out=$(run_stdin bash -c 'echo "sandbox $CRGW_SANDBOX_ID"; exec curl -sS --max-time "$1" --noproxy "*" -X POST -T - \
 	-w "\nstats %{http_code} %{size_upload} %{speed_upload}\n" http://allowed.test/echo' _ "$MAX_TIME" \
 	<"$big" 2>&1)
 rc=$?
