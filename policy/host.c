@@ -278,7 +278,7 @@ int crgw_hostport_parse(const char *in, size_t len, uint16_t default_port, struc
 			if (in[hlen] != ':')
 				return fail(why, "expected ':' and a port after ']'");
 			if (parse_port(in + hlen + 1, len - hlen - 1, port, why))
-				return -EINVAL;
+				return -ERANGE;
 		}
 		return crgw_host_parse(in, hlen, host, why);
 	}
@@ -288,7 +288,7 @@ int crgw_hostport_parse(const char *in, size_t len, uint16_t default_port, struc
 		return crgw_host_parse(in, len, host, why);
 	if (colon) {
 		if (parse_port(colon + 1, len - (size_t)(colon - in) - 1, port, why))
-			return -EINVAL;
+			return -ERANGE;
 		len = (size_t)(colon - in);
 	}
 	return crgw_host_parse(in, len, host, why);

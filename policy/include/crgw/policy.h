@@ -47,7 +47,9 @@ int crgw_host_parse(const char *in, size_t len, struct crgw_host *out, const cha
 /*
  * Parses "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address (borrowed bytes) into a
  * normalized host and a port (`default_port` when none is given). Ports are decimal 1-65535.
- * Returns 0 or -EINVAL with `*why` set.
+ * Returns 0; -ERANGE with `*why` set when the port is at fault (not a decimal number from 1 to 65535, or
+ * nothing after the ':'); -EINVAL with `*why` set when the host is (crgw_host_parse refused it, or the
+ * brackets of an IPv6 literal are wrong).
  */
 int crgw_hostport_parse(const char *in, size_t len, uint16_t default_port, struct crgw_host *host,
 			uint16_t *port, const char **why);
