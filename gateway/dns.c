@@ -236,6 +236,38 @@ struct refusal {
 	struct crgw_decision d;
 };
 
+/*
+ * Audits the refused addresses of an answer that was given without them: one denial per reason and rule,
+ * naming the first such address in dst_ip and all of them in detail. A consumer that watches for
+ * private_address_blocked sees a rebinding attempt even when the name also has good addresses.
+ */
+static void audit_left_out(struct crgw_sandbox *sb, const struct crgw_dns_query *q, uint8_t family,
+			   const struct refusal *r, unsigned n)
+{
+	bool done[CRGW_DNS_CACHE_ADDRS] = { false };
+
+	for (unsigned i = 0; i < n; i++) {
+		const uint8_t *group[CRGW_DNS_CACHE_ADDRS];
+		char first[INET6_ADDRSTRLEN], list[100], detail[160];
+		unsigned m = 0;
+
+		if (done[i])
+			continue;
+		for (unsigned j = i; j < n; j++) {
+			if (done[j] || r[j].d.reason != r[i].d.reason ||
+			    (r[j].d.rule != r[i].d.rule &&
+			     (!r[j].d.rule || !r[i].d.rule || strcmp(r[j].d.rule, r[i].d.rule))))
+				continue;
+			done[j] = true;
+			group[m++] = r[j].addr;
+		}
+		inet_ntop(family, r[i].addr, first, sizeof(first));
+		addrs_text(family, group, m, list, sizeof(list));
+		snprintf(detail, sizeof(detail), "refused=%s (left out; the other addresses were answered)", list);
+		audit_dns(sb, q, false, r[i].d.reason, r[i].d.rule, first, detail);
+	}
+}
+
 /* The allow event's detail: the addresses handed out, the TTL, and what the sandbox did not get. */
 static void allow_detail(uint8_t family, const struct crgw_binding_addr *bind, unsigned n, unsigned ttl,
 			 unsigned refused, unsigned omitted, char *out, size_t size)
@@ -340,6 +372,8 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 				COUNT(srv, servfail);
 				return build(out, cap, limit, msg, len, q, CRGW_DNS_SERVFAIL, NULL, 0);
 			}
+			/* Audited with the answer they were left out of: once per binding change, like the allow. */
+			audit_left_out(sb, q, family, refused, nrefused);
 		}
 		if (!known) {
 			m->sb = sb;
