@@ -329,6 +329,45 @@ static int load_for_explain(const struct policy_args *a, struct crgw_policy **po
 	return rc;
 }
 
+/*
+ * The host part of a HOST[:PORT] that crgw_hostport_parse refused for its host, as the user wrote it: the
+ * same split as that function makes ("[v6]:port", one colon, or a bare IPv6 address).
+ */
+static void host_part(const char *in, char *out, size_t size)
+{
+	size_t len = strlen(in);
+	const char *colon = strchr(in, ':');
+
+	if (in[0] == '[') {
+		const char *close = strchr(in, ']');
+
+		if (close)
+			len = (size_t)(close - in) + 1;
+	} else if (colon && !strchr(colon + 1, ':')) {
+		len = (size_t)(colon - in);
+	}
+	snprintf(out, size, "%.*s", (int)len, in);
+}
+
+/* What explain says about an IP host that carries an IPv4 address (docs/policy.md). */
+static void print_embedded(const struct crgw_host *host, json_t *o)
+{
+	struct crgw_host v4;
+	enum crgw_embed form = crgw_host_embedded_ipv4(host, &v4);
+
+	if (form == CRGW_EMBED_NONE)
+		return;
+	if (o) {
+		json_t *e = json_object();
+
+		json_object_set_new(e, "form", json_string(crgw_embed_str(form)));
+		json_object_set_new(e, "address", json_string(v4.text));
+		json_object_set_new(o, "embedded_ipv4", e);
+		return;
+	}
+	printf("  carries: %s (%s), checked as that IPv4 address too\n", v4.text, crgw_embed_str(form));
+}
+
 static int cmd_explain(const struct policy_args *a)
 {
 	struct crgw_policy *policy = NULL;
@@ -337,10 +376,11 @@ static int cmd_explain(const struct policy_args *a)
 	struct crgw_host host;
 	uint16_t port;
 	const char *why = NULL;
-	char label[4096];
+	char label[4096], invalid_host[1100], explanation[512];
+	bool invalid = false;
 	int rc = CTL_EXIT_ERROR;
 
-	if (!a->positional) {
+	if (!a->positional || !a->positional[0]) {
 		fprintf(stderr, "crgw-ctl policy explain: HOST[:PORT] is required\n");
 		return CTL_EXIT_ERROR;
 	}
@@ -348,7 +388,19 @@ static int cmd_explain(const struct policy_args *a)
 		fprintf(stderr, "crgw-ctl policy explain: --policy and --compiled exclude each other\n");
 		return CTL_EXIT_ERROR;
 	}
-	if (crgw_hostport_parse(a->positional, strlen(a->positional), 443, &host, &port, &why) != 0) {
+	switch (crgw_hostport_parse(a->positional, strlen(a->positional), 443, &host, &port, &why)) {
+	case 0:
+		break;
+	case -EINVAL:
+		/*
+		 * A host the gateway never reads as a name or an address (0177.0.0.1, 0x7f000001, 2130706433,
+		 * 127.1, a stray character): it refuses the target before any rule is consulted, so that is the
+		 * answer, not a usage error. A bad port is the question's fault, and stays one.
+		 */
+		invalid = true;
+		host_part(a->positional, invalid_host, sizeof(invalid_host));
+		break;
+	default:
 		fprintf(stderr, "crgw-ctl: '%s': %s\n", a->positional, why);
 		return CTL_EXIT_ERROR;
 	}
@@ -363,30 +415,50 @@ static int cmd_explain(const struct policy_args *a)
 	}
 	if (load_for_explain(a, &policy, label, sizeof(label)) != 0)
 		goto out;
-	crgw_policy_decide(policy, blocked, &host, port, &d);
+	if (invalid) {
+		/* What the proxies do with such a CONNECT target, URL or Host field: 400, request_invalid, no rule. */
+		d = (struct crgw_decision){ .allow = false, .reason = CRGW_REASON_REQUEST_INVALID, .rule = NULL };
+		snprintf(explanation, sizeof(explanation),
+			 "the proxies refuse a target whose host is neither a name nor a canonical IP address (HTTP 400, "
+			 "or a closed connection) before any rule is consulted: %s",
+			 why);
+	} else {
+		crgw_policy_decide(policy, blocked, &host, port, &d);
+		snprintf(explanation, sizeof(explanation), "%s", explain_text(&d));
+	}
 	if (a->json) {
 		json_t *o = json_object();
+		json_t *h = json_string(invalid ? invalid_host : host.text);
 
 		json_object_set_new(o, "action", json_string(d.allow ? "allow" : "deny"));
 		json_object_set_new(o, "reason_code",
 				    d.allow ? json_null() : json_string(crgw_reason_str(d.reason)));
-		json_object_set_new(o, "host", json_string(host.text));
-		json_object_set_new(o, "host_kind", json_string(host.kind == CRGW_HOST_NAME ? "name" :
-								host.kind == CRGW_HOST_IPV4 ? "ipv4" : "ipv6"));
+		/* A refused host is printed as given; jansson refuses text that is not UTF-8 (then: null). */
+		json_object_set_new(o, "host", h ? h : json_null());
+		json_object_set_new(o, "host_kind",
+				    json_string(invalid			      ? "invalid"
+						: host.kind == CRGW_HOST_NAME ? "name"
+						: host.kind == CRGW_HOST_IPV4 ? "ipv4"
+									      : "ipv6"));
 		json_object_set_new(o, "port", json_integer(port));
-		json_object_set_new(o, "rule", json_string(d.rule));
-		json_object_set_new(o, "explanation", json_string(explain_text(&d)));
+		json_object_set_new(o, "rule", d.rule ? json_string(d.rule) : json_null());
+		json_object_set_new(o, "explanation", json_string(explanation));
 		json_object_set_new(o, "policy", json_string(label));
 		json_object_set_new(o, "policy_hash", json_string(crgw_policy_hash(policy)));
+		if (!invalid)
+			print_embedded(&host, o);
 		print_json(o);
 	} else {
-		bool v6 = host.kind == CRGW_HOST_IPV6;
+		bool v6 = !invalid && host.kind == CRGW_HOST_IPV6;
 
-		printf("%s %s%s%s:%u\n", d.allow ? "allow" : "deny", v6 ? "[" : "", host.text, v6 ? "]" : "", port);
+		printf("%s %s%s%s:%u\n", d.allow ? "allow" : "deny", v6 ? "[" : "", invalid ? invalid_host : host.text,
+		       v6 ? "]" : "", port);
 		if (!d.allow)
 			printf("  reason: %s\n", crgw_reason_str(d.reason));
-		printf("  rule:   %s\n", d.rule);
-		printf("  why:    %s\n", explain_text(&d));
+		printf("  rule:   %s\n", d.rule ? d.rule : "none (refused before any rule is consulted)");
+		if (!invalid)
+			print_embedded(&host, NULL);
+		printf("  why:    %s\n", explanation);
 		printf("  policy: %s (%s)\n", label, crgw_policy_hash(policy));
 	}
 	rc = d.allow ? CTL_EXIT_OK : CTL_EXIT_DENY;

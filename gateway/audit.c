@@ -67,6 +67,46 @@ void crgw_audit_copy(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
+void crgw_audit_copy_raw(char *dst, size_t size, const char *src, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t used = 0, total = 0;
+	bool cut;
+
+	if (size < 4) {
+		if (size)
+			dst[0] = '\0';
+		return;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		total += c > 0x20 && c < 0x7f && c != '\\' ? 1 : 4;
+	}
+	cut = total >= size;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)src[i];
+		bool plain = c > 0x20 && c < 0x7f && c != '\\';
+		/* Room for this byte's form and, when the whole will not fit, for the "..." that marks the cut. */
+		size_t need = (plain ? 1 : 4) + (cut ? 3 : 0);
+
+		if (used + need + 1 > size) {
+			memcpy(dst + used, "...", 3);
+			used += 3;
+			break;
+		}
+		if (plain) {
+			dst[used++] = (char)c;
+		} else {
+			dst[used++] = '\\';
+			dst[used++] = 'x';
+			dst[used++] = hex[c >> 4];
+			dst[used++] = hex[c & 15];
+		}
+	}
+	dst[used] = '\0';
+}
+
 static int64_t now_us(void)
 {
 	struct timespec ts;

@@ -100,4 +100,13 @@ char *crgw_audit_format(const struct crgw_audit_event *ev);
 void crgw_audit_copy(char *dst, size_t size, const char *src);
 #define AUDIT_SET(field, src) crgw_audit_copy((field), sizeof(field), (src))
 
+/*
+ * Copies `len` bytes a client sent (borrowed; any bytes at all) into a fixed field as printable ASCII that
+ * cannot be mistaken for a normalized name: bytes outside 0x21-0x7e, and the backslash itself, become
+ * \xHH (lowercase hex). What does not fit in `size` - 1 bytes is cut, and the text then ends in "...".
+ * So an event never fails to serialize over invalid UTF-8, and never grows past its field.
+ */
+void crgw_audit_copy_raw(char *dst, size_t size, const char *src, size_t len);
+#define AUDIT_SET_RAW(field, src, len) crgw_audit_copy_raw((field), sizeof(field), (src), (len))
+
 #endif

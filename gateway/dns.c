@@ -197,10 +197,7 @@ static int denied_rcode(const struct crgw_config *cfg)
 	return cfg->dns_refuse_denied ? CRGW_DNS_REFUSED : CRGW_DNS_NXDOMAIN;
 }
 
-/*
- * Answers an allowed name from a cache entry: every address passes the rebinding check (blocked ranges,
- * special addresses, CIDR denies) and is bound to the sandbox before it is handed out.
- */
+/* Where the memo of (sandbox, name, family) lives. */
 static unsigned memo_slot(const char *name, uint8_t family, const struct crgw_sandbox *sb)
 {
 	uint64_t h = 0xcbf29ce484222325ULL ^ family ^ (uint64_t)(uintptr_t)sb;
@@ -210,20 +207,89 @@ static unsigned memo_slot(const char *name, uint8_t family, const struct crgw_sa
 	return (unsigned)(h ^ (h >> 29)) % BIND_MEMO;
 }
 
-/* Lists the addresses of `bind` for an audit detail. */
-static void addrs_text(const struct crgw_binding_addr *bind, unsigned n, char *out, size_t size)
+/*
+ * Lists addresses for an audit detail, comma-separated, as many as fit in `size` bytes; the rest are
+ * counted (" +N more"), so a long answer never makes the detail lie about its length.
+ */
+static void addrs_text(uint8_t family, const uint8_t *const *addrs, unsigned n, char *out, size_t size)
 {
 	size_t used = 0;
 
 	out[0] = '\0';
 	for (unsigned i = 0; i < n; i++) {
-		char text[INET6_ADDRSTRLEN];
+		char text[INET6_ADDRSTRLEN], more[24];
+		/* Room for this address and, should a later one not fit, for the count of the rest. */
+		int rest = i + 1 < n ? snprintf(more, sizeof(more), " +%u more", n - i - 1) : 0;
 
-		inet_ntop(bind[i].family, bind[i].addr, text, sizeof(text));
-		if (used + strlen(text) + 2 >= size)
-			break;
+		inet_ntop(family, addrs[i], text, sizeof(text));
+		if (used + (used ? 1 : 0) + strlen(text) + (size_t)rest + 1 > size) {
+			snprintf(out + used, size - used, "%s+%u more", used ? " " : "", n - i);
+			return;
+		}
 		used += (size_t)snprintf(out + used, size - used, "%s%s", used ? "," : "", text);
 	}
+}
+
+/* One refused address of an answer, with what refused it. */
+struct refusal {
+	const uint8_t *addr;
+	struct crgw_decision d;
+};
+
+/*
+ * Audits the refused addresses of an answer that was given without them: one denial per reason and rule,
+ * naming the first such address in dst_ip and all of them in detail. A consumer that watches for
+ * private_address_blocked sees a rebinding attempt even when the name also has good addresses.
+ */
+static void audit_left_out(struct crgw_sandbox *sb, const struct crgw_dns_query *q, uint8_t family,
+			   const struct refusal *r, unsigned n)
+{
+	bool done[CRGW_DNS_CACHE_ADDRS] = { false };
+
+	for (unsigned i = 0; i < n; i++) {
+		const uint8_t *group[CRGW_DNS_CACHE_ADDRS];
+		char first[INET6_ADDRSTRLEN], list[100], detail[160];
+		unsigned m = 0;
+
+		if (done[i])
+			continue;
+		for (unsigned j = i; j < n; j++) {
+			if (done[j] || r[j].d.reason != r[i].d.reason ||
+			    (r[j].d.rule != r[i].d.rule &&
+			     (!r[j].d.rule || !r[i].d.rule || strcmp(r[j].d.rule, r[i].d.rule))))
+				continue;
+			done[j] = true;
+			group[m++] = r[j].addr;
+		}
+		inet_ntop(family, r[i].addr, first, sizeof(first));
+		addrs_text(family, group, m, list, sizeof(list));
+		snprintf(detail, sizeof(detail), "refused=%s (left out; the other addresses were answered)", list);
+		audit_dns(sb, q, false, r[i].d.reason, r[i].d.rule, first, detail);
+	}
+}
+
+/* The allow event's detail: the addresses handed out, the TTL, and what the sandbox did not get. */
+static void allow_detail(uint8_t family, const struct crgw_binding_addr *bind, unsigned n, unsigned ttl,
+			 unsigned refused, unsigned omitted, char *out, size_t size)
+{
+	const uint8_t *addrs[CRGW_DNS_CACHE_ADDRS];
+	char tail[120];
+	size_t used, head = strlen("addresses="), tlen;
+
+	used = (size_t)snprintf(tail, sizeof(tail), " ttl=%u", ttl);
+	if (refused)
+		used += (size_t)snprintf(tail + used, sizeof(tail) - used, " (refused addresses left out)");
+	if (omitted)
+		snprintf(tail + used, sizeof(tail) - used, " (%u more over the limit of %u left out)", omitted,
+			 CRGW_DNS_CACHE_ADDRS);
+	for (unsigned i = 0; i < n; i++)
+		addrs[i] = bind[i].addr;
+	/* The notes matter more than the full list: the list gets what room they leave. */
+	tlen = strlen(tail);
+	memcpy(out, "addresses=", head);
+	addrs_text(family, addrs, n, out + head, size - head - tlen);
+	used = strlen(out);
+	memcpy(out + used, tail, tlen + 1);
 }
 
 /*
@@ -237,27 +303,28 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 	const struct crgw_config *cfg = srv->cfg;
 	struct crgw_dns_answer ans[CRGW_DNS_CACHE_ADDRS];
 	struct crgw_binding_addr bind[CRGW_DNS_CACHE_ADDRS];
+	struct refusal refused[CRGW_DNS_CACHE_ADDRS];
 	int64_t now = crgw_monotonic_s();
-	unsigned ttl = clamp_ttl(cfg, e->expiry - now), n = 0, refused = 0;
-	struct crgw_decision d = { 0 }, first_refusal = { 0 };
+	unsigned ttl = clamp_ttl(cfg, e->expiry - now), n = 0, nrefused = 0;
 	uint8_t family = q->qtype == CRGW_DNS_A ? AF_INET : AF_INET6;
 	size_t alen = family == AF_INET ? 4 : 16;
-	const uint8_t *first_refused = NULL;
 
 	if (e->rcode != CRGW_DNS_NOERROR)
 		return build(out, cap, limit, msg, len, q, e->rcode, NULL, 0);
 	memset(bind, 0, e->naddrs * sizeof(bind[0]));
 	for (unsigned i = 0; i < e->naddrs; i++) {
 		struct crgw_host h;
+		struct crgw_decision d = { 0 };
 
+		/* The bytes as they came: the policy library sees through IPv4-mapped and other embedded forms. */
+		memset(&h, 0, sizeof(h));
 		h.kind = family == AF_INET ? CRGW_HOST_IPV4 : CRGW_HOST_IPV6;
 		memcpy(h.addr, e->addrs[i], alen);
 		crgw_policy_check_address(sb->policy, crgw_gateway_blocklist(), &h, CRGW_PORT_ANY, &d);
 		if (!d.allow) {
-			if (!refused++) {
-				first_refused = e->addrs[i];
-				first_refusal = d;
-			}
+			refused[nrefused].addr = e->addrs[i];
+			refused[nrefused].d = d;
+			nrefused++;
 			continue;
 		}
 		ans[n].type = q->qtype;
@@ -267,15 +334,15 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 		memcpy(bind[n].addr, e->addrs[i], alen);
 		n++;
 	}
-	if (refused && n == 0) {
+	if (nrefused && n == 0) {
 		char text[INET6_ADDRSTRLEN];
 
 		/* Every address is one the sandbox must never reach: the name does not exist for it. */
 		atomic_fetch_add(&sb->counters.dns_denied, 1);
 		COUNT(srv, denied);
-		inet_ntop(family, first_refused, text, sizeof(text));
+		inet_ntop(family, refused[0].addr, text, sizeof(text));
 		/* The reason and rule of the first refused address, which dst_ip names. */
-		audit_dns(sb, q, false, first_refusal.reason, first_refusal.rule, text, "resolved to a refused address");
+		audit_dns(sb, q, false, refused[0].d.reason, refused[0].d.rule, text, "resolved to a refused address");
 		return build(out, cap, limit, msg, len, q, denied_rcode(cfg), NULL, 0);
 	}
 	if (n) {
@@ -293,13 +360,11 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 		if (changed) {
 			struct crgw_host host;
 			struct crgw_decision allow = { 0 };
-			char detail[160], text[140];
+			char detail[160];
 
 			if (crgw_host_parse(q->name, q->name_len, &host, NULL) == 0)
 				crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &host, CRGW_PORT_ANY, &allow);
-			addrs_text(bind, n, text, sizeof(text));
-			snprintf(detail, sizeof(detail), "addresses=%s ttl=%u%s", text, ttl,
-				 refused ? " (refused addresses left out)" : "");
+			allow_detail(family, bind, n, ttl, nrefused, e->omitted, detail, sizeof(detail));
 			/* An allow that cannot be recorded is not given, and the next query tries again. */
 			if (audit_dns(sb, q, true, CRGW_REASON_NONE, allow.rule, NULL, detail) == -ENOBUFS) {
 				crgw_binding_forget(sb, q->name, family);
@@ -307,6 +372,8 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 				COUNT(srv, servfail);
 				return build(out, cap, limit, msg, len, q, CRGW_DNS_SERVFAIL, NULL, 0);
 			}
+			/* Audited with the answer they were left out of: once per binding change, like the allow. */
+			audit_left_out(sb, q, family, refused, nrefused);
 		}
 		if (!known) {
 			m->sb = sb;
@@ -480,37 +547,41 @@ static void upstream_done(void *arg, int status, int timeouts, unsigned char *ab
 
 	(void)timeouts;
 	if (status == ARES_SUCCESS && abuf) {
+		/* The hostent has every address of the answer: only it tells how many the array left out. */
+		struct hostent *all = NULL;
+		int n = CRGW_DNS_CACHE_ADDRS, r;
+
 		if (u->qtype == CRGW_DNS_A) {
 			struct ares_addrttl at[CRGW_DNS_CACHE_ADDRS];
-			int n = CRGW_DNS_CACHE_ADDRS;
-			int r = ares_parse_a_reply(abuf, alen, NULL, at, &n);
 
-			if (r == ARES_SUCCESS) {
-				for (int i = 0; i < n; i++) {
-					memcpy(e.addrs[i], &at[i].ipaddr, 4);
-					if (ttl_min < 0 || at[i].ttl < ttl_min)
-						ttl_min = at[i].ttl;
-				}
-				e.naddrs = (unsigned)n;
-			} else if (r != ARES_ENODATA) {
-				ok = false;
+			r = ares_parse_a_reply(abuf, alen, &all, at, &n);
+			for (int i = 0; r == ARES_SUCCESS && i < n; i++) {
+				memcpy(e.addrs[i], &at[i].ipaddr, 4);
+				if (ttl_min < 0 || at[i].ttl < ttl_min)
+					ttl_min = at[i].ttl;
 			}
 		} else {
 			struct ares_addr6ttl at[CRGW_DNS_CACHE_ADDRS];
-			int n = CRGW_DNS_CACHE_ADDRS;
-			int r = ares_parse_aaaa_reply(abuf, alen, NULL, at, &n);
 
-			if (r == ARES_SUCCESS) {
-				for (int i = 0; i < n; i++) {
-					memcpy(e.addrs[i], &at[i].ip6addr, 16);
-					if (ttl_min < 0 || at[i].ttl < ttl_min)
-						ttl_min = at[i].ttl;
-				}
-				e.naddrs = (unsigned)n;
-			} else if (r != ARES_ENODATA) {
-				ok = false;
+			r = ares_parse_aaaa_reply(abuf, alen, &all, at, &n);
+			for (int i = 0; r == ARES_SUCCESS && i < n; i++) {
+				memcpy(e.addrs[i], &at[i].ip6addr, 16);
+				if (ttl_min < 0 || at[i].ttl < ttl_min)
+					ttl_min = at[i].ttl;
 			}
 		}
+		if (r == ARES_SUCCESS) {
+			unsigned total = 0;
+
+			e.naddrs = (unsigned)n;
+			while (all && all->h_addr_list[total])
+				total++;
+			e.omitted = total > e.naddrs ? total - e.naddrs : 0;
+		} else if (r != ARES_ENODATA) {
+			ok = false;
+		}
+		if (all)
+			ares_free_hostent(all);
 	} else if (status == ARES_ENOTFOUND) {
 		e.rcode = CRGW_DNS_NXDOMAIN;
 	} else if (status == ARES_ENODATA) {

@@ -11,12 +11,16 @@
 #define STRIPES 64
 #define BUCKETS_PER_STRIPE 256
 
+/* Sized to its answer: the addresses it holds, then its name. */
 struct entry {
 	struct entry *next;
 	uint16_t qtype;
 	uint64_t hash;
-	struct crgw_dns_cached value;
-	char name[];
+	int rcode;
+	int64_t expiry;
+	unsigned naddrs, omitted;
+	char *name; /* after the addresses, in the same allocation */
+	uint8_t addrs[][16];
 };
 
 struct stripe {
@@ -74,12 +78,12 @@ bool crgw_dns_cache_get(const char *name, uint16_t qtype, struct crgw_dns_cached
 	pthread_mutex_lock(&s->lock);
 	for (struct entry *e = s->buckets[(h / STRIPES) % BUCKETS_PER_STRIPE]; e; e = e->next)
 		if (e->hash == h && e->qtype == qtype && !strcmp(e->name, name)) {
-			if (e->value.expiry > now) {
-				/* Only the slots in use: most answers hold one or two of sixteen. */
-				out->rcode = e->value.rcode;
-				out->expiry = e->value.expiry;
-				out->naddrs = e->value.naddrs;
-				memcpy(out->addrs, e->value.addrs, e->value.naddrs * sizeof(out->addrs[0]));
+			if (e->expiry > now) {
+				out->rcode = e->rcode;
+				out->expiry = e->expiry;
+				out->naddrs = e->naddrs;
+				out->omitted = e->omitted;
+				memcpy(out->addrs, e->addrs, e->naddrs * sizeof(out->addrs[0]));
 				found = true;
 			}
 			break;
@@ -102,7 +106,7 @@ static void evict(struct stripe *s, unsigned bucket_hint)
 		struct entry **pp = &s->buckets[b];
 
 		while (*pp) {
-			if ((*pp)->value.expiry <= now) {
+			if ((*pp)->expiry <= now) {
 				struct entry *e = *pp;
 
 				*pp = e->next;
@@ -117,7 +121,7 @@ static void evict(struct stripe *s, unsigned bucket_hint)
 		struct entry **pp = &s->buckets[(bucket_hint + i) % BUCKETS_PER_STRIPE], **oldest = NULL;
 
 		for (; *pp; pp = &(*pp)->next)
-			if (!oldest || (*pp)->value.expiry < (*oldest)->value.expiry)
+			if (!oldest || (*pp)->expiry < (*oldest)->expiry)
 				oldest = pp;
 		if (oldest) {
 			struct entry *e = *oldest;
@@ -135,24 +139,34 @@ void crgw_dns_cache_put(const char *name, uint16_t qtype, const struct crgw_dns_
 	uint64_t h = hash_name(name, qtype);
 	struct stripe *s = &stripes[h % STRIPES];
 	unsigned b = (h / STRIPES) % BUCKETS_PER_STRIPE;
-	size_t nlen = strlen(name);
-	struct entry *e;
+	unsigned naddrs = entry->naddrs < CRGW_DNS_CACHE_ADDRS ? entry->naddrs : CRGW_DNS_CACHE_ADDRS;
+	size_t nlen = strlen(name), abytes = naddrs * sizeof(entry->addrs[0]);
+	struct entry *e = malloc(sizeof(*e) + abytes + nlen + 1), **pp;
 
+	if (!e)
+		return; /* not cached: the next query asks upstream again */
+	e->qtype = qtype;
+	e->hash = h;
+	e->rcode = entry->rcode;
+	e->expiry = entry->expiry;
+	e->naddrs = naddrs;
+	e->omitted = entry->omitted + (entry->naddrs - naddrs);
+	memcpy(e->addrs, entry->addrs, abytes);
+	e->name = (char *)e->addrs + abytes;
+	memcpy(e->name, name, nlen + 1);
 	pthread_mutex_lock(&s->lock);
-	for (e = s->buckets[b]; e; e = e->next)
-		if (e->hash == h && e->qtype == qtype && !strcmp(e->name, name)) {
-			e->value = *entry;
+	/* A new answer for a cached (name, type) replaces the old entry: its size may differ. */
+	for (pp = &s->buckets[b]; *pp; pp = &(*pp)->next)
+		if ((*pp)->hash == h && (*pp)->qtype == qtype && !strcmp((*pp)->name, name)) {
+			struct entry *old = *pp;
+
+			e->next = old->next;
+			*pp = e;
+			free(old);
 			goto out;
 		}
 	if (s->count >= stripe_max)
 		evict(s, b);
-	e = malloc(sizeof(*e) + nlen + 1);
-	if (!e)
-		goto out; /* not cached: the next query asks upstream again */
-	e->qtype = qtype;
-	e->hash = h;
-	e->value = *entry;
-	memcpy(e->name, name, nlen + 1);
 	e->next = s->buckets[b];
 	s->buckets[b] = e;
 	s->count++;

@@ -306,15 +306,18 @@ static void start_request(struct tunnel *t)
 	t->detail[0] = '\0';
 	t->rule[0] = '\0';
 	t->host.len = 0;
+	t->asked[0] = '\0';
 	event_del(&t->cread);
 	x->rq = RQ_WAIT;
 	if (r->method == HTTP_CONNECT) {
+		proxy_note_asked(t, target, r->target.len);
 		proxy_refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID,
 			     t->transparent ? "CONNECT on a redirected connection" : "CONNECT after other requests");
 		return;
 	}
 	rc = crgw_http_absolute_target(target, r->target.len, &x->authority, &x->path, &why);
 	if (rc == -EINVAL) {
+		proxy_note_asked(t, target, r->target.len);
 		proxy_refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, why);
 		return;
 	}
@@ -322,6 +325,9 @@ static void start_request(struct tunnel *t)
 		x->authority.off += r->target.off;
 		x->path.off += r->target.off;
 	} else if (!t->transparent) {
+		/* An origin-form request names its destination, if at all, in Host. */
+		if (r->host.len)
+			proxy_note_asked(t, t->head + r->host.off, r->host.len);
 		proxy_refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, "a proxy request needs an absolute URL");
 		return;
 	} else if (r->host.len == 0) {
@@ -335,6 +341,7 @@ static void start_request(struct tunnel *t)
 	if (crgw_hostport_parse(t->head + x->authority.off, x->authority.len, t->transparent ? x->dialled_port : 80,
 				&t->host, &t->port, &why)) {
 		t->host.len = 0;
+		proxy_note_asked(t, t->head + x->authority.off, x->authority.len);
 		proxy_refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, why);
 		return;
 	}
@@ -578,6 +585,9 @@ static void http_run(struct tunnel *t)
 				return;
 			}
 			if (rc != -EAGAIN) {
+				/* What this request named, not what the previous one did (t->host still says that). */
+				t->asked[0] = '\0';
+				proxy_note_request_line(t);
 				if (rc == -E2BIG)
 					proxy_refuse(t, 431, "Request Header Fields Too Large",
 						     CRGW_REASON_REQUEST_INVALID, "request head over 16 KiB");

@@ -61,7 +61,10 @@ void proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum c
 	AUDIT_SET(ev.run_id, t->sb->run_id);
 	AUDIT_SET(ev.policy_hash, t->sb->policy_hash);
 	inet_ntop(AF_INET, &t->sb->guest, ev.src_ip, sizeof(ev.src_ip));
-	if (t->host.len)
+	/* A request refused as malformed names what it asked for; the connection's end names its host. */
+	if (kind == CRGW_AUDIT_DECISION && t->asked[0])
+		AUDIT_SET(ev.dst_host, t->asked);
+	else if (t->host.len)
 		AUDIT_SET(ev.dst_host, t->host.text);
 	if (t->upstream.sa.sa_family == AF_INET)
 		inet_ntop(AF_INET, &t->upstream.in.sin_addr, ev.dst_ip, sizeof(ev.dst_ip));
@@ -492,12 +495,47 @@ void proxy_decide_and_connect(struct tunnel *t)
 	upstream_connect_address(t, &to);
 }
 
-/* Names an unparsable target in the audit event as the client wrote it (bounded, escaped by the writer). */
-static void detail_target(struct tunnel *t, const char *what)
+void proxy_note_asked(struct tunnel *t, const char *text, size_t len)
 {
-	const struct crgw_http_span *s = &t->req->req.target;
+	const char *scheme = len >= 3 ? memmem(text, len, "://", 3) : NULL;
+	const char *at;
+	size_t n = 0;
 
-	snprintf(t->detail, sizeof(t->detail), "%s: %.*s", what, (int)(s->len < 100 ? s->len : 100), t->head + s->off);
+	if (scheme) {
+		len -= (size_t)(scheme + 3 - text);
+		text = scheme + 3;
+	}
+	/* A path or query may carry tokens: only what comes before them names the destination. */
+	while (n < len && text[n] != '/' && text[n] != '?' && text[n] != '#')
+		n++;
+	/* "user:password@host" keeps its password out of the log. */
+	while ((at = memchr(text, '@', n))) {
+		n -= (size_t)(at + 1 - text);
+		text = at + 1;
+	}
+	AUDIT_SET_RAW(t->asked, text, n);
+}
+
+void proxy_note_request_line(struct tunnel *t)
+{
+	const char *line = t->head, *eol, *sp1, *sp2;
+	size_t len = t->head_len;
+
+	eol = memchr(line, '\n', len);
+	if (!eol)
+		return; /* not even the request line: nothing was named */
+	len = (size_t)(eol - line);
+	if (len && line[len - 1] == '\r')
+		len--;
+	/*
+	 * The target runs from the method to the version: a line that did not parse may hold spaces in its
+	 * target ("CONNECT no port here HTTP/1.1"), and the client asked for all of it.
+	 */
+	sp1 = memchr(line, ' ', len);
+	sp2 = memrchr(line, ' ', len);
+	if (!sp1 || sp2 <= sp1 + 1)
+		return;
+	proxy_note_asked(t, sp1 + 1, (size_t)(sp2 - sp1 - 1));
 }
 
 /* A CONNECT head: the target decides, and the bytes after the head are the tunnel's first. */
@@ -514,8 +552,8 @@ static void connect_request(struct tunnel *t)
 	if (crgw_hostport_parse(t->head + r->target.off, r->target.len, 0, &t->host, &t->port, &why) ||
 	    t->port == 0) {
 		t->host.len = 0;
-		detail_target(t, why ? why : "CONNECT needs host:port");
-		proxy_refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, NULL);
+		proxy_note_asked(t, t->head + r->target.off, r->target.len);
+		proxy_refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, why ? why : "CONNECT needs host:port");
 		return;
 	}
 	proxy_decide_and_connect(t);
@@ -543,6 +581,8 @@ static void on_request(evutil_socket_t fd, short what, void *arg)
 	if (r == -EAGAIN)
 		return; /* need more */
 	event_del(&t->cread);
+	if (r)
+		proxy_note_request_line(t);
 	if (r == -E2BIG) {
 		proxy_refuse(t, 431, "Request Header Fields Too Large", CRGW_REASON_REQUEST_INVALID,
 			     "request head over 16 KiB");
@@ -711,6 +751,7 @@ static void tls_decision(struct tunnel *t, const struct crgw_tls_hello *hello)
 	}
 	if (crgw_host_parse(hello->sni, hello->sni_len, &t->host, NULL) || t->host.kind != CRGW_HOST_NAME) {
 		t->host.len = 0;
+		AUDIT_SET_RAW(t->asked, hello->sni, hello->sni_len);
 		proxy_refuse(t, 0, NULL, CRGW_REASON_REQUEST_INVALID, "the SNI is not a host name");
 		return;
 	}

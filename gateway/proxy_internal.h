@@ -64,6 +64,8 @@ struct tunnel {
 	struct http_exchange *http;   /* HTTP forwarding on this connection */
 	/* the decision and the upstream */
 	struct crgw_host host;
+	/* The destination as the client named it, escaped (proxy_note_asked): dst_host while host.len is 0. */
+	char asked[CRGW_HOST_NAME_MAX + 1];
 	uint16_t port;
 	char rule[96];
 	char detail[160]; /* what the audit events say about the request (HTTP: method and path) */
@@ -93,6 +95,15 @@ void proxy_linger(struct tunnel *t);
 void proxy_refuse(struct tunnel *t, int status, const char *text, enum crgw_reason reason, const char *detail);
 void proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
 		 const char *detail);
+/*
+ * Records the destination a request named, as the client wrote it (`len` borrowed bytes: a CONNECT target,
+ * an absolute URL, a Host field), for the audit of a refusal that has no normalized host: what follows
+ * "://" if there is one, up to a path, query or fragment ('/', '?', '#'), which may carry tokens; never
+ * user information (anything up to an '@'); escaped and bounded by crgw_audit_copy_raw.
+ */
+void proxy_note_asked(struct tunnel *t, const char *text, size_t len);
+/* The same from the request line of a head that did not parse (its target, if the line is complete). */
+void proxy_note_request_line(struct tunnel *t);
 /* Decides t->host:t->port for the sandbox; a denial is refused (403) and false returned. */
 bool proxy_decide(struct tunnel *t);
 /* proxy_decide, then resolves and connects (then proxy_connected). */

@@ -185,7 +185,8 @@ void crgw_audit_unknown(const struct sockaddr_in *peer, int ifindex, const char 
 
 /* ---- DNS bindings (SPEC section 5): what the gateway's resolver told this sandbox ---------------- */
 
-#define CRGW_BINDING_ADDRS 16
+/* As many as the DNS cache keeps of one answer (CRGW_DNS_CACHE_ADDRS): a binding never cuts an answer short. */
+#define CRGW_BINDING_ADDRS 64
 
 struct crgw_binding_addr {
 	uint8_t family; /* AF_INET or AF_INET6 */

@@ -23,7 +23,12 @@
 #define ATTEMPT_DELAY_MS 250
 /* How long IPv4 answers wait for a late IPv6 lookup before racing without it. */
 #define RESOLUTION_DELAY_MS 50
-#define RACE_ADDRS (2 * CRGW_DNS_CACHE_ADDRS)
+/*
+ * Addresses one race tries at most. At ATTEMPT_DELAY_MS apart, 32 attempts take 8 s, close to the
+ * CONNECT_TIMEOUT_S of the first: more would only make a dead destination fail later, and each costs an
+ * event in every connection that is racing.
+ */
+#define RACE_ADDRS 32
 
 struct attempt {
 	struct upstream_race *race;
@@ -209,9 +214,10 @@ static void add_addresses(struct upstream_race *r, int family, const struct crgw
 			}
 			continue;
 		}
-		if (family == AF_INET6)
+		/* Beyond what a race tries: the rest of a long answer waits for the next connection. */
+		if (family == AF_INET6 && n6 < RACE_ADDRS)
 			v6[n6++] = a;
-		else
+		else if (family == AF_INET && n4 < RACE_ADDRS)
 			v4[n4++] = a;
 	}
 	while ((i6 < n6 || i4 < n4) && n < RACE_ADDRS) {

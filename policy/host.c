@@ -278,7 +278,7 @@ int crgw_hostport_parse(const char *in, size_t len, uint16_t default_port, struc
 			if (in[hlen] != ':')
 				return fail(why, "expected ':' and a port after ']'");
 			if (parse_port(in + hlen + 1, len - hlen - 1, port, why))
-				return -EINVAL;
+				return -ERANGE;
 		}
 		return crgw_host_parse(in, hlen, host, why);
 	}
@@ -288,8 +288,73 @@ int crgw_hostport_parse(const char *in, size_t len, uint16_t default_port, struc
 		return crgw_host_parse(in, len, host, why);
 	if (colon) {
 		if (parse_port(colon + 1, len - (size_t)(colon - in) - 1, port, why))
-			return -EINVAL;
+			return -ERANGE;
 		len = (size_t)(colon - in);
 	}
 	return crgw_host_parse(in, len, host, why);
+}
+
+/* ---- IPv4 addresses inside IPv6 addresses -------------------------------------------------------- */
+
+static bool all_zero(const uint8_t *a, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (a[i])
+			return false;
+	return true;
+}
+
+/*
+ * Every form whose IPv4 address a packet can end up at: mapped (the socket speaks IPv4), translated by a
+ * NAT64 or SIIT box, tunnelled by 6to4 or Teredo, or the deprecated compatible form some stacks still
+ * tunnel. A checker that saw only the IPv6 address would let ::ffff:127.0.0.1 or 64:ff9b::a9fe:a9fe past
+ * every IPv4 range it refuses.
+ */
+enum crgw_embed crgw_host_embedded_ipv4(const struct crgw_host *h, struct crgw_host *v4)
+{
+	static const uint8_t nat64[12] = { 0, 0x64, 0xff, 0x9b };
+	const uint8_t *a = h->addr;
+	enum crgw_embed form = CRGW_EMBED_NONE;
+	uint8_t b[4];
+
+	if (h->kind != CRGW_HOST_IPV6)
+		return CRGW_EMBED_NONE;
+	memcpy(b, a + 12, 4);
+	if (is_v4_mapped(a)) {
+		form = CRGW_EMBED_MAPPED;
+	} else if (all_zero(a, 12)) {
+		/* :: and ::1 are the unspecified and loopback addresses, not IPv4 0.0.0.0 and 0.0.0.1. */
+		if (!all_zero(a + 12, 3) || a[15] > 1)
+			form = CRGW_EMBED_COMPATIBLE;
+	} else if (all_zero(a, 8) && a[8] == 0xff && a[9] == 0xff && a[10] == 0 && a[11] == 0) {
+		form = CRGW_EMBED_TRANSLATED;
+	} else if (memcmp(a, nat64, sizeof(nat64)) == 0) {
+		form = CRGW_EMBED_NAT64;
+	} else if (a[0] == 0x20 && a[1] == 0x02) {
+		form = CRGW_EMBED_6TO4;
+		memcpy(b, a + 2, 4);
+	} else if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0) {
+		/* Teredo keeps the client's address inverted, so that NATs do not rewrite it in transit. */
+		form = CRGW_EMBED_TEREDO;
+		for (int i = 0; i < 4; i++)
+			b[i] = (uint8_t)~b[i];
+	}
+	/* Copied out first: `v4` may be `h` itself. */
+	if (form != CRGW_EMBED_NONE)
+		set_ipv4(v4, b);
+	return form;
+}
+
+const char *crgw_embed_str(enum crgw_embed form)
+{
+	switch (form) {
+	case CRGW_EMBED_MAPPED: return "ipv4-mapped";
+	case CRGW_EMBED_COMPATIBLE: return "ipv4-compatible";
+	case CRGW_EMBED_TRANSLATED: return "ipv4-translated";
+	case CRGW_EMBED_NAT64: return "nat64";
+	case CRGW_EMBED_6TO4: return "6to4";
+	case CRGW_EMBED_TEREDO: return "teredo";
+	case CRGW_EMBED_NONE: break;
+	}
+	return NULL;
 }

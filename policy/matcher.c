@@ -397,6 +397,37 @@ static bool address_checks(const struct crgw_blocklist *blocked, const struct cr
 	return false;
 }
 
+/*
+ * The checks an IPv4 address carried inside an IPv6 one must pass as well (docs/policy.md): the gateway's
+ * blocked ranges, CIDR deny rules for IPv4, and the special ranges, which an IPv4 allow rule at least as
+ * specific still opens (as it would for the IPv4 address itself). Returns true when they refused.
+ */
+static bool embedded_checks(const struct matcher *m, const struct crgw_blocklist *blocked,
+			    const struct crgw_host *v4, uint16_t port, enum crgw_reason deny_reason,
+			    struct crgw_decision *out)
+{
+	struct scan s = { 0 };
+
+	scan_networks(m, v4, port, &s);
+	return address_checks(blocked, v4, &s, deny_reason, out);
+}
+
+/*
+ * Sorts out an IP host before it is matched: an IPv4-mapped address is the IPv4 address (a socket
+ * connects to it over IPv4), so it is matched as that, whoever built the host; any other form that
+ * carries an IPv4 address is matched as itself and returns true with `v4` set, for embedded_checks.
+ */
+static bool carries_ipv4(const struct crgw_host **h, struct crgw_host *v4)
+{
+	enum crgw_embed form = crgw_host_embedded_ipv4(*h, v4);
+
+	if (form == CRGW_EMBED_MAPPED) {
+		*h = v4;
+		return false;
+	}
+	return form != CRGW_EMBED_NONE;
+}
+
 void matcher_decide(const struct matcher *m, bool default_allow, const struct crgw_blocklist *blocked,
 		    const struct crgw_host *host, uint16_t port, struct crgw_decision *out)
 {
@@ -410,9 +441,14 @@ void matcher_decide(const struct matcher *m, bool default_allow, const struct cr
 			return;
 		}
 	} else {
+		struct crgw_host v4;
+		bool embedded = carries_ipv4(&host, &v4);
+
 		not_allowed = CRGW_REASON_IP_LITERAL_NOT_ALLOWED;
 		scan_networks(m, host, port, &s);
 		if (address_checks(blocked, host, &s, not_allowed, out))
+			return;
+		if (embedded && embedded_checks(m, blocked, &v4, port, not_allowed, out))
 			return;
 	}
 	if (s.allow)
@@ -427,13 +463,18 @@ void matcher_check_address(const struct matcher *m, const struct crgw_blocklist 
 			   const struct crgw_host *addr, uint16_t port, struct crgw_decision *out)
 {
 	struct scan s = { 0 };
+	struct crgw_host v4;
+	bool embedded;
 
 	if (addr->kind == CRGW_HOST_NAME) {
 		decide(out, false, CRGW_REASON_PRIVATE_ADDRESS_BLOCKED, RULE_SPECIAL);
 		return;
 	}
+	embedded = carries_ipv4(&addr, &v4);
 	scan_networks(m, addr, port, &s);
 	if (address_checks(blocked, addr, &s, CRGW_REASON_HOST_NOT_ALLOWED, out))
+		return;
+	if (embedded && embedded_checks(m, blocked, &v4, port, CRGW_REASON_HOST_NOT_ALLOWED, out))
 		return;
 	decide(out, true, CRGW_REASON_NONE, s.allow ? s.allow->origin : NULL);
 }

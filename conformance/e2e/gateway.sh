@@ -38,6 +38,14 @@ sandbox:
       - host: loopback.test
       - host: other.test
         ports: [22]
+      - host: mapped.test
+      - host: nat64.test
+      - host: sixtofour.test
+      - host: teredo.test
+      - host: mapped-host.test
+      - host: mapped-web.test
+      - host: mixed.test
+      - host: wide.test
 YAML
 
 gw_start "$T" || { echo "Bail out! crgw did not start"; exit 1; }
@@ -107,6 +115,50 @@ ok $? "... audited as private_address_blocked with the address"
 out=$(run sh -c "$(kq loopback.test A)" 2>&1)
 grep -q 'status: NXDOMAIN' <<<"$out"
 ok $? "a name resolving to loopback is refused"
+
+# IPv6 addresses that carry an IPv4 address are checked as that address (docs/policy.md).
+out=$(run sh -c "$(kq mapped.test AAAA)" 2>&1)
+grep -q 'status: NXDOMAIN' <<<"$out" && ! grep -q 'ffff:127' <<<"$out"
+ok $? "an AAAA answer of ::ffff:127.0.0.1 (IPv4-mapped loopback) is refused"
+audit_has "$AUDIT" 'select(.dst_host=="mapped.test" and .qtype=="AAAA" and .action=="deny" and .reason_code=="private_address_blocked" and .dst_ip=="::ffff:127.0.0.1")'
+ok $? "... audited as private_address_blocked with the address as answered"
+for name in nat64 sixtofour teredo; do
+	out=$(run sh -c "$(kq $name.test AAAA)" 2>&1)
+	grep -q 'status: NXDOMAIN' <<<"$out"
+	ok $? "the $name form of loopback in an AAAA answer is refused too"
+	audit_has "$AUDIT" "select(.dst_host==\"$name.test\" and .reason_code==\"private_address_blocked\")"
+	ok $? "... audited as private_address_blocked"
+done
+out=$(run sh -c "$(kq mapped-host.test AAAA)" 2>&1)
+grep -q 'status: NXDOMAIN' <<<"$out"
+ok $? "an IPv4-mapped form of the gateway host's own address is refused"
+audit_has "$AUDIT" 'select(.dst_host=="mapped-host.test" and .reason_code=="private_address_blocked" and .rule=="gateway.blocked_ranges")'
+ok $? "... by the gateway's blocked ranges"
+out=$(run sh -c "$(kq mapped-web.test AAAA) +noall +answer" 2>&1)
+grep -q '::ffff:203.0.113.10' <<<"$out"
+ok $? "an IPv4-mapped form of an ordinary upstream address is answered"
+
+# A mix of good and refused addresses: the good ones are answered, the refused ones audited.
+out=$(run sh -c "$(kq mixed.test A) +noall +answer" 2>&1)
+grep -q '203\.0\.113\.10' <<<"$out" && ! grep -q '127\.0\.0\.' <<<"$out"
+ok $? "a name with good and loopback addresses is answered with the good ones only"
+audit_has "$AUDIT" 'select(.dst_host=="mixed.test" and .qtype=="A" and .action=="allow" and (.detail | test("refused addresses left out")))'
+ok $? "... the allow event says addresses were left out"
+audit_has "$AUDIT" 'select(.dst_host=="mixed.test" and .qtype=="A" and .action=="deny" and .reason_code=="private_address_blocked" and .dst_ip=="127.0.0.3" and (.detail | test("127\\.0\\.0\\.3,127\\.0\\.0\\.4")))'
+ok $? "... and the refused addresses are audited as private_address_blocked, all of them named"
+out=$(run sh -c "$(kq mixed.test AAAA) +noall +answer" 2>&1)
+grep -q '2001:db8:113::10' <<<"$out" && ! grep -q 'ffff' <<<"$out"
+ok $? "the same in AAAA: the IPv4-mapped loopback address is left out"
+audit_has "$AUDIT" 'select(.dst_host=="mixed.test" and .qtype=="AAAA" and .action=="deny" and .reason_code=="private_address_blocked" and .dst_ip=="::ffff:127.0.0.1")'
+ok $? "... and audited"
+
+# More addresses than the gateway keeps of one answer (70 > 64): cut, and the allow event says so.
+out=$(run sh -c "$(kq +tcp wide.test A) +noall +answer" 2>&1)
+n=$(grep -c 'IN[[:space:]]*A[[:space:]]*203\.0\.113\.1[0-6][0-9]' <<<"$out")
+[ "$n" -eq 64 ]
+ok $? "an answer of 70 addresses is answered with 64 (got $n)"
+audit_has "$AUDIT" 'select(.dst_host=="wide.test" and .action=="allow" and (.detail | test("\\+[0-9]+ more ttl=[0-9]+ \\(6 more over the limit of 64 left out\\)$")))'
+ok $? "... and the allow event says 6 were left out over the limit"
 
 # A header claiming two questions: FORMERR, answered with the same id (bytes 3-4: flags; rcode 1).
 out=$(run bash -c 'exec 3<>/dev/udp/$CRGW_GATEWAY/53; printf "\x12\x34\x01\x00\x00\x02\x00\x00\x00\x00\x00\x00" >&3; timeout 3 head -c 4 <&3 | od -An -tx1' 2>&1)

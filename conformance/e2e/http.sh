@@ -89,6 +89,11 @@ ok $? "a redirected request without Host has nothing to decide on: 400 request_i
 out=$(raw "$TN_WEB1/80" 'GET / HTTP/1.1\r\nHost: allowed.test:8080\r\n\r\n')
 [ "$(status_of "$out")" = 400 ]
 ok $? "a Host naming another port than the one dialled gets 400"
+out=$(raw "$TN_WEB1/80" 'GET / HTTP/1.1\r\nHost: 0177.0.0.1\r\n\r\n')
+[ "$(status_of "$out")" = 400 ] && grep -q '^request_invalid' <<<"$out"
+ok $? "a Host that is an octal spelling of an address gets 400 request_invalid"
+audit_has "$AUDIT" 'select(.service=="http" and .reason_code=="request_invalid" and .dst_host=="0177.0.0.1")'
+ok $? "... audited with the Host as written in dst_host"
 
 # ---- request smuggling ---------------------------------------------------------------------------
 # Each is refused with 400 request_invalid, and none reaches the upstream as a request of its own.
@@ -118,6 +123,11 @@ smuggle "an invalid chunk size" "$TN_WEB1/80" "POST /echo HTTP/1.1\r\n${H}Transf
 smuggle "a chunk size that overflows" "$TN_WEB1/80" "POST /echo HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n10000000000000000\r\nhello\r\n0\r\n\r\n"
 audit_has "$AUDIT" 'select(.service=="http" and .reason_code=="request_invalid" and .detail=="obsolete line folding")'
 ok $? "... each audited as request_invalid with what was wrong"
+out=$(raw gw/3128 'GET http://allowed.test/echo?token=abc HTTP/1.1\r\nHost: allowed.test\r\nX-A: 1\r\n X-B: 2\r\n\r\n')
+[ "$(status_of "$out")" = 400 ]
+ok $? "a folded head on the explicit proxy gets 400"
+audit_has "$AUDIT" 'select(.reason_code=="request_invalid" and .detail=="obsolete line folding" and .dst_host=="allowed.test")'
+ok $? "... audited naming the URL's host from the request line, without path or query"
 
 out=$(raw "$TN_WEB1/80" "POST /echo HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nGET /echo HTTP/1.1\r\n${H}Connection: close\r\n\r\n")
 [ "$(statuses "$out")" = "200 200" ] && grep -q '"body_length": *11' <<<"$out"
@@ -170,6 +180,15 @@ ok $? "... audited, and the connection ends"
 out=$(raw gw/3128 'GET /echo HTTP/1.1\r\nHost: allowed.test\r\n\r\n')
 [ "$(status_of "$out")" = 400 ] && grep -q '^request_invalid' <<<"$out"
 ok $? "an origin-form request to the explicit proxy gets 400 request_invalid"
+audit_has "$AUDIT" 'select(.service=="http" and .reason_code=="request_invalid" and .detail=="a proxy request needs an absolute URL" and .dst_host=="allowed.test")'
+ok $? "... audited naming its Host"
+out=$(raw gw/3128 'GET http://user:secret@0x7f000001/x?token=abc HTTP/1.1\r\nHost: 0x7f000001\r\n\r\n')
+[ "$(status_of "$out")" = 400 ]
+ok $? "a URL with user information and a hex host gets 400"
+audit_has "$AUDIT" 'select(.service=="http" and .reason_code=="request_invalid" and .dst_host=="0x7f000001")'
+ok $? "... audited naming the host, without the user information"
+! grep -q 'secret\|token=abc' "$AUDIT"
+ok $? "... which appears nowhere in the audit log"
 out=$(raw gw/3128 'GET https://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n')
 [ "$(status_of "$out")" = 400 ]
 ok $? "an https URL without CONNECT gets 400"

@@ -41,6 +41,14 @@ sandbox:
         ports: [80]
       - host: 2001:db8:113::/64
         ports: [80]
+      - host: mapped.test
+        ports: [80]
+      - host: nat64.test
+        ports: [80]
+      - host: mapped-web.test
+        ports: [80]
+      - host: mixed.test
+        ports: [80]
 YAML
 # A 64 MiB blob on the upstream web server, and its digest.
 head -c $((64 << 20)) /dev/urandom >"$T/net/www/$TN_WEB1/blob"
@@ -79,6 +87,22 @@ check_refusal 203.0.113.10:80 403 ip_literal_not_allowed
 check_refusal pool.test:80 403 private_address_blocked
 check_refusal "$TN_HOST:80" 403 private_address_blocked
 check_refusal 'no port here' 400 request_invalid
+audit_has "$AUDIT" 'select(.service=="connect" and .reason_code=="request_invalid" and .dst_host=="no\\x20port\\x20here")'
+ok $? "... naming the target as the client wrote it, escaped, in dst_host"
+check_refusal 0177.0.0.1:443 400 request_invalid
+audit_has "$AUDIT" 'select(.service=="connect" and .reason_code=="request_invalid" and .dst_host=="0177.0.0.1:443" and .dst_port==443 and (.detail | test("dotted-quad")))'
+ok $? "... with the octal target in dst_host and why in detail"
+check_refusal 'user:secret@evil.test' 400 request_invalid
+audit_has "$AUDIT" 'select(.service=="connect" and .reason_code=="request_invalid" and .dst_host=="evil.test")'
+ok $? "... and user information never reaches the audit log"
+! grep -q secret "$AUDIT"
+ok $? "... anywhere in it"
+# A name whose only address is an IPv4-mapped or NAT64 form of loopback: the gateway's own loopback must
+# never be the upstream.
+check_refusal mapped.test:80 403 private_address_blocked
+audit_has "$AUDIT" 'select(.service=="connect" and .dst_host=="mapped.test" and .reason_code=="private_address_blocked" and .dst_ip=="::ffff:127.0.0.1")'
+ok $? "... naming the IPv4-mapped address"
+check_refusal nat64.test:80 403 private_address_blocked
 # Allowed, but nothing listens there: the upstream answers with a reset.
 check_refusal other.test:8080 502 upstream_unreachable
 
@@ -111,6 +135,14 @@ ok $? "with both families answering, IPv6 is tried first and wins (got: $out)"
 out=$(run sh -c 's=$(date +%s%N); curl -s --max-time 10 -p http://slow6.test/; echo " $((($(date +%s%N) - s) / 1000000))"' 2>&1)
 [ "${out%%$'\n'*}" = "upstream $TN_WEB1" ] && [ "${out##* }" -lt 2500 ]
 ok $? "an IPv6 address that never answers does not hold the connection: IPv4 wins after the 250 ms stagger (took ${out##* } ms)"
+out=$(run curl -s --max-time 10 -p http://mapped-web.test/ 2>&1)
+[ "$out" = "upstream $TN_WEB1" ]
+ok $? "an IPv4-mapped address of an allowed upstream is connected, over IPv4 (got: $out)"
+out=$(run curl -s --max-time 10 -p http://mixed.test/ 2>&1)
+[ "$out" = "upstream $TN_WEB6" ] || [ "$out" = "upstream $TN_WEB1" ]
+ok $? "a name with good and loopback addresses is reached at a good one (got: $out)"
+audit_has "$AUDIT" 'select(.service=="connect" and .action=="allow" and .dst_host=="mixed.test" and (.dst_ip | test("127|ffff") | not))'
+ok $? "... audited with that upstream address"
 out=$(run bash -c "$(connect_raw '[2001:db8:113::10]:80')" 2>&1)
 grep -q '^HTTP/1.1 200 ' <<<"$out"
 ok $? "an IPv6 literal target allowed by a CIDR rule is connected"
@@ -136,6 +168,11 @@ out=$(run sh -c "getent ahostsv4 allowed.test >/dev/null; echo | timeout 5 opens
 ok $? "an SNI that the gateway's DNS did not bind to the dialled address gets no upstream"
 audit_has "$AUDIT" "select(.service==\"tls\" and .reason_code==\"sni_mismatch\" and .dst_ip==\"$TN_WEB2\")"
 ok $? "... audited as sni_mismatch"
+out=$(run sh -c "getent ahostsv4 allowed.test >/dev/null; echo | timeout 5 openssl s_client -connect $TN_WEB1:443 -servername xn--zz.test 2>&1" 2>&1)
+! grep -q 'BEGIN CERTIFICATE' <<<"$out"
+ok $? "an SNI that is not a host name (invalid punycode) gets no upstream"
+audit_has "$AUDIT" 'select(.service=="tls" and .reason_code=="request_invalid" and .dst_host=="xn--zz.test" and .detail=="the SNI is not a host name")'
+ok $? "... audited as request_invalid naming the SNI in dst_host"
 out=$(run sh -c "echo | timeout 5 openssl s_client -connect $TN_WEB1:443 -servername denied.test 2>&1" 2>&1)
 ! grep -q 'BEGIN CERTIFICATE' <<<"$out"
 ok $? "an SNI naming a denied host gets no upstream"

@@ -23,6 +23,12 @@
 # proxies' IPv6 paths: v6only.test (AAAA 2001:db8:113::10 only), dual.test (203.0.113.10 and
 # 2001:db8:113::10), slow6.test (203.0.113.10 and 2001:db8:113::99, where no host answers: a connect there
 # hangs until neighbour discovery gives up), allowed.test (AAAA 2001:db8::10: blackholed, fails at once).
+# Names for the address checks: AAAA records that carry an IPv4 address, mapped.test (::ffff:127.0.0.1),
+# nat64.test (64:ff9b::7f00:1), sixtofour.test (2002:7f00:1::1), teredo.test (client 127.0.0.1),
+# mapped-host.test (::ffff:203.0.113.1, the root namespace's own address), mapped-web.test
+# (::ffff:203.0.113.10, a web server); mixed.test (A 203.0.113.10, 127.0.0.3 and 127.0.0.4; AAAA
+# 2001:db8:113::10 and ::ffff:127.0.0.1: good and loopback addresses in one answer); wide.test (70 A
+# records, 203.0.113.100-169, more than a gateway keeps of one answer).
 #
 # Servers (conformance/lib/testnet_servers.py for HTTP, HTTPS and the banner). HTTP on :80 and HTTPS on :443
 # of each web address serve the same directory, STATE_DIR/www/<address>/ (index.html says
@@ -357,8 +363,20 @@ dual             IN A     203.0.113.10
 dual             IN AAAA  2001:db8:113::10
 slow6            IN A     203.0.113.10
 slow6            IN AAAA  2001:db8:113::99
+mapped           IN AAAA  ::ffff:127.0.0.1
+nat64            IN AAAA  64:ff9b::7f00:1
+sixtofour        IN AAAA  2002:7f00:1::1
+teredo           IN AAAA  2001:0:cb00:7101::80ff:fffe
+mapped-host      IN AAAA  ::ffff:203.0.113.1
+mapped-web       IN AAAA  ::ffff:203.0.113.10
+mixed            IN A     203.0.113.10
+mixed            IN A     127.0.0.3
+mixed            IN A     127.0.0.4
+mixed            IN AAAA  2001:db8:113::10
+mixed            IN AAAA  ::ffff:127.0.0.1
 EOF
 		for i in 20 21 22 23 24 25 26 27; do printf 'many             IN A     203.0.113.%s\n' "$i"; done
+		for ((i = 100; i < 170; i++)); do printf 'wide             IN A     203.0.113.%s\n' "$i"; done
 		for ((i = 0; i < 1000; i++)); do printf 'b%s.bench IN A 203.0.113.10\n' "$i"; done
 	} >"$f"
 }

@@ -213,6 +213,14 @@ is "txt.test TXT" "$(short txt.test TXT)" '"hello"'
 is "v6only.test: AAAA only" "$(short v6only.test AAAA)/$(short v6only.test A)" "2001:db8:113::10/"
 is "dual.test: both families" "$(short dual.test A) $(short dual.test AAAA)" "203.0.113.10 2001:db8:113::10"
 is "slow6.test: an IPv6 address nobody holds" "$(short slow6.test AAAA)" "2001:db8:113::99"
+is "mapped.test: an IPv4-mapped loopback AAAA" "$(short mapped.test AAAA)" "::ffff:127.0.0.1"
+is "nat64, 6to4 and Teredo forms of loopback" \
+	"$(short nat64.test AAAA) $(short sixtofour.test AAAA) $(short teredo.test AAAA)" \
+	"64:ff9b::7f00:1 2002:7f00:1::1 2001:0:cb00:7101::80ff:fffe"
+is "mixed.test: good and loopback addresses in both families" \
+	"$(short mixed.test A | sort | paste -sd' ') / $(short mixed.test AAAA | sort | paste -sd' ')" \
+	"127.0.0.3 127.0.0.4 203.0.113.10 / 2001:db8:113::10 ::ffff:127.0.0.1"
+is "wide.test has 70 A records (over TCP)" "$(short +tcp wide.test A | grep -c '^203\.0\.113\.1[0-6][0-9]$')" "70"
 is "b0.bench.test A" "$(short b0.bench.test A)" "203.0.113.10"
 is "b999.bench.test A" "$(short b999.bench.test A)" "203.0.113.10"
 check "b1000.bench.test is NXDOMAIN" bash -c 'kdig @203.0.113.53 +timeout=1 +retry=0 b1000.bench.test A | grep -q "status: NXDOMAIN"'

@@ -143,10 +143,41 @@ ex 1 '.reason_code == "private_address_blocked" and .rule == "gateway.blocked_ra
 	"--blocked ranges are refused whatever the policy says" \
 	policy explain --json --policy "$examples" --blocked 10.20.0.0/16 10.20.3.4:5432
 expect_rc 2 "bad --blocked range" policy explain --policy "$examples" --blocked 10.20.0.1/16 x.example
-expect_rc 2 "hex IPv4 spelling is refused" policy explain --policy "$examples" 0x7f.1
-expect_rc 2 "integer IPv4 spelling is refused" policy explain --policy "$examples" 2130706433
+# Numeric spellings that are not a dotted quad: the gateway refuses such a target as request_invalid
+# before any rule (CONNECT, URL, Host: 400), so explain says deny with that reason, not a usage error.
+for target in 0177.0.0.1:443 0x7f000001 2130706433 127.1 0x7f.1; do
+	ex 1 '.action == "deny" and .reason_code == "request_invalid" and .rule == null and .host_kind == "invalid" and (.explanation | test("canonical dotted-quad"))' \
+		"explain $target: deny request_invalid, as the proxies answer it" policy explain --json --policy "$examples" "$target"
+done
+ex 1 '.host == "0177.0.0.1" and .port == 443' "... naming the host as given and the port" \
+	policy explain --json --policy "$examples" 0177.0.0.1:443
+run policy explain --policy "$examples" 0x7f000001
+[ "$rc" = 1 ] && grep -q "^deny 0x7f000001:443" "$tmp/out" && grep -q "reason: request_invalid" "$tmp/out" &&
+	grep -q "rule:   none" "$tmp/out" && grep -q "canonical dotted-quad" "$tmp/out"
+result $? "explain human output for an invalid host says deny, request_invalid and why (exit $rc)"
+ex 1 '.reason_code == "request_invalid" and .host == "exa mple.com"' \
+	"a host with a stray character is request_invalid too" policy explain --json --policy "$examples" 'exa mple.com'
+expect_rc 2 "an invalid host still needs a valid policy" policy explain --policy "$tmp/nonexistent" 0177.0.0.1
+expect_rc 2 "an empty destination is a usage error" policy explain --policy "$examples" ''
 expect_rc 2 "port 0 is refused" policy explain --policy "$examples" api.github.com:0
 expect_rc 2 "port 65536 is refused" policy explain --policy "$examples" api.github.com:65536
+expect_rc 2 "a bad port is a usage error even after an invalid host" policy explain --policy "$examples" 0177.0.0.1:99999
+# IPv6 addresses that carry an IPv4 address are checked as that address too (docs/policy.md).
+ex 1 '.reason_code == "private_address_blocked" and .rule == "gateway.special_addresses" and .embedded_ipv4 == {"form": "nat64", "address": "127.0.0.1"}' \
+	"a NAT64 address of loopback is private_address_blocked, and explain names the IPv4 address" \
+	policy explain --json --policy "$examples" '[64:ff9b::127.0.0.1]:443'
+ex 1 '.reason_code == "private_address_blocked" and .embedded_ipv4.form == "6to4"' \
+	"a 6to4 address of loopback is private_address_blocked" policy explain --json --policy "$examples" '[2002:7f00:1::1]'
+ex 1 '.reason_code == "private_address_blocked" and .embedded_ipv4 == {"form": "teredo", "address": "127.0.0.1"}' \
+	"a Teredo address whose client is loopback is private_address_blocked" \
+	policy explain --json --policy "$examples" '[2001:0:cb00:7101::80ff:fffe]'
+ex 1 '.reason_code == "ip_literal_not_allowed" and .rule == "sandbox.network.deny[0]" and .embedded_ipv4.address == "169.254.169.254"' \
+	"a NAT64 address of the metadata service meets its deny rule" policy explain --json --policy "$examples" '[64:ff9b::a9fe:a9fe]:80'
+ex 1 '.reason_code == "private_address_blocked" and .host_kind == "ipv4" and (has("embedded_ipv4") | not)' \
+	"an IPv4-mapped address is the IPv4 address itself" policy explain --json --policy "$examples" '[::ffff:127.0.0.1]'
+run policy explain --policy "$examples" '[64:ff9b::127.0.0.1]'
+[ "$rc" = 1 ] && grep -q "carries: 127.0.0.1 (nat64)" "$tmp/out"
+result $? "explain human output names the IPv4 address an IPv6 address carries"
 run policy explain --policy "$examples" api.github.com:80
 [ "$rc" = 1 ] && grep -q "reason: port_not_allowed" "$tmp/out" && grep -q "rule:   sandbox.network.default" "$tmp/out"
 result $? "explain human output names reason and rule"

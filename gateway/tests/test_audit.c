@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The audit writer's failure paths: a full queue is counted and reported, a full disk never hangs it. */
+/*
+ * The audit writer's failure paths: a full queue is counted and reported, a full disk never hangs it; and a
+ * client's raw bytes in an event are escaped and bounded, so the event always serializes.
+ */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +33,47 @@ static struct crgw_audit_event event(unsigned i)
 	return ev;
 }
 
+/* crgw_audit_copy_raw on bytes `in` (len n) into a field of `size`: want `want`, and a line that parses. */
+static void raw_case(const char *in, size_t n, size_t size, const char *want, const char *what)
+{
+	struct crgw_audit_event ev = { .kind = CRGW_AUDIT_DECISION, .service = "connect",
+				       .action = CRGW_ACTION_DENY, .reason = CRGW_REASON_REQUEST_INVALID };
+	char *line;
+	json_t *j;
+
+	crgw_audit_copy_raw(ev.dst_host, size, in, n);
+	line = crgw_audit_format(&ev);
+	j = line ? json_loads(line, 0, NULL) : NULL;
+	/* An empty field is left out of the line. */
+	const char *got = json_string_value(json_object_get(j, "dst_host"));
+
+	tap_result(strcmp(ev.dst_host, want) == 0 && strlen(ev.dst_host) < size && j && !strcmp(got ? got : "", want),
+		   "raw target, %s: \"%s\"", what, ev.dst_host);
+	json_decref(j);
+	free(line);
+}
+
+/* A client's raw target goes into dst_host escaped and bounded; the event always serializes. */
+static void raw_targets(void)
+{
+	char big[1000], want[254];
+
+	raw_case("0177.0.0.1:443", 14, 254, "0177.0.0.1:443", "printable ASCII is kept as it is");
+	raw_case("no port here", 12, 254, "no\\x20port\\x20here", "spaces are escaped");
+	raw_case("a\\b", 3, 254, "a\\x5cb", "a backslash is escaped, so escapes are unambiguous");
+	raw_case("x\xff\xc3\x28.test", 9, 254, "x\\xff\\xc3(.test", "bytes that are not UTF-8 are escaped");
+	raw_case("n\0ul\r\n\t", 7, 254, "n\\x00ul\\x0d\\x0a\\x09", "NUL and control bytes are escaped");
+	raw_case("", 0, 254, "", "nothing stays nothing");
+	memset(big, 'a', sizeof(big));
+	memset(want, 'a', 250);
+	memcpy(want + 250, "...", 4);
+	raw_case(big, sizeof(big), 254, want, "a long target is cut to the field and ends in ...");
+	memset(big, ' ', sizeof(big));
+	raw_case(big, 5, 12, "\\x20\\x20...", "a cut never splits an escape");
+	raw_case("abcd", 4, 5, "abcd", "what fits exactly is not cut");
+	raw_case("abcde", 5, 5, "a...", "one byte too many is cut");
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/crgw-test-audit-XXXXXX", path[128], line[4096];
@@ -38,6 +82,7 @@ int main(void)
 	struct crgw_audit_stats st;
 	FILE *f;
 
+	raw_targets();
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/audit.log", dir);

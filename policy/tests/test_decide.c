@@ -2,8 +2,11 @@
 /*
  * Decision cases from data files: each file is a policy, a line "=== expect", then one expectation per
  * line: "HOST[:PORT] ACTION REASON RULE" (REASON "-" when allowed). "@blocked CIDR" adds a gateway
- * blocked range; "resolved ADDR[:PORT] ..." checks an address an allowed name resolved to.
+ * blocked range; "resolved ADDR[:PORT] ..." checks an address an allowed name resolved to. "wire" before
+ * either builds the address from its bytes, as the gateway does from a DNS answer or a socket address,
+ * without crgw_host_parse (so "wire resolved [::ffff:127.0.0.1]" is an IPv6 host, not IPv4).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,32 +35,67 @@ static struct crgw_policy *compile_and_load(const char *name, const char *yaml, 
 	return p;
 }
 
+/* An address from its bytes alone: what the gateway hands the policy library for an answer or a socket. */
+static int wire_host(const char *text, struct crgw_host *host, uint16_t *port)
+{
+	char buf[64];
+	const char *close = strchr(text, ']');
+	size_t len = close ? (size_t)(close - text - 1) : strcspn(text, ":");
+
+	*port = 443;
+	if (len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, text + (close ? 1 : 0), len);
+	buf[len] = '\0';
+	if (close && close[1] == ':')
+		*port = (uint16_t)strtoul(close + 2, NULL, 10);
+	else if (!close && text[len] == ':')
+		*port = (uint16_t)strtoul(text + len + 1, NULL, 10);
+	memset(host, 0, sizeof(*host));
+	if (inet_pton(AF_INET6, buf, host->addr) == 1) {
+		host->kind = CRGW_HOST_IPV6;
+	} else if (inet_pton(AF_INET, buf, host->addr) == 1) {
+		host->kind = CRGW_HOST_IPV4;
+	} else {
+		return -EINVAL;
+	}
+	snprintf(host->text, sizeof(host->text), "%s", buf);
+	host->len = (uint8_t)strlen(host->text);
+	return 0;
+}
+
 static void run_line(const char *file, unsigned lineno, char *line, struct crgw_policy *p,
 		     struct crgw_blocklist *blocked)
 {
-	char *save = NULL, *tok[5];
-	unsigned n = 0;
+	char *save = NULL, *tok[6];
+	unsigned n = 0, skip = 0;
 
-	for (char *t = strtok_r(line, " \t", &save); t && n < 5; t = strtok_r(NULL, " \t", &save))
+	for (char *t = strtok_r(line, " \t", &save); t && n < 6; t = strtok_r(NULL, " \t", &save))
 		tok[n++] = t;
 	if (n == 2 && strcmp(tok[0], "@blocked") == 0) {
 		if (crgw_blocklist_add(blocked, tok[1]) != 0)
 			tap_result(false, "%s:%u: bad @blocked range", file, lineno);
 		return;
 	}
-	bool resolved = n == 5 && strcmp(tok[0], "resolved") == 0;
-	char **f = resolved ? tok + 1 : tok;
+	bool wire = n > 0 && strcmp(tok[0], "wire") == 0;
 
-	if (n != (resolved ? 5u : 4u)) {
+	skip += wire;
+	bool resolved = n > skip && strcmp(tok[skip], "resolved") == 0;
+
+	skip += resolved;
+	char **f = tok + skip;
+
+	if (n != skip + 4u) {
 		tap_result(false, "%s:%u: malformed expectation", file, lineno);
 		return;
 	}
 	struct crgw_host host;
 	struct crgw_decision d;
 	uint16_t port;
-	const char *why = NULL;
+	const char *why = "not an IPv4 or IPv6 address";
 
-	if (crgw_hostport_parse(f[0], strlen(f[0]), 443, &host, &port, &why) != 0) {
+	if (wire ? wire_host(f[0], &host, &port) != 0
+		 : crgw_hostport_parse(f[0], strlen(f[0]), 443, &host, &port, &why) != 0) {
 		tap_result(false, "%s:%u: %s: %s", file, lineno, f[0], why);
 		return;
 	}
@@ -71,8 +109,8 @@ static void run_line(const char *file, unsigned lineno, char *line, struct crgw_
 	const char *rule = d.rule ? d.rule : "-";
 	bool ok = strcmp(action, f[1]) == 0 && strcmp(reason, f[2]) == 0 && strcmp(rule, f[3]) == 0;
 
-	tap_result(ok, "%s:%u: %s%s -> %s %s %s%s%s", file, lineno, resolved ? "resolved " : "", f[0], action,
-		   reason, rule, ok ? "" : "; expected ", ok ? "" : f[1]);
+	tap_result(ok, "%s:%u: %s%s%s -> %s %s %s%s%s", file, lineno, wire ? "wire " : "",
+		   resolved ? "resolved " : "", f[0], action, reason, rule, ok ? "" : "; expected ", ok ? "" : f[1]);
 	if (!ok)
 		printf("#   expected: %s %s %s\n", f[1], f[2], f[3]);
 }

@@ -3,8 +3,10 @@
  * Host normalization cases from a data file, one per line: INPUT<TAB>EXPECTED, where EXPECTED is
  * "name TEXT", "ipv4 TEXT", "ipv6 TEXT" or "error". INPUT may use \xHH escapes; host:port inputs are
  * written with a trailing "@PORT" expectation: "INPUT<TAB>ipv4 TEXT @PORT" runs crgw_hostport_parse, and
- * "INPUT<TAB>error @-" expects crgw_hostport_parse to refuse the input.
+ * "INPUT<TAB>error @host" or "error @port" expects crgw_hostport_parse to refuse the input, blaming the
+ * host (-EINVAL) or the port (-ERANGE): crgw-ctl policy explain tells the two apart.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,7 +80,7 @@ int main(int argc, char **argv)
 			rc = crgw_host_parse(input, n, &h, &why);
 		}
 		if (rc)
-			snprintf(got, sizeof(got), "error%s", at ? " @-" : "");
+			snprintf(got, sizeof(got), "error%s", !at ? "" : rc == -ERANGE ? " @port" : " @host");
 		else if (at)
 			snprintf(got, sizeof(got), "%s %s @%u", kind_name(h.kind), h.text, port);
 		else

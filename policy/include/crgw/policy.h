@@ -47,10 +47,40 @@ int crgw_host_parse(const char *in, size_t len, struct crgw_host *out, const cha
 /*
  * Parses "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address (borrowed bytes) into a
  * normalized host and a port (`default_port` when none is given). Ports are decimal 1-65535.
- * Returns 0 or -EINVAL with `*why` set.
+ * Returns 0; -ERANGE with `*why` set when the port is at fault (not a decimal number from 1 to 65535, or
+ * nothing after the ':'); -EINVAL with `*why` set when the host is (crgw_host_parse refused it, or the
+ * brackets of an IPv6 literal are wrong).
  */
 int crgw_hostport_parse(const char *in, size_t len, uint16_t default_port, struct crgw_host *host,
 			uint16_t *port, const char **why);
+
+/*
+ * The forms in which an IPv6 address carries an IPv4 address (docs/policy.md, "Addresses that carry an
+ * IPv4 address"). Bit positions: IPv4-mapped ::ffff:0:0/96, IPv4-compatible ::/96 (not :: or ::1),
+ * SIIT-translated ::ffff:0:0:0/96 and NAT64 64:ff9b::/96 in the last 32 bits; 6to4 2002::/16 in bits
+ * 16-47; Teredo 2001::/32 in the last 32 bits, inverted (the client's address, where packets go).
+ */
+enum crgw_embed {
+	CRGW_EMBED_NONE,
+	CRGW_EMBED_MAPPED,
+	CRGW_EMBED_COMPATIBLE,
+	CRGW_EMBED_TRANSLATED,
+	CRGW_EMBED_NAT64,
+	CRGW_EMBED_6TO4,
+	CRGW_EMBED_TEREDO,
+};
+
+/*
+ * When `h` is an IPv6 host in one of the forms above, fills `v4` (an IPv4 host, text included) with the
+ * IPv4 address it carries and returns the form; otherwise returns CRGW_EMBED_NONE and leaves `v4` alone.
+ * `v4` may be `h` itself.
+ * A host from crgw_host_parse is never CRGW_EMBED_MAPPED (it is stored as IPv4); one built from the 16
+ * bytes of a DNS answer may be. Never allocates.
+ */
+enum crgw_embed crgw_host_embedded_ipv4(const struct crgw_host *h, struct crgw_host *v4);
+
+/* A short static name of the form: "ipv4-mapped", "nat64", "6to4", "teredo", …; NULL for NONE. */
+const char *crgw_embed_str(enum crgw_embed form);
 
 /* ---- compiling ---------------------------------------------------------------------------------- */
 
@@ -166,8 +196,12 @@ void crgw_policy_decide(const struct crgw_policy *policy, const struct crgw_bloc
 
 /*
  * Checks an address that an allowed name resolved to (DNS-rebinding defence): refuses `blocked` ranges,
- * and loopback, link-local, unspecified, multicast and metadata addresses unless a CIDR allow rule at
- * least as specific as that range admits it. `host` must be an IPv4 or IPv6 host. Never allocates.
+ * CIDR deny rules, and loopback, link-local, unspecified, multicast and metadata addresses unless a CIDR
+ * allow rule at least as specific as that range admits it. `host` must be an IPv4 or IPv6 host; it may
+ * hold the bytes of an answer as they came (an IPv6 host with an IPv4-mapped address is checked as the
+ * IPv4 address, and one that carries an IPv4 address in another form must pass the checks as itself and
+ * as that IPv4 address: crgw_host_embedded_ipv4). crgw_policy_decide treats IP hosts the same way.
+ * Never allocates.
  */
 void crgw_policy_check_address(const struct crgw_policy *policy, const struct crgw_blocklist *blocked,
 			       const struct crgw_host *addr, uint16_t port, struct crgw_decision *out);
