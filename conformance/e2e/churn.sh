@@ -56,6 +56,15 @@ ok $? "the registry is empty"
 ok $? "crgw-ctl run left no temporary files"
 [ -z "$(ls "$T/state" | grep -v "^lock$")" ]
 ok $? "no holder record left in the state directory"
+# The teardown thread removes groups and data after the release: give it a moment.
+for _ in $(seq 50); do
+	groups=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 7 -type d -path "*/$GW_CGROUP/sbx-*" 2>/dev/null | wc -l)
+	data=$(ls -A "$GW_DATA/sandboxes" "$GW_DATA/trash" 2>/dev/null | grep -c '^sbx-')
+	[ "$groups" -eq 0 ] && [ "$data" -eq 0 ] && break
+	sleep 0.1
+done
+[ "$groups" -eq 0 ] && [ "$data" -eq 0 ]
+ok $? "no sandbox cgroup ($groups) and no sandbox data ($data) left"
 
 # Refused registrations: nothing may be left behind, and the error names a reason code.
 policy=$("$CTL" policy compile --json "$T/p.yaml")

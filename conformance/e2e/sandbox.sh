@@ -183,6 +183,10 @@ out=$("$CTL" run --rm --policy "$P" --workspace-mode none -- sh -c 'pwd; test -e
 [ "$out" = "$(printf '/\nnone')" ]
 ok $? "none: no /workspace, the command starts in /"
 
+out=$("$CTL" run --rm --policy "$P" --workspace /proc/sys --workspace-mode rw -- true 2>&1)
+[ $? -eq 125 ] && grep -q 'needs an idmapped mount' <<<"$out"
+ok $? "rw on a file system without idmapped mounts is refused with a clear error, no chown" || diag "$out"
+
 # ---- the control socket, even where a workspace shows it as the sandbox root's own -----------------
 probe_ctl='import socket,sys
 s=socket.socket(socket.AF_UNIX)
@@ -317,6 +321,32 @@ took=$(($(date +%s) - start))
 ok $? "a sandbox whose TTL ends is released: the command ends, exit 137, 'ttl expired' (${took} s)" || diag "$out"
 audit_has "$AUDIT" 'select(.event=="sandbox_released" and (.detail | startswith("ttl expired")))'
 ok $? "... sandbox_released says ttl expired"
+
+# ---- limits that cannot be had: fail closed, unless the operator says they are optional ------------
+# The gateway runs in a private mount namespace without the cgroup file systems (the machine's own
+# mounts are untouched), as on a host without the controllers.
+gw_stop
+cat >"$T/crgw-nocgroup" <<SH
+#!/bin/sh
+exec unshare -m --propagation private sh -c 'umount -R /sys/fs/cgroup && exec "\$0" "\$@"' "$CRGW" "\$@"
+SH
+chmod +x "$T/crgw-nocgroup"
+real_crgw=$CRGW
+CRGW=$T/crgw-nocgroup
+gw_start "$T" >/dev/null 2>&1
+rc=$?
+[ $rc -ne 0 ] && grep -q 'cannot set up resource limits' "$T/crgw.log"
+ok $? "without cgroup controllers the gateway refuses to start (limits fail closed)"
+gw_stop >/dev/null 2>&1
+gw_start "$T" --set limits.optional=true || { echo "Bail out! crgw did not start with limits.optional"; exit 1; }
+out=$("$CTL" run --rm --policy "$P" -- sh -c 'echo ran' 2>&1)
+[ "$out" = ran ]
+ok $? "with limits.optional the sandbox runs"
+audit_has "$AUDIT" 'select(.event=="sandbox_registered" and .limits=="off")'
+ok $? "... and its sandbox_registered event says limits are off"
+"$CTL" doctor --json | jq -e '.capabilities.resource_limits.active == false and .capabilities.resource_limits.optional == true' >/dev/null
+ok $? "... and so do doctor and the capability map"
+CRGW=$real_crgw
 
 # ---- nothing left -----------------------------------------------------------------------------------
 gw_stop
