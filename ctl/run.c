@@ -147,12 +147,25 @@ static int env_file(struct env_list *e, const char *path)
 	return err;
 }
 
-/* The options run and exec share; returns 0, 1 for --help, or -EINVAL. */
+/* The options run and exec share. */
 struct exec_opts {
 	struct env_list env;
 	bool tty, interactive;
 	const char *workdir;
 };
+
+/* Takes one of the shared options (-e, --env-file, -i, -t, -w): 1 when it was one, 0 when not, -1 on error. */
+static int exec_option(int c, struct exec_opts *x)
+{
+	switch (c) {
+	case 'e': return env_add(&x->env, optarg, "-e ") ? -1 : 1;
+	case 'E': return env_file(&x->env, optarg) ? -1 : 1;
+	case 'i': x->interactive = true; return 1;
+	case 't': x->tty = true; return 1;
+	case 'w': x->workdir = optarg; return 1;
+	default: return 0;
+	}
+}
 
 static void json_event(bool json, json_t *ev)
 {
@@ -240,6 +253,12 @@ int cmd_run(int argc, char **argv)
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+e:itw:h", opts, NULL)) != -1) {
+		int taken = exec_option(c, &x);
+
+		if (taken < 0)
+			goto out;
+		if (taken)
+			continue;
 		switch (c) {
 		case 'p': policy_path = optarg; break;
 		case 'b': backend_name = optarg; break;
@@ -254,17 +273,6 @@ int cmd_run(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case 'e':
-			if (env_add(&x.env, optarg, "-e "))
-				goto out;
-			break;
-		case 'E':
-			if (env_file(&x.env, optarg))
-				goto out;
-			break;
-		case 'i': x.interactive = true; break;
-		case 't': x.tty = true; break;
-		case 'w': x.workdir = optarg; break;
 		case 'm': spec.memory = optarg; break;
 		case 'c': spec.cpus = optarg; break;
 		case 'P': {
@@ -329,13 +337,29 @@ int cmd_run(int argc, char **argv)
 		status = explain_kill(crgw_vm_sandbox_id(sb), status);
 	else
 		report_refused_forks(crgw_vm_sandbox_id(sb));
-	if (spec.remove_on_exit)
+	/* Gone or not: --rm, a signal to us, its TTL or an OOM kill end it; the gateway's record says which. */
+	bool released = spec.remove_on_exit;
+
+	if (spec.remove_on_exit) {
 		backend->release(sb, &ctl_gateway_ops);
-	else if (!json && status < 128)
-		fprintf(stderr, "crgw-ctl: sandbox %s is still running: crgw-ctl exec %s -- CMD, crgw-ctl sandbox rm %s\n",
-			crgw_vm_sandbox_id(sb), crgw_vm_sandbox_id(sb), crgw_vm_sandbox_id(sb));
+	} else {
+		json_t *left = NULL;
+		char gerr[256];
+
+		/* A command killed by a signal may be the sandbox ending: its release takes the gateway a moment. */
+		for (int i = 0; i < (status >= 128 ? 20 : 1) && !released; i++) {
+			if (i)
+				usleep(50000);
+			released = ctl_get_sandbox(crgw_vm_sandbox_id(sb), &left, gerr, sizeof(gerr)) != 0;
+			json_decref(left);
+			left = NULL;
+		}
+		if (!json && !released)
+			fprintf(stderr, "crgw-ctl: sandbox %s is still running: crgw-ctl exec %s -- CMD, crgw-ctl sandbox rm %s\n",
+				crgw_vm_sandbox_id(sb), crgw_vm_sandbox_id(sb), crgw_vm_sandbox_id(sb));
+	}
 	json_event(json, json_pack("{s:s, s:s, s:i, s:b}", "event", "exited", "sandbox_id", crgw_vm_sandbox_id(sb),
-				   "exit_code", status, "released", spec.remove_on_exit || status >= 128));
+				   "exit_code", status, "released", released));
 out:
 	if (sb)
 		backend->free(sb);
@@ -364,18 +388,13 @@ int cmd_exec(int argc, char **argv)
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+e:itw:h", opts, NULL)) != -1) {
+		int taken = exec_option(c, &x);
+
+		if (taken < 0)
+			goto out;
+		if (taken)
+			continue;
 		switch (c) {
-		case 'e':
-			if (env_add(&x.env, optarg, "-e "))
-				goto out;
-			break;
-		case 'E':
-			if (env_file(&x.env, optarg))
-				goto out;
-			break;
-		case 'i': x.interactive = true; break;
-		case 't': x.tty = true; break;
-		case 'w': x.workdir = optarg; break;
 		case 'h':
 			fputs(exec_usage, stdout);
 			status = CTL_EXIT_OK;

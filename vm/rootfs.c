@@ -225,7 +225,7 @@ static int write_etc(const struct rootfs_spec *spec, char *resolv, char *hosts, 
 int rootfs_build(const struct rootfs_spec *spec, char *err, size_t errlen)
 {
 	char resolv[PATH_MAX], hosts[PATH_MAX], home[PATH_MAX];
-	int rc;
+	int rc = 0;
 
 	if (snprintf(stage, sizeof(stage), "%s/root", spec->data_dir) >= (int)sizeof(stage))
 		return fail(err, errlen, -ENAMETOOLONG, "%s", spec->data_dir);
