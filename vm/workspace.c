@@ -395,7 +395,8 @@ static int walk_upper(struct diff_walk *w, int fd, unsigned depth)
 		}
 		n++;
 	}
-	qsort(names, n, sizeof(*names), names_cmp);
+	if (n)
+		qsort(names, n, sizeof(*names), names_cmp);
 	for (size_t i = 0; i < n && !err; i++) {
 		struct stat st, lst;
 		bool lower;

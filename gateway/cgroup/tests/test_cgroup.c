@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,14 +59,16 @@ static void fork_many(void)
 
 static void eat_memory(void)
 {
-	/* Touch every page: an allocation alone is not charged. */
-	for (size_t i = 0; i < 256; i++) {
-		char *p = malloc(1 << 20);
+	/*
+	 * Straight from the kernel (a sanitizer's allocator would fail its own way first), and every page
+	 * touched: a mapping alone is not charged.
+	 */
+	char *p = mmap(NULL, 256u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
-		if (!p)
-			_exit(4);
-		memset(p, (int)i, 1 << 20);
-	}
+	if (p == MAP_FAILED)
+		_exit(4);
+	for (size_t off = 0; off < (256u << 20); off += 4096)
+		p[off] = 1;
 	_exit(0);
 }
 
