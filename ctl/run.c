@@ -162,7 +162,13 @@ static int exec_option(int c, struct exec_opts *x)
 	case 'E': return env_file(&x->env, optarg) ? -1 : 1;
 	case 'i': x->interactive = true; return 1;
 	case 't': x->tty = true; return 1;
-	case 'w': x->workdir = optarg; return 1;
+	case 'w':
+		if (optarg[0] != '/') {
+			fprintf(stderr, "crgw-ctl: -w: the working directory is a path inside the sandbox, absolute\n");
+			return -1;
+		}
+		x->workdir = optarg;
+		return 1;
 	default: return 0;
 	}
 }
@@ -179,45 +185,43 @@ static void json_event(bool json, json_t *ev)
 }
 
 /*
- * The command died of SIGKILL: was it the gateway's doing? An OOM kill or the end of the TTL releases the
- * sandbox, and its record (or tombstone) says which.
+ * What became of the sandbox once the command ended, from one look at its record (or, once released,
+ * its tombstone): an OOM kill or its TTL ends it with status 137 and a word why; forks refused at its
+ * process limit are worth a word too; `*gone` says whether it still exists. With `wait_release`, a
+ * command killed by a signal may be the sandbox ending, and its release takes the gateway a moment.
  */
-static int explain_kill(const char *id, int status)
+static int after_command(const char *id, int status, bool wait_release, bool *gone)
 {
-	json_t *rec = NULL;
+	json_t *rec = NULL, *res;
 	char err[512];
-	int e = ctl_get_sandbox(id, &rec, err, sizeof(err));
-	json_t *res = json_object_get(rec, "resources");
+	int e;
+
+	for (int i = 0;; i++) {
+		e = ctl_get_sandbox(id, &rec, err, sizeof(err));
+		if (e || !wait_release || status < 128 || i == 19)
+			break;
+		json_decref(rec);
+		rec = NULL;
+		usleep(50000);
+	}
+	*gone = e != 0;
+	res = json_object_get(rec, "resources");
 	json_int_t oom = json_integer_value(json_object_get(res, "oom_kills"));
+	json_int_t denied = json_integer_value(json_object_get(res, "pids_denied"));
 	const char *reason = json_string_value(json_object_get(rec, "reason"));
 
-	if (oom > 0) {
+	if (status == 137 && oom > 0) {
 		fprintf(stderr, "crgw-ctl: sandbox %s ran out of memory: %lld process%s killed at its memory limit; "
 				"the sandbox was ended\n", id, (long long)oom, oom == 1 ? " was" : "es were");
-		status = 137;
-	} else if (e == -ESRCH && reason) {
+	} else if (status == 137 && e == -ESRCH && reason) {
 		fprintf(stderr, "crgw-ctl: sandbox %s was released: %s\n", id, reason);
-		if (!strncmp(reason, "ttl expired", 11))
-			status = 137;
-	}
-	json_decref(rec);
-	return status;
-}
-
-/* A fork bomb, or a build that forks too much, does not end the sandbox: the refusals are worth a word. */
-static void report_refused_forks(const char *id)
-{
-	json_t *rec = NULL;
-	char err[512];
-	json_int_t denied;
-
-	ctl_get_sandbox(id, &rec, err, sizeof(err));
-	denied = json_integer_value(json_object_get(json_object_get(rec, "resources"), "pids_denied"));
-	if (denied > 0)
+	} else if (denied > 0) {
 		fprintf(stderr, "crgw-ctl: sandbox %s: %lld fork%s refused at its process limit of %lld\n", id,
 			(long long)denied, denied == 1 ? " was" : "s were",
 			(long long)json_integer_value(json_object_get(json_object_get(rec, "limits"), "pids")));
+	}
 	json_decref(rec);
+	return status;
 }
 
 int cmd_run(int argc, char **argv)
@@ -297,10 +301,6 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "crgw-ctl run: CMD is required\n%s", run_usage);
 		goto out;
 	}
-	if (x.workdir && x.workdir[0] != '/') {
-		fprintf(stderr, "crgw-ctl: -w: the working directory is a path inside the sandbox, absolute\n");
-		goto out;
-	}
 	backend = crgw_backend_find(backend_name);
 	if (!backend) {
 		fprintf(stderr, "crgw-ctl: backend_unavailable: backend '%s' is not available here; netns is\n", backend_name);
@@ -330,30 +330,18 @@ int cmd_run(int argc, char **argv)
 	struct crgw_exec_request req = { .argv = argv + optind, .env = x.env.items, .cwd = x.workdir,
 					 .tty = x.tty, .interactive = x.interactive };
 
+	/* Gone or not: --rm, a signal to us, its TTL or an OOM kill end it; the gateway's record says which. */
+	bool released = false;
+
 	e = backend->exec(sb, &req, &status, err, sizeof(err));
 	if (e)
 		fprintf(stderr, "crgw-ctl: %s\n", err);
-	else if (status == 137)
-		status = explain_kill(crgw_vm_sandbox_id(sb), status);
 	else
-		report_refused_forks(crgw_vm_sandbox_id(sb));
-	/* Gone or not: --rm, a signal to us, its TTL or an OOM kill end it; the gateway's record says which. */
-	bool released = spec.remove_on_exit;
-
+		status = after_command(crgw_vm_sandbox_id(sb), status, !spec.remove_on_exit, &released);
 	if (spec.remove_on_exit) {
 		backend->release(sb, &ctl_gateway_ops);
+		released = true;
 	} else {
-		json_t *left = NULL;
-		char gerr[256];
-
-		/* A command killed by a signal may be the sandbox ending: its release takes the gateway a moment. */
-		for (int i = 0; i < (status >= 128 ? 20 : 1) && !released; i++) {
-			if (i)
-				usleep(50000);
-			released = ctl_get_sandbox(crgw_vm_sandbox_id(sb), &left, gerr, sizeof(gerr)) != 0;
-			json_decref(left);
-			left = NULL;
-		}
 		if (!json && !released)
 			fprintf(stderr, "crgw-ctl: sandbox %s is still running: crgw-ctl exec %s -- CMD, crgw-ctl sandbox rm %s\n",
 				crgw_vm_sandbox_id(sb), crgw_vm_sandbox_id(sb), crgw_vm_sandbox_id(sb));
@@ -415,10 +403,6 @@ int cmd_exec(int argc, char **argv)
 		fprintf(stderr, "crgw-ctl exec: CMD is required\n%s", exec_usage);
 		goto out;
 	}
-	if (x.workdir && x.workdir[0] != '/') {
-		fprintf(stderr, "crgw-ctl: -w: the working directory is a path inside the sandbox, absolute\n");
-		goto out;
-	}
 	e = ctl_get_sandbox(id, &rec, err, sizeof(err));
 	if (e) {
 		fprintf(stderr, "crgw-ctl: %s: %s\n", id, err);
@@ -438,10 +422,13 @@ int cmd_exec(int argc, char **argv)
 					 .tty = x.tty, .interactive = x.interactive };
 
 	e = backend->exec(sb, &req, &status, err, sizeof(err));
-	if (e)
+	if (e) {
 		fprintf(stderr, "crgw-ctl: %s\n", err);
-	else if (status == 137)
-		status = explain_kill(crgw_vm_sandbox_id(sb), status);
+	} else {
+		bool gone;
+
+		status = after_command(crgw_vm_sandbox_id(sb), status, false, &gone);
+	}
 out:
 	if (sb)
 		backend->free(sb);

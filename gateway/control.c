@@ -318,8 +318,10 @@ static void sandbox_one(struct evhttp_request *req, const char *id)
 			      t.why, "released", at);
 		if (o && t.name[0])
 			json_object_set_new(o, "name", json_string(t.name));
-		if (o && t.has_usage)
+		if (o && t.has_usage) {
 			json_object_set_new(o, "resources", usage_json(&t.usage));
+			json_object_set_new(o, "limits", limits_json(&t.limits, false));
+		}
 		reply_json(req, 410, o);
 		return;
 	}
