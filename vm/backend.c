@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The table of backends and what every backend reads from the gateway's record of a sandbox. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,4 +76,26 @@ void vm_sandbox_clear(struct crgw_vm_sandbox *sb)
 	if (sb->holder_pidfd >= 0)
 		close(sb->holder_pidfd);
 	sb->holder_pidfd = -1;
+}
+
+int vm_map_ids(pid_t pid, unsigned inside_uid, unsigned inside_gid, unsigned outside, unsigned count)
+{
+	static const char *const files[] = { "uid_map", "gid_map" };
+
+	for (int i = 0; i < 2; i++) {
+		char path[64], map[64];
+		int fd, err = 0, n = snprintf(map, sizeof(map), "%u %u %u\n", i ? inside_gid : inside_uid, outside, count);
+
+		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, files[i]);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		/* The kernel takes a map in one write, once. */
+		if (write(fd, map, (size_t)n) != n)
+			err = -errno;
+		close(fd);
+		if (err)
+			return err;
+	}
+	return 0;
 }

@@ -91,29 +91,6 @@ __attribute__((noreturn)) static void holder_main(int go_fd, int ready_fd, bool 
 	}
 }
 
-/* Maps the holder's user namespace: uids and gids 0-65535 inside are SANDBOX_UID_BASE and up outside. */
-static int map_user_namespace(pid_t pid)
-{
-	static const char *const files[] = { "uid_map", "gid_map" };
-	char path[64], map[64];
-	int n = snprintf(map, sizeof(map), "0 %u %u\n", SANDBOX_UID_BASE, SANDBOX_UID_COUNT);
-
-	for (int i = 0; i < 2; i++) {
-		int fd, err = 0;
-
-		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, files[i]);
-		fd = open(path, O_WRONLY | O_CLOEXEC);
-		if (fd < 0)
-			return -errno;
-		if (write(fd, map, (size_t)n) != n)
-			err = -errno;
-		close(fd);
-		if (err)
-			return err;
-	}
-	return 0;
-}
-
 /* Opens /proc/PID/ns/NAME. */
 static int ns_open(pid_t pid, const char *name)
 {
@@ -296,7 +273,8 @@ static int netns_create(const struct crgw_sandbox_spec *spec, const struct crgw_
 	sb->holder = holder;
 	sb->holder_pidfd = pidfd_open_(holder);
 	sb->owned = true;
-	if ((e = map_user_namespace(holder))) {
+	/* Uids and gids 0-65535 inside are SANDBOX_UID_BASE and up outside. */
+	if ((e = vm_map_ids(holder, 0, 0, SANDBOX_UID_BASE, SANDBOX_UID_COUNT))) {
 		snprintf(err, errlen, "mapping the sandbox's user namespace: %s", strerror(-e));
 		goto fail;
 	}

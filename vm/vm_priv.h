@@ -31,6 +31,12 @@ struct crgw_vm_sandbox {
 	size_t ncgroup_dirs;
 };
 
+/*
+ * Writes the user namespace maps of process `pid`: `count` ids from `inside_uid`/`inside_gid` inside are
+ * `outside` and up outside (uids and gids alike). Returns 0 or -errno.
+ */
+int vm_map_ids(pid_t pid, unsigned inside_uid, unsigned inside_gid, unsigned outside, unsigned count);
+
 /* Fills the fields every backend reads from a gateway record. Returns 0 or -EINVAL with `err`. */
 int vm_sandbox_from_record(struct crgw_vm_sandbox *sb, json_t *record, char *err, size_t errlen);
 void vm_sandbox_clear(struct crgw_vm_sandbox *sb);

@@ -51,7 +51,7 @@ const char *crgw_workspace_mode_name(enum crgw_workspace_mode mode)
 static int idmap_userns(uid_t uid, gid_t gid, unsigned to)
 {
 	int ready[2], hold[2], fd = -1, err = 0;
-	char path[64], map[64];
+	char path[64];
 	pid_t pid;
 
 	if (pipe2(ready, O_CLOEXEC))
@@ -86,16 +86,7 @@ static int idmap_userns(uid_t uid, gid_t gid, unsigned to)
 		err = -EPERM;
 		goto out;
 	}
-	for (int i = 0; i < 2 && !err; i++) {
-		int mfd, n = snprintf(map, sizeof(map), "%u %u 1\n", i ? (unsigned)gid : (unsigned)uid, to);
-
-		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, i ? "gid_map" : "uid_map");
-		mfd = open(path, O_WRONLY | O_CLOEXEC);
-		if (mfd < 0 || write(mfd, map, (size_t)n) != n)
-			err = -errno;
-		if (mfd >= 0)
-			close(mfd);
-	}
+	err = vm_map_ids(pid, (unsigned)uid, (unsigned)gid, to, 1);
 	if (!err) {
 		snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
