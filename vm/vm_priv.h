@@ -4,6 +4,7 @@
 #define CRGW_VM_PRIV_H
 
 #include <limits.h>
+#include <stdint.h>
 #include <termios.h>
 
 #include "crgw/vm.h"
@@ -69,6 +70,31 @@ void workspace_close(struct workspace *ws);
  */
 int workspace_attach(const struct workspace *ws, const char *target, const char *stage, const char *data_dir,
 		     char *err, size_t errlen);
+
+/*
+ * crgw-ctl cp's stream from the reader inside the sandbox to the writer on the host: records of a fixed
+ * header, the path (relative; "" for the top), the link target, then `size` bytes of a file.
+ */
+enum { REC_DIR = 'd', REC_FILE = 'f', REC_LINK = 'l', REC_END = 'e', REC_ERROR = 'x' };
+
+struct rec {
+	uint8_t type;
+	uint8_t pad[3];
+	uint32_t mode;
+	uint32_t path_len;
+	uint32_t link_len;
+	uint64_t size;
+};
+
+#define COPY_PATH_MAX 4096
+#define COPY_ENTRIES_MAX 1000000
+
+/*
+ * Writes what the stream on `in` holds at `dest` (a new file or directory), never through a link and
+ * never outside `dest`; a name that is absolute, holds "." or "..", or comes after a single file, and any
+ * length out of bounds end the copy with an error. Returns 0 or -errno with `err`.
+ */
+int copy_stream_write(int in, const char *dest, char *err, size_t errlen);
 
 /* ---- rootfs.c --------------------------------------------------------------------------------- */
 

@@ -450,19 +450,6 @@ int crgw_workspace_diff(const char *lower, const char *upper,
  * the workspace gives nothing). It streams records over a pipe; this process, host root, writes them
  * beneath the destination, never through a link, and checks every name it is sent.
  */
-enum { REC_DIR = 'd', REC_FILE = 'f', REC_LINK = 'l', REC_END = 'e', REC_ERROR = 'x' };
-
-struct rec {
-	uint8_t type;
-	uint8_t pad[3];
-	uint32_t mode;
-	uint32_t path_len;
-	uint32_t link_len;
-	uint64_t size;
-};
-
-#define COPY_PATH_MAX 4096
-#define COPY_ENTRIES_MAX 1000000
 
 static int write_all(int fd, const void *buf, size_t len)
 {
@@ -656,7 +643,7 @@ static int parent_dir(int top, const char *path, const char **base)
 	return (int)syscall(SYS_openat2, top, dir, &how, sizeof(how));
 }
 
-static int write_entries(int in, const char *dest, char *err, size_t errlen)
+int copy_stream_write(int in, const char *dest, char *err, size_t errlen)
 {
 	char path[COPY_PATH_MAX + 1], link[COPY_PATH_MAX + 1], buf[65536];
 	int top = -1, e = 0;
@@ -688,9 +675,15 @@ static int write_entries(int in, const char *dest, char *err, size_t errlen)
 		}
 		mode_t mode = r.mode & 0777;
 
-		if (top < 0) {
+		if (top == -2) {
+			snprintf(err, errlen, "the sandbox's side of the copy sent more after a single file");
+			e = -EPROTO;
+			break;
+		}
+		if (top == -1) {
 			/* The top entry is the destination itself. */
 			if (path[0]) {
+				snprintf(err, errlen, "the sandbox's side of the copy sent no top entry");
 				e = -EPROTO;
 				break;
 			}
@@ -707,6 +700,11 @@ static int write_entries(int in, const char *dest, char *err, size_t errlen)
 					break;
 				}
 				continue;
+			}
+			if (r.type != REC_FILE) {
+				snprintf(err, errlen, "the sandbox's side of the copy sent neither a file nor a directory");
+				e = -EPROTO;
+				break;
 			}
 			/* One file: written to `dest` (replaced, never written through a link). */
 			int fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
@@ -728,7 +726,7 @@ static int write_entries(int in, const char *dest, char *err, size_t errlen)
 			top = -2;
 			continue;
 		}
-		if (top == -2 || !safe_relative(path)) {
+		if (!safe_relative(path)) {
 			snprintf(err, errlen, "the sandbox's side of the copy sent a bad name");
 			e = -EPROTO;
 			break;
@@ -814,7 +812,7 @@ int crgw_sandbox_copy_out(pid_t holder, const char *path, const char *host_path,
 		copy_reader(holder, inside, pipefd[1]);
 	}
 	close(pipefd[1]);
-	e = write_entries(pipefd[0], dest, err, errlen);
+	e = copy_stream_write(pipefd[0], dest, err, errlen);
 	close(pipefd[0]);
 	if (e)
 		kill(reader, SIGKILL);

