@@ -247,12 +247,14 @@ void proxy_arm_timer(struct tunnel *t, unsigned seconds)
 {
 	struct timeval tv = { (time_t)seconds, 0 };
 
+	t->timer_at_deadline = false;
 	if (t->deadline_us) {
 		int64_t left = t->deadline_us - crgw_realtime_us();
 
 		if (left < (int64_t)seconds * 1000000) {
 			tv.tv_sec = left > 0 ? (time_t)(left / 1000000) : 0;
 			tv.tv_usec = left > 0 ? (suseconds_t)(left % 1000000) : 0;
+			t->timer_at_deadline = true;
 		}
 	}
 	event_add(&t->timer, &tv);
@@ -290,7 +292,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		plain_decision(t);
 		return;
 	}
-	if (t->deadline_us && crgw_realtime_us() >= t->deadline_us)
+	/*
+	 * Which limit was armed, not a clock reading: libevent counts from its loop's cached time, so a timer
+	 * for the deadline may fire a little before the wall clock reaches it on a busy loop.
+	 */
+	if (t->timer_at_deadline)
 		t->end_detail = "absolute timeout";
 	else if (t->state == S_RELAY || t->state == S_HTTP)
 		t->end_detail = "idle timeout";
