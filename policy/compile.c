@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "compiled.h"
+#include "gitref.h"
 #include "lockfile.h"
 #include "matcher.h"
 #include "pattern.h"
@@ -702,22 +703,82 @@ static json_t *compile_sandbox(struct compiler *c, const struct ynode *n, json_t
 
 /* ---- git, registries, secrets, metadata --------------------------------------------------------- */
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * Sorted bytewise and without duplicates, so that order and repetition in the file do not change the hash
+ * (and the loader can insist on exactly this form).
+ */
+static json_t *compile_push_refs(struct compiler *c, const struct ynode *n)
+{
+	static const char *const defaults[] = GITREF_DEFAULT_PUSH_REFS;
+	const char **refs = NULL;
+	size_t count = 0;
+	json_t *arr = json_array();
+
+	if (!n) {
+		for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+			append_json(c, arr, json_string(defaults[i]));
+		return arr;
+	}
+	if (!get_list(c, n, "git.push_refs", true))
+		return arr;
+	refs = calloc(n->nchildren, sizeof(*refs));
+	if (!refs) {
+		c->oom = true;
+		return arr;
+	}
+	for (size_t i = 0; i < n->nchildren; i++) {
+		const struct ynode *e = n->children[i];
+		const char *s, *why = NULL;
+		char sub[160];
+
+		path_index(sub, sizeof(sub), "git.push_refs", i);
+		if (!get_string(c, e, sub, &s))
+			continue;
+		if (gitref_check(s, e->len, true, NULL, &why) != 0) {
+			invalid(c, e, sub, "invalid ref pattern: %s", why);
+			continue;
+		}
+		refs[count++] = s;
+	}
+	qsort(refs, count, sizeof(*refs), cmp_str);
+	for (size_t i = 0; i < count; i++)
+		if (i == 0 || strcmp(refs[i - 1], refs[i]) != 0)
+			append_json(c, arr, json_string(refs[i]));
+	free(refs);
+	return arr;
+}
+
 static json_t *compile_git(struct compiler *c, const struct ynode *n)
 {
-	static const char *const keys[] = { "hosts", "push", NULL };
+	static const char *const keys[] = { "hosts", "push", "push_refs", "force_push", NULL };
+	const struct ynode *v, *refs = NULL, *force = NULL;
 	json_t *out = json_object();
-	const struct ynode *v;
-	bool push = false;
+	bool push = false, force_push = false;
 
 	if (n && check_keys(c, n, "git", keys)) {
 		if ((v = ytree_get(n, "hosts")))
 			add_json(c, out, "hosts", host_list(c, v, "git.hosts", false));
 		if ((v = ytree_get(n, "push")))
 			get_bool(c, v, "git.push", &push);
+		refs = ytree_get(n, "push_refs");
+		if ((force = ytree_get(n, "force_push")))
+			get_bool(c, force, "git.force_push", &force_push);
 	}
 	if (!json_object_get(out, "hosts"))
 		add_json(c, out, "hosts", json_array());
 	add_json(c, out, "push", json_boolean(push));
+	add_json(c, out, "push_refs", compile_push_refs(c, refs));
+	add_json(c, out, "force_push", json_boolean(force_push));
+	/* Kept in the compiled form as written, but an author who set them most likely meant to push. */
+	if (!push && refs)
+		warning(c, refs, "git.push_refs", "has no effect while git.push is false");
+	if (!push && force)
+		warning(c, force, "git.force_push", "has no effect while git.push is false");
 	return out;
 }
 
