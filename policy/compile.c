@@ -1279,13 +1279,23 @@ static int finish(struct crgw_compiled *out, json_t *doc)
 	json_t *rules = json_object_get(json_object_get(doc, "network"), "rules");
 	json_t *regs = json_object_get(doc, "registries");
 	const char *name;
-	json_t *reg;
+	json_t *reg, *secret;
+	size_t i;
 	int err = 0;
 
 	if (rules && (err = sort_array(rules)))
 		return err;
 	json_object_foreach(regs, name, reg) {
 		json_t *hosts = json_object_get(reg, "allowed_hosts");
+
+		if (hosts && (err = sort_array(hosts)))
+			return err;
+	}
+	if ((err = sort_array(json_object_get(json_object_get(doc, "git"), "hosts"))))
+		return err;
+	/* Each secret's hosts before the secrets themselves: the secrets sort by their whole text. */
+	json_array_foreach(json_object_get(doc, "secrets"), i, secret) {
+		json_t *hosts = json_object_get(secret, "allowed_hosts");
 
 		if (hosts && (err = sort_array(hosts)))
 			return err;
