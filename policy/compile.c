@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "compiled.h"
 #include "gitref.h"
@@ -19,9 +18,9 @@
 /* Bounds that keep a hostile policy's cost proportional to a large honest one. */
 #define MAX_RULES 65536
 #define MAX_PORTS_PER_RULE 4096
-#define MAX_STRING 256
-#define MAX_LIST 4096
-#define MAX_SECRETS 256
+#define MAX_STRING CRGW_COMPILED_MAX_STRING
+#define MAX_LIST CRGW_COMPILED_MAX_LIST
+#define MAX_SECRETS CRGW_COMPILED_MAX_SECRETS
 #define MAX_METADATA 64
 
 struct rule {
@@ -995,40 +994,6 @@ static json_t *compile_registries(struct compiler *c, const struct ynode *n)
 	return out;
 }
 
-static bool valid_secret_id(const char *s, size_t len)
-{
-	if (len == 0 || len > 64)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
-		      s[i] == '-' || s[i] == '.'))
-			return false;
-	return true;
-}
-
-/* Header names a sandbox must never be able to set through the injector: framing and routing. */
-static bool forbidden_header(const char *h)
-{
-	static const char *const names[] = { "host", "content-length", "transfer-encoding", "connection",
-					     "upgrade", "te", "trailer", "keep-alive", "proxy-connection", NULL };
-
-	for (const char *const *n = names; *n; n++)
-		if (strcasecmp(h, *n) == 0)
-			return true;
-	return false;
-}
-
-static bool valid_header_name(const char *h)
-{
-	if (!*h)
-		return false;
-	for (const char *p = h; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      strchr("!#$%&'*+-.^_`|~", *p)))
-			return false;
-	return true;
-}
-
 static json_t *compile_secret(struct compiler *c, const struct ynode *n, const char *path)
 {
 	static const char *const keys[] = { "id", "allowed_hosts", "header", "format", "ttl_seconds", NULL };
@@ -1044,7 +1009,7 @@ static json_t *compile_secret(struct compiler *c, const struct ynode *n, const c
 	if (!(v = ytree_get(n, "id"))) {
 		invalid(c, n, sub, "'id' is required");
 	} else if (get_string(c, v, sub, &id)) {
-		if (!valid_secret_id(id, v->len))
+		if (!crgw_compiled_secret_id_valid(id, v->len))
 			invalid(c, v, sub, "a secret id is an identifier ([a-z0-9_.-], at most 64), not a value");
 		else
 			add_json(c, out, "id", json_string(id));
@@ -1056,17 +1021,15 @@ static json_t *compile_secret(struct compiler *c, const struct ynode *n, const c
 		invalid(c, n, sub, "'allowed_hosts' is required: a secret goes only where it is scoped");
 	path_key(sub, sizeof(sub), path, "header");
 	if ((v = ytree_get(n, "header")) && get_string(c, v, sub, &header)) {
-		if (!valid_header_name(header))
+		if (!crgw_compiled_header_name_valid(header))
 			invalid(c, v, sub, "not a valid HTTP header name");
-		else if (forbidden_header(header))
+		else if (crgw_compiled_header_forbidden(header))
 			invalid(c, v, sub, "'%s' controls framing or routing and cannot carry a secret", header);
 	}
 	add_json(c, out, "header", json_string(header));
 	path_key(sub, sizeof(sub), path, "format");
 	if ((v = ytree_get(n, "format")) && get_string(c, v, sub, &format)) {
-		const char *p = strstr(format, "{secret}");
-
-		if (!p || strstr(p + 1, "{secret}"))
+		if (!crgw_compiled_format_valid(format))
 			invalid(c, v, sub, "format must contain '{secret}' exactly once");
 	}
 	add_json(c, out, "format", json_string(format));

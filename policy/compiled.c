@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Canonical form and hash of a CompiledPolicy. */
+/* Canonical form and hash of a CompiledPolicy, and the field rules the compiler and the loader share. */
 #include <errno.h>
 #include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "compiled.h"
 
@@ -77,4 +78,45 @@ int crgw_compiled_seal(json_t *doc, char **json, size_t *len, char hash[72])
 	}
 	*len = strlen(*json);
 	return 0;
+}
+
+bool crgw_compiled_secret_id_valid(const char *s, size_t len)
+{
+	if (len == 0 || len > 64)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+		      s[i] == '-' || s[i] == '.'))
+			return false;
+	return true;
+}
+
+/* Header names a sandbox must never be able to set through the injector: framing and routing. */
+bool crgw_compiled_header_forbidden(const char *h)
+{
+	static const char *const names[] = { "host", "content-length", "transfer-encoding", "connection",
+					     "upgrade", "te", "trailer", "keep-alive", "proxy-connection", NULL };
+
+	for (const char *const *n = names; *n; n++)
+		if (strcasecmp(h, *n) == 0)
+			return true;
+	return false;
+}
+
+bool crgw_compiled_header_name_valid(const char *h)
+{
+	if (!*h)
+		return false;
+	for (const char *p = h; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      strchr("!#$%&'*+-.^_`|~", *p)))
+			return false;
+	return true;
+}
+
+bool crgw_compiled_format_valid(const char *format)
+{
+	const char *p = strstr(format, "{secret}");
+
+	return p && !strstr(p + 1, "{secret}");
 }

@@ -4,12 +4,30 @@
 #define CRGW_POLICY_COMPILED_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define CRGW_COMPILED_FORMAT "crgw.compiled-policy/v1"
 
 /* Sorted keys, no insignificant whitespace, ASCII only: the same document always gives the same bytes. */
 #define CRGW_JSON_CANONICAL (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)
+
+/* Bounds the compiler enforces and the loader checks again: the document crosses a trust boundary. */
+#define CRGW_COMPILED_MAX_STRING 256
+#define CRGW_COMPILED_MAX_LIST 4096
+#define CRGW_COMPILED_MAX_SECRETS 256
+
+/* A secret id: 1-64 bytes of [a-z0-9_.-] (`s` borrowed, `len` bytes). */
+bool crgw_compiled_secret_id_valid(const char *s, size_t len);
+
+/* Whether `h` (NUL-terminated, borrowed) is an HTTP header name (an RFC 9110 token). */
+bool crgw_compiled_header_name_valid(const char *h);
+
+/* Whether `h` controls framing or routing (Host, Content-Length, …), and so can never carry a secret. */
+bool crgw_compiled_header_forbidden(const char *h);
+
+/* Whether a secret's `format` (NUL-terminated, borrowed) holds "{secret}" exactly once. */
+bool crgw_compiled_format_valid(const char *format);
 
 /*
  * Computes "sha256:<hex>" over the canonical form of `doc` without its `policy_hash` member (the
