@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "compiled.h"
+#include "gitref.h"
 #include "matcher.h"
 
 #define MAX_COMPILED_BYTES (256u * 1024 * 1024)
@@ -24,6 +25,19 @@ struct crgw_policy {
 	unsigned ttl_minutes;
 	uint16_t *ports;
 	struct matcher *matcher;
+	/* What mediation reads. Strings are borrowed from `doc`, which lives as long as the policy. */
+	const char **allow_hosts; /* sorted, unique */
+	size_t nallow_hosts;
+	const char **git_hosts; /* sorted */
+	size_t ngit_hosts;
+	bool git_push;
+	bool git_force_push;
+	struct gitref_pattern *push_refs; /* sorted, unique */
+	size_t npush_refs;
+	struct crgw_secret_rule *secrets; /* in the document's order */
+	const struct crgw_secret_rule **secrets_by_id;
+	const char **secret_hosts; /* every secret's allowed_hosts, one secret after another */
+	size_t nsecrets;
 };
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -131,6 +145,42 @@ static int rule_origin_cmp(const void *a, const void *b)
 	return origin_cmp(((const struct matcher_rule *)a)->origin, ((const struct matcher_rule *)b)->origin);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sorts `n` strings and drops repeats; returns the new count. */
+static size_t sort_unique(const char **v, size_t n)
+{
+	size_t w = 0;
+
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_str);
+	for (size_t i = 0; i < n; i++)
+		if (w == 0 || strcmp(v[w - 1], v[i]) != 0)
+			v[w++] = v[i];
+	return w;
+}
+
+/* The rules were checked by load_rule: every host is a canonical pattern. */
+static int collect_allow_hosts(struct crgw_policy *p, json_t *rules)
+{
+	size_t n = json_array_size(rules);
+
+	p->allow_hosts = malloc((n ? n : 1) * sizeof(*p->allow_hosts));
+	if (!p->allow_hosts)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		json_t *r = json_array_get(rules, i);
+
+		if (strcmp(json_string_value(json_object_get(r, "action")), "allow") == 0)
+			p->allow_hosts[p->nallow_hosts++] = json_string_value(json_object_get(r, "host"));
+	}
+	p->nallow_hosts = sort_unique(p->allow_hosts, p->nallow_hosts);
+	return 0;
+}
+
 static int load_network(struct crgw_policy *p, json_t *net, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "default", "rules", NULL };
@@ -175,7 +225,184 @@ static int load_network(struct crgw_policy *p, json_t *net, char *err, size_t er
 	qsort(mrules, n, sizeof(*mrules), rule_origin_cmp);
 	rc = matcher_build(mrules, n, &p->matcher);
 	free(mrules);
-	return rc;
+	if (rc)
+		return rc;
+	return collect_allow_hosts(p, rules);
+}
+
+/* A name exactly as crgw_host_parse writes it: anything else did not come from the compiler. */
+static bool normalized_name(const char *text, size_t len)
+{
+	struct crgw_host h;
+
+	return crgw_host_parse(text, len, &h, NULL) == 0 && h.kind == CRGW_HOST_NAME && h.len == len &&
+	       memcmp(h.text, text, len) == 0;
+}
+
+/*
+ * A document compiled before push_refs and force_push existed has neither; it gets the defaults the
+ * compiler writes today, as one without sandbox.ttl_minutes gets 60.
+ */
+static int load_git(struct crgw_policy *p, json_t *git, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "hosts", "push", "push_refs", "force_push", NULL };
+	static const char *const defaults[] = GITREF_DEFAULT_PUSH_REFS;
+	json_t *hosts = json_object_get(git, "hosts"), *push = json_object_get(git, "push");
+	json_t *refs = json_object_get(git, "push_refs"), *force = json_object_get(git, "force_push");
+	const char *unknown;
+	size_t n;
+
+	if (!only_keys(git, keys, &unknown))
+		return fail(err, errlen, "git: unknown key '%.64s'", unknown);
+	if (!json_is_boolean(push))
+		return fail(err, errlen, "git.push: expected true or false");
+	if (force && !json_is_boolean(force))
+		return fail(err, errlen, "git.force_push: expected true or false");
+	p->git_push = json_is_true(push);
+	p->git_force_push = json_is_true(force);
+
+	if (!json_is_array(hosts) || json_array_size(hosts) > CRGW_COMPILED_MAX_LIST)
+		return fail(err, errlen, "git.hosts: expected an array of at most %d names", CRGW_COMPILED_MAX_LIST);
+	n = json_array_size(hosts);
+	p->git_hosts = malloc((n ? n : 1) * sizeof(*p->git_hosts));
+	if (!p->git_hosts)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		json_t *h = json_array_get(hosts, i);
+
+		if (!json_is_string(h) || !normalized_name(json_string_value(h), json_string_length(h)))
+			return fail(err, errlen, "git.hosts[%zu]: expected a normalized host name", i);
+		p->git_hosts[p->ngit_hosts++] = json_string_value(h);
+	}
+	/* Documents compiled before git.hosts was sorted may hold it in the file's order. */
+	qsort(p->git_hosts, p->ngit_hosts, sizeof(*p->git_hosts), cmp_str);
+
+	if (refs && (!json_is_array(refs) || json_array_size(refs) == 0 ||
+		     json_array_size(refs) > CRGW_COMPILED_MAX_LIST))
+		return fail(err, errlen, "git.push_refs: expected an array of 1 to %d patterns",
+			    CRGW_COMPILED_MAX_LIST);
+	n = refs ? json_array_size(refs) : sizeof(defaults) / sizeof(defaults[0]);
+	p->push_refs = calloc(n, sizeof(*p->push_refs));
+	if (!p->push_refs)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		json_t *r = refs ? json_array_get(refs, i) : NULL;
+		const char *text = refs ? json_string_value(r) : defaults[i], *why = "expected a string";
+		size_t len = refs ? json_string_length(r) : strlen(defaults[i]);
+
+		if (!text || len > GITREF_PATTERN_MAX || gitref_check(text, len, true, &p->push_refs[i], &why) != 0)
+			return fail(err, errlen, "git.push_refs[%zu]: %s", i,
+				    len > GITREF_PATTERN_MAX ? "too long" : why);
+		/* Canonical form is what keeps one policy to one hash; a reordered list is not the compiler's. */
+		if (i > 0 && strcmp(p->push_refs[i - 1].text, text) >= 0)
+			return fail(err, errlen, "git.push_refs[%zu]: not sorted, or repeated", i);
+		p->npush_refs++;
+	}
+	return 0;
+}
+
+/* Control characters in a header value would let a policy split the request it is injected into. */
+static bool header_value_ok(const char *s, size_t len)
+{
+	if (len > CRGW_COMPILED_MAX_STRING)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static int load_secret(json_t *o, size_t i, struct crgw_secret_rule *s, const char ***hosts_next, char *err,
+		       size_t errlen)
+{
+	static const char *const keys[] = { "id", "allowed_hosts", "header", "format", "ttl_seconds", NULL };
+	json_t *id = json_object_get(o, "id"), *header = json_object_get(o, "header");
+	json_t *format = json_object_get(o, "format"), *ttl = json_object_get(o, "ttl_seconds");
+	json_t *hosts = json_object_get(o, "allowed_hosts");
+	const char *unknown;
+
+	if (!json_is_object(o))
+		return fail(err, errlen, "secrets[%zu]: expected an object", i);
+	if (!only_keys(o, keys, &unknown))
+		return fail(err, errlen, "secrets[%zu]: unknown key '%.64s'", i, unknown);
+	if (!json_is_string(id) || !crgw_compiled_secret_id_valid(json_string_value(id), json_string_length(id)))
+		return fail(err, errlen, "secrets[%zu].id: expected an id of 1-64 [a-z0-9_.-]", i);
+	if (!json_is_string(header) || json_string_length(header) > CRGW_COMPILED_MAX_STRING ||
+	    !crgw_compiled_header_name_valid(json_string_value(header)) ||
+	    crgw_compiled_header_forbidden(json_string_value(header)))
+		return fail(err, errlen, "secrets[%zu].header: expected a header name that may carry a secret", i);
+	if (!json_is_string(format) || !header_value_ok(json_string_value(format), json_string_length(format)) ||
+	    !crgw_compiled_format_valid(json_string_value(format)))
+		return fail(err, errlen, "secrets[%zu].format: expected a header value with '{secret}' once", i);
+	if (!json_is_integer(ttl) || json_integer_value(ttl) < 1 || json_integer_value(ttl) > 86400)
+		return fail(err, errlen, "secrets[%zu].ttl_seconds: expected 1..86400", i);
+	if (!json_is_array(hosts) || json_array_size(hosts) == 0)
+		return fail(err, errlen, "secrets[%zu].allowed_hosts: expected a non-empty array", i);
+	s->id = json_string_value(id);
+	s->header = json_string_value(header);
+	s->format = json_string_value(format);
+	s->ttl_seconds = (unsigned)json_integer_value(ttl);
+	s->allowed_hosts = *hosts_next;
+	s->nhosts = json_array_size(hosts);
+	for (size_t h = 0; h < s->nhosts; h++) {
+		json_t *v = json_array_get(hosts, h);
+		const char *text = json_string_value(v);
+		char canon[CRGW_HOST_NAME_MAX + 8];
+		struct pattern pat;
+
+		if (!text || pattern_parse(text, json_string_length(v), &pat, NULL) != 0 || pat.kind == PATTERN_CIDR)
+			return fail(err, errlen, "secrets[%zu].allowed_hosts[%zu]: expected a name or wildcard", i, h);
+		pattern_format(&pat, canon, sizeof(canon));
+		if (strcmp(canon, text) != 0)
+			return fail(err, errlen, "secrets[%zu].allowed_hosts[%zu]: not in canonical form", i, h);
+		(*hosts_next)[h] = text;
+	}
+	/* Documents compiled before these lists were sorted may hold them in the file's order. */
+	qsort(*hosts_next, s->nhosts, sizeof(**hosts_next), cmp_str);
+	*hosts_next += s->nhosts;
+	return 0;
+}
+
+static int secret_id_cmp(const void *a, const void *b)
+{
+	return strcmp((*(const struct crgw_secret_rule *const *)a)->id,
+		      (*(const struct crgw_secret_rule *const *)b)->id);
+}
+
+static int load_secrets(struct crgw_policy *p, json_t *secrets, char *err, size_t errlen)
+{
+	size_t n = json_array_size(secrets), nhosts = 0;
+	const char **next;
+	int rc;
+
+	if (n > CRGW_COMPILED_MAX_SECRETS)
+		return fail(err, errlen, "secrets: more than %d", CRGW_COMPILED_MAX_SECRETS);
+	/* Bounded before anything is allocated for them: the document is untrusted. */
+	for (size_t i = 0; i < n; i++) {
+		json_t *hosts = json_object_get(json_array_get(secrets, i), "allowed_hosts");
+
+		if (json_array_size(hosts) > CRGW_COMPILED_MAX_LIST)
+			return fail(err, errlen, "secrets[%zu].allowed_hosts: more than %d hosts", i,
+				    CRGW_COMPILED_MAX_LIST);
+		nhosts += json_array_size(hosts);
+	}
+	p->secrets = calloc(n ? n : 1, sizeof(*p->secrets));
+	p->secrets_by_id = calloc(n ? n : 1, sizeof(*p->secrets_by_id));
+	p->secret_hosts = calloc(nhosts ? nhosts : 1, sizeof(*p->secret_hosts));
+	if (!p->secrets || !p->secrets_by_id || !p->secret_hosts)
+		return -ENOMEM;
+	next = p->secret_hosts;
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = load_secret(json_array_get(secrets, i), i, &p->secrets[i], &next, err, errlen)))
+			return rc;
+		p->secrets_by_id[i] = &p->secrets[i];
+		p->nsecrets++;
+	}
+	qsort(p->secrets_by_id, n, sizeof(*p->secrets_by_id), secret_id_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(p->secrets_by_id[i - 1]->id, p->secrets_by_id[i]->id) == 0)
+			return fail(err, errlen, "secrets: id '%s' is defined more than once", p->secrets_by_id[i]->id);
+	return 0;
 }
 
 /* Sections later modules read; here only their shape is checked, so a malformed one fails at load. */
@@ -257,6 +484,10 @@ int crgw_policy_load(const char *json, size_t len, struct crgw_policy **out, cha
 	}
 	if (ttl)
 		p->ttl_minutes = (unsigned)json_integer_value(ttl);
+	if ((rc = load_git(p, json_object_get(p->doc, "git"), err, errlen)))
+		goto out;
+	if ((rc = load_secrets(p, json_object_get(p->doc, "secrets"), err, errlen)))
+		goto out;
 	*out = p;
 	return 0;
 out:
@@ -278,6 +509,12 @@ void crgw_policy_unref(struct crgw_policy *policy)
 		return;
 	matcher_free(policy->matcher);
 	free(policy->ports);
+	free(policy->allow_hosts);
+	free(policy->git_hosts);
+	free(policy->push_refs);
+	free(policy->secrets);
+	free(policy->secrets_by_id);
+	free(policy->secret_hosts);
 	json_decref(policy->doc);
 	free(policy);
 }
@@ -302,4 +539,113 @@ void crgw_policy_check_address(const struct crgw_policy *policy, const struct cr
 			       const struct crgw_host *addr, uint16_t port, struct crgw_decision *out)
 {
 	matcher_check_address(policy->matcher, blocked, addr, port, out);
+}
+
+size_t crgw_policy_git_host_count(const struct crgw_policy *policy)
+{
+	return policy->ngit_hosts;
+}
+
+const char *crgw_policy_git_host(const struct crgw_policy *policy, size_t i)
+{
+	return i < policy->ngit_hosts ? policy->git_hosts[i] : NULL;
+}
+
+bool crgw_policy_git_host_allowed(const struct crgw_policy *policy, const char *host)
+{
+	return bsearch(&host, policy->git_hosts, policy->ngit_hosts, sizeof(*policy->git_hosts), cmp_str) != NULL;
+}
+
+bool crgw_policy_git_push(const struct crgw_policy *policy)
+{
+	return policy->git_push;
+}
+
+bool crgw_policy_git_force_push(const struct crgw_policy *policy)
+{
+	return policy->git_force_push;
+}
+
+bool crgw_policy_git_ref_allowed(const struct crgw_policy *policy, const char *ref, size_t len)
+{
+	if (gitref_check(ref, len, false, NULL, NULL) != 0)
+		return false;
+	for (size_t i = 0; i < policy->npush_refs; i++)
+		if (gitref_match(&policy->push_refs[i], ref, len))
+			return true;
+	return false;
+}
+
+size_t crgw_policy_secret_count(const struct crgw_policy *policy)
+{
+	return policy->nsecrets;
+}
+
+const struct crgw_secret_rule *crgw_policy_secret_at(const struct crgw_policy *policy, size_t i)
+{
+	return i < policy->nsecrets ? &policy->secrets[i] : NULL;
+}
+
+const struct crgw_secret_rule *crgw_policy_secret_find(const struct crgw_policy *policy, const char *id,
+						       size_t len)
+{
+	size_t lo = 0, hi = policy->nsecrets;
+
+	if (len == 0)
+		return NULL;
+	/* By hand rather than bsearch(): the id is a counted string, the table holds NUL-terminated ones. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const char *have = policy->secrets_by_id[mid]->id;
+		size_t hlen = strlen(have);
+		int c = memcmp(have, id, hlen < len ? hlen : len);
+
+		if (c == 0 && hlen != len)
+			c = hlen < len ? -1 : 1;
+		if (c == 0)
+			return policy->secrets_by_id[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+bool crgw_secret_host_allowed(const struct crgw_secret_rule *secret, const char *host)
+{
+	size_t hlen = strlen(host);
+
+	for (size_t i = 0; i < secret->nhosts; i++) {
+		const char *pat = secret->allowed_hosts[i];
+		size_t skip = strncmp(pat, "**.", 3) == 0 ? 3 : strncmp(pat, "*.", 2) == 0 ? 2 : 0;
+
+		if (!skip) {
+			if (strcmp(pat, host) == 0)
+				return true;
+			continue;
+		}
+		/* The suffix with its leading dot, so "*.example.com" can never match "badexample.com". */
+		const char *suffix = pat + skip - 1;
+		size_t slen = strlen(suffix);
+
+		if (hlen <= slen || memcmp(host + hlen - slen, suffix, slen) != 0)
+			continue;
+		/* What the wildcard stands for, host[0 .. hlen - slen): one label for "*.", any number for "**.". */
+		if (host[0] == '.' || host[hlen - slen - 1] == '.')
+			continue;
+		if (skip == 3 || !memchr(host, '.', hlen - slen))
+			return true;
+	}
+	return false;
+}
+
+size_t crgw_policy_allow_host_count(const struct crgw_policy *policy)
+{
+	return policy->nallow_hosts;
+}
+
+const char *crgw_policy_allow_host(const struct crgw_policy *policy, size_t i)
+{
+	return i < policy->nallow_hosts ? policy->allow_hosts[i] : NULL;
 }

@@ -206,4 +206,75 @@ void crgw_policy_decide(const struct crgw_policy *policy, const struct crgw_bloc
 void crgw_policy_check_address(const struct crgw_policy *policy, const struct crgw_blocklist *blocked,
 			       const struct crgw_host *addr, uint16_t port, struct crgw_decision *out);
 
+/* ---- what mediation reads: git, secrets, allowed hosts ------------------------------------------ */
+
+/*
+ * Everything below is computed once by crgw_policy_load: these functions never allocate, and any thread
+ * holding a reference may call them. Returned strings and structs are borrowed for the policy's lifetime.
+ */
+
+/* git.hosts: the hosts /git/<host>/ may reach, as normalized names (crgw_host_parse's `text`), sorted. */
+size_t crgw_policy_git_host_count(const struct crgw_policy *policy);
+
+/* The `i`th of git.hosts; NULL when `i` is not below the count. */
+const char *crgw_policy_git_host(const struct crgw_policy *policy, size_t i);
+
+/*
+ * Whether `host` (NUL-terminated, borrowed) is one of git.hosts, byte for byte. It must already be
+ * normalized (crgw_host_parse's `text`): nothing is lowercased or decoded here, so "GitHub.com" is false.
+ */
+bool crgw_policy_git_host_allowed(const struct crgw_policy *policy, const char *host);
+
+/* git.push: whether pushes (git-receive-pack) go upstream at all. */
+bool crgw_policy_git_push(const struct crgw_policy *policy);
+
+/* git.force_push: when false, deleting a ref and non-fast-forward updates are refused on every ref. */
+bool crgw_policy_git_force_push(const struct crgw_policy *policy);
+
+/*
+ * Whether git.push_refs admits the ref named by `len` bytes of `ref` (borrowed; need not be
+ * NUL-terminated). A ref must be a full, valid ref name ("refs/…", git check-ref-format rules, no '*'),
+ * or it is never admitted; then a pattern without '*' admits exactly itself, and a '*' stands for one or
+ * more bytes, '/' included. Byte for byte, case-sensitive (docs/policy.md, "Git"). Looks at push_refs
+ * alone: the caller checks git.push and, for deletions and non-fast-forward updates, git.force_push.
+ */
+bool crgw_policy_git_ref_allowed(const struct crgw_policy *policy, const char *ref, size_t len);
+
+/* One entry of `secrets`: where a secret may be sent and how. Never holds the secret's value. */
+struct crgw_secret_rule {
+	const char *id;     /* [a-z0-9_.-], 1-64 bytes */
+	const char *header; /* an HTTP header name; never one that controls framing or routing */
+	const char *format; /* the header's value, with "{secret}" exactly once */
+	const char *const *allowed_hosts; /* canonical names and wildcards ("*.x", "**.x"), sorted */
+	size_t nhosts;                    /* at least 1 */
+	unsigned ttl_seconds;             /* 1-86400 */
+};
+
+/* The number of secrets, and the `i`th in the CompiledPolicy's order (NULL when `i` is out of range). */
+size_t crgw_policy_secret_count(const struct crgw_policy *policy);
+const struct crgw_secret_rule *crgw_policy_secret_at(const struct crgw_policy *policy, size_t i);
+
+/* The secret whose id is the `len` bytes of `id` (borrowed; need not be NUL-terminated), or NULL. */
+const struct crgw_secret_rule *crgw_policy_secret_find(const struct crgw_policy *policy, const char *id,
+						       size_t len);
+
+/*
+ * Whether the secret may be sent to `host` (NUL-terminated, borrowed, already normalized by
+ * crgw_host_parse). Wildcards are supported with the meaning they have in network rules: an exact name
+ * matches itself, "*.example.com" a name with exactly one more label, "**.example.com" one with one or
+ * more, never "example.com" itself. A secret's hosts are never IP addresses (the compiler refuses them),
+ * so no IP literal is ever admitted.
+ */
+bool crgw_secret_host_allowed(const struct crgw_secret_rule *secret, const char *host);
+
+/*
+ * The distinct hosts of the network allow rules, as the CompiledPolicy writes them (names, "*.x" and
+ * "**.x" wildcards, addresses, "addr/len" networks), sorted bytewise: for the sandbox's /meta/ document.
+ * Deny rules are not listed; a host listed may still be refused on some ports or addresses.
+ */
+size_t crgw_policy_allow_host_count(const struct crgw_policy *policy);
+
+/* The `i`th allow host; NULL when `i` is not below the count. */
+const char *crgw_policy_allow_host(const struct crgw_policy *policy, size_t i);
+
 #endif

@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What mediation reads from a loaded policy: git hosts, secrets (lookup by id, their fields, and where
+ * each may be sent), and the hosts of the network allow rules.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crgw/policy.h"
+#include "tap.h"
+
+static const char policy_yaml[] =
+	"version: 1\n"
+	"sandbox:\n"
+	"  network:\n"
+	"    default: deny\n"
+	"    allow:\n"
+	"      - host: API.example.com\n"
+	"        ports: [443]\n"
+	"      - host: api.example.com\n"
+	"        ports: [8443]\n"
+	"      - host: \"*.pkgs.example\"\n"
+	"      - host: \"**.cdn.example\"\n"
+	"      - host: 10.20.0.0/16\n"
+	"        ports: [5432]\n"
+	"      - host: \"2001:DB8::1\"\n"
+	"      - host: bücher.example\n"
+	"    deny:\n"
+	"      - host: bad.pkgs.example\n"
+	"git:\n"
+	"  hosts: [Git.Example.com, code.example.org, bücher.example]\n"
+	"secrets:\n"
+	"  - id: z-last\n"
+	"    allowed_hosts: [api.example.com]\n"
+	"  - id: alpha\n"
+	"    allowed_hosts: [\"**.cdn.example\", api.example.com, \"*.pkgs.example\"]\n"
+	"    header: X-Api-Key\n"
+	"    format: \"{secret}\"\n"
+	"    ttl_seconds: 60\n"
+	"  - id: beta.2\n"
+	"    allowed_hosts: [bücher.example]\n";
+
+static struct crgw_policy *load(const char *yaml)
+{
+	struct crgw_compiled *c = NULL;
+	struct crgw_policy *p = NULL;
+	char err[256] = "";
+
+	if (crgw_policy_compile(yaml, strlen(yaml), NULL, &c) != 0)
+		return NULL;
+	for (unsigned i = 0; c->nerrors && i < c->ndiags; i++)
+		printf("# %u:%u %s: %s\n", c->diags[i].line, c->diags[i].column, c->diags[i].path,
+		       c->diags[i].message);
+	if (!c->nerrors && crgw_policy_load(c->json, c->json_len, &p, err, sizeof(err)) != 0)
+		printf("# load: %s\n", err);
+	crgw_compiled_free(c);
+	return p;
+}
+
+/* Compares a list read through an accessor with `want` (NULL-terminated). */
+static void expect_list(const char *what, size_t n, const char *(*get)(const struct crgw_policy *, size_t),
+			const struct crgw_policy *p, const char *const *want)
+{
+	size_t i = 0;
+	bool ok = true;
+
+	for (; want[i]; i++)
+		ok = ok && i < n && get(p, i) && strcmp(get(p, i), want[i]) == 0;
+	ok = ok && n == i && get(p, n) == NULL;
+	tap_result(ok, "%s: %zu entries, in order, NULL past the end", what, n);
+	for (size_t j = 0; !ok && j < n; j++)
+		printf("#   [%zu] %s\n", j, get(p, j));
+}
+
+static void git_hosts(const struct crgw_policy *p)
+{
+	static const char *const want[] = { "code.example.org", "git.example.com", "xn--bcher-kva.example", NULL };
+
+	expect_list("git hosts", crgw_policy_git_host_count(p), crgw_policy_git_host, p, want);
+	tap_result(crgw_policy_git_host_allowed(p, "git.example.com") &&
+			   crgw_policy_git_host_allowed(p, "code.example.org") &&
+			   crgw_policy_git_host_allowed(p, "xn--bcher-kva.example"),
+		   "each git host is allowed");
+	tap_result(!crgw_policy_git_host_allowed(p, "Git.Example.com") &&
+			   !crgw_policy_git_host_allowed(p, "git.example.com.") &&
+			   !crgw_policy_git_host_allowed(p, "bücher.example"),
+		   "git hosts match normalized names only: no case folding, trailing dot or IDNA here");
+	tap_result(!crgw_policy_git_host_allowed(p, "example.com") &&
+			   !crgw_policy_git_host_allowed(p, "x.git.example.com") &&
+			   !crgw_policy_git_host_allowed(p, "git.example.co") && !crgw_policy_git_host_allowed(p, ""),
+		   "git hosts match exactly: no suffixes, no prefixes");
+	tap_result(!crgw_policy_git_push(p) && !crgw_policy_git_force_push(p), "push and force_push default to false");
+}
+
+static void secrets(const struct crgw_policy *p)
+{
+	const struct crgw_secret_rule *a = crgw_policy_secret_find(p, "alpha", 5);
+	const struct crgw_secret_rule *b = crgw_policy_secret_find(p, "beta.2", 6);
+	const struct crgw_secret_rule *z = crgw_policy_secret_find(p, "z-last", 6);
+
+	tap_result(crgw_policy_secret_count(p) == 3 && a && b && z, "three secrets, each found by id");
+	if (!a || !b || !z)
+		return;
+	tap_result(strcmp(a->id, "alpha") == 0 && strcmp(a->header, "X-Api-Key") == 0 &&
+			   strcmp(a->format, "{secret}") == 0 && a->ttl_seconds == 60,
+		   "a secret's header, format and ttl as written");
+	tap_result(strcmp(z->header, "Authorization") == 0 && strcmp(z->format, "Bearer {secret}") == 0 &&
+			   z->ttl_seconds == 3600,
+		   "and the defaults when not written");
+	tap_result(a->nhosts == 3 && strcmp(a->allowed_hosts[0], "**.cdn.example") == 0 &&
+			   strcmp(a->allowed_hosts[1], "*.pkgs.example") == 0 &&
+			   strcmp(a->allowed_hosts[2], "api.example.com") == 0,
+		   "allowed_hosts canonical and sorted");
+	tap_result(b->nhosts == 1 && strcmp(b->allowed_hosts[0], "xn--bcher-kva.example") == 0,
+		   "allowed_hosts normalized");
+
+	bool all = true;
+
+	for (size_t i = 0; i < crgw_policy_secret_count(p); i++) {
+		const struct crgw_secret_rule *s = crgw_policy_secret_at(p, i);
+
+		all = all && s && crgw_policy_secret_find(p, s->id, strlen(s->id)) == s;
+	}
+	tap_result(all && crgw_policy_secret_at(p, 3) == NULL, "secret_at and secret_find agree; NULL past the end");
+	tap_result(crgw_policy_secret_find(p, "beta.2-and-more", 6) == b, "the id is a counted string");
+	tap_result(!crgw_policy_secret_find(p, "beta", 4) && !crgw_policy_secret_find(p, "beta.20", 7) &&
+			   !crgw_policy_secret_find(p, "ALPHA", 5) && !crgw_policy_secret_find(p, "", 0) &&
+			   !crgw_policy_secret_find(p, NULL, 0) && !crgw_policy_secret_find(p, "alpha\0", 6),
+		   "no prefix, extension, case-folded, empty or NUL-carrying id finds a secret");
+
+	static const struct {
+		const char *host;
+		bool allowed;
+	} cases[] = {
+		{ "api.example.com", true },     { "x.api.example.com", false }, { "example.com", false },
+		{ "API.example.com", false },    { "api.example.com.", false },  { "a.pkgs.example", true },
+		{ "a-b_c.pkgs.example", true },  { "a.b.pkgs.example", false },  { "pkgs.example", false },
+		{ "apkgs.example", false },      { ".pkgs.example", false },     { "a.cdn.example", true },
+		{ "a.b.c.cdn.example", true },   { "cdn.example", false },       { "xcdn.example", false },
+		{ "a..cdn.example", false },     { ".cdn.example", false },      { "10.0.0.1", false },
+		{ "", false },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		tap_result(crgw_secret_host_allowed(a, cases[i].host) == cases[i].allowed,
+			   "secret alpha %s '%s'", cases[i].allowed ? "may go to" : "may not go to", cases[i].host);
+	tap_result(crgw_secret_host_allowed(b, "xn--bcher-kva.example") &&
+			   !crgw_secret_host_allowed(b, "api.example.com"),
+		   "each secret has its own hosts");
+}
+
+static void allow_hosts(const struct crgw_policy *p)
+{
+	static const char *const want[] = { "**.cdn.example", "*.pkgs.example", "10.20.0.0/16", "2001:db8::1",
+					    "api.example.com", "xn--bcher-kva.example", NULL };
+
+	expect_list("allow hosts (canonical, sorted, each once, no deny rules)", crgw_policy_allow_host_count(p),
+		    crgw_policy_allow_host, p, want);
+}
+
+static void empty(void)
+{
+	struct crgw_policy *p = load("version: 1\nsandbox:\n  network:\n    default: deny\n"
+				     "    deny:\n      - host: bad.example\n");
+
+	if (!p) {
+		tap_result(false, "an empty policy loads");
+		return;
+	}
+	tap_result(crgw_policy_git_host_count(p) == 0 && crgw_policy_git_host(p, 0) == NULL &&
+			   !crgw_policy_git_host_allowed(p, "github.com"),
+		   "no git hosts: none allowed");
+	tap_result(crgw_policy_secret_count(p) == 0 && crgw_policy_secret_at(p, 0) == NULL &&
+			   crgw_policy_secret_find(p, "x", 1) == NULL,
+		   "no secrets: none found");
+	tap_result(crgw_policy_allow_host_count(p) == 0 && crgw_policy_allow_host(p, 0) == NULL,
+		   "deny rules alone: no allow hosts");
+	crgw_policy_unref(p);
+}
+
+int main(void)
+{
+	struct crgw_policy *p = load(policy_yaml);
+
+	tap_result(p != NULL, "the policy compiles and loads");
+	if (p) {
+		git_hosts(p);
+		secrets(p);
+		allow_hosts(p);
+	}
+	crgw_policy_unref(p);
+	empty();
+	return tap_done();
+}
