@@ -12,6 +12,7 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "crgw/policy.h"
 
 enum key_type { K_UINT, K_BOOL, K_STRING, K_POOL, K_UPSTREAM, K_BLOCKED, K_RCODE, K_LEVEL, K_MODE, K_SIZE, K_CPUS };
 
@@ -63,6 +64,11 @@ static const struct key keys[] = {
 	{ "limits.optional", K_BOOL, OFF(limits_optional), 0, 0, 0 },
 	{ "limits.cgroup", K_STRING, STR(limits_cgroup), 0, 0 },
 	{ "testing.ttl_seconds", K_UINT, OFF(testing_ttl_seconds), 4, 0, 604800 },
+	{ "mediation.ca_file", K_STRING, STR(mediation_ca_file), 0, 0 },
+	{ "mediation.max_connections", K_UINT, OFF(mediation_max_connections), 4, 1, 1000000 },
+	{ "mediation.max_connections_per_sandbox", K_UINT, OFF(mediation_max_connections_per_sandbox), 4, 1, 1000000 },
+	{ "mediation.idle_timeout", K_UINT, OFF(mediation_idle_timeout), 4, 1, 86400 },
+	{ "mediation.push_hold_bytes", K_SIZE, OFF(mediation_push_hold_bytes), 8, 1u << 20, UINT64_C(1) << 30 },
 };
 
 void crgw_config_defaults(struct crgw_config *cfg)
@@ -98,6 +104,10 @@ void crgw_config_defaults(struct crgw_config *cfg)
 	cfg->limits_pids = 4096;
 	cfg->limits_cpu_milli = 0;
 	snprintf(cfg->limits_cgroup, sizeof(cfg->limits_cgroup), "crgw");
+	cfg->mediation_max_connections = 16384;
+	cfg->mediation_max_connections_per_sandbox = 256;
+	cfg->mediation_idle_timeout = 120;
+	cfg->mediation_push_hold_bytes = UINT64_C(16) << 20;
 }
 
 int crgw_size_parse(const char *text, uint64_t *out)
@@ -368,6 +378,9 @@ struct walk {
 	yaml_document_t *doc;
 };
 
+static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where);
+static int walk_git_credentials(struct walk *w, yaml_node_t *node, const char *where);
+
 static int walk_node(struct walk *w, yaml_node_t *node, const char *path, unsigned depth)
 {
 	char where[4200];
@@ -377,6 +390,11 @@ static int walk_node(struct walk *w, yaml_node_t *node, const char *path, unsign
 		 (unsigned long)node->start_mark.column + 1);
 	if (depth > 4)
 		return fail(w->err, w->errlen, where, path, "nested too deeply");
+	/* Maps keyed by the operator's own names: secret ids, git hosts. */
+	if (!strcmp(path, "secrets"))
+		return walk_secrets(w, node, where);
+	if (!strcmp(path, "git.credentials"))
+		return walk_git_credentials(w, node, where);
 	if (node->type == YAML_MAPPING_NODE) {
 		/* A mapping is either the root or a section whose keys are looked up with the dotted path. */
 		for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
@@ -419,6 +437,187 @@ static int walk_node(struct walk *w, yaml_node_t *node, const char *path, unsign
 	if (node->type != YAML_SCALAR_NODE)
 		return fail(w->err, w->errlen, where, path, "unexpected value");
 	return set_key(w->cfg, k, (const char *)node->data.scalar.value, w->err, w->errlen, where);
+}
+
+static const char *scalar(yaml_node_t *n)
+{
+	return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static void node_where(struct walk *w, yaml_node_t *n, char *where, size_t size)
+{
+	snprintf(where, size, "%s:%lu:%lu", w->file, (unsigned long)n->start_mark.line + 1,
+		 (unsigned long)n->start_mark.column + 1);
+}
+
+/* As the policy compiler checks them: an id names a secret, it never looks like one. */
+static bool secret_id_valid(const char *id)
+{
+	size_t n = strlen(id);
+
+	if (n == 0 || n > 64)
+		return false;
+	for (const char *p = id; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '.' || *p == '-'))
+			return false;
+	return true;
+}
+
+/*
+ * secrets:
+ *   ID: { env: NAME } | { file: PATH } | { command: [ARGV...], refresh_seconds: N }
+ */
+static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
+{
+	char at[4200];
+
+	if (node->type != YAML_MAPPING_NODE)
+		return fail(w->err, w->errlen, where, "secrets", "expected a mapping of secret ids to sources");
+	for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key), *vn = yaml_document_get_node(w->doc, p->value);
+		const char *id = scalar(kn);
+		struct crgw_secret_source *src;
+		char key[128];
+		unsigned sources = 0;
+
+		node_where(w, kn ? kn : node, at, sizeof(at));
+		if (!id || !secret_id_valid(id))
+			return fail(w->err, w->errlen, at, "secrets",
+				    "a secret id is [a-z0-9_.-], 1 to 64 characters");
+		snprintf(key, sizeof(key), "secrets.%s", id);
+		for (size_t i = 0; i < w->cfg->nsecrets; i++)
+			if (!strcmp(w->cfg->secrets[i].id, id))
+				return fail(w->err, w->errlen, at, key, "defined twice");
+		if (w->cfg->nsecrets == CRGW_SECRETS_MAX)
+			return fail(w->err, w->errlen, at, key, "too many secrets (at most 64)");
+		if (!vn || vn->type != YAML_MAPPING_NODE)
+			return fail(w->err, w->errlen, at, key, "expected env:, file: or command:");
+		src = &w->cfg->secrets[w->cfg->nsecrets];
+		memset(src, 0, sizeof(*src));
+		memcpy(src->id, id, strlen(id) + 1);
+		for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top; q++) {
+			yaml_node_t *fk = yaml_document_get_node(w->doc, q->key), *fv = yaml_document_get_node(w->doc, q->value);
+			const char *f = scalar(fk), *v = scalar(fv);
+
+			node_where(w, fk ? fk : vn, at, sizeof(at));
+			if (!f)
+				return fail(w->err, w->errlen, at, key, "keys must be plain strings");
+			if (!strcmp(f, "env")) {
+				if (!v || !*v || strlen(v) >= sizeof(src->env) || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(v) || (*v >= '0' && *v <= '9'))
+					return fail(w->err, w->errlen, at, key, "env: expected a variable name");
+				memcpy(src->env, v, strlen(v) + 1);
+				src->kind = CRGW_SECRET_ENV;
+				sources++;
+			} else if (!strcmp(f, "file")) {
+				if (!v || v[0] != '/' || strlen(v) >= sizeof(src->path))
+					return fail(w->err, w->errlen, at, key, "file: expected an absolute path");
+				memcpy(src->path, v, strlen(v) + 1);
+				src->kind = CRGW_SECRET_FILE;
+				sources++;
+			} else if (!strcmp(f, "command")) {
+				if (!fv || fv->type != YAML_SEQUENCE_NODE)
+					return fail(w->err, w->errlen, at, key, "command: expected a list [PROGRAM, ARGS...]");
+				for (yaml_node_item_t *it = fv->data.sequence.items.start; it < fv->data.sequence.items.top;
+				     it++) {
+					const char *a = scalar(yaml_document_get_node(w->doc, *it));
+
+					if (!a || strlen(a) >= sizeof(src->argv[0]) || src->argc == CRGW_SECRET_ARGV_MAX)
+						return fail(w->err, w->errlen, at, key,
+							    "command: at most 16 plain strings of up to 255 bytes");
+					memcpy(src->argv[src->argc++], a, strlen(a) + 1);
+				}
+				if (src->argc == 0 || src->argv[0][0] != '/')
+					return fail(w->err, w->errlen, at, key,
+						    "command: the program must be an absolute path");
+				src->kind = CRGW_SECRET_COMMAND;
+				sources++;
+			} else if (!strcmp(f, "refresh_seconds")) {
+				char *end;
+				unsigned long n;
+
+				errno = 0;
+				n = v && *v >= '0' && *v <= '9' ? strtoul(v, &end, 10) : ULONG_MAX;
+				if (!v || n > 604800 || errno || *end)
+					return fail(w->err, w->errlen, at, key, "refresh_seconds: expected 0 to 604800");
+				src->refresh_seconds = (unsigned)n;
+			} else {
+				return fail(w->err, w->errlen, at, key,
+					    "unknown key (expected env, file, command or refresh_seconds)");
+			}
+		}
+		if (sources != 1)
+			return fail(w->err, w->errlen, at, key, "expected exactly one of env:, file: or command:");
+		if (src->refresh_seconds && src->kind != CRGW_SECRET_COMMAND)
+			return fail(w->err, w->errlen, at, key, "refresh_seconds applies to command: only");
+		w->cfg->nsecrets++;
+	}
+	return 0;
+}
+
+/*
+ * git:
+ *   credentials:
+ *     HOST: { secret: ID, scheme: basic, username: NAME } | { secret: ID, scheme: bearer }
+ */
+static int walk_git_credentials(struct walk *w, yaml_node_t *node, const char *where)
+{
+	char at[4200];
+
+	if (node->type != YAML_MAPPING_NODE)
+		return fail(w->err, w->errlen, where, "git.credentials", "expected a mapping of git hosts");
+	for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key), *vn = yaml_document_get_node(w->doc, p->value);
+		const char *name = scalar(kn), *why = NULL, *scheme = NULL;
+		struct crgw_git_credential *c;
+		struct crgw_host host;
+		char key[300];
+
+		node_where(w, kn ? kn : node, at, sizeof(at));
+		if (!name || crgw_host_parse(name, strlen(name), &host, &why) || host.kind != CRGW_HOST_NAME)
+			return fail(w->err, w->errlen, at, "git.credentials", why ? why : "expected a host name");
+		snprintf(key, sizeof(key), "git.credentials.%s", host.text);
+		for (size_t i = 0; i < w->cfg->ngit_credentials; i++)
+			if (!strcmp(w->cfg->git_credentials[i].host, host.text))
+				return fail(w->err, w->errlen, at, key, "defined twice");
+		if (w->cfg->ngit_credentials == CRGW_GIT_CREDENTIALS_MAX)
+			return fail(w->err, w->errlen, at, key, "too many hosts (at most 64)");
+		if (!vn || vn->type != YAML_MAPPING_NODE)
+			return fail(w->err, w->errlen, at, key, "expected secret:, scheme: and (for basic) username:");
+		c = &w->cfg->git_credentials[w->cfg->ngit_credentials];
+		memset(c, 0, sizeof(*c));
+		memcpy(c->host, host.text, strlen(host.text) + 1);
+		for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top; q++) {
+			yaml_node_t *fk = yaml_document_get_node(w->doc, q->key);
+			const char *f = scalar(fk), *v = scalar(yaml_document_get_node(w->doc, q->value));
+
+			node_where(w, fk ? fk : vn, at, sizeof(at));
+			if (!f || !v)
+				return fail(w->err, w->errlen, at, key, "expected plain strings");
+			if (!strcmp(f, "secret")) {
+				if (!secret_id_valid(v))
+					return fail(w->err, w->errlen, at, key, "secret: expected a secret id of secrets:");
+				memcpy(c->secret, v, strlen(v) + 1);
+			} else if (!strcmp(f, "scheme")) {
+				scheme = strcmp(v, "basic") == 0 || strcmp(v, "bearer") == 0 ? v : NULL;
+				if (!scheme)
+					return fail(w->err, w->errlen, at, key, "scheme: expected basic or bearer");
+				c->basic = scheme[0] == 'b' && scheme[1] == 'a';
+			} else if (!strcmp(f, "username")) {
+				if (!*v || strlen(v) >= sizeof(c->username) || strchr(v, ':'))
+					return fail(w->err, w->errlen, at, key, "username: 1 to 127 bytes, no ':'");
+				memcpy(c->username, v, strlen(v) + 1);
+			} else {
+				return fail(w->err, w->errlen, at, key, "unknown key (expected secret, scheme, username)");
+			}
+		}
+		if (!c->secret[0] || !scheme)
+			return fail(w->err, w->errlen, at, key, "secret: and scheme: are required");
+		if (c->basic != (c->username[0] != '\0'))
+			return fail(w->err, w->errlen, at, key, "username: is required for basic, and only for basic");
+		w->cfg->ngit_credentials++;
+	}
+	return 0;
 }
 
 int crgw_config_load_file(struct crgw_config *cfg, const char *path, char *err, size_t errlen)
@@ -498,6 +697,18 @@ int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen)
 	for (const char *p = cfg->limits_cgroup; *p; p++)
 		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '_' && *p != '-')
 			return fail(err, errlen, NULL, "limits.cgroup", "use lowercase letters, digits, _ and -");
+	for (size_t i = 0; i < cfg->ngit_credentials; i++) {
+		bool found = false;
+
+		for (size_t j = 0; j < cfg->nsecrets && !found; j++)
+			found = strcmp(cfg->secrets[j].id, cfg->git_credentials[i].secret) == 0;
+		if (!found) {
+			char key[300];
+
+			snprintf(key, sizeof(key), "git.credentials.%s", cfg->git_credentials[i].host);
+			return fail(err, errlen, NULL, key, "names a secret that secrets: does not define");
+		}
+	}
 	if (cfg->workers == 0) {
 		cores = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->workers = cores > 0 ? (unsigned)cores : 1;

@@ -10,6 +10,30 @@
 
 #define CRGW_UPSTREAM_MAX 8
 #define CRGW_BLOCKED_MAX 64
+#define CRGW_SECRETS_MAX 64
+#define CRGW_SECRET_ARGV_MAX 16
+#define CRGW_GIT_CREDENTIALS_MAX 64
+
+/* Where the operator keeps one credential (crgw.yaml `secrets:`): never the value itself. */
+enum crgw_secret_kind { CRGW_SECRET_ENV, CRGW_SECRET_FILE, CRGW_SECRET_COMMAND };
+
+struct crgw_secret_source {
+	char id[65];
+	enum crgw_secret_kind kind;
+	char env[128];           /* CRGW_SECRET_ENV: the variable's name */
+	char path[1024];         /* CRGW_SECRET_FILE: re-read when it changes */
+	char argv[CRGW_SECRET_ARGV_MAX][256]; /* CRGW_SECRET_COMMAND: stdout is the value */
+	unsigned argc;
+	unsigned refresh_seconds; /* commands: run again at most this often; 0: once at start */
+};
+
+/* `git.credentials:`: the secret the gateway presents to one git host, and how. */
+struct crgw_git_credential {
+	char host[254];   /* normalized */
+	char secret[65];  /* a secret id of `secrets:` */
+	bool basic;       /* Basic with `username`; otherwise Bearer */
+	char username[128];
+};
 
 struct crgw_upstream {
 	struct sockaddr_storage addr;
@@ -61,6 +85,16 @@ struct crgw_config {
 	bool limits_optional;        /* run sandboxes without limits where cgroups cannot be had */
 	char limits_cgroup[65];      /* the group beneath the gateway's own that holds the sandboxes' */
 	unsigned testing_ttl_seconds; /* tests only: every sandbox lives this long instead of its policy's TTL */
+
+	/* Mediation (port 8170): the operator's credentials and how upstreams are trusted. */
+	struct crgw_secret_source secrets[CRGW_SECRETS_MAX];
+	size_t nsecrets;
+	struct crgw_git_credential git_credentials[CRGW_GIT_CREDENTIALS_MAX];
+	size_t ngit_credentials;
+	char mediation_ca_file[4096];          /* "" : the system's CA store */
+	unsigned mediation_max_connections, mediation_max_connections_per_sandbox;
+	unsigned mediation_idle_timeout;       /* seconds without a byte either way, upstream or client */
+	uint64_t mediation_push_hold_bytes;    /* what a push may hold back while its refs are checked */
 };
 
 /* Fills the defaults (SPEC sections 4 to 7; docs/gateway.md lists them). */

@@ -69,7 +69,45 @@ static const struct yaml_case cases[] = {
 	{ "data dir relative", "data_dir: var/lib/crgw\n", "data_dir: must be an absolute path" },
 	{ "cgroup name", "limits:\n  cgroup: \"../x\"\n", "limits.cgroup: use lowercase letters" },
 	{ "testing ttl", "testing:\n  ttl_seconds: 3\n", NULL },
+	{ "secrets and git credentials",
+	  "secrets:\n  gh: { env: GH_TOKEN }\n  pw: { file: /etc/crgw/pw }\n"
+	  "  api: { command: [/usr/bin/vault-get, api], refresh_seconds: 300 }\n"
+	  "git:\n  credentials:\n    git.example.test: { secret: pw, scheme: basic, username: bot }\n"
+	  "    Other.Example.Test.: { secret: gh, scheme: bearer }\n"
+	  "mediation:\n  ca_file: /etc/crgw/ca.pem\n  max_connections: 100\n  max_connections_per_sandbox: 10\n"
+	  "  idle_timeout: 30\n  push_hold_bytes: 32MiB\n", NULL },
+	{ "secrets not a mapping", "secrets: [a]\n", "secrets: expected a mapping of secret ids to sources" },
+	{ "secret id with capitals", "secrets:\n  Bad: { env: X }\n", "a secret id is [a-z0-9_.-]" },
+	{ "secret without a source", "secrets:\n  a: { refresh_seconds: 3 }\n", "expected exactly one of env:, file: or command:" },
+	{ "secret with two sources", "secrets:\n  a: { env: X, file: /x }\n", "expected exactly one of env:, file: or command:" },
+	{ "secret file relative", "secrets:\n  a: { file: pw.txt }\n", "file: expected an absolute path" },
+	{ "secret command relative", "secrets:\n  a: { command: [cat, /x] }\n", "the program must be an absolute path" },
+	{ "secret command scalar", "secrets:\n  a: { command: /bin/cat }\n", "command: expected a list" },
+	{ "secret refresh for a file", "secrets:\n  a: { file: /x, refresh_seconds: 5 }\n", "refresh_seconds applies to command: only" },
+	{ "secret unknown key", "secrets:\n  a: { value: hunter2 }\n", "unknown key (expected env, file, command or refresh_seconds)" },
+	{ "secret env name", "secrets:\n  a: { env: \"A B\" }\n", "env: expected a variable name" },
+	{ "credential unknown secret", "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    h.test: { secret: b, scheme: bearer }\n",
+	  "git.credentials.h.test: names a secret that secrets: does not define" },
+	{ "credential bad scheme", "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    h.test: { secret: a, scheme: digest }\n",
+	  "scheme: expected basic or bearer" },
+	{ "basic without username", "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    h.test: { secret: a, scheme: basic }\n",
+	  "username: is required for basic" },
+	{ "bearer with username", "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    h.test: { secret: a, scheme: bearer, username: u }\n",
+	  "username: is required for basic, and only for basic" },
+	{ "username with a colon", "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    h.test: { secret: a, scheme: basic, username: \"a:b\" }\n",
+	  "username: 1 to 127 bytes, no ':'" },
+	{ "credential host is an address", "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    10.0.0.1: { secret: a, scheme: bearer }\n",
+	  "git.credentials" },
+	{ "mediation unknown key", "mediation:\n  port: 9000\n", "mediation.port: unknown key" },
 };
+
+static const char *case_yaml(const char *name)
+{
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (!strcmp(cases[i].name, name))
+			return cases[i].yaml;
+	return "";
+}
 
 static int write_file(const char *path, const char *text)
 {
@@ -120,8 +158,32 @@ int main(void)
 	tap_result(cfg.pool_prefix == 20 && cfg.workers == 4 && cfg.nblocked == 2, "pool, workers, blocked ranges");
 	tap_result(cfg.audit_max_bytes == 1048576 && cfg.audit_keep == 3 && cfg.log_level == 0, "audit and log level");
 
+	/* Secrets and credentials arrive as written, host names normalized; values are never in the file. */
+	crgw_config_defaults(&cfg);
+	write_file(path, case_yaml("secrets and git credentials"));
+	crgw_config_load_file(&cfg, path, err, sizeof(err));
+	crgw_config_set(&cfg, "dns.upstream", "203.0.113.53", err, sizeof(err));
+	tap_result(crgw_config_finish(&cfg, err, sizeof(err)) == 0 && cfg.nsecrets == 3 &&
+			   cfg.secrets[0].kind == CRGW_SECRET_ENV && !strcmp(cfg.secrets[0].env, "GH_TOKEN") &&
+			   cfg.secrets[1].kind == CRGW_SECRET_FILE && !strcmp(cfg.secrets[1].path, "/etc/crgw/pw") &&
+			   cfg.secrets[2].kind == CRGW_SECRET_COMMAND && cfg.secrets[2].argc == 2 &&
+			   cfg.secrets[2].refresh_seconds == 300,
+		   "three secrets: env, file, command with refresh (%s)", err);
+	tap_result(cfg.ngit_credentials == 2 && !strcmp(cfg.git_credentials[0].host, "git.example.test") &&
+			   cfg.git_credentials[0].basic && !strcmp(cfg.git_credentials[0].username, "bot") &&
+			   !strcmp(cfg.git_credentials[1].host, "other.example.test") && !cfg.git_credentials[1].basic,
+		   "git credentials: basic with a username, bearer; host names normalized");
+	tap_result(!strcmp(cfg.mediation_ca_file, "/etc/crgw/ca.pem") && cfg.mediation_max_connections == 100 &&
+			   cfg.mediation_max_connections_per_sandbox == 10 && cfg.mediation_idle_timeout == 30 &&
+			   cfg.mediation_push_hold_bytes == (UINT64_C(32) << 20),
+		   "mediation keys");
+
 	/* Defaults. */
 	crgw_config_defaults(&cfg);
+	tap_result(cfg.nsecrets == 0 && cfg.ngit_credentials == 0 && !cfg.mediation_ca_file[0] &&
+			   cfg.mediation_max_connections == 16384 && cfg.mediation_max_connections_per_sandbox == 256 &&
+			   cfg.mediation_idle_timeout == 120 && cfg.mediation_push_hold_bytes == (UINT64_C(16) << 20),
+		   "mediation defaults: no secrets, the system's CA store, 16384/256 connections, 120 s, 16 MiB");
 	tap_result(!strcmp(cfg.control_path, "/run/crgw/control.sock") && cfg.control_mode == 0660,
 		   "control socket default /run/crgw/control.sock mode 0660");
 	tap_result(cfg.pool_prefix == 16 && cfg.pool.s_addr == inet_addr("10.200.0.0"), "pool default 10.200.0.0/16");
