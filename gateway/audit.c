@@ -30,6 +30,7 @@ static const char *const kind_names[] = {
 	[CRGW_AUDIT_AUDIT_LOSS] = "audit_loss",
 	[CRGW_AUDIT_GATEWAY_STARTED] = "gateway_started",
 	[CRGW_AUDIT_GATEWAY_STOPPED] = "gateway_stopped",
+	[CRGW_AUDIT_SECRET_INJECTED] = "secret_injected",
 };
 static const char *const action_names[] = { NULL, "allow", "deny", "warn" };
 
@@ -162,6 +163,10 @@ char *crgw_audit_format(const struct crgw_audit_event *ev)
 					   ev->reason ? json_string(crgw_reason_str(ev->reason)) : json_null());
 	err |= set_str(o, "rule", ev->rule);
 	err |= set_str(o, "qtype", ev->qtype);
+	err |= set_str(o, "operation", ev->operation);
+	err |= set_str(o, "path", ev->path);
+	err |= set_str(o, "ref", ev->ref);
+	err |= set_str(o, "secret_id", ev->secret_id);
 	err |= set_str(o, "detail", ev->detail);
 	if (ev->count)
 		err |= set_u64(o, "count", ev->count);

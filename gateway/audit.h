@@ -23,6 +23,7 @@ enum crgw_audit_kind {
 	CRGW_AUDIT_AUDIT_LOSS,
 	CRGW_AUDIT_GATEWAY_STARTED,
 	CRGW_AUDIT_GATEWAY_STOPPED,
+	CRGW_AUDIT_SECRET_INJECTED,
 };
 
 enum crgw_audit_action { CRGW_ACTION_NONE, CRGW_ACTION_ALLOW, CRGW_ACTION_DENY, CRGW_ACTION_WARN };
@@ -43,6 +44,12 @@ struct crgw_audit_event {
 	enum crgw_reason reason;
 	char rule[96];
 	char qtype[12];
+	/* mediation: what was asked of a service (git: fetch or push, the repository, a ref a push was refused
+	 * for; secrets: the secret's id, never its value) */
+	char operation[16];
+	char path[256];
+	char ref[256];
+	char secret_id[65];
 	char detail[160];
 	uint64_t count; /* events this record stands for (rate-limited kinds); 0 prints nothing */
 	uint64_t bytes_up, bytes_down, duration_ms;

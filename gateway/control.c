@@ -22,6 +22,7 @@
 #include "audit.h"
 #include "config.h"
 #include "control.h"
+#include "mediation/mediation.h"
 #include "dns.h"
 #include "dns_cache.h"
 #include "lifetime.h"
@@ -137,6 +138,17 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 							      sb->workspace_dir));
 	if (sb->data_dir[0])
 		json_object_set_new(o, "data_dir", json_string(sb->data_dir));
+	/* What a backend points the sandbox's tools at when it starts a command (docs/mediation.md). */
+	{
+		char url[64];
+		json_t *hosts = json_array();
+
+		snprintf(url, sizeof(url), "http://%s:%u", gw, CRGW_MEDIATION_PORT);
+		for (size_t i = 0; hosts && i < crgw_policy_git_host_count(sb->policy); i++)
+			json_array_append_new(hosts, json_string(crgw_policy_git_host(sb->policy, i)));
+		json_object_set_new(o, "mediation", json_pack("{s:s, s:o}", "url", url, "git_hosts",
+								hosts ? hosts : json_array()));
+	}
 	if (detail) {
 		struct crgw_nft_counters c = { 0 };
 		struct crgw_cgroup_usage u;
@@ -504,6 +516,7 @@ static void stats(struct evhttp_request *req)
 	struct crgw_audit_stats a;
 	struct crgw_dns_cache_stats c;
 	struct usage_rows rows = { 0 };
+	struct crgw_mediation_stats m;
 	json_t *o, *arr;
 	bool active;
 	const char *state = crgw_registry_limits_state(&active);
@@ -511,6 +524,7 @@ static void stats(struct evhttp_request *req)
 	crgw_dns_get_stats(&d);
 	crgw_audit_get_stats(&a);
 	crgw_dns_cache_get_stats(&c);
+	crgw_mediation_get_stats(&m);
 	o = json_pack("{s:i, s:i, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
 			     "s:{s:I, s:I, s:I, s:I, s:i}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i}}",
 			     "sandboxes", crgw_sandbox_count(), "workers", C.cfg->workers,
@@ -545,6 +559,12 @@ static void stats(struct evhttp_request *req)
 	if (o) {
 		json_object_set_new(o, "limits", json_pack("{s:b, s:s}", "active", active, "cgroup", state));
 		json_object_set_new(o, "sandbox_resources", arr ? arr : json_array());
+		json_object_set_new(o, "mediation",
+				    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections_open",
+					      (json_int_t)m.connections_open, "requests", (json_int_t)m.requests, "denied",
+					      (json_int_t)m.denied, "upstream_failures", (json_int_t)m.upstream_failures,
+					      "secrets_injected", (json_int_t)m.secrets_injected, "bytes_up",
+					      (json_int_t)m.bytes_up, "bytes_down", (json_int_t)m.bytes_down));
 	} else {
 		json_decref(arr);
 	}
@@ -647,6 +667,22 @@ static void metrics(struct evhttp_request *req)
 	metric(out, "crgw_audit_write_errors_total", "counter", "Failed audit writes (retried).", a.write_errors);
 	metric(out, "crgw_audit_queue_depth", "gauge", "Audit events waiting for the writer.", a.queue_depth);
 	metric(out, "crgw_audit_rotations_total", "counter", "Audit log rotations.", a.rotations);
+	{
+		struct crgw_mediation_stats m;
+
+		crgw_mediation_get_stats(&m);
+		metric(out, "crgw_mediation_connections", "gauge", "Open connections to mediation (8170).",
+		       m.connections_open);
+		metric(out, "crgw_mediation_requests_total", "counter", "Requests to mediation.", m.requests);
+		metric(out, "crgw_mediation_denied_total", "counter", "Mediation requests refused.", m.denied);
+		metric(out, "crgw_mediation_upstream_failures_total", "counter",
+		       "Mediation requests whose upstream failed.", m.upstream_failures);
+		metric(out, "crgw_mediation_secrets_injected_total", "counter",
+		       "Requests sent upstream with a secret's header.", m.secrets_injected);
+		metric(out, "crgw_mediation_bytes_up_total", "counter", "Request body bytes sent upstream.", m.bytes_up);
+		metric(out, "crgw_mediation_bytes_down_total", "counter", "Response body bytes sent to sandboxes.",
+		       m.bytes_down);
+	}
 	sandbox_metrics(out);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");

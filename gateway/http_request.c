@@ -100,6 +100,15 @@ static int on_headers_complete(llhttp_t *p)
 	return 0;
 }
 
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct crgw_http_parser *hp = p->data;
+
+	if (!hp->base && hp->on_body)
+		hp->on_body(hp->body_arg, at, len);
+	return 0;
+}
+
 static int on_message_complete(llhttp_t *p)
 {
 	struct crgw_http_parser *hp = p->data;
@@ -118,6 +127,7 @@ void crgw_http_parser_init(struct crgw_http_parser *hp)
 	hp->settings.on_header_value_complete = on_header_value_complete;
 	hp->settings.on_headers_complete = on_headers_complete;
 	hp->settings.on_message_complete = on_message_complete;
+	hp->settings.on_body = on_body;
 	/* No lenient flag is ever set: strict framing is what keeps request smuggling out. */
 	llhttp_init(&hp->http, HTTP_REQUEST, &hp->settings);
 	hp->http.data = hp;

@@ -52,6 +52,9 @@ struct crgw_http_parser {
 	bool message_done;   /* llhttp saw the end of the message */
 	bool too_many_fields;
 	const char *error; /* why the last call failed (static text, for the audit detail) */
+	/* When set, crgw_http_parse_body hands over a chunked body's data, without its framing. */
+	void (*on_body)(void *arg, const char *data, size_t len);
+	void *body_arg;
 };
 
 /* Prepares `hp` (caller owned; it must not move while in use: llhttp keeps a pointer to its settings). */

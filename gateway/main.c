@@ -22,6 +22,8 @@
 #include "drops.h"
 #include "fsutil.h"
 #include "log.h"
+#include "mediation/mediation.h"
+#include "mediation/vault.h"
 #include "notify.h"
 #include "sandbox.h"
 #include "teardown.h"
@@ -244,7 +246,7 @@ int main(int argc, char **argv)
 	struct event *sigs[4] = { 0 };
 	static const int signals[4] = { SIGTERM, SIGINT, SIGHUP, SIGPIPE };
 	bool check_only = false, audit_started = false, registry = false, workers = false, control = false;
-	bool drops = false, dns = false, teardown = false;
+	bool drops = false, dns = false, teardown = false, mediation = false;
 	int locks[3] = { -1, -1, -1 }, err, status = 1;
 
 	crgw_config_defaults(&cfg);
@@ -263,6 +265,16 @@ int main(int argc, char **argv)
 		err = lock_instance(&cfg, locks);
 	if (err)
 		goto out;
+	/* The operator's secrets are read once, before anything could need them; a missing one stops the start. */
+	{
+		char verr[512];
+
+		err = crgw_vault_start(&cfg, verr, sizeof(verr));
+		if (err) {
+			log_error("cannot read the operator's secrets", "error=\"%s\"", verr);
+			goto out;
+		}
+	}
 	if (evthread_use_pthreads() || !(main_base = event_base_new())) {
 		log_error("libevent initialization failed", "%s", "");
 		goto out;
@@ -313,6 +325,12 @@ int main(int argc, char **argv)
 	if (err)
 		goto out;
 	dns = true;
+	err = crgw_mediation_global_init();
+	if (err) {
+		log_error("cannot set up libcurl for mediation", "error=\"%s\"", strerror(-err));
+		goto out;
+	}
+	mediation = true;
 	err = crgw_workers_start(&cfg);
 	if (err)
 		goto out;
@@ -346,6 +364,9 @@ out:
 		crgw_workers_stop();
 	if (dns)
 		crgw_dns_global_fini();
+	if (mediation)
+		crgw_mediation_global_fini();
+	crgw_vault_stop();
 	if (drops)
 		crgw_drops_stop();
 	/* Released sandboxes' groups and data are gone before the gateway says it stopped. */

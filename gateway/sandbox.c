@@ -20,6 +20,7 @@
 #include "config.h"
 #include "log.h"
 #include "netctl.h"
+#include "mediation/mediation.h"
 #include "sandbox.h"
 #include "teardown.h"
 
@@ -386,6 +387,7 @@ void crgw_sandbox_unref(struct crgw_sandbox *sb)
 		return;
 	crgw_policy_unref(sb->policy);
 	bindings_free(sb->bindings);
+	crgw_mediation_state_free(atomic_load(&sb->mediation));
 	if (sb->holder_pidfd >= 0)
 		close(sb->holder_pidfd);
 	/* Only a registration that failed still owns its group here; release hands it to teardown. */
@@ -653,6 +655,12 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 		goto out;
 	}
 	AUDIT_SET(sb->policy_hash, crgw_policy_hash(sb->policy));
+	/* A policy that names a secret the operator does not hold cannot run: its requests would only fail. */
+	ret = crgw_mediation_check_policy(sb->policy, err, errlen);
+	if (ret) {
+		*reason = CRGW_REASON_RUNTIME_LAUNCH_FAILED;
+		goto out;
+	}
 	sb->bindings = calloc(1, sizeof(*sb->bindings));
 	if (!sb->bindings) {
 		ret = -ENOMEM;

@@ -18,11 +18,13 @@
 
 struct crgw_config;
 struct crgw_binding_table;
+struct crgw_mediation_state;
 
 struct crgw_sandbox_counters {
 	atomic_uint_fast64_t dns_queries, dns_allowed, dns_denied, dns_rate_limited, dns_formerr, dns_servfail;
 	atomic_uint_fast64_t connections_refused;
 	atomic_uint tunnels; /* explicit-proxy connections open now */
+	atomic_uint mediation_conns; /* mediation connections open now */
 };
 
 #define CRGW_SANDBOX_NAME_MAX 63
@@ -63,6 +65,8 @@ struct crgw_sandbox {
 	atomic_uint audit_count;
 	atomic_uint_fast64_t audit_suppressed;
 	struct crgw_binding_table *bindings;
+	/* What mediation remembers between this sandbox's requests (made on first use; mediation.h). */
+	_Atomic(struct crgw_mediation_state *) mediation;
 };
 
 /* What a registration asks for (the control API's POST /v1/sandboxes body, validated). */

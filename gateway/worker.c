@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Worker threads: each runs DNS, the explicit proxy and the transparent listeners on its own loop. */
+/* Worker threads: each runs DNS, the explicit proxy, mediation and the transparent listeners on its own loop. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -18,6 +18,7 @@
 #include "dns.h"
 #include "listen.h"
 #include "log.h"
+#include "mediation/mediation.h"
 #include "proxy.h"
 #include "sandbox.h"
 #include "worker.h"
@@ -30,6 +31,7 @@ struct worker {
 	struct event_base *base;
 	struct crgw_dns_server *dns;
 	struct crgw_proxy *proxy;
+	struct crgw_mediation *mediation;
 	struct evconnlistener *transparent[2];
 	struct crgw_accept_guard guard[2];
 };
@@ -123,6 +125,7 @@ static void worker_free(struct worker *w)
 {
 	/* Tunnels first: one waiting for a lookup is called back when the DNS server goes. */
 	crgw_proxy_free(w->proxy);
+	crgw_mediation_free(w->mediation);
 	crgw_dns_server_free(w->dns);
 	for (unsigned i = 0; i < 2; i++)
 		if (w->transparent[i]) {
@@ -159,6 +162,11 @@ int crgw_workers_start(const struct crgw_config *cfg)
 		err = crgw_proxy_new(w->base, cfg, w->dns, &w->proxy);
 		if (err) {
 			log_error("cannot listen for the explicit proxy", "port=3128 error=\"%s\"", strerror(-err));
+			break;
+		}
+		err = crgw_mediation_new(w->base, cfg, w->dns, &w->mediation);
+		if (err) {
+			log_error("cannot listen for mediation", "port=8170 error=\"%s\"", strerror(-err));
 			break;
 		}
 		err = transparent_listener(w, cfg->transparent_http_port, &w->transparent[0]);

@@ -2,7 +2,9 @@
 /*
  * libFuzzer target for the proxies' request path: the head parser fed in two pieces split where the input
  * says, which must agree with one piece; then the target and Host through the URL and host:port parsers;
- * then a chunked body, again split, which must end at the same byte either way.
+ * then, for an origin-form target, the mediation service's canonicalization and routing, whose output must
+ * hold none of the forms it refuses; then a chunked body, again split, which must end at the same byte
+ * either way.
  */
 #include <assert.h>
 #include <errno.h>
@@ -11,6 +13,7 @@
 
 #include "crgw/policy.h"
 #include "http_request.h"
+#include "path.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -24,6 +27,38 @@ static void check_spans(const struct crgw_http_request *r)
 		assert(r->fields[i].name.off + r->fields[i].name.len <= r->head_len);
 		assert(r->fields[i].value.off + r->fields[i].value.len <= r->head_len);
 	}
+}
+
+/* What the mediation router does with a target: canonical or refused, and nothing refusable survives. */
+static void check_mediation_route(const char *target, size_t len)
+{
+	char out[4096], value[64];
+	size_t n = 0, qlen = 0, rest_len, seglen;
+	const char *query = NULL, *why = NULL, *rest, *seg;
+
+	if (med_path_canon(target, len, out, sizeof(out), &n, &query, &qlen, &why)) {
+		assert(why);
+		return;
+	}
+	assert(n > 0 && n < sizeof(out) && out[0] == '/' && out[n] == '\0');
+	assert(!memchr(out, '\\', n) && !memchr(out, '%', n) && !memchr(out, '?', n) && !memchr(out, '#', n));
+	for (size_t i = 0; i + 1 < n; i++)
+		assert(!(out[i] == '/' && out[i + 1] == '/'));
+	for (size_t i = 0; i < n; i++)
+		assert((unsigned char)out[i] >= 0x20 && out[i] != 0x7f);
+	assert(!query || (query > target && query + qlen == target + len));
+	rest = out;
+	rest_len = n;
+	if (med_path_take(&rest, &rest_len, "/git") || med_path_take(&rest, &rest_len, "/secrets") ||
+	    med_path_take(&rest, &rest_len, "/meta")) {
+		assert(rest_len == 0 || rest[0] == '/');
+		while (med_path_segment(&rest, &rest_len, &seg, &seglen) == 0) {
+			assert(seglen > 0 && !memchr(seg, '/', seglen));
+			assert(!(seglen == 1 && seg[0] == '.') && !(seglen == 2 && seg[0] == '.' && seg[1] == '.'));
+		}
+	}
+	if (query && med_query_param(query, qlen, "service", value, sizeof(value), &n) == 0)
+		assert(n < sizeof(value) && strlen(value) == n);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -66,6 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (one.req.host.len)
 		crgw_hostport_parse(in + one.req.host.off, one.req.host.len, 80, &host, &port, &why);
+	if (one.req.target.len && in[one.req.target.off] == '/')
+		check_mediation_route(in + one.req.target.off, one.req.target.len);
 
 	if (one.req.chunked) {
 		const char *body = in + one.req.head_len;

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The operator's secret values (crgw.yaml `secrets:`), held only in this process: in one locked mapping
+ * that is left out of core dumps and wiped in children, copied out only into callers' locked buffers, and
+ * wiped when replaced or freed. Nothing here logs a value; errors name the secret id and the source.
+ * Thread-safe.
+ */
+#ifndef CRGW_MEDIATION_VAULT_H
+#define CRGW_MEDIATION_VAULT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct crgw_config;
+
+/* A value is at most this long: enough for any token or key a header carries. */
+#define CRGW_SECRET_VALUE_MAX 8192
+
+/*
+ * Reads every configured secret (environment variables are then wiped from the process's environment),
+ * and starts the thread that re-runs commands with a refresh_seconds. Any secret that cannot be read
+ * fails the start with `err` naming it and why. Returns 0, or -errno.
+ */
+int crgw_vault_start(const struct crgw_config *cfg, char *err, size_t errlen);
+
+/* Stops the refresh thread and wipes and unmaps every value. */
+void crgw_vault_stop(void);
+
+/* Whether the operator configured secret `id` (`len` bytes). */
+bool crgw_vault_has(const char *id, size_t len);
+
+/*
+ * Copies the current value of `id` into `out` (`size` bytes: a buffer from crgw_vault_scratch). A file
+ * source that changed since it was last read is read again first. Returns the length, -ENOENT for an id
+ * not configured, -EIO when the source can no longer be read (the old value is not used then), -E2BIG.
+ */
+ssize_t crgw_vault_get(const char *id, size_t id_len, char *out, size_t size);
+
+/*
+ * Locked memory outside core dumps for building what carries a value (a header line); wiped and
+ * released by crgw_vault_scratch_free. NULL when out of memory.
+ */
+void *crgw_vault_scratch(size_t size);
+void crgw_vault_scratch_free(void *p, size_t size);
+
+/* How many values are held, and how many refreshes failed (for metrics; never values). */
+struct crgw_vault_stats {
+	unsigned secrets;
+	unsigned long refreshes, refresh_failures;
+};
+void crgw_vault_get_stats(struct crgw_vault_stats *out);
+
+#endif
