@@ -373,17 +373,24 @@ fail:
 	return e;
 }
 
-/* The environment a command starts with: nothing of the caller's, the gateway wired in, then -e. */
+/*
+ * The environment a command starts with: nothing of the caller's, the gateway wired in (its proxy, and
+ * git's https URLs of the policy's git hosts rewritten to the gateway's mediation, with no credential
+ * helper: the gateway holds the credentials), then -e.
+ */
 static char **build_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req)
 {
 	static const char *const proxy_names[] = { "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy" };
-	size_t n = 0, extra = 0;
-	char **env, buf[256];
+	json_t *med = json_object_get(sb->record, "mediation");
+	json_t *hosts = json_object_get(med, "git_hosts"), *h;
+	const char *url = json_string_value(json_object_get(med, "url"));
+	size_t n = 0, extra = 0, nhosts = json_array_size(hosts), i, k = 0;
+	char **env, buf[1024];
 	const char *term = getenv("TERM");
 
 	while (req->env && req->env[extra])
 		extra++;
-	env = calloc(24 + extra, sizeof(*env));
+	env = calloc(32 + extra + 2 * nhosts, sizeof(*env));
 	if (!env)
 		return NULL;
 #define PUT(...)                                             \
@@ -400,15 +407,34 @@ static char **build_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec
 	if (req->tty)
 		PUT("TERM=%s", term && *term && strlen(term) < 64 ? term : "xterm");
 	/* Both spellings: tools disagree on which one they read. */
-	for (size_t i = 0; i < 4; i++)
+	for (i = 0; i < 4; i++)
 		PUT("%s=http://%s:3128", proxy_names[i], sb->gateway);
-	PUT("NO_PROXY=localhost,127.0.0.1");
-	PUT("no_proxy=localhost,127.0.0.1");
+	/* Mediation is on the gateway's own address: never through the proxy, which refuses it. */
+	PUT("NO_PROXY=localhost,127.0.0.1,%s", sb->gateway);
+	PUT("no_proxy=localhost,127.0.0.1,%s", sb->gateway);
 	PUT("CRGW_SANDBOX_ID=%s", sb->id);
 	PUT("CRGW_GATEWAY=%s", sb->gateway);
+	if (url && strlen(url) < 128) {
+		PUT("CRGW_MEDIATION_URL=%s", url);
+		/* A failed credential must end git's request, not wait on a prompt for a password. */
+		PUT("GIT_TERMINAL_PROMPT=0");
+		PUT("GIT_CONFIG_KEY_%zu=credential.helper", k);
+		PUT("GIT_CONFIG_VALUE_%zu=", k);
+		k++;
+		json_array_foreach(hosts, i, h) {
+			const char *host = json_string_value(h);
+
+			if (!host || strlen(host) > 253)
+				continue;
+			PUT("GIT_CONFIG_KEY_%zu=url.%s/git/%s/.insteadOf", k, url, host);
+			PUT("GIT_CONFIG_VALUE_%zu=https://%s/", k, host);
+			k++;
+		}
+		PUT("GIT_CONFIG_COUNT=%zu", k);
+	}
 #undef PUT
 	/* -e NAME=VALUE replaces a base entry of the same name. */
-	for (size_t i = 0; i < extra; i++) {
+	for (i = 0; i < extra; i++) {
 		const char *eq = strchr(req->env[i], '=');
 		size_t klen = eq ? (size_t)(eq - req->env[i]) + 1 : strlen(req->env[i]);
 
@@ -421,7 +447,7 @@ static char **build_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec
 			}
 		env[n++] = strdup(req->env[i]);
 	}
-	for (size_t i = 0; i < n; i++)
+	for (i = 0; i < n; i++)
 		if (!env[i]) {
 			for (size_t j = 0; j < n; j++)
 				free(env[j]);
