@@ -55,6 +55,10 @@ for line in open(sys.argv[1]):
     if not m:
         continue
     indent, key, value = m.group(1), m.group(2), m.group(3)
+    # secrets: and git.credentials: are maps keyed by the operator's own names, outside the table.
+    if not indent and key in ('secrets', 'git'):
+        section = None
+        continue
     if not indent:
         section = key if value == '' else None
         if value != '':
