@@ -498,6 +498,7 @@ class ResetProxyHandler(AnyMethodHandler):
 
     # Relays the answer; after LIMIT bytes of body, stops and resets the connection.
     def relay(self, resp, limit):
+        self.log_request(resp.status)
         self.send_response_only(resp.status, resp.reason)
         for k, v in resp.getheaders():
             if k.lower() not in HOP_BY_HOP:
