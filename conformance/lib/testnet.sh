@@ -10,8 +10,12 @@
 #                  2001:db8:113::1/64                        203.0.113.10/24  HTTP :80, HTTPS :443,
 #                                                                             TCP banner/echo :22
 #   blackhole 203.0.113.0/24 metric 4000                     203.0.113.11/24  HTTP :80, HTTPS :443
-#   blackhole 10.201.0.0/16  metric 4000  (sandbox pool)     2001:db8:113::10/64  HTTP :80
-#   blackhole 2001:db8::/32  metric 4000                     lo up (knotd also on 127.0.0.1:53)
+#   blackhole 10.201.0.0/16  metric 4000  (sandbox pool)     203.0.113.30/24  git.test, git2.test: HTTPS :443
+#   blackhole 2001:db8::/32  metric 4000                     203.0.113.31/24  reset.git.test: HTTPS :443
+#                                                            203.0.113.40/24  api.test: HTTPS :443
+#                                                            203.0.113.41/24  badcert.test: HTTPS :443
+#                                                            2001:db8:113::10/64  HTTP :80
+#                                                            lo up (knotd also on 127.0.0.1:53)
 #                                                            no default route (either family)
 #
 # The root namespace reaches 203.0.113.x through the connected /24 on the veth; the blackholes (added first,
@@ -37,9 +41,27 @@
 # target, version, headers in order, body length and sha256 (see testnet_servers.py).
 # TLS: testnet_up makes a throwaway test CA in STATE_DIR/pki (EC P-256, valid one day, name-constrained to
 # test. and 203.0.113.0/24; its key ca.key never leaves that directory) and one server certificate it signs
-# for every name of the zone, *.test, *.allowed.test, *.bench.test and the two web addresses. Clients get
-# the CA explicitly: curl --cacert "$TN_CA" (the machine's CA variables are cleared, below). A sandbox
-# made by crgw-ctl run has a private /tmp and cannot see STATE_DIR: hand it the PEM's text instead.
+# for every name of the zone, *.test, *.allowed.test, *.bench.test and the addresses .10, .11, .30, .31 and
+# .40. Clients get the CA explicitly: curl --cacert "$TN_CA" (the machine's CA variables are cleared,
+# below). A sandbox made by crgw-ctl run has a private /tmp and cannot see STATE_DIR: hand it the PEM's
+# text instead.
+#
+# Credentialed upstreams, for mediation's tests. Each one's password or token is random per network.
+#   git.test, git2.test (203.0.113.30): lighttpd runs git-http-backend (CGI, as root in the namespace) for
+#     git's smart HTTP over TLS, GIT_PROJECT_ROOT=TN_GIT_ROOT (STATE_DIR/git/root), every repository
+#     exported, so repositories that tests add there are served too. Every path demands HTTP basic auth
+#     as TN_GIT_USER with the password in TN_GIT_PASSWORD_FILE (0600, no newline): 401 without. Pushes
+#     work (auth sets REMOTE_USER, which enables receive-pack); protocol v2 works (git-http-backend reads
+#     the Git-Protocol header). org/small.git: bare, branch main, five small commits whose ids are the same
+#     on every run. Access log: STATE_DIR/log/git-access.log.
+#   reset.git.test (203.0.113.31): a TLS reverse proxy (testnet_servers.py) to https://git.test at
+#     203.0.113.30, verified with the test CA, that forwards each request with its Authorization and resets
+#     the client's connection (RST) after 1 MiB of answer body; /reset-after/N/PATH cuts after N bytes.
+#   api.test (203.0.113.40): a JSON API over TLS that wants "Authorization: Bearer $(<TN_API_TOKEN_FILE)"
+#     (0600, no newline): /whoami, /echo, /slow?seconds=N, /reset, /redirect?to=URL, /reflect (see
+#     testnet_servers.py).
+#   badcert.test (203.0.113.41): the same API with a self-signed certificate: verification with the test
+#     CA fails.
 #
 # Names. TN_PREFIX defaults to "crgwtn<$$ mod 10000>" (at most 14 characters: the veth name must fit in 15).
 #   namespace ${TN_PREFIX}-net, root-side veth ${TN_PREFIX}u, namespace-side eth0,
@@ -51,7 +73,7 @@
 # TN_LOCK_WAIT seconds, default 120) until the owner's testnet_down, or until its owner is dead and reaped.
 #
 # Functions
-#   testnet_up STATE_DIR       make the network, start the servers, wait until they answer (0.3-2 s)
+#   testnet_up STATE_DIR       make the network, start the servers, wait until they answer (1-3 s)
 #   testnet_down [--keep-blackhole]
 #                              stop what testnet_up started, delete namespace and veth, then the blackholes and
 #                              the claim file (kept with --keep-blackhole; a later testnet_down removes them).
@@ -64,10 +86,22 @@
 #   testnet_exec CMD...        run CMD inside the internet namespace
 #   testnet_kill PID...        TERM, wait up to 2 s, KILL, reap: for cleanups of the caller's own processes
 #   testnet_kdig ARGS...       kdig @203.0.113.53 +timeout=1 +retry=0 (never the machine's resolver)
+#   testnet_git [--anonymous]  print, one per line, the `git -c` options for a client in the root namespace:
+#                              the test CA, curloptResolve for git.test, git2.test and reset.git.test, the
+#                              machine's credential helpers dropped and, unless --anonymous, a helper that
+#                              answers with the test user and password. `git $(testnet_git) clone
+#                              https://git.test/org/small.git`. Set GIT_TERMINAL_PROMPT=0 so that an
+#                              anonymous 401 fails rather than prompting.
+#   testnet_git_big_repo       install org/big.git (a 257 MiB pack, 256 commits) into TN_GIT_ROOT from the
+#                              cache in TN_GIT_BIG_CACHE_DIR (default /var/cache/crgw-test), hard-linked
+#                              (0.1 s); makes the cache first if it is missing (about 12 s, once per machine)
+#   testnet_git_big_cached     true if that cache exists
 # Variables, exported by testnet_up: TN_NS TN_VETH TN_HOST(203.0.113.1) TN_DNS(203.0.113.53)
 #   TN_WEB1(203.0.113.10) TN_WEB2(203.0.113.11) TN_HOST6(2001:db8:113::1) TN_WEB6(2001:db8:113::10)
 #   TN_POOL(10.201.0.0/16) TN_STATE
-#   TN_CA (STATE_DIR/pki/ca.pem, the test CA's certificate); STATE_DIR/testnet.env
+#   TN_CA (STATE_DIR/pki/ca.pem, the test CA's certificate)
+#   TN_GIT(203.0.113.30) TN_GIT_RESET(203.0.113.31) TN_API(203.0.113.40) TN_BADCERT(203.0.113.41)
+#   TN_GIT_ROOT TN_GIT_USER(crgw-tester) TN_GIT_PASSWORD_FILE TN_API_TOKEN_FILE; STATE_DIR/testnet.env
 #   holds the same for programs that are not bash. A script started by the owner may source this library
 #   and use testnet_exec and testnet_kdig with the inherited values; only the owner calls testnet_down.
 #
@@ -856,8 +890,8 @@ testnet_kdig() {
 
 # Prints, one per line, the `git -c` options a client outside the namespace needs for the test git
 # servers: the test CA, fixed addresses for git.test, git2.test and reset.git.test (git resolves nothing
-# then), no credential helper of the machine's, and unless --anonymous the test user's password through
-# the helper testnet_up wrote. No line holds a space and none holds the password itself, so both
+# then), no proxy and no credential helper of the machine's, and unless --anonymous the test user's
+# password through the helper testnet_up wrote. No line holds a space and none holds the password itself, so both
 # `git $(testnet_git) clone ...` and `mapfile -t o < <(testnet_git); git "${o[@]}" ...` work.
 testnet_git() {
 	local anonymous=
@@ -875,7 +909,7 @@ testnet_git() {
 	fi
 	printf '%s\n' -c "http.sslCAInfo=$TN_CA" -c "http.curloptResolve=git.test:443:$TN_GIT" \
 		-c "http.curloptResolve=git2.test:443:$TN_GIT" -c "http.curloptResolve=reset.git.test:443:$TN_GIT_RESET" \
-		-c credential.helper=
+		-c http.proxy= -c credential.helper=
 	[ -n "$anonymous" ] || printf '%s\n' -c "credential.helper=$TN_STATE/git/credential-helper"
 }
 

@@ -60,6 +60,7 @@
 # server keeps the numeric address as its name. Nothing here resolves a name: addresses must be numeric.
 # All servers run until SIGTERM (the default action is fine: they hold no state worth flushing).
 
+import fcntl
 import hashlib
 import http.client
 import http.server
@@ -72,6 +73,7 @@ import socketserver
 import ssl
 import struct
 import sys
+import termios
 import time
 import urllib.parse
 
@@ -85,6 +87,8 @@ MAX_LINE = 8192
 MAX_BODY = 64 << 20
 # The reset proxy cuts an answer after this many bytes of body, unless the target says otherwise.
 RESET_AFTER = 1 << 20
+# The longest a reset waits for the peer to acknowledge what was sent before it.
+DRAIN_TIMEOUT = 5
 # The longest /slow may stall.
 MAX_SLOW = 120
 # Upstream connections of the reset proxy give up after this long without progress.
@@ -115,8 +119,16 @@ class Collect:
 
 
 # Resets the TCP connection under SOCK when it is closed: SO_LINGER with a zero timeout makes close(2)
-# send RST instead of FIN, and TLS sends no close_notify on a plain close().
+# send RST instead of FIN, and TLS sends no close_notify on a plain close(). An RST also discards whatever
+# the kernel still holds to send, so first wait (up to DRAIN_TIMEOUT) until the peer has acknowledged
+# every byte written: what was relayed before the cut does arrive.
 def arm_reset(sock):
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    while time.monotonic() < deadline:
+        queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        if queued == 0:
+            break
+        time.sleep(0.01)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
@@ -330,6 +342,9 @@ class AnyMethodHandler(BodyReader, http.server.BaseHTTPRequestHandler):
         super().setup()
         self.resetting = False
         self.method = None
+        # Every write leaves at once: Nagle's algorithm would hold a small write back, and a reset would
+        # then discard it.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def address_string(self):
         return self.client_address[0]
