@@ -94,7 +94,7 @@
 #                              anonymous 401 fails rather than prompting.
 #   testnet_git_big_repo       install org/big.git (a 257 MiB pack, 256 commits) into TN_GIT_ROOT from the
 #                              cache in TN_GIT_BIG_CACHE_DIR (default /var/cache/crgw-test), hard-linked
-#                              (0.1 s); makes the cache first if it is missing (about 12 s, once per machine)
+#                              (0.1 s); makes the cache first if it is missing (12-20 s, once per machine)
 #   testnet_git_big_cached     true if that cache exists
 # Variables, exported by testnet_up: TN_NS TN_VETH TN_HOST(203.0.113.1) TN_DNS(203.0.113.53)
 #   TN_WEB1(203.0.113.10) TN_WEB2(203.0.113.11) TN_HOST6(2001:db8:113::1) TN_WEB6(2001:db8:113::10)
@@ -392,7 +392,8 @@ testnet__curl_git() { # HOST ADDR PATH [CURL-ARGS...]
 	local host=$1 addr=$2 path=$3
 	shift 3
 	printf 'user = "%s:%s"\n' "$TN_GIT_USER" "$(<"$TN_GIT_PASSWORD_FILE")" |
-		curl --noproxy '*' -s --max-time 2 -K - --cacert "$TN_CA" --resolve "$host:443:$addr" "$@" "https://$host$path"
+		curl --noproxy '*' -s --max-time 2 -K - --cacert "$TN_CA" --resolve "$host:443:$addr" "$@" \
+			"https://$host$path"
 }
 
 # git's smart HTTP answers HOST at ADDR, with the password, for org/small.git.
@@ -891,8 +892,8 @@ testnet_kdig() {
 # Prints, one per line, the `git -c` options a client outside the namespace needs for the test git
 # servers: the test CA, fixed addresses for git.test, git2.test and reset.git.test (git resolves nothing
 # then), no proxy and no credential helper of the machine's, and unless --anonymous the test user's
-# password through the helper testnet_up wrote. No line holds a space and none holds the password itself, so both
-# `git $(testnet_git) clone ...` and `mapfile -t o < <(testnet_git); git "${o[@]}" ...` work.
+# password through the helper testnet_up wrote. No line holds a space and none holds the password itself,
+# so both `git $(testnet_git) clone ...` and `mapfile -t o < <(testnet_git); git "${o[@]}" ...` work.
 testnet_git() {
 	local anonymous=
 	case ${1:-} in
@@ -942,13 +943,19 @@ testnet__make_big_cache() {
 	if ! testnet_git_big_cached; then
 		read -r -a spec <<<"$TN__BIG_SPEC"
 		rm -rf "$c.tmp" # left by a run that was killed: we hold the lock, so nobody else writes it
-		testnet__git init -q --bare -b main "$c.tmp" &&
+		testnet__git init -q --bare -b main "$c.tmp" || rc=1
+		if [ "$rc" = 0 ]; then
 			timeout 1800 nice -n 10 "$TN__PYTHON" "$TN__LIB_DIR/testnet_bigrepo.py" "${spec[@]:1}" |
-			timeout 1800 nice -n 10 env GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null \
-				git --git-dir "$c.tmp" fast-import --quiet &&
+				timeout 1800 nice -n 10 env GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null \
+					git --git-dir "$c.tmp" fast-import --quiet
+			# Both sides: a generator that died between two commits leaves fast-import content with less.
+			[ "${PIPESTATUS[*]}" = "0 0" ] || rc=1
+		fi
+		if [ "$rc" = 0 ]; then
 			timeout 1800 nice -n 10 env GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null \
 				git --git-dir "$c.tmp" -c pack.threads=1 -c core.bigFileThreshold=512k repack -q -a -d -b &&
-			chmod -R a+rX "$c.tmp" && mv "$c.tmp" "$c" || rc=1
+				chmod -R a+rX "$c.tmp" && mv "$c.tmp" "$c" || rc=1
+		fi
 		if [ "$rc" != 0 ]; then
 			rm -rf "$c.tmp"
 			testnet__err "making the large repository in $c failed"

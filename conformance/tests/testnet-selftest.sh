@@ -188,7 +188,8 @@ is "2001:db8:113::/64 routes through the veth" "$(ip -6 route get 2001:db8:113::
 check "the rest of 2001:db8::/32 stays blackholed" blackholed 2001:db8:114::1 2001:db8::/32
 is "HTTP over IPv6" "$(curl --noproxy '*' -s --max-time 2 "http://[2001:db8:113::10]/")" "upstream 2001:db8:113::10"
 is "internet namespace addresses" "$(testnet_exec ip -br -4 addr show dev eth0 | awk '{ $1 = $2 = ""; print }' | xargs)" \
-	"203.0.113.53/24 203.0.113.10/24 203.0.113.11/24 203.0.113.30/24 203.0.113.31/24 203.0.113.40/24 203.0.113.41/24"
+	"203.0.113.53/24 203.0.113.10/24 203.0.113.11/24 203.0.113.30/24 203.0.113.31/24 203.0.113.40/24 \
+203.0.113.41/24"
 is "global ip_forward untouched" "$(sysctl -n net.ipv4.ip_forward)" "$fwd_before"
 is "namespace programs get the test resolver" "$(testnet_exec grep -E '^nameserver' /etc/resolv.conf)" \
 	"nameserver 203.0.113.53"
