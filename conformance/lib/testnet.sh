@@ -10,8 +10,12 @@
 #                  2001:db8:113::1/64                        203.0.113.10/24  HTTP :80, HTTPS :443,
 #                                                                             TCP banner/echo :22
 #   blackhole 203.0.113.0/24 metric 4000                     203.0.113.11/24  HTTP :80, HTTPS :443
-#   blackhole 10.201.0.0/16  metric 4000  (sandbox pool)     2001:db8:113::10/64  HTTP :80
-#   blackhole 2001:db8::/32  metric 4000                     lo up (knotd also on 127.0.0.1:53)
+#   blackhole 10.201.0.0/16  metric 4000  (sandbox pool)     203.0.113.30/24  git.test, git2.test: HTTPS :443
+#   blackhole 2001:db8::/32  metric 4000                     203.0.113.31/24  reset.git.test: HTTPS :443
+#                                                            203.0.113.40/24  api.test: HTTPS :443
+#                                                            203.0.113.41/24  badcert.test: HTTPS :443
+#                                                            2001:db8:113::10/64  HTTP :80
+#                                                            lo up (knotd also on 127.0.0.1:53)
 #                                                            no default route (either family)
 #
 # The root namespace reaches 203.0.113.x through the connected /24 on the veth; the blackholes (added first,
@@ -37,9 +41,27 @@
 # target, version, headers in order, body length and sha256 (see testnet_servers.py).
 # TLS: testnet_up makes a throwaway test CA in STATE_DIR/pki (EC P-256, valid one day, name-constrained to
 # test. and 203.0.113.0/24; its key ca.key never leaves that directory) and one server certificate it signs
-# for every name of the zone, *.test, *.allowed.test, *.bench.test and the two web addresses. Clients get
-# the CA explicitly: curl --cacert "$TN_CA" (the machine's CA variables are cleared, below). A sandbox
-# made by crgw-ctl run has a private /tmp and cannot see STATE_DIR: hand it the PEM's text instead.
+# for every name of the zone, *.test, *.allowed.test, *.bench.test and the addresses .10, .11, .30, .31 and
+# .40. Clients get the CA explicitly: curl --cacert "$TN_CA" (the machine's CA variables are cleared,
+# below). A sandbox made by crgw-ctl run has a private /tmp and cannot see STATE_DIR: hand it the PEM's
+# text instead.
+#
+# Credentialed upstreams, for mediation's tests. Each one's password or token is random per network.
+#   git.test, git2.test (203.0.113.30): lighttpd runs git-http-backend (CGI, as root in the namespace) for
+#     git's smart HTTP over TLS, GIT_PROJECT_ROOT=TN_GIT_ROOT (STATE_DIR/git/root), every repository
+#     exported, so repositories that tests add there are served too. Every path demands HTTP basic auth
+#     as TN_GIT_USER with the password in TN_GIT_PASSWORD_FILE (0600, no newline): 401 without. Pushes
+#     work (auth sets REMOTE_USER, which enables receive-pack); protocol v2 works (git-http-backend reads
+#     the Git-Protocol header). org/small.git: bare, branch main, five small commits whose ids are the same
+#     on every run. Access log: STATE_DIR/log/git-access.log.
+#   reset.git.test (203.0.113.31): a TLS reverse proxy (testnet_servers.py) to https://git.test at
+#     203.0.113.30, verified with the test CA, that forwards each request with its Authorization and resets
+#     the client's connection (RST) after 1 MiB of answer body; /reset-after/N/PATH cuts after N bytes.
+#   api.test (203.0.113.40): a JSON API over TLS that wants "Authorization: Bearer $(<TN_API_TOKEN_FILE)"
+#     (0600, no newline): /whoami, /echo, /slow?seconds=N, /reset, /redirect?to=URL, /reflect (see
+#     testnet_servers.py).
+#   badcert.test (203.0.113.41): the same API with a self-signed certificate: verification with the test
+#     CA fails.
 #
 # Names. TN_PREFIX defaults to "crgwtn<$$ mod 10000>" (at most 14 characters: the veth name must fit in 15).
 #   namespace ${TN_PREFIX}-net, root-side veth ${TN_PREFIX}u, namespace-side eth0,
@@ -51,7 +73,7 @@
 # TN_LOCK_WAIT seconds, default 120) until the owner's testnet_down, or until its owner is dead and reaped.
 #
 # Functions
-#   testnet_up STATE_DIR       make the network, start the servers, wait until they answer (0.3-2 s)
+#   testnet_up STATE_DIR       make the network, start the servers, wait until they answer (1-3 s)
 #   testnet_down [--keep-blackhole]
 #                              stop what testnet_up started, delete namespace and veth, then the blackholes and
 #                              the claim file (kept with --keep-blackhole; a later testnet_down removes them).
@@ -64,10 +86,22 @@
 #   testnet_exec CMD...        run CMD inside the internet namespace
 #   testnet_kill PID...        TERM, wait up to 2 s, KILL, reap: for cleanups of the caller's own processes
 #   testnet_kdig ARGS...       kdig @203.0.113.53 +timeout=1 +retry=0 (never the machine's resolver)
+#   testnet_git [--anonymous]  print, one per line, the `git -c` options for a client in the root namespace:
+#                              the test CA, curloptResolve for git.test, git2.test and reset.git.test, the
+#                              machine's credential helpers dropped and, unless --anonymous, a helper that
+#                              answers with the test user and password. `git $(testnet_git) clone
+#                              https://git.test/org/small.git`. Set GIT_TERMINAL_PROMPT=0 so that an
+#                              anonymous 401 fails rather than prompting.
+#   testnet_git_big_repo       install org/big.git (a 257 MiB pack, 256 commits) into TN_GIT_ROOT from the
+#                              cache in TN_GIT_BIG_CACHE_DIR (default /var/cache/crgw-test), hard-linked
+#                              (0.1 s); makes the cache first if it is missing (12-20 s, once per machine)
+#   testnet_git_big_cached     true if that cache exists
 # Variables, exported by testnet_up: TN_NS TN_VETH TN_HOST(203.0.113.1) TN_DNS(203.0.113.53)
 #   TN_WEB1(203.0.113.10) TN_WEB2(203.0.113.11) TN_HOST6(2001:db8:113::1) TN_WEB6(2001:db8:113::10)
 #   TN_POOL(10.201.0.0/16) TN_STATE
-#   TN_CA (STATE_DIR/pki/ca.pem, the test CA's certificate); STATE_DIR/testnet.env
+#   TN_CA (STATE_DIR/pki/ca.pem, the test CA's certificate)
+#   TN_GIT(203.0.113.30) TN_GIT_RESET(203.0.113.31) TN_API(203.0.113.40) TN_BADCERT(203.0.113.41)
+#   TN_GIT_ROOT TN_GIT_USER(crgw-tester) TN_GIT_PASSWORD_FILE TN_API_TOKEN_FILE; STATE_DIR/testnet.env
 #   holds the same for programs that are not bash. A script started by the owner may source this library
 #   and use testnet_exec and testnet_kdig with the inherited values; only the owner calls testnet_down.
 #
@@ -94,6 +128,11 @@ TN_WEB1=203.0.113.10
 TN_WEB2=203.0.113.11
 TN_HOST6=2001:db8:113::1
 TN_WEB6=2001:db8:113::10
+TN_GIT=203.0.113.30
+TN_GIT_RESET=203.0.113.31
+TN_API=203.0.113.40
+TN_BADCERT=203.0.113.41
+TN_GIT_USER=crgw-tester
 TN_NET=203.0.113.0/24
 TN_POOL=10.201.0.0/16
 # Inherited values let a script started by the owner use testnet_exec without owning the network.
@@ -102,8 +141,17 @@ TN_VETH=${TN_VETH:-}
 TN_STATE=${TN_STATE:-}
 # The test CA (see the header); clients get it explicitly, never through the variables cleared above.
 TN_CA=${TN_CA:-}
+# The credentialed upstreams' files (see the header), inherited like the rest.
+TN_GIT_ROOT=${TN_GIT_ROOT:-}
+TN_GIT_PASSWORD_FILE=${TN_GIT_PASSWORD_FILE:-}
+TN_API_TOKEN_FILE=${TN_API_TOKEN_FILE:-}
+# The large repository's cache, shared by every run on the machine (testnet_git_big_repo). Bump the number
+# in TN__BIG_SPEC when testnet_bigrepo.py's output changes: the name carries a hash of the spec.
+TN_GIT_BIG_CACHE_DIR=${TN_GIT_BIG_CACHE_DIR:-/var/cache/crgw-test}
+TN__BIG_SPEC="1 commits=256 blob=1048576 seed=crgw-big-1"
 
 TN__LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TN__GIT_BACKEND=/usr/lib/git-core/git-http-backend
 TN__RUN_DIR=/run/crgw-testnet
 TN__METRIC=4000
 TN__BLACKHOLES4=("$TN_NET" "$TN_POOL")
@@ -338,6 +386,32 @@ testnet__banner() {
 		tr -d '\r'
 }
 
+# curl to https://HOST/PATH at ADDR with the test CA and the git user's password. The password reaches
+# curl on stdin, as a config line, so that it shows in no process list.
+testnet__curl_git() { # HOST ADDR PATH [CURL-ARGS...]
+	local host=$1 addr=$2 path=$3
+	shift 3
+	printf 'user = "%s:%s"\n' "$TN_GIT_USER" "$(<"$TN_GIT_PASSWORD_FILE")" |
+		curl --noproxy '*' -s --max-time 2 -K - --cacert "$TN_CA" --resolve "$host:443:$addr" "$@" \
+			"https://$host$path"
+}
+
+# git's smart HTTP answers HOST at ADDR, with the password, for org/small.git.
+testnet__git_ready() {
+	local out
+	out=$(testnet__curl_git "$1" "$2" '/org/small.git/info/refs?service=git-upload-pack' -f) &&
+		[[ $out == "001e# service=git-upload-pack"* ]]
+}
+
+# The API answers HOST at ADDR and accepts the token (extra curl arguments: --insecure for badcert.test).
+testnet__api_ready() {
+	local host=$1 addr=$2 out
+	shift 2
+	out=$(printf 'header = "Authorization: Bearer %s"\n' "$(<"$TN_API_TOKEN_FILE")" |
+		curl --noproxy '*' -sf --max-time 2 -K - --cacert "$TN_CA" --resolve "$host:443:$addr" "$@" \
+			"https://$host/whoami") && [[ $out == *'"token_ok": true'* ]]
+}
+
 testnet__write_zone() {
 	local f=$1 i
 	{
@@ -374,6 +448,11 @@ mixed            IN A     127.0.0.3
 mixed            IN A     127.0.0.4
 mixed            IN AAAA  2001:db8:113::10
 mixed            IN AAAA  ::ffff:127.0.0.1
+git              IN A     203.0.113.30
+git2             IN A     203.0.113.30
+reset.git        IN A     203.0.113.31
+api              IN A     203.0.113.40
+badcert          IN A     203.0.113.41
 EOF
 		for i in 20 21 22 23 24 25 26 27; do printf 'many             IN A     203.0.113.%s\n' "$i"; done
 		for ((i = 100; i < 170; i++)); do printf 'wide             IN A     203.0.113.%s\n' "$i"; done
@@ -420,7 +499,12 @@ EOF
 				-subj /CN=allowed.test -keyout server.key -out server.csr &&
 			openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -days 1 -extfile openssl.cnf \
 				-extensions server -out server.pem &&
-			rm -f server.csr && chmod 0644 ca.pem server.pem
+			rm -f server.csr && chmod 0644 ca.pem server.pem &&
+			# badcert.test's: self-signed, so that nothing verifying with the test CA accepts it.
+			openssl req -x509 -new -config openssl.cnf -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+				-days 1 -subj /CN=badcert.test -addext "subjectAltName = DNS:badcert.test, IP:$TN_BADCERT" \
+				-keyout badcert.key -out badcert.pem &&
+			chmod 0644 badcert.pem
 	) >"$TN_STATE/log/pki.log" 2>&1 || {
 		testnet__err "making the test CA failed; last lines of $TN_STATE/log/pki.log:"
 		tail -n 5 "$TN_STATE/log/pki.log" >&2
@@ -428,16 +512,22 @@ EOF
 	}
 }
 
-# subjectAltName entries of the web servers' certificate: the names of testnet__write_zone, wildcards for
-# names tests make up, and the two web addresses.
+# subjectAltName entries of the servers' certificate: the names of testnet__write_zone (reset.git.test is
+# one that *.test does not cover), wildcards for names tests make up, and the servers' addresses. Not
+# badcert.test's address: that server has a certificate of its own.
 testnet__san_lines() {
 	local i=0 n
 	for n in allowed.test www.allowed.test chain.test other.test denied.test loopback.test pool.test \
-		short.test long.test many.test txt.test ns.test '*.test' '*.allowed.test' '*.bench.test'; do
+		short.test long.test many.test txt.test ns.test git.test git2.test reset.git.test api.test \
+		'*.test' '*.allowed.test' '*.bench.test'; do
 		i=$((i + 1))
 		printf 'DNS.%d = %s\n' "$i" "$n"
 	done
-	printf 'IP.1 = %s\nIP.2 = %s\n' "$TN_WEB1" "$TN_WEB2"
+	i=0
+	for n in "$TN_WEB1" "$TN_WEB2" "$TN_GIT" "$TN_GIT_RESET" "$TN_API"; do
+		i=$((i + 1))
+		printf 'IP.%d = %s\n' "$i" "$n"
+	done
 }
 
 testnet__write_knot_conf() {
@@ -472,10 +562,120 @@ zone:
 EOF
 }
 
+# The git password and the API token: random per network, mode 0600, no newline.
+testnet__make_secrets() {
+	local d=$TN_STATE/secrets
+	rm -rf "$d"
+	mkdir -m 0700 "$d" || return 1
+	(
+		umask 077
+		openssl rand -hex 24 | tr -d '\n' >"$TN_GIT_PASSWORD_FILE" &&
+			openssl rand -hex 24 | tr -d '\n' >"$TN_API_TOKEN_FILE"
+	) || {
+		testnet__err "making the git password and the API token failed"
+		return 1
+	}
+}
+
+# git for the harness's own repositories: no system or user configuration (init.defaultBranch, templates,
+# signing) changes what it makes.
+testnet__git() {
+	GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null git "$@"
+}
+
+# org/small.git's history as a git fast-import stream: five commits, a README and one small file each,
+# with fixed authors and dates, so the commit ids are the same on every run.
+testnet__small_stream() {
+	local i t msg text
+	for i in 1 2 3 4 5; do
+		t=$((1700000000 + i * 3600))
+		msg="small: revision $i"
+		printf 'commit refs/heads/main\n'
+		printf 'author crgw testnet <testnet@crgw.test> %d +0000\n' "$t"
+		printf 'committer crgw testnet <testnet@crgw.test> %d +0000\n' "$t"
+		printf 'data %d\n%s\n' "${#msg}" "$msg"
+		text=$(printf '# small\n\nA repository of the crgw test network, revision %d.' "$i")
+		printf 'M 100644 inline README.md\ndata %d\n%s\n' "${#text}" "$text"
+		text="file $i"
+		printf 'M 100644 inline files/%d.txt\ndata %d\n%s\n' "$i" "${#text}" "$text"
+	done
+}
+
+# git.test's server: lighttpd's configuration, its user file, the CGI's home, the credential helper of
+# testnet_git, and TN_GIT_ROOT with org/small.git.
+testnet__make_git() {
+	local g=$TN_STATE/git
+	rm -rf "$g"
+	mkdir -p "$g/home" "$g/tmp" "$g/empty" "$TN_GIT_ROOT/org" || return 1
+	chmod 0755 "$g" "$TN_GIT_ROOT" "$TN_GIT_ROOT/org" || return 1
+	(
+		umask 077
+		printf '%s:%s\n' "$TN_GIT_USER" "$(<"$TN_GIT_PASSWORD_FILE")" >"$g/users"
+	) || return 1
+	# The CGI runs as root (lighttpd is not told to drop privileges: pushes write into repositories that
+	# tests make as root); a repository someone else owns must be served all the same.
+	printf '[safe]\n\tdirectory = *\n' >"$g/home/.gitconfig"
+	{
+		printf '#!/bin/sh\n'
+		printf '# Generated by conformance/lib/testnet.sh: the credential helper of testnet_git. It answers\n'
+		printf "# every host with the test git server's user and password.\n"
+		# shellcheck disable=SC2016 # $1 belongs to the helper
+		printf 'cat >/dev/null\n[ "$1" = get ] || exit 0\n'
+		printf "printf 'username=%%s\\\\npassword=%%s\\\\n' '%s' \"\$(cat '%s')\"\n" \
+			"$TN_GIT_USER" "$TN_GIT_PASSWORD_FILE"
+	} >"$g/credential-helper"
+	chmod 0700 "$g/credential-helper" || return 1
+	testnet__lighttpd_conf >"$g/lighttpd.conf"
+	if ! testnet__git init -q --bare -b main "$TN_GIT_ROOT/org/small.git" ||
+		! testnet__small_stream | testnet__git --git-dir "$TN_GIT_ROOT/org/small.git" fast-import --quiet ||
+		! chmod -R a+rX "$TN_GIT_ROOT"; then
+		testnet__err "making $TN_GIT_ROOT/org/small.git failed"
+		return 1
+	fi
+}
+
+testnet__lighttpd_conf() {
+	local g=$TN_STATE/git
+	cat <<EOF
+# Generated by conformance/lib/testnet.sh: git's smart HTTP for git.test and git2.test, inside $TN_NS only.
+# Every path needs the password (basic auth over TLS). git-http-backend then sees REMOTE_USER, which
+# enables git-receive-pack; it reads the Git-Protocol header from HTTP_GIT_PROTOCOL itself (git 2.34 and
+# later), so protocol v2 needs no wrapper.
+server.modules = ( "mod_openssl", "mod_auth", "mod_authn_file", "mod_alias", "mod_setenv", "mod_cgi",
+                   "mod_accesslog" )
+server.bind = "$TN_GIT"
+server.port = 443
+server.document-root = "$g/empty"
+server.upload-dirs = ( "$g/tmp" )
+# Stream bodies both ways with back-pressure, rather than spooling a whole pack to disk first.
+server.stream-request-body = 2
+server.stream-response-body = 2
+# HTTP/1.1 only, like every other server of the test network.
+server.feature-flags = ( "server.h2proto" => "disable" )
+accesslog.filename = "$TN_STATE/log/git-access.log"
+ssl.engine = "enable"
+ssl.pemfile = "$TN_STATE/pki/server.pem"
+ssl.privkey = "$TN_STATE/pki/server.key"
+auth.backend = "plain"
+auth.backend.plain.userfile = "$g/users"
+auth.require = ( "/" => ( "method" => "basic", "realm" => "crgw testnet git", "require" => "valid-user" ) )
+alias.url = ( "/" => "$TN__GIT_BACKEND/" )
+cgi.assign = ( "" => "" )
+setenv.add-environment = (
+    "GIT_PROJECT_ROOT" => "$TN_GIT_ROOT",
+    "GIT_HTTP_EXPORT_ALL" => "1",
+    "GIT_CONFIG_NOSYSTEM" => "1",
+    "HOME" => "$g/home",
+    "PATH" => "/usr/bin:/bin",
+)
+EOF
+}
+
 testnet__write_env() {
 	local v
 	{
-		for v in TN_PREFIX TN_NS TN_VETH TN_STATE TN_HOST TN_DNS TN_WEB1 TN_WEB2 TN_HOST6 TN_WEB6 TN_NET TN_POOL TN_CA; do
+		for v in TN_PREFIX TN_NS TN_VETH TN_STATE TN_HOST TN_DNS TN_WEB1 TN_WEB2 TN_HOST6 TN_WEB6 TN_NET TN_POOL TN_CA \
+			TN_GIT TN_GIT_RESET TN_API TN_BADCERT TN_GIT_ROOT TN_GIT_USER TN_GIT_PASSWORD_FILE TN_API_TOKEN_FILE; do
 			printf '%s=%s\n' "$v" "${!v}"
 		done
 	} >"$TN_STATE/testnet.env"
@@ -493,6 +693,8 @@ testnet__build() {
 	testnet__write_zone "$s/knot/zones/test.zone"
 	testnet__write_knot_conf
 	testnet__make_pki || return 1
+	testnet__make_secrets || return 1
+	testnet__make_git || return 1
 	testnet__write_env
 
 	# Blackholes first, so no moment exists in which these ranges follow the default route.
@@ -516,7 +718,7 @@ testnet__build() {
 	ip netns exec "$TN_NS" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 \
 		net.ipv6.conf.eth0.accept_ra=0 || return 1
 	ip -n "$TN_NS" link set lo up || return 1
-	for a in "$TN_DNS" "$TN_WEB1" "$TN_WEB2"; do
+	for a in "$TN_DNS" "$TN_WEB1" "$TN_WEB2" "$TN_GIT" "$TN_GIT_RESET" "$TN_API" "$TN_BADCERT"; do
 		ip -n "$TN_NS" addr add "$a/24" dev eth0 || return 1
 	done
 	ip -n "$TN_NS" addr add "$TN_WEB6/64" dev eth0 nodad || return 1
@@ -537,6 +739,13 @@ testnet__build() {
 		"$s/www/$TN_WEB2" "$s/pki/server.pem" "$s/pki/server.key"
 	testnet__spawn http-web6 "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" http "$TN_WEB6" 80 "$s/www/$TN_WEB6"
 	testnet__spawn banner "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" banner "$TN_WEB1" 22
+	testnet__spawn git lighttpd -D -f "$s/git/lighttpd.conf"
+	testnet__spawn git-reset "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" reset-proxy "$TN_GIT_RESET" 443 \
+		"$s/pki/server.pem" "$s/pki/server.key" "$TN_GIT" git.test "$TN_CA"
+	testnet__spawn api "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" api "$TN_API" 443 \
+		"$s/pki/server.pem" "$s/pki/server.key" "$TN_API_TOKEN_FILE"
+	testnet__spawn badcert "$TN__PYTHON" "$TN__LIB_DIR/testnet_servers.py" api "$TN_BADCERT" 443 \
+		"$s/pki/badcert.pem" "$s/pki/badcert.key" "$TN_API_TOKEN_FILE"
 
 	testnet__await knotd testnet__dns_ready || return 1
 	testnet__await http-web1 testnet__http_ready "$TN_WEB1" || return 1
@@ -545,8 +754,12 @@ testnet__build() {
 	testnet__await https-web2 testnet__https_ready "$TN_WEB2" || return 1
 	testnet__await http-web6 testnet__http_ready "$TN_WEB6" || return 1
 	testnet__await banner testnet__banner "$TN_WEB1" 22 || return 1
+	testnet__await git testnet__git_ready git.test "$TN_GIT" || return 1
+	testnet__await git-reset testnet__git_ready reset.git.test "$TN_GIT_RESET" || return 1
+	testnet__await api testnet__api_ready api.test "$TN_API" || return 1
+	testnet__await badcert testnet__api_ready badcert.test "$TN_BADCERT" --insecure || return 1
 	# A server can answer and still exit just after (knotd does when its control socket fails).
-	for a in knotd http-web1 http-web2 https-web1 https-web2 http-web6 banner; do
+	for a in knotd http-web1 http-web2 https-web1 https-web2 http-web6 banner git git-reset api badcert; do
 		testnet__await "$a" true || return 1
 	done
 	return 0
@@ -570,7 +783,7 @@ testnet_up() {
 		testnet__err "TN_PREFIX '$TN_PREFIX' must match ^[a-z][a-z0-9]{0,13}\$"
 		return 1
 	fi
-	for a in ip knotd kdig curl flock timeout openssl "$TN__PYTHON"; do
+	for a in ip knotd kdig curl flock timeout openssl lighttpd git "$TN__PYTHON" "$TN__GIT_BACKEND"; do
 		command -v "$a" >/dev/null || { testnet__err "missing $a (scripts/setup installs it)"; return 1; }
 	done
 	mkdir -p "$state" || return 1
@@ -585,7 +798,11 @@ testnet_up() {
 	TN_NS=$TN_PREFIX-net
 	TN_VETH=${TN_PREFIX}u
 	TN_CA=$state/pki/ca.pem
-	export TN_NS TN_VETH TN_STATE TN_HOST TN_DNS TN_WEB1 TN_WEB2 TN_HOST6 TN_WEB6 TN_NET TN_POOL TN_CA
+	TN_GIT_ROOT=$state/git/root
+	TN_GIT_PASSWORD_FILE=$state/secrets/git-password
+	TN_API_TOKEN_FILE=$state/secrets/api-token
+	export TN_NS TN_VETH TN_STATE TN_HOST TN_DNS TN_WEB1 TN_WEB2 TN_HOST6 TN_WEB6 TN_NET TN_POOL TN_CA \
+		TN_GIT TN_GIT_RESET TN_API TN_BADCERT TN_GIT_ROOT TN_GIT_USER TN_GIT_PASSWORD_FILE TN_API_TOKEN_FILE
 
 	local deadline=$((SECONDS + TN_LOCK_WAIT))
 	while :; do
@@ -670,6 +887,103 @@ testnet_kill() {
 
 testnet_kdig() {
 	kdig @"$TN_DNS" +timeout=1 +retry=0 "$@"
+}
+
+# Prints, one per line, the `git -c` options a client outside the namespace needs for the test git
+# servers: the test CA, fixed addresses for git.test, git2.test and reset.git.test (git resolves nothing
+# then), no proxy and no credential helper of the machine's, and unless --anonymous the test user's
+# password through the helper testnet_up wrote. No line holds a space and none holds the password itself,
+# so both `git $(testnet_git) clone ...` and `mapfile -t o < <(testnet_git); git "${o[@]}" ...` work.
+testnet_git() {
+	local anonymous=
+	case ${1:-} in
+	'') ;;
+	--anonymous) anonymous=1 ;;
+	*)
+		testnet__err "usage: testnet_git [--anonymous]"
+		return 1
+		;;
+	esac
+	if [ -z "$TN_STATE" ] || [ ! -x "$TN_STATE/git/credential-helper" ]; then
+		testnet__err "testnet_git: network is not up"
+		return 1
+	fi
+	printf '%s\n' -c "http.sslCAInfo=$TN_CA" -c "http.curloptResolve=git.test:443:$TN_GIT" \
+		-c "http.curloptResolve=git2.test:443:$TN_GIT" -c "http.curloptResolve=reset.git.test:443:$TN_GIT_RESET" \
+		-c http.proxy= -c credential.helper=
+	[ -n "$anonymous" ] || printf '%s\n' -c "credential.helper=$TN_STATE/git/credential-helper"
+}
+
+# The large repository's cache directory (a bare repository), named after TN__BIG_SPEC.
+testnet__big_cache() {
+	printf '%s/git-big-%s-%s.git\n' "$TN_GIT_BIG_CACHE_DIR" "${TN__BIG_SPEC%% *}" \
+		"$(printf '%s' "$TN__BIG_SPEC" | sha256sum | cut -c1-12)"
+}
+
+# True if the large repository's cache exists (complete: it is renamed into place when made).
+testnet_git_big_cached() {
+	local c
+	c=$(testnet__big_cache)
+	[ -d "$c" ] && testnet__git --git-dir "$c" rev-parse -q --verify refs/heads/main >/dev/null
+}
+
+# Makes the cache under a lock shared by every run on the machine: generated into DIR.tmp with
+# testnet_bigrepo.py and git fast-import, repacked with a bitmap (as a hosting server keeps its
+# repositories), then renamed into place. Idle priority, one pack thread: other work shares the machine.
+testnet__make_big_cache() {
+	local c fd rc=0 spec
+	c=$(testnet__big_cache)
+	mkdir -p "$TN_GIT_BIG_CACHE_DIR" || return 1
+	exec {fd}>>"$TN_GIT_BIG_CACHE_DIR/.lock" || return 1
+	if ! flock -w 1800 "$fd"; then
+		exec {fd}>&-
+		testnet__err "could not lock $TN_GIT_BIG_CACHE_DIR/.lock within 30 minutes"
+		return 1
+	fi
+	if ! testnet_git_big_cached; then
+		read -r -a spec <<<"$TN__BIG_SPEC"
+		rm -rf "$c.tmp" # left by a run that was killed: we hold the lock, so nobody else writes it
+		testnet__git init -q --bare -b main "$c.tmp" || rc=1
+		if [ "$rc" = 0 ]; then
+			timeout 1800 nice -n 10 "$TN__PYTHON" "$TN__LIB_DIR/testnet_bigrepo.py" "${spec[@]:1}" |
+				timeout 1800 nice -n 10 env GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null \
+					git --git-dir "$c.tmp" fast-import --quiet
+			# Both sides: a generator that died between two commits leaves fast-import content with less.
+			[ "${PIPESTATUS[*]}" = "0 0" ] || rc=1
+		fi
+		if [ "$rc" = 0 ]; then
+			timeout 1800 nice -n 10 env GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null \
+				git --git-dir "$c.tmp" -c pack.threads=1 -c core.bigFileThreshold=512k repack -q -a -d -b &&
+				chmod -R a+rX "$c.tmp" && mv "$c.tmp" "$c" || rc=1
+		fi
+		if [ "$rc" != 0 ]; then
+			rm -rf "$c.tmp"
+			testnet__err "making the large repository in $c failed"
+		fi
+	fi
+	exec {fd}>&-
+	return "$rc"
+}
+
+# Installs org/big.git into TN_GIT_ROOT from the cache, making the cache first if need be. A local
+# clone hard-links the pack (copies it across file systems), so this takes a moment once cached.
+testnet_git_big_repo() {
+	local dst=$TN_GIT_ROOT/org/big.git
+	if [ -z "$TN_GIT_ROOT" ] || [ ! -d "$TN_GIT_ROOT/org" ]; then
+		testnet__err "testnet_git_big_repo: network is not up"
+		return 1
+	fi
+	[ ! -d "$dst" ] || return 0
+	testnet_git_big_cached || testnet__make_big_cache || return 1
+	rm -rf "$dst.tmp"
+	# No --local: with it, git refuses to copy when it cannot link; without it, a path clone links or
+	# copies.
+	if ! testnet__git clone -q --bare "$(testnet__big_cache)" "$dst.tmp" || ! chmod -R a+rX "$dst.tmp" ||
+		! mv "$dst.tmp" "$dst"; then
+		rm -rf "$dst.tmp"
+		testnet__err "installing $dst failed"
+		return 1
+	fi
 }
 
 testnet__cleanup() {

@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
 # Small upstream servers for the test network (testnet.sh): static HTTP and HTTPS with an echo endpoint,
-# and a TCP banner/echo service.
+# a TCP banner/echo service, a token-checking JSON API and a reverse proxy that resets connections.
 #
 #   testnet_servers.py http   ADDR PORT DIR            serve DIR over HTTP/1.1 on ADDR:PORT
 #   testnet_servers.py https  ADDR PORT DIR CERT KEY   the same over TLS (CERT: PEM chain, KEY: its key)
 #   testnet_servers.py banner ADDR PORT                send "SSH-2.0-crgw-testnet ADDR\r\n", then echo
 #                                                      what arrives
+#   testnet_servers.py api    ADDR PORT CERT KEY TOKEN_FILE
+#                                                      the JSON API of api.test over TLS (below)
+#   testnet_servers.py reset-proxy ADDR PORT CERT KEY UPSTREAM_ADDR UPSTREAM_NAME CA
+#                                                      a TLS reverse proxy to https://UPSTREAM_NAME at
+#                                                      UPSTREAM_ADDR:443 (verified with CA) that resets
+#                                                      the client's connection mid-answer (below)
 #
 # HTTP and HTTPS speak HTTP/1.1 with keep-alive: files carry Content-Length, so one connection serves
 # request after request, pipelined or not. An error (404, 501, 400) closes the connection. Large files go
@@ -27,12 +33,36 @@
 # The body is read by Content-Length or the chunked transfer coding; anything else is a 400 that closes
 # the connection. A HEAD gets the headers of that answer and no body.
 #
+# The API (api.test, and badcert.test with a certificate no test CA issued) speaks HTTP/1.1 with keep-alive;
+# every answer carries Content-Length. TOKEN_FILE holds the bearer token (read once, at start). Any method:
+#   /whoami           200 {"token_ok": Authorization == "Bearer " + token, "authorization": the field or null}
+#   /echo             200 {"method", "path" (the target as received, query included), "headers" ([name, value]
+#                     in arrival order, names as sent), "body" (the body as text, undecodable bytes replaced)}
+#   /slow?seconds=N   the status line and headers at once, then N seconds (0 to 120, fractions allowed) of
+#                     nothing, then the body {"slept": N}
+#   /reset            no answer: the connection is reset (RST, SO_LINGER 0)
+#   /redirect?to=URL  302 with Location: URL
+#   /reflect          200 with the request's body as the answer's body (same Content-Type)
+#   anything else     404 {"error": "not found", "path": ...}
+# Request bodies (Content-Length or chunked) are read whole, up to 64 MiB; beyond that 413 and the
+# connection closes.
+#
+# The reset proxy (reset.git.test) reads each request, forwards it with its headers (Authorization
+# included; hop-by-hop fields dropped, Host set to UPSTREAM_NAME) over a fresh TLS connection whose
+# certificate must verify against CA for UPSTREAM_NAME, and relays the answer: status, headers, and the
+# body with the upstream's Content-Length or else re-chunked. After 1 MiB of body it stops and resets
+# the client's connection (RST, SO_LINGER 0); an answer of at most 1 MiB passes whole. A target that
+# starts with /reset-after/N/ is forwarded without that prefix and cut after N bytes instead. An upstream
+# that cannot be reached or verified gets a 502.
+#
 # Why not `python3 -m http.server`: its HTTPServer.server_bind() calls socket.getfqdn() on the bind address,
 # a reverse lookup through the machine's resolver. The test network must never use that resolver, so this
 # server keeps the numeric address as its name. Nothing here resolves a name: addresses must be numeric.
 # All servers run until SIGTERM (the default action is fine: they hold no state worth flushing).
 
+import fcntl
 import hashlib
+import http.client
 import http.server
 import ipaddress
 import json
@@ -41,7 +71,10 @@ import re
 import socket
 import socketserver
 import ssl
+import struct
 import sys
+import termios
+import time
 import urllib.parse
 
 # A client that connects to the TLS port and never finishes its handshake is given up on after this.
@@ -50,12 +83,53 @@ HANDSHAKE_TIMEOUT = 10
 COPY_CHUNK = 256 << 10
 # Longest chunk-size or trailer line accepted in a chunked body.
 MAX_LINE = 8192
+# Largest request body the API and the reset proxy hold in memory.
+MAX_BODY = 64 << 20
+# The reset proxy cuts an answer after this many bytes of body, unless the target says otherwise.
+RESET_AFTER = 1 << 20
+# The longest a reset waits for the peer to acknowledge what was sent before it.
+DRAIN_TIMEOUT = 5
+# The longest /slow may stall.
+MAX_SLOW = 120
+# Upstream connections of the reset proxy give up after this long without progress.
+UPSTREAM_TIMEOUT = 60
+# Fields that describe one hop of a connection, not the message: never forwarded by the reset proxy.
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te",
+    "trailer", "transfer-encoding", "upgrade", "expect", "host", "content-length",
+}
 HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+RESET_PREFIX = re.compile(r"/reset-after/([0-9]{1,12})(/.*)")
 DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class BodyError(Exception):
     pass
+
+
+# A body sink that keeps the bytes, up to MAX_BODY (BodyError beyond).
+class Collect:
+    def __init__(self):
+        self.data = bytearray()
+
+    def update(self, b):
+        if len(self.data) + len(b) > MAX_BODY:
+            raise BodyError(f"body larger than {MAX_BODY} bytes")
+        self.data += b
+
+
+# Resets the TCP connection under SOCK when it is closed: SO_LINGER with a zero timeout makes close(2)
+# send RST instead of FIN, and TLS sends no close_notify on a plain close(). An RST also discards whatever
+# the kernel still holds to send, so first wait (up to DRAIN_TIMEOUT) until the peer has acknowledged
+# every byte written: what was relayed before the cut does arrive.
+def arm_reset(sock):
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    while time.monotonic() < deadline:
+        queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        if queued == 0:
+            break
+        time.sleep(0.01)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 class NumericHTTPServer(http.server.ThreadingHTTPServer):
@@ -88,7 +162,63 @@ class NumericHTTPServer(http.server.ThreadingHTTPServer):
             self.shutdown_request(conn)
 
 
-class Handler(http.server.SimpleHTTPRequestHandler):
+# Reads a request body by its framing into a sink (anything with update(bytes)); shared by the handlers.
+class BodyReader:
+    # Returns (length, trailers) of the request body, read by its framing into SINK; BodyError if the
+    # framing is invalid or the body ends early.
+    def read_body(self, sink):
+        trailers = []
+        te = [c.strip().lower() for v in self.headers.get_all("Transfer-Encoding", []) for c in v.split(",")]
+        te = [c for c in te if c]
+        cl = {v.strip() for v in self.headers.get_all("Content-Length", [])}
+        if te:
+            # Transfer-Encoding wins over Content-Length (RFC 9112 6.3); only chunked ends a request body.
+            if te[-1] != "chunked":
+                raise BodyError(f"transfer coding {te[-1]!r} is not chunked")
+            length = 0
+            while True:
+                size = self.read_line().split(b";", 1)[0].strip(b" \t\r\n")
+                if not HEX.fullmatch(size):
+                    raise BodyError(f"bad chunk size {size[:40]!r}")
+                size = int(size, 16)
+                if size == 0:
+                    break
+                length += self.copy_body(size, sink)
+                if self.read_line() not in (b"\r\n", b"\n"):
+                    raise BodyError("chunk data not followed by CRLF")
+            while True:
+                line = self.read_line()
+                if line in (b"\r\n", b"\n"):
+                    break
+                name, _, value = line.decode("latin-1").partition(":")
+                trailers.append([name, value.strip()])
+            return length, trailers
+        if not cl:
+            return 0, trailers
+        if len(cl) != 1 or not DIGITS.fullmatch(next(iter(cl))):
+            raise BodyError(f"bad Content-Length {sorted(cl)!r}")
+        return self.copy_body(int(next(iter(cl))), sink), trailers
+
+    def read_line(self):
+        line = self.rfile.readline(MAX_LINE + 1)
+        if len(line) > MAX_LINE or not line.endswith(b"\n"):
+            raise BodyError("chunked body: line too long or connection closed")
+        return line
+
+    # Reads exactly n body bytes into the sink; returns n.
+    def copy_body(self, n, sink):
+        buf = memoryview(bytearray(min(n, COPY_CHUNK)))
+        left = n
+        while left:
+            got = self.rfile.readinto(buf[: min(left, len(buf))])
+            if not got:
+                raise BodyError(f"body ended {left} bytes early")
+            sink.update(buf[:got])
+            left -= got
+        return n
+
+
+class Handler(BodyReader, http.server.SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def setup(self):
@@ -125,7 +255,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             return
         self.command = self.echo_method  # send_error and logging see the real method again
         try:
-            length, digest, trailers = self.read_body()
+            h = hashlib.sha256()
+            length, trailers = self.read_body(h)
+            digest = h.hexdigest()
         except BodyError as e:
             self.send_error(400, f"echo: {e}")  # closes the connection: the framing is lost
             return
@@ -147,60 +279,6 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
         if self.echo_method != "HEAD":
             self.wfile.write(body)
-
-    # Returns (length, sha256 hex, trailers) of the request body, read by its framing; BodyError if the
-    # framing is invalid or the body ends early.
-    def read_body(self):
-        h = hashlib.sha256()
-        trailers = []
-        te = [c.strip().lower() for v in self.headers.get_all("Transfer-Encoding", []) for c in v.split(",")]
-        te = [c for c in te if c]
-        cl = {v.strip() for v in self.headers.get_all("Content-Length", [])}
-        if te:
-            # Transfer-Encoding wins over Content-Length (RFC 9112 6.3); only chunked ends a request body.
-            if te[-1] != "chunked":
-                raise BodyError(f"transfer coding {te[-1]!r} is not chunked")
-            length = 0
-            while True:
-                size = self.read_line().split(b";", 1)[0].strip(b" \t\r\n")
-                if not HEX.fullmatch(size):
-                    raise BodyError(f"bad chunk size {size[:40]!r}")
-                size = int(size, 16)
-                if size == 0:
-                    break
-                length += self.copy_body(size, h)
-                if self.read_line() not in (b"\r\n", b"\n"):
-                    raise BodyError("chunk data not followed by CRLF")
-            while True:
-                line = self.read_line()
-                if line in (b"\r\n", b"\n"):
-                    break
-                name, _, value = line.decode("latin-1").partition(":")
-                trailers.append([name, value.strip()])
-            return length, h.hexdigest(), trailers
-        if not cl:
-            return 0, h.hexdigest(), trailers
-        if len(cl) != 1 or not DIGITS.fullmatch(next(iter(cl))):
-            raise BodyError(f"bad Content-Length {sorted(cl)!r}")
-        return self.copy_body(int(next(iter(cl))), h), h.hexdigest(), trailers
-
-    def read_line(self):
-        line = self.rfile.readline(MAX_LINE + 1)
-        if len(line) > MAX_LINE or not line.endswith(b"\n"):
-            raise BodyError("chunked body: line too long or connection closed")
-        return line
-
-    # Reads exactly n body bytes into the hash; returns n.
-    def copy_body(self, n, h):
-        buf = memoryview(bytearray(min(n, COPY_CHUNK)))
-        left = n
-        while left:
-            got = self.rfile.readinto(buf[: min(left, len(buf))])
-            if not got:
-                raise BodyError(f"body ended {left} bytes early")
-            h.update(buf[:got])
-            left -= got
-        return n
 
     # GET /chunked/NAME: the file NAME of the served directory with the chunked transfer coding, so tests
     # can check a proxy that has to parse a response body to find its end.
@@ -254,6 +332,220 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             outputfile.write(buf[:got])
 
 
+# The base of the API and the reset proxy: every method goes to do_ANY (self.method keeps it), every
+# answer states its length or is chunked, and reset() ends the connection with RST once the handler is
+# done with it.
+class AnyMethodHandler(BodyReader, http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        self.resetting = False
+        self.method = None
+        # Every write leaves at once: Nagle's algorithm would hold a small write back, and a reset would
+        # then discard it.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def address_string(self):
+        return self.client_address[0]
+
+    def parse_request(self):
+        self.method = None  # until the request line has been read (a 100 Continue goes out before)
+        if not super().parse_request():
+            return False
+        words = self.requestline.split()
+        self.target = words[1] if len(words) > 1 else ""
+        self.method, self.command = self.command, "ANY"
+        return True
+
+    # send_error and the log must see the real method (a HEAD answer has no body).
+    def send_response(self, code, message=None):
+        if self.method:
+            self.command = self.method
+        super().send_response(code, message)
+
+    def send_response_only(self, code, message=None):
+        if self.method:
+            self.command = self.method
+        super().send_response_only(code, message)
+
+    def send_body(self, code, body, content_type="application/json", extra=()):
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+        if self.method != "HEAD":
+            self.wfile.write(body)
+
+    def send_json(self, code, obj, extra=()):
+        self.send_body(code, (json.dumps(obj) + "\n").encode(), extra=extra)
+
+    # The whole request body, or None after answering 400/413 (which closes the connection).
+    def read_whole_body(self):
+        sink = Collect()
+        try:
+            self.read_body(sink)
+        except BodyError as e:
+            self.send_error(413 if "larger than" in str(e) else 400, str(e))
+            return None
+        return bytes(sink.data)
+
+    def reset(self):
+        self.close_connection = True
+        self.resetting = True
+
+    def finish(self):
+        super().finish()  # flushes and closes rfile and wfile, the socket's last other references
+        if self.resetting:
+            try:
+                arm_reset(self.connection)
+            except OSError:
+                pass
+            self.connection.close()  # RST; the server's own shutdown and close then do nothing
+
+
+class ApiHandler(AnyMethodHandler):
+    # Set on the subclass main() makes: the bearer token the API accepts.
+    token = None
+
+    def do_ANY(self):
+        url = urllib.parse.urlsplit(self.target)
+        path = url.path
+        query = urllib.parse.parse_qs(url.query)
+        if path == "/reset":
+            self.reset()
+            return
+        body = self.read_whole_body()
+        if body is None:
+            return
+        if path == "/whoami":
+            auth = self.headers.get("Authorization")
+            self.send_json(200, {"token_ok": auth == "Bearer " + self.token, "authorization": auth})
+        elif path == "/echo":
+            self.send_json(200, {
+                "method": self.method,
+                "path": self.target,
+                "headers": [[k, v] for k, v in self.headers.items()],
+                "body": body.decode("utf-8", "replace"),
+            })
+        elif path == "/slow":
+            try:
+                seconds = float(query.get("seconds", ["1"])[0])
+            except ValueError:
+                seconds = -1
+            if not 0 <= seconds <= MAX_SLOW:
+                self.send_json(400, {"error": f"seconds must be 0 to {MAX_SLOW}"})
+                return
+            out = (json.dumps({"slept": seconds}) + "\n").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()  # unbuffered: the headers leave now
+            time.sleep(seconds)
+            if self.method != "HEAD":
+                self.wfile.write(out)
+        elif path == "/redirect":
+            to = query.get("to", [""])[0]
+            if not to or any(c in to for c in "\r\n"):
+                self.send_json(400, {"error": "redirect needs ?to=URL"})
+                return
+            self.send_json(302, {"location": to}, extra=[("Location", to)])
+        elif path == "/reflect":
+            self.send_body(200, body, self.headers.get("Content-Type", "application/octet-stream"))
+        else:
+            self.send_json(404, {"error": "not found", "path": path})
+
+
+class ResetProxyHandler(AnyMethodHandler):
+    # Set on the subclass main() makes: (address, port), the name to verify, the client TLS context.
+    upstream = None
+    upstream_name = None
+    upstream_tls = None
+
+    def do_ANY(self):
+        target, limit = self.target, RESET_AFTER
+        m = RESET_PREFIX.fullmatch(target)
+        if m:
+            limit, target = int(m.group(1)), m.group(2)
+        body = self.read_whole_body()
+        if body is None:
+            return
+        try:
+            conn, resp = self.forward(target, body)
+        except (OSError, http.client.HTTPException) as e:  # ssl.SSLError included
+            sys.stderr.write(f"{self.client_address[0]}: upstream: {e}\n")
+            self.send_json(502, {"error": f"upstream: {e}"})
+            return
+        try:
+            self.relay(resp, limit)
+        except (OSError, http.client.HTTPException) as e:
+            # The answer was under way: nothing sensible can follow it on this connection.
+            sys.stderr.write(f"{self.client_address[0]}: relaying: {e}\n")
+            self.reset()
+        finally:
+            conn.close()
+
+    # Sends the request upstream over a new verified TLS connection; returns (connection, response).
+    def forward(self, target, body):
+        raw = socket.create_connection(self.upstream, timeout=UPSTREAM_TIMEOUT)
+        try:
+            tls = self.upstream_tls.wrap_socket(raw, server_hostname=self.upstream_name)
+        except BaseException:
+            raw.close()
+            raise
+        conn = http.client.HTTPConnection(self.upstream_name, self.upstream[1], timeout=UPSTREAM_TIMEOUT)
+        conn.sock = tls
+        try:
+            conn.putrequest(self.method, target, skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", self.upstream_name)
+            for k, v in self.headers.items():
+                if k.lower() not in HOP_BY_HOP:
+                    conn.putheader(k, v)
+            if body or self.method in ("POST", "PUT", "PATCH"):
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body or None)
+            return conn, conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
+
+    # Relays the answer; after LIMIT bytes of body, stops and resets the connection.
+    def relay(self, resp, limit):
+        self.log_request(resp.status)
+        self.send_response_only(resp.status, resp.reason)
+        for k, v in resp.getheaders():
+            if k.lower() not in HOP_BY_HOP:
+                self.send_header(k, v)
+        no_body = self.method == "HEAD" or resp.status in (204, 304) or 100 <= resp.status < 200
+        chunked = not no_body and resp.length is None
+        if not no_body and not chunked:
+            self.send_header("Content-Length", str(resp.length))
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if no_body:
+            return
+        sent = 0
+        while True:
+            data = resp.read1(COPY_CHUNK)
+            if not data:
+                break
+            cut = sent + len(data) > limit
+            if cut:
+                data = data[: limit - sent]
+            if data:
+                self.wfile.write(b"%x\r\n" % len(data) + data + b"\r\n" if chunked else data)
+            sent += len(data)
+            if cut:
+                sys.stderr.write(f"{self.client_address[0]}: reset after {sent} bytes of body\n")
+                self.reset()
+                return
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+
 class BannerServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
@@ -279,6 +571,10 @@ def serve_http(addr, port, root, tls=None):
     def handler(*args, **kwargs):
         return Handler(*args, directory=root, **kwargs)
 
+    serve(addr, port, handler, tls)
+
+
+def serve(addr, port, handler, tls=None):
     server = NumericHTTPServer
     if ":" in addr:
         server = type("NumericHTTPServer6", (NumericHTTPServer,), {"address_family": socket.AF_INET6})
@@ -287,14 +583,32 @@ def serve_http(addr, port, root, tls=None):
         srv.serve_forever()
 
 
+def server_tls(cert, key):
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    tls.set_alpn_protocols(["http/1.1"])
+    return tls
+
+
 def main(argv):
     if len(argv) == 5 and argv[1] == "http":
         serve_http(numeric(argv[2]), int(argv[3]), argv[4])
     elif len(argv) == 7 and argv[1] == "https":
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls.load_cert_chain(argv[5], argv[6])
-        tls.set_alpn_protocols(["http/1.1"])
-        serve_http(numeric(argv[2]), int(argv[3]), argv[4], tls)
+        serve_http(numeric(argv[2]), int(argv[3]), argv[4], server_tls(argv[5], argv[6]))
+    elif len(argv) == 7 and argv[1] == "api":
+        with open(argv[6], encoding="utf-8") as f:
+            token = f.read()
+        handler = type("TokenApiHandler", (ApiHandler,), {"token": token})
+        serve(numeric(argv[2]), int(argv[3]), handler, server_tls(argv[4], argv[5]))
+    elif len(argv) == 9 and argv[1] == "reset-proxy":
+        client = ssl.create_default_context(cafile=argv[8])  # verifies the name, and only against CA
+        client.set_alpn_protocols(["http/1.1"])
+        handler = type("UpstreamResetProxyHandler", (ResetProxyHandler,), {
+            "upstream": (numeric(argv[6]), 443),
+            "upstream_name": argv[7],
+            "upstream_tls": client,
+        })
+        serve(numeric(argv[2]), int(argv[3]), handler, server_tls(argv[4], argv[5]))
     elif len(argv) == 4 and argv[1] == "banner":
         addr, port = numeric(argv[2]), int(argv[3])
         with BannerServer((addr, port), BannerHandler) as srv:
@@ -302,6 +616,8 @@ def main(argv):
     else:
         sys.stderr.write(
             "usage: testnet_servers.py http ADDR PORT DIR | https ADDR PORT DIR CERT KEY | banner ADDR PORT\n"
+            "       | api ADDR PORT CERT KEY TOKEN_FILE\n"
+            "       | reset-proxy ADDR PORT CERT KEY UPSTREAM_ADDR UPSTREAM_NAME CA\n"
         )
         return 2
     return 0

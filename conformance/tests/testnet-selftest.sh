@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Self-test of the test network (conformance/lib/testnet.sh): names, routes, DNS answers, upstream servers,
-# teardown, and cleanup when the owning script is killed. TAP output; needs root; 5-9 s alone.
+# Self-test of the test network (conformance/lib/testnet.sh): names, routes, DNS answers, upstream servers
+# (the credentialed git server, the resetting proxy, the API and the bad certificate with real git and
+# curl), teardown, and cleanup when the owning script is killed. TAP output; needs root; 25-40 s alone.
 #
 # Runs in parallel with itself: the network is one per machine, so a second run waits for the first.
 # The only addresses touched are 203.0.113.0/24, 10.201.0.0/16 and 2001:db8::/32, all inside the test
@@ -187,7 +188,8 @@ is "2001:db8:113::/64 routes through the veth" "$(ip -6 route get 2001:db8:113::
 check "the rest of 2001:db8::/32 stays blackholed" blackholed 2001:db8:114::1 2001:db8::/32
 is "HTTP over IPv6" "$(curl --noproxy '*' -s --max-time 2 "http://[2001:db8:113::10]/")" "upstream 2001:db8:113::10"
 is "internet namespace addresses" "$(testnet_exec ip -br -4 addr show dev eth0 | awk '{ $1 = $2 = ""; print }' | xargs)" \
-	"203.0.113.53/24 203.0.113.10/24 203.0.113.11/24"
+	"203.0.113.53/24 203.0.113.10/24 203.0.113.11/24 203.0.113.30/24 203.0.113.31/24 203.0.113.40/24 \
+203.0.113.41/24"
 is "global ip_forward untouched" "$(sysctl -n net.ipv4.ip_forward)" "$fwd_before"
 is "namespace programs get the test resolver" "$(testnet_exec grep -E '^nameserver' /etc/resolv.conf)" \
 	"nameserver 203.0.113.53"
@@ -315,8 +317,171 @@ is "a 4 MiB file over HTTPS arrives intact" \
 	"$(curl --noproxy '*' -s --max-time 5 --cacert "$TN_CA" "https://$TN_WEB1/blob" | sha256sum | cut -d' ' -f1)" \
 	"$sha_blob"
 
+# ---------------------------------------------------------------------------------------------------------
+# Credentialed upstreams: git over TLS behind a password, the proxy that resets, the API and its token, a
+# certificate the test CA did not issue. git runs in the root namespace, as mediation and the benchmark
+# run it, with testnet_git's options (fixed addresses: it looks up no name) and none of the machine's
+# configuration.
+tgit() {
+	GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_TERMINAL_PROMPT=0 timeout 60 git "$@"
+}
+mapfile -t gitopts < <(testnet_git)
+mapfile -t anonopts < <(testnet_git --anonymous)
+small_head=3ad3632b9815108a7cfe28f0b7087ca1f1f1bad3
+is "credentialed upstreams: variables exported" \
+	"$(bash -c 'echo "$TN_GIT $TN_GIT_RESET $TN_API $TN_BADCERT $TN_GIT_USER"')" \
+	"203.0.113.30 203.0.113.31 203.0.113.40 203.0.113.41 crgw-tester"
+check "testnet.env lists TN_GIT_ROOT and the secret files" grep -qxF -e "TN_GIT_ROOT=$TN_GIT_ROOT" \
+	-e "TN_GIT_PASSWORD_FILE=$TN_GIT_PASSWORD_FILE" -e "TN_API_TOKEN_FILE=$TN_API_TOKEN_FILE" "$TN_STATE/testnet.env"
+is "... all three of them" "$(grep -cE '^TN_(GIT_ROOT|GIT_PASSWORD_FILE|API_TOKEN_FILE)=/' "$TN_STATE/testnet.env")" "3"
+is "git.test, git2.test, reset.git.test, api.test, badcert.test A" \
+	"$(short git.test A) $(short git2.test A) $(short reset.git.test A) $(short api.test A) $(short badcert.test A)" \
+	"203.0.113.30 203.0.113.30 203.0.113.31 203.0.113.40 203.0.113.41"
+for f in "$TN_GIT_PASSWORD_FILE" "$TN_API_TOKEN_FILE"; do
+	is "${f##*/}: mode 0600, 48 characters, no newline" "$(stat -c %a "$f") $(wc -c <"$f") $(wc -l <"$f")" "600 48 0"
+done
+check "the password and the token differ" [ "$(<"$TN_GIT_PASSWORD_FILE")" != "$(<"$TN_API_TOKEN_FILE")" ]
+is "TN_GIT_ROOT is world-readable" "$(stat -c %a "$TN_GIT_ROOT")" "755"
+is "a new certificate name: reset.git.test verifies against the test CA" \
+	"$(openssl verify -CAfile "$TN_CA" -verify_hostname reset.git.test "$pki/server.pem" 2>&1)" "$pki/server.pem: OK"
+
+# git.test
+out=$(tgit "${gitopts[@]}" clone -q https://git.test/org/small.git "$tmp/small" 2>&1)
+is "authenticated clone of org/small.git: five commits on main" \
+	"$(git -C "$tmp/small" rev-list --count HEAD 2>/dev/null) $(git -C "$tmp/small" symbolic-ref --short HEAD 2>/dev/null)" \
+	"5 main"
+[ -z "$out" ] || diag "$out"
+is "... the same commit ids on every run" "$(git -C "$tmp/small" rev-parse HEAD 2>/dev/null)" "$small_head"
+out=$(tgit "${anonopts[@]}" clone -q https://git.test/org/small.git "$tmp/anonymous" 2>&1)
+rc=$?
+if [ "$rc" != 0 ] && [ ! -e "$tmp/anonymous/.git" ]; then
+	ok "anonymous clone fails (git: $(tail -n 1 <<<"$out"))"
+else
+	not_ok "anonymous clone fails"
+fi
+# status_of PATH [CURL-ARGS...]: the HTTP status git.test answers for PATH.
+status_of() {
+	local path=$1
+	shift
+	curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$TN_CA" \
+		--resolve "git.test:443:$TN_GIT" "$@" "https://git.test$path"
+}
+is "without credentials every path is 401: info/refs, git-upload-pack, git-receive-pack, /, a missing repository" \
+	"$(status_of '/org/small.git/info/refs?service=git-upload-pack') $(status_of /org/small.git/git-upload-pack -d x) \
+$(status_of /org/small.git/git-receive-pack -d x) $(status_of /) $(status_of /org/none.git/info/refs)" "401 401 401 401 401"
+is "a wrong password is 401 too" "$(status_of '/org/small.git/info/refs?service=git-upload-pack' -u "$TN_GIT_USER:wrong")" "401"
+is "the right password is 200 (curl)" \
+	"$(testnet__curl_git git.test "$TN_GIT" '/org/small.git/info/refs?service=git-upload-pack' -o /dev/null -w '%{http_code}')" "200"
+out=$(cd "$tmp/small" && printf 'pushed\n' >pushed.txt && git add pushed.txt &&
+	tgit -c user.name=selftest -c user.email=selftest@crgw.test commit -q -m pushed &&
+	tgit "${gitopts[@]}" push -q origin HEAD:refs/heads/selftest 2>&1)
+is "push with credentials: the server has the new branch" \
+	"$(git --git-dir "$TN_GIT_ROOT/org/small.git" rev-parse -q --verify refs/heads/selftest)" \
+	"$(git -C "$tmp/small" rev-parse HEAD)"
+[ -z "$out" ] || diag "$out"
+out=$(cd "$tmp/small" && tgit "${anonopts[@]}" push -q origin HEAD:refs/heads/anonymous 2>&1)
+check "push without credentials fails, nothing arrives" \
+	[ -z "$(git --git-dir "$TN_GIT_ROOT/org/small.git" rev-parse -q --verify refs/heads/anonymous)" ]
+git init -q --bare -b main "$TN_GIT_ROOT/org/later.git"
+out=$(cd "$tmp/small" && tgit "${gitopts[@]}" push -q https://git.test/org/later.git HEAD:refs/heads/main 2>&1 &&
+	tgit "${gitopts[@]}" ls-remote https://git.test/org/later.git refs/heads/main)
+is "a repository a test adds later is served and takes pushes" "${out%%$'\t'*}" "$(git -C "$tmp/small" rev-parse HEAD)"
+out=$(GIT_TRACE_PACKET=1 tgit "${gitopts[@]}" -c protocol.version=2 ls-remote https://git.test/org/small.git 2>&1)
+if grep -q "git< version 2" <<<"$out" && grep -q "^$small_head"$'\t'"refs/heads/main$" <<<"$out"; then
+	ok "protocol v2: the server answers 'version 2' and ls-refs lists main"
+else
+	not_ok "protocol v2: the server answers 'version 2' and ls-refs lists main"
+	diag "$(grep -v 'pkt-line.c.*git> \|sideband' <<<"$out" | tail -n 5)"
+fi
+is "git2.test is the same server" \
+	"$(tgit "${gitopts[@]}" ls-remote https://git2.test/org/small.git refs/heads/main 2>&1)" "$small_head"$'\t'"refs/heads/main"
+
+# reset.git.test
+rm -rf "$tmp/small-reset"
+out=$(tgit "${gitopts[@]}" clone -q https://reset.git.test/org/small.git "$tmp/small-reset" 2>&1)
+is "reset.git.test: a small clone (under 1 MiB) passes whole" "$(git -C "$tmp/small-reset" rev-parse HEAD 2>&1)" "$small_head"
+# A repository whose pack is larger than 1 MiB: 2 MiB that do not compress.
+mkdir -p "$tmp/medium"
+tgit init -q -b main "$tmp/medium" && head -c $((2 << 20)) /dev/urandom >"$tmp/medium/blob" &&
+	tgit -C "$tmp/medium" add blob && tgit -C "$tmp/medium" -c user.name=s -c user.email=s@crgw.test commit -q -m blob &&
+	tgit clone -q --bare "$tmp/medium" "$TN_GIT_ROOT/org/medium.git"
+out=$(tgit "${gitopts[@]}" clone -q https://git.test/org/medium.git "$tmp/medium-direct" 2>&1)
+check "a 2 MiB repository clones straight from git.test" [ "$(git -C "$tmp/medium-direct" rev-parse HEAD 2>&1)" = "$(git -C "$tmp/medium" rev-parse HEAD)" ]
+t=$EPOCHREALTIME
+out=$(tgit "${gitopts[@]}" clone -q https://reset.git.test/org/medium.git "$tmp/medium-reset" 2>&1)
+rc=$?
+if [ "$rc" != 0 ] && grep -q 'Connection reset by peer' <<<"$out"; then
+	ok "through reset.git.test its clone is cut: git fails, connection reset by peer ($(elapsed "$t") s)"
+else
+	not_ok "through reset.git.test its clone is cut"
+	diag "git exit $rc" "$out"
+fi
+check "... after exactly 1 MiB of body (the proxy's log)" grep -q 'reset after 1048576 bytes of body' "$TN_STATE/log/git-reset.log"
+out=$(testnet__curl_git reset.git.test "$TN_GIT_RESET" '/reset-after/100/org/small.git/info/refs?service=git-upload-pack' \
+	-o /dev/null -w '%{http_code} %{size_download}' 2>&1; echo " $?")
+is "/reset-after/100/: status 200, 100 bytes, then a reset (curl exit 56)" "$out" "200 100 56"
+
+# api.test
+token=$(<"$TN_API_TOKEN_FILE")
+api() {
+	curl --noproxy '*' -s --max-time 10 --cacert "$TN_CA" --resolve "api.test:443:$TN_API" "$@"
+}
+is "api.test /whoami with the token: token_ok true" \
+	"$(api -H "Authorization: Bearer $token" https://api.test/whoami | jq -c .)" \
+	"{\"token_ok\":true,\"authorization\":\"Bearer $token\"}"
+is "... without it: false, null" "$(api https://api.test/whoami | jq -c .)" '{"token_ok":false,"authorization":null}'
+is "... with another token: false" "$(api -H 'Authorization: Bearer nope' https://api.test/whoami | jq -c .token_ok)" "false"
+out=$(api -X PATCH -H 'X-Test: one' -H 'X-Test: two' --data-binary 'hello api' 'https://api.test/echo?a=1')
+is "/echo: method, path, body" "$(jq -r '"\(.method) \(.path) \(.body)"' <<<"$out")" "PATCH /echo?a=1 hello api"
+is "... and the headers in order, repeats kept" "$(jq -r '[.headers[] | .[0] + "=" + .[1]] | join(" ")' <<<"$out")" \
+	"Host=api.test User-Agent=curl/7.88.1 Accept=*/* X-Test=one X-Test=two Content-Length=9 Content-Type=application/x-www-form-urlencoded"
+out=$(api -o /dev/null -w '%{http_code} %{time_starttransfer} %{time_total}' 'https://api.test/slow?seconds=2')
+read -r code first total <<<"$out"
+check "/slow?seconds=2: headers at once ($first s), the body after 2 s ($total s)" \
+	awk -v c="$code" -v f="$first" -v t="$total" 'BEGIN { exit !(c == 200 && f < 1 && t >= 2) }'
+api -o /dev/null 'https://api.test/slow?seconds=2' &
+slow=$!
+sleep 0.2
+out=$(api -o /dev/null -w '%{http_code} %{time_total}' https://api.test/whoami)
+check "another request is answered while /slow stalls ($out s)" awk -v o="$out" 'BEGIN { split(o, a, " "); exit !(a[1] == 200 && a[2] < 1) }'
+wait "$slow"
+out=$(api -o /dev/null https://api.test/reset 2>&1; echo "$?")
+is "/reset: the connection is reset (curl exit 56)" "$out" "56"
+is "/redirect?to=URL: 302 and Location" \
+	"$(api -o /dev/null -w '%{http_code} %{redirect_url}' 'https://api.test/redirect?to=https://allowed.test/x')" \
+	"302 https://allowed.test/x"
+is "/reflect: the body comes back" \
+	"$(head -c 100000 /dev/zero | tr '\0' x | api --data-binary @- https://api.test/reflect | sha256sum | cut -d' ' -f1)" \
+	"$(head -c 100000 /dev/zero | tr '\0' x | sha256sum | cut -d' ' -f1)"
+is "anything else: 404 with JSON" "$(api -w ' %{http_code}' https://api.test/nowhere)" '{"error": "not found", "path": "/nowhere"}
+ 404'
+is "keep-alive: two requests, one connection" \
+	"$(api -o /dev/null -o /dev/null -w '%{num_connects} ' https://api.test/whoami https://api.test/echo)" "1 0 "
+
+# badcert.test
+out=$(testnet_exec curl -s -o /dev/null --max-time 3 --cacert "$TN_CA" https://badcert.test/whoami; echo "$?")
+is "badcert.test fails verification with the test CA (curl exit 60, name looked up in the zone)" "$out" "60"
+# shellcheck disable=SC2016 # for the inner shell
+check "... its certificate is not the test CA's" bash -c '! openssl verify -CAfile "$1" "$2" >/dev/null 2>&1' _ "$TN_CA" "$pki/badcert.pem"
+out=$(tgit "${gitopts[@]}" -c http.curloptResolve=badcert.test:443:"$TN_BADCERT" ls-remote https://badcert.test/org/small.git 2>&1)
+check "... and git refuses it (git: $(grep -m1 -o 'server certificate verification failed' <<<"$out"))" \
+	grep -q 'server certificate verification failed' <<<"$out"
+is "unverified, it is the API" "$(testnet_exec curl -s --insecure --max-time 3 https://badcert.test/whoami | jq -c .token_ok)" "false"
+
+# The large repository, only if it is cached already (making it takes a while and 260 MB).
+if testnet_git_big_cached; then
+	t=$EPOCHREALTIME
+	testnet_git_big_repo
+	took=$(elapsed "$t")
+	is "testnet_git_big_repo installs org/big.git from the cache ($took s)" \
+		"$(tgit "${gitopts[@]}" ls-remote https://git.test/org/big.git refs/heads/main 2>&1)" \
+		"e73e1a810fa2175419e851aca7be6aeb7184a4ca"$'\t'"refs/heads/main"
+else
+	skip "testnet_git_big_repo installs org/big.git from the cache" "no cache in $TN_GIT_BIG_CACHE_DIR"
+fi
+
 recorded=("$TN_STATE"/pids/*.pid)
-is "seven services recorded" "${#recorded[@]}" "7"
+is "eleven services recorded" "${#recorded[@]}" "11"
 in_ns=1
 for f in "${recorded[@]}"; do
 	read -r pid _ <"$f"
