@@ -1482,7 +1482,8 @@ bool git_pack_reaches(const struct git_pack_scan *s, const struct git_oid *from,
 	struct pack_commit *start;
 	size_t head = 0, tail = 0;
 
-	if (!p || !s->done || !p->queue || from->len != p->hashlen || to->len != p->hashlen)
+	/* A pack that failed after its checksum (bytes after it) proves nothing either. */
+	if (!p || !s->done || p->err || !p->queue || from->len != p->hashlen || to->len != p->hashlen)
 		return false;
 	start = commit_by_oid(p, to->id);
 	if (!start || start->bad)

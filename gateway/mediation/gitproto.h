@@ -246,8 +246,11 @@ void git_pack_scan_free(struct git_pack_scan *s);
 /*
  * true when the verified pack carries commit `to` and a walk from it through parent links of commits in
  * the pack reaches `from` (some pack commit names `from` as a parent, or `to` is `from`): `to` then
- * descends from `from`. False on a pack not read to its verified end. Allocates a bounded visited set;
- * false when that fails.
+ * descends from `from`. False on a pack not read to its verified end, or that failed after it. Commits
+ * git would not parse ("bad") are walked neither into nor through. The walks of all calls on one scan
+ * together visit at most 16 Mi commits; past that every answer is false (fail closed: a push of 10000
+ * updates over 100000 commits must not hold a worker). Not const underneath: it keeps walk marks in the
+ * scan, so calls on one scan must not run concurrently.
  */
 bool git_pack_reaches(const struct git_pack_scan *s, const struct git_oid *from, const struct git_oid *to);
 
