@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,10 @@ struct git_req {
 	struct git_refs advertised; /* the refs this sandbox was shown (a copy) */
 	bool commands_done, need_scan;
 	uint64_t held;
+	/* A push refused once its commands were read: answered in git's own report when its body ends. */
+	bool refused;
+	size_t refused_cmd;
+	char refusal[512];
 };
 
 static void refs_free(struct git_refs *refs)
@@ -239,6 +244,106 @@ static bool ref_allowed_cb(void *arg, const char *ref, size_t len)
 	return crgw_policy_git_ref_allowed(arg, ref, len);
 }
 
+/* ---- refusing a push in git's own terms ------------------------------------------------------------ */
+
+static bool has_cap(const struct git_push *p, const char *name)
+{
+	size_t vlen;
+
+	return p->caps && git_cap_find(p->caps, strlen(p->caps), name, &vlen);
+}
+
+/* Appends one pkt-line holding `band` (when not 0) and `data`. */
+static void pkt_add(struct evbuffer *out, int band, const void *data, size_t len)
+{
+	size_t total = 4 + (band ? 1 : 0) + len;
+
+	evbuffer_add_printf(out, "%04zx", total);
+	if (band) {
+		unsigned char b = (unsigned char)band;
+
+		evbuffer_add(out, &b, 1);
+	}
+	evbuffer_add(out, data, len);
+}
+
+/*
+ * The answer to a refused push, as a git server answers a push its hooks rejected: "unpack ok" and
+ * an "ng" line per command, the refused one with the reason, in the side band when the client asked
+ * for one, and the reason again as a progress message, which git prints as "remote: crgw: ...". git
+ * shows nothing of an HTTP error's body on a push, so a 403 would leave its user guessing.
+ */
+static void send_report(struct med_request *r, struct git_req *g)
+{
+	struct evbuffer *report = evbuffer_new(), *body = evbuffer_new();
+	int band = has_cap(&g->push, "side-band-64k") || has_cap(&g->push, "side-band") ? 1 : 0;
+	char line[1024];
+	size_t len;
+
+	if (!report || !body) {
+		if (report)
+			evbuffer_free(report);
+		if (body)
+			evbuffer_free(body);
+		med_answer(r, 503, "text/plain; charset=utf-8", "crgw: out of memory\n", 20);
+		return;
+	}
+	pkt_add(report, 0, "unpack ok\n", 10);
+	for (size_t i = 0; i < g->push.ncmds; i++) {
+		const struct git_push_cmd *cmd = &g->push.cmds[i];
+		int n;
+
+		if (i == g->refused_cmd || g->refused_cmd >= g->push.ncmds)
+			n = snprintf(line, sizeof(line), "ng %.*s crgw: request_invalid: %s\n", (int)cmd->ref_len, cmd->ref,
+				     g->refusal);
+		else
+			n = snprintf(line, sizeof(line), "ng %.*s crgw: not pushed: another ref of the push was refused\n",
+				     (int)cmd->ref_len, cmd->ref);
+		if (n > 0)
+			pkt_add(report, 0, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	}
+	evbuffer_add(report, "0000", 4);
+	if (band) {
+		/* side-band (not 64k) allows 1000 bytes a packet: the report goes in pieces that fit either. */
+		int n = snprintf(line, sizeof(line), "crgw: request_invalid: %s\n", g->refusal);
+
+		pkt_add(body, 2, line, (size_t)n < 990 ? (size_t)n : 990);
+		while ((len = evbuffer_get_length(report)) > 0) {
+			size_t take = len < 990 ? len : 990;
+
+			pkt_add(body, 1, evbuffer_pullup(report, (ssize_t)take), take);
+			evbuffer_drain(report, take);
+		}
+		evbuffer_add(body, "0000", 4);
+	} else {
+		evbuffer_add_buffer(body, report);
+	}
+	len = evbuffer_get_length(body);
+	med_answer(r, 200, "application/x-git-receive-pack-result", (const char *)evbuffer_pullup(body, -1), len);
+	evbuffer_free(report);
+	evbuffer_free(body);
+}
+
+/*
+ * Refuses the push (audited now). Once its commands are known and the client reads a report, the rest
+ * of its body is read and dropped, and the report answers it; otherwise a plain refusal.
+ */
+static void push_refuse(struct med_request *r, struct git_req *g, int status, const char *text, const char *detail,
+			size_t cmd)
+{
+	if (!g->commands_done || !(has_cap(&g->push, "report-status") || has_cap(&g->push, "report-status-v2"))) {
+		med_refuse(r, status, text, CRGW_REASON_REQUEST_INVALID, detail);
+		return;
+	}
+	atomic_fetch_add(&med_stats.denied, 1);
+	med_audit(r, CRGW_AUDIT_DECISION, false, CRGW_REASON_REQUEST_INVALID, detail);
+	snprintf(g->refusal, sizeof(g->refusal), "%s", detail);
+	g->refused = true;
+	g->refused_cmd = cmd;
+	r->discarding = true;
+	evbuffer_drain(r->body_buf, evbuffer_get_length(r->body_buf));
+}
+
 /* Decides every command; refuses the whole push for the first one that fails. true when all pass. */
 static bool judge(struct med_request *r, struct git_req *g)
 {
@@ -255,7 +360,7 @@ static bool judge(struct med_request *r, struct git_req *g)
 			snprintf(detail, sizeof(detail), "push refused: %s%s%s", verdict_reason(v), why ? ": " : "",
 				 why ? why : "");
 			AUDIT_SET_RAW(r->ref, cmd->ref, cmd->ref_len);
-			med_refuse(r, 403, "Forbidden", CRGW_REASON_REQUEST_INVALID, detail);
+			push_refuse(r, g, 403, "Forbidden", detail, i);
 			return false;
 		}
 	}
@@ -282,17 +387,32 @@ static int allow(struct med_request *r)
 	return 0;
 }
 
+/* What push_gate returns after a refusal: answered now (-1), or once the body has been read (1). */
+static int after_refusal(struct med_request *r, struct git_req *g, bool end)
+{
+	if (!g->refused)
+		return -1;
+	if (!end)
+		return 1;
+	send_report(r, g);
+	return -1;
+}
+
 static int push_gate(struct med_request *r, const char *data, size_t len, bool end)
 {
 	struct git_req *g = r->handler_state;
+	char detail[512];
 	size_t used = 0;
 	int rc;
 
+	if (g->refused)
+		return after_refusal(r, g, end);
 	g->held += len;
 	if (g->held > r->m->cfg->mediation_push_hold_bytes && !(g->commands_done && !g->need_scan)) {
-		med_refuse(r, 413, "Content Too Large", CRGW_REASON_REQUEST_INVALID,
-			   "the push's commands and commits are larger than mediation.push_hold_bytes: it cannot be checked");
-		return -1;
+		push_refuse(r, g, 413, "Content Too Large",
+			    "the push's commands and commits are larger than mediation.push_hold_bytes: it cannot be checked",
+			    SIZE_MAX);
+		return after_refusal(r, g, end);
 	}
 	if (!g->commands_done) {
 		rc = len ? git_push_feed(&g->push, (const uint8_t *)data, len, &used) : git_push_end(&g->push);
@@ -306,22 +426,20 @@ static int push_gate(struct med_request *r, const char *data, size_t len, bool e
 			return -1;
 		}
 		if (rc < 0) {
-			char detail[512];
-
 			snprintf(detail, sizeof(detail), "the push's command list is malformed: %s",
 				 g->push.why ? g->push.why : "truncated");
 			med_refuse(r, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, detail);
 			return -1;
 		}
-		if (g->push.push_options) {
-			med_refuse(r, 403, "Forbidden", CRGW_REASON_REQUEST_INVALID, "push options are not mediated");
-			return -1;
-		}
 		g->commands_done = true;
+		if (g->push.push_options) {
+			push_refuse(r, g, 403, "Forbidden", "push options are not mediated", SIZE_MAX);
+			return after_refusal(r, g, end);
+		}
 		state_get(med_sandbox(r), g->key, &g->advertised);
 		g->need_scan = needs_scan(r, g);
 		if (!g->need_scan)
-			return judge(r, g) ? allow(r) : -1;
+			return judge(r, g) ? allow(r) : after_refusal(r, g, end);
 		if (git_pack_scan_init(&g->scan, g->push.sha256)) {
 			med_refuse(r, 503, "Service Unavailable", CRGW_REASON_REQUEST_INVALID, "out of memory");
 			return -1;
@@ -336,18 +454,16 @@ static int push_gate(struct med_request *r, const char *data, size_t len, bool e
 	if (rc == -EAGAIN)
 		rc = git_pack_scan_end(&g->scan);
 	if (rc == -E2BIG) {
-		med_refuse(r, 413, "Content Too Large", CRGW_REASON_REQUEST_INVALID,
-			   "the push carries more commits than the gateway checks");
-		return -1;
+		push_refuse(r, g, 413, "Content Too Large", "the push carries more commits than the gateway checks",
+			    SIZE_MAX);
+		return after_refusal(r, g, end);
 	}
 	if (rc < 0) {
-		char detail[512];
-
 		snprintf(detail, sizeof(detail), "the push's pack is malformed: %s", g->scan.why ? g->scan.why : "truncated");
-		med_refuse(r, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, detail);
-		return -1;
+		push_refuse(r, g, 400, "Bad Request", detail, SIZE_MAX);
+		return after_refusal(r, g, end);
 	}
-	return judge(r, g) ? allow(r) : -1;
+	return judge(r, g) ? allow(r) : after_refusal(r, g, end);
 }
 
 static const struct med_handler fetch_handler = {

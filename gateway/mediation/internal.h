@@ -27,6 +27,8 @@
 #define MED_OUT_LOW (256 * 1024)
 /* The client's request body held for the upstream before the client is no longer read. */
 #define MED_BODY_HIGH (512 * 1024)
+/* A refused body read to its end (so that the client can read the answer) before the connection is cut. */
+#define MED_DISCARD_MAX (4ULL << 30)
 #define MED_RESOLVE_ADDRS 16
 
 struct med_conn;
@@ -92,6 +94,8 @@ struct med_request {
 	uint64_t body_left; /* MED_BODY_LENGTH: bytes still to come from the client */
 	bool body_done;
 	bool holding;       /* the handler reads the body before anything goes upstream */
+	bool discarding;    /* refused, answered when the body ends: its bytes are counted, not kept */
+	uint64_t discarded;
 	struct evbuffer *body_buf;
 	/* the response */
 	long status;

@@ -36,7 +36,11 @@ static const char *raw_refused(unsigned char c)
 		return "the path holds a backslash";
 	if (c == '#')
 		return "the request target holds a fragment";
-	return NULL;
+	/* RFC 3986: a path or a query holds these and percent escapes, nothing else, raw. */
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	    strchr("-._~!$&'()*+,;=:@/?%", c))
+		return NULL;
+	return "the request target holds a character that must be percent-encoded";
 }
 
 /* A byte that an escape decoded to. */

@@ -304,7 +304,17 @@ static void request_free(struct med_request *r)
 
 static void body_append(struct med_request *r, const char *data, size_t len)
 {
-	evbuffer_add(r->body_buf, data, len);
+	if (r->discarding) {
+		r->discarded += len;
+		if (r->discarded > MED_DISCARD_MAX) {
+			r->finished = true;
+			r->c->aborting = true;
+			request_end(r);
+			return;
+		}
+	} else {
+		evbuffer_add(r->body_buf, data, len);
+	}
 	if (r->holding && r->h && r->h->on_request_body && !r->finished) {
 		int rc = r->h->on_request_body(r, data, len, false);
 

@@ -67,6 +67,12 @@ static const char *const hostile[] = {
 	"/meta/?x=1#y",                              /* fragment after a query */
 	"/git/git.test/org/x?service=a\\b",          /* backslash in the query */
 	"/secrets/a/api.test/x?\x01",                /* control byte in the query */
+	"/git/git.test/org/x\"y",                    /* a quote, which must be encoded */
+	"/git/git.test/org/x<y>",                    /* angle brackets */
+	"/git/git.test/org/x{y}|z^",                 /* braces, bar, caret */
+	"/git/git.test/org/x`y",                     /* backquote */
+	"/git/git.test/org/caf\xc3\xa9",              /* raw UTF-8, not percent-encoded */
+	"/meta/?q=<script>",                         /* angle brackets in the query */
 };
 
 static void test_hostile(void)
