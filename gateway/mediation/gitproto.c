@@ -481,6 +481,7 @@ static int adv_pkt(struct git_adv *a, enum git_pkt_type type, const uint8_t *dat
 	case ADV_V2:
 		if (type == GIT_PKT_FLUSH) {
 			a->out->incomplete = true;
+			a->out->sorted = true;
 			a->state = ADV_DONE;
 			return 0;
 		}
