@@ -1292,19 +1292,25 @@ static int obj_inflate(struct git_pack_scan *s, const uint8_t *buf, size_t len, 
 		zr = inflate(&p->z, Z_NO_FLUSH);
 		produced = sizeof(p->scratch) - p->z.avail_out;
 		if (produced) {
-			if (produced > p->obj_size - p->inflated) {
+			uint64_t room = p->obj_size - p->inflated, total_room = GIT_PACK_INFLATE_MAX - p->total_inflated;
+
+			/*
+			 * Whichever limit the byte stream crosses first decides, not where zlib's output happened
+			 * to be cut. The total one stops highly compressed data that would otherwise hold the
+			 * worker long after its bytes arrived.
+			 */
+			if (produced > room && room <= total_room) {
 				rc = pack_fail(s, -EBADMSG, "an object inflates to more than its header says");
+				break;
+			}
+			if (produced > total_room) {
+				rc = pack_fail(s, -E2BIG, "the pack inflates to more than the gateway checks");
 				break;
 			}
 			if (p->sink != SINK_DISCARD)
 				memcpy(p->obj + p->inflated, p->scratch, produced);
 			p->inflated += produced;
 			p->total_inflated += produced;
-			/* Highly compressed data would otherwise hold the worker long after the bytes arrived. */
-			if (p->total_inflated > GIT_PACK_INFLATE_MAX) {
-				rc = pack_fail(s, -E2BIG, "the pack inflates to more than the gateway checks");
-				break;
-			}
 		}
 		if (zr == Z_STREAM_END) {
 			*n = avail - p->z.avail_in;
@@ -1457,6 +1463,9 @@ int git_pack_scan_feed(struct git_pack_scan *s, const uint8_t *buf, size_t len)
 		default:
 			return pack_fail(s, -EBADMSG, "bytes after the pack's checksum");
 		}
+		/* Every state takes a byte or more; zlib taking none would spin here forever. */
+		if (!n && !rc)
+			rc = pack_fail(s, -EBADMSG, "zlib made no progress");
 		buf += n;
 		len -= n;
 		p->offset += n;
