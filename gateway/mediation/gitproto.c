@@ -481,10 +481,11 @@ static int adv_pkt(struct git_adv *a, enum git_pkt_type type, const uint8_t *dat
 	case ADV_V2:
 		if (type == GIT_PKT_FLUSH) {
 			a->out->incomplete = true;
+			a->out->sorted = true;
 			a->state = ADV_DONE;
 			return 0;
 		}
-		if (line_starts(data, len, "object-format=sha256"))
+		if (line_is(data, len, "object-format=sha256"))
 			a->out->sha256 = true;
 		return 0;
 	}
@@ -553,7 +554,8 @@ static int push_fail(struct git_push *p, int err, const char *why)
 
 static int cmd_ref_cmp(const void *a, const void *b)
 {
-	const struct git_push_cmd *x = *(const struct git_push_cmd *const *)a, *y = *(const struct git_push_cmd *const *)b;
+	const struct git_push_cmd *x = *(const struct git_push_cmd *const *)a,
+				  *y = *(const struct git_push_cmd *const *)b;
 	int c = memcmp(x->ref, y->ref, x->ref_len < y->ref_len ? x->ref_len : y->ref_len);
 
 	if (c)
@@ -601,7 +603,8 @@ static int push_line(struct git_push *p, const uint8_t *d, size_t len)
 		return push_fail(p, -ENOTSUP, "a push certificate (signed push)");
 	if (first && line_starts(d, linelen, "shallow ")) {
 		/* Before the first command, the format is not known yet: either length of name. */
-		if (nul || !((linelen == 8 + 2 * SHA1_LEN || linelen == 8 + 2 * SHA256_LEN) && is_hex(d + 8, linelen - 8)))
+		if (nul ||
+		    !((linelen == 8 + 2 * SHA1_LEN || linelen == 8 + 2 * SHA256_LEN) && is_hex(d + 8, linelen - 8)))
 			return push_fail(p, -EBADMSG, "a malformed shallow line");
 		return 0;
 	}
@@ -997,7 +1000,8 @@ static int commit_parents(struct git_pack_scan *s, const uint8_t *d, size_t n, s
 	while (pos + 7 + hexlen < n && !memcmp(d + pos, "parent ", 7)) {
 		struct git_oid oid;
 
-		if (n <= pos + 7 + hexlen + 1 || !oid_from_hex(&oid, d + pos + 7, p->hashlen) || d[pos + 7 + hexlen] != '\n') {
+		if (n <= pos + 7 + hexlen + 1 || !oid_from_hex(&oid, d + pos + 7, p->hashlen) ||
+		    d[pos + 7 + hexlen] != '\n') {
 			p->nparents = start;
 			c->nparents = 0;
 			c->bad = true;
@@ -1291,19 +1295,26 @@ static int obj_inflate(struct git_pack_scan *s, const uint8_t *buf, size_t len, 
 		zr = inflate(&p->z, Z_NO_FLUSH);
 		produced = sizeof(p->scratch) - p->z.avail_out;
 		if (produced) {
-			if (produced > p->obj_size - p->inflated) {
+			uint64_t room = p->obj_size - p->inflated,
+				 total_room = GIT_PACK_INFLATE_MAX - p->total_inflated;
+
+			/*
+			 * Whichever limit the byte stream crosses first decides, not where zlib's output happened
+			 * to be cut. The total one stops highly compressed data that would otherwise hold the
+			 * worker long after its bytes arrived.
+			 */
+			if (produced > room && room <= total_room) {
 				rc = pack_fail(s, -EBADMSG, "an object inflates to more than its header says");
+				break;
+			}
+			if (produced > total_room) {
+				rc = pack_fail(s, -E2BIG, "the pack inflates to more than the gateway checks");
 				break;
 			}
 			if (p->sink != SINK_DISCARD)
 				memcpy(p->obj + p->inflated, p->scratch, produced);
 			p->inflated += produced;
 			p->total_inflated += produced;
-			/* Highly compressed data would otherwise hold the worker long after the bytes arrived. */
-			if (p->total_inflated > GIT_PACK_INFLATE_MAX) {
-				rc = pack_fail(s, -E2BIG, "the pack inflates to more than the gateway checks");
-				break;
-			}
 		}
 		if (zr == Z_STREAM_END) {
 			*n = avail - p->z.avail_in;
@@ -1456,6 +1467,9 @@ int git_pack_scan_feed(struct git_pack_scan *s, const uint8_t *buf, size_t len)
 		default:
 			return pack_fail(s, -EBADMSG, "bytes after the pack's checksum");
 		}
+		/* Every state takes a byte or more; zlib taking none would spin here forever. */
+		if (!n && !rc)
+			rc = pack_fail(s, -EBADMSG, "zlib made no progress");
 		buf += n;
 		len -= n;
 		p->offset += n;
@@ -1543,7 +1557,7 @@ enum git_push_verdict git_push_check(const struct git_push_cmd *cmd, bool force,
 			v = GIT_PUSH_OK;
 		} else if (complete && (!adv || !git_oid_equal(&adv->oid, &cmd->old_oid))) {
 			v = GIT_PUSH_STALE;
-			because = adv ? "the ref upstream is at another commit" : "the upstream did not advertise the ref";
+			because = adv ? "the ref upstream is at another commit" : "the ref is not upstream";
 		} else if (scan && git_pack_reaches(scan, &cmd->old_oid, &cmd->new_oid)) {
 			v = GIT_PUSH_OK;
 		} else {

@@ -237,7 +237,7 @@ int git_pack_scan_init(struct git_pack_scan *s, bool sha256);
  */
 int git_pack_scan_feed(struct git_pack_scan *s, const uint8_t *buf, size_t len);
 
-/* At the end of the body: 0 when the pack was complete or no byte was ever fed; else its error, or -EBADMSG "truncated pack". */
+/* At the end of the body: 0 when the pack was complete or no byte was fed; else its error, or -EBADMSG. */
 int git_pack_scan_end(struct git_pack_scan *s);
 
 /* Frees what `s` owns and zeroes it. Safe on a zeroed struct and twice in a row. */

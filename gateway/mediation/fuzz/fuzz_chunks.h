@@ -10,7 +10,7 @@ struct chunks {
 	uint32_t state;
 };
 
-/* The next piece, 1 to `left` bytes: mostly tiny (so pkt-lines and zlib streams are cut everywhere), sometimes large. */
+/* The next piece, 1 to `left` bytes: mostly tiny (lines and zlib streams cut everywhere), sometimes large. */
 static inline size_t chunk_next(struct chunks *c, size_t left)
 {
 	size_t n;

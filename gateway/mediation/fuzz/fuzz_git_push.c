@@ -95,7 +95,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		unsigned int l;
 
 		if (n - at > hl) {
-			EVP_Digest(body + at, n - at - hl, body + n - hl, &l, one.p.sha256 ? EVP_sha256() : EVP_sha1(), NULL);
+			EVP_Digest(body + at, n - at - hl, body + n - hl, &l, one.p.sha256 ? EVP_sha256() : EVP_sha1(),
+				   NULL);
 			git_push_free(&one.p);
 			git_pack_scan_free(&one.s);
 			run(body, n, data[0], false, &one);
@@ -119,8 +120,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			assert(git_refname_valid(a->ref, a->ref_len));
 			assert(git_oid_equal(&a->old_oid, &b->old_oid) && git_oid_equal(&a->new_oid, &b->new_oid));
 			assert(a->old_oid.len == (one.p.sha256 ? 32 : 20) && a->new_oid.len == a->old_oid.len);
-			va = git_push_check(a, data[0] & 2, allow_heads, NULL, &adv, one.pack_rc == 0 ? &one.s : NULL, &why);
-			vb = git_push_check(b, data[0] & 2, allow_heads, NULL, &adv, two.pack_rc == 0 ? &two.s : NULL, &why);
+			va = git_push_check(a, data[0] & 2, allow_heads, NULL, &adv, one.pack_rc == 0 ? &one.s : NULL,
+					    &why);
+			vb = git_push_check(b, data[0] & 2, allow_heads, NULL, &adv, two.pack_rc == 0 ? &two.s : NULL,
+					    &why);
 			assert(va == vb && va <= GIT_PUSH_NOT_FAST_FORWARD);
 			/* Nothing but a proof from a verified pack lets an update through. */
 			if (va == GIT_PUSH_OK && !(data[0] & 2) && !git_oid_is_zero(&a->old_oid) &&

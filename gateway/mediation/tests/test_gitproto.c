@@ -443,9 +443,10 @@ static void test_adv_malformed(void)
 		int rc;
 		const char *what;
 	} cases[] = {
-		{ "# service=git-receive-pack|0|" A40 " refs/heads/main\\0report-status|" B40 " refs/heads/b|0", 0, "good" },
-		{ "# service=git-receive-pack|0|" A40 " refs/heads/main\\0report-status|" A40 " refs/heads/main|0", -EBADMSG,
-		  "the same ref twice" },
+		{ "# service=git-receive-pack|0|" A40 " refs/heads/main\\0report-status|" B40 " refs/heads/b|0", 0,
+		  "good" },
+		{ "# service=git-receive-pack|0|" A40 " refs/heads/main\\0report-status|" A40 " refs/heads/main|0",
+		  -EBADMSG, "the same ref twice" },
 		{ "# service=git-upload-pack|0|" A40 " refs/heads/main|0", -EBADMSG, "another service" },
 		{ "# service=git-receive-pack|" A40 " refs/heads/main|0", -EAGAIN,
 		  "lines after the service line skipped up to its flush" },
@@ -476,7 +477,8 @@ static void test_adv_malformed(void)
 		{ "# service=git-receive-pack|0|" A40 " refs/heads/a\\0x|" B40 " refs/tags/t^{}|shallow " B40 "|" B40
 		  " .have|0",
 		  0, "peeled, shallow and .have lines ignored" },
-		{ "# service=git-receive-pack|0|" A40 " refs/heads/a\\0x|shallow 12|0", -EBADMSG, "a bad shallow line" },
+		{ "# service=git-receive-pack|0|" A40 " refs/heads/a\\0x|shallow 12|0", -EBADMSG,
+		  "a bad shallow line" },
 		{ "# service=git-receive-pack|0|0", 0, "no ref at all" },
 		{ "# service=git-receive-pack|0|version 1|version 1|0", -EBADMSG, "version 1 twice" },
 	};
@@ -521,7 +523,8 @@ static void test_adv_malformed(void)
 			size_t len;
 			int rc;
 
-			len = (size_t)snprintf((char *)buf, sizeof(buf), "001f# service=git-receive-pack\n0000%s", bad[i].bytes);
+			len = (size_t)snprintf((char *)buf, sizeof(buf), "001f# service=git-receive-pack\n0000%s",
+					       bad[i].bytes);
 			rc = adv_run(buf, len, m, "git-receive-pack", 10, NULL, &refs, NULL);
 			tap_result(rc == -EBADMSG, "advertisement, %s refused, %s", bad[i].what, feed_name[m]);
 			git_refs_free(&refs);
@@ -554,8 +557,10 @@ static void test_pkt(void)
 	size_t dl;
 
 	tap_result(git_pkt_next((const uint8_t *)"0000", 4, &t, &d, &dl) == 4 && t == GIT_PKT_FLUSH, "0000 is a flush");
-	tap_result(git_pkt_next((const uint8_t *)"0001", 4, &t, &d, &dl) == 4 && t == GIT_PKT_DELIM, "0001 is a delimiter");
-	tap_result(git_pkt_next((const uint8_t *)"0002", 4, &t, &d, &dl) == 4 && t == GIT_PKT_END, "0002 is a response end");
+	tap_result(git_pkt_next((const uint8_t *)"0001", 4, &t, &d, &dl) == 4 && t == GIT_PKT_DELIM,
+		   "0001 is a delimiter");
+	tap_result(git_pkt_next((const uint8_t *)"0002", 4, &t, &d, &dl) == 4 && t == GIT_PKT_END,
+		   "0002 is a response end");
 	tap_result(git_pkt_next((const uint8_t *)"0003", 4, &t, &d, &dl) == -EBADMSG, "0003 is refused");
 	tap_result(git_pkt_next((const uint8_t *)"0004", 4, &t, &d, &dl) == 4 && t == GIT_PKT_DATA && dl == 0,
 		   "0004 is an empty line");
@@ -932,8 +937,8 @@ static void test_pack_synthetic(void)
 		pb_ofs_delta(&b, base, bad, bn);
 		pb_end(&b, false);
 		rc = scan_all_ways(b.buf, b.len, false, &s, &same);
-		tap_result(rc == -EBADMSG && same && s.why && strstr(s.why, "bounds"), "a delta copying past its base (%s)",
-			   s.why ? s.why : "");
+		tap_result(rc == -EBADMSG && same && s.why && strstr(s.why, "bounds"),
+			   "a delta copying past its base (%s)", s.why ? s.why : "");
 		git_pack_scan_free(&s);
 		free(b.buf);
 
@@ -966,8 +971,8 @@ static void test_pack_synthetic(void)
 		pb_z(&b, "a blob\n", 7);
 		pb_end(&b, false);
 		rc = scan_all_ways(b.buf, b.len, false, &s, &same);
-		tap_result(rc == -EBADMSG && same && s.why && strstr(s.why, "inflates"), "a blob %s than announced (%s)",
-			   d < 0 ? "larger" : "smaller", s.why ? s.why : "");
+		tap_result(rc == -EBADMSG && same && s.why && strstr(s.why, "inflates"),
+			   "a blob %s than announced (%s)", d < 0 ? "larger" : "smaller", s.why ? s.why : "");
 		git_pack_scan_free(&s);
 		free(b.buf);
 	}
@@ -984,12 +989,14 @@ static void test_pack_synthetic(void)
 		{ "version 4", { 'P', 'A', 'C', 'K', 0, 0, 0, 4, 0, 0, 0, 1 }, 12 },
 		{ "version 1", { 'P', 'A', 'C', 'K', 0, 0, 0, 1, 0, 0, 0, 1 }, 12 },
 		{ "an object size over 64 bits",
-		  { 'P', 'A', 'C', 'K', 0, 0, 0, 2, 0, 0, 0, 1, 0xb0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-		    0x7f },
+		  { 'P', 'A', 'C', 'K', 0, 0, 0, 2, 0, 0, 0, 1, 0xb0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		    0xff, 0x7f },
 		  23 },
 		{ "a base before the pack", { 'P', 'A', 'C', 'K', 0, 0, 0, 2, 0, 0, 0, 1, 0x65, 0x7f }, 14 },
 		{ "a base offset of 0", { 'P', 'A', 'C', 'K', 0, 0, 0, 2, 0, 0, 0, 1, 0x65, 0x00 }, 14 },
-		{ "a commit over 1 MiB", { 'P', 'A', 'C', 'K', 0, 0, 0, 2, 0, 0, 0, 1, 0x90, 0x80, 0x80, 0x80, 0x01 }, 17 },
+		{ "a commit over 1 MiB",
+		  { 'P', 'A', 'C', 'K', 0, 0, 0, 2, 0, 0, 0, 1, 0x90, 0x80, 0x80, 0x80, 0x01 },
+		  17 },
 	};
 	for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
 		rc = scan_all_ways(heads[i].bytes, heads[i].n, false, &s, &same);
@@ -1006,12 +1013,14 @@ static void test_pack_synthetic(void)
 	git_pack_scan_free(&s);
 	free(b.buf);
 	git_pack_scan_init(&s, false);
-	tap_result(git_pack_scan_end(&s) == 0 && !git_pack_reaches(&s, &old, &old), "no pack at all: fine, proves nothing");
+	tap_result(git_pack_scan_end(&s) == 0 && !git_pack_reaches(&s, &old, &old),
+		   "no pack at all: fine, proves nothing");
 	git_pack_scan_free(&s);
 	git_pack_scan_free(&s);
 	memset(&s, 0, sizeof(s));
 	git_pack_scan_free(&s);
-	tap_result(git_pack_scan_end(&s) == 0 && !git_pack_reaches(&s, &old, &old), "a zeroed scan: freed, ended, nothing reached");
+	tap_result(git_pack_scan_end(&s) == 0 && !git_pack_reaches(&s, &old, &old),
+		   "a zeroed scan: freed, ended, nothing reached");
 
 	/* A malformed commit (no tree line) proves nothing, even though its parent line names the old tip. */
 	{
@@ -1044,7 +1053,8 @@ static void test_pack_synthetic(void)
 			   "hand-made sha256 pack");
 		git_pack_scan_free(&s);
 		rc = scan_all_ways(b.buf, b.len, false, &s, &same);
-		tap_result(rc == -EBADMSG && same, "a sha256 pack read as sha1 fails its checksum (%s)", s.why ? s.why : "");
+		tap_result(rc == -EBADMSG && same, "a sha256 pack read as sha1 fails its checksum (%s)",
+			   s.why ? s.why : "");
 		git_pack_scan_free(&s);
 		free(b.buf);
 	}
@@ -1149,7 +1159,8 @@ static void test_pack_bounds(void)
 
 		pb_begin(&b);
 		for (int i = 0; i <= GIT_PACK_MAX_COMMITS; i++) {
-			int l = snprintf(body, sizeof(body), "tree 4444444444444444444444444444444444444444\n\n%d\n", i);
+			int l =
+			    snprintf(body, sizeof(body), "tree 4444444444444444444444444444444444444444\n\n%d\n", i);
 
 			pb_obj(&b, 1, body, (size_t)l);
 		}
@@ -1203,8 +1214,8 @@ static void test_pack_bounds(void)
 		pb_put(&b, fin, nf);
 		pb_count(&b);
 		rc = scan_run(b.buf, b.len, false, WHOLE, &s, NULL);
-		tap_result(rc == -E2BIG && s.why && strstr(s.why, "inflates"), "a zlib bomb (%zu bytes): E2BIG (%s)", b.len,
-			   s.why ? s.why : "");
+		tap_result(rc == -E2BIG && s.why && strstr(s.why, "inflates"), "a zlib bomb (%zu bytes): E2BIG (%s)",
+			   b.len, s.why ? s.why : "");
 		git_pack_scan_free(&s);
 		/* The same stream, as 1000 MiB, is a valid blob: it is inflated to its end and checked. */
 		b.len = 0;
@@ -1285,7 +1296,8 @@ static void verify_pack_counts(const char *repo, const char *idx, size_t *commit
 /* A pack written by pack-objects from `revs` (stdin of --revs) with `opts`; its bytes and its .idx name. */
 static uint8_t *make_pack(const char *repo, const char *revs, const char *opts, size_t *len, char *idx, size_t idxsz)
 {
-	uint8_t *hash = sh_out(NULL, "printf '%%s\\n' %s | git -C %s pack-objects --revs -q %s ../pk", revs, repo, opts);
+	uint8_t *hash =
+	    sh_out(NULL, "printf '%%s\\n' %s | git -C %s pack-objects --revs -q %s ../pk", revs, repo, opts);
 	char name[160];
 	uint8_t *data;
 
@@ -1342,8 +1354,8 @@ static void pack_check(const char *what, const char *repo, const char *revs, con
 		memcpy(bad, pack, len);
 		bad[len - 1] ^= 1;
 		rc = scan_all_ways(bad, len, sha256, &t, &same);
-		tap_result(rc == -EBADMSG && same && t.why && strstr(t.why, "checksum"), "%s: a flipped checksum byte (%s)",
-			   what, t.why ? t.why : "");
+		tap_result(rc == -EBADMSG && same && t.why && strstr(t.why, "checksum"),
+			   "%s: a flipped checksum byte (%s)", what, t.why ? t.why : "");
 		git_pack_scan_free(&t);
 		bad[len - 1] ^= 1;
 		bad[len / 2] ^= 0x40;
@@ -1354,7 +1366,8 @@ static void pack_check(const char *what, const char *repo, const char *revs, con
 		bad[len / 2] ^= 0x40;
 		bad[len] = 'x';
 		rc = scan_all_ways(bad, len + 1, sha256, &t, &same);
-		tap_result(rc == -EBADMSG && same && t.done, "%s: a byte after the checksum (%s)", what, t.why ? t.why : "");
+		tap_result(rc == -EBADMSG && same && t.done, "%s: a byte after the checksum (%s)", what,
+			   t.why ? t.why : "");
 		git_pack_scan_free(&t);
 		rc = scan_all_ways(bad, len - 1, sha256, &t, &same);
 		tap_result(rc == -EBADMSG && same && t.why && !strcmp(t.why, "truncated pack"), "%s: cut by one byte",
@@ -1383,8 +1396,8 @@ static void test_pack_real(void)
 	bool same;
 	int rc;
 
-	pack_check("whole history, OFS_DELTA", "big", "main side", "--window=250 --depth=50 --delta-base-offset --no-reuse-delta",
-		   false, "main side", true, false);
+	pack_check("whole history, OFS_DELTA", "big", "main side",
+		   "--window=250 --depth=50 --delta-base-offset --no-reuse-delta", false, "main side", true, false);
 	pack_check("whole history, REF_DELTA", "big", "main side", "--window=250 --depth=50 --no-reuse-delta", false,
 		   "main side", false, true);
 	pack_check("sha256 history", "s256big", "main", "--window=250 --depth=50 --delta-base-offset --no-reuse-delta",
@@ -1397,9 +1410,11 @@ static void test_pack_real(void)
 	m5 = rev("big", "main~6");
 	m6 = rev("big", "main~7");
 	snprintf(revs, sizeof(revs), "main~1 ^main~6");
-	hash = (char *)sh_out(NULL, "printf '%%s\\n' %s | git -C big pack-objects --revs --thin --stdout -q --delta-base-offset "
-				    "--no-reuse-delta > thin.pack && echo ok",
-			      revs);
+	hash =
+	    (char *)sh_out(NULL,
+			   "printf '%%s\\n' %s | git -C big pack-objects --revs --thin --stdout -q --delta-base-offset "
+			   "--no-reuse-delta > thin.pack && echo ok",
+			   revs);
 	pack = slurp("thin.pack", &len);
 	rc = pack && hash ? scan_all_ways(pack, len, false, &s, &same) : -1;
 	tap_result(rc == 0 && same && s.ncommits == 5, "thin pack of five commits (%zu)", s.ncommits);
@@ -1494,8 +1509,8 @@ static void advertised(const char *repo, struct git_refs *out)
 static uint8_t *capture_push(const char *from, const char *to, const char *args, size_t *len)
 {
 	sh("rm -f cap");
-	if (sh("CAPTURE='%s/cap' git -C %s push -q --receive-pack='%s/rp.sh' '%s/%s' %s 2>/dev/null", tmp, from, tmp, tmp,
-	       to, args))
+	if (sh("CAPTURE='%s/cap' git -C %s push -q --receive-pack='%s/rp.sh' '%s/%s' %s 2>/dev/null", tmp, from, tmp,
+	       tmp, to, args))
 		return NULL;
 	return slurp("cap", len);
 }
@@ -1542,7 +1557,8 @@ static bool push_case(struct push_case *pc, const char *what, const char *from, 
 	}
 	/* With push options, their lines come before the pack: the gateway refuses such a push unread. */
 	tap_result(pc->rc == 0 && (pc->pack_rc == 0 || pc->p.push_options) && pc->same,
-		   "%s: commands (%zu) and pack (%zu commits) read alike three ways", what, pc->p.ncmds, pc->s.ncommits);
+		   "%s: commands (%zu) and pack (%zu commits) read alike three ways", what, pc->p.ncmds,
+		   pc->s.ncommits);
 	free(body);
 	return pc->rc == 0;
 }
@@ -1567,6 +1583,7 @@ static void test_push_real(void)
 	struct push_case pc;
 	struct git_oid before, after;
 	struct git_refs stale_adv = { 0 };
+	enum git_push_verdict v;
 	const char *why;
 
 	sh("git init -q --bare R.git");
@@ -1579,9 +1596,10 @@ static void test_push_real(void)
 	if (push_case(&pc, "fast-forward push", "work", "R.git", "main")) {
 		struct git_push_cmd *c = &pc.p.cmds[0];
 
-		tap_result(pc.p.ncmds == 1 && !strcmp(c->ref, "refs/heads/main") && git_oid_equal(&c->old_oid, &before) &&
-				   git_oid_equal(&c->new_oid, &after) && !pc.p.sha256 && !pc.p.push_options &&
-				   git_cap_find(pc.p.caps, pc.p.caps_len, "report-status-v2", NULL),
+		tap_result(pc.p.ncmds == 1 && !strcmp(c->ref, "refs/heads/main") &&
+			       git_oid_equal(&c->old_oid, &before) && git_oid_equal(&c->new_oid, &after) &&
+			       !pc.p.sha256 && !pc.p.push_options &&
+			       git_cap_find(pc.p.caps, pc.p.caps_len, "report-status-v2", NULL),
 			   "fast-forward push: the command git sent, with its capabilities");
 		tap_result(pc.pack_rc == 0 && pc.s.ncommits == 3, "fast-forward push: the pack's three commits");
 		tap_result(verdict(&pc, 0, false, true) == GIT_PUSH_OK, "fast-forward push: OK");
@@ -1589,7 +1607,8 @@ static void test_push_real(void)
 			   "fast-forward push to a ref outside the policy: REF_NOT_ALLOWED");
 		tap_result(git_push_check(c, true, NULL, NULL, &pc.adv, &pc.s, &why) == GIT_PUSH_REF_NOT_ALLOWED,
 			   "no ref_allowed: nothing allowed");
-		tap_result(git_push_check(c, false, allow_heads, NULL, &pc.adv, NULL, &why) == GIT_PUSH_NOT_FAST_FORWARD && why,
+		v = git_push_check(c, false, allow_heads, NULL, &pc.adv, NULL, &why);
+		tap_result(v == GIT_PUSH_NOT_FAST_FORWARD && why,
 			   "fast-forward push without its pack: not proved");
 		stale_adv = pc.adv;
 		memset(&pc.adv, 0, sizeof(pc.adv));
@@ -1601,13 +1620,15 @@ static void test_push_real(void)
 	sh("cd work && echo 4 >> f && git commit -q -am ff4");
 	after = rev("work", "main");
 	if (push_case(&pc, "second fast-forward push", "work", "R.git", "main")) {
-		tap_result(verdict(&pc, 0, false, true) == GIT_PUSH_OK, "second push: OK against the fresh advertisement");
-		enum git_push_verdict v = git_push_check(&pc.p.cmds[0], false, allow_heads, NULL, &stale_adv, &pc.s, &why);
+		tap_result(verdict(&pc, 0, false, true) == GIT_PUSH_OK,
+			   "second push: OK against the fresh advertisement");
+		v = git_push_check(&pc.p.cmds[0], false, allow_heads, NULL, &stale_adv, &pc.s, &why);
 
 		tap_result(v == GIT_PUSH_STALE && why, "second push against the earlier advertisement: STALE (%s)",
 			   why ? why : "");
 		stale_adv.incomplete = true;
-		tap_result(git_push_check(&pc.p.cmds[0], false, allow_heads, NULL, &stale_adv, &pc.s, &why) == GIT_PUSH_OK,
+		v = git_push_check(&pc.p.cmds[0], false, allow_heads, NULL, &stale_adv, &pc.s, &why);
+		tap_result(v == GIT_PUSH_OK,
 			   "against an incomplete advertisement: proved by the pack alone");
 	}
 	push_case_free(&pc);
@@ -1623,7 +1644,8 @@ static void test_push_real(void)
 	push_case_free(&pc);
 
 	/* Creation, several refs at once, then deletion (no pack). */
-	sh("cd work && git branch topic && git tag -a vt -m vt && git checkout -q -b other && echo o > o && git add o && "
+	sh("cd work && git branch topic && git tag -a vt -m vt && git checkout -q -b other && echo o > o && "
+	   "git add o && "
 	   "git commit -q -m other && git checkout -q main");
 	if (push_case(&pc, "creating push", "work", "R.git", "topic other vt")) {
 		bool all_new = pc.p.ncmds == 3;
@@ -1635,8 +1657,8 @@ static void test_push_real(void)
 		struct git_refs now = { 0 };
 
 		advertised("R.git", &now);
-		tap_result(git_push_check(&pc.p.cmds[0], false, allow_heads, NULL, &now, &pc.s, &why) == GIT_PUSH_STALE &&
-				   !now.incomplete,
+		v = git_push_check(&pc.p.cmds[0], false, allow_heads, NULL, &now, &pc.s, &why);
+		tap_result(v == GIT_PUSH_STALE && !now.incomplete,
 			   "the same creation against the advertisement after it: STALE");
 		git_refs_free(&now);
 	}
@@ -1647,9 +1669,10 @@ static void test_push_real(void)
 
 		sh("git -C R.git update-ref refs/heads/topic2 main");
 		advertised("R.git", &now);
-		enum git_push_verdict v = git_push_check(&pc.p.cmds[0], false, allow_heads, NULL, &now, &pc.s, &why);
+		v = git_push_check(&pc.p.cmds[0], false, allow_heads, NULL, &now, &pc.s, &why);
 
-		tap_result(v == GIT_PUSH_STALE && why, "a creation of a ref the upstream has: STALE (%s)", why ? why : "");
+		tap_result(v == GIT_PUSH_STALE && why, "a creation of a ref the upstream has: STALE (%s)",
+			   why ? why : "");
 		git_refs_free(&now);
 	}
 	push_case_free(&pc);
@@ -1674,8 +1697,9 @@ static void test_push_real(void)
 	sh("cd s256 && echo x >> f && git add f && git commit -q -m next && echo y >> f && git commit -q -am next2");
 	after = rev("s256", "main");
 	if (push_case(&pc, "sha256 push", "s256", "R256.git", "main")) {
-		tap_result(pc.p.sha256 && pc.p.cmds[0].old_oid.len == 32 && git_oid_equal(&pc.p.cmds[0].old_oid, &before) &&
-				   git_oid_equal(&pc.p.cmds[0].new_oid, &after) && pc.adv.sha256,
+		tap_result(pc.p.sha256 && pc.p.cmds[0].old_oid.len == 32 &&
+			       git_oid_equal(&pc.p.cmds[0].old_oid, &before) &&
+			       git_oid_equal(&pc.p.cmds[0].new_oid, &after) && pc.adv.sha256,
 			   "sha256 push: 32-byte names");
 		tap_result(pc.pack_rc == 0 && verdict(&pc, 0, false, true) == GIT_PUSH_OK, "sha256 push: OK");
 	}
@@ -1808,8 +1832,9 @@ static void test_push_malformed(void)
 
 		git_push_init(&p);
 		rc = git_push_feed(&p, (const uint8_t *)bad[i], 4, &used);
-		tap_result(rc == -EBADMSG && p.why && git_push_feed(&p, (const uint8_t *)"0000", 4, &used) == -EBADMSG &&
-				   git_push_end(&p) == -EBADMSG,
+		tap_result(rc == -EBADMSG && p.why &&
+			       git_push_feed(&p, (const uint8_t *)"0000", 4, &used) == -EBADMSG &&
+			       git_push_end(&p) == -EBADMSG,
 			   "push, pkt-line '%s' refused, and the failure sticks", bad[i]);
 		git_push_free(&p);
 	}
@@ -1973,15 +1998,16 @@ static void write_history(const char *name, size_t n)
 		if (i % 25 == 0) {
 			/* a side branch merged back: commits with two parents */
 			ml = snprintf(msg, sizeof(msg), "side %zu\n", i);
-			fprintf(f, "commit refs/heads/side\nmark :%zu\ncommitter C <c@x> %zu +0000\ndata %d\n%s", 100000 + i,
-				1700000000 + i, ml, msg);
+			fprintf(f, "commit refs/heads/side\nmark :%zu\ncommitter C <c@x> %zu +0000\ndata %d\n%s",
+				100000 + i, 1700000000 + i, ml, msg);
 			fprintf(f, "from :%zu\nM 100644 inline side.txt\ndata 5\nside\n\n", i - 1);
 		}
 		ml = snprintf(msg, sizeof(msg), "commit %zu\n\n%s\nend %zu\n", i, para, i);
 		for (size_t l = 0; l < 200; l++)
-			fl += snprintf(file + fl, sizeof(file) - (size_t)fl, "line %zu%s\n", l, l == i % 200 ? " changed" : "");
-		fprintf(f, "commit refs/heads/main\nmark :%zu\ncommitter C <c@x> %zu +0000\ndata %d\n%s", i, 1700000000 + i,
-			ml, msg);
+			fl += snprintf(file + fl, sizeof(file) - (size_t)fl, "line %zu%s\n", l,
+				       l == i % 200 ? " changed" : "");
+		fprintf(f, "commit refs/heads/main\nmark :%zu\ncommitter C <c@x> %zu +0000\ndata %d\n%s", i,
+			1700000000 + i, ml, msg);
 		if (i % 25 == 0)
 			fprintf(f, "merge :%zu\n", 100000 + i);
 		fprintf(f, "M 100644 inline big.txt\ndata %d\n%s\n", fl, file);
@@ -2005,7 +2031,8 @@ static bool fixtures(void)
 		return false;
 	if (sh("git init -q --bare empty.git"))
 		return false;
-	if (sh("git init -q --object-format=sha256 s256 && cd s256 && echo 1 > f && git add f && git commit -q -m one && "
+	if (sh("git init -q --object-format=sha256 s256 && cd s256 && echo 1 > f && git add f && "
+	       "git commit -q -m one && "
 	       "git branch b2 && git tag -a t -m t"))
 		return false;
 	write_history("hist", 300);
