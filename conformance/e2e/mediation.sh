@@ -22,7 +22,7 @@ source "$here/lib.sh"
 
 T=$(mktemp -d /tmp/crgw-e2e-med.XXXXXX)
 chmod 0755 "$T"
-testnet_on_exit rm -rf "$T"
+testnet_on_exit '[ -n "${CRGW_E2E_KEEP:-}" ] && echo "# kept $T" || rm -rf "$T"'
 testnet_on_exit 'gw_stop >/dev/null 2>&1'
 testnet_up "$T/net" || { echo "Bail out! the test network did not come up"; exit 1; }
 AUDIT=$T/audit.log
@@ -49,6 +49,7 @@ git:
 mediation:
   ca_file: $TN_CA
   idle_timeout: 4
+  push_hold_bytes: 1MiB
 EOF
 CRGW_E2E_ENV_TOKEN=$ENVTOK gw_start "$T" --config "$T/crgw.yaml" || { echo "Bail out! crgw did not start"; exit 1; }
 
@@ -147,6 +148,8 @@ out=$(run "$PUSH" 'cd small && git push origin HEAD:refs/heads/main' 2>&1)
 rc=$?
 [ $rc -ne 0 ] && echo "$out" | grep -q 'outside git.push_refs'
 ok $? "push to refs/heads/main refused ($(echo "$out" | grep -m1 crgw))"
+echo "$out" | grep -q '\[remote rejected\] HEAD -> main (crgw: request_invalid: push refused: the ref is outside'
+ok $? "git reports the ref as remote rejected, with the reason ($(echo "$out" | grep -m1 'remote rejected'))"
 check "main unchanged on the server" -- test "$(upstream_ref org/small.git refs/heads/main)" = "$main"
 check "the refusal names the ref" -- \
 	audit_has "$AUDIT" 'select(.event=="decision" and .action=="deny" and .ref=="refs/heads/main")'
@@ -164,6 +167,20 @@ ok $? "force push of a rewritten commit refused ($(echo "$out" | grep -m1 crgw))
 check "the branch is unchanged on the server" -- test "$(upstream_ref org/small.git refs/heads/agent/e2e)" = "$tip"
 check "the force push's refusal is audited with its ref" -- \
 	audit_has "$AUDIT" 'select(.event=="decision" and .action=="deny" and .ref=="refs/heads/agent/e2e" and (.detail|test("fast-forward")))'
+
+# Pushes larger than mediation.push_hold_bytes (1 MiB here): a fast-forward is proved by the commits at
+# the head of its pack and streams on; a rewrite cannot be proved and is refused.
+out=$(run "$PUSH" "cd small && git reset -q --hard $tip && head -c 3145728 /dev/urandom >big && git add big &&
+	$G commit -q -m big && git push -q origin HEAD:refs/heads/agent/e2e" 2>&1)
+ok $? "a fast-forward push of 3 MiB, over the 1 MiB hold limit, passes ($out)"
+tip=$(upstream_ref org/small.git refs/heads/agent/e2e)
+check "the server has the large commit" -- test "$tip" = "$(git -C "$W/small" rev-parse HEAD)"
+out=$(run "$PUSH" "cd small && head -c 3145728 /dev/urandom >big2 && git add big2 && $G commit -q --amend -m big-rewritten &&
+	git push -f origin HEAD:refs/heads/agent/e2e" 2>&1)
+rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q 'push_hold_bytes'
+ok $? "a rewritten push over the hold limit cannot be proved and is refused ($(echo "$out" | grep -m1 crgw))"
+check "the branch is unchanged on the server" -- test "$(upstream_ref org/small.git refs/heads/agent/e2e)" = "$tip"
 
 # ---- a host outside git.hosts --------------------------------------------------------------------------
 out=$(run "$FETCH" 'git clone -q https://git2.test/org/small.git other' 2>&1)

@@ -647,8 +647,9 @@ server.bind = "$TN_GIT"
 server.port = 443
 server.document-root = "$g/empty"
 server.upload-dirs = ( "$g/tmp" )
-# Stream bodies both ways with back-pressure, rather than spooling a whole pack to disk first.
-server.stream-request-body = 2
+# Responses stream with back-pressure. Request bodies are spooled: a large push comes chunked, and a CGI
+# needs CONTENT_LENGTH, which lighttpd only knows once the body is whole (streamed, it answers 411).
+server.stream-request-body = 0
 server.stream-response-body = 2
 # HTTP/1.1 only, like every other server of the test network.
 server.feature-flags = ( "server.h2proto" => "disable" )

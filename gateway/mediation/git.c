@@ -380,6 +380,28 @@ static bool needs_scan(struct med_request *r, struct git_req *g)
 	return false;
 }
 
+/*
+ * A pack larger than the hold limit: whether the commits read so far prove every update (git writes
+ * the commits first, so they usually do), in which case the rest streams on without being held.
+ */
+static bool proved_so_far(struct med_request *r, struct git_req *g)
+{
+	const struct crgw_policy *p = med_sandbox(r)->policy;
+
+	for (size_t i = 0; i < g->push.ncmds; i++) {
+		const struct git_push_cmd *cmd = &g->push.cmds[i];
+		enum git_push_verdict v = git_push_check(cmd, crgw_policy_git_force_push(p), ref_allowed_cb, (void *)p,
+							 &g->advertised, NULL, NULL);
+
+		/* Without a scan, every other rule has passed when the verdict is "not a fast-forward". */
+		if (v == GIT_PUSH_NOT_FAST_FORWARD && git_pack_reaches_so_far(&g->scan, &cmd->old_oid, &cmd->new_oid))
+			continue;
+		if (v != GIT_PUSH_OK)
+			return false;
+	}
+	return true;
+}
+
 /* The push passed: its decision is audited now, as it goes upstream. */
 static int allow(struct med_request *r)
 {
@@ -408,12 +430,16 @@ static int push_gate(struct med_request *r, const char *data, size_t len, bool e
 	if (g->refused)
 		return after_refusal(r, g, end);
 	g->held += len;
+	if (g->held > r->m->cfg->mediation_push_hold_bytes && g->scan_active && proved_so_far(r, g))
+		return allow(r);
 	if (g->held > r->m->cfg->mediation_push_hold_bytes && !(g->commands_done && !g->need_scan)) {
 		push_refuse(r, g, 413, "Content Too Large",
 			    "the push's commands and commits are larger than mediation.push_hold_bytes: it cannot be checked",
 			    SIZE_MAX);
 		return after_refusal(r, g, end);
 	}
+	if (!len && !end)
+		return 1;
 	if (!g->commands_done) {
 		rc = len ? git_push_feed(&g->push, (const uint8_t *)data, len, &used) : git_push_end(&g->push);
 		if (rc == -EAGAIN && !end)
@@ -454,8 +480,9 @@ static int push_gate(struct med_request *r, const char *data, size_t len, bool e
 	if (rc == -EAGAIN)
 		rc = git_pack_scan_end(&g->scan);
 	if (rc == -E2BIG) {
-		push_refuse(r, g, 413, "Content Too Large", "the push carries more commits than the gateway checks",
-			    SIZE_MAX);
+		snprintf(detail, sizeof(detail), "the push's pack is beyond what the gateway checks: %s",
+			 g->scan.why ? g->scan.why : "too large");
+		push_refuse(r, g, 413, "Content Too Large", detail, SIZE_MAX);
 		return after_refusal(r, g, end);
 	}
 	if (rc < 0) {

@@ -572,8 +572,9 @@ static int push_finish(struct git_push *p)
 	const struct git_push_cmd **v;
 	int rc = 0;
 
+	/* A lone flush is git's probe before a large push (it checks the credential first): no command, no change. */
 	if (p->ncmds == 0)
-		return push_fail(p, -EBADMSG, "no command before the flush");
+		goto done;
 	v = malloc(p->ncmds * sizeof(*v));
 	if (!v)
 		return push_fail(p, -ENOMEM, "out of memory");
@@ -586,6 +587,7 @@ static int push_finish(struct git_push *p)
 	free(v);
 	if (rc)
 		return rc;
+done:
 	p->state = PUSH_DONE;
 	free(p->line);
 	p->line = NULL;
@@ -1490,15 +1492,12 @@ int git_pack_scan_end(struct git_pack_scan *s)
 	return pack_fail(s, -EBADMSG, "truncated pack");
 }
 
-bool git_pack_reaches(const struct git_pack_scan *s, const struct git_oid *from, const struct git_oid *to)
+/* The breadth-first walk from `to` towards `from` through the pack's commits, on `queue` (ncommits long). */
+static bool walk(struct git_pack_priv *p, uint32_t *queue, const struct git_oid *from, const struct git_oid *to)
 {
-	struct git_pack_priv *p = s ? s->priv : NULL;
 	struct pack_commit *start;
 	size_t head = 0, tail = 0;
 
-	/* A pack that failed after its checksum (bytes after it) proves nothing either. */
-	if (!p || !s->done || p->err || !p->queue || from->len != p->hashlen || to->len != p->hashlen)
-		return false;
 	start = commit_by_oid(p, to->id);
 	if (!start || start->bad)
 		return false;
@@ -1507,9 +1506,9 @@ bool git_pack_reaches(const struct git_pack_scan *s, const struct git_oid *from,
 	/* Each walk has its own mark, so no visited set is cleared between walks. */
 	p->walk++;
 	start->mark = p->walk;
-	p->queue[tail++] = (uint32_t)(start - p->commits);
+	queue[tail++] = (uint32_t)(start - p->commits);
 	while (head < tail) {
-		const struct pack_commit *c = &p->commits[p->queue[head++]];
+		const struct pack_commit *c = &p->commits[queue[head++]];
 
 		if (++p->walked > PACK_WALK_MAX)
 			return false;
@@ -1522,11 +1521,39 @@ bool git_pack_reaches(const struct git_pack_scan *s, const struct git_oid *from,
 			q = commit_by_oid(p, id);
 			if (q && !q->bad && q->mark != p->walk) {
 				q->mark = p->walk;
-				p->queue[tail++] = (uint32_t)(q - p->commits);
+				queue[tail++] = (uint32_t)(q - p->commits);
 			}
 		}
 	}
 	return false;
+}
+
+bool git_pack_reaches(const struct git_pack_scan *s, const struct git_oid *from, const struct git_oid *to)
+{
+	struct git_pack_priv *p = s ? s->priv : NULL;
+
+	/* A pack that failed after its checksum (bytes after it) proves nothing either. */
+	if (!p || !s->done || p->err || !p->queue || from->len != p->hashlen || to->len != p->hashlen)
+		return false;
+	return walk(p, p->queue, from, to);
+}
+
+bool git_pack_reaches_so_far(const struct git_pack_scan *s, const struct git_oid *from, const struct git_oid *to)
+{
+	struct git_pack_priv *p = s ? s->priv : NULL;
+	uint32_t *queue;
+	bool found;
+
+	if (p && s->done)
+		return git_pack_reaches(s, from, to);
+	if (!p || p->err || from->len != p->hashlen || to->len != p->hashlen)
+		return false;
+	queue = malloc((p->ncommits ? p->ncommits : 1) * sizeof(*queue));
+	if (!queue)
+		return false;
+	found = walk(p, queue, from, to);
+	free(queue);
+	return found;
 }
 
 /* ---- judging one command ---------------------------------------------------------------------------- */

@@ -182,7 +182,8 @@ void git_push_init(struct git_push *p);
  * needed (all of `buf` used); 0 at the flush (and 0 with *used 0 on any later call); -ENOTSUP for a push
  * certificate (a signed push); -E2BIG beyond GIT_PUSH_MAX_CMDS commands or GIT_PUSH_MAX_BYTES; -EBADMSG
  * (`why` set) when malformed: a bad pkt length, bad hex, old and new of different lengths, an invalid ref,
- * a ref named twice, no command, a line missing parts, capabilities after the first command.
+ * a ref named twice, a line missing parts, capabilities after the first command. A lone flush (no command)
+ * is valid: git sends one to probe the server before a large push.
  */
 int git_push_feed(struct git_push *p, const uint8_t *buf, size_t len, size_t *used);
 
@@ -253,6 +254,13 @@ void git_pack_scan_free(struct git_pack_scan *s);
  * scan, so calls on one scan must not run concurrently.
  */
 bool git_pack_reaches(const struct git_pack_scan *s, const struct git_oid *from, const struct git_oid *to);
+
+/*
+ * The same walk over the commits read so far, before the pack's end. A commit's name is the hash of its
+ * content, so nothing later in the pack can undo a proof found here (the upstream checks the pack's own
+ * integrity); what it cannot find yet may still come. Shares the walk budget of git_pack_reaches.
+ */
+bool git_pack_reaches_so_far(const struct git_pack_scan *s, const struct git_oid *from, const struct git_oid *to);
 
 /* ---- judging one command ---------------------------------------------------------------------------- */
 

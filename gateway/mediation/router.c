@@ -350,12 +350,13 @@ static void feed_body(struct med_conn *c)
 		if (r->body == MED_BODY_LENGTH) {
 			if (n > r->body_left)
 				n = (size_t)r->body_left;
-			p = (const char *)evbuffer_pullup(in, (ssize_t)n);
-			body_append(r, p, n);
-			evbuffer_drain(in, n);
+			/* Counted before the handler sees them: it may start the upstream, which sizes the body. */
 			r->body_left -= n;
 			if (r->body_left == 0)
 				r->body_done = true;
+			p = (const char *)evbuffer_pullup(in, (ssize_t)n);
+			body_append(r, p, n);
+			evbuffer_drain(in, n);
 		} else {
 			size_t used = 0;
 			int rc;
@@ -728,6 +729,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	event_assign(&c->kick, m->base, -1, 0, on_kick, c);
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, MED_OUT_LOW, 0);
+	/* libevent's default is 16 KiB a call: a pack would cost a system call and a loop turn per 16 KiB. */
+	bufferevent_set_max_single_write(c->bev, MED_OUT_HIGH);
+	bufferevent_set_max_single_read(c->bev, MED_BODY_HIGH);
 	arm_timer(c, HEAD_TIMEOUT_S);
 	if (over_cap(c)) {
 		struct med_request *r = calloc(1, sizeof(*r));
