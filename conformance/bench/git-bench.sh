@@ -67,6 +67,7 @@ gateway() { # prints "seconds bytes", timed inside the sandbox
 
 rate() { awk -v s="$1" -v e="$2" -v b="$3" 'BEGIN { printf "%.1f", b / (e - s) / 1e6 }'; }
 
+fresh=$(rss_kib)
 # One clone each first: the server's and the kernel's caches are then warm for both.
 direct >/dev/null && gateway >/dev/null || { echo "a warm-up clone failed" >&2; exit 1; }
 idle=$(rss_kib)
@@ -95,4 +96,4 @@ echo
 echo "median direct:  $dm MB/s"
 echo "median gateway: $gm MB/s"
 echo "ratio gateway/direct: $(awk -v g="$gm" -v d="$dm" 'BEGIN { printf "%.2f", g / d }')"
-echo "crgw RSS: idle $((idle / 1024)) MiB, peak $((peak / 1024)) MiB during the gateway's clones, growth $(((peak - idle) / 1024)) MiB"
+echo "crgw RSS: $((fresh / 1024)) MiB when started, idle $((idle / 1024)) MiB after the warm-up clones, peak $((peak / 1024)) MiB during the gateway's clones, growth $(((peak - idle) / 1024)) MiB (from start: $(((peak - fresh) / 1024)) MiB)"
