@@ -41,8 +41,9 @@ result $? "the installed crgw runs" "$tmp/out"
 result $? "the installed example passes crgw --check-config" "$tmp/out"
 
 # Uncommenting every commented-out setting ("#key: value", "#  key: value") must give a valid file that
-# sets each key of gateway/config.c's table, so the example cannot fall behind the table.
-sed -E 's/^#( *[a-z_]+:( |$))/\1/' "$conf" >"$tmp/all.yaml"
+# sets each key of gateway/config.c's table, so the example cannot fall behind the table. Keys may be
+# operator's names with dots (git.credentials is keyed by host).
+sed -E 's/^#( *[a-z_][a-z0-9_.-]*:( |$))/\1/' "$conf" >"$tmp/all.yaml"
 "$crgw" --config "$tmp/all.yaml" --check-config >"$tmp/out" 2>&1
 result $? "the example with every setting uncommented passes --check-config" "$tmp/out"
 sed -nE 's/^[[:space:]]*\{ "([a-z_.]+)", K_.*/\1/p' "$src/gateway/config.c" | sort >"$tmp/table"

@@ -375,8 +375,11 @@ static void transfer_start(struct med_request *r)
 	curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (cfg->mediation_ca_file[0])
+	if (cfg->mediation_ca_file[0]) {
+		/* The operator's file replaces the system's store: libcurl would otherwise still read its CA directory. */
 		curl_easy_setopt(e, CURLOPT_CAINFO, cfg->mediation_ca_file);
+		curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+	}
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)CONNECT_TIMEOUT_S);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
