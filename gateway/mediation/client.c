@@ -441,9 +441,10 @@ static void add_addresses(struct med_request *r, int family, const struct crgw_d
 			inet_ntop(AF_INET, e->addrs[i], text, sizeof(text));
 		} else {
 			memcpy(&a, e->addrs[i], 16);
-			text[0] = '[';
-			inet_ntop(AF_INET6, e->addrs[i], text + 1, sizeof(text) - 2);
-			strcat(text, "]");
+			char bare[INET6_ADDRSTRLEN];
+
+			inet_ntop(AF_INET6, e->addrs[i], bare, sizeof(bare));
+			snprintf(text, sizeof(text), "[%s]", bare);
 		}
 		if (used + strlen(text) + 2 >= sizeof(r->resolve_entry))
 			break;

@@ -437,10 +437,9 @@ static void route(struct med_request *r, const char *target, size_t tlen)
 }
 
 /* A complete head is at the start of the input: take it and start its request. */
-static void start_request(struct med_conn *c)
+/* A request of `c`, made its current one; NULL (the connection closed) when out of memory. */
+static struct med_request *request_new(struct med_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	const struct crgw_http_request *q = &c->hp.req;
 	struct med_request *r = calloc(1, sizeof(*r));
 
 	if (r) {
@@ -450,16 +449,27 @@ static void start_request(struct med_conn *c)
 	if (!r || !r->body_buf || !r->resp_head) {
 		request_free(r);
 		conn_close(c);
-		return;
+		return NULL;
 	}
-	evbuffer_remove(in, c->head, q->head_len);
 	r->m = c->m;
 	r->c = c;
 	r->service = "mediation";
-	r->port = 443;
 	r->start_us = now_us();
-	r->status = 200;
 	c->req = r;
+	return r;
+}
+
+static void start_request(struct med_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	const struct crgw_http_request *q = &c->hp.req;
+	struct med_request *r = request_new(c);
+
+	if (!r)
+		return;
+	evbuffer_remove(in, c->head, q->head_len);
+	r->port = 443;
+	r->status = 200;
 	atomic_fetch_add(&med_stats.requests, 1);
 	if (q->method == HTTP_CONNECT || q->upgrade) {
 		r->body_done = true;
@@ -503,23 +513,11 @@ static void read_head(struct med_conn *c)
 	}
 	/* A head that does not parse: answered, and the connection ends (its framing is unknown). */
 	{
-		struct med_request *r = calloc(1, sizeof(*r));
+		struct med_request *r = request_new(c);
 
-		if (r) {
-			r->body_buf = evbuffer_new();
-			r->resp_head = evbuffer_new();
-		}
-		if (!r || !r->body_buf || !r->resp_head) {
-			request_free(r);
-			conn_close(c);
+		if (!r)
 			return;
-		}
-		r->m = c->m;
-		r->c = c;
-		r->service = "mediation";
-		r->start_us = now_us();
 		r->body_done = true;
-		c->req = r;
 		evbuffer_drain(in, len);
 		med_refuse(r, rc == -E2BIG ? 431 : 400, "Bad Request", CRGW_REASON_REQUEST_INVALID,
 			   rc == -E2BIG ? "the request head is larger than 16 KiB"
@@ -734,23 +732,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_set_max_single_read(c->bev, MED_BODY_HIGH);
 	arm_timer(c, HEAD_TIMEOUT_S);
 	if (over_cap(c)) {
-		struct med_request *r = calloc(1, sizeof(*r));
+		struct med_request *r = request_new(c);
 
-		if (r) {
-			r->body_buf = evbuffer_new();
-			r->resp_head = evbuffer_new();
-		}
-		if (!r || !r->body_buf || !r->resp_head) {
-			request_free(r);
-			conn_close(c);
+		if (!r)
 			return;
-		}
-		r->m = m;
-		r->c = c;
-		r->service = "mediation";
-		r->start_us = now_us();
 		r->body_done = true;
-		c->req = r;
 		med_refuse(r, 429, "Too Many Requests", CRGW_REASON_RATE_LIMITED, "too many mediation connections");
 		bufferevent_enable(c->bev, EV_WRITE);
 		return;

@@ -781,7 +781,7 @@ static struct git_oid commit_oid(const char *body, bool sha256)
 static void hex_of(const struct git_oid *o, char *out)
 {
 	for (size_t i = 0; i < o->len; i++)
-		sprintf(out + 2 * i, "%02x", o->id[i]);
+		snprintf(out + 2 * i, 3, "%02x", o->id[i]);
 	out[2 * o->len] = '\0';
 }
 
