@@ -75,6 +75,22 @@ static const char *const hostile[] = {
 	"/meta/?q=<script>",                         /* angle brackets in the query */
 };
 
+/* `s` with control bytes and bytes above 0x7e shown as \xNN: one TAP line per result. */
+static void printable(const char *s, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (; *s && n + 5 < size; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x20 || c > 0x7e)
+			n += (size_t)snprintf(out + n, size - n, "\\x%02x", c);
+		else
+			out[n++] = (char)c;
+	}
+	out[n] = '\0';
+}
+
 static void test_hostile(void)
 {
 	char out[256];
@@ -84,7 +100,10 @@ static void test_hostile(void)
 	for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
 		int rc = med_path_canon(hostile[i], strlen(hostile[i]), out, sizeof(out), &n, &q, &qlen, &why);
 
-		tap_result(rc == -1 && why, "hostile %zu refused: \"%s\" (%s)", i, hostile[i], why ? why : "-");
+		char shown[256];
+
+		printable(hostile[i], shown, sizeof(shown));
+		tap_result(rc == -1 && why, "hostile %zu refused: \"%s\" (%s)", i, shown, why ? why : "-");
 	}
 	/* A NUL inside the target, which a C string cannot show. */
 	static const char nul[] = "/meta/\0x";
