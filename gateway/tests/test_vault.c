@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The secret vault against real sources: an environment variable (gone from the environment once read),
+ * a file (read again when it changes, refused when it vanishes), a command (its stdout, run again at most
+ * every refresh_seconds); values that could split a header refused at start with errors that name the
+ * secret and never its value; the scratch memory locked and left out of core dumps.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "tap.h"
+#include "vault.h"
+
+static char dir[] = "/tmp/crgw-test-vault.XXXXXX";
+
+static void write_file(const char *name, const char *text)
+{
+	char path[256], tmp[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.new", dir, name);
+	f = fopen(tmp, "w");
+	if (!f || fputs(text, f) < 0 || fclose(f) || rename(tmp, path))
+		perror(path);
+}
+
+/* Loads `yaml` as crgw.yaml and starts the vault on it; the start's status, its error in `err`. */
+static int start(const char *yaml, struct crgw_config *cfg, char *err, size_t errlen)
+{
+	char path[256], text[2048];
+	int rc;
+
+	/* An upstream only because the configuration needs one: nothing here sends a query. */
+	snprintf(text, sizeof(text), "dns:\n  upstream: [203.0.113.53]\n%s", yaml);
+	write_file("crgw.yaml", text);
+	snprintf(path, sizeof(path), "%s/crgw.yaml", dir);
+	crgw_config_defaults(cfg);
+	err[0] = '\0';
+	rc = crgw_config_load_file(cfg, path, err, errlen);
+	if (!rc)
+		rc = crgw_config_finish(cfg, err, errlen);
+	if (rc) {
+		printf("# config: %s\n", err);
+		return -100;
+	}
+	return crgw_vault_start(cfg, err, errlen);
+}
+
+/* The value of `id`, or the error as text. */
+static const char *get(const char *id, char *out, size_t size)
+{
+	ssize_t n = crgw_vault_get(id, strlen(id), out, size);
+
+	if (n < 0)
+		snprintf(out, size, "error %zd", n);
+	return out;
+}
+
+/* Whether the mapping holding `p` has flag `flag` (two letters) in /proc/self/smaps. */
+static bool map_has_flag(const void *p, const char *flag)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool inside = false, found = false;
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			inside = (unsigned long)p >= lo && (unsigned long)p < hi;
+		} else if (inside && !strncmp(line, "VmFlags:", 8)) {
+			char want[8];
+
+			snprintf(want, sizeof(want), " %s", flag);
+			found = strstr(line + 8, want) != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+static void test_sources(void)
+{
+	struct crgw_config cfg;
+	char err[512], yaml[1024], *out = crgw_vault_scratch(CRGW_SECRET_VALUE_MAX + 1), small[4];
+	struct crgw_vault_stats stats;
+	struct timespec times[2];
+	char path[256];
+	int rc, runs;
+
+	if (!out) {
+		tap_result(false, "scratch memory");
+		return;
+	}
+	tap_result(map_has_flag(out, "dd") && map_has_flag(out, "lo"),
+		   "scratch memory is locked (lo) and left out of core dumps (dd)");
+	setenv("CRGW_TEST_VAULT_ENV", "from-the-environment", 1);
+	write_file("f", "from-a-file\n");
+	write_file("n", "0\n");
+	snprintf(yaml, sizeof(yaml),
+		 "secrets:\n"
+		 "  e: { env: CRGW_TEST_VAULT_ENV }\n"
+		 "  f: { file: %s/f }\n"
+		 "  c: { command: [/bin/sh, -c, 'n=$(cat %s/n); echo $((n + 1)) >%s/n; echo cmd-$n'], refresh_seconds: 1 }\n",
+		 dir, dir, dir);
+	rc = start(yaml, &cfg, err, sizeof(err));
+	tap_result(rc == 0, "three sources start (%s)", rc ? err : "ok");
+	tap_result(!strcmp(get("e", out, CRGW_SECRET_VALUE_MAX), "from-the-environment"), "env: %s", out);
+	tap_result(getenv("CRGW_TEST_VAULT_ENV") == NULL, "the variable is gone from the environment once read");
+	tap_result(!strcmp(get("f", out, CRGW_SECRET_VALUE_MAX), "from-a-file"), "file, its newline dropped: %s", out);
+	tap_result(!strcmp(get("c", out, CRGW_SECRET_VALUE_MAX), "cmd-0"), "command's stdout: %s", out);
+	tap_result(crgw_vault_has("f", 1) && !crgw_vault_has("x", 1) && crgw_vault_get("x", 1, out, 64) == -ENOENT,
+		   "an id not configured is not there (-ENOENT)");
+	tap_result(crgw_vault_get("f", 1, small, sizeof(small)) == -E2BIG, "a buffer too small gets -E2BIG");
+
+	/* A rotated file: another size, then the same size with only the time changed. */
+	write_file("f", "rotated-value\n");
+	tap_result(!strcmp(get("f", out, CRGW_SECRET_VALUE_MAX), "rotated-value"), "a replaced file is read again: %s",
+		   out);
+	snprintf(path, sizeof(path), "%s/f", dir);
+	{
+		int fd = open(path, O_WRONLY);
+
+		if (fd < 0 || pwrite(fd, "R", 1, 0) != 1)
+			perror(path);
+		if (fd >= 0)
+			close(fd);
+	}
+	times[0].tv_sec = times[1].tv_sec = 1000000000;
+	times[0].tv_nsec = times[1].tv_nsec = 0;
+	utimensat(AT_FDCWD, path, times, 0);
+	tap_result(!strcmp(get("f", out, CRGW_SECRET_VALUE_MAX), "Rotated-value"),
+		   "a file changed in place (same size, new time) is read again: %s", out);
+	unlink(path);
+	tap_result(crgw_vault_get("f", 1, out, CRGW_SECRET_VALUE_MAX) == -EIO,
+		   "a vanished file is an error, never the old value from memory");
+	write_file("f", "back\n");
+	tap_result(!strcmp(get("f", out, CRGW_SECRET_VALUE_MAX), "back"), "and comes back when the file does: %s", out);
+	write_file("f", "two\nlines\n");
+	tap_result(crgw_vault_get("f", 1, out, CRGW_SECRET_VALUE_MAX) == -EIO,
+		   "a file that now holds a line break is refused");
+
+	/* The command runs again after refresh_seconds, not on every read. */
+	sleep(3);
+	get("c", out, CRGW_SECRET_VALUE_MAX);
+	{
+		char *n = NULL;
+		size_t len;
+
+		snprintf(path, sizeof(path), "%s/n", dir);
+		n = tap_read_file(path, &len);
+		runs = n ? atoi(n) : -1;
+		free(n);
+	}
+	tap_result(strncmp(out, "cmd-", 4) == 0 && strcmp(out, "cmd-0") && runs >= 2 && runs <= 5,
+		   "the command ran again, at most once a second: %s after %d runs in 3 s", out, runs);
+	crgw_vault_get_stats(&stats);
+	tap_result(stats.secrets == 3 && stats.refreshes >= 1, "stats: %u secrets, %lu refreshes", stats.secrets,
+		   stats.refreshes);
+	crgw_vault_stop();
+	tap_result(crgw_vault_get("e", 1, out, CRGW_SECRET_VALUE_MAX) == -ENOENT, "stopped, nothing is held");
+	crgw_vault_scratch_free(out, CRGW_SECRET_VALUE_MAX + 1);
+}
+
+struct bad_case {
+	const char *what;
+	const char *file;    /* the content of file "b", or NULL for none */
+	const char *source;  /* the secret's source, %s for the directory */
+	const char *message; /* in the error */
+	const char *never;   /* never in the error */
+};
+
+static void test_refused(void)
+{
+	static const struct bad_case cases[] = {
+		{ "a missing file", NULL, "{ file: %s/absent }", "secrets.b: ", NULL },
+		{ "a value with a line break", "abc-Leak\r\nX-Injected: 1\n", "{ file: %s/b }", "line break", "Leak" },
+		{ "an empty file", "", "{ file: %s/b }", "empty", NULL },
+		{ "a command that fails", NULL, "{ command: [/bin/sh, -c, 'echo Leak-value; exit 3'] }", "secrets.b: ", "Leak" },
+		{ "a variable not set", NULL, "{ env: CRGW_TEST_VAULT_NOT_SET }", "secrets.b: ", NULL },
+		{ "a directory, not a file", NULL, "{ file: %s }", "secrets.b: ", NULL },
+	};
+	char yaml[1024], err[512], source[512];
+	struct crgw_config cfg;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc;
+
+		if (cases[i].file)
+			write_file("b", cases[i].file);
+		snprintf(source, sizeof(source), cases[i].source, dir);
+		snprintf(yaml, sizeof(yaml), "secrets:\n  b: %s\n", source);
+		rc = start(yaml, &cfg, err, sizeof(err));
+		tap_result(rc != 0 && rc != -100 && strstr(err, cases[i].message) &&
+				   (!cases[i].never || !strstr(err, cases[i].never)),
+			   "%s fails the start, naming the secret and not its value: %s", cases[i].what, err);
+		crgw_vault_stop();
+	}
+}
+
+int main(void)
+{
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_sources();
+	test_refused();
+	{
+		char cmd[300];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd))
+			printf("# could not remove %s\n", dir);
+	}
+	return tap_done();
+}
