@@ -20,6 +20,18 @@
 
 static char dir[] = "/tmp/crgw-test-vault.XXXXXX";
 
+#if defined(__SANITIZE_ADDRESS__)
+static const bool sanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+static const bool sanitized = true;
+#else
+static const bool sanitized = false;
+#endif
+#else
+static const bool sanitized = false;
+#endif
+
 static void write_file(const char *name, const char *text)
 {
 	char path[256], tmp[256];
@@ -103,8 +115,12 @@ static void test_sources(void)
 		tap_result(false, "scratch memory");
 		return;
 	}
-	tap_result(map_has_flag(out, "dd") && map_has_flag(out, "lo"),
-		   "scratch memory is locked (lo) and left out of core dumps (dd)");
+	tap_result(map_has_flag(out, "dd"), "scratch memory is left out of core dumps (dd)");
+	/* AddressSanitizer makes mlock a no-op that succeeds: only the plain build can see the lock. */
+	if (sanitized)
+		printf("ok %u - # SKIP locked memory: mlock is a no-op under AddressSanitizer\n", ++tap_count);
+	else
+		tap_result(map_has_flag(out, "lo"), "scratch memory is locked (lo)");
 	setenv("CRGW_TEST_VAULT_ENV", "from-the-environment", 1);
 	write_file("f", "from-a-file\n");
 	write_file("n", "0\n");
