@@ -300,11 +300,11 @@ static void test_round_trips(void)
 		crgw_cache_stats(c, &st);
 	tap_result(c && st.bytes <= len + 10000 && crgw_cache_lookup(c, &tmp, NULL) == 0,
 		   "a fill that does not fit evicts others, the bound kept");
-	crgw_digest_compute(CRGW_DIGEST_SHA256, data2, len + 10001, &tmp);
 	{
 		uint8_t *big = malloc(len + 10001);
 
 		memset(big, 7, len + 10001);
+		crgw_digest_compute(CRGW_DIGEST_SHA256, big, len + 10001, &tmp);
 		tap_result(c && fill(c, &tmp, big, len + 10001, -1, 8192) == -EFBIG && count_files(dir, "tmp") == 0,
 			   "a fill of unknown size crossing the bound fails at that write");
 		free(big);
