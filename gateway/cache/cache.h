@@ -133,7 +133,8 @@ struct crgw_cache_follower;
  * the fill's writer (inside crgw_cache_fill_write, _commit or _abort), with no lock of the cache held: it
  * should only wake the follower's own thread (event_active, a condition variable). It may call
  * crgw_cache_follower_close on its own follower (that follower is then freed after it returns), and must
- * not call into the cache otherwise.
+ * not call into the cache otherwise, nor wait for a lock that a thread closing a follower of the same
+ * fill holds (close waits for a running callback to return).
  */
 typedef void (*crgw_cache_notify_cb)(void *arg);
 
