@@ -399,6 +399,32 @@ static void test_open_repairs(void)
 	tap_result(idx && cache_index_parse(idx, n, NULL, NULL) == 4, "the rebuilt index is written at close");
 	free(idx);
 
+	/* A well-formed index with a wrong size (a flipped digit): the file's size wins. */
+	{
+		char line[700];
+		struct crgw_cache_stats st0, st1;
+		uint64_t sz = 0;
+
+		snprintf(line, sizeof(line), "crgw-cache-index 1\n%s 4999 1 S 0\nend 1\n", hex);
+		snprintf(p, sizeof(p), "%s/index", dir);
+		f = fopen(p, "w");
+		if (f) {
+			fputs(line, f);
+			fclose(f);
+		}
+		c = open_cache(dir, 1 << 20, false);
+		if (c)
+			crgw_cache_stats(c, &st0);
+		ok = c && crgw_cache_lookup(c, &d[0], &sz) == 0 && sz == len && crgw_cache_lookup(c, &d[2], NULL) == 0;
+		for (int k = 0; ok && k < 10; k++)
+			ok = crgw_cache_lookup(c, &d[k % 4], NULL) == 0;
+		if (c)
+			crgw_cache_stats(c, &st1);
+		tap_result(ok && st0.objects == 4 && st0.bytes == 4 * len && st1.hits == 0 && st1.misses == 0,
+			   "an index entry with a wrong size takes the file's; lookup counts nothing");
+		crgw_cache_close(c);
+	}
+
 	/* An entry without its file is dropped; a file without an entry is added. */
 	path_of(dir, &d[1], p, sizeof(p));
 	unlink(p);
