@@ -152,6 +152,8 @@ if logged venv python3 -m venv "$venv"; then
 		-u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
 		"$venv/bin/pip" install --no-cache-dir --disable-pip-version-check --require-hashes \
 		--index-url "$TN_PYPI_INDEX" --cert "$TN_CA" -r "$TN_PYPI_REQUIREMENTS"
+	is "the wheels import" "$("$venv/bin/python" -c 'import crgw_alpha, crgw_beta, crgw_gamma
+print(crgw_alpha.VERSION, crgw_beta.VERSION, crgw_gamma.NAME)')" "1.0.0 1.1.0 Crgw.Gamma"
 	check "pip fetched them from pypi.test" grep -q 'Downloading https://pypi.test/files/crgw_alpha-1.0.0-py3-none-any.whl' \
 		"$tmp/log/pip.log"
 else
