@@ -14,6 +14,9 @@
 #   blackhole 2001:db8::/32  metric 4000                     203.0.113.31/24  reset.git.test: HTTPS :443
 #                                                            203.0.113.40/24  api.test: HTTPS :443
 #                                                            203.0.113.41/24  badcert.test: HTTPS :443
+#                                                            203.0.113.50-52, .54: npm.test, pypi.test,
+#                                                              goproxy.test, oci.test: HTTPS :443, only
+#                                                              after testnet_registries_up
 #                                                            2001:db8:113::10/64  HTTP :80
 #                                                            lo up (knotd also on 127.0.0.1:53)
 #                                                            no default route (either family)
@@ -63,6 +66,25 @@
 #   badcert.test (203.0.113.41): the same API with a self-signed certificate: verification with the test
 #     CA fails.
 #
+# Registries, for registry mediation: opt-in, started by testnet_registries_up after testnet_up (same
+# shell), recorded and stopped like the other servers. Names in the zone and the certificate always; content
+# from conformance/lib/testnet_registries.py, the same bytes on every run. Clients run inside the namespace.
+#   npm.test (203.0.113.50): verdaccio 6.8.0 (scripts/setup installs it into TN_REGISTRY_CACHE_DIR), HTTPS
+#     of its own, uplinks {} (unpublished names are 404). User TN_NPM_USER, token in TN_NPM_TOKEN_FILE
+#     (0600), needed to publish. 57 versions of 56 packages: crgw-dep-00..39, @crgw/lib-00..14, crgw-dup
+#     1.0.0 and 2.0.0 (nested). TN_NPM_PROJECT: package.json and package-lock.json (v3, all 57), the
+#     lockfile cached in TN_REGISTRY_CACHE_DIR once npm made it against npm.test.
+#   pypi.test (203.0.113.51): lighttpd, static PEP 503 HTML (links with #sha256=) and PEP 691 JSON for a
+#     client that asks for it; wheels crgw-alpha 1.0.0, crgw-beta 1.0.0 and 1.1.0, Crgw.Gamma 0.1.0;
+#     TN_PYPI_REQUIREMENTS pins three with --hash=sha256:. pip: --index-url "$TN_PYPI_INDEX" --cert "$TN_CA",
+#     REQUESTS_CA_BUNDLE unset, PIP_CONFIG_FILE=/dev/null.
+#   goproxy.test (203.0.113.52): lighttpd, static GOPROXY tree of goproxy.test/m/a (v1.0.0, v1.1.0) and
+#     goproxy.test/m/b (v1.0.0); TN_GO_MAIN: a main module with go.mod and go.sum (h1: hashes). No checksum
+#     database here: GOPROXY="$TN_GOPROXY" GONOSUMDB=goproxy.test SSL_CERT_FILE="$TN_CA" (go.sum pins all).
+#   oci.test (203.0.113.54, not .53: the DNS server's): docker-registry (distribution 2.8) over TLS, no
+#     auth; TN_OCI_IMAGE (oci.test/crgw/hello:1), one layer with /hello.txt, built by umoci (cached layout)
+#     and pushed by skopeo on each run. skopeo: --cert-dir "$TN_OCI_CERT_DIR" (holds ca.crt) and --policy.
+#
 # Names. TN_PREFIX defaults to "crgwtn<$$ mod 10000>" (at most 14 characters: the veth name must fit in 15).
 #   namespace ${TN_PREFIX}-net, root-side veth ${TN_PREFIX}u, namespace-side eth0,
 #   /etc/netns/${TN_PREFIX}-net/resolv.conf (so `ip netns exec` programs use 203.0.113.53, never the machine's),
@@ -96,13 +118,23 @@
 #                              cache in TN_GIT_BIG_CACHE_DIR (default /var/cache/crgw-test), hard-linked
 #                              (0.1 s); makes the cache first if it is missing (12-20 s, once per machine)
 #   testnet_git_big_cached     true if that cache exists
+#   testnet_registries_up      after testnet_up, in the same shell: the four registries above (8-15 s warm;
+#                              the first run on a machine also builds the image and the lockfile)
+#   testnet_npm DIR ARGS...    npm ARGS in DIR inside the namespace with npm.test, the test CA, the test
+#                              user's token and none of the machine's npm configuration
+#   testnet_npm_publish NAME VERSION [DEP=RANGE...]
+#                              publish one more generated package to npm.test as the test user
 # Variables, exported by testnet_up: TN_NS TN_VETH TN_HOST(203.0.113.1) TN_DNS(203.0.113.53)
 #   TN_WEB1(203.0.113.10) TN_WEB2(203.0.113.11) TN_HOST6(2001:db8:113::1) TN_WEB6(2001:db8:113::10)
 #   TN_POOL(10.201.0.0/16) TN_STATE
 #   TN_CA (STATE_DIR/pki/ca.pem, the test CA's certificate)
 #   TN_GIT(203.0.113.30) TN_GIT_RESET(203.0.113.31) TN_API(203.0.113.40) TN_BADCERT(203.0.113.41)
 #   TN_GIT_ROOT TN_GIT_USER(crgw-tester) TN_GIT_PASSWORD_FILE TN_API_TOKEN_FILE; STATE_DIR/testnet.env
-#   holds the same for programs that are not bash. A script started by the owner may source this library
+#   holds the same for programs that are not bash. Exported by testnet_registries_up (and appended to
+#   testnet.env): TN_NPM_ADDR TN_PYPI_ADDR TN_GOPROXY_ADDR TN_OCI_ADDR TN_NPM_REGISTRY(https://npm.test/)
+#   TN_NPM_USER TN_NPM_TOKEN_FILE TN_NPM_PROJECT TN_PYPI_INDEX(https://pypi.test/simple/) TN_PYPI_REQUIREMENTS
+#   TN_GOPROXY(https://goproxy.test/) TN_GO_MAIN TN_OCI(oci.test) TN_OCI_IMAGE TN_OCI_CERT_DIR; the caches
+#   live in TN_REGISTRY_CACHE_DIR (default /var/cache/crgw-test). A script started by the owner may source this library
 #   and use testnet_exec and testnet_kdig with the inherited values; only the owner calls testnet_down.
 #
 # Callers that set their own traps must do so before testnet_trap/testnet_on_exit, or not at all: register
