@@ -1089,7 +1089,7 @@ TN_NPM_USER=crgw-publisher
 # lockfile and the OCI image layout. Bump TN__OCI_SPEC when the image changes: the name carries its hash;
 # the lockfile's name carries a hash of the generator and npm's version.
 TN_REGISTRY_CACHE_DIR=${TN_REGISTRY_CACHE_DIR:-/var/cache/crgw-test}
-TN__VERDACCIO=verdaccio-6.8.0
+TN__VERDACCIO="verdaccio-6.8.0"
 TN__OCI_SPEC="1 crgw/hello:1 hello.txt"
 TN__REGISTRY_VARS="TN_NPM_ADDR TN_PYPI_ADDR TN_GOPROXY_ADDR TN_OCI_ADDR TN_NPM_REGISTRY TN_NPM_USER \
 TN_NPM_TOKEN_FILE TN_NPM_PROJECT TN_PYPI_INDEX TN_PYPI_REQUIREMENTS TN_GOPROXY TN_GO_MAIN TN_OCI TN_OCI_IMAGE \
@@ -1277,14 +1277,14 @@ testnet_npm_publish() {
 # made by npm against npm.test and cached).
 testnet__npm_content() {
 	local p=$TN_NPM_PROJECT lock n
-	(
+	if ! (
 		umask 077
 		testnet__registries_py npm-user "$TN_CA" "$TN_NPM_ADDR" npm.test "$TN_NPM_USER" \
 			"$(openssl rand -hex 16)" >"$TN_NPM_TOKEN_FILE"
-	) && [ -s "$TN_NPM_TOKEN_FILE" ] || {
+	) || [ ! -s "$TN_NPM_TOKEN_FILE" ]; then
 		testnet__err "creating the npm user on npm.test failed"
 		return 1
-	}
+	fi
 	testnet__registries_py npm-tree "$TN_CA" "$TN_NPM_ADDR" npm.test "$TN_NPM_TOKEN_FILE" "$p" \
 		>"$TN_STATE/log/npm-publish.log" 2>&1 || {
 		testnet__err "publishing the npm tree failed:"
@@ -1333,10 +1333,11 @@ testnet__registries_build() {
 	rm -rf "$s/npm" "$s/pypi" "$s/goproxy" "$s/oci"
 	mkdir -p "$s/npm/storage" "$TN_NPM_PROJECT" "$s/oci/data" "$TN_OCI_CERT_DIR" || return 1
 	cp "$TN_CA" "$TN_OCI_CERT_DIR/ca.crt" || return 1
-	testnet__registries_py pypi "$s/pypi" pypi.test && testnet__registries_py goproxy "$s/goproxy" goproxy.test || {
+	if ! testnet__registries_py pypi "$s/pypi" pypi.test ||
+		! testnet__registries_py goproxy "$s/goproxy" goproxy.test; then
 		testnet__err "generating the PyPI and GOPROXY trees failed"
 		return 1
-	}
+	fi
 	chmod -R a+rX "$s/pypi" "$s/goproxy" || return 1
 	testnet__make_oci_cache || return 1
 	testnet__verdaccio_conf >"$s/npm/config.yaml"
@@ -1388,7 +1389,7 @@ testnet_registries_up() {
 	TN_OCI=oci.test
 	TN_OCI_IMAGE=oci.test/crgw/hello:1
 	TN_OCI_CERT_DIR=$s/oci/certs
-	# shellcheck disable=SC2086 # a list of names
+	# shellcheck disable=SC2086,SC2163 # a list of names
 	export $TN__REGISTRY_VARS
 	if ! testnet__registries_build; then
 		testnet__err "bringing up the registries failed (testnet_down stops what was started)"

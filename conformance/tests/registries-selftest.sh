@@ -4,7 +4,7 @@
 # used by its real client, inside the test namespace, with the test CA: npm ci of the generated lockfile
 # against npm.test (verdaccio), pip install --require-hashes against pypi.test, go mod download and go
 # build against goproxy.test, skopeo inspect and copy from oci.test (docker-registry); then teardown leaves
-# nothing running. TAP output; needs root; about 30 s with warm caches, a minute or two cold.
+# nothing running. TAP output; needs root; 25-40 s (the first run on a machine builds the image and the lockfile).
 #
 # The only addresses touched are inside the test network (203.0.113.0/24); names are looked up only by
 # clients inside its namespace, whose resolv.conf names the test network's DNS server.
@@ -74,6 +74,9 @@ chmod 0755 "$tmp"
 mkdir -p "$tmp/log"
 testnet_on_exit "rm -rf '$tmp'"
 
+out=$(testnet_registries_up 2>&1)
+is "testnet_registries_up before testnet_up fails and says why" "$?:$out" \
+	"1:testnet: testnet_registries_up: call testnet_up first (in this shell)"
 t=$EPOCHREALTIME
 if ! testnet_up "$tmp/state"; then
 	not_ok "testnet_up"
@@ -89,6 +92,8 @@ if ! testnet_registries_up; then
 fi
 ok "testnet_registries_up"
 diag "testnet_registries_up took $(elapsed "$t") s"
+out=$(testnet_registries_up 2>&1)
+is "a second call fails and says why" "$?:$out" "1:testnet: testnet_registries_up: already up"
 
 # ---------------------------------------------------------------------------------------------------------
 # Names, addresses, certificate, environment.
@@ -147,7 +152,7 @@ is "PEP 691 JSON when asked for" \
 	"crgw_beta-1.0.0-py3-none-any.whl crgw_beta-1.1.0-py3-none-any.whl Content-Type: application/vnd.pypi.simple.v1+json"
 t=$EPOCHREALTIME
 venv=$tmp/venv
-if logged venv python3 -m venv "$venv"; then
+if logged venv "$TN__PYTHON" -m venv "$venv"; then
 	check "pip install --require-hashes against pypi.test" logged pip in_ns env -u REQUESTS_CA_BUNDLE -u PIP_CERT \
 		-u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
 		"$venv/bin/pip" install --no-cache-dir --disable-pip-version-check --require-hashes \
