@@ -14,6 +14,9 @@
 #   blackhole 2001:db8::/32  metric 4000                     203.0.113.31/24  reset.git.test: HTTPS :443
 #                                                            203.0.113.40/24  api.test: HTTPS :443
 #                                                            203.0.113.41/24  badcert.test: HTTPS :443
+#                                                            203.0.113.50-52, .54: npm.test, pypi.test,
+#                                                              goproxy.test, oci.test: HTTPS :443, only
+#                                                              after testnet_registries_up
 #                                                            2001:db8:113::10/64  HTTP :80
 #                                                            lo up (knotd also on 127.0.0.1:53)
 #                                                            no default route (either family)
@@ -63,6 +66,25 @@
 #   badcert.test (203.0.113.41): the same API with a self-signed certificate: verification with the test
 #     CA fails.
 #
+# Registries, for registry mediation: opt-in, started by testnet_registries_up after testnet_up (same
+# shell), recorded and stopped like the other servers. Names in the zone and the certificate always; content
+# from conformance/lib/testnet_registries.py, the same bytes on every run. Clients run inside the namespace.
+#   npm.test (203.0.113.50): verdaccio 6.8.0 (scripts/setup installs it into TN_REGISTRY_CACHE_DIR), HTTPS
+#     of its own, uplinks {} (unpublished names are 404). User TN_NPM_USER, token in TN_NPM_TOKEN_FILE
+#     (0600), needed to publish. 57 versions of 56 packages: crgw-dep-00..39, @crgw/lib-00..14, crgw-dup
+#     1.0.0 and 2.0.0 (nested). TN_NPM_PROJECT: package.json and package-lock.json (v3, all 57), the
+#     lockfile cached in TN_REGISTRY_CACHE_DIR once npm made it against npm.test.
+#   pypi.test (203.0.113.51): lighttpd, static PEP 503 HTML (links with #sha256=) and PEP 691 JSON for a
+#     client that asks for it; wheels crgw-alpha 1.0.0, crgw-beta 1.0.0 and 1.1.0, Crgw.Gamma 0.1.0;
+#     TN_PYPI_REQUIREMENTS pins three with --hash=sha256:. pip: --index-url "$TN_PYPI_INDEX" --cert "$TN_CA",
+#     REQUESTS_CA_BUNDLE unset, PIP_CONFIG_FILE=/dev/null.
+#   goproxy.test (203.0.113.52): lighttpd, static GOPROXY tree of goproxy.test/m/a (v1.0.0, v1.1.0) and
+#     goproxy.test/m/b (v1.0.0); TN_GO_MAIN: a main module with go.mod and go.sum (h1: hashes). No checksum
+#     database here: GOPROXY="$TN_GOPROXY" GONOSUMDB=goproxy.test SSL_CERT_FILE="$TN_CA" (go.sum pins all).
+#   oci.test (203.0.113.54, not .53: the DNS server's): docker-registry (distribution 2.8) over TLS, no
+#     auth; TN_OCI_IMAGE (oci.test/crgw/hello:1), one layer with /hello.txt, built by umoci (cached layout)
+#     and pushed by skopeo on each run. skopeo: --cert-dir "$TN_OCI_CERT_DIR" (holds ca.crt) and --policy.
+#
 # Names. TN_PREFIX defaults to "crgwtn<$$ mod 10000>" (at most 14 characters: the veth name must fit in 15).
 #   namespace ${TN_PREFIX}-net, root-side veth ${TN_PREFIX}u, namespace-side eth0,
 #   /etc/netns/${TN_PREFIX}-net/resolv.conf (so `ip netns exec` programs use 203.0.113.53, never the machine's),
@@ -96,13 +118,23 @@
 #                              cache in TN_GIT_BIG_CACHE_DIR (default /var/cache/crgw-test), hard-linked
 #                              (0.1 s); makes the cache first if it is missing (12-20 s, once per machine)
 #   testnet_git_big_cached     true if that cache exists
+#   testnet_registries_up      after testnet_up, in the same shell: the four registries above (8-15 s warm;
+#                              the first run on a machine also builds the image and the lockfile)
+#   testnet_npm DIR ARGS...    npm ARGS in DIR inside the namespace with npm.test, the test CA, the test
+#                              user's token and none of the machine's npm configuration
+#   testnet_npm_publish NAME VERSION [DEP=RANGE...]
+#                              publish one more generated package to npm.test as the test user
 # Variables, exported by testnet_up: TN_NS TN_VETH TN_HOST(203.0.113.1) TN_DNS(203.0.113.53)
 #   TN_WEB1(203.0.113.10) TN_WEB2(203.0.113.11) TN_HOST6(2001:db8:113::1) TN_WEB6(2001:db8:113::10)
 #   TN_POOL(10.201.0.0/16) TN_STATE
 #   TN_CA (STATE_DIR/pki/ca.pem, the test CA's certificate)
 #   TN_GIT(203.0.113.30) TN_GIT_RESET(203.0.113.31) TN_API(203.0.113.40) TN_BADCERT(203.0.113.41)
 #   TN_GIT_ROOT TN_GIT_USER(crgw-tester) TN_GIT_PASSWORD_FILE TN_API_TOKEN_FILE; STATE_DIR/testnet.env
-#   holds the same for programs that are not bash. A script started by the owner may source this library
+#   holds the same for programs that are not bash. Exported by testnet_registries_up (and appended to
+#   testnet.env): TN_NPM_ADDR TN_PYPI_ADDR TN_GOPROXY_ADDR TN_OCI_ADDR TN_NPM_REGISTRY(https://npm.test/)
+#   TN_NPM_USER TN_NPM_TOKEN_FILE TN_NPM_PROJECT TN_PYPI_INDEX(https://pypi.test/simple/) TN_PYPI_REQUIREMENTS
+#   TN_GOPROXY(https://goproxy.test/) TN_GO_MAIN TN_OCI(oci.test) TN_OCI_IMAGE TN_OCI_CERT_DIR; the caches
+#   live in TN_REGISTRY_CACHE_DIR (default /var/cache/crgw-test). A script started by the owner may source this library
 #   and use testnet_exec and testnet_kdig with the inherited values; only the owner calls testnet_down.
 #
 # Callers that set their own traps must do so before testnet_trap/testnet_on_exit, or not at all: register
@@ -132,6 +164,12 @@ TN_GIT=203.0.113.30
 TN_GIT_RESET=203.0.113.31
 TN_API=203.0.113.40
 TN_BADCERT=203.0.113.41
+# The registries of testnet_registries_up (not started by testnet_up). oci.test is not at .53: that is the
+# DNS server's address, and a policy that names oci.test must not also cover the resolver.
+TN_NPM_ADDR=203.0.113.50
+TN_PYPI_ADDR=203.0.113.51
+TN_GOPROXY_ADDR=203.0.113.52
+TN_OCI_ADDR=203.0.113.54
 TN_GIT_USER=crgw-tester
 TN_NET=203.0.113.0/24
 TN_POOL=10.201.0.0/16
@@ -345,12 +383,13 @@ testnet__spawn() {
 	printf '%s %s\n' "$pid" "$(testnet__starttime "$pid" || true)" >"$TN_STATE/pids/$name.pid"
 }
 
-# Poll "$@" every 0.1 s for up to 10 s, failing early if service NAME has exited.
+# Poll "$@" every 0.1 s for up to TN__AWAIT_TRIES/10 s (default 10 s), failing early if service NAME has
+# exited.
 testnet__await() {
-	local name=$1 pid st
+	local name=$1 pid st tries=${TN__AWAIT_TRIES:-100}
 	shift
 	read -r pid st <"$TN_STATE/pids/$name.pid" || return 1
-	for _ in $(seq 1 100); do
+	for _ in $(seq 1 "$tries"); do
 		if "$@" >/dev/null 2>&1; then return 0; fi
 		if ! testnet__alive "$pid" "$st"; then
 			testnet__err "$name exited; last lines of $TN_STATE/log/$name.log:"
@@ -359,7 +398,7 @@ testnet__await() {
 		fi
 		sleep 0.1
 	done
-	testnet__err "$name did not answer within 10 s (log: $TN_STATE/log/$name.log)"
+	testnet__err "$name did not answer within $((tries / 10)) s (log: $TN_STATE/log/$name.log)"
 	return 1
 }
 
@@ -453,6 +492,10 @@ git2             IN A     203.0.113.30
 reset.git        IN A     203.0.113.31
 api              IN A     203.0.113.40
 badcert          IN A     203.0.113.41
+npm              IN A     203.0.113.50
+pypi             IN A     203.0.113.51
+goproxy          IN A     203.0.113.52
+oci              IN A     203.0.113.54
 EOF
 		for i in 20 21 22 23 24 25 26 27; do printf 'many             IN A     203.0.113.%s\n' "$i"; done
 		for ((i = 100; i < 170; i++)); do printf 'wide             IN A     203.0.113.%s\n' "$i"; done
@@ -519,12 +562,13 @@ testnet__san_lines() {
 	local i=0 n
 	for n in allowed.test www.allowed.test chain.test other.test denied.test loopback.test pool.test \
 		short.test long.test many.test txt.test ns.test git.test git2.test reset.git.test api.test \
-		'*.test' '*.allowed.test' '*.bench.test'; do
+		npm.test pypi.test goproxy.test oci.test '*.test' '*.allowed.test' '*.bench.test'; do
 		i=$((i + 1))
 		printf 'DNS.%d = %s\n' "$i" "$n"
 	done
 	i=0
-	for n in "$TN_WEB1" "$TN_WEB2" "$TN_GIT" "$TN_GIT_RESET" "$TN_API"; do
+	for n in "$TN_WEB1" "$TN_WEB2" "$TN_GIT" "$TN_GIT_RESET" "$TN_API" "$TN_NPM_ADDR" "$TN_PYPI_ADDR" \
+		"$TN_GOPROXY_ADDR" "$TN_OCI_ADDR"; do
 		i=$((i + 1))
 		printf 'IP.%d = %s\n' "$i" "$n"
 	done
@@ -1026,4 +1070,329 @@ testnet_on_exit() {
 	fi
 	if [ "$#" -eq 1 ]; then TN__ON_EXIT+=("$1"); else TN__ON_EXIT+=("$(printf '%q ' "$@")"); fi
 	testnet_trap
+}
+
+# ---- Registries (testnet_registries_up) ----
+# Inherited like the rest, so a script started by the owner sees them.
+TN_NPM_REGISTRY=${TN_NPM_REGISTRY:-}
+TN_NPM_TOKEN_FILE=${TN_NPM_TOKEN_FILE:-}
+TN_NPM_PROJECT=${TN_NPM_PROJECT:-}
+TN_PYPI_INDEX=${TN_PYPI_INDEX:-}
+TN_PYPI_REQUIREMENTS=${TN_PYPI_REQUIREMENTS:-}
+TN_GOPROXY=${TN_GOPROXY:-}
+TN_GO_MAIN=${TN_GO_MAIN:-}
+TN_OCI=${TN_OCI:-}
+TN_OCI_IMAGE=${TN_OCI_IMAGE:-}
+TN_OCI_CERT_DIR=${TN_OCI_CERT_DIR:-}
+TN_NPM_USER=crgw-publisher
+# Expensive artifacts shared by every run on the machine: verdaccio (scripts/setup installs it), the npm
+# lockfile and the OCI image layout. Bump TN__OCI_SPEC when the image changes: the name carries its hash;
+# the lockfile's name carries a hash of the generator and npm's version.
+TN_REGISTRY_CACHE_DIR=${TN_REGISTRY_CACHE_DIR:-/var/cache/crgw-test}
+TN__VERDACCIO="verdaccio-6.8.0"
+TN__OCI_SPEC="1 crgw/hello:1 hello.txt"
+TN__REGISTRY_VARS="TN_NPM_ADDR TN_PYPI_ADDR TN_GOPROXY_ADDR TN_OCI_ADDR TN_NPM_REGISTRY TN_NPM_USER \
+TN_NPM_TOKEN_FILE TN_NPM_PROJECT TN_PYPI_INDEX TN_PYPI_REQUIREMENTS TN_GOPROXY TN_GO_MAIN TN_OCI TN_OCI_IMAGE \
+TN_OCI_CERT_DIR"
+
+testnet__registries_py() {
+	"$TN__PYTHON" "$TN__LIB_DIR/testnet_registries.py" "$@"
+}
+
+# curl to https://HOST/PATH at ADDR with the test CA; extra arguments go to curl.
+testnet__curl_at() { # HOST ADDR PATH [CURL-ARGS...]
+	local host=$1 addr=$2 path=$3
+	shift 3
+	curl --noproxy '*' -sf --max-time 2 --cacert "$TN_CA" --resolve "$host:443:$addr" "$@" "https://$host$path"
+}
+
+testnet__verdaccio_conf() {
+	local d=$TN_STATE/npm
+	cat <<EOF
+# Generated by conformance/lib/testnet.sh: npm.test, inside $TN_NS only. No uplinks: it serves what the
+# tests publish and nothing else.
+storage: $d/storage
+auth:
+  htpasswd:
+    file: $d/htpasswd
+    max_users: 100
+uplinks: {}
+packages:
+  '@*/*':
+    access: \$all
+    publish: \$authenticated
+    unpublish: \$authenticated
+  '**':
+    access: \$all
+    publish: \$authenticated
+    unpublish: \$authenticated
+listen:
+  - https://$TN_NPM_ADDR:443/
+https:
+  key: $TN_STATE/pki/server.key
+  cert: $TN_STATE/pki/server.pem
+  ca: $TN_CA
+web:
+  enable: false
+max_body_size: 50mb
+log: { type: stdout, format: pretty, level: warn }
+EOF
+}
+
+# A static site over TLS on ADDR:443 serving ROOT: pypi.test and goproxy.test. On pypi.test a client that
+# asks for PEP 691's JSON (pip does) gets the index.json beside each index.html.
+testnet__static_conf() { # NAME ADDR ROOT
+	local name=$1 addr=$2 root=$3
+	cat <<EOF
+# Generated by conformance/lib/testnet.sh: $name.test, static files, inside $TN_NS only.
+server.modules = ( "mod_openssl", "mod_rewrite", "mod_setenv", "mod_indexfile", "mod_staticfile",
+                   "mod_accesslog" )
+server.bind = "$addr"
+server.port = 443
+server.document-root = "$root"
+server.feature-flags = ( "server.h2proto" => "disable" )
+accesslog.filename = "$TN_STATE/log/$name-access.log"
+ssl.engine = "enable"
+ssl.pemfile = "$TN_STATE/pki/server.pem"
+ssl.privkey = "$TN_STATE/pki/server.key"
+index-file.names = ( "index.html" )
+mimetype.assign = ( ".html" => "text/html", ".json" => "application/vnd.pypi.simple.v1+json",
+                    ".whl" => "application/octet-stream", ".zip" => "application/zip",
+                    ".mod" => "text/plain; charset=utf-8", ".info" => "application/json",
+                    "list" => "text/plain; charset=utf-8", "@latest" => "application/json" )
+EOF
+	if [ "$name" = pypi ]; then
+		cat <<'EOF'
+setenv.add-response-header = ( "Vary" => "Accept" )
+$REQUEST_HEADER["Accept"] =~ "application/vnd\.pypi\.simple\.v1\+json" {
+    url.rewrite-once = ( "^(/simple/([a-z0-9-]+/)?)$" => "${1}index.json" )
+}
+EOF
+	fi
+}
+
+testnet__registry_conf() {
+	cat <<EOF
+# Generated by conformance/lib/testnet.sh: oci.test (distribution 2.8), inside $TN_NS only.
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $TN_STATE/oci/data
+  delete:
+    enabled: true
+http:
+  addr: $TN_OCI_ADDR:443
+  secret: $(openssl rand -hex 16)
+  tls:
+    certificate: $TN_STATE/pki/server.pem
+    key: $TN_STATE/pki/server.key
+EOF
+}
+
+# The OCI image layout's cache directory, named after TN__OCI_SPEC.
+testnet__oci_cache() {
+	printf '%s/oci-hello-%s-%s\n' "$TN_REGISTRY_CACHE_DIR" "${TN__OCI_SPEC%% *}" \
+		"$(printf '%s' "$TN__OCI_SPEC" | sha256sum | cut -c1-12)"
+}
+
+# An image of one layer holding /hello.txt, built with umoci (no daemon, no base image) into the cache
+# under the cache's lock; made in DIR.tmp and renamed into place.
+testnet__make_oci_cache() {
+	local c fd rc=0
+	c=$(testnet__oci_cache)
+	[ ! -d "$c" ] || return 0
+	mkdir -p "$TN_REGISTRY_CACHE_DIR" || return 1
+	exec {fd}>>"$TN_REGISTRY_CACHE_DIR/.lock" || return 1
+	if ! flock -w 600 "$fd"; then
+		exec {fd}>&-
+		testnet__err "could not lock $TN_REGISTRY_CACHE_DIR/.lock within 10 minutes"
+		return 1
+	fi
+	if [ ! -d "$c" ]; then
+		rm -rf "$c.tmp"
+		mkdir -p "$c.tmp" &&
+			(
+				cd "$c.tmp" &&
+					umoci init --layout layout &&
+					umoci new --image layout:1 &&
+					umoci unpack --rootless --image layout:1 bundle &&
+					printf 'hello from the crgw test network\n' >bundle/rootfs/hello.txt &&
+					umoci repack --image layout:1 bundle &&
+					umoci config --image layout:1 --config.cmd /hello.txt --architecture amd64 --os linux &&
+					umoci gc --layout layout &&
+					rm -rf bundle
+			) >"$TN_STATE/log/oci-build.log" 2>&1 && mv "$c.tmp" "$c" || rc=1
+		if [ "$rc" != 0 ]; then
+			rm -rf "$c.tmp"
+			testnet__err "building the OCI image failed; last lines of $TN_STATE/log/oci-build.log:"
+			tail -n 5 "$TN_STATE/log/oci-build.log" >&2
+		fi
+	fi
+	exec {fd}>&-
+	return "$rc"
+}
+
+# The npm lockfile's cache: the generator fixes every tarball's bytes, so one lockfile serves every run.
+testnet__npm_lock_cache() {
+	printf '%s/npm-lock-%s.json\n' "$TN_REGISTRY_CACHE_DIR" \
+		"$({ cat "$TN__LIB_DIR/testnet_registries.py"; npm --version; } | sha256sum | cut -c1-12)"
+}
+
+# npm inside the namespace, in DIR, with the test registry and CA and none of the machine's npm
+# configuration (a user configuration there drops "resolved" from lockfiles, for one). The test user's
+# token goes into DIR/.npmrc-testnet (0600), which is npm's user configuration here.
+testnet_npm() { # DIR ARGS...
+	local dir=$1 rc=0
+	shift
+	if [ -z "$TN_NPM_REGISTRY" ]; then
+		testnet__err "testnet_npm: registries are not up"
+		return 1
+	fi
+	(
+		umask 077
+		printf '//npm.test/:_authToken=%s\n' "$(<"$TN_NPM_TOKEN_FILE")" >"$dir/.npmrc-testnet"
+	) || return 1
+	(cd "$dir" && ip netns exec "$TN_NS" env npm_config_userconfig="$dir/.npmrc-testnet" \
+		npm_config_globalconfig=/dev/null npm_config_registry="$TN_NPM_REGISTRY" npm_config_cafile="$TN_CA" \
+		npm_config_strict_ssl=true npm_config_cache="$TN_STATE/npm/client-cache" npm_config_audit=false \
+		npm_config_fund=false npm_config_update_notifier=false npm_config_fetch_retries=0 \
+		npm_config_loglevel=error npm "$@") || rc=$?
+	rm -f "$dir/.npmrc-testnet"
+	return "$rc"
+}
+
+# Publish one generated package (an index.js that requires its dependencies) as the test user:
+# testnet_npm_publish NAME VERSION [DEP=RANGE...]
+testnet_npm_publish() {
+	if [ -z "$TN_NPM_REGISTRY" ]; then
+		testnet__err "testnet_npm_publish: registries are not up"
+		return 1
+	fi
+	testnet__registries_py npm-publish "$TN_CA" "$TN_NPM_ADDR" npm.test "$TN_NPM_TOKEN_FILE" "$@"
+}
+
+# The user, the package tree and the project that depends on it, with its lockfile (from the cache, or
+# made by npm against npm.test and cached).
+testnet__npm_content() {
+	local p=$TN_NPM_PROJECT lock n
+	if ! (
+		umask 077
+		testnet__registries_py npm-user "$TN_CA" "$TN_NPM_ADDR" npm.test "$TN_NPM_USER" \
+			"$(openssl rand -hex 16)" >"$TN_NPM_TOKEN_FILE"
+	) || [ ! -s "$TN_NPM_TOKEN_FILE" ]; then
+		testnet__err "creating the npm user on npm.test failed"
+		return 1
+	fi
+	testnet__registries_py npm-tree "$TN_CA" "$TN_NPM_ADDR" npm.test "$TN_NPM_TOKEN_FILE" "$p" \
+		>"$TN_STATE/log/npm-publish.log" 2>&1 || {
+		testnet__err "publishing the npm tree failed:"
+		tail -n 3 "$TN_STATE/log/npm-publish.log" >&2
+		return 1
+	}
+	lock=$(testnet__npm_lock_cache)
+	if [ -s "$lock" ]; then
+		cp "$lock" "$p/package-lock.json" || return 1
+		return 0
+	fi
+	testnet_npm "$p" install --package-lock-only --ignore-scripts >"$TN_STATE/log/npm-lock.log" 2>&1 || {
+		testnet__err "npm install --package-lock-only against npm.test failed:"
+		tail -n 5 "$TN_STATE/log/npm-lock.log" >&2
+		return 1
+	}
+	n=$(jq '[.packages | keys[] | select(. != "")] | length' "$p/package-lock.json" 2>/dev/null)
+	if [ "${n:-0}" -lt 50 ]; then
+		testnet__err "the npm lockfile names ${n:-0} packages, fewer than 50"
+		return 1
+	fi
+	mkdir -p "$TN_REGISTRY_CACHE_DIR" && cp "$p/package-lock.json" "$lock.tmp.$$" && mv "$lock.tmp.$$" "$lock"
+}
+
+# Push the cached image layout to oci.test with skopeo, inside the namespace (oci.test resolves there).
+testnet__oci_push() {
+	local c
+	c=$(testnet__oci_cache)
+	printf '{"default": [{"type": "insecureAcceptAnything"}]}\n' >"$TN_STATE/oci/policy.json"
+	ip netns exec "$TN_NS" skopeo --policy "$TN_STATE/oci/policy.json" copy --quiet --dest-no-creds \
+		--dest-cert-dir "$TN_OCI_CERT_DIR" "oci:$c/layout:1" "docker://$TN_OCI_IMAGE" \
+		>"$TN_STATE/log/oci-push.log" 2>&1 || {
+		testnet__err "skopeo copy to $TN_OCI_IMAGE failed; last lines of $TN_STATE/log/oci-push.log:"
+		tail -n 5 "$TN_STATE/log/oci-push.log" >&2
+		return 1
+	}
+}
+
+testnet__registries_build() {
+	local s=$TN_STATE a v
+	local verdaccio=$TN_REGISTRY_CACHE_DIR/$TN__VERDACCIO/node_modules/verdaccio/bin/verdaccio
+	for a in node npm jq docker-registry umoci skopeo; do
+		command -v "$a" >/dev/null || { testnet__err "missing $a (scripts/setup installs it)"; return 1; }
+	done
+	[ -x "$verdaccio" ] || { testnet__err "missing $verdaccio (scripts/setup installs it)"; return 1; }
+	rm -rf "$s/npm" "$s/pypi" "$s/goproxy" "$s/oci"
+	mkdir -p "$s/npm/storage" "$TN_NPM_PROJECT" "$s/oci/data" "$TN_OCI_CERT_DIR" || return 1
+	cp "$TN_CA" "$TN_OCI_CERT_DIR/ca.crt" || return 1
+	if ! testnet__registries_py pypi "$s/pypi" pypi.test ||
+		! testnet__registries_py goproxy "$s/goproxy" goproxy.test; then
+		testnet__err "generating the PyPI and GOPROXY trees failed"
+		return 1
+	fi
+	chmod -R a+rX "$s/pypi" "$s/goproxy" || return 1
+	testnet__make_oci_cache || return 1
+	testnet__verdaccio_conf >"$s/npm/config.yaml"
+	testnet__static_conf pypi "$TN_PYPI_ADDR" "$s/pypi/www" >"$s/pypi/lighttpd.conf"
+	testnet__static_conf goproxy "$TN_GOPROXY_ADDR" "$s/goproxy/www" >"$s/goproxy/lighttpd.conf"
+	testnet__registry_conf >"$s/oci/registry.yml"
+
+	for a in "$TN_NPM_ADDR" "$TN_PYPI_ADDR" "$TN_GOPROXY_ADDR" "$TN_OCI_ADDR"; do
+		ip -n "$TN_NS" addr add "$a/24" dev eth0 || return 1
+	done
+	testnet__spawn npm node "$verdaccio" --config "$s/npm/config.yaml"
+	testnet__spawn pypi lighttpd -D -f "$s/pypi/lighttpd.conf"
+	testnet__spawn goproxy lighttpd -D -f "$s/goproxy/lighttpd.conf"
+	testnet__spawn oci docker-registry serve "$s/oci/registry.yml"
+
+	# verdaccio takes a few seconds to load (longer on a busy machine): a minute for it.
+	TN__AWAIT_TRIES=600 testnet__await npm testnet__curl_at npm.test "$TN_NPM_ADDR" /-/ping || return 1
+	testnet__await pypi testnet__curl_at pypi.test "$TN_PYPI_ADDR" /simple/crgw-alpha/ || return 1
+	testnet__await goproxy testnet__curl_at goproxy.test "$TN_GOPROXY_ADDR" /goproxy.test/m/a/@v/list || return 1
+	TN__AWAIT_TRIES=300 testnet__await oci testnet__curl_at oci.test "$TN_OCI_ADDR" /v2/ || return 1
+
+	testnet__npm_content || return 1
+	testnet__oci_push || return 1
+	for a in npm pypi goproxy oci; do
+		testnet__await "$a" true || return 1
+	done
+	for v in $TN__REGISTRY_VARS; do
+		printf '%s=%s\n' "$v" "${!v}"
+	done >>"$s/testnet.env"
+}
+
+testnet_registries_up() {
+	local s=$TN_STATE
+	if [ -z "$TN__UP" ] || [ -z "$s" ]; then
+		testnet__err "testnet_registries_up: call testnet_up first (in this shell)"
+		return 1
+	fi
+	if [ -n "$TN_NPM_REGISTRY" ]; then
+		testnet__err "testnet_registries_up: already up"
+		return 1
+	fi
+	TN_NPM_REGISTRY=https://npm.test/
+	TN_NPM_TOKEN_FILE=$s/secrets/npm-token
+	TN_NPM_PROJECT=$s/npm/project
+	TN_PYPI_INDEX=https://pypi.test/simple/
+	TN_PYPI_REQUIREMENTS=$s/pypi/client/requirements.txt
+	TN_GOPROXY=https://goproxy.test/
+	TN_GO_MAIN=$s/goproxy/client
+	TN_OCI=oci.test
+	TN_OCI_IMAGE=oci.test/crgw/hello:1
+	TN_OCI_CERT_DIR=$s/oci/certs
+	# shellcheck disable=SC2086,SC2163 # a list of names
+	export $TN__REGISTRY_VARS
+	if ! testnet__registries_build; then
+		testnet__err "bringing up the registries failed (testnet_down stops what was started)"
+		return 1
+	fi
 }
