@@ -198,6 +198,54 @@ bad:
 	return false;
 }
 
+/* The longest release cooldown: a year. Past that a registry would serve nothing new at all. */
+#define MAX_DURATION_S (366L * 86400)
+
+/*
+ * A duration such as "72h", "3d", "1d12h" or "90m": decimal numbers each followed by a unit (s, m, h, d,
+ * w), largest first, each unit once; "0" alone is no duration. Into seconds.
+ */
+static bool get_duration(struct compiler *c, const struct ynode *n, const char *path, long *out)
+{
+	static const char units[] = "wdhms";
+	static const long seconds[] = { 604800, 86400, 3600, 60, 1 };
+	const char *p, *last = NULL;
+	long total = 0;
+
+	if (!get_string(c, n, path, &p))
+		return false;
+	if (strcmp(p, "0") == 0) {
+		*out = 0;
+		return true;
+	}
+	if (!*p)
+		goto bad;
+	while (*p) {
+		long v = 0;
+		size_t digits = 0;
+		const char *u;
+
+		while (*p >= '0' && *p <= '9' && digits < 7) {
+			v = v * 10 + (*p++ - '0');
+			digits++;
+		}
+		if (!digits || !*p || !(u = strchr(units, *p)) || (last && u <= last))
+			goto bad;
+		last = u;
+		total += v * seconds[u - units];
+		if (total > MAX_DURATION_S) {
+			invalid(c, n, path, "longer than 366 days");
+			return false;
+		}
+		p++;
+	}
+	*out = total;
+	return true;
+bad:
+	invalid(c, n, path, "expected a duration such as 72h, 3d or 1d12h (units w, d, h, m, s, largest first)");
+	return false;
+}
+
 static bool get_bool(struct compiler *c, const struct ynode *n, const char *path, bool *out)
 {
 	if (n->type == YNODE_SCALAR && n->plain && strcmp(n->value, "true") == 0) {
@@ -944,7 +992,8 @@ static json_t *compile_enforcement(struct compiler *c, const struct ynode *n, co
 
 static json_t *compile_registry(struct compiler *c, const struct ynode *n, const char *name)
 {
-	static const char *const keys[] = { "enable", "allowed_hosts", "fallback", "lockfile_enforcement", NULL };
+	static const char *const keys[] = { "enable", "allowed_hosts", "fallback", "lockfile_enforcement",
+					    "min_release_age", NULL };
 	static const char *const fallbacks[] = { "deny", "allow", NULL };
 	json_t *out = json_object();
 	const struct ynode *v;
@@ -968,6 +1017,16 @@ static json_t *compile_registry(struct compiler *c, const struct ynode *n, const
 	if ((v = ytree_get(n, "fallback")))
 		get_enum(c, v, sub, fallbacks, &fallback);
 	add_json(c, out, "fallback", json_string(fallback));
+	path_key(sub, sizeof(sub), path, "min_release_age");
+	if ((v = ytree_get(n, "min_release_age"))) {
+		long age = 0;
+
+		/* An image registry records no publish time of its own: nothing to measure the age by. */
+		if (strcmp(name, "oci") == 0)
+			invalid(c, v, sub, "OCI registries record no publish times; there is no release age to hold back");
+		else if (get_duration(c, v, sub, &age))
+			add_json(c, out, "min_release_age_seconds", json_integer(age));
+	}
 	path_key(sub, sizeof(sub), path, "lockfile_enforcement");
 	if ((v = ytree_get(n, "lockfile_enforcement"))) {
 		if (strcmp(name, "oci") == 0)

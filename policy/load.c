@@ -38,7 +38,11 @@ struct crgw_policy {
 	const struct crgw_secret_rule **secrets_by_id;
 	const char **secret_hosts; /* every secret's allowed_hosts, one secret after another */
 	size_t nsecrets;
+	long min_release_age[3]; /* seconds, by release_age_registries */
 };
+
+/* The registries whose versions carry publish times, so that a release cooldown can apply. */
+static const char *const release_age_registries[] = { "npm", "pip", "go" };
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -243,6 +247,22 @@ static bool normalized_name(const char *text, size_t len)
  * A document compiled before push_refs and force_push existed has neither; it gets the defaults the
  * compiler writes today, as one without sandbox.ttl_minutes gets 60.
  */
+static int load_release_ages(struct crgw_policy *p, json_t *registries, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < sizeof(release_age_registries) / sizeof(release_age_registries[0]); i++) {
+		json_t *age = json_object_get(json_object_get(registries, release_age_registries[i]),
+					      "min_release_age_seconds");
+
+		if (!age)
+			continue;
+		if (!json_is_integer(age) || json_integer_value(age) < 0 || json_integer_value(age) > 366L * 86400)
+			return fail(err, errlen, "registries.%s.min_release_age_seconds: expected 0 to %ld seconds",
+				    release_age_registries[i], 366L * 86400);
+		p->min_release_age[i] = (long)json_integer_value(age);
+	}
+	return 0;
+}
+
 static int load_git(struct crgw_policy *p, json_t *git, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "hosts", "push", "push_refs", "force_push", NULL };
@@ -486,6 +506,8 @@ int crgw_policy_load(const char *json, size_t len, struct crgw_policy **out, cha
 		p->ttl_minutes = (unsigned)json_integer_value(ttl);
 	if ((rc = load_git(p, json_object_get(p->doc, "git"), err, errlen)))
 		goto out;
+	if ((rc = load_release_ages(p, json_object_get(p->doc, "registries"), err, errlen)))
+		goto out;
 	if ((rc = load_secrets(p, json_object_get(p->doc, "secrets"), err, errlen)))
 		goto out;
 	*out = p;
@@ -554,6 +576,14 @@ const char *crgw_policy_git_host(const struct crgw_policy *policy, size_t i)
 bool crgw_policy_git_host_allowed(const struct crgw_policy *policy, const char *host)
 {
 	return bsearch(&host, policy->git_hosts, policy->ngit_hosts, sizeof(*policy->git_hosts), cmp_str) != NULL;
+}
+
+long crgw_policy_registry_min_release_age(const struct crgw_policy *policy, const char *registry)
+{
+	for (size_t i = 0; i < sizeof(release_age_registries) / sizeof(release_age_registries[0]); i++)
+		if (strcmp(registry, release_age_registries[i]) == 0)
+			return policy->min_release_age[i];
+	return 0;
 }
 
 bool crgw_policy_git_push(const struct crgw_policy *policy)

@@ -27,6 +27,7 @@ static const char *const reason_names[CRGW_REASON_COUNT_] = {
 	[CRGW_REASON_UPSTREAM_UNREACHABLE] = "upstream_unreachable",
 	[CRGW_REASON_RATE_LIMITED] = "rate_limited",
 	[CRGW_REASON_RUNTIME_LAUNCH_FAILED] = "runtime_launch_failed",
+	[CRGW_REASON_RELEASE_TOO_NEW] = "release_too_new",
 };
 
 const char *crgw_reason_str(enum crgw_reason reason)

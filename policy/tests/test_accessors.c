@@ -176,6 +176,31 @@ static void empty(void)
 		   "no secrets: none found");
 	tap_result(crgw_policy_allow_host_count(p) == 0 && crgw_policy_allow_host(p, 0) == NULL,
 		   "deny rules alone: no allow hosts");
+	tap_result(crgw_policy_registry_min_release_age(p, "npm") == 0 &&
+			   crgw_policy_registry_min_release_age(p, "pip") == 0,
+		   "no registries: no release cooldown");
+	crgw_policy_unref(p);
+}
+
+static void release_ages(void)
+{
+	struct crgw_policy *p = load("version: 1\nsandbox:\n  network:\n    default: deny\nregistries:\n"
+				     "  npm: { enable: true, allowed_hosts: [npm.pkgs.example], min_release_age: 1w2d3h4m5s }\n"
+				     "  pip: { enable: true, allowed_hosts: [pypi.pkgs.example], min_release_age: 72h }\n"
+				     "  go: { enable: true, allowed_hosts: [proxy.pkgs.example] }\n"
+				     "  oci: { enable: true, allowed_hosts: [oci.pkgs.example] }\n");
+
+	if (!p) {
+		tap_result(false, "a policy with release cooldowns loads");
+		return;
+	}
+	tap_result(crgw_policy_registry_min_release_age(p, "npm") == 604800 + 2 * 86400 + 3 * 3600 + 4 * 60 + 5,
+		   "npm: 1w2d3h4m5s is %ld seconds", crgw_policy_registry_min_release_age(p, "npm"));
+	tap_result(crgw_policy_registry_min_release_age(p, "pip") == 259200, "pip: 72h is 259200 seconds");
+	tap_result(crgw_policy_registry_min_release_age(p, "go") == 0 &&
+			   crgw_policy_registry_min_release_age(p, "oci") == 0 &&
+			   crgw_policy_registry_min_release_age(p, "cargo") == 0,
+		   "go without the key, oci and an unknown registry: no cooldown");
 	crgw_policy_unref(p);
 }
 
@@ -191,5 +216,6 @@ int main(void)
 	}
 	crgw_policy_unref(p);
 	empty();
+	release_ages();
 	return tap_done();
 }

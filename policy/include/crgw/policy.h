@@ -225,6 +225,13 @@ const char *crgw_policy_git_host(const struct crgw_policy *policy, size_t i);
  */
 bool crgw_policy_git_host_allowed(const struct crgw_policy *policy, const char *host);
 
+/*
+ * registries.<registry>.min_release_age, in seconds: versions published more recently than this are hidden
+ * from metadata and their downloads refused (release_too_new). 0 when not set, and for registries without
+ * publish times ("oci") or unknown names.
+ */
+long crgw_policy_registry_min_release_age(const struct crgw_policy *policy, const char *registry);
+
 /* git.push: whether pushes (git-receive-pack) go upstream at all. */
 bool crgw_policy_git_push(const struct crgw_policy *policy);
 
