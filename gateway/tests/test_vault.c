@@ -176,7 +176,7 @@ static void test_sources(void)
 
 		snprintf(path, sizeof(path), "%s/n", dir);
 		n = tap_read_file(path, &len);
-		runs = n ? atoi(n) : -1;
+		runs = n ? (int)strtol(n, NULL, 10) : -1;
 		free(n);
 	}
 	tap_result(strncmp(out, "cmd-", 4) == 0 && strcmp(out, "cmd-0") && runs >= 2 && runs <= 5,
