@@ -15,43 +15,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=SCRIPTDIR/../lib/testnet.sh
 source "$here/../lib/testnet.sh"
 
-t0=$EPOCHREALTIME
-n=0
-failures=0
-
-ok() {
-	n=$((n + 1))
-	printf 'ok %d - %s\n' "$n" "$1"
-}
-
-not_ok() {
-	n=$((n + 1))
-	failures=$((failures + 1))
-	printf 'not ok %d - %s\n' "$n" "$1"
-}
-
-diag() {
-	printf '%s\n' "$@" | sed 's/^/# /'
-}
-
-check() {
-	local desc=$1
-	shift
-	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
-}
-
-is() {
-	if [ "$2" = "$3" ]; then
-		ok "$1"
-	else
-		not_ok "$1"
-		diag "got:  $(printf '%q' "$2")" "want: $(printf '%q' "$3")"
-	fi
-}
-
-elapsed() {
-	awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'
-}
+# shellcheck source=SCRIPTDIR/../lib/selftest_tap.sh
+source "$here/../lib/selftest_tap.sh"
 
 # Runs "$@" (a client) with its output in $tmp/log/NAME.log; on failure shows the last lines.
 logged() {
