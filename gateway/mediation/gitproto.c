@@ -14,27 +14,18 @@
 #include <zlib.h>
 
 #include "gitproto.h"
+#include "hex.h"
 
 #define SHA1_LEN 20
 #define SHA256_LEN 32
 
-static int hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* Parses exactly 2 * `n` hex digits (either case, as git's get_oid_hex) into an object name of `n` bytes. */
 static bool oid_from_hex(struct git_oid *oid, const uint8_t *hex, size_t n)
 {
 	memset(oid, 0, sizeof(*oid));
 	for (size_t i = 0; i < n; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		int hi = med_hexval(hex[2 * i]), lo = med_hexval(hex[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return false;
@@ -47,7 +38,7 @@ static bool oid_from_hex(struct git_oid *oid, const uint8_t *hex, size_t n)
 static bool is_hex(const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (hexval(p[i]) < 0)
+		if (med_hexval(p[i]) < 0)
 			return false;
 	return true;
 }
@@ -156,7 +147,7 @@ int git_pkt_next(const uint8_t *buf, size_t len, enum git_pkt_type *type, const 
 
 		if (i == len)
 			return -EAGAIN;
-		v = hexval(buf[i]);
+		v = med_hexval(buf[i]);
 		if (v < 0)
 			return -EBADMSG;
 		n = n << 4 | (size_t)v;
@@ -211,8 +202,8 @@ static int pkt_pull(uint8_t *store, size_t *have, const uint8_t **buf, size_t *l
 			}
 			if (rc != -EAGAIN)
 				return rc;
-			want = (size_t)hexval(store[0]) << 12 | (size_t)hexval(store[1]) << 8 |
-			       (size_t)hexval(store[2]) << 4 | (size_t)hexval(store[3]);
+			want = (size_t)med_hexval(store[0]) << 12 | (size_t)med_hexval(store[1]) << 8 |
+			       (size_t)med_hexval(store[2]) << 4 | (size_t)med_hexval(store[3]);
 		}
 		if (*len == 0)
 			return 0;

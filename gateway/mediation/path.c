@@ -7,18 +7,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "hex.h"
 #include "path.h"
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 static bool is_ctl(unsigned char c)
 {
@@ -138,8 +128,8 @@ int med_path_canon(const char *target, size_t len, char *out, size_t outsz, size
 		unsigned char c = (unsigned char)target[i];
 
 		if (c == '%') {
-			int hi = i + 2 < plen ? hexval(target[i + 1]) : -1;
-			int lo = i + 2 < plen ? hexval(target[i + 2]) : -1;
+			int hi = i + 2 < plen ? med_hexval(target[i + 1]) : -1;
+			int lo = i + 2 < plen ? med_hexval(target[i + 2]) : -1;
 
 			if (hi < 0 || lo < 0) {
 				*why = "the path holds a malformed percent escape";
@@ -220,8 +210,8 @@ int med_query_param(const char *query, size_t qlen, const char *name, char *out,
 				unsigned char c = (unsigned char)pair[i];
 
 				if (c == '%') {
-					int hi = i + 2 < plen ? hexval(pair[i + 1]) : -1;
-					int lo = i + 2 < plen ? hexval(pair[i + 2]) : -1;
+					int hi = i + 2 < plen ? med_hexval(pair[i + 1]) : -1;
+					int lo = i + 2 < plen ? med_hexval(pair[i + 2]) : -1;
 
 					if (hi < 0 || lo < 0)
 						return -EINVAL;
