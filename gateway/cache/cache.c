@@ -977,6 +977,18 @@ static void fill_unref(struct crgw_cache_fill *f)
  * callback is freed here afterwards. Followers that join during a round are not called in it: they read
  * the state themselves after joining.
  */
+/* Takes follower `w` out of its fill's list and frees it; under f->m. */
+static void follower_unlink(struct crgw_cache_fill *f, struct crgw_cache_follower *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		f->followers = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	free(w);
+}
+
 static void fill_notify(struct crgw_cache_fill *f)
 {
 	uint64_t seq;
@@ -1002,13 +1014,7 @@ static void fill_notify(struct crgw_cache_fill *f)
 		pthread_mutex_lock(&f->m);
 		w->in_cb = false;
 		if (w->closing) {
-			if (w->prev)
-				w->prev->next = w->next;
-			else
-				f->followers = w->next;
-			if (w->next)
-				w->next->prev = w->prev;
-			free(w);
+			follower_unlink(f, w);
 			f->refs--; /* the writer still holds its reference */
 		}
 		pthread_cond_broadcast(&f->cv);
@@ -1358,13 +1364,7 @@ void crgw_cache_follower_close(struct crgw_cache_follower *w)
 	}
 	while (w->in_cb)
 		pthread_cond_wait(&f->cv, &f->m);
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		f->followers = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	free(w);
+	follower_unlink(f, w);
 	last = --f->refs == 0;
 	pthread_mutex_unlock(&f->m);
 	if (last)
