@@ -13,6 +13,7 @@
 
 #include "compiled.h"
 #include "gitref.h"
+#include "lockfile.h"
 #include "matcher.h"
 
 #define MAX_COMPILED_BYTES (256u * 1024 * 1024)
@@ -39,7 +40,12 @@ struct crgw_policy {
 	const char **secret_hosts; /* every secret's allowed_hosts, one secret after another */
 	size_t nsecrets;
 	long min_release_age[3]; /* seconds, by release_age_registries */
+	struct crgw_registry_rule registries[4]; /* by registry_names; name NULL when absent */
+	const char **registry_hosts[4];
+	struct crgw_policy_artifact *artifacts[4];
 };
+
+static const char *const registry_names[] = { "npm", "pip", "go", "oci" };
 
 /* The registries whose versions carry publish times, so that a release cooldown can apply. */
 static const char *const release_age_registries[] = { "npm", "pip", "go" };
@@ -247,18 +253,154 @@ static bool normalized_name(const char *text, size_t len)
  * A document compiled before push_refs and force_push existed has neither; it gets the defaults the
  * compiler writes today, as one without sandbox.ttl_minutes gets 60.
  */
-static int load_release_ages(struct crgw_policy *p, json_t *registries, char *err, size_t errlen)
+static int cmp_artifact(const void *a, const void *b)
 {
-	for (size_t i = 0; i < sizeof(release_age_registries) / sizeof(release_age_registries[0]); i++) {
-		json_t *age = json_object_get(json_object_get(registries, release_age_registries[i]),
-					      "min_release_age_seconds");
+	const struct crgw_policy_artifact *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
 
-		if (!age)
-			continue;
-		if (!json_is_integer(age) || json_integer_value(age) < 0 || json_integer_value(age) > 366L * 86400)
-			return fail(err, errlen, "registries.%s.min_release_age_seconds: expected 0 to %ld seconds",
-				    release_age_registries[i], 366L * 86400);
-		p->min_release_age[i] = (long)json_integer_value(age);
+	if (!c)
+		c = strcmp(x->version, y->version);
+	return c ? c : strcmp(x->integrity, y->integrity);
+}
+
+/* A string of 1..1024 printable ASCII bytes, as the lockfile parsers write them. */
+static const char *artifact_field(json_t *o, const char *key, bool nullable, bool *ok)
+{
+	json_t *v = json_object_get(o, key);
+	const char *s;
+	size_t len;
+
+	if (nullable && json_is_null(v))
+		return NULL;
+	if (!json_is_string(v) || (len = json_string_length(v)) == 0 || len > CRGW_LOCKFILE_MAX_FIELD) {
+		*ok = false;
+		return NULL;
+	}
+	s = json_string_value(v);
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < 0x21 || s[i] > 0x7e)
+			*ok = false;
+	return s;
+}
+
+static int load_artifacts(struct crgw_policy *p, size_t ri, json_t *list, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "name", "version", "registry", "integrity", NULL };
+	struct crgw_registry_rule *rule = &p->registries[ri];
+	size_t n = json_array_size(list);
+	const char *unknown;
+
+	if (!json_is_array(list) || n > CRGW_LOCKFILE_MAX_ARTIFACTS)
+		return fail(err, errlen, "registries.%s.artifacts: expected an array of at most %u entries", rule->name,
+			    CRGW_LOCKFILE_MAX_ARTIFACTS);
+	p->artifacts[ri] = calloc(n ? n : 1, sizeof(*p->artifacts[ri]));
+	if (!p->artifacts[ri])
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = json_array_get(list, i);
+		struct crgw_policy_artifact *a = &p->artifacts[ri][i];
+		bool ok = json_is_object(o) && only_keys(o, keys, &unknown);
+
+		if (ok) {
+			a->name = artifact_field(o, "name", false, &ok);
+			a->version = artifact_field(o, "version", false, &ok);
+			a->registry = artifact_field(o, "registry", true, &ok);
+			a->integrity = artifact_field(o, "integrity", false, &ok);
+		}
+		if (!ok)
+			return fail(err, errlen, "registries.%s.artifacts[%zu]: expected {name, version, registry, integrity}",
+				    rule->name, i);
+	}
+	/* Lookups bisect: the order is the loader's own, whatever the document's. */
+	qsort(p->artifacts[ri], n, sizeof(*p->artifacts[ri]), cmp_artifact);
+	rule->artifacts = p->artifacts[ri];
+	rule->nartifacts = n;
+	return 0;
+}
+
+static int load_registry(struct crgw_policy *p, size_t ri, json_t *o, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "enable", "allowed_hosts", "fallback", "lockfile_enforcement",
+					    "min_release_age_seconds", "artifacts", NULL };
+	struct crgw_registry_rule *rule = &p->registries[ri];
+	json_t *enable = json_object_get(o, "enable"), *hosts = json_object_get(o, "allowed_hosts");
+	json_t *fallback = json_object_get(o, "fallback"), *lf = json_object_get(o, "lockfile_enforcement");
+	json_t *age = json_object_get(o, "min_release_age_seconds"), *artifacts = json_object_get(o, "artifacts");
+	const char *unknown, *name = registry_names[ri];
+	size_t n;
+
+	rule->name = name;
+	if (!json_is_object(o) || !only_keys(o, keys, &unknown))
+		return fail(err, errlen, "registries.%s: expected an object of known keys", name);
+	if (!json_is_boolean(enable))
+		return fail(err, errlen, "registries.%s.enable: expected true or false", name);
+	rule->enable = json_is_true(enable);
+	if (fallback && (!json_is_string(fallback) || (strcmp(json_string_value(fallback), "deny") &&
+							 strcmp(json_string_value(fallback), "allow"))))
+		return fail(err, errlen, "registries.%s.fallback: expected deny or allow", name);
+	rule->fallback_allow = fallback && !strcmp(json_string_value(fallback), "allow");
+	if (age) {
+		if (!json_is_integer(age) || json_integer_value(age) < 0 || json_integer_value(age) > 366L * 86400 ||
+		    ri >= sizeof(release_age_registries) / sizeof(release_age_registries[0]))
+			return fail(err, errlen, "registries.%s.min_release_age_seconds: expected 0 to %ld seconds", name,
+				    366L * 86400);
+		rule->min_release_age = (long)json_integer_value(age);
+		p->min_release_age[ri] = rule->min_release_age;
+	}
+	if (hosts && (!json_is_array(hosts) || json_array_size(hosts) > CRGW_COMPILED_MAX_LIST))
+		return fail(err, errlen, "registries.%s.allowed_hosts: expected an array of at most %d names", name,
+			    CRGW_COMPILED_MAX_LIST);
+	n = json_array_size(hosts);
+	if (rule->enable && n == 0)
+		return fail(err, errlen, "registries.%s.allowed_hosts: an enabled registry needs at least one", name);
+	p->registry_hosts[ri] = malloc((n ? n : 1) * sizeof(*p->registry_hosts[ri]));
+	if (!p->registry_hosts[ri])
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		json_t *h = json_array_get(hosts, i);
+
+		if (!json_is_string(h) || !normalized_name(json_string_value(h), json_string_length(h)))
+			return fail(err, errlen, "registries.%s.allowed_hosts[%zu]: expected a normalized host name", name, i);
+		p->registry_hosts[ri][i] = json_string_value(h);
+	}
+	rule->allowed_hosts = p->registry_hosts[ri];
+	rule->nhosts = n;
+	if (lf) {
+		static const char *const lkeys[] = { "enabled", "mode", "lockfiles", NULL };
+		json_t *enabled = json_object_get(lf, "enabled"), *mode = json_object_get(lf, "mode");
+
+		if (!json_is_object(lf) || !only_keys(lf, lkeys, &unknown) || !json_is_boolean(enabled) ||
+		    !json_is_string(mode) ||
+		    (strcmp(json_string_value(mode), "deny_unknown") && strcmp(json_string_value(mode), "warn")))
+			return fail(err, errlen, "registries.%s.lockfile_enforcement: expected {enabled, mode, lockfiles}",
+				    name);
+		if (json_is_true(enabled))
+			rule->mode = strcmp(json_string_value(mode), "warn") ? CRGW_LOCKFILE_DENY_UNKNOWN : CRGW_LOCKFILE_WARN;
+	}
+	if (artifacts)
+		return load_artifacts(p, ri, artifacts, err, errlen);
+	if (rule->mode != CRGW_LOCKFILE_OFF)
+		return fail(err, errlen, "registries.%s: lockfile enforcement without an artifact list", name);
+	return 0;
+}
+
+static int load_registries(struct crgw_policy *p, json_t *registries, char *err, size_t errlen)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(registries, k, v) {
+		size_t i;
+
+		for (i = 0; i < sizeof(registry_names) / sizeof(registry_names[0]); i++)
+			if (!strcmp(k, registry_names[i]))
+				break;
+		if (i == sizeof(registry_names) / sizeof(registry_names[0]))
+			return fail(err, errlen, "registries: unknown registry '%.64s'", k);
+		int rc = load_registry(p, i, v, err, errlen);
+
+		if (rc)
+			return rc;
 	}
 	return 0;
 }
@@ -506,7 +648,7 @@ int crgw_policy_load(const char *json, size_t len, struct crgw_policy **out, cha
 		p->ttl_minutes = (unsigned)json_integer_value(ttl);
 	if ((rc = load_git(p, json_object_get(p->doc, "git"), err, errlen)))
 		goto out;
-	if ((rc = load_release_ages(p, json_object_get(p->doc, "registries"), err, errlen)))
+	if ((rc = load_registries(p, json_object_get(p->doc, "registries"), err, errlen)))
 		goto out;
 	if ((rc = load_secrets(p, json_object_get(p->doc, "secrets"), err, errlen)))
 		goto out;
@@ -537,6 +679,10 @@ void crgw_policy_unref(struct crgw_policy *policy)
 	free(policy->secrets);
 	free(policy->secrets_by_id);
 	free(policy->secret_hosts);
+	for (size_t i = 0; i < sizeof(registry_names) / sizeof(registry_names[0]); i++) {
+		free(policy->registry_hosts[i]);
+		free(policy->artifacts[i]);
+	}
 	json_decref(policy->doc);
 	free(policy);
 }
@@ -584,6 +730,43 @@ long crgw_policy_registry_min_release_age(const struct crgw_policy *policy, cons
 		if (strcmp(registry, release_age_registries[i]) == 0)
 			return policy->min_release_age[i];
 	return 0;
+}
+
+const struct crgw_registry_rule *crgw_policy_registry(const struct crgw_policy *policy, const char *name)
+{
+	for (size_t i = 0; i < sizeof(registry_names) / sizeof(registry_names[0]); i++)
+		if (!strcmp(name, registry_names[i]))
+			return policy->registries[i].name ? &policy->registries[i] : NULL;
+	return NULL;
+}
+
+bool crgw_policy_registry_host_allowed(const struct crgw_registry_rule *rule, const char *host)
+{
+	for (size_t i = 0; i < rule->nhosts; i++)
+		if (!strcmp(rule->allowed_hosts[i], host))
+			return true;
+	return false;
+}
+
+size_t crgw_policy_registry_artifacts(const struct crgw_registry_rule *rule, const char *name,
+				      const struct crgw_policy_artifact **first)
+{
+	size_t lo = 0, hi = rule->nartifacts, end;
+
+	*first = NULL;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(rule->artifacts[mid].name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (end = lo; end < rule->nartifacts && !strcmp(rule->artifacts[end].name, name); end++)
+		;
+	if (end > lo)
+		*first = &rule->artifacts[lo];
+	return end - lo;
 }
 
 bool crgw_policy_git_push(const struct crgw_policy *policy)

@@ -3,6 +3,7 @@
  * What mediation reads from a loaded policy: git hosts, secrets (lookup by id, their fields, and where
  * each may be sent), and the hosts of the network allow rules.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,6 +205,82 @@ static void release_ages(void)
 	crgw_policy_unref(p);
 }
 
+
+/* Lockfiles served from memory: the accessors' tests need no files. */
+static int read_lockfile(void *arg, const char *path, size_t max, char **buf, size_t *len)
+{
+	const char *const *files = arg;
+
+	for (; files[0]; files += 2)
+		if (!strcmp(files[0], path)) {
+			*len = strlen(files[1]);
+			if (*len > max)
+				return -E2BIG;
+			*buf = strdup(files[1]);
+			return *buf ? 0 : -ENOMEM;
+		}
+	return -ENOENT;
+}
+
+static void registries(void)
+{
+	static const char *const files[] = {
+		"package-lock.json",
+		"{\"name\":\"x\",\"version\":\"1.0.0\",\"lockfileVersion\":3,\"packages\":{\"\":{\"name\":\"x\"},"
+		"\"node_modules/b\":{\"version\":\"2.0.0\",\"resolved\":\"https://npm.pkgs.example/b/-/b-2.0.0.tgz\","
+		"\"integrity\":\"sha512-AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ==\"},"
+		"\"node_modules/@s/a\":{\"version\":\"1.0.0\",\"resolved\":\"https://npm.pkgs.example/@s/a/-/a-1.0.0.tgz\","
+		"\"integrity\":\"sha512-AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg==\"},"
+		"\"node_modules/c/node_modules/b\":{\"version\":\"1.0.0\",\"resolved\":\"https://npm.pkgs.example/b/-/b-1.0.0.tgz\","
+		"\"integrity\":\"sha512-AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAw==\"}}}",
+		NULL,
+	};
+	static const char yaml[] = "version: 1\nsandbox:\n  network:\n    default: deny\nregistries:\n"
+				   "  npm: { enable: true, allowed_hosts: [npm.pkgs.example, cdn.pkgs.example], fallback: allow,\n"
+				   "         lockfile_enforcement: { enabled: true, mode: warn, lockfiles: [package-lock.json] } }\n"
+				   "  pip: { enable: false }\n"
+				   "  oci: { enable: true, allowed_hosts: [oci.pkgs.example] }\n";
+	struct crgw_compile_opts opts = { .read_file = read_lockfile, .read_file_arg = (void *)files };
+	const struct crgw_registry_rule *npm, *oci;
+	const struct crgw_policy_artifact *a;
+	struct crgw_compiled *c = NULL;
+	struct crgw_policy *p = NULL;
+	char err[256] = "";
+	size_t n;
+
+	if (crgw_policy_compile(yaml, strlen(yaml), &opts, &c) || c->nerrors ||
+	    crgw_policy_load(c->json, c->json_len, &p, err, sizeof(err))) {
+		tap_result(false, "a policy with registries and a lockfile loads (%s)", err);
+		crgw_compiled_free(c);
+		return;
+	}
+	crgw_compiled_free(c);
+	npm = crgw_policy_registry(p, "npm");
+	oci = crgw_policy_registry(p, "oci");
+	tap_result(npm && npm->enable && npm->fallback_allow && npm->mode == CRGW_LOCKFILE_WARN && npm->nhosts == 2 &&
+			   !strcmp(npm->allowed_hosts[0], "cdn.pkgs.example"),
+		   "npm: enabled, fallback allow, warn mode, two hosts sorted");
+	tap_result(crgw_policy_registry_host_allowed(npm, "npm.pkgs.example") &&
+			   !crgw_policy_registry_host_allowed(npm, "NPM.pkgs.example") &&
+			   !crgw_policy_registry_host_allowed(npm, "pkgs.example"),
+		   "npm: allowed hosts byte for byte");
+	n = crgw_policy_registry_artifacts(npm, "b", &a);
+	tap_result(n == 2 && !strcmp(a[0].version, "1.0.0") && !strcmp(a[1].version, "2.0.0") &&
+			   !strcmp(a[0].registry, "npm.pkgs.example") && !strncmp(a[1].integrity, "sha512-AQEB", 11),
+		   "npm: both versions of b, adjacent and in order (%zu)", n);
+	n = crgw_policy_registry_artifacts(npm, "@s/a", &a);
+	tap_result(n == 1 && !strcmp(a->version, "1.0.0"), "npm: the scoped package");
+	tap_result(crgw_policy_registry_artifacts(npm, "c", &a) == 0 && a == NULL &&
+			   crgw_policy_registry_artifacts(npm, "a", &a) == 0,
+		   "npm: names outside the lockfile have no entries");
+	tap_result(oci && oci->enable && !oci->fallback_allow && oci->mode == CRGW_LOCKFILE_OFF && oci->nartifacts == 0,
+		   "oci: enabled, fallback deny, no lockfile");
+	tap_result(crgw_policy_registry(p, "pip") && !crgw_policy_registry(p, "pip")->enable &&
+			   crgw_policy_registry(p, "go") == NULL && crgw_policy_registry(p, "cargo") == NULL,
+		   "pip present but disabled; go absent; unknown names absent");
+	crgw_policy_unref(p);
+}
+
 int main(void)
 {
 	struct crgw_policy *p = load(policy_yaml);
@@ -217,5 +294,6 @@ int main(void)
 	crgw_policy_unref(p);
 	empty();
 	release_ages();
+	registries();
 	return tap_done();
 }

@@ -232,6 +232,48 @@ bool crgw_policy_git_host_allowed(const struct crgw_policy *policy, const char *
  */
 long crgw_policy_registry_min_release_age(const struct crgw_policy *policy, const char *registry);
 
+/* ---- registries (SPEC section 3): what /registry/<name>/ may fetch --------------------------------- */
+
+enum crgw_lockfile_mode {
+	CRGW_LOCKFILE_OFF,          /* no lockfile_enforcement: `fallback` decides every artifact */
+	CRGW_LOCKFILE_DENY_UNKNOWN, /* an artifact outside the allowlist is refused (lockfile_violation) */
+	CRGW_LOCKFILE_WARN,         /* it is let through and audited with action warn */
+};
+
+/* One entry of a registry's artifact allowlist, as the compiler wrote it (docs/policy.md, "Lockfiles"). */
+struct crgw_policy_artifact {
+	const char *name;
+	const char *version;
+	const char *registry;  /* the host the lockfile resolved it from; NULL when the lockfile does not say */
+	const char *integrity; /* "sha512-<base64>", "sha1-<base64>", "sha256:<hex>", "h1:<base64>" */
+};
+
+/* registries.<name> of the compiled policy. */
+struct crgw_registry_rule {
+	const char *name;                 /* "npm", "pip", "go" or "oci" */
+	bool enable;
+	const char *const *allowed_hosts; /* normalized names, sorted */
+	size_t nhosts;
+	bool fallback_allow;              /* `fallback: allow` */
+	enum crgw_lockfile_mode mode;
+	long min_release_age;             /* seconds; 0: none */
+	const struct crgw_policy_artifact *artifacts; /* sorted by name, then version, then integrity */
+	size_t nartifacts;
+};
+
+/* registries.<name> ("npm", "pip", "go", "oci"), or NULL when the policy has no such section. */
+const struct crgw_registry_rule *crgw_policy_registry(const struct crgw_policy *policy, const char *name);
+
+/* Whether `host` (normalized, NUL-terminated) is one of the registry's allowed_hosts, byte for byte. */
+bool crgw_policy_registry_host_allowed(const struct crgw_registry_rule *rule, const char *host);
+
+/*
+ * The allowlist entries for package `name` (exact bytes; the caller normalizes as the lockfile parser
+ * did): returns their count and points *first at the first of them (they are adjacent), or 0.
+ */
+size_t crgw_policy_registry_artifacts(const struct crgw_registry_rule *rule, const char *name,
+				      const struct crgw_policy_artifact **first);
+
 /* git.push: whether pushes (git-receive-pack) go upstream at all. */
 bool crgw_policy_git_push(const struct crgw_policy *policy);
 
