@@ -167,6 +167,12 @@ char *crgw_audit_format(const struct crgw_audit_event *ev)
 	err |= set_str(o, "path", ev->path);
 	err |= set_str(o, "ref", ev->ref);
 	err |= set_str(o, "secret_id", ev->secret_id);
+	err |= set_str(o, "registry", ev->registry);
+	err |= set_str(o, "package", ev->package);
+	err |= set_str(o, "version", ev->version);
+	err |= set_str(o, "integrity", ev->integrity);
+	if (ev->cache_hit)
+		err |= json_object_set_new(o, "cache", json_string("hit"));
 	err |= set_str(o, "detail", ev->detail);
 	if (ev->count)
 		err |= set_u64(o, "count", ev->count);

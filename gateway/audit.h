@@ -50,6 +50,12 @@ struct crgw_audit_event {
 	char path[256];
 	char ref[256];
 	char secret_id[65];
+	/* registry mediation: which registry, the package and version asked for, the digest it was checked against */
+	char registry[8];
+	char package[256];
+	char version[128];
+	char integrity[136];
+	bool cache_hit; /* served from the content cache (connection_end of a registry artifact) */
 	char detail[160];
 	uint64_t count; /* events this record stands for (rate-limited kinds); 0 prints nothing */
 	uint64_t bytes_up, bytes_down, duration_ms;

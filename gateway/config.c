@@ -379,7 +379,8 @@ struct walk {
 };
 
 static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where);
-static int walk_git_credentials(struct walk *w, yaml_node_t *node, const char *where);
+static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where, const char *section,
+			    struct crgw_git_credential *list, size_t *count);
 
 static int walk_node(struct walk *w, yaml_node_t *node, const char *path, unsigned depth)
 {
@@ -394,7 +395,10 @@ static int walk_node(struct walk *w, yaml_node_t *node, const char *path, unsign
 	if (!strcmp(path, "secrets"))
 		return walk_secrets(w, node, where);
 	if (!strcmp(path, "git.credentials"))
-		return walk_git_credentials(w, node, where);
+		return walk_credentials(w, node, where, path, w->cfg->git_credentials, &w->cfg->ngit_credentials);
+	if (!strcmp(path, "registries.credentials"))
+		return walk_credentials(w, node, where, path, w->cfg->registry_credentials,
+					&w->cfg->nregistry_credentials);
 	if (node->type == YAML_MAPPING_NODE) {
 		/* A mapping is either the root or a section whose keys are looked up with the dotted path. */
 		for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
@@ -556,16 +560,17 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 }
 
 /*
- * git:
+ * git: | registries:
  *   credentials:
  *     HOST: { secret: ID, scheme: basic, username: NAME } | { secret: ID, scheme: bearer }
  */
-static int walk_git_credentials(struct walk *w, yaml_node_t *node, const char *where)
+static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where, const char *section,
+			    struct crgw_git_credential *list, size_t *count)
 {
 	char at[4200];
 
 	if (node->type != YAML_MAPPING_NODE)
-		return fail(w->err, w->errlen, where, "git.credentials", "expected a mapping of git hosts");
+		return fail(w->err, w->errlen, where, section, "expected a mapping of host names");
 	for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
 		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key), *vn = yaml_document_get_node(w->doc, p->value);
 		const char *name = scalar(kn), *why = NULL, *scheme = NULL;
@@ -575,16 +580,16 @@ static int walk_git_credentials(struct walk *w, yaml_node_t *node, const char *w
 
 		node_where(w, kn ? kn : node, at, sizeof(at));
 		if (!name || crgw_host_parse(name, strlen(name), &host, &why) || host.kind != CRGW_HOST_NAME)
-			return fail(w->err, w->errlen, at, "git.credentials", why ? why : "expected a host name");
-		snprintf(key, sizeof(key), "git.credentials.%s", host.text);
-		for (size_t i = 0; i < w->cfg->ngit_credentials; i++)
-			if (!strcmp(w->cfg->git_credentials[i].host, host.text))
+			return fail(w->err, w->errlen, at, section, why ? why : "expected a host name");
+		snprintf(key, sizeof(key), "%s.%s", section, host.text);
+		for (size_t i = 0; i < *count; i++)
+			if (!strcmp(list[i].host, host.text))
 				return fail(w->err, w->errlen, at, key, "defined twice");
-		if (w->cfg->ngit_credentials == CRGW_GIT_CREDENTIALS_MAX)
+		if (*count == CRGW_GIT_CREDENTIALS_MAX)
 			return fail(w->err, w->errlen, at, key, "too many hosts (at most 64)");
 		if (!vn || vn->type != YAML_MAPPING_NODE)
 			return fail(w->err, w->errlen, at, key, "expected secret:, scheme: and (for basic) username:");
-		c = &w->cfg->git_credentials[w->cfg->ngit_credentials];
+		c = &list[*count];
 		memset(c, 0, sizeof(*c));
 		memcpy(c->host, host.text, strlen(host.text) + 1);
 		for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top; q++) {
@@ -615,7 +620,7 @@ static int walk_git_credentials(struct walk *w, yaml_node_t *node, const char *w
 			return fail(w->err, w->errlen, at, key, "secret: and scheme: are required");
 		if (c->basic != (c->username[0] != '\0'))
 			return fail(w->err, w->errlen, at, key, "username: is required for basic, and only for basic");
-		w->cfg->ngit_credentials++;
+		(*count)++;
 	}
 	return 0;
 }
@@ -697,15 +702,18 @@ int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen)
 	for (const char *p = cfg->limits_cgroup; *p; p++)
 		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '_' && *p != '-')
 			return fail(err, errlen, NULL, "limits.cgroup", "use lowercase letters, digits, _ and -");
-	for (size_t i = 0; i < cfg->ngit_credentials; i++) {
+	for (size_t i = 0; i < cfg->ngit_credentials + cfg->nregistry_credentials; i++) {
+		bool git = i < cfg->ngit_credentials;
+		const struct crgw_git_credential *c =
+			git ? &cfg->git_credentials[i] : &cfg->registry_credentials[i - cfg->ngit_credentials];
 		bool found = false;
 
 		for (size_t j = 0; j < cfg->nsecrets && !found; j++)
-			found = strcmp(cfg->secrets[j].id, cfg->git_credentials[i].secret) == 0;
+			found = strcmp(cfg->secrets[j].id, c->secret) == 0;
 		if (!found) {
 			char key[300];
 
-			snprintf(key, sizeof(key), "git.credentials.%s", cfg->git_credentials[i].host);
+			snprintf(key, sizeof(key), "%s.credentials.%s", git ? "git" : "registries", c->host);
 			return fail(err, errlen, NULL, key, "names a secret that secrets: does not define");
 		}
 	}

@@ -91,6 +91,9 @@ struct crgw_config {
 	size_t nsecrets;
 	struct crgw_git_credential git_credentials[CRGW_GIT_CREDENTIALS_MAX];
 	size_t ngit_credentials;
+	/* `registries.credentials:`: what the gateway presents to a registry host (npm, PyPI, Go, OCI token realms). */
+	struct crgw_git_credential registry_credentials[CRGW_GIT_CREDENTIALS_MAX];
+	size_t nregistry_credentials;
 	char mediation_ca_file[4096];          /* "" : the system's CA store */
 	unsigned mediation_max_connections, mediation_max_connections_per_sandbox;
 	unsigned mediation_idle_timeout;       /* seconds without a byte either way, upstream or client */

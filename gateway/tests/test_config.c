@@ -74,6 +74,8 @@ static const struct yaml_case cases[] = {
 	  "  api: { command: [/usr/bin/vault-get, api], refresh_seconds: 300 }\n"
 	  "git:\n  credentials:\n    git.example.test: { secret: pw, scheme: basic, username: bot }\n"
 	  "    Other.Example.Test.: { secret: gh, scheme: bearer }\n"
+	  "registries:\n  credentials:\n    npm.example.test: { secret: gh, scheme: bearer }\n"
+	  "    oci.example.test: { secret: pw, scheme: basic, username: puller }\n"
 	  "mediation:\n  ca_file: /etc/crgw/ca.pem\n  max_connections: 100\n  max_connections_per_sandbox: 10\n"
 	  "  idle_timeout: 30\n  push_hold_bytes: 32MiB\n", NULL },
 	{ "secrets not a mapping", "secrets: [a]\n", "secrets: expected a mapping of secret ids to sources" },
@@ -88,6 +90,14 @@ static const struct yaml_case cases[] = {
 	{ "secret env name", "secrets:\n  a: { env: \"A B\" }\n", "env: expected a variable name" },
 	{ "credential unknown secret", "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    h.test: { secret: b, scheme: bearer }\n",
 	  "git.credentials.h.test: names a secret that secrets: does not define" },
+	{ "registry credential unknown secret",
+	  "secrets:\n  a: { env: X }\nregistries:\n  credentials:\n    npm.test: { secret: b, scheme: bearer }\n",
+	  "registries.credentials.npm.test: names a secret that secrets: does not define" },
+	{ "registry credential twice",
+	  "secrets:\n  a: { env: X }\nregistries:\n  credentials:\n    npm.test: { secret: a, scheme: bearer }\n"
+	  "    NPM.test: { secret: a, scheme: bearer }\n",
+	  "registries.credentials.npm.test: defined twice" },
+	{ "registries unknown key", "registries:\n  npm: { x: 1 }\n", "registries.npm.x" },
 	{ "credential bad scheme", "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    h.test: { secret: a, scheme: digest }\n",
 	  "scheme: expected basic or bearer" },
 	{ "basic without username", "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    h.test: { secret: a, scheme: basic }\n",
@@ -171,7 +181,10 @@ int main(void)
 		   "three secrets: env, file, command with refresh (%s)", err);
 	tap_result(cfg.ngit_credentials == 2 && !strcmp(cfg.git_credentials[0].host, "git.example.test") &&
 			   cfg.git_credentials[0].basic && !strcmp(cfg.git_credentials[0].username, "bot") &&
-			   !strcmp(cfg.git_credentials[1].host, "other.example.test") && !cfg.git_credentials[1].basic,
+			   !strcmp(cfg.git_credentials[1].host, "other.example.test") && !cfg.git_credentials[1].basic &&
+			   cfg.nregistry_credentials == 2 && !strcmp(cfg.registry_credentials[0].host, "npm.example.test") &&
+			   !cfg.registry_credentials[0].basic && cfg.registry_credentials[1].basic &&
+			   !strcmp(cfg.registry_credentials[1].username, "puller"),
 		   "git credentials: basic with a username, bearer; host names normalized");
 	tap_result(!strcmp(cfg.mediation_ca_file, "/etc/crgw/ca.pem") && cfg.mediation_max_connections == 100 &&
 			   cfg.mediation_max_connections_per_sandbox == 10 && cfg.mediation_idle_timeout == 30 &&
