@@ -377,10 +377,25 @@ static int load_registry(struct crgw_policy *p, size_t ri, json_t *o, char *err,
 		if (json_is_true(enabled))
 			rule->mode = strcmp(json_string_value(mode), "warn") ? CRGW_LOCKFILE_DENY_UNKNOWN : CRGW_LOCKFILE_WARN;
 	}
-	if (artifacts)
-		return load_artifacts(p, ri, artifacts, err, errlen);
-	if (rule->mode != CRGW_LOCKFILE_OFF)
+	if (artifacts) {
+		int rc = load_artifacts(p, ri, artifacts, err, errlen);
+
+		if (rc)
+			return rc;
+	} else if (rule->mode != CRGW_LOCKFILE_OFF) {
 		return fail(err, errlen, "registries.%s: lockfile enforcement without an artifact list", name);
+	}
+	rule->primary = n ? rule->allowed_hosts[0] : NULL;
+	for (size_t i = 0, best = 0; i < n; i++) {
+		size_t count = 0;
+
+		for (size_t j = 0; j < rule->nartifacts; j++)
+			count += rule->artifacts[j].registry && !strcmp(rule->artifacts[j].registry, rule->allowed_hosts[i]);
+		if (count > best) {
+			best = count;
+			rule->primary = rule->allowed_hosts[i];
+		}
+	}
 	return 0;
 }
 

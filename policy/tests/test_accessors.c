@@ -258,8 +258,8 @@ static void registries(void)
 	npm = crgw_policy_registry(p, "npm");
 	oci = crgw_policy_registry(p, "oci");
 	tap_result(npm && npm->enable && npm->fallback_allow && npm->mode == CRGW_LOCKFILE_WARN && npm->nhosts == 2 &&
-			   !strcmp(npm->allowed_hosts[0], "cdn.pkgs.example"),
-		   "npm: enabled, fallback allow, warn mode, two hosts sorted");
+			   !strcmp(npm->allowed_hosts[0], "cdn.pkgs.example") && !strcmp(npm->primary, "npm.pkgs.example"),
+		   "npm: enabled, fallback allow, warn mode, two hosts sorted, the lockfile's host primary");
 	tap_result(crgw_policy_registry_host_allowed(npm, "npm.pkgs.example") &&
 			   !crgw_policy_registry_host_allowed(npm, "NPM.pkgs.example") &&
 			   !crgw_policy_registry_host_allowed(npm, "pkgs.example"),
@@ -273,7 +273,8 @@ static void registries(void)
 	tap_result(crgw_policy_registry_artifacts(npm, "c", &a) == 0 && a == NULL &&
 			   crgw_policy_registry_artifacts(npm, "a", &a) == 0,
 		   "npm: names outside the lockfile have no entries");
-	tap_result(oci && oci->enable && !oci->fallback_allow && oci->mode == CRGW_LOCKFILE_OFF && oci->nartifacts == 0,
+	tap_result(oci && oci->enable && !oci->fallback_allow && oci->mode == CRGW_LOCKFILE_OFF && oci->nartifacts == 0 &&
+			   !strcmp(oci->primary, "oci.pkgs.example"),
 		   "oci: enabled, fallback deny, no lockfile");
 	tap_result(crgw_policy_registry(p, "pip") && !crgw_policy_registry(p, "pip")->enable &&
 			   crgw_policy_registry(p, "go") == NULL && crgw_policy_registry(p, "cargo") == NULL,

@@ -254,6 +254,11 @@ struct crgw_registry_rule {
 	bool enable;
 	const char *const *allowed_hosts; /* normalized names, sorted */
 	size_t nhosts;
+	/*
+	 * The host a sandbox's tools are pointed at (npm_config_registry, PIP_INDEX_URL, GOPROXY): the allowed
+	 * host the lockfiles resolved most artifacts from, else the first of allowed_hosts. NULL when none.
+	 */
+	const char *primary;
 	bool fallback_allow;              /* `fallback: allow` */
 	enum crgw_lockfile_mode mode;
 	long min_release_age;             /* seconds; 0: none */
