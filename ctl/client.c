@@ -14,6 +14,7 @@
 #define LINE_MAX_BYTES (1u << 20)
 
 const char *ctl_control_path = "/run/crgw/control.sock";
+long ctl_timeout_ms = 120000;
 
 struct sink {
 	char *buf;
@@ -116,7 +117,7 @@ int ctl_request(const char *method, const char *path, const char *body, struct c
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 120000L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ctl_timeout_ms);
 	if (body) {
 		headers = curl_slist_append(headers, "Content-Type: application/json");
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);

@@ -38,6 +38,7 @@ int cmd_doctor(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
+int cmd_cache(int argc, char **argv);
 
 /* Sandbox subcommands beyond ls/show/rm (workspace_cmd.c). */
 int sandbox_diff(int argc, char **argv);
@@ -61,6 +62,9 @@ int ctl_compile_policy(const char *where, bool allow_default_allow, char **json,
 
 /* The control socket: --control, else $CRGW_CONTROL, else /run/crgw/control.sock. Set by main(). */
 extern const char *ctl_control_path;
+
+/* The whole of one ctl_request, in ms (default 120000); 0: no limit, for answers that take long (cache verify). */
+extern long ctl_timeout_ms;
 
 struct ctl_response {
 	long status;   /* HTTP status; 0 when the gateway could not be reached */

@@ -31,6 +31,8 @@ static const char usage[] =
 	"  audit tail [-f] [-n LINES] [--json]\n"
 	"                         recent audit events; -f follows live events\n"
 	"  stats [--json | --prometheus]\n"
+	"  cache ls [--json] [--limit N] | stats [--json] | gc [--target SIZE] [--json] | verify [--json]\n"
+	"                         the gateway's content cache; verify exits 1 when an object was corrupt\n"
 	"  doctor [--json]        host prerequisites and the gateway's capability map\n"
 	"\n"
 	"Global option: --control PATH (or CRGW_CONTROL) names the gateway's control socket\n"
@@ -38,7 +40,8 @@ static const char usage[] =
 	"\n"
 	"Exit codes:\n"
 	"  0  success; for explain, the destination is allowed\n"
-	"  1  explain: the destination is denied; doctor: a check failed\n"
+	"  1  explain: the destination is denied; doctor: a check failed; cache verify: an object was\n"
+	"     corrupt (it was removed) or unreadable\n"
 	"  2  invalid policy, bad usage, or any error that prevented an answer\n"
 	"  run and exec: the command's exit code (128+N when killed by signal N); 125 when the sandbox\n"
 	"  could not be made or the arguments are wrong, 126 when CMD cannot run, 127 when CMD was not found\n"
@@ -101,6 +104,8 @@ int main(int argc, char **argv)
 		return cmd_audit(argc - 1, argv + 1);
 	if (strcmp(argv[1], "stats") == 0)
 		return cmd_stats(argc - 1, argv + 1);
+	if (strcmp(argv[1], "cache") == 0)
+		return cmd_cache(argc - 1, argv + 1);
 	if (strcmp(argv[1], "doctor") == 0)
 		return cmd_doctor(argc - 1, argv + 1);
 	if (strcmp(argv[1], "run") == 0)

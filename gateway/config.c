@@ -14,7 +14,8 @@
 #include "config.h"
 #include "crgw/policy.h"
 
-enum key_type { K_UINT, K_BOOL, K_STRING, K_POOL, K_UPSTREAM, K_BLOCKED, K_RCODE, K_LEVEL, K_MODE, K_SIZE, K_CPUS };
+/* K_SIZE: a size where 0 means "no limit"; K_BOUND: a size that must lie within the bounds, never 0. */
+enum key_type { K_UINT, K_BOOL, K_STRING, K_POOL, K_UPSTREAM, K_BLOCKED, K_RCODE, K_LEVEL, K_MODE, K_SIZE, K_BOUND, K_CPUS };
 
 struct key {
 	const char *path;
@@ -69,6 +70,14 @@ static const struct key keys[] = {
 	{ "mediation.max_connections_per_sandbox", K_UINT, OFF(mediation_max_connections_per_sandbox), 4, 1, 1000000 },
 	{ "mediation.idle_timeout", K_UINT, OFF(mediation_idle_timeout), 4, 1, 86400 },
 	{ "mediation.push_hold_bytes", K_SIZE, OFF(mediation_push_hold_bytes), 8, 1u << 20, UINT64_C(1) << 30 },
+	{ "cache.enabled", K_BOOL, OFF(cache_enabled), 0, 0, 0 },
+	{ "cache.dir", K_STRING, STR(cache_dir), 0, 0 },
+	{ "cache.max_bytes", K_BOUND, OFF(cache_max_bytes), 8, 16u << 20, UINT64_C(1) << 50 },
+	{ "cache.offline", K_BOOL, OFF(cache_offline), 0, 0, 0 },
+	{ "cache.verify_always", K_BOOL, OFF(cache_verify_always), 0, 0, 0 },
+	{ "cache.metadata_ttl_seconds", K_UINT, OFF(cache_metadata_ttl_seconds), 4, 0, 86400 },
+	{ "cache.max_metadata_bytes", K_BOUND, OFF(cache_max_metadata_bytes), 8, 64u << 10, UINT64_C(1) << 30 },
+	{ "cache.max_artifact_bytes", K_BOUND, OFF(cache_max_artifact_bytes), 8, 1u << 20, UINT64_C(1) << 50 },
 };
 
 void crgw_config_defaults(struct crgw_config *cfg)
@@ -108,6 +117,16 @@ void crgw_config_defaults(struct crgw_config *cfg)
 	cfg->mediation_max_connections_per_sandbox = 256;
 	cfg->mediation_idle_timeout = 120;
 	cfg->mediation_push_hold_bytes = UINT64_C(16) << 20;
+	/*
+	 * The cache is regenerable data that should survive a reboot: /var/cache, not state_dir (under /run,
+	 * a tmpfs) nor data_dir (the sandboxes' own data, emptied through trash/).
+	 */
+	cfg->cache_enabled = true;
+	snprintf(cfg->cache_dir, sizeof(cfg->cache_dir), "/var/cache/crgw");
+	cfg->cache_max_bytes = UINT64_C(10) << 30;
+	cfg->cache_metadata_ttl_seconds = 300;
+	cfg->cache_max_metadata_bytes = UINT64_C(64) << 20;
+	cfg->cache_max_artifact_bytes = UINT64_C(2) << 30;
 }
 
 int crgw_size_parse(const char *text, uint64_t *out)
@@ -228,6 +247,19 @@ static int parse_upstream(const char *v, struct crgw_upstream *u)
 	return 0;
 }
 
+/* A bound of the table for an error message: "64 KiB", "16 MiB", "1 PiB" (the bounds are powers of two). */
+static void size_text(uint64_t bytes, char *buf, size_t size)
+{
+	static const char *const units[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	unsigned u = 0;
+
+	while (u < 6 && bytes >= 1024 && bytes % 1024 == 0) {
+		bytes /= 1024;
+		u++;
+	}
+	snprintf(buf, size, "%llu %s", (unsigned long long)bytes, units[u]);
+}
+
 static int fail(char *err, size_t errlen, const char *where, const char *key, const char *why)
 {
 	snprintf(err, errlen, "%s%s%s: %s", where ? where : "", where ? ": " : "", key, why);
@@ -301,6 +333,21 @@ static int set_key(struct crgw_config *cfg, const struct key *k, const char *v, 
 		if (bytes && (bytes < k->min || bytes > k->max)) {
 			snprintf(why, sizeof(why), "must be between %llu MiB and %llu TiB", (unsigned long long)(k->min >> 20),
 				 (unsigned long long)(k->max >> 40));
+			return fail(err, errlen, where, k->path, why);
+		}
+		*(uint64_t *)(base + k->offset) = bytes;
+		return 0;
+	}
+	case K_BOUND: {
+		uint64_t bytes;
+		char why[128], lo[32], hi[32];
+
+		if (crgw_size_parse(v, &bytes))
+			return fail(err, errlen, where, k->path, "expected a size such as 4GiB, 512M or 1073741824");
+		if (bytes < k->min || bytes > k->max) {
+			size_text(k->min, lo, sizeof(lo));
+			size_text(k->max, hi, sizeof(hi));
+			snprintf(why, sizeof(why), "must be between %s and %s", lo, hi);
 			return fail(err, errlen, where, k->path, why);
 		}
 		*(uint64_t *)(base + k->offset) = bytes;
@@ -699,6 +746,13 @@ int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen)
 		return fail(err, errlen, NULL, "limits.pids", "must be 0 (no limit) or at least 16");
 	if (cfg->data_dir[0] != '/')
 		return fail(err, errlen, NULL, "data_dir", "must be an absolute path");
+	if (cfg->cache_dir[0] != '/')
+		return fail(err, errlen, NULL, "cache.dir", "must be an absolute path");
+	/* The cache empties its tmp/ at open and owns everything beneath: never another service's directory. */
+	if (!strcmp(cfg->cache_dir, cfg->data_dir) || !strcmp(cfg->cache_dir, cfg->state_dir))
+		return fail(err, errlen, NULL, "cache.dir", "must differ from data_dir and state_dir");
+	if (cfg->cache_offline && !cfg->cache_enabled)
+		return fail(err, errlen, NULL, "cache.offline", "needs cache.enabled: true (there is nothing to serve)");
 	for (const char *p = cfg->limits_cgroup; *p; p++)
 		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '_' && *p != '-')
 			return fail(err, errlen, NULL, "limits.cgroup", "use lowercase letters, digits, _ and -");

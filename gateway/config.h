@@ -98,6 +98,16 @@ struct crgw_config {
 	unsigned mediation_max_connections, mediation_max_connections_per_sandbox;
 	unsigned mediation_idle_timeout;       /* seconds without a byte either way, upstream or client */
 	uint64_t mediation_push_hold_bytes;    /* what a push may hold back while its refs are checked */
+
+	/* The content cache (docs/cache.md, "Operating the cache"): registry artifacts by digest. */
+	bool cache_enabled;
+	char cache_dir[4096];                  /* absolute; the cache's own directory, made 0700 */
+	uint64_t cache_max_bytes;              /* bound on the objects' sizes; never 0 */
+	bool cache_offline;                    /* serve only what is cached; everything else 503 */
+	bool cache_verify_always;              /* hash every hit, never trust an earlier verification */
+	unsigned cache_metadata_ttl_seconds;   /* how long a metadata document is reused with its validators */
+	uint64_t cache_max_metadata_bytes;     /* one metadata document (packument, index); bigger is refused */
+	uint64_t cache_max_artifact_bytes;     /* one artifact; bigger is refused */
 };
 
 /* Fills the defaults (SPEC sections 4 to 7; docs/gateway.md lists them). */

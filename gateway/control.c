@@ -9,6 +9,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <sys/queue.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "cache/service.h"
 #include "config.h"
 #include "control.h"
 #include "mediation/mediation.h"
@@ -625,6 +627,266 @@ static void sandbox_metrics(struct evbuffer *out)
 	free(rows.rows);
 }
 
+/* ---- the content cache (docs/cache.md, "Operating the cache") ----------------------------------- */
+
+#define CACHE_LS_DEFAULT 10000
+#define CACHE_LS_MAX 100000
+
+/*
+ * The one gc or verify under way and the request waiting for it. The job runs on a thread of its own
+ * (cache/service.c); its callback only stores the result and wakes the control loop, which answers. The
+ * lock is held for those few stores, and by control_stop while it drops the event, so that a job ending
+ * during shutdown never touches a freed event.
+ */
+static struct {
+	pthread_mutex_t lock;
+	struct event *ev;
+	struct evhttp_request *req; /* NULL once its client has gone */
+	struct crgw_cache_job_result result;
+	uint64_t target;
+	uintptr_t seq, result_seq; /* the job `req` waits for, and the job `result` is from */
+} J = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static bool cache_or_error(struct evhttp_request *req)
+{
+	if (crgw_cache_service())
+		return true;
+	reply_error(req, 409, "cache_disabled", "the content cache is disabled (crgw.yaml cache.enabled: false)");
+	return false;
+}
+
+static json_t *latency_json(bool hit)
+{
+	struct crgw_cache_latency l;
+
+	crgw_cache_service_latency(hit, &l);
+	return json_pack("{s:I, s:f, s:I}", "count", (json_int_t)l.count, "sum_seconds", l.sum_us / 1e6, "bytes",
+			 (json_int_t)l.bytes);
+}
+
+static void cache_stats(struct evhttp_request *req)
+{
+	struct crgw_cache_stats s;
+	json_t *o;
+
+	if (!cache_or_error(req))
+		return;
+	crgw_cache_stats(crgw_cache_service(), &s);
+	o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b}", "dir",
+		      C.cfg->cache_dir, "objects", (json_int_t)s.objects, "bytes", (json_int_t)s.bytes, "max_bytes",
+		      (json_int_t)s.max_bytes, "hits", (json_int_t)s.hits, "misses", (json_int_t)s.misses, "hit_ratio",
+		      s.hits + s.misses ? json_real((double)s.hits / (double)(s.hits + s.misses)) : json_null(),
+		      "bytes_served", (json_int_t)s.bytes_served, "bytes_stored", (json_int_t)s.bytes_stored,
+		      "evictions", (json_int_t)s.evictions, "corrupt", (json_int_t)s.corrupt, "fills_failed",
+		      (json_int_t)s.fills_failed, "fills_active", (json_int_t)s.fills_active, "offline",
+		      C.cfg->cache_offline, "verify_always", C.cfg->cache_verify_always);
+	if (o)
+		json_object_set_new(o, "latency", json_pack("{s:o, s:o}", "hits", latency_json(true), "misses",
+							     latency_json(false)));
+	reply_json(req, 200, o);
+}
+
+struct ls_walk {
+	json_t *arr;
+	size_t limit, total;
+};
+
+static int ls_one(void *arg, const struct crgw_cache_entry *e)
+{
+	struct ls_walk *w = arg;
+	char digest[CRGW_DIGEST_TEXT_MAX], at[40];
+
+	if (w->total++ >= w->limit)
+		return 0; /* counted, not listed */
+	if (crgw_digest_format(&e->digest, digest, sizeof(digest)) < 0)
+		return 0;
+	rfc3339((int64_t)e->atime * 1000000, at, sizeof(at));
+	json_array_append_new(w->arr, json_pack("{s:s, s:I, s:s, s:b}", "digest", digest, "size", (json_int_t)e->size,
+						"last_access", at, "verified", e->verified));
+	return 0;
+}
+
+static void cache_ls(struct evhttp_request *req, const struct evkeyvalq *query)
+{
+	const char *limit_s = evhttp_find_header(query, "limit");
+	struct ls_walk w = { .limit = CACHE_LS_DEFAULT };
+	char *end;
+	int err;
+
+	if (!cache_or_error(req))
+		return;
+	if (limit_s) {
+		unsigned long n = strtoul(limit_s, &end, 10);
+
+		if (*limit_s < '0' || *limit_s > '9' || *end || n > CACHE_LS_MAX) {
+			reply_error(req, 400, "request_invalid", "limit must be 0..100000");
+			return;
+		}
+		w.limit = n;
+	}
+	w.arr = json_array();
+	if (!w.arr) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	/* In eviction order: the first listed is the next to go. */
+	err = crgw_cache_foreach(crgw_cache_service(), ls_one, &w);
+	if (err) {
+		json_decref(w.arr);
+		reply_error(req, 500, "cache_error", strerror(-err));
+		return;
+	}
+	reply_json(req, 200, json_pack("{s:o, s:I, s:b}", "objects", w.arr, "total", (json_int_t)w.total, "truncated",
+				       w.total > w.limit));
+}
+
+/* On the job's thread: hand the result to the control loop. */
+static void cache_job_done(void *arg, const struct crgw_cache_job_result *r)
+{
+	pthread_mutex_lock(&J.lock);
+	J.result = *r;
+	J.result_seq = (uintptr_t)arg;
+	if (J.ev)
+		event_active(J.ev, EV_READ, 0);
+	pthread_mutex_unlock(&J.lock);
+}
+
+static void cache_job_client_gone(struct evhttp_connection *conn, void *arg)
+{
+	(void)conn;
+	(void)arg;
+	pthread_mutex_lock(&J.lock);
+	J.req = NULL;
+	pthread_mutex_unlock(&J.lock);
+}
+
+static void cache_job_reply(evutil_socket_t fd, short what, void *arg)
+{
+	struct crgw_cache_job_result r;
+	struct evhttp_request *req;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	pthread_mutex_lock(&J.lock);
+	r = J.result;
+	/* A result whose client left may be read after the next job started: it is not that job's answer. */
+	req = J.result_seq == J.seq ? J.req : NULL;
+	if (req)
+		J.req = NULL;
+	pthread_mutex_unlock(&J.lock);
+	if (!req)
+		return;
+	evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+	if (r.err) {
+		reply_error(req, 500, "cache_error", strerror(-r.err));
+	} else if (r.kind == CRGW_CACHE_JOB_GC) {
+		reply_json(req, 200, json_pack("{s:I, s:I, s:I, s:I, s:I}", "evicted", (json_int_t)r.evicted,
+					       "target_bytes", (json_int_t)J.target, "bytes_before",
+					       (json_int_t)r.bytes_before, "bytes_after", (json_int_t)r.bytes_after,
+					       "duration_ms", (json_int_t)(r.duration_us / 1000)));
+	} else {
+		reply_json(req, 200, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "checked", (json_int_t)r.verify.checked,
+					       "ok", (json_int_t)r.verify.ok, "corrupt", (json_int_t)r.verify.corrupt,
+					       "errors", (json_int_t)r.verify.errors, "bytes_after",
+					       (json_int_t)r.bytes_after, "duration_ms", (json_int_t)(r.duration_us / 1000)));
+	}
+}
+
+/* POST /v1/cache/gc {"target": "SIZE"} (default: the bound), POST /v1/cache/verify. */
+static void cache_job(struct evhttp_request *req, enum crgw_cache_job_kind kind)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	uint64_t target = C.cfg->cache_max_bytes;
+	int err;
+
+	if (!cache_or_error(req))
+		return;
+	if (kind == CRGW_CACHE_JOB_GC && len) {
+		const char *t = NULL;
+		json_error_t jerr;
+		json_t *body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
+
+		if (!body || json_unpack_ex(body, &jerr, JSON_STRICT, "{s?s}", "target", &t) ||
+		    (t && crgw_size_parse(t, &target))) {
+			json_decref(body);
+			reply_error(req, 400, "request_invalid",
+				    "body: {\"target\": SIZE}, a size such as 0, 512M or 2GiB");
+			return;
+		}
+		json_decref(body);
+	}
+	pthread_mutex_lock(&J.lock);
+	if (J.req) {
+		pthread_mutex_unlock(&J.lock);
+		reply_error(req, 409, "cache_busy", "a cache gc or verify is already running");
+		return;
+	}
+	J.req = req;
+	J.target = target;
+	J.seq++;
+	pthread_mutex_unlock(&J.lock);
+	err = crgw_cache_service_job(kind, target, cache_job_done, (void *)J.seq);
+	if (err) {
+		pthread_mutex_lock(&J.lock);
+		J.req = NULL;
+		pthread_mutex_unlock(&J.lock);
+		if (err == -EBUSY)
+			reply_error(req, 409, "cache_busy", "a cache gc or verify is already running");
+		else
+			reply_error(req, 500, "cache_error", strerror(-err));
+		return;
+	}
+	/* Hashing a large cache takes minutes: the connection waits without the usual minute's timeout. */
+	evhttp_connection_set_timeout(evhttp_request_get_connection(req), 7 * 86400);
+	evhttp_connection_set_closecb(evhttp_request_get_connection(req), cache_job_client_gone, NULL);
+}
+
+static void cache_histogram(struct evbuffer *out, const char *name, const char *help, bool hit)
+{
+	struct crgw_cache_latency l;
+
+	crgw_cache_service_latency(hit, &l);
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (size_t i = 0; i < CRGW_CACHE_LATENCY_BUCKETS; i++)
+		evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, crgw_cache_latency_bounds_us[i] / 1e6,
+				    (unsigned long long)l.buckets[i]);
+	evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %llu.%06llu\n%s_count %llu\n", name,
+			    (unsigned long long)l.buckets[CRGW_CACHE_LATENCY_BUCKETS], name,
+			    (unsigned long long)(l.sum_us / 1000000), (unsigned long long)(l.sum_us % 1000000), name,
+			    (unsigned long long)l.count);
+}
+
+/* Nothing at all while the cache is disabled: no series is better than series of zeros that look real. */
+static void cache_metrics(struct evbuffer *out)
+{
+	struct crgw_cache_stats s;
+
+	if (!crgw_cache_service())
+		return;
+	crgw_cache_stats(crgw_cache_service(), &s);
+	metric(out, "crgw_cache_objects", "gauge", "Objects in the content cache.", s.objects);
+	metric(out, "crgw_cache_bytes", "gauge", "Bytes of the content cache's objects.", s.bytes);
+	metric(out, "crgw_cache_max_bytes", "gauge", "The content cache's bound (cache.max_bytes).", s.max_bytes);
+	metric(out, "crgw_cache_hits_total", "counter", "Objects opened from the content cache.", s.hits);
+	metric(out, "crgw_cache_misses_total", "counter", "Objects asked of the content cache and not in it.",
+	       s.misses);
+	metric(out, "crgw_cache_bytes_served_total", "counter", "Bytes served from the content cache.",
+	       s.bytes_served);
+	metric(out, "crgw_cache_bytes_stored_total", "counter", "Bytes of verified objects stored in the cache.",
+	       s.bytes_stored);
+	metric(out, "crgw_cache_evictions_total", "counter", "Objects evicted from the content cache.", s.evictions);
+	metric(out, "crgw_cache_corrupt_total", "counter",
+	       "Cached objects found not matching their digest, and removed.", s.corrupt);
+	metric(out, "crgw_cache_fills_failed_total", "counter",
+	       "Fills that kept nothing: digest mismatches, write errors, aborts.", s.fills_failed);
+	cache_histogram(out, "crgw_cache_hit_latency_seconds",
+			"Time from a request to its last byte, for responses served from the cache.", true);
+	cache_histogram(out, "crgw_cache_miss_latency_seconds",
+			"Time from a request to its last byte, for responses the cache could not serve.", false);
+}
+
 static void metrics(struct evhttp_request *req)
 {
 	struct evbuffer *out = evbuffer_new();
@@ -683,6 +945,7 @@ static void metrics(struct evhttp_request *req)
 		metric(out, "crgw_mediation_bytes_down_total", "counter", "Response body bytes sent to sandboxes.",
 		       m.bytes_down);
 	}
+	cache_metrics(out);
 	sandbox_metrics(out);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");
@@ -790,6 +1053,11 @@ static void route(struct evhttp_request *req, void *arg)
 			reply_error(req, 405, "request_invalid", "use GET or POST");
 	} else if (!strncmp(path, "/v1/sandboxes/", 14) && path[14] && !strchr(path + 14, '/')) {
 		sandbox_one(req, path + 14);
+	} else if (!strcmp(path, "/v1/cache/gc") || !strcmp(path, "/v1/cache/verify")) {
+		if (cmd == EVHTTP_REQ_POST)
+			cache_job(req, path[10] == 'g' ? CRGW_CACHE_JOB_GC : CRGW_CACHE_JOB_VERIFY);
+		else
+			reply_error(req, 405, "request_invalid", "use POST");
 	} else if (cmd != EVHTTP_REQ_GET) {
 		reply_error(req, 405, "request_invalid", "use GET");
 	} else if (!strcmp(path, "/v1/audit")) {
@@ -798,6 +1066,10 @@ static void route(struct evhttp_request *req, void *arg)
 		stats(req);
 	} else if (!strcmp(path, "/metrics")) {
 		metrics(req);
+	} else if (!strcmp(path, "/v1/cache")) {
+		cache_stats(req);
+	} else if (!strcmp(path, "/v1/cache/objects")) {
+		cache_ls(req, &query);
 	} else if (!strcmp(path, "/v1/health")) {
 		health(req);
 	} else if (!strcmp(path, "/v1/capabilities")) {
@@ -866,7 +1138,8 @@ int crgw_control_start(struct event_base *base, const struct crgw_config *cfg)
 	}
 	C.http = evhttp_new(base);
 	C.notify_ev = event_new(base, -1, 0, feed_followers, NULL);
-	if (!C.http || !C.notify_ev || !evhttp_accept_socket_with_handle(C.http, C.fd)) {
+	J.ev = event_new(base, -1, 0, cache_job_reply, NULL);
+	if (!C.http || !C.notify_ev || !J.ev || !evhttp_accept_socket_with_handle(C.http, C.fd)) {
 		crgw_control_stop();
 		return -ENOMEM;
 	}
@@ -892,6 +1165,15 @@ void crgw_control_stop(void)
 		free(f);
 	}
 	C.nfollowers = 0;
+	/* A job still running finishes into nothing; its client's connection goes with evhttp below. */
+	pthread_mutex_lock(&J.lock);
+	if (J.ev)
+		event_free(J.ev);
+	J.ev = NULL;
+	if (J.req)
+		evhttp_connection_set_closecb(evhttp_request_get_connection(J.req), NULL, NULL);
+	J.req = NULL;
+	pthread_mutex_unlock(&J.lock);
 	if (C.http) {
 		evhttp_free(C.http);
 		C.http = NULL;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "cache/service.h"
 #include "config.h"
 #include "control.h"
 #include "dns.h"
@@ -117,10 +118,11 @@ static int lock_instance(const struct crgw_config *cfg, int locks[3])
 /* A fresh machine has no /run/crgw or /var/log/crgw: make the directories start-up puts files in. */
 static int make_dirs(const struct crgw_config *cfg)
 {
-	const char *paths[4] = { cfg->control_path, cfg->state_dir, cfg->audit_path, cfg->data_dir };
+	const char *paths[5] = { cfg->control_path, cfg->state_dir, cfg->audit_path, cfg->data_dir, cfg->cache_dir };
+	int n = cfg->cache_enabled ? 5 : 4;
 	char why[4400];
 
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < n; i++) {
 		int err = crgw_fs_make_parents(paths[i], 0755, why, sizeof(why));
 
 		if (err) {
@@ -246,7 +248,7 @@ int main(int argc, char **argv)
 	struct event *sigs[4] = { 0 };
 	static const int signals[4] = { SIGTERM, SIGINT, SIGHUP, SIGPIPE };
 	bool check_only = false, audit_started = false, registry = false, workers = false, control = false;
-	bool drops = false, dns = false, teardown = false, mediation = false;
+	bool drops = false, dns = false, teardown = false, mediation = false, cache = false;
 	int locks[3] = { -1, -1, -1 }, err, status = 1;
 
 	crgw_config_defaults(&cfg);
@@ -331,6 +333,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	mediation = true;
+	/* The workers' registry handlers find the cache open from their first request on. */
+	err = crgw_cache_service_start(&cfg);
+	if (err)
+		goto out;
+	cache = true;
 	err = crgw_workers_start(&cfg);
 	if (err)
 		goto out;
@@ -362,6 +369,9 @@ out:
 		crgw_registry_release_all("the gateway is shutting down");
 	if (workers)
 		crgw_workers_stop();
+	/* After the workers: no reader, fill or follower of theirs is left when the cache closes. */
+	if (cache)
+		crgw_cache_service_stop();
 	if (dns)
 		crgw_dns_global_fini();
 	if (mediation)

@@ -40,6 +40,7 @@ GW_POOL=${GW_POOL:-10.201.0.0/24}
 
 # The gateway's data (sandboxes' homes and workspace changes) lives outside DIR: tests use DIR as the
 # sandboxes' workspace, and a copy-mode workspace cannot hold the data directory of its own changes.
+# Its content cache goes there too (GW_DATA/cache), never to the machine's /var/cache/crgw.
 GW_CGROUP=${GW_CGROUP:-crgw_e2e}
 
 gw_start() { # gw_start DIR [extra crgw args...]
@@ -53,6 +54,7 @@ gw_start() { # gw_start DIR [extra crgw args...]
 	fi
 	"$CRGW" --control "$dir/ctl.sock" --audit-log "$dir/audit.log" --pool "$GW_POOL" \
 		--upstream-dns "$TN_DNS" --workers 2 --set "state_dir=$dir/state" --set "data_dir=$GW_DATA" \
+		--set "cache.dir=$GW_DATA/cache" \
 		--set "limits.cgroup=$GW_CGROUP" \
 		--set "nftables.table=$GW_TABLE" --set "interfaces.prefix=$GW_PREFIX" \
 		--set nftables.nflog_group=4243 --set transparent.http_port=15180 \

@@ -24,8 +24,8 @@ gw_args=(--pool 10.203.0.0/24 --upstream-dns 192.0.2.53 --workers 1 --set "nftab
 	--set transparent.tcp_port=15743)
 
 T=$(mktemp -d /tmp/crgw-service.XXXXXX)
-# The sandboxes' data and cgroups of these gateways stay the test's own, off the machine's defaults.
-gw_args+=(--set "data_dir=$T/data" --set limits.cgroup=crgw_svc)
+# The sandboxes' data, cgroups and cache of these gateways stay the test's own, off the machine's defaults.
+gw_args+=(--set "data_dir=$T/data" --set limits.cgroup=crgw_svc --set "cache.dir=$T/cache")
 GW_PID=
 LISTENER_PID=
 cleanup() {

@@ -109,6 +109,33 @@ static const struct yaml_case cases[] = {
 	{ "credential host is an address", "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    10.0.0.1: { secret: a, scheme: bearer }\n",
 	  "git.credentials" },
 	{ "mediation unknown key", "mediation:\n  port: 9000\n", "mediation.port: unknown key" },
+	{ "cache keys",
+	  "cache:\n  enabled: true\n  dir: /srv/crgw-cache\n  max_bytes: 20GiB\n  offline: true\n"
+	  "  verify_always: true\n  metadata_ttl_seconds: 60\n  max_metadata_bytes: 8MiB\n  max_artifact_bytes: 512M\n",
+	  NULL },
+	{ "cache disabled", "cache:\n  enabled: false\n", NULL },
+	{ "cache enabled not a bool", "cache:\n  enabled: maybe\n", "cache.enabled: expected true or false" },
+	{ "cache dir relative", "cache:\n  dir: var/cache/crgw\n", "cache.dir: must be an absolute path" },
+	{ "cache dir is data_dir", "data_dir: /srv/crgw\ncache:\n  dir: /srv/crgw\n",
+	  "cache.dir: must differ from data_dir and state_dir" },
+	{ "cache dir is state_dir", "state_dir: /run/x\ncache:\n  dir: /run/x\n", "must differ from data_dir and state_dir" },
+	{ "cache dir empty", "cache:\n  dir: \"\"\n", "cache.dir: empty or too long" },
+	{ "cache max_bytes zero", "cache:\n  max_bytes: 0\n", "cache.max_bytes: must be between 16 MiB and 1 PiB" },
+	{ "cache max_bytes too small", "cache:\n  max_bytes: 1M\n", "cache.max_bytes: must be between 16 MiB and 1 PiB" },
+	{ "cache max_bytes too big", "cache:\n  max_bytes: 2048T\n", "cache.max_bytes: must be between 16 MiB and 1 PiB" },
+	{ "cache max_bytes junk", "cache:\n  max_bytes: plenty\n", "cache.max_bytes: expected a size" },
+	{ "cache max_bytes smallest", "cache:\n  max_bytes: 16MiB\n", NULL },
+	{ "cache offline without cache", "cache:\n  enabled: false\n  offline: true\n",
+	  "cache.offline: needs cache.enabled: true" },
+	{ "cache ttl too long", "cache:\n  metadata_ttl_seconds: 86401\n",
+	  "cache.metadata_ttl_seconds: must be between 0 and 86400" },
+	{ "cache ttl zero", "cache:\n  metadata_ttl_seconds: 0\n", NULL },
+	{ "cache metadata zero", "cache:\n  max_metadata_bytes: 0\n",
+	  "cache.max_metadata_bytes: must be between 64 KiB and 1 GiB" },
+	{ "cache metadata too big", "cache:\n  max_metadata_bytes: 2G\n", "must be between 64 KiB and 1 GiB" },
+	{ "cache artifact too small", "cache:\n  max_artifact_bytes: 1K\n",
+	  "cache.max_artifact_bytes: must be between 1 MiB and 1 PiB" },
+	{ "cache unknown key", "cache:\n  size: 1G\n", "cache.size: unknown key" },
 };
 
 static const char *case_yaml(const char *name)
@@ -191,8 +218,27 @@ int main(void)
 			   cfg.mediation_push_hold_bytes == (UINT64_C(32) << 20),
 		   "mediation keys");
 
+	/* The cache keys arrive where they should. */
+	crgw_config_defaults(&cfg);
+	write_file(path, case_yaml("cache keys"));
+	crgw_config_load_file(&cfg, path, err, sizeof(err));
+	tap_result(cfg.cache_enabled && !strcmp(cfg.cache_dir, "/srv/crgw-cache") &&
+			   cfg.cache_max_bytes == (UINT64_C(20) << 30) && cfg.cache_offline && cfg.cache_verify_always &&
+			   cfg.cache_metadata_ttl_seconds == 60 && cfg.cache_max_metadata_bytes == (UINT64_C(8) << 20) &&
+			   cfg.cache_max_artifact_bytes == (UINT64_C(512) << 20),
+		   "cache keys");
+	tap_result(crgw_config_set(&cfg, "cache.enabled", "false", err, sizeof(err)) == 0 && !cfg.cache_enabled &&
+			   crgw_config_set(&cfg, "cache.dir", "/tmp/c", err, sizeof(err)) == 0 &&
+			   !strcmp(cfg.cache_dir, "/tmp/c"),
+		   "--set cache.enabled=false, --set cache.dir=/tmp/c");
+
 	/* Defaults. */
 	crgw_config_defaults(&cfg);
+	tap_result(cfg.cache_enabled && !strcmp(cfg.cache_dir, "/var/cache/crgw") &&
+			   cfg.cache_max_bytes == (UINT64_C(10) << 30) && !cfg.cache_offline && !cfg.cache_verify_always &&
+			   cfg.cache_metadata_ttl_seconds == 300 && cfg.cache_max_metadata_bytes == (UINT64_C(64) << 20) &&
+			   cfg.cache_max_artifact_bytes == (UINT64_C(2) << 30),
+		   "cache defaults: on, /var/cache/crgw, 10 GiB, online, trusted hits, 300 s, 64 MiB, 2 GiB");
 	tap_result(cfg.nsecrets == 0 && cfg.ngit_credentials == 0 && !cfg.mediation_ca_file[0] &&
 			   cfg.mediation_max_connections == 16384 && cfg.mediation_max_connections_per_sandbox == 256 &&
 			   cfg.mediation_idle_timeout == 120 && cfg.mediation_push_hold_bytes == (UINT64_C(16) << 20),
