@@ -378,6 +378,44 @@ fail:
  * git's https URLs of the policy's git hosts rewritten to the gateway's mediation, with no credential
  * helper: the gateway holds the credentials), then -e.
  */
+/*
+ * The package tools pointed at the gateway's registry mediation, each at its registry's primary host
+ * (docs/mediation.md, "Registries"): npm (which must also fetch the tarballs its lockfile names through
+ * the registry it is given, not the hosts the lockfile recorded), pip and uv, and the go tool.
+ */
+static void registry_env(json_t *regs, const char *url, const char *gw, char **env, size_t *n)
+{
+	const char *npm = json_string_value(json_object_get(regs, "npm"));
+	const char *pip = json_string_value(json_object_get(regs, "pip"));
+	const char *go = json_string_value(json_object_get(regs, "go"));
+	char buf[600];
+
+#define PUTR(...)                                            \
+	do {                                                 \
+		snprintf(buf, sizeof(buf), __VA_ARGS__);     \
+		env[(*n)++] = strdup(buf);                   \
+	} while (0)
+	if (npm && strlen(npm) < 254) {
+		PUTR("npm_config_registry=%s/registry/npm/%s/", url, npm);
+		PUTR("npm_config_replace_registry_host=always");
+		/* npm's extras that only a public registry answers: the gateway mediates installs, not these. */
+		PUTR("npm_config_audit=false");
+		PUTR("npm_config_fund=false");
+		PUTR("npm_config_update_notifier=false");
+	}
+	if (pip && strlen(pip) < 254) {
+		PUTR("PIP_INDEX_URL=%s/registry/pypi/%s/simple/", url, pip);
+		PUTR("PIP_TRUSTED_HOST=%s", gw);
+		PUTR("UV_INDEX_URL=%s/registry/pypi/%s/simple/", url, pip);
+		PUTR("UV_DEFAULT_INDEX=%s/registry/pypi/%s/simple/", url, pip);
+		PUTR("UV_INSECURE_HOST=%s", gw);
+	}
+	if (go && strlen(go) < 254) {
+		PUTR("GOPROXY=%s/registry/go/%s", url, go);
+	}
+#undef PUTR
+}
+
 static char **build_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req)
 {
 	static const char *const proxy_names[] = { "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy" };
@@ -390,7 +428,7 @@ static char **build_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec
 
 	while (req->env && req->env[extra])
 		extra++;
-	env = calloc(32 + extra + 2 * nhosts, sizeof(*env));
+	env = calloc(48 + extra + 2 * nhosts, sizeof(*env));
 	if (!env)
 		return NULL;
 #define PUT(...)                                             \
@@ -431,6 +469,7 @@ static char **build_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec
 			k++;
 		}
 		PUT("GIT_CONFIG_COUNT=%zu", k);
+		registry_env(json_object_get(med, "registries"), url, sb->gateway, env, &n);
 	}
 #undef PUT
 	/* -e NAME=VALUE replaces a base entry of the same name. */

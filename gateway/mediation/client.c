@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <malloc.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include "internal.h"
 #include "log.h"
 #include "sandbox.h"
+#include "vault.h"
 
 #define CONNECT_TIMEOUT_S 10
 
@@ -85,6 +87,50 @@ int crgw_mediation_global_init(void)
 void crgw_mediation_global_fini(void)
 {
 	curl_global_cleanup();
+}
+
+/* The operator's credential for the host as a header line, added to the request (wiped when freed). */
+int med_credential_add(struct med_request *r, const struct crgw_git_credential *list, size_t count)
+{
+	const struct crgw_git_credential *cred = NULL;
+	size_t vmax = CRGW_SECRET_VALUE_MAX, size = 4 * (vmax + 256) / 3 + 512;
+	char *value, *plain, *line;
+	ssize_t n;
+	int ret = 0;
+
+	for (size_t i = 0; i < count && !cred; i++)
+		if (!strcmp(list[i].host, r->host.text))
+			cred = &list[i];
+	if (!cred)
+		return 0; /* a public repository or registry: nothing to add */
+	AUDIT_SET(r->secret_id, cred->secret);
+	value = crgw_vault_scratch(vmax);
+	plain = crgw_vault_scratch(vmax + 256);
+	line = crgw_vault_scratch(size);
+	if (!value || !plain || !line) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	n = crgw_vault_get(cred->secret, strlen(cred->secret), value, vmax);
+	if (n < 0) {
+		ret = (int)n;
+		goto out;
+	}
+	if (cred->basic) {
+		int plen = snprintf(plain, vmax + 256, "%s:%s", cred->username, value);
+		int at = snprintf(line, size, "Authorization: Basic ");
+
+		EVP_EncodeBlock((unsigned char *)line + at, (const unsigned char *)plain, plen);
+	} else {
+		snprintf(line, size, "Authorization: Bearer %s", value);
+	}
+	if (!med_header_add(r, line))
+		ret = -ENOMEM;
+out:
+	crgw_vault_scratch_free(value, vmax);
+	crgw_vault_scratch_free(plain, vmax + 256);
+	crgw_vault_scratch_free(line, size);
+	return ret;
 }
 
 bool med_header_add(struct med_request *r, const char *line)
@@ -250,7 +296,7 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
 			return len; /* an interim answer: the real one follows */
 		if (r->h && r->h->on_response)
 			r->h->on_response(r);
-		if (r->head_sent || r->finished)
+		if (r->head_sent || r->finished || r->head_held)
 			return len;
 		{
 			char line[128];
@@ -296,6 +342,8 @@ static size_t on_write(char *data, size_t size, size_t nitems, void *arg)
 		r->h->on_response_body(r, data, len);
 	if (r->finished)
 		return 0;
+	if (r->h && r->h->takes_body)
+		return len;
 	r->bytes_down += len;
 	med_client_write(r, data, len);
 	return len;
@@ -536,6 +584,55 @@ void med_client_resume(struct med_request *r, unsigned what)
 	r->pause = want;
 	/* Unpausing may call the write or read callback at once, which may pause again. */
 	curl_easy_pause(r->easy, (int)want);
+}
+
+void med_client_reset(struct med_request *r)
+{
+	struct curl_slist *l;
+
+	med_client_abort(r);
+	for (l = r->headers; l; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
+	curl_slist_free_all(r->headers);
+	r->headers = NULL;
+	evbuffer_drain(r->resp_head, evbuffer_get_length(r->resp_head));
+	r->status = 0;
+	r->started = r->finished = r->head_held = false;
+	r->pause = 0;
+	r->nallowed = 0;
+	r->refused = 0;
+	r->upstream_ip[0] = '\0';
+}
+
+bool med_resp_field(const struct med_request *r, const char *name, char *out, size_t cap)
+{
+	size_t nlen = strlen(name), total = evbuffer_get_length(r->resp_head);
+	const char *p = (const char *)evbuffer_pullup(r->resp_head, -1), *end = p + total;
+
+	while (p && p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p)), *v;
+		size_t len;
+
+		if (!eol)
+			eol = end;
+		len = (size_t)(eol - p);
+		if (len && p[len - 1] == '\r')
+			len--;
+		if (len > nlen && p[nlen] == ':' && !strncasecmp(p, name, nlen)) {
+			for (v = p + nlen + 1; v < p + len && (*v == ' ' || *v == '\t'); v++)
+				;
+			len = (size_t)(p + len - v);
+			while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+				len--;
+			if (len >= cap)
+				return false;
+			memcpy(out, v, len);
+			out[len] = '\0';
+			return true;
+		}
+		p = eol + 1;
+	}
+	return false;
 }
 
 void med_client_abort(struct med_request *r)

@@ -527,51 +527,6 @@ static bool append_path(char *url, size_t size, const char *path, size_t len)
 	return true;
 }
 
-/* The operator's credential for the host as a header line, added to the request (wiped when freed). */
-static int add_credential(struct med_request *r)
-{
-	const struct crgw_config *cfg = r->m->cfg;
-	const struct crgw_git_credential *cred = NULL;
-	size_t vmax = CRGW_SECRET_VALUE_MAX, size = 4 * (vmax + 256) / 3 + 512;
-	char *value, *plain, *line;
-	ssize_t n;
-	int ret = 0;
-
-	for (size_t i = 0; i < cfg->ngit_credentials && !cred; i++)
-		if (!strcmp(cfg->git_credentials[i].host, r->host.text))
-			cred = &cfg->git_credentials[i];
-	if (!cred)
-		return 0; /* a public repository: nothing to add */
-	AUDIT_SET(r->secret_id, cred->secret);
-	value = crgw_vault_scratch(vmax);
-	plain = crgw_vault_scratch(vmax + 256);
-	line = crgw_vault_scratch(size);
-	if (!value || !plain || !line) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	n = crgw_vault_get(cred->secret, strlen(cred->secret), value, vmax);
-	if (n < 0) {
-		ret = (int)n;
-		goto out;
-	}
-	if (cred->basic) {
-		int plen = snprintf(plain, vmax + 256, "%s:%s", cred->username, value);
-		int at = snprintf(line, size, "Authorization: Basic ");
-
-		EVP_EncodeBlock((unsigned char *)line + at, (const unsigned char *)plain, plen);
-	} else {
-		snprintf(line, size, "Authorization: Bearer %s", value);
-	}
-	if (!med_header_add(r, line))
-		ret = -ENOMEM;
-out:
-	crgw_vault_scratch_free(value, vmax);
-	crgw_vault_scratch_free(plain, vmax + 256);
-	crgw_vault_scratch_free(line, size);
-	return ret;
-}
-
 /* The client's fields that mean something to a git server; nothing that authenticates or routes. */
 static bool forward_fields(struct med_request *r)
 {
@@ -688,7 +643,7 @@ void med_git(struct med_request *r, const char *path, size_t len, const char *qu
 		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "out of memory");
 		return;
 	}
-	err = add_credential(r);
+	err = med_credential_add(r, r->m->cfg->git_credentials, r->m->cfg->ngit_credentials);
 	if (err) {
 		snprintf(detail, sizeof(detail), "the credential for %s (secret %s) is unavailable: %s", r->host.text,
 			 r->secret_id, err == -EIO ? "its source cannot be read" : strerror(-err));

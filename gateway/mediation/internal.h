@@ -32,6 +32,7 @@
 #define MED_RESOLVE_ADDRS 16
 
 struct med_conn;
+struct crgw_git_credential;
 struct med_request;
 
 struct crgw_mediation {
@@ -53,7 +54,13 @@ struct med_handler {
 	void (*on_response_body)(struct med_request *r, const char *data, size_t len);
 	/* Request body bytes as they arrive, while r->holding: returns 1 to go on holding, 0 to start the upstream, -1 refused (answered). */
 	int (*on_request_body)(struct med_request *r, const char *data, size_t len, bool end);
+	/* The upstream transfer ended: true when the handler took it over (answered, or started another transfer). */
+	bool (*on_done)(struct med_request *r, bool ok, const char *why);
+	/* The client's output drained below MED_OUT_LOW: a handler that writes from its own source writes more. */
+	void (*on_drain)(struct med_request *r);
 	void (*free)(struct med_request *r);
+	/* on_response_body consumes the body: the router writes none of it to the client itself. */
+	bool takes_body;
 };
 
 enum med_body { MED_BODY_NONE, MED_BODY_LENGTH, MED_BODY_CHUNKED };
@@ -72,6 +79,12 @@ struct med_request {
 	char secret_id[65];
 	char ref[256];        /* a ref a push was refused for */
 	char detail[160];
+	/* registry mediation: what the audit names */
+	char registry[8];
+	char package[256];
+	char version[128];
+	char integrity[136];
+	bool cache_hit;
 	struct crgw_host host;
 	uint16_t port;
 	/* the upstream request */
@@ -101,6 +114,7 @@ struct med_request {
 	long status;
 	struct evbuffer *resp_head; /* the head for the client, built as header lines arrive */
 	bool head_sent, chunked_out, close_after;
+	bool head_held; /* set by on_response: the handler sends the head itself (med_client_write) */
 	uint64_t bytes_up, bytes_down;
 	int64_t start_us;
 	char answer_reason[40];
@@ -113,6 +127,10 @@ void med_refuse(struct med_request *r, int status, const char *text, enum crgw_r
 void med_answer(struct med_request *r, int status, const char *content_type, const char *body, size_t len);
 void med_audit(struct med_request *r, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
 	       const char *detail);
+/* A decision let through with action warn (a registry's lockfile in warn mode). */
+void med_audit_warn(struct med_request *r, enum crgw_reason reason, const char *detail);
+/* Ends a request the handler served itself (from the cache): audits its end like a finished transfer. */
+void med_local_done(struct med_request *r);
 struct crgw_sandbox *med_sandbox(const struct med_request *r);
 const char *med_field(const struct med_request *r, const char *name, size_t *len);
 /* The request's header fields, in order. */
@@ -123,6 +141,8 @@ void med_field_at(const struct med_request *r, unsigned i, const char **name, si
 const char *med_method(const struct med_request *r, size_t *len);
 /* Writes response bytes to the client (framed when chunked); false when the client is gone. */
 void med_client_write(struct med_request *r, const char *data, size_t len);
+/* Queues `size` bytes of the file `fd` (taken: closed once sent) for the client, sent with sendfile(2). */
+int med_client_add_file(struct med_request *r, int fd, uint64_t size);
 /* The client's output has room for more. */
 bool med_client_has_room(const struct med_request *r);
 /* The upstream transfer ended: `ok`, or why not. */
@@ -144,6 +164,17 @@ void med_client_start(struct med_request *r);
 /* Tells the transfer that body bytes arrived, or that the client's output drained. */
 void med_client_resume(struct med_request *r, unsigned what);
 void med_client_abort(struct med_request *r);
+/*
+ * Ends the current upstream transfer (if any) so that the request can make another: a handler's on_done
+ * calls it, sets r->url, r->host, r->port and the header lines again, then calls med_client_start.
+ * Header lines are wiped and freed; the response head gathered so far is dropped.
+ */
+void med_client_reset(struct med_request *r);
+/* A field of the upstream's response head (case-insensitive name) into `out`; false when absent or too long. */
+bool med_resp_field(const struct med_request *r, const char *name, char *out, size_t cap);
+
+/* The operator's credential for r->host from `list` (git.credentials, registries.credentials), added as a header. */
+int med_credential_add(struct med_request *r, const struct crgw_git_credential *list, size_t n);
 
 /* Header lines for an upstream request: appended to r->headers (wiped on free). false: out of memory. */
 bool med_header_add(struct med_request *r, const char *line);
@@ -152,6 +183,9 @@ bool med_header_add(struct med_request *r, const char *line);
 void med_git(struct med_request *r, const char *path, size_t len, const char *query, size_t qlen);
 void med_secrets(struct med_request *r, const char *path, size_t len, const char *query, size_t qlen);
 void med_meta(struct med_request *r, const char *path, size_t len);
+/* registry.c: /registry/<npm|pypi|go|oci>/ and the OCI mirror form /v2/ */
+void med_registry(struct med_request *r, const char *path, size_t len, const char *query, size_t qlen);
+void med_registry_v2(struct med_request *r, const char *path, size_t len);
 
 extern struct med_stats {
 	atomic_uint_fast64_t connections_open, requests, denied, upstream_failures, secrets_injected, bytes_up,

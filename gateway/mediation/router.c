@@ -94,12 +94,13 @@ const char *med_method(const struct med_request *r, size_t *len)
 
 /* ---- audit ------------------------------------------------------------------------------------------ */
 
-void med_audit(struct med_request *r, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
-	       const char *detail)
+static void audit_event(struct med_request *r, enum crgw_audit_kind kind, enum crgw_audit_action action,
+			enum crgw_reason reason, const char *detail)
 {
 	struct crgw_sandbox *sb = r->c->sb;
 	struct crgw_audit_event ev = { .kind = kind, .service = r->service };
 	uint64_t suppressed = 0;
+	bool allow = action != CRGW_ACTION_DENY;
 
 	if (kind == CRGW_AUDIT_DECISION && !allow && !crgw_sandbox_audit_allowed(sb, &suppressed))
 		return;
@@ -115,9 +116,14 @@ void med_audit(struct med_request *r, enum crgw_audit_kind kind, bool allow, enu
 	AUDIT_SET(ev.path, r->subject);
 	AUDIT_SET(ev.secret_id, r->secret_id);
 	AUDIT_SET(ev.ref, r->ref);
+	AUDIT_SET(ev.registry, r->registry);
+	AUDIT_SET(ev.package, r->package);
+	AUDIT_SET(ev.version, r->version);
+	AUDIT_SET(ev.integrity, r->integrity);
+	ev.cache_hit = r->cache_hit && kind == CRGW_AUDIT_CONNECTION_END;
 	if (kind == CRGW_AUDIT_DECISION) {
-		ev.action = allow ? CRGW_ACTION_ALLOW : CRGW_ACTION_DENY;
-		ev.reason = allow ? CRGW_REASON_NONE : reason;
+		ev.action = action;
+		ev.reason = action == CRGW_ACTION_ALLOW ? CRGW_REASON_NONE : reason;
 	} else if (kind == CRGW_AUDIT_CONNECTION_END) {
 		ev.has_bytes = true;
 		ev.bytes_up = r->bytes_up;
@@ -128,6 +134,17 @@ void med_audit(struct med_request *r, enum crgw_audit_kind kind, bool allow, enu
 	if (suppressed)
 		ev.count = suppressed + 1;
 	crgw_audit_emit(&ev);
+}
+
+void med_audit(struct med_request *r, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
+	       const char *detail)
+{
+	audit_event(r, kind, allow ? CRGW_ACTION_ALLOW : CRGW_ACTION_DENY, reason, detail);
+}
+
+void med_audit_warn(struct med_request *r, enum crgw_reason reason, const char *detail)
+{
+	audit_event(r, CRGW_AUDIT_DECISION, CRGW_ACTION_WARN, reason, detail);
 }
 
 /* ---- answers ---------------------------------------------------------------------------------------- */
@@ -187,6 +204,12 @@ void med_client_write(struct med_request *r, const char *data, size_t len)
 	}
 }
 
+int med_client_add_file(struct med_request *r, int fd, uint64_t size)
+{
+	r->c->activity_us = now_us();
+	return evbuffer_add_file(bufferevent_get_output(r->c->bev), fd, 0, (ev_off_t)size) ? -ENOMEM : 0;
+}
+
 /* The request is over (answered, or its connection must end): the rest happens outside any callback. */
 static void request_end(struct med_request *r)
 {
@@ -241,8 +264,22 @@ void med_refuse(struct med_request *r, int status, const char *text, enum crgw_r
 	request_end(r);
 }
 
+void med_local_done(struct med_request *r)
+{
+	r->finished = true;
+	if (r->chunked_out)
+		evbuffer_add(bufferevent_get_output(r->c->bev), "0\r\n\r\n", 5);
+	atomic_fetch_add(&med_stats.bytes_down, r->bytes_down);
+	med_audit(r, CRGW_AUDIT_CONNECTION_END, true, CRGW_REASON_NONE, NULL);
+	if (!r->body_done)
+		r->c->closing = true;
+	request_end(r);
+}
+
 void med_upstream_done(struct med_request *r, bool ok, const char *why)
 {
+	if (r->h && r->h->on_done && r->h->on_done(r, ok, why))
+		return;
 	if (ok) {
 		if (!r->head_sent) {
 			med_refuse(r, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "the upstream sent no answer");
@@ -429,10 +466,17 @@ static void route(struct med_request *r, const char *target, size_t tlen)
 	} else if (med_path_take(&rest, &rlen, "/meta")) {
 		r->service = "meta";
 		med_meta(r, rest, rlen);
+	} else if (med_path_take(&rest, &rlen, "/registry")) {
+		r->service = "registry";
+		med_registry(r, rest, rlen, query, qlen);
+	} else if (med_path_take(&rest, &rlen, "/v2")) {
+		/* OCI clients put the registry API's /v2/ before a mirror's path: /v2/registry/oci/<host>/... */
+		r->service = "registry";
+		med_registry_v2(r, rest, rlen);
 	} else {
 		r->service = "mediation";
 		med_refuse(r, 404, "Not Found", CRGW_REASON_REQUEST_INVALID,
-			   "no such service (the gateway serves /git/, /secrets/ and /meta/)");
+			   "no such service (the gateway serves /git/, /registry/, /secrets/ and /meta/)");
 	}
 }
 
@@ -671,6 +715,8 @@ static void on_write(struct bufferevent *bev, void *arg)
 	c->activity_us = now_us();
 	if (c->req && (c->req->pause & CURLPAUSE_RECV))
 		med_client_resume(c->req, CURLPAUSE_RECV);
+	if (c->req && !c->req->finished && c->req->h && c->req->h->on_drain)
+		c->req->h->on_drain(c->req);
 	if (c->closing && !c->req && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !c->lingering)
 		conn_linger(c);
 }

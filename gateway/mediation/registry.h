@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What the registry handlers (npm.c, pypi.c, go.c, oci.c) share: the policy's registry section, metadata
+ * documents fetched whole (bounded, kept on disk with their validators for a short TTL, and served stale
+ * in offline mode), and artifacts streamed to the client while they are hashed, the last bytes held back
+ * until the digest matches, filled into and served from the content cache. Not for other modules.
+ */
+#ifndef CRGW_MEDIATION_REGISTRY_H
+#define CRGW_MEDIATION_REGISTRY_H
+
+#include <openssl/evp.h>
+
+#include "cache.h"
+#include "internal.h"
+
+#define REG_URL_MAX (MED_PATH_BUF + 600)
+
+/* A metadata document arrived (status 200), or the upstream answered `status` otherwise (doc NULL). */
+typedef void (*reg_meta_done)(struct med_request *r, long status, const char *doc, size_t len);
+
+/* What an artifact is checked against: a digest of the content cache's kinds, or SHA-1 (old npm entries). */
+struct reg_want {
+	struct crgw_digest digest; /* alg NONE with sha1 set: SHA-1, not cached */
+	bool sha1;
+	uint8_t sha1_bytes[20];
+};
+
+struct reg_req {
+	const struct crgw_registry_rule *rule;
+	const char *kind;   /* "npm", "pypi", "go", "oci": the path segment */
+	void *own;          /* the handler's own state */
+	void (*own_free)(void *own);
+	/* metadata */
+	reg_meta_done meta_done;
+	char meta_key[65];
+	char meta_accept[160];
+	struct evbuffer *doc;
+	struct evbuffer *stale; /* what the store held, when it may still serve */
+	char stale_etag[256], stale_modified[64];
+	bool meta_is_304;
+	/* artifacts */
+	struct reg_want want;
+	EVP_MD_CTX *md;
+	struct evbuffer *held;
+	struct crgw_cache_fill *fill;
+	struct crgw_cache_follower *follower;
+	struct crgw_cache_reader *reader;
+	struct event *wake;
+	bool verify_pass;   /* hashing a cached copy before it is trusted */
+	bool follower_head;
+	unsigned redirects;
+	int64_t t0_us;
+	uint64_t sent;
+	char content_type[128]; /* the metadata document's, as the upstream gave it */
+};
+
+/*
+ * Starts a request of /registry/<kind>/<host>/...: the policy must enable `registry` (else
+ * registry_not_allowed) and list the host in its allowed_hosts (else host_not_allowed). Takes the host
+ * segment off *path. Returns the new state (r->handler_state), or NULL when the request was answered.
+ */
+struct reg_req *reg_begin(struct med_request *r, const char *kind, const char *registry, const char **path,
+			  size_t *len);
+
+/* The URL a sandbox uses for `host` and `path` through this gateway: http://<gw>:8170/registry/<kind>/<host><path>. */
+void reg_gateway_url(struct med_request *r, char *out, size_t cap, const char *host, const char *path);
+
+/* Fetches a metadata document (GET `url`, with `accept`), from the store when fresh; calls `done`. */
+void reg_fetch_meta(struct med_request *r, const char *url, const char *accept, reg_meta_done done);
+
+/* Serves the artifact at `url` (on r->host) checked against `want`, from the cache when it holds it. */
+void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg_want *want);
+
+/* Parses an integrity string (sha512-/sha256- SRI, sha1-, sha256:<hex>, sha512:<hex>); false if none of these. */
+bool reg_want_parse(const char *text, size_t len, struct reg_want *out);
+
+/*
+ * An artifact the allowlist does not name: refuses it (lockfile_violation) in deny_unknown mode, and
+ * without enforcement when fallback is deny; audits a warning in warn mode. true when it may go on.
+ */
+bool reg_unlisted(struct med_request *r, const char *detail);
+
+/* The release cooldown: true (and refused with release_too_new) when `published` is too recent. */
+bool reg_too_new(struct med_request *r, long long published);
+
+/* Names the digest an artifact is checked against in the request's audit events. */
+void reg_set_integrity(struct med_request *r, const struct reg_want *w);
+
+/* Audits the request's decision to go ahead (allow). */
+void reg_allow(struct med_request *r);
+
+/* Answers a metadata document the handler built; audits the end of the exchange. */
+void reg_answer_doc(struct med_request *r, const char *content_type, const char *doc, size_t len);
+
+/* The upstream answered `status` for something asked: passed on to the client as a plain answer. */
+void reg_answer_status(struct med_request *r, long status);
+
+/* The handlers. */
+void med_npm(struct med_request *r, const char *path, size_t len);
+
+#endif
