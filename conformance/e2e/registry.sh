@@ -79,4 +79,127 @@ check "a tarball is audited: decision allow, service registry, registry npm, pac
 check "its connection_end carries bytes" -- \
 	audit_has "$AUDIT" 'select(.event=="connection_end" and .service=="registry" and .package=="crgw-dep-00" and .bytes_down > 0)'
 
+
+# What npm was given: the packument's tarballs point back at the gateway, and nothing else upstream.
+out=$(run "$NPM" 'curl -s -H "Accept: application/vnd.npm.install-v1+json" "$npm_config_registry@crgw%2flib-00"' 2>&1)
+url=$(echo "$out" | jq -r '.versions["1.0.0"].dist.tarball' 2>/dev/null)
+[[ "$url" == http://*:8170/registry/npm/npm.test/@crgw/lib-00/-/lib-00-1.0.0.tgz ]]
+ok $? "a scoped packument, abbreviated, points its tarball at the gateway (${url:-$(echo "$out" | head -c 200)})"
+echo "$out" | grep -q 'https://npm.test'
+ok $((!$?)) "no URL in it leads to the upstream"
+
+# ---- deny_unknown: a version outside the lockfile ------------------------------------------------------
+testnet_npm_publish crgw-dep-01 9.0.0 >/dev/null 2>&1
+ok $? "crgw-dep-01@9.0.0 published to the upstream (outside the lockfile)"
+out=$(run "$NPM" 'curl -s "$npm_config_registry"crgw-dep-01 | jq -c "[.versions|keys[]]"' 2>&1)
+check "the packument lists only the lockfile's version ($out)" -- test "$out" = '["1.0.0"]'
+out=$(run "$NPM" 'npm install --no-save crgw-dep-01@9.0.0 2>&1' 2>&1)
+rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q 'ETARGET\|No matching version'
+ok $? "npm install of the unlisted version fails early, naming it ($(echo "$out" | grep -m1 -i 'notarget\|matching'))"
+out=$(run "$NPM" 'curl -s -o /dev/null -w "%{http_code}" "$npm_config_registry"crgw-dep-01/-/crgw-dep-01-9.0.0.tgz' 2>&1)
+check "its tarball asked for directly: 403 ($out)" -- test "$out" = 403
+check "audited: lockfile_violation with package and version" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .action=="deny" and .reason_code=="lockfile_violation" and .package=="crgw-dep-01" and .version=="9.0.0")'
+
+# ---- warn mode: let through and audited ----------------------------------------------------------------
+WARN=$T/warn
+project "$WARN" '  npm:
+    enable: true
+    allowed_hosts: [npm.test]
+    lockfile_enforcement: { enabled: true, mode: warn, lockfiles: [package-lock.json] }'
+out=$(run "$WARN" 'curl -s "$npm_config_registry"crgw-dep-01 | jq -c "[.versions|keys[]]"' 2>&1)
+check "warn mode: the packument keeps the unlisted version ($out)" -- test "$out" = '["1.0.0","9.0.0"]'
+out=$(run "$WARN" 'curl -s -o t.tgz -w "%{http_code}\n" "$npm_config_registry"crgw-dep-01/-/crgw-dep-01-9.0.0.tgz && tar -tzf t.tgz | head -1' 2>&1)
+check "warn mode: the unlisted tarball is served, verified against the packument ($(echo $out))" -- test "$out" = $'200\npackage/package.json' -o "$out" = $'200\npackage/index.js'
+check "audited: action warn, lockfile_violation" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .action=="warn" and .reason_code=="lockfile_violation" and .package=="crgw-dep-01" and .version=="9.0.0")'
+
+# ---- a registry the policy does not enable ---------------------------------------------------------------
+NONE=$T/none
+project "$NONE" '  pip: { enable: true, allowed_hosts: [pypi.test] }'
+out=$(run "$NONE" 'curl -s -D - -o /dev/null http://$CRGW_GATEWAY:8170/registry/npm/npm.test/crgw-dep-00 | tr -d "\r" | grep -i "^x-crgw-reason"' 2>&1)
+check "npm not enabled: registry_not_allowed ($out)" -- grep -q registry_not_allowed <<<"$out"
+out=$(run "$NPM" 'curl -s -D - -o /dev/null http://$CRGW_GATEWAY:8170/registry/pypi/pypi.test/simple/crgw-alpha/ | tr -d "\r" | grep -i "^x-crgw-reason"' 2>&1)
+check "pip not enabled: registry_not_allowed ($out)" -- grep -q registry_not_allowed <<<"$out"
+check "audited: registry_not_allowed with the registry" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .reason_code=="registry_not_allowed" and .registry=="pip")'
+out=$(run "$NPM" 'curl -s -D - -o /dev/null http://$CRGW_GATEWAY:8170/registry/npm/web1.test/crgw-dep-00 | tr -d "\r" | grep -i "^x-crgw-reason"' 2>&1)
+check "a host outside allowed_hosts: host_not_allowed ($out)" -- grep -q host_not_allowed <<<"$out"
+
+# ---- the release cooldown --------------------------------------------------------------------------------
+COOL=$T/cool
+project "$COOL" '  npm:
+    enable: true
+    allowed_hosts: [npm.test]
+    fallback: allow
+    min_release_age: 1h'
+testnet_npm_publish crgw-fresh 1.0.0 >/dev/null 2>&1
+ok $? "crgw-fresh@1.0.0 published just now"
+out=$(run "$COOL" 'npm install --no-save crgw-fresh 2>&1' 2>&1)
+rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -qi 'ETARGET\|No matching version\|notarget\|no versions available'
+ok $? "npm install of a version younger than min_release_age fails ($(echo "$out" | grep -m1 -i 'notarget\|matching\|versions available' || echo "$out" | tail -2))"
+out=$(run "$COOL" 'curl -s -o /dev/null -w "%{http_code}" "$npm_config_registry"crgw-fresh/-/crgw-fresh-1.0.0.tgz' 2>&1)
+check "its tarball asked for directly: 403 ($out)" -- test "$out" = 403
+check "audited: release_too_new with package and version" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .action=="deny" and .reason_code=="release_too_new" and .package=="crgw-fresh" and .version=="1.0.0")'
+
+# ---- integrity_mismatch: a tarball tampered with on the upstream -----------------------------------------
+"$CTL" --control "$T/ctl.sock" cache gc --target 0 >/dev/null 2>&1
+victim=$TN_STATE/npm/storage/crgw-dep-05/crgw-dep-05-1.0.0.tgz
+want=$(jq -r '.packages["node_modules/crgw-dep-05"].integrity' "$NPM/package-lock.json" | sed 's/^sha512-//' | base64 -d | od -An -tx1 -v | tr -d ' \n')
+size=$(stat -c %s "$victim")
+cp "$victim" "$T/victim.orig"
+printf 'X' | dd of="$victim" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+out=$(run "$NPM" 'curl -s -o t.tgz -w "%{http_code} %{size_download}" "$npm_config_registry"crgw-dep-05/-/crgw-dep-05-1.0.0.tgz; echo " exit=$?"' 2>&1)
+got=$(echo "$out" | awk '{print $2}')
+[[ "$out" == 200\ * ]] && [ "$got" -lt "$size" ] && ! [[ "$out" == *exit=0 ]]
+ok $? "a tampered tarball: the client's transfer is cut short ($out of $size bytes)"
+check "the client never had the complete file" -- test "$(stat -c %s "$NPM/t.tgz" 2>/dev/null || echo 0)" -lt "$size"
+check "audited: integrity_mismatch with package and version" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .action=="deny" and .reason_code=="integrity_mismatch" and .package=="crgw-dep-05")'
+out=$("$CTL" --control "$T/ctl.sock" cache ls --json 2>&1)
+echo "$out" | jq -e --arg d "sha512:$want" 'map(select(.digest==$d)) | length == 0' >/dev/null
+ok $? "the cache holds nothing of it ($(echo "$out" | jq length 2>/dev/null) objects)"
+rm -rf "$NPM/node_modules"
+out=$(run "$NPM" 'set -o pipefail; npm ci --no-progress 2>&1 | grep -m2 "npm error"' 2>&1)
+rc=$?
+[ $rc -ne 0 ]
+ok $? "npm ci fails while the upstream serves the tampered tarball ($(echo $out | head -c 150))"
+cp "$T/victim.orig" "$victim"
+
+# ---- the second install: offline, from the cache ---------------------------------------------------------
+rm -rf "$NPM/node_modules"
+start=$(date +%s%N)
+out=$(run "$NPM" 'npm ci --no-progress 2>&1 | tail -1' 2>&1)
+rc=$?
+warm_ms=$((($(date +%s%N) - start) / 1000000))
+ok $rc "npm ci again, the cache warm ($warm_ms ms; $out)"
+gw_stop >/dev/null 2>&1
+for s in npm pypi goproxy oci; do
+	[ -f "$TN_STATE/pids/$s.pid" ] && read -r pid _ <"$TN_STATE/pids/$s.pid" && kill -STOP "$pid" 2>/dev/null
+done
+write_config true
+gw_start "$T" --config "$T/crgw.yaml" || { echo "Bail out! crgw did not start offline"; exit 1; }
+rm -rf "$NPM/node_modules"
+start=$(date +%s%N)
+run "$NPM" true
+sandbox_ms=$((($(date +%s%N) - start) / 1000000))
+rm -rf "$NPM/node_modules"
+start=$(date +%s%N)
+out=$(run "$NPM" 'npm ci --no-progress 2>&1 | tail -1; ls node_modules | wc -l' 2>&1)
+rc=$?
+offline_ms=$((($(date +%s%N) - start) / 1000000))
+ok $rc "npm ci offline (cache.offline, every registry stopped) succeeds ($offline_ms ms; ${out//$'\n'/ })"
+check "the offline install is at least 5x faster than the first ($cold_ms ms / $offline_ms ms)" -- test $((cold_ms)) -ge $((5 * offline_ms))
+check "hits are audited with cache hit" -- \
+	audit_has "$AUDIT" 'select(.event=="connection_end" and .service=="registry" and .cache=="hit")'
+out=$(run "$WARN" 'curl -s -D - -o /dev/null "$npm_config_registry"crgw-dep-01/-/crgw-dep-01-9.0.0.tgz | tr -d "\r" | head -1' 2>&1)
+check "offline, what is not cached is refused with 503 ($out)" -- grep -q 503 <<<"$out"
+for s in npm pypi goproxy oci; do
+	[ -f "$TN_STATE/pids/$s.pid" ] && read -r pid _ <"$TN_STATE/pids/$s.pid" && kill -CONT "$pid" 2>/dev/null
+done
+diag "npm ci: first ${cold_ms} ms, warm ${warm_ms} ms, offline ${offline_ms} ms; an empty sandbox run ${sandbox_ms} ms"
+
 tap_done

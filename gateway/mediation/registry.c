@@ -972,16 +972,28 @@ void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg
 
 /* ---- routing --------------------------------------------------------------------------------------- */
 
+/* Registries whose handler is not built yet: their requests are judged as far as the policy goes. */
+static void not_mediated(struct med_request *r, const char *path, size_t len, const char *kind, const char *registry)
+{
+	if (reg_begin(r, kind, registry, &path, &len))
+		med_refuse(r, 501, "Not Implemented", CRGW_REASON_REQUEST_INVALID, "this registry is not mediated yet");
+}
+
 void med_registry(struct med_request *r, const char *path, size_t len, const char *query, size_t qlen)
 {
 	(void)query;
 	(void)qlen;
-	if (med_path_take(&path, &len, "/npm")) {
+	if (med_path_take(&path, &len, "/npm"))
 		med_npm(r, path, len);
-		return;
-	}
-	med_refuse(r, 404, "Not Found", CRGW_REASON_REQUEST_INVALID,
-		   "no such registry (the gateway mediates /registry/npm/)");
+	else if (med_path_take(&path, &len, "/pypi"))
+		not_mediated(r, path, len, "pypi", "pip");
+	else if (med_path_take(&path, &len, "/go"))
+		not_mediated(r, path, len, "go", "go");
+	else if (med_path_take(&path, &len, "/oci"))
+		not_mediated(r, path, len, "oci", "oci");
+	else
+		med_refuse(r, 404, "Not Found", CRGW_REASON_REQUEST_INVALID,
+			   "no such registry (the gateway mediates /registry/npm/, /registry/pypi/, /registry/go/, /registry/oci/)");
 }
 
 void med_registry_v2(struct med_request *r, const char *path, size_t len)
