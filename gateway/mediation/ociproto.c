@@ -368,6 +368,41 @@ static bool platform_value_valid(const char *s, size_t n, size_t cap)
 	return true;
 }
 
+/*
+ * The fields a client's JSON reader maps onto its manifest, descriptor and platform types. Go's encoding/json,
+ * which containers/image, containerd and docker use, matches keys case-insensitively (with Unicode folding:
+ * "\u017fize" is "size" to it) and lets a later key win. So {"digest": A, "Digest": B} is A here and B there,
+ * and an index with "Layers" is also a manifest there. Any key that folds onto one of these names without
+ * being it, and any non-ASCII key, is refused in the objects read here, so both readers see one document.
+ */
+static const char *const field_names[] = {
+	"schemaVersion", "mediaType", "artifactType", "config", "layers", "manifests", "subject", "annotations",
+	"digest", "size", "urls", "data", "platform", "architecture", "os", "os.version", "os.features", "variant",
+	"features",
+};
+
+static int keys_check(json_t *o, const char **why)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(o, key, v) {
+		for (const char *c = key; *c; c++) {
+			if ((unsigned char)*c >= 0x80) {
+				*why = "a non-ASCII key where a client's reader folds keys";
+				return -EBADMSG;
+			}
+		}
+		for (size_t i = 0; i < sizeof(field_names) / sizeof(field_names[0]); i++) {
+			if (!strcasecmp(key, field_names[i]) && strcmp(key, field_names[i])) {
+				*why = "a key that differs from a field name only in case";
+				return -EBADMSG;
+			}
+		}
+	}
+	return 0;
+}
+
 /* A string member's value and length; false when absent or not a string. */
 static bool get_string(json_t *o, const char *key, const char **s, size_t *n)
 {
@@ -390,6 +425,8 @@ static int platform_parse(json_t *p, struct oci_descriptor *d, const char **why)
 		*why = "a platform is not an object";
 		return -EBADMSG;
 	}
+	if (keys_check(p, why))
+		return -EBADMSG;
 	if (!get_string(p, "os", &s, &n) || !platform_value_valid(s, n, sizeof(d->os))) {
 		*why = "a platform's os is missing or not [A-Za-z0-9._-]{1,31}";
 		return -EBADMSG;
@@ -422,6 +459,8 @@ static int descriptor_parse(json_t *o, bool entry, struct oci_descriptor *d, con
 		*why = "a descriptor is not an object";
 		return -EBADMSG;
 	}
+	if (keys_check(o, why))
+		return -EBADMSG;
 	if (!get_string(o, "mediaType", &s, &n) || !media_type_valid(s, n)) {
 		*why = "a descriptor's mediaType is missing or not type/subtype";
 		return -EBADMSG;
@@ -567,6 +606,8 @@ int oci_manifest_parse(const char *doc, size_t len, const char *content_type, st
 		*why = "the manifest is not a JSON object";
 		goto out;
 	}
+	if (keys_check(root, why))
+		goto out;
 	arr = json_object_get(root, "schemaVersion");
 	if (!json_is_integer(arr) || json_integer_value(arr) != 2) {
 		*why = json_is_integer(arr) && json_integer_value(arr) == 1 ? "schema 1 manifests are refused"

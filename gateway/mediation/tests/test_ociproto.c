@@ -414,6 +414,19 @@ static const struct {
 	  "\"digest\":\"" D512 "\"")), NULL, -EBADMSG },
 	{ "duplicate key in a platform", ONE_ENTRY("{\"os\":\"linux\",\"architecture\":\"amd64\",\"os\":\"windows\"}"),
 	  NULL, -EBADMSG },
+	/* Keys that a case-folding reader (Go's encoding/json) maps onto a field: one document, two readings. */
+	{ "index with Layers", "{\"schemaVersion\":2,\"manifests\":[],\"Layers\":[]}", NULL, -EBADMSG },
+	{ "MediaType beside mediaType", "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_INDEX "\",\"MediaType\":\""
+	  OCI_MT_MANIFEST "\",\"manifests\":[]}", NULL, -EBADMSG },
+	{ "Digest after digest", ONE_LAYER(LAYER_WITH("\"size\":1,\"digest\":\"" D256 "\",\"Digest\":\"" D512
+	  "\"")), NULL, -EBADMSG },
+	{ "SIZE alone", ONE_LAYER(LAYER_WITH("\"SIZE\":1,\"digest\":\"" D256 "\",\"size\":2")), NULL, -EBADMSG },
+	{ "size with a long s (U+017F)", ONE_LAYER(LAYER_WITH("\"size\":1,\"digest\":\"" D256
+	  "\",\"\u017fize\":2")), NULL, -EBADMSG },
+	{ "Kelvin sign in a platform key", ONE_ENTRY("{\"os\":\"linux\",\"architecture\":\"amd64\","
+	  "\"variant\":\"v8\",\"\u212aey\":1}"), NULL, -EBADMSG },
+	{ "OS in a platform", ONE_ENTRY("{\"os\":\"linux\",\"architecture\":\"amd64\",\"OS\":\"windows\"}"), NULL,
+	  -EBADMSG },
 	/* Descriptors. */
 	{ "descriptor not an object", ONE_LAYER("1"), NULL, -EBADMSG },
 	{ "descriptor without mediaType", ONE_LAYER("{\"digest\":\"" D256 "\",\"size\":1}"), NULL, -EBADMSG },
