@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Parsers for the read-only OCI registry mediation: the request paths a registry client sends to the gateway,
- * and the manifests and indexes an upstream registry returns. No I/O; every input is untrusted.
+ * and the manifests and indexes an upstream registry returns. No I/O and no shared state: every function may
+ * be called from any thread. Every input is untrusted.
  */
 #ifndef CRGW_MEDIATION_OCIPROTO_H
 #define CRGW_MEDIATION_OCIPROTO_H
