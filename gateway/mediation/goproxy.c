@@ -1111,7 +1111,7 @@ int go_h1_zip(int fd, const char *module, const char *version, char out[64], con
 	for (pos = 0, i = 0; i < n; i++) {
 		if (e[i].off != pos) {
 			err = -EBADMSG;
-			*why = e[i].off < pos ? "overlapping entries" : "bytes between entries";
+			*why = e[i].off < pos ? "overlapping entries" : "bytes before or between entries";
 			goto out;
 		}
 		if ((err = check_local(fd, &e[i], cd_off, why)) < 0)
