@@ -96,7 +96,7 @@ typedef int (*goproxy_keep_cb)(void *arg, const char *version);
 
 /*
  * Filters an `@v/list` body (`len` bytes, borrowed: one version per line, anything after the first field of
- * a line ignored as the go command does) into `out` (`cap` bytes; `len` + 1 is always enough): each line
+ * a line ignored as the go command does) into `out` (`cap` bytes; `len` + 2 is always enough): each line
  * whose first field is a canonical version is passed to `keep`, and a kept one is written as "<version>\n".
  * Lines that are not versions are dropped. `*out_len` is the bytes written (NUL-terminated). 0, -E2BIG,
  * or what `keep` returned.
