@@ -1013,6 +1013,8 @@ int go_h1_zip(int fd, const char *module, const char *version, char out[64], con
 		FAIL(-EBADMSG, "multi-disk zip");
 	if (n == 0)
 		FAIL(-EBADMSG, "empty zip");
+	if (n > GOPROXY_MAX_FILES)
+		FAIL(-EFBIG, "too many files");
 	/* No bytes hidden between the entries and the directory, nor a directory read at a guessed base. */
 	if (cd_off + cd_size != end_off)
 		FAIL(-EBADMSG, "central directory does not end at its end record");

@@ -14,7 +14,7 @@
 #define GOPROXY_MAX_ZIP (500u << 20) /* the zip file, and the sum of its files' uncompressed sizes */
 #define GOPROXY_MAX_GOMOD (16u << 20) /* <module>@<version>/go.mod */
 #define GOPROXY_MAX_LICENSE (16u << 20) /* <module>@<version>/LICENSE */
-#define GOPROXY_MAX_FILES 65535u /* entries; more needs zip64, which is refused */
+#define GOPROXY_MAX_FILES 65534u /* entries: a count of 0xffff means zip64, which is refused */
 #define GOPROXY_MAX_CDIR (32u << 20) /* central directory bytes */
 
 enum goproxy_kind { GOP_LIST, GOP_INFO, GOP_MOD, GOP_ZIP, GOP_LATEST, GOP_SUMDB };

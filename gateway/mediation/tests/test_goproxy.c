@@ -51,6 +51,7 @@ static const struct {
 	{ "gopkg.in/check.v1/@v/v0.0.0-20161208181325-20d25e280405.mod", GOP_MOD, "gopkg.in/check.v1",
 	  "v0.0.0-20161208181325-20d25e280405", NULL, NULL },
 	{ "gopkg.in/x.v0/@v/v0.1.0.info", GOP_INFO, "gopkg.in/x.v0", "v0.1.0", NULL, NULL },
+	{ "gopkg.in/x.v1-unstable/@v/v1.2.0.mod", GOP_MOD, "gopkg.in/x.v1-unstable", "v1.2.0", NULL, NULL },
 	{ "go.pkgs.example/a_b~c-d.e/f/@v/list", GOP_LIST, "go.pkgs.example/a_b~c-d.e/f", "", NULL, NULL },
 	{ "go.pkgs.example/v1x/@v/list", GOP_LIST, "go.pkgs.example/v1x", "", NULL, NULL },
 	{ "sumdb/sum.goproxy.test/supported", GOP_SUMDB, "", "", "sum.goproxy.test", "supported" },
@@ -126,6 +127,9 @@ static const struct {
 	{ "gopkg.in/yaml/@v/list", 0 },                           /* gopkg.in needs .vN */
 	{ "gopkg.in/yaml.v01/@v/list", 0 },
 	{ "gopkg.in/yaml.v2/@v/v3.0.0.mod", 0 },
+	{ "gopkg.in/x.v0-unstable/@v/list", 0 },                  /* as in Go: .v0 only without -unstable */
+	{ "gopkg.in/x.v-unstable/@v/list", 0 },
+	{ "gopkg.in/x.v2/@v/v2.0.0+incompatible.mod", 0 },
 	{ "sumdb/", 0 },
 	{ "sumdb/sum.goproxy.test", 0 },
 	{ "sumdb/sum.goproxy.test/", 0 },
