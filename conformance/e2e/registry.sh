@@ -68,7 +68,7 @@ npm_count=$(jq '[.packages | to_entries[] | select(.key != "")] | length' "$TN_N
 
 # ---- npm ci through the gateway -------------------------------------------------------------------------
 start=$(date +%s%N)
-out=$(run "$NPM" 'npm ci --no-progress 2>&1 | tail -3; ls node_modules | wc -l' 2>&1)
+out=$(run "$NPM" 'npm ci --cache "$(mktemp -d)" --no-progress 2>&1 | tail -3; ls node_modules | wc -l' 2>&1)
 rc=$?
 cold_ms=$((($(date +%s%N) - start) / 1000000))
 ok $rc "npm ci through the gateway (${out//$'\n'/ }; ${cold_ms} ms)"
@@ -163,16 +163,17 @@ out=$("$CTL" --control "$T/ctl.sock" cache ls --json 2>&1)
 echo "$out" | jq -e --arg d "sha512:$want" 'map(select(.digest==$d)) | length == 0' >/dev/null
 ok $? "the cache holds nothing of it ($(echo "$out" | jq length 2>/dev/null) objects)"
 rm -rf "$NPM/node_modules"
-out=$(run "$NPM" 'set -o pipefail; npm ci --no-progress 2>&1 | grep -m2 "npm error"' 2>&1)
+out=$(run "$NPM" 'set -o pipefail; npm ci --cache "$(mktemp -d)" --no-progress 2>&1 | grep -m2 "npm error"' 2>&1)
 rc=$?
 [ $rc -ne 0 ]
 ok $? "npm ci fails while the upstream serves the tampered tarball ($(echo $out | head -c 150))"
 cp "$T/victim.orig" "$victim"
 
 # ---- the second install: offline, from the cache ---------------------------------------------------------
+# Every install gets an empty npm cache of its own: what it does not fetch from the gateway it does not have.
 rm -rf "$NPM/node_modules"
 start=$(date +%s%N)
-out=$(run "$NPM" 'npm ci --no-progress 2>&1 | tail -1' 2>&1)
+out=$(run "$NPM" 'npm ci --cache "$(mktemp -d)" --no-progress 2>&1 | tail -1' 2>&1)
 rc=$?
 warm_ms=$((($(date +%s%N) - start) / 1000000))
 ok $rc "npm ci again, the cache warm ($warm_ms ms; $out)"
@@ -181,6 +182,7 @@ for s in npm pypi goproxy oci; do
 	[ -f "$TN_STATE/pids/$s.pid" ] && read -r pid _ <"$TN_STATE/pids/$s.pid" && kill -STOP "$pid" 2>/dev/null
 done
 write_config true
+before=$(wc -l <"$AUDIT")
 gw_start "$T" --config "$T/crgw.yaml" || { echo "Bail out! crgw did not start offline"; exit 1; }
 rm -rf "$NPM/node_modules"
 start=$(date +%s%N)
@@ -188,13 +190,13 @@ run "$NPM" true
 sandbox_ms=$((($(date +%s%N) - start) / 1000000))
 rm -rf "$NPM/node_modules"
 start=$(date +%s%N)
-out=$(run "$NPM" 'npm ci --no-progress 2>&1 | tail -1; ls node_modules | wc -l' 2>&1)
+out=$(run "$NPM" 'npm ci --cache "$(mktemp -d)" --no-progress 2>&1 | tail -1; ls node_modules | wc -l' 2>&1)
 rc=$?
 offline_ms=$((($(date +%s%N) - start) / 1000000))
 ok $rc "npm ci offline (cache.offline, every registry stopped) succeeds ($offline_ms ms; ${out//$'\n'/ })"
-check "the offline install is at least 5x faster than the first ($cold_ms ms / $offline_ms ms)" -- test $((cold_ms)) -ge $((5 * offline_ms))
-check "hits are audited with cache hit" -- \
-	audit_has "$AUDIT" 'select(.event=="connection_end" and .service=="registry" and .cache=="hit")'
+# Timing is the benchmark's business (conformance/bench/registry-bench.sh); here, that every tarball came from the cache.
+hits=$(tail -n +$((before + 1)) "$AUDIT" | jq -s '[.[] | select(.event=="connection_end" and .service=="registry" and .cache=="hit")] | length')
+check "every tarball of the offline install was a cache hit ($hits hits, $npm_count packages)" -- test "$hits" -ge "$npm_count"
 out=$(run "$WARN" 'curl -s -D - -o /dev/null "$npm_config_registry"crgw-dep-01/-/crgw-dep-01-9.0.0.tgz | tr -d "\r" | head -1' 2>&1)
 check "offline, what is not cached is refused with 503 ($out)" -- grep -q 503 <<<"$out"
 for s in npm pypi goproxy oci; do

@@ -439,15 +439,51 @@ static bool over_cap(struct med_conn *c)
 }
 
 /* Sends the request to its service by the canonical path; a service's prefix is matched on whole segments. */
+/*
+ * npm names a scoped package's document "@scope%2fname". The canonical path refuses an encoded slash
+ * everywhere (it would make one path two); here, in the one place npm puts it, the segment after the
+ * registry host that starts with '@', it means exactly "@scope/name", which the npm handler then checks
+ * as a package name. Copies the target with that one escape decoded into `out`; false when it does not apply.
+ */
+static bool npm_scope_target(const char *target, size_t tlen, char *out, size_t cap)
+{
+	static const char prefix[] = "/registry/npm/";
+	size_t n = sizeof(prefix) - 1, at;
+	const char *host_end, *esc;
+
+	if (tlen <= n || tlen >= cap || memcmp(target, prefix, n))
+		return false;
+	host_end = memchr(target + n, '/', tlen - n);
+	if (!host_end || (size_t)(host_end - target) + 2 >= tlen || host_end[1] != '@')
+		return false;
+	at = (size_t)(host_end - target) + 2;
+	esc = NULL;
+	for (size_t i = at; i + 2 < tlen && target[i] != '/' && target[i] != '?'; i++)
+		if (target[i] == '%' && target[i + 1] == '2' && (target[i + 2] == 'f' || target[i + 2] == 'F')) {
+			esc = target + i;
+			break;
+		}
+	if (!esc)
+		return false;
+	memcpy(out, target, (size_t)(esc - target));
+	out[esc - target] = '/';
+	memcpy(out + (esc - target) + 1, esc + 3, tlen - (size_t)(esc - target) - 3);
+	return true;
+}
+
 static void route(struct med_request *r, const char *target, size_t tlen)
 {
-	char path[MED_PATH_BUF];
+	char path[MED_PATH_BUF], scoped[MED_PATH_BUF];
 	size_t plen = 0, qlen = 0;
 	const char *query = NULL, *why = NULL, *rest;
 	size_t rlen;
 	int rc;
 
 	AUDIT_SET_RAW(r->subject, target, tlen);
+	if (npm_scope_target(target, tlen, scoped, sizeof(scoped))) {
+		target = scoped;
+		tlen -= 2;
+	}
 	rc = med_path_canon(target, tlen, path, sizeof(path), &plen, &query, &qlen, &why);
 	if (rc) {
 		r->service = "mediation";
