@@ -1114,7 +1114,8 @@ static int html_parse(struct page *pg, const char *p, size_t n)
 			if (!pg->base && t.has[AT_HREF])
 				err = decode_dup(pg, t.v[AT_HREF], t.vlen[AT_HREF], PYPI_MAX_URL, &pg->base, NULL);
 		} else if (!strcmp(t.name, "meta")) {
-			if (t.has[AT_NAME] && t.vlen[AT_NAME] == 23 && !memcmp(t.v[AT_NAME], "pypi:repository-version", 23) &&
+			if (t.has[AT_NAME] && t.vlen[AT_NAME] == 23 &&
+			    !memcmp(t.v[AT_NAME], "pypi:repository-version", 23) &&
 			    !repo_version_ok(t.v[AT_CONTENT], t.has[AT_CONTENT] ? t.vlen[AT_CONTENT] : 0))
 				err = fail(pg, -EINVAL, "the page's repository version is not 1.x");
 		} else if (raw_text(t.name)) {
@@ -1440,8 +1441,8 @@ static int write_json(const struct page *pg, const char *project, struct buf *b)
 			if (!gmtime_r(&tt, &tm))
 				err = -EINVAL;
 			else
-				snprintf(t, sizeof(t), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-					 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+				snprintf(t, sizeof(t), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+					 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 			if (!err)
 				err = jset(f, "upload-time", json_string(t));
 		}
@@ -1513,7 +1514,8 @@ int pypi_index_rewrite(enum pypi_format in_fmt, const char *doc, size_t len, con
 		struct uri ref;
 
 		if (!url_chars_ok(pg.base, bl)) {
-			err = fail(&pg, -EINVAL, "<base href> holds a space, a backslash or a byte outside printable ASCII");
+			err = fail(&pg, -EINVAL,
+				   "<base href> holds a space, a backslash or a byte outside printable ASCII");
 			goto out;
 		}
 		uri_split(pg.base, bl, &ref);
