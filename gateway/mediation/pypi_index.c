@@ -1150,15 +1150,17 @@ static bool leap(int y)
 	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian, y >= 1970). */
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian, y >= 1970), in closed form (H. Hinnant's days_from_civil). */
 static long long days_from_civil(int y, int m, int d)
 {
-	static const int before[12] = { 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334 };
-	long long days = 0;
+	long long era, yoe, doy, doe;
 
-	for (int k = 1970; k < y; k++)
-		days += leap(k) ? 366 : 365;
-	return days + before[m - 1] + (m > 2 && leap(y)) + d - 1;
+	y -= m <= 2;
+	era = y / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
 }
 
 static int digits(const char *s, size_t n)
