@@ -610,6 +610,11 @@ struct page {
 	struct ent *v;
 	size_t n, cap;
 	char *base; /* an HTML page's first <base href>, decoded; NULL when none */
+	/*
+	 * Bytes of resolved and of new URLs: a short href under a long <base> resolves to 8 KiB, so without this
+	 * a 2 MiB page could hold 100000 of them (800 MiB).
+	 */
+	size_t url_bytes, new_url_bytes;
 	const char *why;
 };
 
@@ -747,6 +752,9 @@ static int file_check(struct page *pg, struct ent *e, const struct uri *base)
 		return fail(pg, err, err == -E2BIG ? "a resolved file URL is longer than 8192 bytes" : "out of memory");
 	}
 	e->url = b.p;
+	pg->url_bytes += b.n;
+	if (pg->url_bytes > PYPI_MAX_DOC)
+		return fail(pg, -E2BIG, "the page's resolved URLs total more than 64 MiB");
 	uri_split(b.p, b.n, &u);
 	if (!url_absolute_ok(&u))
 		return fail(pg, -EINVAL, "a file URL is not an http(s) URL with a host and no user info");
@@ -1559,6 +1567,11 @@ int pypi_index_rewrite(enum pypi_format in_fmt, const char *doc, size_t len, con
 		nl = strnlen(nu, PYPI_MAX_URL);
 		if (nl == PYPI_MAX_URL || !new_url_ok(nu, nl)) {
 			err = fail(&pg, -EINVAL, "the callback's URL is empty, too long, or not printable ASCII");
+			goto out;
+		}
+		pg.new_url_bytes += nl;
+		if (pg.new_url_bytes > PYPI_MAX_DOC) {
+			err = fail(&pg, -E2BIG, "the new page's URLs total more than 64 MiB");
 			goto out;
 		}
 		e->new_url = dup_n(nu, nl);

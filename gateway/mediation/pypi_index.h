@@ -55,7 +55,8 @@ typedef bool (*pypi_file_cb)(void *arg, const struct pypi_file *f, char *new_url
  * anchor that cannot be read, a file that does not belong to the project's page (a JSON "name" that is not
  * `project`), a file name that is not its URL's, a bad sha256, a repository version other than 1.x are all
  * -EINVAL. Returns 0 with `*out` (malloc'd, NUL-terminated, the caller frees) and `*out_len`; -EINVAL with
- * `*why` (static text) for malformed input or a callback's bad URL, -E2BIG beyond a bound above, -ENOMEM.
+ * `*why` (static text) for malformed input or a callback's bad URL, -E2BIG beyond a bound above (the
+ * resolved URLs, and the new ones, may also total at most PYPI_MAX_DOC bytes), -ENOMEM.
  * On failure `*out` is NULL. `why` may be NULL; on success `*why` is NULL.
  */
 int pypi_index_rewrite(enum pypi_format in_fmt, const char *doc, size_t len, const char *doc_url,

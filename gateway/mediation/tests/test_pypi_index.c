@@ -468,6 +468,24 @@ static void test_bounds(void)
 		free(big);
 	}
 
+	/* A long <base> under many short hrefs: the resolved URLs are bounded in total, not only each. */
+	{
+		size_t cnt = 20000, cap = cnt * 32 + 9000, o = 0;
+		char *big = malloc(cap);
+		struct seen k = { 0 };
+
+		o += (size_t)snprintf(big + o, cap - o, "<base href=\"/");
+		memset(big + o, 'b', 8000);
+		o += 8000;
+		o += (size_t)snprintf(big + o, cap - o, "/\">");
+		for (size_t i = 0; i < cnt; i++)
+			o += (size_t)snprintf(big + o, cap - o, "<a href=p>p</a>");
+		err = pypi_index_rewrite(PYPI_HTML, big, o, "https://pypi.test/simple/p/", "p", PYPI_JSON, keep_cb, &k,
+					 &out, &n, &why);
+		tap_result(err == -E2BIG && k.calls == 0 && !out, "resolved URLs bounded in total (%s)", why);
+		free(big);
+	}
+
 	/* A callback's URL is checked. */
 	static const char *const bad_urls[] = { "", "http://gw.test/a b", "http://gw.test/x#y", "http://gw.test/\x01" };
 
