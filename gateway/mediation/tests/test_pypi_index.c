@@ -2,12 +2,16 @@
 /*
  * Python simple index pages: the test network's pages both ways, URL resolution, character references,
  * yanking, requires-python escaping, metadata advertisements dropped, files dropped, malformed pages refused
- * before any callback; then tables for Accept negotiation, file name versions and name normalization.
+ * before any callback; then tables for Accept negotiation, file name versions and name normalization; last,
+ * the pages the test network's generator writes (when the source dir is given and python3 is installed),
+ * each file's hash checked against the wheel itself and the generator's pinned requirements.
  */
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "pypi_index.h"
 #include "tap.h"
@@ -610,7 +614,114 @@ static void test_tables(void)
 	tap_result(pypi_normalize("abcd", 4, small, sizeof(small)) == -ENOSPC, "normalize into too little room");
 }
 
-int main(void)
+/* ---- the test network's generator ---- */
+
+static int sh(const char *cmd)
+{
+	int st = system(cmd);
+
+	return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static bool file_sha256(const char *path, char hex[65])
+{
+	size_t n;
+	char *data = tap_read_file(path, &n);
+	unsigned char md[32];
+	unsigned mdlen = 0;
+	bool ok = data && EVP_Digest(data, n, md, &mdlen, EVP_sha256(), NULL) && mdlen == 32;
+
+	for (unsigned i = 0; ok && i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	free(data);
+	return ok;
+}
+
+static void test_generator(const char *srcdir)
+{
+	static const char *const projects[] = { "crgw-alpha", "crgw-beta", "crgw-gamma" };
+	struct seen pages[3] = { 0 };
+	char tmp[] = "/tmp/crgw-pypi-index-XXXXXX", cmd[2048], path[1024], line[512];
+	FILE *req;
+
+	if (!srcdir || sh("python3 -c '' 2>/dev/null") != 0 || !mkdtemp(tmp)) {
+		tap_result(true, "the test network's pages # SKIP no source dir or python3");
+		return;
+	}
+	snprintf(cmd, sizeof(cmd), "python3 '%s/conformance/lib/testnet_registries.py' pypi '%s' pypi.test >/dev/null",
+		 srcdir, tmp);
+	if (sh(cmd) != 0) {
+		tap_result(false, "the test network's generator ran");
+		goto out;
+	}
+	for (size_t p = 0; p < 3; p++) {
+		char url[256], *doc[2];
+		size_t len[2];
+
+		snprintf(url, sizeof(url), "https://pypi.test/simple/%s/", projects[p]);
+		for (int f = 0; f < 2; f++) {
+			snprintf(path, sizeof(path), "%s/www/simple/%s/index.%s", tmp, projects[p],
+				 f ? "json" : "html");
+			doc[f] = tap_read_file(path, &len[f]);
+		}
+		for (int in = 0; in < 2; in++) {
+			for (int outf = 0; outf < 2; outf++) {
+				struct seen s = { 0 };
+				char *out = NULL;
+				const char *why = NULL;
+				size_t n;
+				bool ok;
+				int err = doc[in] ? pypi_index_rewrite(in, doc[in], len[in], url, projects[p], outf,
+								       keep_cb, &s, &out, &n, &why)
+						  : -ENOENT;
+
+				ok = !err && s.n >= 1 && reread(outf, out, projects[p], &s, false);
+				for (size_t i = 0; ok && i < s.n; i++) {
+					char want[512], hex[65];
+
+					snprintf(want, sizeof(want), "https://pypi.test/files/%s", s.r[i].filename);
+					snprintf(path, sizeof(path), "%s/www/files/%s", tmp, s.r[i].filename);
+					ok = !strcmp(s.r[i].url, want) && s.r[i].version[0] && file_sha256(path, hex) &&
+					     !strcmp(hex, s.r[i].sha256);
+				}
+				tap_result(
+				    ok, "generator's %s page (%s to %s): URLs, versions, hashes of the wheels (%d %s)",
+				    projects[p], in ? "JSON" : "HTML", outf ? "JSON" : "HTML", err, why ? why : "");
+				if (in == outf)
+					pages[p] = s;
+				free(out);
+			}
+		}
+		free(doc[0]);
+		free(doc[1]);
+	}
+	/* Every pin in the generator's requirements.txt is a file the pages show, by version and hash. */
+	snprintf(path, sizeof(path), "%s/client/requirements.txt", tmp);
+	req = fopen(path, "r");
+	tap_result(req != NULL, "the generator's requirements.txt");
+	while (req && fgets(line, sizeof(line), req)) {
+		char *eq = strstr(line, "=="), *sp = strchr(line, ' '), *h = strstr(line, "sha256:"), norm[64];
+		bool found = false;
+
+		if (line[0] == '#' || !eq || !sp || !h)
+			continue;
+		*sp = '\0';
+		h[71] = '\0';
+		if (pypi_normalize(line, (size_t)(eq - line), norm, sizeof(norm)))
+			norm[0] = '\0';
+		for (size_t p = 0; p < 3; p++)
+			for (size_t i = 0; !strcmp(norm, projects[p]) && i < pages[p].n; i++)
+				found |= !strcmp(pages[p].r[i].version, eq + 2) && !strcmp(pages[p].r[i].sha256, h + 7);
+		tap_result(found, "pin %s==%s is on %s's page with its hash", norm, eq + 2, norm);
+	}
+	if (req)
+		fclose(req);
+out:
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	sh(cmd);
+}
+
+int main(int argc, char **argv)
 {
 	test_testnet();
 	test_urls();
@@ -618,5 +729,6 @@ int main(void)
 	test_bad();
 	test_bounds();
 	test_tables();
+	test_generator(argc > 1 ? argv[1] : NULL);
 	return tap_done();
 }
