@@ -59,12 +59,21 @@ expect_rc 2 "option of another subcommand" policy validate --policy x "$examples
 expect_rc 2 "explain needs a host" policy explain --policy "$examples"
 # Every command and subcommand answers --help with its usage on stdout and exit 0.
 for cmd in "run" "exec" "cp" "sandbox" "sandbox diff" "audit" "audit tail" "stats" "doctor" "policy" \
-	"policy validate" "policy compile" "policy explain"; do
+	"policy validate" "policy compile" "policy explain" "cache" "cache ls" "cache stats" "cache gc" "cache verify"; do
 	# shellcheck disable=SC2086
 	run $cmd --help
 	[ "$rc" = 0 ] && grep -qi "usage" "$tmp/out"
 	result $? "$cmd --help prints its usage and exits 0 (exit $rc)"
 done
+expect_rc 2 "unknown cache subcommand" cache frobnicate
+expect_rc 2 "cache without a subcommand" cache
+expect_rc 2 "cache option of another subcommand" cache ls --target 0
+expect_rc 2 "cache ls with a bad --limit" cache ls --limit many
+expect_rc 2 "cache gc with an extra argument" cache gc now
+CRGW_CONTROL=$tmp/nobody.sock expect_rc 2 "cache stats without a gateway" cache stats
+grep -q "cannot reach the gateway at $tmp/nobody.sock" "$tmp/err"
+result $? "... says the gateway cannot be reached"
+CRGW_CONTROL=$tmp/nobody.sock expect_rc 2 "cache verify without a gateway exits 2, not 1" cache verify
 run run --help
 grep -q -- "--workspace-mode" "$tmp/out" && grep -q -- "--env-file" "$tmp/out" && grep -q -- "--memory" "$tmp/out"
 result $? "run --help lists the workspace, environment and limit options"

@@ -250,14 +250,18 @@ static void *job_main(void *arg)
 	crgw_cache_stats(S.cache, &st);
 	r.bytes_after = st.bytes;
 	r.duration_us = now_us() - t0;
-	if (S.job_kind == CRGW_CACHE_JOB_GC)
-		log_info("cache gc", "target=%llu evicted=%llu bytes=%llu error=\"%s\"", (unsigned long long)S.job_target,
-			 (unsigned long long)r.evicted, (unsigned long long)r.bytes_after, r.err ? strerror(-r.err) : "");
+	if (r.err)
+		log_warn(S.job_kind == CRGW_CACHE_JOB_GC ? "cache gc failed" : "cache verify failed", "error=\"%s\"",
+			 strerror(-r.err));
+	else if (S.job_kind == CRGW_CACHE_JOB_GC)
+		log_info("cache gc", "target=%llu evicted=%llu bytes=%llu", (unsigned long long)S.job_target,
+			 (unsigned long long)r.evicted, (unsigned long long)r.bytes_after);
 	else
-		log_info("cache verify", "checked=%llu ok=%llu corrupt=%llu errors=%llu ms=%llu error=\"%s\"",
-			 (unsigned long long)r.verify.checked, (unsigned long long)r.verify.ok,
-			 (unsigned long long)r.verify.corrupt, (unsigned long long)r.verify.errors,
-			 (unsigned long long)(r.duration_us / 1000), r.err ? strerror(-r.err) : "");
+		/* Corrupt objects are worth a warning: the disk or someone with root changed the cache. */
+		crgw_log(r.verify.corrupt || r.verify.errors ? CRGW_LOG_WARN : CRGW_LOG_INFO, "cache verify",
+			 "checked=%llu ok=%llu corrupt=%llu errors=%llu ms=%llu", (unsigned long long)r.verify.checked,
+			 (unsigned long long)r.verify.ok, (unsigned long long)r.verify.corrupt,
+			 (unsigned long long)r.verify.errors, (unsigned long long)(r.duration_us / 1000));
 	S.job_done(S.job_arg, &r);
 	pthread_mutex_lock(&S.lock);
 	S.job_running = false;
