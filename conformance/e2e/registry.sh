@@ -88,6 +88,40 @@ ok $? "a scoped packument, abbreviated, points its tarball at the gateway (${url
 echo "$out" | grep -q 'https://npm.test'
 ok $((!$?)) "no URL in it leads to the upstream"
 
+# ---- pip install --require-hashes through the gateway ----------------------------------------------------
+PIP=$T/pip
+mkdir -p "$PIP"
+cp "$TN_PYPI_REQUIREMENTS" "$PIP/requirements.txt"
+cat >"$PIP/cleanroom.yaml" <<'EOF2'
+version: 1
+sandbox:
+  network:
+    default: deny
+registries:
+  pip:
+    enable: true
+    allowed_hosts: [pypi.test]
+    lockfile_enforcement: { enabled: true, mode: deny_unknown, lockfiles: [requirements.txt] }
+EOF2
+pip_install='rm -rf site && pip install -q --no-cache-dir --disable-pip-version-check --require-hashes -r requirements.txt --target site 2>&1 | tail -3; ls site'
+out=$(run "$PIP" "$pip_install" 2>&1)
+echo "$out" | grep -q crgw_alpha && echo "$out" | grep -q crgw_beta && echo "$out" | grep -q crgw_gamma
+ok $? "pip install --require-hashes of three wheels through the gateway (${out//$'\n'/ })"
+check "a wheel is audited: registry pip, package, version, its sha256" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .registry=="pip" and .action=="allow" and .package=="crgw-beta" and .version=="1.1.0" and (.integrity|startswith("sha256:")))'
+out=$(run "$PIP" 'curl -s "$PIP_INDEX_URL"crgw-beta/' 2>&1)
+echo "$out" | grep -q 'crgw_beta-1.1.0' && ! echo "$out" | grep -q 'crgw_beta-1.0.0' && ! echo "$out" | grep -q 'https://pypi.test'
+ok $? "the project page lists only the pinned file, at the gateway ($(echo "$out" | grep -o 'href="[^"]*"' | head -2 | tr '\n' ' '))"
+out=$(run "$PIP" 'curl -s -H "Accept: application/vnd.pypi.simple.v1+json" "$PIP_INDEX_URL"crgw-beta/ | jq -c "[.files[].filename]"' 2>&1)
+check "PEP 691 JSON when asked ($out)" -- test "$out" = '["crgw_beta-1.1.0-py3-none-any.whl"]'
+out=$(run "$PIP" 'pip download -q --no-cache-dir --disable-pip-version-check --no-deps -d dl crgw-beta==1.0.0 2>&1 | tail -2' 2>&1)
+echo "$out" | grep -qi 'no matching distribution'
+ok $? "pip cannot find a version outside the requirements ($(echo "$out" | tail -1 | head -c 120))"
+out=$(run "$PIP" 'curl -s -o /dev/null -w "%{http_code}" "$PIP_INDEX_URL"crgw-beta/crgw_beta-1.0.0-py3-none-any.whl' 2>&1)
+check "its file asked for directly: 403 ($out)" -- test "$out" = 403
+check "audited: lockfile_violation for crgw-beta 1.0.0" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .registry=="pip" and .reason_code=="lockfile_violation" and .package=="crgw-beta" and .version=="1.0.0")'
+
 # ---- deny_unknown: a version outside the lockfile ------------------------------------------------------
 testnet_npm_publish crgw-dep-01 9.0.0 >/dev/null 2>&1
 ok $? "crgw-dep-01@9.0.0 published to the upstream (outside the lockfile)"
@@ -177,6 +211,9 @@ out=$(run "$NPM" 'npm ci --cache "$(mktemp -d)" --no-progress 2>&1 | tail -1' 2>
 rc=$?
 warm_ms=$((($(date +%s%N) - start) / 1000000))
 ok $rc "npm ci again, the cache warm ($warm_ms ms; $out)"
+out=$(run "$PIP" "$pip_install" 2>&1)
+echo "$out" | grep -q crgw_gamma
+ok $? "pip install again, filling the cache the tamper test emptied"
 gw_stop >/dev/null 2>&1
 for s in npm pypi goproxy oci; do
 	[ -f "$TN_STATE/pids/$s.pid" ] && read -r pid _ <"$TN_STATE/pids/$s.pid" && kill -STOP "$pid" 2>/dev/null
@@ -199,6 +236,9 @@ hits=$(tail -n +$((before + 1)) "$AUDIT" | jq -s '[.[] | select(.event=="connect
 check "every tarball of the offline install was a cache hit ($hits hits, $npm_count packages)" -- test "$hits" -ge "$npm_count"
 out=$(run "$WARN" 'curl -s -D - -o /dev/null "$npm_config_registry"crgw-dep-01/-/crgw-dep-01-9.0.0.tgz | tr -d "\r" | head -1' 2>&1)
 check "offline, what is not cached is refused with 503 ($out)" -- grep -q 503 <<<"$out"
+out=$(run "$PIP" "$pip_install" 2>&1)
+echo "$out" | grep -q crgw_alpha && echo "$out" | grep -q crgw_beta && echo "$out" | grep -q crgw_gamma
+ok $? "pip install offline, the index stopped: pages from the store, wheels from the cache (${out//$'\n'/ })"
 for s in npm pypi goproxy oci; do
 	[ -f "$TN_STATE/pids/$s.pid" ] && read -r pid _ <"$TN_STATE/pids/$s.pid" && kill -CONT "$pid" 2>/dev/null
 done

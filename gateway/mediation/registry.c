@@ -986,7 +986,7 @@ void med_registry(struct med_request *r, const char *path, size_t len, const cha
 	if (med_path_take(&path, &len, "/npm"))
 		med_npm(r, path, len);
 	else if (med_path_take(&path, &len, "/pypi"))
-		not_mediated(r, path, len, "pypi", "pip");
+		med_pypi(r, path, len);
 	else if (med_path_take(&path, &len, "/go"))
 		not_mediated(r, path, len, "go", "go");
 	else if (med_path_take(&path, &len, "/oci"))

@@ -97,5 +97,6 @@ void reg_answer_status(struct med_request *r, long status);
 
 /* The handlers. */
 void med_npm(struct med_request *r, const char *path, size_t len);
+void med_pypi(struct med_request *r, const char *path, size_t len);
 
 #endif
