@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Registry mediation and the content cache, in one run against the test network's registries:
+#   1. npm ci (57 packages) and pip install --require-hashes (3 wheels) inside crgw-ctl run sandboxes:
+#      cold (the gateway's cache and metadata store emptied, every artifact fetched from the upstream and
+#      verified) against warm (everything from the cache) against offline (cache.offline, the registries
+#      stopped). Every install starts with an empty client cache (npm --cache, pip --no-cache-dir), so
+#      what the client does not fetch from the gateway it does not have.
+#   2. Cache-hit latency of a small object (a 334-byte tarball): COUNT requests on one kept-alive
+#      connection from a sandbox, p50 and p99 of curl's time_total.
+#   3. Throughput of a 1 GiB cached object (served with sendfile) from a sandbox, beside nginx serving
+#      the very same file (the cache's object) from the same disk, to a client across the same kind of
+#      veth link (the root namespace to the test network's namespace).
+# Prints one line per measurement and a summary; docs/performance.md records the figures. Needs root.
+# usage: registry-bench.sh CRGW CRGW_CTL [ROUNDS] [COUNT]
+set -uo pipefail
+CRGW=$1
+CTL=$2
+ROUNDS=${3:-3}
+COUNT=${4:-2000}
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib/testnet.sh
+source "$here/../lib/testnet.sh"
+# shellcheck source=../e2e/lib.sh
+source "$here/../e2e/lib.sh"
+
+T=$(mktemp -d /var/tmp/crgw-registry-bench.XXXXXX)
+chmod 0755 "$T"
+testnet_on_exit rm -rf "$T"
+testnet_on_exit 'gw_stop >/dev/null 2>&1'
+testnet_on_exit '[ -n "${NGINX_PID:-}" ] && kill "$NGINX_PID" 2>/dev/null; true'
+testnet_on_exit 'resume_registries'
+testnet_up "$T/net" >/dev/null || { echo "the test network did not come up" >&2; exit 1; }
+testnet_registries_up >/dev/null || { echo "the test registries did not come up" >&2; exit 1; }
+
+write_config() { # write_config OFFLINE
+	cat >"$T/crgw.yaml" <<EOF
+secrets:
+  npm_token: { file: $TN_NPM_TOKEN_FILE }
+registries:
+  credentials:
+    npm.test: { secret: npm_token, scheme: bearer }
+mediation:
+  ca_file: $TN_CA
+cache:
+  offline: $1
+  metadata_ttl_seconds: 0
+EOF
+}
+CACHE=$T/cache
+start_gw() { gw_start "$T" --config "$T/crgw.yaml" --set "cache.dir=$CACHE" || { echo "crgw did not start" >&2; exit 1; }; }
+stop_registries() { for s in npm pypi; do read -r pid _ <"$TN_STATE/pids/$s.pid" && kill -STOP "$pid"; done; }
+resume_registries() { for s in npm pypi; do [ -f "$TN_STATE/pids/$s.pid" ] && read -r pid _ <"$TN_STATE/pids/$s.pid" && kill -CONT "$pid" 2>/dev/null; done; true; }
+
+# One project for both tools: the npm project, the pip requirements, a policy enabling both.
+P=$T/p
+mkdir -p "$P"
+cp "$TN_NPM_PROJECT/package.json" "$TN_NPM_PROJECT/package-lock.json" "$P/"
+cp "$TN_PYPI_REQUIREMENTS" "$P/requirements.txt"
+cat >"$P/cleanroom.yaml" <<'EOF'
+version: 1
+sandbox:
+  network:
+    default: deny
+registries:
+  npm:
+    enable: true
+    allowed_hosts: [npm.test]
+    lockfile_enforcement: { enabled: true, mode: deny_unknown, lockfiles: [package-lock.json] }
+  pip:
+    enable: true
+    allowed_hosts: [pypi.test]
+    fallback: allow
+    lockfile_enforcement: { enabled: true, mode: deny_unknown, lockfiles: [requirements.txt] }
+EOF
+run() { "$CTL" run --rm --policy "$P/cleanroom.yaml" --workspace "$P" --workspace-mode rw -- bash -c "$1"; }
+npm_job='rm -rf node_modules; s=$(date +%s%N); npm ci --cache "$(mktemp -d)" --no-progress >/dev/null 2>&1 || exit 1; echo $((($(date +%s%N) - s) / 1000000))'
+pip_job='rm -rf site; s=$(date +%s%N); pip install -q --no-cache-dir --disable-pip-version-check --require-hashes -r requirements.txt --target site >/dev/null 2>&1 || exit 1; echo $((($(date +%s%N) - s) / 1000000))'
+median() { sort -n | awk '{a[NR]=$1} END {print (NR ? a[int((NR + 1) / 2)] : "-")}'; }
+empty_cache() { "$CTL" cache gc --target 0 >/dev/null 2>&1; rm -rf "$CACHE/meta"; }
+
+# ---- 1. installs: cold, warm, offline ------------------------------------------------------------------
+write_config false
+start_gw
+declare -A times
+for r in $(seq "$ROUNDS"); do
+	for tool in npm pip; do
+		job=npm_job
+		[ "$tool" = pip ] && job=pip_job
+		empty_cache
+		c=$(run "${!job}") || { echo "$tool cold install failed" >&2; exit 1; }
+		w=$(run "${!job}") || { echo "$tool warm install failed" >&2; exit 1; }
+		times[$tool.cold]+="$c "
+		times[$tool.warm]+="$w "
+		echo "round $r $tool: cold $c ms, warm $w ms (inside the sandbox)"
+	done
+done
+# Each tool's cold round emptied the cache of the other's artifacts: both fill it again.
+run "$npm_job" >/dev/null && run "$pip_job" >/dev/null || { echo "the installs before going offline failed" >&2; exit 1; }
+gw_stop >/dev/null 2>&1
+write_config true
+stop_registries
+start_gw
+for r in $(seq "$ROUNDS"); do
+	for tool in npm pip; do
+		job=npm_job
+		[ "$tool" = pip ] && job=pip_job
+		o=$(run "${!job}") || { echo "$tool offline install failed" >&2; exit 1; }
+		times[$tool.offline]+="$o "
+		echo "round $r $tool: offline $o ms (the registries stopped)"
+	done
+done
+resume_registries
+
+# ---- 2. cache-hit latency of a small object -------------------------------------------------------------
+url_path=/registry/npm/npm.test/crgw-dep-00/-/crgw-dep-00-1.0.0.tgz
+lat=$(run 'u=http://$CRGW_GATEWAY:8170'"$url_path"'; args=(); for i in $(seq '"$COUNT"'); do args+=(-o /dev/null "$u"); done
+	curl -s -w "%{time_total}\n" "${args[@]}"')
+p50=$(echo "$lat" | sort -n | awk -v n="$COUNT" 'NR == int(n * 0.5) {printf "%.0f", $1 * 1e6}')
+p99=$(echo "$lat" | sort -n | awk -v n="$COUNT" 'NR == int(n * 0.99) {printf "%.0f", $1 * 1e6}')
+echo "cache hit, 334-byte tarball, $COUNT requests on one connection: p50 ${p50} us, p99 ${p99} us"
+
+# ---- 3. a 1 GiB object: the gateway's sendfile against nginx, the same file --------------------------------
+gw_stop >/dev/null 2>&1
+write_config false
+start_gw
+www=$TN_STATE/pypi/www
+mkdir -p "$www/simple/crgw-huge"
+f=crgw_huge-1.0.0-py3-none-any.whl
+head -c $((1024 * 1024 * 1024)) /dev/urandom >"$www/files/$f"
+d=$(sha256sum "$www/files/$f" | cut -d' ' -f1)
+echo "<a href=\"../../files/$f#sha256=$d\">$f</a>" >"$www/simple/crgw-huge/index.html"
+printf '{"meta":{"api-version":"1.0"},"name":"crgw-huge","files":[{"filename":"%s","url":"../../files/%s","hashes":{"sha256":"%s"}}]}\n' \
+	"$f" "$f" "$d" >"$www/simple/crgw-huge/index.json"
+printf 'version: 1\nsandbox:\n  network:\n    default: deny\nregistries:\n  pip: { enable: true, allowed_hosts: [pypi.test], fallback: allow }\n' >"$T/huge.yaml"
+hrun() { "$CTL" run --rm --policy "$T/huge.yaml" --workspace "$P" --workspace-mode rw -- bash -c "$1"; }
+fill=$(hrun 'curl -s -o /dev/null -w "%{speed_download}" "$PIP_INDEX_URL"crgw-huge/'"$f")
+echo "1 GiB cold (fetched, verified, cached): $(awk -v b="$fill" 'BEGIN {printf "%.0f", b / 1e6}') MB/s"
+obj=$(find "$CACHE/objects" -type f -size +1000M | head -1)
+[ -n "$obj" ] || { echo "the 1 GiB object is not in the cache" >&2; exit 1; }
+mkdir -p "$T/nginx"
+cat >"$T/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/error.log;
+events { worker_connections 64; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path $T/nginx;
+    proxy_temp_path $T/nginx;
+    fastcgi_temp_path $T/nginx;
+    uwsgi_temp_path $T/nginx;
+    scgi_temp_path $T/nginx;
+    server {
+        listen $TN_PYPI_ADDR:8081;
+        location = /object { alias $obj; default_type application/octet-stream; }
+    }
+}
+EOF
+ip netns exec "$TN_NS" nginx -c "$T/nginx/nginx.conf" -p "$T/nginx" &
+NGINX_PID=$!
+for _ in $(seq 50); do curl -s -o /dev/null "http://$TN_PYPI_ADDR:8081/object" --max-time 0.2 -r 0-0 && break; sleep 0.1; done
+gwr=""
+ngr=""
+for r in $(seq "$ROUNDS"); do
+	g=$(hrun 'curl -s -o /dev/null -w "%{speed_download}" "$PIP_INDEX_URL"crgw-huge/'"$f")
+	n=$(curl -s -o /dev/null -w "%{speed_download}" "http://$TN_PYPI_ADDR:8081/object")
+	g=$(awk -v b="$g" 'BEGIN {printf "%.0f", b / 1e6}')
+	n=$(awk -v b="$n" 'BEGIN {printf "%.0f", b / 1e6}')
+	gwr+="$g "
+	ngr+="$n "
+	echo "round $r 1 GiB hit: crgw $g MB/s, nginx $n MB/s"
+done
+
+echo
+echo "summary (medians of $ROUNDS rounds)"
+for tool in npm pip; do
+	c=$(echo ${times[$tool.cold]} | tr ' ' '\n' | median)
+	w=$(echo ${times[$tool.warm]} | tr ' ' '\n' | median)
+	o=$(echo ${times[$tool.offline]} | tr ' ' '\n' | median)
+	echo "$tool install: cold $c ms, warm $w ms, offline $o ms; cold/offline $(awk -v c="$c" -v o="$o" 'BEGIN {printf "%.1f", c / o}')x"
+done
+echo "cache hit latency (small object): p50 ${p50} us, p99 ${p99} us"
+g=$(echo $gwr | tr ' ' '\n' | median)
+n=$(echo $ngr | tr ' ' '\n' | median)
+echo "1 GiB cached object: crgw $g MB/s, nginx $n MB/s; ratio $(awk -v g="$g" -v n="$n" 'BEGIN {printf "%.2f", g / n}')"
