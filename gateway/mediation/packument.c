@@ -160,10 +160,10 @@ static int precmp(const char *a, size_t an, const char *b, size_t bn)
 		size_t ie = i, je = j;
 		bool anum = true, bnum = true;
 
-		while (ie < an && a[ie] != '.')
-			anum = anum && is_digit((unsigned char)a[ie++]);
-		while (je < bn && b[je] != '.')
-			bnum = bnum && is_digit((unsigned char)b[je++]);
+		for (; ie < an && a[ie] != '.'; ie++)
+			anum = anum && is_digit((unsigned char)a[ie]);
+		for (; je < bn && b[je] != '.'; je++)
+			bnum = bnum && is_digit((unsigned char)b[je]);
 		int c;
 
 		if (anum && bnum)
@@ -474,7 +474,11 @@ static int version_info(const struct doc *d, const char *name, const char *key, 
 	 * A version object that names another version or another package is refused rather than trusted one way:
 	 * npm reads the object's fields, the gateway decides on the key, and the two must be the same thing.
 	 */
-	if (!(s = opt_string(v, "version", &bad)) || strcmp(s, key)) {
+	if (!(s = opt_string(v, "version", &bad))) {
+		*why = "a version has no string \"version\"";
+		return -EINVAL;
+	}
+	if (strcmp(s, key)) {
 		*why = "a version's \"version\" differs from its key";
 		return -EINVAL;
 	}
