@@ -652,6 +652,65 @@ static bool kept_key(const char *key)
 	return !strcmp(key, "created") || !strcmp(key, "modified");
 }
 
+/* The output buffer: its bound is fixed at creation, so no document grows it without end. */
+struct outbuf {
+	char *p;
+	size_t len, cap, max;
+	bool over;
+};
+
+static int out_append(const char *s, size_t n, void *arg)
+{
+	struct outbuf *b = arg;
+
+	if (n > b->max - b->len) {
+		b->over = true;
+		return -1;
+	}
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap;
+		char *p;
+
+		while (cap < b->len + n + 1)
+			cap = cap > b->max / 2 ? b->max + 1 : cap * 2;
+		if (!(p = realloc(b->p, cap)))
+			return -1;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+/*
+ * Prints `doc` compactly into `out`. The output can be larger than the input (our tarball URLs may be
+ * longer than the upstream's, and jansson prints a real such as 0.1 with 17 digits), so it has its own
+ * bound, NPM_REWRITE_MAX. `hint`: the input's size, a good first guess.
+ */
+static int dump(json_t *doc, size_t hint, struct npm_rewrite *out, const char **why)
+{
+	struct outbuf b = {.max = NPM_REWRITE_MAX};
+
+	b.cap = hint < 4096 ? 4096 : hint + hint / 8 + 1;
+	if (b.cap > b.max + 1)
+		b.cap = b.max + 1;
+	if (!(b.p = malloc(b.cap)))
+		return -ENOMEM;
+	b.p[0] = '\0';
+	if (json_dump_callback(doc, out_append, &b, JSON_COMPACT)) {
+		free(b.p);
+		if (!b.over)
+			return -ENOMEM;
+		*why = "the rewritten document is too large";
+		return -E2BIG;
+	}
+	out->doc = b.p;
+	out->len = b.len;
+	return 0;
+}
+
 void npm_rewrite_free(struct npm_rewrite *r)
 {
 	if (!r)
@@ -682,6 +741,7 @@ int npm_packument_rewrite(const char *doc, size_t len, const char *name, bool ab
 			struct npm_version_info info;
 			enum npm_verdict verdict = NPM_DROP_UNLISTED;
 			char tarball[NPM_URL_MAX + 1];
+			json_t *url;
 			bool valid;
 
 			if ((err = version_info(&d, name, key, v, &info, &reason)))
@@ -703,7 +763,12 @@ int npm_packument_rewrite(const char *doc, size_t len, const char *name, bool ab
 					err = -ENOMEM;
 					goto out;
 				}
-				if (json_object_set_new(dist, "tarball", json_string(tarball))) {
+				if (!(url = json_string(tarball))) {
+					reason = "the callback's tarball URL is not UTF-8";
+					err = -EINVAL;
+					goto out;
+				}
+				if (json_object_set_new(dist, "tarball", url)) {
 					err = -ENOMEM;
 					goto out;
 				}
@@ -733,12 +798,8 @@ int npm_packument_rewrite(const char *doc, size_t len, const char *name, bool ab
 	} else {
 		result = json_incref(d.root);
 	}
-	out->doc = json_dumps(result, JSON_COMPACT);
-	if (!out->doc) {
-		err = -ENOMEM;
+	if ((err = dump(result, len, out, &reason)))
 		goto out;
-	}
-	out->len = strlen(out->doc);
 out:
 	if (err == -ENOMEM)
 		reason = "out of memory";

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #define NPM_PACKUMENT_MAX (96u << 20) /* bytes of one document; the caller stops reading here too */
+#define NPM_REWRITE_MAX (128u << 20)  /* bytes of a rewritten document */
 #define NPM_MAX_DEPTH 64	      /* nesting of arrays and objects in a document */
 #define NPM_NAME_MAX 214	      /* bytes of a package name, scope included (npm's own limit) */
 #define NPM_VERSION_MAX 256	      /* bytes of a version (npm's own limit) */
@@ -74,7 +75,8 @@ struct npm_rewrite {
  * packument.c); "hasInstallScript" is added when the version's scripts hold a preinstall, install or
  * postinstall script, as the registry does.
  *
- * Returns 0; -EINVAL for a malformed document or argument; -E2BIG past a bound above (size, depth); -ENOMEM.
+ * Returns 0; -EINVAL for a malformed document or argument (a URL from `cb` that is empty, unterminated or
+ * not UTF-8 included); -E2BIG past a bound above (input size, depth, output size); -ENOMEM.
  * On failure `out` is empty and `*why` (may be NULL) points to a static string saying what was refused; on
  * success `*why` is NULL.
  */

@@ -382,6 +382,13 @@ static enum npm_verdict keep_without_url(void *arg, const struct npm_version_inf
 	return NPM_KEEP;
 }
 
+static enum npm_verdict keep_latin1(void *arg, const struct npm_version_info *v, char *new_tarball, size_t cap)
+{
+	(void)arg, (void)v;
+	snprintf(new_tarball, cap, "http://gw.test/caf\xe9.tgz");
+	return NPM_KEEP;
+}
+
 static enum npm_verdict odd_verdict(void *arg, const struct npm_version_info *v, char *new_tarball, size_t cap)
 {
 	(void)arg, (void)v, (void)new_tarball, (void)cap;
@@ -413,6 +420,8 @@ static void test_callback_and_keys(void)
 	err = npm_packument_rewrite(doc, strlen(doc), "p", false, keep_without_url, NULL, &r, &why);
 	tap_result(err == -EINVAL && why && !r.doc, "a kept version without a URL fails the rewrite (%s)",
 		   why ? why : "-");
+	err = npm_packument_rewrite(doc, strlen(doc), "p", false, keep_latin1, NULL, &r, &why);
+	tap_result(err == -EINVAL && why && !r.doc, "a URL that is not UTF-8 fails the rewrite (%s)", why ? why : "-");
 	err = npm_packument_rewrite(doc, strlen(doc), "p", false, odd_verdict, NULL, &r, &why);
 	tap_result(!err && r.kept == 0 && r.dropped_unlisted == 1 && !strstr(r.doc, "1.0.0") &&
 		       !strstr(r.doc, "latest"),
