@@ -307,6 +307,12 @@ static void test_malformed(void)
 	     "duplicate key in dist", -EINVAL},
 	    {"{\"name\":\"p\",\"versions\":{\"1.0.0\":{\"version\":\"1.0.0\"},\"1.0.0\":{\"version\":\"1.0.0\"}}}",
 	     "duplicate version", -EINVAL},
+	    /* npm's JSON.parse takes the last of two equal keys: the gateway must not judge the first. */
+	    {"{\"name\":\"p\",\"\\u006eame\":\"q\"}", "duplicate key spelled with an escape", -EINVAL},
+	    {"{\"name\":\"p\",\"versions\":{\"1.0.0\":{\"version\":\"1.0.0\"},\"1.0.\\u0030\":{\"version\":\"1.0.0\"}}"
+	     "}",
+	     "duplicate version spelled with an escape", -EINVAL},
+	    {"\xef\xbb\xbf{\"name\":\"p\"}", "byte order mark", -EINVAL},
 	    {"{\"versions\":{}}", "no name", -EINVAL},
 	    {"{\"name\":7}", "name not a string", -EINVAL},
 	    {"{\"name\":\"q\"}", "another package", -EINVAL},
@@ -480,6 +486,12 @@ static void test_find(void)
 	tap_result(!npm_packument_find(scoped, strlen(scoped), "@acme/widget", "0.4.0-beta.2", &f, NULL) &&
 		       f.prerelease && f.published == 1672531200,
 		   "find: scoped prerelease");
+	static const char notime[] = "{\"name\":\"p\",\"versions\":{\"1.0.0\":{\"version\":\"1.0.0\"}},"
+				     "\"time\":{\"1.0.0\":\"yesterday\"}}";
+
+	tap_result(!npm_packument_find(notime, strlen(notime), "p", "1.0.0", &f, NULL) && f.published == -1 &&
+		       !f.tarball[0] && !f.integrity[0],
+		   "find: an unparsable time is -1, missing dist fields empty");
 	tap_result(npm_packument_find(plain, strlen(plain), "demo-pkg", "0.0.1", &f, &why) == -ENOENT && why &&
 		       f.published == -1 && !f.version[0],
 		   "find: a version only in time is absent");
