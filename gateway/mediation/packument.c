@@ -412,8 +412,12 @@ static int load(const char *text, size_t len, const char *name, struct doc *d, c
 	json_t *n;
 
 	memset(d, 0, sizeof(*d));
-	if (!text || !name || !npm_name_valid(name, strlen(name))) {
+	if (!name || !npm_name_valid(name, strlen(name))) {
 		*why = "invalid package name";
+		return -EINVAL;
+	}
+	if (!text) {
+		*why = "no document";
 		return -EINVAL;
 	}
 	if (len > NPM_PACKUMENT_MAX) {
