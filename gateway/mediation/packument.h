@@ -66,9 +66,11 @@ struct npm_rewrite {
  * time.modified stay). In kept versions dist.tarball becomes the callback's URL. "dist-tags": "latest",
  * when it names a dropped or missing version (or is absent), is re-pointed at the highest kept version,
  * preferring releases over prereleases and versions below the old "latest" over ones above it; it is
- * removed when nothing is kept. Any other tag naming a dropped or missing version is removed.
- * "_attachments" is removed. Everything else is kept: strings byte for byte, integers by value, reals by
- * value (jansson prints them with up to 17 significant digits, so "0.1" may come back longer).
+ * removed when nothing is kept. Any other tag naming a dropped or missing version (or not a string) is
+ * removed; an absent "dist-tags" is added. Versions whose key is not a valid semver version are dropped
+ * (counted in dropped_invalid) without asking `cb`, because the URLs and cache keys built from a version
+ * must not carry anything else. "_attachments" is removed. Everything else is kept: strings byte for byte, integers by
+ * value, reals by value (jansson prints them with up to 17 significant digits, so "0.1" may come back longer).
  *
  * `abbreviated`: emit the "application/vnd.npm.install-v1+json" form instead: "name", "modified" (from
  * time.modified), "dist-tags" and "versions" holding only the fields npm's installer reads (see
