@@ -160,10 +160,10 @@ static int precmp(const char *a, size_t an, const char *b, size_t bn)
 		size_t ie = i, je = j;
 		bool anum = true, bnum = true;
 
-		while (ie < an && a[ie] != '.')
-			anum = anum && is_digit((unsigned char)a[ie++]);
-		while (je < bn && b[je] != '.')
-			bnum = bnum && is_digit((unsigned char)b[je++]);
+		for (; ie < an && a[ie] != '.'; ie++)
+			anum = anum && is_digit((unsigned char)a[ie]);
+		for (; je < bn && b[je] != '.'; je++)
+			bnum = bnum && is_digit((unsigned char)b[je]);
 		int c;
 
 		if (anum && bnum)
@@ -412,8 +412,12 @@ static int load(const char *text, size_t len, const char *name, struct doc *d, c
 	json_t *n;
 
 	memset(d, 0, sizeof(*d));
-	if (!text || !name || !npm_name_valid(name, strlen(name))) {
+	if (!name || !npm_name_valid(name, strlen(name))) {
 		*why = "invalid package name";
+		return -EINVAL;
+	}
+	if (!text) {
+		*why = "no document";
 		return -EINVAL;
 	}
 	if (len > NPM_PACKUMENT_MAX) {
@@ -474,7 +478,11 @@ static int version_info(const struct doc *d, const char *name, const char *key, 
 	 * A version object that names another version or another package is refused rather than trusted one way:
 	 * npm reads the object's fields, the gateway decides on the key, and the two must be the same thing.
 	 */
-	if (!(s = opt_string(v, "version", &bad)) || strcmp(s, key)) {
+	if (!(s = opt_string(v, "version", &bad))) {
+		*why = "a version has no string \"version\"";
+		return -EINVAL;
+	}
+	if (strcmp(s, key)) {
 		*why = "a version's \"version\" differs from its key";
 		return -EINVAL;
 	}
@@ -648,6 +656,65 @@ static bool kept_key(const char *key)
 	return !strcmp(key, "created") || !strcmp(key, "modified");
 }
 
+/* The output buffer: its bound is fixed at creation, so no document grows it without end. */
+struct outbuf {
+	char *p;
+	size_t len, cap, max;
+	bool over;
+};
+
+static int out_append(const char *s, size_t n, void *arg)
+{
+	struct outbuf *b = arg;
+
+	if (n > b->max - b->len) {
+		b->over = true;
+		return -1;
+	}
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap;
+		char *p;
+
+		while (cap < b->len + n + 1)
+			cap = cap > b->max / 2 ? b->max + 1 : cap * 2;
+		if (!(p = realloc(b->p, cap)))
+			return -1;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+/*
+ * Prints `doc` compactly into `out`. The output can be larger than the input (our tarball URLs may be
+ * longer than the upstream's, and jansson prints a real such as 0.1 with 17 digits), so it has its own
+ * bound, NPM_REWRITE_MAX. `hint`: the input's size, a good first guess.
+ */
+static int dump(json_t *doc, size_t hint, struct npm_rewrite *out, const char **why)
+{
+	struct outbuf b = {.max = NPM_REWRITE_MAX};
+
+	b.cap = hint < 4096 ? 4096 : hint + hint / 8 + 1;
+	if (b.cap > b.max + 1)
+		b.cap = b.max + 1;
+	if (!(b.p = malloc(b.cap)))
+		return -ENOMEM;
+	b.p[0] = '\0';
+	if (json_dump_callback(doc, out_append, &b, JSON_COMPACT)) {
+		free(b.p);
+		if (!b.over)
+			return -ENOMEM;
+		*why = "the rewritten document is too large";
+		return -E2BIG;
+	}
+	out->doc = b.p;
+	out->len = b.len;
+	return 0;
+}
+
 void npm_rewrite_free(struct npm_rewrite *r)
 {
 	if (!r)
@@ -678,6 +745,7 @@ int npm_packument_rewrite(const char *doc, size_t len, const char *name, bool ab
 			struct npm_version_info info;
 			enum npm_verdict verdict = NPM_DROP_UNLISTED;
 			char tarball[NPM_URL_MAX + 1];
+			json_t *url;
 			bool valid;
 
 			if ((err = version_info(&d, name, key, v, &info, &reason)))
@@ -699,7 +767,12 @@ int npm_packument_rewrite(const char *doc, size_t len, const char *name, bool ab
 					err = -ENOMEM;
 					goto out;
 				}
-				if (json_object_set_new(dist, "tarball", json_string(tarball))) {
+				if (!(url = json_string(tarball))) {
+					reason = "the callback's tarball URL is not UTF-8";
+					err = -EINVAL;
+					goto out;
+				}
+				if (json_object_set_new(dist, "tarball", url)) {
 					err = -ENOMEM;
 					goto out;
 				}
@@ -729,12 +802,8 @@ int npm_packument_rewrite(const char *doc, size_t len, const char *name, bool ab
 	} else {
 		result = json_incref(d.root);
 	}
-	out->doc = json_dumps(result, JSON_COMPACT);
-	if (!out->doc) {
-		err = -ENOMEM;
+	if ((err = dump(result, len, out, &reason)))
 		goto out;
-	}
-	out->len = strlen(out->doc);
 out:
 	if (err == -ENOMEM)
 		reason = "out of memory";

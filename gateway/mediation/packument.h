@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #define NPM_PACKUMENT_MAX (96u << 20) /* bytes of one document; the caller stops reading here too */
+#define NPM_REWRITE_MAX (128u << 20)  /* bytes of a rewritten document */
 #define NPM_MAX_DEPTH 64	      /* nesting of arrays and objects in a document */
 #define NPM_NAME_MAX 214	      /* bytes of a package name, scope included (npm's own limit) */
 #define NPM_VERSION_MAX 256	      /* bytes of a version (npm's own limit) */
@@ -65,16 +66,19 @@ struct npm_rewrite {
  * time.modified stay). In kept versions dist.tarball becomes the callback's URL. "dist-tags": "latest",
  * when it names a dropped or missing version (or is absent), is re-pointed at the highest kept version,
  * preferring releases over prereleases and versions below the old "latest" over ones above it; it is
- * removed when nothing is kept. Any other tag naming a dropped or missing version is removed.
- * "_attachments" is removed. Everything else is kept: strings byte for byte, integers by value, reals by
- * value (jansson prints them with up to 17 significant digits, so "0.1" may come back longer).
+ * removed when nothing is kept. Any other tag naming a dropped or missing version (or not a string) is
+ * removed; an absent "dist-tags" is added. Versions whose key is not a valid semver version are dropped
+ * (counted in dropped_invalid) without asking `cb`, because the URLs and cache keys built from a version
+ * must not carry anything else. "_attachments" is removed. Everything else is kept: strings byte for byte, integers by
+ * value, reals by value (jansson prints them with up to 17 significant digits, so "0.1" may come back longer).
  *
  * `abbreviated`: emit the "application/vnd.npm.install-v1+json" form instead: "name", "modified" (from
  * time.modified), "dist-tags" and "versions" holding only the fields npm's installer reads (see
  * packument.c); "hasInstallScript" is added when the version's scripts hold a preinstall, install or
  * postinstall script, as the registry does.
  *
- * Returns 0; -EINVAL for a malformed document or argument; -E2BIG past a bound above (size, depth); -ENOMEM.
+ * Returns 0; -EINVAL for a malformed document or argument (a URL from `cb` that is empty, unterminated or
+ * not UTF-8 included); -E2BIG past a bound above (input size, depth, output size); -ENOMEM.
  * On failure `out` is empty and `*why` (may be NULL) points to a static string saying what was refused; on
  * success `*why` is NULL.
  */
