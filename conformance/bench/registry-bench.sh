@@ -12,12 +12,16 @@
 #      the very same file (the cache's object) from the same disk, to a client across the same kind of
 #      veth link (the root namespace to the test network's namespace).
 # Prints one line per measurement and a summary; docs/performance.md records the figures. Needs root.
-# usage: registry-bench.sh CRGW CRGW_CTL [ROUNDS] [COUNT]
+# With RTT_MS (default 0), the installs run a second time with the upstreams that many milliseconds away
+# (netem on the root side of the test network's link, removed before the throughput comparison, which
+# crosses the same link), as a registry across a real network is.
+# usage: registry-bench.sh CRGW CRGW_CTL [ROUNDS] [COUNT] [RTT_MS]
 set -uo pipefail
 CRGW=$1
 CTL=$2
 ROUNDS=${3:-3}
 COUNT=${4:-2000}
+RTT_MS=${5:-0}
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib/testnet.sh
 source "$here/../lib/testnet.sh"
@@ -30,6 +34,7 @@ testnet_on_exit rm -rf "$T"
 testnet_on_exit 'gw_stop >/dev/null 2>&1'
 testnet_on_exit '[ -n "${NGINX_PID:-}" ] && kill "$NGINX_PID" 2>/dev/null; true'
 testnet_on_exit 'resume_registries'
+testnet_on_exit 'tc qdisc del dev "$TN_VETH" root 2>/dev/null; true'
 testnet_up "$T/net" >/dev/null || { echo "the test network did not come up" >&2; exit 1; }
 testnet_registries_up >/dev/null || { echo "the test registries did not come up" >&2; exit 1; }
 
@@ -80,37 +85,51 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR ? a[int((NR + 1) / 2)] : "-"
 empty_cache() { "$CTL" cache gc --target 0 >/dev/null 2>&1; rm -rf "$CACHE/meta"; }
 
 # ---- 1. installs: cold, warm, offline ------------------------------------------------------------------
+declare -A times
+installs() { # installs LABEL: ROUNDS of cold and warm, then offline, into times[LABEL.tool.kind]
+	local label=$1 r tool job c w o
+	write_config false
+	start_gw
+	for r in $(seq "$ROUNDS"); do
+		for tool in npm pip; do
+			job=npm_job
+			[ "$tool" = pip ] && job=pip_job
+			empty_cache
+			c=$(run "${!job}") || { echo "$tool cold install failed" >&2; exit 1; }
+			w=$(run "${!job}") || { echo "$tool warm install failed" >&2; exit 1; }
+			times[$label.$tool.cold]+="$c "
+			times[$label.$tool.warm]+="$w "
+			echo "$label round $r $tool: cold $c ms, warm $w ms (inside the sandbox)"
+		done
+	done
+	# Each tool's cold round emptied the cache of the other's artifacts: both fill it again.
+	run "$npm_job" >/dev/null && run "$pip_job" >/dev/null || { echo "the installs before going offline failed" >&2; exit 1; }
+	gw_stop >/dev/null 2>&1
+	write_config true
+	stop_registries
+	start_gw
+	for r in $(seq "$ROUNDS"); do
+		for tool in npm pip; do
+			job=npm_job
+			[ "$tool" = pip ] && job=pip_job
+			o=$(run "${!job}") || { echo "$tool offline install failed" >&2; exit 1; }
+			times[$label.$tool.offline]+="$o "
+			echo "$label round $r $tool: offline $o ms (the registries stopped)"
+		done
+	done
+	resume_registries
+	gw_stop >/dev/null 2>&1
+}
+labels=local
+installs local
+if [ "$RTT_MS" -gt 0 ]; then
+	tc qdisc add dev "$TN_VETH" root netem delay "${RTT_MS}ms" || { echo "netem is not available" >&2; exit 1; }
+	installs "rtt${RTT_MS}ms"
+	tc qdisc del dev "$TN_VETH" root
+	labels+=" rtt${RTT_MS}ms"
+fi
 write_config false
 start_gw
-declare -A times
-for r in $(seq "$ROUNDS"); do
-	for tool in npm pip; do
-		job=npm_job
-		[ "$tool" = pip ] && job=pip_job
-		empty_cache
-		c=$(run "${!job}") || { echo "$tool cold install failed" >&2; exit 1; }
-		w=$(run "${!job}") || { echo "$tool warm install failed" >&2; exit 1; }
-		times[$tool.cold]+="$c "
-		times[$tool.warm]+="$w "
-		echo "round $r $tool: cold $c ms, warm $w ms (inside the sandbox)"
-	done
-done
-# Each tool's cold round emptied the cache of the other's artifacts: both fill it again.
-run "$npm_job" >/dev/null && run "$pip_job" >/dev/null || { echo "the installs before going offline failed" >&2; exit 1; }
-gw_stop >/dev/null 2>&1
-write_config true
-stop_registries
-start_gw
-for r in $(seq "$ROUNDS"); do
-	for tool in npm pip; do
-		job=npm_job
-		[ "$tool" = pip ] && job=pip_job
-		o=$(run "${!job}") || { echo "$tool offline install failed" >&2; exit 1; }
-		times[$tool.offline]+="$o "
-		echo "round $r $tool: offline $o ms (the registries stopped)"
-	done
-done
-resume_registries
 
 # ---- 2. cache-hit latency of a small object -------------------------------------------------------------
 url_path=/registry/npm/npm.test/crgw-dep-00/-/crgw-dep-00-1.0.0.tgz
@@ -121,9 +140,6 @@ p99=$(echo "$lat" | sort -n | awk -v n="$COUNT" 'NR == int(n * 0.99) {printf "%.
 echo "cache hit, 334-byte tarball, $COUNT requests on one connection: p50 ${p50} us, p99 ${p99} us"
 
 # ---- 3. a 1 GiB object: the gateway's sendfile against nginx, the same file --------------------------------
-gw_stop >/dev/null 2>&1
-write_config false
-start_gw
 www=$TN_STATE/pypi/www
 mkdir -p "$www/simple/crgw-huge"
 f=crgw_huge-1.0.0-py3-none-any.whl
@@ -141,6 +157,7 @@ obj=$(find "$CACHE/objects" -type f -size +1000M | head -1)
 mkdir -p "$T/nginx"
 cat >"$T/nginx/nginx.conf" <<EOF
 daemon off;
+user root root;
 worker_processes 1;
 pid $T/nginx/nginx.pid;
 error_log $T/nginx/error.log;
@@ -177,11 +194,13 @@ done
 
 echo
 echo "summary (medians of $ROUNDS rounds)"
-for tool in npm pip; do
-	c=$(echo ${times[$tool.cold]} | tr ' ' '\n' | median)
-	w=$(echo ${times[$tool.warm]} | tr ' ' '\n' | median)
-	o=$(echo ${times[$tool.offline]} | tr ' ' '\n' | median)
-	echo "$tool install: cold $c ms, warm $w ms, offline $o ms; cold/offline $(awk -v c="$c" -v o="$o" 'BEGIN {printf "%.1f", c / o}')x"
+for label in $labels; do
+	for tool in npm pip; do
+		c=$(echo ${times[$label.$tool.cold]} | tr ' ' '\n' | median)
+		w=$(echo ${times[$label.$tool.warm]} | tr ' ' '\n' | median)
+		o=$(echo ${times[$label.$tool.offline]} | tr ' ' '\n' | median)
+		echo "$label $tool install: cold $c ms, warm $w ms, offline $o ms; cold/offline $(awk -v c="$c" -v o="$o" 'BEGIN {printf "%.1f", c / o}')x"
+	done
 done
 echo "cache hit latency (small object): p50 ${p50} us, p99 ${p99} us"
 g=$(echo $gwr | tr ' ' '\n' | median)
