@@ -12,16 +12,12 @@
 #      the very same file (the cache's object) from the same disk, to a client across the same kind of
 #      veth link (the root namespace to the test network's namespace).
 # Prints one line per measurement and a summary; docs/performance.md records the figures. Needs root.
-# With RTT_MS (default 0), the installs run a second time with the upstreams that many milliseconds away
-# (netem on the root side of the test network's link, removed before the throughput comparison, which
-# crosses the same link), as a registry across a real network is.
-# usage: registry-bench.sh CRGW CRGW_CTL [ROUNDS] [COUNT] [RTT_MS]
+# usage: registry-bench.sh CRGW CRGW_CTL [ROUNDS] [COUNT]
 set -uo pipefail
 CRGW=$1
 CTL=$2
 ROUNDS=${3:-3}
 COUNT=${4:-2000}
-RTT_MS=${5:-0}
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib/testnet.sh
 source "$here/../lib/testnet.sh"
@@ -34,7 +30,6 @@ testnet_on_exit rm -rf "$T"
 testnet_on_exit 'gw_stop >/dev/null 2>&1'
 testnet_on_exit '[ -n "${NGINX_PID:-}" ] && kill "$NGINX_PID" 2>/dev/null; true'
 testnet_on_exit 'resume_registries'
-testnet_on_exit 'tc qdisc del dev "$TN_VETH" root 2>/dev/null; true'
 testnet_up "$T/net" >/dev/null || { echo "the test network did not come up" >&2; exit 1; }
 testnet_registries_up >/dev/null || { echo "the test registries did not come up" >&2; exit 1; }
 
@@ -122,12 +117,6 @@ installs() { # installs LABEL: ROUNDS of cold and warm, then offline, into times
 }
 labels=local
 installs local
-if [ "$RTT_MS" -gt 0 ]; then
-	tc qdisc add dev "$TN_VETH" root netem delay "${RTT_MS}ms" || { echo "netem is not available" >&2; exit 1; }
-	installs "rtt${RTT_MS}ms"
-	tc qdisc del dev "$TN_VETH" root
-	labels+=" rtt${RTT_MS}ms"
-fi
 write_config false
 start_gw
 
