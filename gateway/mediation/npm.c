@@ -240,16 +240,9 @@ void med_npm(struct med_request *r, const char *path, size_t len)
 	struct npm_req *q;
 	char url[REG_URL_MAX];
 
-	if (!g)
+	if (!g || !(q = reg_own_alloc(r, sizeof(*q))))
 		return;
-	q = calloc(1, sizeof(*q));
-	if (!q) {
-		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "out of memory");
-		return;
-	}
 	q->r = r;
-	g->own = q;
-	g->own_free = free;
 	if (len > 1 && memmem(path, len, "/-/", 3) && path[1] != '-') {
 		tarball(r, g, q, path, len);
 		return;

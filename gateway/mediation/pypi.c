@@ -246,16 +246,9 @@ void med_pypi(struct med_request *r, const char *path, size_t len)
 	struct pypi_req *q;
 	bool file;
 
-	if (!g)
+	if (!g || !(q = reg_own_alloc(r, sizeof(*q))))
 		return;
-	q = calloc(1, sizeof(*q));
-	if (!q) {
-		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "out of memory");
-		return;
-	}
 	q->r = r;
-	g->own = q;
-	g->own_free = free;
 	/* ".../<project>/" is a page, ".../<project>/<file name>" a file of that page. */
 	if (len < 2 || path[0] != '/') {
 		med_refuse(r, 404, "Not Found", CRGW_REASON_REQUEST_INVALID, "expected <index path>/<project>/[<file>]");

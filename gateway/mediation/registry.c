@@ -132,6 +132,19 @@ struct reg_req *reg_begin(struct med_request *r, const char *kind, const char *r
 	return g;
 }
 
+void *reg_own_alloc(struct med_request *r, size_t size)
+{
+	struct reg_req *g = state(r);
+
+	g->own = calloc(1, size);
+	if (!g->own) {
+		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "out of memory");
+		return NULL;
+	}
+	g->own_free = free;
+	return g->own;
+}
+
 void reg_gateway_url(struct med_request *r, char *out, size_t cap, const char *host, const char *path)
 {
 	char gw[INET_ADDRSTRLEN];

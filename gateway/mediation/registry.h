@@ -62,6 +62,9 @@ struct reg_req {
 struct reg_req *reg_begin(struct med_request *r, const char *kind, const char *registry, const char **path,
 			  size_t *len);
 
+/* The handler's own state of `size` bytes, zeroed, freed with the request; NULL (answered) when out of memory. */
+void *reg_own_alloc(struct med_request *r, size_t size);
+
 /* The URL a sandbox uses for `host` and `path` through this gateway: http://<gw>:8170/registry/<kind>/<host><path>. */
 void reg_gateway_url(struct med_request *r, char *out, size_t cap, const char *host, const char *path);
 
