@@ -141,7 +141,11 @@ printf 'version: 1\nsandbox:\n  network:\n    default: deny\nregistries:\n  pip:
 hrun() { "$CTL" run --rm --policy "$T/huge.yaml" --workspace "$P" --workspace-mode rw -- bash -c "$1"; }
 fill=$(hrun 'curl -s -o /dev/null -w "%{speed_download}" "$PIP_INDEX_URL"crgw-huge/'"$f")
 echo "1 GiB cold (fetched, verified, cached): $(awk -v b="$fill" 'BEGIN {printf "%.0f", b / 1e6}') MB/s"
-obj=$(find "$CACHE/objects" -type f -size +1000M | head -1)
+for _ in $(seq 300); do # the commit (fsync) runs on a thread of its own after the client has the end
+	obj=$(find "$CACHE/objects" -type f -size +1000M | head -1)
+	[ -n "$obj" ] && break
+	sleep 0.1
+done
 [ -n "$obj" ] || { echo "the 1 GiB object is not in the cache" >&2; exit 1; }
 mkdir -p "$T/nginx"
 cat >"$T/nginx/nginx.conf" <<EOF

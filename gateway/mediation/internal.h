@@ -141,6 +141,8 @@ void med_field_at(const struct med_request *r, unsigned i, const char **name, si
 const char *med_method(const struct med_request *r, size_t *len);
 /* Writes response bytes to the client (framed when chunked); false when the client is gone. */
 void med_client_write(struct med_request *r, const char *data, size_t len);
+/* Writes all of `buf` to the client (framed when chunked), moving its chains: `buf` is left empty. */
+void med_client_write_buffer(struct med_request *r, struct evbuffer *buf);
 /* Queues `size` bytes of the file `fd` (taken: closed once sent) for the client, sent with sendfile(2). */
 int med_client_add_file(struct med_request *r, int fd, uint64_t size);
 /* The client's output has room for more. */
@@ -186,6 +188,8 @@ void med_meta(struct med_request *r, const char *path, size_t len);
 /* registry.c: /registry/<npm|pypi|go|oci>/ and the OCI mirror form /v2/ */
 void med_registry(struct med_request *r, const char *path, size_t len, const char *query, size_t qlen);
 void med_registry_v2(struct med_request *r, const char *path, size_t len);
+/* Waits until every verified artifact handed to a commit thread is in the cache (or failed). */
+void reg_wait_commits(void);
 
 extern struct med_stats {
 	atomic_uint_fast64_t connections_open, requests, denied, upstream_failures, secrets_injected, bytes_up,

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -792,7 +794,6 @@ static void fill_failed(struct med_request *r, int err)
 static void artifact_on_body(struct med_request *r, const char *data, size_t len)
 {
 	struct reg_req *g = state(r);
-	size_t held;
 	int err;
 
 	if (r->status != 200) {
@@ -810,12 +811,8 @@ static void artifact_on_body(struct med_request *r, const char *data, size_t len
 	if (g->fill && (err = crgw_cache_fill_write(g->fill, data, len)) < 0)
 		fill_failed(r, err);
 	/* The bytes before this chunk go out; this chunk waits, so the end is only sent once verified. */
-	held = evbuffer_get_length(g->held);
-	if (held) {
-		r->bytes_down += held;
-		med_client_write(r, (const char *)evbuffer_pullup(g->held, -1), held);
-		evbuffer_drain(g->held, held);
-	}
+	r->bytes_down += evbuffer_get_length(g->held);
+	med_client_write_buffer(r, g->held);
 	evbuffer_add(g->held, data, len);
 	g->sent += len;
 }
@@ -857,11 +854,78 @@ static bool follow_redirect(struct med_request *r)
 	return true;
 }
 
+/*
+ * A verified fill is committed (fsync, rename, directory fsync, index) on a thread of its own: for a large
+ * artifact that takes seconds of disk time, which neither the client (whose bytes were verified by the
+ * stream's own hash) nor the worker's other connections should wait for. Followers see the end when it
+ * is done. The workers wait for every commit before the cache closes (reg_wait_commits).
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t done;
+	unsigned pending;
+} commits = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+
+struct commit_job {
+	struct crgw_cache_fill *fill;
+	char integrity[136];
+};
+
+static void commit_now(struct commit_job *j)
+{
+	int err = crgw_cache_fill_commit(j->fill);
+
+	if (err)
+		log_warn("registry: a verified artifact could not be cached", "integrity=%s error=\"%s\"", j->integrity,
+			 strerror(-err));
+	free(j);
+}
+
+static void *commit_main(void *arg)
+{
+	commit_now(arg);
+	pthread_mutex_lock(&commits.lock);
+	if (--commits.pending == 0)
+		pthread_cond_broadcast(&commits.done);
+	pthread_mutex_unlock(&commits.lock);
+	return NULL;
+}
+
+static void commit_async(struct crgw_cache_fill *fill, const char *integrity)
+{
+	struct commit_job *j = calloc(1, sizeof(*j));
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	if (!j) {
+		crgw_cache_fill_abort(fill);
+		return;
+	}
+	j->fill = fill;
+	snprintf(j->integrity, sizeof(j->integrity), "%s", integrity);
+	pthread_mutex_lock(&commits.lock);
+	commits.pending++;
+	pthread_mutex_unlock(&commits.lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &attr, commit_main, j);
+	pthread_attr_destroy(&attr);
+	if (rc)
+		commit_main(j); /* no thread to be had: on this one, then */
+}
+
+void reg_wait_commits(void)
+{
+	pthread_mutex_lock(&commits.lock);
+	while (commits.pending)
+		pthread_cond_wait(&commits.done, &commits.lock);
+	pthread_mutex_unlock(&commits.lock);
+}
+
 static bool artifact_on_done(struct med_request *r, bool ok, const char *why)
 {
 	struct reg_req *g = state(r);
-	size_t held;
-	int err;
 
 	(void)why;
 	if (!ok) {
@@ -894,18 +958,11 @@ static bool artifact_on_done(struct med_request *r, bool ok, const char *why)
 		return true;
 	}
 	if (g->fill) {
-		err = crgw_cache_fill_commit(g->fill);
+		commit_async(g->fill, r->integrity);
 		g->fill = NULL;
-		if (err)
-			log_warn("registry: a verified artifact could not be cached", "integrity=%s error=\"%s\"", r->integrity,
-				 strerror(-err));
 	}
-	held = evbuffer_get_length(g->held);
-	if (held) {
-		r->bytes_down += held;
-		med_client_write(r, (const char *)evbuffer_pullup(g->held, -1), held);
-		evbuffer_drain(g->held, held);
-	}
+	r->bytes_down += evbuffer_get_length(g->held);
+	med_client_write_buffer(r, g->held);
 	finish_served(r, false);
 	return true;
 }

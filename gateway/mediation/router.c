@@ -210,6 +210,24 @@ int med_client_add_file(struct med_request *r, int fd, uint64_t size)
 	return evbuffer_add_file(bufferevent_get_output(r->c->bev), fd, 0, (ev_off_t)size) ? -ENOMEM : 0;
 }
 
+void med_client_write_buffer(struct med_request *r, struct evbuffer *buf)
+{
+	struct evbuffer *out = bufferevent_get_output(r->c->bev);
+	size_t len = evbuffer_get_length(buf);
+
+	if (!r->head_sent || !len) {
+		med_client_write(r, NULL, 0);
+		if (!len)
+			return;
+	}
+	r->c->activity_us = now_us();
+	if (r->chunked_out)
+		evbuffer_add_printf(out, "%zx\r\n", len);
+	evbuffer_add_buffer(out, buf); /* the chains move; nothing is copied */
+	if (r->chunked_out)
+		evbuffer_add(out, "\r\n", 2);
+}
+
 /* The request is over (answered, or its connection must end): the rest happens outside any callback. */
 static void request_end(struct med_request *r)
 {
@@ -876,6 +894,8 @@ void crgw_mediation_free(struct crgw_mediation *m)
 	crgw_accept_guard_fini(&m->guard);
 	evconnlistener_free(m->listener);
 	med_client_fini(m);
+	/* The cache closes after the workers: no commit may still be writing into it then. */
+	reg_wait_commits();
 	free(m);
 }
 
