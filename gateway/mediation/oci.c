@@ -99,11 +99,13 @@ static int64_t mono_s(void)
 /*
  * Keyed by registry host and scope ("repository:<name>:pull"): every sandbox of this gateway gets the same
  * token for the same repository, since it comes from the operator's credential, and any sandbox whose
- * policy allows the host could fetch the same content with it. The line is the whole header; it is wiped
- * when it is replaced. Never printed.
+ * policy allows the host could fetch the same content with it; but only a sandbox whose policy also allows
+ * the realm the token came from uses it (another asks the registry, and is refused at its challenge). The
+ * line is the whole header; it is wiped when it is replaced. Never printed.
  */
 struct token_slot {
 	char key[TOKEN_KEY_MAX];
+	char realm[254];
 	char *line;
 	int64_t expires;
 };
@@ -119,15 +121,16 @@ static void slot_clear(struct token_slot *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static const char *token_get(const char *key)
+static const char *token_get(const char *key, const struct crgw_registry_rule *rule)
 {
 	int64_t now = mono_s();
 
 	for (int i = 0; i < TOKEN_SLOTS; i++)
 		if (tokens[i].line && !strcmp(tokens[i].key, key)) {
-			if (tokens[i].expires > now)
+			if (tokens[i].expires <= now)
+				slot_clear(&tokens[i]);
+			else if (crgw_policy_registry_host_allowed(rule, tokens[i].realm))
 				return tokens[i].line;
-			slot_clear(&tokens[i]);
 		}
 	return NULL;
 }
@@ -139,7 +142,7 @@ static void token_drop(const char *key)
 			slot_clear(&tokens[i]);
 }
 
-static void token_put(const char *key, const char *line, int64_t ttl)
+static void token_put(const char *key, const char *realm, const char *line, int64_t ttl)
 {
 	struct token_slot *s = &tokens[0];
 
@@ -159,6 +162,7 @@ static void token_put(const char *key, const char *line, int64_t ttl)
 	if (!s->line)
 		return;
 	snprintf(s->key, sizeof(s->key), "%s", key);
+	snprintf(s->realm, sizeof(s->realm), "%s", realm);
 	s->expires = mono_s() + ttl;
 }
 
@@ -500,7 +504,7 @@ static bool token_on_done(struct med_request *r, bool ok, const char *why)
 		return true;
 	}
 	/* A margin, so that a token is not sent in its last seconds. */
-	token_put(q->token_key, line, ttl - 5);
+	token_put(q->token_key, r->host.text, line, ttl - 5);
 	retry_with(r, line);
 	explicit_bzero(line, strlen(line));
 	free(line);
@@ -565,7 +569,8 @@ static bool oci_unauthorized(struct med_request *r)
 	if (q->token_tried)
 		return false;
 	q->token_tried = true;
-	token_drop(q->token_key);
+	if (g->authorization)
+		token_drop(q->token_key); /* the registry refused the token this request was sent with */
 	c = bearer_challenge(r, &w);
 	if (!c) {
 		med_wwwauth_free(&w);
@@ -672,7 +677,7 @@ void med_oci(struct med_request *r, const char *path, size_t len)
 	AUDIT_SET(r->package, p.name);
 	AUDIT_SET(r->version, p.reference);
 	snprintf(q->token_key, sizeof(q->token_key), "%s\nrepository:%s:pull", r->host.text, p.name);
-	line = token_get(q->token_key);
+	line = token_get(q->token_key, g->rule);
 	if (line && !set_authorization(r, line)) {
 		refuse_oom(r);
 		return;
