@@ -31,6 +31,11 @@ V2=$TN_STATE/oci/data/docker/registry/v2
 
 write_config() {
 	cat >"$T/crgw.yaml" <<EOF
+secrets:
+  oci_token_pw: { file: $TN_OCI_TOKEN_PASSWORD_FILE }
+registries:
+  credentials:
+    api.test: { secret: oci_token_pw, scheme: basic, username: $TN_OCI_TOKEN_USER }
 mediation:
   ca_file: $TN_CA
   idle_timeout: 10
@@ -128,6 +133,35 @@ echo "$out" | jq -e --arg d "$layer" 'map(select(.digest==$d)) | length == 0' >/
 ok $? "the cache holds nothing of it ($(echo "$out" | jq length 2>/dev/null) objects)"
 cp "$T/victim.orig" "$victim"
 
+# ---- a multi-platform index: the platform's manifest asked for by digest -----------------------------------
+# Made from the image: an OCI index naming its manifest for linux/amd64, pushed as the tag "multi".
+L=$T/layout
+rm -rf "$L"
+ip netns exec "$TN_NS" skopeo --policy "$OCI/policy.json" copy --quiet --src-cert-dir "$TN_OCI_CERT_DIR" \
+	"docker://$TN_OCI_IMAGE" "oci:$L:1" >/dev/null 2>&1
+desc=$(jq -c '.manifests[0] | del(.annotations) + {platform: {architecture: "amd64", os: "linux"}}' "$L/index.json")
+jq -cnj --argjson m "$desc" '{schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [$m]}' >"$T/index.json"
+ih=$(sha256sum <"$T/index.json" | cut -c1-64)
+cp "$T/index.json" "$L/blobs/sha256/$ih"
+jq --arg d "sha256:$ih" --argjson n "$(stat -c %s "$T/index.json")" \
+	'.manifests = [{mediaType: "application/vnd.oci.image.index.v1+json", digest: $d, size: $n, annotations: {"org.opencontainers.image.ref.name": "multi"}}]' \
+	"$L/index.json" >"$T/layout-index.json" && mv "$T/layout-index.json" "$L/index.json"
+ip netns exec "$TN_NS" skopeo --policy "$OCI/policy.json" copy --quiet --all --dest-cert-dir "$TN_OCI_CERT_DIR" \
+	"oci:$L:multi" "docker://$TN_OCI/$REPO:multi" >"$T/push-multi.log" 2>&1
+ok $? "an index pushed to the registry as $REPO:multi (sha256:$ih)"
+for pass in first second; do
+	rm -rf "$OCI/multi"
+	out=$(run "$OCI" "$COPY --all docker://$TN_OCI/$REPO:multi dir:/workspace/multi 2>&1; echo exit=\$?" 2>&1)
+	check "skopeo copy --all of the index, $pass time ($(echo $out | tail -c 200))" -- grep -q 'exit=0' <<<"$out"
+done
+check "the index it got is the registry's" -- test "sha256:$(sha256sum <"$OCI/multi/manifest.json" | cut -c1-64)" = "sha256:$ih"
+check "and the platform's manifest, asked for by digest, is the image's" -- \
+	cmp -s "$OCI/multi/${manifest#sha256:}.manifest.json" "$(blob_path "$manifest")"
+check "audited: the manifest by digest, allowed, with its digest as version and integrity" -- \
+	audit_has "$AUDIT" "select(.event==\"decision\" and .action==\"allow\" and .registry==\"oci\" and .version==\"$manifest\" and .integrity==\"$manifest\")"
+check "the second time it came from the content cache" -- \
+	audit_has "$AUDIT" "select(.event==\"connection_end\" and .registry==\"oci\" and .version==\"$manifest\" and .cache==\"hit\")"
+
 # ---- a registry the policy does not enable, a host it does not allow ------------------------------------
 NONE=$T/none
 project "$NONE" '  npm: { enable: true, allowed_hosts: [npm.test] }'
@@ -140,5 +174,38 @@ check "skopeo copy from a host outside allowed_hosts fails ($(echo $out | tail -
 	bash -c '! grep -q "exit=0" <<<"$1"' _ "$out"
 check "audited: host_not_allowed for it" -- \
 	audit_has "$AUDIT" 'select(.event=="decision" and .reason_code=="host_not_allowed" and .registry=="oci" and .dst_host=="web1.test")'
+
+# ---- a registry behind token auth: the gateway fetches the token itself ------------------------------------
+AUTH=$T/auth
+project "$AUTH" "  oci:
+    enable: true
+    allowed_hosts: [$TN_OCI_AUTH, api.test]"
+"$CTL" --control "$T/ctl.sock" cache gc --target 0 >/dev/null 2>&1
+TOKLOG=$TN_STATE/secrets/oci-token.log
+out=$(run "$AUTH" "$COPY --src-tls-verify=false docker://\$CRGW_GATEWAY:8170/registry/oci/$TN_OCI_AUTH/$REPO:1 dir:/workspace/img 2>&1; echo exit=\$?" 2>&1)
+check "skopeo copy from $TN_OCI_AUTH (token auth) through the gateway ($(echo $out | tail -c 200))" -- grep -q 'exit=0' <<<"$out"
+check "its layer is the registry's" -- cmp -s "$AUTH/img/${layer#sha256:}" "$(blob_path "$layer")"
+check "the realm was asked for pull on the repository, and nothing more" -- \
+	jq -se 'length > 0 and all(.scope == "repository:crgw/hello:pull" and .service == "oci-auth.test")' "$TOKLOG"
+check "audited: the layer from $TN_OCI_AUTH, allowed" -- \
+	audit_has "$AUDIT" "select(.event==\"connection_end\" and .dst_host==\"$TN_OCI_AUTH\" and .version==\"$layer\" and .bytes_down > 0)"
+leak=0
+while read -r tok; do
+	grep -rqF "$tok" "$AUTH" "$AUDIT" "$T/crgw.log" && leak=1
+	grep -qF "${tok##*.}" <<<"$out" && leak=1
+done < <(jq -r .token "$TOKLOG")
+ok $leak "no token it issued ($(wc -l <"$TOKLOG")) is in the sandbox's files and output, the audit or the gateway's log"
+out=$(run "$AUTH" "curl -s -D - -o /dev/null http://\$CRGW_GATEWAY:8170/v2/registry/oci/$TN_OCI_AUTH/$REPO/manifests/1 | tr -d '\r'" 2>&1)
+grep -q '^HTTP/1.1 200' <<<"$out" && ! grep -qi '^www-authenticate' <<<"$out"
+ok $? "the sandbox sees a 200 and no challenge ($(echo $out | head -c 100))"
+
+NOREALM=$T/norealm
+project "$NOREALM" "  oci:
+    enable: true
+    allowed_hosts: [$TN_OCI_AUTH]"
+out=$(run "$NOREALM" "curl -s -D - -o /dev/null http://\$CRGW_GATEWAY:8170/v2/registry/oci/$TN_OCI_AUTH/$REPO/manifests/1 | tr -d '\r' | grep -i '^x-crgw-reason'" 2>&1)
+check "a token realm outside allowed_hosts: host_not_allowed ($out)" -- grep -q host_not_allowed <<<"$out"
+check "audited: host_not_allowed naming the realm" -- \
+	audit_has "$AUDIT" "select(.event==\"decision\" and .reason_code==\"host_not_allowed\" and .registry==\"oci\" and (.detail|test(\"realm api.test\")))"
 
 tap_done
