@@ -86,12 +86,17 @@ static bool is_head(const struct med_request *r)
 	return mlen == 4 && !memcmp(m, "HEAD", 4);
 }
 
-static int64_t mono_s(void)
+static int64_t mono_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t mono_s(void)
+{
+	return mono_us() / 1000000;
 }
 
 /* ---- tokens, per worker ----------------------------------------------------------------------------- */
@@ -260,7 +265,7 @@ static bool manifest_hit(struct med_request *r, struct oci_req *q)
 	struct crgw_cache *c = crgw_cache_service();
 	struct crgw_cache_reader *rd = NULL;
 	struct oci_manifest m = { 0 };
-	int64_t t0 = mono_s();
+	int64_t t0 = mono_us();
 	uint64_t size;
 	size_t at = 0;
 	ssize_t n = 0;
@@ -285,7 +290,7 @@ static bool manifest_hit(struct med_request *r, struct oci_req *q)
 		return false;
 	}
 	r->cache_hit = true;
-	crgw_cache_service_observe(true, (uint64_t)(mono_s() - t0) * 1000000, size);
+	crgw_cache_service_observe(true, (uint64_t)(mono_us() - t0), size);
 	answer_manifest(r, m.media_type, q->p.reference, buf, at);
 	oci_manifest_free(&m);
 	free(buf);
