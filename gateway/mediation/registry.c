@@ -441,9 +441,10 @@ static void meta_on_body(struct med_request *r, const char *data, size_t len)
 {
 	struct reg_req *g = state(r);
 
-	r->bytes_down += len;
+	/* What reaches the client is counted when it is answered (reg_answer_doc, a handler's own answer). */
+	g->sent += len;
 	if (r->status != 200) {
-		if (r->bytes_down > DISCARD_MAX)
+		if (g->sent > DISCARD_MAX)
 			med_refuse(r, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "the upstream's error answer is too long");
 		return;
 	}
@@ -566,6 +567,7 @@ void reg_fetch_meta(struct med_request *r, const char *url, const char *accept, 
 		med_client_reset(r);
 	if (!set_url(r, url) || !upstream_headers(r, accept))
 		return;
+	g->sent = 0;
 	if (stored && g->stale_etag[0]) {
 		snprintf(line, sizeof(line), "If-None-Match: %s", g->stale_etag);
 		med_header_add(r, line);
