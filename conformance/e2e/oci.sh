@@ -29,7 +29,7 @@ AUDIT=$T/audit.log
 REPO=crgw/hello
 V2=$TN_STATE/oci/data/docker/registry/v2
 
-write_config() {
+write_config() { # write_config OFFLINE
 	cat >"$T/crgw.yaml" <<EOF
 secrets:
   oci_token_pw: { file: $TN_OCI_TOKEN_PASSWORD_FILE }
@@ -40,10 +40,11 @@ mediation:
   ca_file: $TN_CA
   idle_timeout: 10
 cache:
+  offline: $1
   metadata_ttl_seconds: 0
 EOF
 }
-write_config
+write_config false
 gw_start "$T" --config "$T/crgw.yaml" || { echo "Bail out! crgw did not start"; exit 1; }
 
 # ---- projects: an empty workspace with a policy --------------------------------------------------------
@@ -133,6 +134,30 @@ echo "$out" | jq -e --arg d "$layer" 'map(select(.digest==$d)) | length == 0' >/
 ok $? "the cache holds nothing of it ($(echo "$out" | jq length 2>/dev/null) objects)"
 cp "$T/victim.orig" "$victim"
 
+# A manifest tampered with on the storage, under a tag the gateway has not seen (a stored tag would be
+# revalidated by its ETag, the digest, and served from the store): the registry still names the digest
+# in Docker-Content-Digest, and the gateway checks the bytes against it.
+ip netns exec "$TN_NS" skopeo --policy "$OCI/policy.json" copy --quiet --src-cert-dir "$TN_OCI_CERT_DIR" \
+	--dest-cert-dir "$TN_OCI_CERT_DIR" "docker://$TN_OCI_IMAGE" "docker://$TN_OCI/$REPO:t2" >/dev/null 2>&1
+mvictim=$(blob_path "$manifest")
+cp "$mvictim" "$T/manifest.orig"
+# One digit of the config's size, changed: still JSON, still a manifest, not the same bytes.
+python3 - "$mvictim" <<'EOF'
+import re, sys
+p = sys.argv[1]
+s = open(p, encoding="utf-8").read()
+s = re.sub(r'("size":\d*)(\d)', lambda m: m.group(1) + ("8" if m.group(2) == "9" else str(int(m.group(2)) + 1)), s, count=1)
+open(p, "w", encoding="utf-8").write(s)
+EOF
+cmp -s "$mvictim" "$T/manifest.orig"
+ok $((!$?)) "the manifest on the registry's storage is changed ($(stat -c %s "$mvictim") bytes, as before)"
+out=$(run "$OCI" "curl -s -D - -o /dev/null http://\$CRGW_GATEWAY:8170/v2/registry/oci/$TN_OCI/$REPO/manifests/t2 | tr -d '\r' | grep -i '^HTTP\|^x-crgw-reason'" 2>&1)
+check "a manifest that does not match Docker-Content-Digest: 502 integrity_mismatch ($(echo $out))" -- \
+	grep -q integrity_mismatch <<<"$out"
+check "audited: integrity_mismatch for the tag" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .action=="deny" and .reason_code=="integrity_mismatch" and .package=="crgw/hello" and .version=="t2")'
+cp "$T/manifest.orig" "$mvictim"
+
 # ---- a multi-platform index: the platform's manifest asked for by digest -----------------------------------
 # Made from the image: an OCI index naming its manifest for linux/amd64, pushed as the tag "multi".
 L=$T/layout
@@ -207,5 +232,25 @@ out=$(run "$NOREALM" "curl -s -D - -o /dev/null http://\$CRGW_GATEWAY:8170/v2/re
 check "a token realm outside allowed_hosts: host_not_allowed ($out)" -- grep -q host_not_allowed <<<"$out"
 check "audited: host_not_allowed naming the realm" -- \
 	audit_has "$AUDIT" "select(.event==\"decision\" and .reason_code==\"host_not_allowed\" and .registry==\"oci\" and (.detail|test(\"realm api.test\")))"
+
+# ---- offline: the registries stopped, the copy served from the cache and the metadata store ---------------
+rm -rf "$OCI/img"
+run "$OCI" "$COPY docker://$TN_OCI_IMAGE dir:/workspace/img" >/dev/null 2>&1 # warm again after the gc
+gw_stop >/dev/null 2>&1
+for s in oci oci-auth; do
+	[ -f "$TN_STATE/pids/$s.pid" ] && read -r pid _ <"$TN_STATE/pids/$s.pid" && kill -STOP "$pid" 2>/dev/null
+done
+write_config true
+gw_start "$T" --config "$T/crgw.yaml" || { echo "Bail out! crgw did not start offline"; exit 1; }
+rm -rf "$OCI/img"
+out=$(run "$OCI" "$COPY docker://$TN_OCI_IMAGE dir:/workspace/img 2>&1; echo exit=\$?" 2>&1)
+check "offline (cache.offline, the registry stopped): skopeo copy succeeds ($(echo $out | tail -c 200))" -- \
+	grep -q 'exit=0' <<<"$out"
+check "and its layer is the registry's" -- cmp -s "$OCI/img/${layer#sha256:}" "$(blob_path "$layer")"
+out=$(run "$OCI" "curl -s -o /dev/null -w '%{http_code}' http://\$CRGW_GATEWAY:8170/v2/registry/oci/$TN_OCI/$REPO/manifests/never" 2>&1)
+check "offline, a tag never fetched: 503 ($out)" -- test "$out" = 503
+for s in oci oci-auth; do
+	[ -f "$TN_STATE/pids/$s.pid" ] && read -r pid _ <"$TN_STATE/pids/$s.pid" && kill -CONT "$pid" 2>/dev/null
+done
 
 tap_done
