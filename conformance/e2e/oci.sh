@@ -4,10 +4,12 @@
 # sandboxes, pointed at the gateway by the registries.conf the netns backend writes into the sandbox's
 # home, against the test network's docker-registry over TLS, with the content cache. A copy succeeds and
 # its blobs are the registry's; a second copy is served from the cache; a layer tampered with on the
-# registry's storage is cut (integrity_mismatch) and nothing of it is cached; a multi-platform index is
-# copied whole (manifests by digest); a registry the policy does not enable is refused
-# (registry_not_allowed) and so is a host outside allowed_hosts (host_not_allowed); the registry behind
-# token auth is read with a token the gateway fetched itself, from an allowed realm only.
+# registry's storage is cut (integrity_mismatch) and nothing of it is cached; a tampered manifest is
+# refused against the registry's Docker-Content-Digest; a multi-platform index is copied whole (manifests
+# by digest); a registry the policy does not enable is refused (registry_not_allowed) and so is a host
+# outside allowed_hosts (host_not_allowed); the registry behind token auth is read with a token the
+# gateway fetched itself, from an allowed realm only; offline, with the registries stopped, a copy is
+# served from the cache and the metadata store.
 # TAP output. Needs root.
 # usage: oci.sh CRGW CRGW_CTL
 set -uo pipefail
