@@ -9,7 +9,7 @@
 # by digest); a registry the policy does not enable is refused (registry_not_allowed) and so is a host
 # outside allowed_hosts (host_not_allowed); the registry behind token auth is read with a token the
 # gateway fetched itself, from an allowed realm only; offline, with the registries stopped, a copy is
-# served from the cache and the metadata store.
+# served from the cache and the metadata store; a realm that refuses the gateway's credential gives a 502.
 # TAP output. Needs root.
 # usage: oci.sh CRGW CRGW_CTL
 set -uo pipefail
@@ -31,10 +31,10 @@ AUDIT=$T/audit.log
 REPO=crgw/hello
 V2=$TN_STATE/oci/data/docker/registry/v2
 
-write_config() { # write_config OFFLINE
+write_config() { # write_config OFFLINE [TOKEN-PASSWORD-FILE]
 	cat >"$T/crgw.yaml" <<EOF
 secrets:
-  oci_token_pw: { file: $TN_OCI_TOKEN_PASSWORD_FILE }
+  oci_token_pw: { file: ${2:-$TN_OCI_TOKEN_PASSWORD_FILE} }
 registries:
   credentials:
     api.test: { secret: oci_token_pw, scheme: basic, username: $TN_OCI_TOKEN_USER }
@@ -235,7 +235,22 @@ check "a token realm outside allowed_hosts: host_not_allowed ($out)" -- grep -q 
 check "audited: host_not_allowed naming the realm" -- \
 	audit_has "$AUDIT" "select(.event==\"decision\" and .reason_code==\"host_not_allowed\" and .registry==\"oci\" and (.detail|test(\"realm api.test\")))"
 
+# ---- the realm refuses the gateway's credential ----------------------------------------------------------
+gw_stop >/dev/null 2>&1
+(umask 077 && printf 'not-the-password' >"$T/wrong-password")
+write_config false "$T/wrong-password"
+gw_start "$T" --config "$T/crgw.yaml" || { echo "Bail out! crgw did not restart"; exit 1; }
+rm -rf "$AUTH/img"
+out=$(run "$AUTH" "$COPY --src-tls-verify=false docker://\$CRGW_GATEWAY:8170/registry/oci/$TN_OCI_AUTH/$REPO:1 dir:/workspace/img 2>&1; echo exit=\$?" 2>&1)
+check "a credential the realm refuses: skopeo copy fails with the gateway's 502 ($(echo $out | tail -c 120))" -- \
+	bash -c 'grep -q "502 Bad Gateway" <<<"$1" && ! grep -q "exit=0" <<<"$1"' _ "$out"
+check "audited: upstream_unreachable naming the token endpoint's answer and the secret's id" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .action=="deny" and .reason_code=="upstream_unreachable" and .dst_host=="oci-auth.test" and .secret_id=="oci_token_pw" and (.detail|test("token endpoint api.test answered 401")))'
+
 # ---- offline: the registries stopped, the copy served from the cache and the metadata store ---------------
+gw_stop >/dev/null 2>&1
+write_config false
+gw_start "$T" --config "$T/crgw.yaml" || { echo "Bail out! crgw did not restart"; exit 1; }
 rm -rf "$OCI/img"
 run "$OCI" "$COPY docker://$TN_OCI_IMAGE dir:/workspace/img" >/dev/null 2>&1 # warm again after the gc
 gw_stop >/dev/null 2>&1
