@@ -225,6 +225,67 @@ static struct crgw_vm_sandbox *sandbox_new(void)
 	return sb;
 }
 
+/*
+ * containers tools (skopeo, podman, buildah) read $HOME/.config/containers/registries.conf before the
+ * system's file, and then no drop-in of /etc/containers/registries.conf.d: the sandbox's home gets one that
+ * makes the gateway's registry mediation the mirror of the policy's primary OCI host (the mediation port is
+ * plain HTTP, hence insecure: containers/image tries TLS first, which the gateway answers 400, then HTTP).
+ * Written before any command runs, owned by the sandbox's root: it may change its own tools' configuration;
+ * the network policy, not this file, keeps it from the registry itself. CONTAINERS_REGISTRIES_CONF names
+ * the same file for tools that read that variable. 0, or -errno.
+ */
+/* A new file of the sandbox's home, written from the host before any of its commands runs; owned by it. */
+static int home_file(const char *path, const char *text, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644), e = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, text, len) != (ssize_t)len || fchown(fd, SANDBOX_UID_BASE, SANDBOX_UID_BASE))
+		e = errno ? -errno : -EIO;
+	if (close(fd) && !e)
+		e = -errno;
+	return e;
+}
+
+static int write_registries_conf(const struct crgw_vm_sandbox *sb, const char *data_dir)
+{
+	static const char sigstore[] = "# Written by crgw: signatures live in the sandbox's home.\n"
+				       "default-docker:\n  lookaside: file:///root/.local/share/containers/sigstore\n";
+	json_t *med = json_object_get(sb->record, "mediation");
+	const char *oci = json_string_value(json_object_get(json_object_get(med, "registries"), "oci"));
+	const char *url = json_string_value(json_object_get(med, "url"));
+	char path[4096], text[1024];
+	int n, e;
+
+	if (!oci || !url || strncmp(url, "http://", 7) || strlen(oci) > 253 || strlen(url) > 128 ||
+	    strspn(oci, "abcdefghijklmnopqrstuvwxyz0123456789.-") != strlen(oci))
+		return 0;
+	n = snprintf(text, sizeof(text),
+		     "# Written by crgw: %s through the gateway's registry mediation (see docs/mediation.md).\n"
+		     "[[registry]]\nlocation = \"%s\"\n\n[[registry.mirror]]\nlocation = \"%s/registry/oci/%s\"\n"
+		     "insecure = true\n",
+		     oci, oci, url + 7, oci);
+	if (n < 0 || (size_t)n >= sizeof(text))
+		return -ENAMETOOLONG;
+	static const char *const dirs[] = { "/home/.config", "/home/.config/containers",
+					    "/home/.config/containers/registries.d" };
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s%s", data_dir, dirs[i]);
+		if ((mkdir(path, 0755) && errno != EEXIST) || lchown(path, SANDBOX_UID_BASE, SANDBOX_UID_BASE))
+			return -errno;
+	}
+	snprintf(path, sizeof(path), "%s/home/.config/containers/registries.conf", data_dir);
+	if ((e = home_file(path, text, (size_t)n)))
+		return e;
+	/*
+	 * Signatures: containers/image run as (namespaced) root reads them from the host's
+	 * /var/lib/containers/sigstore, which the sandbox cannot open, and fails. Its own home instead.
+	 */
+	snprintf(path, sizeof(path), "%s/home/.config/containers/registries.d/crgw.yaml", data_dir);
+	return home_file(path, sigstore, strlen(sigstore));
+}
+
 static int netns_create(const struct crgw_sandbox_spec *spec, const struct crgw_gateway_ops *gw,
 			struct crgw_vm_sandbox **out, char *err, size_t errlen)
 {
@@ -309,6 +370,10 @@ static int netns_create(const struct crgw_sandbox_spec *spec, const struct crgw_
 
 	if ((e = build_root(holder, &rs, err, errlen)))
 		goto fail;
+	if ((e = write_registries_conf(sb, data_dir))) {
+		snprintf(err, errlen, "writing the sandbox's registries.conf: %s", strerror(-e));
+		goto fail;
+	}
 	char c = 'g';
 
 	if (write(go[1], &c, 1) != 1 || read(ready[0], &c, 1) != 1 || c != 'r') {
@@ -388,6 +453,7 @@ static void registry_env(json_t *regs, const char *url, const char *gw, char **e
 	const char *npm = json_string_value(json_object_get(regs, "npm"));
 	const char *pip = json_string_value(json_object_get(regs, "pip"));
 	const char *go = json_string_value(json_object_get(regs, "go"));
+	const char *oci = json_string_value(json_object_get(regs, "oci"));
 	char buf[600];
 
 #define PUTR(...)                                            \
@@ -413,6 +479,9 @@ static void registry_env(json_t *regs, const char *url, const char *gw, char **e
 	if (go && strlen(go) < 254) {
 		PUTR("GOPROXY=%s/registry/go/%s", url, go);
 	}
+	/* The file write_registries_conf() put in the home. */
+	if (oci && strlen(oci) < 254)
+		PUTR("CONTAINERS_REGISTRIES_CONF=/root/.config/containers/registries.conf");
 #undef PUTR
 }
 

@@ -43,6 +43,14 @@
 #   /reset            no answer: the connection is reset (RST, SO_LINGER 0)
 #   /redirect?to=URL  302 with Location: URL
 #   /reflect          200 with the request's body as the answer's body (same Content-Type)
+#   /oci/token?service=S&scope=repository:NAME:ACTIONS
+#                     the token endpoint of oci-auth.test (docker-registry with `auth: token`), made of files
+#                     beside TOKEN_FILE that testnet_registries_up writes (503 until it has): it wants
+#                     HTTP Basic as "crgw-oci" with the password in oci-token.password (401 otherwise), and
+#                     answers {"token", "access_token", "expires_in": 300} with a JWT (RS256, signed with
+#                     oci-token.key, kid as docker-registry names the key of oci-token.crt) granting at most
+#                     "pull" on NAME. Each answer is appended to oci-token.log as one JSON line: service,
+#                     scope as asked, the actions granted, and the token (for tests that look for it).
 #   anything else     404 {"error": "not found", "path": ...}
 # Request bodies (Content-Length or chunked) are read whole, up to 64 MiB; beyond that 413 and the
 # connection closes.
@@ -60,6 +68,7 @@
 # server keeps the numeric address as its name. Nothing here resolves a name: addresses must be numeric.
 # All servers run until SIGTERM (the default action is fine: they hold no state worth flushing).
 
+import base64
 import fcntl
 import hashlib
 import http.client
@@ -409,6 +418,7 @@ class AnyMethodHandler(BodyReader, http.server.BaseHTTPRequestHandler):
 class ApiHandler(AnyMethodHandler):
     # Set on the subclass main() makes: the bearer token the API accepts.
     token = None
+    token_file = None
 
     def do_ANY(self):
         url = urllib.parse.urlsplit(self.target)
@@ -454,8 +464,55 @@ class ApiHandler(AnyMethodHandler):
             self.send_json(302, {"location": to}, extra=[("Location", to)])
         elif path == "/reflect":
             self.send_body(200, body, self.headers.get("Content-Type", "application/octet-stream"))
+        elif path == "/oci/token":
+            self.oci_token(query)
         else:
             self.send_json(404, {"error": "not found", "path": path})
+
+
+    def oci_token(self, query):
+        base = os.path.dirname(os.path.abspath(self.token_file))
+        try:
+            with open(os.path.join(base, "oci-token.password"), encoding="utf-8") as f:
+                password = f.read()
+            with open(os.path.join(base, "oci-token.key"), "rb") as f:
+                key_pem = f.read()
+        except OSError:
+            self.send_json(503, {"error": "the OCI token endpoint is not set up (testnet_registries_up)"})
+            return
+        want = "Basic " + base64.b64encode(("crgw-oci:" + password).encode()).decode()
+        if self.headers.get("Authorization") != want:
+            self.send_json(401, {"errors": [{"code": "UNAUTHORIZED", "message": "wrong or no credential"}]},
+                           extra=[("WWW-Authenticate", 'Basic realm="crgw-oci"')])
+            return
+        service = query.get("service", [""])[0]
+        scope = query.get("scope", [""])[0]
+        parts = scope.split(":")
+        access = []
+        if len(parts) == 3 and parts[0] == "repository" and parts[1]:
+            actions = [a for a in parts[2].split(",") if a == "pull"]
+            access.append({"type": "repository", "name": parts[1], "actions": actions})
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+        b32 = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode().rstrip("=")
+        kid = ":".join(b32[i:i + 4] for i in range(0, len(b32), 4))
+        now = int(time.time())
+
+        def b64url(b):
+            return base64.urlsafe_b64encode(b).decode().rstrip("=")
+
+        head = b64url(json.dumps({"typ": "JWT", "alg": "RS256", "kid": kid}).encode())
+        claims = b64url(json.dumps({
+            "iss": "crgw-testnet-token", "sub": "crgw-oci", "aud": service, "exp": now + 300, "nbf": now - 10,
+            "iat": now, "jti": os.urandom(12).hex(), "access": access}).encode())
+        signed = (head + "." + claims).encode()
+        token = head + "." + claims + "." + b64url(key.sign(signed, padding.PKCS1v15(), hashes.SHA256()))
+        with open(os.path.join(base, "oci-token.log"), "a", encoding="utf-8") as f:
+            f.write(json.dumps({"service": service, "scope": scope, "access": access, "token": token}) + "\n")
+        self.send_json(200, {"token": token, "access_token": token, "expires_in": 300})
 
 
 class ResetProxyHandler(AnyMethodHandler):
@@ -598,7 +655,7 @@ def main(argv):
     elif len(argv) == 7 and argv[1] == "api":
         with open(argv[6], encoding="utf-8") as f:
             token = f.read()
-        handler = type("TokenApiHandler", (ApiHandler,), {"token": token})
+        handler = type("TokenApiHandler", (ApiHandler,), {"token": token, "token_file": argv[6]})
         serve(numeric(argv[2]), int(argv[3]), handler, server_tls(argv[4], argv[5]))
     elif len(argv) == 9 and argv[1] == "reset-proxy":
         client = ssl.create_default_context(cafile=argv[8])  # verifies the name, and only against CA

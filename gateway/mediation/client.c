@@ -441,7 +441,9 @@ static void transfer_start(struct med_request *r)
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	/* A 100-continue round trip would only delay every push. */
 	med_header_add(r, "Expect:");
-	if (!strcmp(mbuf, "HEAD")) {
+	if (r->upstream_get) {
+		/* GET, libcurl's default, with no body */
+	} else if (!strcmp(mbuf, "HEAD")) {
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	} else if (r->body != MED_BODY_NONE) {
 		curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);

@@ -89,6 +89,7 @@ struct med_request {
 	uint16_t port;
 	/* the upstream request */
 	char *url;
+	bool upstream_get; /* a GET upstream whatever the client's method (a HEAD answered from a whole document) */
 	struct curl_slist *headers; /* wiped when freed: may carry a credential */
 	CURL *easy;
 	bool started, finished;

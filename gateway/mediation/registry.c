@@ -62,6 +62,10 @@ static void reg_free(struct med_request *r)
 
 	if (!g)
 		return;
+	if (g->authorization) {
+		explicit_bzero(g->authorization, strlen(g->authorization));
+		free(g->authorization);
+	}
 	/* The follower first: its notification may still wake the event until it is closed. */
 	crgw_cache_follower_close(g->follower);
 	if (g->wake)
@@ -83,14 +87,19 @@ static void reg_free(struct med_request *r)
 
 static const struct med_handler idle_handler = { .free = reg_free };
 
+void reg_req_free(struct med_request *r)
+{
+	reg_free(r);
+}
+
 /* ---- the start of every registry request ------------------------------------------------------------ */
 
-struct reg_req *reg_begin(struct med_request *r, const char *kind, const char *registry, const char **path,
-			  size_t *len)
+struct reg_req *reg_begin_host(struct med_request *r, const char *kind, const char *registry, const char *host,
+			       size_t hlen)
 {
 	const struct crgw_registry_rule *rule = crgw_policy_registry(med_sandbox(r)->policy, registry);
-	const char *seg, *why = NULL, *method;
-	size_t seglen, mlen;
+	const char *why = NULL, *method;
+	size_t mlen;
 	char detail[400];
 	struct reg_req *g;
 
@@ -100,14 +109,13 @@ struct reg_req *reg_begin(struct med_request *r, const char *kind, const char *r
 		med_refuse(r, 403, "Forbidden", CRGW_REASON_REGISTRY_NOT_ALLOWED, detail);
 		return NULL;
 	}
-	if (med_path_segment(path, len, &seg, &seglen) || crgw_host_parse(seg, seglen, &r->host, &why) ||
-	    r->host.kind != CRGW_HOST_NAME) {
+	if (host && (!hlen || crgw_host_parse(host, hlen, &r->host, &why) || r->host.kind != CRGW_HOST_NAME)) {
 		r->host.len = 0;
 		snprintf(detail, sizeof(detail), "expected /registry/%s/<registry host>/... with a host name", kind);
 		med_refuse(r, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, detail);
 		return NULL;
 	}
-	if (!crgw_policy_registry_host_allowed(rule, r->host.text)) {
+	if (host && !crgw_policy_registry_host_allowed(rule, r->host.text)) {
 		snprintf(detail, sizeof(detail), "%s is not in registries.%s.allowed_hosts", r->host.text, registry);
 		med_refuse(r, 403, "Forbidden", CRGW_REASON_HOST_NOT_ALLOWED, detail);
 		return NULL;
@@ -145,6 +153,23 @@ void *reg_own_alloc(struct med_request *r, size_t size)
 	}
 	g->own_free = free;
 	return g->own;
+}
+
+struct reg_req *reg_begin(struct med_request *r, const char *kind, const char *registry, const char **path,
+			  size_t *len)
+{
+	const struct crgw_registry_rule *rule = crgw_policy_registry(med_sandbox(r)->policy, registry);
+	const char *seg = "";
+	size_t seglen = 0;
+
+	/* Without the registry the path is not looked at: registry_not_allowed comes first, as it always did. */
+	if (!rule || !rule->enable)
+		return reg_begin_host(r, kind, registry, NULL, 0);
+	if (med_path_segment(path, len, &seg, &seglen)) {
+		seg = "";
+		seglen = 0; /* refused as a missing host */
+	}
+	return reg_begin_host(r, kind, registry, seg, seglen);
 }
 
 void reg_gateway_url(struct med_request *r, char *out, size_t cap, const char *host, const char *path)
@@ -431,9 +456,10 @@ static void meta_on_body(struct med_request *r, const char *data, size_t len)
 {
 	struct reg_req *g = state(r);
 
-	r->bytes_down += len;
+	/* What reaches the client is counted when it is answered (reg_answer_doc, a handler's own answer). */
+	g->sent += len;
 	if (r->status != 200) {
-		if (r->bytes_down > DISCARD_MAX)
+		if (g->sent > DISCARD_MAX)
 			med_refuse(r, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "the upstream's error answer is too long");
 		return;
 	}
@@ -463,6 +489,8 @@ static bool meta_on_done(struct med_request *r, bool ok, const char *why)
 		meta_deliver(r, g->stale);
 		return true;
 	}
+	if (r->status == 401 && g->on_unauthorized && g->on_unauthorized(r))
+		return true;
 	if (r->status != 200) {
 		r->h = &idle_handler;
 		g->meta_done(r, r->status, NULL, 0);
@@ -488,6 +516,7 @@ static const struct med_handler meta_handler = {
 /* The header lines of an upstream request: what is asked, and the operator's credential for the host. */
 static bool upstream_headers(struct med_request *r, const char *accept)
 {
+	struct reg_req *g = state(r);
 	char line[400];
 	int err;
 
@@ -498,6 +527,13 @@ static bool upstream_headers(struct med_request *r, const char *accept)
 	}
 	if (!med_header_add(r, "User-Agent: crgw-mediation"))
 		return false;
+	/* A token the handler obtained replaces the operator's credential, and goes only to its own host. */
+	if (g->authorization && !strcmp(g->auth_host, r->host.text)) {
+		if (med_header_add(r, g->authorization))
+			return true;
+		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "out of memory");
+		return false;
+	}
 	err = med_credential_add(r, cfg_of(r)->registry_credentials, cfg_of(r)->nregistry_credentials);
 	if (err) {
 		char detail[400];
@@ -529,6 +565,8 @@ void reg_fetch_meta(struct med_request *r, const char *url, const char *accept, 
 	g->meta_done = done;
 	snprintf(g->meta_accept, sizeof(g->meta_accept), "%s", accept ? accept : "");
 	meta_key(g, url, g->meta_accept);
+	if (g->meta_nostore)
+		g->meta_key[0] = '\0'; /* neither loaded nor stored */
 	stored = meta_load(r, g, &fetched);
 	if (stored && (crgw_cache_service_offline() ||
 		       (int64_t)time(NULL) - fetched < (int64_t)cfg_of(r)->cache_metadata_ttl_seconds)) {
@@ -544,6 +582,7 @@ void reg_fetch_meta(struct med_request *r, const char *url, const char *accept, 
 		med_client_reset(r);
 	if (!set_url(r, url) || !upstream_headers(r, accept))
 		return;
+	g->sent = 0;
 	if (stored && g->stale_etag[0]) {
 		snprintf(line, sizeof(line), "If-None-Match: %s", g->stale_etag);
 		med_header_add(r, line);
@@ -935,6 +974,9 @@ static bool artifact_on_done(struct med_request *r, bool ok, const char *why)
 	}
 	if (r->status >= 300 && r->status < 400 && r->status != 304)
 		return follow_redirect(r);
+	/* The fill (nothing written to it yet) stays for the retry with a token: its followers keep waiting. */
+	if (r->status == 401 && g->on_unauthorized && g->on_unauthorized(r))
+		return true;
 	if (r->status != 200) {
 		crgw_cache_fill_abort(g->fill);
 		g->fill = NULL;
@@ -1002,6 +1044,11 @@ static void start_upstream(struct med_request *r, const char *url)
 	med_client_start(r);
 }
 
+void reg_artifact_retry(struct med_request *r, const char *url)
+{
+	start_upstream(r, url);
+}
+
 void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg_want *want)
 {
 	struct reg_req *g = state(r);
@@ -1049,8 +1096,20 @@ static void not_mediated(struct med_request *r, const char *path, size_t len, co
 		med_refuse(r, 501, "Not Implemented", CRGW_REASON_REQUEST_INVALID, "this registry is not mediated yet");
 }
 
+/* OCI's parser takes the whole canonical path: put back the prefix the router took off. */
+static void oci_whole(struct med_request *r, const char *prefix, const char *path, size_t len)
+{
+	char whole[MED_PATH_BUF + 16];
+	int n = snprintf(whole, sizeof(whole), "%s%.*s", prefix, (int)len, path);
+
+	med_oci(r, whole, (size_t)n);
+}
+
 void med_registry(struct med_request *r, const char *path, size_t len, const char *query, size_t qlen)
 {
+	const char *whole = path;
+	size_t wlen = len;
+
 	(void)query;
 	(void)qlen;
 	if (med_path_take(&path, &len, "/npm"))
@@ -1060,7 +1119,7 @@ void med_registry(struct med_request *r, const char *path, size_t len, const cha
 	else if (med_path_take(&path, &len, "/go"))
 		not_mediated(r, path, len, "go", "go");
 	else if (med_path_take(&path, &len, "/oci"))
-		not_mediated(r, path, len, "oci", "oci");
+		oci_whole(r, "/registry", whole, wlen);
 	else
 		med_refuse(r, 404, "Not Found", CRGW_REASON_REQUEST_INVALID,
 			   "no such registry (the gateway mediates /registry/npm/, /registry/pypi/, /registry/go/, /registry/oci/)");
@@ -1068,7 +1127,5 @@ void med_registry(struct med_request *r, const char *path, size_t len, const cha
 
 void med_registry_v2(struct med_request *r, const char *path, size_t len)
 {
-	(void)path;
-	(void)len;
-	med_refuse(r, 404, "Not Found", CRGW_REASON_REQUEST_INVALID, "no OCI registry is mediated yet");
+	oci_whole(r, "/v2", path, len);
 }

@@ -33,7 +33,8 @@ struct reg_req {
 	/* metadata */
 	reg_meta_done meta_done;
 	char meta_key[65];
-	char meta_accept[160];
+	char meta_accept[256];
+	bool meta_nostore;  /* fetched for this request only: the store is neither read nor written */
 	struct evbuffer *doc;
 	struct evbuffer *stale; /* what the store held, when it may still serve */
 	char stale_etag[256], stale_modified[64];
@@ -52,6 +53,11 @@ struct reg_req {
 	int64_t t0_us;
 	uint64_t sent;
 	char content_type[128]; /* the metadata document's, as the upstream gave it */
+	/* upstream authentication beyond registries.credentials (the OCI token flow) */
+	char *authorization; /* a whole header line, owned, wiped on free; sent only to auth_host */
+	char auth_host[254];
+	/* The upstream answered 401: true when the handler took the request over (it retries or answers). */
+	bool (*on_unauthorized)(struct med_request *r);
 };
 
 /*
@@ -64,6 +70,20 @@ struct reg_req *reg_begin(struct med_request *r, const char *kind, const char *r
 
 /* The handler's own state of `size` bytes, zeroed, freed with the request; NULL (answered) when out of memory. */
 void *reg_own_alloc(struct med_request *r, size_t size);
+
+/*
+ * reg_begin for a handler that finds the host itself (OCI: the path's form decides where it is): the same
+ * checks, in the same order, with the same reasons, on `host` (`hlen` bytes, borrowed). A NULL host skips
+ * the host's checks (OCI's ping, which names no registry).
+ */
+struct reg_req *reg_begin_host(struct med_request *r, const char *kind, const char *registry, const char *host,
+			       size_t hlen);
+
+/* Frees the registry state of `r` (the `free` hook of a handler that registry.c did not make). */
+void reg_req_free(struct med_request *r);
+
+/* Sends the artifact request again (after on_unauthorized got a token): the fill, if any, is kept. */
+void reg_artifact_retry(struct med_request *r, const char *url);
 
 /* The URL a sandbox uses for `host` and `path` through this gateway: http://<gw>:8170/registry/<kind>/<host><path>. */
 void reg_gateway_url(struct med_request *r, char *out, size_t cap, const char *host, const char *path);
@@ -101,5 +121,8 @@ void reg_answer_status(struct med_request *r, long status);
 /* The handlers. */
 void med_npm(struct med_request *r, const char *path, size_t len);
 void med_pypi(struct med_request *r, const char *path, size_t len);
+
+/* `path`: the whole canonical path (/v2/... or /registry/oci/...), which oci_path_parse takes. */
+void med_oci(struct med_request *r, const char *path, size_t len);
 
 #endif
