@@ -305,11 +305,17 @@ static int meta_load(struct med_request *r, struct reg_req *g, int64_t *fetched)
 		goto out;
 	p = head + strlen(META_MAGIC);
 	char etag[256] = "", modified[64] = "", ctype[128] = "";
-	int used = 0;
+	char *end;
 
-	if (sscanf(p, "%lld\n%" SCNu64 "\n%n", &t, &len, &used) < 2 || used <= 0)
+	/* Not sscanf: its "\n" would skip the empty lines of absent validators that follow. */
+	t = strtoll(p, &end, 10);
+	if (end == p || *end != '\n')
 		goto out;
-	p += used;
+	p = end + 1;
+	len = strtoull(p, &end, 10);
+	if (end == p || *end != '\n')
+		goto out;
+	p = end + 1;
 	char *lines[3] = { etag, modified, ctype };
 	size_t caps[3] = { sizeof(etag), sizeof(modified), sizeof(ctype) };
 
