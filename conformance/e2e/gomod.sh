@@ -137,6 +137,7 @@ check "go not enabled: registry_not_allowed ($out)" -- grep -q registry_not_allo
 check "audited: registry_not_allowed with registry go" -- \
 	audit_has "$AUDIT" 'select(.event=="decision" and .reason_code=="registry_not_allowed" and .registry=="go")'
 out=$(run "$GO" 'curl -s -w " %{http_code}" "$GOPROXY/sumdb/sumdb.test/supported"' 2>&1)
+out=${out//$'\n'/}
 check "a checksum database outside allowed_hosts: 404 for supported, so the go command goes direct ($out)" -- grep -q ' 404$' <<<"$out"
 SUMDB=$T/sumdb
 project "$SUMDB" '  go:
@@ -150,6 +151,54 @@ check "a checksum database in allowed_hosts is passed through ($out)" -- test "$
 check "audited: passed through, never cached" -- \
 	audit_has "$AUDIT" 'select(.event=="decision" and .action=="allow" and .registry=="go" and (.detail|test("checksum database allowed.test passed through")))'
 rm -f "$TN_STATE/www/$TN_WEB1/supported"
+
+# ---- the release cooldown: a version published just now ----------------------------------------------------
+# goproxy.test/m/b v1.1.0 added to the static tree by hand, with the time of now, and made its @latest.
+python3 - "$TREE/b/@v" "$B" <<'EOF'
+import io, json, os, sys, time, zipfile
+d, mod = sys.argv[1], sys.argv[2]
+v = "v1.1.0"
+gomod = "module %s\n\ngo 1.19\n" % mod
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+    for n, data in (("go.mod", gomod), ("b.go", 'package b\n\nfunc Hello() string { return "b v1.1.0" }\n'),
+                    ("LICENSE", "MIT\n")):
+        z.writestr("%s@%s/%s" % (mod, v, n), data)
+info = json.dumps({"Version": v, "Time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n"
+files = ((v + ".zip", buf.getvalue()), (v + ".mod", gomod.encode()), (v + ".info", info.encode()),
+         ("list", b"v1.0.0\nv1.1.0\n"), ("../@latest", info.encode()))
+for name, data in files:
+    path = os.path.join(d, name)
+    open(path + ".new", "wb").write(data)
+    os.rename(path + ".new", path)
+EOF
+ok $? "$B@v1.1.0 published to the static tree just now"
+sleep 2 # lighttpd's stat cache
+COOL=$T/cool
+project "$COOL" '  go:
+    enable: true
+    allowed_hosts: [goproxy.test]
+    fallback: allow
+    min_release_age: 1h'
+out=$(run "$COOL" 'curl -s "$GOPROXY/'$B'/@v/list"' 2>&1)
+check "the list hides the version younger than min_release_age ($(echo $out))" -- test "$out" = v1.0.0
+check "audited: the list's too_new count" -- \
+	audit_has "$AUDIT" "select(.event==\"decision\" and .package==\"$B\" and (.detail|test(\"too_new=1 \")))"
+out=$(run "$COOL" 'go get '$B'@v1.1.0 2>&1' 2>&1)
+rc=$?
+[ $rc -ne 0 ] && grep -q 'release_too_new\|403' <<<"$out"
+ok $? "go get of the version younger than min_release_age fails ($(echo "$out" | grep -m1 'v1.1.0' | head -c 250))"
+check "audited: release_too_new with package and version" -- \
+	audit_has "$AUDIT" "select(.event==\"decision\" and .action==\"deny\" and .reason_code==\"release_too_new\" and .package==\"$B\" and .version==\"v1.1.0\")"
+out=$(run "$COOL" 'curl -s -o /dev/null -w "%{http_code}" "$GOPROXY/'$B'/@v/v1.1.0.zip"' 2>&1)
+check "its zip asked for directly: 403 ($out)" -- test "$out" = 403
+out=$(run "$COOL" 'curl -s -w " %{http_code}" "$GOPROXY/'$B'/@latest"' 2>&1)
+out=${out//$'\n'/}
+check "@latest (v1.1.0, too new) is 404 with a clear text ($out)" -- grep -q 'release_too_new.*v1.1.0.* 404$' <<<"$out"
+out=$(run "$COOL" 'go mod download 2>&1 && go build -o hello . && ./hello 2>&1' 2>&1)
+ok $? "go mod download and go build of the older versions under the cooldown (${out//$'\n'/ })"
+check "audited: without go.sum enforcement an allowed zip says it was checked against nothing" -- \
+	audit_has "$AUDIT" "select(.event==\"decision\" and .action==\"allow\" and .package==\"$B\" and .version==\"v1.0.0\" and (.detail|test(\"checked against nothing\")))"
 
 # ---- integrity_mismatch: a zip tampered with on the upstream ------------------------------------------------
 "$CTL" --control "$T/ctl.sock" cache gc --target 0 >/dev/null 2>&1
@@ -166,8 +215,10 @@ with zipfile.ZipFile(io.BytesIO(src)) as zi, zipfile.ZipFile(out, "w", zipfile.Z
         if info.filename.endswith("/b.go"):
             data = data.replace(b"b v1.0.0", b"b EVIL!!")
         zo.writestr(info, data)
-open(sys.argv[1], "wb").write(out.getvalue())
+open(sys.argv[1] + ".new", "wb").write(out.getvalue())
 EOF
+mv "$victim.new" "$victim"
+sleep 2
 tampered=$(sha256sum "$victim" | cut -d' ' -f1)
 out=$(run "$GO" 'curl -s -o t.zip -w "%{http_code}" "$GOPROXY/'$B'/@v/v1.0.0.zip"; echo " $(head -c 2 t.zip)"' 2>&1)
 check "a tampered zip: the client gets 502 and no byte of the zip ($out)" -- test "$out" = "502 cr"
@@ -180,7 +231,9 @@ out=$(run "$GO" 'fresh; go mod download 2>&1' 2>&1)
 rc=$?
 [ $rc -ne 0 ]
 ok $? "go mod download fails while the upstream serves the tampered zip ($(echo "$out" | grep -m1 -i 'v1.0.0' | head -c 200))"
-cp "$T/victim.orig" "$victim"
+cp "$T/victim.orig" "$victim.new" && mv "$victim.new" "$victim"
+# lighttpd keeps a file's size in its stat cache for about a second: a request in that second would be cut.
+sleep 2
 
 # ---- offline, from the cache -------------------------------------------------------------------------------
 out=$(run "$GO" 'fresh; go mod download 2>&1' 2>&1)
