@@ -18,7 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "cache/service.h"
 #include "config.h"
@@ -56,7 +59,11 @@ struct go_req {
 	int fd;
 	uint64_t size;
 	EVP_MD_CTX *sha;
+	struct zip_job *job;
+	struct event *wake;
 };
+
+static void job_release(struct zip_job *j);
 
 static struct go_req *own(struct med_request *r)
 {
@@ -74,6 +81,10 @@ static void go_free(void *arg)
 
 	if (!q)
 		return;
+	/* The job first: its thread may still wake the event until it is orphaned. */
+	job_release(q->job);
+	if (q->wake)
+		event_free(q->wake);
 	if (q->fd >= 0)
 		close(q->fd);
 	EVP_MD_CTX_free(q->sha);
@@ -471,48 +482,115 @@ static void zip_head(struct med_request *r, uint64_t size)
 	med_client_write(r, NULL, 0);
 }
 
-/* Puts the verified spool into the content cache under `d` and notes it; a failure costs only the next hit. */
-static void zip_cache(struct med_request *r, const struct crgw_digest *d)
+/*
+ * Verifying a spooled zip: go_h1_zip inflates every entry (up to 500 MiB of zip), and a verified zip is
+ * copied into the content cache. Both run on a thread of their own so that the worker's loop serves its
+ * other clients meanwhile; at most GO_VERIFIERS run at once, beyond that (or when no thread can be made)
+ * the work runs on the loop: slower for that worker's other clients, never wrong. The job owns a duplicate
+ * of the spool's descriptor and copies of what it needs. The request and the thread part under the job's
+ * lock: whoever comes second frees it (the request marks it orphaned when it ends first; the thread wakes
+ * the request's event only while it is not).
+ */
+#define GO_VERIFIERS 4
+static atomic_uint verifiers;
+
+struct zip_job {
+	pthread_mutex_t lock;
+	bool orphaned, done;
+	struct event *ev; /* the request's, on its loop */
+	int fd;
+	uint64_t size;
+	char module[512], version[256];
+	char want[64];    /* go.sum's h1; "" when unlisted (then never cached) */
+	struct crgw_digest sha;
+	/* results */
+	int rc;           /* go_h1_zip's */
+	const char *why;
+	char h1[64];
+	int cache_rc;     /* 0 cached (or already there), 1 not tried, else -errno */
+};
+
+static void job_free(struct zip_job *j)
 {
-	struct go_req *q = own(r);
-	struct crgw_cache *cache = crgw_cache_service();
+	if (j->fd >= 0)
+		close(j->fd);
+	pthread_mutex_destroy(&j->lock);
+	free(j);
+}
+
+/* Fills the cache from the verified spool. The fill hashes what it writes and checks it at commit. */
+static int job_fill(struct zip_job *j, struct crgw_cache *cache)
+{
+	static __thread char buf[GO_COPY_STEP];
 	struct crgw_cache_fill *fill = NULL;
 	struct crgw_cache_follower *follower = NULL;
-	static __thread char buf[GO_COPY_STEP];
-	char key[1000], text[CRGW_DIGEST_TEXT_MAX];
 	uint64_t at = 0;
 	int rc;
 
-	if (!cache || crgw_digest_format(d, text, sizeof(text)) < 0)
-		return;
-	/*
-	 * Copied on the loop: the zip is at most 500 MiB and this happens once per zip and cache. The fill
-	 * hashes what it writes and checks it at commit, so the object is the spool byte for byte.
-	 */
-	rc = crgw_cache_fill_begin(cache, d, (int64_t)q->size, NULL, NULL, &fill, &follower);
-	if (rc == 0 && fill) {
-		while (rc == 0 && at < q->size) {
-			size_t want = q->size - at < sizeof(buf) ? (size_t)(q->size - at) : sizeof(buf);
-			ssize_t n = pread(q->fd, buf, want, (off_t)at);
-
-			if (n <= 0)
-				rc = n < 0 ? -errno : -EIO;
-			else if ((rc = crgw_cache_fill_write(fill, buf, (size_t)n)) == 0)
-				at += (uint64_t)n;
-		}
-		if (rc == 0)
-			rc = crgw_cache_fill_commit(fill);
-		else
-			crgw_cache_fill_abort(fill);
-	}
+	rc = crgw_cache_fill_begin(cache, &j->sha, (int64_t)j->size, NULL, NULL, &fill, &follower);
 	crgw_cache_follower_close(follower); /* another request fills the same object: it is theirs */
-	if (rc && rc != -EEXIST) {
-		log_warn("go: a verified zip is served but not cached", "module=%s version=%s error=\"%s\"", q->p.module,
-			 q->p.version, strerror(-rc));
-		return;
+	if (rc || !fill)
+		return rc == -EEXIST ? 0 : rc;
+	while (rc == 0 && at < j->size) {
+		size_t want = j->size - at < sizeof(buf) ? (size_t)(j->size - at) : sizeof(buf);
+		ssize_t n = pread(j->fd, buf, want, (off_t)at);
+
+		if (n <= 0)
+			rc = n < 0 ? -errno : -EIO;
+		else if ((rc = crgw_cache_fill_write(fill, buf, (size_t)n)) == 0)
+			at += (uint64_t)n;
 	}
-	note_key(q, key, sizeof(key));
-	reg_note_put(r, key, text);
+	if (rc) {
+		crgw_cache_fill_abort(fill);
+		return rc;
+	}
+	return crgw_cache_fill_commit(fill);
+}
+
+/* The work itself: any thread. */
+static void job_run(struct zip_job *j)
+{
+	struct crgw_cache *cache = crgw_cache_service();
+
+	j->cache_rc = 1;
+	j->rc = go_h1_zip(j->fd, j->module, j->version, j->h1, &j->why);
+	if (j->rc || !j->want[0] || strcmp(j->h1, j->want) || !cache)
+		return;
+	j->cache_rc = job_fill(j, cache);
+}
+
+static void *job_main(void *arg)
+{
+	struct zip_job *j = arg;
+	bool orphaned;
+
+	job_run(j);
+	atomic_fetch_sub(&verifiers, 1);
+	pthread_mutex_lock(&j->lock);
+	orphaned = j->orphaned;
+	if (!orphaned) {
+		j->done = true;
+		event_active(j->ev, 0, 0);
+	}
+	pthread_mutex_unlock(&j->lock);
+	if (orphaned)
+		job_free(j);
+	return NULL;
+}
+
+/* The request ends: the job is freed now if it is done, else by its thread. */
+static void job_release(struct zip_job *j)
+{
+	bool done;
+
+	if (!j)
+		return;
+	pthread_mutex_lock(&j->lock);
+	done = j->done;
+	j->orphaned = true;
+	pthread_mutex_unlock(&j->lock);
+	if (done)
+		job_free(j);
 }
 
 static void zip_on_response(struct med_request *r)
@@ -571,14 +649,61 @@ static void zip_on_body(struct med_request *r, const char *data, size_t len)
 
 static void zip_start(struct med_request *r, const char *url);
 
+/* The job ended (on the request's loop): the zip is refused, or served and its cache entry noted. */
+static void zip_verified(evutil_socket_t fd, short what, void *arg)
+{
+	struct med_request *r = arg;
+	struct go_req *q = own(r);
+	struct zip_job *j = q->job;
+	char detail[1000], key[1000], text[CRGW_DIGEST_TEXT_MAX];
+
+	(void)fd;
+	(void)what;
+	if (j->rc) {
+		snprintf(detail, sizeof(detail), "the upstream's zip is refused: %s", j->why ? j->why : strerror(-j->rc));
+		med_refuse(r, 502, "Bad Gateway",
+			   j->rc == -ENOMEM || j->rc == -EIO ? CRGW_REASON_UPSTREAM_UNREACHABLE
+							     : CRGW_REASON_INTEGRITY_MISMATCH,
+			   detail);
+		return;
+	}
+	if (q->sum && strcmp(j->h1, q->sum)) {
+		snprintf(detail, sizeof(detail), "the upstream's zip hashes to %s", j->h1);
+		med_refuse(r, 502, "Bad Gateway", CRGW_REASON_INTEGRITY_MISMATCH, detail);
+		return;
+	}
+	/* Only what go.sum vouches for is cached: an unlisted zip matched nothing. */
+	if (!q->sum) {
+		AUDIT_SET(r->integrity, j->h1);
+	} else if (j->cache_rc == 0 && crgw_digest_format(&j->sha, text, sizeof(text)) > 0) {
+		note_key(q, key, sizeof(key));
+		reg_note_put(r, key, text);
+	} else if (j->cache_rc < 0) {
+		log_warn("go: a verified zip is served but not cached", "module=%s version=%s error=\"%s\"", q->p.module,
+			 q->p.version, strerror(-j->cache_rc));
+	}
+	zip_head(r, q->size);
+	if (!is_head(r) && q->size) {
+		if (med_client_add_file(r, q->fd, q->size)) {
+			med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "cannot send the zip");
+			return;
+		}
+		q->fd = -1; /* taken */
+		r->bytes_down = q->size;
+	} else {
+		r->bytes_down = 0;
+	}
+	crgw_cache_service_observe(false, (uint64_t)(crgw_realtime_us() - r->start_us), q->size);
+	med_local_done(r);
+}
+
 static bool zip_on_done(struct med_request *r, bool ok, const char *why)
 {
 	struct go_req *q = own(r);
-	struct crgw_digest d = { .alg = CRGW_DIGEST_SHA256, .len = 32 };
-	const char *zwhy = NULL;
-	char h1[64], detail[1000], location[2048];
+	char location[2048];
 	unsigned mdlen = 0;
-	int rc;
+	struct zip_job *j;
+	pthread_t t;
 
 	(void)why;
 	if (!ok)
@@ -592,46 +717,43 @@ static bool zip_on_done(struct med_request *r, bool ok, const char *why)
 		reg_answer_status(r, r->status);
 		return true;
 	}
-	/*
-	 * Hashed on the loop: go_h1_zip inflates every entry (bounded by the zip limits). A thread would keep
-	 * the loop free during large zips; the zips a build fetches are small and this runs once per zip and
-	 * cache.
-	 */
-	rc = go_h1_zip(q->fd, q->p.module, q->p.version, h1, &zwhy);
-	if (rc) {
-		snprintf(detail, sizeof(detail), "the upstream's zip is refused: %s", zwhy ? zwhy : strerror(-rc));
-		med_refuse(r, 502, "Bad Gateway",
-			   rc == -ENOMEM || rc == -EIO ? CRGW_REASON_UPSTREAM_UNREACHABLE : CRGW_REASON_INTEGRITY_MISMATCH,
-			   detail);
-		return true;
-	}
-	if (q->sum && strcmp(h1, q->sum)) {
-		snprintf(detail, sizeof(detail), "the upstream's zip hashes to %s", h1);
-		med_refuse(r, 502, "Bad Gateway", CRGW_REASON_INTEGRITY_MISMATCH, detail);
-		return true;
-	}
-	if (!EVP_DigestFinal_ex(q->sha, d.bytes, &mdlen) || mdlen != 32) {
+	j = calloc(1, sizeof(*j));
+	if (!j || pthread_mutex_init(&j->lock, NULL)) {
+		free(j);
 		oom(r);
 		return true;
 	}
-	/* Only what go.sum vouches for is cached: an unlisted zip matched nothing. */
-	if (q->sum)
-		zip_cache(r, &d);
-	else
-		AUDIT_SET(r->integrity, h1);
-	zip_head(r, q->size);
-	if (!is_head(r) && q->size) {
-		if (med_client_add_file(r, q->fd, q->size)) {
-			med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "cannot send the zip");
-			return true;
-		}
-		q->fd = -1; /* taken */
-		r->bytes_down = q->size;
-	} else {
-		r->bytes_down = 0;
+	j->fd = dup(q->fd);
+	q->wake = event_new(r->m->base, -1, 0, zip_verified, r);
+	j->ev = q->wake;
+	j->size = q->size;
+	j->sha.alg = CRGW_DIGEST_SHA256;
+	j->sha.len = 32;
+	snprintf(j->module, sizeof(j->module), "%s", q->p.module);
+	snprintf(j->version, sizeof(j->version), "%s", q->p.version);
+	snprintf(j->want, sizeof(j->want), "%s", q->sum ? q->sum : "");
+	q->job = j;
+	if (j->fd < 0 || !q->wake || !EVP_DigestFinal_ex(q->sha, j->sha.bytes, &mdlen) || mdlen != 32) {
+		j->done = true; /* no thread: freed with the request */
+		oom(r);
+		return true;
 	}
-	crgw_cache_service_observe(false, 0, q->size);
-	med_local_done(r);
+	if (atomic_fetch_add(&verifiers, 1) < GO_VERIFIERS) {
+		pthread_attr_t attr;
+		int err = pthread_attr_init(&attr);
+
+		if (!err) {
+			pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+			err = pthread_create(&t, &attr, job_main, j);
+			pthread_attr_destroy(&attr);
+		}
+		if (!err)
+			return true; /* zip_verified runs when the thread is done */
+	}
+	atomic_fetch_sub(&verifiers, 1);
+	job_run(j);
+	j->done = true;
+	zip_verified(-1, 0, r);
 	return true;
 }
 
