@@ -565,7 +565,6 @@ static void *job_main(void *arg)
 	bool orphaned;
 
 	job_run(j);
-	atomic_fetch_sub(&verifiers, 1);
 	pthread_mutex_lock(&j->lock);
 	orphaned = j->orphaned;
 	if (!orphaned) {
@@ -575,7 +574,18 @@ static void *job_main(void *arg)
 	pthread_mutex_unlock(&j->lock);
 	if (orphaned)
 		job_free(j);
+	/* Last: med_go_drain waits for this, and then the cache and the loops may go. */
+	atomic_fetch_sub(&verifiers, 1);
 	return NULL;
+}
+
+void med_go_drain(void)
+{
+	/* Bounded: a job is at most 500 MiB hashed and copied once. */
+	for (int i = 0; i < 6000 && atomic_load(&verifiers); i++)
+		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+	if (atomic_load(&verifiers))
+		log_warn("go: zip verifications still running at shutdown", "count=%u", atomic_load(&verifiers));
 }
 
 /* The request ends: the job is freed now if it is done, else by its thread. */

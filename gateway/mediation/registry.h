@@ -122,5 +122,7 @@ int reg_note_get(struct med_request *r, const char *key, char *out, size_t cap);
 /* The handlers. */
 void med_npm(struct med_request *r, const char *path, size_t len);
 void med_go(struct med_request *r, const char *path, size_t len);
+/* Waits (up to a minute) until no zip verification thread of go.c runs: before the loops and the cache go. */
+void med_go_drain(void);
 
 #endif
