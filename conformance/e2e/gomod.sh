@@ -7,7 +7,8 @@
 # the list, refused as .info (so `go get` fails) and as @latest (lockfile_violation), let through and audited
 # in warn mode; a registry the policy does not enable is refused (registry_not_allowed); a zip tampered with
 # on the upstream is refused whole (integrity_mismatch: the client gets a 502 and no byte of it) and nothing
-# of it is cached; the checksum database is proxied only for an allowed host; the second download is served
+# of it is cached, and so is a tampered go.mod; a version published just now is hidden and refused under
+# min_release_age (release_too_new); the checksum database is proxied only for an allowed host; the second download is served
 # from the cache, and so is one offline (cache.offline, the goproxy server stopped).
 # TAP output. Needs root.
 # usage: gomod.sh CRGW CRGW_CTL
@@ -139,6 +140,8 @@ check "audited: registry_not_allowed with registry go" -- \
 out=$(run "$GO" 'curl -s -w " %{http_code}" "$GOPROXY/sumdb/sumdb.test/supported"' 2>&1)
 out=${out//$'\n'/}
 check "a checksum database outside allowed_hosts: 404 for supported, so the go command goes direct ($out)" -- grep -q ' 404$' <<<"$out"
+check "audited: host_not_allowed naming the checksum database" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .action=="deny" and .reason_code=="host_not_allowed" and .registry=="go" and (.detail|test("sumdb.test")))'
 SUMDB=$T/sumdb
 project "$SUMDB" '  go:
     enable: true
@@ -235,6 +238,19 @@ cp "$T/victim.orig" "$victim.new" && mv "$victim.new" "$victim"
 # lighttpd keeps a file's size in its stat cache for about a second: a request in that second would be cut.
 sleep 2
 
+# A go.mod tampered with on the upstream: refused whole, the stored copy replaced by the new one is hashed too.
+modfile=$TREE/b/@v/v1.0.0.mod
+cp "$modfile" "$T/mod.orig"
+{ cat "$T/mod.orig"; echo 'require evil.test/x v1.0.0'; } >"$modfile.new" && mv "$modfile.new" "$modfile"
+sleep 2
+out=$(run "$GO" 'curl -s -w " %{http_code}" "$GOPROXY/'$B'/@v/v1.0.0.mod"' 2>&1)
+out=${out//$'\n'/}
+check "a tampered go.mod: 502, none of it served ($out)" -- grep -q '^crgw: integrity_mismatch: .* 502$' <<<"$out"
+check "audited: integrity_mismatch with go.sum's /go.mod h1" -- \
+	audit_has "$AUDIT" "select(.event==\"decision\" and .action==\"deny\" and .reason_code==\"integrity_mismatch\" and .package==\"$B\" and .integrity==\"$B_MOD\")"
+cp "$T/mod.orig" "$modfile.new" && mv "$modfile.new" "$modfile"
+sleep 2
+
 # ---- offline, from the cache -------------------------------------------------------------------------------
 out=$(run "$GO" 'fresh; go mod download 2>&1' 2>&1)
 ok $? "go mod download with the upstream restored fills the cache again ($out)"
@@ -252,6 +268,8 @@ hits=$(tail -n +$((before + 1)) "$AUDIT" | jq -s '[.[] | select(.event=="connect
 check "both zips of the offline download were cache hits ($hits)" -- test "$hits" -ge 2
 out=$(run "$WARN" 'curl -s -o /dev/null -w "%{http_code}" "$GOPROXY/'$A'/@v/v1.1.0.zip"' 2>&1)
 check "offline, an unlisted zip (never cached) is refused with 503 ($out)" -- test "$out" = 503
+check "audited: upstream_unreachable (offline) with package and version" -- \
+	audit_has "$AUDIT" "select(.event==\"decision\" and .action==\"deny\" and .reason_code==\"upstream_unreachable\" and .package==\"$A\" and .version==\"v1.1.0\" and (.detail|test(\"offline\")))"
 kill -CONT "$gopid"
 
 tap_done
