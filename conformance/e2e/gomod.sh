@@ -205,6 +205,13 @@ check "audited: without go.sum enforcement an allowed zip says it was checked ag
 
 # ---- integrity_mismatch: a zip tampered with on the upstream ------------------------------------------------
 "$CTL" --control "$T/ctl.sock" cache gc --target 0 >/dev/null 2>&1
+# Four clients at once for one zip the cache lost: each spooled and verified, one fill wins, all served.
+want=$(sha256sum "$TREE/a/@v/v1.0.0.zip" | cut -d' ' -f1)
+out=$(run "$GO" 'for i in 1 2 3 4; do curl -s -o z$i.zip "$GOPROXY/'$A'/@v/v1.0.0.zip" & done; wait; sha256sum z?.zip | cut -d" " -f1 | sort | uniq -c' 2>&1)
+check "four concurrent downloads of a zip get the same verified bytes ($(echo $out))" -- test "$(echo $out)" = "4 $want"
+out=$("$CTL" --control "$T/ctl.sock" cache ls --json 2>&1)
+echo "$out" | jq -e --arg d "sha256:$want" 'map(select(.digest==$d)) | length == 1' >/dev/null
+ok $? "the cache holds it once ($(echo "$out" | jq length 2>/dev/null) objects)"
 victim=$TREE/b/@v/v1.0.0.zip
 cp "$victim" "$T/victim.orig"
 # A well-formed zip of the same names with one file changed: only the h1 can tell.
