@@ -518,7 +518,7 @@ static bool token_on_done(struct med_request *r, bool ok, const char *why)
 
 static void token_free(struct med_request *r)
 {
-	reg_req_free(r);
+	reg_free(r);
 }
 
 static const struct med_handler token_handler = {

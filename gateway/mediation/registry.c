@@ -56,7 +56,7 @@ static struct reg_req *state(struct med_request *r)
 	return r->handler_state;
 }
 
-static void reg_free(struct med_request *r)
+void reg_free(struct med_request *r)
 {
 	struct reg_req *g = r->handler_state;
 
@@ -86,11 +86,6 @@ static void reg_free(struct med_request *r)
 }
 
 static const struct med_handler idle_handler = { .free = reg_free };
-
-void reg_req_free(struct med_request *r)
-{
-	reg_free(r);
-}
 
 /* ---- the start of every registry request ------------------------------------------------------------ */
 
@@ -345,11 +340,17 @@ static int meta_load(struct med_request *r, struct reg_req *g, int64_t *fetched)
 		goto out;
 	p = head + strlen(META_MAGIC);
 	char etag[256] = "", modified[64] = "", ctype[128] = "";
-	int used = 0;
+	char *end;
 
-	if (sscanf(p, "%lld\n%" SCNu64 "\n%n", &t, &len, &used) < 2 || used <= 0)
+	/* Not sscanf: its "\n" would skip the empty lines of absent validators that follow. */
+	t = strtoll(p, &end, 10);
+	if (end == p || *end != '\n')
 		goto out;
-	p += used;
+	p = end + 1;
+	len = strtoull(p, &end, 10);
+	if (end == p || *end != '\n')
+		goto out;
+	p = end + 1;
 	char *lines[3] = { etag, modified, ctype };
 	size_t caps[3] = { sizeof(etag), sizeof(modified), sizeof(ctype) };
 
@@ -416,6 +417,42 @@ static void meta_store(struct med_request *r, struct reg_req *g, struct evbuffer
 		unlink(tmp);
 		log_warn("registry: a metadata document could not be stored", "dir=%s error=\"%s\"", dir, strerror(errno));
 	}
+}
+
+/*
+ * Notes: small documents a handler derives and keeps (go: a verified zip's sha256 by module, version and
+ * go.sum hash). They live in the metadata store under a key of their own ("note" in place of an Accept), are
+ * never refreshed from an upstream and never expire: what they record cannot change (an h1 names one zip).
+ */
+int reg_note_get(struct med_request *r, const char *key, char *out, size_t cap)
+{
+	struct reg_req *g = state(r);
+	int64_t fetched = 0;
+	size_t len;
+
+	meta_key(g, key, "note");
+	if (!meta_load(r, g, &fetched))
+		return -ENOENT;
+	len = evbuffer_get_length(g->stale);
+	if (len >= cap)
+		return -E2BIG;
+	evbuffer_copyout(g->stale, out, len);
+	out[len] = '\0';
+	evbuffer_drain(g->stale, len);
+	return 0;
+}
+
+void reg_note_put(struct med_request *r, const char *key, const char *value)
+{
+	struct reg_req *g = state(r);
+	struct evbuffer *b = evbuffer_new();
+
+	if (!b)
+		return;
+	meta_key(g, key, "note");
+	if (!evbuffer_add(b, value, strlen(value)))
+		meta_store(r, g, b, "", "", "text/plain");
+	evbuffer_free(b);
 }
 
 /* ---- fetching a metadata document ------------------------------------------------------------------ */
@@ -514,7 +551,7 @@ static const struct med_handler meta_handler = {
 };
 
 /* The header lines of an upstream request: what is asked, and the operator's credential for the host. */
-static bool upstream_headers(struct med_request *r, const char *accept)
+bool reg_upstream_headers(struct med_request *r, const char *accept)
 {
 	struct reg_req *g = state(r);
 	char line[400];
@@ -546,7 +583,7 @@ static bool upstream_headers(struct med_request *r, const char *accept)
 	return true;
 }
 
-static bool set_url(struct med_request *r, const char *url)
+bool reg_set_url(struct med_request *r, const char *url)
 {
 	free(r->url);
 	r->url = strdup(url);
@@ -580,7 +617,7 @@ void reg_fetch_meta(struct med_request *r, const char *url, const char *accept, 
 	}
 	if (r->started)
 		med_client_reset(r);
-	if (!set_url(r, url) || !upstream_headers(r, accept))
+	if (!reg_set_url(r, url) || !reg_upstream_headers(r, accept))
 		return;
 	g->sent = 0;
 	if (stored && g->stale_etag[0]) {
@@ -856,18 +893,18 @@ static void artifact_on_body(struct med_request *r, const char *data, size_t len
 	g->sent += len;
 }
 
-static bool follow_redirect(struct med_request *r)
+int reg_redirect(struct med_request *r, char *location, size_t cap)
 {
 	struct reg_req *g = state(r);
-	char location[2048], detail[400];
+	char detail[400];
 	const char *host, *slash, *why = NULL;
 	struct crgw_host h;
 	size_t hlen;
 
-	if (!med_resp_field(r, "location", location, sizeof(location)) || strncmp(location, "https://", 8)) {
+	if (!med_resp_field(r, "location", location, cap) || strncmp(location, "https://", 8)) {
 		med_refuse(r, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE,
 			   "the upstream redirected to something other than an https URL");
-		return true;
+		return -EPERM;
 	}
 	host = location + 8;
 	slash = strchr(host, '/');
@@ -876,20 +913,28 @@ static bool follow_redirect(struct med_request *r)
 	    h.kind != CRGW_HOST_NAME) {
 		med_refuse(r, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE,
 			   "the upstream redirected to a URL with credentials, a port or no host name");
-		return true;
+		return -EPERM;
 	}
 	if (!crgw_policy_registry_host_allowed(g->rule, h.text)) {
 		snprintf(detail, sizeof(detail), "the upstream redirected to %s, which is not in registries.%s.allowed_hosts",
 			 h.text, g->rule->name);
 		med_refuse(r, 403, "Forbidden", CRGW_REASON_HOST_NOT_ALLOWED, detail);
-		return true;
+		return -EPERM;
 	}
 	if (++g->redirects > MAX_REDIRECTS) {
 		med_refuse(r, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "too many redirects");
-		return true;
+		return -EPERM;
 	}
 	r->host = h;
-	start_upstream(r, location);
+	return 0;
+}
+
+static bool follow_redirect(struct med_request *r)
+{
+	char location[2048];
+
+	if (reg_redirect(r, location, sizeof(location)) == 0)
+		start_upstream(r, location);
 	return true;
 }
 
@@ -1038,7 +1083,7 @@ static void start_upstream(struct med_request *r, const char *url)
 	}
 	evbuffer_drain(g->held, evbuffer_get_length(g->held));
 	g->sent = 0;
-	if (!set_url(r, copy) || !upstream_headers(r, "*/*"))
+	if (!reg_set_url(r, copy) || !reg_upstream_headers(r, "*/*"))
 		return;
 	r->h = &artifact_handler;
 	med_client_start(r);
@@ -1057,8 +1102,9 @@ void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg
 	int rc;
 
 	g->want = *want;
-	reg_set_integrity(r, want);
-	if (!set_url(r, url))
+	if (!g->integrity_named)
+		reg_set_integrity(r, want);
+	if (!reg_set_url(r, url))
 		return;
 	if (cacheable && crgw_cache_read_open(cache, &want->digest, &g->reader) == 0) {
 		serve_hit(r);
@@ -1089,13 +1135,6 @@ void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg
 
 /* ---- routing --------------------------------------------------------------------------------------- */
 
-/* Registries whose handler is not built yet: their requests are judged as far as the policy goes. */
-static void not_mediated(struct med_request *r, const char *path, size_t len, const char *kind, const char *registry)
-{
-	if (reg_begin(r, kind, registry, &path, &len))
-		med_refuse(r, 501, "Not Implemented", CRGW_REASON_REQUEST_INVALID, "this registry is not mediated yet");
-}
-
 /* OCI's parser takes the whole canonical path: put back the prefix the router took off. */
 static void oci_whole(struct med_request *r, const char *prefix, const char *path, size_t len)
 {
@@ -1117,7 +1156,7 @@ void med_registry(struct med_request *r, const char *path, size_t len, const cha
 	else if (med_path_take(&path, &len, "/pypi"))
 		med_pypi(r, path, len);
 	else if (med_path_take(&path, &len, "/go"))
-		not_mediated(r, path, len, "go", "go");
+		med_go(r, path, len);
 	else if (med_path_take(&path, &len, "/oci"))
 		oci_whole(r, "/registry", whole, wlen);
 	else

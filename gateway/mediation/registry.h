@@ -48,6 +48,7 @@ struct reg_req {
 	struct crgw_cache_reader *reader;
 	struct event *wake;
 	bool verify_pass;   /* hashing a cached copy before it is trusted */
+	bool integrity_named; /* the handler set r->integrity itself (go: go.sum's h1): the digest does not replace it */
 	bool follower_head;
 	unsigned redirects;
 	int64_t t0_us;
@@ -79,11 +80,11 @@ void *reg_own_alloc(struct med_request *r, size_t size);
 struct reg_req *reg_begin_host(struct med_request *r, const char *kind, const char *registry, const char *host,
 			       size_t hlen);
 
-/* Frees the registry state of `r` (the `free` hook of a handler that registry.c did not make). */
-void reg_req_free(struct med_request *r);
-
 /* Sends the artifact request again (after on_unauthorized got a token): the fill, if any, is kept. */
 void reg_artifact_retry(struct med_request *r, const char *url);
+
+/* Frees the request's registry state (a handler's `free` hook: every handler a registry request runs uses it). */
+void reg_free(struct med_request *r);
 
 /* The URL a sandbox uses for `host` and `path` through this gateway: http://<gw>:8170/registry/<kind>/<host><path>. */
 void reg_gateway_url(struct med_request *r, char *out, size_t cap, const char *host, const char *path);
@@ -93,6 +94,19 @@ void reg_fetch_meta(struct med_request *r, const char *url, const char *accept, 
 
 /* Serves the artifact at `url` (on r->host) checked against `want`, from the cache when it holds it. */
 void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg_want *want);
+
+/* r->url = a copy of `url`; false (answered) when out of memory. */
+bool reg_set_url(struct med_request *r, const char *url);
+
+/* The header lines of an upstream request: Accept (unless NULL or ""), the operator's credential for r->host. */
+bool reg_upstream_headers(struct med_request *r, const char *accept);
+
+/*
+ * The upstream answered a redirect: its Location (into `location`, `cap` bytes) must be https to an allowed
+ * host, without credentials or a port, within the redirect budget; then r->host is that host and 0 is
+ * returned. Otherwise the request is refused (answered) and -EPERM returned.
+ */
+int reg_redirect(struct med_request *r, char *location, size_t cap);
 
 /* Parses an integrity string (sha512-/sha256- SRI, sha1-, sha256:<hex>, sha512:<hex>); false if none of these. */
 bool reg_want_parse(const char *text, size_t len, struct reg_want *out);
@@ -118,11 +132,22 @@ void reg_answer_doc(struct med_request *r, const char *content_type, const char 
 /* The upstream answered `status` for something asked: passed on to the client as a plain answer. */
 void reg_answer_status(struct med_request *r, long status);
 
+/*
+ * A note the handler keeps in the metadata store (registry.c, "Notes"): `value` (NUL-terminated, borrowed)
+ * under `key`; never expires. reg_note_get copies it into `out`: 0, -ENOENT, -E2BIG.
+ */
+void reg_note_put(struct med_request *r, const char *key, const char *value);
+int reg_note_get(struct med_request *r, const char *key, char *out, size_t cap);
+
 /* The handlers. */
 void med_npm(struct med_request *r, const char *path, size_t len);
 void med_pypi(struct med_request *r, const char *path, size_t len);
 
 /* `path`: the whole canonical path (/v2/... or /registry/oci/...), which oci_path_parse takes. */
 void med_oci(struct med_request *r, const char *path, size_t len);
+
+void med_go(struct med_request *r, const char *path, size_t len);
+/* Waits (up to a minute) until no zip verification thread of go.c runs: before the loops and the cache go. */
+void med_go_drain(void);
 
 #endif

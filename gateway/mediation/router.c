@@ -20,6 +20,7 @@
 #include "internal.h"
 #include "log.h"
 #include "path.h"
+#include "registry.h"
 #include "sandbox.h"
 
 #define HEAD_TIMEOUT_S 30
@@ -891,6 +892,7 @@ void crgw_mediation_free(struct crgw_mediation *m)
 		return;
 	while (m->conns)
 		conn_close(m->conns);
+	med_go_drain(); /* the requests are gone; a zip verification's thread may still hold the cache */
 	crgw_accept_guard_fini(&m->guard);
 	evconnlistener_free(m->listener);
 	med_client_fini(m);
