@@ -342,8 +342,10 @@ static size_t on_write(char *data, size_t size, size_t nitems, void *arg)
 		r->h->on_response_body(r, data, len);
 	if (r->finished)
 		return 0;
-	if (r->h && r->h->takes_body)
+	if (r->h && r->h->takes_body) {
+		med_upstream_activity(r);
 		return len;
+	}
 	r->bytes_down += len;
 	med_client_write(r, data, len);
 	return len;

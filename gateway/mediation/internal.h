@@ -150,6 +150,8 @@ int med_client_add_file(struct med_request *r, int fd, uint64_t size);
 bool med_client_has_room(const struct med_request *r);
 /* The upstream transfer ended: `ok`, or why not. */
 void med_upstream_done(struct med_request *r, bool ok, const char *why);
+/* The upstream sent bytes the client does not see yet (a document read whole, a zip spooled): not idle. */
+void med_upstream_activity(struct med_request *r);
 /* The upstream took body bytes (from a libcurl callback): the client is read again if it was paused. */
 void med_body_consumed(struct med_request *r);
 /* Starts feeding held body bytes to the upstream (after a handler's on_request_body returned 0). */

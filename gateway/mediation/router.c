@@ -722,6 +722,11 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 	conn_process(c);
 }
 
+void med_upstream_activity(struct med_request *r)
+{
+	r->c->activity_us = now_us();
+}
+
 void med_body_consumed(struct med_request *r)
 {
 	r->c->activity_us = now_us();
