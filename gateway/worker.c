@@ -118,6 +118,7 @@ static void *worker_main(void *arg)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	crgw_mediation_thread_fini();
 	return NULL;
 }
 

@@ -611,8 +611,12 @@ void med_client_reset(struct med_request *r)
 bool med_resp_field(const struct med_request *r, const char *name, char *out, size_t cap)
 {
 	size_t nlen = strlen(name), total = evbuffer_get_length(r->resp_head);
-	const char *p = (const char *)evbuffer_pullup(r->resp_head, -1), *end = p + total;
+	const char *p, *end;
 
+	if (!total)
+		return false;
+	p = (const char *)evbuffer_pullup(r->resp_head, -1);
+	end = p + total;
 	while (p && p < end) {
 		const char *eol = memchr(p, '\n', (size_t)(end - p)), *v;
 		size_t len;

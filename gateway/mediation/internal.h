@@ -191,6 +191,8 @@ void med_meta(struct med_request *r, const char *path, size_t len);
 /* registry.c: /registry/<npm|pypi|go|oci>/ and the OCI mirror form /v2/ */
 void med_registry(struct med_request *r, const char *path, size_t len, const char *query, size_t qlen);
 void med_registry_v2(struct med_request *r, const char *path, size_t len);
+/* oci.c: wipes and frees the calling worker thread's cached registry tokens. */
+void med_oci_thread_fini(void);
 /* Waits until every verified artifact handed to a commit thread is in the cache (or failed). */
 void reg_wait_commits(void);
 

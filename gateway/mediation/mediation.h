@@ -27,6 +27,9 @@ void crgw_mediation_global_fini(void);
 int crgw_mediation_new(struct event_base *base, const struct crgw_config *cfg, struct crgw_dns_server *dns,
 		       struct crgw_mediation **out);
 
+/* What a worker thread's mediation keeps for itself (registry tokens): wiped by the thread, as its loop ends. */
+void crgw_mediation_thread_fini(void);
+
 /* Ends every exchange (with its connection_end event) and closes the listener. The loop must be stopped. */
 void crgw_mediation_free(struct crgw_mediation *m);
 

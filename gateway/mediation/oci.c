@@ -126,6 +126,12 @@ static void slot_clear(struct token_slot *s)
 	memset(s, 0, sizeof(*s));
 }
 
+void med_oci_thread_fini(void)
+{
+	for (int i = 0; i < TOKEN_SLOTS; i++)
+		slot_clear(&tokens[i]);
+}
+
 static const char *token_get(const char *key, const struct crgw_registry_rule *rule)
 {
 	int64_t now = mono_s();

@@ -891,6 +891,11 @@ int crgw_mediation_new(struct event_base *base, const struct crgw_config *cfg, s
 	return 0;
 }
 
+void crgw_mediation_thread_fini(void)
+{
+	med_oci_thread_fini();
+}
+
 void crgw_mediation_free(struct crgw_mediation *m)
 {
 	if (!m)
