@@ -148,7 +148,8 @@ check "the cache keeps only whole, verified objects ($objects kept of 3; $(echo 
 check "nothing partial is left in the cache's tmp/" -- test "$(find "$T/small/cache/tmp" -type f | wc -l)" -eq 0
 grep -q 'not cached' "$T/crgw.log"
 ok $? "the failed fill is logged ($(grep -m1 'not cached' "$T/crgw.log" | cut -c1-150))"
-gw_stop >/dev/null 2>&1
+gw_stop
+ok $? "crgw stopped cleanly"
 umount "$T/small"
 
 tap_done

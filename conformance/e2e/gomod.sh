@@ -279,4 +279,9 @@ check "audited: upstream_unreachable (offline) with package and version" -- \
 	audit_has "$AUDIT" "select(.event==\"decision\" and .action==\"deny\" and .reason_code==\"upstream_unreachable\" and .package==\"$A\" and .version==\"v1.1.0\" and (.detail|test(\"offline\")))"
 kill -CONT "$gopid"
 
+# Every restart above stopped a crgw; this one is checked: under the sanitizers a leak or undefined behaviour
+# makes it fail.
+gw_stop
+ok $? "crgw stopped cleanly"
+
 tap_done

@@ -270,4 +270,9 @@ for s in oci oci-auth; do
 	[ -f "$TN_STATE/pids/$s.pid" ] && read -r pid _ <"$TN_STATE/pids/$s.pid" && kill -CONT "$pid" 2>/dev/null
 done
 
+# Every restart above stopped a crgw; this one is checked: under the sanitizers a leak or undefined behaviour
+# makes it fail.
+gw_stop
+ok $? "crgw stopped cleanly"
+
 tap_done

@@ -244,4 +244,9 @@ for s in npm pypi goproxy oci; do
 done
 diag "npm ci: first ${cold_ms} ms, warm ${warm_ms} ms, offline ${offline_ms} ms; an empty sandbox run ${sandbox_ms} ms"
 
+# Every restart above stopped a crgw; this one is checked: under the sanitizers a leak or undefined behaviour
+# makes it fail.
+gw_stop
+ok $? "crgw stopped cleanly"
+
 tap_done
