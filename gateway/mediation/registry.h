@@ -49,6 +49,7 @@ struct reg_req {
 	struct event *wake;
 	bool verify_pass;   /* hashing a cached copy before it is trusted */
 	bool follower_head;
+	bool cacheable;     /* the cache keys this artifact: X-Crgw-Cache says "miss", not "uncached" */
 	unsigned redirects;
 	int64_t t0_us;
 	uint64_t sent;
