@@ -5,8 +5,10 @@
 # every artifact fetched, verified and cached (cache ls holds each digest), audited as the sandbox's requests;
 # a second warm reports every one cached (X-Crgw-Cache: hit), and the sandbox is gone afterwards. Then the
 # gateway restarts offline with every registry stopped and `npm ci` and `pip install --require-hashes` in
-# sandboxes succeed from what the warm put there. Failures: a lockfile naming a tarball the registry lacks
-# (exit 1, named), no policy, a policy without registries, usage, a gateway without a cache (exit 2).
+# sandboxes succeed from what the warm put there. Go's go.sum entries are asked for by their GOPROXY paths
+# (fetched, or each reported with its 501 while the gateway does not mediate Go). Failures: a lockfile
+# naming a tarball the registry lacks (exit 1, named), no policy, a policy without registries, usage, a
+# gateway without a cache (exit 2).
 # TAP output. Needs root.
 # usage: warm.sh CRGW CRGW_CTL
 set -uo pipefail
@@ -165,6 +167,40 @@ grep -q '^failed http_404  crgw-missing@1.0.0  0' <<<"$line"
 ok $? "... named, with the upstream's answer ($line)"
 tail -1 <<<"$out" | grep -q "^$((npm_count + pip_count + 1)) artifacts: 0 fetched, $((npm_count + pip_count)) cached, 1 failed"
 ok $? "... the others cached ($(tail -1 <<<"$out"))"
+
+# ---- Go: go.sum's zips and go.mod files, by the GOPROXY protocol ------------------------------------------
+# The Go handler may not be built yet (501, "not mediated yet"): then every line must say so, and warm exit 1.
+G=$T/go
+mkdir -p "$G"
+cp "$TN_GO_MAIN/go.mod" "$TN_GO_MAIN/go.sum" "$G/"
+cat >"$G/cleanroom.yaml" <<'EOF2'
+version: 1
+sandbox:
+  network:
+    default: deny
+registries:
+  go:
+    enable: true
+    allowed_hosts: [goproxy.test]
+    lockfile_enforcement: { enabled: true, mode: deny_unknown, lockfiles: [go.sum] }
+EOF2
+go_count=$(awk 'NF {print $1, $2}' "$G/go.sum" | sort -u | wc -l)
+warm --policy "$G" --json
+echo "$out" >"$T/warm-go.json"
+n=$(jq -s '[.[] | select(.event=="artifact" and .registry=="go")] | length' "$T/warm-go.json")
+check "go: one line per go.sum entry ($n of $go_count)" -- test "$n" = "$go_count"
+jq -e -s 'map(select(.event=="artifact")) | map(.path) | index("/registry/go/goproxy.test/goproxy.test/m/a/@v/v1.0.0.zip") != null and
+	index("/registry/go/goproxy.test/goproxy.test/m/a/@v/v1.0.0.mod") != null' "$T/warm-go.json" >/dev/null
+ok $? "go: a module's zip and its go.mod file by GOPROXY paths"
+not_mediated=$(jq -s '[.[] | select(.event=="artifact" and .status=="failed" and .http_status==501)] | length' "$T/warm-go.json")
+fetched=$(jq -s '[.[] | select(.event=="artifact" and .status=="fetched")] | length' "$T/warm-go.json")
+if [ "$not_mediated" -gt 0 ]; then
+	[ "$not_mediated" = "$go_count" ] && [ "$rc" = 1 ] && grep -q 'not mediated yet' "$T/warm-go.json"
+	ok $? "go: the gateway does not mediate Go yet: each reported with its 501, exit 1 (rc $rc)"
+else
+	[ "$fetched" = "$go_count" ] && [ "$rc" = 0 ]
+	ok $? "go: every zip and go.mod fetched, exit 0 ($fetched of $go_count, rc $rc)"
+fi
 
 # ---- a gateway without a cache ----------------------------------------------------------------------------
 gw_stop >/dev/null 2>&1
