@@ -3,9 +3,9 @@
 # End to end: `crgw-ctl cache warm` against the test network's registries. A project with the test network's
 # npm lockfile (57 tarballs) and pip requirements (3 wheels) is warmed through the gateway's own mediation:
 # every artifact fetched, verified and cached (cache ls holds each digest), audited as the sandbox's requests;
-# a second warm reports every one cached (X-Crgw-Cache: hit), and the sandbox is gone afterwards. Then the
-# gateway restarts offline with every registry stopped and `npm ci` and `pip install --require-hashes` in
-# sandboxes succeed from what the warm put there. Go's go.sum entries are asked for by their GOPROXY paths
+# a second warm reports every one cached (X-Crgw-Cache: hit), and the sandbox is gone afterwards, also after
+# a SIGTERM mid-warm. Then the gateway restarts offline with every registry stopped and `npm ci` and
+# `pip install --require-hashes` in sandboxes succeed from what the warm put there. Go's go.sum entries are asked for by their GOPROXY paths
 # (fetched, or each reported with its 501 while the gateway does not mediate Go). Failures: a lockfile
 # naming a tarball the registry lacks (exit 1, named), no policy, a policy without registries, usage, a
 # gateway without a cache (exit 2).
@@ -152,6 +152,23 @@ grep -q '^cached  crgw-beta@1.1.0  [0-9]*  crgw_beta-1.1.0-py3-none-any.whl$' <<
 ok $? "a wheel's line: status, name@version, bytes, file ($(grep crgw-beta <<<"$out"))"
 tail -1 <<<"$out" | grep -q "^$((npm_count + pip_count)) artifacts: 0 fetched, $((npm_count + pip_count)) cached, 0 failed; [0-9]* bytes"
 ok $? "the summary line ($(tail -1 <<<"$out"))"
+
+# ---- stopped half-way: the sandbox is released all the same ---------------------------------------------
+# With the cache emptied and the registries stopped, the warm is certain to be mid-fetch when TERM comes.
+"$CTL" cache gc --target 0 >/dev/null 2>&1
+registries_signal STOP
+"$CTL" cache warm --policy "$P" >"$T/term.out" 2>"$T/term.err" &
+wpid=$!
+sleep 1.5
+kill -TERM "$wpid"
+wait "$wpid"
+rc=$?
+registries_signal CONT
+[ "$rc" = 2 ] && grep -q 'stopped by signal 15' "$T/term.err"
+ok $? "SIGTERM mid-warm: exit 2, says so (rc $rc: $(tail -1 "$T/term.err"))"
+check "... and its sandbox is released" -- test "$(sandboxes)" = 0
+warm --policy "$P"
+ok "$rc" "warmed again ($(tail -1 <<<"$out"))"
 
 # ---- a lockfile that names a tarball the registry does not have ------------------------------------------
 B=$T/missing
