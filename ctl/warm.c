@@ -200,17 +200,22 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return len;
 }
 
-/* "Name: value" when the line is that header (case-insensitive), the value cleaned into `out`. */
+/*
+ * "Name: value" when the line (`len` bytes, not NUL-terminated: libcurl's header data) is that header,
+ * case-insensitive: the value up to the line's end, cleaned into `out`.
+ */
 static void header_value(const char *line, size_t len, const char *name, char *out, size_t cap)
 {
-	size_t nlen = strlen(name), at;
+	size_t nlen = strlen(name), at, end;
 
 	if (len <= nlen || strncasecmp(line, name, nlen) || line[nlen] != ':')
 		return;
 	at = nlen + 1;
 	while (at < len && (line[at] == ' ' || line[at] == '\t'))
 		at++;
-	clean_copy(out, cap, line + at, strcspn(line + at, "\r\n") < len - at ? strcspn(line + at, "\r\n") : len - at);
+	for (end = at; end < len && line[end] != '\r' && line[end] != '\n'; end++)
+		;
+	clean_copy(out, cap, line + at, end - at);
 }
 
 static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
@@ -377,15 +382,12 @@ static void page_done(struct engine *e, struct job *j, CURLcode rc, long status,
 		snprintf(detail, sizeof(detail), "the project's page is larger than %u bytes", PYPI_MAX_DOC);
 		snprintf(j->reason, sizeof(j->reason), "bad_page");
 	} else {
-		/* Reported as each of its artifacts: the page's own refusal is theirs. */
+		/* No page: each of its artifacts is reported with the page's own refusal or failure. */
 		struct job tmp = *j;
 
-		tmp.kind = WARM_PIP_PAGE;
 		for (size_t k = proj->first; k < proj->first + proj->n; k++) {
 			struct warm_hash *h = &e->plan->hashes[k];
 
-			if (h->found)
-				continue; /* queued before the page failed to parse */
 			tmp.name = h->name;
 			tmp.version = h->version;
 			report(e, &tmp, rc, status);
