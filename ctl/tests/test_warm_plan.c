@@ -56,8 +56,8 @@ static void paths(void)
 	path_is(rc, p, 0, "/registry/go/goproxy.test/goproxy.test/m/a/@v/v1.0.0.zip", "go: a module zip");
 	rc = warm_go_path("goproxy.test", "goproxy.test/m/a", "v1.1.0/go.mod", p, sizeof(p));
 	path_is(rc, p, 0, "/registry/go/goproxy.test/goproxy.test/m/a/@v/v1.1.0.mod", "go: a go.sum go.mod entry is the .mod file");
-	rc = warm_go_path("goproxy.test", "github.com/BurntSushi/toml", "v1.2.0", p, sizeof(p));
-	path_is(rc, p, 0, "/registry/go/goproxy.test/github.com/!burnt!sushi/toml/@v/v1.2.0.zip", "go: upper case escaped");
+	rc = warm_go_path("goproxy.test", "example.com/BurntSushi/toml", "v1.2.0", p, sizeof(p));
+	path_is(rc, p, 0, "/registry/go/goproxy.test/example.com/!burnt!sushi/toml/@v/v1.2.0.zip", "go: upper case escaped");
 	rc = warm_go_path("goproxy.test", "example.com/m/v2", "v2.0.0-20230101000000-abcdefabcdef", p, sizeof(p));
 	path_is(rc, p, 0, "/registry/go/goproxy.test/example.com/m/v2/@v/v2.0.0-20230101000000-abcdefabcdef.zip",
 		"go: a pseudo-version on a /v2 module");
