@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <jansson.h>
 #include <sched.h>
 #include <signal.h>
@@ -36,6 +37,8 @@
 #define LINE_MAX_BYTES (64 * 1024)
 #define JOBS_DEFAULT 8
 #define JOBS_MAX 64
+/* The child's user and group once it is in the sandbox's network namespace. */
+#define NOBODY 65534
 
 static const char warm_usage[] =
 	"usage: crgw-ctl cache warm [--policy PATH|DIR] [--jobs N] [--json]\n"
@@ -476,8 +479,8 @@ static int engine_run(struct engine *e)
 }
 
 /*
- * The child: joins the sandbox's network namespace (and nothing else: it needs no file of the sandbox) and
- * runs the plan. Never returns.
+ * The child: joins the sandbox's network namespace (and nothing else: it needs no file of the sandbox),
+ * becomes nobody and runs the plan. Never returns.
  */
 static void __attribute__((noreturn)) child_main(int out_fd, pid_t parent, long holder, const char *base,
 						 struct warm_plan *plan, unsigned jobs)
@@ -504,6 +507,15 @@ static void __attribute__((noreturn)) child_main(int out_fd, pid_t parent, long 
 		_exit(2);
 	}
 	close(fd);
+	/*
+	 * What it reads next comes from the network (pages the gateway rewrote from an upstream's): it needs
+	 * no privilege to make TCP connections, so it keeps none.
+	 */
+	if (setgroups(0, NULL) || setresgid(NOBODY, NOBODY, NOBODY) || setresuid(NOBODY, NOBODY, NOBODY) ||
+	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
+		fprintf(stderr, "crgw-ctl: cache warm: dropping privileges: %s\n", strerror(errno));
+		_exit(2);
+	}
 	e.multi = curl_multi_init();
 	if (!e.multi)
 		_exit(2);
