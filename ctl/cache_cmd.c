@@ -15,7 +15,10 @@ static const char cache_usage[] =
 	"       crgw-ctl cache gc [--target SIZE] [--json]\n"
 	"                                               evict down to SIZE (default: cache.max_bytes)\n"
 	"       crgw-ctl cache verify [--json]           hash every object, remove the corrupt ones;\n"
-	"                                               exits 1 when one was corrupt or unreadable\n";
+	"                                               exits 1 when one was corrupt or unreadable\n"
+	"       crgw-ctl cache warm [--policy PATH|DIR] [--jobs N] [--json]\n"
+	"                                               fetch every artifact the policy's lockfiles name\n"
+	"                                               into the cache; exits 1 when one failed\n";
 
 /* Sends one request and parses the JSON answer; prints why on failure (exit 2). */
 static json_t *call(const char *method, const char *path, const char *body, const char *what, int *exit_code)
@@ -57,8 +60,7 @@ static unsigned long long num(json_t *o, const char *key)
 	return (unsigned long long)json_integer_value(json_object_get(o, key));
 }
 
-/* "0 B", "512 B", "1.5 KiB", "10.0 GiB". */
-static void human(unsigned long long bytes, char *buf, size_t size)
+void cache_human(unsigned long long bytes, char *buf, size_t size)
 {
 	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB" };
 	double v = (double)bytes;
@@ -93,7 +95,7 @@ static int cache_ls(bool json, unsigned long limit)
 		json_array_foreach(json_object_get(j, "objects"), i, o) {
 			const char *last = json_string_value(json_object_get(o, "last_access"));
 
-			human(num(o, "size"), size, sizeof(size));
+			cache_human(num(o, "size"), size, sizeof(size));
 			/* To the second for people: "2026-12-04T17:03:12Z". */
 			snprintf(at, sizeof(at), "%.19sZ", last ? last : "-");
 			printf("%-71s %10s  %-20s  %s\n", json_string_value(json_object_get(o, "digest")), size, at,
@@ -129,7 +131,7 @@ static int cache_stats(bool json)
 		printf("%-16s %llu\n", counts[i], num(j, counts[i]));
 		if (i == 0) {
 			for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
-				human(num(j, sizes[k]), h, sizeof(h));
+				cache_human(num(j, sizes[k]), h, sizeof(h));
 				printf("%-16s %llu (%s)\n", sizes[k], num(j, sizes[k]), h);
 			}
 		}
@@ -178,8 +180,8 @@ static int cache_gc(bool json, const char *target)
 	if (json) {
 		print_pretty(j);
 	} else {
-		human(num(j, "bytes_before"), before, sizeof(before));
-		human(num(j, "bytes_after"), after, sizeof(after));
+		cache_human(num(j, "bytes_before"), before, sizeof(before));
+		cache_human(num(j, "bytes_after"), after, sizeof(after));
 		printf("evicted %llu object%s: %s -> %s (target %llu bytes)\n", num(j, "evicted"),
 		       num(j, "evicted") == 1 ? "" : "s", before, after, num(j, "target_bytes"));
 	}
@@ -226,6 +228,8 @@ int cmd_cache(int argc, char **argv)
 		fputs(cache_usage, stdout);
 		return CTL_EXIT_OK;
 	}
+	if (!strcmp(sub, "warm"))
+		return cache_warm(argc - 1, argv + 1);
 	if (strcmp(sub, "ls") && strcmp(sub, "stats") && strcmp(sub, "gc") && strcmp(sub, "verify")) {
 		fputs(cache_usage, stderr);
 		return CTL_EXIT_ERROR;

@@ -40,6 +40,12 @@ int cmd_exec(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
 
+/* crgw-ctl cache warm (warm.c): argv[0] is "warm". */
+int cache_warm(int argc, char **argv);
+
+/* "0 B", "512 B", "1.5 KiB", "10.0 GiB" (cache_cmd.c). */
+void cache_human(unsigned long long bytes, char *buf, size_t size);
+
 /* Sandbox subcommands beyond ls/show/rm (workspace_cmd.c). */
 int sandbox_diff(int argc, char **argv);
 

@@ -59,7 +59,8 @@ expect_rc 2 "option of another subcommand" policy validate --policy x "$examples
 expect_rc 2 "explain needs a host" policy explain --policy "$examples"
 # Every command and subcommand answers --help with its usage on stdout and exit 0.
 for cmd in "run" "exec" "cp" "sandbox" "sandbox diff" "audit" "audit tail" "stats" "doctor" "policy" \
-	"policy validate" "policy compile" "policy explain" "cache" "cache ls" "cache stats" "cache gc" "cache verify"; do
+	"policy validate" "policy compile" "policy explain" "cache" "cache ls" "cache stats" "cache gc" "cache verify" \
+	"cache warm"; do
 	# shellcheck disable=SC2086
 	run $cmd --help
 	[ "$rc" = 0 ] && grep -qi "usage" "$tmp/out"
@@ -74,6 +75,18 @@ CRGW_CONTROL=$tmp/nobody.sock expect_rc 2 "cache stats without a gateway" cache 
 grep -q "cannot reach the gateway at $tmp/nobody.sock" "$tmp/err"
 result $? "... says the gateway cannot be reached"
 CRGW_CONTROL=$tmp/nobody.sock expect_rc 2 "cache verify without a gateway exits 2, not 1" cache verify
+expect_rc 2 "cache warm with an extra argument" cache warm now
+expect_rc 2 "cache warm with a bad --jobs" cache warm --jobs 0
+expect_rc 2 "cache warm without a policy" cache warm --policy "$tmp/nowhere"
+policy "$tmp/warm-noreg" <<'EOF'
+version: 1
+sandbox:
+  network:
+    default: deny
+EOF
+CRGW_CONTROL=$tmp/nobody.sock expect_rc 2 "cache warm of a policy without registries" cache warm --policy "$tmp/warm-noreg"
+grep -q "names no artifact" "$tmp/err"
+result $? "... says the policy names no artifact to fetch"
 run run --help
 grep -q -- "--workspace-mode" "$tmp/out" && grep -q -- "--env-file" "$tmp/out" && grep -q -- "--memory" "$tmp/out"
 result $? "run --help lists the workspace, environment and limit options"

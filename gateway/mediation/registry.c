@@ -633,12 +633,18 @@ void reg_fetch_meta(struct med_request *r, const char *url, const char *accept, 
 
 /* ---- artifacts: from the cache ---------------------------------------------------------------------- */
 
-static void artifact_head(struct med_request *r, int64_t size)
+/*
+ * The head of an artifact's answer. X-Crgw-Cache says where the bytes come from (docs/mediation.md): "hit"
+ * the content cache, "shared" another request's fetch under way, "miss" the upstream now, into the cache,
+ * "uncached" the upstream now, not kept (an integrity the cache cannot key by, or the cache could not take
+ * it). crgw-ctl cache warm tells cached from fetched by it.
+ */
+static void artifact_head(struct med_request *r, int64_t size, const char *cache)
 {
 	char line[80];
 
 	evbuffer_drain(r->resp_head, evbuffer_get_length(r->resp_head));
-	evbuffer_add_printf(r->resp_head, "Content-Type: application/octet-stream\r\n");
+	evbuffer_add_printf(r->resp_head, "Content-Type: application/octet-stream\r\nX-Crgw-Cache: %s\r\n", cache);
 	if (size >= 0)
 		snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)size);
 	else
@@ -679,7 +685,7 @@ static void serve_trusted(struct med_request *r)
 		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "out of file descriptors");
 		return;
 	}
-	artifact_head(r, (int64_t)size);
+	artifact_head(r, (int64_t)size, "hit");
 	if (is_head(r)) {
 		close(fd);
 	} else if (size && med_client_add_file(r, fd, size)) {
@@ -769,7 +775,7 @@ static void follower_pump(struct med_request *r)
 		int64_t size = -1;
 
 		crgw_cache_follower_status(g->follower, &written, &size);
-		artifact_head(r, size);
+		artifact_head(r, size, "shared");
 		g->follower_head = true;
 	}
 	while (med_client_has_room(r) && (n = crgw_cache_follower_read(g->follower, buf, sizeof(buf))) > 0) {
@@ -854,7 +860,7 @@ static void artifact_on_response(struct med_request *r)
 			   "the artifact is larger than cache.max_artifact_bytes");
 		return;
 	}
-	artifact_head(r, is_head(r) ? cl : cl);
+	artifact_head(r, cl, g->fill || (is_head(r) && g->cacheable) ? "miss" : "uncached");
 }
 
 static void fill_failed(struct med_request *r, int err)
@@ -1102,6 +1108,7 @@ void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg
 	int rc;
 
 	g->want = *want;
+	g->cacheable = cacheable;
 	if (!g->integrity_named)
 		reg_set_integrity(r, want);
 	if (!reg_set_url(r, url))

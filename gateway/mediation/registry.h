@@ -50,6 +50,7 @@ struct reg_req {
 	bool verify_pass;   /* hashing a cached copy before it is trusted */
 	bool integrity_named; /* the handler set r->integrity itself (go: go.sum's h1): the digest does not replace it */
 	bool follower_head;
+	bool cacheable;     /* the cache keys this artifact: X-Crgw-Cache says "miss", not "uncached" */
 	unsigned redirects;
 	int64_t t0_us;
 	uint64_t sent;
