@@ -51,9 +51,41 @@
 #                     oci-token.key, kid as docker-registry names the key of oci-token.crt) granting at most
 #                     "pull" on NAME. Each answer is appended to oci-token.log as one JSON line: service,
 #                     scope as asked, the actions granted, and the token (for tests that look for it).
+#   /@hostile/...     a hostile npm registry (below)
 #   anything else     404 {"error": "not found", "path": ...}
 # Request bodies (Content-Length or chunked) are read whole, up to 64 MiB; beyond that 413 and the
 # connection closes.
+#
+# The hostile npm registry of api.test: packages of the scope @hostile whose packuments and tarballs
+# misbehave by name, for the registry mediation's tests. Every answer needs the bearer token (401 without,
+# so a test sees that the gateway presented it); only GET and HEAD. The packument of @hostile/NAME is at
+# /@hostile%2fNAME (npm's form) and /@hostile/NAME, its tarball of version V at
+# /@hostile/NAME/-/NAME-V.tgz, with dist.integrity (sha512) and dist.shasum of the bytes a well-behaved
+# registry would serve. Every byte is the same on every run: tarballs are built with fixed times, owners and
+# modes, gzip without a timestamp, and each package's tarball is unique (its package.json names it), so no
+# two share a digest. NAME (all at version 1.0.0 unless said):
+#   plain           well behaved
+#   big             a packument of 256 KiB (Content-Length), more than a gateway allows with a 64 KiB bound
+#   big-chunked     the same, chunked (no Content-Length)
+#   gzip            a packument sent with Content-Encoding: gzip, never asked for: 32 MiB of JSON
+#                   (mostly spaces) in 32 KiB
+#   offsite         1.0.0's dist.tarball is on web1.test (that tarball is 404 here); 1.1.0 is well behaved
+#   noint           a packument without dist.integrity or dist.shasum; the tarball is well behaved
+#   reset           the tarball (512 KiB and more) resets the connection (RST) after half its bytes
+#   stall           the tarball sends half its bytes, then nothing for STALL seconds, then closes
+#   short           the tarball announces 4096 bytes more than it sends (every real byte), then closes
+#   tampered        the tarball's bytes differ from the packument's integrity in one byte
+#   gzbomb          the tarball is 64 MiB of zeros in 64 KiB of gzip, served as it is
+#   traversal       the tarball holds a tar whose members climb out: package/../../../tmp/crgw-escaped,
+#                   /tmp/crgw-absolute, and a symlink to /etc; served as it is
+#   redirect-same   the tarball is a 302 to /@hostile/-/genuine/redirect-same-1.0.0.tgz (its own bytes)
+#   redirect-npm    a 302 to https://npm.test/crgw-dep-39/-/crgw-dep-39-1.0.0.tgz (the packument gives no
+#                   integrity: a lockfile names crgw-dep-39's)
+#   redirect-out    a 302 to https://web1.test/... (a host a gateway's policy does not allow)
+#   redirect-http   a 302 to http://api.test/... (not https)
+#   redirect-loop   a 302 to itself, forever
+# /@hostile/-/genuine/NAME-V.tgz serves the well-behaved bytes of any of these tarballs, whatever its own
+# path does, so a test can compute the integrity a lockfile would have recorded.
 #
 # The reset proxy (reset.git.test) reads each request, forwards it with its headers (Authorization
 # included; hop-by-hop fields dropped, Host set to UPSTREAM_NAME) over a fresh TLS connection whose
@@ -70,9 +102,11 @@
 
 import base64
 import fcntl
+import gzip
 import hashlib
 import http.client
 import http.server
+import io
 import ipaddress
 import json
 import os
@@ -82,7 +116,9 @@ import socketserver
 import ssl
 import struct
 import sys
+import tarfile
 import termios
+import threading
 import time
 import urllib.parse
 
@@ -107,6 +143,18 @@ HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te",
     "trailer", "transfer-encoding", "upgrade", "expect", "host", "content-length",
 }
+# The hostile registry (api.test): its scope, how long a stalling tarball stalls, the packuments' timestamp.
+HOSTILE_SCOPE = "@hostile"
+STALL = 20
+HOSTILE_TIME = "2020-01-01T00:00:00.000Z"
+HOSTILE_NAMES = (
+    "plain", "big", "big-chunked", "gzip", "offsite", "noint", "reset", "stall", "short", "tampered", "gzbomb",
+    "traversal", "redirect-same", "redirect-npm", "redirect-out", "redirect-http", "redirect-loop",
+)
+# Tarballs that carry a large incompressible file, so that a cut comes mid-stream and not before the first byte.
+HOSTILE_LARGE = {"reset", "stall", "short", "tampered"}
+HOSTILE_TARBALL = re.compile(r"/@hostile/([a-z-]{1,40})/-/([a-z-]{1,40})-([0-9.]{1,20})\.tgz")
+HOSTILE_GENUINE = re.compile(r"/@hostile/-/genuine/([a-z-]{1,40})-([0-9.]{1,20})\.tgz")
 HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 RESET_PREFIX = re.compile(r"/reset-after/([0-9]{1,12})(/.*)")
 DIGITS = re.compile(r"[0-9]{1,19}")
@@ -415,6 +463,98 @@ class AnyMethodHandler(BodyReader, http.server.BaseHTTPRequestHandler):
             self.connection.close()  # RST; the server's own shutdown and close then do nothing
 
 
+# ---- the hostile npm registry (see the header) ----------------------------------------------------------
+
+# Deterministic, incompressible bytes: sha256 in counter mode over SEED.
+def noise(seed, size):
+    out = bytearray()
+    n = 0
+    while len(out) < size:
+        out += hashlib.sha256(b"%s:%d" % (seed.encode(), n)).digest()
+        n += 1
+    return bytes(out[:size])
+
+
+def tar_member(tar, name, data=b"", kind=tarfile.REGTYPE, linkname=""):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    info.mtime = 499162500  # npm's own fixed time, 1985-10-26
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+
+_hostile_cache = {}
+_hostile_lock = threading.RLock()  # a packument is made from its tarballs
+
+
+def hostile_cached(key, make):
+    with _hostile_lock:
+        if key not in _hostile_cache:
+            _hostile_cache[key] = make()
+        return _hostile_cache[key]
+
+
+# The well-behaved tarball of @hostile/NAME at VERSION: the same bytes on every run.
+def hostile_tarball(name, version):
+    def make():
+        if name == "gzbomb":
+            return gzip.compress(bytes(64 << 20), compresslevel=9, mtime=0)
+        buf = io.BytesIO(b"")
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            pkg = {"name": f"{HOSTILE_SCOPE}/{name}", "version": version, "main": "index.js"}
+            tar_member(tar, "package/package.json", (json.dumps(pkg, indent=2) + "\n").encode())
+            tar_member(tar, "package/index.js", f"module.exports = {json.dumps(name)};\n".encode())
+            if name in HOSTILE_LARGE:
+                tar_member(tar, "package/noise.bin", noise(f"{name}@{version}", 512 << 10))
+            if name == "traversal":
+                tar_member(tar, "package/../../../tmp/crgw-escaped", b"escaped\n")
+                tar_member(tar, "/tmp/crgw-absolute", b"absolute\n")
+                tar_member(tar, "package/etc", kind=tarfile.SYMTYPE, linkname="/etc")
+                tar_member(tar, "package/etc/crgw-through-link", b"through a link\n")
+        return gzip.compress(buf.getvalue(), compresslevel=9, mtime=0)
+
+    return hostile_cached(("tgz", name, version), make)
+
+
+def hostile_versions(name):
+    return ["1.0.0", "1.1.0"] if name == "offsite" else ["1.0.0"]
+
+
+# The packument of @hostile/NAME, as bytes.
+def hostile_packument(name):
+    def make():
+        full = f"{HOSTILE_SCOPE}/{name}"
+        versions = {}
+        for v in hostile_versions(name):
+            data = hostile_tarball(name, v)
+            host = "web1.test" if name == "offsite" and v == "1.0.0" else "api.test"
+            dist = {"tarball": f"https://{host}/{full}/-/{name}-{v}.tgz"}
+            if name not in ("noint", "redirect-npm"):
+                dist["integrity"] = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+                dist["shasum"] = hashlib.sha1(data).hexdigest()
+            versions[v] = {"name": full, "version": v, "dist": dist}
+        latest = hostile_versions(name)[-1]
+        doc = {
+            "name": full,
+            "dist-tags": {"latest": latest},
+            "versions": versions,
+            "time": dict({"created": HOSTILE_TIME, "modified": HOSTILE_TIME},
+                         **{v: HOSTILE_TIME for v in versions}),
+        }
+        if name in ("big", "big-chunked"):
+            doc["readme"] = noise(name, 192 << 10).hex()[: 256 << 10]
+        body = json.dumps(doc).encode()
+        if name == "gzip":
+            body = gzip.compress(body + b" " * (32 << 20), compresslevel=9, mtime=0)
+        return body
+
+    return hostile_cached(("doc", name), make)
+
+
 class ApiHandler(AnyMethodHandler):
     # Set on the subclass main() makes: the bearer token the API accepts.
     token = None
@@ -426,6 +566,9 @@ class ApiHandler(AnyMethodHandler):
         query = urllib.parse.parse_qs(url.query)
         if path == "/reset":
             self.reset()
+            return
+        if path.startswith("/" + HOSTILE_SCOPE):
+            self.hostile(path)
             return
         body = self.read_whole_body()
         if body is None:
@@ -513,6 +656,86 @@ class ApiHandler(AnyMethodHandler):
         with open(os.path.join(base, "oci-token.log"), "a", encoding="utf-8") as f:
             f.write(json.dumps({"service": service, "scope": scope, "access": access, "token": token}) + "\n")
         self.send_json(200, {"token": token, "access_token": token, "expires_in": 300})
+
+    # The hostile registry: one answer per request, misbehaving by the package's name.
+    def hostile(self, path):
+        if self.read_whole_body() is None:
+            return
+        if self.headers.get("Authorization") != "Bearer " + self.token:
+            self.send_json(401, {"error": "a bearer token is needed"})
+            return
+        if self.method not in ("GET", "HEAD"):
+            self.send_json(405, {"error": "read only"})
+            return
+        path = urllib.parse.unquote(path)
+        m = HOSTILE_GENUINE.fullmatch(path)
+        if m and m.group(1) in HOSTILE_NAMES and m.group(2) in hostile_versions(m.group(1)):
+            self.send_body(200, hostile_tarball(m.group(1), m.group(2)), "application/octet-stream")
+            return
+        m = HOSTILE_TARBALL.fullmatch(path)
+        if m:
+            name, base, version = m.groups()
+            if name not in HOSTILE_NAMES or base != name or version not in hostile_versions(name) or \
+                    (name == "offsite" and version == "1.0.0"):
+                self.send_json(404, {"error": "not found", "path": path})
+                return
+            self.hostile_tarball(name, version)
+            return
+        name = path[len(HOSTILE_SCOPE) + 2:] if path.startswith("/" + HOSTILE_SCOPE + "/") else None
+        if name not in HOSTILE_NAMES:
+            self.send_json(404, {"error": "not found", "path": path})
+            return
+        doc = hostile_packument(name)
+        if name == "big-chunked":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if self.method != "HEAD":
+                for at in range(0, len(doc), 16 << 10):
+                    part = doc[at:at + (16 << 10)]
+                    self.wfile.write(b"%x\r\n" % len(part) + part + b"\r\n")
+                self.wfile.write(b"0\r\n\r\n")
+            return
+        extra = [("Content-Encoding", "gzip")] if name == "gzip" else []
+        self.send_body(200, doc, "application/json", extra)
+
+    def hostile_tarball(self, name, version):
+        data = hostile_tarball(name, version)
+        ours = f"https://api.test/{HOSTILE_SCOPE}/{name}/-/{name}-{version}.tgz"
+        redirects = {
+            "redirect-same": f"https://api.test/{HOSTILE_SCOPE}/-/genuine/{name}-{version}.tgz",
+            "redirect-npm": "https://npm.test/crgw-dep-39/-/crgw-dep-39-1.0.0.tgz",
+            "redirect-out": f"https://web1.test/{HOSTILE_SCOPE}/{name}/-/{name}-{version}.tgz",
+            "redirect-http": f"http://api.test/{HOSTILE_SCOPE}/-/genuine/{name}-{version}.tgz",
+            "redirect-loop": ours,
+        }
+        if name in redirects:
+            self.send_json(302, {"location": redirects[name]}, extra=[("Location", redirects[name])])
+            return
+        if name == "tampered":
+            data = bytearray(data)
+            data[len(data) // 2] ^= 0x01
+            data = bytes(data)
+        if name not in ("reset", "stall", "short"):
+            self.send_body(200, data, "application/octet-stream")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data) + (4096 if name == "short" else 0)))
+        self.end_headers()
+        if self.method == "HEAD":
+            return
+        if name == "short":
+            self.wfile.write(data)
+            self.close_connection = True  # 4096 bytes short of what it announced
+            return
+        self.wfile.write(data[: len(data) // 2])
+        if name == "stall":
+            time.sleep(STALL)
+            self.close_connection = True
+            return
+        self.reset()
 
 
 class ResetProxyHandler(AnyMethodHandler):
