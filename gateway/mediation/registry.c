@@ -1017,11 +1017,23 @@ static bool artifact_on_done(struct med_request *r, bool ok, const char *why)
 {
 	struct reg_req *g = state(r);
 
-	(void)why;
 	if (!ok) {
+		char detail[300];
+
 		crgw_cache_fill_abort(g->fill);
 		g->fill = NULL;
-		return false; /* cut (the client never had the last bytes), audited by the router */
+		if (!r->head_sent)
+			return false; /* nothing went out: the router answers 502 and audits it */
+		/*
+		 * A reset, a stall past idle_timeout, a Content-Length the upstream did not keep: the artifact was
+		 * allowed and never delivered, so it is denied like a mismatch, with its package and version, not
+		 * only ended. The head went out: the refusal ends the connection, the held bytes never leave.
+		 */
+		snprintf(detail, sizeof(detail), "the upstream failed mid-artifact after %" PRIu64 " bytes: %s; nothing was cached",
+			 g->sent, why ? why : "failed");
+		atomic_fetch_add(&med_stats.upstream_failures, 1);
+		med_refuse(r, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, detail);
+		return true;
 	}
 	if (r->status >= 300 && r->status < 400 && r->status != 304)
 		return follow_redirect(r);
