@@ -1055,7 +1055,13 @@ static bool artifact_on_done(struct med_request *r, bool ok, const char *why)
 	if (!digest_matches(g)) {
 		char detail[160];
 
-		crgw_cache_fill_abort(g->fill);
+		/*
+		 * Not an abort: the commit checks the digest itself and fails the fill with -EBADMSG, keeping
+		 * nothing, so the clients following this fetch are refused as integrity_mismatch too (an abort
+		 * would tell them -ECANCELED, which reads as the upstream's failure).
+		 */
+		if (g->fill)
+			(void)crgw_cache_fill_commit(g->fill);
 		g->fill = NULL;
 		snprintf(detail, sizeof(detail), "the upstream's %" PRIu64 " bytes do not match the expected digest", g->sent);
 		/* The head went out: the refusal ends the connection, the held bytes never leave. */
