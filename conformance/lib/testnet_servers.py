@@ -74,7 +74,8 @@
 #   reset           the tarball (512 KiB and more) resets the connection (RST) after half its bytes
 #   stall           the tarball sends half its bytes, then nothing for STALL seconds, then closes
 #   short           the tarball announces 4096 bytes more than it sends (every real byte), then closes
-#   tampered        the tarball's bytes differ from the packument's integrity in one byte
+#   tampered        the tarball's bytes differ from the packument's integrity in one byte; it pauses
+#                   TAMPERED_PAUSE seconds halfway
 #   gzbomb          the tarball is 64 MiB of zeros in 64 KiB of gzip, served as it is
 #   traversal       the tarball holds a tar whose members climb out: package/../../../tmp/crgw-escaped,
 #                   /tmp/crgw-absolute, and a symlink to /etc; served as it is
@@ -146,6 +147,8 @@ HOP_BY_HOP = {
 # The hostile registry (api.test): its scope, how long a stalling tarball stalls, the packuments' timestamp.
 HOSTILE_SCOPE = "@hostile"
 STALL = 20
+# The tampered tarball pauses this long halfway (less than any idle timeout), so that concurrent clients overlap.
+TAMPERED_PAUSE = 1
 HOSTILE_TIME = "2020-01-01T00:00:00.000Z"
 HOSTILE_NAMES = (
     "plain", "big", "big-chunked", "gzip", "offsite", "noint", "reset", "stall", "short", "tampered", "gzbomb",
@@ -717,7 +720,7 @@ class ApiHandler(AnyMethodHandler):
             data = bytearray(data)
             data[len(data) // 2] ^= 0x01
             data = bytes(data)
-        if name not in ("reset", "stall", "short"):
+        if name not in ("reset", "stall", "short", "tampered"):
             self.send_body(200, data, "application/octet-stream")
             return
         self.send_response(200)
@@ -731,6 +734,10 @@ class ApiHandler(AnyMethodHandler):
             self.close_connection = True  # 4096 bytes short of what it announced
             return
         self.wfile.write(data[: len(data) // 2])
+        if name == "tampered":
+            time.sleep(TAMPERED_PAUSE)
+            self.wfile.write(data[len(data) // 2:])
+            return
         if name == "stall":
             time.sleep(STALL)
             self.close_connection = True
