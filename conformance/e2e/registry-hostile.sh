@@ -5,11 +5,13 @@
 # policy allows [api.test, npm.test] with the api token as api.test's credential, and lockfiles written
 # here name those packages with integrities computed here from the bytes the server serves. From inside
 # crgw-ctl run sandboxes, with curl and npm: a packument over cache.max_metadata_bytes (with and without
-# Content-Length) and one gzip-encoded unasked are refused (502, upstream_unreachable); a version whose
+# Content-Length), one gzip-encoded unasked, another package's, one that redirects and one that stalls are
+# refused (502, upstream_unreachable); a version whose
 # tarball lives outside allowed_hosts is dropped and never fetched; tarballs that reset, stall past
 # mediation.idle_timeout, announce more than they send or do not match are cut before their last bytes,
 # audited and never cached; a gzip bomb and a tar that climbs out pass only when they match the lockfile;
-# redirects are followed to allowed hosts only; hostile request paths and methods get 4xx with a reason.
+# redirects are followed to allowed hosts only; clients that follow a failing fetch through the cache are
+# cut with the leader's reason; hostile request paths and methods get 4xx with a reason.
 # At the end crgw is alive, answers, and its RSS is sane.
 # TAP output. Needs root.
 # usage: registry-hostile.sh CRGW CRGW_CTL
@@ -145,7 +147,7 @@ not_cached() { # not_cached SHA512-HEX: the cache answers, and holds nothing of 
 # Each line: NAME HTTP-CODE BYTES CURL-EXIT REASON; the bodies land in the workspace.
 cat >"$HOST/packuments.sh" <<'EOF'
 mkdir -p doc
-for n in plain big big-chunked gzip offsite noint; do
+for n in plain big big-chunked gzip offsite noint imposter redirect-doc stall-doc; do
 	curl -s --max-time 60 -D "doc/$n.head" -o "doc/$n.json" -w "$n %{http_code} %{size_download}" \
 		"$npm_config_registry@hostile%2f$n"
 	echo " $? $(tr -d '\r' <"doc/$n.head" | sed -n 's/^[Xx]-[Cc]rgw-[Rr]eason: //p')"
@@ -179,6 +181,16 @@ check "a version whose dist.tarball is on web1.test is dropped; the other is kep
 	test "${PCODE[offsite]:-}" = 200 -a "$versions" = '["1.1.0"]'
 check "nothing in it names web1.test" -- bash -c "! grep -q web1.test '$HOST/doc/offsite.json'"
 check "a packument without integrities is served (the lockfile has them) (${PCODE[noint]:-})" -- test "${PCODE[noint]:-}" = 200
+check "another package's packument: 502 upstream_unreachable (${PCODE[imposter]:-} ${PREASON[imposter]:-})" -- \
+	test "${PCODE[imposter]:-}" = 502 -a "${PREASON[imposter]:-}" = upstream_unreachable
+check "audited: for another package" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .package=="@hostile/imposter" and (.detail|test("another package")))'
+check "a packument that redirects (to web1.test) is not followed: 502 (${PCODE[redirect-doc]:-} ${PREASON[redirect-doc]:-})" -- \
+	test "${PCODE[redirect-doc]:-}" = 502
+check "a packument that stalls past idle_timeout: 502 upstream_unreachable (${PCODE[stall-doc]:-} ${PREASON[stall-doc]:-})" -- \
+	test "${PCODE[stall-doc]:-}" = 502 -a "${PREASON[stall-doc]:-}" = upstream_unreachable
+check "audited: a timeout" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .package=="@hostile/stall-doc" and .reason_code=="upstream_unreachable" and (.detail|test("Timeout")))'
 
 # ---- tarballs --------------------------------------------------------------------------------------------
 # Each line: NAME HTTP-CODE BYTES CURL-EXIT SECONDS REASON.

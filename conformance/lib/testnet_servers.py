@@ -69,6 +69,9 @@
 #   big-chunked     the same, chunked (no Content-Length)
 #   gzip            a packument sent with Content-Encoding: gzip, never asked for: 32 MiB of JSON
 #                   (mostly spaces) in 32 KiB
+#   imposter        the packument is @hostile/plain's
+#   redirect-doc    the packument is a 302 to https://web1.test/...
+#   stall-doc       the packument's head, then nothing for STALL seconds, then its body
 #   offsite         1.0.0's dist.tarball is on web1.test (that tarball is 404 here); 1.1.0 is well behaved
 #   noint           a packument without dist.integrity or dist.shasum; the tarball is well behaved
 #   reset           the tarball (512 KiB and more) resets the connection (RST) after half its bytes
@@ -153,6 +156,7 @@ HOSTILE_TIME = "2020-01-01T00:00:00.000Z"
 HOSTILE_NAMES = (
     "plain", "big", "big-chunked", "gzip", "offsite", "noint", "reset", "stall", "short", "tampered", "gzbomb",
     "traversal", "redirect-same", "redirect-npm", "redirect-out", "redirect-http", "redirect-loop",
+    "imposter", "redirect-doc", "stall-doc",
 )
 # Tarballs that carry a large incompressible file, so that a cut comes mid-stream and not before the first byte.
 HOSTILE_LARGE = {"reset", "stall", "short", "tampered"}
@@ -688,7 +692,20 @@ class ApiHandler(AnyMethodHandler):
         if name not in HOSTILE_NAMES:
             self.send_json(404, {"error": "not found", "path": path})
             return
-        doc = hostile_packument(name)
+        if name == "redirect-doc":
+            to = f"https://web1.test/{HOSTILE_SCOPE}/{name}"
+            self.send_json(302, {"location": to}, extra=[("Location", to)])
+            return
+        doc = hostile_packument("plain" if name == "imposter" else name)
+        if name == "stall-doc":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(doc)))
+            self.end_headers()
+            time.sleep(STALL)
+            if self.method != "HEAD":
+                self.wfile.write(doc)
+            return
         if name == "big-chunked":
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
