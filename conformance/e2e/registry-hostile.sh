@@ -185,8 +185,10 @@ check "another package's packument: 502 upstream_unreachable (${PCODE[imposter]:
 	test "${PCODE[imposter]:-}" = 502 -a "${PREASON[imposter]:-}" = upstream_unreachable
 check "audited: for another package" -- \
 	audit_has "$AUDIT" 'select(.event=="decision" and .package=="@hostile/imposter" and (.detail|test("another package")))'
-check "a packument that redirects (to web1.test) is not followed: 502 (${PCODE[redirect-doc]:-} ${PREASON[redirect-doc]:-})" -- \
-	test "${PCODE[redirect-doc]:-}" = 502
+check "a packument that redirects (to web1.test) is not followed: 502 upstream_unreachable (${PCODE[redirect-doc]:-} ${PREASON[redirect-doc]:-})" -- \
+	test "${PCODE[redirect-doc]:-}" = 502 -a "${PREASON[redirect-doc]:-}" = upstream_unreachable
+check "audited: the upstream answered 302" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .action=="deny" and .package=="@hostile/redirect-doc" and (.detail|test("answered 302")))'
 check "a packument that stalls past idle_timeout: 502 upstream_unreachable (${PCODE[stall-doc]:-} ${PREASON[stall-doc]:-})" -- \
 	test "${PCODE[stall-doc]:-}" = 502 -a "${PREASON[stall-doc]:-}" = upstream_unreachable
 check "audited: a timeout" -- \

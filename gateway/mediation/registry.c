@@ -267,11 +267,17 @@ void reg_answer_doc(struct med_request *r, const char *content_type, const char 
 
 void reg_answer_status(struct med_request *r, long status)
 {
-	char body[160];
-	int n = snprintf(body, sizeof(body), "crgw: the upstream %s answered %ld\n", r->host.text, status);
+	char body[400];
+	int n;
 
-	if (status < 400 || status > 599)
-		status = 502;
+	if (status < 400 || status > 599) {
+		/* Not the upstream's error to pass on: the gateway refuses (a document's redirect is never followed). */
+		snprintf(body, sizeof(body), "the upstream %s answered %ld, which the gateway does not follow or pass on",
+			 r->host.text, status);
+		med_refuse(r, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, body);
+		return;
+	}
+	n = snprintf(body, sizeof(body), "crgw: the upstream %s answered %ld\n", r->host.text, status);
 	evbuffer_drain(r->resp_head, evbuffer_get_length(r->resp_head));
 	evbuffer_add_printf(r->resp_head, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
 			    "Cache-Control: no-store\r\n", n);
