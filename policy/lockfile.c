@@ -405,9 +405,32 @@ bool crgw_lf_semver_ok(const char *p, size_t n)
 	return true;
 }
 
+/*
+ * A lockfile written inside a sandbox records the gateway's registry mediation (port 8170), whose path
+ * names the upstream: http://<gateway>:8170/registry/<kind>/<host>/... That host is where the artifact
+ * comes from, and the one allowed_hosts must name. Left as it was when the path is not of that form.
+ */
+static void mediated_host(const char *path, size_t len, struct crgw_lf_field *host)
+{
+	const char *end = path + len, *kind, *h, *p;
+
+	if (len < 10 || memcmp(path, "/registry/", 10))
+		return;
+	for (kind = p = path + 10; p < end && is_alnum(*p); p++)
+		;
+	if (p == kind || p >= end || *p != '/')
+		return;
+	for (h = ++p; p < end && (is_alnum(*p) || *p == '-' || *p == '.' || *p == '_'); p++)
+		;
+	if (p == h || p >= end || *p != '/' || h[0] == '.' || p[-1] == '.')
+		return;
+	host->p = h;
+	host->len = (size_t)(p - h);
+}
+
 int crgw_lf_url_host(const char *url, size_t len, struct crgw_lf_field *host, const char **why)
 {
-	const char *auth, *end, *h, *he, *p;
+	const char *auth, *end, *h, *he, *p, *port = NULL;
 	size_t skip;
 
 	if (prefix_nocase(url, len, "https://"))
@@ -460,6 +483,7 @@ int crgw_lf_url_host(const char *url, size_t len, struct crgw_lf_field *host, co
 			*why = "bad port in URL";
 			return -EINVAL;
 		}
+		port = p + 1;
 		for (p++; p < end; p++) {
 			if (*p < '0' || *p > '9') {
 				*why = "bad port in URL";
@@ -473,6 +497,8 @@ int crgw_lf_url_host(const char *url, size_t len, struct crgw_lf_field *host, co
 	}
 	host->p = h;
 	host->len = (size_t)(he - h);
+	if (port && end - port == 4 && !memcmp(port, "8170", 4))
+		mediated_host(end, (size_t)(url + len - end), host);
 	return 0;
 }
 
