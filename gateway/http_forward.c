@@ -5,6 +5,7 @@
  * a time (pipelined requests wait their turn). Bodies of known length move with splice(2); the gateway
  * reads only what it must to find where a message ends: request heads, chunked bodies, response heads.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -12,10 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "http_request.h"
 #include "log.h"
+#include "mediation/mediation.h"
 #include "proxy_internal.h"
 #include "sandbox.h"
 
@@ -59,6 +63,8 @@ struct http_exchange {
 	struct crgw_http_span path, authority;
 	char up_host[CRGW_HOST_NAME_MAX + 1];
 	uint16_t up_port;
+	bool up_mediation; /* the "upstream" is this process's mediation (to_mediation) */
+	char *med_path;    /* the target the mediation gets, when it is not the request's own */
 	size_t rlen;
 	char rbuf[RESPONSE_BUF];
 };
@@ -206,7 +212,9 @@ static void write_head(struct tunnel *t, struct crgw_http_span path, const char 
 
 	evbuffer_add(out, h + r->method_text.off, r->method_text.len);
 	evbuffer_add(out, " ", 1);
-	if (path.len)
+	if (t->http->med_path)
+		evbuffer_add(out, t->http->med_path, strlen(t->http->med_path));
+	else if (path.len)
 		evbuffer_add(out, h + path.off, path.len);
 	else
 		evbuffer_add(out, "/", 1);
@@ -293,6 +301,85 @@ static void describe(struct tunnel *t)
 		 (int)len, len ? path : "/");
 }
 
+/*
+ * A plain-http URL that only the registry mediation may serve is served by it, in this process, as if the
+ * sandbox had asked its own gateway: a lockfile's tarball URL on an npm host of the policy (yarn fetches
+ * what yarn.lock recorded, whatever registry it is told), or a mediation URL on any gateway address of the
+ * pool (a lockfile written in another sandbox, or this sandbox's own mediation reached through the proxy).
+ * The mediation checks what it serves as always; nothing here reaches an upstream. Returns true when the
+ * request went there (or was refused).
+ */
+static bool to_mediation(struct tunnel *t)
+{
+	struct http_exchange *x = t->http;
+	const struct crgw_http_request *r = &t->req->req;
+	const struct crgw_config *cfg = t->px->cfg;
+	const struct crgw_registry_rule *npm = crgw_policy_registry(t->sb->policy, "npm");
+	const char *path = t->head + x->path.off;
+	size_t len = x->path.len;
+	int sp[2], n;
+
+	if (r->method != HTTP_GET && r->method != HTTP_HEAD)
+		return false;
+	if (len == 0 || path[0] != '/')
+		return false;
+	free(x->med_path);
+	x->med_path = NULL;
+	if (t->host.kind == CRGW_HOST_IPV4 && t->port == CRGW_MEDIATION_PORT && len > 10 &&
+	    !memcmp(path, "/registry/", 10)) {
+		uint32_t a, pool = ntohl(cfg->pool.s_addr);
+		uint32_t mask = cfg->pool_prefix ? ~0u << (32 - cfg->pool_prefix) : 0;
+
+		memcpy(&a, t->host.addr, 4);
+		if (((ntohl(a) ^ pool) & mask) != 0)
+			return false;
+		snprintf(t->rule, sizeof(t->rule), "mediation");
+		n = asprintf(&x->med_path, "%.*s", (int)len, path);
+	} else if (t->host.kind == CRGW_HOST_NAME && t->port == 80 && npm && npm->enable &&
+		   crgw_policy_registry_host_allowed(npm, t->host.text)) {
+		snprintf(t->rule, sizeof(t->rule), "registries.npm");
+		n = asprintf(&x->med_path, "/registry/npm/%s%.*s", t->host.text, (int)len, path);
+	} else {
+		return false;
+	}
+	if (n < 0) {
+		x->med_path = NULL;
+		proxy_refuse(t, 500, "Internal Server Error", CRGW_REASON_UPSTREAM_UNREACHABLE, "out of memory");
+		return true;
+	}
+	x->head_request = r->method == HTTP_HEAD;
+	x->client_keep = r->keep_alive && !x->client_eof;
+	if (t->ufd >= 0 && x->up_mediation && !x->upstream_broken) {
+		send_request(t);
+		return true;
+	}
+	if (t->ufd >= 0) {
+		event_del(&t->uread);
+		event_del(&t->uwrite);
+		close(t->ufd);
+		t->ufd = -1;
+	}
+	x->upstream_broken = false;
+	x->rlen = 0;
+	/* One end to the mediation, which takes it as a connection from this sandbox; the other is the upstream. */
+	if (!t->px->mediation || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp)) {
+		proxy_refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "the mediation cannot take the request");
+		return true;
+	}
+	if (crgw_mediation_adopt(t->px->mediation, sp[1], t->sb)) {
+		close(sp[0]);
+		proxy_refuse(t, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "the mediation cannot take the request");
+		return true;
+	}
+	t->ufd = sp[0];
+	t->upstream.in.sin_family = AF_INET;
+	t->upstream.in.sin_addr = t->sb->gw;
+	t->upstream.in.sin_port = htons(CRGW_MEDIATION_PORT);
+	x->up_mediation = true;
+	http_upstream_ready(t);
+	return true;
+}
+
 /* Decides the request whose head t->req holds, then sends it or connects first. */
 static void start_request(struct tunnel *t)
 {
@@ -309,6 +396,8 @@ static void start_request(struct tunnel *t)
 	t->asked[0] = '\0';
 	event_del(&t->cread);
 	x->rq = RQ_WAIT;
+	free(x->med_path);
+	x->med_path = NULL;
 	if (r->method == HTTP_CONNECT) {
 		proxy_note_asked(t, target, r->target.len);
 		proxy_refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID,
@@ -359,10 +448,13 @@ static void start_request(struct tunnel *t)
 			     "the request names another port than the one dialled");
 		return;
 	}
+	if (to_mediation(t))
+		return;
 	x->head_request = r->method == HTTP_HEAD;
 	x->client_keep = r->keep_alive && !x->client_eof;
 	/* Never share an upstream connection beyond this client's, and reuse it only for the same destination. */
-	if (t->ufd >= 0 && !x->upstream_broken && x->up_port == t->port && strcmp(x->up_host, t->host.text) == 0) {
+	if (t->ufd >= 0 && !x->upstream_broken && !x->up_mediation && x->up_port == t->port &&
+	    strcmp(x->up_host, t->host.text) == 0) {
 		if (proxy_decide(t))
 			send_request(t);
 		return;
@@ -374,6 +466,7 @@ static void start_request(struct tunnel *t)
 		t->ufd = -1;
 	}
 	x->upstream_broken = false;
+	x->up_mediation = false;
 	x->rlen = 0;
 	proxy_decide_and_connect(t);
 }
@@ -427,6 +520,7 @@ void http_free(struct tunnel *t)
 		return;
 	evbuffer_free(x->to_up);
 	evbuffer_free(x->to_client);
+	free(x->med_path);
 	free(x);
 	t->http = NULL;
 }

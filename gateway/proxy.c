@@ -890,6 +890,11 @@ int crgw_proxy_new(struct event_base *base, const struct crgw_config *cfg, struc
 	return 0;
 }
 
+void crgw_proxy_set_mediation(struct crgw_proxy *px, struct crgw_mediation *m)
+{
+	px->mediation = m;
+}
+
 void crgw_proxy_free(struct crgw_proxy *px)
 {
 	if (!px)

@@ -81,6 +81,7 @@ struct crgw_proxy {
 	const struct crgw_config *cfg;
 	struct event_base *base;
 	struct crgw_dns_server *dns;
+	struct crgw_mediation *mediation; /* this worker's, for requests only it may serve (http_forward.c) */
 	struct evconnlistener *listener;
 	struct crgw_accept_guard guard;
 	struct tunnel *tunnels;

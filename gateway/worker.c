@@ -170,6 +170,7 @@ int crgw_workers_start(const struct crgw_config *cfg)
 			log_error("cannot listen for mediation", "port=8170 error=\"%s\"", strerror(-err));
 			break;
 		}
+		crgw_proxy_set_mediation(w->proxy, w->mediation);
 		err = transparent_listener(w, cfg->transparent_http_port, &w->transparent[0]);
 		if (!err)
 			err = transparent_listener(w, cfg->transparent_tcp_port, &w->transparent[1]);

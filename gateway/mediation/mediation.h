@@ -27,6 +27,13 @@ void crgw_mediation_global_fini(void);
 int crgw_mediation_new(struct event_base *base, const struct crgw_config *cfg, struct crgw_dns_server *dns,
 		       struct crgw_mediation **out);
 
+/*
+ * Takes `fd` (owned from here; a socket of this worker's loop, e.g. one end of a socketpair) as a
+ * connection from `sb` (borrowed), as if the sandbox had connected to its gateway's port 8170: the
+ * explicit proxy's way to hand over a request that only the mediation may serve. Returns 0 or -ENOMEM.
+ */
+int crgw_mediation_adopt(struct crgw_mediation *m, int fd, struct crgw_sandbox *sb);
+
 /* What a worker thread's mediation keeps for itself (registry tokens): wiped by the thread, as its loop ends. */
 void crgw_mediation_thread_fini(void);
 

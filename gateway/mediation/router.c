@@ -796,28 +796,18 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+/* Takes `fd` (owned) as a connection of `sb` (a reference, owned from here). */
+static int conn_start(struct crgw_mediation *m, int fd, struct crgw_sandbox *sb)
 {
-	struct crgw_mediation *m = arg;
-	struct crgw_sandbox *sb;
-	struct med_conn *c;
-	int one = 1;
+	struct med_conn *c = calloc(1, sizeof(*c));
 
-	(void)l;
-	sb = crgw_sandbox_for_accepted(fd, sa, salen, "mediation");
-	if (!sb) {
-		close(fd);
-		return;
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c = calloc(1, sizeof(*c));
 	if (c)
 		c->bev = bufferevent_socket_new(m->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (!c || !c->bev) {
 		free(c);
 		close(fd);
 		crgw_sandbox_unref(sb);
-		return;
+		return -ENOMEM;
 	}
 	c->m = m;
 	c->sb = sb;
@@ -841,13 +831,35 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		struct med_request *r = request_new(c);
 
 		if (!r)
-			return;
+			return 0;
 		r->body_done = true;
 		med_refuse(r, 429, "Too Many Requests", CRGW_REASON_RATE_LIMITED, "too many mediation connections");
 		bufferevent_enable(c->bev, EV_WRITE);
-		return;
+		return 0;
 	}
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return 0;
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct crgw_sandbox *sb;
+	int one = 1;
+
+	(void)l;
+	sb = crgw_sandbox_for_accepted(fd, sa, salen, "mediation");
+	if (!sb) {
+		close(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	conn_start(arg, fd, sb);
+}
+
+int crgw_mediation_adopt(struct crgw_mediation *m, int fd, struct crgw_sandbox *sb)
+{
+	crgw_sandbox_ref(sb);
+	return conn_start(m, fd, sb);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
