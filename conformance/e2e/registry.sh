@@ -80,6 +80,51 @@ check "its connection_end carries bytes" -- \
 	audit_has "$AUDIT" 'select(.event=="connection_end" and .service=="registry" and .package=="crgw-dep-00" and .bytes_down > 0)'
 
 
+# ---- yarn (v1) through the gateway -----------------------------------------------------------------------
+# yarn fetches the URLs its yarn.lock recorded, whatever registry it is told. A yarn.lock written in a
+# sandbox records this sandbox's gateway; in another sandbox the forward proxy hands those URLs, and
+# plain-http URLs of the policy's npm hosts, to that sandbox's own mediation, which checks them as always.
+# NODE_PATH: Debian's yarnpkg loads its modules from there, which a Node.js from elsewhere does not search.
+if command -v yarnpkg >/dev/null 2>&1; then
+	YARN=$T/yarn
+	project "$YARN" '  npm:
+    enable: true
+    allowed_hosts: [npm.test]
+    lockfile_enforcement: { enabled: true, mode: deny_unknown, lockfiles: [package-lock.json] }'
+	rm -f "$YARN/package-lock.json.bak"
+	yarn='export NODE_PATH=/usr/share/nodejs; yarnpkg --non-interactive --no-progress --cache-folder "$(mktemp -d)"'
+	out=$(run "$YARN" "$yarn install 2>&1 | tail -2" 2>&1)
+	check "yarn install resolves the lockfile's versions through the gateway (${out//$'\n'/ })" -- \
+		grep -q '^crgw-dep-00@' "$YARN/yarn.lock"
+	gwurl=$(grep -m1 -o 'resolved "http://[0-9.]*:8170/registry/npm/npm.test/' "$YARN/yarn.lock")
+	check "its yarn.lock records the gateway's mediation (${gwurl:-none})" -- test -n "$gwurl"
+	YF=$T/yarn-frozen
+	project "$YF" '  npm:
+    enable: true
+    allowed_hosts: [npm.test]
+    lockfile_enforcement: { enabled: true, mode: deny_unknown, lockfiles: [yarn.lock] }'
+	rm -f "$YF/package-lock.json"
+	# Another sandbox's gateway address (any /30 of the pool) for half the entries; the upstream over
+	# plain http for the rest.
+	sed -e 's|resolved "http://[0-9.]*:8170/registry/npm/npm.test/\(crgw-dep-[0-9]*[02468]/\)|resolved "http://10.201.255.249:8170/registry/npm/npm.test/\1|' \
+		-e 's|resolved "http://[0-9.]*:8170/registry/npm/npm.test/|resolved "http://npm.test/|' \
+		"$YARN/yarn.lock" >"$YF/yarn.lock"
+	before=$(wc -l <"$AUDIT")
+	out=$(run "$YF" "$yarn install --frozen-lockfile 2>&1 | tail -2; ls node_modules | wc -l" 2>&1)
+	rc=$?
+	installed=$(find "$YF/node_modules" -name package.json -path '*/node_modules/*/package.json' -not -path '*/node_modules/*/node_modules/*/*/*' 2>/dev/null | wc -l)
+	ok $((rc != 0 || installed < npm_count)) "yarn install --frozen-lockfile of that yarn.lock in a new sandbox ($installed of $npm_count packages; ${out//$'\n'/ })"
+	handed=$(tail -n +$((before + 1)) "$AUDIT" | jq -s '[.[] | select(.event=="decision" and .service=="http" and .action=="allow" and (.rule=="registries.npm" or .rule=="mediation"))] | length')
+	served=$(tail -n +$((before + 1)) "$AUDIT" | jq -s '[.[] | select(.event=="decision" and .service=="registry" and .registry=="npm" and .action=="allow" and .package != null)] | length')
+	check "each tarball was handed to the mediation and served there, checked against yarn.lock ($handed handed over, $served served)" -- \
+		test "$handed" -ge "$npm_count" -a "$served" -ge "$npm_count"
+	out=$(run "$YF" 'curl -s -o /dev/null -w "%{http_code}" http://npm.test/crgw-dep-01/-/crgw-dep-01-9.0.0.tgz' 2>&1)
+	check "a version outside yarn.lock, asked for at the upstream's URL: 403 from the mediation ($out)" -- test "$out" = 403
+	check "and audited as lockfile_violation of the registry npm" -- \
+		audit_has "$AUDIT" 'select(.event=="decision" and .service=="registry" and .action=="deny" and .reason_code=="lockfile_violation" and .package=="crgw-dep-01" and .version=="9.0.0")'
+fi
+
+
 # What npm was given: the packument's tarballs point back at the gateway, and nothing else upstream.
 out=$(run "$NPM" 'curl -s -H "Accept: application/vnd.npm.install-v1+json" "$npm_config_registry@crgw%2flib-00"' 2>&1)
 url=$(echo "$out" | jq -r '.versions["1.0.0"].dist.tarball' 2>/dev/null)
