@@ -6,6 +6,7 @@
 #      verified) against warm (everything from the cache) against offline (cache.offline, the registries
 #      stopped). Every install starts with an empty client cache (npm --cache, pip --no-cache-dir), so
 #      what the client does not fetch from the gateway it does not have.
+#      The same again with the registries behind an emulated wide-area link (wan_relay.py).
 #   2. Cache-hit latency of a small object (a 334-byte tarball): COUNT requests on one kept-alive
 #      connection from a sandbox, p50 and p99 of curl's time_total.
 #   3. Throughput of a 1 GiB cached object (served with sendfile) from a sandbox, beside nginx serving
@@ -117,6 +118,30 @@ installs() { # installs LABEL: ROUNDS of cold and warm, then offline, into times
 }
 labels=local
 installs local
+
+# The same installs with the registries behind an emulated wide-area link (wan_relay.py: a one-way delay
+# and a shared bandwidth, CRGW_BENCH_WAN="DELAY_MS MBIT", default 20 ms each way and 100 Mbit/s): what a
+# cache saves against a registry across a real network. Only the gateway's upstream traffic crosses it.
+read -r wan_delay wan_mbit <<<"${CRGW_BENCH_WAN:-20 100}"
+ip netns exec "$TN_NS" python3 "$here/wan_relay.py" 9443 "$wan_delay" "$wan_mbit" >"$T/wan.out" 2>&1 &
+WAN_PID=$!
+testnet_on_exit 'kill "$WAN_PID" 2>/dev/null; true'
+for _ in $(seq 50); do grep -q ready "$T/wan.out" && break; sleep 0.1; done
+ip netns exec "$TN_NS" nft -f - <<EOF || { echo "cannot divert the registries through the emulated link" >&2; exit 1; }
+table ip crgw_bench_wan {
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		ip daddr $TN_NPM_ADDR tcp dport 443 dnat to $TN_NPM_ADDR:9443
+		ip daddr $TN_PYPI_ADDR tcp dport 443 dnat to $TN_PYPI_ADDR:9443
+	}
+}
+EOF
+labels+=" wan"
+echo "wan: the registries behind ${wan_delay} ms each way and ${wan_mbit} Mbit/s"
+installs wan
+ip netns exec "$TN_NS" nft delete table ip crgw_bench_wan
+kill "$WAN_PID" 2>/dev/null
+wait "$WAN_PID" 2>/dev/null
 write_config false
 start_gw
 
