@@ -239,6 +239,8 @@ static void *job_main(void *arg)
 	struct crgw_cache_job_result r = { .kind = S.job_kind };
 	struct crgw_cache_stats st;
 	uint64_t t0 = now_us();
+	crgw_cache_job_cb done;
+	void *done_arg;
 
 	(void)arg;
 	crgw_cache_stats(S.cache, &st);
@@ -262,10 +264,17 @@ static void *job_main(void *arg)
 			 "checked=%llu ok=%llu corrupt=%llu errors=%llu ms=%llu", (unsigned long long)r.verify.checked,
 			 (unsigned long long)r.verify.ok, (unsigned long long)r.verify.corrupt,
 			 (unsigned long long)r.verify.errors, (unsigned long long)(r.duration_us / 1000));
-	S.job_done(S.job_arg, &r);
+	/*
+	 * Not running any more before the caller hears of it: a caller that starts the next job as soon as it
+	 * has this one's result must not be told the cache is busy. The next start joins this thread, which
+	 * may still be in the callback (which never takes S.lock).
+	 */
+	done = S.job_done;
+	done_arg = S.job_arg;
 	pthread_mutex_lock(&S.lock);
 	S.job_running = false;
 	pthread_mutex_unlock(&S.lock);
+	done(done_arg, &r);
 	return NULL;
 }
 
@@ -280,7 +289,7 @@ int crgw_cache_service_job(enum crgw_cache_job_kind kind, uint64_t target, crgw_
 		pthread_mutex_unlock(&S.lock);
 		return -EBUSY;
 	}
-	/* The previous job has ended (it cleared job_running last): reap its thread before starting another. */
+	/* The previous job has ended (it may still be telling its caller): reap its thread before starting another. */
 	if (S.job_thread) {
 		pthread_join(S.job, NULL);
 		S.job_thread = false;
