@@ -3,16 +3,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <linux/magic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "crgw/ebpf.h"
 #include "crgw/vm.h"
 #include "ctl.h"
 
@@ -125,7 +124,6 @@ int cmd_doctor(int argc, char **argv)
 {
 	struct report r = { 0 };
 	struct utsname u;
-	struct statfs sfs;
 	json_t *caps = NULL;
 
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -153,12 +151,21 @@ int cmd_doctor(int argc, char **argv)
 	check(&r, "nflog", file_has("/proc/net/netfilter/nf_log", "nfnetlink_log") ? OK : WARN,
 	      "nfnetlink_log %s (packet-drop audit events)",
 	      file_has("/proc/net/netfilter/nf_log", "nfnetlink_log") ? "available" : "missing");
-	if (statfs("/sys/fs/bpf", &sfs) == 0 && sfs.f_type == BPF_FS_MAGIC)
-		check(&r, "bpffs", OK, "mounted at /sys/fs/bpf");
-	else
-		check(&r, "bpffs", WARN, "not mounted at /sys/fs/bpf: the eBPF layer would be off (nftables alone)");
 	check(&r, "btf", access("/sys/kernel/btf/vmlinux", R_OK) == 0 ? OK : WARN, "/sys/kernel/btf/vmlinux %s",
 	      access("/sys/kernel/btf/vmlinux", R_OK) == 0 ? "readable" : "missing (no CO-RE BPF)");
+	{
+		/* The real test: the kernel loads and verifies the very program the gateway attaches. */
+		struct crgw_guard *g = NULL;
+		char why[512] = "";
+		int e = crgw_guard_open(&g, 1, why, sizeof(why));
+
+		crgw_guard_close(g);
+		if (e)
+			check(&r, "ebpf guard", WARN, "cannot be loaded here (%s): enforcement would be nftables alone",
+			      why[0] ? why : strerror(-e));
+		else
+			check(&r, "ebpf guard", OK, "the kernel loads and verifies it (enforcement: both by default)");
+	}
 	check(&r, "ip_forward", file_has("/proc/sys/net/ipv4/ip_forward", "0") ? OK : WARN, "%s",
 	      file_has("/proc/sys/net/ipv4/ip_forward", "0")
 		      ? "global forwarding off"

@@ -159,6 +159,26 @@ static __always_inline int classify_ipv6(struct __sk_buff *skb, const struct gua
 	return (sb->flags & GUARD_F_IPV6) ? GUARD_CLASS_PASS : GUARD_CLASS_HOST_NOT_ALLOWED;
 }
 
+/*
+ * An ICMP error (destination unreachable, time exceeded, parameter problem) that the sandbox's kernel sends
+ * about a packet the gateway sent it: a DNS answer for a socket that has gone, say. nftables accepts those
+ * as related; here the quoted header must name the gateway as its source and the guest as its destination,
+ * so that no error about anyone else's traffic reaches the host's stack.
+ */
+static __always_inline bool icmp_error_about_gw(struct __sk_buff *skb, __u32 hlen, const struct guard_sandbox *sb)
+{
+	__u8 type;
+	struct iphdr inner;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + hlen, &type, 1) < 0)
+		return false;
+	if (type != 3 && type != 11 && type != 12)
+		return false;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + hlen + 8, &inner, sizeof(inner)) < 0)
+		return false;
+	return inner.version == 4 && inner.saddr == sb->gw && inner.daddr == sb->guest;
+}
+
 static __always_inline int classify_ipv4(struct __sk_buff *skb, const struct guard_sandbox *sb, struct guard_drop *ev)
 {
 	struct iphdr ip;
@@ -214,6 +234,8 @@ static __always_inline int classify_ipv4(struct __sk_buff *skb, const struct gua
 		return to_gw ? GUARD_CLASS_PASS : GUARD_CLASS_HOST_NOT_ALLOWED;
 
 	if (to_gw) {
+		if (ip.protocol == IPPROTO_ICMP && icmp_error_about_gw(skb, hlen, sb))
+			return GUARD_CLASS_PASS;
 		if (!has_ports)
 			return GUARD_CLASS_PORT_NOT_ALLOWED; /* ICMP and any other protocol */
 		struct guard_port key = { .port = dport, .proto = ip.protocol };

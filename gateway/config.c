@@ -15,7 +15,8 @@
 #include "crgw/policy.h"
 
 /* K_SIZE: a size where 0 means "no limit"; K_BOUND: a size that must lie within the bounds, never 0. */
-enum key_type { K_UINT, K_BOOL, K_STRING, K_POOL, K_UPSTREAM, K_BLOCKED, K_RCODE, K_LEVEL, K_MODE, K_SIZE, K_BOUND, K_CPUS };
+enum key_type { K_UINT, K_BOOL, K_STRING, K_POOL, K_UPSTREAM, K_BLOCKED, K_RCODE, K_LEVEL, K_MODE, K_SIZE, K_BOUND, K_CPUS,
+		K_ENFORCEMENT };
 
 struct key {
 	const char *path;
@@ -50,6 +51,7 @@ static const struct key keys[] = {
 	{ "blocked_ranges", K_BLOCKED, 0, 0, 0, 0 },
 	{ "nftables.table", K_STRING, STR(nft_table), 0, 0 },
 	{ "nftables.nflog_group", K_UINT, OFF(nflog_group), 4, 1, 65535 },
+	{ "enforcement", K_ENFORCEMENT, OFF(enforcement), 0, 0, 0 },
 	{ "interfaces.prefix", K_STRING, STR(iface_prefix), 0, 0 },
 	{ "transparent.http_port", K_UINT, OFF(transparent_http_port), 4, 1, 65535 },
 	{ "transparent.tcp_port", K_UINT, OFF(transparent_tcp_port), 4, 1, 65535 },
@@ -362,6 +364,16 @@ static int set_key(struct crgw_config *cfg, const struct key *k, const char *v, 
 		*(uint32_t *)(base + k->offset) = m;
 		return 0;
 	}
+	case K_ENFORCEMENT:
+		if (!strcmp(v, "nftables"))
+			cfg->enforcement = CRGW_ENFORCE_NFTABLES;
+		else if (!strcmp(v, "ebpf"))
+			cfg->enforcement = CRGW_ENFORCE_EBPF;
+		else if (!strcmp(v, "both"))
+			cfg->enforcement = CRGW_ENFORCE_BOTH;
+		else
+			return fail(err, errlen, where, k->path, "expected nftables, ebpf or both");
+		return 0;
 	case K_LEVEL: {
 		static const char *const names[] = { "debug", "info", "warn", "error" };
 

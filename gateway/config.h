@@ -70,6 +70,12 @@ struct crgw_config {
 	char nft_table[32];
 	char iface_prefix[8];
 	unsigned nflog_group;
+	/*
+	 * The enforcement layers (docs/gateway.md, "Enforcement layers"): CRGW_ENFORCE_DEFAULT is both where
+	 * the kernel can load the BPF guard and nftables alone (with a warning) where it cannot; an explicit
+	 * choice fails the start when its layer cannot be had.
+	 */
+	enum crgw_enforcement { CRGW_ENFORCE_DEFAULT, CRGW_ENFORCE_NFTABLES, CRGW_ENFORCE_EBPF, CRGW_ENFORCE_BOTH } enforcement;
 
 	unsigned transparent_http_port, transparent_tcp_port;
 	unsigned proxy_max_tunnels, proxy_max_tunnels_per_sandbox;

@@ -24,6 +24,7 @@
 #include "cache/service.h"
 #include "config.h"
 #include "control.h"
+#include "crgw/ebpf.h"
 #include "mediation/mediation.h"
 #include "dns.h"
 #include "dns_cache.h"
@@ -114,6 +115,24 @@ static json_t *usage_json(const struct crgw_cgroup_usage *u)
 			 (json_int_t)u->pids_denied);
 }
 
+/* The eBPF guard's figures for one sandbox: what it passed, and what it dropped by reason. */
+static json_t *guard_json(const struct crgw_guard_counters *g)
+{
+	json_t *o = json_pack("{s:I, s:I}", "passed_packets", (json_int_t)g->packets[CRGW_GUARD_PASS], "passed_bytes",
+			      (json_int_t)g->bytes[CRGW_GUARD_PASS]);
+	json_t *d = json_object();
+
+	for (unsigned c = CRGW_GUARD_PASS + 1; o && d && c < CRGW_GUARD_CLASS_COUNT; c++)
+		json_object_set_new(d, crgw_guard_reason_name(c),
+				    json_pack("{s:I, s:I}", "packets", (json_int_t)g->packets[c], "bytes",
+					      (json_int_t)g->bytes[c]));
+	if (o && d)
+		json_object_set_new(o, "dropped", d);
+	else
+		json_decref(d);
+	return o ? o : json_null();
+}
+
 static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 {
 	char gw[INET_ADDRSTRLEN], guest[INET_ADDRSTRLEN], created[40], expires[40];
@@ -166,7 +185,16 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 		struct crgw_nft_counters c = { 0 };
 		struct crgw_cgroup_usage u;
 
+		struct crgw_guard_counters g;
+
 		crgw_sandbox_kernel_counters(sb, &c);
+		/* Either layer may have dropped a packet (the guard runs first): the drop counters are their sums. */
+		if (crgw_sandbox_guard_counters(sb, &g) == 0) {
+			c.spoof.packets += g.packets[CRGW_GUARD_SPOOFED_SOURCE];
+			c.dns.packets += g.packets[CRGW_GUARD_DNS_BYPASS_ATTEMPT];
+			c.drop.packets += g.packets[CRGW_GUARD_HOST_NOT_ALLOWED] + g.packets[CRGW_GUARD_PORT_NOT_ALLOWED];
+			json_object_set_new(o, "ebpf", guard_json(&g));
+		}
 		json_object_set_new(o, "counters",
 			json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 				  "dns_queries", (json_int_t)atomic_load(&sb->counters.dns_queries),
@@ -490,6 +518,8 @@ struct usage_row {
 	bool has_usage;
 	struct crgw_cgroup_usage usage;
 	int64_t ttl_left_s;
+	bool has_guard;
+	struct crgw_guard_counters guard;
 };
 
 struct usage_rows {
@@ -521,6 +551,7 @@ static void collect_row(struct crgw_sandbox *sb, void *arg)
 		row->ttl_left_s = 0;
 	/* sysfs reads are a few microseconds each; the control thread is the only writer of the registry. */
 	row->has_usage = crgw_sandbox_usage(sb, &row->usage) == 0;
+	row->has_guard = crgw_sandbox_guard_counters(sb, &row->guard) == 0;
 }
 
 static void stats(struct evhttp_request *req)
@@ -633,6 +664,21 @@ static void sandbox_metrics(struct evbuffer *out)
 			case 5: evbuffer_add_printf(out, "%llu\n", (unsigned long long)u->pids_denied); break;
 			default: evbuffer_add_printf(out, "%lld\n", (long long)r->ttl_left_s); break;
 			}
+		}
+	}
+	/* The eBPF guard's traffic accounting: one series per sandbox and class, gone with the sandbox. */
+	for (size_t k = 0; k < 2; k++) {
+		const char *name = k ? "crgw_sandbox_bytes_total" : "crgw_sandbox_packets_total";
+
+		evbuffer_add_printf(out, "# HELP %s %s sent by the sandbox, by the eBPF guard's verdict (pass or the "
+					 "drop's reason).\n# TYPE %s counter\n", name, k ? "Bytes" : "Packets", name);
+		for (size_t i = 0; i < rows.n; i++) {
+			const struct usage_row *r = &rows.rows[i];
+
+			for (unsigned c = 0; r->has_guard && c < CRGW_GUARD_CLASS_COUNT; c++)
+				evbuffer_add_printf(out, "%s{sandbox=\"%s\",class=\"%s\"} %llu\n", name, r->id,
+						    c == CRGW_GUARD_PASS ? "pass" : crgw_guard_reason_name(c),
+						    (unsigned long long)(k ? r->guard.bytes[c] : r->guard.packets[c]));
 		}
 	}
 	free(rows.rows);
@@ -980,15 +1026,19 @@ static void health(struct evhttp_request *req)
 
 static void capabilities(struct evhttp_request *req)
 {
-	bool active;
+	bool active, nft;
+	struct crgw_guard *guard;
 	const char *state = crgw_registry_limits_state(&active);
+	const char *ebpf_state = crgw_registry_enforcement(&nft, &guard);
 
 	reply_json(req, 200,
-		   json_pack("{s:{s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:s}}, s:{s:b, s:b}, s:{s:b, s:b, s:s}}",
+		   json_pack("{s:{s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:s}}, s:{s:b, s:b, s:s, s:b}, "
+			     "s:{s:b, s:b, s:s}}",
 			     "backends", "netns", "network_default_deny", 1, "network_host_port_filtering", 1,
 			     "dns_control", 1, "policy_immutability", 1, "audit_event_emission", 1, "secret_isolation", 1,
 			     "resource_limits", active, "ttl", 1, "isolation", "namespaces (weaker than a VM)",
-			     "enforcement", "nftables", 1, "ebpf", 0, "resource_limits", "active", active, "optional",
+			     "enforcement", "nftables", nft, "ebpf", guard != NULL, "ebpf_state", ebpf_state,
+			     "transparent_proxies", nft, "resource_limits", "active", active, "optional",
 			     C.cfg->limits_optional, "cgroup", state));
 }
 

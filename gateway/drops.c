@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Reads the kernel's drop log and audits each drop against the sandbox whose interface it came from. */
+/*
+ * Reads the kernel's drop reports, nftables' log (NFLOG) and the eBPF guard's ring buffer, and audits each
+ * drop against the sandbox it came from. Both are rate limited in the kernel (10 a second, burst 20, per
+ * sandbox), so neither can flood the audit log.
+ */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -7,6 +11,7 @@
 
 #include "audit.h"
 #include "config.h"
+#include "crgw/ebpf.h"
 #include "drops.h"
 #include "log.h"
 #include "netctl.h"
@@ -14,6 +19,21 @@
 
 static struct crgw_nflog *nflog;
 static struct event *nflog_ev;
+static struct crgw_guard *guard;
+static struct event *guard_ev;
+
+static const char *proto_name(int l4proto)
+{
+	return l4proto == IPPROTO_TCP ? "tcp" : l4proto == IPPROTO_UDP ? "udp" : l4proto == IPPROTO_ICMP ? "icmp"
+	       : l4proto == IPPROTO_ICMPV6 ? "icmpv6" : "other";
+}
+
+static void set_sandbox(struct crgw_audit_event *ev, const struct crgw_sandbox *sb)
+{
+	AUDIT_SET(ev->sandbox_id, sb->id);
+	AUDIT_SET(ev->run_id, sb->run_id);
+	AUDIT_SET(ev->policy_hash, sb->policy_hash);
+}
 
 /* The rule prefixes name the reason; the kernel's `limit` already bounds how many reach us per sandbox. */
 static void on_packet(const struct crgw_nflog_packet *p, void *arg)
@@ -21,8 +41,7 @@ static void on_packet(const struct crgw_nflog_packet *p, void *arg)
 	struct crgw_audit_event ev = { .kind = CRGW_AUDIT_PACKET_DROP, .service = "packet",
 				       .action = CRGW_ACTION_DENY };
 	struct crgw_sandbox *sb = crgw_sandbox_by_ifindex((int)p->indev);
-	const char *proto = p->l4proto == IPPROTO_TCP ? "tcp" : p->l4proto == IPPROTO_UDP ? "udp"
-			  : p->l4proto == IPPROTO_ICMP ? "icmp" : p->l4proto == IPPROTO_ICMPV6 ? "icmpv6" : "other";
+	const char *proto = proto_name(p->l4proto);
 
 	(void)arg;
 	if (!strcmp(p->prefix, "dns_bypass_attempt"))
@@ -36,9 +55,7 @@ static void on_packet(const struct crgw_nflog_packet *p, void *arg)
 	if (p->has_ports)
 		ev.dst_port = p->dport;
 	if (sb) {
-		AUDIT_SET(ev.sandbox_id, sb->id);
-		AUDIT_SET(ev.run_id, sb->run_id);
-		AUDIT_SET(ev.policy_hash, sb->policy_hash);
+		set_sandbox(&ev, sb);
 		/* Plain drops: to the gateway on a port it does not serve, or anywhere else. */
 		if (ev.reason == CRGW_REASON_NONE)
 			ev.reason = p->family == AF_INET && p->dst.v4.s_addr == sb->gw.s_addr
@@ -70,16 +87,63 @@ static void readable(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-int crgw_drops_start(struct event_base *base, const struct crgw_config *cfg)
+/* The guard names the class it dropped for, and the slot: the sandbox is whoever holds that slot now. */
+static void on_guard_drop(void *arg, const struct crgw_guard_drop *d)
 {
-	int err = crgw_nflog_open((uint16_t)cfg->nflog_group, &nflog);
+	struct crgw_audit_event ev = { .kind = CRGW_AUDIT_PACKET_DROP, .service = "packet",
+				       .action = CRGW_ACTION_DENY };
+	struct crgw_sandbox *sb = crgw_sandbox_by_slot(d->slot);
 
-	if (err)
-		return err;
-	nflog_ev = event_new(base, crgw_nflog_fd(nflog), EV_READ | EV_PERSIST, readable, NULL);
-	if (!nflog_ev || event_add(nflog_ev, NULL)) {
-		crgw_drops_stop();
-		return -ENOMEM;
+	(void)arg;
+	ev.reason = crgw_guard_reason(d->reason);
+	if (d->family == AF_INET || d->family == AF_INET6) {
+		inet_ntop(d->family, &d->src, ev.src_ip, sizeof(ev.src_ip));
+		inet_ntop(d->family, &d->dst, ev.dst_ip, sizeof(ev.dst_ip));
+	}
+	if (d->dport)
+		ev.dst_port = d->dport;
+	if (sb)
+		set_sandbox(&ev, sb);
+	if (d->ethertype == 0x0800 || d->ethertype == 0x86dd)
+		snprintf(ev.detail, sizeof(ev.detail), "protocol=%s%s; dropped by the eBPF guard", proto_name(d->proto),
+			 d->family == AF_INET6 ? " (IPv6 is off for sandboxes)" : "");
+	else
+		snprintf(ev.detail, sizeof(ev.detail), "ethertype=0x%04x source_mac=%02x:%02x:%02x:%02x:%02x:%02x; "
+			 "dropped by the eBPF guard", d->ethertype, d->src_mac[0], d->src_mac[1], d->src_mac[2],
+			 d->src_mac[3], d->src_mac[4], d->src_mac[5]);
+	crgw_audit_emit(&ev);
+	crgw_sandbox_unref(sb);
+}
+
+static void guard_readable(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	crgw_guard_events_poll(guard, on_guard_drop, NULL);
+}
+
+int crgw_drops_start(struct event_base *base, const struct crgw_config *cfg, bool nft, struct crgw_guard *g)
+{
+	int err;
+
+	if (nft) {
+		err = crgw_nflog_open((uint16_t)cfg->nflog_group, &nflog);
+		if (err)
+			return err;
+		nflog_ev = event_new(base, crgw_nflog_fd(nflog), EV_READ | EV_PERSIST, readable, NULL);
+		if (!nflog_ev || event_add(nflog_ev, NULL)) {
+			crgw_drops_stop();
+			return -ENOMEM;
+		}
+	}
+	if (g) {
+		guard = g;
+		guard_ev = event_new(base, crgw_guard_events_fd(g), EV_READ | EV_PERSIST, guard_readable, NULL);
+		if (!guard_ev || event_add(guard_ev, NULL)) {
+			crgw_drops_stop();
+			return -ENOMEM;
+		}
 	}
 	return 0;
 }
@@ -91,4 +155,8 @@ void crgw_drops_stop(void)
 	nflog_ev = NULL;
 	crgw_nflog_close(nflog);
 	nflog = NULL;
+	if (guard_ev)
+		event_free(guard_ev);
+	guard_ev = NULL;
+	guard = NULL;
 }

@@ -316,7 +316,13 @@ int main(int argc, char **argv)
 			  cfg.nft_table, strerror(-err));
 		goto out;
 	}
-	err = crgw_drops_start(main_base, &cfg);
+	{
+		struct crgw_guard *guard;
+		bool nft;
+
+		crgw_registry_enforcement(&nft, &guard);
+		err = crgw_drops_start(main_base, &cfg, nft, guard);
+	}
 	if (err) {
 		log_error("cannot read the kernel's drop log", "nflog_group=%u error=\"%s\"", cfg.nflog_group,
 			  strerror(-err));

@@ -18,6 +18,7 @@
 
 #include "audit.h"
 #include "config.h"
+#include "crgw/ebpf.h"
 #include "log.h"
 #include "netctl.h"
 #include "mediation/mediation.h"
@@ -51,7 +52,9 @@ static struct {
 	bool *reserved;
 	unsigned nslots, count;
 	struct crgw_nft_config nft;
-	bool nft_ready;
+	bool nft_on, nft_ready; /* nftables is a layer (enforcement), and its table is made */
+	struct crgw_guard *guard; /* the eBPF layer, when it is on */
+	char ebpf_state[600];
 	/* NULL when the operator allowed sandboxes without limits and no cgroup could be had. */
 	struct crgw_cgroup_root *cgroups;
 	char limits_state[4300];
@@ -305,6 +308,71 @@ static int open_cgroups(const struct crgw_config *cfg)
 	return 0;
 }
 
+/*
+ * The eBPF layer. By default it is on where the kernel can load it, and its absence is a warning (nftables
+ * still enforces everything); asked for by name (ebpf, both), it is required. Its maps hold at most
+ * GUARD_SLOTS_MAX sandboxes: a larger pool's higher slots cannot register while the layer is on.
+ */
+#define GUARD_SLOTS_MAX 65536u
+
+static int open_guard(const struct crgw_config *cfg)
+{
+	char why[512] = "";
+	int err;
+
+	if (cfg->enforcement == CRGW_ENFORCE_NFTABLES) {
+		snprintf(R.ebpf_state, sizeof(R.ebpf_state), "off: enforcement is nftables");
+		return 0;
+	}
+	err = crgw_guard_open(&R.guard, R.nslots < GUARD_SLOTS_MAX ? R.nslots : GUARD_SLOTS_MAX, why, sizeof(why));
+	if (err) {
+		R.guard = NULL;
+		snprintf(R.ebpf_state, sizeof(R.ebpf_state), "off: %s", why[0] ? why : strerror(-err));
+		if (cfg->enforcement != CRGW_ENFORCE_DEFAULT) {
+			log_error("cannot load the eBPF guard (enforcement names it)", "error=\"%s\"", R.ebpf_state + 5);
+			return err;
+		}
+		log_warn("sandboxes are enforced by nftables alone: the eBPF guard cannot be loaded", "error=\"%s\"",
+			 R.ebpf_state + 5);
+		return 0;
+	}
+	snprintf(R.ebpf_state, sizeof(R.ebpf_state), "active");
+	log_info("eBPF guard loaded", "max_sandboxes=%u", R.nslots < GUARD_SLOTS_MAX ? R.nslots : GUARD_SLOTS_MAX);
+	return 0;
+}
+
+const char *crgw_registry_enforcement(bool *nft, struct crgw_guard **guard)
+{
+	if (nft)
+		*nft = R.nft_on;
+	if (guard)
+		*guard = R.guard;
+	return R.ebpf_state;
+}
+
+/* The sandbox side's MAC address: locally administered, unicast, one per slot (02:63:67 is "cg"). */
+static void sandbox_mac(uint32_t slot, uint8_t mac[6])
+{
+	mac[0] = 0x02;
+	mac[1] = 0x63;
+	mac[2] = 0x67;
+	mac[3] = (uint8_t)(slot >> 16);
+	mac[4] = (uint8_t)(slot >> 8);
+	mac[5] = (uint8_t)slot;
+}
+
+static void guard_sandbox_of(const struct crgw_sandbox *sb, struct crgw_guard_sandbox *gs)
+{
+	memset(gs, 0, sizeof(*gs));
+	gs->slot = sb->slot;
+	gs->ifindex = sb->ifindex;
+	sandbox_mac(sb->slot, gs->mac);
+	gs->guest = sb->guest;
+	gs->gw = sb->gw;
+	/* Other TCP passes only where nftables redirects it to the transparent proxies. */
+	gs->flags = R.nft_on ? CRGW_GUARD_F_TCP_REDIRECT : 0;
+}
+
 const char *crgw_registry_limits_state(bool *active)
 {
 	if (active)
@@ -336,6 +404,12 @@ int crgw_registry_init(const struct crgw_config *cfg, const struct crgw_blocklis
 	err = open_cgroups(cfg);
 	if (err)
 		return err;
+	err = open_guard(cfg);
+	if (err)
+		return err;
+	R.nft_on = cfg->enforcement != CRGW_ENFORCE_EBPF;
+	if (!R.nft_on)
+		return 0;
 	nft_config_from(cfg, &R.nft);
 	err = crgw_nft_reset(&R.nft);
 	if (err)
@@ -349,6 +423,8 @@ void crgw_registry_fini(void)
 	if (R.nft_ready)
 		crgw_nft_table_delete(&R.nft);
 	R.nft_ready = false;
+	crgw_guard_close(R.guard);
+	R.guard = NULL;
 	crgw_cgroup_root_free(R.cgroups);
 	R.cgroups = NULL;
 	free(R.slots);
@@ -502,14 +578,31 @@ struct crgw_sandbox *crgw_sandbox_by_ifindex(int ifindex)
 
 int crgw_sandbox_kernel_counters(const struct crgw_sandbox *sb, struct crgw_nft_counters *out)
 {
-	return crgw_nft_counters_get(&R.nft, sb->slot, out);
+	return R.nft_on ? crgw_nft_counters_get(&R.nft, sb->slot, out) : -ENODEV;
+}
+
+int crgw_sandbox_guard_counters(const struct crgw_sandbox *sb, struct crgw_guard_counters *out)
+{
+	return R.guard ? crgw_guard_counters(R.guard, sb->slot, out) : -ENODEV;
+}
+
+struct crgw_sandbox *crgw_sandbox_by_slot(uint32_t slot)
+{
+	struct crgw_sandbox *sb = NULL;
+
+	pthread_rwlock_rdlock(&R.lock);
+	if (slot < R.nslots && R.slots[slot])
+		sb = crgw_sandbox_ref(R.slots[slot]);
+	pthread_rwlock_unlock(&R.lock);
+	return sb;
 }
 
 uint64_t crgw_registry_pool_spoof_packets(void)
 {
 	struct crgw_nft_counter c = { 0 };
 
-	crgw_nft_pool_spoof_get(&R.nft, &c);
+	if (R.nft_on)
+		crgw_nft_pool_spoof_get(&R.nft, &c);
 	return c.packets;
 }
 
@@ -638,7 +731,9 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	struct crgw_sandbox *sb;
 	struct crgw_link_spec link = { 0 };
 	struct crgw_nft_sandbox nsb = { 0 };
-	bool slot_taken = false, link_created = false, rules_added = false;
+	struct crgw_guard_sandbox gs;
+	uint8_t mac[6];
+	bool slot_taken = false, link_created = false, rules_added = false, guard_attached = false;
 	uint32_t base;
 	int netns_fd = -1, ret;
 	char detail[160];
@@ -738,6 +833,8 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	link.host_addr = sb->gw;
 	link.guest_addr = sb->guest;
 	link.prefix_len = 30;
+	sandbox_mac(sb->slot, mac);
+	link.peer_mac = mac;
 	ret = crgw_netctl_veth_create(&link, &sb->ifindex);
 	if (ret) {
 		snprintf(err, errlen, "creating interface %s: %s", sb->ifname, strerror(-ret));
@@ -748,12 +845,22 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	nsb.ifname = sb->ifname;
 	nsb.gw = sb->gw;
 	nsb.guest = sb->guest;
-	ret = crgw_nft_sandbox_add(&R.nft, &nsb);
+	ret = R.nft_on ? crgw_nft_sandbox_add(&R.nft, &nsb) : 0;
 	if (ret) {
 		snprintf(err, errlen, "installing nftables rules for %s: %s", sb->ifname, strerror(-ret));
 		goto out;
 	}
-	rules_added = true;
+	rules_added = R.nft_on;
+	if (R.guard) {
+		guard_sandbox_of(sb, &gs);
+		ret = crgw_guard_attach(R.guard, &gs);
+		if (ret) {
+			snprintf(err, errlen, "attaching the eBPF guard to %s: %s", sb->ifname,
+				 ret == -E2BIG ? "the guard's maps hold no sandbox in this slot" : strerror(-ret));
+			goto out;
+		}
+		guard_attached = true;
+	}
 	if (R.cgroups) {
 		char why[400];
 
@@ -792,6 +899,8 @@ out:
 		close(netns_fd);
 	if (ret && sb && sb->data_dir[0])
 		rmdir(sb->data_dir);
+	if (guard_attached && ret)
+		crgw_guard_detach(R.guard, &gs);
 	if (rules_added && ret)
 		crgw_nft_sandbox_del(&R.nft, sb->slot, sb->ifname, 0);
 	if (link_created && ret)
@@ -831,8 +940,24 @@ static int release(struct crgw_sandbox *sb, const char *why)
 	char detail[160];
 	int err, nft_err;
 
-	crgw_nft_counters_get(&R.nft, sb->slot, &c);
-	nft_err = crgw_nft_sandbox_del(&R.nft, sb->slot, sb->ifname, 0);
+	struct crgw_guard_counters gc = { 0 };
+	struct crgw_guard_sandbox gs;
+
+	if (R.guard) {
+		/* The guard's drops count with nftables' in the final figures: either layer may have dropped them. */
+		crgw_guard_counters(R.guard, sb->slot, &gc);
+		guard_sandbox_of(sb, &gs);
+		err = crgw_guard_detach(R.guard, &gs);
+		if (err && err != -ENODEV)
+			log_error("detaching a sandbox's eBPF guard failed", "id=%s error=\"%s\"", sb->id, strerror(-err));
+	}
+	nft_err = 0;
+	if (R.nft_on) {
+		crgw_nft_counters_get(&R.nft, sb->slot, &c);
+		nft_err = crgw_nft_sandbox_del(&R.nft, sb->slot, sb->ifname, 0);
+	}
+	c.spoof.packets += gc.packets[CRGW_GUARD_SPOOFED_SOURCE];
+	c.dns.packets += gc.packets[CRGW_GUARD_DNS_BYPASS_ATTEMPT];
 	if (nft_err)
 		log_error("removing a sandbox's nftables rules failed; its slot stays reserved", "id=%s error=\"%s\"",
 			  sb->id, strerror(-nft_err));

@@ -163,9 +163,23 @@ uint64_t crgw_registry_pool_spoof_packets(void);
 /* The sandbox behind host-side interface `ifindex`, with a new reference, or NULL. Control thread. */
 struct crgw_sandbox *crgw_sandbox_by_ifindex(int ifindex);
 
+/* The sandbox in `slot`, with a new reference, or NULL. Any thread. */
+struct crgw_sandbox *crgw_sandbox_by_slot(uint32_t slot);
+
 struct crgw_nft_counters;
-/* Reads the sandbox's nftables drop counters. Returns 0 or -errno. */
+/* Reads the sandbox's nftables drop counters. Returns 0 or -errno (-ENODEV: nftables is not a layer). */
 int crgw_sandbox_kernel_counters(const struct crgw_sandbox *sb, struct crgw_nft_counters *out);
+
+struct crgw_guard_counters;
+/* Reads the sandbox's eBPF guard counters (packets and bytes by class). -ENODEV: the guard is off. */
+int crgw_sandbox_guard_counters(const struct crgw_sandbox *sb, struct crgw_guard_counters *out);
+
+struct crgw_guard;
+/*
+ * The enforcement layers: whether nftables is one (`*nft`), the eBPF guard when it is on (`*guard`, borrowed,
+ * NULL otherwise; either pointer may be NULL), and the guard's state for people: "active" or "off: why".
+ */
+const char *crgw_registry_enforcement(bool *nft, struct crgw_guard **guard);
 
 struct crgw_sandbox *crgw_sandbox_ref(struct crgw_sandbox *sb);
 void crgw_sandbox_unref(struct crgw_sandbox *sb);

@@ -317,6 +317,8 @@ struct fcase {
 	uint8_t pln;        /* ARP protocol length, 0: 4 */
 	uint16_t vid;       /* F_VLAN */
 	uint16_t ethertype; /* F_RAW */
+	uint8_t icmp_type;  /* IPPROTO_ICMP: 0 an echo request; 3 (unreachable) quoting a UDP packet inner_src -> inner_dst */
+	uint8_t inner_src, inner_dst;
 	/* The drop event's expected fields beyond reason, slot and source MAC. */
 	int ev_family;
 	uint16_t ev_ethertype;
@@ -354,6 +356,19 @@ static size_t put_ipv4(uint8_t *b, const struct fcase *c)
 		memset(l4, 0, l4len);
 		l4[0] = 8; /* echo request */
 		l4[5] = 1;
+		if (c->icmp_type) {
+			uint8_t *in = l4 + 8;
+
+			l4[0] = c->icmp_type;
+			l4[1] = 3; /* port unreachable */
+			l4[5] = 0;
+			memset(in, 0, 28);
+			in[0] = 0x45, in[3] = 28, in[8] = 64, in[9] = IPPROTO_UDP;
+			memcpy(in + 12, &(uint32_t){ ip4(c->inner_src) }, 4);
+			memcpy(in + 16, &(uint32_t){ ip4(c->inner_dst) }, 4);
+			in[20] = 0, in[21] = 53, in[22] = 0x9c, in[23] = 0x40, in[25] = 8; /* 53 -> 40000 */
+			l4len += 28;
+		}
 		memcpy(l4 + 2, &(uint16_t){ csum(l4, l4len, 0) }, 2);
 		break;
 	default:
@@ -695,6 +710,10 @@ static const struct fcase frame_cases[] = {
 	{ .name = "forged source MAC", .kind = F_IPV4, .cls = CRGW_GUARD_SPOOFED_SOURCE, .eth_src = forged_mac,
 	  .src = GUEST, .dst = GW, .proto = IPPROTO_UDP, .sport = 40000, .dport = 53, .ev_ethertype = ETH_P_IP },
 	IPV4("ICMP echo to the gateway", CRGW_GUARD_PORT_NOT_ALLOWED, .src = GUEST, .dst = GW, .proto = IPPROTO_ICMP),
+	IPV4("ICMP unreachable to the gateway about a packet of someone else's", CRGW_GUARD_PORT_NOT_ALLOWED,
+	     .src = GUEST, .dst = GW, .proto = IPPROTO_ICMP, .icmp_type = 3, .inner_src = OTHER, .inner_dst = GUEST),
+	IPV4("ICMP unreachable to the gateway about the gateway's packet to the guest", CRGW_GUARD_PASS, .src = GUEST,
+	     .dst = GW, .proto = IPPROTO_ICMP, .icmp_type = 3, .inner_src = GW, .inner_dst = GUEST),
 	IPV4("TCP to the gateway's port 22", CRGW_GUARD_PORT_NOT_ALLOWED, .src = GUEST, .dst = GW,
 	     .proto = IPPROTO_TCP, .sport = 40001, .dport = 22, .ev_ports = true),
 	IPV4("UDP to the gateway's TCP-only port 3128", CRGW_GUARD_PORT_NOT_ALLOWED, .src = GUEST, .dst = GW,

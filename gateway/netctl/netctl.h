@@ -29,6 +29,7 @@ struct crgw_link_spec {
 	struct in_addr host_addr;  /* the gateway's address on this link, network order */
 	struct in_addr guest_addr; /* the sandbox's address, network order */
 	uint8_t prefix_len;        /* 30 in practice; 8..32 accepted, and both addresses must share it */
+	const uint8_t *peer_mac;   /* 6 bytes: the sandbox side's MAC address; NULL: the kernel picks one */
 };
 
 /*

@@ -207,6 +207,8 @@ static int veth_new(struct netctl_nl *nl, const struct crgw_link_spec *spec)
 	memset(peer_ifi, 0, sizeof(*peer_ifi));
 	peer_ifi->ifi_family = AF_UNSPEC;
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, spec->peer_ifname);
+	if (spec->peer_mac)
+		mnl_attr_put(nlh, IFLA_ADDRESS, 6, spec->peer_mac);
 	/* Born inside the sandbox: the peer never exists in our namespace, not even for a moment. */
 	mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)spec->peer_netns_fd);
 	mnl_attr_nest_end(nlh, peer);
