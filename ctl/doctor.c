@@ -204,7 +204,7 @@ int cmd_doctor(int argc, char **argv)
 			json_decref(caps);
 		}
 		json_decref(r.checks);
-		printf("%u failed, %u warnings\n", r.failed, r.warned);
+		printf("%u failed, %u warning%s\n", r.failed, r.warned, r.warned == 1 ? "" : "s");
 	}
 	return r.failed ? CTL_EXIT_DENY : CTL_EXIT_OK;
 }

@@ -115,6 +115,20 @@ static json_t *usage_json(const struct crgw_cgroup_usage *u)
 			 (json_int_t)u->pids_denied);
 }
 
+/* The eBPF guard as a whole: its state, and what no sandbox's counters show. */
+static json_t *guard_stats_json(void)
+{
+	struct crgw_guard *g;
+	struct crgw_guard_stats st = { 0 };
+	const char *state = crgw_registry_enforcement(NULL, &g);
+
+	if (g)
+		crgw_guard_stats(g, &st);
+	return json_pack("{s:s, s:I, s:I, s:I}", "state", state, "events_suppressed", (json_int_t)st.events_suppressed,
+			 "events_lost", (json_int_t)st.events_lost, "unregistered_packets",
+			 (json_int_t)st.unregistered_packets);
+}
+
 /* The eBPF guard's figures for one sandbox: what it passed, and what it dropped by reason. */
 static json_t *guard_json(const struct crgw_guard_counters *g)
 {
@@ -586,6 +600,8 @@ static void stats(struct evhttp_request *req)
 			     "lost", (json_int_t)a.lost, "write_errors", (json_int_t)a.write_errors,
 			     "rotations", (json_int_t)a.rotations, "bytes", (json_int_t)a.bytes,
 			     "queue_depth", a.queue_depth);
+	if (o)
+		json_object_set_new(o, "ebpf", guard_stats_json());
 	crgw_sandbox_foreach(collect_row, &rows);
 	arr = json_array();
 	for (size_t i = 0; arr && i < rows.n; i++) {
@@ -597,6 +613,8 @@ static void stats(struct evhttp_request *req)
 			json_object_set_new(row, "name", json_string(r->name));
 		if (row && r->has_usage)
 			json_object_set_new(row, "resources", usage_json(&r->usage));
+		if (row && r->has_guard)
+			json_object_set_new(row, "traffic", guard_json(&r->guard));
 		json_array_append_new(arr, row);
 	}
 	free(rows.rows);
@@ -1001,6 +1019,20 @@ static void metrics(struct evhttp_request *req)
 		metric(out, "crgw_mediation_bytes_up_total", "counter", "Request body bytes sent upstream.", m.bytes_up);
 		metric(out, "crgw_mediation_bytes_down_total", "counter", "Response body bytes sent to sandboxes.",
 		       m.bytes_down);
+	}
+	{
+		struct crgw_guard *g;
+		struct crgw_guard_stats st = { 0 };
+
+		crgw_registry_enforcement(NULL, &g);
+		if (g)
+			crgw_guard_stats(g, &st);
+		metric(out, "crgw_ebpf_active", "gauge", "1 when the eBPF guard enforces on every sandbox.", g ? 1 : 0);
+		metric(out, "crgw_ebpf_events_suppressed_total", "counter",
+		       "Drop reports the guard's per-sandbox limit held back (the packets were dropped and counted).",
+		       st.events_suppressed);
+		metric(out, "crgw_ebpf_events_lost_total", "counter", "Drop reports lost to a full ring buffer.",
+		       st.events_lost);
 	}
 	cache_metrics(out);
 	sandbox_metrics(out);

@@ -35,6 +35,9 @@ static const struct yaml_case cases[] = {
 	{ "list for a scalar key", "workers: [1, 2]\n", "workers: expected a single value, not a list" },
 	{ "mapping for a list item", "dns:\n  upstream: [{a: b}]\n", "dns.upstream: list items must be scalars" },
 	{ "bad rcode", "dns:\n  denied_rcode: servfail\n", "expected nxdomain or refused" },
+	{ "enforcement ebpf", "enforcement: ebpf\n", NULL },
+	{ "bad enforcement", "enforcement: iptables\n", "enforcement: expected nftables, ebpf or both" },
+	{ "enforcement as a list", "enforcement: [nftables, ebpf]\n", "enforcement: expected a single value" },
 	{ "bad bool", "audit:\n  allow_loss: yes please\n", "audit.allow_loss: expected true or false" },
 	{ "bad level", "log_level: loud\n", "log_level: expected debug, info, warn or error" },
 	{ "root is a list", "- a\n- b\n", "(root): expected a mapping" },
@@ -194,6 +197,18 @@ int main(void)
 	tap_result(cfg.dns_refuse_denied && cfg.dns_ttl_max == 60 && cfg.dns_rate_limit == 50, "dns settings");
 	tap_result(cfg.pool_prefix == 20 && cfg.workers == 4 && cfg.nblocked == 2, "pool, workers, blocked ranges");
 	tap_result(cfg.audit_max_bytes == 1048576 && cfg.audit_keep == 3 && cfg.log_level == 0, "audit and log level");
+	tap_result(cfg.enforcement == CRGW_ENFORCE_DEFAULT, "enforcement unset: the default (both where the guard loads)");
+	for (unsigned i = 0; i < 3; i++) {
+		static const char *const names[] = { "nftables", "ebpf", "both" };
+		static const enum crgw_enforcement want[] = { CRGW_ENFORCE_NFTABLES, CRGW_ENFORCE_EBPF, CRGW_ENFORCE_BOTH };
+		char yaml[64];
+
+		crgw_config_defaults(&cfg);
+		snprintf(yaml, sizeof(yaml), "enforcement: %s\n", names[i]);
+		write_file(path, yaml);
+		tap_result(crgw_config_load_file(&cfg, path, err, sizeof(err)) == 0 && cfg.enforcement == want[i],
+			   "enforcement: %s", names[i]);
+	}
 
 	/* Secrets and credentials arrive as written, host names normalized; values are never in the file. */
 	crgw_config_defaults(&cfg);
