@@ -352,6 +352,7 @@ start_crgw() {
 	"$CRGW" --workers 2 --pool 10.201.0.0/24 --upstream-dns "$TN_DNS" \
 		--set dns.rate_limit=1000000 --set "state_dir=$STATE/crgw/state" \
 		--set nftables.table=crgw_bench --set interfaces.prefix=cgb --set log_level=warn \
+		--set "enforcement=${CRGW_BENCH_ENFORCEMENT:-both}" \
 		--control "$SOCK" --audit-log "$STATE/crgw/audit.log" 2>>"$STATE/crgw/crgw.log" &
 	CRGW_PID=$!
 	for ((i = 0; i < 100; i++)); do
@@ -407,7 +408,7 @@ gen_cmd() {
 	# inflight 1 allows only one thread and one socket; above that, dns_bench's defaults (2 threads, 16 sockets).
 	((inflight > 1)) || shape=(--threads 1 --sockets 1)
 	if [[ $server == crgw ]]; then
-		GEN=("${pin[@]}" "$CTL" --control "$SOCK" exec "$SB" -- "$DNS_BENCH" --server "$SB_GW")
+		GEN=("${pin[@]}" "$CTL" --control "$SOCK" exec -i "$SB" -- "$DNS_BENCH" --server "$SB_GW")
 	else
 		GEN=(ip netns exec "$CLI_NS" "${pin[@]}" "$DNS_BENCH" --server "$UB_ADDR")
 	fi
