@@ -589,6 +589,7 @@ start_crgw() {
 		--set "state_dir=$STATE/crgw/state" --set nftables.table=crgw_pbench --set interfaces.prefix=cgpb \
 		--set nftables.nflog_group=4245 --set transparent.http_port=15280 --set transparent.tcp_port=15643 \
 		--set proxy.max_tunnels_per_sandbox=100000 --set log_level=warn \
+		--set "enforcement=${CRGW_BENCH_ENFORCEMENT:-both}" \
 		--set audit.max_bytes=33554432 --set audit.keep=1 \
 		--control "$SOCK" --audit-log "$STATE/crgw/audit.log") </dev/null 2>>"$STATE/crgw/crgw.log" &
 	CRGW_PID=$!
