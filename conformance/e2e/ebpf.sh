@@ -100,6 +100,10 @@ for mode in nftables ebpf both; do
 		check "$mode: no nftables table" -- bash -c "! nft list table inet $GW_TABLE >/dev/null 2>&1"
 	else
 		check "$mode: TCP elsewhere goes to the transparent proxy" -- grep -q 'transparent=200' "$T/$mode.out"
+		# The gateway's own services are untracked; the transparent proxy's redirect needs conntrack.
+		guest=$(jq -r .guest "$T/$mode.json")
+		check "$mode: the explicit proxy's connection left no conntrack entry, the redirected one did" -- \
+			bash -c "! grep -q 'src=$guest .*dport=3128 ' /proc/net/nf_conntrack && grep -q 'src=$guest .*dport=80 ' /proc/net/nf_conntrack"
 	fi
 	guard=yes
 	[ "$mode" = nftables ] && guard=no

@@ -842,6 +842,21 @@ static int build_skeleton(struct batch *bt, const struct nftcfg *c)
 		e_cmp(&rb, NFT_REG_1, NFT_CMP_EQ, &dns, sizeof(dns));
 		e_notrack(&rb);
 		rule_end(bt, &rb);
+
+		/* And the gateway's side of its own TCP services (sb<id>_pre untracks the sandbox's side). */
+		uint16_t svc[CRGW_NFT_SERVICE_PORTS_MAX];
+		uint32_t set;
+
+		for (unsigned i = 0; i < c->n_svc; i++)
+			svc[i] = htons(c->svc[i]);
+		set = anon_set(bt, TYPE_INET_SERVICE, 2, svc, c->n_svc);
+		rb = rule_start(bt, "output_raw");
+		m_ip_saddr_in(&rb, c->pool, c->pool_prefix);
+		m_l4proto(&rb, IPPROTO_TCP);
+		e_payload(&rb, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2, NFT_REG_1);
+		e_lookup(&rb, NFT_REG_1, "__set%d", set, false);
+		e_notrack(&rb);
+		rule_end(bt, &rb);
 	}
 	rule_vmap(bt, "prerouting_nat", "nat_vmap");
 	rule_vmap(bt, "input", "in_vmap");
@@ -962,6 +977,26 @@ static void chain_pre(struct batch *bt, const struct nftcfg *c, const struct crg
 	m_ip_addr(&rb, true, NFT_CMP_EQ, sb->gw);
 	m_l4proto(&rb, IPPROTO_UDP);
 	m_dport(&rb, CRGW_NFT_DNS_PORT);
+	e_notrack(&rb);
+	e_verdict(&rb, NF_ACCEPT);
+	rule_end(bt, &rb);
+
+	/*
+	 * The same for the gateway's TCP services (DNS, the explicit proxy, mediation): never NATed, admitted
+	 * by address and port in sb<id>_in, so a tunnel or a mediation request spends no conntrack entry and
+	 * no NAT hook passes on its client side. Replies are untracked in output_raw.
+	 */
+	uint16_t svc[CRGW_NFT_SERVICE_PORTS_MAX];
+	uint32_t set;
+
+	for (unsigned i = 0; i < c->n_svc; i++)
+		svc[i] = htons(c->svc[i]);
+	set = anon_set(bt, TYPE_INET_SERVICE, 2, svc, c->n_svc);
+	rb = rule_start(bt, ch);
+	m_ip_addr(&rb, true, NFT_CMP_EQ, sb->gw);
+	m_l4proto(&rb, IPPROTO_TCP);
+	e_dport(&rb, NFT_REG_1);
+	e_lookup(&rb, NFT_REG_1, "__set%d", set, false);
 	e_notrack(&rb);
 	e_verdict(&rb, NF_ACCEPT);
 	rule_end(bt, &rb);
