@@ -485,6 +485,13 @@ static char *token_line(struct evbuffer *doc, int64_t *ttl, const char **why)
 		else
 			*why = "out of memory";
 	}
+	/* The parsed copies of the token ("token" and "access_token" often both hold it) go wiped. */
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(root, key, v)
+		if (json_is_string(v))
+			explicit_bzero((char *)json_string_value(v), json_string_length(v));
 	json_decref(root);
 	return line;
 }
