@@ -56,16 +56,22 @@ int relay_verdict(struct __sk_buff *skb)
 	side = ep->side & 1;
 	t = bpf_map_lookup_elem(&tunnels, &ep->tunnel);
 	rc = bpf_sk_redirect_hash(skb, &socks, &ep->peer_key, 0);
-	if (t) {
-		if (rc == SK_PASS) {
-			__sync_fetch_and_add(&t->bytes[side], skb->len);
-			__sync_fetch_and_add(&t->skbs[side], 1);
-			t->last_ns = bpf_ktime_get_ns();
-		} else {
-			__sync_fetch_and_add(&t->drops[side], 1);
-		}
+	if (rc != SK_PASS) {
+		/*
+		 * The peer is out of the map (paused by user space, or closing). The bytes are already
+		 * acknowledged, so dropping them would lose data: leave them on this socket, where recv()
+		 * returns them to user space.
+		 */
+		if (t)
+			__sync_fetch_and_add(&t->passed[side], 1);
+		return SK_PASS;
 	}
-	return rc;
+	if (t) {
+		__sync_fetch_and_add(&t->bytes[side], skb->len);
+		__sync_fetch_and_add(&t->skbs[side], 1);
+		t->last_ns = bpf_ktime_get_ns();
+	}
+	return SK_PASS;
 }
 
 /* Optional (CRGW_RELAY_F_STRPARSER): a parser that takes each skb whole, which puts the strparser in front */

@@ -215,7 +215,7 @@ int crgw_relay_stats(struct crgw_relay *r, uint64_t tunnel, struct crgw_relay_st
 	for (int s = 0; s < 2; s++) {
 		st->bytes[s] = t.bytes[s];
 		st->skbs[s] = t.skbs[s];
-		st->drops[s] = t.drops[s];
+		st->passed[s] = t.passed[s];
 	}
 	st->last_ns = t.last_ns;
 	return 0;
@@ -270,4 +270,18 @@ int crgw_relay_count(struct crgw_relay *r, unsigned *tunnels, unsigned *endpoint
 	*endpoints = count_keys(r->endpoints_fd);
 	*sockets = count_keys(r->socks_fd);
 	return 0;
+}
+
+int crgw_relay_pause(struct crgw_relay *r, uint64_t tunnel, int side)
+{
+	uint64_t key = RELAY_KEY(tunnel, side & 1);
+
+	return bpf_map_delete_elem(r->socks_fd, &key) ? -errno : 0;
+}
+
+int crgw_relay_resume(struct crgw_relay *r, uint64_t tunnel, int side, int fd)
+{
+	uint64_t key = RELAY_KEY(tunnel, side & 1), val = (uint64_t)fd;
+
+	return bpf_map_update_elem(r->socks_fd, &key, &val, BPF_NOEXIST) ? -errno : 0;
 }

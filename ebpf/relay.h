@@ -35,7 +35,7 @@ struct relay_tunnel {
 	__u64 bytes[2]; /* by receiving side: [0] up (client -> upstream), [1] down */
 	__u64 skbs[2];
 	__u64 last_ns;  /* bpf_ktime_get_ns() of the last redirected skb, either direction */
-	__u64 drops[2]; /* skbs the program dropped: peer missing from the map */
+	__u64 passed[2]; /* skbs left on the receiving socket for user space: the peer is out of the map (paused) */
 	__u64 base_rx[2]; /* tcpi_bytes_received of each side at add */
 	__u64 base_tx[2]; /* bytes written into each side (tcpi_bytes_acked + SIOCOUTQ) at add */
 	__u64 cookie[2];  /* each side's socket cookie: the `endpoints` keys, for remove */

@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +37,19 @@
 #define MiB (1024u * 1024u)
 #define PAT (MiB + 4093u)
 #define CHUNK (256u * 1024u)
+
+/* A known failure: TAP "not ok ... # TODO", which meson counts as an expected failure, not a failure. */
+__attribute__((format(printf, 1, 2))) static void tap_todo(const char *fmt, ...)
+{
+	va_list ap;
+
+	tap_count++;
+	printf("not ok %u - ", tap_count);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+}
 
 static unsigned char *pattern[2]; /* [dir]: PAT + CHUNK bytes, so any offset has CHUNK contiguous bytes */
 
@@ -364,9 +378,9 @@ static void test_bidir(struct crgw_relay *r)
 		   "1 MiB upstream -> client at the same time, intact (got %llu, bad %d)", (unsigned long long)r_dn.done,
 		   r_dn.bad);
 	rc = crgw_relay_stats(r, 1, &st);
-	tap_result(rc == 0 && st.bytes[0] == nu && st.bytes[1] == nd && st.drops[0] == 0 && st.drops[1] == 0,
+	tap_result(rc == 0 && st.bytes[0] == nu && st.bytes[1] == nd && st.passed[0] == 0 && st.passed[1] == 0,
 		   "counters: up %llu down %llu drops %llu/%llu", (unsigned long long)st.bytes[0],
-		   (unsigned long long)st.bytes[1], (unsigned long long)st.drops[0], (unsigned long long)st.drops[1]);
+		   (unsigned long long)st.bytes[1], (unsigned long long)st.passed[0], (unsigned long long)st.passed[1]);
 	printf("# skbs up %llu (avg %llu B), down %llu\n", (unsigned long long)st.skbs[0],
 	       (unsigned long long)(st.skbs[0] ? st.bytes[0] / st.skbs[0] : 0), (unsigned long long)st.skbs[1]);
 	{
@@ -568,8 +582,8 @@ static void test_slow_reader(struct crgw_relay *r, const char *mode)
 		tap_result(rc == 0, "slow reader (%s): the client's writes block after %llu bytes (bounded)", mode,
 			   (unsigned long long)sent);
 	else
-		tap_result(rc == 0, "slow reader (%s): the client's writes block after %llu bytes # TODO unbounded: the "
-			   "peer's psock queue takes everything (README, Relay: not solved)", mode, (unsigned long long)sent);
+		tap_todo("slow reader (%s): the client's writes block (they did not in %llu bytes) # TODO unbounded: the "
+			 "peer's psock queue takes everything (README, Relay: not solved)", mode, (unsigned long long)sent);
 	fcntl(t.client, F_SETFL, fl);
 	shutdown(t.client, SHUT_WR);
 	job_start(&rd, t.up, 0, false, sent);
@@ -578,6 +592,132 @@ static void test_slow_reader(struct crgw_relay *r, const char *mode)
 	tap_result(rd.done == sent && !rd.bad, "slow reader (%s): once it reads, the upstream gets all %llu bytes intact", mode,
 		   (unsigned long long)sent);
 	crgw_relay_remove(r, 4);
+	close_tun(&t);
+}
+
+/*
+ * The backpressure experiment: the same slow upstream, but the client socket is paused (taken out of the
+ * sockhash) once the peer's psock holds more than 8 MiB. Then the client closes its side, the upstream
+ * reads, and when the psock queue is empty the proxy moves what queued in the client socket meanwhile
+ * itself and passes the FIN on.
+ */
+static void test_pause(struct crgw_relay *r)
+{
+	const uint64_t high = 8ull * MiB;
+	struct tun t;
+	struct crgw_relay_stats st;
+	struct job rd;
+	uint64_t sent = 0, queued = 0, moved = 0, max_queued = 0;
+	double last_progress;
+	bool paused = false;
+	int rc, fl;
+	static unsigned char buf[CHUNK];
+
+	make_tun(&t);
+	rc = crgw_relay_add(r, 7, t.mid_cli, t.mid_up);
+	fl = fcntl(t.client, F_GETFL);
+	fcntl(t.client, F_SETFL, fl | O_NONBLOCK);
+	last_progress = now_s();
+	while (now_s() - last_progress < 1.0 && sent < 1024ull * MiB) {
+		ssize_t k = send(t.client, pattern[0] + sent % PAT, CHUNK, MSG_NOSIGNAL);
+
+		if (k > 0) {
+			sent += (uint64_t)k;
+			last_progress = now_s();
+		} else {
+			usleep(1000);
+		}
+		{
+			/* written first, then the counter: the counter can only have grown, so no underflow */
+			uint64_t written = tinfo(t.mid_up).tcpi_bytes_acked + outq(t.mid_up);
+
+			crgw_relay_stats(r, 7, &st);
+			queued = st.bytes[0] > written ? st.bytes[0] - written : 0;
+		}
+		if (queued > max_queued)
+			max_queued = queued;
+		if (!paused && queued > high) {
+			rc |= crgw_relay_pause(r, 7, CRGW_RELAY_UP);
+			paused = true;
+		}
+	}
+	printf("# pause at %llu MiB in the psock: the client wrote %llu bytes %s; max psock queue %llu, "
+	       "middle client SIOCINQ %llu\n",
+	       (unsigned long long)(high / MiB), (unsigned long long)sent,
+	       sent >= 1024ull * MiB ? "and reached the 1 GiB cap" : "before blocking for 1 s", (unsigned long long)max_queued,
+	       (unsigned long long)inq(t.mid_cli));
+	tap_result(rc == 0 && paused && sent < 256ull * MiB, "pausing the source bounds what the client can push (%llu bytes)",
+		   (unsigned long long)sent);
+	/* while the client socket is paused, the upstream answers: where do its bytes go? */
+	{
+		struct crgw_relay_stats st2;
+		char c[4096];
+		ssize_t k;
+
+		send(t.up, pattern[1], 65536, 0);
+		usleep(100000);
+		crgw_relay_stats(r, 7, &st2);
+		k = recv(t.mid_up, c, sizeof(c), MSG_DONTWAIT | MSG_PEEK);
+		printf("# while paused, 65536 bytes down: %llu skbs left to user space by the program; recv on the middle "
+		       "upstream socket now: %zd (%s)\n",
+		       (unsigned long long)st2.passed[1], k, k < 0 ? strerror(errno) : "data");
+	}
+	fcntl(t.client, F_SETFL, fl);
+	shutdown(t.client, SHUT_WR);
+	job_start(&rd, t.up, 0, false, 0);
+	rd.to_eof = true;
+	go(&rd);
+	for (double t0 = now_s(); now_s() - t0 < 10;) {
+		crgw_relay_stats(r, 7, &st);
+		if (st.bytes[0] == tinfo(t.mid_up).tcpi_bytes_acked + outq(t.mid_up))
+			break;
+		usleep(500);
+	}
+	/* the psock queue is empty: move the paused bytes in user space, then the FIN */
+	for (;;) {
+		ssize_t k = recv(t.mid_cli, buf, sizeof(buf), 0), o = 0;
+
+		if (k <= 0)
+			break;
+		while (o < k) {
+			ssize_t w = send(t.mid_up, buf + o, (size_t)(k - o), MSG_NOSIGNAL);
+
+			if (w <= 0)
+				break;
+			o += w;
+		}
+		moved += (uint64_t)o;
+	}
+	shutdown(t.mid_up, SHUT_WR);
+	join(&rd);
+	{
+		/* the passed bytes were queued behind the up direction's backlog on the same psock: now they are readable */
+		static char c[65536];
+		ssize_t mid = 0, got = 0, k;
+		double t0 = now_s();
+
+		while (mid < 65536 && now_s() - t0 < 5) {
+			k = recv(t.mid_up, c + mid, sizeof(c) - (size_t)mid, MSG_DONTWAIT);
+			if (k > 0)
+				mid += k;
+			else
+				usleep(1000);
+		}
+		if (mid > 0)
+			send(t.mid_cli, c, (size_t)mid, MSG_NOSIGNAL);
+		memset(c, 0, sizeof(c));
+		while (got < mid && (k = recv(t.client, c + got, sizeof(c) - (size_t)got, 0)) > 0)
+			got += k;
+		tap_result(got == 65536 && !memcmp(c, pattern[1], 65536),
+			   "the reverse direction survives a pause: the program left the 65536 bytes on the middle upstream "
+			   "socket, readable once the up backlog drained (after %.1f ms), the proxy relayed them (client got %zd)",
+			   (now_s() - t0) * 1000, got);
+	}
+	tap_result(rd.done == sent && !rd.bad && rd.eof,
+		   "after the pause the upstream gets all %llu bytes in order (%llu relayed in the kernel, %llu moved by "
+		   "the proxy), then EOF",
+		   (unsigned long long)rd.done, (unsigned long long)st.bytes[0], (unsigned long long)moved);
+	crgw_relay_remove(r, 7);
 	close_tun(&t);
 }
 
@@ -736,6 +876,7 @@ int main(void)
 		}
 		crgw_relay_close(rs);
 	}
+	test_pause(r);
 	test_remove_mid_transfer(r);
 	test_throughput(r);
 	crgw_relay_count(r, &nt, &ne, &ns);

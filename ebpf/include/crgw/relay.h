@@ -41,7 +41,7 @@ int crgw_relay_remove(struct crgw_relay *r, uint64_t tunnel);
 struct crgw_relay_stats {
 	uint64_t bytes[2]; /* [CRGW_RELAY_UP], [CRGW_RELAY_DOWN]: bytes the program redirected */
 	uint64_t skbs[2];
-	uint64_t drops[2];
+	uint64_t passed[2]; /* skbs left to user space on the receiving socket (peer paused or gone) */
 	uint64_t last_ns; /* CLOCK_MONOTONIC ns of the last redirected skb, 0 if none */
 };
 int crgw_relay_stats(struct crgw_relay *r, uint64_t tunnel, struct crgw_relay_stats *st);
@@ -57,5 +57,16 @@ int crgw_relay_count(struct crgw_relay *r, unsigned *tunnels, unsigned *endpoint
  * shutdown(to_fd, SHUT_WR). Shutting down earlier loses the bytes still queued in the peer's psock.
  */
 int crgw_relay_unsent(struct crgw_relay *r, uint64_t tunnel, int dir, int from_fd, int to_fd, uint64_t *unsent);
+
+/*
+ * Experiment for backpressure: take one socket of a tunnel out of the sockhash (pause) so that what it
+ * receives stays in its own receive queue and TCP's window closes, and put it back (resume, borrowing fd).
+ * Pausing destroys that socket's psock, and with it whatever the peer had redirected to it and not yet
+ * sent (README). While one side is paused, what the other side receives is left on it for user space
+ * (recv it and write it to the paused socket). Resume does not relay bytes that queued while paused:
+ * move them first.
+ */
+int crgw_relay_pause(struct crgw_relay *r, uint64_t tunnel, int side);
+int crgw_relay_resume(struct crgw_relay *r, uint64_t tunnel, int side, int fd);
 
 #endif
