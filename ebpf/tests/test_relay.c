@@ -35,6 +35,8 @@
 #include "tap.h"
 
 #define MiB (1024u * 1024u)
+/* How much a slow reader's peer may push before the test stops it (the kernel would take more). */
+#define SLOW_CAP (256ull * MiB)
 #define PAT (MiB + 4093u)
 #define CHUNK (256u * 1024u)
 
@@ -552,7 +554,7 @@ static void test_slow_reader(struct crgw_relay *r, const char *mode)
 	fl = fcntl(t.client, F_GETFL);
 	fcntl(t.client, F_SETFL, fl | O_NONBLOCK);
 	last_progress = now_s();
-	while (now_s() - last_progress < 1.0 && sent < 1024ull * MiB) {
+	while (now_s() - last_progress < 1.0 && sent < SLOW_CAP) {
 		ssize_t k = send(t.client, pattern[0] + sent % PAT, CHUNK, MSG_NOSIGNAL);
 
 		if (k > 0) {
@@ -569,7 +571,7 @@ static void test_slow_reader(struct crgw_relay *r, const char *mode)
 
 		printf("# slow reader (%s): the client wrote %llu bytes %s\n", mode,
 		       (unsigned long long)sent,
-		       sent >= 1024ull * MiB ? "and reached the test's 1 GiB cap without blocking" : "before blocking for 1 s");
+		       sent >= SLOW_CAP ? "and reached the test's cap without blocking" : "before blocking for 1 s");
 		printf("#   MemAvailable fell by %lld MiB meanwhile\n", (avail0 - mem_available_kib()) / 1024);
 		printf("#   client SIOCOUTQ %llu, middle client rx %llu (SIOCINQ %llu, rcv window %u), relay redirected %llu,\n"
 		       "#   in the middle upstream's psock queue %llu, middle upstream SIOCOUTQ %llu, upstream SIOCINQ %llu\n",
@@ -618,7 +620,7 @@ static void test_pause(struct crgw_relay *r)
 	fl = fcntl(t.client, F_GETFL);
 	fcntl(t.client, F_SETFL, fl | O_NONBLOCK);
 	last_progress = now_s();
-	while (now_s() - last_progress < 1.0 && sent < 1024ull * MiB) {
+	while (now_s() - last_progress < 1.0 && sent < SLOW_CAP) {
 		ssize_t k = send(t.client, pattern[0] + sent % PAT, CHUNK, MSG_NOSIGNAL);
 
 		if (k > 0) {
@@ -644,7 +646,7 @@ static void test_pause(struct crgw_relay *r)
 	printf("# pause at %llu MiB in the psock: the client wrote %llu bytes %s; max psock queue %llu, "
 	       "middle client SIOCINQ %llu\n",
 	       (unsigned long long)(high / MiB), (unsigned long long)sent,
-	       sent >= 1024ull * MiB ? "and reached the 1 GiB cap" : "before blocking for 1 s", (unsigned long long)max_queued,
+	       sent >= SLOW_CAP ? "and reached the test's cap" : "before blocking for 1 s", (unsigned long long)max_queued,
 	       (unsigned long long)inq(t.mid_cli));
 	tap_result(rc == 0 && paused && sent < 256ull * MiB, "pausing the source bounds what the client can push (%llu bytes)",
 		   (unsigned long long)sent);
