@@ -79,6 +79,11 @@ verify_all() { # verify_all: how many of the downloaded wheels have their right 
 }
 
 # ---- SIGKILL in the middle of 20 concurrent downloads ---------------------------------------------------
+# The gateway fills the cache at the upstream's pace, not the client's: on a quiet machine the first fills
+# could end before the last begin. The test network's link is held to 80 Mbit/s meanwhile (tbf, on its
+# own side of the veth), so that all 20 are under way together when the gateway is killed.
+ip netns exec "$TN_NS" tc qdisc add dev eth0 root tbf rate 80mbit burst 256kb latency 400ms
+ok $? "the test network's link held to 80 Mbit/s"
 run "RATE=256K; $fetch_all" >/dev/null 2>&1 &
 runner=$!
 for _ in $(seq 100); do
@@ -91,6 +96,7 @@ partial_bytes=$(du -sb "$CACHE/tmp" 2>/dev/null | cut -f1)
 kill -KILL "$GW_PID"
 wait "$GW_PID" 2>/dev/null
 GW_PID=
+ip netns exec "$TN_NS" tc qdisc del dev eth0 root 2>/dev/null
 [ "$partial" -ge $((N / 2)) ]
 ok $? "SIGKILL with $partial fills under way ($partial_bytes bytes in the cache's tmp/)"
 wait "$runner" 2>/dev/null
