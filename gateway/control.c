@@ -167,6 +167,14 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 		json_object_set_new(o, "name", json_string(sb->name));
 	if (sb->holder_pid)
 		json_object_set_new(o, "holder_pid", json_integer(sb->holder_pid));
+	{
+		/* The MAC the anti-spoofing layers expect of the guest: a VMM gives it to its NIC. */
+		char mac[18];
+		const uint8_t *m = sb->guest_mac;
+
+		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+		json_object_set_new(o, "guest_mac", json_string(mac));
+	}
 	json_object_set_new(o, "limits", limits_json(&sb->limits, sb->cgroup == NULL));
 	if (sb->workspace_mode[0])
 		json_object_set_new(o, "workspace", json_pack("{s:s, s:s}", "mode", sb->workspace_mode, "dir",
@@ -268,7 +276,8 @@ static void sandbox_create(struct evhttp_request *req)
 	char *policy_text = NULL, err[512] = "";
 	const char *netns = NULL, *run_id = NULL, *backend = "netns", *name = NULL;
 	const char *ws_mode = NULL, *ws_dir = NULL, *memory = NULL, *cpus = NULL;
-	json_int_t holder = 0, pids = 0;
+	json_int_t holder = 0, pids = 0, tap_owner = -1;
+	bool vm;
 	int ret;
 
 	if (len == 0 || len > BODY_MAX) {
@@ -277,9 +286,9 @@ static void sandbox_create(struct evhttp_request *req)
 	}
 	body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!body ||
-	    json_unpack_ex(body, &jerr, JSON_STRICT, "{s:o, s:s, s?s, s?s, s?I, s?s, s?o, s?o}", "policy", &policy,
+	    json_unpack_ex(body, &jerr, JSON_STRICT, "{s:o, s?s, s?s, s?s, s?I, s?s, s?o, s?o, s?I}", "policy", &policy,
 			   "netns_path", &netns, "run_id", &run_id, "backend", &backend, "holder_pid", &holder,
-			   "name", &name, "workspace", &workspace, "limits", &limits) ||
+			   "name", &name, "workspace", &workspace, "limits", &limits, "tap_owner", &tap_owner) ||
 	    (workspace && json_unpack_ex(workspace, &jerr, JSON_STRICT, "{s:s, s?s}", "mode", &ws_mode, "dir", &ws_dir)) ||
 	    (limits && json_unpack_ex(limits, &jerr, JSON_STRICT, "{s?s, s?I, s?s}", "memory", &memory, "pids", &pids,
 				      "cpus", &cpus))) {
@@ -290,13 +299,23 @@ static void sandbox_create(struct evhttp_request *req)
 		json_decref(body);
 		return;
 	}
-	if (strcmp(backend, "netns")) {
-		reply_error(req, 400, "backend_unavailable", "only the netns backend is available in this version");
+	/* A VM backend gets a TAP its VMM attaches to; the netns backend a veth into its namespace. */
+	vm = !strcmp(backend, "qemu") || !strcmp(backend, "firecracker");
+	if (strcmp(backend, "netns") && !vm) {
+		reply_error(req, 400, "backend_unavailable", "backend: expected netns, qemu or firecracker");
 		json_decref(body);
 		return;
 	}
-	if (strlen(run_id ? run_id : "") >= 64 || holder < 0 || holder > 4194304 || netns[0] != '/') {
-		reply_error(req, 400, "request_invalid", "run_id, holder_pid or netns_path out of range");
+	if (vm ? netns != NULL : netns == NULL) {
+		reply_error(req, 400, "request_invalid",
+			    vm ? "netns_path: a VM sandbox has no namespace of ours (its VMM attaches to a TAP)"
+			       : "netns_path: required for the netns backend");
+		json_decref(body);
+		return;
+	}
+	if (strlen(run_id ? run_id : "") >= 64 || holder < 0 || holder > 4194304 || (netns && netns[0] != '/') ||
+	    tap_owner < -1 || tap_owner > 4294967294LL || (!vm && tap_owner != -1)) {
+		reply_error(req, 400, "request_invalid", "run_id, holder_pid, netns_path or tap_owner out of range");
 		json_decref(body);
 		return;
 	}
@@ -335,6 +354,8 @@ static void sandbox_create(struct evhttp_request *req)
 	r.run_id = run_id;
 	r.backend = backend;
 	r.holder_pid = (pid_t)holder;
+	r.tap = vm;
+	r.tap_owner = (long long)tap_owner;
 	ret = crgw_sandbox_register(&r, &sb, &reason, err, sizeof(err));
 	if (ret) {
 		log_warn("sandbox registration refused", "reason=%s error=\"%s\"", crgw_reason_str(reason), err);

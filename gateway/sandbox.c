@@ -810,8 +810,8 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 		}
 		sb->holder_pid = req->holder_pid;
 	}
-	netns_fd = open(req->netns_path, O_RDONLY | O_CLOEXEC);
-	if (netns_fd < 0) {
+	netns_fd = req->tap ? -1 : open(req->netns_path, O_RDONLY | O_CLOEXEC);
+	if (!req->tap && netns_fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "network namespace %s: %s", req->netns_path, strerror(errno));
 		goto out;
@@ -827,15 +827,23 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	sb->guest.s_addr = htonl(base + 2);
 	snprintf(sb->ifname, sizeof(sb->ifname), "%s%u", R.cfg->iface_prefix, sb->slot);
 
-	link.host_ifname = sb->ifname;
-	link.peer_ifname = "eth0";
-	link.peer_netns_fd = netns_fd;
-	link.host_addr = sb->gw;
-	link.guest_addr = sb->guest;
-	link.prefix_len = 30;
 	sandbox_mac(sb->slot, mac);
-	link.peer_mac = mac;
-	ret = crgw_netctl_veth_create(&link, &sb->ifindex);
+	memcpy(sb->guest_mac, mac, sizeof(mac));
+	if (req->tap) {
+		struct crgw_tap_spec tap = { .host_ifname = sb->ifname, .host_addr = sb->gw, .guest_addr = sb->guest,
+					     .prefix_len = 30, .owner_uid = (int)req->tap_owner };
+
+		ret = crgw_netctl_tap_create(&tap, &sb->ifindex);
+	} else {
+		link.host_ifname = sb->ifname;
+		link.peer_ifname = "eth0";
+		link.peer_netns_fd = netns_fd;
+		link.host_addr = sb->gw;
+		link.guest_addr = sb->guest;
+		link.prefix_len = 30;
+		link.peer_mac = mac;
+		ret = crgw_netctl_veth_create(&link, &sb->ifindex);
+	}
 	if (ret) {
 		snprintf(err, errlen, "creating interface %s: %s", sb->ifname, strerror(-ret));
 		goto out;

@@ -14,8 +14,10 @@
 #include <net/if.h>
 
 #include <linux/if_link.h>
+#include <linux/if_tun.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
+#include <sys/ioctl.h>
 
 #include "netctl.h"
 #include "nl.h"
@@ -356,6 +358,70 @@ out:
 			crgw_netctl_link_delete(spec->host_ifname);
 	}
 	netctl_nl_close(&guest);
+	netctl_nl_close(&host);
+	return err;
+}
+
+int crgw_netctl_tap_create(const struct crgw_tap_spec *spec, int *host_ifindex)
+{
+	struct netctl_nl host = { 0 };
+	struct ifreq ifr;
+	uint32_t mask;
+	bool created = false;
+	int fd, ifindex = 0, err;
+
+	if (!spec || !netctl_ifname_ok(spec->host_ifname) || spec->prefix_len < 8 || spec->prefix_len > 32)
+		return -EINVAL;
+	mask = htonl(0xffffffffu << (32 - spec->prefix_len));
+	if (spec->host_addr.s_addr == spec->guest_addr.s_addr ||
+	    (spec->host_addr.s_addr & mask) != (spec->guest_addr.s_addr & mask))
+		return -EINVAL;
+	fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", spec->host_ifname);
+	/* The VMM opens it again by name with the same flags; vnet_hdr lets virtio-net offload checksums. */
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL;
+	if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	created = true;
+	if ((spec->owner_uid >= 0 && ioctl(fd, TUNSETOWNER, (unsigned long)spec->owner_uid) != 0) ||
+	    ioctl(fd, TUNSETPERSIST, 1UL) != 0) {
+		err = -errno;
+		close(fd); /* not persistent yet: closing deletes it */
+		return err;
+	}
+	close(fd);
+	err = netctl_nl_open(&host, NETLINK_ROUTE);
+	if (err)
+		goto out;
+	ifindex = link_index(&host, spec->host_ifname);
+	if (ifindex < 0) {
+		err = ifindex;
+		goto out;
+	}
+	err = host_sysctls(spec->host_ifname);
+	if (err)
+		goto out;
+	err = addr_add(&host, ifindex, spec->host_addr, spec->prefix_len);
+	if (err)
+		goto out;
+	err = link_set_up(&host, ifindex);
+	if (err)
+		goto out;
+	if (host_ifindex)
+		*host_ifindex = ifindex;
+out:
+	if (err && created) {
+		if (ifindex > 0)
+			link_del_index(&host, ifindex);
+		else
+			crgw_netctl_link_delete(spec->host_ifname);
+	}
 	netctl_nl_close(&host);
 	return err;
 }
