@@ -58,6 +58,12 @@ struct http_exchange {
 	bool raw_next, raw_until_eof; /* set at a response head: what follows it */
 	uint64_t raw_len;
 	bool client_eof, upstream_broken;
+	/*
+	 * The last read of the client's (upstream's) socket came back short or empty: it is drained until
+	 * epoll says otherwise, so the loop does not probe it again (most reads of a request were EAGAIN).
+	 * Its read event stays armed (level-triggered), so bytes that arrive meanwhile still wake us.
+	 */
+	bool client_dry, upstream_dry;
 	uint16_t dialled_port; /* redirected connections: the port the client dialled */
 	/* the pending request's target, in t->head (which stays put until the request is sent) */
 	struct crgw_http_span path, authority;
@@ -73,9 +79,15 @@ static void http_run(struct tunnel *t);
 
 static void on_http_event(evutil_socket_t fd, short what, void *arg)
 {
-	(void)fd;
-	(void)what;
-	http_run(arg);
+	struct tunnel *t = arg;
+
+	if (what & EV_READ) {
+		if (fd == t->cfd)
+			t->http->client_dry = false;
+		else if (fd == t->ufd)
+			t->http->upstream_dry = false;
+	}
+	http_run(t);
 }
 
 /* ---- responses ---------------------------------------------------------------------------------- */
@@ -358,6 +370,7 @@ static bool to_mediation(struct tunnel *t)
 		event_del(&t->uwrite);
 		close(t->ufd);
 		t->ufd = -1;
+		t->http->upstream_dry = false;
 	}
 	x->upstream_broken = false;
 	x->rlen = 0;
@@ -372,6 +385,7 @@ static bool to_mediation(struct tunnel *t)
 		return true;
 	}
 	t->ufd = sp[0];
+	t->http->upstream_dry = false;
 	t->upstream.in.sin_family = AF_INET;
 	t->upstream.in.sin_addr = t->sb->gw;
 	t->upstream.in.sin_port = htons(CRGW_MEDIATION_PORT);
@@ -464,6 +478,7 @@ static void start_request(struct tunnel *t)
 		event_del(&t->uwrite);
 		close(t->ufd);
 		t->ufd = -1;
+		t->http->upstream_dry = false;
 	}
 	x->upstream_broken = false;
 	x->up_mediation = false;
@@ -589,6 +604,7 @@ static void next_request(struct tunnel *t)
 		event_del(&t->uwrite);
 		close(t->ufd);
 		t->ufd = -1;
+		t->http->upstream_dry = false;
 	}
 	x->rq = RQ_HEAD;
 	x->rs = RS_NONE;
@@ -652,12 +668,17 @@ static void http_run(struct tunnel *t)
 			if (x->rq_left == 0 && t->up.queued == 0)
 				x->rq = RQ_DONE;
 		}
-		if (reads_client(t)) {
-			n = read(t->cfd, t->head + t->head_len, CRGW_HTTP_HEAD_MAX - t->head_len);
+		if (reads_client(t) && !x->client_dry) {
+			size_t want = CRGW_HTTP_HEAD_MAX - t->head_len;
+
+			n = read(t->cfd, t->head + t->head_len, want);
 			if (n > 0) {
 				t->head_len += (size_t)n;
+				x->client_dry = (size_t)n < want;
 				progress = true;
-			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			} else if (n < 0 && errno == EAGAIN) {
+				x->client_dry = true;
+			} else if (n == 0 || errno != EINTR) {
 				x->client_eof = true;
 				x->client_keep = false;
 				if (x->rq == RQ_HEAD && t->head_len == 0) {
@@ -714,12 +735,17 @@ static void http_run(struct tunnel *t)
 			    (x->rs == RS_EOF && t->down.eof && t->down.queued == 0))
 				x->rs = RS_DONE;
 		}
-		if (reads_upstream(t)) {
-			n = read(t->ufd, x->rbuf + x->rlen, sizeof(x->rbuf) - x->rlen);
+		if (reads_upstream(t) && !x->upstream_dry) {
+			size_t want = sizeof(x->rbuf) - x->rlen;
+
+			n = read(t->ufd, x->rbuf + x->rlen, want);
 			if (n > 0) {
 				x->rlen += (size_t)n;
+				x->upstream_dry = (size_t)n < want;
 				progress = true;
-			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			} else if (n < 0 && errno == EAGAIN) {
+				x->upstream_dry = true;
+			} else if (n == 0 || errno != EINTR) {
 				if (x->rs == RS_PARSE) {
 					fail(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE,
 					     x->resp_bytes ? "the upstream ended inside a response"
@@ -731,6 +757,7 @@ static void http_run(struct tunnel *t)
 				event_del(&t->uwrite);
 				close(t->ufd);
 				t->ufd = -1;
+				t->http->upstream_dry = false;
 				x->upstream_broken = true;
 				progress = true;
 			}
