@@ -423,8 +423,21 @@ static void test_slow_reader(void)
 		   "50 MB to a slow reader arrive whole (%zu bytes, %.1f s)", s.total, now_s() - t0);
 	tap_result(s.agent_rss_kb_max > 0 && s.agent_rss_kb_max < 16 * 1024,
 		   "the agent's memory stays bounded while the reader is slow (peak RSS %ld KiB)", s.agent_rss_kb_max);
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifdef UNDER_ASAN
+	/* ASan's quarantine keeps every freed frame for a while: the figure says nothing about our bounds. */
+	tap_result(true, "the host side's memory stays bounded # SKIP under ASan (RSS %ld KiB before, %ld after)",
+		   rss_before, rss_after);
+#else
 	tap_result(rss_after - rss_before < 8 * 1024,
 		   "the host side's memory stays bounded (RSS %ld KiB before, %ld KiB after)", rss_before, rss_after);
+#endif
 	tap_result(x[1].status == 0 && !strcmp(quick, "quick\n"), "another execution on the same stream is not held up");
 	free(quick);
 	close(p[0]);
