@@ -72,6 +72,7 @@ struct session {
 	struct crgw_guest_reader rd;
 	struct crgw_guest_outq q;
 	bool ending; /* input ended: flush what is queued, then go */
+	bool gone;   /* the host left the serial port: nothing more can reach it, end now */
 };
 
 struct agent {
@@ -489,6 +490,9 @@ static void session_read(struct agent *a, struct session *s)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
+		/* On the port, the end of input is the host leaving: what is queued cannot reach anyone. */
+		if (s->port)
+			s->gone = true;
 		s->ending = true;
 		return;
 	}
@@ -776,7 +780,7 @@ int agent_run(const struct agent_config *cfg)
 
 			if (!s)
 				continue;
-			if (crgw_guest_outq_flush(&s->q, s->out_fd) < 0 ||
+			if (s->gone || crgw_guest_outq_flush(&s->q, s->out_fd) < 0 ||
 			    (s->ending && crgw_guest_outq_pending(&s->q) == 0)) {
 				session_end(&a, i);
 				continue;
@@ -805,6 +809,12 @@ int agent_run(const struct agent_config *cfg)
 				pfd[n] = (struct pollfd){ .fd = s->in_fd, .events = POLLIN };
 				owner[n] = s;
 				kind[n++] = 2;
+			} else if (s->port && !s->ending) {
+				/* Not reading, but a host that leaves the port must still be seen (POLLHUP), or a full
+				 * queue would wait for it for ever. */
+				pfd[n] = (struct pollfd){ .fd = s->in_fd, .events = 0 };
+				owner[n] = s;
+				kind[n++] = 7;
 			}
 			if (crgw_guest_outq_pending(&s->q)) {
 				pfd[n] = (struct pollfd){ .fd = s->out_fd, .events = POLLOUT };
@@ -858,6 +868,13 @@ int agent_run(const struct agent_config *cfg)
 				break;
 			case 3:
 				/* flushed at the top of the loop */
+				break;
+			case 7:
+				if (pfd[k].revents & (POLLHUP | POLLERR)) {
+					struct session *s = owner[k];
+
+					s->gone = s->ending = true;
+				}
 				break;
 			case 4:
 				channel_write_stdin(owner[k]);
