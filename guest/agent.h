@@ -47,6 +47,14 @@ int guest_boot_parse(const char *cmdline, struct guest_boot *b, char *err, size_
 /* Mounts /proc, /sys, /dev, /dev/pts, /dev/shm, /tmp, /run (what is mounted already stays). */
 void guest_mount_all(void);
 
+/*
+ * Loads the kernel modules listed in `list` (a path per line, in load order; '#' comments) with
+ * finit_module: a distribution kernel has virtio_console and virtio_net as modules. A missing list is
+ * no work. Returns how many loaded, or -errno when the list cannot be read.
+ */
+#define GUEST_MODULES_LIST "/etc/crgw-guest/modules"
+int guest_load_modules(const char *list);
+
 /* Brings up lo and the interface with its address, MTU and default route; writes /etc/resolv.conf. */
 int guest_network_up(const struct guest_boot *b, char *err, size_t errlen);
 

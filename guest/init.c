@@ -19,6 +19,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -252,6 +253,33 @@ out:
 	if (e == 0 && b->hostname[0] && sethostname(b->hostname, strlen(b->hostname)))
 		guest_log("hostname %s: %s", b->hostname, strerror(errno));
 	return e;
+}
+
+int guest_load_modules(const char *list)
+{
+	FILE *f = fopen(list, "re");
+	char line[512];
+	int loaded = 0;
+
+	if (!f)
+		return errno == ENOENT ? 0 : -errno;
+	while (fgets(line, sizeof(line), f)) {
+		int fd;
+
+		line[strcspn(line, "\n")] = '\0';
+		if (!line[0] || line[0] == '#')
+			continue;
+		fd = open(line, O_RDONLY | O_CLOEXEC);
+		/* EEXIST: built in, or loaded by an initramfs before us. */
+		if (fd < 0 || (syscall(SYS_finit_module, fd, "", 0) && errno != EEXIST))
+			guest_log("loading %s: %s", line, strerror(errno));
+		else
+			loaded++;
+		if (fd >= 0)
+			close(fd);
+	}
+	fclose(f);
+	return loaded;
 }
 
 /* The /dev node of the virtio-serial port named `name`, once: 1 found, 0 not (yet). */

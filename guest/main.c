@@ -112,6 +112,7 @@ static int run_init(void)
 	int e;
 
 	guest_mount_all();
+	guest_load_modules(GUEST_MODULES_LIST);
 	if (guest_boot_parse(read_cmdline(), &boot, err, sizeof(err))) {
 		guest_log("kernel command line: %s", err);
 		power_off();

@@ -351,12 +351,16 @@ int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const str
 		int kind[sizeof(pfd) / sizeof(pfd[0])];
 		unsigned k = 0;
 
-		if ((e = crgw_guest_outq_flush(&r->q, agent_fd))) {
+		/*
+		 * Nothing goes out before the agent's hello: virtio-serial discards what reaches a port the guest
+		 * has not opened yet, so frames written early (the opens) could vanish while the VM boots.
+		 */
+		if (r->hello && (e = crgw_guest_outq_flush(&r->q, agent_fd))) {
 			snprintf(err, errlen, "writing to the guest agent: %s", strerror(-e));
 			goto restore;
 		}
 		pfd[k] = (struct pollfd){ .fd = agent_fd,
-					  .events = (short)(POLLIN | (crgw_guest_outq_pending(&r->q) ? POLLOUT : 0)) };
+					  .events = (short)(POLLIN | (r->hello && crgw_guest_outq_pending(&r->q) ? POLLOUT : 0)) };
 		kind[k++] = 0;
 		if (sfd >= 0) {
 			pfd[k] = (struct pollfd){ .fd = sfd, .events = POLLIN };
@@ -412,7 +416,8 @@ int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const str
 			send_acks(r, &r->ex[i]);
 	}
 	/* Whatever is queued (a last ack, a close) goes out if it can; the agent needs none of it. */
-	crgw_guest_outq_flush(&r->q, agent_fd);
+	if (r->hello)
+		crgw_guest_outq_flush(&r->q, agent_fd);
 restore:
 	if (sfd >= 0)
 		close(sfd);
@@ -423,7 +428,8 @@ out:
 		for (size_t i = 0; i < n; i++)
 			if (!r->ex[i].done)
 				crgw_guest_put_simple(&r->q, CRGW_GF_CLOSE, r->ex[i].ch);
-		crgw_guest_outq_flush(&r->q, agent_fd);
+		if (r->hello)
+			crgw_guest_outq_flush(&r->q, agent_fd);
 	}
 	for (size_t i = 0; i < n; i++) {
 		free(r->ex[i].out[0].buf);
