@@ -4,8 +4,8 @@
 # kernel with an initramfs of crgw-guest as /init, the virtio modules it loads itself and busybox; the
 # host runs commands through the virtio-serial port with guest_exec (crgw_guest_exec, as the QEMU backend
 # will). Checks the mounts, the network set from crgw.* (a NIC on a hub with no other port: nothing leaves),
-# resolv.conf, exit codes, stdin, a tty and two sessions one after the other. Skips (77) without QEMU, a
-# readable kernel, busybox, or a static crgw-guest (the sanitizer build links it dynamically).
+# resolv.conf, exit codes, stdin, a tty and a session per command. Skips without QEMU, a
+# readable kernel, busybox, or a static crgw-guest (the sanitizer build links it dynamically): a TAP plan of 0.
 # usage: guest-vm-smoke.sh CRGW-GUEST GUEST-EXEC
 set -uo pipefail
 agent=$1 exec_tool=$2
@@ -19,7 +19,8 @@ done
 kernel=/boot/vmlinuz-$kver
 modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_console failover net_failover virtio_net"
 
-skip() { echo "1..0 # SKIP $*"; exit 77; }
+# TAP: a plan of 0 with SKIP, and exit 0 (meson counts a non-zero exit of a TAP test as an error).
+skip() { echo "1..0 # SKIP $*"; exit 0; }
 command -v qemu-system-x86_64 >/dev/null || skip "no qemu-system-x86_64"
 [ -r "$kernel" ] || skip "no readable $kernel"
 command -v busybox >/dev/null || skip "no busybox"
