@@ -51,15 +51,15 @@ struct channel {
 	struct session *s; /* NULL once its session has ended: kept only until the process is reaped */
 	pid_t pid;
 	bool tty;
-	int in_fd;     /* the child's stdin (pipe or pty master), -1 when closed or never */
-	int out_fd[2]; /* stdout, stderr (a tty has only [0], the master) */
+	int in_fd;	      /* the child's stdin (pipe or pty master), -1 when closed or never */
+	int out_fd[2];	      /* stdout, stderr (a tty has only [0], the master) */
 	unsigned char *inbuf; /* stdin from the host, not yet written: at most CRGW_GUEST_WINDOW */
 	size_t in_off, in_len;
 	uint32_t in_ack;      /* bytes written to the child (or dropped) not yet acknowledged */
-	bool in_eof;          /* the host sent eof: close (or ^D) once inbuf is written */
-	bool in_dead;         /* the child's stdin is gone: stdin is acknowledged and dropped */
+	bool in_eof;	      /* the host sent eof: close (or ^D) once inbuf is written */
+	bool in_dead;	      /* the child's stdin is gone: stdin is acknowledged and dropped */
 	uint32_t out_unacked; /* data sent to the host it has not acknowledged */
-	bool closing;         /* the host gave the channel up: output is dropped */
+	bool closing;	      /* the host gave the channel up: output is dropped */
 	bool reaped;
 	int code;
 	char error[256]; /* why it could not run */
@@ -82,7 +82,7 @@ struct agent {
 	size_t nchannels;
 	int sigfd;
 	long long port_retry_at; /* ms; 0: no retry due */
-	bool port_session;       /* a session runs on the port */
+	bool port_session;	 /* a session runs on the port */
 };
 
 static long long now_ms(void)
@@ -110,7 +110,7 @@ static void close_fd(int *fd)
 
 /* An error frame is advice: when the queue is full it is dropped rather than let the queue grow. */
 static void send_error(struct session *s, uint32_t ch, const char *reason, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static void send_error(struct session *s, uint32_t ch, const char *reason, const char *fmt, ...)
 {
 	char msg[512];
@@ -156,7 +156,7 @@ static void channel_free(struct agent *a, struct channel *c)
 /* The command's environment: the base (ours, or a fixed one as PID 1), then the request's by name. */
 static char **build_env(const struct agent *a, const struct crgw_guest_frame *f)
 {
-	static const char *const fixed[] = { base_path, "HOME=/root", "USER=root", "LOGNAME=root", "LANG=C.UTF-8" };
+	static const char *const fixed[] = {base_path, "HOME=/root", "USER=root", "LOGNAME=root", "LANG=C.UTF-8"};
 	char *const *base = a->cfg->pid1 ? (char *const *)fixed : environ;
 	size_t nbase = 0, n = 0;
 	char **env;
@@ -200,7 +200,7 @@ struct start_failure {
 /* In the child: says why it cannot run on the report pipe and ends. */
 __attribute__((noreturn)) static void child_fail(int report, int code, int err, const char *what)
 {
-	struct start_failure sf = { .code = code, .err = err };
+	struct start_failure sf = {.code = code, .err = err};
 
 	snprintf(sf.what, sizeof(sf.what), "%s", what);
 	if (write(report, &sf, sizeof(sf)) < 0) {
@@ -210,7 +210,7 @@ __attribute__((noreturn)) static void child_fail(int report, int code, int err, 
 }
 
 __attribute__((noreturn)) static void child_main(const struct crgw_guest_frame *f, char **env, const char *cwd,
-						  int fds[3], int report)
+						 int fds[3], int report)
 {
 	sigset_t none;
 
@@ -241,7 +241,7 @@ __attribute__((noreturn)) static void child_main(const struct crgw_guest_frame *
 static int open_pty(int *master, int *slave, unsigned rows, unsigned cols)
 {
 	int unlock = 0;
-	struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+	struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
 
 	*master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (*master < 0)
@@ -261,7 +261,7 @@ static int open_pty(int *master, int *slave, unsigned rows, unsigned cols)
 /* Sets up streams, forks and execs. On failure the channel still exists and reports its exit code. */
 static void channel_start(struct agent *a, struct channel *c, const struct crgw_guest_frame *f)
 {
-	int child_fd[3] = { -1, -1, -1 }, report[2] = { -1, -1 }, p[2];
+	int child_fd[3] = {-1, -1, -1}, report[2] = {-1, -1}, p[2];
 	const char *cwd = f->cwd;
 	struct start_failure sf;
 	struct stat st;
@@ -444,7 +444,7 @@ static void on_frame(struct agent *a, struct session *s, const struct crgw_guest
 		break;
 	case CRGW_GF_RESIZE:
 		if (c->tty && c->out_fd[0] >= 0) {
-			struct winsize ws = { .ws_row = (unsigned short)f->rows, .ws_col = (unsigned short)f->cols };
+			struct winsize ws = {.ws_row = (unsigned short)f->rows, .ws_col = (unsigned short)f->cols};
 
 			ioctl(c->out_fd[0], TIOCSWINSZ, &ws);
 		}
@@ -547,7 +547,8 @@ static void channel_write_stdin(struct channel *c)
 	}
 	if (c->in_eof && c->in_len == c->in_off && c->in_fd >= 0) {
 		if (c->tty) {
-			/* A terminal has no end of input: its EOF character ends a read where the line discipline is canonical. */
+			/* A terminal has no end of input: its EOF character ends a read where the line discipline is
+			 * canonical. */
 			struct termios t;
 
 			if (tcgetattr(c->in_fd, &t) == 0 && (t.c_lflag & ICANON)) {
@@ -710,7 +711,7 @@ static void session_end(struct agent *a, int slot)
  */
 static void port_try(struct agent *a)
 {
-	struct pollfd p = { .fd = a->cfg->port_fd, .events = POLLIN };
+	struct pollfd p = {.fd = a->cfg->port_fd, .events = POLLIN};
 
 	if (a->port_session || !a->port_retry_at || now_ms() < a->port_retry_at)
 		return;
@@ -747,7 +748,7 @@ static int open_signals(struct agent *a)
 
 int agent_run(const struct agent_config *cfg)
 {
-	struct agent a = { .cfg = cfg, .sigfd = -1 };
+	struct agent a = {.cfg = cfg, .sigfd = -1};
 	int e;
 
 	if ((e = open_signals(&a)))
@@ -794,10 +795,10 @@ int agent_run(const struct agent_config *cfg)
 				break;
 		}
 
-		pfd[n] = (struct pollfd){ .fd = a.sigfd, .events = POLLIN };
+		pfd[n] = (struct pollfd){.fd = a.sigfd, .events = POLLIN};
 		kind[n++] = 0;
 		if (cfg->source == AGENT_LISTEN) {
-			pfd[n] = (struct pollfd){ .fd = cfg->listen_fd, .events = POLLIN };
+			pfd[n] = (struct pollfd){.fd = cfg->listen_fd, .events = POLLIN};
 			kind[n++] = 1;
 		}
 		for (int i = 0; i < SESSIONS_MAX; i++) {
@@ -806,31 +807,31 @@ int agent_run(const struct agent_config *cfg)
 			if (!s)
 				continue;
 			if (!s->ending && crgw_guest_outq_pending(&s->q) < OUTQ_HIGH) {
-				pfd[n] = (struct pollfd){ .fd = s->in_fd, .events = POLLIN };
+				pfd[n] = (struct pollfd){.fd = s->in_fd, .events = POLLIN};
 				owner[n] = s;
 				kind[n++] = 2;
 			} else if (s->port && !s->ending) {
 				/* Not reading, but a host that leaves the port must still be seen (POLLHUP), or a full
 				 * queue would wait for it for ever. */
-				pfd[n] = (struct pollfd){ .fd = s->in_fd, .events = 0 };
+				pfd[n] = (struct pollfd){.fd = s->in_fd, .events = 0};
 				owner[n] = s;
 				kind[n++] = 7;
 			}
 			if (crgw_guest_outq_pending(&s->q)) {
-				pfd[n] = (struct pollfd){ .fd = s->out_fd, .events = POLLOUT };
+				pfd[n] = (struct pollfd){.fd = s->out_fd, .events = POLLOUT};
 				owner[n] = s;
 				kind[n++] = 3;
 			}
 		}
 		for (struct channel *c = a.channels; c; c = c->next) {
 			if (c->in_fd >= 0 && c->in_len > c->in_off) {
-				pfd[n] = (struct pollfd){ .fd = c->in_fd, .events = POLLOUT };
+				pfd[n] = (struct pollfd){.fd = c->in_fd, .events = POLLOUT};
 				owner[n] = c;
 				kind[n++] = 4;
 			}
 			for (int i = 0; i < 2; i++)
 				if (c->out_fd[i] >= 0 && !c->reaped && channel_may_read(c)) {
-					pfd[n] = (struct pollfd){ .fd = c->out_fd[i], .events = POLLIN };
+					pfd[n] = (struct pollfd){.fd = c->out_fd[i], .events = POLLIN};
 					owner[n] = c;
 					kind[n++] = 5 + i;
 				}

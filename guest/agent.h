@@ -16,9 +16,9 @@ enum agent_source {
 struct agent_config {
 	enum agent_source source;
 	int in_fd, out_fd; /* AGENT_FD */
-	int listen_fd;     /* AGENT_LISTEN */
-	int port_fd;       /* AGENT_PORT: the open /dev/vportNpM */
-	bool pid1;         /* the commands' base environment is fixed, not ours; orphans are ours to reap */
+	int listen_fd;	   /* AGENT_LISTEN */
+	int port_fd;	   /* AGENT_PORT: the open /dev/vportNpM */
+	bool pid1;	   /* the commands' base environment is fixed, not ours; orphans are ours to reap */
 };
 
 /*
@@ -31,14 +31,14 @@ int agent_run(const struct agent_config *cfg);
 
 /* What the kernel command line says (crgw.* parameters, guest/README.md). Strings are empty when unset. */
 struct guest_boot {
-	char ip[48];      /* crgw.ip=ADDR/PREFIX */
-	char gw[16];      /* crgw.gw=ADDR */
-	char dns[16];     /* crgw.dns=ADDR */
-	char ifname[16];  /* crgw.if=NAME (eth0) */
-	char hostname[64];/* crgw.hostname=NAME */
-	char port[64];    /* crgw.port=NAME: the virtio-serial port's name (crgw.0) */
-	unsigned mtu;     /* crgw.mtu=N, 0 for the driver's */
-	unsigned vsock;   /* crgw.vsock=PORT: listen on vsock instead of a serial port (Firecracker) */
+	char ip[48];	   /* crgw.ip=ADDR/PREFIX */
+	char gw[16];	   /* crgw.gw=ADDR */
+	char dns[16];	   /* crgw.dns=ADDR */
+	char ifname[16];   /* crgw.if=NAME (eth0) */
+	char hostname[64]; /* crgw.hostname=NAME */
+	char port[64];	   /* crgw.port=NAME: the virtio-serial port's name (crgw.0) */
+	unsigned mtu;	   /* crgw.mtu=N, 0 for the driver's */
+	unsigned vsock;	   /* crgw.vsock=PORT: listen on vsock instead of a serial port (Firecracker) */
 };
 
 /* Parses a command line (the text of /proc/cmdline) into `b`, with defaults. Returns 0 or -EINVAL. */

@@ -111,7 +111,7 @@ int guest_boot_parse(const char *cmdline, struct guest_boot *b, char *err, size_
 			e = take_uint(&b->mtu, val, vlen, 65535);
 		else if (KEY("crgw.vsock"))
 			e = take_uint(&b->vsock, val, vlen, 0xfffffffeu);
-		/* Other crgw.* names are for later versions: ignored, so an older agent still boots. */
+			/* Other crgw.* names are for later versions: ignored, so an older agent still boots. */
 #undef KEY
 		if (e) {
 			snprintf(err, errlen, "%.*s: bad value", (int)wlen, word);
@@ -145,7 +145,7 @@ void guest_mount_all(void)
 
 static int if_flags_up(int sock, const char *name)
 {
-	struct ifreq ifr = { 0 };
+	struct ifreq ifr = {0};
 
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
 	if (ioctl(sock, SIOCGIFFLAGS, &ifr))
@@ -156,7 +156,7 @@ static int if_flags_up(int sock, const char *name)
 
 static void set_sin(struct sockaddr *sa, struct in_addr a)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr = a };
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr = a};
 
 	memcpy(sa, &sin, sizeof(sin));
 }
@@ -166,7 +166,7 @@ int guest_network_up(const struct guest_boot *b, char *err, size_t errlen)
 	struct in_addr addr, mask, gw, dns;
 	char ip[48], *slash;
 	unsigned prefix = 32;
-	struct ifreq ifr = { 0 };
+	struct ifreq ifr = {0};
 	int sock, e = 0;
 
 	sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -218,8 +218,8 @@ int guest_network_up(const struct guest_boot *b, char *err, size_t errlen)
 		goto out;
 	}
 	if (b->gw[0]) {
-		struct rtentry rt = { 0 };
-		struct in_addr any = { 0 };
+		struct rtentry rt = {0};
+		struct in_addr any = {0};
 
 		set_sin(&rt.rt_dst, any);
 		set_sin(&rt.rt_genmask, any);
@@ -331,6 +331,6 @@ int guest_open_port(const char *name, int wait_ms)
 		} else if (waited >= wait_ms) {
 			return -ENOENT;
 		}
-		nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000000 }, NULL);
+		nanosleep(&(struct timespec){.tv_nsec = 20 * 1000000}, NULL);
 	}
 }

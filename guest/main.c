@@ -44,11 +44,12 @@ static int listen_on(const char *spec, char *err, size_t errlen)
 	int fd;
 
 	if (!strncmp(spec, "unix:", 5)) {
-		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+		struct sockaddr_un sun = {.sun_family = AF_UNIX};
 		const char *path = spec + 5;
 
 		if (!*path || strlen(path) >= sizeof(sun.sun_path)) {
-			snprintf(err, errlen, "%s: a unix socket path of 1 to %zu bytes", spec, sizeof(sun.sun_path) - 1);
+			snprintf(err, errlen, "%s: a unix socket path of 1 to %zu bytes", spec,
+				 sizeof(sun.sun_path) - 1);
 			return -EINVAL;
 		}
 		memcpy(sun.sun_path, path, strlen(path));
@@ -62,7 +63,7 @@ static int listen_on(const char *spec, char *err, size_t errlen)
 		return fd;
 	}
 	if (!strncmp(spec, "vsock:", 6)) {
-		struct sockaddr_vm svm = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY };
+		struct sockaddr_vm svm = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY};
 		int port = parse_fd(spec + 6);
 
 		if (port < 0) {
@@ -106,7 +107,7 @@ __attribute__((noreturn)) static void power_off(void)
 
 static int run_init(void)
 {
-	struct agent_config cfg = { .pid1 = true, .listen_fd = -1, .port_fd = -1 };
+	struct agent_config cfg = {.pid1 = true, .listen_fd = -1, .port_fd = -1};
 	struct guest_boot boot;
 	char err[256];
 	int e;
@@ -145,7 +146,7 @@ static int run_init(void)
 
 int main(int argc, char **argv)
 {
-	struct agent_config cfg = { .listen_fd = -1, .port_fd = -1 };
+	struct agent_config cfg = {.listen_fd = -1, .port_fd = -1};
 	char err[256];
 	int e;
 

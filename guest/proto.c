@@ -14,10 +14,9 @@
 #include "crgw/guest_proto.h"
 
 static const char *const type_names[] = {
-	[CRGW_GF_HELLO] = "hello",   [CRGW_GF_STDOUT] = "stdout", [CRGW_GF_STDERR] = "stderr",
-	[CRGW_GF_EXIT] = "exit",     [CRGW_GF_ERROR] = "error",   [CRGW_GF_OPEN] = "open",
-	[CRGW_GF_STDIN] = "stdin",   [CRGW_GF_EOF] = "eof",       [CRGW_GF_RESIZE] = "resize",
-	[CRGW_GF_SIGNAL] = "signal", [CRGW_GF_CLOSE] = "close",   [CRGW_GF_ACK] = "ack",
+    [CRGW_GF_HELLO] = "hello",	 [CRGW_GF_STDOUT] = "stdout", [CRGW_GF_STDERR] = "stderr", [CRGW_GF_EXIT] = "exit",
+    [CRGW_GF_ERROR] = "error",	 [CRGW_GF_OPEN] = "open",     [CRGW_GF_STDIN] = "stdin",   [CRGW_GF_EOF] = "eof",
+    [CRGW_GF_RESIZE] = "resize", [CRGW_GF_SIGNAL] = "signal", [CRGW_GF_CLOSE] = "close",   [CRGW_GF_ACK] = "ack",
 };
 #define NTYPES (sizeof(type_names) / sizeof(type_names[0]))
 
@@ -113,13 +112,13 @@ long crgw_guest_b64_decode(const char *in, size_t len, unsigned char *out, size_
 
 /* ---- the parser ------------------------------------------------------------------------------- */
 
-#define FAIL(why, ...)                                      \
-	do {                                                \
-		*reason_out = why;                          \
-		if (err)                                    \
-			snprintf(err, errlen, __VA_ARGS__); \
-		e = -EPROTO;                                \
-		goto out;                                   \
+#define FAIL(why, ...)                                                                                                 \
+	do {                                                                                                           \
+		*reason_out = why;                                                                                     \
+		if (err)                                                                                               \
+			snprintf(err, errlen, __VA_ARGS__);                                                            \
+		e = -EPROTO;                                                                                           \
+		goto out;                                                                                              \
 	} while (0)
 
 /* An integer member in [lo, hi]; absent is `absent_ok` with *v untouched. */
@@ -147,7 +146,8 @@ static int get_strings(json_t *arr, size_t min, size_t max, const char ***out, s
 	vec = calloc(n + 1, sizeof(*vec));
 	if (!vec)
 		return -ENOMEM;
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		if (!json_is_string(v)) {
 			free(vec);
 			return -EINVAL;
@@ -164,8 +164,8 @@ static bool is_data_type(enum crgw_guest_frame_type t)
 	return t == CRGW_GF_STDIN || t == CRGW_GF_STDOUT || t == CRGW_GF_STDERR;
 }
 
-int crgw_guest_frame_parse(const char *line, size_t len, struct crgw_guest_frame *f, const char **reason,
-			   char *err, size_t errlen)
+int crgw_guest_frame_parse(const char *line, size_t len, struct crgw_guest_frame *f, const char **reason, char *err,
+			   size_t errlen)
 {
 	const char *dummy_reason, **reason_out = reason ? reason : &dummy_reason;
 	json_error_t jerr;
@@ -294,7 +294,8 @@ int crgw_guest_frame_parse(const char *line, size_t len, struct crgw_guest_frame
 		long long rows = 0, cols = 0;
 		bool need = f->type == CRGW_GF_RESIZE;
 
-		if (get_int(f->root, "rows", 0, 65535, !need, &rows) || get_int(f->root, "cols", 0, 65535, !need, &cols))
+		if (get_int(f->root, "rows", 0, 65535, !need, &rows) ||
+		    get_int(f->root, "cols", 0, 65535, !need, &cols))
 			FAIL("bad_frame", "%s: \"rows\" and \"cols\" are integers from 0 to 65535", type);
 		f->rows = (unsigned)rows;
 		f->cols = (unsigned)cols;
@@ -469,8 +470,8 @@ int crgw_guest_outq_flush(struct crgw_guest_outq *q, int fd)
 	return 0;
 }
 
-int crgw_guest_put_data(struct crgw_guest_outq *q, enum crgw_guest_frame_type type, uint32_t ch,
-			const void *data, size_t len)
+int crgw_guest_put_data(struct crgw_guest_outq *q, enum crgw_guest_frame_type type, uint32_t ch, const void *data,
+			size_t len)
 {
 	char head[64];
 	int hn, e;

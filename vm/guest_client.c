@@ -42,8 +42,8 @@ struct run_exec {
 	bool in_eof_sent, in_open;
 	uint32_t in_unacked; /* stdin sent, not acknowledged by the guest */
 	struct out_buf out[2];
-	uint32_t to_ack;     /* output written (or dropped), not yet acknowledged */
-	bool done;           /* exit or error received */
+	uint32_t to_ack; /* output written (or dropped), not yet acknowledged */
+	bool done;	 /* exit or error received */
 };
 
 struct run {
@@ -122,8 +122,8 @@ static int on_frame(struct run *r, const struct crgw_guest_frame *f)
 			return -EPROTO;
 		}
 		if (f->version != CRGW_GUEST_PROTO_VERSION) {
-			snprintf(r->err, r->errlen, "the guest agent speaks protocol version %d, we speak %d", f->version,
-				 CRGW_GUEST_PROTO_VERSION);
+			snprintf(r->err, r->errlen, "the guest agent speaks protocol version %d, we speak %d",
+				 f->version, CRGW_GUEST_PROTO_VERSION);
 			return -EPROTO;
 		}
 		r->hello = true;
@@ -136,7 +136,8 @@ static int on_frame(struct run *r, const struct crgw_guest_frame *f)
 	}
 	e = exec_by_ch(r, f->ch);
 	if (!e || f->type == CRGW_GF_HELLO || f->type == CRGW_GF_OPEN || f->type == CRGW_GF_STDIN ||
-	    f->type == CRGW_GF_EOF || f->type == CRGW_GF_RESIZE || f->type == CRGW_GF_SIGNAL || f->type == CRGW_GF_CLOSE) {
+	    f->type == CRGW_GF_EOF || f->type == CRGW_GF_RESIZE || f->type == CRGW_GF_SIGNAL ||
+	    f->type == CRGW_GF_CLOSE) {
 		snprintf(r->err, r->errlen, "the guest agent sent a %s frame on channel %u, out of protocol",
 			 crgw_guest_frame_type_name(f->type), f->ch);
 		return -EPROTO;
@@ -151,7 +152,8 @@ static int on_frame(struct run *r, const struct crgw_guest_frame *f)
 
 		/* The guest's credit: what we hold or have written without acknowledging it. */
 		if (held + f->len > CRGW_GUEST_WINDOW) {
-			snprintf(r->err, r->errlen, "the guest agent sent more than its window of %d bytes on channel %u",
+			snprintf(r->err, r->errlen,
+				 "the guest agent sent more than its window of %d bytes on channel %u",
 				 CRGW_GUEST_WINDOW, f->ch);
 			return -EPROTO;
 		}
@@ -172,8 +174,9 @@ static int on_frame(struct run *r, const struct crgw_guest_frame *f)
 	}
 	case CRGW_GF_ACK:
 		if (f->n > e->in_unacked) {
-			snprintf(r->err, r->errlen, "the guest agent acknowledged %u bytes of stdin on channel %u, %u were sent",
-				 f->n, f->ch, e->in_unacked);
+			snprintf(r->err, r->errlen,
+				 "the guest agent acknowledged %u bytes of stdin on channel %u, %u were sent", f->n,
+				 f->ch, e->in_unacked);
 			return -EPROTO;
 		}
 		e->in_unacked -= f->n;
@@ -193,7 +196,8 @@ static int on_frame(struct run *r, const struct crgw_guest_frame *f)
 		crgw_guest_put_simple(&r->q, CRGW_GF_CLOSE, e->ch);
 		break;
 	default:
-		snprintf(r->err, r->errlen, "the guest agent sent an unexpected %s frame", crgw_guest_frame_type_name(f->type));
+		snprintf(r->err, r->errlen, "the guest agent sent an unexpected %s frame",
+			 crgw_guest_frame_type_name(f->type));
 		return -EPROTO;
 	}
 	return 0;
@@ -220,7 +224,8 @@ static int read_agent(struct run *r)
 		char why[200];
 
 		if (got < 0) {
-			snprintf(r->err, r->errlen, "the guest agent sent a frame longer than %d bytes", CRGW_GUEST_FRAME_MAX);
+			snprintf(r->err, r->errlen, "the guest agent sent a frame longer than %d bytes",
+				 CRGW_GUEST_FRAME_MAX);
 			return -EPROTO;
 		}
 		if (len == 0)
@@ -289,11 +294,11 @@ static bool all_done(const struct run *r)
 	return true;
 }
 
-int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const struct guest_client_opts *opts,
-		     char *err, size_t errlen)
+int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const struct guest_client_opts *opts, char *err,
+		     size_t errlen)
 {
-	static const int fwd_sigs[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH };
-	const struct guest_client_opts defaults = { .winsize_fd = -1 };
+	static const int fwd_sigs[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH};
+	const struct guest_client_opts defaults = {.winsize_fd = -1};
 	const struct guest_client_opts *o = opts ? opts : &defaults;
 	struct run *r;
 	sigset_t set, old;
@@ -320,9 +325,13 @@ int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const str
 	set_nonblock(agent_fd);
 	for (size_t i = 0; i < n; i++) {
 		struct run_exec *x = &r->ex[i];
-		struct crgw_guest_open op = { .argv = execs[i].argv, .env = execs[i].env, .cwd = execs[i].cwd,
-					      .tty = execs[i].tty, .has_stdin = execs[i].in_fd >= 0,
-					      .rows = execs[i].rows, .cols = execs[i].cols };
+		struct crgw_guest_open op = {.argv = execs[i].argv,
+					     .env = execs[i].env,
+					     .cwd = execs[i].cwd,
+					     .tty = execs[i].tty,
+					     .has_stdin = execs[i].in_fd >= 0,
+					     .rows = execs[i].rows,
+					     .cols = execs[i].cols};
 
 		x->x = &execs[i];
 		x->ch = (uint32_t)i + 1;
@@ -333,7 +342,8 @@ int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const str
 		execs[i].error[0] = '\0';
 		if ((e = crgw_guest_put_open(&r->q, x->ch, &op))) {
 			snprintf(err, errlen, "execution %zu: %s", i + 1,
-				 e == -EINVAL ? "an argument, variable or directory is not UTF-8, or too long" : strerror(-e));
+				 e == -EINVAL ? "an argument, variable or directory is not UTF-8, or too long"
+					      : strerror(-e));
 			goto out;
 		}
 	}
@@ -359,11 +369,12 @@ int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const str
 			snprintf(err, errlen, "writing to the guest agent: %s", strerror(-e));
 			goto restore;
 		}
-		pfd[k] = (struct pollfd){ .fd = agent_fd,
-					  .events = (short)(POLLIN | (r->hello && crgw_guest_outq_pending(&r->q) ? POLLOUT : 0)) };
+		pfd[k] = (struct pollfd){
+		    .fd = agent_fd,
+		    .events = (short)(POLLIN | (r->hello && crgw_guest_outq_pending(&r->q) ? POLLOUT : 0))};
 		kind[k++] = 0;
 		if (sfd >= 0) {
-			pfd[k] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+			pfd[k] = (struct pollfd){.fd = sfd, .events = POLLIN};
 			kind[k++] = 1;
 		}
 		for (size_t i = 0; i < n; i++) {
@@ -371,13 +382,13 @@ int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const str
 
 			if (x->in_open && !x->done && r->hello && x->in_unacked < CRGW_GUEST_WINDOW &&
 			    crgw_guest_outq_pending(&r->q) < OUTQ_HIGH) {
-				pfd[k] = (struct pollfd){ .fd = x->x->in_fd, .events = POLLIN };
+				pfd[k] = (struct pollfd){.fd = x->x->in_fd, .events = POLLIN};
 				owner[k] = x;
 				kind[k++] = 2;
 			}
 			for (int s = 0; s < 2; s++)
 				if (out_pending(&x->out[s])) {
-					pfd[k] = (struct pollfd){ .fd = x->out[s].fd, .events = POLLOUT };
+					pfd[k] = (struct pollfd){.fd = x->out[s].fd, .events = POLLOUT};
 					owner[k] = x;
 					kind[k++] = 3 + s;
 				}
@@ -443,9 +454,14 @@ out:
 
 int crgw_guest_exec(int agent_fd, const struct crgw_exec_request *req, int *status, char *err, size_t errlen)
 {
-	struct guest_exec x = { .argv = req->argv, .env = req->env, .cwd = req->cwd, .tty = req->tty,
-				.in_fd = req->interactive ? 0 : -1, .out_fd = 1, .err_fd = 2 };
-	struct guest_client_opts o = { .forward_signals = true, .winsize_fd = -1 };
+	struct guest_exec x = {.argv = req->argv,
+			       .env = req->env,
+			       .cwd = req->cwd,
+			       .tty = req->tty,
+			       .in_fd = req->interactive ? 0 : -1,
+			       .out_fd = 1,
+			       .err_fd = 2};
+	struct guest_client_opts o = {.forward_signals = true, .winsize_fd = -1};
 	struct termios saved, raw;
 	bool restore = false;
 	int e;

@@ -32,9 +32,13 @@ static void check_roundtrip(const struct crgw_guest_frame *f)
 		e = crgw_guest_put_exit(&q, f->ch, f->code, f->message);
 		break;
 	case CRGW_GF_OPEN: {
-		struct crgw_guest_open o = { .argv = (char *const *)f->argv, .env = (char *const *)f->env,
-					     .cwd = f->cwd, .tty = f->tty, .has_stdin = f->has_stdin,
-					     .rows = f->rows, .cols = f->cols };
+		struct crgw_guest_open o = {.argv = (char *const *)f->argv,
+					    .env = (char *const *)f->env,
+					    .cwd = f->cwd,
+					    .tty = f->tty,
+					    .has_stdin = f->has_stdin,
+					    .rows = f->rows,
+					    .cols = f->cols};
 
 		e = crgw_guest_put_open(&q, f->ch, &o);
 		break;
@@ -45,8 +49,9 @@ static void check_roundtrip(const struct crgw_guest_frame *f)
 	if (e == 0) {
 		if (crgw_guest_frame_parse(q.buf, q.len - 1, &g, NULL, NULL, 0))
 			abort();
-		if (g.type != f->type || g.ch != f->ch || g.len != f->len || (f->len && memcmp(g.data, f->data, f->len)) ||
-		    g.argc != f->argc || g.code != f->code || g.n != f->n)
+		if (g.type != f->type || g.ch != f->ch || g.len != f->len ||
+		    (f->len && memcmp(g.data, f->data, f->len)) || g.argc != f->argc || g.code != f->code ||
+		    g.n != f->n)
 			abort();
 		crgw_guest_frame_clear(&g);
 	}

@@ -31,7 +31,7 @@ static void test_base64(void)
 	}
 	tap_result(ok, "base64 round trips for every length 0..300");
 	tap_result(crgw_guest_b64_decode("aGk=", 4, back, sizeof(back)) == 2 && !memcmp(back, "hi", 2), "aGk= is hi");
-	static const char *const bad[] = { "aGk", "aG=k", "a===", "aGl=", "aGk=aGk=", "aG!=", "====" };
+	static const char *const bad[] = {"aGk", "aG=k", "a===", "aGl=", "aGk=aGk=", "aG!=", "===="};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		tap_result(crgw_guest_b64_decode(bad[i], strlen(bad[i]), back, sizeof(back)) == -EINVAL,
@@ -137,9 +137,11 @@ static void test_parser(void)
 	char *s;
 	size_t n, cap = CRGW_GUEST_FRAME_MAX * 2;
 
-	tap_result(parse("{\"t\":\"open\",\"ch\":3,\"argv\":[\"ls\",\"-l\"],\"env\":[\"A=1\"],\"cwd\":\"/\",\"tty\":true,"
-			 "\"stdin\":true,\"rows\":24,\"cols\":80,\"future\":{\"x\":1}}", &reason) == 0,
-		   "a full open frame parses, unknown keys ignored");
+	tap_result(
+	    parse("{\"t\":\"open\",\"ch\":3,\"argv\":[\"ls\",\"-l\"],\"env\":[\"A=1\"],\"cwd\":\"/\",\"tty\":true,"
+		  "\"stdin\":true,\"rows\":24,\"cols\":80,\"future\":{\"x\":1}}",
+		  &reason) == 0,
+	    "a full open frame parses, unknown keys ignored");
 	s = malloc(cap);
 	/* argv of CRGW_GUEST_ARGV_MAX + 1 one-letter entries */
 	n = (size_t)snprintf(s, cap, "{\"t\":\"open\",\"ch\":1,\"argv\":[");
@@ -155,11 +157,13 @@ static void test_parser(void)
 	snprintf(s + n, cap - n, "\"}");
 	tap_result(parse(s, &reason) == -EPROTO, "data over %d bytes refused", CRGW_GUEST_DATA_MAX);
 	free(s);
-	tap_result(parse("{\"t\":\"ack\",\"ch\":1,\"n\":262145}", &reason) == -EPROTO, "an ack over the window refused");
+	tap_result(parse("{\"t\":\"ack\",\"ch\":1,\"n\":262145}", &reason) == -EPROTO,
+		   "an ack over the window refused");
 	tap_result(parse("{\"t\":\"exit\",\"ch\":1,\"code\":256}", &reason) == -EPROTO, "exit code 256 refused");
-	tap_result(parse("{\"t\":\"exit\",\"ch\":4294967296,\"code\":0}", &reason) == -EPROTO, "a channel over 2^31-1 refused");
+	tap_result(parse("{\"t\":\"exit\",\"ch\":4294967296,\"code\":0}", &reason) == -EPROTO,
+		   "a channel over 2^31-1 refused");
 	tap_result(parse("{\"t\":\"open\",\"ch\":1,\"argv\":[\"a\\u0000b\"]}", &reason) == -EPROTO &&
-			   !strcmp(reason, "bad_json"),
+		       !strcmp(reason, "bad_json"),
 		   "a NUL inside a string refused (argv must be C strings)");
 	tap_result(parse("{\"t\":\"stdout\",\"ch\":1,\"data\":\"aGk=\",\"t\":\"stderr\"}", &reason) == -EPROTO,
 		   "duplicate keys refused");
@@ -167,8 +171,8 @@ static void test_parser(void)
 		   "a cut frame refused");
 	tap_result(crgw_guest_frame_parse("{\"t\":\"eof\",\"ch\":7,\"x\":[}", 24, &f, &reason, NULL, 0) == -EPROTO,
 		   "bad JSON refused");
-	tap_result(crgw_guest_frame_parse("{\"t\":\"nope\",\"ch\":7}", 19, &f, &reason, NULL, 0) == -EPROTO && f.ch == 7 &&
-			   !strcmp(reason, "unknown_type"),
+	tap_result(crgw_guest_frame_parse("{\"t\":\"nope\",\"ch\":7}", 19, &f, &reason, NULL, 0) == -EPROTO &&
+		       f.ch == 7 && !strcmp(reason, "unknown_type"),
 		   "an unknown type is named, with its channel kept for the answer");
 }
 
@@ -180,17 +184,21 @@ static void test_boot(void)
 	tap_result(guest_boot_parse("console=ttyS0 crgw.ip=10.201.0.6/30 crgw.gw=10.201.0.5 crgw.dns=10.201.0.5 "
 				    "crgw.mtu=1400 crgw.hostname=sb-1 crgw.future=1 quiet\n",
 				    &b, err, sizeof(err)) == 0 &&
-			   !strcmp(b.ip, "10.201.0.6/30") && !strcmp(b.gw, "10.201.0.5") && b.mtu == 1400 &&
-			   !strcmp(b.port, "crgw.0") && !strcmp(b.ifname, "eth0") && !strcmp(b.hostname, "sb-1") && b.vsock == 0,
+		       !strcmp(b.ip, "10.201.0.6/30") && !strcmp(b.gw, "10.201.0.5") && b.mtu == 1400 &&
+		       !strcmp(b.port, "crgw.0") && !strcmp(b.ifname, "eth0") && !strcmp(b.hostname, "sb-1") &&
+		       b.vsock == 0,
 		   "the kernel command line's crgw.* parameters, with defaults");
 	tap_result(guest_boot_parse("crgw.vsock=1024 crgw.port=other", &b, err, sizeof(err)) == 0 && b.vsock == 1024 &&
-			   !strcmp(b.port, "other"),
+		       !strcmp(b.port, "other"),
 		   "crgw.vsock and crgw.port");
-	tap_result(guest_boot_parse("crgw.mtu=99999999999", &b, err, sizeof(err)) == -EINVAL, "an MTU out of range refused");
-	tap_result(guest_boot_parse("crgw.ip", &b, err, sizeof(err)) == -EINVAL, "a crgw.* parameter without a value refused");
-	tap_result(guest_boot_parse("crgw.hostname=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &b, err,
-				    sizeof(err)) == -EINVAL,
-		   "a value too long refused, not cut");
+	tap_result(guest_boot_parse("crgw.mtu=99999999999", &b, err, sizeof(err)) == -EINVAL,
+		   "an MTU out of range refused");
+	tap_result(guest_boot_parse("crgw.ip", &b, err, sizeof(err)) == -EINVAL,
+		   "a crgw.* parameter without a value refused");
+	tap_result(
+	    guest_boot_parse("crgw.hostname=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &b,
+			     err, sizeof(err)) == -EINVAL,
+	    "a value too long refused, not cut");
 }
 
 static void test_corpus(const char *dir)
@@ -227,8 +235,8 @@ static void test_corpus(const char *dir)
 		free(names[i]);
 	}
 	free(names);
-	tap_result(ok && frames > 0 && refused > 0, "the fuzz corpus replays: %u frames parse, %u refused with a reason",
-		   frames, refused);
+	tap_result(ok && frames > 0 && refused > 0,
+		   "the fuzz corpus replays: %u frames parse, %u refused with a reason", frames, refused);
 }
 
 int main(int argc, char **argv)

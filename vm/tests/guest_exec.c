@@ -18,8 +18,8 @@
 
 int main(int argc, char **argv)
 {
-	struct crgw_exec_request req = { 0 };
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct crgw_exec_request req = {0};
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	long wait_s = 0;
 	char err[512] = "";
 	int opt, fd, status = 125, e;

@@ -113,9 +113,16 @@ static void result_free(struct result *r)
 static struct result run1(char *const *argv, const char *input, char *const *env, const char *cwd, bool tty,
 			  unsigned rows, unsigned cols)
 {
-	struct result res = { 0 };
-	struct guest_exec x = { .argv = argv, .env = env, .cwd = cwd, .tty = tty, .rows = rows, .cols = cols,
-				.in_fd = input ? mem_file(input) : -1, .out_fd = mem_file(NULL), .err_fd = mem_file(NULL) };
+	struct result res = {0};
+	struct guest_exec x = {.argv = argv,
+			       .env = env,
+			       .cwd = cwd,
+			       .tty = tty,
+			       .rows = rows,
+			       .cols = cols,
+			       .in_fd = input ? mem_file(input) : -1,
+			       .out_fd = mem_file(NULL),
+			       .err_fd = mem_file(NULL)};
 	pid_t pid;
 	int fd = start_agent(&pid);
 
@@ -132,7 +139,7 @@ static struct result run1(char *const *argv, const char *input, char *const *env
 	return res;
 }
 
-#define ARGV(...) ((char *const[]){ __VA_ARGS__, NULL })
+#define ARGV(...) ((char *const[]){__VA_ARGS__, NULL})
 
 static void test_basics(void)
 {
@@ -168,7 +175,8 @@ static void test_basics(void)
 		   "a missing working directory is 126 (status=%d error=%s)", r.status, r.error);
 	result_free(&r);
 
-	r = run1(ARGV("sh", "-c", "echo $CRGW_T1 $HOME; pwd"), NULL, ARGV("CRGW_T1=one", "HOME=/h"), "/tmp", false, 0, 0);
+	r = run1(ARGV("sh", "-c", "echo $CRGW_T1 $HOME; pwd"), NULL, ARGV("CRGW_T1=one", "HOME=/h"), "/tmp", false, 0,
+		 0);
 	tap_result(r.e == 0 && r.status == 0 && !strcmp(r.out, "one /h\n/tmp\n"),
 		   "env entries override by name, cwd is honoured (out=%s)", r.out);
 	result_free(&r);
@@ -190,17 +198,19 @@ static void test_stdin(void)
 	input[big] = '\0';
 	r = run1(ARGV("sh", "-c", "cat; echo end"), input, NULL, NULL, false, 0, 0);
 	tap_result(r.e == 0 && r.status == 0 && strlen(r.out) == big + 4 && !memcmp(r.out, input, big) &&
-			   !strcmp(r.out + big, "end\n"),
+		       !strcmp(r.out + big, "end\n"),
 		   "1 MiB of stdin reaches the command whole, and its end ends cat (%zu bytes back)", strlen(r.out));
 	result_free(&r);
 	free(input);
 
 	r = run1(ARGV("sh", "-c", "cat; echo nothing"), NULL, NULL, NULL, false, 0, 0);
-	tap_result(r.e == 0 && r.status == 0 && !strcmp(r.out, "nothing\n"), "without stdin the command reads /dev/null");
+	tap_result(r.e == 0 && r.status == 0 && !strcmp(r.out, "nothing\n"),
+		   "without stdin the command reads /dev/null");
 	result_free(&r);
 
 	r = run1(ARGV("sh", "-c", "head -c 3; echo"), "abcdefgh", NULL, NULL, false, 0, 0);
-	tap_result(r.e == 0 && r.status == 0 && !strcmp(r.out, "abc\n"), "a command that stops reading early ends normally");
+	tap_result(r.e == 0 && r.status == 0 && !strcmp(r.out, "abc\n"),
+		   "a command that stops reading early ends normally");
 	result_free(&r);
 }
 
@@ -208,7 +218,8 @@ static void test_tty(void)
 {
 	struct result r;
 
-	r = run1(ARGV("sh", "-c", "stty size; test -t 0 && test -t 1 && echo tty; echo $TERM"), "", NULL, NULL, true, 33, 101);
+	r = run1(ARGV("sh", "-c", "stty size; test -t 0 && test -t 1 && echo tty; echo $TERM"), "", NULL, NULL, true,
+		 33, 101);
 	tap_result(r.e == 0 && r.status == 0 && strstr(r.out, "33 101\r\n") && strstr(r.out, "tty\r\n"),
 		   "a tty session: stty size says 33 101, stdin and stdout are terminals (out=%s)", r.out);
 	result_free(&r);
@@ -226,7 +237,7 @@ static pid_t later(int delay_ms, pid_t target, int sig, int pty, unsigned rows, 
 	if (p == 0) {
 		usleep((useconds_t)delay_ms * 1000);
 		if (pty >= 0) {
-			struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+			struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
 
 			ioctl(pty, TIOCSWINSZ, &ws);
 		}
@@ -238,8 +249,9 @@ static pid_t later(int delay_ms, pid_t target, int sig, int pty, unsigned rows, 
 
 static void test_signals_and_resize(void)
 {
-	struct guest_client_opts o = { .forward_signals = true, .winsize_fd = -1 };
-	struct guest_exec x = { .argv = ARGV("sleep", "30"), .in_fd = -1, .out_fd = mem_file(NULL), .err_fd = mem_file(NULL) };
+	struct guest_client_opts o = {.forward_signals = true, .winsize_fd = -1};
+	struct guest_exec x = {
+	    .argv = ARGV("sleep", "30"), .in_fd = -1, .out_fd = mem_file(NULL), .err_fd = mem_file(NULL)};
 	char err[256] = "";
 	pid_t pid, helper;
 	int fd = start_agent(&pid), e, master, slave;
@@ -259,12 +271,17 @@ static void test_signals_and_resize(void)
 	grantpt(master);
 	unlockpt(master);
 	slave = open(ptsname(master), O_RDWR | O_NOCTTY);
-	struct winsize ws = { .ws_row = 20, .ws_col = 70 };
+	struct winsize ws = {.ws_row = 20, .ws_col = 70};
 
 	ioctl(slave, TIOCSWINSZ, &ws);
 	o.winsize_fd = slave;
-	struct guest_exec t = { .argv = ARGV("sh", "-c", "stty size; sleep 1.5; stty size"), .tty = true, .rows = 20,
-				.cols = 70, .in_fd = -1, .out_fd = mem_file(NULL), .err_fd = mem_file(NULL) };
+	struct guest_exec t = {.argv = ARGV("sh", "-c", "stty size; sleep 1.5; stty size"),
+			       .tty = true,
+			       .rows = 20,
+			       .cols = 70,
+			       .in_fd = -1,
+			       .out_fd = mem_file(NULL),
+			       .err_fd = mem_file(NULL)};
 
 	fd = start_agent(&pid);
 	helper = later(500, getpid(), SIGWINCH, slave, 50, 132);
@@ -296,8 +313,10 @@ static void test_concurrent(void)
 	memset(x, 0, sizeof(x));
 	for (int i = 0; i < N; i++) {
 		/* Each sleeps a little so that all of them run at once; a serial agent would take N times as long. */
-		snprintf(script[i], sizeof(script[i]), "sleep 0.5; i=0; while [ $i -lt 500 ]; do echo %d; i=$((i+1)); done; "
-						       "cat; exit %d", i, i);
+		snprintf(script[i], sizeof(script[i]),
+			 "sleep 0.5; i=0; while [ $i -lt 500 ]; do echo %d; i=$((i+1)); done; "
+			 "cat; exit %d",
+			 i, i);
 		char **argv = calloc(4, sizeof(char *));
 
 		argv[0] = "sh";
@@ -396,7 +415,7 @@ static void test_slow_reader(void)
 	int p[2], fd, e;
 	pid_t pid;
 	pthread_t th;
-	struct slow_reader s = { 0 };
+	struct slow_reader s = {0};
 	long rss_before = rss_kb(getpid()), rss_after;
 	double t0 = now_s();
 
@@ -409,8 +428,8 @@ static void test_slow_reader(void)
 	s.agent = pid;
 	pthread_create(&th, NULL, slow_read, &s);
 	struct guest_exec x[2] = {
-		{ .argv = ARGV("head", "-c", count, "/dev/zero"), .in_fd = -1, .out_fd = p[1], .err_fd = mem_file(NULL) },
-		{ .argv = ARGV("sh", "-c", "echo quick"), .in_fd = -1, .out_fd = mem_file(NULL), .err_fd = mem_file(NULL) },
+	    {.argv = ARGV("head", "-c", count, "/dev/zero"), .in_fd = -1, .out_fd = p[1], .err_fd = mem_file(NULL)},
+	    {.argv = ARGV("sh", "-c", "echo quick"), .in_fd = -1, .out_fd = mem_file(NULL), .err_fd = mem_file(NULL)},
 	};
 
 	e = guest_client_run(fd, x, 2, NULL, err, sizeof(err));
@@ -438,7 +457,8 @@ static void test_slow_reader(void)
 	tap_result(rss_after - rss_before < 8 * 1024,
 		   "the host side's memory stays bounded (RSS %ld KiB before, %ld KiB after)", rss_before, rss_after);
 #endif
-	tap_result(x[1].status == 0 && !strcmp(quick, "quick\n"), "another execution on the same stream is not held up");
+	tap_result(x[1].status == 0 && !strcmp(quick, "quick\n"),
+		   "another execution on the same stream is not held up");
 	free(quick);
 	close(p[0]);
 	close(x[0].err_fd);
@@ -450,8 +470,8 @@ static void test_slow_reader(void)
 /* ---- hostile input both ways ------------------------------------------------------------------ */
 
 /* Reads frames from `fd` until one matching `type`/`ch` (ch 0: any); counts errors on the way. */
-static int read_until(int fd, struct crgw_guest_reader *rd, enum crgw_guest_frame_type type, uint32_t ch,
-		      int *errors, char *stdout_text, size_t textlen)
+static int read_until(int fd, struct crgw_guest_reader *rd, enum crgw_guest_frame_type type, uint32_t ch, int *errors,
+		      char *stdout_text, size_t textlen)
 {
 	double deadline = now_s() + 10;
 
@@ -482,7 +502,7 @@ static int read_until(int fd, struct crgw_guest_reader *rd, enum crgw_guest_fram
 			if (match)
 				return code;
 		}
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 
 		if (now_s() > deadline || poll(&pfd, 1, 1000) < 0)
 			return -ETIMEDOUT;
@@ -527,23 +547,23 @@ static char *cat2(const char *a, const char *b)
 static void test_hostile_host(void)
 {
 	static const char *const bad[] = {
-		"garbage\n",
-		"{\"t\":\"open\",\"ch\":1}\n",
-		"{\"t\":\"open\",\"ch\":1,\"argv\":[]}\n",
-		"{\"t\":\"open\",\"ch\":1,\"argv\":[\"x\"],\"env\":[\"NOEQUALS\"]}\n",
-		"{\"t\":\"open\",\"ch\":0,\"argv\":[\"true\"]}\n",
-		"{\"t\":\"open\",\"ch\":1,\"argv\":[\"true\"],\"cwd\":\"relative\"}\n",
-		"{\"t\":\"stdin\",\"ch\":5,\"data\":\"aGk=\"}\n",
-		"{\"t\":\"stdin\",\"ch\":5,\"data\":\"!!!!\"}\n",
-		"{\"t\":\"ack\",\"ch\":1,\"n\":99999999}\n",
-		"{\"t\":\"signal\",\"ch\":1,\"sig\":0}\n",
-		"{\"t\":\"t\",\"t\":\"open\"}\n",
-		"{\"t\":\"exit\",\"ch\":1,\"code\":0}\n",
-		"{\"t\":\"bogus\",\"ch\":1}\n",
-		"[1,2,3]\n",
-		"{\"t\":\"resize\",\"ch\":1,\"rows\":-1,\"cols\":5}\n",
-		"\xff\xfe\x00\x01\n",
-		"{\"t\":\"hello\",\"v\":1}\n",
+	    "garbage\n",
+	    "{\"t\":\"open\",\"ch\":1}\n",
+	    "{\"t\":\"open\",\"ch\":1,\"argv\":[]}\n",
+	    "{\"t\":\"open\",\"ch\":1,\"argv\":[\"x\"],\"env\":[\"NOEQUALS\"]}\n",
+	    "{\"t\":\"open\",\"ch\":0,\"argv\":[\"true\"]}\n",
+	    "{\"t\":\"open\",\"ch\":1,\"argv\":[\"true\"],\"cwd\":\"relative\"}\n",
+	    "{\"t\":\"stdin\",\"ch\":5,\"data\":\"aGk=\"}\n",
+	    "{\"t\":\"stdin\",\"ch\":5,\"data\":\"!!!!\"}\n",
+	    "{\"t\":\"ack\",\"ch\":1,\"n\":99999999}\n",
+	    "{\"t\":\"signal\",\"ch\":1,\"sig\":0}\n",
+	    "{\"t\":\"t\",\"t\":\"open\"}\n",
+	    "{\"t\":\"exit\",\"ch\":1,\"code\":0}\n",
+	    "{\"t\":\"bogus\",\"ch\":1}\n",
+	    "[1,2,3]\n",
+	    "{\"t\":\"resize\",\"ch\":1,\"rows\":-1,\"cols\":5}\n",
+	    "\xff\xfe\x00\x01\n",
+	    "{\"t\":\"hello\",\"v\":1}\n",
 	};
 	struct crgw_guest_reader *rd = malloc(sizeof(*rd));
 	char text[256] = "";
@@ -615,13 +635,15 @@ static void test_hostile_guest(void)
 	size_t ncase = 0;
 	char *big;
 
-	cases[ncase++] = (typeof(cases[0])){ "no hello first", strdup("{\"t\":\"exit\",\"ch\":1,\"code\":0}\n"), -EPROTO, "not hello" };
-	cases[ncase++] = (typeof(cases[0])){ "another protocol version", strdup("{\"t\":\"hello\",\"v\":7}\n"), -EPROTO, "version 7" };
-	cases[ncase++] = (typeof(cases[0])){ "bad base64", NULL, -EPROTO, "base64" };
+	cases[ncase++] = (typeof(cases[0])){"no hello first", strdup("{\"t\":\"exit\",\"ch\":1,\"code\":0}\n"), -EPROTO,
+					    "not hello"};
+	cases[ncase++] =
+	    (typeof(cases[0])){"another protocol version", strdup("{\"t\":\"hello\",\"v\":7}\n"), -EPROTO, "version 7"};
+	cases[ncase++] = (typeof(cases[0])){"bad base64", NULL, -EPROTO, "base64"};
 	cases[ncase - 1].script = cat2(hello, "{\"t\":\"stdout\",\"ch\":1,\"data\":\"%%%%\"}\n");
-	cases[ncase++] = (typeof(cases[0])){ "a channel never opened", NULL, -EPROTO, "channel 5" };
+	cases[ncase++] = (typeof(cases[0])){"a channel never opened", NULL, -EPROTO, "channel 5"};
 	cases[ncase - 1].script = cat2(hello, "{\"t\":\"exit\",\"ch\":5,\"code\":0}\n");
-	cases[ncase++] = (typeof(cases[0])){ "closed before the exit", strdup(hello), -EPIPE, "closed the connection" };
+	cases[ncase++] = (typeof(cases[0])){"closed before the exit", strdup(hello), -EPIPE, "closed the connection"};
 	/* Output past the window without waiting for credit: 9 frames of 32 KiB. */
 	{
 		struct crgw_guest_outq q;
@@ -631,26 +653,28 @@ static void test_hostile_guest(void)
 		crgw_guest_put_hello(&q);
 		for (int i = 0; i < 9; i++)
 			crgw_guest_put_data(&q, CRGW_GF_STDOUT, 1, zeros, sizeof(zeros));
-		cases[ncase++] = (typeof(cases[0])){ "output past the window", strndup(q.buf, q.len), -EPROTO, "window" };
+		cases[ncase++] = (typeof(cases[0])){"output past the window", strndup(q.buf, q.len), -EPROTO, "window"};
 		crgw_guest_outq_free(&q);
 	}
 	big = malloc(100001);
 	memset(big, 'x', 99999);
 	big[99999] = '\n';
 	big[100000] = '\0';
-	cases[ncase++] = (typeof(cases[0])){ "a frame too long", NULL, -EPROTO, "longer than" };
+	cases[ncase++] = (typeof(cases[0])){"a frame too long", NULL, -EPROTO, "longer than"};
 	cases[ncase - 1].script = cat2(hello, big);
 	free(big);
-	cases[ncase++] = (typeof(cases[0])){ "an ack of stdin never sent", NULL, -EPROTO, "acknowledged" };
+	cases[ncase++] = (typeof(cases[0])){"an ack of stdin never sent", NULL, -EPROTO, "acknowledged"};
 	cases[ncase - 1].script = cat2(hello, "{\"t\":\"ack\",\"ch\":1,\"n\":10}\n");
 
 	for (size_t i = 0; i < ncase; i++) {
-		struct guest_exec x = { .argv = ARGV("true"), .in_fd = -1, .out_fd = mem_file(NULL), .err_fd = mem_file(NULL) };
+		struct guest_exec x = {
+		    .argv = ARGV("true"), .in_fd = -1, .out_fd = mem_file(NULL), .err_fd = mem_file(NULL)};
 		char err[256] = "", fill[4096] = "";
-		int full[2] = { -1, -1 };
+		int full[2] = {-1, -1};
 
 		if (strstr(cases[i].what, "window")) {
-			/* A reader that takes nothing: what the guest sends stays here, so its credit is not returned. */
+			/* A reader that takes nothing: what the guest sends stays here, so its credit is not returned.
+			 */
 			pipe2(full, O_CLOEXEC | O_NONBLOCK);
 			while (write(full[1], fill, sizeof(fill)) > 0)
 				;
@@ -661,8 +685,8 @@ static void test_hostile_guest(void)
 		int fd = fake_agent(cases[i].script, strlen(cases[i].script), &pid);
 		int e = guest_client_run(fd, &x, 1, NULL, err, sizeof(err));
 
-		tap_result(e == cases[i].want && strstr(err, cases[i].says), "a hostile guest, %s: %s (e=%d)", cases[i].what,
-			   err, e);
+		tap_result(e == cases[i].want && strstr(err, cases[i].says), "a hostile guest, %s: %s (e=%d)",
+			   cases[i].what, err, e);
 		close(fd);
 		waitpid(pid, NULL, 0);
 		close(x.out_fd);
@@ -676,7 +700,7 @@ static void test_hostile_guest(void)
 static void test_listen(void)
 {
 	char dir[] = "/tmp/crgw-guest-test-XXXXXX", path[128], spec[140];
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int fds[2], e[2], ok = 0;
 	struct guest_exec x[2];
 	pid_t pid;
@@ -706,7 +730,8 @@ static void test_listen(void)
 		argv[0] = "sh";
 		argv[1] = "-c";
 		argv[2] = i ? "echo second" : "echo first";
-		x[i] = (struct guest_exec){ .argv = argv, .in_fd = -1, .out_fd = mem_file(NULL), .err_fd = mem_file(NULL) };
+		x[i] =
+		    (struct guest_exec){.argv = argv, .in_fd = -1, .out_fd = mem_file(NULL), .err_fd = mem_file(NULL)};
 	}
 	char err[256];
 

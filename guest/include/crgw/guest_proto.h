@@ -31,17 +31,17 @@
 enum crgw_guest_frame_type {
 	/* guest → host */
 	CRGW_GF_HELLO = 1, /* the agent is ready: version, limits */
-	CRGW_GF_STDOUT,    /* data */
-	CRGW_GF_STDERR,    /* data */
-	CRGW_GF_EXIT,      /* code (0-255, 128+N for signal N), optional error text; ends the channel */
-	CRGW_GF_ERROR,     /* reason, message: a frame was refused; on a channel, that channel has ended */
+	CRGW_GF_STDOUT,	   /* data */
+	CRGW_GF_STDERR,	   /* data */
+	CRGW_GF_EXIT,	   /* code (0-255, 128+N for signal N), optional error text; ends the channel */
+	CRGW_GF_ERROR,	   /* reason, message: a frame was refused; on a channel, that channel has ended */
 	/* host → guest */
-	CRGW_GF_OPEN,   /* argv, env, cwd, tty, rows, cols, stdin: starts an execution on a new channel */
-	CRGW_GF_STDIN,  /* data */
-	CRGW_GF_EOF,    /* the end of stdin */
+	CRGW_GF_OPEN,	/* argv, env, cwd, tty, rows, cols, stdin: starts an execution on a new channel */
+	CRGW_GF_STDIN,	/* data */
+	CRGW_GF_EOF,	/* the end of stdin */
 	CRGW_GF_RESIZE, /* rows, cols */
 	CRGW_GF_SIGNAL, /* sig: to the execution's process group */
-	CRGW_GF_CLOSE,  /* the host gives the channel up: the execution is killed, its exit still follows */
+	CRGW_GF_CLOSE,	/* the host gives the channel up: the execution is killed, its exit still follows */
 	/* both ways */
 	CRGW_GF_ACK, /* n: data bytes of the channel the receiver has consumed (credit back) */
 };
@@ -60,7 +60,7 @@ struct crgw_guest_frame {
 	size_t nenv;
 	const char *cwd; /* NULL: the agent's default */
 	bool tty;
-	bool has_stdin; /* open: whether stdin frames will come (else the command reads /dev/null) */
+	bool has_stdin;	     /* open: whether stdin frames will come (else the command reads /dev/null) */
 	unsigned rows, cols; /* open, resize: 0 when unknown */
 	/* signal */
 	int sig;
@@ -86,8 +86,8 @@ struct crgw_guest_frame {
  * a short reason word in `reason` and a message in `err` (either may be NULL). The ch of a refused frame,
  * when it could be read, is left in f->ch (else 0) so the answer can name it.
  */
-int crgw_guest_frame_parse(const char *line, size_t len, struct crgw_guest_frame *f, const char **reason,
-			   char *err, size_t errlen);
+int crgw_guest_frame_parse(const char *line, size_t len, struct crgw_guest_frame *f, const char **reason, char *err,
+			   size_t errlen);
 void crgw_guest_frame_clear(struct crgw_guest_frame *f);
 
 /* "stdout", "open", … for a type; NULL for none. */
@@ -99,10 +99,10 @@ const char *crgw_guest_frame_type_name(enum crgw_guest_frame_type type);
  */
 struct crgw_guest_reader {
 	char buf[CRGW_GUEST_FRAME_MAX];
-	size_t len;     /* bytes held */
-	size_t scan;    /* bytes already known to hold no newline */
-	size_t start;   /* where the next line begins (lines handed out are consumed on the next call) */
-	bool skipping;  /* inside a line that was too long: dropped up to its newline */
+	size_t len;    /* bytes held */
+	size_t scan;   /* bytes already known to hold no newline */
+	size_t start;  /* where the next line begins (lines handed out are consumed on the next call) */
+	bool skipping; /* inside a line that was too long: dropped up to its newline */
 };
 
 void crgw_guest_reader_init(struct crgw_guest_reader *r);
@@ -138,8 +138,8 @@ int crgw_guest_outq_flush(struct crgw_guest_outq *q, int fd);
  * Frame writers: each appends one whole frame, newline included, or nothing. Strings are borrowed.
  * Return 0, -ENOBUFS (queue full), -EINVAL (out of the protocol's bounds) or -ENOMEM.
  */
-int crgw_guest_put_data(struct crgw_guest_outq *q, enum crgw_guest_frame_type type, uint32_t ch,
-			const void *data, size_t len);
+int crgw_guest_put_data(struct crgw_guest_outq *q, enum crgw_guest_frame_type type, uint32_t ch, const void *data,
+			size_t len);
 int crgw_guest_put_simple(struct crgw_guest_outq *q, enum crgw_guest_frame_type type, uint32_t ch);
 int crgw_guest_put_ack(struct crgw_guest_outq *q, uint32_t ch, uint32_t n);
 int crgw_guest_put_signal(struct crgw_guest_outq *q, uint32_t ch, int sig);
