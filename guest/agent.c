@@ -864,9 +864,18 @@ int agent_run(const struct agent_config *cfg)
 				}
 				break;
 			}
-			case 2:
-				session_read(&a, owner[k]);
+			case 2: {
+				struct session *s = owner[k];
+
+				session_read(&a, s);
+				/*
+				 * A hang-up seen by poll is the host leaving the port, even when it is back by the time
+				 * we read: a new connection must get a new session and its hello.
+				 */
+				if (s->port && (pfd[k].revents & POLLHUP))
+					s->gone = s->ending = true;
 				break;
+			}
 			case 3:
 				/* flushed at the top of the loop */
 				break;

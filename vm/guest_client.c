@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crgw/guest_proto.h"
@@ -56,6 +57,14 @@ struct run {
 	char *err;
 	size_t errlen;
 };
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void set_nonblock(int fd)
 {
@@ -302,6 +311,7 @@ int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const str
 	const struct guest_client_opts *o = opts ? opts : &defaults;
 	struct run *r;
 	sigset_t set, old;
+	long long hello_deadline;
 	int sfd = -1, e = 0;
 
 	if (n == 0 || n > 64) {
@@ -352,6 +362,7 @@ int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const str
 		for (size_t i = 0; i < sizeof(fwd_sigs) / sizeof(fwd_sigs[0]); i++)
 			sigaddset(&set, fwd_sigs[i]);
 	sigprocmask(SIG_BLOCK, &set, &old);
+	hello_deadline = now_ms() + o->hello_timeout_ms;
 	if (o->forward_signals)
 		sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 
@@ -393,7 +404,18 @@ int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const str
 					kind[k++] = 3 + s;
 				}
 		}
-		if (poll(pfd, k, -1) < 0) {
+		int timeout = -1;
+
+		if (!r->hello && o->hello_timeout_ms > 0) {
+			timeout = (int)(hello_deadline - now_ms());
+			if (timeout <= 0) {
+				e = -ETIMEDOUT;
+				snprintf(err, errlen, "the guest agent did not say hello within %d ms",
+					 o->hello_timeout_ms);
+				goto restore;
+			}
+		}
+		if (poll(pfd, k, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			e = -errno;

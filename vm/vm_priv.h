@@ -185,6 +185,8 @@ struct guest_client_opts {
 	 * to the executions with a tty. */
 	bool forward_signals;
 	int winsize_fd;
+	/* How long to wait for the agent's hello (a VM still booting); 0: for ever. -ETIMEDOUT after it. */
+	int hello_timeout_ms;
 };
 
 /*

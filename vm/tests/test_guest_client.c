@@ -697,6 +697,25 @@ static void test_hostile_guest(void)
 	}
 }
 
+static void test_hello_timeout(void)
+{
+	struct guest_client_opts o = {.winsize_fd = -1, .hello_timeout_ms = 300};
+	struct guest_exec x = {.argv = ARGV("true"), .in_fd = -1, .out_fd = mem_file(NULL), .err_fd = mem_file(NULL)};
+	char err[256] = "";
+	int sp[2], e;
+	double t0 = now_s();
+
+	/* A VM that never boots: nobody speaks on the other end. */
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp);
+	e = guest_client_run(sp[0], &x, 1, &o, err, sizeof(err));
+	tap_result(e == -ETIMEDOUT && now_s() - t0 < 2 && strstr(err, "hello"),
+		   "a silent agent: no hello within the time given is -ETIMEDOUT (%s)", err);
+	close(sp[0]);
+	close(sp[1]);
+	close(x.out_fd);
+	close(x.err_fd);
+}
+
 static void test_listen(void)
 {
 	char dir[] = "/tmp/crgw-guest-test-XXXXXX", path[128], spec[140];
@@ -771,6 +790,7 @@ int main(int argc, char **argv)
 	test_slow_reader();
 	test_hostile_host();
 	test_hostile_guest();
+	test_hello_timeout();
 	test_listen();
 	return tap_done();
 }
