@@ -33,11 +33,11 @@ __attribute__((format(printf, 3, 4))) static int fmt_path(char *out, size_t len,
 
 #define KERNEL_MAX (512ull << 20) /* an unpacked kernel larger than this is not one */
 #define MODULE_MAX (64ull << 20)
-#define MODULES_MAX 64            /* modules in one initramfs, dependencies included */
+#define MODULES_MAX 64 /* modules in one initramfs, dependencies included */
 #define DEP_LINE_MAX 8192
 
 const char *const vm_guest_modules[] = {
-	"virtio_pci", "virtio_console", "virtio_blk", "virtio_net", "ext4", NULL,
+    "virtio_pci", "virtio_console", "virtio_blk", "virtio_net", "ext4", NULL,
 };
 
 /* ---- small helpers --------------------------------------------------------------------------------- */
@@ -181,8 +181,10 @@ int vm_kernel_prepare(const char *cache_dir, const char *boot_dir, const char *m
 	if (want[0]) {
 		snprintf(out->release, sizeof(out->release), "%s", want);
 	} else if (newest_release(boot_dir, out->release, sizeof(out->release)) != 0) {
-		snprintf(err, errlen, "no kernel in %s (vmlinuz-*): the QEMU backend boots the distribution's kernel "
-			 "(package linux-image-amd64)", boot_dir);
+		snprintf(err, errlen,
+			 "no kernel in %s (vmlinuz-*): the QEMU backend boots the distribution's kernel "
+			 "(package linux-image-amd64)",
+			 boot_dir);
 		return -ENOENT;
 	}
 	if (fmt_path(out->bzimage, sizeof(out->bzimage), "%s/vmlinuz-%s", boot_dir, out->release) ||
@@ -307,8 +309,7 @@ static bool elf_complete(const unsigned char *p, size_t n)
 }
 
 /* The decompressed bytes of [p, p+n) (any compression libarchive knows, or none) into fd; at most `max`. */
-static int decompress_to_fd(const void *p, size_t n, int fd, uint64_t max, uint64_t *written, char *err,
-			    size_t errlen)
+static int decompress_to_fd(const void *p, size_t n, int fd, uint64_t max, uint64_t *written, char *err, size_t errlen)
 {
 	struct archive *a = archive_read_new();
 	struct archive_entry *e;
@@ -542,10 +543,10 @@ static int resolve_one(struct dep_state *s, const char *name, unsigned depth)
 	return s->cb(s->arg, line);
 }
 
-int vm_modules_resolve(const char *modules_dir, const char *const *names,
-		       int (*cb)(void *arg, const char *relpath), void *arg, char *err, size_t errlen)
+int vm_modules_resolve(const char *modules_dir, const char *const *names, int (*cb)(void *arg, const char *relpath),
+		       void *arg, char *err, size_t errlen)
 {
-	struct dep_state s = { .dir = modules_dir, .cb = cb, .arg = arg, .err = err, .errlen = errlen };
+	struct dep_state s = {.dir = modules_dir, .cb = cb, .arg = arg, .err = err, .errlen = errlen};
 	char name[256];
 	int rc = 0;
 
@@ -575,8 +576,7 @@ static int collect_module(void *arg, const char *relpath)
 	return l->paths[l->n++] ? 0 : -ENOMEM;
 }
 
-static int cpio_add(struct archive *a, const char *path, mode_t type_mode, dev_t rdev, const void *data,
-		    size_t len)
+static int cpio_add(struct archive *a, const char *path, mode_t type_mode, dev_t rdev, const void *data, size_t len)
 {
 	struct archive_entry *e = archive_entry_new();
 	int rc = 0;
@@ -646,8 +646,8 @@ static int slurp(const char *path, uint64_t max, void **data, size_t *len, char 
 static int write_initramfs(const char *path, const struct vm_kernel *k, const char *init,
 			   const struct module_list *mods, char *err, size_t errlen)
 {
-	static const char *const dirs[] = { "dev", "proc", "sys", "run", "tmp", "newroot", "crgw", "lib",
-					    "lib/modules", NULL };
+	static const char *const dirs[] = {"dev", "proc",	    "sys", "run",	  "tmp", "newroot",
+					   "etc", "etc/crgw-guest", "lib", "lib/modules", NULL};
 	char entry[PATH_MAX], name[256], *list = NULL;
 	size_t list_len = 0, list_cap = 0;
 	struct archive *a = archive_write_new();
@@ -702,7 +702,7 @@ static int write_initramfs(const char *path, const struct vm_kernel *k, const ch
 			list_len += (size_t)snprintf(list + list_len, list_cap - list_len, "/%s\n", entry);
 	}
 	if (rc == 0)
-		rc = cpio_add(a, "crgw/modules", S_IFREG | 0644, 0, list ? list : "", list_len);
+		rc = cpio_add(a, "etc/crgw-guest/modules", S_IFREG | 0644, 0, list ? list : "", list_len);
 	free(list);
 	if (archive_write_close(a) != ARCHIVE_OK && rc == 0) {
 		snprintf(err, errlen, "%s: %s", path, archive_error_string(a));
@@ -714,10 +714,10 @@ static int write_initramfs(const char *path, const struct vm_kernel *k, const ch
 	return rc;
 }
 
-int vm_initramfs_build(const char *cache_dir, const struct vm_kernel *k, const char *init,
-		       const char *const *modules, char *out_path, size_t out_len, char *err, size_t errlen)
+int vm_initramfs_build(const char *cache_dir, const struct vm_kernel *k, const char *init, const char *const *modules,
+		       char *out_path, size_t out_len, char *err, size_t errlen)
 {
-	struct module_list mods = { .n = 0 };
+	struct module_list mods = {.n = 0};
 	unsigned char d[32];
 	char key[65], dir[PATH_MAX], tmp[PATH_MAX + 32];
 	EVP_MD_CTX *md = NULL;
@@ -735,7 +735,7 @@ int vm_initramfs_build(const char *cache_dir, const struct vm_kernel *k, const c
 		goto out;
 	}
 	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	EVP_DigestUpdate(md, "crgw-initramfs-1", 16);
+	EVP_DigestUpdate(md, "crgw-initramfs-2", 16);
 	EVP_DigestUpdate(md, k->release, strlen(k->release) + 1);
 	rc = digest_file(md, init);
 	for (unsigned i = 0; i < mods.n && rc == 0; i++) {

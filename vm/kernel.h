@@ -14,9 +14,9 @@
 #include <stddef.h>
 
 struct vm_kernel {
-	char release[128];      /* "6.1.0-57-amd64" */
-	char bzimage[PATH_MAX]; /* /boot/vmlinuz-RELEASE */
-	char vmlinux[PATH_MAX]; /* the cached ELF; empty when the kernel has no PVH entry point */
+	char release[128];	    /* "6.1.0-57-amd64" */
+	char bzimage[PATH_MAX];	    /* /boot/vmlinuz-RELEASE */
+	char vmlinux[PATH_MAX];	    /* the cached ELF; empty when the kernel has no PVH entry point */
 	char modules_dir[PATH_MAX]; /* /lib/modules/RELEASE */
 };
 
@@ -42,8 +42,8 @@ int vm_kernel_unpack(const char *bzimage, const char *out_path, bool *pvh, char 
  * are left out. Calls `cb` with each module's path relative to `modules_dir`. Returns 0, -ENOENT for an
  * unknown module (named in `err`), or -errno.
  */
-int vm_modules_resolve(const char *modules_dir, const char *const *names,
-		       int (*cb)(void *arg, const char *relpath), void *arg, char *err, size_t errlen);
+int vm_modules_resolve(const char *modules_dir, const char *const *names, int (*cb)(void *arg, const char *relpath),
+		       void *arg, char *err, size_t errlen);
 
 /* The modules a QEMU guest needs: virtio over PCI, its console, block, network, and ext4. */
 extern const char *const vm_guest_modules[];
@@ -51,11 +51,11 @@ extern const char *const vm_guest_modules[];
 /*
  * Writes an initramfs (newc cpio, uncompressed: the kernel unpacks it fastest) to `cache_dir`/initramfs/
  * and sets `out_path`: `init` (a static program) as /init, the resolved modules under
- * /lib/modules/RELEASE/ (decompressed if the distribution compresses them), and /crgw/modules listing
+ * /lib/modules/RELEASE/ (decompressed if the distribution compresses them), and /etc/crgw-guest/modules listing
  * them in load order, one path per line. Cached by a digest of everything it contains. Returns 0 or
  * -errno with `err`.
  */
-int vm_initramfs_build(const char *cache_dir, const struct vm_kernel *k, const char *init,
-		       const char *const *modules, char *out_path, size_t out_len, char *err, size_t errlen);
+int vm_initramfs_build(const char *cache_dir, const struct vm_kernel *k, const char *init, const char *const *modules,
+		       char *out_path, size_t out_len, char *err, size_t errlen);
 
 #endif

@@ -39,19 +39,19 @@
 #define NS_PER_S 1000000000ull
 
 static const char usage_text[] =
-	"usage: splice_relay --listen ADDR:PORT [--target ADDR:PORT] [--threads N] [--pipe-bytes N]\n"
-	"                    [--max-tunnels N] [--lifetime SECONDS] [--sockmap]\n"
-	"\n"
-	"Without --target: reads 'CONNECT A.B.C.D:PORT HTTP/1.x' and headers up to the blank line (numeric\n"
-	"addresses only), connects, answers 'HTTP/1.1 200 Connection established', then relays. With --target:\n"
-	"relays every accepted connection to that address at once (TCP mode).\n"
-	"Bytes move with splice(2) through one pipe per direction (grown to --pipe-bytes, default 1 MiB, once\n"
-	"it has carried 256 KiB), non-blocking, edge-triggered epoll, one loop per thread (--threads, default 2,\n"
-	"SO_REUSEPORT); a FIN is passed on as shutdown(SHUT_WR) and the tunnel ends when both directions have\n"
-	"ended. Runs until killed or for --lifetime seconds (default 3600).\n"
-	"--sockmap (CONNECT only, needs CAP_BPF): bytes move in the kernel instead, each thread's tunnels in a\n"
-	"sockhash of the sockmap relay (ebpf/README.md, \"Relay\"); a FIN is passed on once everything the peer\n"
-	"sent before it has been written out (polled every millisecond).\n";
+    "usage: splice_relay --listen ADDR:PORT [--target ADDR:PORT] [--threads N] [--pipe-bytes N]\n"
+    "                    [--max-tunnels N] [--lifetime SECONDS] [--sockmap]\n"
+    "\n"
+    "Without --target: reads 'CONNECT A.B.C.D:PORT HTTP/1.x' and headers up to the blank line (numeric\n"
+    "addresses only), connects, answers 'HTTP/1.1 200 Connection established', then relays. With --target:\n"
+    "relays every accepted connection to that address at once (TCP mode).\n"
+    "Bytes move with splice(2) through one pipe per direction (grown to --pipe-bytes, default 1 MiB, once\n"
+    "it has carried 256 KiB), non-blocking, edge-triggered epoll, one loop per thread (--threads, default 2,\n"
+    "SO_REUSEPORT); a FIN is passed on as shutdown(SHUT_WR) and the tunnel ends when both directions have\n"
+    "ended. Runs until killed or for --lifetime seconds (default 3600).\n"
+    "--sockmap (CONNECT only, needs CAP_BPF): bytes move in the kernel instead, each thread's tunnels in a\n"
+    "sockhash of the sockmap relay (ebpf/README.md, \"Relay\"); a FIN is passed on once everything the peer\n"
+    "sent before it has been written out (polled every millisecond).\n";
 
 enum tstate { T_HEAD, T_CONNECTING, T_RELAY };
 
@@ -59,11 +59,11 @@ enum tstate { T_HEAD, T_CONNECTING, T_RELAY };
 struct flow {
 	int pipe[2];
 	size_t queued;
-	size_t cap;  /* the pipe's capacity now */
+	size_t cap;	/* the pipe's capacity now */
 	uint64_t total; /* bytes moved so far */
-	bool grown;  /* the one attempt to enlarge the pipe has been made */
-	bool eof;    /* src has ended */
-	bool shut;   /* dst has been shut down for writing */
+	bool grown;	/* the one attempt to enlarge the pipe has been made */
+	bool eof;	/* src has ended */
+	bool shut;	/* dst has been shut down for writing */
 };
 
 struct tunnel;
@@ -82,9 +82,9 @@ struct tunnel {
 	bool passed[2]; /* --sockmap: that FIN has been passed on (the other side shut down for writing) */
 	struct tunnel *next_draining; /* --sockmap: waiting for side s's bytes to go out before its FIN */
 	bool draining;
-	uint8_t state;	/* enum tstate */
-	bool dead;	/* closed; freed after the current epoll batch */
-	char *head;	/* T_HEAD only */
+	uint8_t state; /* enum tstate */
+	bool dead;     /* closed; freed after the current epoll batch */
+	char *head;    /* T_HEAD only */
 	size_t head_len;
 	size_t early_off; /* client bytes after the head, sent to the upstream once connected */
 	struct flow up;	  /* client -> upstream */
@@ -110,7 +110,7 @@ struct rthread {
 	int lfd;
 	struct end lend; /* the listener's registration: t == NULL */
 	struct tunnel *dead;
-	struct tunnel *draining; /* --sockmap */
+	struct tunnel *draining;  /* --sockmap */
 	struct crgw_relay *relay; /* --sockmap */
 	uint64_t next_id;
 	uint64_t deadline;
@@ -223,8 +223,8 @@ static int flow_pump(struct flow *f, int src, int dst, uint32_t pipe_bytes, bool
 		if (!f->grown && f->total >= GROW_AFTER)
 			flow_grow(f, pipe_bytes);
 		if (!f->eof && f->queued < f->cap) {
-			ssize_t n = splice(src, NULL, f->pipe[1], NULL, f->cap - f->queued,
-					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			ssize_t n =
+			    splice(src, NULL, f->pipe[1], NULL, f->cap - f->queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 
 			if (n > 0) {
 				f->queued += (size_t)n;
@@ -296,7 +296,7 @@ static int make_pipe(struct flow *f)
  */
 static bool sockmap_pass_fins(struct rthread *th, struct tunnel *t)
 {
-	int fd[2] = { t->cfd, t->ufd };
+	int fd[2] = {t->cfd, t->ufd};
 
 	for (int s = 0; s < 2; s++) {
 		uint64_t unsent;
@@ -430,7 +430,7 @@ static void start_relay(struct rthread *th, struct tunnel *t)
 
 static int connect_upstream(struct rthread *th, struct tunnel *t, const struct sockaddr_in *to)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = &t->uend };
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = &t->uend};
 	int one = 1;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
@@ -512,7 +512,7 @@ static void on_accept(struct rthread *th)
 {
 	/* Bounded per wakeup, so a flood of connections cannot starve the tunnels. */
 	for (int i = 0; i < 256; i++) {
-		struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET };
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
 		struct tunnel *t;
 		int one = 1;
 		int fd = accept4(th->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -606,7 +606,7 @@ static void *relay_thread(void *arg)
 
 static int listen_on(const struct options *o, struct rthread *th)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &th->lend };
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &th->lend};
 	int one = 1;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
@@ -630,18 +630,18 @@ int main(int argc, char **argv)
 {
 	enum { O_LISTEN = 256, O_TARGET, O_THREADS, O_PIPE, O_MAXT, O_LIFETIME, O_SOCKMAP, O_HELP };
 	static const struct option longopts[] = {
-		{ "listen", required_argument, NULL, O_LISTEN },
-		{ "target", required_argument, NULL, O_TARGET },
-		{ "threads", required_argument, NULL, O_THREADS },
-		{ "pipe-bytes", required_argument, NULL, O_PIPE },
-		{ "max-tunnels", required_argument, NULL, O_MAXT },
-		{ "lifetime", required_argument, NULL, O_LIFETIME },
-		{ "sockmap", no_argument, NULL, O_SOCKMAP },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
+	    {"listen", required_argument, NULL, O_LISTEN},
+	    {"target", required_argument, NULL, O_TARGET},
+	    {"threads", required_argument, NULL, O_THREADS},
+	    {"pipe-bytes", required_argument, NULL, O_PIPE},
+	    {"max-tunnels", required_argument, NULL, O_MAXT},
+	    {"lifetime", required_argument, NULL, O_LIFETIME},
+	    {"sockmap", no_argument, NULL, O_SOCKMAP},
+	    {"help", no_argument, NULL, O_HELP},
+	    {NULL, 0, NULL, 0},
 	};
-	struct options o = { .threads = 2, .pipe_bytes = DEFAULT_PIPE, .max_tunnels = DEFAULT_MAX_TUNNELS,
-			     .lifetime = 3600 };
+	struct options o = {
+	    .threads = 2, .pipe_bytes = DEFAULT_PIPE, .max_tunnels = DEFAULT_MAX_TUNNELS, .lifetime = 3600};
 	struct rthread *th = NULL;
 	struct rlimit rl;
 	bool have_listen = false;
@@ -654,7 +654,8 @@ int main(int argc, char **argv)
 		case O_LISTEN:
 		case O_TARGET:
 			if (parse_addr_port(optarg, strlen(optarg), c == O_LISTEN ? &o.listen : &o.target) != 0) {
-				fprintf(stderr, "splice_relay: --%s: A.B.C.D:PORT\n", c == O_LISTEN ? "listen" : "target");
+				fprintf(stderr, "splice_relay: --%s: A.B.C.D:PORT\n",
+					c == O_LISTEN ? "listen" : "target");
 				return 2;
 			}
 			if (c == O_LISTEN)

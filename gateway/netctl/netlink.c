@@ -68,14 +68,14 @@ static int host_sysctls(const char *ifname)
 	static const struct {
 		const char *proto, *key, *value;
 	} rows[] = {
-		/* No IPv6 at all: no link-local address, no router solicitations, nothing to filter twice. */
-		{ "ipv6", "disable_ipv6", "1" },
-		/* Reverse-path filtering would drop spoofed packets before nftables counts and logs them. */
-		{ "ipv4", "rp_filter", "0" },
-		/* Sandboxes reach the world only through the gateway's listeners, never by routing. */
-		{ "ipv4", "forwarding", "0" },
-		{ "ipv4", "send_redirects", "0" },
-		{ "ipv4", "accept_redirects", "0" },
+	    /* No IPv6 at all: no link-local address, no router solicitations, nothing to filter twice. */
+	    {"ipv6", "disable_ipv6", "1"},
+	    /* Reverse-path filtering would drop spoofed packets before nftables counts and logs them. */
+	    {"ipv4", "rp_filter", "0"},
+	    /* Sandboxes reach the world only through the gateway's listeners, never by routing. */
+	    {"ipv4", "forwarding", "0"},
+	    {"ipv4", "send_redirects", "0"},
+	    {"ipv4", "accept_redirects", "0"},
 	};
 	int err;
 
@@ -165,7 +165,7 @@ static int addr_add(struct netctl_nl *nl, int ifindex, struct in_addr addr, uint
 	mnl_attr_put(nlh, IFA_ADDRESS, sizeof(addr), &addr);
 	if (prefix_len < 31) {
 		uint32_t host_mask = prefix_len ? 0xffffffffu >> prefix_len : 0xffffffffu;
-		struct in_addr brd = { .s_addr = addr.s_addr | htonl(host_mask) };
+		struct in_addr brd = {.s_addr = addr.s_addr | htonl(host_mask)};
 
 		mnl_attr_put(nlh, IFA_BROADCAST, sizeof(brd), &brd);
 	}
@@ -252,7 +252,7 @@ static void *ns_thread(void *arg)
 
 static int ns_enter(int netns_fd, const char *peer_ifname, struct netctl_nl *nl)
 {
-	struct ns_job job = { .netns_fd = netns_fd, .peer_ifname = peer_ifname, .nl = nl, .err = -EIO };
+	struct ns_job job = {.netns_fd = netns_fd, .peer_ifname = peer_ifname, .nl = nl, .err = -EIO};
 	sigset_t all, old;
 	pthread_t tid;
 	int err;
@@ -294,7 +294,7 @@ static bool spec_ok(const struct crgw_link_spec *spec)
 
 int crgw_netctl_veth_create(const struct crgw_link_spec *spec, int *host_ifindex)
 {
-	struct netctl_nl host = { 0 }, guest = { 0 };
+	struct netctl_nl host = {0}, guest = {0};
 	bool created = false;
 	int ifindex = 0, lo, peer, err;
 
@@ -364,7 +364,7 @@ out:
 
 int crgw_netctl_tap_create(const struct crgw_tap_spec *spec, int *host_ifindex)
 {
-	struct netctl_nl host = { 0 };
+	struct netctl_nl host = {0};
 	struct ifreq ifr;
 	uint32_t mask;
 	bool created = false;
@@ -428,7 +428,7 @@ out:
 
 int crgw_netctl_link_delete(const char *ifname)
 {
-	struct netctl_nl nl = { 0 };
+	struct netctl_nl nl = {0};
 	char buf[REQ_BUF];
 	struct nlmsghdr *nlh;
 	int err;
@@ -448,7 +448,7 @@ out:
 
 int crgw_netctl_link_ifindex(const char *ifname)
 {
-	struct netctl_nl nl = { 0 };
+	struct netctl_nl nl = {0};
 	int ret;
 
 	if (!netctl_ifname_ok(ifname))
@@ -499,7 +499,8 @@ static int sweep_cb(const struct nlmsghdr *nlh, void *data)
 	ifi = mnl_nlmsg_get_payload(nlh);
 	if (ifi->ifi_flags & IFF_LOOPBACK)
 		return MNL_CB_OK;
-	mnl_attr_for_each(attr, nlh, sizeof(*ifi)) {
+	mnl_attr_for_each(attr, nlh, sizeof(*ifi))
+	{
 		if (mnl_attr_get_type(attr) == IFLA_IFNAME && mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) == 0)
 			name = mnl_attr_get_str(attr);
 	}
@@ -515,8 +516,8 @@ static int sweep_cb(const struct nlmsghdr *nlh, void *data)
 
 int crgw_netctl_remove_links_with_prefix(const char *prefix, unsigned *removed)
 {
-	struct netctl_nl nl = { 0 };
-	struct sweep sw = { .prefix = prefix };
+	struct netctl_nl nl = {0};
+	struct sweep sw = {.prefix = prefix};
 	char buf[REQ_BUF];
 	struct nlmsghdr *nlh;
 	unsigned count = 0;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The init of test vm-kernel's boot: a static program the test puts in an initramfs as /init. It loads the
- * modules /crgw/modules lists, reports on the console what the kernel then shows of the guest's devices
+ * modules /etc/crgw-guest/modules lists, reports on the console what the kernel then shows of the guest's devices
  * (virtio-serial ports by name, block devices, network interfaces), and powers the VM off.
  */
 #include <dirent.h>
@@ -51,7 +51,7 @@ int main(void)
 	mount("proc", "/proc", "proc", 0, NULL);
 	mount("sysfs", "/sys", "sysfs", 0, NULL);
 	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
-	f = fopen("/crgw/modules", "re");
+	f = fopen("/etc/crgw-guest/modules", "re");
 	while (f && fgets(line, sizeof(line), f)) {
 		int fd;
 

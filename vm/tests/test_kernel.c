@@ -135,8 +135,8 @@ static int remember(void *arg, const char *rel)
 
 static void test_modules(const struct vm_kernel *k)
 {
-	struct order o = { .n = 0 };
-	const char *unknown[] = { "no_such_module_here", NULL };
+	struct order o = {.n = 0};
+	const char *unknown[] = {"no_such_module_here", NULL};
 	char err[512] = "";
 	bool ordered = true, virtio_pci = false;
 	int rc = vm_modules_resolve(k->modules_dir, vm_guest_modules, remember, &o, err, sizeof(err));
@@ -163,7 +163,8 @@ static void test_modules(const struct vm_kernel *k)
 		free(o.paths[i]);
 	o.n = 0;
 	rc = vm_modules_resolve(k->modules_dir, unknown, remember, &o, err, sizeof(err));
-	tap_result(rc == -ENOENT && strstr(err, "no_such_module_here"), "an unknown module is refused by name: %s", err);
+	tap_result(rc == -ENOENT && strstr(err, "no_such_module_here"), "an unknown module is refused by name: %s",
+		   err);
 }
 
 static void test_bad_kernels(const struct vm_kernel *k)
@@ -320,11 +321,11 @@ static void test_initramfs_and_boot(const struct vm_kernel *k, const char *init)
 			if (strcmp(name, "init") == 0)
 				init_ok = archive_entry_size(e) == st.st_size && (archive_entry_mode(e) & 0111);
 			else if (strcmp(name, "dev/console") == 0)
-				console_ok = archive_entry_filetype(e) == AE_IFCHR &&
-					     archive_entry_rdev(e) == makedev(5, 1);
+				console_ok =
+				    archive_entry_filetype(e) == AE_IFCHR && archive_entry_rdev(e) == makedev(5, 1);
 			else if (strncmp(name, "lib/modules/", 12) == 0 && strstr(name, ".ko"))
 				modules++;
-			else if (strcmp(name, "crgw/modules") == 0) {
+			else if (strcmp(name, "etc/crgw-guest/modules") == 0) {
 				char buf[8192];
 				la_ssize_t n = archive_read_data(a, buf, sizeof(buf) - 1);
 
@@ -402,8 +403,8 @@ int main(int argc, char **argv)
 		(void)fmt_path(first, sizeof(first), "%s", k.vmlinux);
 		t0 = now_s();
 		rc = vm_kernel_prepare(cache, NULL, NULL, k.release, &k, err, sizeof(err));
-		tap_result(rc == 0 && strcmp(first, k.vmlinux) == 0,
-			   "the second time it comes from the cache (%.3f s)", now_s() - t0);
+		tap_result(rc == 0 && strcmp(first, k.vmlinux) == 0, "the second time it comes from the cache (%.3f s)",
+			   now_s() - t0);
 		test_bad_kernels(&k);
 		test_modules(&k);
 		test_initramfs_and_boot(&k, argv[1]);
