@@ -24,11 +24,11 @@ struct report {
 };
 
 static void check(struct report *r, const char *name, enum level level, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static void check(struct report *r, const char *name, enum level level, const char *fmt, ...)
 {
-	static const char *const words[] = { "ok", "warn", "fail" };
+	static const char *const words[] = {"ok", "warn", "fail"};
 	char detail[512];
 	va_list ap;
 
@@ -40,8 +40,8 @@ static void check(struct report *r, const char *name, enum level level, const ch
 	if (level == WARN)
 		r->warned++;
 	if (r->json)
-		json_array_append_new(r->checks, json_pack("{s:s, s:s, s:s}", "check", name, "status", words[level],
-							   "detail", detail));
+		json_array_append_new(
+		    r->checks, json_pack("{s:s, s:s, s:s}", "check", name, "status", words[level], "detail", detail));
 	else
 		printf("%-5s %-22s %s\n", words[level], name, detail);
 }
@@ -65,11 +65,11 @@ static bool file_has(const char *path, const char *needle)
 /* What a sandbox needs of this host beyond namespaces: cgroup controllers, seccomp, idmapped mounts. */
 static void sandbox_checks(struct report *r)
 {
-	static const char *const controllers[] = { "memory", "pids", "cpu" };
+	static const char *const controllers[] = {"memory", "pids", "cpu"};
 	char why[256], line[256];
 	struct utsname u;
 	FILE *f = fopen("/proc/cgroups", "re");
-	bool have[3] = { false, false, false };
+	bool have[3] = {false, false, false};
 	unsigned major = 0, minor = 0;
 
 	/* /proc/cgroups: subsys_name hierarchy num_cgroups enabled. */
@@ -85,17 +85,19 @@ static void sandbox_checks(struct report *r)
 		fclose(f);
 	check(r, "cgroup controllers", have[0] && have[1] && have[2] ? OK : FAIL, "memory %s, pids %s, cpu %s%s",
 	      have[0] ? "yes" : "no", have[1] ? "yes" : "no", have[2] ? "yes" : "no",
-	      have[0] && have[1] && have[2] ? " (the gateway's capability map says which hierarchy it uses)"
-					    : ": sandboxes cannot be limited (the gateway refuses to start unless limits.optional)");
+	      have[0] && have[1] && have[2]
+		  ? " (the gateway's capability map says which hierarchy it uses)"
+		  : ": sandboxes cannot be limited (the gateway refuses to start unless limits.optional)");
 	check(r, "seccomp", crgw_seccomp_available(why, sizeof(why)) ? OK : FAIL, "%s", why);
 	if (uname(&u) == 0)
 		sscanf(u.release, "%u.%u", &major, &minor);
 	check(r, "idmapped mounts", major > 5 || (major == 5 && minor >= 12) ? OK : WARN, "%s",
 	      major > 5 || (major == 5 && minor >= 12)
-		      ? "kernel 5.12 or later: workspaces in copy, rw and ro modes (the file system must support them)"
-		      : "kernel older than 5.12: only --workspace-mode none works");
+		  ? "kernel 5.12 or later: workspaces in copy, rw and ro modes (the file system must support them)"
+		  : "kernel older than 5.12: only --workspace-mode none works");
 	check(r, "overlayfs", file_has("/proc/filesystems", "overlay") ? OK : WARN, "%s",
-	      file_has("/proc/filesystems", "overlay") ? "available (copy-mode workspaces)" : "missing: no copy-mode workspaces");
+	      file_has("/proc/filesystems", "overlay") ? "available (copy-mode workspaces)"
+						       : "missing: no copy-mode workspaces");
 }
 
 static void gateway_checks(struct report *r, json_t **caps)
@@ -122,7 +124,7 @@ static void gateway_checks(struct report *r, json_t **caps)
 
 int cmd_doctor(int argc, char **argv)
 {
-	struct report r = { 0 };
+	struct report r = {0};
 	struct utsname u;
 	json_t *caps = NULL;
 
@@ -141,7 +143,8 @@ int cmd_doctor(int argc, char **argv)
 	}
 	r.checks = json_array();
 	check(&r, "root", geteuid() == 0 ? OK : FAIL, "%s",
-	      geteuid() == 0 ? "running as root" : "the gateway and the netns backend need root (CAP_NET_ADMIN, CAP_SYS_ADMIN)");
+	      geteuid() == 0 ? "running as root"
+			     : "the gateway and the netns backend need root (CAP_NET_ADMIN, CAP_SYS_ADMIN)");
 	if (uname(&u) == 0)
 		check(&r, "kernel", OK, "%s %s", u.sysname, u.release);
 	check(&r, "network namespaces", access("/proc/self/ns/net", F_OK) == 0 ? OK : FAIL, "/proc/self/ns/net");
@@ -168,13 +171,19 @@ int cmd_doctor(int argc, char **argv)
 	}
 	check(&r, "ip_forward", file_has("/proc/sys/net/ipv4/ip_forward", "0") ? OK : WARN, "%s",
 	      file_has("/proc/sys/net/ipv4/ip_forward", "0")
-		      ? "global forwarding off"
-		      : "global forwarding on: the gateway's forward chain still drops sandbox traffic");
+		  ? "global forwarding off"
+		  : "global forwarding on: the gateway's forward chain still drops sandbox traffic");
 	check(&r, "tun", access("/dev/net/tun", R_OK | W_OK) == 0 ? OK : WARN, "/dev/net/tun %s (VM backends)",
 	      access("/dev/net/tun", F_OK) == 0 ? "present" : "missing");
 	check(&r, "kvm", access("/dev/kvm", R_OK | W_OK) == 0 ? OK : WARN, "/dev/kvm %s",
 	      access("/dev/kvm", F_OK) == 0 ? "present" : "missing (VMs would run under TCG emulation)");
 	check(&r, "backend netns", geteuid() == 0 ? OK : FAIL, "available; weaker isolation than a VM");
+	{
+		char why[4352];
+		bool ok = crgw_qemu_available(why, sizeof(why));
+
+		check(&r, "backend qemu", ok ? OK : WARN, "%s%s", ok ? "available: " : "not available: ", why);
+	}
 	sandbox_checks(&r);
 	gateway_checks(&r, &caps);
 	json_t *netns = crgw_backend_find("netns")->capabilities();

@@ -20,48 +20,49 @@
 #define ENV_MAX 1024
 
 static const char run_usage[] =
-	"usage: crgw-ctl run [OPTIONS] [--] CMD [ARGS...]\n"
-	"\n"
-	"Makes a sandbox behind the gateway for a repository's policy, runs CMD in it (in /workspace) and\n"
-	"exits with CMD's exit code (128+N when it died of signal N).\n"
-	"\n"
-	"  --policy PATH|DIR        the policy (default: ./cleanroom.yaml, then ./.buildkite/cleanroom.yaml)\n"
-	"  --workspace DIR          the directory seen at /workspace (default: the policy's repository)\n"
-	"  --workspace-mode MODE    copy (default: changes stay in the sandbox, the host's files never\n"
-	"                           change; see sandbox diff, cp), rw (the directory itself; new files\n"
-	"                           belong to its owner), ro (read-only), none (no workspace)\n"
-	"  -e, --env NAME=VALUE     set a variable in the command's environment (NAME alone: our value)\n"
-	"      --env-file FILE      NAME=VALUE lines (# comments and blank lines ignored)\n"
-	"  -i, --interactive        our standard input reaches the command (else it reads /dev/null)\n"
-	"  -t, --tty                a terminal: the command gets a pty; ^C and the window size reach it\n"
-	"  -w, --workdir DIR        where the command starts, inside the sandbox (default /workspace)\n"
-	"      --name NAME          a name for the sandbox, usable wherever an id is\n"
-	"      --memory SIZE        lower the memory limit (e.g. 512M; the operator's limits.memory is the\n"
-	"                           ceiling)\n"
-	"      --pids N             lower the process limit\n"
-	"      --cpus N             lower the CPU limit (e.g. 0.5)\n"
-	"      --rm                 release the sandbox when the command ends (else it stays for exec,\n"
-	"                           sandbox diff and cp, until sandbox rm or its TTL)\n"
-	"      --run-id ID          a caller's id, copied into every audit event of the sandbox\n"
-	"      --backend NAME       netns (the only one in this build)\n"
-	"      --json               JSON events on standard error (sandbox_created, exited)\n"
-	"  -h, --help\n"
-	"\n"
-	"Exit codes: the command's; 125 when the sandbox could not be made or the arguments are wrong,\n"
-	"126 when CMD cannot run, 127 when CMD is not found, 137 when an out-of-memory kill ended the\n"
-	"sandbox or its TTL ran out.\n";
+    "usage: crgw-ctl run [OPTIONS] [--] CMD [ARGS...]\n"
+    "\n"
+    "Makes a sandbox behind the gateway for a repository's policy, runs CMD in it (in /workspace) and\n"
+    "exits with CMD's exit code (128+N when it died of signal N).\n"
+    "\n"
+    "  --policy PATH|DIR        the policy (default: ./cleanroom.yaml, then ./.buildkite/cleanroom.yaml)\n"
+    "  --workspace DIR          the directory seen at /workspace (default: the policy's repository)\n"
+    "  --workspace-mode MODE    copy (default: changes stay in the sandbox, the host's files never\n"
+    "                           change; see sandbox diff, cp), rw (the directory itself; new files\n"
+    "                           belong to its owner), ro (read-only), none (no workspace)\n"
+    "  -e, --env NAME=VALUE     set a variable in the command's environment (NAME alone: our value)\n"
+    "      --env-file FILE      NAME=VALUE lines (# comments and blank lines ignored)\n"
+    "  -i, --interactive        our standard input reaches the command (else it reads /dev/null)\n"
+    "  -t, --tty                a terminal: the command gets a pty; ^C and the window size reach it\n"
+    "  -w, --workdir DIR        where the command starts, inside the sandbox (default /workspace)\n"
+    "      --name NAME          a name for the sandbox, usable wherever an id is\n"
+    "      --memory SIZE        lower the memory limit (e.g. 512M; the operator's limits.memory is the\n"
+    "                           ceiling)\n"
+    "      --pids N             lower the process limit\n"
+    "      --cpus N             lower the CPU limit (e.g. 0.5)\n"
+    "      --rm                 release the sandbox when the command ends (else it stays for exec,\n"
+    "                           sandbox diff and cp, until sandbox rm or its TTL)\n"
+    "      --run-id ID          a caller's id, copied into every audit event of the sandbox\n"
+    "      --backend NAME       netns (the default) or qemu (a VM: KVM where /dev/kvm works, TCG\n"
+    "                           otherwise; no workspace yet, so --workspace-mode none is its default)\n"
+    "      --json               JSON events on standard error (sandbox_created, exited)\n"
+    "  -h, --help\n"
+    "\n"
+    "Exit codes: the command's; 125 when the sandbox could not be made or the arguments are wrong,\n"
+    "126 when CMD cannot run, 127 when CMD is not found, 137 when an out-of-memory kill ended the\n"
+    "sandbox or its TTL ran out.\n";
 
 static const char exec_usage[] =
-	"usage: crgw-ctl exec [-i] [-t] [-e NAME=VALUE]... [--env-file FILE] [-w DIR] SANDBOX [--] CMD [ARGS...]\n"
-	"\n"
-	"Runs CMD in a running sandbox (an id or a name), as run does, and exits with its exit code.\n";
+    "usage: crgw-ctl exec [-i] [-t] [-e NAME=VALUE]... [--env-file FILE] [-w DIR] SANDBOX [--] CMD [ARGS...]\n"
+    "\n"
+    "Runs CMD in a running sandbox (an id or a name), as run does, and exits with its exit code.\n";
 
 static const char cp_usage[] =
-	"usage: crgw-ctl cp SANDBOX:PATH HOSTPATH\n"
-	"\n"
-	"Copies PATH (absolute inside the sandbox, or relative to /workspace) out of a running sandbox to\n"
-	"HOSTPATH (into it, when it is a directory). Links inside the sandbox never lead outside it; set-id\n"
-	"bits are dropped; the new files belong to you.\n";
+    "usage: crgw-ctl cp SANDBOX:PATH HOSTPATH\n"
+    "\n"
+    "Copies PATH (absolute inside the sandbox, or relative to /workspace) out of a running sandbox to\n"
+    "HOSTPATH (into it, when it is a directory). Links inside the sandbox never lead outside it; set-id\n"
+    "bits are dropped; the new files belong to you.\n";
 
 struct env_list {
 	char *items[ENV_MAX + 1]; /* NULL-terminated for the backend */
@@ -94,7 +95,8 @@ static int env_add(struct env_list *e, const char *item, const char *where)
 	char *copy;
 
 	if (!env_name_ok(item, nlen)) {
-		fprintf(stderr, "crgw-ctl: %s'%s': expected NAME=VALUE with NAME of letters, digits and _\n", where, item);
+		fprintf(stderr, "crgw-ctl: %s'%s': expected NAME=VALUE with NAME of letters, digits and _\n", where,
+			item);
 		return -EINVAL;
 	}
 	if (e->n == ENV_MAX) {
@@ -124,7 +126,8 @@ static int env_file(struct env_list *e, const char *path)
 	int err = repo_read_file(path, 1 << 20, &text, &len);
 
 	if (err) {
-		fprintf(stderr, "crgw-ctl: --env-file %s: %s\n", path, err == -E2BIG ? "larger than 1 MiB" : strerror(-err));
+		fprintf(stderr, "crgw-ctl: --env-file %s: %s\n", path,
+			err == -E2BIG ? "larger than 1 MiB" : strerror(-err));
 		return err;
 	}
 	for (char *line = text, *next; line && *line; line = next) {
@@ -158,10 +161,16 @@ struct exec_opts {
 static int exec_option(int c, struct exec_opts *x)
 {
 	switch (c) {
-	case 'e': return env_add(&x->env, optarg, "-e ") ? -1 : 1;
-	case 'E': return env_file(&x->env, optarg) ? -1 : 1;
-	case 'i': x->interactive = true; return 1;
-	case 't': x->tty = true; return 1;
+	case 'e':
+		return env_add(&x->env, optarg, "-e ") ? -1 : 1;
+	case 'E':
+		return env_file(&x->env, optarg) ? -1 : 1;
+	case 'i':
+		x->interactive = true;
+		return 1;
+	case 't':
+		x->tty = true;
+		return 1;
 	case 'w':
 		if (optarg[0] != '/') {
 			fprintf(stderr, "crgw-ctl: -w: the working directory is a path inside the sandbox, absolute\n");
@@ -169,7 +178,8 @@ static int exec_option(int c, struct exec_opts *x)
 		}
 		x->workdir = optarg;
 		return 1;
-	default: return 0;
+	default:
+		return 0;
 	}
 }
 
@@ -211,8 +221,10 @@ static int after_command(const char *id, int status, bool wait_release, bool *go
 	const char *reason = json_string_value(json_object_get(rec, "reason"));
 
 	if (status == 137 && oom > 0) {
-		fprintf(stderr, "crgw-ctl: sandbox %s ran out of memory: %lld process%s killed at its memory limit; "
-				"the sandbox was ended\n", id, (long long)oom, oom == 1 ? " was" : "es were");
+		fprintf(stderr,
+			"crgw-ctl: sandbox %s ran out of memory: %lld process%s killed at its memory limit; "
+			"the sandbox was ended\n",
+			id, (long long)oom, oom == 1 ? " was" : "es were");
 	} else if (status == 137 && e == -ESRCH && reason) {
 		fprintf(stderr, "crgw-ctl: sandbox %s was released: %s\n", id, reason);
 	} else if (denied > 0) {
@@ -227,32 +239,32 @@ static int after_command(const char *id, int status, bool wait_release, bool *go
 int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "policy", required_argument, NULL, 'p' },
-		{ "backend", required_argument, NULL, 'b' },
-		{ "rm", no_argument, NULL, 'r' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "run-id", required_argument, NULL, 'I' },
-		{ "name", required_argument, NULL, 'N' },
-		{ "workspace", required_argument, NULL, 'W' },
-		{ "workspace-mode", required_argument, NULL, 'M' },
-		{ "env", required_argument, NULL, 'e' },
-		{ "env-file", required_argument, NULL, 'E' },
-		{ "interactive", no_argument, NULL, 'i' },
-		{ "tty", no_argument, NULL, 't' },
-		{ "workdir", required_argument, NULL, 'w' },
-		{ "memory", required_argument, NULL, 'm' },
-		{ "pids", required_argument, NULL, 'P' },
-		{ "cpus", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"policy", required_argument, NULL, 'p'},
+	    {"backend", required_argument, NULL, 'b'},
+	    {"rm", no_argument, NULL, 'r'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"run-id", required_argument, NULL, 'I'},
+	    {"name", required_argument, NULL, 'N'},
+	    {"workspace", required_argument, NULL, 'W'},
+	    {"workspace-mode", required_argument, NULL, 'M'},
+	    {"env", required_argument, NULL, 'e'},
+	    {"env-file", required_argument, NULL, 'E'},
+	    {"interactive", no_argument, NULL, 'i'},
+	    {"tty", no_argument, NULL, 't'},
+	    {"workdir", required_argument, NULL, 'w'},
+	    {"memory", required_argument, NULL, 'm'},
+	    {"pids", required_argument, NULL, 'P'},
+	    {"cpus", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
-	struct crgw_sandbox_spec spec = { .workspace_mode = CRGW_WS_COPY };
-	struct exec_opts x = { 0 };
+	struct crgw_sandbox_spec spec = {.workspace_mode = CRGW_WS_COPY};
+	struct exec_opts x = {0};
 	const char *policy_path = NULL, *backend_name = "netns", *workspace = NULL;
 	const struct crgw_backend *backend = NULL;
 	struct crgw_vm_sandbox *sb = NULL;
 	char *policy = NULL, root[PATH_MAX], err[1024] = "";
-	bool json = false;
+	bool json = false, mode_given = false;
 	int c, status = CTL_EXIT_RUN_FAILED, e;
 
 	optind = 1;
@@ -264,21 +276,40 @@ int cmd_run(int argc, char **argv)
 		if (taken)
 			continue;
 		switch (c) {
-		case 'p': policy_path = optarg; break;
-		case 'b': backend_name = optarg; break;
-		case 'r': spec.remove_on_exit = true; break;
-		case 'j': json = true; break;
-		case 'I': spec.run_id = optarg; break;
-		case 'N': spec.name = optarg; break;
-		case 'W': workspace = optarg; break;
+		case 'p':
+			policy_path = optarg;
+			break;
+		case 'b':
+			backend_name = optarg;
+			break;
+		case 'r':
+			spec.remove_on_exit = true;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'I':
+			spec.run_id = optarg;
+			break;
+		case 'N':
+			spec.name = optarg;
+			break;
+		case 'W':
+			workspace = optarg;
+			break;
 		case 'M':
 			if (crgw_workspace_mode_parse(optarg, &spec.workspace_mode)) {
 				fprintf(stderr, "crgw-ctl: --workspace-mode: expected copy, rw, ro or none\n");
 				goto out;
 			}
+			mode_given = true;
 			break;
-		case 'm': spec.memory = optarg; break;
-		case 'c': spec.cpus = optarg; break;
+		case 'm':
+			spec.memory = optarg;
+			break;
+		case 'c':
+			spec.cpus = optarg;
+			break;
 		case 'P': {
 			char *end;
 
@@ -294,7 +325,9 @@ int cmd_run(int argc, char **argv)
 			fputs(run_usage, stdout);
 			status = CTL_EXIT_OK;
 			goto out;
-		default: fputs(run_usage, stderr); goto out;
+		default:
+			fputs(run_usage, stderr);
+			goto out;
 		}
 	}
 	if (optind >= argc) {
@@ -303,9 +336,14 @@ int cmd_run(int argc, char **argv)
 	}
 	backend = crgw_backend_find(backend_name);
 	if (!backend) {
-		fprintf(stderr, "crgw-ctl: backend_unavailable: backend '%s' is not available here; netns is\n", backend_name);
+		fprintf(stderr,
+			"crgw-ctl: backend_unavailable: backend '%s' is not available here; netns and qemu are\n",
+			backend_name);
 		goto out;
 	}
+	/* A VM has no workspace yet (docs/ctl.md): none unless asked, and then its create says why not. */
+	if (!mode_given && strcmp(backend_name, "netns"))
+		spec.workspace_mode = CRGW_WS_NONE;
 	if (geteuid() != 0) {
 		fprintf(stderr, "crgw-ctl: run: the %s backend needs root\n", backend_name);
 		goto out;
@@ -322,13 +360,14 @@ int cmd_run(int argc, char **argv)
 	}
 	json_t *rec = crgw_vm_sandbox_record(sb);
 
-	json_event(json, json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", "sandbox_created", "sandbox_id",
-				   crgw_vm_sandbox_id(sb), "guest", json_string_value(json_object_get(rec, "guest")) ?: "",
-				   "gateway", json_string_value(json_object_get(rec, "gateway")) ?: "", "policy_hash",
-				   json_string_value(json_object_get(rec, "policy_hash")) ?: ""));
+	json_event(json,
+		   json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", "sandbox_created", "sandbox_id",
+			     crgw_vm_sandbox_id(sb), "guest", json_string_value(json_object_get(rec, "guest")) ?: "",
+			     "gateway", json_string_value(json_object_get(rec, "gateway")) ?: "", "policy_hash",
+			     json_string_value(json_object_get(rec, "policy_hash")) ?: ""));
 	x.env.items[x.env.n] = NULL;
-	struct crgw_exec_request req = { .argv = argv + optind, .env = x.env.items, .cwd = x.workdir,
-					 .tty = x.tty, .interactive = x.interactive };
+	struct crgw_exec_request req = {
+	    .argv = argv + optind, .env = x.env.items, .cwd = x.workdir, .tty = x.tty, .interactive = x.interactive};
 
 	/* Gone or not: --rm, a signal to us, its TTL or an OOM kill end it; the gateway's record says which. */
 	bool released = false;
@@ -343,8 +382,10 @@ int cmd_run(int argc, char **argv)
 		released = true;
 	} else {
 		if (!json && !released)
-			fprintf(stderr, "crgw-ctl: sandbox %s is still running: crgw-ctl exec %s -- CMD, crgw-ctl sandbox rm %s\n",
-				crgw_vm_sandbox_id(sb), crgw_vm_sandbox_id(sb), crgw_vm_sandbox_id(sb));
+			fprintf(
+			    stderr,
+			    "crgw-ctl: sandbox %s is still running: crgw-ctl exec %s -- CMD, crgw-ctl sandbox rm %s\n",
+			    crgw_vm_sandbox_id(sb), crgw_vm_sandbox_id(sb), crgw_vm_sandbox_id(sb));
 	}
 	json_event(json, json_pack("{s:s, s:s, s:i, s:b}", "event", "exited", "sandbox_id", crgw_vm_sandbox_id(sb),
 				   "exit_code", status, "released", released));
@@ -359,15 +400,15 @@ out:
 int cmd_exec(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "env", required_argument, NULL, 'e' },
-		{ "env-file", required_argument, NULL, 'E' },
-		{ "interactive", no_argument, NULL, 'i' },
-		{ "tty", no_argument, NULL, 't' },
-		{ "workdir", required_argument, NULL, 'w' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"env", required_argument, NULL, 'e'},
+	    {"env-file", required_argument, NULL, 'E'},
+	    {"interactive", no_argument, NULL, 'i'},
+	    {"tty", no_argument, NULL, 't'},
+	    {"workdir", required_argument, NULL, 'w'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
-	struct exec_opts x = { 0 };
+	struct exec_opts x = {0};
 	const struct crgw_backend *backend = NULL;
 	struct crgw_vm_sandbox *sb = NULL;
 	json_t *rec = NULL;
@@ -387,7 +428,9 @@ int cmd_exec(int argc, char **argv)
 			fputs(exec_usage, stdout);
 			status = CTL_EXIT_OK;
 			goto out;
-		default: fputs(exec_usage, stderr); goto out;
+		default:
+			fputs(exec_usage, stderr);
+			goto out;
 		}
 	}
 	/* SANDBOX [--] CMD...: getopt stopped at SANDBOX. */
@@ -418,8 +461,8 @@ int cmd_exec(int argc, char **argv)
 		goto out;
 	}
 	x.env.items[x.env.n] = NULL;
-	struct crgw_exec_request req = { .argv = argv + optind, .env = x.env.items, .cwd = x.workdir,
-					 .tty = x.tty, .interactive = x.interactive };
+	struct crgw_exec_request req = {
+	    .argv = argv + optind, .env = x.env.items, .cwd = x.workdir, .tty = x.tty, .interactive = x.interactive};
 
 	e = backend->exec(sb, &req, &status, err, sizeof(err));
 	if (e) {
@@ -449,8 +492,8 @@ int cmd_cp(int argc, char **argv)
 		fputs(cp_usage, stdout);
 		return CTL_EXIT_OK;
 	}
-	if (argc != 3 || !(colon = strchr(argv[1], ':')) || colon == argv[1] || (size_t)(colon - argv[1]) >= sizeof(id) ||
-	    !colon[1]) {
+	if (argc != 3 || !(colon = strchr(argv[1], ':')) || colon == argv[1] ||
+	    (size_t)(colon - argv[1]) >= sizeof(id) || !colon[1]) {
 		fputs(cp_usage, stderr);
 		return CTL_EXIT_ERROR;
 	}

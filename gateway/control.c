@@ -1102,15 +1102,24 @@ static void capabilities(struct evhttp_request *req)
 	const char *state = crgw_registry_limits_state(&active);
 	const char *ebpf_state = crgw_registry_enforcement(&nft, &guard);
 
-	reply_json(req, 200,
-		   json_pack("{s:{s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:s}}, s:{s:b, s:b, s:s, s:b}, "
-			     "s:{s:b, s:b, s:s}}",
-			     "backends", "netns", "network_default_deny", 1, "network_host_port_filtering", 1,
-			     "dns_control", 1, "policy_immutability", 1, "audit_event_emission", 1, "secret_isolation",
-			     1, "resource_limits", active, "ttl", 1, "isolation", "namespaces (weaker than a VM)",
-			     "enforcement", "nftables", nft, "ebpf", guard != NULL, "ebpf_state", ebpf_state,
-			     "transparent_proxies", nft, "resource_limits", "active", active, "optional",
-			     C.cfg->limits_optional, "cgroup", state));
+	json_t *o =
+	    json_pack("{s:{s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:s}}, s:{s:b, s:b, s:s, s:b}, "
+		      "s:{s:b, s:b, s:s}}",
+		      "backends", "netns", "network_default_deny", 1, "network_host_port_filtering", 1, "dns_control",
+		      1, "policy_immutability", 1, "audit_event_emission", 1, "secret_isolation", 1, "resource_limits",
+		      active, "ttl", 1, "isolation", "namespaces (weaker than a VM)", "enforcement", "nftables", nft,
+		      "ebpf", guard != NULL, "ebpf_state", ebpf_state, "transparent_proxies", nft, "resource_limits",
+		      "active", active, "optional", C.cfg->limits_optional, "cgroup", state);
+
+	/* The gateway's side of a VM sandbox: a TAP with the same rules, the VMM as the holder. */
+	if (o && access("/dev/net/tun", R_OK | W_OK) == 0)
+		json_object_set_new(json_object_get(o, "backends"), "qemu",
+				    json_pack("{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:s}", "network_default_deny",
+					      1, "network_host_port_filtering", 1, "dns_control", 1,
+					      "policy_immutability", 1, "audit_event_emission", 1, "secret_isolation",
+					      1, "resource_limits", active, "ttl", 1, "isolation",
+					      "a virtual machine (its own kernel)"));
+	reply_json(req, 200, o);
 }
 
 /* ---- routing ------------------------------------------------------------------------------------ */

@@ -10,9 +10,10 @@
 #include "vm_priv.h"
 
 extern const struct crgw_backend crgw_backend_netns;
+extern const struct crgw_backend crgw_backend_qemu;
 
-/* qemu.c and firecracker.c join this table. */
-static const struct crgw_backend *const backends[] = { &crgw_backend_netns };
+/* firecracker.c joins this table. */
+static const struct crgw_backend *const backends[] = { &crgw_backend_netns, &crgw_backend_qemu };
 
 const struct crgw_backend *crgw_backend_find(const char *name)
 {

@@ -363,6 +363,8 @@ int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const str
 			sigaddset(&set, fwd_sigs[i]);
 	sigprocmask(SIG_BLOCK, &set, &old);
 	hello_deadline = now_ms() + o->hello_timeout_ms;
+	/* The caller read the hello on this connection already (a backend waiting for the boot). */
+	r->hello = o->hello_seen;
 	if (o->forward_signals)
 		sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 
@@ -476,6 +478,12 @@ out:
 
 int crgw_guest_exec(int agent_fd, const struct crgw_exec_request *req, int *status, char *err, size_t errlen)
 {
+	return crgw_guest_exec_on(agent_fd, req, 120000, false, status, err, errlen);
+}
+
+int crgw_guest_exec_on(int agent_fd, const struct crgw_exec_request *req, int hello_timeout_ms, bool hello_seen,
+		       int *status, char *err, size_t errlen)
+{
 	struct guest_exec x = {.argv = req->argv,
 			       .env = req->env,
 			       .cwd = req->cwd,
@@ -483,7 +491,8 @@ int crgw_guest_exec(int agent_fd, const struct crgw_exec_request *req, int *stat
 			       .in_fd = req->interactive ? 0 : -1,
 			       .out_fd = 1,
 			       .err_fd = 2};
-	struct guest_client_opts o = {.forward_signals = true, .winsize_fd = -1};
+	struct guest_client_opts o = {
+	    .forward_signals = true, .winsize_fd = -1, .hello_timeout_ms = hello_timeout_ms, .hello_seen = hello_seen};
 	struct termios saved, raw;
 	bool restore = false;
 	int e;

@@ -643,8 +643,72 @@ static int slurp(const char *path, uint64_t max, void **data, size_t *len, char 
 	return 0;
 }
 
+/* Adds the directories above `path` the archive does not have yet ("a/b/c" -> "a", "a/b"). */
+static int add_parents(struct archive *a, const char *path, char (*made)[128], unsigned *nmade, unsigned max)
+{
+	int rc = 0;
+
+	for (const char *p = strchr(path, '/'); p && rc == 0; p = strchr(p + 1, '/')) {
+		size_t n = (size_t)(p - path);
+		bool have = false;
+
+		if (n >= sizeof(made[0]))
+			return -ENAMETOOLONG;
+		for (unsigned i = 0; i < *nmade && !have; i++)
+			have = strncmp(made[i], path, n) == 0 && made[i][n] == '\0';
+		if (have)
+			continue;
+		if (*nmade == max)
+			return -E2BIG;
+		memcpy(made[*nmade], path, n);
+		made[*nmade][n] = '\0';
+		rc = cpio_add(a, made[(*nmade)++], S_IFDIR | 0755, 0, NULL, 0);
+	}
+	return rc;
+}
+
+static int add_extra(struct archive *a, const struct vm_initramfs_file *f, char (*made)[128], unsigned *nmade,
+		     unsigned max, char *err, size_t errlen)
+{
+	struct archive_entry *e;
+	void *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (!f->path || !*f->path || f->path[0] == '/' || strstr(f->path, ".."))
+		return -EINVAL;
+	rc = add_parents(a, f->path, made, nmade, max);
+	if (rc)
+		return rc;
+	if (f->link_target) {
+		e = archive_entry_new();
+		if (!e)
+			return -ENOMEM;
+		archive_entry_set_pathname(e, f->path);
+		archive_entry_set_filetype(e, AE_IFLNK);
+		archive_entry_set_perm(e, 0777);
+		archive_entry_set_symlink(e, f->link_target);
+		archive_entry_set_mtime(e, 0, 0);
+		archive_entry_set_nlink(e, 1);
+		archive_entry_set_size(e, 0); /* the writer sizes the entry by its target, but wants a size set */
+		rc = archive_write_header(a, e) == ARCHIVE_OK ? 0 : -EIO;
+		archive_entry_free(e);
+		return rc;
+	}
+	if (f->text)
+		return cpio_add(a, f->path, S_IFREG | (f->mode & 07777), 0, f->text, strlen(f->text));
+	if (!f->source)
+		return -EINVAL;
+	rc = slurp(f->source, MODULE_MAX, &data, &len, err, errlen);
+	if (rc == 0)
+		rc = cpio_add(a, f->path, S_IFREG | (f->mode & 07777), 0, data, len);
+	free(data);
+	return rc;
+}
+
 static int write_initramfs(const char *path, const struct vm_kernel *k, const char *init,
-			   const struct module_list *mods, char *err, size_t errlen)
+			   const struct module_list *mods, const struct vm_initramfs_file *extra, size_t nextra,
+			   char *err, size_t errlen)
 {
 	static const char *const dirs[] = {"dev", "proc",	    "sys", "run",	  "tmp", "newroot",
 					   "etc", "etc/crgw-guest", "lib", "lib/modules", NULL};
@@ -704,6 +768,23 @@ static int write_initramfs(const char *path, const struct vm_kernel *k, const ch
 	if (rc == 0)
 		rc = cpio_add(a, "etc/crgw-guest/modules", S_IFREG | 0644, 0, list ? list : "", list_len);
 	free(list);
+	if (nextra && rc == 0) {
+		/* Directories the fixed part made count as made; extras add theirs once each. */
+		unsigned nmade = 0, max = 64;
+		char(*made)[128] = calloc(max, sizeof(*made));
+
+		if (!made)
+			rc = -ENOMEM;
+		for (unsigned i = 0; made && dirs[i]; i++)
+			snprintf(made[nmade++], sizeof(made[0]), "%s", dirs[i]);
+		for (size_t i = 0; i < nextra && rc == 0; i++) {
+			rc = add_extra(a, &extra[i], made, &nmade, max, err, errlen);
+			if (rc && !*err)
+				snprintf(err, errlen, "initramfs entry %s: %s", extra[i].path ? extra[i].path : "(none)",
+					 strerror(-rc));
+		}
+		free(made);
+	}
 	if (archive_write_close(a) != ARCHIVE_OK && rc == 0) {
 		snprintf(err, errlen, "%s: %s", path, archive_error_string(a));
 		rc = -EIO;
@@ -715,7 +796,8 @@ static int write_initramfs(const char *path, const struct vm_kernel *k, const ch
 }
 
 int vm_initramfs_build(const char *cache_dir, const struct vm_kernel *k, const char *init, const char *const *modules,
-		       char *out_path, size_t out_len, char *err, size_t errlen)
+		       const struct vm_initramfs_file *extra, size_t nextra, char *out_path, size_t out_len, char *err,
+		       size_t errlen)
 {
 	struct module_list mods = {.n = 0};
 	unsigned char d[32];
@@ -745,6 +827,20 @@ int vm_initramfs_build(const char *cache_dir, const struct vm_kernel *k, const c
 		(void)fmt_path(src, sizeof(src), "%s/%s", k->modules_dir, mods.paths[i]);
 		rc = digest_file(md, src);
 	}
+	for (size_t i = 0; i < nextra && rc == 0; i++) {
+		const struct vm_initramfs_file *f = &extra[i];
+		char mode[16];
+
+		snprintf(mode, sizeof(mode), "%o", f->mode);
+		EVP_DigestUpdate(md, f->path ? f->path : "", f->path ? strlen(f->path) + 1 : 1);
+		EVP_DigestUpdate(md, mode, strlen(mode) + 1);
+		if (f->link_target)
+			EVP_DigestUpdate(md, f->link_target, strlen(f->link_target) + 1);
+		else if (f->text)
+			EVP_DigestUpdate(md, f->text, strlen(f->text) + 1);
+		else if (f->source)
+			rc = digest_file(md, f->source);
+	}
 	if (rc) {
 		snprintf(err, errlen, "reading the initramfs's inputs: %s", strerror(-rc));
 		goto out;
@@ -767,7 +863,7 @@ int vm_initramfs_build(const char *cache_dir, const struct vm_kernel *k, const c
 	if (access(out_path, R_OK) == 0)
 		goto out;
 	(void)fmt_path(tmp, sizeof(tmp), "%s/.%s.%d.tmp", dir, key, (int)getpid());
-	rc = write_initramfs(tmp, k, init, &mods, err, errlen);
+	rc = write_initramfs(tmp, k, init, &mods, extra, nextra, err, errlen);
 	if (rc) {
 		unlink(tmp);
 		goto out;

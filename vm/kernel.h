@@ -48,14 +48,24 @@ int vm_modules_resolve(const char *modules_dir, const char *const *names, int (*
 /* The modules a QEMU guest needs: virtio over PCI, its console, block, network, and ext4. */
 extern const char *const vm_guest_modules[];
 
+/* One more entry of an initramfs: a copy of `source`, a symbolic link to `link_target`, or `text`. */
+struct vm_initramfs_file {
+	const char *path; /* inside, relative ("bin/busybox"); parent directories are made */
+	const char *source;
+	const char *link_target;
+	const char *text;
+	unsigned mode; /* permission bits of a file */
+};
+
 /*
  * Writes an initramfs (newc cpio, uncompressed: the kernel unpacks it fastest) to `cache_dir`/initramfs/
  * and sets `out_path`: `init` (a static program) as /init, the resolved modules under
  * /lib/modules/RELEASE/ (decompressed if the distribution compresses them), and /etc/crgw-guest/modules listing
- * them in load order, one path per line. Cached by a digest of everything it contains. Returns 0 or
+ * them in load order, one path per line, then the `extra` entries. Cached by a digest of everything it contains. Returns 0 or
  * -errno with `err`.
  */
 int vm_initramfs_build(const char *cache_dir, const struct vm_kernel *k, const char *init, const char *const *modules,
-		       char *out_path, size_t out_len, char *err, size_t errlen);
+		       const struct vm_initramfs_file *extra, size_t nextra, char *out_path, size_t out_len, char *err,
+		       size_t errlen);
 
 #endif

@@ -30,6 +30,9 @@ struct crgw_vm_sandbox {
 	enum crgw_workspace_mode workspace_mode;
 	char *cgroup_dirs[CGROUP_DIRS_MAX];
 	size_t ncgroup_dirs;
+	char agent_sock[PATH_MAX]; /* VM backends: the host's end of the guest agent's port */
+	int agent_fd;              /* VM backends: the connection create() saw the hello on, for the first exec; -1 */
+	double timings[3];         /* VM backends, made here: image prep, network, boot to agent ready (ms) */
 };
 
 /*
@@ -41,6 +44,13 @@ int vm_map_ids(pid_t pid, unsigned inside_uid, unsigned inside_gid, unsigned out
 /* Fills the fields every backend reads from a gateway record. Returns 0 or -EINVAL with `err`. */
 int vm_sandbox_from_record(struct crgw_vm_sandbox *sb, json_t *record, char *err, size_t errlen);
 void vm_sandbox_clear(struct crgw_vm_sandbox *sb);
+
+/*
+ * The environment a sandbox's command starts with (env.c): nothing of the caller's, the gateway wired in
+ * (proxy variables, mediation for git and the registries), then the request's -e entries. A new
+ * NULL-terminated array of new strings, or NULL when out of memory.
+ */
+char **vm_command_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req);
 
 /* ---- workspace.c ------------------------------------------------------------------------------ */
 
@@ -187,6 +197,8 @@ struct guest_client_opts {
 	int winsize_fd;
 	/* How long to wait for the agent's hello (a VM still booting); 0: for ever. -ETIMEDOUT after it. */
 	int hello_timeout_ms;
+	/* The caller has read the agent's hello on this connection already. */
+	bool hello_seen;
 };
 
 /*
@@ -207,5 +219,13 @@ int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const str
  * and `*status` 125-127 when the command could not run (-ENOENT for 127) or the connection failed.
  */
 int crgw_guest_exec(int agent_fd, const struct crgw_exec_request *req, int *status, char *err, size_t errlen);
+
+/*
+ * The same with the hello's deadline (ms; 0: none; crgw_guest_exec waits 120 s) and whether the caller
+ * has read the hello on `agent_fd` already. -ETIMEDOUT when no hello came: nothing was sent then, so the
+ * caller may connect again and retry.
+ */
+int crgw_guest_exec_on(int agent_fd, const struct crgw_exec_request *req, int hello_timeout_ms, bool hello_seen,
+		       int *status, char *err, size_t errlen);
 
 #endif

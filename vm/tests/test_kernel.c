@@ -303,11 +303,11 @@ static void test_initramfs_and_boot(const struct vm_kernel *k, const char *init)
 
 	(void)fmt_path(cache, sizeof(cache), "%s/cache", work);
 	t0 = now_s();
-	rc = vm_initramfs_build(cache, k, init, vm_guest_modules, path, sizeof(path), err, sizeof(err));
+	rc = vm_initramfs_build(cache, k, init, vm_guest_modules, NULL, 0, path, sizeof(path), err, sizeof(err));
 	tap_result(rc == 0, "the initramfs is built in %.2f s %s", now_s() - t0, err);
 	if (rc)
 		return;
-	rc = vm_initramfs_build(cache, k, init, vm_guest_modules, path2, sizeof(path2), err, sizeof(err));
+	rc = vm_initramfs_build(cache, k, init, vm_guest_modules, NULL, 0, path2, sizeof(path2), err, sizeof(err));
 	(void)fmt_path(log, sizeof(log), "%s/initramfs", cache);
 	tap_result(rc == 0 && strcmp(path, path2) == 0 && count_files(log) == 1,
 		   "the same inputs give the cached initramfs");

@@ -79,6 +79,9 @@ struct crgw_backend {
 	void (*free)(struct crgw_vm_sandbox *sb);
 };
 
+/* Whether this host can run the qemu backend: `why` says how (accelerator, kernel, agent) or why not. */
+bool crgw_qemu_available(char *why, size_t whylen);
+
 /* The backend called `name` ("netns"), or NULL when this build or host has none of that name. */
 const struct crgw_backend *crgw_backend_find(const char *name);
 
