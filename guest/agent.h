@@ -39,6 +39,7 @@ struct guest_boot {
 	char port[64];	   /* crgw.port=NAME: the virtio-serial port's name (crgw.0) */
 	unsigned mtu;	   /* crgw.mtu=N, 0 for the driver's */
 	unsigned vsock;	   /* crgw.vsock=PORT: listen on vsock instead of a serial port (Firecracker) */
+	char root[64];	   /* crgw.root=/dev/vda: the image's ext4 file system, switched into; empty: stay */
 };
 
 /* Parses a command line (the text of /proc/cmdline) into `b`, with defaults. Returns 0 or -EINVAL. */
@@ -54,6 +55,13 @@ void guest_mount_all(void);
  */
 #define GUEST_MODULES_LIST "/etc/crgw-guest/modules"
 int guest_load_modules(const char *list);
+
+/*
+ * Mounts `dev` (ext4) and makes it the root: the early mounts move along, the initramfs stays beneath
+ * (it is the kernel's rootfs, which cannot be unmounted). Waits up to `wait_ms` for the device. Returns 0
+ * or -errno with `err`; on failure the root is unchanged.
+ */
+int guest_switch_root(const char *dev, int wait_ms, char *err, size_t errlen);
 
 /* Brings up lo and the interface with its address, MTU and default route; writes /etc/resolv.conf. */
 int guest_network_up(const struct guest_boot *b, char *err, size_t errlen);

@@ -109,6 +109,11 @@ int guest_boot_parse(const char *cmdline, struct guest_boot *b, char *err, size_
 			e = vlen ? take(b->port, sizeof(b->port), val, vlen) : -EINVAL;
 		else if (KEY("crgw.mtu"))
 			e = take_uint(&b->mtu, val, vlen, 65535);
+		else if (KEY("crgw.root"))
+			/* A device node, nothing else: "/dev/vda" */
+			e = vlen > 5 && !strncmp(val, "/dev/", 5) && !memmem(val, vlen, "..", 2)
+				    ? take(b->root, sizeof(b->root), val, vlen)
+				    : -EINVAL;
 		else if (KEY("crgw.vsock"))
 			e = take_uint(&b->vsock, val, vlen, 0xfffffffeu);
 			/* Other crgw.* names are for later versions: ignored, so an older agent still boots. */
@@ -127,6 +132,42 @@ static void mount_one(const char *src, const char *dir, const char *type, unsign
 	/* EBUSY: an initramfs mounted it already and moved it here. */
 	if (mount(src, dir, type, flags, data) && errno != EBUSY)
 		guest_log("mounting %s on %s: %s", type, dir, strerror(errno));
+}
+
+int guest_switch_root(const char *dev, int wait_ms, char *err, size_t errlen)
+{
+	static const char *const moved[] = { "/dev", "/proc", "/sys", "/run", "/tmp" };
+	struct stat st;
+	char dst[64];
+
+	/* The disk's driver probes asynchronously after its module loads. */
+	for (int waited = 0; stat(dev, &st) != 0 && waited < wait_ms; waited += 20)
+		usleep(20000);
+	if (stat(dev, &st) != 0 || !S_ISBLK(st.st_mode)) {
+		snprintf(err, errlen, "%s: no such block device", dev);
+		return -ENODEV;
+	}
+	mkdir("/newroot", 0755);
+	if (mount(dev, "/newroot", "ext4", MS_NOATIME, NULL)) {
+		int e = -errno;
+
+		snprintf(err, errlen, "mounting %s: %s", dev, strerror(errno));
+		return e;
+	}
+	for (size_t i = 0; i < sizeof(moved) / sizeof(moved[0]); i++) {
+		snprintf(dst, sizeof(dst), "/newroot%s", moved[i]);
+		mkdir(dst, 0755);
+		/* What did not move is mounted again inside by guest_mount_all. */
+		if (mount(moved[i], dst, NULL, MS_MOVE, NULL))
+			guest_log("moving %s: %s", moved[i], strerror(errno));
+	}
+	if (chdir("/newroot") || mount(".", "/", NULL, MS_MOVE, NULL) || chroot(".") || chdir("/")) {
+		int e = -errno;
+
+		snprintf(err, errlen, "switching to %s: %s", dev, strerror(errno));
+		return e;
+	}
+	return 0;
 }
 
 void guest_mount_all(void)

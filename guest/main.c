@@ -118,6 +118,14 @@ static int run_init(void)
 		guest_log("kernel command line: %s", err);
 		power_off();
 	}
+	/* An image's root: without it nothing the host asked for could run, so no agent either. */
+	if (boot.root[0]) {
+		if (guest_switch_root(boot.root, 10000, err, sizeof(err))) {
+			guest_log("root file system: %s", err);
+			power_off();
+		}
+		guest_mount_all();
+	}
 	/* A network that fails to come up is logged; commands still run, and the host's checks see it. */
 	if (guest_network_up(&boot, err, sizeof(err)))
 		guest_log("network: %s", err);

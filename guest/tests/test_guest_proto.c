@@ -191,6 +191,11 @@ static void test_boot(void)
 	tap_result(guest_boot_parse("crgw.vsock=1024 crgw.port=other", &b, err, sizeof(err)) == 0 && b.vsock == 1024 &&
 		       !strcmp(b.port, "other"),
 		   "crgw.vsock and crgw.port");
+	tap_result(guest_boot_parse("crgw.root=/dev/vda", &b, err, sizeof(err)) == 0 && !strcmp(b.root, "/dev/vda"),
+		   "crgw.root names the image's device");
+	tap_result(guest_boot_parse("crgw.root=/etc/passwd", &b, err, sizeof(err)) == -EINVAL &&
+			   guest_boot_parse("crgw.root=/dev/../etc", &b, err, sizeof(err)) == -EINVAL,
+		   "crgw.root outside /dev, or climbing out of it, refused");
 	tap_result(guest_boot_parse("crgw.mtu=99999999999", &b, err, sizeof(err)) == -EINVAL,
 		   "an MTU out of range refused");
 	tap_result(guest_boot_parse("crgw.ip", &b, err, sizeof(err)) == -EINVAL,
