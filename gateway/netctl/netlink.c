@@ -382,7 +382,7 @@ int crgw_netctl_tap_create(const struct crgw_tap_spec *spec, int *host_ifindex)
 	memset(&ifr, 0, sizeof(ifr));
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", spec->host_ifname);
 	/* The VMM opens it again by name with the same flags; vnet_hdr lets virtio-net offload checksums. */
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL;
+	ifr.ifr_flags = (short)(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL); /* 0x8000 is the sign bit of the short */
 	if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
 		err = -errno;
 		close(fd);
