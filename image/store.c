@@ -240,7 +240,7 @@ int img_build(struct crgw_image_store *s, const char *id, json_t *record, const 
 			char why[768];
 
 			snprintf(why, sizeof(why), "%s", err);
-			img_fail(err, errlen, rc, "layer %zu/%zu %.19s…: %s", i + 1, json_array_size(layers), digest, why);
+			img_fail(err, errlen, rc, "layer %zu/%zu %.19s...: %s", i + 1, json_array_size(layers), digest, why);
 			goto out;
 		}
 		/* Verified when it arrived; again here, so a store damaged since never becomes an image. */

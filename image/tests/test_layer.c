@@ -227,7 +227,7 @@ static void test_good(void)
 	struct crgw_image_tree *t;
 	char err[512], l1[600], l2[600], l3[600], out[600], big[70000];
 	char slow[200];
-	uint64_t size;
+	uint64_t size = 0;
 	int rc;
 
 	/* Layer 1, uncompressed: every type. */
