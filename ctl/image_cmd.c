@@ -268,8 +268,12 @@ int cmd_image(int argc, char **argv)
 		goto out;
 	}
 	if (!strcmp(sub, "pull") || !strcmp(sub, "import")) {
+		/* An import records the tarball's absolute path, which says more later than a relative one. */
+		char *abs = strcmp(sub, "import") ? NULL : realpath(argv[0], NULL);
 		int e = !strcmp(sub, "pull") ? crgw_image_pull(s, argv[0], &o, id, err, sizeof(err))
-					     : crgw_image_import(s, argv[0], &o, id, err, sizeof(err));
+					     : crgw_image_import(s, abs ? abs : argv[0], &o, id, err, sizeof(err));
+
+		free(abs);
 
 		if (u.tty && !u.json)
 			fprintf(stderr, "\r\033[K");

@@ -186,6 +186,31 @@ int img_blob_put(const struct crgw_image_store *s, const char *digest, const voi
 	return img_blob_commit(s, fd, tmp, digest, err, errlen);
 }
 
+/* sha256 of what `fd` holds from its start; leaves it at the start again. */
+static int hash_fd(int fd, char out[CRGW_IMAGE_ID_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char md[32];
+	char buf[65536];
+	ssize_t n;
+	int rc = 0;
+
+	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		EVP_MD_CTX_free(ctx);
+		return -ENOMEM;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		EVP_DigestUpdate(ctx, buf, (size_t)n);
+	if (n < 0 || lseek(fd, 0, SEEK_SET) < 0)
+		rc = -errno;
+	else
+		EVP_DigestFinal_ex(ctx, md, NULL);
+	EVP_MD_CTX_free(ctx);
+	if (!rc)
+		img_hex_digest(md, out);
+	return rc;
+}
+
 static void iso_now(char *buf, size_t size)
 {
 	time_t now = time(NULL);
@@ -234,20 +259,29 @@ int img_build(struct crgw_image_store *s, const char *id, json_t *record, const 
 			rc = img_fail(err, errlen, -errno, "layer %s: %s", digest, strerror(errno));
 			goto out;
 		}
-		rc = crgw_image_tree_apply(t, fd, sha, err, errlen);
+		/*
+		 * Verified when it arrived; again here, before a byte of it is unpacked, so a store damaged since
+		 * never becomes an image (and a damaged blob is not mistaken for a hostile archive).
+		 */
+		if ((rc = hash_fd(fd, sha))) {
+			close(fd);
+			rc = img_fail(err, errlen, rc, "layer %s: %s", digest, strerror(-rc));
+			goto out;
+		}
+		if (strcmp(sha, digest)) {
+			close(fd);
+			unlink(blob);
+			rc = img_fail(err, errlen, -EIO, "layer %s in the store reads as %s: removed, pull again", digest,
+				      sha);
+			goto out;
+		}
+		rc = crgw_image_tree_apply(t, fd, NULL, err, errlen);
 		close(fd);
 		if (rc) {
 			char why[768];
 
 			snprintf(why, sizeof(why), "%s", err);
 			img_fail(err, errlen, rc, "layer %zu/%zu %.19s...: %s", i + 1, json_array_size(layers), digest, why);
-			goto out;
-		}
-		/* Verified when it arrived; again here, so a store damaged since never becomes an image. */
-		if (strcmp(sha, digest)) {
-			unlink(blob);
-			rc = img_fail(err, errlen, -EIO, "layer %s in the store reads as %s: removed, pull again", digest,
-				      sha);
 			goto out;
 		}
 	}

@@ -391,17 +391,22 @@ static int apply_entry(struct crgw_image_tree *t, struct archive *a, struct arch
 		return 0;
 	}
 	base = split(path, parent_path, sizeof(parent_path));
-	if ((rc = walk(t, parent_path, true, &dir, why)))
-		return rc;
 
-	/* Whiteouts hide what lower layers made; never what this layer made (OCI image spec, layer.md). */
+	/*
+	 * Whiteouts hide what lower layers made; never what this layer made (OCI image spec, layer.md). One in a
+	 * directory that does not exist hides nothing and makes nothing.
+	 */
 	if (!strncmp(base, ".wh.", 4)) {
+		if ((rc = walk(t, parent_path, false, &dir, why)))
+			return rc == -ENOENT ? 0 : rc;
 		if (!strcmp(base, ".wh..wh..opq"))
 			make_opaque(t, dir);
 		else if (strncmp(base, ".wh..wh.", 8) && (old = img_child(t, dir, base + 4)) && old->layer < t->layer)
 			node_remove(t, old);
 		return 0;
 	}
+	if ((rc = walk(t, parent_path, true, &dir, why)))
+		return rc;
 
 	old = img_child(t, dir, base);
 	if ((link = archive_entry_hardlink(e))) {

@@ -126,6 +126,19 @@ ok "$?" \
 ctl rm "$amd" >/dev/null 2>&1
 no_leftovers 3
 ok "$?" "rm removes the image"
+# A blob damaged in the layer store after it was verified: the next build notices, removes it, fails clearly;
+# the pull after that fetches it again.
+l=$(jq -r '.layers[0].digest' <<<"$rec")
+f=$STORE/blobs/sha256/${l#sha256:}
+ctl rm "$multi" >/dev/null 2>&1
+ok "$([ -f "$f" ] && echo 0 || echo 1)" "rm keeps the blobs another image uses"
+head -c "$(stat -c %s "$f")" /dev/urandom >"$f.new" && mv "$f.new" "$f"
+out=$(ctl pull "oci.test/crgw/img-index@$multi" 2>&1)
+rc=$?
+ok "$([ $rc -ne 0 ] && grep -q 'in the store reads as' <<<"$out" && [ ! -e "$f" ] && no_leftovers 2 && echo 0 ||
+	echo 1)" "a damaged blob in the layer store fails the build and is removed (exit $rc)"
+ctl pull "oci.test/crgw/img-index@$multi" >/dev/null 2>&1
+ok "$?" "the next pull fetches it again"
 
 # ---- the token flow: oci-auth.test with and without credentials -----------------------------------------
 S2=$T/store-auth

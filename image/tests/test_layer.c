@@ -283,6 +283,7 @@ static void test_good(void)
 	file(&b, "replace/was-file/now-dir", "d\n");
 	file(&b, "replace/was-dir", "now a file\n");
 	file(&b, "many/.wh.entry-with-a-longish-name-0000", "");
+	file(&b, "nowhere/.wh.x", "");
 	tar_close(&b);
 	snprintf(l2, sizeof(l2), "%s", b.path);
 
@@ -346,6 +347,7 @@ static void test_good(void)
 	tap_result(absent("/many/entry-with-a-longish-name-0000") && content("/many/entry-with-a-longish-name-2999", "m"),
 		   "a directory of 3000 entries");
 	tap_result(has("/lost+found", "Type: directory"), "lost+found made");
+	tap_result(absent("/nowhere"), "a whiteout in a directory that does not exist makes nothing");
 }
 
 /* Writes a one-entry-list tar and expects the apply to fail with `want`. */
