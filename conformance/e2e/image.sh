@@ -10,8 +10,11 @@
 # non-zero exit and no image nor temporary file left. crgw-ctl runs inside the test network's namespace, so
 # every name resolves there (its resolver) and no packet leaves the test addresses.
 # TAP output. Needs root. Run it under `flock /tmp/crgw-e2e.lock` beside other engineers' e2e runs.
+# Last, through the gateway: crgw-ctl image pull --registry-mirror inside a crgw-ctl run sandbox, through the
+# OCI mediation on 8170 and its content cache, audited.
 # usage: image.sh CRGW CRGW_CTL
 set -uo pipefail
+CRGW=$1
 CTL=$2
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib/testnet.sh
@@ -22,6 +25,7 @@ source "$here/lib.sh"
 T=$(mktemp -d /tmp/crgw-e2e-image.XXXXXX)
 chmod 0755 "$T"
 testnet_on_exit '[ -n "${CRGW_E2E_KEEP:-}" ] && echo "# kept $T" || rm -rf "$T"'
+testnet_on_exit 'gw_stop >/dev/null 2>&1'
 testnet_up "$T/net" || { echo "Bail out! the test network did not come up"; exit 1; }
 testnet_registries_up || { echo "Bail out! the test registries did not come up"; exit 1; }
 V2=$TN_STATE/oci/data/docker/registry/v2
@@ -196,5 +200,34 @@ ok "$([ "$id" = "sha256:$(sha256sum <"$T/rootfs.tgz" | cut -d' ' -f1)" ] && echo
 	"import: the tarball's sha256 is the image's id"
 ok "$(debugfs -R 'cat /bin/hi' "$(ctl rootfs "$id")" 2>/dev/null | grep -q imported && echo 0 || echo 1)" \
 	"import: its files are in the ext4 image"
+
+# ---- through the gateway's OCI mediation, from inside a sandbox ----------------------------------------------
+printf 'mediation:\n  ca_file: %s\n' "$TN_CA" >"$T/crgw.yaml"
+if gw_start "$T" --config "$T/crgw.yaml"; then
+	W=$T/mirror
+	mkdir -p "$W"
+	cp "$CTL" "$W/crgw-ctl"
+	printf 'version: 1\nsandbox:\n  network:\n    default: deny\nregistries:\n  oci:\n    enable: true\n    allowed_hosts: [oci.test]\n' \
+		>"$W/cleanroom.yaml"
+	mirror_pull() { # mirror_pull STORE
+		"$CTL" run --rm --policy "$W/cleanroom.yaml" --workspace "$W" --workspace-mode rw -- sh -c \
+			"/workspace/crgw-ctl image pull --store /workspace/$1 --registry-mirror http://\$CRGW_GATEWAY:8170/registry/oci oci.test/crgw/hello@$hello_digest"
+	}
+	out=$(mirror_pull store1 2>&1)
+	ok "$([ "$(tail -n1 <<<"$out")" = "$hello_digest" ] && echo 0 || echo 1)" \
+		"pull --registry-mirror from a sandbox through the gateway's OCI mediation ($(tail -c 200 <<<"$out"))"
+	r1=$W/store1/images/${hello_digest#sha256:}/rootfs.ext4
+	check "its ext4 is clean and holds /hello.txt" -- sh -c \
+		"e2fsck -fn '$r1' && debugfs -R 'cat /hello.txt' '$r1' | grep -q ."
+	hello_layer=$(jq -r '.layers[0].digest' "$W/store1/images/${hello_digest#sha256:}/image.json")
+	check "audited: the layer's connection_end through mediation" -- audit_has "$T/audit.log" \
+		"select(.event==\"connection_end\" and .registry==\"oci\" and .version==\"$hello_layer\")"
+	out=$(mirror_pull store2 2>&1)
+	ok "$([ "$(tail -n1 <<<"$out")" = "$hello_digest" ] && echo 0 || echo 1)" "a second pull into another store"
+	check "its layer came from the gateway's content cache" -- audit_has "$T/audit.log" \
+		"select(.event==\"connection_end\" and .registry==\"oci\" and .version==\"$hello_layer\" and .cache==\"hit\")"
+else
+	ok 1 "crgw started for the mirror pulls"
+fi
 
 tap_done
