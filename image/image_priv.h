@@ -14,6 +14,7 @@
 /* One file of the merged tree; several nodes share one when they are hard links. */
 struct img_inode {
 	unsigned refs;     /* nodes naming it */
+	unsigned subdirs;  /* directories: child directories (each a link to this one in ext4) */
 	unsigned mode;     /* S_IFMT | 07777 */
 	uint32_t uid, gid;
 	int64_t mtime;

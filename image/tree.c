@@ -15,6 +15,11 @@
 #define NAME_MAX_BYTES 255
 #define PATH_MAX_BYTES 4095
 #define TARGET_MAX_BYTES 4095
+/*
+ * ext4's link count is 16 bits: a file with more names, or a directory with more subdirectories, would
+ * wrap it (the kernel's dir_nlink trick aside). Far beyond any real image, so refused.
+ */
+#define LINKS_MAX 60000
 
 int img_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
@@ -125,6 +130,8 @@ static void node_remove(struct crgw_image_tree *t, struct img_node *n)
 			n->next->prev = n->prev;
 		else
 			n->parent->last = n->prev;
+		if (S_ISDIR(n->inode->mode))
+			n->parent->inode->subdirs--;
 		t->nnodes--;
 	}
 	inode_put(n->inode);
@@ -139,6 +146,8 @@ static int node_add(struct crgw_image_tree *t, struct img_node *dir, const char 
 	struct img_node *n;
 	size_t k;
 
+	if (in->refs >= LINKS_MAX || (S_ISDIR(in->mode) && dir->inode->subdirs >= LINKS_MAX))
+		return -EMLINK;
 	if (t->nnodes + 1 > t->nbuckets && grow(t))
 		return -ENOMEM;
 	n = calloc(1, sizeof(*n));
@@ -150,6 +159,8 @@ static int node_add(struct crgw_image_tree *t, struct img_node *dir, const char 
 	n->inode = in;
 	n->layer = t->layer;
 	in->refs++;
+	if (S_ISDIR(in->mode))
+		dir->inode->subdirs++;
 	n->prev = dir->last;
 	if (dir->last)
 		dir->last->next = n;
@@ -295,11 +306,13 @@ static int walk(struct crgw_image_tree *t, const char *path, bool make, struct i
 
 			if (!make)
 				return *why = "no such directory", -ENOENT;
+			int rc;
+
 			if (!(in = inode_new(S_IFDIR | 0755)))
 				return -ENOMEM;
-			if (node_add(t, d, name, in, &c)) {
+			if ((rc = node_add(t, d, name, in, &c))) {
 				free(in);
-				return -ENOMEM;
+				return rc == -EMLINK ? (*why = "more than 60000 subdirectories in one directory", -EINVAL) : rc;
 			}
 		} else if (!S_ISDIR(c->inode->mode)) {
 			return *why = "path through a non-directory (links are never followed)", -EINVAL;
@@ -431,7 +444,7 @@ static int apply_entry(struct crgw_image_tree *t, struct archive *a, struct arch
 			node_remove(t, old);
 		rc = node_add(t, dir, base, in, &n);
 		inode_put(in);
-		return rc;
+		return rc == -EMLINK ? (*why = "more than 60000 names for one file", -EINVAL) : rc;
 	}
 
 	switch (type) {
@@ -464,7 +477,7 @@ static int apply_entry(struct crgw_image_tree *t, struct archive *a, struct arch
 	in->mtime = archive_entry_mtime(e);
 	if ((rc = node_add(t, dir, base, in, &n))) {
 		free(in);
-		return rc;
+		return rc == -EMLINK ? (*why = "more than 60000 subdirectories in one directory", -EINVAL) : rc;
 	}
 	if (type == AE_IFLNK) {
 		const char *target = archive_entry_symlink(e);

@@ -424,6 +424,25 @@ static void b_longname(struct tarb *b)
 	p[256] = 0;
 	file(b, p, "x");
 }
+static void b_many_links(struct tarb *b)
+{
+	file(b, "f", "x");
+	for (int i = 0; i < 60000; i++) {
+		char p[32];
+
+		snprintf(p, sizeof(p), "l%d", i);
+		hardlink(b, p, "f");
+	}
+}
+static void b_many_subdirs(struct tarb *b)
+{
+	for (int i = 0; i < 60001; i++) {
+		char p[32];
+
+		snprintf(p, sizeof(p), "d/%d/", i);
+		dir_(b, p);
+	}
+}
 static void b_bomb(struct tarb *b)
 {
 	/* 64 MiB of zeros: about 64 KiB gzipped, past the test's 16 MiB limit. */
@@ -526,6 +545,10 @@ int main(void)
 	refused("a path 41 deep (limit 32)", -EINVAL, b_deep, "none");
 	refused("1100 entries (limit 1000)", -E2BIG, b_many, "none");
 	refused("a 256-byte name", -EINVAL, b_longname, "none");
+	lim.max_entries = 100000;
+	refused("60001 names for one file (ext4 counts links in 16 bits)", -EINVAL, b_many_links, "gzip");
+	refused("60001 subdirectories in one directory", -EINVAL, b_many_subdirs, "gzip");
+	lim.max_entries = 1000;
 	refused("a gzip bomb, one 64 MiB file (limit 16 MiB)", -E2BIG, b_bomb, "gzip");
 	refused("a zstd bomb of twenty 1 MiB files (limit 16 MiB)", -E2BIG, b_bomb_many, "zstd");
 	test_truncated();
