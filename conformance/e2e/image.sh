@@ -209,9 +209,11 @@ if gw_start "$T" --config "$T/crgw.yaml"; then
 	cp "$CTL" "$W/crgw-ctl"
 	printf 'version: 1\nsandbox:\n  network:\n    default: deny\nregistries:\n  oci:\n    enable: true\n    allowed_hosts: [oci.test]\n' \
 		>"$W/cleanroom.yaml"
+	# LeakSanitizer cannot stop the world under the sandbox's seccomp filter: leaks are checked by the pulls
+	# above, on the host; in the sandbox (an ASan build of crgw-ctl) only ASan and UBSan.
 	mirror_pull() { # mirror_pull STORE
 		"$CTL" run --rm --policy "$W/cleanroom.yaml" --workspace "$W" --workspace-mode rw -- sh -c \
-			"/workspace/crgw-ctl image pull --store /workspace/$1 --registry-mirror http://\$CRGW_GATEWAY:8170/registry/oci oci.test/crgw/hello@$hello_digest"
+			"ASAN_OPTIONS=detect_leaks=0 /workspace/crgw-ctl image pull --store /workspace/$1 --registry-mirror http://\$CRGW_GATEWAY:8170/registry/oci oci.test/crgw/hello@$hello_digest"
 	}
 	out=$(mirror_pull store1 2>&1)
 	ok "$([ "$(tail -n1 <<<"$out")" = "$hello_digest" ] && echo 0 || echo 1)" \
