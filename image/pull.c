@@ -340,7 +340,8 @@ static int get(struct puller *p, const char *url, const char *accept, struct sin
 {
 	long status = get_once(p, url, accept, k);
 
-	if (status == 401 && k->challenge && !p->auth) {
+	/* A first challenge, or a token that expired during a long pull: one new token, one more try. */
+	if (status == 401 && k->challenge) {
 		char *ch = k->challenge;
 		int rc;
 

@@ -89,6 +89,18 @@ int crgw_image_store_open(const char *dir, struct crgw_image_store **out, char *
 	if (!(s = calloc(1, sizeof(*s))))
 		return img_fail(err, errlen, -ENOMEM, "out of memory");
 	snprintf(s->dir, sizeof(s->dir), "%s", dir);
+	/* Missing parents are made 0755 (as /var/lib is); the store itself and what is in it 0700. */
+	snprintf(path, sizeof(path), "%s", dir);
+	for (char *p = path + 1; (p = strchr(p, '/')); p++) {
+		*p = 0;
+		if (mkdir(path, 0755) && errno != EEXIST) {
+			int e = -errno;
+
+			free(s);
+			return img_fail(err, errlen, e, "%s: %s", path, strerror(-e));
+		}
+		*p = '/';
+	}
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
 		snprintf(path, sizeof(path), "%s%s", dir, subs[i]);
 		if (mkdir(path, 0700) && errno != EEXIST) {
