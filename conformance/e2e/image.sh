@@ -61,7 +61,7 @@ push() { # push KIND REPO: every blob and manifest of fixture KIND into REPO on 
 	done <"$dir/push"
 }
 digest_of() { printf 'sha256:%s\n' "$(sha256sum <"$T/fx/$1/manifest-$2" | cut -d' ' -f1)"; }
-for k in good index truncated escape bomb mismatch; do
+for k in good index truncated escape bomb mismatch big; do
 	push "$k" "crgw/img-$k" || { echo "Bail out! pushing fixture $k failed"; exit 1; }
 done
 
@@ -200,6 +200,33 @@ ok "$([ "$id" = "sha256:$(sha256sum <"$T/rootfs.tgz" | cut -d' ' -f1)" ] && echo
 	"import: the tarball's sha256 is the image's id"
 ok "$(debugfs -R 'cat /bin/hi' "$(ctl rootfs "$id")" 2>/dev/null | grep -q imported && echo 0 || echo 1)" \
 	"import: its files are in the ext4 image"
+
+# ---- killed in the middle: nothing usable left, the next run resumes ---------------------------------------
+S3=$T/store-kill
+big=$(digest_of big 1)
+killed_at() { # killed_at EVENT: a pull of the big image, SIGKILLed at its first EVENT; prints what it saw
+	local line pid seen=no
+	exec 3< <(exec ip netns exec "$TN_NS" "$CTL" image pull --json --store "$S3" --ca-file "$TN_CA" \
+		"oci.test/crgw/img-big@$big" 2>/dev/null)
+	pid=$!
+	while read -r line <&3; do
+		case $line in *"\"event\":\"$1\""*) kill -9 "$pid" 2>/dev/null && seen=yes; break ;; esac
+	done
+	exec 3<&-
+	wait "$pid" 2>/dev/null
+	echo "$seen"
+}
+seen=$(killed_at blob)
+ok "$([ "$seen" = yes ] && [ ! -e "$S3/images/${big#sha256:}" ] && echo 0 || echo 1)" \
+	"a pull killed while a blob downloads leaves no image"
+seen=$(killed_at apply)
+ok "$([ "$seen" = yes ] && [ ! -e "$S3/images/${big#sha256:}" ] && echo 0 || echo 1)" \
+	"a pull killed while its layers are applied leaves no image"
+events=$(testnet_exec "$CTL" image pull --json --store "$S3" --ca-file "$TN_CA" "oci.test/crgw/img-big@$big" 2>&1)
+jq -se '([.[] | select(.event == "blob_done")] | length == 2 and all(.cached)) and .[-1].event == "done"' \
+	<<<"$events" >/dev/null
+ok "$?" "the next run completes from the blobs already verified, fetching none"
+check "its ext4 is clean" -- e2fsck -fn "$S3/images/${big#sha256:}/rootfs.ext4"
 
 # ---- through the gateway's OCI mediation, from inside a sandbox ----------------------------------------------
 printf 'mediation:\n  ca_file: %s\n' "$TN_CA" >"$T/crgw.yaml"

@@ -131,6 +131,13 @@ def main():
     r.image("1", [(bomb, gz(bomb), MT_TGZ)])
     r.done()
 
+    # Big enough that a pull can be killed in the middle: 96 MiB that no compression shrinks.
+    r = Repo(out, "big")
+    noise = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range((96 << 20) // 32))
+    big = tar([("noise", "file", noise, 0o644)])
+    r.image("1", [(big, big, MT_TAR)])
+    r.done()
+
     r = Repo(out, "mismatch")
     odd = tar([("file", "file", b"the registry will serve other bytes\n", 0o644)])
     r.image("1", [(odd, gz(odd), MT_TGZ)])
