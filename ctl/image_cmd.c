@@ -71,6 +71,8 @@ static void on_progress(const struct crgw_image_progress *p, void *arg)
 		}
 		if (p->ev == CRGW_IMAGE_EV_BLOB_DONE || p->ev == CRGW_IMAGE_EV_DONE)
 			json_object_set_new(j, "cached", json_boolean(p->cached));
+		if (p->ev == CRGW_IMAGE_EV_BLOB_DONE && p->resumed)
+			json_object_set_new(j, "resumed", json_integer((json_int_t)p->resumed));
 		if (p->ev == CRGW_IMAGE_EV_WRITE)
 			json_object_set_new(j, "content_bytes", json_integer((json_int_t)p->total));
 		char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -99,8 +100,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 	struct sink *k = arg;
 	size_t len = size * n;
 
-	/* Only a 200's body is kept: a 401 or a redirect says nothing about the blob. */
-	if (k->status != 200)
+	/* Only a 200's or a 206's body is kept: a 401 or a redirect says nothing about the blob. */
+	if (k->status != 200 && k->status != 206)
 		return len;
 	/* Never more than the manifest said: a registry that sends more is cut here, not after. */
 	if (k->got + len > k->limit) {
@@ -144,20 +145,21 @@ static int on_xfer(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t u
 	if ((now.tv_sec - k->last.tv_sec) * 1000 + (now.tv_nsec - k->last.tv_nsec) / 1000000 < 100)
 		return 0;
 	k->last = now;
-	img_progress(k->o, CRGW_IMAGE_EV_BLOB, k->digest, (uint64_t)dlnow, k->limit, k->index, k->count, false);
+	(void)dlnow;
+	img_progress(k->o, CRGW_IMAGE_EV_BLOB, k->digest, k->got, k->limit, k->index, k->count, false);
 	return 0;
 }
 
-static void sink_reset(struct sink *k)
+/* Forgets what a file sink holds, for a download from the start. */
+static int sink_restart(struct sink *k)
 {
-	free(k->challenge);
-	k->challenge = NULL;
-	k->ctype[0] = 0;
-	k->len = 0;
+	if (ftruncate(k->fd, 0) || lseek(k->fd, 0, SEEK_SET))
+		return -errno;
 	k->got = 0;
 	k->over = false;
 	if (k->md)
 		EVP_DigestInit_ex(k->md, EVP_sha256(), NULL);
+	return 0;
 }
 
 static CURL *easy(const struct puller *p, const char *url, struct sink *k, struct curl_slist *hdrs)
@@ -206,13 +208,29 @@ static long get_once(struct puller *p, const char *url, const char *accept, stru
 		h = curl_slist_append(h, accept);
 	if (p->auth)
 		h = curl_slist_append(h, p->auth);
-	if (!(c = easy(p, url, k, h))) {
-		curl_slist_free_all(h);
-		return img_fail(p->err, p->errlen, -ENOMEM, "out of memory");
+	for (;;) {
+		if (!(c = easy(p, url, k, h))) {
+			curl_slist_free_all(h);
+			return img_fail(p->err, p->errlen, -ENOMEM, "out of memory");
+		}
+		/* A file sink that holds the start of the blob asks for the rest (Range: bytes=N-). */
+		if (k->fd >= 0 && k->got)
+			curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)k->got);
+		cc = curl_easy_perform(c);
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_cleanup(c);
+		/* A registry that cannot serve a range: from the start, once. */
+		if (cc == CURLE_RANGE_ERROR && k->fd >= 0 && k->got) {
+			int e = sink_restart(k);
+
+			if (e) {
+				curl_slist_free_all(h);
+				return img_fail(p->err, p->errlen, e, "truncating a temporary file: %s", strerror(-e));
+			}
+			continue;
+		}
+		break;
 	}
-	cc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
 	curl_slist_free_all(h);
 	if (k->over)
 		return img_fail(p->err, p->errlen, -E2BIG, "%s: the registry sent more than the %llu bytes expected",
@@ -335,7 +353,7 @@ out:
 	return rc;
 }
 
-/* GET with one retry after the token flow when the registry challenges. Returns 0 for a 200. */
+/* GET with one retry after the token flow when the registry challenges. Returns 0 for a 200 (or a 206). */
 static int get(struct puller *p, const char *url, const char *accept, struct sink *k, const char *what)
 {
 	long status = get_once(p, url, accept, k);
@@ -350,14 +368,13 @@ static int get(struct puller *p, const char *url, const char *accept, struct sin
 		free(ch);
 		if (rc)
 			return rc;
-		if (k->fd >= 0 && (ftruncate(k->fd, 0) || lseek(k->fd, 0, SEEK_SET)))
-			return img_fail(p->err, p->errlen, -errno, "truncating a temporary file");
-		sink_reset(k);
+		/* The 401's body was not kept (on_body), so what the sink holds is still good. */
+		k->ctype[0] = 0;
 		status = get_once(p, url, accept, k);
 	}
 	if (status < 0)
 		return (int)status;
-	if (status == 200)
+	if (status == 200 || (status == 206 && k->fd >= 0))
 		return 0;
 	if (status == 401 || status == 403)
 		return img_fail(p->err, p->errlen, -EACCES, "%s: the registry refused access (%ld)", what, status);
@@ -471,6 +488,49 @@ static bool layer_type_ok(const char *t)
 	return false;
 }
 
+/*
+ * Opens tmp/partial-<hex>, what an earlier run of any pull fetched of this blob, locked so that one process
+ * at a time continues it; hashes what it holds into `k`. Falls back to a fresh temporary file when another
+ * process holds it. Returns the descriptor or -errno; `*resumable` says which it is.
+ */
+static int open_partial(struct crgw_image_store *s, const struct oci_descriptor *d, struct sink *k, char *tmp,
+			size_t size, bool *resumable)
+{
+	char buf[65536];
+	struct stat st;
+	uint64_t have = 0;
+	ssize_t n;
+	int fd;
+
+	*resumable = false;
+	snprintf(tmp, size, "%s/tmp/partial-%s", s->dir, d->digest + 7);
+	fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		if (fd >= 0)
+			close(fd);
+		return img_tmp_file(s, tmp, size);
+	}
+	*resumable = true;
+	if ((uint64_t)st.st_size > (uint64_t)d->size) {
+		if (ftruncate(fd, 0))
+			goto bad;
+		return fd;
+	}
+	/* Not verified yet: its hash continues into the download's, and the whole is checked at the end. */
+	while (have < (uint64_t)st.st_size && (n = read(fd, buf, sizeof(buf))) > 0) {
+		EVP_DigestUpdate(k->md, buf, (size_t)n);
+		have += (uint64_t)n;
+	}
+	if (have != (uint64_t)st.st_size || lseek(fd, (off_t)have, SEEK_SET) < 0)
+		goto bad;
+	k->got = have;
+	return fd;
+bad:
+	close(fd);
+	unlink(tmp);
+	return -EIO;
+}
+
 /* One blob into the layer store, verified against `d` while it streams; skipped when already there. */
 static int fetch_blob(struct puller *p, struct crgw_image_store *s, const struct oci_descriptor *d, unsigned index,
 		      unsigned count)
@@ -480,6 +540,8 @@ static int fetch_blob(struct puller *p, struct crgw_image_store *s, const struct
 	const struct crgw_image_limits *lim = p->o ? p->o->limits : NULL;
 	struct crgw_image_limits dl;
 	unsigned char md[32];
+	uint64_t resumed = 0;
+	bool resumable = false;
 	int rc;
 
 	if (!lim) {
@@ -499,13 +561,16 @@ static int fetch_blob(struct puller *p, struct crgw_image_store *s, const struct
 	snprintf(url, sizeof(url), "%s/v2/%s/blobs/%s", p->base, p->ref.name, d->digest);
 	snprintf(what, sizeof(what), "blob %s", d->digest);
 	k.limit = (uint64_t)d->size;
-	if ((k.fd = img_tmp_file(s, tmp, sizeof(tmp))) < 0)
-		return img_fail(p->err, p->errlen, k.fd, "%s/tmp: %s", s->dir, strerror(-k.fd));
 	if (!(k.md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(k.md, EVP_sha256(), NULL)) {
-		rc = img_fail(p->err, p->errlen, -ENOMEM, "out of memory");
-		goto out;
+		EVP_MD_CTX_free(k.md);
+		return img_fail(p->err, p->errlen, -ENOMEM, "out of memory");
 	}
-	if ((rc = get(p, url, NULL, &k, what)))
+	if ((k.fd = open_partial(s, d, &k, tmp, sizeof(tmp), &resumable)) < 0) {
+		EVP_MD_CTX_free(k.md);
+		return img_fail(p->err, p->errlen, k.fd, "%s/tmp: %s", s->dir, strerror(-k.fd));
+	}
+	resumed = k.got;
+	if (k.got < (uint64_t)d->size && (rc = get(p, url, NULL, &k, what)))
 		goto out;
 	if (k.got != (uint64_t)d->size) {
 		rc = img_fail(p->err, p->errlen, -EBADMSG, "%s: %llu bytes arrived, the manifest says %lld (truncated)",
@@ -515,17 +580,28 @@ static int fetch_blob(struct puller *p, struct crgw_image_store *s, const struct
 	EVP_DigestFinal_ex(k.md, md, NULL);
 	img_hex_digest(md, got);
 	if (strcmp(got, d->digest)) {
-		rc = img_fail(p->err, p->errlen, -EBADMSG, "%s: digest mismatch: the registry's bytes are %s", what, got);
+		rc = img_fail(p->err, p->errlen, -EBADMSG, "%s: digest mismatch: the registry's bytes are %s%s", what,
+			      got, resumed ? " (with what an earlier run fetched: removed, pull again)" : "");
 		goto out;
 	}
 	rc = img_blob_commit(s, k.fd, tmp, d->digest, p->err, p->errlen);
 	k.fd = -1;
-	if (!rc)
-		img_progress(p->o, CRGW_IMAGE_EV_BLOB_DONE, d->digest, k.got, k.got, index, count, false);
+	if (!rc) {
+		struct crgw_image_progress ev = { .ev = CRGW_IMAGE_EV_BLOB_DONE, .digest = d->digest, .bytes = k.got,
+						  .total = k.got, .index = index, .count = count, .resumed = resumed };
+
+		if (p->o && p->o->progress)
+			p->o->progress(&ev, p->o->progress_arg);
+	}
 out:
 	if (k.fd >= 0) {
 		close(k.fd);
-		unlink(tmp);
+		/*
+		 * What arrived before a network failure stays for the next run to continue (it is checked then,
+		 * whole); bytes that proved wrong, or a temporary file that is not the shared partial, go.
+		 */
+		if (!resumable || rc == -EBADMSG || rc == -E2BIG)
+			unlink(tmp);
 	}
 	free(k.challenge);
 	EVP_MD_CTX_free(k.md);

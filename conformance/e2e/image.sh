@@ -227,6 +227,23 @@ jq -se '([.[] | select(.event == "blob_done")] | length == 2 and all(.cached)) a
 	<<<"$events" >/dev/null
 ok "$?" "the next run completes from the blobs already verified, fetching none"
 check "its ext4 is clean" -- e2fsck -fn "$S3/images/${big#sha256:}/rootfs.ext4"
+# What an interrupted download leaves (tmp/partial-HEX) is continued with a Range request, then checked whole.
+big_layer=$(jq -r '.layers[0].digest' "$T/fx/big/manifest-1")
+h=${big_layer#sha256:}
+pull_in() { testnet_exec "$CTL" image pull --json --store "$1" --ca-file "$TN_CA" "oci.test/crgw/img-big@$big" 2>&1; }
+mkdir -p "$T/store-resume/tmp" "$T/store-badpart/tmp"
+head -c $((48 << 20)) "$T/fx/big/blobs/$h" >"$T/store-resume/tmp/partial-$h"
+events=$(pull_in "$T/store-resume")
+jq -se --arg d "$big_layer" 'any(.[]; .event == "blob_done" and .digest == $d and .resumed == 50331648)' \
+	<<<"$events" >/dev/null && [ -e "$T/store-resume/images/${big#sha256:}" ] && [ ! -e "$T/store-resume/tmp/partial-$h" ]
+ok "$?" "a half-fetched layer is continued from byte 48 MiB (Range), verified whole, the image made"
+head -c $((48 << 20)) /dev/urandom >"$T/store-badpart/tmp/partial-$h"
+out=$(pull_in "$T/store-badpart")
+grep -q 'digest mismatch.*earlier run fetched' <<<"$out" && [ ! -e "$T/store-badpart/tmp/partial-$h" ] &&
+	[ ! -e "$T/store-badpart/images/${big#sha256:}" ]
+ok "$?" "a partial download holding wrong bytes fails the digest check and is removed"
+pull_in "$T/store-badpart" >/dev/null && [ -e "$T/store-badpart/images/${big#sha256:}" ]
+ok "$?" "the next pull fetches the layer from the start"
 
 # ---- through the gateway's OCI mediation, from inside a sandbox ----------------------------------------------
 printf 'mediation:\n  ca_file: %s\n' "$TN_CA" >"$T/crgw.yaml"

@@ -40,7 +40,8 @@ void crgw_image_limits_default(struct crgw_image_limits *l);
 enum crgw_image_event {
 	CRGW_IMAGE_EV_MANIFEST,  /* digest: the manifest chosen (platform linux/amd64) */
 	CRGW_IMAGE_EV_BLOB,      /* digest, bytes of total: a blob downloading (called at most ~10 times/s) */
-	CRGW_IMAGE_EV_BLOB_DONE, /* digest, total: verified and stored; cached: it was already in the store */
+	CRGW_IMAGE_EV_BLOB_DONE, /* digest, total: verified and stored; cached: it was already in the store;
+				  * resumed: bytes an interrupted run had fetched */
 	CRGW_IMAGE_EV_APPLY,     /* digest, index of count: a layer being applied */
 	CRGW_IMAGE_EV_WRITE,     /* total: bytes of the ext4 image about to be written */
 	CRGW_IMAGE_EV_DONE,      /* digest: the image's id */
@@ -52,6 +53,7 @@ struct crgw_image_progress {
 	uint64_t bytes, total;
 	unsigned index, count; /* blobs or layers: 1-based index of count */
 	bool cached;
+	uint64_t resumed;      /* BLOB_DONE: bytes an earlier, interrupted run had fetched (Range) */
 };
 
 /* Called in the calling thread, synchronously, from inside pull/import. */
@@ -99,7 +101,8 @@ int crgw_image_resolve(const char *ref, const struct crgw_image_opts *o, char *p
  * Pulls `ref`, which must be pinned ("HOST[:PORT]/NAME[:TAG]@sha256:<hex>"; a tag alone is refused with
  * -EINVAL), into the store and makes its ext4 image; the image's id (the pinned digest) goes to `id`. An
  * image already in the store is not pulled again. Blobs already verified in the layer store are not
- * fetched again, so a run after an interruption resumes. On failure nothing usable is left behind.
+ * fetched again, and a blob an interrupted run had begun is continued where it stopped (HTTP Range; the
+ * whole checked against its digest), so a run after an interruption resumes. On failure no image is left.
  */
 int crgw_image_pull(struct crgw_image_store *s, const char *ref, const struct crgw_image_opts *o,
 		    char id[CRGW_IMAGE_ID_LEN], char *err, size_t errlen);
