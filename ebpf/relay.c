@@ -118,7 +118,7 @@ static int tcp_counts(int fd, uint64_t *rx, uint64_t *tx)
 	return 0;
 }
 
-int crgw_relay_add(struct crgw_relay *r, uint64_t tunnel, int client_fd, int upstream_fd)
+int crgw_relay_add(struct crgw_relay *r, uint64_t tunnel, int client_fd, int upstream_fd, uint64_t client_reply)
 {
 	struct relay_tunnel t;
 	struct relay_endpoint ep;
@@ -141,6 +141,7 @@ int crgw_relay_add(struct crgw_relay *r, uint64_t tunnel, int client_fd, int ups
 		t.base_rx[s] = rx;
 		t.base_tx[s] = tx;
 	}
+	t.base_tx[RELAY_SIDE_CLIENT] += client_reply;
 	if (bpf_map_update_elem(r->tunnels_fd, &tunnel, &t, BPF_NOEXIST)) {
 		rc = -errno;
 		goto out;

@@ -54,7 +54,7 @@ static struct {
 	int64_t started_us;
 	uid_t sock_uid;
 	gid_t sock_gid;
-} C = { .fd = -1 };
+} C = {.fd = -1};
 
 /* ---- replies ------------------------------------------------------------------------------------ */
 
@@ -109,17 +109,16 @@ static json_t *limits_json(const struct crgw_cgroup_limits *l, bool off)
 
 static json_t *usage_json(const struct crgw_cgroup_usage *u)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "memory_bytes", (json_int_t)u->memory,
-			 "memory_peak_bytes", (json_int_t)u->memory_peak, "cpu_us", (json_int_t)u->cpu_us, "pids",
-			 (json_int_t)u->pids, "oom_kills", (json_int_t)u->oom_kills, "pids_denied",
-			 (json_int_t)u->pids_denied);
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "memory_bytes", (json_int_t)u->memory, "memory_peak_bytes",
+			 (json_int_t)u->memory_peak, "cpu_us", (json_int_t)u->cpu_us, "pids", (json_int_t)u->pids,
+			 "oom_kills", (json_int_t)u->oom_kills, "pids_denied", (json_int_t)u->pids_denied);
 }
 
 /* The eBPF guard as a whole: its state, and what no sandbox's counters show. */
 static json_t *guard_stats_json(void)
 {
 	struct crgw_guard *g;
-	struct crgw_guard_stats st = { 0 };
+	struct crgw_guard_stats st = {0};
 	const char *state = crgw_registry_enforcement(NULL, &g);
 
 	if (g)
@@ -137,9 +136,9 @@ static json_t *guard_json(const struct crgw_guard_counters *g)
 	json_t *d = json_object();
 
 	for (unsigned c = CRGW_GUARD_PASS + 1; o && d && c < CRGW_GUARD_CLASS_COUNT; c++)
-		json_object_set_new(d, crgw_guard_reason_name(c),
-				    json_pack("{s:I, s:I}", "packets", (json_int_t)g->packets[c], "bytes",
-					      (json_int_t)g->bytes[c]));
+		json_object_set_new(
+		    d, crgw_guard_reason_name(c),
+		    json_pack("{s:I, s:I}", "packets", (json_int_t)g->packets[c], "bytes", (json_int_t)g->bytes[c]));
 	if (o && d)
 		json_object_set_new(o, "dropped", d);
 	else
@@ -167,10 +166,18 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 		json_object_set_new(o, "name", json_string(sb->name));
 	if (sb->holder_pid)
 		json_object_set_new(o, "holder_pid", json_integer(sb->holder_pid));
+	{
+		/* The MAC the anti-spoofing layers expect of the guest: a VMM gives it to its NIC. */
+		char mac[18];
+		const uint8_t *m = sb->guest_mac;
+
+		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+		json_object_set_new(o, "guest_mac", json_string(mac));
+	}
 	json_object_set_new(o, "limits", limits_json(&sb->limits, sb->cgroup == NULL));
 	if (sb->workspace_mode[0])
-		json_object_set_new(o, "workspace", json_pack("{s:s, s:s}", "mode", sb->workspace_mode, "dir",
-							      sb->workspace_dir));
+		json_object_set_new(o, "workspace",
+				    json_pack("{s:s, s:s}", "mode", sb->workspace_mode, "dir", sb->workspace_dir));
 	if (sb->data_dir[0])
 		json_object_set_new(o, "data_dir", json_string(sb->data_dir));
 	/* What a backend points the sandbox's tools at when it starts a command (docs/mediation.md). */
@@ -182,7 +189,7 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 		for (size_t i = 0; hosts && i < crgw_policy_git_host_count(sb->policy); i++)
 			json_array_append_new(hosts, json_string(crgw_policy_git_host(sb->policy, i)));
 		json_t *regs = json_object();
-		static const char *const names[] = { "npm", "pip", "go", "oci" };
+		static const char *const names[] = {"npm", "pip", "go", "oci"};
 
 		/* Each enabled registry's primary host, where the sandbox's tools are pointed. */
 		for (size_t i = 0; regs && i < sizeof(names) / sizeof(names[0]); i++) {
@@ -191,12 +198,12 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 			if (rule && rule->enable && rule->primary)
 				json_object_set_new(regs, names[i], json_string(rule->primary));
 		}
-		json_object_set_new(o, "mediation", json_pack("{s:s, s:o, s:o}", "url", url, "git_hosts",
-								hosts ? hosts : json_array(), "registries",
-								regs ? regs : json_object()));
+		json_object_set_new(o, "mediation",
+				    json_pack("{s:s, s:o, s:o}", "url", url, "git_hosts", hosts ? hosts : json_array(),
+					      "registries", regs ? regs : json_object()));
 	}
 	if (detail) {
-		struct crgw_nft_counters c = { 0 };
+		struct crgw_nft_counters c = {0};
 		struct crgw_cgroup_usage u;
 
 		struct crgw_guard_counters g;
@@ -206,20 +213,21 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 		if (crgw_sandbox_guard_counters(sb, &g) == 0) {
 			c.spoof.packets += g.packets[CRGW_GUARD_SPOOFED_SOURCE];
 			c.dns.packets += g.packets[CRGW_GUARD_DNS_BYPASS_ATTEMPT];
-			c.drop.packets += g.packets[CRGW_GUARD_HOST_NOT_ALLOWED] + g.packets[CRGW_GUARD_PORT_NOT_ALLOWED];
+			c.drop.packets +=
+			    g.packets[CRGW_GUARD_HOST_NOT_ALLOWED] + g.packets[CRGW_GUARD_PORT_NOT_ALLOWED];
 			json_object_set_new(o, "ebpf", guard_json(&g));
 		}
 		json_object_set_new(o, "counters",
-			json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-				  "dns_queries", (json_int_t)atomic_load(&sb->counters.dns_queries),
-				  "dns_allowed", (json_int_t)atomic_load(&sb->counters.dns_allowed),
-				  "dns_denied", (json_int_t)atomic_load(&sb->counters.dns_denied),
-				  "dns_rate_limited", (json_int_t)atomic_load(&sb->counters.dns_rate_limited),
-				  "dns_formerr", (json_int_t)atomic_load(&sb->counters.dns_formerr),
-				  "connections_refused", (json_int_t)atomic_load(&sb->counters.connections_refused),
-				  "spoofed_packets", (json_int_t)c.spoof.packets,
-				  "dns_bypass_packets", (json_int_t)c.dns.packets,
-				  "dropped_packets", (json_int_t)c.drop.packets));
+				    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "dns_queries",
+					      (json_int_t)atomic_load(&sb->counters.dns_queries), "dns_allowed",
+					      (json_int_t)atomic_load(&sb->counters.dns_allowed), "dns_denied",
+					      (json_int_t)atomic_load(&sb->counters.dns_denied), "dns_rate_limited",
+					      (json_int_t)atomic_load(&sb->counters.dns_rate_limited), "dns_formerr",
+					      (json_int_t)atomic_load(&sb->counters.dns_formerr), "connections_refused",
+					      (json_int_t)atomic_load(&sb->counters.connections_refused),
+					      "spoofed_packets", (json_int_t)c.spoof.packets, "dns_bypass_packets",
+					      (json_int_t)c.dns.packets, "dropped_packets",
+					      (json_int_t)c.drop.packets));
 		json_object_set_new(o, "bindings", json_integer(crgw_binding_count(sb)));
 		if (crgw_sandbox_usage(sb, &u) == 0)
 			json_object_set_new(o, "resources", usage_json(&u));
@@ -260,7 +268,7 @@ static void sandbox_create(struct evhttp_request *req)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
-	struct crgw_sandbox_request r = { 0 };
+	struct crgw_sandbox_request r = {0};
 	struct crgw_sandbox *sb = NULL;
 	enum crgw_reason reason;
 	json_error_t jerr;
@@ -268,7 +276,8 @@ static void sandbox_create(struct evhttp_request *req)
 	char *policy_text = NULL, err[512] = "";
 	const char *netns = NULL, *run_id = NULL, *backend = "netns", *name = NULL;
 	const char *ws_mode = NULL, *ws_dir = NULL, *memory = NULL, *cpus = NULL;
-	json_int_t holder = 0, pids = 0;
+	json_int_t holder = 0, pids = 0, tap_owner = -1;
+	bool vm;
 	int ret;
 
 	if (len == 0 || len > BODY_MAX) {
@@ -277,10 +286,11 @@ static void sandbox_create(struct evhttp_request *req)
 	}
 	body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!body ||
-	    json_unpack_ex(body, &jerr, JSON_STRICT, "{s:o, s:s, s?s, s?s, s?I, s?s, s?o, s?o}", "policy", &policy,
-			   "netns_path", &netns, "run_id", &run_id, "backend", &backend, "holder_pid", &holder,
-			   "name", &name, "workspace", &workspace, "limits", &limits) ||
-	    (workspace && json_unpack_ex(workspace, &jerr, JSON_STRICT, "{s:s, s?s}", "mode", &ws_mode, "dir", &ws_dir)) ||
+	    json_unpack_ex(body, &jerr, JSON_STRICT, "{s:o, s?s, s?s, s?s, s?I, s?s, s?o, s?o, s?I}", "policy", &policy,
+			   "netns_path", &netns, "run_id", &run_id, "backend", &backend, "holder_pid", &holder, "name",
+			   &name, "workspace", &workspace, "limits", &limits, "tap_owner", &tap_owner) ||
+	    (workspace &&
+	     json_unpack_ex(workspace, &jerr, JSON_STRICT, "{s:s, s?s}", "mode", &ws_mode, "dir", &ws_dir)) ||
 	    (limits && json_unpack_ex(limits, &jerr, JSON_STRICT, "{s?s, s?I, s?s}", "memory", &memory, "pids", &pids,
 				      "cpus", &cpus))) {
 		char msg[300];
@@ -290,17 +300,28 @@ static void sandbox_create(struct evhttp_request *req)
 		json_decref(body);
 		return;
 	}
-	if (strcmp(backend, "netns")) {
-		reply_error(req, 400, "backend_unavailable", "only the netns backend is available in this version");
+	/* A VM backend gets a TAP its VMM attaches to; the netns backend a veth into its namespace. */
+	vm = !strcmp(backend, "qemu") || !strcmp(backend, "firecracker");
+	if (strcmp(backend, "netns") && !vm) {
+		reply_error(req, 400, "backend_unavailable", "backend: expected netns, qemu or firecracker");
 		json_decref(body);
 		return;
 	}
-	if (strlen(run_id ? run_id : "") >= 64 || holder < 0 || holder > 4194304 || netns[0] != '/') {
-		reply_error(req, 400, "request_invalid", "run_id, holder_pid or netns_path out of range");
+	if (vm ? netns != NULL : netns == NULL) {
+		reply_error(req, 400, "request_invalid",
+			    vm ? "netns_path: a VM sandbox has no namespace of ours (its VMM attaches to a TAP)"
+			       : "netns_path: required for the netns backend");
 		json_decref(body);
 		return;
 	}
-	if (ws_mode && (strcmp(ws_mode, "copy") && strcmp(ws_mode, "rw") && strcmp(ws_mode, "ro") && strcmp(ws_mode, "none"))) {
+	if (strlen(run_id ? run_id : "") >= 64 || holder < 0 || holder > 4194304 || (netns && netns[0] != '/') ||
+	    tap_owner < -1 || tap_owner > 4294967294LL || (!vm && tap_owner != -1)) {
+		reply_error(req, 400, "request_invalid", "run_id, holder_pid, netns_path or tap_owner out of range");
+		json_decref(body);
+		return;
+	}
+	if (ws_mode &&
+	    (strcmp(ws_mode, "copy") && strcmp(ws_mode, "rw") && strcmp(ws_mode, "ro") && strcmp(ws_mode, "none"))) {
 		reply_error(req, 400, "request_invalid", "workspace.mode: expected copy, rw, ro or none");
 		json_decref(body);
 		return;
@@ -311,8 +332,8 @@ static void sandbox_create(struct evhttp_request *req)
 		return;
 	}
 	if ((memory && (crgw_size_parse(memory, &r.limits.memory) || r.limits.memory < (16u << 20))) ||
-	    (cpus && (crgw_cpus_parse(cpus, &r.limits.cpu_milli) || r.limits.cpu_milli < 10)) ||
-	    pids < 0 || (pids && pids < 8)) {
+	    (cpus && (crgw_cpus_parse(cpus, &r.limits.cpu_milli) || r.limits.cpu_milli < 10)) || pids < 0 ||
+	    (pids && pids < 8)) {
 		reply_error(req, 400, "request_invalid",
 			    "limits: memory is a size of at least 16M (e.g. 512M), pids at least 8, cpus a count of "
 			    "at least 0.01 (e.g. 0.5)");
@@ -335,12 +356,15 @@ static void sandbox_create(struct evhttp_request *req)
 	r.run_id = run_id;
 	r.backend = backend;
 	r.holder_pid = (pid_t)holder;
+	r.tap = vm;
+	r.tap_owner = (long long)tap_owner;
 	ret = crgw_sandbox_register(&r, &sb, &reason, err, sizeof(err));
 	if (ret) {
 		log_warn("sandbox registration refused", "reason=%s error=\"%s\"", crgw_reason_str(reason), err);
-		reply_error(req, reason == CRGW_REASON_POLICY_INVALID  ? 422
-				 : reason == CRGW_REASON_REQUEST_INVALID ? (ret == -EEXIST ? 409 : 400)
-									 : 500,
+		reply_error(req,
+			    reason == CRGW_REASON_POLICY_INVALID    ? 422
+			    : reason == CRGW_REASON_REQUEST_INVALID ? (ret == -EEXIST ? 409 : 400)
+								    : 500,
 			    crgw_reason_str(reason), err);
 	} else {
 		crgw_lifetime_watch(sb);
@@ -573,7 +597,7 @@ static void stats(struct evhttp_request *req)
 	struct crgw_dns_stats d;
 	struct crgw_audit_stats a;
 	struct crgw_dns_cache_stats c;
-	struct usage_rows rows = { 0 };
+	struct usage_rows rows = {0};
 	struct crgw_mediation_stats m;
 	json_t *o, *arr;
 	bool active;
@@ -584,22 +608,18 @@ static void stats(struct evhttp_request *req)
 	crgw_dns_cache_get_stats(&c);
 	crgw_mediation_get_stats(&m);
 	o = json_pack("{s:i, s:i, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
-			     "s:{s:I, s:I, s:I, s:I, s:i}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i}}",
-			     "sandboxes", crgw_sandbox_count(), "workers", C.cfg->workers,
-			     "pool_spoof_packets", (json_int_t)crgw_registry_pool_spoof_packets(),
-			     "dns", "queries", (json_int_t)d.queries, "answered_cache", (json_int_t)d.answered_cache,
-			     "answered_upstream", (json_int_t)d.answered_upstream, "denied", (json_int_t)d.denied,
-			     "formerr", (json_int_t)d.formerr, "servfail", (json_int_t)d.servfail,
-			     "rate_limited", (json_int_t)d.rate_limited, "unknown_sandbox",
-			     (json_int_t)d.unknown_sandbox, "upstream_queries", (json_int_t)d.upstream_queries,
-			     "upstream_failures", (json_int_t)d.upstream_failures,
-			     "dns_cache", "hits", (json_int_t)c.hits, "misses", (json_int_t)c.misses,
-			     "inserts", (json_int_t)c.inserts, "evictions", (json_int_t)c.evictions,
-			     "entries", c.entries,
-			     "audit", "queued", (json_int_t)a.queued, "written", (json_int_t)a.written,
-			     "lost", (json_int_t)a.lost, "write_errors", (json_int_t)a.write_errors,
-			     "rotations", (json_int_t)a.rotations, "bytes", (json_int_t)a.bytes,
-			     "queue_depth", a.queue_depth);
+		      "s:{s:I, s:I, s:I, s:I, s:i}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i}}",
+		      "sandboxes", crgw_sandbox_count(), "workers", C.cfg->workers, "pool_spoof_packets",
+		      (json_int_t)crgw_registry_pool_spoof_packets(), "dns", "queries", (json_int_t)d.queries,
+		      "answered_cache", (json_int_t)d.answered_cache, "answered_upstream",
+		      (json_int_t)d.answered_upstream, "denied", (json_int_t)d.denied, "formerr", (json_int_t)d.formerr,
+		      "servfail", (json_int_t)d.servfail, "rate_limited", (json_int_t)d.rate_limited, "unknown_sandbox",
+		      (json_int_t)d.unknown_sandbox, "upstream_queries", (json_int_t)d.upstream_queries,
+		      "upstream_failures", (json_int_t)d.upstream_failures, "dns_cache", "hits", (json_int_t)c.hits,
+		      "misses", (json_int_t)c.misses, "inserts", (json_int_t)c.inserts, "evictions",
+		      (json_int_t)c.evictions, "entries", c.entries, "audit", "queued", (json_int_t)a.queued, "written",
+		      (json_int_t)a.written, "lost", (json_int_t)a.lost, "write_errors", (json_int_t)a.write_errors,
+		      "rotations", (json_int_t)a.rotations, "bytes", (json_int_t)a.bytes, "queue_depth", a.queue_depth);
 	if (o)
 		json_object_set_new(o, "ebpf", guard_stats_json());
 	crgw_sandbox_foreach(collect_row, &rows);
@@ -621,12 +641,12 @@ static void stats(struct evhttp_request *req)
 	if (o) {
 		json_object_set_new(o, "limits", json_pack("{s:b, s:s}", "active", active, "cgroup", state));
 		json_object_set_new(o, "sandbox_resources", arr ? arr : json_array());
-		json_object_set_new(o, "mediation",
-				    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections_open",
-					      (json_int_t)m.connections_open, "requests", (json_int_t)m.requests, "denied",
-					      (json_int_t)m.denied, "upstream_failures", (json_int_t)m.upstream_failures,
-					      "secrets_injected", (json_int_t)m.secrets_injected, "bytes_up",
-					      (json_int_t)m.bytes_up, "bytes_down", (json_int_t)m.bytes_down));
+		json_object_set_new(
+		    o, "mediation",
+		    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections_open", (json_int_t)m.connections_open,
+			      "requests", (json_int_t)m.requests, "denied", (json_int_t)m.denied, "upstream_failures",
+			      (json_int_t)m.upstream_failures, "secrets_injected", (json_int_t)m.secrets_injected,
+			      "bytes_up", (json_int_t)m.bytes_up, "bytes_down", (json_int_t)m.bytes_down));
 	} else {
 		json_decref(arr);
 	}
@@ -645,20 +665,22 @@ static void sandbox_metrics(struct evbuffer *out)
 	static const struct {
 		const char *name, *type, *help;
 	} series[] = {
-		{ "crgw_sandbox_memory_bytes", "gauge", "Memory charged to the sandbox's group." },
-		{ "crgw_sandbox_memory_limit_bytes", "gauge", "The sandbox's memory limit (absent: none)." },
-		{ "crgw_sandbox_cpu_seconds_total", "counter", "CPU time used by the sandbox's processes." },
-		{ "crgw_sandbox_processes", "gauge", "Processes and threads in the sandbox." },
-		{ "crgw_sandbox_oom_kills_total", "counter", "Processes of the sandbox killed for want of memory." },
-		{ "crgw_sandbox_pids_denied_total", "counter", "Forks refused at the sandbox's process limit." },
-		{ "crgw_sandbox_ttl_seconds_left", "gauge", "Seconds until the sandbox's TTL ends." },
+	    {"crgw_sandbox_memory_bytes", "gauge", "Memory charged to the sandbox's group."},
+	    {"crgw_sandbox_memory_limit_bytes", "gauge", "The sandbox's memory limit (absent: none)."},
+	    {"crgw_sandbox_cpu_seconds_total", "counter", "CPU time used by the sandbox's processes."},
+	    {"crgw_sandbox_processes", "gauge", "Processes and threads in the sandbox."},
+	    {"crgw_sandbox_oom_kills_total", "counter", "Processes of the sandbox killed for want of memory."},
+	    {"crgw_sandbox_pids_denied_total", "counter", "Forks refused at the sandbox's process limit."},
+	    {"crgw_sandbox_ttl_seconds_left", "gauge", "Seconds until the sandbox's TTL ends."},
 	};
-	struct usage_rows rows = { 0 };
+	struct usage_rows rows = {0};
 	bool active;
 
 	crgw_registry_limits_state(&active);
-	evbuffer_add_printf(out, "# HELP crgw_limits_active 1 when sandboxes run under cgroup limits.\n"
-				 "# TYPE crgw_limits_active gauge\ncrgw_limits_active %d\n", active ? 1 : 0);
+	evbuffer_add_printf(out,
+			    "# HELP crgw_limits_active 1 when sandboxes run under cgroup limits.\n"
+			    "# TYPE crgw_limits_active gauge\ncrgw_limits_active %d\n",
+			    active ? 1 : 0);
 	crgw_sandbox_foreach(collect_row, &rows);
 	for (size_t k = 0; k < sizeof(series) / sizeof(series[0]); k++) {
 		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", series[k].name, series[k].help, series[k].name,
@@ -673,14 +695,28 @@ static void sandbox_metrics(struct evbuffer *out)
 				continue;
 			evbuffer_add_printf(out, "%s{sandbox=\"%s\"} ", series[k].name, r->id);
 			switch (k) {
-			case 0: evbuffer_add_printf(out, "%llu\n", (unsigned long long)u->memory); break;
-			case 1: evbuffer_add_printf(out, "%llu\n", (unsigned long long)r->limits.memory); break;
-			case 2: evbuffer_add_printf(out, "%llu.%06llu\n", (unsigned long long)(u->cpu_us / 1000000),
-						    (unsigned long long)(u->cpu_us % 1000000)); break;
-			case 3: evbuffer_add_printf(out, "%llu\n", (unsigned long long)u->pids); break;
-			case 4: evbuffer_add_printf(out, "%llu\n", (unsigned long long)u->oom_kills); break;
-			case 5: evbuffer_add_printf(out, "%llu\n", (unsigned long long)u->pids_denied); break;
-			default: evbuffer_add_printf(out, "%lld\n", (long long)r->ttl_left_s); break;
+			case 0:
+				evbuffer_add_printf(out, "%llu\n", (unsigned long long)u->memory);
+				break;
+			case 1:
+				evbuffer_add_printf(out, "%llu\n", (unsigned long long)r->limits.memory);
+				break;
+			case 2:
+				evbuffer_add_printf(out, "%llu.%06llu\n", (unsigned long long)(u->cpu_us / 1000000),
+						    (unsigned long long)(u->cpu_us % 1000000));
+				break;
+			case 3:
+				evbuffer_add_printf(out, "%llu\n", (unsigned long long)u->pids);
+				break;
+			case 4:
+				evbuffer_add_printf(out, "%llu\n", (unsigned long long)u->oom_kills);
+				break;
+			case 5:
+				evbuffer_add_printf(out, "%llu\n", (unsigned long long)u->pids_denied);
+				break;
+			default:
+				evbuffer_add_printf(out, "%lld\n", (long long)r->ttl_left_s);
+				break;
 			}
 		}
 	}
@@ -688,8 +724,10 @@ static void sandbox_metrics(struct evbuffer *out)
 	for (size_t k = 0; k < 2; k++) {
 		const char *name = k ? "crgw_sandbox_bytes_total" : "crgw_sandbox_packets_total";
 
-		evbuffer_add_printf(out, "# HELP %s %s sent by the sandbox, by the eBPF guard's verdict (pass or the "
-					 "drop's reason).\n# TYPE %s counter\n", name, k ? "Bytes" : "Packets", name);
+		evbuffer_add_printf(out,
+				    "# HELP %s %s sent by the sandbox, by the eBPF guard's verdict (pass or the "
+				    "drop's reason).\n# TYPE %s counter\n",
+				    name, k ? "Bytes" : "Packets", name);
 		for (size_t i = 0; i < rows.n; i++) {
 			const struct usage_row *r = &rows.rows[i];
 
@@ -720,7 +758,7 @@ static struct {
 	struct crgw_cache_job_result result;
 	uint64_t target;
 	uintptr_t seq, result_seq; /* the job `req` waits for, and the job `result` is from */
-} J = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} J = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static bool cache_or_error(struct evhttp_request *req)
 {
@@ -756,8 +794,8 @@ static void cache_stats(struct evhttp_request *req)
 		      (json_int_t)s.fills_failed, "fills_active", (json_int_t)s.fills_active, "offline",
 		      C.cfg->cache_offline, "verify_always", C.cfg->cache_verify_always);
 	if (o)
-		json_object_set_new(o, "latency", json_pack("{s:o, s:o}", "hits", latency_json(true), "misses",
-							     latency_json(false)));
+		json_object_set_new(o, "latency",
+				    json_pack("{s:o, s:o}", "hits", latency_json(true), "misses", latency_json(false)));
 	reply_json(req, 200, o);
 }
 
@@ -784,7 +822,7 @@ static int ls_one(void *arg, const struct crgw_cache_entry *e)
 static void cache_ls(struct evhttp_request *req, const struct evkeyvalq *query)
 {
 	const char *limit_s = evhttp_find_header(query, "limit");
-	struct ls_walk w = { .limit = CACHE_LS_DEFAULT };
+	struct ls_walk w = {.limit = CACHE_LS_DEFAULT};
 	char *end;
 	int err;
 
@@ -811,8 +849,9 @@ static void cache_ls(struct evhttp_request *req, const struct evkeyvalq *query)
 		reply_error(req, 500, "cache_error", strerror(-err));
 		return;
 	}
-	reply_json(req, 200, json_pack("{s:o, s:I, s:b}", "objects", w.arr, "total", (json_int_t)w.total, "truncated",
-				       w.total > w.limit));
+	reply_json(req, 200,
+		   json_pack("{s:o, s:I, s:b}", "objects", w.arr, "total", (json_int_t)w.total, "truncated",
+			     w.total > w.limit));
 }
 
 /* On the job's thread: hand the result to the control loop. */
@@ -856,15 +895,16 @@ static void cache_job_reply(evutil_socket_t fd, short what, void *arg)
 	if (r.err) {
 		reply_error(req, 500, "cache_error", strerror(-r.err));
 	} else if (r.kind == CRGW_CACHE_JOB_GC) {
-		reply_json(req, 200, json_pack("{s:I, s:I, s:I, s:I, s:I}", "evicted", (json_int_t)r.evicted,
-					       "target_bytes", (json_int_t)J.target, "bytes_before",
-					       (json_int_t)r.bytes_before, "bytes_after", (json_int_t)r.bytes_after,
-					       "duration_ms", (json_int_t)(r.duration_us / 1000)));
+		reply_json(req, 200,
+			   json_pack("{s:I, s:I, s:I, s:I, s:I}", "evicted", (json_int_t)r.evicted, "target_bytes",
+				     (json_int_t)J.target, "bytes_before", (json_int_t)r.bytes_before, "bytes_after",
+				     (json_int_t)r.bytes_after, "duration_ms", (json_int_t)(r.duration_us / 1000)));
 	} else {
-		reply_json(req, 200, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "checked", (json_int_t)r.verify.checked,
-					       "ok", (json_int_t)r.verify.ok, "corrupt", (json_int_t)r.verify.corrupt,
-					       "errors", (json_int_t)r.verify.errors, "bytes_after",
-					       (json_int_t)r.bytes_after, "duration_ms", (json_int_t)(r.duration_us / 1000)));
+		reply_json(req, 200,
+			   json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "checked", (json_int_t)r.verify.checked, "ok",
+				     (json_int_t)r.verify.ok, "corrupt", (json_int_t)r.verify.corrupt, "errors",
+				     (json_int_t)r.verify.errors, "bytes_after", (json_int_t)r.bytes_after,
+				     "duration_ms", (json_int_t)(r.duration_us / 1000)));
 	}
 }
 
@@ -947,8 +987,7 @@ static void cache_metrics(struct evbuffer *out)
 	metric(out, "crgw_cache_hits_total", "counter", "Objects opened from the content cache.", s.hits);
 	metric(out, "crgw_cache_misses_total", "counter", "Objects asked of the content cache and not in it.",
 	       s.misses);
-	metric(out, "crgw_cache_bytes_served_total", "counter", "Bytes served from the content cache.",
-	       s.bytes_served);
+	metric(out, "crgw_cache_bytes_served_total", "counter", "Bytes served from the content cache.", s.bytes_served);
 	metric(out, "crgw_cache_bytes_stored_total", "counter", "Bytes of verified objects stored in the cache.",
 	       s.bytes_stored);
 	metric(out, "crgw_cache_evictions_total", "counter", "Objects evicted from the content cache.", s.evictions);
@@ -1016,13 +1055,14 @@ static void metrics(struct evhttp_request *req)
 		       "Mediation requests whose upstream failed.", m.upstream_failures);
 		metric(out, "crgw_mediation_secrets_injected_total", "counter",
 		       "Requests sent upstream with a secret's header.", m.secrets_injected);
-		metric(out, "crgw_mediation_bytes_up_total", "counter", "Request body bytes sent upstream.", m.bytes_up);
+		metric(out, "crgw_mediation_bytes_up_total", "counter", "Request body bytes sent upstream.",
+		       m.bytes_up);
 		metric(out, "crgw_mediation_bytes_down_total", "counter", "Response body bytes sent to sandboxes.",
 		       m.bytes_down);
 	}
 	{
 		struct crgw_guard *g;
-		struct crgw_guard_stats st = { 0 };
+		struct crgw_guard_stats st = {0};
 
 		crgw_registry_enforcement(NULL, &g);
 		if (g)
@@ -1036,8 +1076,7 @@ static void metrics(struct evhttp_request *req)
 	}
 	cache_metrics(out);
 	sandbox_metrics(out);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "text/plain; version=0.0.4");
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", out);
 	evbuffer_free(out);
 }
@@ -1067,8 +1106,8 @@ static void capabilities(struct evhttp_request *req)
 		   json_pack("{s:{s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:s}}, s:{s:b, s:b, s:s, s:b}, "
 			     "s:{s:b, s:b, s:s}}",
 			     "backends", "netns", "network_default_deny", 1, "network_host_port_filtering", 1,
-			     "dns_control", 1, "policy_immutability", 1, "audit_event_emission", 1, "secret_isolation", 1,
-			     "resource_limits", active, "ttl", 1, "isolation", "namespaces (weaker than a VM)",
+			     "dns_control", 1, "policy_immutability", 1, "audit_event_emission", 1, "secret_isolation",
+			     1, "resource_limits", active, "ttl", 1, "isolation", "namespaces (weaker than a VM)",
 			     "enforcement", "nftables", nft, "ebpf", guard != NULL, "ebpf_state", ebpf_state,
 			     "transparent_proxies", nft, "resource_limits", "active", active, "optional",
 			     C.cfg->limits_optional, "cgroup", state));
@@ -1121,7 +1160,7 @@ static void route(struct evhttp_request *req, void *arg)
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	const char *qs = uri ? evhttp_uri_get_query(uri) : NULL;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	struct evkeyvalq query = { 0 };
+	struct evkeyvalq query = {0};
 
 	(void)arg;
 	if (!peer_allowed(req)) {
@@ -1176,7 +1215,7 @@ static void route(struct evhttp_request *req, void *arg)
 /* A socket file nobody answers on is a dead gateway's; one that answers is a live one. */
 static int take_over_path(const char *path)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int fd, err = 0;
 
 	if (access(path, F_OK) != 0)
@@ -1195,7 +1234,7 @@ static int take_over_path(const char *path)
 
 int crgw_control_start(struct event_base *base, const struct crgw_config *cfg)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	const char *path = cfg->control_path;
 	int err;
 

@@ -31,7 +31,7 @@
 enum request_phase {
 	RQ_HEAD,    /* waiting for (the rest of) a head */
 	RQ_WAIT,    /* decided, connecting upstream */
-	RQ_RAW,     /* a body of known length: rq_left bytes to go */
+	RQ_RAW,	    /* a body of known length: rq_left bytes to go */
 	RQ_CHUNKED, /* a chunked body: the parser finds its end */
 	RQ_DONE,    /* sent; the next request waits for this one's response */
 };
@@ -40,8 +40,8 @@ enum request_phase {
 enum response_phase {
 	RS_NONE,  /* no request outstanding: anything the upstream sends ends its connection */
 	RS_PARSE, /* a head, or a chunked body, through llhttp */
-	RS_RAW,   /* a body of known length: rs_left bytes to go */
-	RS_EOF,   /* a body that ends when the upstream closes */
+	RS_RAW,	  /* a body of known length: rs_left bytes to go */
+	RS_EOF,	  /* a body that ends when the upstream closes */
 	RS_DONE,
 };
 
@@ -58,13 +58,19 @@ struct http_exchange {
 	bool raw_next, raw_until_eof; /* set at a response head: what follows it */
 	uint64_t raw_len;
 	bool client_eof, upstream_broken;
+	/*
+	 * The last read of the client's (upstream's) socket came back short or empty: it is drained until
+	 * epoll says otherwise, so the loop does not probe it again (most reads of a request were EAGAIN).
+	 * Its read event stays armed (level-triggered), so bytes that arrive meanwhile still wake us.
+	 */
+	bool client_dry, upstream_dry;
 	uint16_t dialled_port; /* redirected connections: the port the client dialled */
 	/* the pending request's target, in t->head (which stays put until the request is sent) */
 	struct crgw_http_span path, authority;
 	char up_host[CRGW_HOST_NAME_MAX + 1];
 	uint16_t up_port;
 	bool up_mediation; /* the "upstream" is this process's mediation (to_mediation) */
-	char *med_path;    /* the target the mediation gets, when it is not the request's own */
+	char *med_path;	   /* the target the mediation gets, when it is not the request's own */
 	size_t rlen;
 	char rbuf[RESPONSE_BUF];
 };
@@ -73,9 +79,15 @@ static void http_run(struct tunnel *t);
 
 static void on_http_event(evutil_socket_t fd, short what, void *arg)
 {
-	(void)fd;
-	(void)what;
-	http_run(arg);
+	struct tunnel *t = arg;
+
+	if (what & EV_READ) {
+		if (fd == t->cfd)
+			t->http->client_dry = false;
+		else if (fd == t->ufd)
+			t->http->upstream_dry = false;
+	}
+	http_run(t);
 }
 
 /* ---- responses ---------------------------------------------------------------------------------- */
@@ -173,8 +185,9 @@ static int parse_response(struct tunnel *t, bool *progress)
 
 static bool is_hop_by_hop(const char *head, const struct crgw_http_request *r, struct crgw_http_span name)
 {
-	static const char *const always[] = { "connection", "keep-alive", "proxy-connection", "proxy-authorization",
-					      "proxy-authenticate", "te", "upgrade" };
+	static const char *const always[] = {
+	    "connection",	  "keep-alive", "proxy-connection", "proxy-authorization",
+	    "proxy-authenticate", "te",		"upgrade"};
 
 	for (size_t i = 0; i < sizeof(always) / sizeof(always[0]); i++)
 		if (crgw_http_field_is(head, name, always[i]))
@@ -358,20 +371,24 @@ static bool to_mediation(struct tunnel *t)
 		event_del(&t->uwrite);
 		close(t->ufd);
 		t->ufd = -1;
+		t->http->upstream_dry = false;
 	}
 	x->upstream_broken = false;
 	x->rlen = 0;
 	/* One end to the mediation, which takes it as a connection from this sandbox; the other is the upstream. */
 	if (!t->px->mediation || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp)) {
-		proxy_refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "the mediation cannot take the request");
+		proxy_refuse(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE,
+			     "the mediation cannot take the request");
 		return true;
 	}
 	if (crgw_mediation_adopt(t->px->mediation, sp[1], t->sb)) {
 		close(sp[0]);
-		proxy_refuse(t, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "the mediation cannot take the request");
+		proxy_refuse(t, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE,
+			     "the mediation cannot take the request");
 		return true;
 	}
 	t->ufd = sp[0];
+	t->http->upstream_dry = false;
 	t->upstream.in.sin_family = AF_INET;
 	t->upstream.in.sin_addr = t->sb->gw;
 	t->upstream.in.sin_port = htons(CRGW_MEDIATION_PORT);
@@ -417,7 +434,8 @@ static void start_request(struct tunnel *t)
 		/* An origin-form request names its destination, if at all, in Host. */
 		if (r->host.len)
 			proxy_note_asked(t, t->head + r->host.off, r->host.len);
-		proxy_refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, "a proxy request needs an absolute URL");
+		proxy_refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID,
+			     "a proxy request needs an absolute URL");
 		return;
 	} else if (r->host.len == 0) {
 		proxy_refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, "no Host field to decide on");
@@ -436,8 +454,8 @@ static void start_request(struct tunnel *t)
 	}
 	/* The absolute form and Host must agree: a peer behind the gateway may believe either. */
 	if (rc == 0 && r->host.len &&
-	    (crgw_hostport_parse(t->head + r->host.off, r->host.len, t->transparent ? x->dialled_port : 80,
-				 &host_field, &host_port, &why) ||
+	    (crgw_hostport_parse(t->head + r->host.off, r->host.len, t->transparent ? x->dialled_port : 80, &host_field,
+				 &host_port, &why) ||
 	     host_port != t->port || strcmp(host_field.text, t->host.text))) {
 		proxy_refuse(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID,
 			     "the Host field names another destination than the request target");
@@ -464,6 +482,7 @@ static void start_request(struct tunnel *t)
 		event_del(&t->uwrite);
 		close(t->ufd);
 		t->ufd = -1;
+		t->http->upstream_dry = false;
 	}
 	x->upstream_broken = false;
 	x->up_mediation = false;
@@ -589,6 +608,7 @@ static void next_request(struct tunnel *t)
 		event_del(&t->uwrite);
 		close(t->ufd);
 		t->ufd = -1;
+		t->http->upstream_dry = false;
 	}
 	x->rq = RQ_HEAD;
 	x->rs = RS_NONE;
@@ -645,19 +665,25 @@ static void http_run(struct tunnel *t)
 			uint64_t before = x->rq_left, sent = t->up.bytes;
 
 			if (proxy_pump(t, &t->up, t->cfd, t->ufd, &x->rq_left, &r, &w)) {
-				fail(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, "the request body ended early");
+				fail(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID,
+				     "the request body ended early");
 				return;
 			}
 			progress |= before != x->rq_left || sent != t->up.bytes;
 			if (x->rq_left == 0 && t->up.queued == 0)
 				x->rq = RQ_DONE;
 		}
-		if (reads_client(t)) {
-			n = read(t->cfd, t->head + t->head_len, CRGW_HTTP_HEAD_MAX - t->head_len);
+		if (reads_client(t) && !x->client_dry) {
+			size_t want = CRGW_HTTP_HEAD_MAX - t->head_len;
+
+			n = read(t->cfd, t->head + t->head_len, want);
 			if (n > 0) {
 				t->head_len += (size_t)n;
+				x->client_dry = (size_t)n < want;
 				progress = true;
-			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			} else if (n < 0 && errno == EAGAIN) {
+				x->client_dry = true;
+			} else if (n == 0 || errno != EINTR) {
 				x->client_eof = true;
 				x->client_keep = false;
 				if (x->rq == RQ_HEAD && t->head_len == 0) {
@@ -665,7 +691,8 @@ static void http_run(struct tunnel *t)
 					return;
 				}
 				if (x->rq == RQ_CHUNKED || x->rq == RQ_HEAD) {
-					fail(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, "the request ended early");
+					fail(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID,
+					     "the request ended early");
 					return;
 				}
 				progress = true;
@@ -693,7 +720,8 @@ static void http_run(struct tunnel *t)
 
 		/* upstream → client */
 		if (parse_response(t, &progress)) {
-			fail(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE, "malformed response from the upstream");
+			fail(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE,
+			     "malformed response from the upstream");
 			return;
 		}
 		if (flush(x->to_client, t->cfd, &t->down.bytes, &progress)) {
@@ -714,12 +742,17 @@ static void http_run(struct tunnel *t)
 			    (x->rs == RS_EOF && t->down.eof && t->down.queued == 0))
 				x->rs = RS_DONE;
 		}
-		if (reads_upstream(t)) {
-			n = read(t->ufd, x->rbuf + x->rlen, sizeof(x->rbuf) - x->rlen);
+		if (reads_upstream(t) && !x->upstream_dry) {
+			size_t want = sizeof(x->rbuf) - x->rlen;
+
+			n = read(t->ufd, x->rbuf + x->rlen, want);
 			if (n > 0) {
 				x->rlen += (size_t)n;
+				x->upstream_dry = (size_t)n < want;
 				progress = true;
-			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			} else if (n < 0 && errno == EAGAIN) {
+				x->upstream_dry = true;
+			} else if (n == 0 || errno != EINTR) {
 				if (x->rs == RS_PARSE) {
 					fail(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE,
 					     x->resp_bytes ? "the upstream ended inside a response"
@@ -731,6 +764,7 @@ static void http_run(struct tunnel *t)
 				event_del(&t->uwrite);
 				close(t->ufd);
 				t->ufd = -1;
+				t->http->upstream_dry = false;
 				x->upstream_broken = true;
 				progress = true;
 			}
@@ -761,15 +795,12 @@ static void http_run(struct tunnel *t)
 		event_active(&t->cwrite, EV_WRITE, 1);
 
 	/* What to wait for. */
-	c_read = reads_client(t) ||
-		 (x->rq == RQ_RAW && t->head_len == 0 && evbuffer_get_length(x->to_up) == 0 && x->rq_left &&
-		  proxy_pipe_room(&t->up));
+	c_read = reads_client(t) || (x->rq == RQ_RAW && t->head_len == 0 && evbuffer_get_length(x->to_up) == 0 &&
+				     x->rq_left && proxy_pipe_room(&t->up));
 	u_write = t->ufd >= 0 && (evbuffer_get_length(x->to_up) || t->up.queued);
 	c_write = evbuffer_get_length(x->to_client) || t->down.queued;
-	u_read = t->ufd >= 0 &&
-		 (reads_upstream(t) ||
-		  ((x->rs == RS_RAW || x->rs == RS_EOF) && x->rlen == 0 && !t->down.eof &&
-		   proxy_pipe_room(&t->down)));
+	u_read = t->ufd >= 0 && (reads_upstream(t) || ((x->rs == RS_RAW || x->rs == RS_EOF) && x->rlen == 0 &&
+						       !t->down.eof && proxy_pipe_room(&t->down)));
 	if (c_read)
 		event_add(&t->cread, NULL);
 	if (c_write)

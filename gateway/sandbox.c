@@ -52,7 +52,7 @@ static struct {
 	bool *reserved;
 	unsigned nslots, count;
 	struct crgw_nft_config nft;
-	bool nft_on, nft_ready; /* nftables is a layer (enforcement), and its table is made */
+	bool nft_on, nft_ready;	  /* nftables is a layer (enforcement), and its table is made */
 	struct crgw_guard *guard; /* the eBPF layer, when it is on */
 	char ebpf_state[600];
 	/* NULL when the operator allowed sandboxes without limits and no cgroup could be had. */
@@ -61,7 +61,7 @@ static struct {
 	/* Released sandboxes' tombstones, a ring; control thread only. */
 	struct crgw_sandbox_tombstone tombstones[256];
 	unsigned ntombstones, next_tombstone;
-} R = { .lock = PTHREAD_RWLOCK_INITIALIZER };
+} R = {.lock = PTHREAD_RWLOCK_INITIALIZER};
 
 int64_t crgw_monotonic_s(void)
 {
@@ -293,8 +293,9 @@ static int open_cgroups(const struct crgw_config *cfg)
 	if (e) {
 		snprintf(R.limits_state, sizeof(R.limits_state), "off: %s", err);
 		if (!cfg->limits_optional) {
-			log_error("cannot set up resource limits (set limits.optional: true to run sandboxes without them)",
-				  "error=\"%s\"", err);
+			log_error(
+			    "cannot set up resource limits (set limits.optional: true to run sandboxes without them)",
+			    "error=\"%s\"", err);
 			return e;
 		}
 		log_warn("sandboxes run WITHOUT resource limits (limits.optional is set)", "error=\"%s\"", err);
@@ -329,7 +330,8 @@ static int open_guard(const struct crgw_config *cfg)
 		R.guard = NULL;
 		snprintf(R.ebpf_state, sizeof(R.ebpf_state), "off: %s", why[0] ? why : strerror(-err));
 		if (cfg->enforcement != CRGW_ENFORCE_DEFAULT) {
-			log_error("cannot load the eBPF guard (enforcement names it)", "error=\"%s\"", R.ebpf_state + 5);
+			log_error("cannot load the eBPF guard (enforcement names it)", "error=\"%s\"",
+				  R.ebpf_state + 5);
 			return err;
 		}
 		log_warn("sandboxes are enforced by nftables alone: the eBPF guard cannot be loaded", "error=\"%s\"",
@@ -513,7 +515,8 @@ struct crgw_sandbox *crgw_sandbox_find(const char *id)
 
 	pthread_rwlock_rdlock(&R.lock);
 	for (unsigned i = 0; i < R.nslots && !sb; i++)
-		if (R.slots[i] && (!strcmp(R.slots[i]->id, id) || (R.slots[i]->name[0] && !strcmp(R.slots[i]->name, id))))
+		if (R.slots[i] &&
+		    (!strcmp(R.slots[i]->id, id) || (R.slots[i]->name[0] && !strcmp(R.slots[i]->name, id))))
 			sb = crgw_sandbox_ref(R.slots[i]);
 	pthread_rwlock_unlock(&R.lock);
 	return sb;
@@ -599,7 +602,7 @@ struct crgw_sandbox *crgw_sandbox_by_slot(uint32_t slot)
 
 uint64_t crgw_registry_pool_spoof_packets(void)
 {
-	struct crgw_nft_counter c = { 0 };
+	struct crgw_nft_counter c = {0};
 
 	if (R.nft_on)
 		crgw_nft_pool_spoof_get(&R.nft, &c);
@@ -642,7 +645,7 @@ static void unreserve_slot(unsigned slot)
 static void audit_sandbox(const struct crgw_sandbox *sb, enum crgw_audit_kind kind, const char *detail,
 			  const struct crgw_cgroup_usage *usage)
 {
-	struct crgw_audit_event ev = { .kind = kind, .service = "control" };
+	struct crgw_audit_event ev = {.kind = kind, .service = "control"};
 
 	AUDIT_SET(ev.sandbox_id, sb->id);
 	AUDIT_SET(ev.run_id, sb->run_id);
@@ -676,10 +679,11 @@ static int effective_limits(const struct crgw_cgroup_limits *asked, struct crgw_
 {
 	const struct crgw_config *c = R.cfg;
 
-	*out = (struct crgw_cgroup_limits){ c->limits_memory, c->limits_pids, c->limits_cpu_milli };
+	*out = (struct crgw_cgroup_limits){c->limits_memory, c->limits_pids, c->limits_cpu_milli};
 	if (asked->memory) {
 		if (c->limits_memory && asked->memory > c->limits_memory) {
-			snprintf(err, errlen, "a memory limit of %llu bytes is above the operator's ceiling of %llu (limits.memory)",
+			snprintf(err, errlen,
+				 "a memory limit of %llu bytes is above the operator's ceiling of %llu (limits.memory)",
 				 (unsigned long long)asked->memory, (unsigned long long)c->limits_memory);
 			return -EINVAL;
 		}
@@ -687,7 +691,8 @@ static int effective_limits(const struct crgw_cgroup_limits *asked, struct crgw_
 	}
 	if (asked->pids) {
 		if (c->limits_pids && asked->pids > c->limits_pids) {
-			snprintf(err, errlen, "a process limit of %llu is above the operator's ceiling of %llu (limits.pids)",
+			snprintf(err, errlen,
+				 "a process limit of %llu is above the operator's ceiling of %llu (limits.pids)",
 				 (unsigned long long)asked->pids, (unsigned long long)c->limits_pids);
 			return -EINVAL;
 		}
@@ -695,7 +700,8 @@ static int effective_limits(const struct crgw_cgroup_limits *asked, struct crgw_
 	}
 	if (asked->cpu_milli) {
 		if (c->limits_cpu_milli && asked->cpu_milli > c->limits_cpu_milli) {
-			snprintf(err, errlen, "a CPU limit of %u.%03u is above the operator's ceiling of %u.%03u (limits.cpus)",
+			snprintf(err, errlen,
+				 "a CPU limit of %u.%03u is above the operator's ceiling of %u.%03u (limits.cpus)",
 				 asked->cpu_milli / 1000, asked->cpu_milli % 1000, c->limits_cpu_milli / 1000,
 				 c->limits_cpu_milli % 1000);
 			return -EINVAL;
@@ -725,12 +731,12 @@ static void new_id(char *id, size_t size)
 	snprintf(id, size, "sbx-%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4]);
 }
 
-int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sandbox **out,
-			  enum crgw_reason *reason, char *err, size_t errlen)
+int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sandbox **out, enum crgw_reason *reason,
+			  char *err, size_t errlen)
 {
 	struct crgw_sandbox *sb;
-	struct crgw_link_spec link = { 0 };
-	struct crgw_nft_sandbox nsb = { 0 };
+	struct crgw_link_spec link = {0};
+	struct crgw_nft_sandbox nsb = {0};
 	struct crgw_guard_sandbox gs;
 	uint8_t mac[6];
 	bool slot_taken = false, link_created = false, rules_added = false, guard_attached = false;
@@ -771,8 +777,10 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	if (req->name && req->name[0]) {
 		if (!crgw_sandbox_name_valid(req->name)) {
 			*reason = CRGW_REASON_REQUEST_INVALID;
-			snprintf(err, errlen, "'%.64s' is not a usable sandbox name (letters, digits, '.', '_', '-'; "
-					      "at most 63; not starting with sbx-)", req->name);
+			snprintf(err, errlen,
+				 "'%.64s' is not a usable sandbox name (letters, digits, '.', '_', '-'; "
+				 "at most 63; not starting with sbx-)",
+				 req->name);
 			ret = -EINVAL;
 			goto out;
 		}
@@ -810,8 +818,8 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 		}
 		sb->holder_pid = req->holder_pid;
 	}
-	netns_fd = open(req->netns_path, O_RDONLY | O_CLOEXEC);
-	if (netns_fd < 0) {
+	netns_fd = req->tap ? -1 : open(req->netns_path, O_RDONLY | O_CLOEXEC);
+	if (!req->tap && netns_fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "network namespace %s: %s", req->netns_path, strerror(errno));
 		goto out;
@@ -827,15 +835,26 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	sb->guest.s_addr = htonl(base + 2);
 	snprintf(sb->ifname, sizeof(sb->ifname), "%s%u", R.cfg->iface_prefix, sb->slot);
 
-	link.host_ifname = sb->ifname;
-	link.peer_ifname = "eth0";
-	link.peer_netns_fd = netns_fd;
-	link.host_addr = sb->gw;
-	link.guest_addr = sb->guest;
-	link.prefix_len = 30;
 	sandbox_mac(sb->slot, mac);
-	link.peer_mac = mac;
-	ret = crgw_netctl_veth_create(&link, &sb->ifindex);
+	memcpy(sb->guest_mac, mac, sizeof(mac));
+	if (req->tap) {
+		struct crgw_tap_spec tap = {.host_ifname = sb->ifname,
+					    .host_addr = sb->gw,
+					    .guest_addr = sb->guest,
+					    .prefix_len = 30,
+					    .owner_uid = (int)req->tap_owner};
+
+		ret = crgw_netctl_tap_create(&tap, &sb->ifindex);
+	} else {
+		link.host_ifname = sb->ifname;
+		link.peer_ifname = "eth0";
+		link.peer_netns_fd = netns_fd;
+		link.host_addr = sb->gw;
+		link.guest_addr = sb->guest;
+		link.prefix_len = 30;
+		link.peer_mac = mac;
+		ret = crgw_netctl_veth_create(&link, &sb->ifindex);
+	}
 	if (ret) {
 		snprintf(err, errlen, "creating interface %s: %s", sb->ifname, strerror(-ret));
 		goto out;
@@ -864,7 +883,8 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	if (R.cgroups) {
 		char why[400];
 
-		ret = crgw_cgroup_create(R.cgroups, sb->id, &sb->limits, req->holder_pid, &sb->cgroup, why, sizeof(why));
+		ret =
+		    crgw_cgroup_create(R.cgroups, sb->id, &sb->limits, req->holder_pid, &sb->cgroup, why, sizeof(why));
 		if (ret) {
 			snprintf(err, errlen, "resource limits: %s", why);
 			goto out;
@@ -934,13 +954,13 @@ static void add_tombstone(const struct crgw_sandbox *sb, const char *why, const 
 /* Returns 0, or -errno when the sandbox's rules could not be removed (its slot must not be reused). */
 static int release(struct crgw_sandbox *sb, const char *why)
 {
-	struct crgw_nft_counters c = { 0 };
+	struct crgw_nft_counters c = {0};
 	struct crgw_cgroup_usage usage;
 	bool have_usage = false;
 	char detail[160];
 	int err, nft_err;
 
-	struct crgw_guard_counters gc = { 0 };
+	struct crgw_guard_counters gc = {0};
 	struct crgw_guard_sandbox gs;
 
 	if (R.guard) {
@@ -949,7 +969,8 @@ static int release(struct crgw_sandbox *sb, const char *why)
 		guard_sandbox_of(sb, &gs);
 		err = crgw_guard_detach(R.guard, &gs);
 		if (err && err != -ENODEV)
-			log_error("detaching a sandbox's eBPF guard failed", "id=%s error=\"%s\"", sb->id, strerror(-err));
+			log_error("detaching a sandbox's eBPF guard failed", "id=%s error=\"%s\"", sb->id,
+				  strerror(-err));
 	}
 	nft_err = 0;
 	if (R.nft_on) {
@@ -984,13 +1005,13 @@ static int release(struct crgw_sandbox *sb, const char *why)
 	char because[128];
 
 	if (have_usage && usage.oom_kills && strncmp(why, "out of memory", 13)) {
-		snprintf(because, sizeof(because), "%s, after %llu OOM kill%s", why, (unsigned long long)usage.oom_kills,
-			 usage.oom_kills == 1 ? "" : "s");
+		snprintf(because, sizeof(because), "%s, after %llu OOM kill%s", why,
+			 (unsigned long long)usage.oom_kills, usage.oom_kills == 1 ? "" : "s");
 		why = because;
 	}
-	snprintf(detail, sizeof(detail), "%.80s; dns_queries=%llu spoofed_packets=%llu dns_bypass_packets=%llu",
-		 why, (unsigned long long)atomic_load(&sb->counters.dns_queries),
-		 (unsigned long long)c.spoof.packets, (unsigned long long)c.dns.packets);
+	snprintf(detail, sizeof(detail), "%.80s; dns_queries=%llu spoofed_packets=%llu dns_bypass_packets=%llu", why,
+		 (unsigned long long)atomic_load(&sb->counters.dns_queries), (unsigned long long)c.spoof.packets,
+		 (unsigned long long)c.dns.packets);
 	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_RELEASED, detail, have_usage ? &usage : NULL);
 	add_tombstone(sb, why, have_usage ? &usage : NULL);
 	log_info("sandbox released", "id=%s interface=%s reason=\"%s\"", sb->id, sb->ifname, why);
@@ -1003,7 +1024,8 @@ int crgw_sandbox_release(const char *id, const char *why)
 
 	pthread_rwlock_wrlock(&R.lock);
 	for (unsigned i = 0; i < R.nslots; i++)
-		if (R.slots[i] && (!strcmp(R.slots[i]->id, id) || (R.slots[i]->name[0] && !strcmp(R.slots[i]->name, id)))) {
+		if (R.slots[i] &&
+		    (!strcmp(R.slots[i]->id, id) || (R.slots[i]->name[0] && !strcmp(R.slots[i]->name, id)))) {
 			sb = R.slots[i];
 			/* Kept reserved until the kernel objects are gone, so the /30 is not handed out twice. */
 			R.slots[i] = NULL;
@@ -1056,7 +1078,7 @@ static atomic_uint_fast64_t unknown_window, unknown_count, unknown_suppressed;
 void crgw_audit_unknown(const struct sockaddr_in *peer, int ifindex, const char *service)
 {
 	uint64_t now = (uint64_t)crgw_monotonic_s(), w = atomic_load(&unknown_window);
-	struct crgw_audit_event ev = { .kind = CRGW_AUDIT_DECISION, .service = service };
+	struct crgw_audit_event ev = {.kind = CRGW_AUDIT_DECISION, .service = service};
 	uint64_t suppressed;
 
 	if (w != now && atomic_compare_exchange_strong(&unknown_window, &w, now))
@@ -1105,8 +1127,8 @@ static void evict_expired(struct crgw_binding_table *t, int64_t now)
 	}
 }
 
-int crgw_binding_record(struct crgw_sandbox *sb, const char *name, const struct crgw_binding_addr *addrs,
-			unsigned n, int64_t expiry)
+int crgw_binding_record(struct crgw_sandbox *sb, const char *name, const struct crgw_binding_addr *addrs, unsigned n,
+			int64_t expiry)
 {
 	struct crgw_binding_table *t = sb->bindings;
 	unsigned h = name_hash(name);
@@ -1231,8 +1253,8 @@ bool crgw_binding_name_for(struct crgw_sandbox *sb, const struct crgw_binding_ad
 	return best != NULL;
 }
 
-bool crgw_binding_allowed_name(struct crgw_sandbox *sb, const struct crgw_binding_addr *addr, uint16_t port,
-			       char *name, struct crgw_decision *d)
+bool crgw_binding_allowed_name(struct crgw_sandbox *sb, const struct crgw_binding_addr *addr, uint16_t port, char *name,
+			       struct crgw_decision *d)
 {
 	struct crgw_binding_table *t = sb->bindings;
 	int64_t now = crgw_monotonic_s();

@@ -37,6 +37,7 @@ struct crgw_sandbox {
 	char backend[16];
 	unsigned slot;
 	char ifname[16];
+	uint8_t guest_mac[6]; /* the sandbox side's MAC address (the veth peer's, or what the VMM must use) */
 	int ifindex;
 	struct in_addr gw, guest;
 	struct crgw_policy *policy; /* owned reference, immutable */
@@ -73,9 +74,11 @@ struct crgw_sandbox {
 struct crgw_sandbox_request {
 	const char *policy_json; /* borrowed CompiledPolicy text */
 	size_t policy_len;
-	const char *netns_path;  /* the sandbox's network namespace */
+	const char *netns_path;  /* the sandbox's network namespace; NULL for a VM (tap) */
 	const char *run_id;      /* optional */
-	const char *backend;     /* "netns" */
+	const char *backend;     /* "netns", "qemu", "firecracker" */
+	bool tap;                /* a VM's TAP instead of a veth into netns_path */
+	long long tap_owner;     /* the uid that may attach to the TAP besides root; -1: root only */
 	pid_t holder_pid;        /* optional: the process that keeps the sandbox alive; 0 for none */
 	const char *name;        /* optional, unique among live sandboxes */
 	const char *workspace_mode; /* optional: copy, rw, ro or none */

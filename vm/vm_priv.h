@@ -161,4 +161,51 @@ int exec_msg_send(int sock, const struct exec_msg *msg, int fd);
 /* Receives a message and an attached descriptor (or -1). Returns 0, -EPIPE at the end, or -errno. */
 int exec_msg_recv(int sock, struct exec_msg *msg, int *fd);
 
+/* ---- guest_client.c: the host side of the guest agent's protocol (guest/README.md) ------------- */
+
+/* One execution over a connection to crgw-guest, with descriptors of its own. */
+struct guest_exec {
+	/* what to run; borrowed for the call */
+	char *const *argv;    /* argv[0] is looked up in the command's PATH */
+	char *const *env;     /* NAME=VALUE over the agent's base environment; may be NULL */
+	const char *cwd;      /* NULL: /workspace when the guest has one, else / */
+	bool tty;             /* a pty in the guest: all output comes to out_fd */
+	unsigned rows, cols;  /* the pty's size; 0 when unknown */
+	int in_fd;            /* the command's input, read here until EOF; -1: it reads /dev/null */
+	int out_fd, err_fd;   /* where its output goes, written after poll says so (a blocking one may still
+			       * hold the others up while a write completes) */
+	/* results */
+	int status;           /* its exit code, 128+N for signal N; 125-127 when it could not run */
+	char error[256];      /* why it could not run (from the agent), else "" */
+};
+
+struct guest_client_opts {
+	/* SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 to this process go to every running execution
+	 * (blocked and read with a signalfd for the call); SIGWINCH sends the size of `winsize_fd`'s terminal
+	 * to the executions with a tty. */
+	bool forward_signals;
+	int winsize_fd;
+	/* How long to wait for the agent's hello (a VM still booting); 0: for ever. -ETIMEDOUT after it. */
+	int hello_timeout_ms;
+};
+
+/*
+ * Runs `n` (1-64) executions at once over `agent_fd`, a fresh connection to the agent (its first frame is
+ * hello), on channels 1..n, until every one has ended and its output is written. The descriptors are
+ * borrowed. A slow out_fd stalls its own execution only: nothing is read from the guest beyond each
+ * channel's window. Returns 0 with each execution's status (an execution the agent could not start has
+ * status 125-127 and `error`), or -errno with `err` when the connection failed or the guest broke the
+ * protocol (then every execution still running is closed, which kills it in the guest).
+ */
+int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const struct guest_client_opts *opts,
+		     char *err, size_t errlen);
+
+/*
+ * What a VM backend's exec() does once it holds a connection to the agent: one execution relaying our
+ * standard streams (stdin only when `req->interactive`), raw mode and the window size with `req->tty`,
+ * signals forwarded. Same contract as struct crgw_backend's exec: 0 with `*status`, or -errno with `err`
+ * and `*status` 125-127 when the command could not run (-ENOENT for 127) or the connection failed.
+ */
+int crgw_guest_exec(int agent_fd, const struct crgw_exec_request *req, int *status, char *err, size_t errlen);
+
 #endif

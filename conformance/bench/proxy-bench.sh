@@ -30,6 +30,9 @@
 #     HAProxy 2.6  nbthread 2. No CONNECT: TCP-mode listeners relay to fixed upstreams (the client runs with
 #                  --tcp), and an HTTP-mode listener forwards absolute-URI requests: do-resolve on the Host
 #                  name through a resolvers section (knot), set-dst/set-dst-port, a server 0.0.0.0:0
+#     sockmap relay  the same program with --sockmap: bytes relayed in the kernel by the experimental sockmap
+#                  relay of ebpf/ (not used by crgw yet); opt-in (--proxies), so that the figures can say
+#                  which relay crgw should use
 #     splice relay conformance/bench/splice_relay, 2 threads, numeric CONNECT targets (it does not resolve);
 #                  no forward mode
 # Names: the CONNECT and forward targets are b0.bench.test (203.0.113.10, in the test zone) for every proxy
@@ -80,11 +83,16 @@ $CONC_HI, absolute-URI forward requests/s at $CONC_HI, and RSS per idle tunnel.
   --idle N           idle tunnels for the memory figure, measured in the first round (default 2000)
   --hold S           seconds the idle tunnels are held (default 3)
   --client-threads N proxy_bench threads at concurrency $CONC_HI (default 1)
-  --proxies "LIST"   a subset of: crgw squid tinyproxy haproxy splice (default all)
+  --proxies "LIST"   a subset of: crgw squid tinyproxy haproxy splice sockmap (default all but sockmap)
   --state DIR        keep logs, configs and results here (default: a new /tmp/crgw-proxy-bench.XXXXXX, kept)
   --out FILE         also write the table to FILE
   --report FILE      only print the table again from an earlier run's STATE/results.jsonl
   --help             this text
+
+Environment: CRGW_BENCH_ENFORCEMENT (crgw's enforcement: nftables, ebpf or both, the default);
+CRGW_BENCH_PERF=DIR records a perf profile (perf record -g) and system call counts (perf stat) of crgw's
+processes over each setup and forward window into DIR (profiling only: those windows' figures then include
+perf's own cost).
 EOF
 }
 
@@ -106,8 +114,8 @@ print_table() {
 		def n0: if . == null then "—" else round | tostring | [scan("\\d")] | reverse | [range(0; length) as $i | .[$i] + (if $i > 0 and $i % 3 == 0 then "," else "" end)] | reverse | join("") end;
 		def n1: if . == null then "—" else . * 10 | round / 10 | tostring end;
 		def n2: if . == null then "—" else . * 100 | round / 100 | tostring end;
-		def name: {crgw: "crgw", squid: "Squid", tinyproxy: "tinyproxy", haproxy: "HAProxy", splice: "splice relay"}[.] // .;
-		def order: {crgw: 0, splice: 1, haproxy: 2, squid: 3, tinyproxy: 4}[.] // 9;
+		def name: {crgw: "crgw", squid: "Squid", tinyproxy: "tinyproxy", haproxy: "HAProxy", splice: "splice relay", sockmap: "sockmap relay"}[.] // .;
+		def order: {crgw: 0, splice: 1, sockmap: 2, haproxy: 3, squid: 4, tinyproxy: 5}[.] // 9;
 		. as $all
 		| def sel(p; t; c): [$all[] | select(.proxy == p and .test == t and (c == null or .concurrency == c))];
 		  def okrows(r): [r[] | select(.ok)];
@@ -139,7 +147,10 @@ print_table() {
 		   "crgw/splice relay, bulk MB/s: \(ratio(med("crgw"; "bulk"; null; .mb_s); med("splice"; "bulk"; null; .mb_s))) (SPEC target >= 0.95)",
 		   "crgw/HAProxy TCP mode, tunnels/s at c\($hi): \(ratio(med("crgw"; "setup"; $hi; .rate); med("haproxy"; "setup"; $hi; .rate))) (target >= 1); p99 \(med("crgw"; "setup"; $hi; .p99_us) | n0) µs against \(med("haproxy"; "setup"; $hi; .p99_us) | n0) µs (target: lower)",
 		   "crgw/HAProxy, forward requests/s at c\($hi): \(ratio(med("crgw"; "http"; $hi; .rate); med("haproxy"; "http"; $hi; .rate))) (target >= 1)",
-		   "crgw KiB per idle tunnel: \(med("crgw"; "idle"; null; .kib_per_tunnel) | n2) (target <= 4)"),
+		   "crgw KiB per idle tunnel: \(med("crgw"; "idle"; null; .kib_per_tunnel) | n2) (target <= 4)",
+		   (if (sel("sockmap"; "bulk"; null) | length) > 0 then
+		     "sockmap relay/splice relay: bulk \(ratio(med("sockmap"; "bulk"; null; .mb_s); med("splice"; "bulk"; null; .mb_s))), tunnels/s at c\($hi) \(ratio(med("sockmap"; "setup"; $hi; .rate); med("splice"; "setup"; $hi; .rate)))"
+		    else empty end)),
 		  ($all[] | select(.disturbed) | "warning: \(.proxy | name) \(.test) c\(.concurrency // "-") round \(.round): still disturbed by other processes (\(.other_cpu_pct)% of a CPU) after the last attempt"),
 		  ($all[] | select(.ok | not) | "note: \(.proxy | name) \(.test) c\(.concurrency // "-") round \(.round): failed: \(.error // .last_error // "") \(if (.last_status // 0) > 0 then "status \(.last_status)" else "" end) (completed \(.completed // .established // 0), failed \(.total_failed // .failed // 0))")
 	' "$1"
@@ -179,7 +190,7 @@ in_range "$IDLE" 1 10000 || die "--idle must be 1-10000"
 seconds_ok "$HOLD" || die "--hold: seconds"
 in_range "$CLIENT_THREADS" 1 8 || die "--client-threads must be 1-8"
 for p in $PROXIES; do
-	[[ $p =~ ^(crgw|squid|tinyproxy|haproxy|splice)$ ]] || die "--proxies: unknown proxy $p"
+	[[ $p =~ ^(crgw|squid|tinyproxy|haproxy|splice|sockmap)$ ]] || die "--proxies: unknown proxy $p"
 done
 [[ $(id -u) == 0 ]] || die "needs root (namespaces, nftables, sandboxes)"
 
@@ -235,7 +246,11 @@ P_SRC=9001 P_PING=9002 P_HTTP=9003 P_HOLD=9004
 SQUID_PORT=13128
 TINY_PORT=13129
 HAP_SRC=14001 HAP_PING=14002 HAP_HOLD=14004 HAP_HTTP=14080
+PERF_SYSCALLS="accept4 read write writev readv recvfrom sendto recvmsg sendmsg splice epoll_ctl epoll_wait
+close shutdown socket connect setsockopt getsockopt getsockname getpeername futex pipe2 fcntl ioctl openat
+mmap munmap madvise brk"
 RELAY_PORT=15128
+SOCKMAP_PORT=15129
 SQUID_SERVICE=crgwpb$ID
 
 # Each proxy runs in a cpuacct cgroup of its own (cgroup v1 here, v2 where that is what is mounted): its CPU
@@ -315,7 +330,7 @@ cleanup_peers() {
 		squid) stop_pid "${PID[$p]}" squid ;;
 		tinyproxy) stop_pid "${PID[$p]}" tinyproxy ;;
 		haproxy) stop_pid "${PID[$p]}" haproxy ;;
-		splice) stop_pid "${PID[$p]}" splice_relay ;;
+		splice | sockmap) stop_pid "${PID[$p]}" splice_relay ;;
 		esac
 		unset "PID[$p]"
 	done
@@ -398,19 +413,33 @@ cpu_ns() {
 	done
 }
 
-# proxy_cpu_ns PROXY PID...: sets NS to the proxy's CPU time, from its cgroup, or the PIDs' live threads.
-proxy_cpu_ns() {
+# cgroup_cpu_ns DIR: sets NS to the CPU time of the cgroup DIR and its descendants (0 if it is gone).
+cgroup_cpu_ns() {
 	local key val
+	NS=0
+	if [[ $CG_FILE == cpuacct.usage ]]; then
+		{ read -r NS <"$1/$CG_FILE"; } 2>/dev/null || NS=0
+	else
+		while read -r key val; do
+			if [[ $key == usage_usec ]]; then
+				NS=$((val * 1000))
+				break
+			fi
+		done 2>/dev/null <"$1/$CG_FILE"
+	fi
+}
+
+# proxy_cpu_ns PROXY PID...: sets NS to the proxy's CPU time, from its cgroup, or the PIDs' live threads.
+# crgw makes its sandboxes' cgroups beneath its own (limits.cgroup, "crgw"), and crgw's client runs in its
+# sandbox: that subtree's time is the client's, not the proxy's, and is left out.
+proxy_cpu_ns() {
+	local own
 	if [[ -n $CG_MADE ]]; then
-		if [[ $CG_FILE == cpuacct.usage ]]; then
-			read -r NS <"$CG_DIR/$1/$CG_FILE"
-		else
-			while read -r key val; do
-				if [[ $key == usage_usec ]]; then
-					NS=$((val * 1000))
-					break
-				fi
-			done <"$CG_DIR/$1/$CG_FILE"
+		cgroup_cpu_ns "$CG_DIR/$1"
+		if [[ $1 == crgw ]]; then
+			own=$NS
+			cgroup_cpu_ns "$CG_DIR/$1/crgw"
+			NS=$((own - NS))
 		fi
 		return 0
 	fi
@@ -744,6 +773,14 @@ start_splice() {
 	await_port splice "$PX_ADDR" "$RELAY_PORT"
 }
 
+start_sockmap() {
+	mkdir -p "$STATE/sockmap"
+	(in_cgroup sockmap ip netns exec "$PX_NS" "$RELAY" --listen "$PX_ADDR:$SOCKMAP_PORT" --threads 2 --lifetime 3600 \
+		--sockmap) </dev/null >"$STATE/sockmap/sockmap.log" 2>&1 &
+	PID[sockmap]=$!
+	await_port sockmap "$PX_ADDR" "$SOCKMAP_PORT"
+}
+
 # ---- one measurement -------------------------------------------------------------------------------
 
 # client PROXY TEST: sets CMD to the client command line for PROXY and TEST (bulk, setup, http, idle),
@@ -784,6 +821,7 @@ client() {
 			esac
 			;;
 		splice) CMD+=(--proxy "$PX_ADDR:$RELAY_PORT" --connect "$TN_WEB1:$port") ;;
+		sockmap) CMD+=(--proxy "$PX_ADDR:$SOCKMAP_PORT" --connect "$TN_WEB1:$port") ;;
 		esac
 	fi
 	CMD+=(--json --label "$proxy")
@@ -831,8 +869,22 @@ measure() {
 			snap "$proxy" "${pids[@]}"
 			s_us=$SNAP_US s_idle=$SNAP_IDLE s_irq=$SNAP_IRQ s_px=$SNAP_PX s_srv=$SNAP_SRV s_dns=$SNAP_DNS
 			s_ksoft=$SNAP_KSOFT
+			local perf_pid=
+			if [[ -n ${CRGW_BENCH_PERF:-} && $proxy == crgw ]]; then
+				# Profiling, not measuring: the figures of this window include perf's own cost.
+				perf record -q -g -o "$CRGW_BENCH_PERF/crgw-$test-c$conc-r$round.data" \
+					-p "$(IFS=,; echo "${pids[*]}")" -- sleep "$DURATION" >/dev/null 2>&1 &
+				perf_pid=$!
+				# and how many of each system call it made (divide by the operations in the result)
+				perf stat -x, -o "$CRGW_BENCH_PERF/crgw-$test-c$conc-r$round.syscalls" \
+					-e "$(printf 'syscalls:sys_enter_%s,' $PERF_SYSCALLS | sed 's/,$//')" \
+					-p "$(IFS=,; echo "${pids[*]}")" -- sleep "$DURATION" >/dev/null 2>&1 &
+				perf_pid+=" $!"
+			fi
 			pause "$DURATION"
 			snap "$proxy" "${pids[@]}"
+			# shellcheck disable=SC2086 # two PIDs
+			[[ -z $perf_pid ]] || wait $perf_pid || true
 			wait "$GEN_PID" || rc=$?
 			GEN_PID=
 		fi
@@ -953,6 +1005,7 @@ for p in $PROXIES; do
 	tinyproxy) start_tinyproxy ;;
 	haproxy) start_haproxy ;;
 	splice) start_splice ;;
+	sockmap) start_sockmap ;;
 	esac
 done
 for p in $PROXIES; do warm "$p"; done

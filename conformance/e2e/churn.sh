@@ -103,6 +103,34 @@ fds=$(gw_fds)
 [ "$fds" -eq "$fds_before" ]
 ok $? "refused registrations leaked no file descriptor ($fds_before before, $fds after)"
 
+# A VM backend's registration: a TAP for its VMM instead of a veth into a namespace, with the same rules.
+sleep 300 &
+holder=$!
+out=$(curl -s --unix-socket "$sock" -X POST \
+	-d "{\"policy\": $policy, \"backend\": \"qemu\", \"holder_pid\": $holder, \"tap_owner\": 4242}" \
+	http://crgw/v1/sandboxes)
+vm_id=$(echo "$out" | jq -r '.id // empty')
+vm_if=$(echo "$out" | jq -r '.interface // empty')
+vm_mac=$(echo "$out" | jq -r '.guest_mac // empty')
+ip -d link show dev "$vm_if" 2>/dev/null | grep -q "tun type tap .*user 4242" && [[ $vm_mac =~ ^02:63:67: ]]
+ok $? "a qemu registration gets a TAP owned by its VMM's user and the MAC the guest must use ($vm_if $vm_mac)"
+vm_slot=${vm_if#"$GW_PREFIX"}
+nft -j list table inet "$GW_TABLE" 2>/dev/null | jq -e --arg c "sb${vm_slot}_" '[.nftables[] | .chain.name? // empty | select(startswith($c))] | length >= 3' >/dev/null
+ok $? "... with the sandbox's nftables chains (sb${vm_slot}_*) for it"
+curl -s --unix-socket "$sock" -X DELETE "http://crgw/v1/sandboxes/$vm_id" >/dev/null
+for _ in $(seq 30); do ip link show dev "$vm_if" >/dev/null 2>&1 || break; sleep 0.1; done
+! ip link show dev "$vm_if" >/dev/null 2>&1 && ! kill -0 "$holder" 2>/dev/null
+ok $? "its release deletes the TAP and ends the VMM (holder)"
+wait "$holder" 2>/dev/null
+out=$(curl -s --unix-socket "$sock" -X POST -d "{\"policy\": $policy, \"backend\": \"qemu\", \"netns_path\": \"/proc/1/ns/net\"}" http://crgw/v1/sandboxes)
+echo "$out" | jq -e '.code == "request_invalid"' >/dev/null
+ok $? "a qemu registration with a namespace is refused"
+out=$(curl -s --unix-socket "$sock" -X POST -d "{\"policy\": $policy, \"backend\": \"bhyve\"}" http://crgw/v1/sandboxes)
+echo "$out" | jq -e '.code == "backend_unavailable"' >/dev/null
+ok $? "an unknown backend gets backend_unavailable"
+[ -z "$(kernel_objects)" ]
+ok $? "nothing of the VM sandbox is left"
+
 gw_stop
 ok $? "crgw exits 0 on SIGTERM (sanitizer builds: LeakSanitizer found nothing)"
 files=$(ls "$T"/audit.log* | wc -l)

@@ -364,9 +364,9 @@ static void test_bidir(struct crgw_relay *r)
 	int rc;
 
 	make_tun(&t);
-	rc = crgw_relay_add(r, 1, t.mid_cli, t.mid_up);
+	rc = crgw_relay_add(r, 1, t.mid_cli, t.mid_up, 0);
 	tap_result(rc == 0, "add tunnel 1 (rc %d)", rc);
-	rc = crgw_relay_add(r, 1, t.mid_cli, t.mid_up);
+	rc = crgw_relay_add(r, 1, t.mid_cli, t.mid_up, 0);
 	tap_result(rc == -EEXIST, "adding the same tunnel id again is -EEXIST (rc %d)", rc);
 	job_start(&w_up, t.client, 0, true, nu);
 	job_start(&r_up, t.up, 0, false, nu);
@@ -443,7 +443,7 @@ static void test_half_close(struct crgw_relay *r, uint64_t id, uint64_t n, uint6
 
 		setsockopt(t.up, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 	}
-	rc = crgw_relay_add(r, id, t.mid_cli, t.mid_up);
+	rc = crgw_relay_add(r, id, t.mid_cli, t.mid_up, 0);
 	if (rc) {
 		tap_result(false, "add tunnel %llu (rc %d)", (unsigned long long)id, rc);
 		close_tun(&t);
@@ -550,7 +550,7 @@ static void test_slow_reader(struct crgw_relay *r, const char *mode)
 	int rc, fl;
 
 	make_tun(&t);
-	rc = crgw_relay_add(r, 4, t.mid_cli, t.mid_up);
+	rc = crgw_relay_add(r, 4, t.mid_cli, t.mid_up, 0);
 	fl = fcntl(t.client, F_GETFL);
 	fcntl(t.client, F_SETFL, fl | O_NONBLOCK);
 	last_progress = now_s();
@@ -616,7 +616,7 @@ static void test_pause(struct crgw_relay *r)
 	static unsigned char buf[CHUNK];
 
 	make_tun(&t);
-	rc = crgw_relay_add(r, 7, t.mid_cli, t.mid_up);
+	rc = crgw_relay_add(r, 7, t.mid_cli, t.mid_up, 0);
 	fl = fcntl(t.client, F_GETFL);
 	fcntl(t.client, F_SETFL, fl | O_NONBLOCK);
 	last_progress = now_s();
@@ -734,7 +734,7 @@ static void test_remove_mid_transfer(struct crgw_relay *r)
 	make_tun(&t);
 	setsockopt(t.client, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(t.up, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	rc = crgw_relay_add(r, 5, t.mid_cli, t.mid_up);
+	rc = crgw_relay_add(r, 5, t.mid_cli, t.mid_up, 0);
 	job_start(&w, t.client, 0, true, 512ull * MiB);
 	job_start(&rd, t.up, 0, false, 0);
 	rd.to_eof = true;
@@ -806,7 +806,7 @@ static void test_throughput(struct crgw_relay *r)
 		int mode = round & 1;
 
 		make_tun(&t);
-		if (mode == 0 && crgw_relay_add(r, 6, t.mid_cli, t.mid_up))
+		if (mode == 0 && crgw_relay_add(r, 6, t.mid_cli, t.mid_up, 0))
 			abort();
 		job_start(&w, t.client, 0, true, n);
 		job_start(&rd, t.up, 0, false, n);

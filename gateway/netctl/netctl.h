@@ -45,6 +45,24 @@ struct crgw_link_spec {
  */
 int crgw_netctl_veth_create(const struct crgw_link_spec *spec, int *host_ifindex);
 
+/* What a VM sandbox's TAP looks like (the guest configures its own side from its kernel command line). */
+struct crgw_tap_spec {
+	const char *host_ifname;   /* 1..15 characters; start it with the ruleset's interface prefix */
+	struct in_addr host_addr;  /* the gateway's address on this link, network order */
+	struct in_addr guest_addr; /* the guest's address (checked to share the subnet), network order */
+	uint8_t prefix_len;        /* 8..32 */
+	int owner_uid;             /* who may attach to it besides root (the VMM's user); -1: root only */
+};
+
+/*
+ * Creates a persistent TAP device (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, through /dev/net/tun: the one
+ * kind of link rtnetlink cannot create) in our namespace and configures it as the host side of a veth:
+ * the same sysctls, host_addr/prefix, up. It has no carrier until a VMM attaches by name. On failure
+ * nothing is left; -EINVAL for a bad spec, -EEXIST (or -EBUSY) when the name is taken, -ENOENT when the
+ * kernel has no /dev/net/tun.
+ */
+int crgw_netctl_tap_create(const struct crgw_tap_spec *spec, int *host_ifindex);
+
 /* Deletes a link of our namespace by name (a veth's peer goes with it). -ENODEV when there is none. */
 int crgw_netctl_link_delete(const char *ifname);
 

@@ -14,8 +14,10 @@
 #include <net/if.h>
 
 #include <linux/if_link.h>
+#include <linux/if_tun.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
+#include <sys/ioctl.h>
 
 #include "netctl.h"
 #include "nl.h"
@@ -66,14 +68,14 @@ static int host_sysctls(const char *ifname)
 	static const struct {
 		const char *proto, *key, *value;
 	} rows[] = {
-		/* No IPv6 at all: no link-local address, no router solicitations, nothing to filter twice. */
-		{ "ipv6", "disable_ipv6", "1" },
-		/* Reverse-path filtering would drop spoofed packets before nftables counts and logs them. */
-		{ "ipv4", "rp_filter", "0" },
-		/* Sandboxes reach the world only through the gateway's listeners, never by routing. */
-		{ "ipv4", "forwarding", "0" },
-		{ "ipv4", "send_redirects", "0" },
-		{ "ipv4", "accept_redirects", "0" },
+	    /* No IPv6 at all: no link-local address, no router solicitations, nothing to filter twice. */
+	    {"ipv6", "disable_ipv6", "1"},
+	    /* Reverse-path filtering would drop spoofed packets before nftables counts and logs them. */
+	    {"ipv4", "rp_filter", "0"},
+	    /* Sandboxes reach the world only through the gateway's listeners, never by routing. */
+	    {"ipv4", "forwarding", "0"},
+	    {"ipv4", "send_redirects", "0"},
+	    {"ipv4", "accept_redirects", "0"},
 	};
 	int err;
 
@@ -163,7 +165,7 @@ static int addr_add(struct netctl_nl *nl, int ifindex, struct in_addr addr, uint
 	mnl_attr_put(nlh, IFA_ADDRESS, sizeof(addr), &addr);
 	if (prefix_len < 31) {
 		uint32_t host_mask = prefix_len ? 0xffffffffu >> prefix_len : 0xffffffffu;
-		struct in_addr brd = { .s_addr = addr.s_addr | htonl(host_mask) };
+		struct in_addr brd = {.s_addr = addr.s_addr | htonl(host_mask)};
 
 		mnl_attr_put(nlh, IFA_BROADCAST, sizeof(brd), &brd);
 	}
@@ -250,7 +252,7 @@ static void *ns_thread(void *arg)
 
 static int ns_enter(int netns_fd, const char *peer_ifname, struct netctl_nl *nl)
 {
-	struct ns_job job = { .netns_fd = netns_fd, .peer_ifname = peer_ifname, .nl = nl, .err = -EIO };
+	struct ns_job job = {.netns_fd = netns_fd, .peer_ifname = peer_ifname, .nl = nl, .err = -EIO};
 	sigset_t all, old;
 	pthread_t tid;
 	int err;
@@ -292,7 +294,7 @@ static bool spec_ok(const struct crgw_link_spec *spec)
 
 int crgw_netctl_veth_create(const struct crgw_link_spec *spec, int *host_ifindex)
 {
-	struct netctl_nl host = { 0 }, guest = { 0 };
+	struct netctl_nl host = {0}, guest = {0};
 	bool created = false;
 	int ifindex = 0, lo, peer, err;
 
@@ -360,9 +362,73 @@ out:
 	return err;
 }
 
+int crgw_netctl_tap_create(const struct crgw_tap_spec *spec, int *host_ifindex)
+{
+	struct netctl_nl host = {0};
+	struct ifreq ifr;
+	uint32_t mask;
+	bool created = false;
+	int fd, ifindex = 0, err;
+
+	if (!spec || !netctl_ifname_ok(spec->host_ifname) || spec->prefix_len < 8 || spec->prefix_len > 32)
+		return -EINVAL;
+	mask = htonl(0xffffffffu << (32 - spec->prefix_len));
+	if (spec->host_addr.s_addr == spec->guest_addr.s_addr ||
+	    (spec->host_addr.s_addr & mask) != (spec->guest_addr.s_addr & mask))
+		return -EINVAL;
+	fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", spec->host_ifname);
+	/* The VMM opens it again by name with the same flags; vnet_hdr lets virtio-net offload checksums. */
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL;
+	if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	created = true;
+	if ((spec->owner_uid >= 0 && ioctl(fd, TUNSETOWNER, (unsigned long)spec->owner_uid) != 0) ||
+	    ioctl(fd, TUNSETPERSIST, 1UL) != 0) {
+		err = -errno;
+		close(fd); /* not persistent yet: closing deletes it */
+		return err;
+	}
+	close(fd);
+	err = netctl_nl_open(&host, NETLINK_ROUTE);
+	if (err)
+		goto out;
+	ifindex = link_index(&host, spec->host_ifname);
+	if (ifindex < 0) {
+		err = ifindex;
+		goto out;
+	}
+	err = host_sysctls(spec->host_ifname);
+	if (err)
+		goto out;
+	err = addr_add(&host, ifindex, spec->host_addr, spec->prefix_len);
+	if (err)
+		goto out;
+	err = link_set_up(&host, ifindex);
+	if (err)
+		goto out;
+	if (host_ifindex)
+		*host_ifindex = ifindex;
+out:
+	if (err && created) {
+		if (ifindex > 0)
+			link_del_index(&host, ifindex);
+		else
+			crgw_netctl_link_delete(spec->host_ifname);
+	}
+	netctl_nl_close(&host);
+	return err;
+}
+
 int crgw_netctl_link_delete(const char *ifname)
 {
-	struct netctl_nl nl = { 0 };
+	struct netctl_nl nl = {0};
 	char buf[REQ_BUF];
 	struct nlmsghdr *nlh;
 	int err;
@@ -382,7 +448,7 @@ out:
 
 int crgw_netctl_link_ifindex(const char *ifname)
 {
-	struct netctl_nl nl = { 0 };
+	struct netctl_nl nl = {0};
 	int ret;
 
 	if (!netctl_ifname_ok(ifname))
@@ -433,7 +499,8 @@ static int sweep_cb(const struct nlmsghdr *nlh, void *data)
 	ifi = mnl_nlmsg_get_payload(nlh);
 	if (ifi->ifi_flags & IFF_LOOPBACK)
 		return MNL_CB_OK;
-	mnl_attr_for_each(attr, nlh, sizeof(*ifi)) {
+	mnl_attr_for_each(attr, nlh, sizeof(*ifi))
+	{
 		if (mnl_attr_get_type(attr) == IFLA_IFNAME && mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) == 0)
 			name = mnl_attr_get_str(attr);
 	}
@@ -449,8 +516,8 @@ static int sweep_cb(const struct nlmsghdr *nlh, void *data)
 
 int crgw_netctl_remove_links_with_prefix(const char *prefix, unsigned *removed)
 {
-	struct netctl_nl nl = { 0 };
-	struct sweep sw = { .prefix = prefix };
+	struct netctl_nl nl = {0};
+	struct sweep sw = {.prefix = prefix};
 	char buf[REQ_BUF];
 	struct nlmsghdr *nlh;
 	unsigned count = 0;

@@ -32,9 +32,12 @@ void crgw_relay_close(struct crgw_relay *r);
  * Puts a tunnel in the relay: from now on what client_fd receives is sent out of upstream_fd and the
  * reverse. Borrows both fds (connected TCP sockets; the caller keeps them open until remove and closes
  * them after). Both or neither end up in the map. Bytes already in a socket's receive queue are not
- * relayed (read them first). Returns 0, -EEXIST if the tunnel id is in use, or -errno.
+ * relayed (read them first). `client_reply` is what the caller writes into client_fd itself right after
+ * adding (a proxy's "200 Connection established", 0 if nothing): the drain check must not count it as
+ * relayed. Adding before that reply is what keeps the client's first bytes from arriving before the
+ * socket is in the map. Returns 0, -EEXIST if the tunnel id is in use, or -errno.
  */
-int crgw_relay_add(struct crgw_relay *r, uint64_t tunnel, int client_fd, int upstream_fd);
+int crgw_relay_add(struct crgw_relay *r, uint64_t tunnel, int client_fd, int upstream_fd, uint64_t client_reply);
 /* Takes the tunnel out (both sockets, then its counters). Idempotent: -ENOENT if it was not there. */
 int crgw_relay_remove(struct crgw_relay *r, uint64_t tunnel);
 

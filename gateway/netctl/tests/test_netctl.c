@@ -1045,6 +1045,39 @@ int main(void)
 		crgw_netctl_link_delete(bystander[i]);
 	ok(crgw_netctl_link_delete(ifo) == 0, "delete %s", ifo);
 
+	/* ---- a VM sandbox's TAP ---- */
+	{
+		char ift[IFNAMSIZ];
+		struct crgw_tap_spec ts = { .host_ifname = ift, .host_addr = ip(61), .guest_addr = ip(62),
+					    .prefix_len = 30, .owner_uid = 4242 };
+		int ifindex_t = 0;
+
+		snprintf(ift, sizeof(ift), "%s61", g_prefix);
+		ret = crgw_netctl_tap_create(&ts, &ifindex_t);
+		if (ret == -ENOENT) {
+			printf("ok %u - tap_create # SKIP no /dev/net/tun\n", ++tap_n);
+		} else {
+			ok(ret == 0 && ifindex_t > 0, "tap_create %s: %d (ifindex %d)", ift, ret, ifindex_t);
+			/* ip, not /sys/class/net: that shows the namespace /sys was mounted in, not this test's */
+			snprintf(cmd, sizeof(cmd), "ip -d link show dev %s", ift);
+			ok(run_capture(cmd, out, sizeof(out)) == 0 && strstr(out, "tun type tap") &&
+				   strstr(out, "user 4242") && strstr(out, "vnet_hdr") && strstr(out, "persist"),
+			   "it is a persistent TAP with vnet headers owned by uid 4242");
+			ok(host_sysctl("ipv6", ift, "disable_ipv6") == 1 && host_sysctl("ipv4", ift, "rp_filter") == 0,
+			   "its sysctls are a veth host side's");
+			snprintf(cmd, sizeof(cmd), "ip -4 -o addr show dev %s", ift);
+			ok(run_capture(cmd, out, sizeof(out)) == 0 && strstr(out, "10.199.") && strstr(out, "/30"),
+			   "it has the gateway's address: %s", out);
+			ok(crgw_netctl_tap_create(&ts, NULL) == -EBUSY || crgw_netctl_tap_create(&ts, NULL) == -EEXIST,
+			   "a second TAP of the same name is refused");
+			ts.guest_addr = ip(99);
+			ok(crgw_netctl_tap_create(&ts, NULL) == -EINVAL, "a guest address off the subnet is refused");
+			ok(crgw_netctl_remove_links_with_prefix(g_prefix, &removed) == 0 && removed >= 1 &&
+				   crgw_netctl_link_ifindex(ift) == -ENODEV,
+			   "the prefix sweep removes a persistent TAP a killed gateway left");
+		}
+	}
+
 	/* ---- shutdown ---- */
 	ok(crgw_nft_table_delete(&g_cfg) == 0, "table_delete");
 	ok(crgw_nft_table_delete(&g_cfg) == -ENOENT, "table_delete again: -ENOENT");
