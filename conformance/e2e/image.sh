@@ -12,10 +12,12 @@
 # TAP output. Needs root. Run it under `flock /tmp/crgw-e2e.lock` beside other engineers' e2e runs.
 # Last, through the gateway: crgw-ctl image pull --registry-mirror inside a crgw-ctl run sandbox, through the
 # OCI mediation on 8170 and its content cache, audited.
-# usage: image.sh CRGW CRGW_CTL
+# The guest agent, when given, is injected into one image and checked there.
+# usage: image.sh CRGW CRGW_CTL [CRGW_GUEST]
 set -uo pipefail
 CRGW=$1
 CTL=$2
+GUEST=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib/testnet.sh
 source "$here/../lib/testnet.sh"
@@ -92,7 +94,9 @@ ok "$([ "$out" = "$hello_digest" ] && echo 0 || echo 1)" "a second pull finds it
 # ---- two layers, a whiteout, the config --------------------------------------------------------------------
 good=$(digest_of good 1)
 t0=$(ms)
-events=$(ctl pull --json "oci.test/crgw/img-good@$good" 2>"$T/err")
+guest_opt=()
+[ -n "$GUEST" ] && guest_opt=(--guest "$GUEST")
+events=$(ctl pull --json "${guest_opt[@]}" "oci.test/crgw/img-good@$good" 2>"$T/err")
 rc=$?
 t1=$(ms)
 ok "$rc" "pull of a two-layer image (gzip and plain tar) with --json ($((t1 - t0)) ms)"
@@ -106,6 +110,12 @@ ok "$([ "$(img 'cat /work/readme')" = "upper layer" ] && [ "$(img 'cat /etc/os-r
 ok "$(img 'stat /etc/removed' | grep -q . && echo 1 || echo 0)" "the upper layer's whiteout removed /etc/removed"
 ok "$(img 'stat /usr/bin/passwd' | grep -q 'Mode:  04755' && img 'stat /bin/sh' | grep -q 'Fast link dest: "hello"' &&
 	echo 0 || echo 1)" "setuid bit and symlink kept"
+if [ -n "$GUEST" ]; then
+	img "dump /sbin/crgw-guest $T/guest.out" >/dev/null
+	cmp -s "$GUEST" "$T/guest.out" && img 'stat /sbin/crgw-guest' | grep -q 'Mode:  0755' &&
+		[ "$(ctl inspect "$good" | jq -r .guest)" = "$GUEST" ]
+	ok "$?" "crgw-guest injected as /sbin/crgw-guest, 0755, byte for byte"
+fi
 info=$(ctl inspect "${good:7:16}")
 ok "$(jq -e '.image_config.entrypoint == ["/bin/hello"] and .image_config.workdir == "/work" and
 	(.image_config.env | index("GREETING=hi")) and (.layers | length) == 2 and .manifest == "'"$good"'"' \
