@@ -39,6 +39,7 @@ int cmd_run(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
+int cmd_image(int argc, char **argv);
 
 /* crgw-ctl cache warm (warm.c): argv[0] is "warm". */
 int cache_warm(int argc, char **argv);

@@ -35,6 +35,9 @@ static const char usage[] =
 	"  cache warm [--policy PATH|DIR] [--jobs N] [--json]\n"
 	"                         the gateway's content cache; verify exits 1 when an object was corrupt;\n"
 	"                         warm fetches what the policy's lockfiles name, exits 1 when one failed\n"
+	"  image pull [--resolve] REF@sha256:HEX | import TARBALL | ls [--json] | inspect IMAGE | rm IMAGE...\n"
+	"                         OCI images as ext4 root file systems for the VM backends, cached by digest\n"
+	"                         (crgw-ctl image --help)\n"
 	"  doctor [--json]        host prerequisites and the gateway's capability map\n"
 	"\n"
 	"Global option: --control PATH (or CRGW_CONTROL) names the gateway's control socket\n"
@@ -108,6 +111,8 @@ int main(int argc, char **argv)
 		return cmd_stats(argc - 1, argv + 1);
 	if (strcmp(argv[1], "cache") == 0)
 		return cmd_cache(argc - 1, argv + 1);
+	if (strcmp(argv[1], "image") == 0)
+		return cmd_image(argc - 1, argv + 1);
 	if (strcmp(argv[1], "doctor") == 0)
 		return cmd_doctor(argc - 1, argv + 1);
 	if (strcmp(argv[1], "run") == 0)

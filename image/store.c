@@ -1,0 +1,605 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The image store: blobs by digest (the layer store every image shares), images by id, each made in tmp/
+ * and renamed into place whole, so a crash or a failure never leaves a partial image where a reader looks.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "image_priv.h"
+
+#define TMP_MAX_AGE (24 * 3600)
+
+void img_progress(const struct crgw_image_opts *o, enum crgw_image_event ev, const char *digest, uint64_t bytes,
+		  uint64_t total, unsigned index, unsigned count, bool cached)
+{
+	struct crgw_image_progress p = { .ev = ev, .digest = digest, .bytes = bytes, .total = total,
+					 .index = index, .count = count, .cached = cached };
+
+	if (o && o->progress)
+		o->progress(&p, o->progress_arg);
+}
+
+/* Removes `name` in `dirfd` and everything beneath it, never following a link. */
+static int rm_tree(int dir, const char *name)
+{
+	int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct dirent *e;
+	DIR *d;
+
+	if (fd < 0)
+		return unlinkat(dir, name, 0) && errno != ENOENT ? -errno : 0;
+	if (!(d = fdopendir(fd))) {
+		close(fd);
+		return -errno;
+	}
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			rm_tree(dirfd(d), e->d_name);
+	closedir(d);
+	return unlinkat(dir, name, AT_REMOVEDIR) && errno != ENOENT ? -errno : 0;
+}
+
+static int fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0 || fsync(fd))
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* What interrupted runs left in tmp/ a day ago; younger entries may belong to a run in progress. */
+static void sweep_tmp(const char *tmp)
+{
+	DIR *d = opendir(tmp);
+	struct dirent *e;
+	struct stat st;
+	time_t now = time(NULL);
+
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (!fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) && now - st.st_mtime > TMP_MAX_AGE)
+			rm_tree(dirfd(d), e->d_name);
+	}
+	if (d)
+		closedir(d);
+}
+
+int crgw_image_store_open(const char *dir, struct crgw_image_store **out, char *err, size_t errlen)
+{
+	static const char *const subs[] = { "", "/blobs", "/blobs/sha256", "/images", "/tmp" };
+	struct crgw_image_store *s;
+	char path[4100];
+
+	*out = NULL;
+	if (!dir || dir[0] != '/' || strlen(dir) >= 3900)
+		return img_fail(err, errlen, -EINVAL, "the image store must be an absolute path: %s", dir ? dir : "");
+	if (!(s = calloc(1, sizeof(*s))))
+		return img_fail(err, errlen, -ENOMEM, "out of memory");
+	snprintf(s->dir, sizeof(s->dir), "%s", dir);
+	/* Missing parents are made 0755 (as /var/lib is); the store itself and what is in it 0700. */
+	snprintf(path, sizeof(path), "%s", dir);
+	for (char *p = path + 1; (p = strchr(p, '/')); p++) {
+		*p = 0;
+		if (mkdir(path, 0755) && errno != EEXIST) {
+			int e = -errno;
+
+			free(s);
+			return img_fail(err, errlen, e, "%s: %s", path, strerror(-e));
+		}
+		*p = '/';
+	}
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		snprintf(path, sizeof(path), "%s%s", dir, subs[i]);
+		if (mkdir(path, 0700) && errno != EEXIST) {
+			int e = -errno;
+
+			free(s);
+			return img_fail(err, errlen, e, "%s: %s", path, strerror(-e));
+		}
+	}
+	snprintf(path, sizeof(path), "%s/lock", dir);
+	s->lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (s->lock < 0) {
+		int e = -errno;
+
+		free(s);
+		return img_fail(err, errlen, e, "%s: %s", path, strerror(-e));
+	}
+	snprintf(path, sizeof(path), "%s/tmp", dir);
+	sweep_tmp(path);
+	*out = s;
+	return 0;
+}
+
+void crgw_image_store_close(struct crgw_image_store *s)
+{
+	if (!s)
+		return;
+	close(s->lock);
+	free(s);
+}
+
+void img_blob_path(const struct crgw_image_store *s, const char *digest, char *path, size_t size)
+{
+	snprintf(path, size, "%s/blobs/sha256/%s", s->dir, digest + 7);
+}
+
+bool img_blob_have(const struct crgw_image_store *s, const char *digest, int64_t size)
+{
+	char path[4200];
+	struct stat st;
+
+	img_blob_path(s, digest, path, sizeof(path));
+	return !stat(path, &st) && S_ISREG(st.st_mode) && (size < 0 || st.st_size == size);
+}
+
+int img_tmp_file(const struct crgw_image_store *s, char *path, size_t size)
+{
+	int fd;
+
+	snprintf(path, size, "%s/tmp/blob-XXXXXX", s->dir);
+	fd = mkostemp(path, O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int img_blob_commit(const struct crgw_image_store *s, int fd, const char *tmp, const char *digest, char *err,
+		    size_t errlen)
+{
+	char path[4200], dir[4200];
+	int rc = 0;
+
+	img_blob_path(s, digest, path, sizeof(path));
+	if (fsync(fd) || rename(tmp, path))
+		rc = img_fail(err, errlen, -errno, "storing %s: %s", digest, strerror(errno));
+	close(fd);
+	if (rc) {
+		unlink(tmp);
+		return rc;
+	}
+	snprintf(dir, sizeof(dir), "%s/blobs/sha256", s->dir);
+	return fsync_dir(dir);
+}
+
+int img_blob_put(const struct crgw_image_store *s, const char *digest, const void *buf, size_t len, char *err,
+		 size_t errlen)
+{
+	char tmp[4200];
+	int fd;
+
+	if (img_blob_have(s, digest, (int64_t)len))
+		return 0;
+	if ((fd = img_tmp_file(s, tmp, sizeof(tmp))) < 0)
+		return img_fail(err, errlen, fd, "%s/tmp: %s", s->dir, strerror(-fd));
+	for (size_t off = 0; off < len;) {
+		ssize_t n = write(fd, (const char *)buf + off, len - off);
+
+		if (n < 0) {
+			int e = -errno;
+
+			close(fd);
+			unlink(tmp);
+			return img_fail(err, errlen, e, "writing %s: %s", tmp, strerror(-e));
+		}
+		off += (size_t)n;
+	}
+	return img_blob_commit(s, fd, tmp, digest, err, errlen);
+}
+
+/* sha256 of what `fd` holds from its start; leaves it at the start again. */
+static int hash_fd(int fd, char out[CRGW_IMAGE_ID_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char md[32];
+	char buf[65536];
+	ssize_t n;
+	int rc = 0;
+
+	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		EVP_MD_CTX_free(ctx);
+		return -ENOMEM;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		EVP_DigestUpdate(ctx, buf, (size_t)n);
+	if (n < 0 || lseek(fd, 0, SEEK_SET) < 0)
+		rc = -errno;
+	else
+		EVP_DigestFinal_ex(ctx, md, NULL);
+	EVP_MD_CTX_free(ctx);
+	if (!rc)
+		img_hex_digest(md, out);
+	return rc;
+}
+
+static void iso_now(char *buf, size_t size)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&now, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int img_build(struct crgw_image_store *s, const char *id, json_t *record, const struct crgw_image_opts *o,
+	      char *err, size_t errlen)
+{
+	struct crgw_image_limits lim;
+	struct crgw_image_tree *t = NULL;
+	char final[4200], tmpdir[4200], path[4300], images[4200], when[32];
+	json_t *layers = json_object_get(record, "layers"), *l;
+	uint64_t size = 0, entries = 0, bytes = 0;
+	bool made = false;
+	size_t i;
+	int rc = 0;
+
+	snprintf(final, sizeof(final), "%s/images/%s", s->dir, id + 7);
+	if (!access(final, F_OK))
+		goto out;
+	snprintf(tmpdir, sizeof(tmpdir), "%s/tmp/img-XXXXXX", s->dir);
+	if (!mkdtemp(tmpdir)) {
+		rc = img_fail(err, errlen, -errno, "%s: %s", tmpdir, strerror(errno));
+		goto out;
+	}
+	made = true;
+	if (o && o->limits)
+		lim = *o->limits;
+	else
+		crgw_image_limits_default(&lim);
+	if ((rc = crgw_image_tree_new(tmpdir, &lim, &t, err, errlen)))
+		goto out;
+	json_array_foreach(layers, i, l) {
+		const char *digest = json_string_value(json_object_get(l, "digest"));
+		char sha[CRGW_IMAGE_ID_LEN], blob[4200];
+		int fd;
+
+		img_progress(o, CRGW_IMAGE_EV_APPLY, digest, 0, 0, (unsigned)i + 1, (unsigned)json_array_size(layers),
+			     false);
+		img_blob_path(s, digest, blob, sizeof(blob));
+		if ((fd = open(blob, O_RDONLY | O_CLOEXEC)) < 0) {
+			rc = img_fail(err, errlen, -errno, "layer %s: %s", digest, strerror(errno));
+			goto out;
+		}
+		/*
+		 * Verified when it arrived; again here, before a byte of it is unpacked, so a store damaged since
+		 * never becomes an image (and a damaged blob is not mistaken for a hostile archive).
+		 */
+		if ((rc = hash_fd(fd, sha))) {
+			close(fd);
+			rc = img_fail(err, errlen, rc, "layer %s: %s", digest, strerror(-rc));
+			goto out;
+		}
+		if (strcmp(sha, digest)) {
+			close(fd);
+			unlink(blob);
+			rc = img_fail(err, errlen, -EIO, "layer %s in the store reads as %s: removed, pull again", digest,
+				      sha);
+			goto out;
+		}
+		rc = crgw_image_tree_apply(t, fd, NULL, err, errlen);
+		close(fd);
+		if (rc) {
+			char why[768];
+
+			snprintf(why, sizeof(why), "%s", err);
+			img_fail(err, errlen, rc, "layer %zu/%zu %.19s...: %s", i + 1, json_array_size(layers), digest, why);
+			goto out;
+		}
+	}
+	if (o && o->guest && (rc = crgw_image_tree_inject(t, o->guest, "/sbin/crgw-guest", 0755, err, errlen)))
+		goto out;
+	crgw_image_tree_stats(t, &entries, &bytes);
+	img_progress(o, CRGW_IMAGE_EV_WRITE, id, 0, bytes, 0, 0, false);
+	snprintf(path, sizeof(path), "%s/rootfs.ext4", tmpdir);
+	if ((rc = crgw_image_ext4_write(t, path, 64u << 20, &size, err, errlen)))
+		goto out;
+	iso_now(when, sizeof(when));
+	json_object_set_new(record, "id", json_string(id));
+	json_object_set_new(record, "created", json_string(when));
+	json_object_set_new(record, "rootfs_bytes", json_integer((json_int_t)size));
+	json_object_set_new(record, "content_bytes", json_integer((json_int_t)bytes));
+	json_object_set_new(record, "entries", json_integer((json_int_t)entries));
+	json_object_set_new(record, "guest", o && o->guest ? json_string(o->guest) : json_null());
+	snprintf(path, sizeof(path), "%s/image.json", tmpdir);
+	if (json_dump_file(record, path, JSON_INDENT(2) | JSON_SORT_KEYS)) {
+		rc = img_fail(err, errlen, -EIO, "writing %s", path);
+		goto out;
+	}
+	{
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0 || fsync(fd))
+			rc = img_fail(err, errlen, -errno, "fsync %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		if (rc || (rc = fsync_dir(tmpdir)))
+			goto out;
+	}
+	/* The rename makes the image: complete or absent, never half there. */
+	if (rename(tmpdir, final)) {
+		if (errno != EEXIST && errno != ENOTEMPTY) {
+			rc = img_fail(err, errlen, -errno, "%s: %s", final, strerror(errno));
+			goto out;
+		}
+	} else {
+		made = false;
+	}
+	snprintf(images, sizeof(images), "%s/images", s->dir);
+	fsync_dir(images);
+out:
+	crgw_image_tree_free(t);
+	if (made) {
+		char tdir[4200];
+		const char *slash = strrchr(tmpdir, '/');
+
+		snprintf(tdir, sizeof(tdir), "%s/tmp", s->dir);
+		int dfd = open(tdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (dfd >= 0) {
+			rm_tree(dfd, slash + 1);
+			close(dfd);
+		}
+	}
+	json_decref(record);
+	if (!rc)
+		img_progress(o, CRGW_IMAGE_EV_DONE, id, 0, 0, 0, 0, false);
+	return rc;
+}
+
+int crgw_image_import(struct crgw_image_store *s, const char *path, const struct crgw_image_opts *o,
+		      char id[CRGW_IMAGE_ID_LEN], char *err, size_t errlen)
+{
+	char tmp[4200], buf[65536];
+	unsigned char md[32];
+	EVP_MD_CTX *ctx = NULL;
+	uint64_t total = 0;
+	json_t *record, *layers;
+	int in = -1, fd = -1, rc = 0;
+	ssize_t n;
+
+	flock(s->lock, LOCK_SH);
+	if ((in = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		rc = img_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if ((fd = img_tmp_file(s, tmp, sizeof(tmp))) < 0) {
+		rc = img_fail(err, errlen, fd, "%s/tmp: %s", s->dir, strerror(-fd));
+		goto out;
+	}
+	/* Into the layer store first, hashed on the way: the id is the digest of exactly the bytes kept. */
+	if (!(ctx = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		rc = img_fail(err, errlen, -ENOMEM, "sha256: out of memory");
+		goto out;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0) {
+		EVP_DigestUpdate(ctx, buf, (size_t)n);
+		if (write(fd, buf, (size_t)n) != n) {
+			rc = img_fail(err, errlen, -EIO, "writing %s: %s", tmp, strerror(errno));
+			goto out;
+		}
+		total += (uint64_t)n;
+	}
+	if (n < 0) {
+		rc = img_fail(err, errlen, -errno, "reading %s: %s", path, strerror(errno));
+		goto out;
+	}
+	EVP_DigestFinal_ex(ctx, md, NULL);
+	img_hex_digest(md, id);
+	rc = img_blob_commit(s, fd, tmp, id, err, errlen);
+	fd = -1;
+	if (rc)
+		goto out;
+	img_progress(o, CRGW_IMAGE_EV_BLOB_DONE, id, total, total, 1, 1, false);
+	record = json_object();
+	layers = json_array();
+	json_array_append_new(layers, json_pack("{s:s,s:I,s:s}", "digest", id, "size", (json_int_t)total,
+						 "media_type", "application/vnd.oci.image.layer.v1.tar"));
+	json_object_set_new(record, "layers", layers);
+	json_object_set_new(record, "source", json_string("import"));
+	json_object_set_new(record, "reference", json_string(path));
+	rc = img_build(s, id, record, o, err, errlen);
+out:
+	if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+	}
+	if (in >= 0)
+		close(in);
+	EVP_MD_CTX_free(ctx);
+	flock(s->lock, LOCK_UN);
+	return rc;
+}
+
+int crgw_image_find(struct crgw_image_store *s, const char *idref, char id[CRGW_IMAGE_ID_LEN], char *err,
+		    size_t errlen)
+{
+	char images[4200], found[65] = "";
+	const char *hex = idref;
+	size_t n, matches = 0;
+	struct dirent *e;
+	DIR *d;
+
+	if (!strncmp(hex, "sha256:", 7))
+		hex += 7;
+	n = strlen(hex);
+	if (n < 12 || n > 64 || strspn(hex, "0123456789abcdef") != n)
+		return img_fail(err, errlen, -EINVAL, "%s: an image id is sha256:<hex>, or 12 or more of its hex digits",
+				idref);
+	snprintf(images, sizeof(images), "%s/images", s->dir);
+	if (!(d = opendir(images)))
+		return img_fail(err, errlen, -errno, "%s: %s", images, strerror(errno));
+	while ((e = readdir(d))) {
+		if (strlen(e->d_name) == 64 && !strncmp(e->d_name, hex, n)) {
+			matches++;
+			memcpy(found, e->d_name, 65);
+		}
+	}
+	closedir(d);
+	if (!matches)
+		return img_fail(err, errlen, -ENOENT, "no image %s in %s", idref, s->dir);
+	if (matches > 1)
+		return img_fail(err, errlen, -EEXIST, "%s names %zu images: give more digits", idref, matches);
+	if (id)
+		snprintf(id, CRGW_IMAGE_ID_LEN, "sha256:%s", found);
+	return 0;
+}
+
+int crgw_image_rootfs(struct crgw_image_store *s, const char *idref, char *path, size_t pathlen, char *err,
+		      size_t errlen)
+{
+	char id[CRGW_IMAGE_ID_LEN];
+	int rc;
+
+	if ((rc = crgw_image_find(s, idref, id, err, errlen)))
+		return rc;
+	if ((size_t)snprintf(path, pathlen, "%s/images/%s/rootfs.ext4", s->dir, id + 7) >= pathlen)
+		return img_fail(err, errlen, -ENAMETOOLONG, "path too long");
+	if (access(path, R_OK))
+		return img_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+	return 0;
+}
+
+static json_t *load_record(const struct crgw_image_store *s, const char *hex)
+{
+	char path[4300];
+
+	snprintf(path, sizeof(path), "%s/images/%s/image.json", s->dir, hex);
+	return json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+}
+
+int crgw_image_inspect(struct crgw_image_store *s, const char *idref, json_t **out, char *err, size_t errlen)
+{
+	char id[CRGW_IMAGE_ID_LEN];
+	int rc;
+
+	*out = NULL;
+	if ((rc = crgw_image_find(s, idref, id, err, errlen)))
+		return rc;
+	if (!(*out = load_record(s, id + 7)))
+		return img_fail(err, errlen, -EIO, "%s: image.json is unreadable", id);
+	return 0;
+}
+
+static int by_created(const void *a, const void *b)
+{
+	const char *x = json_string_value(json_object_get(*(json_t *const *)a, "created"));
+	const char *y = json_string_value(json_object_get(*(json_t *const *)b, "created"));
+
+	return strcmp(x ? x : "", y ? y : "");
+}
+
+int crgw_image_list(struct crgw_image_store *s, json_t **out, char *err, size_t errlen)
+{
+	char images[4200];
+	json_t **recs = NULL, *arr;
+	size_t n = 0, cap = 0;
+	struct dirent *e;
+	DIR *d;
+
+	*out = NULL;
+	snprintf(images, sizeof(images), "%s/images", s->dir);
+	if (!(d = opendir(images)))
+		return img_fail(err, errlen, -errno, "%s: %s", images, strerror(errno));
+	while ((e = readdir(d))) {
+		json_t *r;
+
+		if (strlen(e->d_name) != 64 || !(r = load_record(s, e->d_name)))
+			continue;
+		if (n == cap) {
+			json_t **nr = realloc(recs, (cap = cap ? cap * 2 : 16) * sizeof(*recs));
+
+			if (!nr) {
+				json_decref(r);
+				break;
+			}
+			recs = nr;
+		}
+		recs[n++] = r;
+	}
+	closedir(d);
+	if (n)
+		qsort(recs, n, sizeof(*recs), by_created);
+	arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, recs[i]);
+	free(recs);
+	*out = arr;
+	return 0;
+}
+
+/* Adds every digest an image record names to `keep` (an object used as a set). */
+static void record_digests(json_t *r, json_t *keep)
+{
+	static const char *const keys[] = { "index", "manifest", "config" };
+	json_t *l;
+	size_t i;
+
+	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+		if (json_is_string(json_object_get(r, keys[k])))
+			json_object_set_new(keep, json_string_value(json_object_get(r, keys[k])), json_true());
+	json_array_foreach(json_object_get(r, "layers"), i, l)
+		if (json_is_string(json_object_get(l, "digest")))
+			json_object_set_new(keep, json_string_value(json_object_get(l, "digest")), json_true());
+}
+
+int crgw_image_remove(struct crgw_image_store *s, const char *idref, char *err, size_t errlen)
+{
+	char id[CRGW_IMAGE_ID_LEN], from[4200], to[4200], blobs[4200];
+	json_t *all = NULL, *keep = NULL, *r;
+	struct dirent *e;
+	size_t i;
+	DIR *d;
+	int rc, tfd;
+
+	/* Exclusive: no pull or import is between storing a blob and naming it in its image. */
+	flock(s->lock, LOCK_EX);
+	if ((rc = crgw_image_find(s, idref, id, err, errlen)))
+		goto out;
+	snprintf(from, sizeof(from), "%s/images/%s", s->dir, id + 7);
+	snprintf(to, sizeof(to), "%s/tmp/rm-%s", s->dir, id + 7);
+	if (rename(from, to)) {
+		rc = img_fail(err, errlen, -errno, "%s: %s", from, strerror(errno));
+		goto out;
+	}
+	snprintf(to, sizeof(to), "%s/tmp", s->dir);
+	if ((tfd = open(to, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		snprintf(from, sizeof(from), "rm-%s", id + 7);
+		rm_tree(tfd, from);
+		close(tfd);
+	}
+	/* The layer store keeps what the remaining images name, and nothing else. */
+	if ((rc = crgw_image_list(s, &all, err, errlen)))
+		goto out;
+	keep = json_object();
+	json_array_foreach(all, i, r)
+		record_digests(r, keep);
+	snprintf(blobs, sizeof(blobs), "%s/blobs/sha256", s->dir);
+	if ((d = opendir(blobs))) {
+		while ((e = readdir(d))) {
+			char digest[CRGW_IMAGE_ID_LEN];
+
+			if (strlen(e->d_name) != 64)
+				continue;
+			snprintf(digest, sizeof(digest), "sha256:%s", e->d_name);
+			if (!json_object_get(keep, digest))
+				unlinkat(dirfd(d), e->d_name, 0);
+		}
+		closedir(d);
+	}
+out:
+	json_decref(all);
+	json_decref(keep);
+	flock(s->lock, LOCK_UN);
+	return rc;
+}
