@@ -112,8 +112,8 @@ int guest_boot_parse(const char *cmdline, struct guest_boot *b, char *err, size_
 		else if (KEY("crgw.root"))
 			/* A device node, nothing else: "/dev/vda" */
 			e = vlen > 5 && !strncmp(val, "/dev/", 5) && !memmem(val, vlen, "..", 2)
-				    ? take(b->root, sizeof(b->root), val, vlen)
-				    : -EINVAL;
+				? take(b->root, sizeof(b->root), val, vlen)
+				: -EINVAL;
 		else if (KEY("crgw.vsock"))
 			e = take_uint(&b->vsock, val, vlen, 0xfffffffeu);
 			/* Other crgw.* names are for later versions: ignored, so an older agent still boots. */
@@ -136,7 +136,7 @@ static void mount_one(const char *src, const char *dir, const char *type, unsign
 
 int guest_switch_root(const char *dev, int wait_ms, char *err, size_t errlen)
 {
-	static const char *const moved[] = { "/dev", "/proc", "/sys", "/run", "/tmp" };
+	static const char *const moved[] = {"/dev", "/proc", "/sys", "/run", "/tmp"};
 	struct stat st;
 	char dst[64];
 

@@ -37,7 +37,14 @@ __attribute__((format(printf, 3, 4))) static int fmt_path(char *out, size_t len,
 #define DEP_LINE_MAX 8192
 
 const char *const vm_guest_modules[] = {
-    "virtio_pci", "virtio_console", "virtio_blk", "virtio_net", "ext4", NULL,
+    "virtio_pci",
+    "virtio_console",
+    "virtio_blk",
+    "virtio_net",
+    /* ext4 needs a crc32c implementation, a soft dependency modules.dep does not list */
+    "crc32c_generic",
+    "ext4",
+    NULL,
 };
 
 /* ---- small helpers --------------------------------------------------------------------------------- */
@@ -780,8 +787,8 @@ static int write_initramfs(const char *path, const struct vm_kernel *k, const ch
 		for (size_t i = 0; i < nextra && rc == 0; i++) {
 			rc = add_extra(a, &extra[i], made, &nmade, max, err, errlen);
 			if (rc && !*err)
-				snprintf(err, errlen, "initramfs entry %s: %s", extra[i].path ? extra[i].path : "(none)",
-					 strerror(-rc));
+				snprintf(err, errlen, "initramfs entry %s: %s",
+					 extra[i].path ? extra[i].path : "(none)", strerror(-rc));
 		}
 		free(made);
 	}

@@ -45,7 +45,7 @@ int vm_kernel_unpack(const char *bzimage, const char *out_path, bool *pvh, char 
 int vm_modules_resolve(const char *modules_dir, const char *const *names, int (*cb)(void *arg, const char *relpath),
 		       void *arg, char *err, size_t errlen);
 
-/* The modules a QEMU guest needs: virtio over PCI, its console, block, network, and ext4. */
+/* The modules a QEMU guest needs: virtio over PCI, its console, block, network, and ext4 (with crc32c). */
 extern const char *const vm_guest_modules[];
 
 /* One more entry of an initramfs: a copy of `source`, a symbolic link to `link_target`, or `text`. */

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crgw/image.h"
 #include "kernel.h"
 #include "vm_priv.h"
 
@@ -180,6 +181,49 @@ static int builtin_image(struct extras *x, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * The root file system of the policy's `sandbox.image` from the image store ($CRGW_IMAGE_STORE, else
+ * the default), into `path`; an empty path when the policy names no image (the built-in one). An image
+ * not in the store is an error that says how to pull it: a launch never fetches what nobody vetted.
+ */
+static int policy_image(const char *policy_json, char *path, size_t pathlen, char *err, size_t errlen)
+{
+	json_t *p = json_loads(policy_json, 0, NULL);
+	json_t *img = json_object_get(json_object_get(p, "sandbox"), "image");
+	const char *digest = json_string_value(json_object_get(img, "digest"));
+	const char *ref = json_string_value(json_object_get(img, "ref"));
+	const char *dir = getenv("CRGW_IMAGE_STORE");
+	struct crgw_image_store *s = NULL;
+	char why[512];
+	int e = 0;
+
+	path[0] = '\0';
+	if (!img) {
+		json_decref(p);
+		return 0;
+	}
+	if (!dir || !*dir)
+		dir = CRGW_IMAGE_STORE_DEFAULT;
+	if (!digest || !ref) {
+		snprintf(err, errlen, "the compiled policy's sandbox.image has no digest");
+		e = -EINVAL;
+	} else if ((e = crgw_image_store_open(dir, &s, why, sizeof(why)))) {
+		snprintf(err, errlen, "image store %s: %s", dir, why);
+	} else if ((e = crgw_image_rootfs(s, digest, path, pathlen, why, sizeof(why)))) {
+		if (e == -ENOENT)
+			snprintf(err, errlen,
+				 "the policy's image %s is not in the image store %s: pull it first (crgw-ctl image "
+				 "pull %s)",
+				 ref, dir, ref);
+		else
+			snprintf(err, errlen, "the policy's image %s: %s", ref, why);
+		path[0] = '\0';
+	}
+	crgw_image_store_close(s);
+	json_decref(p);
+	return e;
+}
+
 /* ---- the holder: QEMU, started before the registration and exec'd after it ------------------------- */
 
 /*
@@ -302,6 +346,8 @@ static json_t *registration(const struct crgw_sandbox_spec *spec, pid_t holder)
 
 struct qemu_launch {
 	char vmlinux[PATH_MAX], initrd[PATH_MAX], console[PATH_MAX], agent[PATH_MAX];
+	char rootfs[PATH_MAX]; /* the policy's image (ext4), or empty for the built-in image */
+	char drive[PATH_MAX + 64];
 	char append[1024], chardev[PATH_MAX + 64], netdev[128], nic[128], memory[16];
 	bool kvm;
 };
@@ -309,6 +355,7 @@ struct qemu_launch {
 /* QEMU's command line as NUL-separated arguments ended by an empty one. */
 static int qemu_cmdline(const struct qemu_launch *l, char *buf, size_t size, size_t *len)
 {
+	/* clang-format off: pairs of option and value read best side by side */
 	const char *argv[] = {
 	    QEMU_BINARY,
 	    "-M",
@@ -347,10 +394,16 @@ static int qemu_cmdline(const struct qemu_launch *l, char *buf, size_t size, siz
 	    /* QEMU's own seccomp filter: no new privileges, no spawning, no obsolete calls. */
 	    "-sandbox",
 	    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+	    /* The image's root, read-only underneath: snapshot=on gives each VM its own throwaway overlay. */
+	    "-drive",
+	    l->drive,
+	    "-device",
+	    "virtio-blk-pci,drive=root",
 	};
-	size_t off = 0;
+	/* clang-format on */
+	size_t off = 0, nargs = sizeof(argv) / sizeof(argv[0]) - (l->rootfs[0] ? 0 : 4);
 
-	for (size_t i = 0; i < sizeof(argv) / sizeof(argv[0]); i++) {
+	for (size_t i = 0; i < nargs; i++) {
 		size_t n = strlen(argv[i]) + 1;
 
 		if (off + n + 1 > size)
@@ -441,6 +494,8 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 		snprintf(err, errlen, "kernel %s has no PVH entry point: QEMU cannot boot it directly", k.release);
 		return -ENOEXEC;
 	}
+	if ((e = policy_image(spec->policy_json, l.rootfs, sizeof(l.rootfs), err, errlen)))
+		return e;
 	extras_free(&x);
 	if ((e = builtin_image(&x, err, errlen)))
 		return e;
@@ -512,11 +567,12 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	    fmt(l.chardev, sizeof(l.chardev), "socket,id=agent,path=%s,server=on,wait=off", l.agent) ||
 	    fmt(l.netdev, sizeof(l.netdev), "tap,id=net0,ifname=%s,script=no,downscript=no,vhost=off", ifname) ||
 	    fmt(l.nic, sizeof(l.nic), "virtio-net-pci,netdev=net0,mac=%s", mac) ||
+	    fmt(l.drive, sizeof(l.drive), "file=%s,if=none,id=root,format=raw,snapshot=on", l.rootfs) ||
 	    fmt(l.append, sizeof(l.append),
 		"console=ttyS0 rdinit=/init panic=-1 quiet mitigations=off tsc=reliable no_timer_check "
 		"rcupdate.rcu_expedited=1 i8042.noaux i8042.nokbd i8042.nopnp 8250.nr_uarts=1 random.trust_cpu=on "
-		"cryptomgr.notests crgw.ip=%s/30 crgw.gw=%s crgw.dns=%s crgw.hostname=%s crgw.port=" AGENT_PORT,
-		guest, sb->gateway, sb->gateway, sb->id) ||
+		"cryptomgr.notests crgw.ip=%s/30 crgw.gw=%s crgw.dns=%s crgw.hostname=%s crgw.port=" AGENT_PORT "%s",
+		guest, sb->gateway, sb->gateway, sb->id, l.rootfs[0] ? " crgw.root=/dev/vda" : "") ||
 	    qemu_cmdline(&l, cmdline, sizeof(cmdline), &cmdlen)) {
 		e = -ENAMETOOLONG;
 		snprintf(err, errlen, "the VM's paths are too long (data_dir %s)", data_dir);

@@ -123,6 +123,52 @@ for _ in $(seq 50); do kill -0 "$holder" 2>/dev/null || break; sleep 0.1; done
 ! kill -0 "$holder" 2>/dev/null && ! ip link show dev "$ifname" >/dev/null 2>&1
 ok $? "sandbox rm ends QEMU and deletes the TAP"
 
+# ---- an image pulled from the test network's registry ----------------------------------------------
+# Built here with umoci (busybox and a marker file, no base image), pushed with skopeo to oci.test, pulled
+# into an image store with crgw-ctl image pull by digest; the policy names it, the VM boots on it.
+if testnet_registries_up >/dev/null 2>&1; then
+	L=$T/vmimage
+	(
+		cd "$T" && umoci init --layout "$L" && umoci new --image "$L:1" &&
+			umoci unpack --rootless --image "$L:1" "$T/bundle" >/dev/null &&
+			mkdir -p "$T/bundle/rootfs/bin" "$T/bundle/rootfs/etc" && cp /bin/busybox "$T/bundle/rootfs/bin/" &&
+			for a in sh cat echo ls uname wget nslookup; do ln -s busybox "$T/bundle/rootfs/bin/$a"; done &&
+			echo "crgw e2e image" >"$T/bundle/rootfs/etc/image-release" &&
+			umoci repack --image "$L:1" "$T/bundle" &&
+			umoci config --image "$L:1" --architecture amd64 --os linux
+	) >"$T/umoci.log" 2>&1
+	printf '{"default": [{"type": "insecureAcceptAnything"}]}\n' >"$T/skopeo-policy.json"
+	testnet_exec skopeo --policy "$T/skopeo-policy.json" copy --quiet --dest-no-creds \
+		--dest-cert-dir "$TN_OCI_CERT_DIR" --digestfile "$T/vmimage.digest" "oci:$L:1" \
+		docker://oci.test/crgw/vmbase:1 >>"$T/umoci.log" 2>&1
+	digest=$(cat "$T/vmimage.digest" 2>/dev/null)
+	ref=oci.test/crgw/vmbase@$digest
+	export CRGW_IMAGE_STORE=$T/images
+	testnet_exec "$CTL" image pull --store "$CRGW_IMAGE_STORE" --ca-file "$TN_CA" "$ref" >>"$T/umoci.log" 2>&1
+	rc=$?
+	ok $rc "an image built by the test (busybox) is pushed to the test registry and pulled by digest ($digest)"
+	[ $rc -eq 0 ] || diag "$(tail -5 "$T/umoci.log")"
+	mkdir -p "$T/img"
+	printf 'version: 1\nsandbox:\n  image: { ref: "%s" }\n  network:\n    default: deny\n    allow:\n      - host: allowed.test\n        ports: [80]\n' \
+		"$ref" >"$T/img/cleanroom.yaml"
+	out=$("$CTL" run --backend qemu --rm --policy "$T/img" -- sh -c 'cat /etc/image-release; echo x > /etc/written; cat /etc/written; wget -q -O /dev/null http://allowed.test/ && echo fetched' 2>&1)
+	echo "$out" | grep -qx "crgw e2e image" && echo "$out" | grep -qx x && echo "$out" | grep -qx fetched
+	ok $? "a VM boots on that image: its files, a writable root, the gateway's proxy ($(echo "$out" | tr '\n' ' '))"
+	out=$("$CTL" run --backend qemu --rm --policy "$T/img" -- cat /etc/written 2>&1)
+	! echo "$out" | grep -qx x
+	ok $? "... and the next VM on it starts from the pristine image (each gets its own overlay)"
+	printf 'version: 1\nsandbox:\n  image: { ref: "oci.test/crgw/vmbase@sha256:%s" }\n  network:\n    default: deny\n' \
+		"$(printf '0%.0s' $(seq 64))" >"$T/img/cleanroom.yaml"
+	out=$("$CTL" run --backend qemu --rm --policy "$T/img" -- true 2>&1)
+	rc=$?
+	[ "$rc" -eq 125 ] && echo "$out" | grep -q "not in the image store" && echo "$out" | grep -q "crgw-ctl image pull"
+	ok $? "an image that is not in the store stops the launch and says how to pull it (rc=$rc)"
+	unset CRGW_IMAGE_STORE
+else
+	echo "ok $((TAP_N + 1)) - an image from the test registry # SKIP the test registries did not come up"
+	TAP_N=$((TAP_N + 1))
+fi
+
 # ---- what is left -----------------------------------------------------------------------------------
 [ -z "$(kernel_objects)" ]
 ok $? "no interface, chain, set or counter left"
