@@ -2,9 +2,12 @@
 /* The table of backends and what every backend reads from the gateway's record of a sandbox. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "vm_priv.h"
@@ -13,7 +16,7 @@ extern const struct crgw_backend crgw_backend_netns;
 extern const struct crgw_backend crgw_backend_qemu;
 
 /* firecracker.c joins this table. */
-static const struct crgw_backend *const backends[] = { &crgw_backend_netns, &crgw_backend_qemu };
+static const struct crgw_backend *const backends[] = {&crgw_backend_netns, &crgw_backend_qemu};
 
 const struct crgw_backend *crgw_backend_find(const char *name)
 {
@@ -53,7 +56,8 @@ int vm_sandbox_from_record(struct crgw_vm_sandbox *sb, json_t *record, char *err
 		snprintf(err, errlen, "unexpected workspace mode '%s' in the gateway's record", mode);
 		return -EINVAL;
 	}
-	json_array_foreach(dirs, i, d) {
+	json_array_foreach(dirs, i, d)
+	{
 		const char *s = json_string_value(d);
 
 		if (!s || s[0] != '/' || sb->ncgroup_dirs == CGROUP_DIRS_MAX)
@@ -81,11 +85,12 @@ void vm_sandbox_clear(struct crgw_vm_sandbox *sb)
 
 int vm_map_ids(pid_t pid, unsigned inside_uid, unsigned inside_gid, unsigned outside, unsigned count)
 {
-	static const char *const files[] = { "uid_map", "gid_map" };
+	static const char *const files[] = {"uid_map", "gid_map"};
 
 	for (int i = 0; i < 2; i++) {
 		char path[64], map[64];
-		int fd, err = 0, n = snprintf(map, sizeof(map), "%u %u %u\n", i ? inside_gid : inside_uid, outside, count);
+		int fd, err = 0,
+			n = snprintf(map, sizeof(map), "%u %u %u\n", i ? inside_gid : inside_uid, outside, count);
 
 		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, files[i]);
 		fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -99,4 +104,37 @@ int vm_map_ids(pid_t pid, unsigned inside_uid, unsigned inside_gid, unsigned out
 			return err;
 	}
 	return 0;
+}
+
+void vm_registration_add_common(json_t *req, const struct crgw_sandbox_spec *spec)
+{
+	json_t *limits = json_object();
+
+	if (spec->run_id)
+		json_object_set_new(req, "run_id", json_string(spec->run_id));
+	if (spec->name)
+		json_object_set_new(req, "name", json_string(spec->name));
+	if (limits && spec->memory)
+		json_object_set_new(limits, "memory", json_string(spec->memory));
+	if (limits && spec->cpus)
+		json_object_set_new(limits, "cpus", json_string(spec->cpus));
+	if (limits && spec->pids)
+		json_object_set_new(limits, "pids", json_integer((json_int_t)spec->pids));
+	if (limits && json_object_size(limits))
+		json_object_set_new(req, "limits", limits);
+	else
+		json_decref(limits);
+}
+
+int vm_release_holder(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops *gw)
+{
+	int e = gw ? gw->release_sandbox(gw->arg, sb->id) : -ENOTCONN;
+
+	/* The gateway ends the holder; without it (or when it is gone), we do: nothing of the sandbox stays. */
+	if (sb->holder_pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, sb->holder_pidfd, SIGKILL, NULL, 0);
+	if (sb->owned && sb->holder > 0)
+		while (waitpid(sb->holder, NULL, 0) < 0 && errno == EINTR)
+			;
+	return e;
 }

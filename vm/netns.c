@@ -108,7 +108,7 @@ static int ns_open(pid_t pid, const char *name)
 static int build_root(pid_t holder, const struct rootfs_spec *spec, char *err, size_t errlen)
 {
 	int pidns = ns_open(holder, "pid"), mntns = ns_open(holder, "mnt"), utsns = ns_open(holder, "uts");
-	int msg[2] = { -1, -1 }, status, e = 0;
+	int msg[2] = {-1, -1}, status, e = 0;
 	pid_t helper;
 
 	if (pidns < 0 || mntns < 0 || utsns < 0 || pipe2(msg, O_CLOEXEC)) {
@@ -142,7 +142,7 @@ static int build_root(pid_t holder, const struct rootfs_spec *spec, char *err, s
 		if (inner < 0 || waitpid(inner, &rc, 0) < 0 || !WIFEXITED(rc) || WEXITSTATUS(rc))
 			_exit(1);
 		_exit(0);
-fail:
+	fail:
 		if (write(msg[1], why, strlen(why)) < 0)
 			_exit(1);
 		_exit(1);
@@ -180,31 +180,18 @@ out:
 static json_t *registration(const struct crgw_sandbox_spec *spec, const struct workspace *ws, pid_t holder)
 {
 	char netns[64];
-	json_t *policy = json_loads(spec->policy_json, 0, NULL), *req, *limits;
+	json_t *policy = json_loads(spec->policy_json, 0, NULL), *req;
 
 	snprintf(netns, sizeof(netns), "/proc/%d/ns/net", (int)holder);
 	req = json_pack("{s:o, s:s, s:s, s:i}", "policy", policy ? policy : json_null(), "netns_path", netns, "backend",
 			"netns", "holder_pid", (int)holder);
 	if (!req)
 		return NULL;
-	if (spec->run_id)
-		json_object_set_new(req, "run_id", json_string(spec->run_id));
-	if (spec->name)
-		json_object_set_new(req, "name", json_string(spec->name));
-	json_object_set_new(req, "workspace", ws->mode == CRGW_WS_NONE
-						      ? json_pack("{s:s}", "mode", "none")
-						      : json_pack("{s:s, s:s}", "mode", crgw_workspace_mode_name(ws->mode), "dir", ws->dir));
-	limits = json_object();
-	if (limits && spec->memory)
-		json_object_set_new(limits, "memory", json_string(spec->memory));
-	if (limits && spec->cpus)
-		json_object_set_new(limits, "cpus", json_string(spec->cpus));
-	if (limits && spec->pids)
-		json_object_set_new(limits, "pids", json_integer((json_int_t)spec->pids));
-	if (limits && json_object_size(limits))
-		json_object_set_new(req, "limits", limits);
-	else
-		json_decref(limits);
+	json_object_set_new(req, "workspace",
+			    ws->mode == CRGW_WS_NONE
+				? json_pack("{s:s}", "mode", "none")
+				: json_pack("{s:s, s:s}", "mode", crgw_workspace_mode_name(ws->mode), "dir", ws->dir));
+	vm_registration_add_common(req, spec);
 	return req;
 }
 
@@ -268,8 +255,8 @@ static int write_registries_conf(const struct crgw_vm_sandbox *sb, const char *d
 		     oci, oci, url + 7, oci);
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return -ENAMETOOLONG;
-	static const char *const dirs[] = { "/home/.config", "/home/.config/containers",
-					    "/home/.config/containers/registries.d" };
+	static const char *const dirs[] = {"/home/.config", "/home/.config/containers",
+					   "/home/.config/containers/registries.d"};
 	for (int i = 0; i < 3; i++) {
 		snprintf(path, sizeof(path), "%s%s", data_dir, dirs[i]);
 		if ((mkdir(path, 0755) && errno != EEXIST) || lchown(path, SANDBOX_UID_BASE, SANDBOX_UID_BASE))
@@ -290,8 +277,8 @@ static int netns_create(const struct crgw_sandbox_spec *spec, const struct crgw_
 			struct crgw_vm_sandbox **out, char *err, size_t errlen)
 {
 	struct crgw_vm_sandbox *sb = NULL;
-	struct workspace ws = { .tree_fd = -1 };
-	int go[2] = { -1, -1 }, ready[2] = { -1, -1 }, e;
+	struct workspace ws = {.tree_fd = -1};
+	int go[2] = {-1, -1}, ready[2] = {-1, -1}, e;
 	json_t *req = NULL, *answer = NULL;
 	bool registered = false;
 	pid_t holder = -1;
@@ -361,12 +348,17 @@ static int netns_create(const struct crgw_sandbox_spec *spec, const struct crgw_
 	if (ws.mode == CRGW_WS_COPY && !strncmp(data_dir, ws.dir, strlen(ws.dir)) &&
 	    (data_dir[strlen(ws.dir)] == '/' || !strcmp(ws.dir, "/"))) {
 		e = -ELOOP;
-		snprintf(err, errlen, "the workspace %s holds the gateway's data directory %s: a copy of it cannot be "
-				      "made (choose another --workspace, or move the gateway's data_dir)", ws.dir, data_dir);
+		snprintf(err, errlen,
+			 "the workspace %s holds the gateway's data directory %s: a copy of it cannot be "
+			 "made (choose another --workspace, or move the gateway's data_dir)",
+			 ws.dir, data_dir);
 		goto fail;
 	}
-	struct rootfs_spec rs = { .data_dir = data_dir, .hostname = sb->id, .gateway = sb->gateway,
-				  .guest = guest ? guest : "127.0.0.1", .workspace = &ws };
+	struct rootfs_spec rs = {.data_dir = data_dir,
+				 .hostname = sb->id,
+				 .gateway = sb->gateway,
+				 .guest = guest ? guest : "127.0.0.1",
+				 .workspace = &ws};
 
 	if ((e = build_root(holder, &rs, err, errlen)))
 		goto fail;
@@ -438,7 +430,6 @@ fail:
 	return e;
 }
 
-
 static volatile sig_atomic_t command_pgrp;
 
 /* In the joiner: a signal from crgw-ctl goes to the command's process group. */
@@ -450,7 +441,7 @@ static void forward_to_command(int sig)
 
 __attribute__((noreturn)) static void exec_fail(int ctl, int code, const char *fmt, const char *what)
 {
-	struct exec_msg m = { .type = EXEC_MSG_ERROR, .code = code };
+	struct exec_msg m = {.type = EXEC_MSG_ERROR, .code = code};
 
 	snprintf(m.text, sizeof(m.text), fmt, what, strerror(errno));
 	exec_msg_send(ctl, &m, -1);
@@ -462,10 +453,11 @@ __attribute__((noreturn)) static void exec_fail(int ctl, int code, const char *f
  * sandbox's cgroup, then its other namespaces (the user namespace first: the others belong to it),
  * becomes its root, opens its terminal, takes its seccomp filter and execs the command.
  */
-__attribute__((noreturn)) static void command_main(const struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req,
-						    const struct console *con, int ns[6], int ctl)
+__attribute__((noreturn)) static void command_main(const struct crgw_vm_sandbox *sb,
+						   const struct crgw_exec_request *req, const struct console *con,
+						   int ns[6], int ctl)
 {
-	static const char *const ns_names[] = { "user", "pid", "net", "uts", "ipc", "mnt" };
+	static const char *const ns_names[] = {"user", "pid", "net", "uts", "ipc", "mnt"};
 	const char *cwd = req->cwd ? req->cwd : sb->workspace_mode == CRGW_WS_NONE ? "/" : "/workspace";
 	int fds[3], slave = -1;
 	char why[256], **env;
@@ -502,7 +494,7 @@ __attribute__((noreturn)) static void command_main(const struct crgw_vm_sandbox 
 		if (master < 0 || ioctl(master, TIOCSPTLCK, &unlock) ||
 		    (slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
 			exec_fail(ctl, EXIT_RUN_FAILED, "opening a terminal in the sandbox%s: %s", "");
-		struct exec_msg m = { .type = EXEC_MSG_PTY };
+		struct exec_msg m = {.type = EXEC_MSG_PTY};
 
 		if (exec_msg_send(ctl, &m, master))
 			_exit(EXIT_RUN_FAILED);
@@ -533,7 +525,7 @@ __attribute__((noreturn)) static void command_main(const struct crgw_vm_sandbox 
  * that an end of the sandbox (its TTL, an OOM kill, a release) ends the command, not the report of it.
  */
 __attribute__((noreturn)) static void joiner_main(const struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req,
-						   struct console *con, int ns[6], int ctl)
+						  struct console *con, int ns[6], int ctl)
 {
 	int status;
 	pid_t child;
@@ -551,7 +543,7 @@ __attribute__((noreturn)) static void joiner_main(const struct crgw_vm_sandbox *
 	if (child == 0)
 		command_main(sb, req, con, ns, ctl);
 	command_pgrp = child;
-	struct sigaction sa = { .sa_handler = forward_to_command };
+	struct sigaction sa = {.sa_handler = forward_to_command};
 
 	sigemptyset(&sa.sa_mask);
 	for (int s = 1; s < 32; s++)
@@ -566,9 +558,11 @@ __attribute__((noreturn)) static void joiner_main(const struct crgw_vm_sandbox *
 	while (waitpid(child, &status, 0) < 0)
 		if (errno != EINTR)
 			_exit(EXIT_RUN_FAILED);
-	struct exec_msg m = { .type = EXEC_MSG_EXIT };
+	struct exec_msg m = {.type = EXEC_MSG_EXIT};
 
-	m.code = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : EXIT_RUN_FAILED;
+	m.code = WIFEXITED(status)     ? WEXITSTATUS(status)
+		 : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+				       : EXIT_RUN_FAILED;
 	exec_msg_send(ctl, &m, -1);
 	_exit(0);
 }
@@ -591,9 +585,9 @@ static void end_sandbox(int sig, void *arg)
 static int netns_exec(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req, int *status, char *err,
 		      size_t errlen)
 {
-	static const char *const ns_names[] = { "user", "pid", "net", "uts", "ipc", "mnt" };
-	int ns[6] = { -1, -1, -1, -1, -1, -1 }, ctl[2] = { -1, -1 }, e = 0;
-	struct fatal_ctx fatal = { .sb = sb };
+	static const char *const ns_names[] = {"user", "pid", "net", "uts", "ipc", "mnt"};
+	int ns[6] = {-1, -1, -1, -1, -1, -1}, ctl[2] = {-1, -1}, e = 0;
+	struct fatal_ctx fatal = {.sb = sb};
 	struct console con;
 	pid_t joiner;
 
@@ -657,15 +651,7 @@ out:
 
 static int netns_release(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops *gw)
 {
-	int e = gw ? gw->release_sandbox(gw->arg, sb->id) : -ENOTCONN;
-
-	/* The gateway ends the init; without it (or when it is gone), we do: nothing of the sandbox stays. */
-	if (sb->holder_pidfd >= 0)
-		syscall(SYS_pidfd_send_signal, sb->holder_pidfd, SIGKILL, NULL, 0);
-	if (sb->owned && sb->holder > 0)
-		while (waitpid(sb->holder, NULL, 0) < 0 && errno == EINTR)
-			;
-	return e;
+	return vm_release_holder(sb, gw);
 }
 
 static json_t *netns_capabilities(void)
@@ -673,19 +659,19 @@ static json_t *netns_capabilities(void)
 	char why[256];
 	bool seccomp = crgw_seccomp_available(why, sizeof(why));
 
-	return json_pack("{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:s, s:[s, s, s, s], s:b, s:s}", "network_default_deny", 1,
-			 "network_host_port_filtering", 1, "dns_control", 1, "policy_immutability", 1,
+	return json_pack("{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:s, s:[s, s, s, s], s:b, s:s}", "network_default_deny",
+			 1, "network_host_port_filtering", 1, "dns_control", 1, "policy_immutability", 1,
 			 "audit_event_emission", 1, "secret_isolation", 1, "seccomp", seccomp, "seccomp_detail", why,
 			 "workspace_modes", "copy", "rw", "ro", "none", "tty", 1, "isolation",
 			 "namespaces (weaker than a VM: the host's kernel)");
 }
 
 const struct crgw_backend crgw_backend_netns = {
-	.name = "netns",
-	.create = netns_create,
-	.open = netns_open,
-	.exec = netns_exec,
-	.release = netns_release,
-	.capabilities = netns_capabilities,
-	.free = netns_free,
+    .name = "netns",
+    .create = netns_create,
+    .open = netns_open,
+    .exec = netns_exec,
+    .release = netns_release,
+    .capabilities = netns_capabilities,
+    .free = netns_free,
 };

@@ -320,27 +320,13 @@ static int agent_connect(const char *path, pid_t holder, int timeout_ms)
 
 static json_t *registration(const struct crgw_sandbox_spec *spec, pid_t holder)
 {
-	json_t *policy = json_loads(spec->policy_json, 0, NULL), *req, *limits;
+	json_t *policy = json_loads(spec->policy_json, 0, NULL), *req;
 
 	req = json_pack("{s:o, s:s, s:i, s:{s:s}}", "policy", policy ? policy : json_null(), "backend", "qemu",
 			"holder_pid", (int)holder, "workspace", "mode", "none");
 	if (!req)
 		return NULL;
-	if (spec->run_id)
-		json_object_set_new(req, "run_id", json_string(spec->run_id));
-	if (spec->name)
-		json_object_set_new(req, "name", json_string(spec->name));
-	limits = json_object();
-	if (limits && spec->memory)
-		json_object_set_new(limits, "memory", json_string(spec->memory));
-	if (limits && spec->cpus)
-		json_object_set_new(limits, "cpus", json_string(spec->cpus));
-	if (limits && spec->pids)
-		json_object_set_new(limits, "pids", json_integer((json_int_t)spec->pids));
-	if (limits && json_object_size(limits))
-		json_object_set_new(req, "limits", limits);
-	else
-		json_decref(limits);
+	vm_registration_add_common(req, spec);
 	return req;
 }
 
@@ -723,14 +709,7 @@ out:
 
 static int qemu_release(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops *gw)
 {
-	int e = gw ? gw->release_sandbox(gw->arg, sb->id) : -ENOTCONN;
-
-	if (sb->holder_pidfd >= 0)
-		syscall(SYS_pidfd_send_signal, sb->holder_pidfd, SIGKILL, NULL, 0);
-	if (sb->owned && sb->holder > 0)
-		while (waitpid(sb->holder, NULL, 0) < 0 && errno == EINTR)
-			;
-	return e;
+	return vm_release_holder(sb, gw);
 }
 
 static bool in_path(const char *name)

@@ -41,6 +41,12 @@ struct crgw_vm_sandbox {
  */
 int vm_map_ids(pid_t pid, unsigned inside_uid, unsigned inside_gid, unsigned outside, unsigned count);
 
+/* Adds what every backend's registration carries from the spec: run_id, name, limits. */
+void vm_registration_add_common(json_t *req, const struct crgw_sandbox_spec *spec);
+
+/* A backend's release: the gateway releases the sandbox, then the holder is ended and reaped here too. */
+int vm_release_holder(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops *gw);
+
 /* Fills the fields every backend reads from a gateway record. Returns 0 or -EINVAL with `err`. */
 int vm_sandbox_from_record(struct crgw_vm_sandbox *sb, json_t *record, char *err, size_t errlen);
 void vm_sandbox_clear(struct crgw_vm_sandbox *sb);
