@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # End to end on the qemu backend: crgw against the hermetic test network, sandboxes that are real VMs
 # (QEMU, TCG on machines without KVM) made with crgw-ctl run --backend qemu on the built-in image (busybox
-# and crgw-guest in the initramfs). Checks the command's streams and exit codes, a tty, DNS control, the
-# proxy, a DNS bypass from inside the VM, the audit log, exec into a running VM, and that teardown leaves
-# no process, TAP, rule or file. TAP output. Needs root, QEMU and the distribution's kernel.
+# and crgw-guest in the initramfs). Checks the command's streams and exit codes, a tty, that its traffic
+# reaches the gateway (egress.sh has the egress checks for both backends), exec into a running VM, an image
+# from the test registry, and that teardown leaves no process, TAP, rule or file. TAP output. Needs root,
+# QEMU and the distribution's kernel.
 # usage: qemu.sh CRGW CRGW_CTL
 set -uo pipefail
 CRGW=$1
@@ -77,35 +78,14 @@ if command -v script >/dev/null; then
 fi
 
 # ---- the network: the same enforcement as a netns sandbox -------------------------------------------
-out=$(vmrun -- sh -c 'cat /etc/resolv.conf; nslookup allowed.test $CRGW_GATEWAY' 2>&1)
-echo "$out" | grep -q "203.0.113.10"
-ok $? "an allowed name resolves through the gateway inside the VM"
-audit_has "$AUDIT" 'select(.event == "decision" and .service == "dns" and .dst_host == "allowed.test" and .action == "allow")'
-ok $? "... and the gateway audits it"
-vmrun -- sh -c 'nslookup denied.test $CRGW_GATEWAY' >/dev/null 2>&1
-audit_has "$AUDIT" 'select(.event == "decision" and .service == "dns" and .dst_host == "denied.test" and .reason_code == "host_not_allowed")'
-ok $? "a denied name is refused and audited as host_not_allowed"
+# egress.sh runs the egress conformance checks (DNS, the proxy, CONNECT, transparent HTTP and TLS,
+# mediation, a DNS bypass) unchanged against both backends (e2e-egress-netns, e2e-egress-qemu). One here,
+# so that this test alone still says whether a VM's traffic reaches the gateway.
 out=$(vmrun -- sh -c 'wget -q -O - http://allowed.test/ 2>&1; echo rc=$?')
 echo "$out" | grep -q "rc=0"
 ok $? "an allowed host is fetched through the gateway's proxy (busybox wget, HTTP_PROXY)"
-out=$(vmrun -- sh -c 'wget -q -O - http://denied.test/ 2>&1; echo rc=$?')
-echo "$out" | grep -q "403" || ! echo "$out" | grep -q "rc=0"
-ok $? "a denied host is refused by the proxy: $(echo "$out" | tail -1)"
-audit_has "$AUDIT" 'select(.event == "decision" and (.service == "connect" or .service == "http") and .dst_host == "denied.test" and .action == "deny")'
+audit_has "$AUDIT" 'select(.event == "decision" and .service == "http" and .dst_host == "allowed.test" and .action == "allow")'
 ok $? "... and audited"
-out=$(vmrun -- sh -c 'unset http_proxy HTTP_PROXY; wget -q -O - http://allowed.test/ >/dev/null 2>&1; echo rc=$?')
-echo "$out" | grep -q "rc=0"
-ok $? "plain HTTP without the proxy goes through the transparent proxy to an allowed host"
-out=$(vmrun -- sh -c 'unset http_proxy HTTP_PROXY; wget -q -O - http://203.0.113.11/ 2>&1; echo rc=$?')
-! echo "$out" | grep -q "rc=0"
-ok $? "... and not to an address the policy does not allow ($(echo "$out" | tr '\n' ' '))"
-vmrun -- sh -c "nslookup allowed.test $TN_DNS" >/dev/null 2>&1
-for _ in $(seq 30); do
-	audit_has "$AUDIT" 'select(.event == "packet_drop" and .reason_code == "dns_bypass_attempt")' && break
-	sleep 0.2
-done
-audit_has "$AUDIT" 'select(.event == "packet_drop" and .reason_code == "dns_bypass_attempt")'
-ok $? "a DNS query sent around the gateway from the VM is dropped and audited as dns_bypass_attempt"
 
 # ---- a VM that stays: exec, show, rm ----------------------------------------------------------------
 id=$("$CTL" run --backend qemu --json --policy "$T/cleanroom.yaml" -- true 2>&1 >/dev/null |
