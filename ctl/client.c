@@ -261,8 +261,25 @@ static int gw_get(void *arg, const char *id, json_t **record, char *err, size_t 
 	return ctl_get_sandbox(id, record, err, errlen);
 }
 
+static int gw_timings(void *arg, const char *id, json_t *timings)
+{
+	struct ctl_response r = { 0 };
+	char path[128], err[256], *body = json_dumps(timings, JSON_COMPACT);
+	int e;
+
+	(void)arg;
+	if (!body)
+		return -ENOMEM;
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/timings", id);
+	e = ctl_request("POST", path, body, &r, err, sizeof(err));
+	free(body);
+	free(r.body);
+	return e ? e : r.status == 200 ? 0 : -EIO;
+}
+
 const struct crgw_gateway_ops ctl_gateway_ops = {
 	.register_sandbox = gw_register,
 	.release_sandbox = gw_release,
 	.get_sandbox = gw_get,
+	.report_timings = gw_timings,
 };

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crgw/vm.h"
@@ -236,6 +237,30 @@ static int after_command(const char *id, int status, bool wait_release, bool *go
 	return status;
 }
 
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Runs the command and tells the gateway how long it took (sandbox show's timings.last_command_ms). */
+static int exec_timed(const struct crgw_backend *backend, struct crgw_vm_sandbox *sb,
+		      const struct crgw_exec_request *req, int *status, char *err, size_t errlen, double *ms)
+{
+	double t0 = now_ms();
+	int e = backend->exec(sb, req, status, err, errlen);
+	json_t *t;
+
+	*ms = now_ms() - t0;
+	if (!e && (t = json_pack("{s:I}", "command_ms", (json_int_t)(*ms + 0.5)))) {
+		(void)ctl_gateway_ops.report_timings(ctl_gateway_ops.arg, crgw_vm_sandbox_id(sb), t);
+		json_decref(t);
+	}
+	return e;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -371,15 +396,19 @@ int cmd_run(int argc, char **argv)
 
 	/* Gone or not: --rm, a signal to us, its TTL or an OOM kill end it; the gateway's record says which. */
 	bool released = false;
+	double command_ms, teardown_ms = -1;
 
-	e = backend->exec(sb, &req, &status, err, sizeof(err));
+	e = exec_timed(backend, sb, &req, &status, err, sizeof(err), &command_ms);
 	if (e)
 		fprintf(stderr, "crgw-ctl: %s\n", err);
 	else
 		status = after_command(crgw_vm_sandbox_id(sb), status, !spec.remove_on_exit, &released);
 	if (spec.remove_on_exit) {
+		double t0 = now_ms();
+
 		backend->release(sb, &ctl_gateway_ops);
 		released = true;
+		teardown_ms = now_ms() - t0;
 	} else {
 		if (!json && !released)
 			fprintf(
@@ -387,8 +416,18 @@ int cmd_run(int argc, char **argv)
 			    "crgw-ctl: sandbox %s is still running: crgw-ctl exec %s -- CMD, crgw-ctl sandbox rm %s\n",
 			    crgw_vm_sandbox_id(sb), crgw_vm_sandbox_id(sb), crgw_vm_sandbox_id(sb));
 	}
-	json_event(json, json_pack("{s:s, s:s, s:i, s:b}", "event", "exited", "sandbox_id", crgw_vm_sandbox_id(sb),
-				   "exit_code", status, "released", released));
+	json_t *timings = crgw_vm_sandbox_timings(sb);
+
+	if (timings && !e)
+		json_object_set_new(timings, "command_ms", json_integer((json_int_t)(command_ms + 0.5)));
+	if (timings && teardown_ms >= 0)
+		json_object_set_new(timings, "teardown_ms", json_integer((json_int_t)(teardown_ms + 0.5)));
+	if (getenv("CRGW_VM_TIMINGS"))
+		fprintf(stderr, "crgw-ctl: %s: command %.0f ms, teardown %.0f ms\n", crgw_vm_sandbox_id(sb),
+			e ? -1.0 : command_ms, teardown_ms);
+	json_event(json, json_pack("{s:s, s:s, s:i, s:b, s:o*}", "event", "exited", "sandbox_id",
+				   crgw_vm_sandbox_id(sb), "exit_code", status, "released", released, "timings",
+				   timings));
 out:
 	if (sb)
 		backend->free(sb);
@@ -464,7 +503,9 @@ int cmd_exec(int argc, char **argv)
 	struct crgw_exec_request req = {
 	    .argv = argv + optind, .env = x.env.items, .cwd = x.workdir, .tty = x.tty, .interactive = x.interactive};
 
-	e = backend->exec(sb, &req, &status, err, sizeof(err));
+	double command_ms;
+
+	e = exec_timed(backend, sb, &req, &status, err, sizeof(err), &command_ms);
 	if (e) {
 		fprintf(stderr, "crgw-ctl: %s\n", err);
 	} else {

@@ -146,6 +146,28 @@ static json_t *guard_json(const struct crgw_guard_counters *g)
 	return o ? o : json_null();
 }
 
+/* The timings reported so far; NULL when none were. */
+static json_t *timings_json(const struct crgw_sandbox_timings *t)
+{
+	json_t *o = json_object();
+	const struct {
+		const char *name;
+		int64_t v;
+	} f[] = {{"image_prep_ms", t->image_prep_ms}, {"network_ms", t->network_ms}, {"boot_ms", t->boot_ms},
+		 {"last_command_ms", t->last_command_ms}, {"teardown_ms", t->teardown_ms}};
+
+	for (size_t i = 0; o && i < sizeof(f) / sizeof(f[0]); i++)
+		if (f[i].v >= 0)
+			json_object_set_new(o, f[i].name, json_integer(f[i].v));
+	if (o && t->commands)
+		json_object_set_new(o, "commands", json_integer(t->commands));
+	if (o && json_object_size(o) == 0) {
+		json_decref(o);
+		o = NULL;
+	}
+	return o;
+}
+
 static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 {
 	char gw[INET_ADDRSTRLEN], guest[INET_ADDRSTRLEN], created[40], expires[40];
@@ -180,6 +202,10 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 				    json_pack("{s:s, s:s}", "mode", sb->workspace_mode, "dir", sb->workspace_dir));
 	if (sb->data_dir[0])
 		json_object_set_new(o, "data_dir", json_string(sb->data_dir));
+	json_t *timings = timings_json(&sb->timings);
+
+	if (timings)
+		json_object_set_new(o, "timings", timings);
 	/* What a backend points the sandbox's tools at when it starts a command (docs/mediation.md). */
 	{
 		char url[64];
@@ -413,10 +439,70 @@ static void sandbox_one(struct evhttp_request *req, const char *id)
 			json_object_set_new(o, "resources", usage_json(&t.usage));
 			json_object_set_new(o, "limits", limits_json(&t.limits, false));
 		}
+		json_t *timings = o ? timings_json(&t.timings) : NULL;
+
+		if (timings)
+			json_object_set_new(o, "timings", timings);
 		reply_json(req, 410, o);
 		return;
 	}
 	reply_json(req, 200, sandbox_json(sb, true));
+	crgw_sandbox_unref(sb);
+}
+
+/*
+ * POST /v1/sandboxes/ID/timings: what its backend measured ({"image_prep_ms", "network_ms", "boot_ms",
+ * "command_ms"}, each optional, in ms). A VM's boot happens where the gateway cannot see it.
+ */
+static void sandbox_timings(struct evhttp_request *req, const char *id)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	json_int_t v[4] = {-1, -1, -1, -1};
+	struct crgw_sandbox *sb;
+	json_error_t jerr;
+	json_t *body;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		reply_error(req, 405, "request_invalid", "use POST");
+		return;
+	}
+	if (len == 0 || len > 4096) {
+		reply_error(req, 400, "request_invalid", "a JSON body is required");
+		return;
+	}
+	body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!body || json_unpack_ex(body, &jerr, JSON_STRICT, "{s?I, s?I, s?I, s?I}", "image_prep_ms", &v[0],
+				    "network_ms", &v[1], "boot_ms", &v[2], "command_ms", &v[3])) {
+		char msg[300];
+
+		snprintf(msg, sizeof(msg), "body: %s", jerr.text);
+		reply_error(req, 400, "request_invalid", msg);
+		json_decref(body);
+		return;
+	}
+	json_decref(body);
+	for (int i = 0; i < 4; i++)
+		if (v[i] < -1 || v[i] > 7LL * 86400 * 1000) {
+			reply_error(req, 400, "request_invalid", "timings are milliseconds, at most a week");
+			return;
+		}
+	sb = crgw_sandbox_find(id);
+	if (!sb) {
+		reply_error(req, 404, "not_found", "no such sandbox");
+		return;
+	}
+	if (v[0] >= 0)
+		sb->timings.image_prep_ms = v[0];
+	if (v[1] >= 0)
+		sb->timings.network_ms = v[1];
+	if (v[2] >= 0)
+		sb->timings.boot_ms = v[2];
+	if (v[3] >= 0) {
+		sb->timings.last_command_ms = v[3];
+		sb->timings.commands++;
+	}
+	reply_json(req, 200, timings_json(&sb->timings) ?: json_object());
 	crgw_sandbox_unref(sb);
 }
 
@@ -1194,6 +1280,12 @@ static void route(struct evhttp_request *req, void *arg)
 			reply_error(req, 405, "request_invalid", "use GET or POST");
 	} else if (!strncmp(path, "/v1/sandboxes/", 14) && path[14] && !strchr(path + 14, '/')) {
 		sandbox_one(req, path + 14);
+	} else if (!strncmp(path, "/v1/sandboxes/", 14) && strlen(path) < 14 + 64 + 9 && path[14] != '/' &&
+		   !strcmp(strchr(path + 14, '/'), "/timings")) {
+		char id[65];
+
+		snprintf(id, sizeof(id), "%.*s", (int)(strchr(path + 14, '/') - (path + 14)), path + 14);
+		sandbox_timings(req, id);
 	} else if (!strcmp(path, "/v1/cache/gc") || !strcmp(path, "/v1/cache/verify")) {
 		if (cmd == EVHTTP_REQ_POST)
 			cache_job(req, path[10] == 'g' ? CRGW_CACHE_JOB_GC : CRGW_CACHE_JOB_VERIFY);

@@ -772,6 +772,7 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	AUDIT_SET(sb->run_id, req->run_id ? req->run_id : "");
 	AUDIT_SET(sb->backend, req->backend ? req->backend : "netns");
 	sb->created_us = crgw_realtime_us();
+	sb->timings = (struct crgw_sandbox_timings){-1, -1, -1, -1, -1, 0};
 	sb->ttl_s = R.cfg->testing_ttl_seconds ? R.cfg->testing_ttl_seconds : crgw_policy_ttl_minutes(sb->policy) * 60;
 	sb->expires_us = sb->created_us + (int64_t)sb->ttl_s * 1000000;
 	if (req->name && req->name[0]) {
@@ -942,6 +943,7 @@ static void add_tombstone(const struct crgw_sandbox *sb, const char *why, const 
 	AUDIT_SET(t->why, why);
 	t->released_us = crgw_realtime_us();
 	t->limits = sb->limits;
+	t->timings = sb->timings;
 	if (usage) {
 		t->has_usage = true;
 		t->usage = *usage;
@@ -962,7 +964,9 @@ static int release(struct crgw_sandbox *sb, const char *why)
 
 	struct crgw_guard_counters gc = {0};
 	struct crgw_guard_sandbox gs;
+	struct timespec t0, t1;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (R.guard) {
 		/* The guard's drops count with nftables' in the final figures: either layer may have dropped them. */
 		crgw_guard_counters(R.guard, sb->slot, &gc);
@@ -1013,6 +1017,9 @@ static int release(struct crgw_sandbox *sb, const char *why)
 		 (unsigned long long)atomic_load(&sb->counters.dns_queries), (unsigned long long)c.spoof.packets,
 		 (unsigned long long)c.dns.packets);
 	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_RELEASED, detail, have_usage ? &usage : NULL);
+	/* The gateway's part: the holder's end and the data's removal continue off this thread. */
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	sb->timings.teardown_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
 	add_tombstone(sb, why, have_usage ? &usage : NULL);
 	log_info("sandbox released", "id=%s interface=%s reason=\"%s\"", sb->id, sb->ifname, why);
 	return nft_err;

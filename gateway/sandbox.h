@@ -29,6 +29,15 @@ struct crgw_sandbox_counters {
 
 #define CRGW_SANDBOX_NAME_MAX 63
 
+/*
+ * How long making the sandbox and running in it took, in ms, as its backend reported them (crgw-ctl posts
+ * them: the gateway cannot see a VM boot), and the gateway's own teardown. -1: not reported.
+ */
+struct crgw_sandbox_timings {
+	int64_t image_prep_ms, network_ms, boot_ms, last_command_ms, teardown_ms;
+	uint32_t commands; /* commands whose time was reported */
+};
+
 struct crgw_sandbox {
 	atomic_uint refs;
 	char id[24];
@@ -58,6 +67,7 @@ struct crgw_sandbox {
 	char workspace_mode[8];
 	char workspace_dir[4096];
 	struct crgw_sandbox_counters counters;
+	struct crgw_sandbox_timings timings; /* control thread only */
 	/* DNS query rate limit: a one-second window, approximate across workers by design. */
 	atomic_uint_fast64_t rate_window;
 	atomic_uint rate_count;
@@ -95,6 +105,7 @@ struct crgw_sandbox_tombstone {
 	bool has_usage;
 	struct crgw_cgroup_usage usage;
 	struct crgw_cgroup_limits limits;
+	struct crgw_sandbox_timings timings;
 };
 
 /* Copies the tombstone of the released sandbox `id_or_name` (the last 256 are kept). Control thread. */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vm_priv.h"
@@ -137,4 +138,31 @@ int vm_release_holder(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops 
 		while (waitpid(sb->holder, NULL, 0) < 0 && errno == EINTR)
 			;
 	return e;
+}
+
+double vm_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+json_t *crgw_vm_sandbox_timings(const struct crgw_vm_sandbox *sb)
+{
+	return json_pack("{s:I, s:I, s:I}", "image_prep_ms", (json_int_t)(sb->timings[0] + 0.5), "network_ms",
+			 (json_int_t)(sb->timings[1] + 0.5), "boot_ms", (json_int_t)(sb->timings[2] + 0.5));
+}
+
+void vm_report_timings(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops *gw, const char *how)
+{
+	json_t *t = crgw_vm_sandbox_timings(sb);
+
+	if (t && gw->report_timings)
+		(void)gw->report_timings(gw->arg, sb->id, t);
+	json_decref(t);
+	if (getenv("CRGW_VM_TIMINGS"))
+		fprintf(stderr, "crgw-ctl: %s: image %.0f ms, network %.0f ms, boot to agent ready %.0f ms%s%s%s\n",
+			sb->id, sb->timings[0], sb->timings[1], sb->timings[2], how ? " (" : "", how ? how : "",
+			how ? ")" : "");
 }

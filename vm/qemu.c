@@ -38,14 +38,6 @@
 
 extern char **environ;
 
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 __attribute__((format(printf, 3, 4))) static int fmt(char *out, size_t len, const char *f, ...)
 {
 	va_list ap;
@@ -270,11 +262,11 @@ static int wait_hello(int fd, int timeout_ms)
 {
 	char buf[512];
 	size_t len = 0;
-	double end = now_ms() + timeout_ms;
+	double end = vm_now_ms() + timeout_ms;
 
 	while (len < sizeof(buf) - 1) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		int left = (int)(end - now_ms());
+		int left = (int)(end - vm_now_ms());
 		ssize_t n;
 
 		if (left <= 0)
@@ -296,7 +288,7 @@ static int wait_hello(int fd, int timeout_ms)
 static int agent_connect(const char *path, pid_t holder, int timeout_ms)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	double end = now_ms() + timeout_ms;
+	double end = vm_now_ms() + timeout_ms;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
@@ -312,7 +304,7 @@ static int agent_connect(const char *path, pid_t holder, int timeout_ms)
 		close(fd);
 		if (holder > 0 && kill(holder, 0) != 0)
 			return -ESRCH;
-		if (now_ms() > end)
+		if (vm_now_ms() > end)
 			return e;
 		usleep(20000);
 	}
@@ -459,7 +451,7 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	char agent_bin[PATH_MAX], qlog[PATH_MAX], cmdline[16384], why[400];
 	size_t cmdlen;
 	pid_t holder = -1;
-	double t0 = now_ms(), t_prep, t_net;
+	double t0 = vm_now_ms(), t_prep, t_net;
 	ssize_t n;
 
 	*out = NULL;
@@ -491,7 +483,7 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	if (e)
 		return e;
 	memcpy(l.vmlinux, k.vmlinux, sizeof(l.vmlinux));
-	t_prep = now_ms();
+	t_prep = vm_now_ms();
 
 	sb = sandbox_new();
 	if (!sb || pipe2(cmd, O_CLOEXEC) || pipe2(st, O_CLOEXEC)) {
@@ -568,7 +560,7 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 		e = -ENAMETOOLONG;
 		goto fail;
 	}
-	t_net = now_ms();
+	t_net = vm_now_ms();
 	if (write(cmd[1], cmdline, cmdlen) != (ssize_t)cmdlen) {
 		e = -EIO;
 		snprintf(err, errlen, "the VM's holder process is gone");
@@ -605,10 +597,8 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	unlink(qlog);
 	sb->timings[0] = t_prep - t0;
 	sb->timings[1] = t_net - t_prep;
-	sb->timings[2] = now_ms() - t_net;
-	if (getenv("CRGW_VM_TIMINGS"))
-		fprintf(stderr, "crgw-ctl: %s: image %.0f ms, network %.0f ms, boot to agent ready %.0f ms (%s)\n",
-			sb->id, sb->timings[0], sb->timings[1], sb->timings[2], l.kvm ? "KVM" : "TCG");
+	sb->timings[2] = vm_now_ms() - t_net;
+	vm_report_timings(sb, gw, l.kvm ? "KVM" : "TCG");
 	json_decref(req);
 	json_decref(answer);
 	close(st[0]);

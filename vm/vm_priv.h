@@ -32,7 +32,7 @@ struct crgw_vm_sandbox {
 	size_t ncgroup_dirs;
 	char agent_sock[PATH_MAX]; /* VM backends: the host's end of the guest agent's port */
 	int agent_fd;              /* VM backends: the connection create() saw the hello on, for the first exec; -1 */
-	double timings[3];         /* VM backends, made here: image prep, network, boot to agent ready (ms) */
+	double timings[3];         /* made here: image (root) prep, network, boot to ready (ms) */
 };
 
 /*
@@ -46,6 +46,16 @@ void vm_registration_add_common(json_t *req, const struct crgw_sandbox_spec *spe
 
 /* A backend's release: the gateway releases the sandbox, then the holder is ended and reaped here too. */
 int vm_release_holder(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops *gw);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+double vm_now_ms(void);
+
+/*
+ * Tells the gateway what making the sandbox took (sb->timings; sandbox show's "timings"), and prints it
+ * when CRGW_VM_TIMINGS is set (`how`: "TCG", "KVM" or NULL). Best effort: a gateway that does not take
+ * them costs the sandbox nothing.
+ */
+void vm_report_timings(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops *gw, const char *how);
 
 /* Fills the fields every backend reads from a gateway record. Returns 0 or -EINVAL with `err`. */
 int vm_sandbox_from_record(struct crgw_vm_sandbox *sb, json_t *record, char *err, size_t errlen);

@@ -250,6 +250,20 @@ ok $? "an upstream address is not reachable around the gateway (no kernel forwar
 # ---- control API -----------------------------------------------------------------------------------
 "$CTL" sandbox show --json "$A" | jq -e '.counters.dns_queries >= 0 and .guest == "'"$A_GUEST"'"' >/dev/null
 ok $? "sandbox show reports the sandbox and its counters"
+"$CTL" sandbox show --json "$A" >"$T/a.show"
+jq -e '.timings | .image_prep_ms >= 0 and .network_ms > 0 and .boot_ms >= 0 and .last_command_ms >= 0 and .commands >= 3' \
+	"$T/a.show" >/dev/null
+ok $? "sandbox show has the run's timings: $(jq -c .timings "$T/a.show")"
+api() { curl -s -o /dev/null -w '%{http_code}' --unix-socket "$T/ctl.sock" "$@"; }
+codes=$(api -X POST -d '{"bogus_ms": 1}' "http://crgw/v1/sandboxes/$A/timings")
+codes+=" $(api -X POST -d '{"boot_ms": -5}' "http://crgw/v1/sandboxes/$A/timings")"
+codes+=" $(api -X POST -d '{"boot_ms": 99999999999}' "http://crgw/v1/sandboxes/$A/timings")"
+codes+=" $(api -X POST -d '{"boot_ms": "1"}' "http://crgw/v1/sandboxes/$A/timings")"
+codes+=" $(api -X POST -d 'not json' "http://crgw/v1/sandboxes/$A/timings")"
+codes+=" $(api -X POST -d '{"boot_ms": 1}' "http://crgw/v1/sandboxes/sbx-0000000000/timings")"
+codes+=" $(api "http://crgw/v1/sandboxes/$A/timings")"
+[ "$codes" = "400 400 400 400 400 404 405" ]
+ok $? "bad timings are refused (an unknown key, negative, over a week, a string, not JSON, no such sandbox, GET): $codes"
 "$CTL" stats --json | jq -e '.dns.queries > 10 and .sandboxes == 1' >/dev/null
 ok $? "stats counts queries and sandboxes"
 grep -q '^crgw_dns_queries_total [1-9]' <<<"$("$CTL" stats --prometheus)"
@@ -306,6 +320,9 @@ ok $? "no chain, set or counter of it is left"
 ok $? "its namespaces' holder process is gone"
 audit_has "$AUDIT" "select(.event==\"sandbox_released\" and .sandbox_id==\"$A\")"
 ok $? "the release is audited"
+out=$(curl -s --unix-socket "$T/ctl.sock" "http://crgw/v1/sandboxes/$A")
+jq -e '.code == "released" and .timings.teardown_ms >= 0 and .timings.commands >= 3' >/dev/null <<<"$out"
+ok $? "its tombstone keeps the timings with the gateway's teardown: $(jq -c .timings <<<"$out")"
 
 # ---- SIGKILL and restart --------------------------------------------------------------------------
 "$CTL" run --policy "$T/cleanroom.yaml" --json -- true 2>"$T/b.json"

@@ -72,9 +72,10 @@ out=$(printf 'line1\nline2\n' | vmrun -i -- sh -c 'wc -l')
 [ "$(echo "$out" | tr -d ' ')" = 2 ]
 ok $? "standard input reaches the command with -i (wc -l says $out)"
 if command -v script >/dev/null; then
-	out=$(script -qec "$CTL run --backend qemu --rm --policy $T/cleanroom.yaml -t -- sh -c 'tty; stty size'" /dev/null 2>&1 </dev/null)
-	echo "$out" | grep -q '/dev/pts/'
-	ok $? "an interactive -t session gets a terminal in the VM: $(echo "$out" | tr -d '\r' | tr '\n' ' ')"
+	# script's terminal has no size of its own (its input is /dev/null): give it one, to see it arrive.
+	out=$(script -qec "stty rows 33 cols 101; $CTL run --backend qemu --rm --policy $T/cleanroom.yaml -t -- sh -c 'tty; stty size'" /dev/null 2>&1 </dev/null)
+	echo "$out" | grep -q '/dev/pts/' && echo "$out" | tr -d '\r' | grep -qx '33 101'
+	ok $? "an interactive -t session gets a terminal in the VM with the caller's window size: $(echo "$out" | tr -d '\r' | tr '\n' ' ')"
 fi
 
 # ---- the network: the same enforcement as a netns sandbox -------------------------------------------
@@ -88,12 +89,18 @@ audit_has "$AUDIT" 'select(.event == "decision" and .service == "http" and .dst_
 ok $? "... and audited"
 
 # ---- a VM that stays: exec, show, rm ----------------------------------------------------------------
-id=$("$CTL" run --backend qemu --json --policy "$T/cleanroom.yaml" -- true 2>&1 >/dev/null |
-	jq -r 'select(.event == "sandbox_created") | .sandbox_id' 2>/dev/null | head -1)
+"$CTL" run --backend qemu --json --policy "$T/cleanroom.yaml" -- true 2>"$T/run.json" >/dev/null
+id=$(jq -r 'select(.event == "sandbox_created") | .sandbox_id' "$T/run.json" 2>/dev/null | head -1)
 [ -n "$id" ] && out=$("$CTL" exec "$id" -- sh -c 'echo again; exit 3')
 rc=$?
 [ "$rc" -eq 3 ] && [ "$out" = again ]
 ok $? "crgw-ctl exec runs a second command in the running VM ($id, rc=$rc)"
+jq -e 'select(.event == "exited") | .timings | .boot_ms > 0 and .network_ms >= 0 and .command_ms >= 0' "$T/run.json" >/dev/null
+ok $? "run --json's exited event has the run's timings: $(jq -c 'select(.event == "exited") | .timings' "$T/run.json")"
+"$CTL" sandbox show --json "$id" >"$T/show.json" 2>&1
+jq -e '.timings | .boot_ms > 0 and .image_prep_ms >= 0 and .network_ms >= 0 and .last_command_ms >= 0 and .commands == 2' \
+	"$T/show.json" >/dev/null
+ok $? "sandbox show has the VM's timings (boot to agent ready, two commands): $(jq -c .timings "$T/show.json")"
 ifname=$("$CTL" sandbox show --json "$id" 2>/dev/null | jq -r .interface)
 holder=$("$CTL" sandbox show --json "$id" 2>/dev/null | jq -r .holder_pid)
 [ -n "$holder" ] && grep -q qemu "/proc/$holder/cmdline" 2>/dev/null && ip -d link show dev "$ifname" 2>/dev/null | grep -q "tun type tap"

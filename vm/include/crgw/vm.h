@@ -44,6 +44,8 @@ struct crgw_gateway_ops {
 	int (*release_sandbox)(void *arg, const char *id);
 	/* GET /v1/sandboxes/ID: 0 with the record; -ESRCH with the tombstone of a released one; -ENOENT. */
 	int (*get_sandbox)(void *arg, const char *id, json_t **record, char *err, size_t errlen);
+	/* POST /v1/sandboxes/ID/timings: what making it or a command took (sandbox show's "timings"). */
+	int (*report_timings)(void *arg, const char *id, json_t *timings);
 };
 
 /* One command to run in a sandbox. */
@@ -88,6 +90,9 @@ const struct crgw_backend *crgw_backend_find(const char *name);
 /* The gateway's record of the sandbox (borrowed), its id, and its gateway address. */
 json_t *crgw_vm_sandbox_record(const struct crgw_vm_sandbox *sb);
 const char *crgw_vm_sandbox_id(const struct crgw_vm_sandbox *sb);
+
+/* What making a sandbox this process created took: {"image_prep_ms", "network_ms", "boot_ms"} (new). */
+json_t *crgw_vm_sandbox_timings(const struct crgw_vm_sandbox *sb);
 
 /* ---- the seccomp filter (seccomp.c) ----------------------------------------------------------- */
 
