@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <elf.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdint.h>
@@ -18,18 +17,7 @@
 #include <unistd.h>
 
 #include "kernel.h"
-
-/* snprintf for paths, without the truncation warnings: -ENAMETOOLONG when it does not fit. */
-__attribute__((format(printf, 3, 4))) static int fmt_path(char *out, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(out, len, fmt, ap);
-	va_end(ap);
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
+#include "vm_priv.h"
 
 #define KERNEL_MAX (512ull << 20) /* an unpacked kernel larger than this is not one */
 #define MODULE_MAX (64ull << 20)
@@ -194,8 +182,8 @@ int vm_kernel_prepare(const char *cache_dir, const char *boot_dir, const char *m
 			 boot_dir);
 		return -ENOENT;
 	}
-	if (fmt_path(out->bzimage, sizeof(out->bzimage), "%s/vmlinuz-%s", boot_dir, out->release) ||
-	    fmt_path(out->modules_dir, sizeof(out->modules_dir), "%s/%s", modules_root, out->release)) {
+	if (vm_fmt(out->bzimage, sizeof(out->bzimage), "%s/vmlinuz-%s", boot_dir, out->release) ||
+	    vm_fmt(out->modules_dir, sizeof(out->modules_dir), "%s/%s", modules_root, out->release)) {
 		snprintf(err, errlen, "kernel paths too long");
 		return -ENAMETOOLONG;
 	}
@@ -212,23 +200,23 @@ int vm_kernel_prepare(const char *cache_dir, const char *boot_dir, const char *m
 		snprintf(err, errlen, "%s: %s", out->bzimage, strerror(-rc));
 		return rc;
 	}
-	if (fmt_path(dir, sizeof(dir), "%s/kernels", cache_dir))
+	if (vm_fmt(dir, sizeof(dir), "%s/kernels", cache_dir))
 		return -ENAMETOOLONG;
 	rc = mkdir_p(dir, 0755);
 	if (rc) {
 		snprintf(err, errlen, "%s: %s", dir, strerror(-rc));
 		return rc;
 	}
-	(void)fmt_path(out->vmlinux, sizeof(out->vmlinux), "%s/%s.vmlinux", dir, digest);
+	(void)vm_fmt(out->vmlinux, sizeof(out->vmlinux), "%s/%s.vmlinux", dir, digest);
 	/* A kernel without PVH is remembered too, so it is not unpacked again for nothing. */
-	(void)fmt_path(marker, sizeof(marker), "%s/%s.no-pvh", dir, digest);
+	(void)vm_fmt(marker, sizeof(marker), "%s/%s.no-pvh", dir, digest);
 	if (access(out->vmlinux, R_OK) == 0)
 		return 0;
 	if (access(marker, F_OK) == 0) {
 		out->vmlinux[0] = '\0';
 		return 0;
 	}
-	(void)fmt_path(tmp, sizeof(tmp), "%s/.%s.%d.tmp", dir, digest, (int)getpid());
+	(void)vm_fmt(tmp, sizeof(tmp), "%s/.%s.%d.tmp", dir, digest, (int)getpid());
 	rc = vm_kernel_unpack(out->bzimage, tmp, &pvh, err, errlen);
 	if (rc) {
 		unlink(tmp);
@@ -464,7 +452,7 @@ static int dep_line(const char *dir, const char *name, char *line, size_t linele
 	FILE *f;
 	int rc = -ENOENT;
 
-	(void)fmt_path(path, sizeof(path), "%s/modules.builtin", dir);
+	(void)vm_fmt(path, sizeof(path), "%s/modules.builtin", dir);
 	f = fopen(path, "re");
 	if (f) {
 		while (fgets(buf, sizeof(buf), f)) {
@@ -477,7 +465,7 @@ static int dep_line(const char *dir, const char *name, char *line, size_t linele
 		}
 		fclose(f);
 	}
-	(void)fmt_path(path, sizeof(path), "%s/modules.dep", dir);
+	(void)vm_fmt(path, sizeof(path), "%s/modules.dep", dir);
 	f = fopen(path, "re");
 	if (!f)
 		return -errno;
@@ -491,7 +479,7 @@ static int dep_line(const char *dir, const char *name, char *line, size_t linele
 		*colon = ':';
 		if (strcmp(got, name) == 0) {
 			buf[strcspn(buf, "\n")] = '\0';
-			(void)fmt_path(line, linelen, "%s", buf);
+			(void)vm_fmt(line, linelen, "%s", buf);
 			rc = 0;
 			break;
 		}
@@ -736,7 +724,7 @@ static int write_initramfs(const char *path, const struct vm_kernel *k, const ch
 	}
 	for (unsigned i = 0; dirs[i] && rc == 0; i++)
 		rc = cpio_add(a, dirs[i], S_IFDIR | 0755, 0, NULL, 0);
-	(void)fmt_path(entry, sizeof(entry), "lib/modules/%s", k->release);
+	(void)vm_fmt(entry, sizeof(entry), "lib/modules/%s", k->release);
 	if (rc == 0)
 		rc = cpio_add(a, entry, S_IFDIR | 0755, 0, NULL, 0);
 	/* The kernel opens /dev/console for init before anything is mounted. */
@@ -751,8 +739,8 @@ static int write_initramfs(const char *path, const struct vm_kernel *k, const ch
 		size_t need;
 
 		module_name(mods->paths[i], name, sizeof(name));
-		(void)fmt_path(src, sizeof(src), "%s/%s", k->modules_dir, mods->paths[i]);
-		(void)fmt_path(entry, sizeof(entry), "lib/modules/%s/%s.ko", k->release, name);
+		(void)vm_fmt(src, sizeof(src), "%s/%s", k->modules_dir, mods->paths[i]);
+		(void)vm_fmt(entry, sizeof(entry), "lib/modules/%s/%s.ko", k->release, name);
 		rc = slurp(src, MODULE_MAX, &data, &len, err, errlen);
 		if (rc)
 			break;
@@ -831,7 +819,7 @@ int vm_initramfs_build(const char *cache_dir, const struct vm_kernel *k, const c
 		char src[PATH_MAX];
 
 		EVP_DigestUpdate(md, mods.paths[i], strlen(mods.paths[i]) + 1);
-		(void)fmt_path(src, sizeof(src), "%s/%s", k->modules_dir, mods.paths[i]);
+		(void)vm_fmt(src, sizeof(src), "%s/%s", k->modules_dir, mods.paths[i]);
 		rc = digest_file(md, src);
 	}
 	for (size_t i = 0; i < nextra && rc == 0; i++) {
@@ -854,7 +842,7 @@ int vm_initramfs_build(const char *cache_dir, const struct vm_kernel *k, const c
 	}
 	EVP_DigestFinal_ex(md, d, NULL);
 	hex(d, sizeof(d), key);
-	if (fmt_path(dir, sizeof(dir), "%s/initramfs", cache_dir)) {
+	if (vm_fmt(dir, sizeof(dir), "%s/initramfs", cache_dir)) {
 		rc = -ENAMETOOLONG;
 		goto out;
 	}
@@ -863,13 +851,13 @@ int vm_initramfs_build(const char *cache_dir, const struct vm_kernel *k, const c
 		snprintf(err, errlen, "%s: %s", dir, strerror(-rc));
 		goto out;
 	}
-	if (fmt_path(out_path, out_len, "%s/%s.cpio", dir, key)) {
+	if (vm_fmt(out_path, out_len, "%s/%s.cpio", dir, key)) {
 		rc = -ENAMETOOLONG;
 		goto out;
 	}
 	if (access(out_path, R_OK) == 0)
 		goto out;
-	(void)fmt_path(tmp, sizeof(tmp), "%s/.%s.%d.tmp", dir, key, (int)getpid());
+	(void)vm_fmt(tmp, sizeof(tmp), "%s/.%s.%d.tmp", dir, key, (int)getpid());
 	rc = write_initramfs(tmp, k, init, &mods, extra, nextra, err, errlen);
 	if (rc) {
 		unlink(tmp);

@@ -32,6 +32,7 @@ struct crgw_vm_sandbox {
 	size_t ncgroup_dirs;
 	char agent_sock[PATH_MAX]; /* VM backends: the host's end of the guest agent's port */
 	int agent_fd;              /* VM backends: the connection create() saw the hello on, for the first exec; -1 */
+	char drive[PATH_MAX];      /* firecracker: the VM's own copy of its root drive, removed on release; "" */
 	double timings[3];         /* made here: image (root) prep, network, boot to ready (ms) */
 };
 
@@ -67,6 +68,89 @@ void vm_sandbox_clear(struct crgw_vm_sandbox *sb);
  * NULL-terminated array of new strings, or NULL when out of memory.
  */
 char **vm_command_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req);
+
+/* ---- vmm.c: what the VM backends (qemu.c, firecracker.c) share ----------------------------------- */
+
+/* Boot to the agent's hello: about 3.5 s under TCG on the project's machines; a loaded host takes longer. */
+#define VM_BOOT_TIMEOUT_MS 120000
+
+struct vm_kernel;
+
+/* snprintf that says whether it fitted: 0, or -ENAMETOOLONG when `out` was too small. */
+__attribute__((format(printf, 3, 4))) int vm_fmt(char *out, size_t len, const char *f, ...);
+
+/* Where kernels and initramfs images are cached: $CRGW_VM_CACHE, or /var/cache/crgw/vm. */
+const char *vm_cache_dir(void);
+
+/* How long a VM may take to boot to its agent's hello: $CRGW_VM_BOOT_TIMEOUT seconds, else 120 s. */
+int vm_boot_timeout_ms(void);
+
+/* Whether `path` is a static ELF program (a guest without libc can run it). */
+bool vm_static_program(const char *path);
+
+/*
+ * An executable: the value of the environment variable `env` when it is set (which must then be one), else
+ * `name` in PATH. Returns 0 with its path in `out`, or -ENOENT.
+ */
+int vm_find_program(const char *env, const char *name, char *out, size_t len);
+
+/*
+ * The guest agent: $CRGW_GUEST, or crgw-guest beside this program (installed), or in the build tree's
+ * guest/ (run from the build directory). It must be static: the built-in image has no libc. 0 or -errno.
+ */
+int vm_find_agent(char *out, size_t len, char *err, size_t errlen);
+
+/* Whether this host has what a guest boots (a kernel, a static agent, busybox); `why` says which or why not. */
+bool vm_guest_available(char *why, size_t whylen);
+
+/*
+ * What a guest boots: the distribution's newest kernel as an ELF vmlinux (in `k`), and an initramfs with
+ * the agent as /init, `modules` (NULL-terminated modprobe names) in load order and the built-in image
+ * (busybox, /etc/passwd, ...), at `initrd`. Both cached under vm_cache_dir(). Returns 0 or -errno with `err`.
+ */
+int vm_boot_prepare(const char *const *modules, struct vm_kernel *k, char *initrd, size_t initrd_len, char *err,
+		    size_t errlen);
+
+/*
+ * The root file system of the policy's `sandbox.image` from the image store ($CRGW_IMAGE_STORE, else
+ * the default), into `path`; an empty path when the policy names no image (the built-in one). An image
+ * not in the store is an error that says how to pull it: a launch never fetches what nobody vetted.
+ */
+int vm_policy_image(const char *policy_json, char *path, size_t pathlen, char *err, size_t errlen);
+
+/*
+ * The holder, in the child of a fork made before the registration (so that the gateway can put it in the
+ * sandbox's cgroup): waits on `cmd` for what vm_holder_args() packed (EOF: give up and exit 0), then
+ * becomes the VMM with its standard output and error there (an empty path: /dev/null and ours). An exec
+ * that fails is reported as an errno on `status` (close-on-exec, so a successful exec just closes it).
+ */
+__attribute__((noreturn)) void vm_holder_main(int cmd, int status);
+
+/*
+ * Packs the holder's command: the paths for standard output and error (NULL or "": none), then `argc`
+ * (at most 64) non-empty arguments, NUL-separated and ended by an empty one. 0, or -E2BIG / -EINVAL.
+ */
+int vm_holder_args(const char *out_path, const char *err_path, const char *const *argv, size_t argc, char *buf,
+		   size_t size, size_t *len);
+
+/* The agent's hello on a fresh connection: 0, -ETIMEDOUT, -ECONNRESET, -EPROTO (something else came). */
+int vm_wait_hello(int fd, int timeout_ms);
+
+/* Whether the process behind `pidfd` has ended (false for -1). */
+bool vm_holder_gone(int pidfd);
+
+/*
+ * A connection to the unix socket at `path`, retried every 20 ms until `timeout_ms` (the VMM may not have
+ * made it yet); -ESRCH as soon as the holder behind `holder_pidfd` (-1: none) has ended. fd or -errno.
+ */
+int vm_unix_connect(const char *path, int holder_pidfd, int timeout_ms);
+
+/* The last 300 bytes of a VMM's log or a guest's console, for an error message; control bytes blanked. */
+void vm_tail_of(const char *path, char *out, size_t len);
+
+/* A sandbox of a VM backend (no holder, no agent connection yet), or NULL; vm_sandbox_free ends it. */
+struct crgw_vm_sandbox *vm_sandbox_new(void);
+void vm_sandbox_free(struct crgw_vm_sandbox *sb);
 
 /* ---- workspace.c ------------------------------------------------------------------------------ */
 
