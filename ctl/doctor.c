@@ -183,6 +183,8 @@ int cmd_doctor(int argc, char **argv)
 		bool ok = crgw_qemu_available(why, sizeof(why));
 
 		check(&r, "backend qemu", ok ? OK : WARN, "%s%s", ok ? "available: " : "not available: ", why);
+		ok = crgw_firecracker_available(why, sizeof(why));
+		check(&r, "backend firecracker", ok ? OK : WARN, "%s%s", ok ? "available: " : "not available: ", why);
 	}
 	sandbox_checks(&r);
 	gateway_checks(&r, &caps);

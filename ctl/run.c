@@ -44,8 +44,10 @@ static const char run_usage[] =
     "      --rm                 release the sandbox when the command ends (else it stays for exec,\n"
     "                           sandbox diff and cp, until sandbox rm or its TTL)\n"
     "      --run-id ID          a caller's id, copied into every audit event of the sandbox\n"
-    "      --backend NAME       netns (the default) or qemu (a VM: KVM where /dev/kvm works, TCG\n"
-    "                           otherwise; no workspace yet, so --workspace-mode none is its default)\n"
+    "      --backend NAME       netns (the default), qemu (a VM: KVM where /dev/kvm works, TCG\n"
+    "                           otherwise) or firecracker (a Firecracker microVM: KVM, $CRGW_FIRECRACKER\n"
+    "                           or firecracker in PATH); the VMs have no workspace yet, so\n"
+    "                           --workspace-mode none is their default\n"
     "      --json               JSON events on standard error (sandbox_created, exited)\n"
     "  -h, --help\n"
     "\n"
@@ -362,7 +364,8 @@ int cmd_run(int argc, char **argv)
 	backend = crgw_backend_find(backend_name);
 	if (!backend) {
 		fprintf(stderr,
-			"crgw-ctl: backend_unavailable: backend '%s' is not available here; netns and qemu are\n",
+			"crgw-ctl: backend_unavailable: backend '%s' is not available here (netns, qemu or "
+			"firecracker)\n",
 			backend_name);
 		goto out;
 	}

@@ -15,9 +15,10 @@
 
 extern const struct crgw_backend crgw_backend_netns;
 extern const struct crgw_backend crgw_backend_qemu;
+extern const struct crgw_backend crgw_backend_firecracker;
 
-/* firecracker.c joins this table. */
-static const struct crgw_backend *const backends[] = {&crgw_backend_netns, &crgw_backend_qemu};
+static const struct crgw_backend *const backends[] = {&crgw_backend_netns, &crgw_backend_qemu,
+						      &crgw_backend_firecracker};
 
 const struct crgw_backend *crgw_backend_find(const char *name)
 {

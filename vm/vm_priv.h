@@ -152,6 +152,55 @@ void vm_tail_of(const char *path, char *out, size_t len);
 struct crgw_vm_sandbox *vm_sandbox_new(void);
 void vm_sandbox_free(struct crgw_vm_sandbox *sb);
 
+/* ---- firecracker.c: Firecracker's API and hybrid vsock (declared for vm/tests/test_firecracker.c) ---- */
+
+/* The vsock port the guest agent listens on (crgw.vsock= on the kernel command line). */
+#define VM_FC_AGENT_PORT 1024u
+
+/* What a Firecracker VM is made of; paths as Firecracker sees them (in its jail, when jailed). Borrowed. */
+struct vm_fc_vm {
+	unsigned vcpus, mem_mib;
+	const char *kernel, *initrd, *boot_args;
+	const char *drive; /* the root drive (writable, the VM's own copy), or NULL */
+	const char *tap, *mac;
+	unsigned cid;
+	const char *vsock; /* the hybrid vsock's unix socket */
+};
+
+/*
+ * The VM's configuration in the shape of Firecracker's --config-file ("machine-config", "boot-source",
+ * "drives", "network-interfaces", "vsock"): what vm_fc_configure sends and vm-config.json keeps. New, or NULL.
+ */
+json_t *vm_fc_config(const struct vm_fc_vm *vm);
+
+/*
+ * PUT `body` (borrowed) at `path` on the API socket `api_sock` (libcurl, CURLOPT_UNIX_SOCKET_PATH) and
+ * expects 204. Returns 0, -EPROTO with Firecracker's fault_message in `err` (cleaned of control bytes), or
+ * -ECONNREFUSED / -ETIMEDOUT when the API could not be reached (10 s per request).
+ */
+int vm_fc_api_put(const char *api_sock, const char *path, json_t *body, char *err, size_t errlen);
+
+/*
+ * Sends a vm_fc_config() configuration in Firecracker's order: machine-config, boot-source, each drive,
+ * each network interface, vsock; then InstanceStart. Stops at the first refusal. 0 or -errno with `err`.
+ */
+int vm_fc_configure(const char *api_sock, json_t *config, char *err, size_t errlen);
+
+/*
+ * A connection to the guest's vsock `port` through Firecracker's hybrid vsock socket `uds`: "CONNECT
+ * port\n", answered "OK <n>\n", after which the connection is the guest's. A connection closed without
+ * an answer (nothing listens yet: the guest is booting) is tried again until `timeout_ms`; an answer that is
+ * not that line, or none within `timeout_ms`, fails at once: the answer is the guest's side, not trusted.
+ * Returns the descriptor, or -ETIMEDOUT, -EPROTO, -ESRCH (the VMM behind `holder_pidfd` ended) with `err`.
+ */
+int vm_fc_vsock_connect(const char *uds, unsigned port, int holder_pidfd, int timeout_ms, char *err, size_t errlen);
+
+/*
+ * Copies `from` to a new file `to` (mode 0600; an existing `to` is an error): a reflink (FICLONE) where the
+ * file system shares blocks, else a copy that leaves blocks of zeros as holes. 0 or -errno; nothing on error.
+ */
+int vm_fc_copy_file(const char *from, const char *to);
+
 /* ---- workspace.c ------------------------------------------------------------------------------ */
 
 /* A workspace made ready on the host, before the sandbox exists. */

@@ -234,7 +234,8 @@ int vm_boot_prepare(const char *const *modules, struct vm_kernel *k, char *initr
 	if ((e = vm_kernel_prepare(vm_cache_dir(), NULL, NULL, NULL, k, err, errlen)))
 		return e;
 	if (!k->vmlinux[0]) {
-		snprintf(err, errlen, "kernel %s has no ELF vmlinux with a PVH entry point: it cannot be booted directly",
+		snprintf(err, errlen,
+			 "kernel %s has no ELF vmlinux with a PVH entry point: it cannot be booted directly",
 			 k->release);
 		return -ENOEXEC;
 	}

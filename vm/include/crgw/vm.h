@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libcrgw-vm: sandbox backends behind one small interface (create, open, exec, release, capabilities),
- * one file each (netns.c today; qemu.c and firecracker.c join it), and what every backend shares:
+ * one file each (netns.c, qemu.c, firecracker.c), and what every backend shares:
  * workspaces, the seccomp filter and the terminal plumbing of an execution. Used by crgw-ctl, in the
  * calling thread; backends fork helpers but leave no thread behind.
  */
@@ -83,6 +83,12 @@ struct crgw_backend {
 
 /* Whether this host can run the qemu backend: `why` says how (accelerator, kernel, agent) or why not. */
 bool crgw_qemu_available(char *why, size_t whylen);
+
+/*
+ * Whether this host can run the firecracker backend (a Firecracker binary, KVM, a kernel, the agent): `why`
+ * says how (the binary, the jailer) or why not.
+ */
+bool crgw_firecracker_available(char *why, size_t whylen);
 
 /* The backend called `name` ("netns"), or NULL when this build or host has none of that name. */
 const struct crgw_backend *crgw_backend_find(const char *name);
