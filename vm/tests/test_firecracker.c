@@ -473,7 +473,9 @@ static void test_backend(void)
 	tap_result(!crgw_firecracker_available(why, sizeof(why)) && strstr(why, "no Firecracker binary"),
 		   "crgw_firecracker_available says why not: %s", why);
 
-	setenv("CRGW_GUEST", agent_path, 1);
+	/* The initramfs wants a static agent: a sanitizer build may name the other build's in CRGW_GUEST. */
+	if (!getenv("CRGW_GUEST"))
+		setenv("CRGW_GUEST", agent_path, 1);
 	if (geteuid() != 0 || !vm_guest_available(why, sizeof(why))) {
 		printf("# SKIP create/exec/release: %s\n", geteuid() ? "not root" : why);
 		tap_result(true, "create/exec/release # SKIP %s", geteuid() ? "needs root" : why);
@@ -483,7 +485,6 @@ static void test_backend(void)
 	snprintf(cache, sizeof(cache), "%s/vmcache", tmp);
 	setenv("CRGW_FIRECRACKER", fake_path, 1);
 	setenv("CRGW_JAILER", "none", 1);
-	setenv("CRGW_GUEST", agent_path, 1);
 	setenv("FAKE_FC_AGENT", agent_path, 1);
 	setenv("FAKE_FC_SKIP_TAP", "1", 1);
 	setenv("FAKE_FC_LOG", log, 1);
