@@ -539,29 +539,14 @@ static int fc_create(const struct crgw_sandbox_spec *spec, const struct crgw_gat
 	t_prep = vm_now_ms();
 
 	sb = vm_sandbox_new();
-	if (!sb || pipe2(cmd, O_CLOEXEC) || pipe2(st, O_CLOEXEC)) {
-		e = sb ? -errno : -ENOMEM;
-		snprintf(err, errlen, "%s", strerror(-e));
+	if (!sb) {
+		e = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	fflush(NULL);
-	holder = fork();
-	if (holder < 0) {
-		e = -errno;
-		snprintf(err, errlen, "fork: %s", strerror(errno));
+	if ((e = vm_holder_fork(sb, &cmd[1], &st[0], err, errlen)))
 		goto fail;
-	}
-	if (holder == 0) {
-		close(cmd[1]);
-		close(st[0]);
-		vm_holder_main(cmd[0], st[1]);
-	}
-	close(cmd[0]);
-	close(st[1]);
-	cmd[0] = st[1] = -1;
-	sb->holder = holder;
-	sb->holder_pidfd = (int)syscall(SYS_pidfd_open, holder, 0);
-	sb->owned = true;
+	holder = sb->holder;
 
 	if (!(req = registration(spec, holder, prog.jailer[0] != '\0'))) {
 		e = -ENOMEM;
@@ -744,71 +729,42 @@ fail:
 
 static int fc_open(json_t *record, struct crgw_vm_sandbox **out, char *err, size_t errlen)
 {
-	struct crgw_vm_sandbox *sb = vm_sandbox_new();
-	const char *data_dir = json_string_value(json_object_get(record, "data_dir"));
 	struct fc_layout l;
-	int e;
+	int e = vm_open(record, out, err, errlen);
 
-	*out = NULL;
-	if (!sb)
-		return -ENOMEM;
-	if ((e = vm_sandbox_from_record(sb, record, err, errlen)))
-		goto fail;
-	if (sb->holder <= 0 || !data_dir || layout_init(&l, data_dir) ||
-	    vm_fmt(sb->agent_sock, sizeof(sb->agent_sock), "%s", l.vsock) ||
-	    vm_fmt(sb->drive, sizeof(sb->drive), "%s", l.drive)) {
-		e = -ESRCH;
-		snprintf(err, errlen, "%s has no VM to reach", sb->id);
-		goto fail;
+	if (e)
+		return e;
+	if (layout_init(&l, json_string_value(json_object_get(record, "data_dir"))) ||
+	    vm_fmt((*out)->agent_sock, sizeof((*out)->agent_sock), "%s", l.vsock) ||
+	    vm_fmt((*out)->drive, sizeof((*out)->drive), "%s", l.drive)) {
+		snprintf(err, errlen, "%s: its data directory's path is too long", (*out)->id);
+		vm_sandbox_free(*out);
+		*out = NULL;
+		return -ENAMETOOLONG;
 	}
-	sb->holder_pidfd = (int)syscall(SYS_pidfd_open, sb->holder, 0);
-	if (sb->holder_pidfd < 0) {
-		e = -errno;
-		snprintf(err, errlen, "%s: its VM (pid %d) is gone", sb->id, (int)sb->holder);
-		goto fail;
-	}
-	*out = sb;
 	return 0;
-fail:
-	vm_sandbox_free(sb);
+}
+
+/* Unlike QEMU's one serial connection, vsock takes a connection per execution. */
+static int fc_run(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *r, int *status, char *err, size_t errlen)
+{
+	int fd = vm_fc_vsock_connect(sb->agent_sock, VM_FC_AGENT_PORT, sb->holder_pidfd, 10000, err, errlen), e;
+
+	if (fd < 0) {
+		size_t used = strlen(err);
+
+		snprintf(err + used, errlen - used, " (%s)", sb->id);
+		return fd;
+	}
+	e = crgw_guest_exec_on(fd, r, vm_boot_timeout_ms(), false, status, err, errlen);
+	close(fd);
 	return e;
 }
 
 static int fc_exec(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req, int *status, char *err,
 		   size_t errlen)
 {
-	struct crgw_exec_request r = *req;
-	char **env = vm_command_env(sb, req);
-	int fd, e;
-
-	*status = 125;
-	if (!env) {
-		snprintf(err, errlen, "building the environment: out of memory");
-		return -ENOMEM;
-	}
-	r.env = env;
-	if (sb->agent_fd >= 0) {
-		e = crgw_guest_exec_on(sb->agent_fd, &r, 0, true, status, err, errlen);
-		close(sb->agent_fd);
-		sb->agent_fd = -1;
-		goto out;
-	}
-	/* Unlike QEMU's one serial connection, vsock takes a connection per execution. */
-	fd = vm_fc_vsock_connect(sb->agent_sock, VM_FC_AGENT_PORT, sb->holder_pidfd, 10000, err, errlen);
-	if (fd < 0) {
-		size_t used = strlen(err);
-
-		snprintf(err + used, errlen - used, " (%s)", sb->id);
-		e = fd;
-		goto out;
-	}
-	e = crgw_guest_exec_on(fd, &r, vm_boot_timeout_ms(), false, status, err, errlen);
-	close(fd);
-out:
-	for (size_t i = 0; env[i]; i++)
-		free(env[i]);
-	free(env);
-	return e;
+	return vm_exec(sb, req, fc_run, status, err, errlen);
 }
 
 static int fc_release(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops *gw)

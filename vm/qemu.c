@@ -137,9 +137,9 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	t_prep = vm_now_ms();
 
 	sb = vm_sandbox_new();
-	if (!sb || pipe2(cmd, O_CLOEXEC) || pipe2(st, O_CLOEXEC)) {
-		e = sb ? -errno : -ENOMEM;
-		snprintf(err, errlen, "%s", strerror(-e));
+	if (!sb) {
+		e = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	/* QEMU's own log, until the data directory exists: then it moves there. */
@@ -147,24 +147,9 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 		e = -ENAMETOOLONG;
 		goto fail;
 	}
-	fflush(NULL);
-	holder = fork();
-	if (holder < 0) {
-		e = -errno;
-		snprintf(err, errlen, "fork: %s", strerror(errno));
+	if ((e = vm_holder_fork(sb, &cmd[1], &st[0], err, errlen)))
 		goto fail;
-	}
-	if (holder == 0) {
-		close(cmd[1]);
-		close(st[0]);
-		vm_holder_main(cmd[0], st[1]);
-	}
-	close(cmd[0]);
-	close(st[1]);
-	cmd[0] = st[1] = -1;
-	sb->holder = holder;
-	sb->holder_pidfd = (int)syscall(SYS_pidfd_open, holder, 0);
-	sb->owned = true;
+	holder = sb->holder;
 
 	req = registration(spec, holder);
 	if (!req) {
@@ -277,52 +262,23 @@ fail:
 
 static int qemu_open(json_t *record, struct crgw_vm_sandbox **out, char *err, size_t errlen)
 {
-	struct crgw_vm_sandbox *sb = vm_sandbox_new();
-	const char *data_dir = json_string_value(json_object_get(record, "data_dir"));
-	int e;
+	int e = vm_open(record, out, err, errlen);
 
-	*out = NULL;
-	if (!sb)
-		return -ENOMEM;
-	if ((e = vm_sandbox_from_record(sb, record, err, errlen)))
-		goto fail;
-	if (sb->holder <= 0 || !data_dir || vm_fmt(sb->agent_sock, sizeof(sb->agent_sock), "%s/agent.sock", data_dir)) {
-		e = -ESRCH;
-		snprintf(err, errlen, "%s has no VM to reach", sb->id);
-		goto fail;
+	if (!e && vm_fmt((*out)->agent_sock, sizeof((*out)->agent_sock), "%s/agent.sock",
+			 json_string_value(json_object_get(record, "data_dir")))) {
+		snprintf(err, errlen, "%s: its data directory's path is too long", (*out)->id);
+		vm_sandbox_free(*out);
+		*out = NULL;
+		e = -ENAMETOOLONG;
 	}
-	sb->holder_pidfd = (int)syscall(SYS_pidfd_open, sb->holder, 0);
-	if (sb->holder_pidfd < 0) {
-		e = -errno;
-		snprintf(err, errlen, "%s: its VM (pid %d) is gone", sb->id, (int)sb->holder);
-		goto fail;
-	}
-	*out = sb;
-	return 0;
-fail:
-	qemu_free(sb);
 	return e;
 }
 
-static int qemu_exec(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req, int *status, char *err,
-		     size_t errlen)
+static int qemu_run(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *r, int *status, char *err,
+		    size_t errlen)
 {
-	struct crgw_exec_request r = *req;
-	char **env = vm_command_env(sb, req);
 	int fd, e;
 
-	*status = 125;
-	if (!env) {
-		snprintf(err, errlen, "building the environment: out of memory");
-		return -ENOMEM;
-	}
-	r.env = env;
-	if (sb->agent_fd >= 0) {
-		e = crgw_guest_exec_on(sb->agent_fd, &r, 0, true, status, err, errlen);
-		close(sb->agent_fd);
-		sb->agent_fd = -1;
-		goto out;
-	}
 	/*
 	 * QEMU serves one connection at a time, and the guest greets a connection once it has seen the last
 	 * one go: a connection that gets no hello soon is made again (nothing was sent on it).
@@ -335,17 +291,19 @@ static int qemu_exec(struct crgw_vm_sandbox *sb, const struct crgw_exec_request 
 				 e == -ESRCH ? "the VM has ended" : strerror(-e));
 			break;
 		}
-		e = crgw_guest_exec_on(fd, &r, attempt < 4 ? 3000 : vm_boot_timeout_ms(), false, status, err, errlen);
+		e = crgw_guest_exec_on(fd, r, attempt < 4 ? 3000 : vm_boot_timeout_ms(), false, status, err, errlen);
 		close(fd);
 		if (e != -ETIMEDOUT || attempt >= 4)
 			break;
 		usleep(100000);
 	}
-out:
-	for (size_t i = 0; env[i]; i++)
-		free(env[i]);
-	free(env);
 	return e;
+}
+
+static int qemu_exec(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req, int *status, char *err,
+		     size_t errlen)
+{
+	return vm_exec(sb, req, qemu_run, status, err, errlen);
 }
 
 static int qemu_release(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops *gw)

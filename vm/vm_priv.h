@@ -148,6 +148,28 @@ int vm_unix_connect(const char *path, int holder_pidfd, int timeout_ms);
 /* The last 300 bytes of a VMM's log or a guest's console, for an error message; control bytes blanked. */
 void vm_tail_of(const char *path, char *out, size_t len);
 
+/*
+ * Forks the holder (vm_holder_main) for `sb` before its registration: sets sb->holder, its pidfd and
+ * `owned`; `*cmd_fd` takes vm_holder_args()' bytes, `*status_fd` reads an exec's errno. 0 or -errno with `err`.
+ */
+int vm_holder_fork(struct crgw_vm_sandbox *sb, int *cmd_fd, int *status_fd, char *err, size_t errlen);
+
+/*
+ * A VM backend's open(): the sandbox of a gateway record (borrowed) whose VMM still runs, with a pidfd on
+ * it; the backend then fills in where its agent is (the record's data_dir). 0 or -errno with `err`.
+ */
+int vm_open(json_t *record, struct crgw_vm_sandbox **out, char *err, size_t errlen);
+
+/*
+ * A VM backend's exec(): the command's environment (vm_command_env), then the connection create() kept
+ * for the first execution, or `run` with the request on a connection of the backend's own making. Same
+ * contract as struct crgw_backend's exec.
+ */
+int vm_exec(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req,
+	    int (*run)(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *r, int *status, char *err,
+		       size_t errlen),
+	    int *status, char *err, size_t errlen);
+
 /* A sandbox of a VM backend (no holder, no agent connection yet), or NULL; vm_sandbox_free ends it. */
 struct crgw_vm_sandbox *vm_sandbox_new(void);
 void vm_sandbox_free(struct crgw_vm_sandbox *sb);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -452,4 +453,99 @@ void vm_sandbox_free(struct crgw_vm_sandbox *sb)
 		close(sb->agent_fd);
 	vm_sandbox_clear(sb);
 	free(sb);
+}
+
+int vm_holder_fork(struct crgw_vm_sandbox *sb, int *cmd_fd, int *status_fd, char *err, size_t errlen)
+{
+	int cmd[2] = {-1, -1}, st[2] = {-1, -1}, e;
+	pid_t pid;
+
+	if (pipe2(cmd, O_CLOEXEC) || pipe2(st, O_CLOEXEC)) {
+		e = -errno;
+		goto fail;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		e = -errno;
+		goto fail;
+	}
+	if (pid == 0) {
+		close(cmd[1]);
+		close(st[0]);
+		vm_holder_main(cmd[0], st[1]);
+	}
+	close(cmd[0]);
+	close(st[1]);
+	*cmd_fd = cmd[1];
+	*status_fd = st[0];
+	sb->holder = pid;
+	sb->holder_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	sb->owned = true;
+	return 0;
+fail:
+	snprintf(err, errlen, "starting the VM's holder: %s", strerror(-e));
+	for (int i = 0; i < 2; i++) {
+		if (cmd[i] >= 0)
+			close(cmd[i]);
+		if (st[i] >= 0)
+			close(st[i]);
+	}
+	return e;
+}
+
+int vm_open(json_t *record, struct crgw_vm_sandbox **out, char *err, size_t errlen)
+{
+	struct crgw_vm_sandbox *sb = vm_sandbox_new();
+	int e;
+
+	*out = NULL;
+	if (!sb)
+		return -ENOMEM;
+	if ((e = vm_sandbox_from_record(sb, record, err, errlen)))
+		goto fail;
+	if (sb->holder <= 0 || !json_string_value(json_object_get(record, "data_dir"))) {
+		e = -ESRCH;
+		snprintf(err, errlen, "%s has no VM to reach", sb->id);
+		goto fail;
+	}
+	sb->holder_pidfd = (int)syscall(SYS_pidfd_open, sb->holder, 0);
+	if (sb->holder_pidfd < 0) {
+		e = -errno;
+		snprintf(err, errlen, "%s: its VM (pid %d) is gone", sb->id, (int)sb->holder);
+		goto fail;
+	}
+	*out = sb;
+	return 0;
+fail:
+	vm_sandbox_free(sb);
+	return e;
+}
+
+int vm_exec(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req,
+	    int (*run)(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *r, int *status, char *err,
+		       size_t errlen),
+	    int *status, char *err, size_t errlen)
+{
+	struct crgw_exec_request r = *req;
+	char **env = vm_command_env(sb, req);
+	int e;
+
+	*status = 125;
+	if (!env) {
+		snprintf(err, errlen, "building the environment: out of memory");
+		return -ENOMEM;
+	}
+	r.env = env;
+	if (sb->agent_fd >= 0) {
+		e = crgw_guest_exec_on(sb->agent_fd, &r, 0, true, status, err, errlen);
+		close(sb->agent_fd);
+		sb->agent_fd = -1;
+	} else {
+		e = run(sb, &r, status, err, errlen);
+	}
+	for (size_t i = 0; env[i]; i++)
+		free(env[i]);
+	free(env);
+	return e;
 }
