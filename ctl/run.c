@@ -369,8 +369,8 @@ int cmd_run(int argc, char **argv)
 			backend_name);
 		goto out;
 	}
-	/* A VM has no workspace yet (docs/ctl.md): none unless asked, and then its create says why not. */
-	if (!mode_given && strcmp(backend_name, "netns"))
+	/* The firecracker backend has no workspace yet (docs/ctl.md): none unless asked, and then it says why not. */
+	if (!mode_given && !strcmp(backend_name, "firecracker"))
 		spec.workspace_mode = CRGW_WS_NONE;
 	if (geteuid() != 0) {
 		fprintf(stderr, "crgw-ctl: run: the %s backend needs root\n", backend_name);
@@ -529,7 +529,6 @@ int cmd_cp(int argc, char **argv)
 	char id[80], err[1024];
 	const char *colon, *path;
 	json_t *rec = NULL;
-	json_int_t holder;
 	int e;
 
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -550,14 +549,10 @@ int cmd_cp(int argc, char **argv)
 		json_decref(rec);
 		return CTL_EXIT_ERROR;
 	}
-	holder = json_integer_value(json_object_get(rec, "holder_pid"));
+	e = crgw_sandbox_copy(rec, path, argv[2], err, sizeof(err));
 	json_decref(rec);
-	if (holder <= 0) {
-		fprintf(stderr, "crgw-ctl: %s has no running init to copy from\n", id);
-		return CTL_EXIT_ERROR;
-	}
-	if (crgw_sandbox_copy_out((pid_t)holder, path, argv[2], err, sizeof(err))) {
-		fprintf(stderr, "crgw-ctl: cp: %s\n", err);
+	if (e) {
+		fprintf(stderr, "crgw-ctl: cp: %s: %s\n", id, err);
 		return CTL_EXIT_ERROR;
 	}
 	return CTL_EXIT_OK;

@@ -47,8 +47,8 @@ static void print_change(json_t *c)
 int sandbox_diff(int argc, char **argv)
 {
 	struct change_list l = { json_array() };
-	const char *id = NULL, *mode, *lower, *data;
-	char upper[PATH_MAX], err[512];
+	const char *id = NULL, *lower;
+	char err[1024];
 	bool json = false;
 	json_t *rec = NULL, *c;
 	size_t i;
@@ -79,18 +79,10 @@ int sandbox_diff(int argc, char **argv)
 		fprintf(stderr, "crgw-ctl: %s: %s\n", id, err);
 		goto out;
 	}
-	mode = json_string_value(json_object_get(json_object_get(rec, "workspace"), "mode"));
 	lower = json_string_value(json_object_get(json_object_get(rec, "workspace"), "dir"));
-	data = json_string_value(json_object_get(rec, "data_dir"));
-	if (!mode || strcmp(mode, "copy") || !lower || !data) {
-		fprintf(stderr, "crgw-ctl: %s: its workspace is %s, not a copy: %s\n", id, mode ? mode : "none",
-			mode && (!strcmp(mode, "rw")) ? "changes were made in place" : "there are no changes to list");
-		goto out;
-	}
-	snprintf(upper, sizeof(upper), "%s/upper", data);
-	e = crgw_workspace_diff(lower, upper, collect, &l);
+	e = crgw_sandbox_changes(rec, collect, &l, err, sizeof(err));
 	if (e) {
-		fprintf(stderr, "crgw-ctl: %s: reading its changes: %s\n", id, strerror(-e));
+		fprintf(stderr, "crgw-ctl: %s: %s\n", id, err);
 		goto out;
 	}
 	if (json) {

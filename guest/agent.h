@@ -40,6 +40,7 @@ struct guest_boot {
 	unsigned mtu;	   /* crgw.mtu=N, 0 for the driver's */
 	unsigned vsock;	   /* crgw.vsock=PORT: listen on vsock instead of a serial port (Firecracker) */
 	char root[64];	   /* crgw.root=/dev/vda: the image's ext4 file system, switched into; empty: stay */
+	char ws[8];	   /* crgw.ws=copy|ro: the workspace's disks (by label) at /workspace; empty: none */
 };
 
 /* Parses a command line (the text of /proc/cmdline) into `b`, with defaults. Returns 0 or -EINVAL. */
@@ -62,6 +63,16 @@ int guest_load_modules(const char *list);
  * or -errno with `err`; on failure the root is unchanged.
  */
 int guest_switch_root(const char *dev, int wait_ms, char *err, size_t errlen);
+
+/*
+ * The workspace (crgw.ws=MODE): the disk labelled GUEST_WS_LOWER_LABEL is the host directory's copy; "ro"
+ * mounts it read-only at /workspace, "copy" makes it the lower layer of an overlay whose changes go to
+ * the disk labelled GUEST_WS_UPPER_LABEL (in its directory "upper"), where the host reads them. Returns 0
+ * or -errno with `err`: a workspace that cannot be mounted is a VM that must not serve.
+ */
+#define GUEST_WS_LOWER_LABEL "crgw-ws-lower"
+#define GUEST_WS_UPPER_LABEL "crgw-ws-upper"
+int guest_mount_workspace(const char *mode, char *err, size_t errlen);
 
 /* Brings up lo and the interface with its address, MTU and default route; writes /etc/resolv.conf. */
 int guest_network_up(const struct guest_boot *b, char *err, size_t errlen);

@@ -2,7 +2,8 @@
 /*
  * What crgw-guest does as PID 1 before it serves: the kernel file systems, the network the kernel
  * command line describes (ioctl only: a static binary with no netlink library, and five requests are all
- * it takes), resolv.conf naming the gateway, and finding the virtio-serial port by its name.
+ * it takes), resolv.conf naming the gateway, finding the virtio-serial port by its name, and the
+ * workspace's disks made into /workspace.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -116,6 +117,10 @@ int guest_boot_parse(const char *cmdline, struct guest_boot *b, char *err, size_
 				: -EINVAL;
 		else if (KEY("crgw.vsock"))
 			e = take_uint(&b->vsock, val, vlen, 0xfffffffeu);
+		else if (KEY("crgw.ws"))
+			e = (vlen == 4 && !strncmp(val, "copy", 4)) || (vlen == 2 && !strncmp(val, "ro", 2))
+				? take(b->ws, sizeof(b->ws), val, vlen)
+				: -EINVAL;
 			/* Other crgw.* names are for later versions: ignored, so an older agent still boots. */
 #undef KEY
 		if (e) {
@@ -165,6 +170,102 @@ int guest_switch_root(const char *dev, int wait_ms, char *err, size_t errlen)
 		int e = -errno;
 
 		snprintf(err, errlen, "switching to %s: %s", dev, strerror(errno));
+		return e;
+	}
+	return 0;
+}
+
+/*
+ * The virtio disk whose ext4 volume label is `label` (the host names the workspace's disks so), waiting
+ * up to `wait_ms` for it: disks probe asynchronously. Returns 0 with "/dev/vdX" in `dev`, or -ENODEV.
+ */
+static int disk_by_label(const char *label, int wait_ms, char *dev, size_t devlen)
+{
+	for (int waited = 0;; waited += 20) {
+		DIR *d = opendir("/sys/block");
+		struct dirent *e;
+		int found = 0;
+
+		while (d && !found && (e = readdir(d))) {
+			unsigned char sb[136];
+			int fd;
+
+			if (strncmp(e->d_name, "vd", 2) || strlen(e->d_name) > 16)
+				continue;
+			snprintf(dev, devlen, "/dev/%.16s", e->d_name);
+			fd = open(dev, O_RDONLY | O_CLOEXEC);
+			/* The superblock at 1024: the magic 0xEF53 at 56, the volume name at 120 (16 bytes). */
+			if (fd >= 0 && pread(fd, sb, sizeof(sb), 1024) == (ssize_t)sizeof(sb) && sb[56] == 0x53 &&
+			    sb[57] == 0xef && !strncmp((const char *)sb + 120, label, 16))
+				found = 1;
+			if (fd >= 0)
+				close(fd);
+		}
+		if (d)
+			closedir(d);
+		if (found)
+			return 0;
+		if (waited >= wait_ms)
+			return -ENODEV;
+		usleep(20000);
+	}
+}
+
+int guest_mount_workspace(const char *mode, char *err, size_t errlen)
+{
+	static const char lower[] = "/run/crgw/ws/lower", upper[] = "/run/crgw/ws/upper";
+	const unsigned long flags = MS_NOSUID | MS_NODEV | MS_NOATIME;
+	char dev[64];
+	bool copy = !strcmp(mode, "copy");
+	int e;
+
+	mkdir("/run/crgw", 0700);
+	mkdir("/run/crgw/ws", 0700);
+	/* Where commands start: an image's root may lack it, and the built-in image's is the initramfs. */
+	if (mkdir("/workspace", 0755) && errno != EEXIST) {
+		e = -errno;
+		snprintf(err, errlen, "/workspace: %s", strerror(errno));
+		return e;
+	}
+	if (disk_by_label(GUEST_WS_LOWER_LABEL, 10000, dev, sizeof(dev))) {
+		snprintf(err, errlen, "no disk labelled %s (the workspace)", GUEST_WS_LOWER_LABEL);
+		return -ENODEV;
+	}
+	if (!copy) {
+		if (mount(dev, "/workspace", "ext4", flags | MS_RDONLY, NULL)) {
+			e = -errno;
+			snprintf(err, errlen, "mounting the workspace %s: %s", dev, strerror(errno));
+			return e;
+		}
+		return 0;
+	}
+	mkdir(lower, 0700);
+	mkdir(upper, 0700);
+	if (mount(dev, lower, "ext4", flags | MS_RDONLY, NULL)) {
+		e = -errno;
+		snprintf(err, errlen, "mounting the workspace %s: %s", dev, strerror(errno));
+		return e;
+	}
+	if (disk_by_label(GUEST_WS_UPPER_LABEL, 10000, dev, sizeof(dev))) {
+		snprintf(err, errlen, "no disk labelled %s (the workspace's changes)", GUEST_WS_UPPER_LABEL);
+		return -ENODEV;
+	}
+	if (mount(dev, upper, "ext4", flags, NULL)) {
+		e = -errno;
+		snprintf(err, errlen, "mounting the workspace's changes %s: %s", dev, strerror(errno));
+		return e;
+	}
+	mkdir("/run/crgw/ws/upper/upper", 0755);
+	mkdir("/run/crgw/ws/upper/work", 0700);
+	/*
+	 * The host reads the change layer as overlayfs writes it without options: whiteouts, opaque
+	 * directories, whole files copied up. Redirects and metadata-only copies would hide changes from it.
+	 */
+	if (mount("overlay", "/workspace", "overlay", MS_NOSUID | MS_NODEV,
+		  "lowerdir=/run/crgw/ws/lower,upperdir=/run/crgw/ws/upper/upper,workdir=/run/crgw/ws/upper/work,"
+		  "redirect_dir=off,index=off,metacopy=off,xino=off")) {
+		e = -errno;
+		snprintf(err, errlen, "the workspace's overlay: %s", strerror(errno));
 		return e;
 	}
 	return 0;

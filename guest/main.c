@@ -2,7 +2,9 @@
 /*
  * crgw-guest: the agent in a sandbox VM. With no arguments it is the VM's init: it mounts, configures the
  * network from the kernel command line and serves the host on the virtio-serial port (or vsock). With
- * --listen, --fd or --stdio it only serves, as an ordinary process (tests, or under another init).
+ * --listen, --fd or --stdio it only serves, as an ordinary process (tests, or under another init). The
+ * host runs it in the VM (as /proc/1/exe) with --copy-out for crgw-ctl cp and --sync before it reads the
+ * workspace's change disk for crgw-ctl sandbox diff.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "crgw/copy_stream.h"
 
 static void usage(FILE *to)
 {
@@ -23,7 +26,9 @@ static void usage(FILE *to)
 		    "       crgw-guest --listen unix:PATH     serve connections on a unix socket\n"
 		    "       crgw-guest --listen vsock:PORT    serve connections on vsock\n"
 		    "       crgw-guest --fd N                 serve one session on descriptor N\n"
-		    "       crgw-guest --stdio                serve one session on standard input and output\n");
+		    "       crgw-guest --stdio                serve one session on standard input and output\n"
+		    "       crgw-guest --copy-out PATH        write PATH as crgw-ctl cp's stream on standard output\n"
+		    "       crgw-guest --sync                 write what the file systems hold back to the disks\n");
 }
 
 /* A descriptor number: digits only, in range. */
@@ -126,6 +131,10 @@ static int run_init(void)
 		}
 		guest_mount_all();
 	}
+	if (boot.ws[0] && guest_mount_workspace(boot.ws, err, sizeof(err))) {
+		guest_log("workspace: %s", err);
+		power_off();
+	}
 	/* A network that fails to come up is logged; commands still run, and the host's checks see it. */
 	if (guest_network_up(&boot, err, sizeof(err)))
 		guest_log("network: %s", err);
@@ -167,6 +176,12 @@ int main(int argc, char **argv)
 	}
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		usage(stdout);
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "--copy-out"))
+		return crgw_copy_send(1, argv[2]) ? 1 : 0;
+	if (argc == 2 && !strcmp(argv[1], "--sync")) {
+		sync();
 		return 0;
 	}
 	if (argc == 2 && !strcmp(argv[1], "--stdio")) {

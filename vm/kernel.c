@@ -32,6 +32,8 @@ const char *const vm_guest_modules[] = {
     /* ext4 needs a crc32c implementation, a soft dependency modules.dep does not list */
     "crc32c_generic",
     "ext4",
+    /* copy-mode workspaces: the host's copy under the VM's changes */
+    "overlay",
     NULL,
 };
 

@@ -26,12 +26,15 @@
 #define GUEST_MEMORY_MB 512
 #define AGENT_PORT "crgw.0"
 
-static json_t *registration(const struct crgw_sandbox_spec *spec, pid_t holder)
+static json_t *registration(const struct crgw_sandbox_spec *spec, const struct vm_ws *ws, pid_t holder)
 {
 	json_t *policy = json_loads(spec->policy_json, 0, NULL), *req;
 
-	req = json_pack("{s:o, s:s, s:i, s:{s:s}}", "policy", policy ? policy : json_null(), "backend", "qemu",
-			"holder_pid", (int)holder, "workspace", "mode", "none");
+	req = json_pack("{s:o, s:s, s:i, s:o}", "policy", policy ? policy : json_null(), "backend", "qemu",
+			"holder_pid", (int)holder, "workspace",
+			ws->mode == CRGW_WS_NONE
+			    ? json_pack("{s:s}", "mode", "none")
+			    : json_pack("{s:s, s:s}", "mode", crgw_workspace_mode_name(ws->mode), "dir", ws->dir));
 	if (!req)
 		return NULL;
 	vm_registration_add_common(req, spec);
@@ -42,6 +45,7 @@ struct qemu_launch {
 	char vmlinux[PATH_MAX], initrd[PATH_MAX], console[PATH_MAX], agent[PATH_MAX];
 	char rootfs[PATH_MAX]; /* the policy's image (ext4), or empty for the built-in image */
 	char drive[PATH_MAX + 64];
+	char ws_lower[PATH_MAX + 64], ws_upper[PATH_MAX + 64]; /* the workspace's disks, or empty */
 	char append[1024], chardev[PATH_MAX + 64], netdev[128], nic[128], memory[16];
 	bool kvm;
 };
@@ -88,16 +92,30 @@ static int qemu_cmdline(const struct qemu_launch *l, const char *log, char *buf,
 	    /* QEMU's own seccomp filter: no new privileges, no spawning, no obsolete calls. */
 	    "-sandbox",
 	    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-	    /* The image's root, read-only underneath: snapshot=on gives each VM its own throwaway overlay. */
-	    "-drive",
-	    l->drive,
-	    "-device",
-	    "virtio-blk-pci,drive=root",
 	};
 	/* clang-format on */
-	size_t nargs = sizeof(argv) / sizeof(argv[0]) - (l->rootfs[0] ? 0 : 4);
+	const char *all[sizeof(argv) / sizeof(argv[0]) + 12];
+	size_t nargs = sizeof(argv) / sizeof(argv[0]);
 
-	return vm_holder_args(NULL, log, argv, nargs, buf, size, len);
+	memcpy(all, argv, sizeof(argv));
+	/*
+	 * The image's root first, so that it is /dev/vda (the guest finds the workspace's disks by label),
+	 * read-only underneath: snapshot=on gives each VM its own throwaway overlay.
+	 */
+	const char *const drives[][2] = {
+	    {l->rootfs[0] ? l->drive : "", "virtio-blk-pci,drive=root"},
+	    {l->ws_lower, "virtio-blk-pci,drive=wslower"},
+	    {l->ws_upper, "virtio-blk-pci,drive=wsupper"},
+	};
+
+	for (size_t i = 0; i < 3; i++)
+		if (drives[i][0][0]) {
+			all[nargs++] = "-drive";
+			all[nargs++] = drives[i][0];
+			all[nargs++] = "-device";
+			all[nargs++] = drives[i][1];
+		}
+	return vm_holder_args(NULL, log, all, nargs, buf, size, len);
 }
 
 static void qemu_free(struct crgw_vm_sandbox *sb)
@@ -109,6 +127,7 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 		       struct crgw_vm_sandbox **out, char *err, size_t errlen)
 {
 	struct qemu_launch l = {.kvm = false};
+	struct vm_ws ws;
 	struct vm_kernel k;
 	struct crgw_vm_sandbox *sb = NULL;
 	json_t *req = NULL, *answer = NULL;
@@ -125,10 +144,8 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 		snprintf(err, errlen, "the qemu backend needs root (the gateway's TAP, the VM's cgroup)");
 		return -EPERM;
 	}
-	if (spec->workspace_mode != CRGW_WS_NONE) {
-		snprintf(err, errlen, "the qemu backend has no workspace yet: run it with --workspace-mode none");
-		return -EOPNOTSUPP;
-	}
+	if ((e = vm_ws_check(&ws, spec, "qemu", err, errlen)))
+		return e;
 	/* What the VM boots: the host's kernel, and an initramfs with the agent and the built-in image. */
 	if ((e = vm_policy_image(spec->policy_json, l.rootfs, sizeof(l.rootfs), err, errlen)) ||
 	    (e = vm_boot_prepare(vm_guest_modules, &k, l.initrd, sizeof(l.initrd), err, errlen)))
@@ -151,7 +168,7 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 		goto fail;
 	holder = sb->holder;
 
-	req = registration(spec, holder);
+	req = registration(spec, &ws, holder);
 	if (!req) {
 		e = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
@@ -174,6 +191,11 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 			 "guest_mac): is it older than crgw-ctl?");
 		goto fail;
 	}
+	double t_ws = vm_now_ms();
+
+	if ((e = vm_ws_make_disks(&ws, data_dir, err, errlen)))
+		goto fail;
+	t_prep += vm_now_ms() - t_ws; /* the workspace's disks are image preparation too */
 	l.kvm = access("/dev/kvm", R_OK | W_OK) == 0;
 	snprintf(l.memory, sizeof(l.memory), "%u", GUEST_MEMORY_MB);
 	if (vm_fmt(l.console, sizeof(l.console), "file:%s/console.log", data_dir) ||
@@ -182,11 +204,18 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	    vm_fmt(l.netdev, sizeof(l.netdev), "tap,id=net0,ifname=%s,script=no,downscript=no,vhost=off", ifname) ||
 	    vm_fmt(l.nic, sizeof(l.nic), "virtio-net-pci,netdev=net0,mac=%s", mac) ||
 	    vm_fmt(l.drive, sizeof(l.drive), "file=%s,if=none,id=root,format=raw,snapshot=on", l.rootfs) ||
+	    (ws.lower[0] &&
+	     vm_fmt(l.ws_lower, sizeof(l.ws_lower), "file=%s,if=none,id=wslower,format=raw,readonly=on", ws.lower)) ||
+	    (ws.upper[0] &&
+	     vm_fmt(l.ws_upper, sizeof(l.ws_upper), "file=%s,if=none,id=wsupper,format=raw", ws.upper)) ||
 	    vm_fmt(l.append, sizeof(l.append),
-		"console=ttyS0 rdinit=/init panic=-1 quiet mitigations=off tsc=reliable no_timer_check "
-		"rcupdate.rcu_expedited=1 i8042.noaux i8042.nokbd i8042.nopnp 8250.nr_uarts=1 random.trust_cpu=on "
-		"cryptomgr.notests crgw.ip=%s/30 crgw.gw=%s crgw.dns=%s crgw.hostname=%s crgw.port=" AGENT_PORT "%s",
-		guest, sb->gateway, sb->gateway, sb->id, l.rootfs[0] ? " crgw.root=/dev/vda" : "") ||
+		   "console=ttyS0 rdinit=/init panic=-1 quiet mitigations=off tsc=reliable no_timer_check "
+		   "rcupdate.rcu_expedited=1 i8042.noaux i8042.nokbd i8042.nopnp 8250.nr_uarts=1 random.trust_cpu=on "
+		   "cryptomgr.notests crgw.ip=%s/30 crgw.gw=%s crgw.dns=%s crgw.hostname=%s crgw.port=" AGENT_PORT
+		   "%s%s%s",
+		   guest, sb->gateway, sb->gateway, sb->id, l.rootfs[0] ? " crgw.root=/dev/vda" : "",
+		   ws.mode == CRGW_WS_NONE ? "" : " crgw.ws=",
+		   ws.mode == CRGW_WS_NONE ? "" : crgw_workspace_mode_name(ws.mode)) ||
 	    qemu_cmdline(&l, qlog, cmdline, sizeof(cmdline), &cmdlen)) {
 		e = -ENAMETOOLONG;
 		snprintf(err, errlen, "the VM's paths are too long (data_dir %s)", data_dir);
@@ -323,8 +352,7 @@ bool crgw_qemu_available(char *why, size_t whylen)
 		snprintf(why, whylen, "%s", guest);
 		return false;
 	}
-	snprintf(why, whylen, "%s with %s", access("/dev/kvm", R_OK | W_OK) == 0 ? "KVM" : "TCG (no /dev/kvm)",
-		 guest);
+	snprintf(why, whylen, "%s with %s", access("/dev/kvm", R_OK | W_OK) == 0 ? "KVM" : "TCG (no /dev/kvm)", guest);
 	return true;
 }
 
@@ -332,10 +360,11 @@ static json_t *qemu_capabilities(void)
 {
 	bool kvm = access("/dev/kvm", R_OK | W_OK) == 0;
 
-	return json_pack("{s:b, s:b, s:b, s:b, s:b, s:b, s:[s], s:b, s:s, s:s}", "network_default_deny", 1,
+	return json_pack("{s:b, s:b, s:b, s:b, s:b, s:b, s:[sss], s:b, s:s, s:s}", "network_default_deny", 1,
 			 "network_host_port_filtering", 1, "dns_control", 1, "policy_immutability", 1,
-			 "audit_event_emission", 1, "secret_isolation", 1, "workspace_modes", "none", "tty", 1,
-			 "accelerator", kvm ? "kvm" : "tcg", "isolation", "a virtual machine (its own kernel)");
+			 "audit_event_emission", 1, "secret_isolation", 1, "workspace_modes", "copy", "ro", "none",
+			 "tty", 1, "accelerator", kvm ? "kvm" : "tcg", "isolation",
+			 "a virtual machine (its own kernel)");
 }
 
 const struct crgw_backend crgw_backend_qemu = {

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <termios.h>
 
+#include "crgw/copy_stream.h"
 #include "crgw/vm.h"
 
 /*
@@ -253,29 +254,42 @@ int workspace_attach(const struct workspace *ws, const char *target, const char 
 		     char *err, size_t errlen);
 
 /*
- * crgw-ctl cp's stream from the reader inside the sandbox to the writer on the host: records of a fixed
- * header, the path (relative; "" for the top), the link target, then `size` bytes of a file.
- */
-enum { REC_DIR = 'd', REC_FILE = 'f', REC_LINK = 'l', REC_END = 'e', REC_ERROR = 'x' };
-
-struct rec {
-	uint8_t type;
-	uint8_t pad[3];
-	uint32_t mode;
-	uint32_t path_len;
-	uint32_t link_len;
-	uint64_t size;
-};
-
-#define COPY_PATH_MAX 4096
-#define COPY_ENTRIES_MAX 1000000
-
-/*
  * Writes what the stream on `in` holds at `dest` (a new file or directory), never through a link and
  * never outside `dest`; a name that is absolute, holds "." or "..", or comes after a single file, and any
  * length out of bounds end the copy with an error. Returns 0 or -errno with `err`.
  */
 int copy_stream_write(int in, const char *dest, char *err, size_t errlen);
+
+/*
+ * crgw-ctl cp's frame: `path` (absolute, or relative to /workspace) read by `reader` in a child process,
+ * which writes the stream on `out` and exits, and written at `host_path` (into it, when it is a directory)
+ * by copy_stream_write. Returns 0 or -errno with `err`.
+ */
+int vm_copy_out(const char *path, const char *host_path, void (*reader)(void *arg, const char *inside, int out),
+		void *arg, char *err, size_t errlen);
+
+/* ---- vm_workspace.c: a VM's workspace as disks -------------------------------------------------- */
+
+struct vm_ws {
+	enum crgw_workspace_mode mode;
+	char dir[PATH_MAX];   /* the host directory, resolved */
+	char lower[PATH_MAX]; /* its copy: a read-only ext4 disk labelled crgw-ws-lower */
+	char upper[PATH_MAX]; /* copy mode: the overlay's change disk, labelled crgw-ws-upper */
+};
+
+/* Checks the spec's workspace for a VM `backend` (rw cannot be shared) and resolves it. 0 or -errno with `err`. */
+int vm_ws_check(struct vm_ws *ws, const struct crgw_sandbox_spec *spec, const char *backend, char *err,
+		size_t errlen);
+
+/* Makes the workspace's disks in the sandbox's `data_dir` (gone with it). 0 or -errno with `err`. */
+int vm_ws_make_disks(struct vm_ws *ws, const char *data_dir, char *err, size_t errlen);
+
+/*
+ * crgw_workspace_diff over the change layer on `changes_disk` (the guest's overlay's "upper"), mirrored in
+ * a scratch directory under `scratch_dir` and removed after. 0 or -errno with `err`.
+ */
+int vm_ws_diff(const char *changes_disk, const char *lower, const char *scratch_dir,
+	       void (*cb)(void *arg, const struct crgw_change *change), void *arg, char *err, size_t errlen);
 
 /* ---- rootfs.c --------------------------------------------------------------------------------- */
 

@@ -451,23 +451,6 @@ int crgw_workspace_diff(const char *lower, const char *upper,
  * beneath the destination, never through a link, and checks every name it is sent.
  */
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -EPIPE;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int read_all(int fd, void *buf, size_t len)
 {
 	char *p = buf;
@@ -485,104 +468,11 @@ static int read_all(int fd, void *buf, size_t len)
 	return 0;
 }
 
-static int send_rec(int out, int type, mode_t mode, const char *path, const char *link, uint64_t size)
-{
-	struct rec r = { .type = (uint8_t)type, .mode = mode & 0777, .path_len = (uint32_t)strlen(path),
-			 .link_len = link ? (uint32_t)strlen(link) : 0, .size = size };
-	int e = write_all(out, &r, sizeof(r));
-
-	if (!e)
-		e = write_all(out, path, r.path_len);
-	if (!e && link)
-		e = write_all(out, link, r.link_len);
-	return e;
-}
-
-static void send_error(int out, const char *fmt, const char *what, int e)
-{
-	char msg[600];
-
-	snprintf(msg, sizeof(msg), fmt, what, strerror(e));
-	send_rec(out, REC_ERROR, 0, msg, NULL, 0);
-}
-
-/* Streams the open entry `fd` (taken) at relative `path` and, for a directory, everything beneath it. */
-static int send_tree(int out, int fd, const char *path, unsigned depth)
-{
-	struct stat st;
-	int e = 0;
-
-	if (fstat(fd, &st)) {
-		e = -errno;
-		close(fd);
-		return e;
-	}
-	if (S_ISREG(st.st_mode)) {
-		char buf[65536];
-		uint64_t left = (uint64_t)st.st_size;
-
-		e = send_rec(out, REC_FILE, st.st_mode, path, NULL, left);
-		/* The size was promised: a file that shrinks meanwhile is padded, one that grows is cut. */
-		while (!e && left) {
-			ssize_t n = read(fd, buf, left < sizeof(buf) ? (size_t)left : sizeof(buf));
-
-			if (n <= 0) {
-				memset(buf, 0, sizeof(buf));
-				n = (ssize_t)(left < sizeof(buf) ? left : sizeof(buf));
-			}
-			e = write_all(out, buf, (size_t)n);
-			left -= (uint64_t)n;
-		}
-		close(fd);
-		return e;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		close(fd);
-		return 0; /* devices, FIFOs and sockets are not content */
-	}
-	DIR *d = fdopendir(fd);
-	struct dirent *ent;
-
-	if (!d) {
-		e = -errno;
-		close(fd);
-		return e;
-	}
-	e = send_rec(out, REC_DIR, st.st_mode, path, NULL, 0);
-	while (!e && depth < 256 && (ent = readdir(d))) {
-		char sub[COPY_PATH_MAX];
-		struct stat lst;
-
-		if (!strcmp(ent->d_name, ".") || !strcmp(ent->d_name, ".."))
-			continue;
-		if (snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "/" : "", ent->d_name) >= (int)sizeof(sub))
-			continue;
-		if (fstatat(dirfd(d), ent->d_name, &lst, AT_SYMLINK_NOFOLLOW))
-			continue;
-		if (S_ISLNK(lst.st_mode)) {
-			char target[COPY_PATH_MAX];
-			ssize_t n = readlinkat(dirfd(d), ent->d_name, target, sizeof(target) - 1);
-
-			if (n >= 0) {
-				target[n] = '\0';
-				e = send_rec(out, REC_LINK, 0777, sub, target, 0);
-			}
-			continue;
-		}
-		int sfd = openat(dirfd(d), ent->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-
-		if (sfd >= 0)
-			e = send_tree(out, sfd, sub, depth + 1);
-	}
-	closedir(d);
-	return e;
-}
-
 /* The reading child: enters the sandbox as its root and streams `inside`. */
 __attribute__((noreturn)) static void copy_reader(pid_t holder, const char *inside, int out)
 {
 	char p[64];
-	int userns, mntns, fd;
+	int userns, mntns;
 
 	snprintf(p, sizeof(p), "/proc/%d/ns/user", (int)holder);
 	userns = open(p, O_RDONLY | O_CLOEXEC);
@@ -590,21 +480,13 @@ __attribute__((noreturn)) static void copy_reader(pid_t holder, const char *insi
 	mntns = open(p, O_RDONLY | O_CLOEXEC);
 	if (userns < 0 || mntns < 0 || setns(userns, CLONE_NEWUSER) || setresgid(0, 0, 0) || setgroups(0, NULL) ||
 	    setresuid(0, 0, 0) || setns(mntns, CLONE_NEWNS) || chdir("/")) {
-		send_error(out, "entering the sandbox%s: %s", "", errno);
-		_exit(1);
-	}
-	fd = open(inside, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		send_error(out, "%s in the sandbox: %s", inside, errno);
-		_exit(1);
-	}
-	struct stat st;
+		char msg[300];
 
-	if (fstat(fd, &st) || (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))) {
-		send_error(out, "%s in the sandbox: %s", inside, EINVAL);
+		snprintf(msg, sizeof(msg), "entering the sandbox: %s", strerror(errno));
+		crgw_copy_send_error(out, msg);
 		_exit(1);
 	}
-	if (send_tree(out, fd, "", 0) || send_rec(out, REC_END, 0, "", NULL, 0))
+	if (crgw_copy_send(out, inside))
 		_exit(1);
 	_exit(0);
 }
@@ -718,7 +600,7 @@ int copy_stream_write(int in, const char *dest, char *err, size_t errlen)
 				size_t n = left < sizeof(buf) ? (size_t)left : sizeof(buf);
 
 				if (!(e = read_all(in, buf, n)))
-					e = write_all(fd, buf, n);
+					e = crgw_copy_write_all(fd, buf, n);
 				left -= n;
 			}
 			fchmod(fd, mode);
@@ -753,7 +635,7 @@ int copy_stream_write(int in, const char *dest, char *err, size_t errlen)
 				int e2 = read_all(in, buf, n);
 
 				if (!e2 && fd >= 0 && !e)
-					e = write_all(fd, buf, n);
+					e = crgw_copy_write_all(fd, buf, n);
 				if (e2) {
 					e = e2;
 					break;
@@ -774,12 +656,13 @@ int copy_stream_write(int in, const char *dest, char *err, size_t errlen)
 	return e;
 }
 
-int crgw_sandbox_copy_out(pid_t holder, const char *path, const char *host_path, char *err, size_t errlen)
+int vm_copy_out(const char *path, const char *host_path, void (*reader)(void *arg, const char *inside, int out),
+		void *arg, char *err, size_t errlen)
 {
 	char inside[PATH_MAX], dest[PATH_MAX];
 	struct stat dst;
 	int pipefd[2], status, e;
-	pid_t reader;
+	pid_t child;
 
 	if (path[0] == '/')
 		snprintf(inside, sizeof(inside), "%s", path);
@@ -800,23 +683,34 @@ int crgw_sandbox_copy_out(pid_t holder, const char *path, const char *host_path,
 	if (pipe2(pipefd, O_CLOEXEC))
 		return -errno;
 	fflush(NULL);
-	reader = fork();
-	if (reader < 0) {
+	child = fork();
+	if (child < 0) {
 		e = -errno;
 		close(pipefd[0]);
 		close(pipefd[1]);
 		return e;
 	}
-	if (reader == 0) {
+	if (child == 0) {
 		close(pipefd[0]);
-		copy_reader(holder, inside, pipefd[1]);
+		reader(arg, inside, pipefd[1]);
+		_exit(1);
 	}
 	close(pipefd[1]);
 	e = copy_stream_write(pipefd[0], dest, err, errlen);
 	close(pipefd[0]);
 	if (e)
-		kill(reader, SIGKILL);
-	while (waitpid(reader, &status, 0) < 0 && errno == EINTR)
+		kill(child, SIGKILL);
+	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
 		;
 	return e;
+}
+
+static void netns_reader(void *arg, const char *inside, int out)
+{
+	copy_reader(*(pid_t *)arg, inside, out);
+}
+
+int crgw_sandbox_copy_out(pid_t holder, const char *path, const char *host_path, char *err, size_t errlen)
+{
+	return vm_copy_out(path, host_path, netns_reader, &holder, err, errlen);
 }

@@ -26,7 +26,9 @@ export CRGW_VM_CACHE=$T/vmcache
 testnet_on_exit rm -rf "$T"
 testnet_on_exit 'gw_stop >/dev/null 2>&1'
 testnet_up "$T/net" >/dev/null || { echo "vm-bench: the test network did not come up" >&2; exit 1; }
-printf 'version: 1\nsandbox:\n  network:\n    default: deny\n' >"$T/cleanroom.yaml"
+# The policy's directory is the workspace (copy mode, as users run): a small repository of its own.
+mkdir -p "$T/repo"
+printf 'version: 1\nsandbox:\n  network:\n    default: deny\n' >"$T/repo/cleanroom.yaml"
 gw_start "$T" --set log_level=warn || { echo "vm-bench: crgw did not start" >&2; exit 1; }
 
 accel=TCG
@@ -34,7 +36,7 @@ accel=TCG
 one() { # one LABEL: a launch; appends "label image network boot total" to $T/runs
 	local s e line
 	s=$(date +%s%N)
-	CRGW_VM_TIMINGS=1 "$CTL" run --backend qemu --rm --policy "$T/cleanroom.yaml" -- true 2>"$T/err" || {
+	CRGW_VM_TIMINGS=1 "$CTL" run --backend qemu --rm --policy "$T/repo" -- true 2>"$T/err" || {
 		echo "vm-bench: the run failed: $(tail -2 "$T/err")" >&2
 		return 1
 	}

@@ -34,7 +34,10 @@ testnet_on_exit 'gw_stop >/dev/null 2>&1'
 testnet_up "$T/net" || { echo "Bail out! the test network did not come up"; exit 1; }
 AUDIT=$T/audit.log
 
-cat >"$T/cleanroom.yaml" <<'YAML'
+# The policy's directory is the runs' workspace (copy mode, the default): a small repository of its own.
+W=$T/repo
+mkdir -p "$W"
+cat >"$W/cleanroom.yaml" <<'YAML'
 version: 1
 sandbox:
   network:
@@ -47,7 +50,7 @@ YAML
 gw_start "$T" || { echo "Bail out! crgw did not start"; exit 1; }
 ok 0 "crgw starts against the test network (pid $GW_PID)"
 
-vmrun() { "$CTL" run --backend qemu --rm --policy "$T/cleanroom.yaml" "$@"; }
+vmrun() { "$CTL" run --backend qemu --rm --policy "$W" "$@"; }
 
 # ---- the command's streams and exit code ------------------------------------------------------------
 start=$(date +%s.%N)
@@ -73,7 +76,7 @@ out=$(printf 'line1\nline2\n' | vmrun -i -- sh -c 'wc -l')
 ok $? "standard input reaches the command with -i (wc -l says $out)"
 if command -v script >/dev/null; then
 	# script's terminal has no size of its own (its input is /dev/null): give it one, to see it arrive.
-	out=$(script -qec "stty rows 33 cols 101; $CTL run --backend qemu --rm --policy $T/cleanroom.yaml -t -- sh -c 'tty; stty size'" /dev/null 2>&1 </dev/null)
+	out=$(script -qec "stty rows 33 cols 101; $CTL run --backend qemu --rm --policy $W -t -- sh -c 'tty; stty size'" /dev/null 2>&1 </dev/null)
 	echo "$out" | grep -q '/dev/pts/' && echo "$out" | tr -d '\r' | grep -qx '33 101'
 	ok $? "an interactive -t session gets a terminal in the VM with the caller's window size: $(echo "$out" | tr -d '\r' | tr '\n' ' ')"
 fi
@@ -89,7 +92,7 @@ audit_has "$AUDIT" 'select(.event == "decision" and .service == "http" and .dst_
 ok $? "... and audited"
 
 # ---- a VM that stays: exec, show, rm ----------------------------------------------------------------
-"$CTL" run --backend qemu --json --policy "$T/cleanroom.yaml" -- true 2>"$T/run.json" >/dev/null
+"$CTL" run --backend qemu --json --policy "$W" -- true 2>"$T/run.json" >/dev/null
 id=$(jq -r 'select(.event == "sandbox_created") | .sandbox_id' "$T/run.json" 2>/dev/null | head -1)
 [ -n "$id" ] && out=$("$CTL" exec "$id" -- sh -c 'echo again; exit 3')
 rc=$?
@@ -109,6 +112,64 @@ ok $? "its QEMU is the holder ($holder) on the gateway's TAP ($ifname)"
 for _ in $(seq 50); do kill -0 "$holder" 2>/dev/null || break; sleep 0.1; done
 ! kill -0 "$holder" 2>/dev/null && ! ip link show dev "$ifname" >/dev/null 2>&1
 ok $? "sandbox rm ends QEMU and deletes the TAP"
+
+# ---- the workspace: a copy on disks, changes back with sandbox diff and cp ---------------------------
+# The same commands in a netns sandbox and in a VM must leave the same changes (crgw-ctl sandbox diff).
+mkdir -p "$W/src" "$W/gone" "$W/.git/hooks"
+echo hello >"$W/README"
+echo 'int main(void) { return 0; }' >"$W/src/main.c"
+echo bye >"$W/gone/f"
+ln -s README "$W/link"
+chown 4321:4322 "$W/src/main.c"
+(cd "$W" && find . -exec stat -c '%n %s %a %u %Y' {} + | sort) >"$T/ws.before"
+change='pwd; cat README; stat -c %u:%g src/main.c; readlink link; echo new >added.txt; echo changed >>README;
+rm -r gone; mkdir -p .github; echo ci >.github/ci.yml; echo "#!/bin/sh" >.git/hooks/pre-commit'
+for b in qemu netns; do
+	"$CTL" run --backend "$b" --json --policy "$W" -- sh -c "$change" >"$T/ws-$b.out" 2>"$T/ws-$b.json"
+	echo $? >"$T/ws-$b.rc"
+	jq -r 'select(.event == "sandbox_created") | .sandbox_id' "$T/ws-$b.json" 2>/dev/null | head -1 >"$T/ws-$b.id"
+done
+vid=$(cat "$T/ws-qemu.id")
+nid=$(cat "$T/ws-netns.id")
+out=$(cat "$T/ws-qemu.out")
+[ "$(cat "$T/ws-qemu.rc")" = 0 ] && [ "$(echo "$out" | head -4 | tr '\n' ' ')" = "/workspace hello 4321:4322 README " ]
+ok $? "a VM's command starts in /workspace, a copy of the policy's directory with owners and links ($(echo "$out" | tr '\n' ' '))"
+(cd "$W" && find . -exec stat -c '%n %s %a %u %Y' {} + | sort) | cmp -s - "$T/ws.before"
+ok $? "... and the host's files never change"
+"$CTL" sandbox diff "$vid" >"$T/diff-qemu" 2>&1
+"$CTL" sandbox diff "$nid" >"$T/diff-netns" 2>&1
+grep -qx ' A added.txt' "$T/diff-qemu" && grep -qx ' C README' "$T/diff-qemu" && grep -qx ' D gone/' "$T/diff-qemu" &&
+	grep -q '^!A .git/hooks/pre-commit' "$T/diff-qemu" && grep -q '^!A .github/' "$T/diff-qemu"
+ok $? "crgw-ctl sandbox diff lists what the VM changed, hooks and CI first: $(tr '\n' ';' <"$T/diff-qemu")"
+cmp -s "$T/diff-qemu" "$T/diff-netns"
+ok $? "... exactly what a netns sandbox running the same commands changed ($(tr '\n' ';' <"$T/diff-netns"))"
+[ -n "$vid" ] && out=$("$CTL" exec "$vid" -- sh -c 'cat added.txt; rm README; mkdir gone; echo back >gone/g')
+"$CTL" sandbox diff "$vid" >"$T/diff-qemu2" 2>&1
+[ "$out" = new ] && grep -qx ' D README' "$T/diff-qemu2" && grep -qx ' D gone/f' "$T/diff-qemu2" &&
+	grep -qx ' A gone/g' "$T/diff-qemu2" && ! grep -q ' gone/$' "$T/diff-qemu2"
+ok $? "a second command sees the first one's changes; diff then shows a deletion and a directory made anew: $(tr '\n' ';' <"$T/diff-qemu2")"
+rm -rf "$T/cp"
+mkdir -p "$T/cp"
+"$CTL" cp "$vid:added.txt" "$T/cp/added.txt" && "$CTL" cp "$vid:/workspace" "$T/cp/ws" && "$CTL" cp "$vid:/etc/passwd" "$T/cp/" 2>"$T/cp.err"
+[ "$(cat "$T/cp/added.txt" 2>/dev/null)" = new ] && [ "$(cat "$T/cp/ws/gone/g" 2>/dev/null)" = back ] &&
+	[ ! -e "$T/cp/ws/README" ] && [ "$(readlink "$T/cp/ws/link")" = README ] && grep -q '^root:' "$T/cp/passwd"
+ok $? "crgw-ctl cp copies a file, the whole workspace (links as links) and a file outside it out of the VM $(cat "$T/cp.err")"
+out=$("$CTL" cp "$vid:no/such/file" "$T/cp/none" 2>&1)
+rc=$?
+[ "$rc" -ne 0 ] && echo "$out" | grep -q "no/such/file" && [ ! -e "$T/cp/none" ]
+ok $? "a path the VM does not have fails clearly (rc=$rc: $out)"
+"$CTL" sandbox rm "$vid" >/dev/null 2>&1
+"$CTL" sandbox rm "$nid" >/dev/null 2>&1
+out=$(vmrun --workspace-mode ro -- sh -c 'cat README; touch x 2>&1; echo rc=$?')
+echo "$out" | grep -qx hello && echo "$out" | grep -q 'Read-only file system' && echo "$out" | grep -qx 'rc=1'
+ok $? "--workspace-mode ro: the VM reads the workspace and cannot write it ($(echo "$out" | tr '\n' ' '))"
+out=$(vmrun --workspace-mode rw -- true 2>&1)
+rc=$?
+[ "$rc" -eq 125 ] && echo "$out" | grep -q "cannot share the host's directory"
+ok $? "--workspace-mode rw is refused for a VM with the reason (rc=$rc)"
+out=$(vmrun --workspace-mode none -- pwd)
+[ "$(echo "$out" | head -1)" = / ]
+ok $? "--workspace-mode none: no workspace, the command starts in / ($(echo "$out" | tr '\n' ' '))"
 
 # ---- an image pulled from the test network's registry ----------------------------------------------
 # Built here with umoci (busybox and a marker file, no base image), pushed with skopeo to oci.test, pulled
@@ -161,6 +222,9 @@ fi
 ok $? "no interface, chain, set or counter left"
 [ "$("$CTL" stats --json | jq .sandboxes)" -eq 0 ]
 ok $? "no sandbox left registered"
+for _ in $(seq 50); do [ -z "$(ls -A "$GW_DATA/sandboxes" 2>/dev/null)" ] && break; sleep 0.1; done
+[ -z "$(ls -A "$GW_DATA/sandboxes" 2>/dev/null)" ]
+ok $? "no sandbox data left (the workspace's disks go with their VM)"
 ! pgrep -f "qemu-system-x86_64.*$GW_DATA" >/dev/null
 ok $? "no QEMU process left"
 gw_stop

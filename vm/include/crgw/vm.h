@@ -140,4 +140,18 @@ int crgw_workspace_diff(const char *lower, const char *upper,
  */
 int crgw_sandbox_copy_out(pid_t holder, const char *path, const char *host_path, char *err, size_t errlen);
 
+/*
+ * What the copy-mode sandbox of gateway record `record` (borrowed) changed in its workspace, whatever its
+ * backend: a netns sandbox's change directory, or a VM's change disk once its guest has written back what
+ * it holds (vm_workspace.c). Returns 0 or -errno with `err` (-EINVAL: not a copy-mode sandbox).
+ */
+int crgw_sandbox_changes(json_t *record, void (*cb)(void *arg, const struct crgw_change *change), void *arg,
+			 char *err, size_t errlen);
+
+/*
+ * crgw_sandbox_copy_out for the sandbox of `record`, whatever its backend: a VM's files are streamed by its
+ * guest agent, and checked here the same way. Returns 0 or -errno with `err`.
+ */
+int crgw_sandbox_copy(json_t *record, const char *path, const char *host_path, char *err, size_t errlen);
+
 #endif
