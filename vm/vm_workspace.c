@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <et/com_err.h>
+#include <ext2fs/ext2_err.h>
 #include <ext2fs/ext2fs.h>
 
 #include "vm_priv.h"
@@ -144,6 +145,7 @@ static int lower_finish(const char *path, const struct stat *top, bool keep_lost
 	ext2_ino_t ino;
 	errcode_t e;
 
+	initialize_ext2_error_table();
 	e = ext2fs_open2(path, NULL, EXT2_FLAG_RW | EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs);
 	if (e)
 		goto fail;
@@ -416,6 +418,7 @@ int vm_ws_diff(const char *changes_disk, const char *lower, const char *scratch_
 		snprintf(err, errlen, "a scratch directory in %s: %s", scratch_dir, strerror(-e));
 		return e;
 	}
+	initialize_ext2_error_table();
 	r.error = ext2fs_open2(changes_disk, NULL, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &r.fs);
 	if (r.error) {
 		e = -EIO;
