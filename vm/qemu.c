@@ -47,6 +47,7 @@ struct qemu_launch {
 	char drive[PATH_MAX + 64];
 	char ws_lower[PATH_MAX + 64], ws_upper[PATH_MAX + 64]; /* the workspace's disks, or empty */
 	char append[1024], chardev[PATH_MAX + 64], netdev[128], nic[128], memory[16];
+	char runas[32], chroot[PATH_MAX]; /* who QEMU becomes, and where, once it has opened what it needs */
 	bool kvm;
 };
 
@@ -89,9 +90,18 @@ static int qemu_cmdline(const struct qemu_launch *l, const char *log, char *buf,
 	    l->netdev,
 	    "-device",
 	    l->nic,
-	    /* QEMU's own seccomp filter: no new privileges, no spawning, no obsolete calls. */
+	    /*
+	     * QEMU opens its TAP, disks, sockets and logs as root, then becomes a user of its own in an empty
+	     * root before the guest runs: a guest that breaks out of QEMU is an unprivileged process that can
+	     * reach no file and signal no other VM. Its seccomp filter denies spawning and obsolete calls;
+	     * elevateprivileges must allow the drop itself (setuid), which cannot raise anything after it.
+	     */
+	    "-runas",
+	    l->runas,
+	    "-chroot",
+	    l->chroot,
 	    "-sandbox",
-	    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+	    "on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny",
 	};
 	/* clang-format on */
 	const char *all[sizeof(argv) / sizeof(argv[0]) + 12];
@@ -198,6 +208,20 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	t_prep += vm_now_ms() - t_ws; /* the workspace's disks are image preparation too */
 	l.kvm = access("/dev/kvm", R_OK | W_OK) == 0;
 	snprintf(l.memory, sizeof(l.memory), "%u", GUEST_MEMORY_MB);
+	/* Its own uid: no two VMs share one (the holder's pid is unique while it runs). */
+	unsigned uid = VM_QEMU_UID_BASE + (unsigned)holder;
+
+	snprintf(l.runas, sizeof(l.runas), "%u:%u", uid, uid);
+	if (vm_fmt(l.chroot, sizeof(l.chroot), "%s/qemu-root", data_dir)) {
+		e = -ENAMETOOLONG;
+		snprintf(err, errlen, "the VM's paths are too long (data_dir %s)", data_dir);
+		goto fail;
+	}
+	if (mkdir(l.chroot, 0555) && errno != EEXIST) {
+		e = -errno;
+		snprintf(err, errlen, "QEMU's empty root %s: %s", l.chroot, strerror(errno));
+		goto fail;
+	}
 	if (vm_fmt(l.console, sizeof(l.console), "file:%s/console.log", data_dir) ||
 	    vm_fmt(l.agent, sizeof(l.agent), "%s/agent.sock", data_dir) ||
 	    vm_fmt(l.chardev, sizeof(l.chardev), "socket,id=agent,path=%s,server=on,wait=off", l.agent) ||

@@ -18,6 +18,12 @@
 #define SANDBOX_UID_BASE 1879048192u /* 0x70000000: far above any account a distribution makes */
 #define SANDBOX_UID_COUNT 65536u
 
+/*
+ * A QEMU VM runs as uid VM_QEMU_UID_BASE + its pid (below SANDBOX_UID_BASE by more than any pid_max): an
+ * account of its own per VM, owning no file.
+ */
+#define VM_QEMU_UID_BASE 1610612736u /* 0x60000000 */
+
 #define CGROUP_DIRS_MAX 8
 
 struct crgw_vm_sandbox {

@@ -108,6 +108,12 @@ ifname=$("$CTL" sandbox show --json "$id" 2>/dev/null | jq -r .interface)
 holder=$("$CTL" sandbox show --json "$id" 2>/dev/null | jq -r .holder_pid)
 [ -n "$holder" ] && grep -q qemu "/proc/$holder/cmdline" 2>/dev/null && ip -d link show dev "$ifname" 2>/dev/null | grep -q "tun type tap"
 ok $? "its QEMU is the holder ($holder) on the gateway's TAP ($ifname)"
+quid=$(awk '/^Uid:/ {print $2 "," $3 "," $4 "," $5}' "/proc/$holder/status" 2>/dev/null)
+qroot=$(readlink "/proc/$holder/root" 2>/dev/null)
+qcap=$(awk '/^CapEff:/ {print $2}' "/proc/$holder/status" 2>/dev/null)
+[ "$quid" = "$((0x60000000 + holder)),$((0x60000000 + holder)),$((0x60000000 + holder)),$((0x60000000 + holder))" ] &&
+	[ "$qroot" = "$GW_DATA/sandboxes/$id/qemu-root" ] && [ "$qcap" = 0000000000000000 ] && [ -z "$(ls -A "$qroot")" ]
+ok $? "QEMU runs as a user of its own with no capabilities in an empty root (uids $quid, root $qroot, CapEff $qcap)"
 "$CTL" sandbox rm "$id" >/dev/null 2>&1
 for _ in $(seq 50); do kill -0 "$holder" 2>/dev/null || break; sleep 0.1; done
 ! kill -0 "$holder" 2>/dev/null && ! ip link show dev "$ifname" >/dev/null 2>&1
