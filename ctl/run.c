@@ -291,7 +291,7 @@ int cmd_run(int argc, char **argv)
 	const struct crgw_backend *backend = NULL;
 	struct crgw_vm_sandbox *sb = NULL;
 	char *policy = NULL, root[PATH_MAX], err[1024] = "";
-	bool json = false, mode_given = false;
+	bool json = false;
 	int c, status = CTL_EXIT_RUN_FAILED, e;
 
 	optind = 1;
@@ -329,7 +329,6 @@ int cmd_run(int argc, char **argv)
 				fprintf(stderr, "crgw-ctl: --workspace-mode: expected copy, rw, ro or none\n");
 				goto out;
 			}
-			mode_given = true;
 			break;
 		case 'm':
 			spec.memory = optarg;
@@ -369,9 +368,6 @@ int cmd_run(int argc, char **argv)
 			backend_name);
 		goto out;
 	}
-	/* The firecracker backend has no workspace yet (docs/ctl.md): none unless asked, and then it says why not. */
-	if (!mode_given && !strcmp(backend_name, "firecracker"))
-		spec.workspace_mode = CRGW_WS_NONE;
 	if (geteuid() != 0) {
 		fprintf(stderr, "crgw-ctl: run: the %s backend needs root\n", backend_name);
 		goto out;

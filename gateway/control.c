@@ -1280,8 +1280,8 @@ static void route(struct evhttp_request *req, void *arg)
 			reply_error(req, 405, "request_invalid", "use GET or POST");
 	} else if (!strncmp(path, "/v1/sandboxes/", 14) && path[14] && !strchr(path + 14, '/')) {
 		sandbox_one(req, path + 14);
-	} else if (!strncmp(path, "/v1/sandboxes/", 14) && strlen(path) < 14 + 64 + 9 && path[14] != '/' &&
-		   !strcmp(strchr(path + 14, '/'), "/timings")) {
+	} else if (!strncmp(path, "/v1/sandboxes/", 14) && strlen(path) < 14 + 64 + 9 && path[14] &&
+		   path[14] != '/' && strchr(path + 14, '/') && !strcmp(strchr(path + 14, '/'), "/timings")) {
 		char id[65];
 
 		snprintf(id, sizeof(id), "%.*s", (int)(strchr(path + 14, '/') - (path + 14)), path + 14);

@@ -432,7 +432,12 @@ static void on_frame(struct agent *a, struct session *s, const struct crgw_guest
 	}
 	c = channel_find(a, s, f->ch);
 	if (!c) {
-		send_error(s, f->ch, "no_channel", "no channel %u", f->ch);
+		/*
+		 * A last ack or a close crosses the exit on its way: nothing to answer. An answer would also
+		 * outlive a host that has left the serial port, and reach the next connection as its own error.
+		 */
+		if (f->type != CRGW_GF_ACK && f->type != CRGW_GF_CLOSE)
+			send_error(s, f->ch, "no_channel", "no channel %u", f->ch);
 		return;
 	}
 	switch (f->type) {

@@ -177,13 +177,22 @@ json_t *vm_fc_config(const struct vm_fc_vm *vm)
 			      vm->boot_args, "drives", "network-interfaces", "iface_id", "eth0", "host_dev_name",
 			      vm->tap, "guest_mac", vm->mac, "vsock", "guest_cid", (int)vm->cid, "uds_path", vm->vsock);
 
-	if (c && vm->drive && vm->drive[0] &&
-	    json_array_append_new(json_object_get(c, "drives"),
-				  json_pack("{s:s, s:s, s:b, s:b}", "drive_id", "rootfs", "path_on_host", vm->drive,
-					    "is_root_device", 1, "is_read_only", 0))) {
-		json_decref(c);
-		return NULL;
-	}
+	/* The root first (/dev/vda); the guest finds the workspace's disks by their labels. */
+	const struct {
+		const char *id, *path;
+		int root, ro;
+	} drives[] = {
+	    {"rootfs", vm->drive, 1, 0}, {"workspace", vm->ws_lower, 0, 1}, {"workspace_changes", vm->ws_upper, 0, 0}};
+
+	for (size_t i = 0; c && i < sizeof(drives) / sizeof(drives[0]); i++)
+		if (drives[i].path && drives[i].path[0] &&
+		    json_array_append_new(json_object_get(c, "drives"),
+					  json_pack("{s:s, s:s, s:b, s:b}", "drive_id", drives[i].id, "path_on_host",
+						    drives[i].path, "is_root_device", drives[i].root, "is_read_only",
+						    drives[i].ro))) {
+			json_decref(c);
+			return NULL;
+		}
 	return c;
 }
 
@@ -396,28 +405,18 @@ static int find_programs(struct fc_programs *p, char *err, size_t errlen)
 	return 0;
 }
 
-static json_t *registration(const struct crgw_sandbox_spec *spec, pid_t holder, bool jailed)
-{
-	json_t *policy = json_loads(spec->policy_json, 0, NULL), *req;
-
-	req = json_pack("{s:o, s:s, s:i, s:{s:s}}", "policy", policy ? policy : json_null(), "backend", "firecracker",
-			"holder_pid", (int)holder, "workspace", "mode", "none");
-	if (!req)
-		return NULL;
-	/* The jailed VMM is not root: the TAP must be its own to open. */
-	if (jailed)
-		json_object_set_new(req, "tap_owner", json_integer(JAIL_UID));
-	vm_registration_add_common(req, spec);
-	return req;
-}
-
 /* What the jail holds: the files Firecracker opens, linked in, and the directory of its sockets. */
 static int jail_prepare(struct fc_layout *l, const char *vmm, const char *id, const char *kernel, const char *initrd,
-			const char *drive, char *k_in, char *i_in, size_t len, char *err, size_t errlen)
+			const char *drive, const struct vm_ws *ws, char *k_in, char *i_in, size_t len, char *err,
+			size_t errlen)
 {
 	const char *exe = strrchr(vmm, '/') ? strrchr(vmm, '/') + 1 : vmm;
 	char path[PATH_MAX], run[PATH_MAX];
-	const char *files[3][2] = {{kernel, "vmlinux"}, {initrd, "initrd.img"}, {drive, "rootfs.ext4"}};
+	const char *files[5][2] = {{kernel, "vmlinux"},
+				   {initrd, "initrd.img"},
+				   {drive, "rootfs.ext4"},
+				   {ws->lower, "workspace.ext4"},
+				   {ws->upper, "workspace-changes.ext4"}};
 	int e;
 
 	/* The jailer's chroot: <chroot-base-dir>/<exec-file's name>/<id>/root. */
@@ -436,17 +435,20 @@ static int jail_prepare(struct fc_layout *l, const char *vmm, const char *id, co
 		e = -errno;
 		goto fail;
 	}
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 5; i++) {
 		if (!files[i][0] || !files[i][0][0])
 			continue;
 		if ((e = vm_fmt(path, sizeof(path), "%s/%s", l->root, files[i][1])))
 			return e;
-		/* The drive is the VM's own: moved in whole. The kernel and initramfs stay the cache's. */
-		if (i == 2 ? link(drive, path) : link_or_copy(files[i][0], path)) {
+		/*
+		 * The drive is the VM's own: moved in whole. The workspace's disks are linked (sandbox diff reads
+		 * the changes under their name in the data directory). The kernel and initramfs stay the cache's.
+		 */
+		if (i >= 2 ? link(files[i][0], path) : link_or_copy(files[i][0], path)) {
 			e = -errno;
 			goto fail;
 		}
-		if (i == 2 && (unlink(drive), chown(path, JAIL_UID, JAIL_UID))) {
+		if ((i == 2 && unlink(drive)) || (i >= 2 && chown(path, JAIL_UID, JAIL_UID))) {
 			e = -errno;
 			goto fail;
 		}
@@ -487,14 +489,16 @@ static void drive_remove(const char *drive)
  * no PCI: its devices are on MMIO), the qemu backend's fast-boot options, and the agent's crgw.* settings
  * with the vsock port in place of a serial port.
  */
-static int fmt_args(char *out, size_t len, const char *guest, const struct crgw_vm_sandbox *sb, bool root)
+static int fmt_args(char *out, size_t len, const char *guest, const struct crgw_vm_sandbox *sb, bool root,
+		    enum crgw_workspace_mode ws)
 {
 	return vm_fmt(out, len,
 		      "console=ttyS0 reboot=k panic=-1 pci=off rdinit=/init quiet mitigations=off tsc=reliable "
 		      "no_timer_check rcupdate.rcu_expedited=1 i8042.noaux i8042.nokbd i8042.nopnp 8250.nr_uarts=1 "
 		      "random.trust_cpu=on cryptomgr.notests crgw.ip=%s/30 crgw.gw=%s crgw.dns=%s crgw.hostname=%s "
-		      "crgw.vsock=%u%s",
-		      guest, sb->gateway, sb->gateway, sb->id, VM_FC_AGENT_PORT, root ? " crgw.root=/dev/vda" : "");
+		      "crgw.vsock=%u%s%s%s",
+		      guest, sb->gateway, sb->gateway, sb->id, VM_FC_AGENT_PORT, root ? " crgw.root=/dev/vda" : "",
+		      ws == CRGW_WS_NONE ? "" : " crgw.ws=", ws == CRGW_WS_NONE ? "" : crgw_workspace_mode_name(ws));
 }
 
 static int cgroup_version(void)
@@ -507,6 +511,8 @@ static int fc_create(const struct crgw_sandbox_spec *spec, const struct crgw_gat
 {
 	struct fc_programs prog;
 	struct fc_layout l;
+	struct vm_ws ws;
+	struct vm_answer a;
 	struct vm_kernel k;
 	struct crgw_vm_sandbox *sb = NULL;
 	json_t *req = NULL, *answer = NULL, *config = NULL;
@@ -525,11 +531,8 @@ static int fc_create(const struct crgw_sandbox_spec *spec, const struct crgw_gat
 		snprintf(err, errlen, "the firecracker backend needs root (the gateway's TAP, the VM's cgroup)");
 		return -EPERM;
 	}
-	if (spec->workspace_mode != CRGW_WS_NONE) {
-		snprintf(err, errlen,
-			 "the firecracker backend has no workspace yet: run it with --workspace-mode none");
-		return -EOPNOTSUPP;
-	}
+	if ((e = vm_ws_check(&ws, spec, "firecracker", err, errlen)))
+		return e;
 	if ((e = find_programs(&prog, err, errlen)))
 		return e;
 	/* What the VM boots: the qemu backend's kernel and initramfs, with the modules of an MMIO machine. */
@@ -548,28 +551,18 @@ static int fc_create(const struct crgw_sandbox_spec *spec, const struct crgw_gat
 		goto fail;
 	holder = sb->holder;
 
-	if (!(req = registration(spec, holder, prog.jailer[0] != '\0'))) {
+	if (!(req = vm_registration(spec, &ws, "firecracker", holder))) {
 		e = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	if ((e = gw->register_sandbox(gw->arg, req, &answer, err, errlen)))
+	/* The jailed VMM is not root: the TAP must be its own to open. */
+	if (prog.jailer[0])
+		json_object_set_new(req, "tap_owner", json_integer(JAIL_UID));
+	if ((e = vm_register(sb, gw, req, &answer, &a, &registered, err, errlen)))
 		goto fail;
-	registered = true;
-	if ((e = vm_sandbox_from_record(sb, answer, err, errlen)))
-		goto fail;
-	const char *data_dir = json_string_value(json_object_get(answer, "data_dir"));
-	const char *guest = json_string_value(json_object_get(answer, "guest"));
-	const char *ifname = json_string_value(json_object_get(answer, "interface"));
-	const char *mac = json_string_value(json_object_get(answer, "guest_mac"));
+	const char *data_dir = a.data_dir, *guest = a.guest, *ifname = a.ifname, *mac = a.mac;
 
-	if (!data_dir || data_dir[0] != '/' || !guest || !ifname || !mac) {
-		e = -EPROTO;
-		snprintf(err, errlen,
-			 "the gateway's answer lacks what a VM needs (data_dir, guest, interface, "
-			 "guest_mac): is it older than crgw-ctl?");
-		goto fail;
-	}
 	if ((e = layout_init(&l, data_dir))) {
 		snprintf(err, errlen, "the VM's paths are too long (data_dir %s)", data_dir);
 		l.drive[0] = '\0';
@@ -589,12 +582,17 @@ static int fc_create(const struct crgw_sandbox_spec *spec, const struct crgw_gat
 	}
 	if (!image[0])
 		l.drive[0] = '\0';
+	double t_ws = vm_now_ms();
+
+	if ((e = vm_ws_make_disks(&ws, data_dir, err, errlen)))
+		goto fail;
+	t_prep += vm_now_ms() - t_ws; /* the workspace's disks are image preparation too */
 	memcpy(kernel_in, k.vmlinux, sizeof(kernel_in));
 	memcpy(initrd_in, initrd, sizeof(initrd_in));
-	if (prog.jailer[0] && (e = jail_prepare(&l, prog.vmm, sb->id, k.vmlinux, initrd, l.drive, kernel_in, initrd_in,
-						sizeof(kernel_in), err, errlen)))
+	if (prog.jailer[0] && (e = jail_prepare(&l, prog.vmm, sb->id, k.vmlinux, initrd, l.drive, &ws, kernel_in,
+						initrd_in, sizeof(kernel_in), err, errlen)))
 		goto fail;
-	if (fmt_args(args, sizeof(args), guest, sb, image[0] != '\0')) {
+	if (fmt_args(args, sizeof(args), guest, sb, image[0] != '\0', ws.mode)) {
 		e = -ENAMETOOLONG;
 		snprintf(err, errlen, "the kernel command line is too long");
 		goto fail;
@@ -606,6 +604,8 @@ static int fc_create(const struct crgw_sandbox_spec *spec, const struct crgw_gat
 	    .initrd = initrd_in,
 	    .boot_args = args,
 	    .drive = l.drive[0] ? (l.root[0] ? "/rootfs.ext4" : l.drive) : NULL,
+	    .ws_lower = ws.lower[0] ? (l.root[0] ? "/workspace.ext4" : ws.lower) : NULL,
+	    .ws_upper = ws.upper[0] ? (l.root[0] ? "/workspace-changes.ext4" : ws.upper) : NULL,
 	    .tap = ifname,
 	    .mac = mac,
 	    .cid = GUEST_CID,
@@ -803,11 +803,11 @@ static json_t *fc_capabilities(void)
 	char err[PATH_MAX + 200];
 	bool jailer = find_programs(&p, err, sizeof(err)) == 0 && p.jailer[0];
 
-	return json_pack("{s:b, s:b, s:b, s:b, s:b, s:b, s:[s], s:b, s:s, s:s, s:b, s:s}", "network_default_deny", 1,
+	return json_pack("{s:b, s:b, s:b, s:b, s:b, s:b, s:[sss], s:b, s:s, s:s, s:b, s:s}", "network_default_deny", 1,
 			 "network_host_port_filtering", 1, "dns_control", 1, "policy_immutability", 1,
-			 "audit_event_emission", 1, "secret_isolation", 1, "workspace_modes", "none", "tty", 1,
-			 "accelerator", "kvm", "isolation", "a virtual machine (its own kernel)", "jailer", jailer,
-			 "agent_channel", "hybrid vsock");
+			 "audit_event_emission", 1, "secret_isolation", 1, "workspace_modes", "copy", "ro", "none",
+			 "tty", 1, "accelerator", "kvm", "isolation", "a virtual machine (its own kernel)", "jailer",
+			 jailer, "agent_channel", "hybrid vsock");
 }
 
 const struct crgw_backend crgw_backend_firecracker = {

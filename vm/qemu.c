@@ -26,21 +26,6 @@
 #define GUEST_MEMORY_MB 512
 #define AGENT_PORT "crgw.0"
 
-static json_t *registration(const struct crgw_sandbox_spec *spec, const struct vm_ws *ws, pid_t holder)
-{
-	json_t *policy = json_loads(spec->policy_json, 0, NULL), *req;
-
-	req = json_pack("{s:o, s:s, s:i, s:o}", "policy", policy ? policy : json_null(), "backend", "qemu",
-			"holder_pid", (int)holder, "workspace",
-			ws->mode == CRGW_WS_NONE
-			    ? json_pack("{s:s}", "mode", "none")
-			    : json_pack("{s:s, s:s}", "mode", crgw_workspace_mode_name(ws->mode), "dir", ws->dir));
-	if (!req)
-		return NULL;
-	vm_registration_add_common(req, spec);
-	return req;
-}
-
 struct qemu_launch {
 	char vmlinux[PATH_MAX], initrd[PATH_MAX], console[PATH_MAX], agent[PATH_MAX];
 	char rootfs[PATH_MAX]; /* the policy's image (ext4), or empty for the built-in image */
@@ -138,6 +123,7 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 {
 	struct qemu_launch l = {.kvm = false};
 	struct vm_ws ws;
+	struct vm_answer a;
 	struct vm_kernel k;
 	struct crgw_vm_sandbox *sb = NULL;
 	json_t *req = NULL, *answer = NULL;
@@ -178,29 +164,16 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 		goto fail;
 	holder = sb->holder;
 
-	req = registration(spec, &ws, holder);
+	req = vm_registration(spec, &ws, "qemu", holder);
 	if (!req) {
 		e = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	if ((e = gw->register_sandbox(gw->arg, req, &answer, err, errlen)))
+	if ((e = vm_register(sb, gw, req, &answer, &a, &registered, err, errlen)))
 		goto fail;
-	registered = true;
-	if ((e = vm_sandbox_from_record(sb, answer, err, errlen)))
-		goto fail;
-	const char *data_dir = json_string_value(json_object_get(answer, "data_dir"));
-	const char *guest = json_string_value(json_object_get(answer, "guest"));
-	const char *ifname = json_string_value(json_object_get(answer, "interface"));
-	const char *mac = json_string_value(json_object_get(answer, "guest_mac"));
+	const char *data_dir = a.data_dir, *guest = a.guest, *ifname = a.ifname, *mac = a.mac;
 
-	if (!data_dir || data_dir[0] != '/' || !guest || !ifname || !mac) {
-		e = -EPROTO;
-		snprintf(err, errlen,
-			 "the gateway's answer lacks what a VM needs (data_dir, guest, interface, "
-			 "guest_mac): is it older than crgw-ctl?");
-		goto fail;
-	}
 	double t_ws = vm_now_ms();
 
 	if ((e = vm_ws_make_disks(&ws, data_dir, err, errlen)))

@@ -181,6 +181,27 @@ int vm_exec(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req,
 struct crgw_vm_sandbox *vm_sandbox_new(void);
 void vm_sandbox_free(struct crgw_vm_sandbox *sb);
 
+/*
+ * A VM sandbox's registration: the policy, the backend's name, its holder, its workspace and what every
+ * backend adds (vm_registration_add_common). New, or NULL when out of memory.
+ */
+struct vm_ws;
+json_t *vm_registration(const struct crgw_sandbox_spec *spec, const struct vm_ws *ws, const char *backend,
+			pid_t holder);
+
+/* What a VM needs of the gateway's answer to its registration; borrowed from the answer. */
+struct vm_answer {
+	const char *data_dir, *guest, *ifname, *mac;
+};
+
+/*
+ * Registers `req` (borrowed) with the gateway; `*answer` is the caller's to drop, `*registered` says whether
+ * the gateway has the sandbox (to release on a later failure). Fills `sb` and `a` from the answer, which
+ * must have what a VM needs. 0 or -errno with `err`.
+ */
+int vm_register(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops *gw, json_t *req, json_t **answer,
+		struct vm_answer *a, bool *registered, char *err, size_t errlen);
+
 /* ---- firecracker.c: Firecracker's API and hybrid vsock (declared for vm/tests/test_firecracker.c) ---- */
 
 /* The vsock port the guest agent listens on (crgw.vsock= on the kernel command line). */
@@ -191,6 +212,7 @@ struct vm_fc_vm {
 	unsigned vcpus, mem_mib;
 	const char *kernel, *initrd, *boot_args;
 	const char *drive; /* the root drive (writable, the VM's own copy), or NULL */
+	const char *ws_lower, *ws_upper; /* the workspace's disks (read-only copy, changes), or NULL */
 	const char *tap, *mac;
 	unsigned cid;
 	const char *vsock; /* the hybrid vsock's unix socket */

@@ -549,3 +549,41 @@ int vm_exec(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req,
 	free(env);
 	return e;
 }
+
+json_t *vm_registration(const struct crgw_sandbox_spec *spec, const struct vm_ws *ws, const char *backend,
+			pid_t holder)
+{
+	json_t *policy = json_loads(spec->policy_json, 0, NULL), *req;
+
+	req = json_pack("{s:o, s:s, s:i, s:o}", "policy", policy ? policy : json_null(), "backend", backend,
+			"holder_pid", (int)holder, "workspace",
+			ws->mode == CRGW_WS_NONE
+			    ? json_pack("{s:s}", "mode", "none")
+			    : json_pack("{s:s, s:s}", "mode", crgw_workspace_mode_name(ws->mode), "dir", ws->dir));
+	if (req)
+		vm_registration_add_common(req, spec);
+	return req;
+}
+
+int vm_register(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops *gw, json_t *req, json_t **answer,
+		struct vm_answer *a, bool *registered, char *err, size_t errlen)
+{
+	int e;
+
+	if ((e = gw->register_sandbox(gw->arg, req, answer, err, errlen)))
+		return e;
+	*registered = true;
+	if ((e = vm_sandbox_from_record(sb, *answer, err, errlen)))
+		return e;
+	a->data_dir = json_string_value(json_object_get(*answer, "data_dir"));
+	a->guest = json_string_value(json_object_get(*answer, "guest"));
+	a->ifname = json_string_value(json_object_get(*answer, "interface"));
+	a->mac = json_string_value(json_object_get(*answer, "guest_mac"));
+	if (!a->data_dir || a->data_dir[0] != '/' || !a->guest || !a->ifname || !a->mac) {
+		snprintf(err, errlen,
+			 "the gateway's answer lacks what a VM needs (data_dir, guest, interface, guest_mac): is it "
+			 "older than crgw-ctl?");
+		return -EPROTO;
+	}
+	return 0;
+}

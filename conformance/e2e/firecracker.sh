@@ -40,7 +40,11 @@ testnet_on_exit rm -rf "$T"
 testnet_on_exit 'gw_stop >/dev/null 2>&1'
 testnet_up "$T/net" || { echo "Bail out! the test network did not come up"; exit 1; }
 
-cat >"$T/cleanroom.yaml" <<'YAML'
+# The policy's directory is the runs' workspace (copy mode, the default): a small repository of its own.
+W=$T/repo
+mkdir -p "$W"
+echo hello >"$W/README"
+cat >"$W/cleanroom.yaml" <<'YAML'
 version: 1
 sandbox:
   network:
@@ -54,7 +58,7 @@ gw_start "$T" || { echo "Bail out! crgw did not start"; exit 1; }
 ok 0 "crgw starts against the test network (pid $GW_PID)"
 diag "the VMM is a FAKE Firecracker ($FAKE): commands run on the host in a network namespace, not in a VM"
 
-fcrun() { "$CTL" run --backend firecracker --rm --policy "$T/cleanroom.yaml" "$@"; }
+fcrun() { "$CTL" run --backend firecracker --rm --policy "$W" "$@"; }
 
 # ---- the command's streams and exit code ------------------------------------------------------------
 out=$(fcrun -- sh -c 'echo out; echo err >&2; exit 7' 2>"$T/err")
@@ -62,12 +66,29 @@ rc=$?
 [ "$rc" -eq 7 ] && [ "$out" = out ] && grep -qx err "$T/err"
 ok $? "a command through the backend: stdout, stderr and exit code 7 come back (rc=$rc)"
 [ $rc -eq 7 ] || diag "$(cat "$T/err")"
-jq -e -s '[.[] | .path] == ["/machine-config", "/boot-source", "/network-interfaces/eth0", "/vsock", "/actions"]
+# The fake logs a request once it has answered it: the last line may come just after the command's end.
+for _ in $(seq 20); do [ "$(wc -l <"$FAKE_FC_LOG")" -ge 7 ] && break; sleep 0.1; done
+jq -e -s '[.[] | .path] == ["/machine-config", "/boot-source", "/drives/workspace", "/drives/workspace_changes",
+	"/network-interfaces/eth0", "/vsock", "/actions"]
 	and all(.status == 204)' "$FAKE_FC_LOG" >/dev/null
 ok $? "the VMM got the whole configuration, each request valid against the API schema: $(jq -r -s '[.[] | "\(.path)=\(.status)"] | join(" ")' "$FAKE_FC_LOG")"
 jq -e -s '.[] | select(.path == "/boot-source") | .body.boot_args | test("crgw.vsock=1024") and test("reboot=k") and test("crgw.gw=")' \
 	"$FAKE_FC_LOG" >/dev/null
 ok $? "the kernel command line names the agent's vsock port and the gateway"
+jq -e -s '[.[] | select(.path | startswith("/drives/")) | .body] as $d
+	| ($d[0].is_read_only and ($d[0].path_on_host | endswith("/workspace.ext4")) and ($d[0].is_root_device | not))
+	and (($d[1].is_read_only | not) and ($d[1].path_on_host | endswith("/workspace-changes.ext4")))' "$FAKE_FC_LOG" >/dev/null &&
+	jq -e -s '.[] | select(.path == "/boot-source") | .body.boot_args | test("crgw.ws=copy")' "$FAKE_FC_LOG" >/dev/null
+ok $? "the workspace goes to the VM as the qemu backend's two disks: the copy read-only, the changes writable, crgw.ws=copy"
+: >"$FAKE_FC_LOG"
+fcrun --workspace-mode ro -- true >/dev/null 2>&1
+jq -e -s '[.[] | select(.path | startswith("/drives/")) | .body.drive_id] == ["workspace"]' "$FAKE_FC_LOG" >/dev/null &&
+	jq -e -s '.[] | select(.path == "/boot-source") | .body.boot_args | test("crgw.ws=ro")' "$FAKE_FC_LOG" >/dev/null
+ok $? "--workspace-mode ro gives the copy alone"
+out=$(fcrun --workspace-mode rw -- true 2>&1)
+rc=$?
+[ "$rc" -eq 125 ] && echo "$out" | grep -q "cannot share the host's directory"
+ok $? "--workspace-mode rw is refused with the reason (rc=$rc)"
 fcrun -- no-such-command 2>/dev/null
 [ $? -eq 127 ]
 ok $? "a missing command exits 127"
@@ -77,7 +98,7 @@ ok $? "standard input reaches the command with -i (wc -l says $out)"
 
 # ---- a sandbox that stays: the TAP, exec, rm --------------------------------------------------------
 : >"$FAKE_FC_LOG"
-"$CTL" run --backend firecracker --json --policy "$T/cleanroom.yaml" -- true 2>"$T/run.json" >/dev/null
+"$CTL" run --backend firecracker --json --policy "$W" -- true 2>"$T/run.json" >/dev/null
 id=$(jq -r 'select(.event == "sandbox_created") | .sandbox_id' "$T/run.json" 2>/dev/null | head -1)
 "$CTL" sandbox show --json "$id" >"$T/show.json" 2>/dev/null
 ifname=$(jq -r .interface "$T/show.json")

@@ -264,6 +264,13 @@ codes+=" $(api -X POST -d '{"boot_ms": 1}' "http://crgw/v1/sandboxes/sbx-0000000
 codes+=" $(api "http://crgw/v1/sandboxes/$A/timings")"
 [ "$codes" = "400 400 400 400 400 404 405" ]
 ok $? "bad timings are refused (an unknown key, negative, over a week, a string, not JSON, no such sandbox, GET): $codes"
+# Paths that once reached a NULL in the router (an empty sandbox id): answered, and the gateway lives on.
+codes=$(api "http://crgw/v1/sandboxes/")
+codes+=" $(api -X POST -d '{}' "http://crgw/v1/sandboxes/")"
+codes+=" $(api "http://crgw/v1/sandboxes//timings")"
+codes+=" $(api -X POST -d '{}' "http://crgw/v1/sandboxes/x/y")"
+[ "$codes" = "404 405 404 405" ] && kill -0 "$GW_PID"
+ok $? "an empty sandbox id or an unknown sub-path is a 404 (a POST: 405), not a crash: $codes"
 "$CTL" stats --json | jq -e '.dns.queries > 10 and .sandboxes == 1' >/dev/null
 ok $? "stats counts queries and sandboxes"
 grep -q '^crgw_dns_queries_total [1-9]' <<<"$("$CTL" stats --prometheus)"
