@@ -3,8 +3,8 @@
  * crgw-guest: the agent in a sandbox VM. With no arguments it is the VM's init: it mounts, configures the
  * network from the kernel command line and serves the host on the virtio-serial port (or vsock). With
  * --listen, --fd or --stdio it only serves, as an ordinary process (tests, or under another init). The
- * host runs it in the VM (as /proc/1/exe) with --copy-out for crgw-ctl cp and --sync before it reads the
- * workspace's change disk for crgw-ctl sandbox diff.
+ * host runs it in the VM (as /proc/self/exe, which in the agent's child is the agent) with --copy-out for
+ * crgw-ctl cp, and with --sync before it reads the workspace's change disk for crgw-ctl sandbox diff.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -450,7 +450,11 @@ out:
 
 /* ---- every backend: what a sandbox changed, and copying out of it ------------------------------- */
 
-/* Runs crgw-guest with `args` in the VM of `record` (its standard output is ours). Returns its exit status. */
+/*
+ * Runs crgw-guest with `argv` in the VM of `record` (its standard output is ours). argv[0] is
+ * /proc/self/exe: the agent's child is the agent until it execs, so this is the agent in any image (and
+ * never, say, another init that holds PID 1). Returns its exit status, 125 when it could not run.
+ */
 static int guest_helper(json_t *record, char *const *argv, char *err, size_t errlen)
 {
 	const struct crgw_backend *b = crgw_backend_find(json_string_value(json_object_get(record, "backend")));
@@ -483,7 +487,7 @@ int crgw_sandbox_changes(json_t *record, void (*cb)(void *arg, const struct crgw
 	const char *mode = json_string_value(json_object_get(ws, "mode"));
 	const char *lower = json_string_value(json_object_get(ws, "dir"));
 	const char *data = json_string_value(json_object_get(record, "data_dir"));
-	char *const sync_argv[] = {"/proc/1/exe", "--sync", NULL};
+	char *const sync_argv[] = {"/proc/self/exe", "--sync", NULL};
 	char path[PATH_MAX];
 	int e, status;
 
@@ -520,7 +524,7 @@ struct guest_copy {
 static void guest_reader(void *arg, const char *inside, int out)
 {
 	struct guest_copy *c = arg;
-	char *const argv[] = {"/proc/1/exe", "--copy-out", (char *)inside, NULL};
+	char *const argv[] = {"/proc/self/exe", "--copy-out", (char *)inside, NULL};
 	char err[512] = "";
 	int null = open("/dev/null", O_RDONLY | O_CLOEXEC), status;
 

@@ -117,6 +117,13 @@ out=$("$CTL" exec "$id" -- sh -c 'echo again; exit 3')
 rc=$?
 [ "$rc" -eq 3 ] && [ "$out" = again ]
 ok $? "crgw-ctl exec runs a second command in the running sandbox over a new vsock connection ($id, rc=$rc)"
+# With the fake the agent runs on the host and mounts no workspace: diff reads an untouched change disk,
+# and cp reads what the host's agent sees. Both travel the hybrid vsock as in a real VM.
+out=$("$CTL" sandbox diff "$id" 2>&1)
+rc=$?
+"$CTL" cp "$id:$W/README" "$T/fc-readme" 2>"$T/cp.err"
+[ "$rc" -eq 0 ] && [ -z "$out" ] && [ "$(cat "$T/fc-readme" 2>/dev/null)" = hello ] && [ -f "$data_dir/workspace-changes.ext4" ]
+ok $? "sandbox diff (the guest's sync, then the change disk) and cp (the agent's --copy-out) over the vsock (diff rc=$rc$(cat "$T/cp.err"))"
 "$CTL" sandbox rm "$id" >/dev/null 2>&1
 for _ in $(seq 50); do alive "$holder" || break; sleep 0.1; done
 ! alive "$holder" && ! ip link show dev "$ifname" >/dev/null 2>&1 && [ ! -e "$data_dir" ]
