@@ -11,6 +11,26 @@
  * git's https URLs of the policy's git hosts rewritten to the gateway's mediation, with no credential
  * helper: the gateway holds the credentials), then -e.
  */
+/* Puts `entry` (NAME=VALUE) in env[0..*n), over an entry of the same name. */
+static void env_set(char **env, size_t *n, const char *entry)
+{
+	const char *eq = strchr(entry, '=');
+	size_t klen = eq ? (size_t)(eq - entry) + 1 : strlen(entry);
+	char *copy = strdup(entry);
+
+	if (!copy) {
+		env[(*n)++] = NULL; /* seen as out of memory at the end */
+		return;
+	}
+	for (size_t j = 0; j < *n; j++)
+		if (env[j] && !strncmp(env[j], entry, klen)) {
+			free(env[j]);
+			env[j] = copy;
+			return;
+		}
+	env[(*n)++] = copy;
+}
+
 /*
  * The package tools pointed at the gateway's registry mediation, each at its registry's primary host
  * (docs/mediation.md, "Registries"): npm (which must also fetch the tarballs its lockfile names through
@@ -27,7 +47,7 @@ static void registry_env(json_t *regs, const char *url, const char *gw, char **e
 #define PUTR(...)                                                                                                      \
 	do {                                                                                                           \
 		snprintf(buf, sizeof(buf), __VA_ARGS__);                                                               \
-		env[(*n)++] = strdup(buf);                                                                             \
+		env_set(env, n, buf);                                                                                  \
 	} while (0)
 	if (npm && strlen(npm) < 254) {
 		PUTR("npm_config_registry=%s/registry/npm/%s/", url, npm);
@@ -53,7 +73,7 @@ static void registry_env(json_t *regs, const char *url, const char *gw, char **e
 #undef PUTR
 }
 
-char **vm_command_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req)
+char **vm_command_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req, char *const *image_env)
 {
 	static const char *const proxy_names[] = {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"};
 	json_t *med = json_object_get(sb->record, "mediation");
@@ -63,15 +83,19 @@ char **vm_command_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec_r
 	char **env, buf[1024];
 	const char *term = getenv("TERM");
 
+	size_t nimage = 0;
+
 	while (req->env && req->env[extra])
 		extra++;
-	env = calloc(48 + extra + 2 * nhosts, sizeof(*env));
+	while (image_env && image_env[nimage])
+		nimage++;
+	env = calloc(48 + extra + nimage + 2 * nhosts, sizeof(*env));
 	if (!env)
 		return NULL;
 #define PUT(...)                                                                                                       \
 	do {                                                                                                           \
 		snprintf(buf, sizeof(buf), __VA_ARGS__);                                                               \
-		env[n++] = strdup(buf);                                                                                \
+		env_set(env, &n, buf);                                                                                 \
 	} while (0)
 	PUT("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
 	PUT("HOME=/root");
@@ -79,6 +103,10 @@ char **vm_command_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec_r
 	PUT("LOGNAME=root");
 	PUT("HOSTNAME=%s", sb->id);
 	PUT("LANG=C.UTF-8");
+	/* The image's own (its PATH, its language's variables); the gateway's wiring below goes over it. */
+	for (i = 0; i < nimage; i++)
+		if (strchr(image_env[i], '=') && image_env[i][0] != '=')
+			env_set(env, &n, image_env[i]);
 	if (req->tty)
 		PUT("TERM=%s", term && *term && strlen(term) < 64 ? term : "xterm");
 	/* Both spellings: tools disagree on which one they read. */

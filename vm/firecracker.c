@@ -513,6 +513,7 @@ static int fc_create(const struct crgw_sandbox_spec *spec, const struct crgw_gat
 	struct fc_layout l;
 	struct vm_ws ws;
 	struct vm_answer a;
+	json_t *image_config = NULL;
 	struct vm_kernel k;
 	struct crgw_vm_sandbox *sb = NULL;
 	json_t *req = NULL, *answer = NULL, *config = NULL;
@@ -536,7 +537,7 @@ static int fc_create(const struct crgw_sandbox_spec *spec, const struct crgw_gat
 	if ((e = find_programs(&prog, err, errlen)))
 		return e;
 	/* What the VM boots: the qemu backend's kernel and initramfs, with the modules of an MMIO machine. */
-	if ((e = vm_policy_image(spec->policy_json, image, sizeof(image), err, errlen)) ||
+	if ((e = vm_policy_image(spec->policy_json, image, sizeof(image), &image_config, err, errlen)) ||
 	    (e = vm_boot_prepare(fc_guest_modules, &k, initrd, sizeof(initrd), err, errlen)))
 		return e;
 	t_prep = vm_now_ms();
@@ -586,6 +587,10 @@ static int fc_create(const struct crgw_sandbox_spec *spec, const struct crgw_gat
 
 	if ((e = vm_ws_make_disks(&ws, data_dir, err, errlen)))
 		goto fail;
+	if ((e = vm_image_config_save(data_dir, image_config))) {
+		snprintf(err, errlen, "%s/%s: %s", data_dir, VM_IMAGE_CONFIG, strerror(-e));
+		goto fail;
+	}
 	t_prep += vm_now_ms() - t_ws; /* the workspace's disks are image preparation too */
 	memcpy(kernel_in, k.vmlinux, sizeof(kernel_in));
 	memcpy(initrd_in, initrd, sizeof(initrd_in));
@@ -701,6 +706,7 @@ static int fc_create(const struct crgw_sandbox_spec *spec, const struct crgw_gat
 	sb->timings[2] = vm_now_ms() - t_net;
 	vm_report_timings(sb, gw, access("/dev/kvm", R_OK | W_OK) == 0 ? "KVM" : "no /dev/kvm");
 	json_decref(config);
+	json_decref(image_config);
 	json_decref(req);
 	json_decref(answer);
 	close(st[0]);
@@ -721,6 +727,7 @@ fail:
 			close(st[i]);
 	}
 	json_decref(config);
+	json_decref(image_config);
 	json_decref(req);
 	json_decref(answer);
 	vm_sandbox_free(sb);

@@ -513,7 +513,7 @@ __attribute__((noreturn)) static void command_main(const struct crgw_vm_sandbox 
 	} else {
 		memcpy(fds, con->child_fd, sizeof(fds));
 	}
-	env = vm_command_env(sb, req);
+	env = vm_command_env(sb, req, NULL);
 	if (!env)
 		exec_fail(ctl, EXIT_RUN_FAILED, "building the environment%s: %s", "");
 	if (crgw_seccomp_apply(why, sizeof(why)))

@@ -124,6 +124,7 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	struct qemu_launch l = {.kvm = false};
 	struct vm_ws ws;
 	struct vm_answer a;
+	json_t *image_config = NULL;
 	struct vm_kernel k;
 	struct crgw_vm_sandbox *sb = NULL;
 	json_t *req = NULL, *answer = NULL;
@@ -143,7 +144,7 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	if ((e = vm_ws_check(&ws, spec, "qemu", err, errlen)))
 		return e;
 	/* What the VM boots: the host's kernel, and an initramfs with the agent and the built-in image. */
-	if ((e = vm_policy_image(spec->policy_json, l.rootfs, sizeof(l.rootfs), err, errlen)) ||
+	if ((e = vm_policy_image(spec->policy_json, l.rootfs, sizeof(l.rootfs), &image_config, err, errlen)) ||
 	    (e = vm_boot_prepare(vm_guest_modules, &k, l.initrd, sizeof(l.initrd), err, errlen)))
 		return e;
 	memcpy(l.vmlinux, k.vmlinux, sizeof(l.vmlinux));
@@ -178,6 +179,10 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 
 	if ((e = vm_ws_make_disks(&ws, data_dir, err, errlen)))
 		goto fail;
+	if ((e = vm_image_config_save(data_dir, image_config))) {
+		snprintf(err, errlen, "%s/%s: %s", data_dir, VM_IMAGE_CONFIG, strerror(-e));
+		goto fail;
+	}
 	t_prep += vm_now_ms() - t_ws; /* the workspace's disks are image preparation too */
 	l.kvm = access("/dev/kvm", R_OK | W_OK) == 0;
 	snprintf(l.memory, sizeof(l.memory), "%u", GUEST_MEMORY_MB);
@@ -263,6 +268,7 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	vm_report_timings(sb, gw, l.kvm ? "KVM" : "TCG");
 	json_decref(req);
 	json_decref(answer);
+	json_decref(image_config);
 	close(st[0]);
 	*out = sb;
 	return 0;
@@ -282,6 +288,7 @@ fail:
 	unlink(qlog);
 	json_decref(req);
 	json_decref(answer);
+	json_decref(image_config);
 	qemu_free(sb);
 	return e;
 }

@@ -70,11 +70,14 @@ int vm_sandbox_from_record(struct crgw_vm_sandbox *sb, json_t *record, char *err
 void vm_sandbox_clear(struct crgw_vm_sandbox *sb);
 
 /*
- * The environment a sandbox's command starts with (env.c): nothing of the caller's, the gateway wired in
- * (proxy variables, mediation for git and the registries), then the request's -e entries. A new
+ * The environment a sandbox's command starts with (env.c): nothing of the caller's, a base (PATH, HOME,
+ * LANG, ...), the image's Env over it (`image_env`, NAME=VALUE entries, NULL-terminated; may be NULL), the
+ * gateway wired in over that (proxy variables, mediation for git and the registries), then the request's
+ * -e entries. A new
  * NULL-terminated array of new strings, or NULL when out of memory.
  */
-char **vm_command_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req);
+char **vm_command_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req,
+		      char *const *image_env);
 
 /* ---- vmm.c: what the VM backends (qemu.c, firecracker.c) share ----------------------------------- */
 
@@ -120,10 +123,20 @@ int vm_boot_prepare(const char *const *modules, struct vm_kernel *k, char *initr
 
 /*
  * The root file system of the policy's `sandbox.image` from the image store ($CRGW_IMAGE_STORE, else
- * the default), into `path`; an empty path when the policy names no image (the built-in one). An image
+ * the default), into `path`; an empty path when the policy names no image (the built-in one). With
+ * `config`, also what the image's config says of its commands' environment and directory (a new object,
+ * or NULL). An image
  * not in the store is an error that says how to pull it: a launch never fetches what nobody vetted.
  */
-int vm_policy_image(const char *policy_json, char *path, size_t pathlen, char *err, size_t errlen);
+int vm_policy_image(const char *policy_json, char *path, size_t pathlen, json_t **config, char *err, size_t errlen);
+
+/*
+ * What the image's config says its commands run with, kept in the sandbox's data directory for every exec
+ * (`config` from vm_policy_image: {"env": [...], "workdir": "..."}, or NULL for none). 0 or -errno.
+ */
+#define VM_IMAGE_CONFIG "image-config.json"
+#define VM_IMAGE_ENV_MAX 256
+int vm_image_config_save(const char *data_dir, json_t *config);
 
 /*
  * The holder, in the child of a fork made before the registration (so that the gateway can put it in the

@@ -248,7 +248,7 @@ int vm_boot_prepare(const char *const *modules, struct vm_kernel *k, char *initr
 	return e;
 }
 
-int vm_policy_image(const char *policy_json, char *path, size_t pathlen, char *err, size_t errlen)
+int vm_policy_image(const char *policy_json, char *path, size_t pathlen, json_t **config, char *err, size_t errlen)
 {
 	json_t *p = json_loads(policy_json, 0, NULL);
 	json_t *img = json_object_get(json_object_get(p, "sandbox"), "image");
@@ -280,6 +280,18 @@ int vm_policy_image(const char *policy_json, char *path, size_t pathlen, char *e
 		else
 			snprintf(err, errlen, "the policy's image %s: %s", ref, why);
 		path[0] = '\0';
+	} else if (config) {
+		json_t *rec = NULL;
+
+		/* What the image says its commands run with (Env, WorkingDir): best effort, as an import has none. */
+		if (crgw_image_inspect(s, digest, &rec, why, sizeof(why)) == 0) {
+			json_t *c = json_object_get(rec, "image_config");
+
+			*config = json_is_object(c) ? json_pack("{s:O?, s:O?}", "env", json_object_get(c, "env"), "workdir",
+								json_object_get(c, "workdir"))
+						    : NULL;
+		}
+		json_decref(rec);
 	}
 	crgw_image_store_close(s);
 	json_decref(p);
@@ -528,11 +540,26 @@ int vm_exec(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req,
 	    int *status, char *err, size_t errlen)
 {
 	struct crgw_exec_request r = *req;
-	char **env = vm_command_env(sb, req);
+	const char *data_dir = json_string_value(json_object_get(sb->record, "data_dir"));
+	char path[PATH_MAX], *image_env[VM_IMAGE_ENV_MAX + 1] = {NULL};
+	json_t *config = NULL, *v;
+	size_t i, n = 0;
+	char **env;
 	int e;
 
+	/* The image's Env under the gateway's wiring, and its WorkingDir where there is no workspace. */
+	if (data_dir && !vm_fmt(path, sizeof(path), "%s/" VM_IMAGE_CONFIG, data_dir))
+		config = json_load_file(path, 0, NULL);
+	json_array_foreach(json_object_get(config, "env"), i, v)
+		if (json_is_string(v) && n < VM_IMAGE_ENV_MAX)
+			image_env[n++] = (char *)json_string_value(v);
+	if (!r.cwd && sb->workspace_mode == CRGW_WS_NONE && json_string_value(json_object_get(config, "workdir")) &&
+	    json_string_value(json_object_get(config, "workdir"))[0] == '/')
+		r.cwd = json_string_value(json_object_get(config, "workdir"));
+	env = vm_command_env(sb, req, image_env);
 	*status = 125;
 	if (!env) {
+		json_decref(config);
 		snprintf(err, errlen, "building the environment: out of memory");
 		return -ENOMEM;
 	}
@@ -544,10 +571,22 @@ int vm_exec(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req,
 	} else {
 		e = run(sb, &r, status, err, errlen);
 	}
-	for (size_t i = 0; env[i]; i++)
+	for (i = 0; env[i]; i++)
 		free(env[i]);
 	free(env);
+	json_decref(config);
 	return e;
+}
+
+int vm_image_config_save(const char *data_dir, json_t *config)
+{
+	char path[PATH_MAX];
+
+	if (!config)
+		return 0;
+	if (vm_fmt(path, sizeof(path), "%s/" VM_IMAGE_CONFIG, data_dir))
+		return -ENAMETOOLONG;
+	return json_dump_file(config, path, JSON_COMPACT) ? -EIO : 0;
 }
 
 json_t *vm_registration(const struct crgw_sandbox_spec *spec, const struct vm_ws *ws, const char *backend,

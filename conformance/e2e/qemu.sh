@@ -188,8 +188,13 @@ if testnet_registries_up >/dev/null 2>&1; then
 			mkdir -p "$T/bundle/rootfs/bin" "$T/bundle/rootfs/etc" && cp /bin/busybox "$T/bundle/rootfs/bin/" &&
 			for a in sh cat echo ls uname wget nslookup; do ln -s busybox "$T/bundle/rootfs/bin/$a"; done &&
 			echo "crgw e2e image" >"$T/bundle/rootfs/etc/image-release" &&
+			mkdir -p "$T/bundle/rootfs/opt/tools" &&
+			printf '#!/bin/sh\necho tool from the image PATH\n' >"$T/bundle/rootfs/opt/tools/imgtool" &&
+			chmod 755 "$T/bundle/rootfs/opt/tools/imgtool" &&
 			umoci repack --image "$L:1" "$T/bundle" &&
-			umoci config --image "$L:1" --architecture amd64 --os linux
+			umoci config --image "$L:1" --architecture amd64 --os linux \
+				--config.env PATH=/opt/tools:/usr/bin:/bin --config.env CRGW_IMAGE_VAR=from-image \
+				--config.env HTTP_PROXY=http://image.invalid:1 --config.workingdir /opt
 	) >"$T/umoci.log" 2>&1
 	printf '{"default": [{"type": "insecureAcceptAnything"}]}\n' >"$T/skopeo-policy.json"
 	testnet_exec skopeo --policy "$T/skopeo-policy.json" copy --quiet --dest-no-creds \
@@ -211,6 +216,13 @@ if testnet_registries_up >/dev/null 2>&1; then
 	out=$("$CTL" run --backend qemu --rm --policy "$T/img" -- cat /etc/written 2>&1)
 	! echo "$out" | grep -qx x
 	ok $? "... and the next VM on it starts from the pristine image (each gets its own overlay)"
+	out=$("$CTL" run --backend qemu --rm --workspace-mode none --policy "$T/img" -- sh -c 'pwd; imgtool; echo "$CRGW_IMAGE_VAR"; echo "$HTTP_PROXY"' 2>&1)
+	[ "$(echo "$out" | sed -n 1p)" = /opt ] && [ "$(echo "$out" | sed -n 2p)" = "tool from the image PATH" ] &&
+		[ "$(echo "$out" | sed -n 3p)" = from-image ] && echo "$out" | sed -n 4p | grep -q '^http://10\.201\..*:3128$'
+	ok $? "the image's Env and WorkingDir apply, under the gateway's own variables ($(echo "$out" | tr '\n' ' '))"
+	out=$("$CTL" run --backend qemu --rm --policy "$T/img" -e CRGW_IMAGE_VAR=mine -- sh -c 'pwd; echo "$CRGW_IMAGE_VAR"' 2>&1)
+	[ "$(echo "$out" | tr '\n' ' ')" = "/workspace mine " ]
+	ok $? "... -e goes over the image's Env, and a workspace is where commands start ($(echo "$out" | tr '\n' ' '))"
 	printf 'version: 1\nsandbox:\n  image: { ref: "oci.test/crgw/vmbase@sha256:%s" }\n  network:\n    default: deny\n' \
 		"$(printf '0%.0s' $(seq 64))" >"$T/img/cleanroom.yaml"
 	out=$("$CTL" run --backend qemu --rm --policy "$T/img" -- true 2>&1)
