@@ -68,7 +68,7 @@ struct channel {
 
 struct session {
 	int in_fd, out_fd;
-	bool port; /* the serial port: its descriptor outlives the session */
+	int port; /* the serial port's index (its descriptor outlives the session), or -1 */
 	struct crgw_guest_reader rd;
 	struct crgw_guest_outq q;
 	bool ending; /* input ended: flush what is queued, then go */
@@ -81,8 +81,8 @@ struct agent {
 	struct channel *channels;
 	size_t nchannels;
 	int sigfd;
-	long long port_retry_at; /* ms; 0: no retry due */
-	bool port_session;	 /* a session runs on the port */
+	long long port_retry_at[AGENT_PORTS_MAX]; /* ms; 0: no retry due */
+	bool port_session[AGENT_PORTS_MAX];	  /* a session runs on the port */
 };
 
 static long long now_ms(void)
@@ -496,7 +496,7 @@ static void session_read(struct agent *a, struct session *s)
 		return;
 	if (n <= 0) {
 		/* On the port, the end of input is the host leaving: what is queued cannot reach anyone. */
-		if (s->port)
+		if (s->port >= 0)
 			s->gone = true;
 		s->ending = true;
 		return;
@@ -662,7 +662,7 @@ static void reap(struct agent *a)
 
 /* ---- sessions --------------------------------------------------------------------------------- */
 
-static struct session *session_new(struct agent *a, int in_fd, int out_fd, bool port)
+static struct session *session_new(struct agent *a, int in_fd, int out_fd, int port)
 {
 	struct session *s;
 	int slot;
@@ -697,9 +697,9 @@ static void session_end(struct agent *a, int slot)
 			c->s = NULL;
 			close_fd(&c->in_fd);
 		}
-	if (s->port) {
-		a->port_session = false;
-		a->port_retry_at = now_ms() + PORT_RETRY_MS;
+	if (s->port >= 0) {
+		a->port_session[s->port] = false;
+		a->port_retry_at[s->port] = now_ms() + PORT_RETRY_MS;
 	} else {
 		close(s->in_fd);
 		if (s->out_fd != s->in_fd)
@@ -716,18 +716,19 @@ static void session_end(struct agent *a, int slot)
  */
 static void port_try(struct agent *a)
 {
-	struct pollfd p = {.fd = a->cfg->port_fd, .events = POLLIN};
+	for (unsigned i = 0; i < a->cfg->nports; i++) {
+		struct pollfd p = {.fd = a->cfg->port_fds[i], .events = POLLIN};
 
-	if (a->port_session || !a->port_retry_at || now_ms() < a->port_retry_at)
-		return;
-	if (poll(&p, 1, 0) >= 0 && !(p.revents & (POLLHUP | POLLERR))) {
-		if (session_new(a, a->cfg->port_fd, a->cfg->port_fd, true)) {
-			a->port_session = true;
-			a->port_retry_at = 0;
-			return;
+		if (a->port_session[i] || !a->port_retry_at[i] || now_ms() < a->port_retry_at[i])
+			continue;
+		if (poll(&p, 1, 0) >= 0 && !(p.revents & (POLLHUP | POLLERR)) &&
+		    session_new(a, a->cfg->port_fds[i], a->cfg->port_fds[i], (int)i)) {
+			a->port_session[i] = true;
+			a->port_retry_at[i] = 0;
+			continue;
 		}
+		a->port_retry_at[i] = now_ms() + PORT_RETRY_MS;
 	}
-	a->port_retry_at = now_ms() + PORT_RETRY_MS;
 }
 
 static int open_signals(struct agent *a)
@@ -758,12 +759,13 @@ int agent_run(const struct agent_config *cfg)
 
 	if ((e = open_signals(&a)))
 		return e;
-	if (cfg->source == AGENT_FD && !session_new(&a, cfg->in_fd, cfg->out_fd, false))
+	if (cfg->source == AGENT_FD && !session_new(&a, cfg->in_fd, cfg->out_fd, -1))
 		return -ENOMEM;
 	if (cfg->source == AGENT_LISTEN)
 		set_nonblock(cfg->listen_fd);
 	if (cfg->source == AGENT_PORT)
-		a.port_retry_at = 1;
+		for (unsigned i = 0; i < cfg->nports && i < AGENT_PORTS_MAX; i++)
+			a.port_retry_at[i] = 1;
 
 	for (;;) {
 		/* Sessions, channels (three each), the listener, signals. */
@@ -815,7 +817,7 @@ int agent_run(const struct agent_config *cfg)
 				pfd[n] = (struct pollfd){.fd = s->in_fd, .events = POLLIN};
 				owner[n] = s;
 				kind[n++] = 2;
-			} else if (s->port && !s->ending) {
+			} else if (s->port >= 0 && !s->ending) {
 				/* Not reading, but a host that leaves the port must still be seen (POLLHUP), or a full
 				 * queue would wait for it for ever. */
 				pfd[n] = (struct pollfd){.fd = s->in_fd, .events = 0};
@@ -841,8 +843,9 @@ int agent_run(const struct agent_config *cfg)
 					kind[n++] = 5 + i;
 				}
 		}
-		if (a.port_retry_at)
-			timeout = PORT_RETRY_MS;
+		for (unsigned i = 0; i < cfg->nports; i++)
+			if (a.port_retry_at[i])
+				timeout = PORT_RETRY_MS;
 		if (poll(pfd, n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -863,7 +866,7 @@ int agent_run(const struct agent_config *cfg)
 			case 1: {
 				int fd = accept4(cfg->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
-				if (fd >= 0 && !session_new(&a, fd, fd, false)) {
+				if (fd >= 0 && !session_new(&a, fd, fd, -1)) {
 					/* Too many sessions: the host sees the connection close. */
 					close(fd);
 				}
@@ -877,7 +880,7 @@ int agent_run(const struct agent_config *cfg)
 				 * A hang-up seen by poll is the host leaving the port, even when it is back by the time
 				 * we read: a new connection must get a new session and its hello.
 				 */
-				if (s->port && (pfd[k].revents & POLLHUP))
+				if (s->port >= 0 && (pfd[k].revents & POLLHUP))
 					s->gone = s->ending = true;
 				break;
 			}

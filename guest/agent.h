@@ -13,11 +13,15 @@ enum agent_source {
 	AGENT_PORT,   /* a virtio-serial port: one session at a time, a new one each time the host connects */
 };
 
+/* Serial ports served at once: a host connection each (a port takes one at a time). */
+#define AGENT_PORTS_MAX 8
+
 struct agent_config {
 	enum agent_source source;
 	int in_fd, out_fd; /* AGENT_FD */
 	int listen_fd;	   /* AGENT_LISTEN */
-	int port_fd;	   /* AGENT_PORT: the open /dev/vportNpM */
+	int port_fds[AGENT_PORTS_MAX]; /* AGENT_PORT: the open /dev/vportNpM, one session each */
+	unsigned nports;
 	bool pid1;	   /* the commands' base environment is fixed, not ours; orphans are ours to reap */
 };
 
@@ -37,6 +41,7 @@ struct guest_boot {
 	char ifname[16];   /* crgw.if=NAME (eth0) */
 	char hostname[64]; /* crgw.hostname=NAME */
 	char port[64];	   /* crgw.port=NAME: the virtio-serial port's name (crgw.0) */
+	unsigned ports;	   /* crgw.ports=N: also NAME.1 .. NAME.N-1 (1) */
 	unsigned mtu;	   /* crgw.mtu=N, 0 for the driver's */
 	unsigned vsock;	   /* crgw.vsock=PORT: listen on vsock instead of a serial port (Firecracker) */
 	char root[64];	   /* crgw.root=/dev/vda: the image's ext4 file system, switched into; empty: stay */

@@ -74,6 +74,7 @@ int guest_boot_parse(const char *cmdline, struct guest_boot *b, char *err, size_
 	memset(b, 0, sizeof(*b));
 	snprintf(b->ifname, sizeof(b->ifname), "eth0");
 	snprintf(b->port, sizeof(b->port), "crgw.0");
+	b->ports = 1;
 	while (*p) {
 		const char *word, *eq, *val;
 		size_t wlen, klen, vlen;
@@ -108,6 +109,8 @@ int guest_boot_parse(const char *cmdline, struct guest_boot *b, char *err, size_
 			e = take(b->hostname, sizeof(b->hostname), val, vlen);
 		else if (KEY("crgw.port"))
 			e = vlen ? take(b->port, sizeof(b->port), val, vlen) : -EINVAL;
+		else if (KEY("crgw.ports"))
+			e = take_uint(&b->ports, val, vlen, AGENT_PORTS_MAX) || b->ports == 0 ? -EINVAL : 0;
 		else if (KEY("crgw.mtu"))
 			e = take_uint(&b->mtu, val, vlen, 65535);
 		else if (KEY("crgw.root"))

@@ -112,7 +112,7 @@ __attribute__((noreturn)) static void power_off(void)
 
 static int run_init(void)
 {
-	struct agent_config cfg = {.pid1 = true, .listen_fd = -1, .port_fd = -1};
+	struct agent_config cfg = {.pid1 = true, .listen_fd = -1};
 	struct guest_boot boot;
 	char err[256];
 	int e;
@@ -150,10 +150,20 @@ static int run_init(void)
 		}
 	} else {
 		cfg.source = AGENT_PORT;
-		cfg.port_fd = guest_open_port(boot.port, 10000);
-		if (cfg.port_fd < 0) {
-			guest_log("the virtio-serial port named %s: %s", boot.port, strerror(-cfg.port_fd));
-			power_off();
+		/* The first port, then the others the host made (crgw.ports): a connection each. */
+		for (unsigned i = 0; i < boot.ports; i++) {
+			char name[80];
+			int fd;
+
+			snprintf(name, sizeof(name), i ? "%s.%u" : "%s", boot.port, i);
+			fd = guest_open_port(name, 10000);
+			if (fd < 0) {
+				guest_log("the virtio-serial port named %s: %s", name, strerror(-fd));
+				if (i == 0)
+					power_off();
+				break;
+			}
+			cfg.port_fds[cfg.nports++] = fd;
 		}
 	}
 	e = agent_run(&cfg);
@@ -163,7 +173,7 @@ static int run_init(void)
 
 int main(int argc, char **argv)
 {
-	struct agent_config cfg = {.listen_fd = -1, .port_fd = -1};
+	struct agent_config cfg = {.listen_fd = -1};
 	char err[256];
 	int e;
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -25,13 +26,19 @@
 #define QEMU_BINARY "qemu-system-x86_64"
 #define GUEST_MEMORY_MB 512
 #define AGENT_PORT "crgw.0"
+/*
+ * Serial ports to the agent: QEMU serves one connection per port, so this many crgw-ctl processes (exec,
+ * cp, diff) can reach one VM at once; each takes a port under a lock file (agent.N.lock).
+ */
+#define AGENT_PORTS 4
 
 struct qemu_launch {
 	char vmlinux[PATH_MAX], initrd[PATH_MAX], console[PATH_MAX], agent[PATH_MAX];
 	char rootfs[PATH_MAX]; /* the policy's image (ext4), or empty for the built-in image */
 	char drive[PATH_MAX + 64];
 	char ws_lower[PATH_MAX + 64], ws_upper[PATH_MAX + 64]; /* the workspace's disks, or empty */
-	char append[1024], chardev[PATH_MAX + 64], netdev[128], nic[128], memory[16];
+	char append[1024], chardev[AGENT_PORTS][PATH_MAX + 64], port[AGENT_PORTS][64], netdev[128], nic[128];
+	char memory[16];
 	char runas[32], chroot[PATH_MAX]; /* who QEMU becomes, and where, once it has opened what it needs */
 	bool kvm;
 };
@@ -67,10 +74,6 @@ static int qemu_cmdline(const struct qemu_launch *l, const char *log, char *buf,
 	    l->append,
 	    "-device",
 	    "virtio-serial-pci",
-	    "-chardev",
-	    l->chardev,
-	    "-device",
-	    "virtserialport,chardev=agent,name=" AGENT_PORT,
 	    "-netdev",
 	    l->netdev,
 	    "-device",
@@ -89,10 +92,16 @@ static int qemu_cmdline(const struct qemu_launch *l, const char *log, char *buf,
 	    "on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny",
 	};
 	/* clang-format on */
-	const char *all[sizeof(argv) / sizeof(argv[0]) + 12];
+	const char *all[sizeof(argv) / sizeof(argv[0]) + 12 + 4 * AGENT_PORTS];
 	size_t nargs = sizeof(argv) / sizeof(argv[0]);
 
 	memcpy(all, argv, sizeof(argv));
+	for (int i = 0; i < AGENT_PORTS; i++) {
+		all[nargs++] = "-chardev";
+		all[nargs++] = l->chardev[i];
+		all[nargs++] = "-device";
+		all[nargs++] = l->port[i];
+	}
 	/*
 	 * The image's root first, so that it is /dev/vda (the guest finds the workspace's disks by label),
 	 * read-only underneath: snapshot=on gives each VM its own throwaway overlay.
@@ -111,6 +120,55 @@ static int qemu_cmdline(const struct qemu_launch *l, const char *log, char *buf,
 			all[nargs++] = drives[i][1];
 		}
 	return vm_holder_args(NULL, log, all, nargs, buf, size, len);
+}
+
+/* The agent's socket of port `i` in `data_dir` (port 0's is agent.sock), or its lock file. */
+static int port_path(char *out, size_t len, const char *data_dir, int i, bool lock)
+{
+	if (lock)
+		return vm_fmt(out, len, "%s/agent.%d.lock", data_dir, i);
+	return i ? vm_fmt(out, len, "%s/agent.%d.sock", data_dir, i) : vm_fmt(out, len, "%s/agent.sock", data_dir);
+}
+
+static int agent_ports(struct qemu_launch *l, const char *data_dir)
+{
+	char sock[PATH_MAX];
+
+	for (int i = 0; i < AGENT_PORTS; i++)
+		if (port_path(sock, sizeof(sock), data_dir, i, false) ||
+		    vm_fmt(l->chardev[i], sizeof(l->chardev[i]), "socket,id=agent%d,path=%s,server=on,wait=off", i,
+			   sock) ||
+		    vm_fmt(l->port[i], sizeof(l->port[i]),
+			   i ? "virtserialport,chardev=agent%d,name=" AGENT_PORT ".%d"
+			     : "virtserialport,chardev=agent%d,name=" AGENT_PORT,
+			   i, i))
+			return -ENAMETOOLONG;
+	return 0;
+}
+
+/*
+ * A port no other crgw-ctl holds: its lock taken (returned, to close when done) and its socket in `sock`.
+ * When all are taken, waits for port 0. Returns the lock's descriptor or -errno.
+ */
+static int port_take(const char *data_dir, char *sock, size_t len)
+{
+	char lock[PATH_MAX];
+
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < (pass ? 1 : AGENT_PORTS); i++) {
+			int fd;
+
+			if (port_path(lock, sizeof(lock), data_dir, i, true) ||
+			    port_path(sock, len, data_dir, i, false))
+				return -ENAMETOOLONG;
+			fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+			if (fd < 0)
+				return -errno;
+			if (flock(fd, pass ? LOCK_EX : LOCK_EX | LOCK_NB) == 0)
+				return fd;
+			close(fd);
+		}
+	return -EAGAIN;
 }
 
 static void qemu_free(struct crgw_vm_sandbox *sb)
@@ -201,8 +259,7 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 		goto fail;
 	}
 	if (vm_fmt(l.console, sizeof(l.console), "file:%s/console.log", data_dir) ||
-	    vm_fmt(l.agent, sizeof(l.agent), "%s/agent.sock", data_dir) ||
-	    vm_fmt(l.chardev, sizeof(l.chardev), "socket,id=agent,path=%s,server=on,wait=off", l.agent) ||
+	    vm_fmt(l.agent, sizeof(l.agent), "%s/agent.sock", data_dir) || agent_ports(&l, data_dir) ||
 	    vm_fmt(l.netdev, sizeof(l.netdev), "tap,id=net0,ifname=%s,script=no,downscript=no,vhost=off", ifname) ||
 	    vm_fmt(l.nic, sizeof(l.nic), "virtio-net-pci,netdev=net0,mac=%s", mac) ||
 	    vm_fmt(l.drive, sizeof(l.drive), "file=%s,if=none,id=root,format=raw,snapshot=on", l.rootfs) ||
@@ -214,8 +271,9 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 		   "console=ttyS0 rdinit=/init panic=-1 quiet mitigations=off tsc=reliable no_timer_check "
 		   "rcupdate.rcu_expedited=1 i8042.noaux i8042.nokbd i8042.nopnp 8250.nr_uarts=1 random.trust_cpu=on "
 		   "cryptomgr.notests crgw.ip=%s/30 crgw.gw=%s crgw.dns=%s crgw.hostname=%s crgw.port=" AGENT_PORT
+		   " crgw.ports=%d"
 		   "%s%s%s",
-		   guest, sb->gateway, sb->gateway, sb->id, l.rootfs[0] ? " crgw.root=/dev/vda" : "",
+		   guest, sb->gateway, sb->gateway, sb->id, AGENT_PORTS, l.rootfs[0] ? " crgw.root=/dev/vda" : "",
 		   ws.mode == CRGW_WS_NONE ? "" : " crgw.ws=",
 		   ws.mode == CRGW_WS_NONE ? "" : crgw_workspace_mode_name(ws.mode)) ||
 	    qemu_cmdline(&l, qlog, cmdline, sizeof(cmdline), &cmdlen)) {
@@ -249,8 +307,15 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	e = fd < 0 ? fd : vm_wait_hello(fd, vm_boot_timeout_ms());
 	if (fd >= 0 && e)
 		close(fd);
-	else if (fd >= 0)
+	else if (fd >= 0) {
+		char lock[PATH_MAX];
+
+		/* Port 0 is this connection's until the first exec is over (agent.0.lock). */
 		sb->agent_fd = fd;
+		if (!port_path(lock, sizeof(lock), data_dir, 0, true) &&
+		    (sb->agent_lock = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) >= 0)
+			flock(sb->agent_lock, LOCK_EX | LOCK_NB);
+	}
 	if (e) {
 		char tail[400];
 
@@ -310,17 +375,28 @@ static int qemu_open(json_t *record, struct crgw_vm_sandbox **out, char *err, si
 static int qemu_run(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *r, int *status, char *err,
 		    size_t errlen)
 {
-	int fd, e;
+	const char *data_dir = json_string_value(json_object_get(sb->record, "data_dir"));
+	char sock[PATH_MAX];
+	int fd, e, lock;
 
+	if (!data_dir) {
+		snprintf(err, errlen, "%s: its record has no data directory", sb->id);
+		return -EINVAL;
+	}
+	lock = port_take(data_dir, sock, sizeof(sock));
+	if (lock < 0) {
+		snprintf(err, errlen, "%s: a port to the VM's agent: %s", sb->id, strerror(-lock));
+		return lock;
+	}
 	/*
-	 * QEMU serves one connection at a time, and the guest greets a connection once it has seen the last
-	 * one go: a connection that gets no hello soon is made again (nothing was sent on it).
+	 * QEMU serves one connection at a time per port, and the guest greets a connection once it has seen
+	 * the last one go: a connection that gets no hello soon is made again (nothing was sent on it).
 	 */
 	for (int attempt = 0;; attempt++) {
-		fd = vm_unix_connect(sb->agent_sock, sb->holder_pidfd, 10000);
+		fd = vm_unix_connect(sock, sb->holder_pidfd, 10000);
 		if (fd < 0) {
 			e = fd;
-			snprintf(err, errlen, "%s: the VM's agent (%s): %s", sb->id, sb->agent_sock,
+			snprintf(err, errlen, "%s: the VM's agent (%s): %s", sb->id, sock,
 				 e == -ESRCH ? "the VM has ended" : strerror(-e));
 			break;
 		}
@@ -330,6 +406,7 @@ static int qemu_run(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *
 			break;
 		usleep(100000);
 	}
+	close(lock);
 	return e;
 }
 

@@ -39,6 +39,7 @@ struct crgw_vm_sandbox {
 	size_t ncgroup_dirs;
 	char agent_sock[PATH_MAX]; /* VM backends: the host's end of the guest agent's port */
 	int agent_fd;              /* VM backends: the connection create() saw the hello on, for the first exec; -1 */
+	int agent_lock;            /* qemu: the lock on agent_fd's port while it is held; -1 */
 	char drive[PATH_MAX];      /* firecracker: the VM's own copy of its root drive, removed on release; "" */
 	double timings[3];         /* made here: image (root) prep, network, boot to ready (ms) */
 };
@@ -148,7 +149,7 @@ __attribute__((noreturn)) void vm_holder_main(int cmd, int status);
 
 /*
  * Packs the holder's command: the paths for standard output and error (NULL or "": none), then `argc`
- * (at most 64) non-empty arguments, NUL-separated and ended by an empty one. 0, or -E2BIG / -EINVAL.
+ * (at most 96) non-empty arguments, NUL-separated and ended by an empty one. 0, or -E2BIG / -EINVAL.
  */
 int vm_holder_args(const char *out_path, const char *err_path, const char *const *argv, size_t argc, char *buf,
 		   size_t size, size_t *len);

@@ -23,7 +23,7 @@
 
 #define BUSYBOX "/bin/busybox"
 #define EXTRAS_MAX 512
-#define HOLDER_ARGS_MAX 64
+#define HOLDER_ARGS_MAX 96
 
 int vm_fmt(char *out, size_t len, const char *f, ...)
 {
@@ -453,6 +453,7 @@ struct crgw_vm_sandbox *vm_sandbox_new(void)
 	if (sb) {
 		sb->holder_pidfd = -1;
 		sb->agent_fd = -1;
+		sb->agent_lock = -1;
 	}
 	return sb;
 }
@@ -463,6 +464,8 @@ void vm_sandbox_free(struct crgw_vm_sandbox *sb)
 		return;
 	if (sb->agent_fd >= 0)
 		close(sb->agent_fd);
+	if (sb->agent_lock >= 0)
+		close(sb->agent_lock);
 	vm_sandbox_clear(sb);
 	free(sb);
 }
@@ -568,6 +571,9 @@ int vm_exec(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req,
 		e = crgw_guest_exec_on(sb->agent_fd, &r, 0, true, status, err, errlen);
 		close(sb->agent_fd);
 		sb->agent_fd = -1;
+		if (sb->agent_lock >= 0)
+			close(sb->agent_lock);
+		sb->agent_lock = -1;
 	} else {
 		e = run(sb, &r, status, err, errlen);
 	}

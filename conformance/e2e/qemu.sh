@@ -104,6 +104,25 @@ ok $? "run --json's exited event has the run's timings: $(jq -c 'select(.event =
 jq -e '.timings | .boot_ms > 0 and .image_prep_ms >= 0 and .network_ms >= 0 and .last_command_ms >= 0 and .commands == 2' \
 	"$T/show.json" >/dev/null
 ok $? "sandbox show has the VM's timings (boot to agent ready, two commands): $(jq -c .timings "$T/show.json")"
+# Several crgw-ctl at once: QEMU serves one connection per serial port, the VM has four.
+(
+	"$CTL" exec "$id" -- sh -c 'sleep 6; echo long' >"$T/long.out" 2>&1
+	echo $? >"$T/long.rc"
+) &
+longpid=$!
+sleep 1
+out=$("$CTL" exec "$id" -- echo quick 2>&1)
+[ -e "$T/long.rc" ] && running=no || running=yes
+pids=$longpid
+for k in 1 2 3 4 5; do
+	"$CTL" exec "$id" -- sh -c "sleep 1; echo par$k" >"$T/par$k.out" 2>&1 &
+	pids="$pids $!"
+done
+for p in $pids; do wait "$p"; done
+pars=$(cat "$T"/par?.out | sort | tr '\n' ' ')
+[ "$out" = quick ] && [ "$running" = yes ] && [ "$(cat "$T/long.out")" = long ] && [ "$(cat "$T/long.rc")" = 0 ] &&
+	[ "$pars" = "par1 par2 par3 par4 par5 " ]
+ok $? "execs run side by side: one while a long one runs ($out, the long one still running: $running), then five at once ($pars)"
 ifname=$("$CTL" sandbox show --json "$id" 2>/dev/null | jq -r .interface)
 holder=$("$CTL" sandbox show --json "$id" 2>/dev/null | jq -r .holder_pid)
 [ -n "$holder" ] && grep -q qemu "/proc/$holder/cmdline" 2>/dev/null && ip -d link show dev "$ifname" 2>/dev/null | grep -q "tun type tap"
