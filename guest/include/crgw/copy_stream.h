@@ -8,6 +8,7 @@
 #ifndef CRGW_COPY_STREAM_H
 #define CRGW_COPY_STREAM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum { REC_DIR = 'd', REC_FILE = 'f', REC_LINK = 'l', REC_END = 'e', REC_ERROR = 'x' };
