@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -114,6 +115,25 @@ int main(void)
 	e = e ? e : vm_ws_make_disks(&ws, data, err, sizeof(err));
 	tap_result(e == 0 && !ws.upper[0], "ro mode makes the copy only");
 	unlink(ws.lower);
+
+	/* A data directory too small for the copy: refused before anything is written, saying why. */
+	char small[128];
+
+	snprintf(small, sizeof(small), "%s/small", top);
+	mkdir(small, 0700);
+	if (mount("tmpfs", small, "tmpfs", 0, "size=1m") == 0) {
+		run("head -c 4194304 /dev/zero >%s/repo/big%s", "");
+		spec.workspace_mode = CRGW_WS_COPY;
+		e = vm_ws_check(&ws, &spec, "qemu", err, sizeof(err));
+		e = e ? e : vm_ws_make_disks(&ws, small, err, sizeof(err));
+		snprintf(listing, sizeof(listing), "[ -z \"$(ls -A '%s')\" ]", small);
+		tap_result(e == -ENOSPC && strstr(err, "does not fit") && system(listing) == 0,
+			   "a workspace that does not fit in the data directory is refused, nothing left (%s)", err);
+		umount(small);
+		run("rm -f %s/repo/big%s", "");
+	} else {
+		tap_result(false, "mounting a 1 MiB tmpfs for the full-disk case: %s", strerror(errno));
+	}
 
 	/* sandbox diff over a change disk as the guest's overlay leaves it. */
 	run("cd %s && mkdir -p seed/upper/src seed/upper/new seed/work && echo y >seed/upper/README%s", "");
