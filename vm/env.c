@@ -139,19 +139,8 @@ char **vm_command_env(const struct crgw_vm_sandbox *sb, const struct crgw_exec_r
 	}
 #undef PUT
 	/* -e NAME=VALUE replaces a base entry of the same name. */
-	for (i = 0; i < extra; i++) {
-		const char *eq = strchr(req->env[i], '=');
-		size_t klen = eq ? (size_t)(eq - req->env[i]) + 1 : strlen(req->env[i]);
-
-		for (size_t j = 0; j < n; j++)
-			if (env[j] && !strncmp(env[j], req->env[i], klen)) {
-				free(env[j]);
-				env[j] = env[--n];
-				env[n] = NULL;
-				break;
-			}
-		env[n++] = strdup(req->env[i]);
-	}
+	for (i = 0; i < extra; i++)
+		env_set(env, &n, req->env[i]);
 	for (i = 0; i < n; i++)
 		if (!env[i]) {
 			for (size_t j = 0; j < n; j++)

@@ -104,7 +104,10 @@ static int run_mke2fs(const char *const *args, const char *log, char *err, size_
 	pid_t pid;
 	int status, e;
 
-	if (vm_find_program(NULL, "mke2fs", prog, sizeof(prog)) && access(strcpy(prog, "/sbin/mke2fs"), X_OK)) {
+	/* PATH first; a caller's PATH without the sbin directories still finds the distribution's. */
+	if (vm_find_program(NULL, "mke2fs", prog, sizeof(prog)) &&
+	    (snprintf(prog, sizeof(prog), "/usr/sbin/mke2fs"), access(prog, X_OK)) &&
+	    (snprintf(prog, sizeof(prog), "/sbin/mke2fs"), access(prog, X_OK))) {
 		snprintf(err, errlen, "no mke2fs (package e2fsprogs)");
 		return -ENOENT;
 	}

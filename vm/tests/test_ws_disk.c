@@ -110,10 +110,18 @@ int main(void)
 		   "the change disk is labelled for the guest and has no journal (the host reads it live)");
 	unlink(ws.lower);
 	unlink(ws.upper);
+	/* A caller whose PATH lacks the sbin directories (sudo's secure_path aside) still finds mke2fs. */
+	char *saved = getenv("PATH") ? strdup(getenv("PATH")) : NULL;
+
+	setenv("PATH", "/nonexistent", 1);
 	spec.workspace_mode = CRGW_WS_RO;
 	e = vm_ws_check(&ws, &spec, "qemu", err, sizeof(err));
 	e = e ? e : vm_ws_make_disks(&ws, data, err, sizeof(err));
-	tap_result(e == 0 && !ws.upper[0], "ro mode makes the copy only");
+	if (saved)
+		setenv("PATH", saved, 1);
+	free(saved);
+	tap_result(e == 0 && !ws.upper[0], "ro mode makes the copy only (and finds mke2fs without PATH: %s)",
+		   e ? err : "found");
 	unlink(ws.lower);
 
 	/* A data directory too small for the copy: refused before anything is written, saying why. */
