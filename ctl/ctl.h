@@ -31,6 +31,8 @@ int repo_read_file(const char *path, size_t max, char **buf, size_t *len);
 int repo_read_beneath(void *arg, const char *path, size_t max, char **buf, size_t *len);
 
 int cmd_policy(int argc, char **argv);
+/* crgw-ctl policy diff (policy_diff.c): argv[0] is "diff". */
+int policy_diff(int argc, char **argv);
 int cmd_sandbox(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_stats(int argc, char **argv);

@@ -470,7 +470,7 @@ out:
 
 int cmd_policy(int argc, char **argv)
 {
-	static const char help[] = "usage: crgw-ctl policy validate|compile|explain ... (crgw-ctl --help)\n";
+	static const char help[] = "usage: crgw-ctl policy validate|compile|explain|diff ... (crgw-ctl --help)\n";
 	struct policy_args a;
 	int rc;
 
@@ -484,6 +484,8 @@ int cmd_policy(int argc, char **argv)
 		fputs(help, stdout);
 		return CTL_EXIT_OK;
 	}
+	if (!strcmp(sub, "diff"))
+		return policy_diff(argc - 1, argv + 1);
 	const char *allowed = strcmp(sub, "validate") == 0  ? "jA"
 			      : strcmp(sub, "compile") == 0 ? "jAorc"
 			      : strcmp(sub, "explain") == 0 ? "jApCb"

@@ -167,6 +167,42 @@ ok $? "mediation: a git host outside the policy's git.hosts is refused ($(onelin
 seen '.event == "decision" and .service == "git" and .dst_host == "git2.test" and .action == "deny" and .reason_code == "host_not_allowed"'
 ok $? "... audited: git deny host_not_allowed"
 
+# ---- policy diff --against this run's own audit log ----------------------------------------------------
+# Each case is a hand-made change to the policy above and exactly the flows of this run it must flip
+# (direction and flow, sorted); nothing else may flip. Not in a pipeline: ok must count in this shell.
+diff_case() { # diff_case NAME EXIT 'FLIP;FLIP;…' (the new policy on stdin)
+	local name=$1 want_rc=$2 want=$3 got rc
+	mkdir -p "$T/diff-$name"
+	cat >"$T/diff-$name/cleanroom.yaml"
+	"$CTL" policy diff --json "$T/cleanroom.yaml" "$T/diff-$name" --against "$AUDIT" >"$T/diff-$name.json" 2>"$T/diff-$name.err"
+	rc=$?
+	got=$(jq -r '[.against.flips[] | "\(.direction) \(.flow)"] | sort | join(";")' "$T/diff-$name.json" 2>/dev/null)
+	[ "$rc" -eq "$want_rc" ] && [ "$got" = "$want" ]
+	ok $? "policy diff --against the run's log, $name: exit $rc, flips [$got]"
+	[ "$got" = "$want" ] || diag "want [$want]" "$(head -3 "$T/diff-$name.err")"
+}
+network() { # network ALLOW-LINES [GIT-HOSTS]: a policy in the shape of the one above
+	printf 'version: 1\nsandbox:\n  network:\n    default: deny\n    allow:\n%b\ngit:\n  hosts: [%s]\n  push: false\n' "$1" "${2:-git.test}"
+}
+allowed='      - host: allowed.test\n        ports: [80, 443]'
+other='      - host: other.test\n        ports: [80]'
+diff_case unchanged 0 "" \
+	< <(network "$allowed\n$other")
+diff_case "allowed.test loses port 80" 1 "allowed_to_denied allowed.test:80" \
+	< <(network "      - host: allowed.test\n        ports: [443]\n$other")
+diff_case "other.test gains port 443" 1 "denied_to_allowed other.test:443" \
+	< <(network "$allowed\n      - host: other.test\n        ports: [80, 443]")
+diff_case "allowed.test removed" 1 "allowed_to_denied allowed.test (dns);allowed_to_denied allowed.test:443;allowed_to_denied allowed.test:80" \
+	< <(network "$other")
+diff_case "git2.test added to git.hosts" 1 "denied_to_allowed git fetch git2.test" \
+	< <(network "$allowed\n$other" "git.test, git2.test")
+diff_case "denied.test allowed" 1 "denied_to_allowed denied.test (dns);denied_to_allowed denied.test:80" \
+	< <(network "$allowed\n$other\n      - host: denied.test")
+n_events=$(jq -c 'select(.event == "decision")' "$AUDIT" | wc -l)
+replayed=$(jq .against.replayed "$T/diff-unchanged.json")
+[ "$replayed" -gt 10 ] && [ "$replayed" -le "$n_events" ]
+ok $? "... the run's decisions were replayed ($replayed of $n_events decisions; rate limits and drops are not the policy's)"
+
 # ---- every event names its sandbox, and nothing is left ----------------------------------------------
 n=$(jq -c 'select(.event == "decision" and (.sandbox_id | type) != "string")' "$AUDIT" 2>/dev/null | wc -l)
 [ "$n" -eq 0 ]

@@ -60,7 +60,7 @@ expect_rc 2 "explain needs a host" policy explain --policy "$examples"
 # Every command and subcommand answers --help with its usage on stdout and exit 0.
 for cmd in "run" "exec" "cp" "sandbox" "sandbox diff" "audit" "audit tail" "stats" "doctor" "policy" \
 	"policy validate" "policy compile" "policy explain" "cache" "cache ls" "cache stats" "cache gc" "cache verify" \
-	"cache warm"; do
+	"cache warm" "policy diff"; do
 	# shellcheck disable=SC2086
 	run $cmd --help
 	[ "$rc" = 0 ] && grep -qi "usage" "$tmp/out"
@@ -299,6 +299,70 @@ printf 'requests==2.31.0\n' >"$tmp/esc/requirements.txt"
 run policy validate "$tmp/esc"
 [ "$rc" = 2 ] && grep -q "requirements.txt:1:" "$tmp/err"
 result $? "an unhashed requirement fails the compile with its line"
+
+# ---- policy diff
+policy "$tmp/d_old" <<'Y'
+version: 1
+sandbox:
+  network:
+    default: deny
+    allow:
+      - host: allowed.test
+        ports: [80, 443]
+      - host: other.test
+        ports: [80]
+git: { hosts: [git.test] }
+Y
+policy "$tmp/d_new" <<'Y'
+version: 1
+sandbox:
+  network:
+    default: deny
+    allow:
+      - host: other.test
+        ports: [80, 443]
+      - host: allowed.test
+        ports: [443]
+git: { hosts: [git.test, git2.test] }
+Y
+cat >"$tmp/d.log" <<'L'
+{"ts":"2026-12-06T10:00:00.000001Z","schema":1,"event":"decision","service":"dns","dst_host":"allowed.test","action":"allow","reason_code":null}
+{"ts":"2026-12-06T10:00:01.000001Z","schema":1,"event":"decision","service":"http","dst_host":"allowed.test","dst_ip":"203.0.113.10","dst_port":80,"action":"allow","reason_code":null}
+{"ts":"2026-12-06T10:00:02.000001Z","schema":1,"event":"decision","service":"http","dst_host":"allowed.test","dst_ip":"203.0.113.10","dst_port":80,"action":"allow","reason_code":null}
+{"ts":"2026-12-06T10:00:03.000001Z","schema":1,"event":"decision","service":"connect","dst_host":"other.test","dst_port":443,"action":"deny","reason_code":"port_not_allowed"}
+{"ts":"2026-12-06T10:00:04.000001Z","event":"decision","service":"git","dst_host":"git2.test","operation":"fetch","action":"deny","reason_code":"host_not_allowed"}
+{"ts":"2026-12-06T10:00:05.000001Z","schema":1,"event":"decision","service":"dns","dst_host":"x.test","action":"deny","reason_code":"rate_limited"}
+{"ts":"2026-12-06T10:00:06.000001Z","schema":1,"event":"connection_end","service":"http","dst_host":"allowed.test","dst_port":80}
+this line is not JSON
+{"ts":"2026-12-06T10:00:07.000001Z","schema":1,"event":"decision","service":"tls","dst_host":"allowed.test","dst_port":443,"action":"allow","reason_code":null}
+L
+expect_json 1 '[.changes[] | "\(.change) \(.path)"] == ["changed sandbox.network.allow[1]", "changed sandbox.network.allow[0]", "added git.hosts"] and
+	([.reach[] | "\(.now) \(.host):\(.port)"] == ["denied allowed.test:80", "allowed other.test:443"])' \
+	"diff without a log: the rules that changed and the destinations that flip, exit 1" \
+	policy diff --json "$tmp/d_old" "$tmp/d_new"
+expect_json 1 '.against.lines == 9 and .against.replayed == 6 and .against.not_replayable == 2 and .against.unreadable == 1 and
+	.against.flipped_events == 4 and
+	([.against.flips[] | "\(.direction) \(.flow) \(.count) \(.services | join(","))"] ==
+	 ["allowed_to_denied allowed.test:80 2 http", "denied_to_allowed git fetch git2.test 1 git", "denied_to_allowed other.test:443 1 connect"]) and
+	(.against.flips[0] | .first_seen == "2026-12-06T10:00:01.000001Z" and .last_seen == "2026-12-06T10:00:02.000001Z" and
+	 .old_rule == "sandbox.network.allow[0]" and .new_rule == "sandbox.network.default" and .new_reason_code == "port_not_allowed")' \
+	"diff --against: the audited flows that flip, grouped, counted, with first and last seen and both rules" \
+	policy diff --json "$tmp/d_old" "$tmp/d_new" --against "$tmp/d.log"
+run policy diff "$tmp/d_old" "$tmp/d_new" --against - <"$tmp/d.log"
+[ "$rc" = 1 ] && grep -q "allowed -> denied" "$tmp/out" && grep -q "allowed.test:80" "$tmp/out" && grep -q "denied -> allowed" "$tmp/out"
+result $? "diff --against - reads the log from stdin and prints the flips for people (exit $rc)"
+expect_json 0 '.changes == [] and .reach == [] and .against.flips == [] and .against.replayed == 6' \
+	"a policy against itself over the same log: nothing flips, exit 0" \
+	policy diff --json "$tmp/d_old" "$tmp/d_old" --against "$tmp/d.log"
+"$ctl" policy compile --output "$tmp/d_new.json" "$tmp/d_new" >/dev/null 2>&1
+expect_json 1 '.new.policy_hash == .old.policy_hash | not' "a compiled document works as a side" \
+	policy diff --json "$tmp/d_old" "$tmp/d_new.json" --against "$tmp/d.log"
+expect_rc 2 "diff needs two policies" policy diff "$tmp/d_old"
+expect_rc 2 "diff with a missing log is an error" policy diff "$tmp/d_old" "$tmp/d_new" --against "$tmp/nope.log"
+expect_rc 2 "diff with an invalid policy is an error" policy diff "$tmp/d_old" "$tmp/esc"
+printf '{"event":"decision","service":"dns","dst_host":"%s"}\n' "$(head -c 100000 /dev/zero | tr '\0' a)" >"$tmp/long.log"
+expect_json 0 '.against.unreadable == 1 and .against.lines == 1' "an over-long line is counted as unreadable, not fatal" \
+	policy diff --json "$tmp/d_old" "$tmp/d_old" --against "$tmp/long.log"
 
 echo "1..$n"
 [ "$failed" = 0 ]

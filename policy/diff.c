@@ -1,0 +1,450 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The difference between two CompiledPolicy documents: rule by rule in the author's paths, and what it
+ * means for reachability, found by asking both matchers about every destination either policy names.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crgw/policy_diff.h"
+
+const char *crgw_change_kind_str(enum crgw_change_kind kind)
+{
+	switch (kind) {
+	case CRGW_CHANGE_ADDED:
+		return "added";
+	case CRGW_CHANGE_REMOVED:
+		return "removed";
+	case CRGW_CHANGE_CHANGED:
+		return "changed";
+	}
+	return "?";
+}
+
+struct differ {
+	crgw_policy_change_cb cb;
+	void *arg;
+	int count;
+	int err;
+};
+
+static void emit(struct differ *d, enum crgw_change_kind kind, const char *path, const char *old_path, json_t *old_v,
+		 json_t *new_v)
+{
+	char *o = old_v ? json_dumps(old_v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+	char *n = new_v ? json_dumps(new_v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+
+	if ((old_v && !o) || (new_v && !n)) {
+		d->err = -ENOMEM;
+	} else {
+		struct crgw_policy_change c = {
+		    .kind = kind,
+		    .path = path,
+		    .old_path = old_path,
+		    .old_value = o,
+		    .new_value = n,
+		};
+
+		d->cb(d->arg, &c);
+		d->count++;
+	}
+	free(o);
+	free(n);
+}
+
+/* ---- network rules: matched by action and host, whatever their place in the file ------------------- */
+
+static const char *rule_str(json_t *rule, const char *key)
+{
+	const char *s = json_string_value(json_object_get(rule, key));
+
+	return s ? s : "";
+}
+
+static json_t *find_rule(json_t *rules, json_t *like)
+{
+	size_t i;
+	json_t *r;
+
+	json_array_foreach(rules, i, r)
+	{
+		if (!strcmp(rule_str(r, "action"), rule_str(like, "action")) &&
+		    !strcmp(rule_str(r, "host"), rule_str(like, "host")))
+			return r;
+	}
+	return NULL;
+}
+
+/* A rule as its author reads it: without its origin, which says where it is, not what it does. */
+static json_t *rule_body(json_t *rule)
+{
+	json_t *body = json_copy(rule);
+
+	if (body)
+		json_object_del(body, "origin");
+	return body;
+}
+
+static void diff_rules(struct differ *d, json_t *old_rules, json_t *new_rules)
+{
+	size_t i;
+	json_t *r;
+
+	json_array_foreach(new_rules, i, r)
+	{
+		json_t *was = find_rule(old_rules, r);
+		json_t *nb = rule_body(r), *ob = was ? rule_body(was) : NULL;
+
+		if (!nb || (was && !ob))
+			d->err = -ENOMEM;
+		else if (!was)
+			emit(d, CRGW_CHANGE_ADDED, rule_str(r, "origin"), NULL, NULL, nb);
+		else if (!json_equal(ob, nb))
+			emit(d, CRGW_CHANGE_CHANGED, rule_str(r, "origin"),
+			     strcmp(rule_str(was, "origin"), rule_str(r, "origin")) ? rule_str(was, "origin") : NULL,
+			     ob, nb);
+		json_decref(nb);
+		json_decref(ob);
+	}
+	json_array_foreach(old_rules, i, r)
+	{
+		if (!find_rule(new_rules, r)) {
+			json_t *ob = rule_body(r);
+
+			if (!ob)
+				d->err = -ENOMEM;
+			else
+				emit(d, CRGW_CHANGE_REMOVED, rule_str(r, "origin"), NULL, ob, NULL);
+			json_decref(ob);
+		}
+	}
+}
+
+/* ---- everything else: objects by key, arrays as sets ------------------------------------------------ */
+
+/* What identifies an element of an array of objects: a secret's id, an artifact's name, version and hash. */
+static char *element_key(json_t *v)
+{
+	const char *id = json_string_value(json_object_get(v, "id"));
+	const char *name = json_string_value(json_object_get(v, "name"));
+	char *out = NULL;
+
+	if (id)
+		return strdup(id);
+	if (name) {
+		const char *version = json_string_value(json_object_get(v, "version"));
+		const char *integrity = json_string_value(json_object_get(v, "integrity"));
+
+		if (asprintf(&out, "%s@%s %s", name, version ? version : "", integrity ? integrity : "") < 0)
+			return NULL;
+		return out;
+	}
+	return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+}
+
+static json_t *find_element(json_t *array, json_t *like, const char *key)
+{
+	size_t i;
+	json_t *e;
+
+	if (!json_is_object(like)) {
+		json_array_foreach(array, i, e)
+		{
+			if (json_equal(e, like))
+				return e;
+		}
+		return NULL;
+	}
+	json_array_foreach(array, i, e)
+	{
+		char *k = element_key(e);
+		bool same = k && key && !strcmp(k, key);
+
+		free(k);
+		if (same)
+			return e;
+	}
+	return NULL;
+}
+
+static void diff_value(struct differ *d, const char *path, json_t *o, json_t *n);
+
+static void diff_array(struct differ *d, const char *path, json_t *o, json_t *n)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(n, i, e)
+	{
+		char *key = element_key(e);
+		json_t *was = key ? find_element(o, e, key) : NULL;
+
+		if (!key)
+			d->err = -ENOMEM;
+		else if (!was)
+			emit(d, CRGW_CHANGE_ADDED, path, NULL, NULL, e);
+		else if (!json_equal(was, e))
+			emit(d, CRGW_CHANGE_CHANGED, path, NULL, was, e);
+		free(key);
+	}
+	json_array_foreach(o, i, e)
+	{
+		char *key = element_key(e);
+
+		if (!key)
+			d->err = -ENOMEM;
+		else if (!find_element(n, e, key))
+			emit(d, CRGW_CHANGE_REMOVED, path, NULL, e, NULL);
+		free(key);
+	}
+}
+
+static bool skipped_key(const char *path)
+{
+	return !strcmp(path, "policy_hash") || !strcmp(path, "source") || !strcmp(path, "format") ||
+	       !strcmp(path, "network");
+}
+
+static void diff_object(struct differ *d, const char *path, json_t *o, json_t *n)
+{
+	const char **keys = NULL;
+	size_t nkeys = 0, cap = json_object_size(o) + json_object_size(n);
+	const char *k;
+	json_t *v;
+
+	keys = calloc(cap ? cap : 1, sizeof(*keys));
+	if (!keys) {
+		d->err = -ENOMEM;
+		return;
+	}
+	json_object_foreach(o, k, v) keys[nkeys++] = k;
+	json_object_foreach(n, k, v)
+	{
+		if (!json_object_get(o, k))
+			keys[nkeys++] = k;
+	}
+	/* Key order, so the output does not depend on how either document was written. */
+	for (size_t i = 1; i < nkeys; i++)
+		for (size_t j = i; j > 0 && strcmp(keys[j - 1], keys[j]) > 0; j--) {
+			const char *t = keys[j];
+
+			keys[j] = keys[j - 1];
+			keys[j - 1] = t;
+		}
+	for (size_t i = 0; i < nkeys && !d->err; i++) {
+		char *sub = NULL;
+
+		if (path[0] ? asprintf(&sub, "%s.%s", path, keys[i]) < 0 : !(sub = strdup(keys[i]))) {
+			d->err = -ENOMEM;
+			break;
+		}
+		if (!path[0] && skipped_key(sub)) {
+			free(sub);
+			continue;
+		}
+		diff_value(d, sub, json_object_get(o, keys[i]), json_object_get(n, keys[i]));
+		free(sub);
+	}
+	free(keys);
+}
+
+static void diff_value(struct differ *d, const char *path, json_t *o, json_t *n)
+{
+	if (!o) {
+		emit(d, CRGW_CHANGE_ADDED, path, NULL, NULL, n);
+	} else if (!n) {
+		emit(d, CRGW_CHANGE_REMOVED, path, NULL, o, NULL);
+	} else if (json_is_object(o) && json_is_object(n)) {
+		diff_object(d, path, o, n);
+	} else if (json_is_array(o) && json_is_array(n)) {
+		diff_array(d, path, o, n);
+	} else if (!json_equal(o, n)) {
+		emit(d, CRGW_CHANGE_CHANGED, path, NULL, o, n);
+	}
+}
+
+static int load_both(const char *old_json, size_t old_len, const char *new_json, size_t new_len, json_t **o, json_t **n)
+{
+	*o = json_loadb(old_json, old_len, 0, NULL);
+	*n = json_loadb(new_json, new_len, 0, NULL);
+	if (json_is_object(*o) && json_is_object(*n))
+		return 0;
+	json_decref(*o);
+	json_decref(*n);
+	*o = *n = NULL;
+	return -EINVAL;
+}
+
+int crgw_policy_diff_rules(const char *old_json, size_t old_len, const char *new_json, size_t new_len,
+			   crgw_policy_change_cb cb, void *arg)
+{
+	struct differ d = {.cb = cb, .arg = arg};
+	json_t *o, *n, *on, *nn;
+	int err = load_both(old_json, old_len, new_json, new_len, &o, &n);
+
+	if (err)
+		return err;
+	on = json_object_get(o, "network");
+	nn = json_object_get(n, "network");
+	if (!json_equal(json_object_get(on, "default"), json_object_get(nn, "default")))
+		emit(&d, CRGW_CHANGE_CHANGED, "sandbox.network.default", NULL, json_object_get(on, "default"),
+		     json_object_get(nn, "default"));
+	diff_rules(&d, json_object_get(on, "rules"), json_object_get(nn, "rules"));
+	diff_object(&d, "", o, n);
+	json_decref(o);
+	json_decref(n);
+	return d.err ? d.err : d.count;
+}
+
+/* ---- reachability ---------------------------------------------------------------------------------- */
+
+#define PORTS_MAX 4096
+
+struct probe_set {
+	uint16_t ports[PORTS_MAX];
+	size_t nports;
+};
+
+static void add_port(struct probe_set *s, long p)
+{
+	if (p < 1 || p > 65535)
+		return;
+	for (size_t i = 0; i < s->nports; i++)
+		if (s->ports[i] == p)
+			return;
+	if (s->nports < PORTS_MAX)
+		s->ports[s->nports++] = (uint16_t)p;
+}
+
+static void collect_ports(struct probe_set *s, json_t *doc)
+{
+	json_t *rules = json_object_get(json_object_get(doc, "network"), "rules"), *r, *p;
+	size_t i, j;
+
+	json_array_foreach(rules, i, r)
+	{
+		json_array_foreach(json_object_get(r, "ports"), j, p) add_port(s, (long)json_integer_value(p));
+	}
+}
+
+/*
+ * The name or address that stands for a rule's host: itself, a name one label under a wildcard's parent,
+ * or a network's first address (the compiler keeps networks in canonical form).
+ */
+static int probe_host(const char *rule_host, struct crgw_host *out)
+{
+	char name[CRGW_HOST_NAME_MAX + 1];
+	const char *slash = strchr(rule_host, '/');
+
+	if (!strncmp(rule_host, "*.", 2) || !strncmp(rule_host, "**.", 3)) {
+		const char *parent = strchr(rule_host, '.') + 1;
+
+		if (snprintf(name, sizeof(name), "crgw-probe.%s", parent) >= (int)sizeof(name))
+			return -EINVAL;
+	} else if (slash) {
+		snprintf(name, sizeof(name), "%.*s", (int)(slash - rule_host), rule_host);
+	} else {
+		snprintf(name, sizeof(name), "%s", rule_host);
+	}
+	return crgw_host_parse(name, strlen(name), out, NULL);
+}
+
+static bool same_decision(const struct crgw_decision *a, const struct crgw_decision *b)
+{
+	return a->allow == b->allow;
+}
+
+struct reach {
+	const struct crgw_policy *old_policy, *new_policy;
+	crgw_reach_flip_cb cb;
+	void *arg;
+	int count;
+};
+
+static void probe(struct reach *r, const char *label, const struct crgw_host *host, const struct probe_set *ports,
+		  uint16_t other_port)
+{
+	for (size_t i = 0; i <= ports->nports; i++) {
+		uint16_t port = i < ports->nports ? ports->ports[i] : other_port;
+		struct crgw_reach_flip f = {.host = label, .port = i < ports->nports ? port : 0};
+
+		if (!port)
+			continue;
+		crgw_policy_decide(r->old_policy, NULL, host, port, &f.old_decision);
+		crgw_policy_decide(r->new_policy, NULL, host, port, &f.new_decision);
+		if (same_decision(&f.old_decision, &f.new_decision))
+			continue;
+		f.now_allowed = f.new_decision.allow;
+		r->cb(r->arg, &f);
+		r->count++;
+	}
+}
+
+static bool seen_host(json_t *docs[2], size_t doc, size_t upto, const char *host)
+{
+	for (size_t d = 0; d <= doc; d++) {
+		json_t *rules = json_object_get(json_object_get(docs[d], "network"), "rules"), *r;
+		size_t i, end = d == doc ? upto : json_array_size(rules);
+
+		for (i = 0; i < end && (r = json_array_get(rules, i)); i++)
+			if (!strcmp(rule_str(r, "host"), host))
+				return true;
+	}
+	return false;
+}
+
+int crgw_policy_diff_reach(const char *old_json, size_t old_len, const struct crgw_policy *old_policy,
+			   const char *new_json, size_t new_len, const struct crgw_policy *new_policy,
+			   crgw_reach_flip_cb cb, void *arg)
+{
+	struct reach r = {.old_policy = old_policy, .new_policy = new_policy, .cb = cb, .arg = arg};
+	struct probe_set *ports = calloc(1, sizeof(*ports));
+	json_t *docs[2];
+	struct crgw_host host;
+	uint16_t other = 0;
+	int err;
+
+	if (!ports)
+		return -ENOMEM;
+	err = load_both(old_json, old_len, new_json, new_len, &docs[0], &docs[1]);
+	if (err) {
+		free(ports);
+		return err;
+	}
+	add_port(ports, 80);
+	add_port(ports, 443);
+	collect_ports(ports, docs[0]);
+	collect_ports(ports, docs[1]);
+	/* One port no rule names stands for all of them. */
+	for (long p = 1; p <= 65535 && !other; p++) {
+		bool used = false;
+
+		for (size_t i = 0; i < ports->nports && !used; i++)
+			used = ports->ports[i] == p;
+		if (!used)
+			other = (uint16_t)p;
+	}
+	for (size_t d = 0; d < 2; d++) {
+		json_t *rules = json_object_get(json_object_get(docs[d], "network"), "rules"), *rule;
+		size_t i;
+
+		json_array_foreach(rules, i, rule)
+		{
+			const char *h = rule_str(rule, "host");
+
+			if (seen_host(docs, d, i, h) || probe_host(h, &host))
+				continue;
+			probe(&r, h, &host, ports, other);
+		}
+	}
+	/* A host no rule names: what `default` decides. */
+	if (!crgw_host_parse("crgw-probe.invalid", 18, &host, NULL))
+		probe(&r, "*", &host, ports, other);
+	json_decref(docs[0]);
+	json_decref(docs[1]);
+	free(ports);
+	return r.count;
+}

@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * policy diff's pure half: the audit line reader (escapes, nesting, wrong types, truncation), the replay of
+ * every kind of audited flow through a policy, the rule-by-rule changes and the reach summary.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crgw/policy_diff.h"
+#include "tap.h"
+
+struct compiled {
+	char *json;
+	size_t len;
+	struct crgw_policy *policy;
+};
+
+static struct compiled compile(const char *yaml)
+{
+	struct compiled out = {0};
+	struct crgw_compiled *c = NULL;
+	char err[256];
+
+	if (crgw_policy_compile(yaml, strlen(yaml), NULL, &c) || c->nerrors) {
+		printf("# compile failed: %s\n", c && c->ndiags ? c->diags[0].message : "?");
+		crgw_compiled_free(c);
+		return out;
+	}
+	out.json = strdup(c->json);
+	out.len = c->json_len;
+	if (crgw_policy_load(c->json, c->json_len, &out.policy, err, sizeof(err)))
+		printf("# load: %s\n", err);
+	crgw_compiled_free(c);
+	return out;
+}
+
+static void release(struct compiled *c)
+{
+	free(c->json);
+	crgw_policy_unref(c->policy);
+}
+
+static int parse(const char *line, struct crgw_audit_flow *f)
+{
+	return crgw_audit_flow_parse(line, strlen(line), f);
+}
+
+static void test_reader(void)
+{
+	struct crgw_audit_flow f;
+	static const char *const bad[] = {
+	    "",
+	    "not json",
+	    "[1,2]",
+	    "{\"event\":\"decision\"",
+	    "{\"event\":\"decision\"} trailing",
+	    "{\"event\":1}",
+	    "{\"dst_port\":\"443\"}",
+	    "{\"dst_port\":70000}",
+	    "{\"dst_port\":-1}",
+	    "{\"event\":\"a\\u0000b\"}",
+	    "{\"event\":\"\\ud800\"}",
+	    "{\"event\":\"\\q\"}",
+	    "{\"event\":\"tab\there\"}",
+	    "{\"x\":[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]}",
+	    "{\"x\":tru}",
+	    "{\"x\":1.}",
+	    "{\"event\" \"decision\"}",
+	    "{,}",
+	};
+
+	tap_result(
+	    parse("{\"ts\":\"2026-11-22T15:54:41.021867Z\",\"schema\":1,\"event\":\"decision\",\"service\":\"connect\","
+		  "\"dst_host\":\"allowed.test\",\"dst_ip\":\"203.0.113.10\",\"dst_port\":443,\"action\":\"allow\","
+		  "\"reason_code\":null,\"rule\":\"sandbox.network.allow[0]\",\"limits\":{\"memory_bytes\":null,"
+		  "\"x\":[1,2.5e3,{\"y\":\"\\\"}\"}]},\"count\":3}",
+		  &f) == 0 &&
+		!strcmp(f.event, "decision") && !strcmp(f.service, "connect") && !strcmp(f.host, "allowed.test") &&
+		!strcmp(f.ip, "203.0.113.10") && f.port == 443 && f.schema == 1 && !strcmp(f.action, "allow") &&
+		f.reason[0] == '\0' && !strcmp(f.rule, "sandbox.network.allow[0]") &&
+		!strcmp(f.ts, "2026-11-22T15:54:41.021867Z"),
+	    "a proxy decision: every field read, nested objects and unknown keys stepped over");
+	tap_result(parse(" { \"event\" : \"decision\" , \"dst_host\" : \"a\\u00e9\\ud83d\\ude00\\/\" } ", &f) == 0 &&
+		       !strcmp(f.host, "a\xc3\xa9\xf0\x9f\x98\x80/"),
+		   "escapes decoded to UTF-8 (\\u00e9, a surrogate pair, \\/), whitespace anywhere");
+	tap_result(parse("{\"event\":\"decision\",\"event\":\"connection_end\"}", &f) == 0 &&
+		       !strcmp(f.event, "connection_end"),
+		   "a repeated key: the last one counts");
+	tap_result(parse("{\"ev\\u0065nt\":\"decision\"}", &f) == 0 && f.event[0] == '\0',
+		   "a key spelled with an escape is not one of ours");
+	tap_result(parse("{}", &f) == 0 && f.event[0] == '\0' && f.port == 0, "an empty object reads as no fields");
+	{
+		char line[600];
+
+		snprintf(line, sizeof(line), "{\"event\":\"%0300d\"}", 7);
+		tap_result(parse(line, &f) == -EINVAL, "a field longer than its room is refused, not cut");
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		tap_result(parse(bad[i], &f) == -EINVAL, "refused: %s", bad[i][0] ? bad[i] : "(empty line)");
+}
+
+static const char OLD[] = "version: 1\n"
+			  "sandbox:\n"
+			  "  network:\n"
+			  "    default: deny\n"
+			  "    allow:\n"
+			  "      - host: allowed.test\n"
+			  "        ports: [80, 443]\n"
+			  "      - host: other.test\n"
+			  "        ports: [80]\n"
+			  "      - host: \"*.pkgs.test\"\n"
+			  "      - host: 10.20.0.0/16\n"
+			  "        ports: [5432]\n"
+			  "    deny:\n"
+			  "      - host: bad.pkgs.test\n"
+			  "git:\n"
+			  "  hosts: [git.test]\n"
+			  "  push: false\n"
+			  "registries:\n"
+			  "  npm:\n"
+			  "    enable: true\n"
+			  "    allowed_hosts: [npm.test]\n"
+			  "    fallback: deny\n";
+
+static const char NEW[] = "version: 1\n"
+			  "sandbox:\n"
+			  "  network:\n"
+			  "    default: deny\n"
+			  "    allow:\n"
+			  "      - host: other.test\n"
+			  "        ports: [80, 443]\n"
+			  "      - host: allowed.test\n"
+			  "        ports: [443]\n"
+			  "      - host: \"*.pkgs.test\"\n"
+			  "    deny:\n"
+			  "      - host: bad.pkgs.test\n"
+			  "git:\n"
+			  "  hosts: [git.test, git2.test]\n"
+			  "  push: true\n"
+			  "registries:\n"
+			  "  npm:\n"
+			  "    enable: true\n"
+			  "    allowed_hosts: [npm.test]\n"
+			  "    fallback: allow\n";
+
+struct replay_case {
+	const char *line;
+	enum crgw_replay_outcome old_outcome, new_outcome;
+	const char *new_rule;
+};
+
+static const struct replay_case REPLAYS[] = {
+    {"{\"event\":\"decision\",\"service\":\"dns\",\"dst_host\":\"allowed.test\",\"action\":\"allow\"}",
+     CRGW_REPLAY_ALLOW, CRGW_REPLAY_ALLOW, "sandbox.network.allow[1]"},
+    {"{\"event\":\"decision\",\"service\":\"dns\",\"dst_host\":\"denied.test\",\"action\":\"deny\","
+     "\"reason_code\":\"host_not_allowed\"}",
+     CRGW_REPLAY_DENY, CRGW_REPLAY_DENY, "sandbox.network.default"},
+    {"{\"event\":\"decision\",\"service\":\"dns\",\"dst_host\":\"allowed.test\",\"dst_ip\":\"127.0.0.3\","
+     "\"action\":\"deny\",\"reason_code\":\"private_address_blocked\"}",
+     CRGW_REPLAY_DENY, CRGW_REPLAY_DENY, NULL},
+    {"{\"event\":\"decision\",\"service\":\"http\",\"dst_host\":\"allowed.test\",\"dst_ip\":\"203.0.113.10\","
+     "\"dst_port\":80,\"action\":\"allow\"}",
+     CRGW_REPLAY_ALLOW, CRGW_REPLAY_DENY, "sandbox.network.default"},
+    {"{\"event\":\"decision\",\"service\":\"tls\",\"dst_host\":\"other.test\",\"dst_port\":443,\"action\":\"deny\","
+     "\"reason_code\":\"port_not_allowed\"}",
+     CRGW_REPLAY_DENY, CRGW_REPLAY_ALLOW, "sandbox.network.allow[0]"},
+    {"{\"event\":\"decision\",\"service\":\"connect\",\"dst_ip\":\"10.20.3.4\",\"dst_port\":5432,\"action\":\"allow\"}",
+     CRGW_REPLAY_ALLOW, CRGW_REPLAY_DENY, "sandbox.network.default"},
+    {"{\"event\":\"decision\",\"service\":\"tcp\",\"dst_host\":\"x.pkgs.test\",\"dst_port\":443,\"action\":\"allow\"}",
+     CRGW_REPLAY_ALLOW, CRGW_REPLAY_ALLOW, "sandbox.network.allow[2]"},
+    {"{\"event\":\"decision\",\"service\":\"connect\",\"dst_host\":\"bad.pkgs.test\",\"dst_port\":443,"
+     "\"action\":\"deny\",\"reason_code\":\"host_not_allowed\"}",
+     CRGW_REPLAY_DENY, CRGW_REPLAY_DENY, "sandbox.network.deny[0]"},
+    {"{\"event\":\"decision\",\"service\":\"git\",\"dst_host\":\"git2.test\",\"operation\":\"fetch\","
+     "\"action\":\"deny\",\"reason_code\":\"host_not_allowed\"}",
+     CRGW_REPLAY_DENY, CRGW_REPLAY_ALLOW, "git.hosts"},
+    {"{\"event\":\"decision\",\"service\":\"git\",\"dst_host\":\"git.test\",\"operation\":\"push\","
+     "\"action\":\"deny\",\"reason_code\":\"request_invalid\",\"ref\":\"refs/heads/main\"}",
+     CRGW_REPLAY_DENY, CRGW_REPLAY_ALLOW, "git.hosts"},
+    {"{\"event\":\"decision\",\"service\":\"git\",\"dst_host\":\"git.test\",\"operation\":\"push\","
+     "\"action\":\"deny\",\"reason_code\":\"request_invalid\",\"ref\":\"refs/notes/x\"}",
+     CRGW_REPLAY_DENY, CRGW_REPLAY_DENY, "git.push_refs"},
+    {"{\"event\":\"decision\",\"service\":\"registry\",\"registry\":\"npm\",\"dst_host\":\"npm.test\","
+     "\"package\":\"left-pad\",\"version\":\"1.3.0\",\"action\":\"deny\",\"reason_code\":\"lockfile_violation\"}",
+     CRGW_REPLAY_DENY, CRGW_REPLAY_ALLOW, "registries.npm.fallback"},
+    {"{\"event\":\"decision\",\"service\":\"registry\",\"registry\":\"npm\",\"dst_host\":\"npm.test\","
+     "\"package\":\"left-pad\",\"action\":\"allow\",\"reason_code\":null}",
+     CRGW_REPLAY_ALLOW, CRGW_REPLAY_ALLOW, "registries.npm.allowed_hosts"},
+    {"{\"event\":\"decision\",\"service\":\"registry\",\"registry\":\"pip\",\"package\":\"six\","
+     "\"version\":\"1.0\",\"action\":\"deny\",\"reason_code\":\"registry_not_allowed\"}",
+     CRGW_REPLAY_DENY, CRGW_REPLAY_DENY, "registries.pip"},
+    {"{\"event\":\"decision\",\"service\":\"registry\",\"registry\":\"npm\",\"dst_host\":\"elsewhere.test\","
+     "\"package\":\"left-pad\",\"version\":\"1.3.0\",\"action\":\"deny\",\"reason_code\":\"host_not_allowed\"}",
+     CRGW_REPLAY_DENY, CRGW_REPLAY_DENY, "registries.npm.allowed_hosts"},
+    /* What the policy alone does not decide is not replayed. */
+    {"{\"event\":\"decision\",\"service\":\"dns\",\"dst_host\":\"allowed.test\",\"action\":\"deny\","
+     "\"reason_code\":\"rate_limited\"}",
+     CRGW_REPLAY_SKIP, CRGW_REPLAY_SKIP, NULL},
+    {"{\"event\":\"decision\",\"service\":\"registry\",\"registry\":\"npm\",\"package\":\"a\",\"version\":\"1\","
+     "\"action\":\"deny\",\"reason_code\":\"integrity_mismatch\"}",
+     CRGW_REPLAY_SKIP, CRGW_REPLAY_SKIP, NULL},
+    {"{\"event\":\"connection_end\",\"service\":\"connect\",\"dst_host\":\"allowed.test\",\"dst_port\":443}",
+     CRGW_REPLAY_SKIP, CRGW_REPLAY_SKIP, NULL},
+    {"{\"event\":\"decision\",\"service\":\"secrets\",\"dst_host\":\"allowed.test\",\"action\":\"allow\"}",
+     CRGW_REPLAY_SKIP, CRGW_REPLAY_SKIP, NULL},
+    {"{\"event\":\"decision\",\"service\":\"connect\",\"dst_host\":\"allowed.test\",\"action\":\"allow\"}",
+     CRGW_REPLAY_SKIP, CRGW_REPLAY_SKIP, NULL},
+    {"{\"event\":\"decision\",\"service\":\"connect\",\"dst_host\":\"0x7f.0.0.1\",\"dst_port\":443,"
+     "\"action\":\"deny\",\"reason_code\":\"host_not_allowed\"}",
+     CRGW_REPLAY_SKIP, CRGW_REPLAY_SKIP, NULL},
+};
+
+static const char *outcome_str(enum crgw_replay_outcome o)
+{
+	return o == CRGW_REPLAY_SKIP	? "skip"
+	       : o == CRGW_REPLAY_ALLOW ? "allow"
+	       : o == CRGW_REPLAY_WARN	? "warn"
+					: "deny";
+}
+
+static void test_replay(const struct compiled *o, const struct compiled *n)
+{
+	for (size_t i = 0; i < sizeof(REPLAYS) / sizeof(REPLAYS[0]); i++) {
+		const struct replay_case *c = &REPLAYS[i];
+		struct crgw_audit_flow f;
+		struct crgw_decision od, nd;
+		enum crgw_replay_outcome oo = CRGW_REPLAY_SKIP, no = CRGW_REPLAY_SKIP;
+		bool read = parse(c->line, &f) == 0;
+
+		if (read) {
+			oo = crgw_policy_replay(o->policy, NULL, &f, &od);
+			no = crgw_policy_replay(n->policy, NULL, &f, &nd);
+		}
+		tap_result(read && oo == c->old_outcome && no == c->new_outcome &&
+			       (!c->new_rule || (nd.rule && !strcmp(nd.rule, c->new_rule))),
+			   "replay %s: old %s, new %s by %s (got %s, %s by %s)", c->line + 23,
+			   outcome_str(c->old_outcome), outcome_str(c->new_outcome), c->new_rule ? c->new_rule : "-",
+			   outcome_str(oo), outcome_str(no), no != CRGW_REPLAY_SKIP && nd.rule ? nd.rule : "-");
+	}
+}
+
+struct seen {
+	char text[4096];
+	int n;
+};
+
+static void on_change(void *arg, const struct crgw_policy_change *c)
+{
+	struct seen *s = arg;
+	size_t at = strlen(s->text);
+
+	snprintf(s->text + at, sizeof(s->text) - at, "%s %s%s%s; ", crgw_change_kind_str(c->kind), c->path,
+		 c->old_path ? " was " : "", c->old_path ? c->old_path : "");
+	s->n++;
+}
+
+static void on_reach(void *arg, const struct crgw_reach_flip *f)
+{
+	struct seen *s = arg;
+	size_t at = strlen(s->text);
+
+	snprintf(s->text + at, sizeof(s->text) - at, "%s %s:%u; ", f->now_allowed ? "+" : "-", f->host, f->port);
+	s->n++;
+}
+
+static void test_rules(const struct compiled *o, const struct compiled *n)
+{
+	struct seen s = {0};
+	int rc = crgw_policy_diff_rules(o->json, o->len, n->json, n->len, on_change, &s);
+	/* In the compiled document's order: rules sorted by host. */
+	static const char want[] = "changed sandbox.network.allow[1] was sandbox.network.allow[0]; "
+				   "changed sandbox.network.allow[0] was sandbox.network.allow[1]; "
+				   "removed sandbox.network.allow[3]; "
+				   "added git.hosts; "
+				   "changed git.push; "
+				   "changed registries.npm.fallback; ";
+
+	tap_result(rc == 6 && !strcmp(s.text, want), "rule changes in the author's paths, moved rules named (%d): %s",
+		   rc, s.text);
+	memset(&s, 0, sizeof(s));
+	rc = crgw_policy_diff_rules(o->json, o->len, o->json, o->len, on_change, &s);
+	tap_result(rc == 0 && s.n == 0, "a policy against itself: no change");
+	tap_result(crgw_policy_diff_rules("{", 1, n->json, n->len, on_change, &s) == -EINVAL,
+		   "a document that does not parse is refused");
+
+	memset(&s, 0, sizeof(s));
+	rc = crgw_policy_diff_reach(o->json, o->len, o->policy, n->json, n->len, n->policy, on_reach, &s);
+	static const char want_reach[] = "- 10.20.0.0/16:5432; "
+					 "- allowed.test:80; "
+					 "+ other.test:443; ";
+
+	tap_result(rc == 3 && !strcmp(s.text, want_reach), "reach: exactly the destinations that flip (%d): %s", rc,
+		   s.text);
+	memset(&s, 0, sizeof(s));
+	rc = crgw_policy_diff_reach(o->json, o->len, o->policy, o->json, o->len, o->policy, on_reach, &s);
+	tap_result(rc == 0, "reach of a policy against itself: nothing flips");
+}
+
+static void test_default_allow(void)
+{
+	struct crgw_compiled *c = NULL;
+	struct crgw_compile_opts opts = {.allow_default_allow = true};
+	const char yaml[] = "version: 1\nsandbox:\n  network:\n    default: allow\n    deny:\n      - host: bad.test\n";
+	struct compiled o = compile(OLD), n = {0};
+	struct seen s = {0};
+	char err[256];
+
+	if (crgw_policy_compile(yaml, strlen(yaml), &opts, &c) == 0 && !c->nerrors) {
+		n.json = strdup(c->json);
+		n.len = c->json_len;
+		crgw_policy_load(c->json, c->json_len, &n.policy, err, sizeof(err));
+	}
+	crgw_compiled_free(c);
+	int rc = n.policy ? crgw_policy_diff_reach(o.json, o.len, o.policy, n.json, n.len, n.policy, on_reach, &s) : -1;
+
+	tap_result(rc > 0 && strstr(s.text, "+ *:0; ") && strstr(s.text, "+ *:443; ") &&
+		       strstr(s.text, "- bad.pkgs.test") == NULL,
+		   "default deny -> allow (deny bad.test only): every other host and port newly allowed, bad.test "
+		   "still denied (%d): %s",
+		   rc, s.text);
+	release(&o);
+	release(&n);
+}
+
+int main(void)
+{
+	struct compiled o = compile(OLD), n = compile(NEW);
+
+	test_reader();
+	if (!o.policy || !n.policy) {
+		tap_result(false, "the test policies compile");
+		return tap_done();
+	}
+	test_replay(&o, &n);
+	test_rules(&o, &n);
+	test_default_allow();
+	release(&o);
+	release(&n);
+	return tap_done();
+}
