@@ -33,6 +33,8 @@ int repo_read_beneath(void *arg, const char *path, size_t max, char **buf, size_
 int cmd_policy(int argc, char **argv);
 /* crgw-ctl policy diff (policy_diff.c): argv[0] is "diff". */
 int policy_diff(int argc, char **argv);
+/* crgw-ctl policy push|get|ls (policy_store_cmd.c): argv[0] is the subcommand. */
+int policy_store_cmd(int argc, char **argv);
 int cmd_sandbox(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
@@ -66,6 +68,13 @@ int ctl_get_sandbox(const char *id, struct json_t **record, char *err, size_t er
  * repository root the policy was found in; -EINVAL for an invalid policy, or -errno.
  */
 int ctl_compile_policy(const char *where, bool allow_default_allow, char **json, char *root, size_t rootlen);
+
+/*
+ * A CompiledPolicy document from `where`: a compiled document as it is (a file whose first character
+ * that is not white space is '{'), else the policy found and compiled there (ctl_compile_policy).
+ * Returns 0 with a malloc'd `*json` of `*len` bytes, or -errno after saying why on stderr.
+ */
+int ctl_policy_document(const char *where, bool allow_default_allow, char **json, size_t *len);
 
 /* ---- the control API client (client.c) ---------------------------------------------------------- */
 

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* crgw-ctl policy validate|compile|explain: the policy library, with no gateway running. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "crgw/policy.h"
 #include "ctl.h"
@@ -470,7 +472,7 @@ out:
 
 int cmd_policy(int argc, char **argv)
 {
-	static const char help[] = "usage: crgw-ctl policy validate|compile|explain|diff ... (crgw-ctl --help)\n";
+	static const char help[] = "usage: crgw-ctl policy validate|compile|explain|diff|push|get|ls ... (crgw-ctl --help)\n";
 	struct policy_args a;
 	int rc;
 
@@ -486,6 +488,8 @@ int cmd_policy(int argc, char **argv)
 	}
 	if (!strcmp(sub, "diff"))
 		return policy_diff(argc - 1, argv + 1);
+	if (!strcmp(sub, "push") || !strcmp(sub, "get") || !strcmp(sub, "ls"))
+		return policy_store_cmd(argc - 1, argv + 1);
 	const char *allowed = strcmp(sub, "validate") == 0  ? "jA"
 			      : strcmp(sub, "compile") == 0 ? "jAorc"
 			      : strcmp(sub, "explain") == 0 ? "jApCb"
@@ -531,4 +535,32 @@ int ctl_compile_policy(const char *where, bool allow_default_allow, char **json,
 		return -ENAMETOOLONG;
 	}
 	return *json ? 0 : -ENOMEM;
+}
+
+int ctl_policy_document(const char *where, bool allow_default_allow, char **json, size_t *len)
+{
+	int fd = open(where, O_RDONLY | O_CLOEXEC);
+	char first = 0;
+	int rc;
+
+	*json = NULL;
+	if (fd >= 0) {
+		char buf[64];
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		for (ssize_t i = 0; i < n && !first; i++)
+			if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' && buf[i] != '\t')
+				first = buf[i];
+		close(fd);
+	}
+	if (first == '{') {
+		rc = repo_read_file(where, 256u * 1024 * 1024, json, len);
+		if (rc)
+			fprintf(stderr, "crgw-ctl: %s: %s\n", where, strerror(-rc));
+		return rc;
+	}
+	rc = ctl_compile_policy(where, allow_default_allow, json, NULL, 0);
+	if (!rc)
+		*len = strlen(*json);
+	return rc;
 }

@@ -51,36 +51,14 @@ struct replay {
 
 /* ---- loading a side ------------------------------------------------------------------------------ */
 
-/* A compiled document (a file whose first byte that is not space is '{'), else a policy file or directory. */
 static int load_side(const char *where, bool allow_default_allow, struct side *s)
 {
 	char err[512];
-	int fd = open(where, O_RDONLY | O_CLOEXEC);
-	char first = 0;
-	int rc;
+	int rc = ctl_policy_document(where, allow_default_allow, &s->json, &s->len);
 
 	s->label = where;
-	if (fd >= 0) {
-		char buf[64];
-		ssize_t n = read(fd, buf, sizeof(buf));
-
-		for (ssize_t i = 0; i < n && !first; i++)
-			if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' && buf[i] != '\t')
-				first = buf[i];
-		close(fd);
-	}
-	if (first == '{') {
-		rc = repo_read_file(where, 256u * 1024 * 1024, &s->json, &s->len);
-		if (rc) {
-			fprintf(stderr, "crgw-ctl: %s: %s\n", where, strerror(-rc));
-			return rc;
-		}
-	} else {
-		rc = ctl_compile_policy(where, allow_default_allow, &s->json, NULL, 0);
-		if (rc)
-			return rc;
-		s->len = strlen(s->json);
-	}
+	if (rc)
+		return rc;
 	rc = crgw_policy_load(s->json, s->len, &s->policy, err, sizeof(err));
 	if (rc)
 		fprintf(stderr, "crgw-ctl: %s: policy_invalid: %s\n", where, err);

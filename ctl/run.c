@@ -27,6 +27,8 @@ static const char run_usage[] =
     "exits with CMD's exit code (128+N when it died of signal N).\n"
     "\n"
     "  --policy PATH|DIR        the policy (default: ./cleanroom.yaml, then ./.buildkite/cleanroom.yaml)\n"
+    "  --policy-hash HASH       a policy from the gateway's store (crgw-ctl policy push); the workspace\n"
+    "                           then defaults to the current directory\n"
     "  --workspace DIR          the directory seen at /workspace (default: the policy's repository)\n"
     "  --workspace-mode MODE    copy (default: changes stay in the sandbox, the host's files never\n"
     "                           change; see sandbox diff, cp), rw (the directory itself; new files\n"
@@ -263,10 +265,42 @@ static int exec_timed(const struct crgw_backend *backend, struct crgw_vm_sandbox
 	return e;
 }
 
+/*
+ * A policy from the gateway's store by its hash (the gateway checks it again when the sandbox registers);
+ * the workspace then defaults to the current directory, as a policy found there would make it.
+ */
+static int fetch_policy(const char *hash, char **policy, char *root, size_t rootlen)
+{
+	struct ctl_response r = {0};
+	char path[128], err[512];
+
+	if (strlen(hash) > 80) {
+		fprintf(stderr, "crgw-ctl run: --policy-hash: expected sha256:<64 hex digits>\n");
+		return -EINVAL;
+	}
+	snprintf(path, sizeof(path), "/v1/policies/%s", hash);
+	if (ctl_request("GET", path, NULL, &r, err, sizeof(err))) {
+		fprintf(stderr, "crgw-ctl: %s\n", err);
+		return -EIO;
+	}
+	if (r.status != 200) {
+		ctl_print_error("run --policy-hash", &r);
+		free(r.body);
+		return -ENOENT;
+	}
+	*policy = r.body;
+	if (!getcwd(root, rootlen)) {
+		fprintf(stderr, "crgw-ctl run: the current directory: %s\n", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"policy", required_argument, NULL, 'p'},
+	    {"policy-hash", required_argument, NULL, 'H'},
 	    {"backend", required_argument, NULL, 'b'},
 	    {"rm", no_argument, NULL, 'r'},
 	    {"json", no_argument, NULL, 'j'},
@@ -287,7 +321,7 @@ int cmd_run(int argc, char **argv)
 	};
 	struct crgw_sandbox_spec spec = {.workspace_mode = CRGW_WS_COPY};
 	struct exec_opts x = {0};
-	const char *policy_path = NULL, *backend_name = "netns", *workspace = NULL;
+	const char *policy_path = NULL, *policy_hash = NULL, *backend_name = "netns", *workspace = NULL;
 	const struct crgw_backend *backend = NULL;
 	struct crgw_vm_sandbox *sb = NULL;
 	char *policy = NULL, root[PATH_MAX], err[1024] = "";
@@ -305,6 +339,9 @@ int cmd_run(int argc, char **argv)
 		switch (c) {
 		case 'p':
 			policy_path = optarg;
+			break;
+		case 'H':
+			policy_hash = optarg;
 			break;
 		case 'b':
 			backend_name = optarg;
@@ -372,7 +409,12 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "crgw-ctl: run: the %s backend needs root\n", backend_name);
 		goto out;
 	}
-	if (ctl_compile_policy(policy_path, false, &policy, root, sizeof(root)))
+	if (policy_hash && policy_path) {
+		fprintf(stderr, "crgw-ctl run: --policy and --policy-hash exclude each other\n");
+		goto out;
+	}
+	if (policy_hash ? fetch_policy(policy_hash, &policy, root, sizeof(root))
+			: ctl_compile_policy(policy_path, false, &policy, root, sizeof(root)))
 		goto out;
 	spec.policy_json = policy;
 	/* The workspace is the repository the policy came from, unless the caller says otherwise. */

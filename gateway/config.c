@@ -61,6 +61,7 @@ static const struct key keys[] = {
 	{ "proxy.max_connection_seconds", K_UINT, OFF(proxy_max_connection_seconds), 4, 0, 604800 },
 	{ "log_level", K_LEVEL, OFF(log_level), 0, 0, 0 },
 	{ "data_dir", K_STRING, STR(data_dir), 0, 0 },
+	{ "policy_store.dir", K_STRING, STR(policy_store_dir), 0, 0 },
 	{ "limits.memory", K_SIZE, OFF(limits_memory), 8, 16u << 20, UINT64_C(1) << 50 },
 	{ "limits.pids", K_UINT, OFF(limits_pids), 8, 0, 4194304 },
 	{ "limits.cpus", K_CPUS, OFF(limits_cpu_milli), 4, 10, 1024000 },
@@ -760,6 +761,15 @@ int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen)
 		return fail(err, errlen, NULL, "data_dir", "must be an absolute path");
 	if (cfg->cache_dir[0] != '/')
 		return fail(err, errlen, NULL, "cache.dir", "must be an absolute path");
+	if (!cfg->policy_store_dir[0] &&
+	    snprintf(cfg->policy_store_dir, sizeof(cfg->policy_store_dir), "%s/policies", cfg->data_dir) >=
+		    (int)sizeof(cfg->policy_store_dir))
+		return fail(err, errlen, NULL, "data_dir", "too long to hold policies/");
+	if (cfg->policy_store_dir[0] != '/')
+		return fail(err, errlen, NULL, "policy_store.dir", "must be an absolute path");
+	if (!strcmp(cfg->policy_store_dir, cfg->cache_dir) || !strcmp(cfg->policy_store_dir, cfg->data_dir) ||
+	    !strcmp(cfg->policy_store_dir, cfg->state_dir))
+		return fail(err, errlen, NULL, "policy_store.dir", "must differ from data_dir, state_dir and cache.dir");
 	/* The cache empties its tmp/ at open and owns everything beneath: never another service's directory. */
 	if (!strcmp(cfg->cache_dir, cfg->data_dir) || !strcmp(cfg->cache_dir, cfg->state_dir))
 		return fail(err, errlen, NULL, "cache.dir", "must differ from data_dir and state_dir");

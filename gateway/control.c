@@ -31,6 +31,7 @@
 #include "lifetime.h"
 #include "log.h"
 #include "netctl.h"
+#include "policy_store.h"
 #include "sandbox.h"
 
 #define BODY_MAX (8u << 20)
@@ -153,8 +154,11 @@ static json_t *timings_json(const struct crgw_sandbox_timings *t)
 	const struct {
 		const char *name;
 		int64_t v;
-	} f[] = {{"image_prep_ms", t->image_prep_ms}, {"network_ms", t->network_ms}, {"boot_ms", t->boot_ms},
-		 {"last_command_ms", t->last_command_ms}, {"teardown_ms", t->teardown_ms}};
+	} f[] = {{"image_prep_ms", t->image_prep_ms},
+		 {"network_ms", t->network_ms},
+		 {"boot_ms", t->boot_ms},
+		 {"last_command_ms", t->last_command_ms},
+		 {"teardown_ms", t->teardown_ms}};
 
 	for (size_t i = 0; o && i < sizeof(f) / sizeof(f[0]); i++)
 		if (f[i].v >= 0)
@@ -290,6 +294,129 @@ static void sandboxes_list(struct evhttp_request *req)
 	reply_json(req, 200, json_pack("{s:o}", "sandboxes", arr));
 }
 
+/*
+ * Stores a policy document that the gateway accepts; answers the request itself when it cannot (invalid:
+ * 422; not stored: 500) and returns non-zero then. `created` may be NULL.
+ */
+static int store_policy(struct evhttp_request *req, const char *text, char *hash, size_t hashlen, bool *created)
+{
+	struct crgw_policy *p = NULL;
+	char err[512];
+	bool made = false;
+	int rc;
+
+	if (crgw_policy_load(text, strlen(text), &p, err, sizeof(err))) {
+		reply_error(req, 422, "policy_invalid", err);
+		return -EINVAL;
+	}
+	snprintf(hash, hashlen, "%s", crgw_policy_hash(p));
+	crgw_policy_unref(p);
+	rc = crgw_policy_store_put(hash, text, strlen(text), &made);
+	if (rc) {
+		snprintf(err, sizeof(err), "cannot keep the policy in the policy store: %s", strerror(-rc));
+		log_error("policy store write failed", "hash=%s error=\"%s\"", hash, strerror(-rc));
+		reply_error(req, 500, "runtime_launch_failed", err);
+		return rc;
+	}
+	if (created)
+		*created = made;
+	return 0;
+}
+
+static int keep_policy(struct evhttp_request *req, const char *text)
+{
+	char hash[72];
+
+	return store_policy(req, text, hash, sizeof(hash), NULL);
+}
+
+/* POST /v1/policies: a CompiledPolicy, checked as a registration checks it, kept by its hash. */
+static void policy_push(struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	json_error_t jerr;
+	json_t *doc;
+	char *text, hash[72];
+	bool created = false;
+
+	if (len == 0 || len > BODY_MAX) {
+		reply_error(req, 400, "request_invalid", "a CompiledPolicy document is required");
+		return;
+	}
+	doc = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(doc)) {
+		char msg[300];
+
+		snprintf(msg, sizeof(msg), "body: %s", doc ? "expected a JSON object" : jerr.text);
+		reply_error(req, 400, "request_invalid", msg);
+		json_decref(doc);
+		return;
+	}
+	text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+	json_decref(doc);
+	if (!text) {
+		reply_error(req, 500, "runtime_launch_failed", "out of memory");
+		return;
+	}
+	if (!store_policy(req, text, hash, sizeof(hash), &created)) {
+		log_info("policy stored", "hash=%s created=%s", hash, created ? "yes" : "no");
+		reply_json(req, created ? 201 : 200, json_pack("{s:s, s:b}", "policy_hash", hash, "created", created));
+	}
+	free(text);
+}
+
+static void policy_entry(const struct crgw_policy_store_entry *e, void *arg)
+{
+	char stored[40];
+
+	rfc3339(e->stored * 1000000, stored, sizeof(stored));
+	json_array_append_new(
+	    arg, json_pack("{s:s, s:I, s:s}", "policy_hash", e->hash, "bytes", (json_int_t)e->bytes, "stored", stored));
+}
+
+static void policies_list(struct evhttp_request *req)
+{
+	json_t *arr = json_array();
+	int n = crgw_policy_store_list(policy_entry, arr);
+
+	if (n < 0) {
+		json_decref(arr);
+		reply_error(req, 500, "runtime_launch_failed", "the policy store cannot be read");
+		return;
+	}
+	reply_json(req, 200, json_pack("{s:o}", "policies", arr));
+}
+
+/* GET /v1/policies/<hash>: the exact document, as the gateway checked it, for any event's policy_hash. */
+static void policy_get(struct evhttp_request *req, const char *hash)
+{
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+	char *text = NULL;
+	size_t len = 0;
+	int rc = crgw_policy_store_get(hash, &text, &len);
+
+	if (rc == -EINVAL) {
+		reply_error(req, 400, "request_invalid", "expected /v1/policies/sha256:<64 lowercase hex digits>");
+		return;
+	}
+	if (rc == -ENOENT) {
+		reply_error(req, 404, "not_found", "no policy with this hash in the store");
+		return;
+	}
+	if (rc) {
+		reply_error(req, 500, "runtime_launch_failed",
+			    rc == -EBADMSG ? "the stored policy no longer matches its hash"
+					   : "the policy store cannot be read");
+		return;
+	}
+	evbuffer_add(out, text, len);
+	evbuffer_add(out, "\n", 1);
+	free(text);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+	evhttp_send_reply(req, 200, "OK", NULL);
+}
+
 static void sandbox_create(struct evhttp_request *req)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -298,9 +425,9 @@ static void sandbox_create(struct evhttp_request *req)
 	struct crgw_sandbox *sb = NULL;
 	enum crgw_reason reason;
 	json_error_t jerr;
-	json_t *body, *policy, *workspace = NULL, *limits = NULL;
+	json_t *body, *policy = NULL, *workspace = NULL, *limits = NULL;
 	char *policy_text = NULL, err[512] = "";
-	const char *netns = NULL, *run_id = NULL, *backend = "netns", *name = NULL;
+	const char *netns = NULL, *run_id = NULL, *backend = "netns", *name = NULL, *policy_hash = NULL;
 	const char *ws_mode = NULL, *ws_dir = NULL, *memory = NULL, *cpus = NULL;
 	json_int_t holder = 0, pids = 0, tap_owner = -1;
 	bool vm;
@@ -312,9 +439,10 @@ static void sandbox_create(struct evhttp_request *req)
 	}
 	body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!body ||
-	    json_unpack_ex(body, &jerr, JSON_STRICT, "{s:o, s?s, s?s, s?s, s?I, s?s, s?o, s?o, s?I}", "policy", &policy,
-			   "netns_path", &netns, "run_id", &run_id, "backend", &backend, "holder_pid", &holder, "name",
-			   &name, "workspace", &workspace, "limits", &limits, "tap_owner", &tap_owner) ||
+	    json_unpack_ex(body, &jerr, JSON_STRICT, "{s?o, s?s, s?s, s?s, s?s, s?I, s?s, s?o, s?o, s?I}", "policy",
+			   &policy, "policy_hash", &policy_hash, "netns_path", &netns, "run_id", &run_id, "backend",
+			   &backend, "holder_pid", &holder, "name", &name, "workspace", &workspace, "limits", &limits,
+			   "tap_owner", &tap_owner) ||
 	    (workspace &&
 	     json_unpack_ex(workspace, &jerr, JSON_STRICT, "{s:s, s?s}", "mode", &ws_mode, "dir", &ws_dir)) ||
 	    (limits && json_unpack_ex(limits, &jerr, JSON_STRICT, "{s?s, s?I, s?s}", "memory", &memory, "pids", &pids,
@@ -323,6 +451,11 @@ static void sandbox_create(struct evhttp_request *req)
 
 		snprintf(msg, sizeof(msg), "body: %s", jerr.text);
 		reply_error(req, 400, "request_invalid", msg);
+		json_decref(body);
+		return;
+	}
+	if (!policy == !policy_hash) {
+		reply_error(req, 400, "request_invalid", "body: give the policy, or the policy_hash of a stored one");
 		json_decref(body);
 		return;
 	}
@@ -370,11 +503,39 @@ static void sandbox_create(struct evhttp_request *req)
 	r.name = name;
 	r.workspace_mode = ws_mode;
 	r.workspace_dir = ws_dir;
-	policy_text = json_dumps(policy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
-	if (!policy_text) {
-		reply_error(req, 500, "runtime_launch_failed", "out of memory");
-		json_decref(body);
-		return;
+	if (policy_hash) {
+		size_t plen;
+		int rc = crgw_policy_store_get(policy_hash, &policy_text, &plen);
+
+		if (rc) {
+			reply_error(
+			    req,
+			    rc == -EINVAL   ? 400
+			    : rc == -ENOENT ? 404
+					    : 500,
+			    rc == -EINVAL   ? "request_invalid"
+			    : rc == -ENOENT ? "policy_invalid"
+					    : "runtime_launch_failed",
+			    rc == -EINVAL ? "policy_hash: expected sha256: and 64 lowercase hex digits"
+			    : rc == -ENOENT
+				? "policy_hash: no such policy in the store (crgw-ctl policy push)"
+				: "policy_hash: the stored policy cannot be read or no longer matches its hash");
+			json_decref(body);
+			return;
+		}
+	} else {
+		policy_text = json_dumps(policy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+		if (!policy_text) {
+			reply_error(req, 500, "runtime_launch_failed", "out of memory");
+			json_decref(body);
+			return;
+		}
+		/* Every policy a sandbox runs under stays fetchable by the hash its events carry. */
+		if (keep_policy(req, policy_text)) {
+			free(policy_text);
+			json_decref(body);
+			return;
+		}
 	}
 	r.policy_json = policy_text;
 	r.policy_len = strlen(policy_text);
@@ -1280,12 +1441,24 @@ static void route(struct evhttp_request *req, void *arg)
 			reply_error(req, 405, "request_invalid", "use GET or POST");
 	} else if (!strncmp(path, "/v1/sandboxes/", 14) && path[14] && !strchr(path + 14, '/')) {
 		sandbox_one(req, path + 14);
-	} else if (!strncmp(path, "/v1/sandboxes/", 14) && strlen(path) < 14 + 64 + 9 && path[14] &&
-		   path[14] != '/' && strchr(path + 14, '/') && !strcmp(strchr(path + 14, '/'), "/timings")) {
+	} else if (!strncmp(path, "/v1/sandboxes/", 14) && strlen(path) < 14 + 64 + 9 && path[14] && path[14] != '/' &&
+		   strchr(path + 14, '/') && !strcmp(strchr(path + 14, '/'), "/timings")) {
 		char id[65];
 
 		snprintf(id, sizeof(id), "%.*s", (int)(strchr(path + 14, '/') - (path + 14)), path + 14);
 		sandbox_timings(req, id);
+	} else if (!strcmp(path, "/v1/policies")) {
+		if (cmd == EVHTTP_REQ_GET)
+			policies_list(req);
+		else if (cmd == EVHTTP_REQ_POST)
+			policy_push(req);
+		else
+			reply_error(req, 405, "request_invalid", "use GET or POST");
+	} else if (!strncmp(path, "/v1/policies/", 13)) {
+		if (cmd == EVHTTP_REQ_GET)
+			policy_get(req, path + 13);
+		else
+			reply_error(req, 405, "request_invalid", "use GET");
 	} else if (!strcmp(path, "/v1/cache/gc") || !strcmp(path, "/v1/cache/verify")) {
 		if (cmd == EVHTTP_REQ_POST)
 			cache_job(req, path[10] == 'g' ? CRGW_CACHE_JOB_GC : CRGW_CACHE_JOB_VERIFY);

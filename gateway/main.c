@@ -26,6 +26,7 @@
 #include "mediation/mediation.h"
 #include "mediation/vault.h"
 #include "notify.h"
+#include "policy_store.h"
 #include "sandbox.h"
 #include "teardown.h"
 #include "worker.h"
@@ -348,6 +349,15 @@ int main(int argc, char **argv)
 	if (err)
 		goto out;
 	workers = true;
+	{
+		char why[600];
+
+		err = crgw_policy_store_open(cfg.policy_store_dir, why, sizeof(why));
+		if (err) {
+			log_error("cannot open the policy store", "path=\"%s\" error=\"%s\"", cfg.policy_store_dir, why);
+			goto out;
+		}
+	}
 	err = crgw_control_start(main_base, &cfg);
 	if (err) {
 		log_error("cannot listen on the control socket", "path=\"%s\" error=\"%s\"", cfg.control_path,
@@ -371,6 +381,7 @@ int main(int argc, char **argv)
 out:
 	if (control)
 		crgw_control_stop();
+	crgw_policy_store_close();
 	if (registry)
 		crgw_registry_release_all("the gateway is shutting down");
 	if (workers)

@@ -331,6 +331,74 @@ out=$(curl -s --unix-socket "$T/ctl.sock" "http://crgw/v1/sandboxes/$A")
 jq -e '.code == "released" and .timings.teardown_ms >= 0 and .timings.commands >= 3' >/dev/null <<<"$out"
 ok $? "its tombstone keeps the timings with the gateway's teardown: $(jq -c .timings <<<"$out")"
 
+# ---- policies by hash ------------------------------------------------------------------------------
+# Every policy a sandbox registered with is in the store, under the hash its events carry.
+A_HASH=$(jq -r --arg a "$A" 'select(.event=="sandbox_registered" and .sandbox_id==$a) | .policy_hash' "$AUDIT" "$AUDIT.old" 2>/dev/null | head -1)
+"$CTL" policy get "$A_HASH" >"$T/a.policy.json"
+jq -e --arg h "$A_HASH" '.policy_hash == $h' "$T/a.policy.json" >/dev/null &&
+	"$CTL" policy diff "$T/cleanroom.yaml" "$T/a.policy.json" >/dev/null
+ok $? "the policy behind sandbox A's events can be fetched by its hash, and it is the one it was made with"
+[ -s "$T/a.policy.json" ] || diag "sandbox A's policy_hash: '$A_HASH'"
+mkdir -p "$T/p_other"
+cat >"$T/p_other/cleanroom.yaml" <<'YAML'
+version: 1
+sandbox:
+  network:
+    default: deny
+    allow:
+      - host: other.test
+YAML
+P_HASH=$("$CTL" policy push "$T/p_other")
+again=$("$CTL" policy push "$T/p_other")
+[[ "$P_HASH" =~ ^sha256:[0-9a-f]{64}$ ]] && [ "$again" = "$P_HASH (already stored)" ] &&
+	"$CTL" policy ls --json | jq -e --arg h "$P_HASH" '[.policies[].policy_hash] | index($h) != null' >/dev/null
+ok $? "policy push stores a policy once and prints its hash ($P_HASH); ls lists it"
+out=$("$CTL" run --rm --json --policy-hash "$P_HASH" -- sh -c "$(kq other.test A) | grep -c 203.0.113; $(kq allowed.test A) | grep -o 'status: [A-Z]*'" 2>"$T/ph.json")
+ph_sb=$(jq -r 'select(.event=="sandbox_created") | .policy_hash' "$T/ph.json")
+grep -q '^1$' <<<"$out" && grep -q 'status: NXDOMAIN' <<<"$out" && [ "$ph_sb" = "$P_HASH" ]
+ok $? "run --policy-hash runs under the stored policy: other.test resolves, allowed.test does not ($(echo "$out" | tr "\n" " "))"
+# A launcher registers with the hash alone.
+ip netns add crgw-e2e-ph
+testnet_on_exit 'ip netns del crgw-e2e-ph 2>/dev/null'
+ip netns exec crgw-e2e-ph sleep 60 &
+ph_holder=$!
+echo "$ph_holder" >>"$T/holders"
+out=$(curl -s --unix-socket "$T/ctl.sock" -X POST \
+	-d "{\"policy_hash\": \"$P_HASH\", \"netns_path\": \"/run/netns/crgw-e2e-ph\", \"holder_pid\": $ph_holder}" \
+	http://crgw/v1/sandboxes)
+ph_id=$(jq -r .id <<<"$out")
+[ "$(jq -r .policy_hash <<<"$out")" = "$P_HASH" ] && [[ "$ph_id" == sbx-* ]] &&
+	audit_has "$AUDIT" "select(.event==\"sandbox_registered\" and .sandbox_id==\"$ph_id\" and .policy_hash==\"$P_HASH\")"
+ok $? "the control API registers a sandbox by policy_hash alone ($ph_id)"
+[[ "$ph_id" == sbx-* ]] || diag "$out"
+[ "$(api -X DELETE "http://crgw/v1/sandboxes/$ph_id")" = 200 ]
+ok $? "... and releases it"
+wait "$ph_holder" 2>/dev/null
+ip netns del crgw-e2e-ph
+bad_hash=sha256:$(printf '%064d' 0)
+codes=$(api -X POST -d "{\"policy_hash\": \"$bad_hash\", \"netns_path\": \"/run/netns/none\"}" http://crgw/v1/sandboxes)
+codes+=" $(api -X POST -d '{"policy_hash": "sha256:XYZ", "netns_path": "/run/netns/none"}' http://crgw/v1/sandboxes)"
+codes+=" $(api -X POST -d "{\"policy_hash\": \"$P_HASH\", \"policy\": {}, \"netns_path\": \"/run/netns/none\"}" http://crgw/v1/sandboxes)"
+codes+=" $(api -X POST -d '{"netns_path": "/run/netns/none"}' http://crgw/v1/sandboxes)"
+codes+=" $(api "http://crgw/v1/policies/$bad_hash")"
+codes+=" $(api --path-as-is "http://crgw/v1/policies/../../etc/passwd")"
+codes+=" $(api -X POST -d 'not json' http://crgw/v1/policies)"
+codes+=" $(api -X POST --data-binary @<(jq -c '.network.rules[0].host = "evil.test"' "$T/a.policy.json") http://crgw/v1/policies)"
+codes+=" $(api -X DELETE "http://crgw/v1/policies/$P_HASH")"
+[ "$codes" = "404 400 400 400 404 400 400 422 405" ]
+ok $? "unknown and malformed hashes, both or neither of policy and policy_hash, a tampered document, a DELETE: refused ($codes)"
+# A stored file that no longer matches its name is never served nor run.
+store=$GW_DATA/policies
+cp "$store/${P_HASH#sha256:}.json" "$T/p_other.saved"
+sed -i 's/other\.test/evil.test/' "$store/${P_HASH#sha256:}.json"
+codes=$(api "http://crgw/v1/policies/$P_HASH")
+codes+=" $(api -X POST -d "{\"policy_hash\": \"$P_HASH\", \"netns_path\": \"/run/netns/none\"}" http://crgw/v1/sandboxes)"
+[ "$codes" = "500 500" ]
+ok $? "a stored policy changed on disk is neither served nor run ($codes)"
+cp "$T/p_other.saved" "$store/${P_HASH#sha256:}.json"
+[ "$(stat -c %a "$store")" = 700 ] && [ -z "$(find "$store" -name '.tmp-*')" ]
+ok $? "the store is private to root (0700) and holds no temporary file"
+
 # ---- SIGKILL and restart --------------------------------------------------------------------------
 "$CTL" run --policy "$T/cleanroom.yaml" --json -- true 2>"$T/b.json"
 B=$(jq -r 'select(.event=="sandbox_created") | .sandbox_id' "$T/b.json")
@@ -351,6 +419,8 @@ sleep 0.2
 ok $? "the old sandbox's holder, and with it its namespaces, is gone"
 "$CTL" run --rm --policy "$T/cleanroom.yaml" -- getent ahostsv4 allowed.test >/dev/null 2>&1
 ok $? "the restarted gateway serves new sandboxes"
+"$CTL" policy get "$P_HASH" | jq -e --arg h "$P_HASH" '.policy_hash == $h' >/dev/null
+ok $? "the policy store outlives the gateway: $P_HASH is served after the restart"
 out=$(run sh -c "$(kq denied.test A)" 2>&1)
 grep -q 'status: REFUSED' <<<"$out"
 ok $? "dns.denied_rcode=refused answers denied names REFUSED"
