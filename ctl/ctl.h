@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Exit codes, documented in `crgw-ctl --help` and docs/ctl.md. */
 #define CTL_EXIT_OK 0
@@ -35,6 +36,20 @@ int cmd_policy(int argc, char **argv);
 int policy_diff(int argc, char **argv);
 /* crgw-ctl policy push|get|ls (policy_store_cmd.c): argv[0] is the subcommand. */
 int policy_store_cmd(int argc, char **argv);
+/* crgw-ctl policy learn (policy_learn.c): argv[0] is "learn". */
+int policy_learn(int argc, char **argv);
+
+/* The longest audit line read; a longer one is counted and skipped. */
+#define CTL_AUDIT_LINE_MAX (64u * 1024)
+
+/*
+ * Reads an audit log (`path`, or "-" for standard input) as a stream, calling `fn` for each non-empty
+ * line (without its newline; borrowed for the call) until the end or until `fn` returns non-zero,
+ * which is returned. Lines over CTL_AUDIT_LINE_MAX are counted in `*overlong` and skipped. Memory stays
+ * bounded whatever the log's size. Returns 0 or -errno after saying why on stderr.
+ */
+int ctl_audit_lines(const char *path, int (*fn)(void *arg, const char *line, size_t len), void *arg,
+		    uint64_t *overlong);
 int cmd_sandbox(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_stats(int argc, char **argv);

@@ -20,6 +20,8 @@ static const char usage[] =
 	"  policy diff OLD NEW [--against AUDIT.jsonl|-] [--json] [--blocked CIDR]...\n"
 	"                         the rules that changed, the destinations that flip, and with --against\n"
 	"                         the flows of a real audit log whose decision flips (exit 1 when any)\n"
+	"  policy learn AUDIT [--sandbox ID] [--run-id ID] [--into FILE] [--collapse N]\n"
+	"                         draft the least policy that allows a (run --learn) log's flows\n"
 	"  policy push [--json] PATH|DIR|COMPILED | get [-o FILE] HASH | ls [--json]\n"
 	"                         the gateway's policy store: register sandboxes by hash (run --policy-hash),\n"
 	"                         fetch the policy behind any audit event\n"

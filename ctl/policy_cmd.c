@@ -472,7 +472,7 @@ out:
 
 int cmd_policy(int argc, char **argv)
 {
-	static const char help[] = "usage: crgw-ctl policy validate|compile|explain|diff|push|get|ls ... (crgw-ctl --help)\n";
+	static const char help[] = "usage: crgw-ctl policy validate|compile|explain|diff|learn|push|get|ls ... (crgw-ctl --help)\n";
 	struct policy_args a;
 	int rc;
 
@@ -488,6 +488,8 @@ int cmd_policy(int argc, char **argv)
 	}
 	if (!strcmp(sub, "diff"))
 		return policy_diff(argc - 1, argv + 1);
+	if (!strcmp(sub, "learn"))
+		return policy_learn(argc - 1, argv + 1);
 	if (!strcmp(sub, "push") || !strcmp(sub, "get") || !strcmp(sub, "ls"))
 		return policy_store_cmd(argc - 1, argv + 1);
 	const char *allowed = strcmp(sub, "validate") == 0  ? "jA"

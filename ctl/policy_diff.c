@@ -18,8 +18,6 @@
 #include "crgw/policy_diff.h"
 #include "ctl.h"
 
-#define LINE_MAX_BYTES (64u * 1024)
-#define READ_CHUNK (4u * 1024 * 1024)
 #define FLOWS_MAX 100000u
 
 struct side {
@@ -293,73 +291,29 @@ static int replay_line(struct replay *r, const struct side *old_s, const struct 
 	return note_flip(r, &f, &od, &nd, passes(no));
 }
 
-/* Streams the log line by line; a line longer than LINE_MAX_BYTES is unreadable, not fatal. */
+struct replay_ctx {
+	struct replay *r;
+	const struct side *old_s, *new_s;
+	const struct crgw_blocklist *blocked;
+};
+
+static int replay_one(void *arg, const char *line, size_t len)
+{
+	struct replay_ctx *x = arg;
+
+	return replay_line(x->r, x->old_s, x->new_s, x->blocked, line, len);
+}
+
+/* Streams the log line by line; a line longer than CTL_AUDIT_LINE_MAX is unreadable, not fatal. */
 static int replay_log(struct replay *r, const char *path, const struct side *old_s, const struct side *new_s,
 		      const struct crgw_blocklist *blocked)
 {
-	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
-	char *buf;
-	size_t have = 0;
-	bool skipping = false;
-	int err = 0;
+	struct replay_ctx x = { r, old_s, new_s, blocked };
+	uint64_t overlong = 0;
+	int err = ctl_audit_lines(path, replay_one, &x, &overlong);
 
-	if (fd < 0) {
-		err = -errno;
-		fprintf(stderr, "crgw-ctl: %s: %s\n", path, strerror(errno));
-		return err;
-	}
-	buf = malloc(READ_CHUNK + LINE_MAX_BYTES);
-	if (!buf) {
-		err = -ENOMEM;
-		goto out;
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf + have, READ_CHUNK + LINE_MAX_BYTES - have);
-		size_t start = 0;
-		char *nl;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			err = -errno;
-			fprintf(stderr, "crgw-ctl: %s: %s\n", path, strerror(errno));
-			break;
-		}
-		have += (size_t)n;
-		while ((nl = memchr(buf + start, '\n', have - start))) {
-			size_t len = (size_t)(nl - (buf + start));
-
-			if (skipping) {
-				skipping = false; /* the tail of an over-long line, counted when it began */
-			} else if (len > LINE_MAX_BYTES) {
-				r->lines++;
-				r->unreadable++;
-			} else if (len && (err = replay_line(r, old_s, new_s, blocked, buf + start, len))) {
-				goto out;
-			}
-			start += len + 1;
-		}
-		memmove(buf, buf + start, have - start);
-		have -= start;
-		if (n == 0) {
-			if (have && !skipping && have <= LINE_MAX_BYTES)
-				err = replay_line(r, old_s, new_s, blocked, buf, have);
-			else if (have && !skipping)
-				r->lines++, r->unreadable++;
-			break;
-		}
-		if (have > LINE_MAX_BYTES) {
-			/* No newline within the limit: drop what there is and the rest of the line. */
-			if (!skipping)
-				r->lines++, r->unreadable++;
-			skipping = true;
-			have = 0;
-		}
-	}
-out:
-	free(buf);
-	if (fd != STDIN_FILENO)
-		close(fd);
+	r->lines += overlong;
+	r->unreadable += overlong;
 	return err;
 }
 

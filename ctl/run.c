@@ -46,6 +46,8 @@ static const char run_usage[] =
     "      --rm                 release the sandbox when the command ends (else it stays for exec,\n"
     "                           sandbox diff and cp, until sandbox rm or its TTL)\n"
     "      --run-id ID          a caller's id, copied into every audit event of the sandbox\n"
+    "      --learn              learn mode (when the operator allows it, learn.allowed): what the policy\n"
+    "                           refuses is let through and audited as warn; then crgw-ctl policy learn\n"
     "      --backend NAME       netns (the default), qemu (a VM: KVM where /dev/kvm works, TCG\n"
     "                           otherwise) or firecracker (a Firecracker microVM: KVM, $CRGW_FIRECRACKER\n"
     "                           or firecracker in PATH); the VMs have no workspace yet, so\n"
@@ -301,6 +303,7 @@ int cmd_run(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"policy", required_argument, NULL, 'p'},
 	    {"policy-hash", required_argument, NULL, 'H'},
+	    {"learn", no_argument, NULL, 'L'},
 	    {"backend", required_argument, NULL, 'b'},
 	    {"rm", no_argument, NULL, 'r'},
 	    {"json", no_argument, NULL, 'j'},
@@ -342,6 +345,9 @@ int cmd_run(int argc, char **argv)
 			break;
 		case 'H':
 			policy_hash = optarg;
+			break;
+		case 'L':
+			spec.learn = true;
 			break;
 		case 'b':
 			backend_name = optarg;

@@ -62,6 +62,7 @@ static const struct key keys[] = {
 	{ "log_level", K_LEVEL, OFF(log_level), 0, 0, 0 },
 	{ "data_dir", K_STRING, STR(data_dir), 0, 0 },
 	{ "policy_store.dir", K_STRING, STR(policy_store_dir), 0, 0 },
+	{ "learn.allowed", K_BOOL, OFF(learn_allowed), 0, 0, 0 },
 	{ "limits.memory", K_SIZE, OFF(limits_memory), 8, 16u << 20, UINT64_C(1) << 50 },
 	{ "limits.pids", K_UINT, OFF(limits_pids), 8, 0, 4194304 },
 	{ "limits.cpus", K_CPUS, OFF(limits_cpu_milli), 4, 10, 1024000 },

@@ -85,7 +85,8 @@ struct crgw_config {
 
 	/* Sandboxes: where their per-sandbox data lives, their resource ceilings, and test-only knobs. */
 	char data_dir[4096];
-	char policy_store_dir[4096]; /* every accepted CompiledPolicy by its hash; default data_dir/policies */
+	char policy_store_dir[4096];
+	bool learn_allowed; /* learn.allowed: sandboxes may run in learn mode (crgw-ctl run --learn) */ /* every accepted CompiledPolicy by its hash; default data_dir/policies */
 	uint64_t limits_memory;      /* bytes; 0: none */
 	uint64_t limits_pids;        /* 0: none */
 	uint32_t limits_cpu_milli;   /* thousandths of a CPU; 0: all CPUs */

@@ -190,6 +190,8 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 		return NULL;
 	if (sb->name[0])
 		json_object_set_new(o, "name", json_string(sb->name));
+	if (sb->learn)
+		json_object_set_new(o, "learn", json_true());
 	if (sb->holder_pid)
 		json_object_set_new(o, "holder_pid", json_integer(sb->holder_pid));
 	{
@@ -430,6 +432,7 @@ static void sandbox_create(struct evhttp_request *req)
 	const char *netns = NULL, *run_id = NULL, *backend = "netns", *name = NULL, *policy_hash = NULL;
 	const char *ws_mode = NULL, *ws_dir = NULL, *memory = NULL, *cpus = NULL;
 	json_int_t holder = 0, pids = 0, tap_owner = -1;
+	int learn = 0;
 	bool vm;
 	int ret;
 
@@ -439,10 +442,10 @@ static void sandbox_create(struct evhttp_request *req)
 	}
 	body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!body ||
-	    json_unpack_ex(body, &jerr, JSON_STRICT, "{s?o, s?s, s?s, s?s, s?s, s?I, s?s, s?o, s?o, s?I}", "policy",
-			   &policy, "policy_hash", &policy_hash, "netns_path", &netns, "run_id", &run_id, "backend",
-			   &backend, "holder_pid", &holder, "name", &name, "workspace", &workspace, "limits", &limits,
-			   "tap_owner", &tap_owner) ||
+	    json_unpack_ex(body, &jerr, JSON_STRICT, "{s?o, s?s, s?s, s?s, s?s, s?I, s?s, s?o, s?o, s?I, s?b}",
+			   "policy", &policy, "policy_hash", &policy_hash, "netns_path", &netns, "run_id", &run_id,
+			   "backend", &backend, "holder_pid", &holder, "name", &name, "workspace", &workspace, "limits",
+			   &limits, "tap_owner", &tap_owner, "learn", &learn) ||
 	    (workspace &&
 	     json_unpack_ex(workspace, &jerr, JSON_STRICT, "{s:s, s?s}", "mode", &ws_mode, "dir", &ws_dir)) ||
 	    (limits && json_unpack_ex(limits, &jerr, JSON_STRICT, "{s?s, s?I, s?s}", "memory", &memory, "pids", &pids,
@@ -545,12 +548,15 @@ static void sandbox_create(struct evhttp_request *req)
 	r.holder_pid = (pid_t)holder;
 	r.tap = vm;
 	r.tap_owner = (long long)tap_owner;
+	r.learn = learn;
 	ret = crgw_sandbox_register(&r, &sb, &reason, err, sizeof(err));
 	if (ret) {
 		log_warn("sandbox registration refused", "reason=%s error=\"%s\"", crgw_reason_str(reason), err);
 		reply_error(req,
 			    reason == CRGW_REASON_POLICY_INVALID    ? 422
-			    : reason == CRGW_REASON_REQUEST_INVALID ? (ret == -EEXIST ? 409 : 400)
+			    : reason == CRGW_REASON_REQUEST_INVALID ? (ret == -EEXIST  ? 409
+								       : ret == -EPERM ? 403
+										       : 400)
 								    : 500,
 			    crgw_reason_str(reason), err);
 	} else {

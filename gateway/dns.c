@@ -165,8 +165,9 @@ static int audit_dns(struct crgw_sandbox *sb, const struct crgw_dns_query *q, bo
 	AUDIT_SET(ev.dst_host, q->name);
 	AUDIT_SET(ev.dst_ip, dst_ip);
 	inet_ntop(AF_INET, &sb->guest, ev.src_ip, sizeof(ev.src_ip));
-	ev.action = allow ? CRGW_ACTION_ALLOW : CRGW_ACTION_DENY;
-	ev.reason = allow ? CRGW_REASON_NONE : reason;
+	/* An allow with a reason is learn mode's: what enforcement would have refused, let through. */
+	ev.action = !allow ? CRGW_ACTION_DENY : reason != CRGW_REASON_NONE ? CRGW_ACTION_WARN : CRGW_ACTION_ALLOW;
+	ev.reason = reason;
 	AUDIT_SET(ev.rule, rule);
 	AUDIT_SET(ev.qtype, qtype_name(q->qtype, tbuf, sizeof(tbuf)));
 	AUDIT_SET(ev.detail, detail);
@@ -320,7 +321,7 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 		memset(&h, 0, sizeof(h));
 		h.kind = family == AF_INET ? CRGW_HOST_IPV4 : CRGW_HOST_IPV6;
 		memcpy(h.addr, e->addrs[i], alen);
-		crgw_policy_check_address(sb->policy, crgw_gateway_blocklist(), &h, CRGW_PORT_ANY, &d);
+		crgw_sandbox_check_address(sb, &h, CRGW_PORT_ANY, &d);
 		if (!d.allow) {
 			refused[nrefused].addr = e->addrs[i];
 			refused[nrefused].d = d;
@@ -363,10 +364,12 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 			char detail[160];
 
 			if (crgw_host_parse(q->name, q->name_len, &host, NULL) == 0)
-				crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &host, CRGW_PORT_ANY, &allow);
+				crgw_sandbox_decide(sb, &host, CRGW_PORT_ANY, &allow);
 			allow_detail(family, bind, n, ttl, nrefused, e->omitted, detail, sizeof(detail));
 			/* An allow that cannot be recorded is not given, and the next query tries again. */
-			if (audit_dns(sb, q, true, CRGW_REASON_NONE, allow.rule, NULL, detail) == -ENOBUFS) {
+			if (audit_dns(sb, q, true,
+				      allow.reason == CRGW_REASON_PORT_NOT_ALLOWED ? CRGW_REASON_HOST_NOT_ALLOWED : allow.reason,
+				      allow.rule, NULL, detail) == -ENOBUFS) {
 				crgw_binding_forget(sb, q->name, family);
 				m->sb = NULL;
 				COUNT(srv, servfail);
@@ -449,7 +452,7 @@ static enum verdict decide(struct crgw_dns_server *srv, struct crgw_sandbox *sb,
 		d.reason = CRGW_REASON_HOST_NOT_ALLOWED;
 		d.rule = "sandbox.network.default";
 	} else {
-		crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &host, CRGW_PORT_ANY, &d);
+		crgw_sandbox_decide(sb, &host, CRGW_PORT_ANY, &d);
 	}
 	if (!d.allow) {
 		COUNT(srv, denied);

@@ -72,8 +72,8 @@ void proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum c
 		inet_ntop(AF_INET6, &t->upstream.in6.sin6_addr, ev.dst_ip, sizeof(ev.dst_ip));
 	ev.dst_port = t->port;
 	if (kind == CRGW_AUDIT_DECISION) {
-		ev.action = allow ? CRGW_ACTION_ALLOW : CRGW_ACTION_DENY;
-		ev.reason = allow ? CRGW_REASON_NONE : reason;
+		ev.action = !allow ? CRGW_ACTION_DENY : t->learned ? CRGW_ACTION_WARN : CRGW_ACTION_ALLOW;
+		ev.reason = !allow ? reason : t->learned;
 		AUDIT_SET(ev.rule, t->rule);
 	} else {
 		ev.has_bytes = true;
@@ -479,8 +479,10 @@ bool proxy_decide(struct tunnel *t)
 {
 	struct crgw_decision d;
 
-	crgw_policy_decide(t->sb->policy, crgw_gateway_blocklist(), &t->host, t->port, &d);
+	t->learned = CRGW_REASON_NONE;
+	crgw_sandbox_decide(t->sb, &t->host, t->port, &d);
 	AUDIT_SET(t->rule, d.rule);
+	proxy_note_learned(t, &d);
 	if (!d.allow)
 		proxy_refuse(t, 403, "Forbidden", d.reason, NULL);
 	return d.allow;
@@ -713,12 +715,16 @@ static void plain_decision(struct tunnel *t)
 	memcpy(ip.addr, &t->upstream.in.sin_addr, 4);
 	inet_ntop(AF_INET, ip.addr, ip.text, sizeof(ip.text));
 	ip.len = (uint8_t)strlen(ip.text);
-	crgw_policy_check_address(t->sb->policy, crgw_gateway_blocklist(), &ip, t->port, &d);
+	t->learned = CRGW_REASON_NONE;
+	crgw_sandbox_check_address(t->sb, &ip, t->port, &d);
+	proxy_note_learned(t, &d);
 	if (d.allow)
-		crgw_policy_decide(t->sb->policy, crgw_gateway_blocklist(), &ip, t->port, &d);
-	if (d.allow || d.reason == CRGW_REASON_PRIVATE_ADDRESS_BLOCKED ||
+		crgw_sandbox_decide(t->sb, &ip, t->port, &d);
+	/* In learn mode an address no rule names is still first offered the names bound to it, below. */
+	if ((d.allow && d.reason == CRGW_REASON_NONE) || (!d.allow && d.reason == CRGW_REASON_PRIVATE_ADDRESS_BLOCKED) ||
 	    (d.rule && strcmp(d.rule, "sandbox.network.default"))) {
 		AUDIT_SET(t->rule, d.rule);
+		proxy_note_learned(t, &d);
 		if (!d.allow) {
 			proxy_refuse(t, 0, NULL, d.reason, NULL);
 			return;
@@ -730,6 +736,14 @@ static void plain_decision(struct tunnel *t)
 	if (crgw_binding_allowed_name(t->sb, &ba, t->port, name, &named)) {
 		crgw_host_parse(name, strlen(name), &t->host, NULL);
 		AUDIT_SET(t->rule, named.rule);
+		proxy_note_learned(t, &named);
+		connect_original(t);
+		return;
+	}
+	if (d.allow) {
+		/* Learn mode, and no name bound to the address: the address itself is what was used. */
+		AUDIT_SET(t->rule, d.rule);
+		proxy_note_learned(t, &d);
 		connect_original(t);
 		return;
 	}
@@ -761,8 +775,10 @@ static void tls_decision(struct tunnel *t, const struct crgw_tls_hello *hello)
 		proxy_refuse(t, 0, NULL, CRGW_REASON_REQUEST_INVALID, "the SNI is not a host name");
 		return;
 	}
-	crgw_policy_decide(t->sb->policy, crgw_gateway_blocklist(), &t->host, t->port, &d);
+	t->learned = CRGW_REASON_NONE;
+	crgw_sandbox_decide(t->sb, &t->host, t->port, &d);
 	AUDIT_SET(t->rule, d.rule);
+	proxy_note_learned(t, &d);
 	if (!d.allow) {
 		proxy_refuse(t, 0, NULL, d.reason, hello->ech ? "decided on the outer SNI of an encrypted client hello" : NULL);
 		return;
@@ -774,12 +790,13 @@ static void tls_decision(struct tunnel *t, const struct crgw_tls_hello *hello)
 		return;
 	}
 	memcpy(ip.addr, &t->upstream.in.sin_addr, 4);
-	crgw_policy_check_address(t->sb->policy, crgw_gateway_blocklist(), &ip, t->port, &d);
+	crgw_sandbox_check_address(t->sb, &ip, t->port, &d);
 	if (!d.allow) {
 		AUDIT_SET(t->rule, d.rule);
 		proxy_refuse(t, 0, NULL, d.reason, NULL);
 		return;
 	}
+	proxy_note_learned(t, &d);
 	connect_original(t);
 }
 

@@ -68,6 +68,8 @@ struct tunnel {
 	char asked[CRGW_HOST_NAME_MAX + 1];
 	uint16_t port;
 	char rule[96];
+	/* Learn mode: the reason enforcement would have refused the last decision for (NONE: it allows). */
+	enum crgw_reason learned;
 	char detail[160]; /* what the audit events say about the request (HTTP: method and path) */
 	const char *end_detail; /* why the connection ended, when the gateway ended it */
 	struct upstream_race *race; /* while connecting upstream */
@@ -94,6 +96,13 @@ struct crgw_proxy {
 void proxy_close(struct tunnel *t);
 /* Ends the connection gracefully: our side shut, the client's remaining bytes discarded for a while. */
 void proxy_linger(struct tunnel *t);
+/* Keeps what a learn-mode decision let through, for the allow event's action warn. */
+static inline void proxy_note_learned(struct tunnel *t, const struct crgw_decision *d)
+{
+	if (d->allow && d->reason != CRGW_REASON_NONE)
+		t->learned = d->reason;
+}
+
 void proxy_refuse(struct tunnel *t, int status, const char *text, enum crgw_reason reason, const char *detail);
 void proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
 		 const char *detail);

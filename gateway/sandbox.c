@@ -756,6 +756,19 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 		goto out;
 	}
 	AUDIT_SET(sb->policy_hash, crgw_policy_hash(sb->policy));
+	if (req->learn && !R.cfg->learn_allowed) {
+		*reason = CRGW_REASON_REQUEST_INVALID;
+		snprintf(err, errlen, "learn mode is off on this gateway (learn.allowed in crgw.yaml)");
+		ret = -EPERM;
+		goto out;
+	}
+	if (req->learn && !crgw_policy_learn_allowed(sb->policy)) {
+		*reason = CRGW_REASON_REQUEST_INVALID;
+		snprintf(err, errlen, "the policy forbids learn mode (sandbox.learn: false)");
+		ret = -EPERM;
+		goto out;
+	}
+	sb->learn = req->learn;
 	/* A policy that names a secret the operator does not hold cannot run: its requests would only fail. */
 	ret = crgw_mediation_check_policy(sb->policy, err, errlen);
 	if (ret) {
@@ -907,8 +920,9 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	pthread_rwlock_unlock(&R.lock);
 	slot_taken = false;
 
-	snprintf(detail, sizeof(detail), "backend=%s interface=%s%s%s workspace=%s", sb->backend, sb->ifname,
-		 sb->name[0] ? " name=" : "", sb->name, sb->workspace_mode[0] ? sb->workspace_mode : "none");
+	snprintf(detail, sizeof(detail), "backend=%s interface=%s%s%s workspace=%s%s", sb->backend, sb->ifname,
+		 sb->name[0] ? " name=" : "", sb->name, sb->workspace_mode[0] ? sb->workspace_mode : "none",
+		 sb->learn ? " learn=1" : "");
 	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_REGISTERED, detail, NULL);
 	log_info("sandbox registered", "id=%s interface=%s guest=%s policy=%s", sb->id, sb->ifname,
 		 inet_ntoa(sb->guest), sb->policy_hash);
@@ -1281,7 +1295,7 @@ bool crgw_binding_allowed_name(struct crgw_sandbox *sb, const struct crgw_bindin
 			if (!bound || crgw_host_parse(b->name, strlen(b->name), &host, NULL))
 				continue;
 			/* The matcher never allocates: deciding under the lock is cheap and keeps `b` alive. */
-			crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), &host, port, d);
+			crgw_sandbox_decide(sb, &host, port, d);
 			memcpy(name, b->name, strlen(b->name) + 1);
 			found = d->allow;
 		}
@@ -1297,4 +1311,28 @@ unsigned crgw_binding_count(struct crgw_sandbox *sb)
 	n = sb->bindings->count;
 	pthread_mutex_unlock(&sb->bindings->lock);
 	return n;
+}
+
+/* Learn mode lets through what the policy alone refuses; the gateway's own refusals stand. */
+static void learn_override(const struct crgw_sandbox *sb, struct crgw_decision *d)
+{
+	if (!sb->learn || d->allow || (d->rule && !strncmp(d->rule, "gateway.", 8)))
+		return;
+	if (d->reason == CRGW_REASON_HOST_NOT_ALLOWED || d->reason == CRGW_REASON_PORT_NOT_ALLOWED ||
+	    d->reason == CRGW_REASON_IP_LITERAL_NOT_ALLOWED)
+		d->allow = true;
+}
+
+void crgw_sandbox_decide(const struct crgw_sandbox *sb, const struct crgw_host *host, uint16_t port,
+			 struct crgw_decision *d)
+{
+	crgw_policy_decide(sb->policy, crgw_gateway_blocklist(), host, port, d);
+	learn_override(sb, d);
+}
+
+void crgw_sandbox_check_address(const struct crgw_sandbox *sb, const struct crgw_host *addr, uint16_t port,
+				struct crgw_decision *d)
+{
+	crgw_policy_check_address(sb->policy, crgw_gateway_blocklist(), addr, port, d);
+	learn_override(sb, d);
 }

@@ -50,6 +50,7 @@ struct crgw_sandbox {
 	int ifindex;
 	struct in_addr gw, guest;
 	struct crgw_policy *policy; /* owned reference, immutable */
+	bool learn;                 /* learn mode: what the policy alone refuses passes, audited as warn */
 	char policy_hash[72];
 	int64_t created_us;
 	pid_t holder_pid;
@@ -94,6 +95,7 @@ struct crgw_sandbox_request {
 	const char *workspace_mode; /* optional: copy, rw, ro or none */
 	const char *workspace_dir;  /* optional: the host directory, absolute */
 	struct crgw_cgroup_limits limits; /* asked for; a zero field takes the operator's ceiling */
+	bool learn;                 /* learn mode (needs learn.allowed and a policy that permits it) */
 };
 
 /* What stays of a released sandbox for a while, so that its creator can learn why it ended. */
@@ -200,6 +202,18 @@ void crgw_sandbox_unref(struct crgw_sandbox *sb);
 
 /* The blocklist every decision uses (the pool, the gateway's own addresses, the operator's ranges). */
 const struct crgw_blocklist *crgw_gateway_blocklist(void);
+
+/*
+ * The sandbox's decisions: the policy's (crgw_policy_decide, crgw_policy_check_address, with the gateway's
+ * blocklist), except in learn mode, where what the policy alone refuses (host_not_allowed,
+ * port_not_allowed, ip_literal_not_allowed by a policy rule) passes with `allow` true and the reason and
+ * rule enforcement would have given kept: callers audit such a decision with action warn. What the
+ * gateway refuses always (private_address_blocked, gateway.* rules) is refused in learn mode too.
+ */
+void crgw_sandbox_decide(const struct crgw_sandbox *sb, const struct crgw_host *host, uint16_t port,
+			 struct crgw_decision *d);
+void crgw_sandbox_check_address(const struct crgw_sandbox *sb, const struct crgw_host *addr, uint16_t port,
+				struct crgw_decision *d);
 
 /* ---- audit rate limits ------------------------------------------------------------------------- */
 

@@ -206,7 +206,8 @@ static void add_addresses(struct upstream_race *r, int family, const struct crgw
 			a.in.sin_port = htons(t->port);
 			memcpy(&a.in.sin_addr, e->addrs[i], 4);
 		}
-		crgw_policy_check_address(t->sb->policy, crgw_gateway_blocklist(), &h, t->port, &d);
+		crgw_sandbox_check_address(t->sb, &h, t->port, &d);
+		proxy_note_learned(t, &d);
 		if (!d.allow) {
 			if (!r->refused++) {
 				r->first_refusal = d;

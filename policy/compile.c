@@ -728,10 +728,11 @@ static json_t *compile_image(struct compiler *c, const struct ynode *n)
 
 static json_t *compile_sandbox(struct compiler *c, const struct ynode *n, json_t **network)
 {
-	static const char *const keys[] = { "image", "ttl_minutes", "network", NULL };
+	static const char *const keys[] = { "image", "ttl_minutes", "network", "learn", NULL };
 	json_t *out = json_object();
 	const struct ynode *v;
 	long ttl = 60;
+	bool learn = true;
 
 	*network = NULL;
 	if (!check_keys(c, n, "sandbox", keys))
@@ -741,6 +742,9 @@ static json_t *compile_sandbox(struct compiler *c, const struct ynode *n, json_t
 	if ((v = ytree_get(n, "ttl_minutes")))
 		get_int(c, v, "sandbox.ttl_minutes", 1, 10080, &ttl);
 	add_json(c, out, "ttl_minutes", json_integer(ttl));
+	/* Written only when it forbids learn mode, so that every policy without the key keeps its hash. */
+	if ((v = ytree_get(n, "learn")) && get_bool(c, v, "sandbox.learn", &learn) && !learn)
+		add_json(c, out, "learn", json_false());
 	if ((v = ytree_get(n, "network")))
 		*network = compile_network(c, v);
 	else

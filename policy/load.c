@@ -24,6 +24,7 @@ struct crgw_policy {
 	char hash[72];
 	bool default_allow;
 	unsigned ttl_minutes;
+	bool learn_forbidden;
 	uint16_t *ports;
 	struct matcher *matcher;
 	/* What mediation reads. Strings are borrowed from `doc`, which lives as long as the policy. */
@@ -661,6 +662,13 @@ int crgw_policy_load(const char *json, size_t len, struct crgw_policy **out, cha
 	}
 	if (ttl)
 		p->ttl_minutes = (unsigned)json_integer_value(ttl);
+	json_t *learn = json_object_get(json_object_get(p->doc, "sandbox"), "learn");
+
+	if (learn && !json_is_false(learn)) {
+		rc = fail(err, errlen, "sandbox.learn: only false is ever written");
+		goto out;
+	}
+	p->learn_forbidden = learn != NULL;
 	if ((rc = load_git(p, json_object_get(p->doc, "git"), err, errlen)))
 		goto out;
 	if ((rc = load_registries(p, json_object_get(p->doc, "registries"), err, errlen)))
@@ -705,6 +713,11 @@ void crgw_policy_unref(struct crgw_policy *policy)
 const char *crgw_policy_hash(const struct crgw_policy *policy)
 {
 	return policy->hash;
+}
+
+bool crgw_policy_learn_allowed(const struct crgw_policy *policy)
+{
+	return !policy->learn_forbidden;
 }
 
 unsigned crgw_policy_ttl_minutes(const struct crgw_policy *policy)

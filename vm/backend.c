@@ -116,6 +116,8 @@ void vm_registration_add_common(json_t *req, const struct crgw_sandbox_spec *spe
 		json_object_set_new(req, "run_id", json_string(spec->run_id));
 	if (spec->name)
 		json_object_set_new(req, "name", json_string(spec->name));
+	if (spec->learn)
+		json_object_set_new(req, "learn", json_true());
 	if (limits && spec->memory)
 		json_object_set_new(limits, "memory", json_string(spec->memory));
 	if (limits && spec->cpus)

@@ -60,7 +60,7 @@ expect_rc 2 "explain needs a host" policy explain --policy "$examples"
 # Every command and subcommand answers --help with its usage on stdout and exit 0.
 for cmd in "run" "exec" "cp" "sandbox" "sandbox diff" "audit" "audit tail" "stats" "doctor" "policy" \
 	"policy validate" "policy compile" "policy explain" "cache" "cache ls" "cache stats" "cache gc" "cache verify" \
-	"cache warm" "policy diff" "policy push" "policy get" "policy ls"; do
+	"cache warm" "policy diff" "policy push" "policy get" "policy ls" "policy learn"; do
 	# shellcheck disable=SC2086
 	run $cmd --help
 	[ "$rc" = 0 ] && grep -qi "usage" "$tmp/out"
@@ -363,6 +363,36 @@ expect_rc 2 "diff with an invalid policy is an error" policy diff "$tmp/d_old" "
 printf '{"event":"decision","service":"dns","dst_host":"%s"}\n' "$(head -c 100000 /dev/zero | tr '\0' a)" >"$tmp/long.log"
 expect_json 0 '.against.unreadable == 1 and .against.lines == 1' "an over-long line is counted as unreadable, not fatal" \
 	policy diff --json "$tmp/d_old" "$tmp/d_old" --against "$tmp/long.log"
+
+# ---- policy learn, and the policy's say on learn mode
+run policy learn "$tmp/d.log"
+[ "$rc" = 0 ] && grep -q '"allowed.test"' "$tmp/out" && grep -q 'ports: \[80, 443\]' "$tmp/out" && grep -q 'learned' "$tmp/err" &&
+	! grep -q 'other.test\|git2.test' "$tmp/out"
+result $? "policy learn drafts the allowed flows of a log, not its denials (exit $rc)"
+mkdir -p "$tmp/learned"
+"$ctl" policy learn "$tmp/d.log" --into "$tmp/learned/cleanroom.yaml" >/dev/null 2>&1
+expect_rc 0 "... and the draft written with --into validates" policy validate "$tmp/learned"
+expect_rc 2 "policy learn of a log with no allowed flow is an error" policy learn --run-id nobody "$tmp/d.log"
+expect_rc 2 "policy learn of a missing log is an error" policy learn "$tmp/nope.log"
+expect_rc 2 "policy learn --collapse 1 is a usage error" policy learn --collapse 1 "$tmp/d.log"
+policy "$tmp/nolearn" <<'Y'
+version: 1
+sandbox:
+  learn: false
+  network: { default: deny }
+Y
+expect_json 0 '.sandbox.learn == false' "sandbox.learn: false is kept in the compiled policy" policy compile --json "$tmp/nolearn"
+expect_json 0 '.sandbox | has("learn") | not' "a policy without sandbox.learn keeps its hash (no key written)" \
+	policy compile --json "$tmp/d_old"
+policy "$tmp/badlearn" <<'Y'
+version: 1
+sandbox:
+  learn: sometimes
+  network: { default: deny }
+Y
+run policy validate "$tmp/badlearn"
+[ "$rc" = 2 ] && grep -q "sandbox.learn: expected true or false" "$tmp/err"
+result $? "sandbox.learn takes true or false only"
 
 echo "1..$n"
 [ "$failed" = 0 ]

@@ -578,8 +578,12 @@ void med_git(struct med_request *r, const char *path, size_t len, const char *qu
 	}
 	if (!crgw_policy_git_host_allowed(policy, r->host.text)) {
 		snprintf(detail, sizeof(detail), "git host %s is not in the policy's git.hosts", r->host.text);
-		med_refuse(r, 403, "Forbidden", CRGW_REASON_HOST_NOT_ALLOWED, detail);
-		return;
+		if (!med_sandbox(r)->learn) {
+			med_refuse(r, 403, "Forbidden", CRGW_REASON_HOST_NOT_ALLOWED, detail);
+			return;
+		}
+		/* Learn mode: let through and say what enforcement would have refused. */
+		med_audit_warn(r, CRGW_REASON_HOST_NOT_ALLOWED, detail);
 	}
 	if (get && ends_with(path, len, "/info/refs", &stem)) {
 		ep = EP_INFO_REFS;

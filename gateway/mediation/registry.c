@@ -112,8 +112,11 @@ struct reg_req *reg_begin_host(struct med_request *r, const char *kind, const ch
 	}
 	if (host && !crgw_policy_registry_host_allowed(rule, r->host.text)) {
 		snprintf(detail, sizeof(detail), "%s is not in registries.%s.allowed_hosts", r->host.text, registry);
-		med_refuse(r, 403, "Forbidden", CRGW_REASON_HOST_NOT_ALLOWED, detail);
-		return NULL;
+		if (!med_sandbox(r)->learn) {
+			med_refuse(r, 403, "Forbidden", CRGW_REASON_HOST_NOT_ALLOWED, detail);
+			return NULL;
+		}
+		med_audit_warn(r, CRGW_REASON_HOST_NOT_ALLOWED, detail);
 	}
 	method = med_method(r, &mlen);
 	if (!(mlen == 3 && !memcmp(method, "GET", 3)) && !(mlen == 4 && !memcmp(method, "HEAD", 4))) {
@@ -128,6 +131,12 @@ struct reg_req *reg_begin_host(struct med_request *r, const char *kind, const ch
 		return NULL;
 	}
 	g->rule = rule;
+	/* Learn mode: metadata is not trimmed to the lockfile, and an unlisted artifact passes as warn. */
+	if (med_sandbox(r)->learn && rule->mode == CRGW_LOCKFILE_DENY_UNKNOWN) {
+		g->learn_rule = *rule;
+		g->learn_rule.mode = CRGW_LOCKFILE_WARN;
+		g->rule = &g->learn_rule;
+	}
 	g->kind = kind;
 	g->t0_us = now_us();
 	r->port = 443;
@@ -217,7 +226,8 @@ bool reg_unlisted(struct med_request *r, const char *detail)
 	const struct crgw_registry_rule *rule = state(r)->rule;
 	char text[400];
 
-	switch (rule->mode) {
+	/* Learn mode lets an unlisted artifact through as warn mode does. */
+	switch (med_sandbox(r)->learn ? CRGW_LOCKFILE_WARN : rule->mode) {
 	case CRGW_LOCKFILE_WARN:
 		med_audit_warn(r, CRGW_REASON_LOCKFILE_VIOLATION, detail);
 		return true;

@@ -26,7 +26,8 @@ struct reg_want {
 };
 
 struct reg_req {
-	const struct crgw_registry_rule *rule;
+	const struct crgw_registry_rule *rule; /* the policy's, or learn_rule */
+	struct crgw_registry_rule learn_rule;   /* learn mode: the policy's with its lockfile mode warn */
 	const char *kind;   /* "npm", "pypi", "go", "oci": the path segment */
 	void *own;          /* the handler's own state */
 	void (*own_free)(void *own);

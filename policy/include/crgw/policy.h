@@ -159,6 +159,9 @@ void crgw_policy_unref(struct crgw_policy *policy);
 /* "sha256:<hex>", borrowed for the policy's lifetime. */
 const char *crgw_policy_hash(const struct crgw_policy *policy);
 
+/* Whether the policy lets its sandboxes run in learn mode: false when it says `sandbox.learn: false`. */
+bool crgw_policy_learn_allowed(const struct crgw_policy *policy);
+
 /* The policy's sandbox.ttl_minutes (1..10080; 60 when the document has none). */
 unsigned crgw_policy_ttl_minutes(const struct crgw_policy *policy);
 

@@ -23,6 +23,7 @@ const char *crgw_workspace_mode_name(enum crgw_workspace_mode mode);
 struct crgw_sandbox_spec {
 	const char *policy_json; /* the CompiledPolicy, canonical */
 	const char *run_id;      /* optional */
+	bool learn;              /* learn mode (the gateway must allow it: learn.allowed) */
 	const char *name;        /* optional */
 	enum crgw_workspace_mode workspace_mode;
 	const char *workspace_dir; /* the host directory (absolute); ignored for CRGW_WS_NONE */
