@@ -53,6 +53,7 @@ int ctl_audit_lines(const char *path, int (*fn)(void *arg, const char *line, siz
 int cmd_sandbox(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_reload(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_exec(int argc, char **argv);

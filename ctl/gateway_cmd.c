@@ -387,3 +387,53 @@ int cmd_stats(int argc, char **argv)
 	json_decref(j);
 	return CTL_EXIT_OK;
 }
+
+int cmd_reload(int argc, char **argv)
+{
+	static const char usage_text[] = "usage: crgw-ctl reload [--json]\n"
+					 "Makes the gateway read crgw.yaml again (as SIGHUP does): what may change live\n"
+					 "is applied, what needs a restart is named; a bad file is refused and the\n"
+					 "running configuration stays (exit 2).\n";
+	struct ctl_response r = { 0 };
+	char err[512];
+	json_t *j;
+
+	if (has_flag(&argc, argv, "--help") || has_flag(&argc, argv, "-h")) {
+		fputs(usage_text, stdout);
+		return CTL_EXIT_OK;
+	}
+	bool json = has_flag(&argc, argv, "--json");
+
+	if (argc != 1) {
+		fputs(usage_text, stderr);
+		return CTL_EXIT_ERROR;
+	}
+	if (ctl_request("POST", "/v1/reload", "", &r, err, sizeof(err))) {
+		fprintf(stderr, "crgw-ctl: %s\n", err);
+		return CTL_EXIT_ERROR;
+	}
+	if (r.status != 200) {
+		ctl_print_error("reload", &r);
+		free(r.body);
+		return CTL_EXIT_ERROR;
+	}
+	j = json_loads(r.body, 0, NULL);
+	if (json) {
+		print_pretty(j);
+	} else {
+		json_t *applied = json_object_get(j, "applied"), *kept = json_object_get(j, "needs_restart"), *v;
+		size_t i;
+
+		printf("reloaded; changed live:");
+		json_array_foreach(applied, i, v) printf(" %s", json_string_value(v));
+		printf("%s\n", json_array_size(applied) ? "" : " nothing");
+		if (json_array_size(kept)) {
+			printf("left as they were (they need a restart):");
+			json_array_foreach(kept, i, v) printf(" %s", json_string_value(v));
+			printf("\n");
+		}
+	}
+	json_decref(j);
+	free(r.body);
+	return CTL_EXIT_OK;
+}

@@ -39,6 +39,7 @@ static const char usage[] =
 	"  audit tail [-f] [-n LINES] [--json]\n"
 	"                         recent audit events; -f follows live events\n"
 	"  stats [--json | --prometheus]\n"
+	"  reload [--json]        the gateway reads crgw.yaml again; live settings change, the rest is named\n"
 	"  cache ls [--json] [--limit N] | stats [--json] | gc [--target SIZE] [--json] | verify [--json]\n"
 	"  cache warm [--policy PATH|DIR] [--jobs N] [--json]\n"
 	"                         the gateway's content cache; verify exits 1 when an object was corrupt;\n"
@@ -118,6 +119,8 @@ int main(int argc, char **argv)
 		return cmd_audit(argc - 1, argv + 1);
 	if (strcmp(argv[1], "stats") == 0)
 		return cmd_stats(argc - 1, argv + 1);
+	if (strcmp(argv[1], "reload") == 0)
+		return cmd_reload(argc - 1, argv + 1);
 	if (strcmp(argv[1], "cache") == 0)
 		return cmd_cache(argc - 1, argv + 1);
 	if (strcmp(argv[1], "image") == 0)

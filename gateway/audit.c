@@ -31,6 +31,8 @@ static const char *const kind_names[] = {
 	[CRGW_AUDIT_GATEWAY_STARTED] = "gateway_started",
 	[CRGW_AUDIT_GATEWAY_STOPPED] = "gateway_stopped",
 	[CRGW_AUDIT_SECRET_INJECTED] = "secret_injected",
+	[CRGW_AUDIT_CONFIG_RELOADED] = "config_reloaded",
+	[CRGW_AUDIT_CONFIG_REFUSED] = "config_reload_refused",
 };
 static const char *const action_names[] = { NULL, "allow", "deny", "warn" };
 

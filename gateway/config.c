@@ -2,6 +2,7 @@
 /* crgw.yaml and flag parsing: one table row per key with its type, bounds and default. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -15,14 +16,27 @@
 #include "crgw/policy.h"
 
 /* K_SIZE: a size where 0 means "no limit"; K_BOUND: a size that must lie within the bounds, never 0. */
-enum key_type { K_UINT, K_BOOL, K_STRING, K_POOL, K_UPSTREAM, K_BLOCKED, K_RCODE, K_LEVEL, K_MODE, K_SIZE, K_BOUND, K_CPUS,
-		K_ENFORCEMENT };
+enum key_type {
+	K_UINT,
+	K_BOOL,
+	K_STRING,
+	K_POOL,
+	K_UPSTREAM,
+	K_BLOCKED,
+	K_RCODE,
+	K_LEVEL,
+	K_MODE,
+	K_SIZE,
+	K_BOUND,
+	K_CPUS,
+	K_ENFORCEMENT
+};
 
 struct key {
 	const char *path;
 	enum key_type type;
 	size_t offset;
-	size_t size;    /* strings: buffer size */
+	size_t size; /* strings: buffer size */
 	uint64_t min, max;
 };
 
@@ -30,58 +44,58 @@ struct key {
 #define STR(f) OFF(f), sizeof(((struct crgw_config *)0)->f)
 
 static const struct key keys[] = {
-	{ "control", K_STRING, STR(control_path), 0, 0 },
-	{ "state_dir", K_STRING, STR(state_dir), 0, 0 },
-	{ "control_mode", K_MODE, OFF(control_mode), 0, 0, 0777 },
-	{ "audit.path", K_STRING, STR(audit_path), 0, 0 },
-	{ "audit.max_bytes", K_UINT, OFF(audit_max_bytes), 8, 4096, UINT64_C(1) << 40 },
-	{ "audit.keep", K_UINT, OFF(audit_keep), 4, 0, 1000 },
-	{ "audit.queue", K_UINT, OFF(audit_queue), 4, 64, 1 << 22 },
-	{ "audit.allow_loss", K_BOOL, OFF(audit_allow_loss), 0, 0, 0 },
-	{ "pool", K_POOL, 0, 0, 0, 0 },
-	{ "workers", K_UINT, OFF(workers), 4, 0, 256 },
-	{ "dns.upstream", K_UPSTREAM, 0, 0, 0, 0 },
-	{ "dns.ttl_min", K_UINT, OFF(dns_ttl_min), 4, 0, 86400 },
-	{ "dns.ttl_max", K_UINT, OFF(dns_ttl_max), 4, 1, 604800 },
-	{ "dns.negative_ttl", K_UINT, OFF(dns_negative_ttl), 4, 0, 3600 },
-	{ "dns.rate_limit", K_UINT, OFF(dns_rate_limit), 4, 1, 1000000 },
-	{ "dns.binding_grace", K_UINT, OFF(dns_binding_grace), 4, 0, 3600 },
-	{ "dns.denied_rcode", K_RCODE, OFF(dns_refuse_denied), 0, 0, 0 },
-	{ "dns.timeout_ms", K_UINT, OFF(dns_timeout_ms), 4, 100, 30000 },
-	{ "blocked_ranges", K_BLOCKED, 0, 0, 0, 0 },
-	{ "nftables.table", K_STRING, STR(nft_table), 0, 0 },
-	{ "nftables.nflog_group", K_UINT, OFF(nflog_group), 4, 1, 65535 },
-	{ "enforcement", K_ENFORCEMENT, OFF(enforcement), 0, 0, 0 },
-	{ "interfaces.prefix", K_STRING, STR(iface_prefix), 0, 0 },
-	{ "transparent.http_port", K_UINT, OFF(transparent_http_port), 4, 1, 65535 },
-	{ "transparent.tcp_port", K_UINT, OFF(transparent_tcp_port), 4, 1, 65535 },
-	{ "proxy.max_tunnels", K_UINT, OFF(proxy_max_tunnels), 4, 1, 1000000 },
-	{ "proxy.max_tunnels_per_sandbox", K_UINT, OFF(proxy_max_tunnels_per_sandbox), 4, 1, 1000000 },
-	{ "proxy.idle_timeout", K_UINT, OFF(proxy_idle_timeout), 4, 1, 86400 },
-	{ "proxy.max_connection_seconds", K_UINT, OFF(proxy_max_connection_seconds), 4, 0, 604800 },
-	{ "log_level", K_LEVEL, OFF(log_level), 0, 0, 0 },
-	{ "data_dir", K_STRING, STR(data_dir), 0, 0 },
-	{ "policy_store.dir", K_STRING, STR(policy_store_dir), 0, 0 },
-	{ "learn.allowed", K_BOOL, OFF(learn_allowed), 0, 0, 0 },
-	{ "limits.memory", K_SIZE, OFF(limits_memory), 8, 16u << 20, UINT64_C(1) << 50 },
-	{ "limits.pids", K_UINT, OFF(limits_pids), 8, 0, 4194304 },
-	{ "limits.cpus", K_CPUS, OFF(limits_cpu_milli), 4, 10, 1024000 },
-	{ "limits.optional", K_BOOL, OFF(limits_optional), 0, 0, 0 },
-	{ "limits.cgroup", K_STRING, STR(limits_cgroup), 0, 0 },
-	{ "testing.ttl_seconds", K_UINT, OFF(testing_ttl_seconds), 4, 0, 604800 },
-	{ "mediation.ca_file", K_STRING, STR(mediation_ca_file), 0, 0 },
-	{ "mediation.max_connections", K_UINT, OFF(mediation_max_connections), 4, 1, 1000000 },
-	{ "mediation.max_connections_per_sandbox", K_UINT, OFF(mediation_max_connections_per_sandbox), 4, 1, 1000000 },
-	{ "mediation.idle_timeout", K_UINT, OFF(mediation_idle_timeout), 4, 1, 86400 },
-	{ "mediation.push_hold_bytes", K_SIZE, OFF(mediation_push_hold_bytes), 8, 1u << 20, UINT64_C(1) << 30 },
-	{ "cache.enabled", K_BOOL, OFF(cache_enabled), 0, 0, 0 },
-	{ "cache.dir", K_STRING, STR(cache_dir), 0, 0 },
-	{ "cache.max_bytes", K_BOUND, OFF(cache_max_bytes), 8, 16u << 20, UINT64_C(1) << 50 },
-	{ "cache.offline", K_BOOL, OFF(cache_offline), 0, 0, 0 },
-	{ "cache.verify_always", K_BOOL, OFF(cache_verify_always), 0, 0, 0 },
-	{ "cache.metadata_ttl_seconds", K_UINT, OFF(cache_metadata_ttl_seconds), 4, 0, 86400 },
-	{ "cache.max_metadata_bytes", K_BOUND, OFF(cache_max_metadata_bytes), 8, 64u << 10, UINT64_C(1) << 30 },
-	{ "cache.max_artifact_bytes", K_BOUND, OFF(cache_max_artifact_bytes), 8, 1u << 20, UINT64_C(1) << 50 },
+    {"control", K_STRING, STR(control_path), 0, 0},
+    {"state_dir", K_STRING, STR(state_dir), 0, 0},
+    {"control_mode", K_MODE, OFF(control_mode), 0, 0, 0777},
+    {"audit.path", K_STRING, STR(audit_path), 0, 0},
+    {"audit.max_bytes", K_UINT, OFF(audit_max_bytes), 8, 4096, UINT64_C(1) << 40},
+    {"audit.keep", K_UINT, OFF(audit_keep), 4, 0, 1000},
+    {"audit.queue", K_UINT, OFF(audit_queue), 4, 64, 1 << 22},
+    {"audit.allow_loss", K_BOOL, OFF(audit_allow_loss), 0, 0, 0},
+    {"pool", K_POOL, 0, 0, 0, 0},
+    {"workers", K_UINT, OFF(workers), 4, 0, 256},
+    {"dns.upstream", K_UPSTREAM, 0, 0, 0, 0},
+    {"dns.ttl_min", K_UINT, OFF(dns_ttl_min), 4, 0, 86400},
+    {"dns.ttl_max", K_UINT, OFF(dns_ttl_max), 4, 1, 604800},
+    {"dns.negative_ttl", K_UINT, OFF(dns_negative_ttl), 4, 0, 3600},
+    {"dns.rate_limit", K_UINT, OFF(dns_rate_limit), 4, 1, 1000000},
+    {"dns.binding_grace", K_UINT, OFF(dns_binding_grace), 4, 0, 3600},
+    {"dns.denied_rcode", K_RCODE, OFF(dns_refuse_denied), 0, 0, 0},
+    {"dns.timeout_ms", K_UINT, OFF(dns_timeout_ms), 4, 100, 30000},
+    {"blocked_ranges", K_BLOCKED, 0, 0, 0, 0},
+    {"nftables.table", K_STRING, STR(nft_table), 0, 0},
+    {"nftables.nflog_group", K_UINT, OFF(nflog_group), 4, 1, 65535},
+    {"enforcement", K_ENFORCEMENT, OFF(enforcement), 0, 0, 0},
+    {"interfaces.prefix", K_STRING, STR(iface_prefix), 0, 0},
+    {"transparent.http_port", K_UINT, OFF(transparent_http_port), 4, 1, 65535},
+    {"transparent.tcp_port", K_UINT, OFF(transparent_tcp_port), 4, 1, 65535},
+    {"proxy.max_tunnels", K_UINT, OFF(proxy_max_tunnels), 4, 1, 1000000},
+    {"proxy.max_tunnels_per_sandbox", K_UINT, OFF(proxy_max_tunnels_per_sandbox), 4, 1, 1000000},
+    {"proxy.idle_timeout", K_UINT, OFF(proxy_idle_timeout), 4, 1, 86400},
+    {"proxy.max_connection_seconds", K_UINT, OFF(proxy_max_connection_seconds), 4, 0, 604800},
+    {"log_level", K_LEVEL, OFF(log_level), 0, 0, 0},
+    {"data_dir", K_STRING, STR(data_dir), 0, 0},
+    {"policy_store.dir", K_STRING, STR(policy_store_dir), 0, 0},
+    {"learn.allowed", K_BOOL, OFF(learn_allowed), 0, 0, 0},
+    {"limits.memory", K_SIZE, OFF(limits_memory), 8, 16u << 20, UINT64_C(1) << 50},
+    {"limits.pids", K_UINT, OFF(limits_pids), 8, 0, 4194304},
+    {"limits.cpus", K_CPUS, OFF(limits_cpu_milli), 4, 10, 1024000},
+    {"limits.optional", K_BOOL, OFF(limits_optional), 0, 0, 0},
+    {"limits.cgroup", K_STRING, STR(limits_cgroup), 0, 0},
+    {"testing.ttl_seconds", K_UINT, OFF(testing_ttl_seconds), 4, 0, 604800},
+    {"mediation.ca_file", K_STRING, STR(mediation_ca_file), 0, 0},
+    {"mediation.max_connections", K_UINT, OFF(mediation_max_connections), 4, 1, 1000000},
+    {"mediation.max_connections_per_sandbox", K_UINT, OFF(mediation_max_connections_per_sandbox), 4, 1, 1000000},
+    {"mediation.idle_timeout", K_UINT, OFF(mediation_idle_timeout), 4, 1, 86400},
+    {"mediation.push_hold_bytes", K_SIZE, OFF(mediation_push_hold_bytes), 8, 1u << 20, UINT64_C(1) << 30},
+    {"cache.enabled", K_BOOL, OFF(cache_enabled), 0, 0, 0},
+    {"cache.dir", K_STRING, STR(cache_dir), 0, 0},
+    {"cache.max_bytes", K_BOUND, OFF(cache_max_bytes), 8, 16u << 20, UINT64_C(1) << 50},
+    {"cache.offline", K_BOOL, OFF(cache_offline), 0, 0, 0},
+    {"cache.verify_always", K_BOOL, OFF(cache_verify_always), 0, 0, 0},
+    {"cache.metadata_ttl_seconds", K_UINT, OFF(cache_metadata_ttl_seconds), 4, 0, 86400},
+    {"cache.max_metadata_bytes", K_BOUND, OFF(cache_max_metadata_bytes), 8, 64u << 10, UINT64_C(1) << 30},
+    {"cache.max_artifact_bytes", K_BOUND, OFF(cache_max_artifact_bytes), 8, 1u << 20, UINT64_C(1) << 50},
 };
 
 void crgw_config_defaults(struct crgw_config *cfg)
@@ -139,8 +153,8 @@ int crgw_size_parse(const char *text, uint64_t *out)
 		const char *suffix;
 		unsigned shift;
 	} units[] = {
-		{ "", 0 }, { "B", 0 }, { "K", 10 }, { "KB", 10 }, { "KiB", 10 }, { "M", 20 }, { "MB", 20 },
-		{ "MiB", 20 }, { "G", 30 }, { "GB", 30 }, { "GiB", 30 }, { "T", 40 }, { "TB", 40 }, { "TiB", 40 },
+	    {"", 0},	 {"B", 0},  {"K", 10},	{"KB", 10},  {"KiB", 10}, {"M", 20},  {"MB", 20},
+	    {"MiB", 20}, {"G", 30}, {"GB", 30}, {"GiB", 30}, {"T", 40},	  {"TB", 40}, {"TiB", 40},
 	};
 	unsigned long long n;
 	char *end;
@@ -254,7 +268,7 @@ static int parse_upstream(const char *v, struct crgw_upstream *u)
 /* A bound of the table for an error message: "64 KiB", "16 MiB", "1 PiB" (the bounds are powers of two). */
 static void size_text(uint64_t bytes, char *buf, size_t size)
 {
-	static const char *const units[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
 	unsigned u = 0;
 
 	while (u < 6 && bytes >= 1024 && bytes % 1024 == 0) {
@@ -335,8 +349,8 @@ static int set_key(struct crgw_config *cfg, const struct key *k, const char *v, 
 			return fail(err, errlen, where, k->path, "expected a size such as 4GiB, 512M or 1073741824");
 		/* 0 says "no limit"; any other value must be a usable one. */
 		if (bytes && (bytes < k->min || bytes > k->max)) {
-			snprintf(why, sizeof(why), "must be between %llu MiB and %llu TiB", (unsigned long long)(k->min >> 20),
-				 (unsigned long long)(k->max >> 40));
+			snprintf(why, sizeof(why), "must be between %llu MiB and %llu TiB",
+				 (unsigned long long)(k->min >> 20), (unsigned long long)(k->max >> 40));
 			return fail(err, errlen, where, k->path, why);
 		}
 		*(uint64_t *)(base + k->offset) = bytes;
@@ -377,7 +391,7 @@ static int set_key(struct crgw_config *cfg, const struct key *k, const char *v, 
 			return fail(err, errlen, where, k->path, "expected nftables, ebpf or both");
 		return 0;
 	case K_LEVEL: {
-		static const char *const names[] = { "debug", "info", "warn", "error" };
+		static const char *const names[] = {"debug", "info", "warn", "error"};
 
 		for (unsigned i = 0; i < 4; i++)
 			if (!strcmp(v, names[i])) {
@@ -486,8 +500,7 @@ static int walk_node(struct walk *w, yaml_node_t *node, const char *path, unsign
 	if (node->type == YAML_SEQUENCE_NODE) {
 		if (k->type != K_UPSTREAM && k->type != K_BLOCKED)
 			return fail(w->err, w->errlen, where, path, "expected a single value, not a list");
-		for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top;
-		     it++) {
+		for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top; it++) {
 			yaml_node_t *item = yaml_document_get_node(w->doc, *it);
 			int err;
 
@@ -539,7 +552,8 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 	if (node->type != YAML_MAPPING_NODE)
 		return fail(w->err, w->errlen, where, "secrets", "expected a mapping of secret ids to sources");
 	for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
-		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key), *vn = yaml_document_get_node(w->doc, p->value);
+		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key),
+			    *vn = yaml_document_get_node(w->doc, p->value);
 		const char *id = scalar(kn);
 		struct crgw_secret_source *src;
 		char key[128];
@@ -547,8 +561,7 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 
 		node_where(w, kn ? kn : node, at, sizeof(at));
 		if (!id || !secret_id_valid(id))
-			return fail(w->err, w->errlen, at, "secrets",
-				    "a secret id is [a-z0-9_.-], 1 to 64 characters");
+			return fail(w->err, w->errlen, at, "secrets", "a secret id is [a-z0-9_.-], 1 to 64 characters");
 		snprintf(key, sizeof(key), "secrets.%s", id);
 		for (size_t i = 0; i < w->cfg->nsecrets; i++)
 			if (!strcmp(w->cfg->secrets[i].id, id))
@@ -561,15 +574,18 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 		memset(src, 0, sizeof(*src));
 		memcpy(src->id, id, strlen(id) + 1);
 		for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top; q++) {
-			yaml_node_t *fk = yaml_document_get_node(w->doc, q->key), *fv = yaml_document_get_node(w->doc, q->value);
+			yaml_node_t *fk = yaml_document_get_node(w->doc, q->key),
+				    *fv = yaml_document_get_node(w->doc, q->value);
 			const char *f = scalar(fk), *v = scalar(fv);
 
 			node_where(w, fk ? fk : vn, at, sizeof(at));
 			if (!f)
 				return fail(w->err, w->errlen, at, key, "keys must be plain strings");
 			if (!strcmp(f, "env")) {
-				if (!v || !*v || strlen(v) >= sizeof(src->env) || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				    "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(v) || (*v >= '0' && *v <= '9'))
+				if (!v || !*v || strlen(v) >= sizeof(src->env) ||
+				    strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					      "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(v) ||
+				    (*v >= '0' && *v <= '9'))
 					return fail(w->err, w->errlen, at, key, "env: expected a variable name");
 				memcpy(src->env, v, strlen(v) + 1);
 				src->kind = CRGW_SECRET_ENV;
@@ -582,12 +598,14 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 				sources++;
 			} else if (!strcmp(f, "command")) {
 				if (!fv || fv->type != YAML_SEQUENCE_NODE)
-					return fail(w->err, w->errlen, at, key, "command: expected a list [PROGRAM, ARGS...]");
-				for (yaml_node_item_t *it = fv->data.sequence.items.start; it < fv->data.sequence.items.top;
-				     it++) {
+					return fail(w->err, w->errlen, at, key,
+						    "command: expected a list [PROGRAM, ARGS...]");
+				for (yaml_node_item_t *it = fv->data.sequence.items.start;
+				     it < fv->data.sequence.items.top; it++) {
 					const char *a = scalar(yaml_document_get_node(w->doc, *it));
 
-					if (!a || strlen(a) >= sizeof(src->argv[0]) || src->argc == CRGW_SECRET_ARGV_MAX)
+					if (!a || strlen(a) >= sizeof(src->argv[0]) ||
+					    src->argc == CRGW_SECRET_ARGV_MAX)
 						return fail(w->err, w->errlen, at, key,
 							    "command: at most 16 plain strings of up to 255 bytes");
 					memcpy(src->argv[src->argc++], a, strlen(a) + 1);
@@ -604,7 +622,8 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 				errno = 0;
 				n = v && *v >= '0' && *v <= '9' ? strtoul(v, &end, 10) : ULONG_MAX;
 				if (!v || n > 604800 || errno || *end)
-					return fail(w->err, w->errlen, at, key, "refresh_seconds: expected 0 to 604800");
+					return fail(w->err, w->errlen, at, key,
+						    "refresh_seconds: expected 0 to 604800");
 				src->refresh_seconds = (unsigned)n;
 			} else {
 				return fail(w->err, w->errlen, at, key,
@@ -633,7 +652,8 @@ static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where
 	if (node->type != YAML_MAPPING_NODE)
 		return fail(w->err, w->errlen, where, section, "expected a mapping of host names");
 	for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
-		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key), *vn = yaml_document_get_node(w->doc, p->value);
+		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key),
+			    *vn = yaml_document_get_node(w->doc, p->value);
 		const char *name = scalar(kn), *why = NULL, *scheme = NULL;
 		struct crgw_git_credential *c;
 		struct crgw_host host;
@@ -662,7 +682,8 @@ static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where
 				return fail(w->err, w->errlen, at, key, "expected plain strings");
 			if (!strcmp(f, "secret")) {
 				if (!secret_id_valid(v))
-					return fail(w->err, w->errlen, at, key, "secret: expected a secret id of secrets:");
+					return fail(w->err, w->errlen, at, key,
+						    "secret: expected a secret id of secrets:");
 				memcpy(c->secret, v, strlen(v) + 1);
 			} else if (!strcmp(f, "scheme")) {
 				scheme = strcmp(v, "basic") == 0 || strcmp(v, "bearer") == 0 ? v : NULL;
@@ -674,7 +695,8 @@ static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where
 					return fail(w->err, w->errlen, at, key, "username: 1 to 127 bytes, no ':'");
 				memcpy(c->username, v, strlen(v) + 1);
 			} else {
-				return fail(w->err, w->errlen, at, key, "unknown key (expected secret, scheme, username)");
+				return fail(w->err, w->errlen, at, key,
+					    "unknown key (expected secret, scheme, username)");
 			}
 		}
 		if (!c->secret[0] || !scheme)
@@ -692,7 +714,7 @@ int crgw_config_load_file(struct crgw_config *cfg, const char *path, char *err, 
 	yaml_parser_t parser;
 	yaml_document_t doc;
 	yaml_node_t *root;
-	struct walk w = { cfg, path, err, errlen, &doc };
+	struct walk w = {cfg, path, err, errlen, &doc};
 	int ret;
 
 	if (!f) {
@@ -762,27 +784,28 @@ int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen)
 		return fail(err, errlen, NULL, "data_dir", "must be an absolute path");
 	if (cfg->cache_dir[0] != '/')
 		return fail(err, errlen, NULL, "cache.dir", "must be an absolute path");
-	if (!cfg->policy_store_dir[0] &&
-	    snprintf(cfg->policy_store_dir, sizeof(cfg->policy_store_dir), "%s/policies", cfg->data_dir) >=
-		    (int)sizeof(cfg->policy_store_dir))
+	if (!cfg->policy_store_dir[0] && snprintf(cfg->policy_store_dir, sizeof(cfg->policy_store_dir), "%s/policies",
+						  cfg->data_dir) >= (int)sizeof(cfg->policy_store_dir))
 		return fail(err, errlen, NULL, "data_dir", "too long to hold policies/");
 	if (cfg->policy_store_dir[0] != '/')
 		return fail(err, errlen, NULL, "policy_store.dir", "must be an absolute path");
 	if (!strcmp(cfg->policy_store_dir, cfg->cache_dir) || !strcmp(cfg->policy_store_dir, cfg->data_dir) ||
 	    !strcmp(cfg->policy_store_dir, cfg->state_dir))
-		return fail(err, errlen, NULL, "policy_store.dir", "must differ from data_dir, state_dir and cache.dir");
+		return fail(err, errlen, NULL, "policy_store.dir",
+			    "must differ from data_dir, state_dir and cache.dir");
 	/* The cache empties its tmp/ at open and owns everything beneath: never another service's directory. */
 	if (!strcmp(cfg->cache_dir, cfg->data_dir) || !strcmp(cfg->cache_dir, cfg->state_dir))
 		return fail(err, errlen, NULL, "cache.dir", "must differ from data_dir and state_dir");
 	if (cfg->cache_offline && !cfg->cache_enabled)
-		return fail(err, errlen, NULL, "cache.offline", "needs cache.enabled: true (there is nothing to serve)");
+		return fail(err, errlen, NULL, "cache.offline",
+			    "needs cache.enabled: true (there is nothing to serve)");
 	for (const char *p = cfg->limits_cgroup; *p; p++)
 		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '_' && *p != '-')
 			return fail(err, errlen, NULL, "limits.cgroup", "use lowercase letters, digits, _ and -");
 	for (size_t i = 0; i < cfg->ngit_credentials + cfg->nregistry_credentials; i++) {
 		bool git = i < cfg->ngit_credentials;
 		const struct crgw_git_credential *c =
-			git ? &cfg->git_credentials[i] : &cfg->registry_credentials[i - cfg->ngit_credentials];
+		    git ? &cfg->git_credentials[i] : &cfg->registry_credentials[i - cfg->ngit_credentials];
 		bool found = false;
 
 		for (size_t j = 0; j < cfg->nsecrets && !found; j++)
@@ -801,4 +824,138 @@ int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen)
 			cfg->workers = 64;
 	}
 	return 0;
+}
+
+/* ---- reload -------------------------------------------------------------------------------------- */
+
+/* What a reload may change while sandboxes and tunnels run: limits, timeouts, upstreams, refusals. */
+static const char *const live_keys[] = {
+    "dns.upstream",
+    "dns.ttl_min",
+    "dns.ttl_max",
+    "dns.negative_ttl",
+    "dns.rate_limit",
+    "dns.binding_grace",
+    "blocked_ranges",
+    "proxy.max_tunnels",
+    "proxy.max_tunnels_per_sandbox",
+    "proxy.idle_timeout",
+    "proxy.max_connection_seconds",
+    "log_level",
+    "mediation.max_connections",
+    "mediation.max_connections_per_sandbox",
+    "mediation.idle_timeout",
+    "cache.metadata_ttl_seconds",
+};
+
+static bool is_live(const char *path)
+{
+	for (size_t i = 0; i < sizeof(live_keys) / sizeof(live_keys[0]); i++)
+		if (!strcmp(path, live_keys[i]))
+			return true;
+	return false;
+}
+
+/* The bytes a scalar key's value takes in the structure. */
+static size_t scalar_size(const struct key *k)
+{
+	switch (k->type) {
+	case K_BOOL:
+	case K_RCODE:
+		return sizeof(bool);
+	case K_LEVEL:
+	case K_MODE:
+		return sizeof(unsigned);
+	case K_ENFORCEMENT:
+		return sizeof(enum crgw_enforcement);
+	default:
+		return k->size;
+	}
+}
+
+static void note(char *list, size_t size, const char *key)
+{
+	size_t used = strlen(list);
+
+	snprintf(list + used, size - used, "%s%s", used ? "," : "", key);
+}
+
+static bool upstreams_differ(const struct crgw_config *a, const struct crgw_config *b)
+{
+	if (a->nupstream != b->nupstream)
+		return true;
+	for (size_t i = 0; i < a->nupstream; i++)
+		if (strcmp(a->upstream[i].text, b->upstream[i].text))
+			return true;
+	return false;
+}
+
+static bool blocked_differ(const struct crgw_config *a, const struct crgw_config *b)
+{
+	if (a->nblocked != b->nblocked)
+		return true;
+	for (size_t i = 0; i < a->nblocked; i++)
+		if (strcmp(a->blocked[i], b->blocked[i]))
+			return true;
+	return false;
+}
+
+void crgw_config_reload(struct crgw_config *live, const struct crgw_config *next, struct crgw_config_change *out)
+{
+	unsigned char *dst = (unsigned char *)live;
+	const unsigned char *src = (const unsigned char *)next;
+
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const struct key *k = &keys[i];
+		bool differ;
+
+		switch (k->type) {
+		case K_UPSTREAM:
+			differ = upstreams_differ(live, next);
+			break;
+		case K_BLOCKED:
+			differ = blocked_differ(live, next);
+			break;
+		case K_POOL:
+			differ = live->pool.s_addr != next->pool.s_addr || live->pool_prefix != next->pool_prefix;
+			break;
+		case K_STRING:
+			differ = strcmp((const char *)dst + k->offset, (const char *)src + k->offset) != 0;
+			break;
+		default:
+			differ = memcmp(dst + k->offset, src + k->offset, scalar_size(k)) != 0;
+			break;
+		}
+		if (!differ)
+			continue;
+		if (!is_live(k->path)) {
+			note(out->kept, sizeof(out->kept), k->path);
+			continue;
+		}
+		note(out->applied, sizeof(out->applied), k->path);
+		if (k->type == K_UPSTREAM) {
+			memcpy(live->upstream, next->upstream, sizeof(live->upstream));
+			live->nupstream = next->nupstream;
+			out->upstream = true;
+		} else if (k->type == K_BLOCKED) {
+			memcpy(live->blocked, next->blocked, sizeof(live->blocked));
+			live->nblocked = next->nblocked;
+			out->blocked = true;
+		} else if (scalar_size(k) == sizeof(unsigned)) {
+			unsigned v;
+
+			memcpy(&v, src + k->offset, sizeof(v));
+			atomic_store((_Atomic unsigned *)(dst + k->offset), v);
+		}
+	}
+	/* Credentials are read when a request needs them, from the vault built at start: not reloaded yet. */
+	if (live->nsecrets != next->nsecrets || memcmp(live->secrets, next->secrets, sizeof(live->secrets)))
+		note(out->kept, sizeof(out->kept), "secrets");
+	if (live->ngit_credentials != next->ngit_credentials ||
+	    memcmp(live->git_credentials, next->git_credentials, sizeof(live->git_credentials)))
+		note(out->kept, sizeof(out->kept), "git.credentials");
+	if (live->nregistry_credentials != next->nregistry_credentials ||
+	    memcmp(live->registry_credentials, next->registry_credentials, sizeof(live->registry_credentials)))
+		note(out->kept, sizeof(out->kept), "registries.credentials");
 }

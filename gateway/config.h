@@ -40,7 +40,11 @@ struct crgw_upstream {
 	char text[64]; /* "addr:port", as c-ares takes it */
 };
 
-/* Immutable once crgw_config_finish() has returned; shared read-only by every thread. */
+/*
+ * Immutable once crgw_config_finish() has returned, shared read-only by every thread, except the fields
+ * marked live: a reload (crgw_config_reload) stores new values into those, atomically, and a reader sees
+ * the old value or the new one.
+ */
 struct crgw_config {
 	char control_path[108];
 	char state_dir[4096];
@@ -57,10 +61,10 @@ struct crgw_config {
 
 	struct crgw_upstream upstream[CRGW_UPSTREAM_MAX];
 	size_t nupstream;
-	unsigned dns_ttl_min, dns_ttl_max;
-	unsigned dns_negative_ttl;
-	unsigned dns_rate_limit;  /* queries per second per sandbox */
-	unsigned dns_binding_grace;
+	_Atomic unsigned dns_ttl_min, dns_ttl_max; /* live: a reload may change those marked so */
+	_Atomic unsigned dns_negative_ttl;
+	_Atomic unsigned dns_rate_limit; /* queries per second per sandbox */
+	_Atomic unsigned dns_binding_grace;
 	bool dns_refuse_denied;   /* REFUSED instead of NXDOMAIN */
 	unsigned dns_timeout_ms;
 
@@ -78,10 +82,10 @@ struct crgw_config {
 	enum crgw_enforcement { CRGW_ENFORCE_DEFAULT, CRGW_ENFORCE_NFTABLES, CRGW_ENFORCE_EBPF, CRGW_ENFORCE_BOTH } enforcement;
 
 	unsigned transparent_http_port, transparent_tcp_port;
-	unsigned proxy_max_tunnels, proxy_max_tunnels_per_sandbox;
-	unsigned proxy_idle_timeout;           /* seconds without a byte either way */
-	unsigned proxy_max_connection_seconds; /* absolute lifetime of a proxied connection; 0: none */
-	unsigned log_level;
+	_Atomic unsigned proxy_max_tunnels, proxy_max_tunnels_per_sandbox;
+	_Atomic unsigned proxy_idle_timeout;           /* seconds without a byte either way */
+	_Atomic unsigned proxy_max_connection_seconds; /* absolute lifetime of a proxied connection; 0: none */
+	_Atomic unsigned log_level;
 
 	/* Sandboxes: where their per-sandbox data lives, their resource ceilings, and test-only knobs. */
 	char data_dir[4096];
@@ -103,8 +107,8 @@ struct crgw_config {
 	struct crgw_git_credential registry_credentials[CRGW_GIT_CREDENTIALS_MAX];
 	size_t nregistry_credentials;
 	char mediation_ca_file[4096];          /* "" : the system's CA store */
-	unsigned mediation_max_connections, mediation_max_connections_per_sandbox;
-	unsigned mediation_idle_timeout;       /* seconds without a byte either way, upstream or client */
+	_Atomic unsigned mediation_max_connections, mediation_max_connections_per_sandbox;
+	_Atomic unsigned mediation_idle_timeout;       /* seconds without a byte either way, upstream or client */
 	uint64_t mediation_push_hold_bytes;    /* what a push may hold back while its refs are checked */
 
 	/* The content cache (docs/cache.md, "Operating the cache"): registry artifacts by digest. */
@@ -113,7 +117,7 @@ struct crgw_config {
 	uint64_t cache_max_bytes;              /* bound on the objects' sizes; never 0 */
 	bool cache_offline;                    /* serve only what is cached; everything else 503 */
 	bool cache_verify_always;              /* hash every hit, never trust an earlier verification */
-	unsigned cache_metadata_ttl_seconds;   /* how long a metadata document is reused with its validators */
+	_Atomic unsigned cache_metadata_ttl_seconds;   /* how long a metadata document is reused with its validators */
 	uint64_t cache_max_metadata_bytes;     /* one metadata document (packument, index); bigger is refused */
 	uint64_t cache_max_artifact_bytes;     /* one artifact; bigger is refused */
 };
@@ -135,6 +139,21 @@ int crgw_config_set(struct crgw_config *cfg, const char *key, const char *value,
 
 /* Cross-field checks and derived values (worker count from the cores). Returns 0 or -EINVAL with `err`. */
 int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen);
+
+/* What a reload did: the keys it changed, those that differ but need a restart, and the lists it changed. */
+struct crgw_config_change {
+	char applied[1024];  /* "dns.rate_limit,dns.upstream", "" when nothing changed live */
+	char kept[1024];     /* keys that differ in the file but cannot change live (pool, workers, …) */
+	bool upstream;       /* dns.upstream changed: the caller hands it to the DNS workers */
+	bool blocked;        /* blocked_ranges changed: the caller rebuilds the blocklist */
+};
+
+/*
+ * Applies a finished, valid configuration `next` to the running one: every live key that differs is
+ * stored into `live` (numbers atomically; dns.upstream and blocked_ranges copied, for the caller to hand
+ * on from the main thread), every other key that differs is left as it was and named in `kept`.
+ */
+void crgw_config_reload(struct crgw_config *live, const struct crgw_config *next, struct crgw_config_change *out);
 
 /*
  * Parses a size in bytes: a number with an optional binary unit (K, M, G, T, with or without "iB" or "B";

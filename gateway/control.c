@@ -32,6 +32,8 @@
 #include "log.h"
 #include "netctl.h"
 #include "policy_store.h"
+#include "proxy.h"
+#include "reload.h"
 #include "sandbox.h"
 
 #define BODY_MAX (8u << 20)
@@ -417,6 +419,35 @@ static void policy_get(struct evhttp_request *req, const char *hash)
 	free(text);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
 	evhttp_send_reply(req, 200, "OK", NULL);
+}
+
+static json_t *key_list(const char *csv)
+{
+	json_t *a = json_array();
+	char buf[1024], *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", csv);
+	for (char *k = strtok_r(buf, ",", &save); k; k = strtok_r(NULL, ",", &save))
+		json_array_append_new(a, json_string(k));
+	return a;
+}
+
+/* POST /v1/reload: what SIGHUP does, with the outcome in the answer. */
+static void reload(struct evhttp_request *req)
+{
+	struct crgw_reload_result *r = malloc(sizeof(*r));
+
+	if (!r) {
+		reply_error(req, 500, "runtime_launch_failed", "out of memory");
+		return;
+	}
+	if (crgw_reload(r))
+		reply_error(req, 422, "config_invalid", r->error);
+	else
+		reply_json(req, 200,
+			   json_pack("{s:b, s:o, s:o}", "reloaded", 1, "applied", key_list(r->change.applied),
+				     "needs_restart", key_list(r->change.kept)));
+	free(r);
 }
 
 static void sandbox_create(struct evhttp_request *req)
@@ -873,8 +904,17 @@ static void stats(struct evhttp_request *req)
 		      (json_int_t)c.evictions, "entries", c.entries, "audit", "queued", (json_int_t)a.queued, "written",
 		      (json_int_t)a.written, "lost", (json_int_t)a.lost, "write_errors", (json_int_t)a.write_errors,
 		      "rotations", (json_int_t)a.rotations, "bytes", (json_int_t)a.bytes, "queue_depth", a.queue_depth);
-	if (o)
+	if (o) {
+		struct crgw_proxy_stats p;
+
+		crgw_proxy_get_stats(&p);
+		json_object_set_new(o, "proxy",
+				    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tunnels_open", (json_int_t)p.tunnels_open,
+					      "tunnels_total", (json_int_t)p.tunnels_total, "denied", (json_int_t)p.denied,
+					      "upstream_failures", (json_int_t)p.upstream_failures, "bytes_up",
+					      (json_int_t)p.bytes_up, "bytes_down", (json_int_t)p.bytes_down));
 		json_object_set_new(o, "ebpf", guard_stats_json());
+	}
 	crgw_sandbox_foreach(collect_row, &rows);
 	arr = json_array();
 	for (size_t i = 0; arr && i < rows.n; i++) {
@@ -1453,6 +1493,11 @@ static void route(struct evhttp_request *req, void *arg)
 
 		snprintf(id, sizeof(id), "%.*s", (int)(strchr(path + 14, '/') - (path + 14)), path + 14);
 		sandbox_timings(req, id);
+	} else if (!strcmp(path, "/v1/reload")) {
+		if (cmd == EVHTTP_REQ_POST)
+			reload(req);
+		else
+			reply_error(req, 405, "request_invalid", "use POST");
 	} else if (!strcmp(path, "/v1/policies")) {
 		if (cmd == EVHTTP_REQ_GET)
 			policies_list(req);

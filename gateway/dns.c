@@ -107,6 +107,7 @@ struct crgw_dns_server {
 	bool channel_ready;
 	struct ares_sock asocks[ARES_SOCKS_MAX];
 	struct event *ares_timer;
+	unsigned upstream_generation; /* the reload whose servers the channel has */
 	struct upstream *pending[UPSTREAM_BUCKETS];
 	unsigned npending;
 	struct counters c;
@@ -150,6 +151,8 @@ static const char *qtype_name(uint16_t t, char *buf, size_t size)
  * repeated query: docs/audit.md); denials every time, up to a per-sandbox rate. Returns -ENOBUFS when an
  * allow could not be recorded and the operator did not allow loss: the caller then refuses.
  */
+static void follow_upstreams(struct crgw_dns_server *srv);
+
 static int audit_dns(struct crgw_sandbox *sb, const struct crgw_dns_query *q, bool allow,
 		     enum crgw_reason reason, const char *rule, const char *dst_ip, const char *detail)
 {
@@ -702,6 +705,7 @@ static void ask_upstream(struct crgw_dns_server *srv, struct waiter *w)
 		u->nwaiters = 1;
 		srv->npending++;
 		COUNT(srv, upstream_queries);
+		follow_upstreams(srv);
 		/* May call back at once (e.g. no servers): nothing of `u` is touched after this. */
 		ares_query(srv->channel, u->name, CRGW_DNS_CLASS_IN, u->qtype, upstream_done, u);
 		return;
@@ -989,6 +993,53 @@ void crgw_dns_global_fini(void)
 	ares_library_cleanup();
 }
 
+/*
+ * The upstream servers a reload set (crgw_dns_set_upstreams): a text every worker applies to its own
+ * channel, on its own thread, before its next upstream query.
+ */
+static struct {
+	pthread_mutex_t lock;
+	char csv[CRGW_UPSTREAM_MAX * 72];
+	atomic_uint generation;
+} U = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void upstream_csv(const struct crgw_config *cfg, char *csv, size_t size)
+{
+	size_t used = 0;
+
+	csv[0] = '\0';
+	for (size_t i = 0; i < cfg->nupstream && used < size; i++)
+		used += (size_t)snprintf(csv + used, size - used, "%s%s", i ? "," : "", cfg->upstream[i].text);
+}
+
+void crgw_dns_set_upstreams(const struct crgw_config *cfg)
+{
+	pthread_mutex_lock(&U.lock);
+	upstream_csv(cfg, U.csv, sizeof(U.csv));
+	atomic_fetch_add(&U.generation, 1);
+	pthread_mutex_unlock(&U.lock);
+}
+
+/* Takes the servers of the last reload into this worker's channel, once per reload. */
+static void follow_upstreams(struct crgw_dns_server *srv)
+{
+	unsigned gen = atomic_load(&U.generation);
+	char csv[sizeof(U.csv)];
+	int r;
+
+	if (gen == srv->upstream_generation)
+		return;
+	pthread_mutex_lock(&U.lock);
+	memcpy(csv, U.csv, sizeof(csv));
+	gen = atomic_load(&U.generation);
+	pthread_mutex_unlock(&U.lock);
+	srv->upstream_generation = gen;
+	r = ares_set_servers_ports_csv(srv->channel, csv);
+	if (r != ARES_SUCCESS)
+		log_error("c-ares rejected the reloaded upstream servers", "servers=\"%s\" error=\"%s\"", csv,
+			  ares_strerror(r));
+}
+
 static int channel_init(struct crgw_dns_server *srv)
 {
 	const struct crgw_config *cfg = srv->cfg;
@@ -1024,6 +1075,7 @@ static int channel_init(struct crgw_dns_server *srv)
 		return -ENOMEM;
 	}
 	srv->channel_ready = true;
+	srv->upstream_generation = atomic_load(&U.generation);
 	r = ares_set_servers_ports_csv(srv->channel, csv);
 	if (r != ARES_SUCCESS) {
 		log_error("c-ares rejected the upstream servers", "servers=\"%s\" error=\"%s\"", csv, ares_strerror(r));

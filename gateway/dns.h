@@ -18,6 +18,12 @@ int crgw_dns_global_init(const struct crgw_config *cfg);
 void crgw_dns_global_fini(void);
 
 /*
+ * A reload's upstream servers (cfg->upstream, borrowed for the call): every worker's channel takes them
+ * before its next upstream query. Queries already sent finish with the servers they went to. Any thread.
+ */
+void crgw_dns_set_upstreams(const struct crgw_config *cfg);
+
+/*
  * Creates the worker's sockets and c-ares channel on `base` (borrowed; the worker's loop). Binding errors
  * come back here, on the main thread, before the gateway reports itself ready.
  */

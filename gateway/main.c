@@ -27,6 +27,7 @@
 #include "mediation/vault.h"
 #include "notify.h"
 #include "policy_store.h"
+#include "reload.h"
 #include "sandbox.h"
 #include "teardown.h"
 #include "worker.h"
@@ -60,7 +61,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	(void)arg;
 	if (sig == SIGHUP) {
+		struct crgw_reload_result *r = malloc(sizeof(*r));
+
+		/* The log reopens whatever the configuration says: rotation must not wait for a valid file. */
 		crgw_audit_reopen();
+		if (r)
+			crgw_reload(r);
+		free(r);
 		return;
 	}
 	log_info("shutting down", "signal=%d", (int)sig);
@@ -134,7 +141,8 @@ static int make_dirs(const struct crgw_config *cfg)
 	return 0;
 }
 
-static int parse_args(int argc, char **argv, struct crgw_config *cfg, bool *check_only)
+/* Fills `cfg` from the file and the flags; 2 with the reason in `msg` on a bad configuration or usage. */
+static int parse_args(int argc, char **argv, struct crgw_config *cfg, bool *check_only, char *msg, size_t msglen)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -163,7 +171,7 @@ static int parse_args(int argc, char **argv, struct crgw_config *cfg, bool *chec
 		else if (!strncmp(argv[i], "--config=", 9))
 			path = argv[i] + 9;
 		if (path && crgw_config_load_file(cfg, path, err, sizeof(err))) {
-			fprintf(stderr, "crgw: %s\n", err);
+			snprintf(msg, msglen, "%s", err);
 			return 2;
 		}
 	}
@@ -196,7 +204,7 @@ static int parse_args(int argc, char **argv, struct crgw_config *cfg, bool *chec
 			const char *eq = strchr(optarg, '=');
 
 			if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof(kv)) {
-				fprintf(stderr, "crgw: --set wants KEY=VALUE\n");
+				snprintf(msg, msglen, "--set wants KEY=VALUE");
 				return 2;
 			}
 			memcpy(kv, optarg, (size_t)(eq - optarg));
@@ -208,19 +216,22 @@ static int parse_args(int argc, char **argv, struct crgw_config *cfg, bool *chec
 		case 'k': *check_only = true; continue;
 		case 'V': printf("crgw %s\n", CRGW_VERSION); exit(0);
 		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); return 2;
+		default:
+			usage(stderr);
+			snprintf(msg, msglen, "bad usage");
+			return 2;
 		}
 		if (crgw_config_set(cfg, key, value, err, sizeof(err))) {
-			fprintf(stderr, "crgw: %s\n", err);
+			snprintf(msg, msglen, "%s", err);
 			return 2;
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "crgw: unexpected argument '%s'\n", argv[optind]);
+		snprintf(msg, msglen, "unexpected argument '%s'", argv[optind]);
 		return 2;
 	}
 	if (crgw_config_finish(cfg, err, sizeof(err))) {
-		fprintf(stderr, "crgw: %s\n", err);
+		snprintf(msg, msglen, "%s", err);
 		return 2;
 	}
 	return 0;
@@ -253,9 +264,16 @@ int main(int argc, char **argv)
 	int locks[3] = { -1, -1, -1 }, err, status = 1;
 
 	crgw_config_defaults(&cfg);
-	err = parse_args(argc, argv, &cfg, &check_only);
-	if (err)
-		return err;
+	{
+		static char msg[4400];
+
+		err = parse_args(argc, argv, &cfg, &check_only, msg, sizeof(msg));
+		if (err) {
+			fprintf(stderr, "crgw: %s\n", msg);
+			return err;
+		}
+	}
+	crgw_reload_init(&cfg, parse_args, argc, argv);
 	if (check_only) {
 		printf("configuration ok\n");
 		return 0;

@@ -46,7 +46,10 @@ struct crgw_binding_table {
 
 static struct {
 	const struct crgw_config *cfg;
-	struct crgw_blocklist *blocked;
+	/* Replaced whole by a reload; the lists it replaced stay until shutdown (a decision may hold one). */
+	_Atomic(struct crgw_blocklist *) blocked;
+	struct crgw_blocklist *retired[64];
+	unsigned nretired;
 	pthread_rwlock_t lock;
 	struct crgw_sandbox **slots;
 	bool *reserved;
@@ -81,7 +84,7 @@ int64_t crgw_realtime_us(void)
 
 const struct crgw_blocklist *crgw_gateway_blocklist(void)
 {
-	return R.blocked;
+	return atomic_load_explicit(&R.blocked, memory_order_acquire);
 }
 
 /* The gateway's own addresses are refused as destinations whatever a policy says (SPEC section 3). */
@@ -382,6 +385,34 @@ const char *crgw_registry_limits_state(bool *active)
 	return R.limits_state;
 }
 
+int crgw_registry_set_blocked(const struct crgw_config *cfg)
+{
+	struct crgw_blocklist *list = crgw_blocklist_new(), *old;
+	char pool[32];
+	int err;
+
+	if (!list)
+		return -ENOMEM;
+	if (R.nretired == sizeof(R.retired) / sizeof(R.retired[0])) {
+		crgw_blocklist_free(list);
+		return -ENOSPC;
+	}
+	snprintf(pool, sizeof(pool), "%s/%u", inet_ntoa(cfg->pool), cfg->pool_prefix);
+	err = crgw_blocklist_add(list, pool);
+	for (size_t i = 0; !err && i < cfg->nblocked; i++)
+		err = crgw_blocklist_add(list, cfg->blocked[i]);
+	if (!err)
+		err = block_own_addresses(list);
+	if (err) {
+		crgw_blocklist_free(list);
+		return err;
+	}
+	old = atomic_exchange_explicit(&R.blocked, list, memory_order_acq_rel);
+	if (old)
+		R.retired[R.nretired++] = old;
+	return 0;
+}
+
 int crgw_registry_init(const struct crgw_config *cfg, const struct crgw_blocklist *unused)
 {
 	char pool[32];
@@ -392,15 +423,10 @@ int crgw_registry_init(const struct crgw_config *cfg, const struct crgw_blocklis
 	R.nslots = 1u << (32 - cfg->pool_prefix - 2);
 	R.slots = calloc(R.nslots, sizeof(*R.slots));
 	R.reserved = calloc(R.nslots, sizeof(*R.reserved));
-	R.blocked = crgw_blocklist_new();
-	if (!R.slots || !R.reserved || !R.blocked)
+	if (!R.slots || !R.reserved)
 		return -ENOMEM;
-	snprintf(pool, sizeof(pool), "%s/%u", inet_ntoa(cfg->pool), cfg->pool_prefix);
-	err = crgw_blocklist_add(R.blocked, pool);
-	for (size_t i = 0; !err && i < cfg->nblocked; i++)
-		err = crgw_blocklist_add(R.blocked, cfg->blocked[i]);
-	if (!err)
-		err = block_own_addresses(R.blocked);
+	(void)pool;
+	err = crgw_registry_set_blocked(cfg);
 	if (err)
 		return err;
 	err = open_cgroups(cfg);
@@ -431,10 +457,13 @@ void crgw_registry_fini(void)
 	R.cgroups = NULL;
 	free(R.slots);
 	free(R.reserved);
-	crgw_blocklist_free(R.blocked);
+	crgw_blocklist_free(atomic_load(&R.blocked));
+	for (unsigned i = 0; i < R.nretired; i++)
+		crgw_blocklist_free(R.retired[i]);
+	R.nretired = 0;
 	R.slots = NULL;
 	R.reserved = NULL;
-	R.blocked = NULL;
+	atomic_store(&R.blocked, NULL);
 }
 
 struct crgw_sandbox *crgw_sandbox_ref(struct crgw_sandbox *sb)

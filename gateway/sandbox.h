@@ -204,6 +204,13 @@ void crgw_sandbox_unref(struct crgw_sandbox *sb);
 const struct crgw_blocklist *crgw_gateway_blocklist(void);
 
 /*
+ * (Re)builds the gateway's blocklist from `cfg` (the pool, blocked_ranges, the host's own addresses) and
+ * publishes it; the list it replaces stays valid until shutdown. At start and on a reload (main thread).
+ * Returns 0, -ENOSPC after 64 reloads that changed it, or -errno.
+ */
+int crgw_registry_set_blocked(const struct crgw_config *cfg);
+
+/*
  * The sandbox's decisions: the policy's (crgw_policy_decide, crgw_policy_check_address, with the gateway's
  * blocklist), except in learn mode, where what the policy alone refuses (host_not_allowed,
  * port_not_allowed, ip_literal_not_allowed by a policy rule) passes with `allow` true and the reason and

@@ -52,8 +52,11 @@ gw_start() { # gw_start DIR [extra crgw args...]
 		GW_DATA=$(mktemp -d /var/tmp/crgw-e2e-data.XXXXXX)
 		testnet_on_exit rm -rf "$GW_DATA"
 	fi
+	# GW_UPSTREAM_IN_FILE=1: the upstream servers come from the --config file (a flag would override it).
+	local upstream=(--upstream-dns "$TN_DNS")
+	[ -n "${GW_UPSTREAM_IN_FILE:-}" ] && upstream=()
 	"$CRGW" --control "$dir/ctl.sock" --audit-log "$dir/audit.log" --pool "$GW_POOL" \
-		--upstream-dns "$TN_DNS" --workers 2 --set "state_dir=$dir/state" --set "data_dir=$GW_DATA" \
+		"${upstream[@]}" --workers 2 --set "state_dir=$dir/state" --set "data_dir=$GW_DATA" \
 		--set "cache.dir=$GW_DATA/cache" \
 		--set "limits.cgroup=$GW_CGROUP" \
 		--set "nftables.table=$GW_TABLE" --set "interfaces.prefix=$GW_PREFIX" \

@@ -60,7 +60,7 @@ expect_rc 2 "explain needs a host" policy explain --policy "$examples"
 # Every command and subcommand answers --help with its usage on stdout and exit 0.
 for cmd in "run" "exec" "cp" "sandbox" "sandbox diff" "audit" "audit tail" "stats" "doctor" "policy" \
 	"policy validate" "policy compile" "policy explain" "cache" "cache ls" "cache stats" "cache gc" "cache verify" \
-	"cache warm" "policy diff" "policy push" "policy get" "policy ls" "policy learn"; do
+	"cache warm" "policy diff" "policy push" "policy get" "policy ls" "policy learn" "reload"; do
 	# shellcheck disable=SC2086
 	run $cmd --help
 	[ "$rc" = 0 ] && grep -qi "usage" "$tmp/out"

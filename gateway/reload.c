@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Live reload (reload.h): the whole configuration checked first, then the live part applied. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "audit.h"
+#include "dns.h"
+#include "log.h"
+#include "reload.h"
+#include "sandbox.h"
+
+static struct {
+	struct crgw_config *live;
+	crgw_config_reader read;
+	int argc;
+	char **argv;
+} L;
+
+void crgw_reload_init(struct crgw_config *live, crgw_config_reader read, int argc, char **argv)
+{
+	L.live = live;
+	L.read = read;
+	L.argc = argc;
+	L.argv = argv;
+}
+
+static void audit(enum crgw_audit_kind kind, const char *detail)
+{
+	struct crgw_audit_event ev = {.kind = kind, .service = "control"};
+
+	AUDIT_SET(ev.detail, detail);
+	crgw_audit_emit(&ev);
+}
+
+int crgw_reload(struct crgw_reload_result *out)
+{
+	/* Large (credentials and lists): kept off the stack, and only the main thread reloads. */
+	static struct crgw_config next;
+	char detail[400];
+	bool check_only = false;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	crgw_config_defaults(&next);
+	if (!L.live || L.read(L.argc, L.argv, &next, &check_only, out->error, sizeof(out->error))) {
+		if (!L.live)
+			snprintf(out->error, sizeof(out->error), "the gateway is not running yet");
+		log_error("configuration reload refused: the running configuration stays", "error=\"%s\"", out->error);
+		snprintf(detail, sizeof(detail), "refused, the running configuration stays: %.300s", out->error);
+		audit(CRGW_AUDIT_CONFIG_REFUSED, detail);
+		return -EINVAL;
+	}
+	crgw_config_reload(L.live, &next, &out->change);
+	if (out->change.upstream)
+		crgw_dns_set_upstreams(L.live);
+	if (out->change.blocked && (err = crgw_registry_set_blocked(L.live)))
+		log_error("reloaded blocked_ranges not applied", "error=\"%s\"", strerror(-err));
+	if (strstr(out->change.applied, "log_level"))
+		crgw_log_set_level((enum crgw_log_level)L.live->log_level);
+	out->ok = true;
+	/* An event's detail is short (159 bytes): the log line below has the whole lists. */
+	snprintf(detail, sizeof(detail), "applied=%.190s kept=%.190s", out->change.applied[0] ? out->change.applied : "-",
+		 out->change.kept[0] ? out->change.kept : "-");
+	audit(CRGW_AUDIT_CONFIG_RELOADED, detail);
+	log_info("configuration reloaded", "applied=\"%s\" needs_restart=\"%s\"", out->change.applied,
+		 out->change.kept);
+	return 0;
+}
