@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "export/export.h"
 #include "log.h"
 
 #define BATCH_MAX 256
@@ -357,6 +358,8 @@ static void flush_out(void)
 	if (out_events == 0)
 		return;
 	if (write_all(out_buf, out_len)) {
+		/* The file has them: now the exporters' spools, which never hold what the file does not. */
+		crgw_export_offer(out_buf, out_len, out_events);
 		A.stats.written += out_events;
 		A.stats.bytes += out_len;
 	} else {
@@ -386,6 +389,7 @@ static void write_event(struct crgw_audit_event *ev)
 		/* Longer than the buffer (cannot happen with today's fields): written on its own. */
 		line[len] = '\n';
 		if (write_all(line, len + 1)) {
+			crgw_export_offer(line, len + 1, 1);
 			A.stats.written++;
 			A.stats.bytes += len + 1;
 		} else {

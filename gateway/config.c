@@ -454,6 +454,7 @@ struct walk {
 };
 
 static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where);
+static int walk_sinks(struct walk *w, yaml_node_t *node, const char *where);
 static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where, const char *section,
 			    struct crgw_git_credential *list, size_t *count);
 
@@ -469,6 +470,8 @@ static int walk_node(struct walk *w, yaml_node_t *node, const char *path, unsign
 	/* Maps keyed by the operator's own names: secret ids, git hosts. */
 	if (!strcmp(path, "secrets"))
 		return walk_secrets(w, node, where);
+	if (!strcmp(path, "audit.sinks"))
+		return walk_sinks(w, node, where);
 	if (!strcmp(path, "git.credentials"))
 		return walk_credentials(w, node, where, path, w->cfg->git_credentials, &w->cfg->ngit_credentials);
 	if (!strcmp(path, "registries.credentials"))
@@ -704,6 +707,165 @@ static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where
 		if (c->basic != (c->username[0] != '\0'))
 			return fail(w->err, w->errlen, at, key, "username: is required for basic, and only for basic");
 		(*count)++;
+	}
+	return 0;
+}
+
+/* "host:port" (or "[v6]:port") into its parts; a port is required. */
+static bool split_hostport(const char *v, char *host, size_t hostlen, uint16_t *port)
+{
+	const char *colon = strrchr(v, ':');
+	char *end;
+	unsigned long p;
+	size_t n;
+
+	if (!colon || colon == v)
+		return false;
+	errno = 0;
+	p = strtoul(colon + 1, &end, 10);
+	if (errno || *end || !colon[1] || p < 1 || p > 65535)
+		return false;
+	n = (size_t)(colon - v);
+	if (v[0] == '[') {
+		if (v[n - 1] != ']' || n < 3)
+			return false;
+		v++;
+		n -= 2;
+	}
+	if (n >= hostlen)
+		return false;
+	memcpy(host, v, n);
+	host[n] = '\0';
+	*port = (uint16_t)p;
+	return true;
+}
+
+static const char *const facilities[] = {"kern",   "user",   "mail",   "daemon", "auth",     "syslog",
+					 "lpr",	   "news",   "uucp",   "cron",	 "authpriv", "ftp",
+					 "ntp",	   "audit",  "alert",  "clock",	 "local0",   "local1",
+					 "local2", "local3", "local4", "local5", "local6",   "local7"};
+
+/*
+ * audit:
+ *   sinks:
+ *     NAME: { type: syslog, transport: udp|tcp|tls, address: HOST:PORT, format: json|sd, facility: F,
+ *             ca_file: PATH, server_name: NAME, spool_max_bytes: SIZE, batch_max: N }
+ *     NAME: { type: otlp, endpoint: URL, ca_file: PATH, spool_max_bytes: SIZE, batch_max: N }
+ */
+static int walk_sinks(struct walk *w, yaml_node_t *node, const char *where)
+{
+	char at[4200];
+
+	if (node->type != YAML_MAPPING_NODE)
+		return fail(w->err, w->errlen, where, "audit.sinks", "expected a mapping of sink names");
+	for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key),
+			    *vn = yaml_document_get_node(w->doc, p->value);
+		const char *name = scalar(kn);
+		struct crgw_sink_config *s;
+		bool typed = false, addressed = false;
+		char key[300];
+
+		node_where(w, kn ? kn : node, at, sizeof(at));
+		if (!name || !secret_id_valid(name))
+			return fail(w->err, w->errlen, at, "audit.sinks",
+				    "a sink name is [a-z0-9_.-], 1 to 64 characters");
+		snprintf(key, sizeof(key), "audit.sinks.%s", name);
+		for (size_t i = 0; i < w->cfg->nsinks; i++)
+			if (!strcmp(w->cfg->sinks[i].name, name))
+				return fail(w->err, w->errlen, at, key, "defined twice");
+		if (w->cfg->nsinks == CRGW_SINKS_MAX)
+			return fail(w->err, w->errlen, at, key, "too many sinks (at most 8)");
+		if (!vn || vn->type != YAML_MAPPING_NODE)
+			return fail(w->err, w->errlen, at, key, "expected type: and its settings");
+		s = &w->cfg->sinks[w->cfg->nsinks];
+		memset(s, 0, sizeof(*s));
+		memcpy(s->name, name, strlen(name) + 1);
+		s->transport = CRGW_SINK_TCP;
+		s->facility = 16;
+		s->spool_max_bytes = UINT64_C(64) << 20;
+		s->batch_max = 256;
+		for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top; q++) {
+			yaml_node_t *fk = yaml_document_get_node(w->doc, q->key);
+			const char *f = scalar(fk), *v = scalar(yaml_document_get_node(w->doc, q->value));
+			char *end;
+
+			node_where(w, fk ? fk : vn, at, sizeof(at));
+			if (!f || !v)
+				return fail(w->err, w->errlen, at, key, "expected plain strings");
+			if (!strcmp(f, "type")) {
+				if (strcmp(v, "syslog") && strcmp(v, "otlp"))
+					return fail(w->err, w->errlen, at, key, "type: expected syslog or otlp");
+				s->type = v[0] == 's' ? CRGW_SINK_SYSLOG : CRGW_SINK_OTLP;
+				typed = true;
+			} else if (!strcmp(f, "transport")) {
+				if (!strcmp(v, "udp"))
+					s->transport = CRGW_SINK_UDP;
+				else if (!strcmp(v, "tcp"))
+					s->transport = CRGW_SINK_TCP;
+				else if (!strcmp(v, "tls"))
+					s->transport = CRGW_SINK_TLS;
+				else
+					return fail(w->err, w->errlen, at, key, "transport: expected udp, tcp or tls");
+			} else if (!strcmp(f, "address")) {
+				if (!split_hostport(v, s->host, sizeof(s->host), &s->port))
+					return fail(w->err, w->errlen, at, key, "address: expected HOST:PORT");
+				addressed = true;
+			} else if (!strcmp(f, "format")) {
+				if (strcmp(v, "json") && strcmp(v, "sd"))
+					return fail(w->err, w->errlen, at, key, "format: expected json or sd");
+				s->structured = !strcmp(v, "sd");
+			} else if (!strcmp(f, "facility")) {
+				size_t i;
+
+				for (i = 0; i < sizeof(facilities) / sizeof(facilities[0]) && strcmp(v, facilities[i]);
+				     i++)
+					;
+				if (i == sizeof(facilities) / sizeof(facilities[0]))
+					return fail(w->err, w->errlen, at, key,
+						    "facility: expected a syslog facility (local0 …)");
+				s->facility = (unsigned)i;
+			} else if (!strcmp(f, "ca_file")) {
+				if (v[0] != '/' || strlen(v) >= sizeof(s->ca_file))
+					return fail(w->err, w->errlen, at, key, "ca_file: expected an absolute path");
+				memcpy(s->ca_file, v, strlen(v) + 1);
+			} else if (!strcmp(f, "server_name")) {
+				if (!*v || strlen(v) >= sizeof(s->server_name))
+					return fail(w->err, w->errlen, at, key, "server_name: 1 to 255 bytes");
+				memcpy(s->server_name, v, strlen(v) + 1);
+			} else if (!strcmp(f, "endpoint")) {
+				if ((strncmp(v, "http://", 7) && strncmp(v, "https://", 8)) ||
+				    strlen(v) >= sizeof(s->endpoint))
+					return fail(w->err, w->errlen, at, key,
+						    "endpoint: expected an http:// or https:// URL");
+				memcpy(s->endpoint, v, strlen(v) + 1);
+				addressed = true;
+			} else if (!strcmp(f, "spool_max_bytes")) {
+				if (crgw_size_parse(v, &s->spool_max_bytes) || s->spool_max_bytes < 4096 ||
+				    s->spool_max_bytes > (UINT64_C(1) << 40))
+					return fail(w->err, w->errlen, at, key,
+						    "spool_max_bytes: a size from 4K to 1T");
+			} else if (!strcmp(f, "batch_max")) {
+				errno = 0;
+				unsigned long n = strtoul(v, &end, 10);
+
+				if (errno || *end || n < 1 || n > 10000)
+					return fail(w->err, w->errlen, at, key, "batch_max: 1 to 10000");
+				s->batch_max = (unsigned)n;
+			} else {
+				return fail(
+				    w->err, w->errlen, at, key,
+				    "unknown key (type, transport, address, format, facility, ca_file, server_name, "
+				    "endpoint, spool_max_bytes, batch_max)");
+			}
+		}
+		if (!typed)
+			return fail(w->err, w->errlen, at, key, "type: is required (syslog or otlp)");
+		if (!addressed || (s->type == CRGW_SINK_SYSLOG && !s->host[0]) ||
+		    (s->type == CRGW_SINK_OTLP && !s->endpoint[0]))
+			return fail(w->err, w->errlen, at, key,
+				    s->type == CRGW_SINK_SYSLOG ? "address: is required" : "endpoint: is required");
+		w->cfg->nsinks++;
 	}
 	return 0;
 }
@@ -949,6 +1111,8 @@ void crgw_config_reload(struct crgw_config *live, const struct crgw_config *next
 			atomic_store((_Atomic unsigned *)(dst + k->offset), v);
 		}
 	}
+	if (live->nsinks != next->nsinks || memcmp(live->sinks, next->sinks, sizeof(live->sinks)))
+		note(out->kept, sizeof(out->kept), "audit.sinks");
 	/* Credentials are read when a request needs them, from the vault built at start: not reloaded yet. */
 	if (live->nsecrets != next->nsecrets || memcmp(live->secrets, next->secrets, sizeof(live->secrets)))
 		note(out->kept, sizeof(out->kept), "secrets");

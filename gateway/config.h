@@ -35,6 +35,25 @@ struct crgw_git_credential {
 	char username[128];
 };
 
+/* audit.sinks.NAME: where the audit stream is exported besides the file (gateway/export/). */
+#define CRGW_SINKS_MAX 8
+enum crgw_sink_type { CRGW_SINK_SYSLOG, CRGW_SINK_OTLP };
+enum crgw_sink_transport { CRGW_SINK_UDP, CRGW_SINK_TCP, CRGW_SINK_TLS };
+struct crgw_sink_config {
+	char name[64];
+	enum crgw_sink_type type;
+	enum crgw_sink_transport transport; /* syslog */
+	char host[256];                     /* syslog: the receiver's address or name */
+	uint16_t port;
+	bool structured;                    /* syslog format: sd (structured data and the line) or json (the line) */
+	unsigned facility;                  /* syslog facility number, default 16 (local0) */
+	char ca_file[4096];                 /* tls and https: the CA that signed the receiver; "" the system's */
+	char server_name[256];              /* tls: the name the certificate must carry; default host */
+	char endpoint[1024];                /* otlp: http(s)://host:port/v1/logs */
+	uint64_t spool_max_bytes;           /* what waits on disk for the receiver, at most */
+	unsigned batch_max;                 /* events per delivery, at most */
+};
+
 struct crgw_upstream {
 	struct sockaddr_storage addr;
 	char text[64]; /* "addr:port", as c-ares takes it */
@@ -54,6 +73,8 @@ struct crgw_config {
 	unsigned audit_keep;
 	unsigned audit_queue;
 	bool audit_allow_loss;
+	struct crgw_sink_config sinks[CRGW_SINKS_MAX];
+	size_t nsinks;
 
 	struct in_addr pool;
 	unsigned pool_prefix;

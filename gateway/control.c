@@ -32,6 +32,7 @@
 #include "log.h"
 #include "netctl.h"
 #include "policy_store.h"
+#include "export/export.h"
 #include "proxy.h"
 #include "reload.h"
 #include "sandbox.h"
@@ -914,6 +915,19 @@ static void stats(struct evhttp_request *req)
 					      "upstream_failures", (json_int_t)p.upstream_failures, "bytes_up",
 					      (json_int_t)p.bytes_up, "bytes_down", (json_int_t)p.bytes_down));
 		json_object_set_new(o, "ebpf", guard_stats_json());
+		/* The audit sinks: what each delivered, lost, and holds in its spool. */
+		struct crgw_export_stats xs[CRGW_SINKS_MAX];
+		size_t nx = crgw_export_get_stats(xs, CRGW_SINKS_MAX);
+		json_t *sinks = json_array();
+
+		for (size_t i = 0; i < nx && i < CRGW_SINKS_MAX; i++)
+			json_array_append_new(sinks,
+					      json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "name", xs[i].name, "type",
+							xs[i].type, "delivered", (json_int_t)xs[i].delivered, "lost",
+							(json_int_t)xs[i].lost, "failures", (json_int_t)xs[i].failures,
+							"spool_bytes", (json_int_t)xs[i].spool_bytes, "connected",
+							xs[i].connected));
+		json_object_set_new(json_object_get(o, "audit"), "sinks", sinks);
 	}
 	crgw_sandbox_foreach(collect_row, &rows);
 	arr = json_array();

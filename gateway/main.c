@@ -28,6 +28,7 @@
 #include "notify.h"
 #include "policy_store.h"
 #include "reload.h"
+#include "export/export.h"
 #include "sandbox.h"
 #include "teardown.h"
 #include "worker.h"
@@ -320,6 +321,16 @@ int main(int argc, char **argv)
 		log_error("cannot remove a previous run's leftovers", "error=\"%s\"", strerror(-err));
 		goto out;
 	}
+	{
+		char xerr[4600];
+
+		err = crgw_export_start(&cfg, xerr, sizeof(xerr));
+		if (err) {
+			log_error("cannot start the audit export", "error=\"%s\"", xerr);
+			crgw_export_stop();
+			goto out;
+		}
+	}
 	err = crgw_audit_start(cfg.audit_path, cfg.audit_max_bytes, cfg.audit_keep, cfg.audit_queue,
 			       cfg.audit_allow_loss);
 	if (err) {
@@ -424,6 +435,7 @@ out:
 
 		crgw_audit_emit(&ev);
 		crgw_audit_stop();
+	crgw_export_stop();
 	}
 	for (unsigned i = 0; i < 4; i++)
 		if (sigs[i])
