@@ -16,27 +16,14 @@
 #include "crgw/policy.h"
 
 /* K_SIZE: a size where 0 means "no limit"; K_BOUND: a size that must lie within the bounds, never 0. */
-enum key_type {
-	K_UINT,
-	K_BOOL,
-	K_STRING,
-	K_POOL,
-	K_UPSTREAM,
-	K_BLOCKED,
-	K_RCODE,
-	K_LEVEL,
-	K_MODE,
-	K_SIZE,
-	K_BOUND,
-	K_CPUS,
-	K_ENFORCEMENT
-};
+enum key_type { K_UINT, K_BOOL, K_STRING, K_POOL, K_UPSTREAM, K_BLOCKED, K_RCODE, K_LEVEL, K_MODE, K_SIZE, K_BOUND, K_CPUS,
+		K_ENFORCEMENT };
 
 struct key {
 	const char *path;
 	enum key_type type;
 	size_t offset;
-	size_t size; /* strings: buffer size */
+	size_t size;    /* strings: buffer size */
 	uint64_t min, max;
 };
 
@@ -44,58 +31,58 @@ struct key {
 #define STR(f) OFF(f), sizeof(((struct crgw_config *)0)->f)
 
 static const struct key keys[] = {
-    {"control", K_STRING, STR(control_path), 0, 0},
-    {"state_dir", K_STRING, STR(state_dir), 0, 0},
-    {"control_mode", K_MODE, OFF(control_mode), 0, 0, 0777},
-    {"audit.path", K_STRING, STR(audit_path), 0, 0},
-    {"audit.max_bytes", K_UINT, OFF(audit_max_bytes), 8, 4096, UINT64_C(1) << 40},
-    {"audit.keep", K_UINT, OFF(audit_keep), 4, 0, 1000},
-    {"audit.queue", K_UINT, OFF(audit_queue), 4, 64, 1 << 22},
-    {"audit.allow_loss", K_BOOL, OFF(audit_allow_loss), 0, 0, 0},
-    {"pool", K_POOL, 0, 0, 0, 0},
-    {"workers", K_UINT, OFF(workers), 4, 0, 256},
-    {"dns.upstream", K_UPSTREAM, 0, 0, 0, 0},
-    {"dns.ttl_min", K_UINT, OFF(dns_ttl_min), 4, 0, 86400},
-    {"dns.ttl_max", K_UINT, OFF(dns_ttl_max), 4, 1, 604800},
-    {"dns.negative_ttl", K_UINT, OFF(dns_negative_ttl), 4, 0, 3600},
-    {"dns.rate_limit", K_UINT, OFF(dns_rate_limit), 4, 1, 1000000},
-    {"dns.binding_grace", K_UINT, OFF(dns_binding_grace), 4, 0, 3600},
-    {"dns.denied_rcode", K_RCODE, OFF(dns_refuse_denied), 0, 0, 0},
-    {"dns.timeout_ms", K_UINT, OFF(dns_timeout_ms), 4, 100, 30000},
-    {"blocked_ranges", K_BLOCKED, 0, 0, 0, 0},
-    {"nftables.table", K_STRING, STR(nft_table), 0, 0},
-    {"nftables.nflog_group", K_UINT, OFF(nflog_group), 4, 1, 65535},
-    {"enforcement", K_ENFORCEMENT, OFF(enforcement), 0, 0, 0},
-    {"interfaces.prefix", K_STRING, STR(iface_prefix), 0, 0},
-    {"transparent.http_port", K_UINT, OFF(transparent_http_port), 4, 1, 65535},
-    {"transparent.tcp_port", K_UINT, OFF(transparent_tcp_port), 4, 1, 65535},
-    {"proxy.max_tunnels", K_UINT, OFF(proxy_max_tunnels), 4, 1, 1000000},
-    {"proxy.max_tunnels_per_sandbox", K_UINT, OFF(proxy_max_tunnels_per_sandbox), 4, 1, 1000000},
-    {"proxy.idle_timeout", K_UINT, OFF(proxy_idle_timeout), 4, 1, 86400},
-    {"proxy.max_connection_seconds", K_UINT, OFF(proxy_max_connection_seconds), 4, 0, 604800},
-    {"log_level", K_LEVEL, OFF(log_level), 0, 0, 0},
-    {"data_dir", K_STRING, STR(data_dir), 0, 0},
-    {"policy_store.dir", K_STRING, STR(policy_store_dir), 0, 0},
-    {"learn.allowed", K_BOOL, OFF(learn_allowed), 0, 0, 0},
-    {"limits.memory", K_SIZE, OFF(limits_memory), 8, 16u << 20, UINT64_C(1) << 50},
-    {"limits.pids", K_UINT, OFF(limits_pids), 8, 0, 4194304},
-    {"limits.cpus", K_CPUS, OFF(limits_cpu_milli), 4, 10, 1024000},
-    {"limits.optional", K_BOOL, OFF(limits_optional), 0, 0, 0},
-    {"limits.cgroup", K_STRING, STR(limits_cgroup), 0, 0},
-    {"testing.ttl_seconds", K_UINT, OFF(testing_ttl_seconds), 4, 0, 604800},
-    {"mediation.ca_file", K_STRING, STR(mediation_ca_file), 0, 0},
-    {"mediation.max_connections", K_UINT, OFF(mediation_max_connections), 4, 1, 1000000},
-    {"mediation.max_connections_per_sandbox", K_UINT, OFF(mediation_max_connections_per_sandbox), 4, 1, 1000000},
-    {"mediation.idle_timeout", K_UINT, OFF(mediation_idle_timeout), 4, 1, 86400},
-    {"mediation.push_hold_bytes", K_SIZE, OFF(mediation_push_hold_bytes), 8, 1u << 20, UINT64_C(1) << 30},
-    {"cache.enabled", K_BOOL, OFF(cache_enabled), 0, 0, 0},
-    {"cache.dir", K_STRING, STR(cache_dir), 0, 0},
-    {"cache.max_bytes", K_BOUND, OFF(cache_max_bytes), 8, 16u << 20, UINT64_C(1) << 50},
-    {"cache.offline", K_BOOL, OFF(cache_offline), 0, 0, 0},
-    {"cache.verify_always", K_BOOL, OFF(cache_verify_always), 0, 0, 0},
-    {"cache.metadata_ttl_seconds", K_UINT, OFF(cache_metadata_ttl_seconds), 4, 0, 86400},
-    {"cache.max_metadata_bytes", K_BOUND, OFF(cache_max_metadata_bytes), 8, 64u << 10, UINT64_C(1) << 30},
-    {"cache.max_artifact_bytes", K_BOUND, OFF(cache_max_artifact_bytes), 8, 1u << 20, UINT64_C(1) << 50},
+	{ "control", K_STRING, STR(control_path), 0, 0 },
+	{ "state_dir", K_STRING, STR(state_dir), 0, 0 },
+	{ "control_mode", K_MODE, OFF(control_mode), 0, 0, 0777 },
+	{ "audit.path", K_STRING, STR(audit_path), 0, 0 },
+	{ "audit.max_bytes", K_UINT, OFF(audit_max_bytes), 8, 4096, UINT64_C(1) << 40 },
+	{ "audit.keep", K_UINT, OFF(audit_keep), 4, 0, 1000 },
+	{ "audit.queue", K_UINT, OFF(audit_queue), 4, 64, 1 << 22 },
+	{ "audit.allow_loss", K_BOOL, OFF(audit_allow_loss), 0, 0, 0 },
+	{ "pool", K_POOL, 0, 0, 0, 0 },
+	{ "workers", K_UINT, OFF(workers), 4, 0, 256 },
+	{ "dns.upstream", K_UPSTREAM, 0, 0, 0, 0 },
+	{ "dns.ttl_min", K_UINT, OFF(dns_ttl_min), 4, 0, 86400 },
+	{ "dns.ttl_max", K_UINT, OFF(dns_ttl_max), 4, 1, 604800 },
+	{ "dns.negative_ttl", K_UINT, OFF(dns_negative_ttl), 4, 0, 3600 },
+	{ "dns.rate_limit", K_UINT, OFF(dns_rate_limit), 4, 1, 1000000 },
+	{ "dns.binding_grace", K_UINT, OFF(dns_binding_grace), 4, 0, 3600 },
+	{ "dns.denied_rcode", K_RCODE, OFF(dns_refuse_denied), 0, 0, 0 },
+	{ "dns.timeout_ms", K_UINT, OFF(dns_timeout_ms), 4, 100, 30000 },
+	{ "blocked_ranges", K_BLOCKED, 0, 0, 0, 0 },
+	{ "nftables.table", K_STRING, STR(nft_table), 0, 0 },
+	{ "nftables.nflog_group", K_UINT, OFF(nflog_group), 4, 1, 65535 },
+	{ "enforcement", K_ENFORCEMENT, OFF(enforcement), 0, 0, 0 },
+	{ "interfaces.prefix", K_STRING, STR(iface_prefix), 0, 0 },
+	{ "transparent.http_port", K_UINT, OFF(transparent_http_port), 4, 1, 65535 },
+	{ "transparent.tcp_port", K_UINT, OFF(transparent_tcp_port), 4, 1, 65535 },
+	{ "proxy.max_tunnels", K_UINT, OFF(proxy_max_tunnels), 4, 1, 1000000 },
+	{ "proxy.max_tunnels_per_sandbox", K_UINT, OFF(proxy_max_tunnels_per_sandbox), 4, 1, 1000000 },
+	{ "proxy.idle_timeout", K_UINT, OFF(proxy_idle_timeout), 4, 1, 86400 },
+	{ "proxy.max_connection_seconds", K_UINT, OFF(proxy_max_connection_seconds), 4, 0, 604800 },
+	{ "log_level", K_LEVEL, OFF(log_level), 0, 0, 0 },
+	{ "data_dir", K_STRING, STR(data_dir), 0, 0 },
+	{ "limits.memory", K_SIZE, OFF(limits_memory), 8, 16u << 20, UINT64_C(1) << 50 },
+	{ "limits.pids", K_UINT, OFF(limits_pids), 8, 0, 4194304 },
+	{ "limits.cpus", K_CPUS, OFF(limits_cpu_milli), 4, 10, 1024000 },
+	{ "limits.optional", K_BOOL, OFF(limits_optional), 0, 0, 0 },
+	{ "limits.cgroup", K_STRING, STR(limits_cgroup), 0, 0 },
+	{ "testing.ttl_seconds", K_UINT, OFF(testing_ttl_seconds), 4, 0, 604800 },
+	{ "mediation.ca_file", K_STRING, STR(mediation_ca_file), 0, 0 },
+	{ "mediation.max_connections", K_UINT, OFF(mediation_max_connections), 4, 1, 1000000 },
+	{ "mediation.max_connections_per_sandbox", K_UINT, OFF(mediation_max_connections_per_sandbox), 4, 1, 1000000 },
+	{ "mediation.idle_timeout", K_UINT, OFF(mediation_idle_timeout), 4, 1, 86400 },
+	{ "mediation.push_hold_bytes", K_SIZE, OFF(mediation_push_hold_bytes), 8, 1u << 20, UINT64_C(1) << 30 },
+	{ "cache.enabled", K_BOOL, OFF(cache_enabled), 0, 0, 0 },
+	{ "cache.dir", K_STRING, STR(cache_dir), 0, 0 },
+	{ "policy_store.dir", K_STRING, STR(policy_store_dir), 0, 0 },
+	{ "learn.allowed", K_BOOL, OFF(learn_allowed), 0, 0, 0 },
+	{ "cache.max_bytes", K_BOUND, OFF(cache_max_bytes), 8, 16u << 20, UINT64_C(1) << 50 },
+	{ "cache.offline", K_BOOL, OFF(cache_offline), 0, 0, 0 },
+	{ "cache.verify_always", K_BOOL, OFF(cache_verify_always), 0, 0, 0 },
+	{ "cache.metadata_ttl_seconds", K_UINT, OFF(cache_metadata_ttl_seconds), 4, 0, 86400 },
+	{ "cache.max_metadata_bytes", K_BOUND, OFF(cache_max_metadata_bytes), 8, 64u << 10, UINT64_C(1) << 30 },
+	{ "cache.max_artifact_bytes", K_BOUND, OFF(cache_max_artifact_bytes), 8, 1u << 20, UINT64_C(1) << 50 },
 };
 
 void crgw_config_defaults(struct crgw_config *cfg)
@@ -153,8 +140,8 @@ int crgw_size_parse(const char *text, uint64_t *out)
 		const char *suffix;
 		unsigned shift;
 	} units[] = {
-	    {"", 0},	 {"B", 0},  {"K", 10},	{"KB", 10},  {"KiB", 10}, {"M", 20},  {"MB", 20},
-	    {"MiB", 20}, {"G", 30}, {"GB", 30}, {"GiB", 30}, {"T", 40},	  {"TB", 40}, {"TiB", 40},
+		{ "", 0 }, { "B", 0 }, { "K", 10 }, { "KB", 10 }, { "KiB", 10 }, { "M", 20 }, { "MB", 20 },
+		{ "MiB", 20 }, { "G", 30 }, { "GB", 30 }, { "GiB", 30 }, { "T", 40 }, { "TB", 40 }, { "TiB", 40 },
 	};
 	unsigned long long n;
 	char *end;
@@ -268,7 +255,7 @@ static int parse_upstream(const char *v, struct crgw_upstream *u)
 /* A bound of the table for an error message: "64 KiB", "16 MiB", "1 PiB" (the bounds are powers of two). */
 static void size_text(uint64_t bytes, char *buf, size_t size)
 {
-	static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+	static const char *const units[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
 	unsigned u = 0;
 
 	while (u < 6 && bytes >= 1024 && bytes % 1024 == 0) {
@@ -349,8 +336,8 @@ static int set_key(struct crgw_config *cfg, const struct key *k, const char *v, 
 			return fail(err, errlen, where, k->path, "expected a size such as 4GiB, 512M or 1073741824");
 		/* 0 says "no limit"; any other value must be a usable one. */
 		if (bytes && (bytes < k->min || bytes > k->max)) {
-			snprintf(why, sizeof(why), "must be between %llu MiB and %llu TiB",
-				 (unsigned long long)(k->min >> 20), (unsigned long long)(k->max >> 40));
+			snprintf(why, sizeof(why), "must be between %llu MiB and %llu TiB", (unsigned long long)(k->min >> 20),
+				 (unsigned long long)(k->max >> 40));
 			return fail(err, errlen, where, k->path, why);
 		}
 		*(uint64_t *)(base + k->offset) = bytes;
@@ -391,7 +378,7 @@ static int set_key(struct crgw_config *cfg, const struct key *k, const char *v, 
 			return fail(err, errlen, where, k->path, "expected nftables, ebpf or both");
 		return 0;
 	case K_LEVEL: {
-		static const char *const names[] = {"debug", "info", "warn", "error"};
+		static const char *const names[] = { "debug", "info", "warn", "error" };
 
 		for (unsigned i = 0; i < 4; i++)
 			if (!strcmp(v, names[i])) {
@@ -503,7 +490,8 @@ static int walk_node(struct walk *w, yaml_node_t *node, const char *path, unsign
 	if (node->type == YAML_SEQUENCE_NODE) {
 		if (k->type != K_UPSTREAM && k->type != K_BLOCKED)
 			return fail(w->err, w->errlen, where, path, "expected a single value, not a list");
-		for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top; it++) {
+		for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top;
+		     it++) {
 			yaml_node_t *item = yaml_document_get_node(w->doc, *it);
 			int err;
 
@@ -555,8 +543,7 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 	if (node->type != YAML_MAPPING_NODE)
 		return fail(w->err, w->errlen, where, "secrets", "expected a mapping of secret ids to sources");
 	for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
-		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key),
-			    *vn = yaml_document_get_node(w->doc, p->value);
+		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key), *vn = yaml_document_get_node(w->doc, p->value);
 		const char *id = scalar(kn);
 		struct crgw_secret_source *src;
 		char key[128];
@@ -564,7 +551,8 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 
 		node_where(w, kn ? kn : node, at, sizeof(at));
 		if (!id || !secret_id_valid(id))
-			return fail(w->err, w->errlen, at, "secrets", "a secret id is [a-z0-9_.-], 1 to 64 characters");
+			return fail(w->err, w->errlen, at, "secrets",
+				    "a secret id is [a-z0-9_.-], 1 to 64 characters");
 		snprintf(key, sizeof(key), "secrets.%s", id);
 		for (size_t i = 0; i < w->cfg->nsecrets; i++)
 			if (!strcmp(w->cfg->secrets[i].id, id))
@@ -577,18 +565,15 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 		memset(src, 0, sizeof(*src));
 		memcpy(src->id, id, strlen(id) + 1);
 		for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top; q++) {
-			yaml_node_t *fk = yaml_document_get_node(w->doc, q->key),
-				    *fv = yaml_document_get_node(w->doc, q->value);
+			yaml_node_t *fk = yaml_document_get_node(w->doc, q->key), *fv = yaml_document_get_node(w->doc, q->value);
 			const char *f = scalar(fk), *v = scalar(fv);
 
 			node_where(w, fk ? fk : vn, at, sizeof(at));
 			if (!f)
 				return fail(w->err, w->errlen, at, key, "keys must be plain strings");
 			if (!strcmp(f, "env")) {
-				if (!v || !*v || strlen(v) >= sizeof(src->env) ||
-				    strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-					      "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(v) ||
-				    (*v >= '0' && *v <= '9'))
+				if (!v || !*v || strlen(v) >= sizeof(src->env) || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(v) || (*v >= '0' && *v <= '9'))
 					return fail(w->err, w->errlen, at, key, "env: expected a variable name");
 				memcpy(src->env, v, strlen(v) + 1);
 				src->kind = CRGW_SECRET_ENV;
@@ -601,14 +586,12 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 				sources++;
 			} else if (!strcmp(f, "command")) {
 				if (!fv || fv->type != YAML_SEQUENCE_NODE)
-					return fail(w->err, w->errlen, at, key,
-						    "command: expected a list [PROGRAM, ARGS...]");
-				for (yaml_node_item_t *it = fv->data.sequence.items.start;
-				     it < fv->data.sequence.items.top; it++) {
+					return fail(w->err, w->errlen, at, key, "command: expected a list [PROGRAM, ARGS...]");
+				for (yaml_node_item_t *it = fv->data.sequence.items.start; it < fv->data.sequence.items.top;
+				     it++) {
 					const char *a = scalar(yaml_document_get_node(w->doc, *it));
 
-					if (!a || strlen(a) >= sizeof(src->argv[0]) ||
-					    src->argc == CRGW_SECRET_ARGV_MAX)
+					if (!a || strlen(a) >= sizeof(src->argv[0]) || src->argc == CRGW_SECRET_ARGV_MAX)
 						return fail(w->err, w->errlen, at, key,
 							    "command: at most 16 plain strings of up to 255 bytes");
 					memcpy(src->argv[src->argc++], a, strlen(a) + 1);
@@ -625,8 +608,7 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 				errno = 0;
 				n = v && *v >= '0' && *v <= '9' ? strtoul(v, &end, 10) : ULONG_MAX;
 				if (!v || n > 604800 || errno || *end)
-					return fail(w->err, w->errlen, at, key,
-						    "refresh_seconds: expected 0 to 604800");
+					return fail(w->err, w->errlen, at, key, "refresh_seconds: expected 0 to 604800");
 				src->refresh_seconds = (unsigned)n;
 			} else {
 				return fail(w->err, w->errlen, at, key,
@@ -655,8 +637,7 @@ static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where
 	if (node->type != YAML_MAPPING_NODE)
 		return fail(w->err, w->errlen, where, section, "expected a mapping of host names");
 	for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
-		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key),
-			    *vn = yaml_document_get_node(w->doc, p->value);
+		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key), *vn = yaml_document_get_node(w->doc, p->value);
 		const char *name = scalar(kn), *why = NULL, *scheme = NULL;
 		struct crgw_git_credential *c;
 		struct crgw_host host;
@@ -685,8 +666,7 @@ static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where
 				return fail(w->err, w->errlen, at, key, "expected plain strings");
 			if (!strcmp(f, "secret")) {
 				if (!secret_id_valid(v))
-					return fail(w->err, w->errlen, at, key,
-						    "secret: expected a secret id of secrets:");
+					return fail(w->err, w->errlen, at, key, "secret: expected a secret id of secrets:");
 				memcpy(c->secret, v, strlen(v) + 1);
 			} else if (!strcmp(f, "scheme")) {
 				scheme = strcmp(v, "basic") == 0 || strcmp(v, "bearer") == 0 ? v : NULL;
@@ -698,8 +678,7 @@ static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where
 					return fail(w->err, w->errlen, at, key, "username: 1 to 127 bytes, no ':'");
 				memcpy(c->username, v, strlen(v) + 1);
 			} else {
-				return fail(w->err, w->errlen, at, key,
-					    "unknown key (expected secret, scheme, username)");
+				return fail(w->err, w->errlen, at, key, "unknown key (expected secret, scheme, username)");
 			}
 		}
 		if (!c->secret[0] || !scheme)
@@ -876,7 +855,7 @@ int crgw_config_load_file(struct crgw_config *cfg, const char *path, char *err, 
 	yaml_parser_t parser;
 	yaml_document_t doc;
 	yaml_node_t *root;
-	struct walk w = {cfg, path, err, errlen, &doc};
+	struct walk w = { cfg, path, err, errlen, &doc };
 	int ret;
 
 	if (!f) {
@@ -959,15 +938,14 @@ int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen)
 	if (!strcmp(cfg->cache_dir, cfg->data_dir) || !strcmp(cfg->cache_dir, cfg->state_dir))
 		return fail(err, errlen, NULL, "cache.dir", "must differ from data_dir and state_dir");
 	if (cfg->cache_offline && !cfg->cache_enabled)
-		return fail(err, errlen, NULL, "cache.offline",
-			    "needs cache.enabled: true (there is nothing to serve)");
+		return fail(err, errlen, NULL, "cache.offline", "needs cache.enabled: true (there is nothing to serve)");
 	for (const char *p = cfg->limits_cgroup; *p; p++)
 		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '_' && *p != '-')
 			return fail(err, errlen, NULL, "limits.cgroup", "use lowercase letters, digits, _ and -");
 	for (size_t i = 0; i < cfg->ngit_credentials + cfg->nregistry_credentials; i++) {
 		bool git = i < cfg->ngit_credentials;
 		const struct crgw_git_credential *c =
-		    git ? &cfg->git_credentials[i] : &cfg->registry_credentials[i - cfg->ngit_credentials];
+			git ? &cfg->git_credentials[i] : &cfg->registry_credentials[i - cfg->ngit_credentials];
 		bool found = false;
 
 		for (size_t j = 0; j < cfg->nsecrets && !found; j++)
