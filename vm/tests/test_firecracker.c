@@ -554,10 +554,15 @@ static void test_backend(void)
 		setenv("FAKE_FC_VSOCK", modes[i], 1);
 		t0 = now_s();
 		e = be->create(&spec, &ops, &sb, err, sizeof(err));
-		tap_result(e < 0 && now_s() - t0 < 10 && kill(g.holder, 0) && g.registered == g.released &&
+		double took = now_s() - t0;
+
+		/* The VMM's processes are reaped as they end: give a loaded machine a moment before looking. */
+		for (int w = 0; w < 60 && (!kill(g.holder, 0) || process_with(g.data_dir)); w++)
+			usleep(50 * 1000);
+		tap_result(e < 0 && took < 10 && kill(g.holder, 0) && g.registered == g.released &&
 			       !process_with(g.data_dir),
 			   "a vsock that is %s fails the launch in %.1f s and leaves nothing: %s",
-			   i ? "garbled" : "refused", now_s() - t0, err);
+			   i ? "garbled" : "refused", took, err);
 	}
 	unsetenv("FAKE_FC_VSOCK");
 	unsetenv("CRGW_VM_BOOT_TIMEOUT");
