@@ -350,7 +350,8 @@ static int write_network(FILE *out, const struct crgw_learner *l, unsigned colla
 	for (size_t i = 0; i < l->nhosts; i++) {
 		sorted[i] = &l->hosts[i];
 		sorted[i]->collapsed = false;
-		qsort(sorted[i]->ports, sorted[i]->nports, sizeof(uint16_t), cmp_port);
+		if (sorted[i]->nports) /* a name only resolved has no port list at all */
+			qsort(sorted[i]->ports, sorted[i]->nports, sizeof(uint16_t), cmp_port);
 	}
 	qsort(sorted, l->nhosts, sizeof(*sorted), cmp_host);
 	fputs("sandbox:\n  network:\n    default: deny\n", out);
