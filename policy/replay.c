@@ -261,7 +261,6 @@ static int skip_literal(struct cursor *c, const char *word)
 /* A JSON number; its value when it is a non-negative integer that fits, else -1 (and still valid). */
 static int read_number(struct cursor *c, long long *value)
 {
-	const char *start = c->p;
 	long long v = 0;
 	bool integer = true, digits = false;
 
@@ -300,7 +299,6 @@ static int read_number(struct cursor *c, long long *value)
 		while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
 			c->p++;
 	}
-	(void)start;
 	*value = integer ? v : -1;
 	return 0;
 }

@@ -4,7 +4,8 @@
 # with octet counting and over TLS (its gtls driver, the test CA), and an OTLP/HTTP JSON logs receiver
 # (conformance/lib/otlp_receiver.py: the OpenTelemetry collector is not packaged; it checks each request
 # against the OTLP JSON schema and starts by answering 503). Every event of the run reaches all three;
-# rsyslog stopped mid-run and started again loses nothing (the spool drains); a sink whose spool is full
+# rsyslog stopped mid-run and started again loses nothing (the spool drains), also across a gateway restart;
+# a sink whose spool is full
 # counts what it drops and reports it, and the gateway goes on. TAP output; needs root and rsyslog.
 # usage: export.sh CRGW CRGW_CTL
 set -uo pipefail
@@ -148,8 +149,27 @@ ok $? "... the loss is itself an audit event, naming the sink"
 "$CTL" stats >/dev/null && kill -0 "$GW_PID"
 ok $? "... and the gateway goes on serving"
 
+# A gateway stopped with events in a spool delivers them after its next start.
+rsyslog_stop tcp
+traffic 3
+for _ in $(seq 30); do
+	[ "$(sink siem-tcp | jq .spool_bytes)" -gt 0 ] && break
+	sleep 0.2
+done
+left=$(sink siem-tcp | jq .spool_bytes)
 gw_stop
-ok $? "crgw exits 0 on SIGTERM (the spools are left for the next start)"
+ok $? "crgw exits 0 on SIGTERM with $left bytes left in a spool (the spools stay for the next start)"
+rsyslog_start tcp $SYSLOG_TCP 1514 0
+gw_start "$T" --config "$T/crgw.yaml" || { echo "Bail out! crgw did not restart"; exit 1; }
+for _ in $(seq 100); do
+	[ "$(sink siem-tcp | jq .spool_bytes)" -eq 0 ] && [ "$(sink siem-tcp | jq .delivered)" -gt 0 ] && break
+	sleep 0.2
+done
+resumed=$(sink siem-tcp)
+[ "$left" -gt 0 ] && jq -e '.spool_bytes == 0 and .delivered > 0' <<<"$resumed" >/dev/null
+ok $? "the next start delivers what the spool kept ($resumed)"
+gw_stop
+ok $? "crgw exits 0 on SIGTERM"
 rsyslog_stop tcp
 rsyslog_stop tls
 # Every line of the file, in each receiver (a resend after a failure may repeat one; none may be missing).

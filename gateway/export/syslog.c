@@ -46,26 +46,6 @@ void export_syslog_close(struct export_sink *s)
 	atomic_store(&s->connected, 0);
 }
 
-/* A string value of a JSON line's top-level key, copied (the line's own escapes kept). */
-static void field(const char *line, size_t len, const char *key, char *out, size_t size)
-{
-	char pat[32];
-	const char *at, *end;
-	size_t n;
-
-	snprintf(pat, sizeof(pat), "\"%s\":\"", key);
-	out[0] = '\0';
-	at = memmem(line, len, pat, strlen(pat));
-	if (!at)
-		return;
-	at += strlen(pat);
-	end = memchr(at, '"', len - (size_t)(at - line));
-	if (!end)
-		return;
-	n = (size_t)(end - at);
-	snprintf(out, size, "%.*s", (int)(n < size ? n : size - 1), at);
-}
-
 /* An SD-PARAM value: '"', '\' and ']' escaped (RFC 5424 section 6.3.3). */
 static size_t sd_value(char *out, size_t size, const char *v)
 {
@@ -83,39 +63,47 @@ static size_t sd_value(char *out, size_t size, const char *v)
 /* One message, without framing: "<PRI>1 TIMESTAMP HOST crgw PID MSGID SD MSG". */
 static size_t format(struct export_sink *s, const char *line, size_t len, char *out, size_t size)
 {
-	char ts[40], event[32], sd[1024] = "-";
-	int severity = memmem(line, len, "\"action\":\"deny\"", 15) ? 4 : 6;
+	struct crgw_audit_flow f;
+	char sd[1024] = "-";
+	/* The writer made the line; one that does not read (cannot happen) still goes out, as its bytes. */
+	bool parsed = crgw_audit_flow_parse(line, len, &f) == 0;
+	int severity = parsed && !strcmp(f.action, "deny") ? 4 : 6;
 	int n;
 
-	field(line, len, "ts", ts, sizeof(ts));
-	field(line, len, "event", event, sizeof(event));
 	if (s->cfg.structured) {
-		struct crgw_audit_flow f;
-		char v[600];
 		size_t at = (size_t)snprintf(sd, sizeof(sd), "[%s", SD_ID);
 
-		if (crgw_audit_flow_parse(line, len, &f) == 0) {
+		if (parsed) {
 			const char *keys[] = {"service",     "sandbox_id", "run_id", "action",
 					      "reason_code", "dst_host",   "dst_ip"};
 			const char *vals[] = {f.service, f.sandbox_id, f.run_id, f.action, f.reason, f.host, f.ip};
+			char v[600], param[800];
 
-			for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-				if (!vals[i][0])
-					continue;
-				sd_value(v, sizeof(v), vals[i]);
-				at += (size_t)snprintf(sd + at, at < sizeof(sd) ? sizeof(sd) - at : 0, " %s=\"%s\"",
-						       keys[i], v);
+			for (size_t i = 0; i <= sizeof(keys) / sizeof(keys[0]); i++) {
+				size_t plen;
+
+				if (i < sizeof(keys) / sizeof(keys[0])) {
+					if (!vals[i][0])
+						continue;
+					sd_value(v, sizeof(v), vals[i]);
+					plen = (size_t)snprintf(param, sizeof(param), " %s=\"%s\"", keys[i], v);
+				} else if (f.port) {
+					plen = (size_t)snprintf(param, sizeof(param), " dst_port=\"%u\"", f.port);
+				} else {
+					break;
+				}
+				/* A parameter that would not fit is left out whole, never cut. */
+				if (plen < sizeof(param) && at + plen + 2 <= sizeof(sd)) {
+					memcpy(sd + at, param, plen);
+					at += plen;
+				}
 			}
-			if (f.port && at < sizeof(sd))
-				at += (size_t)snprintf(sd + at, sizeof(sd) - at, " dst_port=\"%u\"", f.port);
 		}
-		if (at + 2 > sizeof(sd))
-			snprintf(sd, sizeof(sd), "[%s]", SD_ID);
-		else
-			memcpy(sd + at, "]", 2);
+		memcpy(sd + at, "]", 2);
 	}
 	n = snprintf(out, size, "<%u>1 %s %s crgw %d %s %s %.*s", s->cfg.facility * 8 + (unsigned)severity,
-		     ts[0] ? ts : "-", s->hostname, (int)getpid(), event[0] ? event : "-", sd, (int)len, line);
+		     parsed && f.ts[0] ? f.ts : "-", s->hostname, (int)getpid(), parsed && f.event[0] ? f.event : "-",
+		     sd, (int)len, line);
 	return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 }
 

@@ -85,7 +85,7 @@ static bool process_with(const char *needle)
 		int fd;
 		ssize_t n;
 
-		if (e->d_name[0] < '1' || e->d_name[0] > '9' || atoi(e->d_name) == getpid())
+		if (e->d_name[0] < '1' || e->d_name[0] > '9' || strtol(e->d_name, NULL, 10) == getpid())
 			continue;
 		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
