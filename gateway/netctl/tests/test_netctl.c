@@ -919,9 +919,15 @@ int main(void)
 	   ifb);
 	sbb = (struct crgw_nft_sandbox){ .id = SB_B, .ifname = ifb, .gw = ip(5), .guest = ip(6) };
 	ok(crgw_nft_sandbox_add(&g_cfg, &sbb) == 0, "register %s", ifb);
-	ns_udp_send(nsb, (struct in_addr){ 0 }, ip(5), 53, "later");
-	ret = udp53b >= 0 ? udp_recv(udp53b, 1000, buf, sizeof(buf)) : -EBADF;
+	/* As for the link outside the pool below: a link just made may drop its first packets; sent again. */
+	ret = -EBADF;
+	for (int attempt = 0; attempt < 5 && udp53b >= 0 && ret != 5; attempt++) {
+		ns_udp_send(nsb, (struct in_addr){ 0 }, ip(5), 53, "later");
+		ret = udp_recv(udp53b, 1000, buf, sizeof(buf));
+	}
 	ok(ret == 5 && !strcmp(buf, "later"), "registered %s reaches GW:53", ifb);
+	while (udp53b >= 0 && udp_recv(udp53b, 300, buf, sizeof(buf)) == 5 && !strcmp(buf, "later"))
+		;
 	/* A's gateway address is not B's: B's DNS must not reach it. */
 	ns_udp_send(nsb, (struct in_addr){ 0 }, ip(1), 53, "cross");
 	ok(udp_recv(udp53, 300, buf, sizeof(buf)) == -ETIMEDOUT && get_counters(SB_B, &cnt) == 0 &&
