@@ -2,7 +2,6 @@
 /* The audit writer: a bounded queue, one thread that appends JSON lines, rotation, and the live ring. */
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -22,20 +21,11 @@
 #define RECENT_MAX 4096
 #define RETRY_MS 200
 
-static const char *const kind_names[] = {
-	[CRGW_AUDIT_DECISION] = "decision",
-	[CRGW_AUDIT_CONNECTION_END] = "connection_end",
-	[CRGW_AUDIT_SANDBOX_REGISTERED] = "sandbox_registered",
-	[CRGW_AUDIT_SANDBOX_RELEASED] = "sandbox_released",
-	[CRGW_AUDIT_PACKET_DROP] = "packet_drop",
-	[CRGW_AUDIT_AUDIT_LOSS] = "audit_loss",
-	[CRGW_AUDIT_GATEWAY_STARTED] = "gateway_started",
-	[CRGW_AUDIT_GATEWAY_STOPPED] = "gateway_stopped",
-	[CRGW_AUDIT_SECRET_INJECTED] = "secret_injected",
-	[CRGW_AUDIT_CONFIG_RELOADED] = "config_reloaded",
-	[CRGW_AUDIT_CONFIG_REFUSED] = "config_reload_refused",
+/* A formatted line waiting for the writer. */
+struct queued_line {
+	char *line;
+	size_t len;
 };
-static const char *const action_names[] = { NULL, "allow", "deny", "warn" };
 
 static struct {
 	pthread_mutex_t lock;
@@ -43,7 +33,7 @@ static struct {
 	pthread_t thread;
 	bool running, stopping, allow_loss, gave_up, failing;
 	bool writer_idle; /* the writer waits for events: an emit must wake it */
-	struct crgw_audit_event **queue;
+	struct queued_line *queue;
 	unsigned cap, head, len;
 	char path[4096];
 	int fd;
@@ -119,113 +109,35 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int set_str(json_t *o, const char *key, const char *v)
-{
-	if (!v || !*v)
-		return 0;
-	return json_object_set_new(o, key, json_string(v));
-}
-
-static int set_u64(json_t *o, const char *key, uint64_t v)
-{
-	return json_object_set_new(o, key, json_integer((json_int_t)v));
-}
-
-char *crgw_audit_format(const struct crgw_audit_event *ev)
-{
-	json_t *o = json_object();
-	char ts[40];
-	struct tm tm;
-	time_t secs = (time_t)(ev->ts_us / 1000000);
-	size_t n;
-	char *out = NULL;
-	int err = 0;
-
-	if (!o)
-		return NULL;
-	gmtime_r(&secs, &tm);
-	n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(ts + n, sizeof(ts) - n, ".%06dZ", (int)(ev->ts_us % 1000000));
-	/* Every insertion is checked: jansson drops members silently when memory runs out. */
-	err |= set_str(o, "ts", ts);
-	err |= set_u64(o, "schema", CRGW_AUDIT_SCHEMA);
-	err |= set_str(o, "event", kind_names[ev->kind]);
-	err |= set_str(o, "sandbox_id", ev->sandbox_id);
-	err |= set_str(o, "run_id", ev->run_id);
-	err |= set_str(o, "policy_hash", ev->policy_hash);
-	err |= set_str(o, "service", ev->service);
-	err |= set_str(o, "dst_host", ev->dst_host);
-	err |= set_str(o, "dst_ip", ev->dst_ip);
-	if (ev->dst_port)
-		err |= set_u64(o, "dst_port", ev->dst_port);
-	err |= set_str(o, "src_ip", ev->src_ip);
-	if (ev->action != CRGW_ACTION_NONE)
-		err |= set_str(o, "action", action_names[ev->action]);
-	if (ev->action != CRGW_ACTION_NONE || ev->reason != CRGW_REASON_NONE)
-		err |= json_object_set_new(o, "reason_code",
-					   ev->reason ? json_string(crgw_reason_str(ev->reason)) : json_null());
-	err |= set_str(o, "rule", ev->rule);
-	err |= set_str(o, "qtype", ev->qtype);
-	err |= set_str(o, "operation", ev->operation);
-	err |= set_str(o, "path", ev->path);
-	err |= set_str(o, "ref", ev->ref);
-	err |= set_str(o, "secret_id", ev->secret_id);
-	err |= set_str(o, "registry", ev->registry);
-	err |= set_str(o, "package", ev->package);
-	err |= set_str(o, "version", ev->version);
-	err |= set_str(o, "integrity", ev->integrity);
-	if (ev->cache_hit)
-		err |= json_object_set_new(o, "cache", json_string("hit"));
-	err |= set_str(o, "detail", ev->detail);
-	if (ev->count)
-		err |= set_u64(o, "count", ev->count);
-	if (ev->has_bytes) {
-		err |= set_u64(o, "bytes_up", ev->bytes_up);
-		err |= set_u64(o, "bytes_down", ev->bytes_down);
-		err |= set_u64(o, "duration_ms", ev->duration_ms);
-	}
-	if (ev->limits_off) {
-		err |= set_str(o, "limits", "off");
-	} else if (ev->has_limits) {
-		/* 0 is "no limit" in every field: printed as null, never as a limit of zero. */
-		json_t *l = json_pack("{s:o, s:o, s:o}",
-				      "memory_bytes", ev->limit_memory ? json_integer((json_int_t)ev->limit_memory) : json_null(),
-				      "pids", ev->limit_pids ? json_integer((json_int_t)ev->limit_pids) : json_null(),
-				      "cpus", ev->limit_cpu_milli ? json_real(ev->limit_cpu_milli / 1000.0) : json_null());
-
-		err |= !l || json_object_set_new(o, "limits", l);
-	}
-	if (ev->ttl_s)
-		err |= set_u64(o, "ttl_s", (uint64_t)ev->ttl_s);
-	if (ev->has_usage) {
-		json_t *u = json_pack("{s:I, s:I, s:I, s:I}", "oom_kills", (json_int_t)ev->oom_kills, "pids_denied",
-				      (json_int_t)ev->pids_denied, "memory_peak_bytes", (json_int_t)ev->memory_peak,
-				      "cpu_ms", (json_int_t)ev->cpu_ms);
-
-		err |= !u || json_object_set_new(o, "usage", u);
-	}
-	if (!err)
-		out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
-	json_decref(o);
-	return out;
-}
-
+/*
+ * The line is formatted here, on the emitting thread: the queue then holds a few hundred bytes per event,
+ * not the whole record, and the writer only copies.
+ */
 int crgw_audit_emit(const struct crgw_audit_event *ev)
 {
-	struct crgw_audit_event *copy = malloc(sizeof(*copy));
+	struct crgw_audit_event stamped;
+	char buf[CRGW_AUDIT_LINE_MAX];
+	ssize_t n;
+	char *line = NULL;
 	bool lost = false;
 
-	if (copy) {
-		*copy = *ev;
-		if (!copy->ts_us)
-			copy->ts_us = now_us();
+	if (!ev->ts_us) {
+		stamped = *ev;
+		stamped.ts_us = now_us();
+		ev = &stamped;
+	}
+	n = crgw_audit_format_into(ev, buf, sizeof(buf));
+	if (n >= 0) {
+		line = malloc((size_t)n + 1);
+		if (line)
+			memcpy(line, buf, (size_t)n + 1);
 	}
 	pthread_mutex_lock(&A.lock);
-	if (!copy || !A.running || A.len == A.cap) {
+	if (!line || !A.running || A.len == A.cap) {
 		A.stats.lost++;
 		lost = true;
 	} else {
-		A.queue[(A.head + A.len) % A.cap] = copy;
+		A.queue[(A.head + A.len) % A.cap] = (struct queued_line){ line, (size_t)n };
 		A.len++;
 		A.stats.queued++;
 		/* A busy writer takes the queue in batches anyway: wake only a waiting one (no futex per event). */
@@ -234,7 +146,7 @@ int crgw_audit_emit(const struct crgw_audit_event *ev)
 	}
 	pthread_mutex_unlock(&A.lock);
 	if (lost) {
-		free(copy);
+		free(line);
 		return A.allow_loss ? 0 : -ENOBUFS;
 	}
 	return 0;
@@ -369,16 +281,9 @@ static void flush_out(void)
 	out_events = 0;
 }
 
-static void write_event(struct crgw_audit_event *ev)
+/* Appends one line (taken: it moves on to the ring of recent lines). */
+static void write_line(char *line, size_t len)
 {
-	char *line = crgw_audit_format(ev);
-	size_t len;
-
-	if (!line) {
-		A.stats.lost++;
-		return;
-	}
-	len = strlen(line);
 	if (A.max_bytes && A.size + out_len + len + 1 > A.max_bytes && A.size + out_len > 0) {
 		flush_out();
 		rotate();
@@ -407,7 +312,7 @@ static void write_event(struct crgw_audit_event *ev)
 
 static void *writer_main(void *arg)
 {
-	struct crgw_audit_event *batch[BATCH_MAX];
+	struct queued_line batch[BATCH_MAX];
 	sigset_t all;
 
 	(void)arg;
@@ -462,10 +367,8 @@ static void *writer_main(void *arg)
 			else
 				log_info("audit log reopened", "path=\"%s\"", A.path);
 		}
-		for (unsigned i = 0; i < n; i++) {
-			write_event(batch[i]);
-			free(batch[i]);
-		}
+		for (unsigned i = 0; i < n; i++)
+			write_line(batch[i].line, batch[i].len);
 		flush_out();
 		/* A loss is itself an event, written as soon as the log takes writes again. */
 		if (lost > A.lost_reported) {
@@ -476,7 +379,10 @@ static void *writer_main(void *arg)
 			AUDIT_SET(ev.detail, A.allow_loss ? "queue full; loss allowed by audit.allow_loss"
 							  : "queue full; the unrecorded actions were refused");
 			A.lost_reported = lost;
-			write_event(&ev);
+			char *line = crgw_audit_format(&ev);
+
+			if (line)
+				write_line(line, strlen(line));
 			flush_out();
 		}
 		if (n && notify)
@@ -536,7 +442,7 @@ void crgw_audit_stop(void)
 	pthread_mutex_lock(&A.lock);
 	A.running = false;
 	while (A.len) {
-		free(A.queue[A.head]);
+		free(A.queue[A.head].line);
 		A.head = (A.head + 1) % A.cap;
 		A.len--;
 	}

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "crgw/reason.h"
 
@@ -108,7 +109,14 @@ uint64_t crgw_audit_recent(uint64_t after, unsigned max, void (*cb)(void *arg, c
 			   void *arg);
 void crgw_audit_set_notify(void (*notify)(void *arg), void *arg);
 
-/* Serializes one event as a JSON line without the newline; returns a malloc'ed string or NULL. */
+/*
+ * Serializes one event as a JSON line without the newline (ASCII only, members in a fixed order, empty
+ * fields left out) into `buf` of `size`, NUL-terminated; returns its length, or -1 when a field is not
+ * valid UTF-8 or the line does not fit. CRGW_AUDIT_LINE_MAX always fits: every field escaped at its worst.
+ */
+#define CRGW_AUDIT_LINE_MAX (sizeof(struct crgw_audit_event) * 6 + 1024)
+ssize_t crgw_audit_format_into(const struct crgw_audit_event *ev, char *buf, size_t size);
+/* The same as a new malloc'ed string, or NULL. */
 char *crgw_audit_format(const struct crgw_audit_event *ev);
 
 /* Copies `src` into a fixed field, truncating. */

@@ -74,6 +74,243 @@ static void raw_targets(void)
 	raw_case("abcde", 5, 5, "a...", "one byte too many is cut");
 }
 
+/* ---- the formatter against jansson ---------------------------------------------------------------- */
+
+/*
+ * The line as jansson wrote it before the gateway had its own formatter (JSON_COMPACT, JSON_PRESERVE_ORDER,
+ * JSON_ENSURE_ASCII): the reference the direct formatter must match byte for byte.
+ */
+static const char *const kind_names[] = {
+	[CRGW_AUDIT_DECISION] = "decision",
+	[CRGW_AUDIT_CONNECTION_END] = "connection_end",
+	[CRGW_AUDIT_SANDBOX_REGISTERED] = "sandbox_registered",
+	[CRGW_AUDIT_SANDBOX_RELEASED] = "sandbox_released",
+	[CRGW_AUDIT_PACKET_DROP] = "packet_drop",
+	[CRGW_AUDIT_AUDIT_LOSS] = "audit_loss",
+	[CRGW_AUDIT_GATEWAY_STARTED] = "gateway_started",
+	[CRGW_AUDIT_GATEWAY_STOPPED] = "gateway_stopped",
+	[CRGW_AUDIT_SECRET_INJECTED] = "secret_injected",
+	[CRGW_AUDIT_CONFIG_RELOADED] = "config_reloaded",
+	[CRGW_AUDIT_CONFIG_REFUSED] = "config_reload_refused",
+};
+static const char *const action_names[] = { NULL, "allow", "deny", "warn" };
+
+static int ref_str(json_t *o, const char *key, const char *v)
+{
+	if (!v || !*v)
+		return 0;
+	return json_object_set_new(o, key, json_string(v));
+}
+
+static int ref_u64(json_t *o, const char *key, uint64_t v)
+{
+	return json_object_set_new(o, key, json_integer((json_int_t)v));
+}
+
+static char *jansson_format(const struct crgw_audit_event *ev)
+{
+	json_t *o = json_object();
+	char ts[40];
+	struct tm tm;
+	time_t secs = (time_t)(ev->ts_us / 1000000);
+	size_t n;
+	char *out = NULL;
+	int err = 0;
+
+	if (!o)
+		return NULL;
+	gmtime_r(&secs, &tm);
+	n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + n, sizeof(ts) - n, ".%06dZ", (int)(ev->ts_us % 1000000));
+	/* Every insertion is checked: jansson drops members silently when memory runs out. */
+	err |= ref_str(o, "ts", ts);
+	err |= ref_u64(o, "schema", CRGW_AUDIT_SCHEMA);
+	err |= ref_str(o, "event", kind_names[ev->kind]);
+	err |= ref_str(o, "sandbox_id", ev->sandbox_id);
+	err |= ref_str(o, "run_id", ev->run_id);
+	err |= ref_str(o, "policy_hash", ev->policy_hash);
+	err |= ref_str(o, "service", ev->service);
+	err |= ref_str(o, "dst_host", ev->dst_host);
+	err |= ref_str(o, "dst_ip", ev->dst_ip);
+	if (ev->dst_port)
+		err |= ref_u64(o, "dst_port", ev->dst_port);
+	err |= ref_str(o, "src_ip", ev->src_ip);
+	if (ev->action != CRGW_ACTION_NONE)
+		err |= ref_str(o, "action", action_names[ev->action]);
+	if (ev->action != CRGW_ACTION_NONE || ev->reason != CRGW_REASON_NONE)
+		err |= json_object_set_new(o, "reason_code",
+					   ev->reason ? json_string(crgw_reason_str(ev->reason)) : json_null());
+	err |= ref_str(o, "rule", ev->rule);
+	err |= ref_str(o, "qtype", ev->qtype);
+	err |= ref_str(o, "operation", ev->operation);
+	err |= ref_str(o, "path", ev->path);
+	err |= ref_str(o, "ref", ev->ref);
+	err |= ref_str(o, "secret_id", ev->secret_id);
+	err |= ref_str(o, "registry", ev->registry);
+	err |= ref_str(o, "package", ev->package);
+	err |= ref_str(o, "version", ev->version);
+	err |= ref_str(o, "integrity", ev->integrity);
+	if (ev->cache_hit)
+		err |= json_object_set_new(o, "cache", json_string("hit"));
+	err |= ref_str(o, "detail", ev->detail);
+	if (ev->count)
+		err |= ref_u64(o, "count", ev->count);
+	if (ev->has_bytes) {
+		err |= ref_u64(o, "bytes_up", ev->bytes_up);
+		err |= ref_u64(o, "bytes_down", ev->bytes_down);
+		err |= ref_u64(o, "duration_ms", ev->duration_ms);
+	}
+	if (ev->limits_off) {
+		err |= ref_str(o, "limits", "off");
+	} else if (ev->has_limits) {
+		/* 0 is "no limit" in every field: printed as null, never as a limit of zero. */
+		json_t *l = json_pack("{s:o, s:o, s:o}",
+				      "memory_bytes", ev->limit_memory ? json_integer((json_int_t)ev->limit_memory) : json_null(),
+				      "pids", ev->limit_pids ? json_integer((json_int_t)ev->limit_pids) : json_null(),
+				      "cpus", ev->limit_cpu_milli ? json_real(ev->limit_cpu_milli / 1000.0) : json_null());
+
+		err |= !l || json_object_set_new(o, "limits", l);
+	}
+	if (ev->ttl_s)
+		err |= ref_u64(o, "ttl_s", (uint64_t)ev->ttl_s);
+	if (ev->has_usage) {
+		json_t *u = json_pack("{s:I, s:I, s:I, s:I}", "oom_kills", (json_int_t)ev->oom_kills, "pids_denied",
+				      (json_int_t)ev->pids_denied, "memory_peak_bytes", (json_int_t)ev->memory_peak,
+				      "cpu_ms", (json_int_t)ev->cpu_ms);
+
+		err |= !u || json_object_set_new(o, "usage", u);
+	}
+	if (!err)
+		out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+	json_decref(o);
+	return out;
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static bool junk_allowed; /* one event in ten may hold invalid UTF-8 */
+
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+/* A field of random content: plain ASCII, JSON's specials, control bytes, UTF-8 of every length, or junk. */
+static void fill(char *dst, size_t size)
+{
+	static const char *const pieces[] = { "a", "Z", "0", ".", "/", "-", " ", "\"", "\\", "\b", "\f", "\n", "\r",
+					      "\t", "\x01", "\x1f", "\x7f", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+					      "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf", "\xed\x9f\xbf", "\xc2\x80" };
+	static const char *const junk[] = { "\xff", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82",
+					    "\x80", "\xf8\x88\x80\x80\x80" };
+	size_t want = rnd() % 4 == 0 ? 0 : rnd() % (size - 1), used = 0;
+
+	while (used < want) {
+		const char *p = junk_allowed && rnd() % 100 == 0 ? junk[rnd() % 7] : pieces[rnd() % (sizeof(pieces) / sizeof(pieces[0]))];
+		size_t n = strlen(p);
+
+		if (used + n > want)
+			break;
+		memcpy(dst + used, p, n);
+		used += n;
+	}
+	dst[used] = '\0';
+}
+
+static void random_event(struct crgw_audit_event *ev)
+{
+	static const char *const services[] = { "dns", "connect", "tls", "http", NULL };
+
+	memset(ev, 0, sizeof(*ev));
+	junk_allowed = rnd() % 10 == 0;
+	ev->kind = (enum crgw_audit_kind)(rnd() % (CRGW_AUDIT_CONFIG_REFUSED + 1));
+	ev->ts_us = (int64_t)(rnd() % 4102444800000000ULL);
+	ev->service = services[rnd() % 5];
+	fill(ev->sandbox_id, sizeof(ev->sandbox_id));
+	fill(ev->run_id, sizeof(ev->run_id));
+	fill(ev->policy_hash, sizeof(ev->policy_hash));
+	fill(ev->dst_host, sizeof(ev->dst_host));
+	fill(ev->dst_ip, sizeof(ev->dst_ip));
+	ev->dst_port = (uint16_t)(rnd() % 3 ? rnd() : 0);
+	fill(ev->src_ip, sizeof(ev->src_ip));
+	ev->action = (enum crgw_audit_action)(rnd() % 4);
+	ev->reason = (enum crgw_reason)(rnd() % 3 ? 0 : 1 + rnd() % 5);
+	fill(ev->rule, sizeof(ev->rule));
+	fill(ev->qtype, sizeof(ev->qtype));
+	fill(ev->operation, sizeof(ev->operation));
+	fill(ev->path, sizeof(ev->path));
+	fill(ev->ref, sizeof(ev->ref));
+	fill(ev->secret_id, sizeof(ev->secret_id));
+	fill(ev->registry, sizeof(ev->registry));
+	fill(ev->package, sizeof(ev->package));
+	fill(ev->version, sizeof(ev->version));
+	fill(ev->integrity, sizeof(ev->integrity));
+	ev->cache_hit = rnd() % 2;
+	fill(ev->detail, sizeof(ev->detail));
+	ev->count = rnd() % 2 ? rnd() % 100000 : 0;
+	ev->has_bytes = rnd() % 2;
+	ev->bytes_up = rnd() >> (rnd() % 2 ? 1 : 40);
+	ev->bytes_down = rnd() >> 20;
+	ev->duration_ms = rnd() % 86400000;
+	ev->limits_off = rnd() % 5 == 0;
+	ev->has_limits = rnd() % 2;
+	ev->limit_memory = rnd() % 3 ? rnd() >> 20 : 0;
+	ev->limit_pids = rnd() % 3 ? rnd() % 100000 : 0;
+	ev->limit_cpu_milli = (uint32_t)(rnd() % 3 ? rnd() % (rnd() % 2 ? 4000 : 4294967295U) : 0);
+	ev->ttl_s = rnd() % 2 ? (int64_t)(rnd() % 1000000) : 0;
+	ev->has_usage = rnd() % 2;
+	ev->oom_kills = rnd() % 10;
+	ev->pids_denied = rnd() % 1000;
+	ev->memory_peak = rnd() >> 20;
+	ev->cpu_ms = rnd() % 10000000;
+}
+
+static void against_jansson(void)
+{
+	unsigned same = 0, refused = 0, total = 20000;
+	struct crgw_audit_event ev;
+	char worst[CRGW_AUDIT_LINE_MAX];
+	ssize_t n;
+
+	for (unsigned i = 0; i < total; i++) {
+		char *want, *got;
+
+		random_event(&ev);
+		want = jansson_format(&ev);
+		got = crgw_audit_format(&ev);
+		if (!want && !got) {
+			refused++;
+			same++;
+		} else if (want && got && !strcmp(want, got)) {
+			same++;
+		} else if (same + 3 > i) {
+			printf("# differs:\n#  jansson: %s\n#  direct:  %s\n", want ? want : "(none)", got ? got : "(none)");
+		}
+		free(want);
+		free(got);
+	}
+	tap_result(same == total, "the direct formatter writes jansson's line for %u of %u random events (%u refused "
+		   "by both for invalid UTF-8)", same, total, refused);
+	tap_result(refused > 0 && refused < total / 2, "the random events include invalid UTF-8 (%u)", refused);
+
+	/* Every field full of control bytes: the worst case fits CRGW_AUDIT_LINE_MAX. */
+	random_event(&ev);
+	ev.has_limits = ev.has_usage = ev.has_bytes = true;
+	ev.limits_off = false;
+#define WORST(f) (memset((f), '\x01', sizeof(f) - 1), (f)[sizeof(f) - 1] = '\0')
+	WORST(ev.sandbox_id), WORST(ev.run_id), WORST(ev.policy_hash), WORST(ev.dst_host), WORST(ev.dst_ip);
+	WORST(ev.src_ip), WORST(ev.rule), WORST(ev.qtype), WORST(ev.operation), WORST(ev.path), WORST(ev.ref);
+	WORST(ev.secret_id), WORST(ev.registry), WORST(ev.package), WORST(ev.version), WORST(ev.integrity);
+	WORST(ev.detail);
+#undef WORST
+	n = crgw_audit_format_into(&ev, worst, sizeof(worst));
+	tap_result(n > 10000 && (size_t)n < sizeof(worst), "every field escaped at its worst fits (%zd of %zu bytes)", n,
+		   sizeof(worst));
+	tap_result(crgw_audit_format_into(&ev, worst, 100) == -1, "a line that does not fit is refused, not cut");
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/crgw-test-audit-XXXXXX", path[128], line[4096];
@@ -83,6 +320,7 @@ int main(void)
 	FILE *f;
 
 	raw_targets();
+	against_jansson();
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/audit.log", dir);
