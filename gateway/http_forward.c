@@ -60,8 +60,7 @@ struct http_exchange {
 	bool client_eof, upstream_broken;
 	/*
 	 * The last read of the client's (upstream's) socket came back short or empty: it is drained until
-	 * epoll says otherwise, so the loop does not probe it again (most reads of a request were EAGAIN).
-	 * Its read event stays armed (level-triggered), so bytes that arrive meanwhile still wake us.
+	 * its next readable edge, so the loop does not probe it again (most reads of a request were EAGAIN).
 	 */
 	bool client_dry, upstream_dry;
 	uint16_t dialled_port; /* redirected connections: the port the client dialled */
@@ -77,17 +76,20 @@ struct http_exchange {
 
 static void http_run(struct tunnel *t);
 
-static void on_http_event(evutil_socket_t fd, short what, void *arg)
+/*
+ * Both sockets are watched edge-triggered (proxy_watch): a readable edge says the socket has bytes again,
+ * and any edge lets the exchange move on. While the next upstream is being reached there is nothing to do.
+ */
+void http_io(struct tunnel *t, int fd, short what)
 {
-	struct tunnel *t = arg;
-
 	if (what & EV_READ) {
 		if (fd == t->cfd)
 			t->http->client_dry = false;
 		else if (fd == t->ufd)
 			t->http->upstream_dry = false;
 	}
-	http_run(t);
+	if (t->state == S_HTTP)
+		http_run(t);
 }
 
 /* ---- responses ---------------------------------------------------------------------------------- */
@@ -368,7 +370,6 @@ static bool to_mediation(struct tunnel *t)
 	}
 	if (t->ufd >= 0) {
 		event_del(&t->uread);
-		event_del(&t->uwrite);
 		close(t->ufd);
 		t->ufd = -1;
 		t->http->upstream_dry = false;
@@ -411,7 +412,6 @@ static void start_request(struct tunnel *t)
 	t->rule[0] = '\0';
 	t->host.len = 0;
 	t->asked[0] = '\0';
-	event_del(&t->cread);
 	x->rq = RQ_WAIT;
 	free(x->med_path);
 	x->med_path = NULL;
@@ -479,7 +479,6 @@ static void start_request(struct tunnel *t)
 	}
 	if (t->ufd >= 0) {
 		event_del(&t->uread);
-		event_del(&t->uwrite);
 		close(t->ufd);
 		t->ufd = -1;
 		t->http->upstream_dry = false;
@@ -496,8 +495,7 @@ void http_upstream_ready(struct tunnel *t)
 
 	memcpy(x->up_host, t->host.text, t->host.len + 1u);
 	x->up_port = t->port;
-	event_assign(&t->uread, t->px->base, t->ufd, EV_READ, on_http_event, t);
-	event_assign(&t->uwrite, t->px->base, t->ufd, EV_WRITE, on_http_event, t);
+	proxy_watch(t, &t->uread, t->ufd);
 	send_request(t);
 }
 
@@ -526,8 +524,7 @@ void http_begin(struct tunnel *t)
 	llhttp_settings_init(&x->resp_settings);
 	x->resp_settings.on_headers_complete = on_response_head;
 	x->resp_settings.on_message_complete = on_response_complete;
-	event_assign(&t->cread, t->px->base, t->cfd, EV_READ, on_http_event, t);
-	event_assign(&t->cwrite, t->px->base, t->cfd, EV_WRITE, on_http_event, t);
+	/* The client's socket is watched already (on_request): edges now come to http_io. */
 	start_request(t);
 }
 
@@ -605,7 +602,6 @@ static void next_request(struct tunnel *t)
 	}
 	if (x->upstream_broken && t->ufd >= 0) {
 		event_del(&t->uread);
-		event_del(&t->uwrite);
 		close(t->ufd);
 		t->ufd = -1;
 		t->http->upstream_dry = false;
@@ -648,7 +644,7 @@ static bool reads_upstream(const struct tunnel *t)
 static void http_run(struct tunnel *t)
 {
 	struct http_exchange *x = t->http;
-	bool c_read = false, c_write = false, u_read = false, u_write = false, more = false;
+	bool more = false;
 
 	for (unsigned round = 0; round < 64; round++) {
 		bool progress = false, r, w;
@@ -664,7 +660,7 @@ static void http_run(struct tunnel *t)
 		if (x->rq == RQ_RAW && t->head_len == 0 && evbuffer_get_length(x->to_up) == 0) {
 			uint64_t before = x->rq_left, sent = t->up.bytes;
 
-			if (proxy_pump(t, &t->up, t->cfd, t->ufd, &x->rq_left, &r, &w)) {
+			if (proxy_pump(t, &t->up, t->cfd, t->ufd, &x->rq_left, &r, &w) < 0) {
 				fail(t, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID,
 				     "the request body ended early");
 				return;
@@ -732,7 +728,7 @@ static void http_run(struct tunnel *t)
 			uint64_t before = x->rs_left, sent = t->down.bytes;
 			bool eof = t->down.eof;
 
-			if (proxy_pump(t, &t->down, t->ufd, t->cfd, x->rs == RS_RAW ? &x->rs_left : NULL, &r, &w)) {
+			if (proxy_pump(t, &t->down, t->ufd, t->cfd, x->rs == RS_RAW ? &x->rs_left : NULL, &r, &w) < 0) {
 				fail(t, 502, "Bad Gateway", CRGW_REASON_UPSTREAM_UNREACHABLE,
 				     "the upstream ended inside a response");
 				return;
@@ -761,7 +757,6 @@ static void http_run(struct tunnel *t)
 				}
 				/* Idle upstream gone: the next request connects again. */
 				event_del(&t->uread);
-				event_del(&t->uwrite);
 				close(t->ufd);
 				t->ufd = -1;
 				t->http->upstream_dry = false;
@@ -789,25 +784,9 @@ static void http_run(struct tunnel *t)
 	}
 	/*
 	 * Still moving after 64 rounds: give other connections a turn, then go on from a fresh callback. Bytes
-	 * already in the gateway's buffers are invisible to epoll, so waiting for readiness could stall.
+	 * already in the gateway's buffers are invisible to epoll, and edges already taken will not come again.
 	 */
 	if (more)
-		event_active(&t->cwrite, EV_WRITE, 1);
-
-	/* What to wait for. */
-	c_read = reads_client(t) || (x->rq == RQ_RAW && t->head_len == 0 && evbuffer_get_length(x->to_up) == 0 &&
-				     x->rq_left && proxy_pipe_room(&t->up));
-	u_write = t->ufd >= 0 && (evbuffer_get_length(x->to_up) || t->up.queued);
-	c_write = evbuffer_get_length(x->to_client) || t->down.queued;
-	u_read = t->ufd >= 0 && (reads_upstream(t) || ((x->rs == RS_RAW || x->rs == RS_EOF) && x->rlen == 0 &&
-						       !t->down.eof && proxy_pipe_room(&t->down)));
-	if (c_read)
-		event_add(&t->cread, NULL);
-	if (c_write)
-		event_add(&t->cwrite, NULL);
-	if (u_read)
-		event_add(&t->uread, NULL);
-	if (u_write)
-		event_add(&t->uwrite, NULL);
+		event_active(&t->cread, EV_WRITE, 1);
 	proxy_arm_timer(t, proxy_idle_seconds(t));
 }

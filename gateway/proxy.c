@@ -138,10 +138,8 @@ void proxy_linger(struct tunnel *t)
 {
 	shutdown(t->cfd, SHUT_WR);
 	event_del(&t->cread);
-	event_del(&t->cwrite);
 	event_del(&t->timer);
 	event_del(&t->uread);
-	event_del(&t->uwrite);
 	close_fd(&t->ufd);
 	upstream_abort(t);
 	count_end(t);
@@ -221,9 +219,7 @@ void proxy_close(struct tunnel *t)
 		return;
 	t->closed = true;
 	event_del(&t->cread);
-	event_del(&t->cwrite);
 	event_del(&t->uread);
-	event_del(&t->uwrite);
 	event_del(&t->timer);
 	count_end(t);
 	atomic_fetch_sub(&t->sb->counters.tunnels, 1);
@@ -306,12 +302,16 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 /* ---- the relay ---------------------------------------------------------------------------------- */
 
 /*
- * Moves what can move in one direction without blocking. Returns -1 when the tunnel must close, else
- * sets the interest bits: src readable wanted, dst writable wanted.
+ * Moves what can move in one direction without blocking. Returns -1 when the tunnel must close, 1 when
+ * it stopped after its rounds while bytes still moved (the caller runs it again from a fresh callback:
+ * with edge-triggered events nothing else would), else 0; sets the interest bits: src readable wanted,
+ * dst writable wanted.
  */
 int proxy_pump(struct tunnel *t, struct flow *f, int src, int dst, uint64_t *limit, bool *want_read,
 	       bool *want_write)
 {
+	bool more = false;
+
 	if (f->pipe[0] < 0 && pipe_get(t->px, f))
 		return -1;
 	if (f->cap == 0)
@@ -361,42 +361,70 @@ int proxy_pump(struct tunnel *t, struct flow *f, int src, int dst, uint64_t *lim
 		}
 		if (!progress)
 			break;
+		if (rounds == 15)
+			more = true;
 	}
 	/* Backpressure: read only while the pipe has room, write only while it holds bytes. */
 	*want_read = !f->eof && f->queued < f->cap && (!limit || *limit);
 	*want_write = f->queued > 0;
-	return 0;
+	return more ? 1 : 0;
 }
 
-static void relay(struct tunnel *t)
+/*
+ * Pumps the directions asked for. Both sockets are watched edge-triggered for reading and writing, once
+ * for the connection's life (proxy_watch), so a tunnel costs no epoll_ctl per chunk: each direction runs
+ * when its source has new bytes or its destination has room again, and runs until one of them would block.
+ */
+static void relay(struct tunnel *t, bool up, bool down)
 {
-	bool up_r, up_w, down_r, down_w;
+	bool r, w;
+	int ru = 0, rd = 0;
 
-	if (proxy_pump(t, &t->up, t->cfd, t->ufd, NULL, &up_r, &up_w) ||
-	    proxy_pump(t, &t->down, t->ufd, t->cfd, NULL, &down_r, &down_w)) {
+	if (up)
+		ru = proxy_pump(t, &t->up, t->cfd, t->ufd, NULL, &r, &w);
+	if (ru >= 0 && down)
+		rd = proxy_pump(t, &t->down, t->ufd, t->cfd, NULL, &r, &w);
+	if (ru < 0 || rd < 0 || (t->up.shut && t->down.shut)) {
 		proxy_close(t);
 		return;
 	}
-	if (t->up.shut && t->down.shut) {
-		proxy_close(t);
-		return;
-	}
-	if (up_r)
-		event_add(&t->cread, NULL);
-	if (up_w)
-		event_add(&t->uwrite, NULL);
-	if (down_r)
-		event_add(&t->uread, NULL);
-	if (down_w)
-		event_add(&t->cwrite, NULL);
+	/* A direction cut short by its round limit goes on from a fresh callback, after other connections. */
+	if (ru > 0)
+		event_active(&t->cread, EV_READ, 1);
+	if (rd > 0)
+		event_active(&t->uread, EV_READ, 1);
 	proxy_arm_timer(t, proxy_idle_seconds(t));
 }
 
-static void on_relay_event(evutil_socket_t fd, short what, void *arg)
+/*
+ * An edge on one socket: readable runs the direction it feeds; writable the one it drains, if that has
+ * bytes waiting (an empty pipe means its source was read dry, and the source's own edge will say more).
+ */
+static void relay_io(struct tunnel *t, evutil_socket_t fd, short what)
 {
-	(void)fd;
-	(void)what;
-	relay(arg);
+	if (fd == t->cfd)
+		relay(t, what & EV_READ, (what & EV_WRITE) && t->down.queued);
+	else
+		relay(t, (what & EV_WRITE) && t->up.queued, what & EV_READ);
+}
+
+/* Every edge-triggered event of a connection: what it means depends on what the connection is doing. */
+static void on_io(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel *t = arg;
+
+	if (t->http)
+		http_io(t, fd, what);
+	else if (t->state == S_RELAY)
+		relay_io(t, fd, what);
+	/* Else the upstream is still being reached: start_relay reads whatever arrived meanwhile. */
+}
+
+void proxy_watch(struct tunnel *t, struct event *ev, int fd)
+{
+	event_del(ev);
+	event_assign(ev, t->px->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, on_io, t);
+	event_add(ev, NULL);
 }
 
 static int start_relay(struct tunnel *t)
@@ -420,16 +448,12 @@ static int start_relay(struct tunnel *t)
 	t->req = NULL;
 	if (!t->transparent && write(t->cfd, ok, sizeof(ok) - 1) != (ssize_t)(sizeof(ok) - 1))
 		return -EIO;
-	event_del(&t->cread);
-	event_del(&t->uwrite);
-	event_assign(&t->cread, t->px->base, t->cfd, EV_READ, on_relay_event, t);
-	event_assign(&t->cwrite, t->px->base, t->cfd, EV_WRITE, on_relay_event, t);
-	event_assign(&t->uread, t->px->base, t->ufd, EV_READ, on_relay_event, t);
-	event_assign(&t->uwrite, t->px->base, t->ufd, EV_WRITE, on_relay_event, t);
+	proxy_watch(t, &t->uread, t->ufd);
 	t->state = S_RELAY;
 	proxy_count_open(t);
 	proxy_audit(t, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, NULL);
-	relay(t);
+	/* Whatever either side sent before now raised its edge already: both directions run once. */
+	relay(t, true, true);
 	return 0;
 }
 
@@ -588,7 +612,8 @@ static void on_request(evutil_socket_t fd, short what, void *arg)
 	r = crgw_http_parse_head(t->req, t->head, t->head_len);
 	if (r == -EAGAIN)
 		return; /* need more */
-	event_del(&t->cread);
+	/* From here on the client's socket is watched for both directions, once (a refusal replaces it). */
+	proxy_watch(t, &t->cread, t->cfd);
 	if (r)
 		proxy_note_request_line(t);
 	if (r == -E2BIG) {
@@ -630,10 +655,8 @@ static struct tunnel *tunnel_new(struct crgw_proxy *px, int fd, struct crgw_sand
 		t->next->prev = t;
 	px->tunnels = t;
 	event_assign(&t->timer, px->base, -1, 0, on_timer, t);
-	event_assign(&t->cread, px->base, fd, EV_READ, on_relay_event, t);
-	event_assign(&t->cwrite, px->base, fd, EV_WRITE, on_relay_event, t);
-	event_assign(&t->uread, px->base, -1, EV_READ, on_relay_event, t);
-	event_assign(&t->uwrite, px->base, -1, EV_WRITE, on_relay_event, t);
+	event_assign(&t->cread, px->base, fd, EV_READ, on_io, t);
+	event_assign(&t->uread, px->base, -1, EV_READ, on_io, t);
 	return t;
 }
 
@@ -710,7 +733,7 @@ static void plain_decision(struct tunnel *t)
 	char name[CRGW_HOST_NAME_MAX + 1];
 
 	t->service = "tcp";
-	event_del(&t->cread);
+	proxy_watch(t, &t->cread, t->cfd);
 	event_del(&t->timer);
 	memcpy(ip.addr, &t->upstream.in.sin_addr, 4);
 	inet_ntop(AF_INET, ip.addr, ip.text, sizeof(ip.text));
@@ -763,7 +786,7 @@ static void tls_decision(struct tunnel *t, const struct crgw_tls_hello *hello)
 	struct crgw_host ip = { .kind = CRGW_HOST_IPV4 };
 	struct crgw_decision d;
 
-	event_del(&t->cread);
+	proxy_watch(t, &t->cread, t->cfd);
 	event_del(&t->timer);
 	if (!hello->has_sni) {
 		proxy_refuse(t, 0, NULL, CRGW_REASON_SNI_MISSING, "the TLS client hello names no server");

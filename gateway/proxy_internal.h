@@ -54,7 +54,11 @@ struct tunnel {
 	bool closed;
 	const char *service; /* "connect", "tls", "tcp" or "http" */
 	int cfd, ufd;
-	struct event cread, cwrite, uread, uwrite, timer;
+	/*
+	 * The client's and the upstream's socket: while a request or hello is read, cread waits for reading
+	 * only, level-triggered; once decided, both are edge-triggered for both directions (proxy_watch).
+	 */
+	struct event cread, uread, timer;
 	unsigned refs;
 	/* the client's bytes not yet used: a request head (and what follows it), or a TLS hello */
 	char *head;
@@ -127,6 +131,11 @@ void proxy_upstream_failed(struct tunnel *t);
 bool proxy_unref(struct tunnel *t);
 /* Counts the connection as open, once. */
 void proxy_count_open(struct tunnel *t);
+/*
+ * Watches `fd` with `ev` (t->cread for the client, t->uread for the upstream) for reading and writing,
+ * edge-triggered, until the connection ends: the relay and HTTP forwarding then never touch epoll again.
+ */
+void proxy_watch(struct tunnel *t, struct event *ev, int fd);
 /* Re-arms the timer for `seconds`, or to the connection's absolute deadline if that comes first. */
 void proxy_arm_timer(struct tunnel *t, unsigned seconds);
 unsigned proxy_idle_seconds(const struct tunnel *t);
@@ -152,6 +161,8 @@ void upstream_abort(struct tunnel *t);
 void http_begin(struct tunnel *t);
 /* The upstream connection for the pending request is up (t->ufd). */
 void http_upstream_ready(struct tunnel *t);
+/* An edge on the client's or the upstream's socket of an HTTP connection. */
+void http_io(struct tunnel *t, int fd, short what);
 void http_free(struct tunnel *t);
 
 #endif
