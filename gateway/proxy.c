@@ -355,8 +355,9 @@ int proxy_pump(struct tunnel *t, struct flow *f, int src, int dst, uint64_t *lim
 			}
 		}
 		if (!limit && f->eof && f->queued == 0 && !f->shut) {
-			/* Half-close: the other side may still answer. */
-			shutdown(dst, SHUT_WR);
+			/* Half-close: the other side may still answer (unless it is done too: then close does it). */
+			if (!f->last)
+				shutdown(dst, SHUT_WR);
 			f->shut = true;
 		}
 		if (!progress)
@@ -380,8 +381,10 @@ static void relay(struct tunnel *t, bool up, bool down)
 	bool r, w;
 	int ru = 0, rd = 0;
 
+	t->up.last = t->down.shut;
 	if (up)
 		ru = proxy_pump(t, &t->up, t->cfd, t->ufd, NULL, &r, &w);
+	t->down.last = t->up.shut;
 	if (ru >= 0 && down)
 		rd = proxy_pump(t, &t->down, t->ufd, t->cfd, NULL, &r, &w);
 	if (ru < 0 || rd < 0 || (t->up.shut && t->down.shut)) {
@@ -417,7 +420,8 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 		http_io(t, fd, what);
 	else if (t->state == S_RELAY)
 		relay_io(t, fd, what);
-	/* Else the upstream is still being reached: start_relay reads whatever arrived meanwhile. */
+	else if (fd == t->cfd && (what & EV_READ))
+		t->client_edge = true; /* the upstream is still being reached: start_relay reads it */
 }
 
 void proxy_watch(struct tunnel *t, struct event *ev, int fd)
@@ -452,8 +456,11 @@ static int start_relay(struct tunnel *t)
 	t->state = S_RELAY;
 	proxy_count_open(t);
 	proxy_audit(t, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, NULL);
-	/* Whatever either side sent before now raised its edge already: both directions run once. */
-	relay(t, true, true);
+	/*
+	 * The client's bytes that came while connecting go now. The upstream's need nothing: watching its
+	 * socket reports what is already there as an edge.
+	 */
+	relay(t, t->up.queued || t->client_edge, false);
 	return 0;
 }
 
@@ -684,6 +691,27 @@ static void await_request(struct tunnel *t)
 	}
 	event_assign(&t->cread, t->px->base, t->cfd, EV_READ | EV_PERSIST, on_request, t);
 	event_add(&t->cread, &tv);
+	/*
+	 * The head has usually arrived with the connection (TCP_DEFER_ACCEPT on the proxy's listener): read
+	 * it now. The event above is only queued in libevent's change list, so a request decided here goes
+	 * straight to its edge-triggered watch with one epoll_ctl, not three. (t may be gone after this.)
+	 */
+	on_request(t->cfd, EV_READ, t);
+}
+
+void crgw_proxy_tune_listener(int fd, bool client_speaks_first)
+{
+	int one = 1, defer = REQUEST_TIMEOUT_S / 2;
+
+	/* Accepted sockets inherit it: the 200, an HTTP answer and a tunnel's first bytes never wait for an ACK. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/*
+	 * A client that speaks first (a CONNECT or HTTP request) is accepted once its first bytes are in: one
+	 * wake-up for the connection and its request. A silent one is accepted after `defer` seconds anyway
+	 * and then meets the request timeout. Both are best effort: without them only the cost changes.
+	 */
+	if (client_speaks_first)
+		setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
@@ -697,7 +725,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	struct crgw_proxy *px = arg;
 	struct crgw_sandbox *sb;
 	struct tunnel *t;
-	int one = 1;
 
 	(void)l;
 	sb = crgw_sandbox_for_accepted(fd, sa, salen, "connect");
@@ -705,8 +732,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		close(fd);
 		return;
 	}
-	/* Small writes (the 200, an HTTP answer, a tunnel's first bytes) must not wait for the peer's ACK. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	t = tunnel_new(px, fd, sb, "connect", CRGW_HTTP_HEAD_MAX);
 	if (t)
 		await_request(t);
@@ -877,9 +902,7 @@ void crgw_proxy_transparent(struct crgw_proxy *px, int fd, struct crgw_sandbox *
 {
 	struct timeval sniff = { 0, SNIFF_MS * 1000 };
 	struct tunnel *t;
-	int one = 1;
 
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	t = tunnel_new(px, fd, crgw_sandbox_ref(sb), http ? "http" : "tls",
 		       http ? CRGW_HTTP_HEAD_MAX : CRGW_TLS_HELLO_MAX);
 	if (!t)
@@ -918,6 +941,7 @@ int crgw_proxy_new(struct event_base *base, const struct crgw_config *cfg, struc
 		free(px);
 		return err;
 	}
+	crgw_proxy_tune_listener(fd, true);
 	px->listener = evconnlistener_new(base, on_accept, px, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (!px->listener) {
 		close(fd);

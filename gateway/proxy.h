@@ -45,6 +45,12 @@ struct sockaddr_in;
 void crgw_proxy_transparent(struct crgw_proxy *px, int fd, struct crgw_sandbox *sb, const struct sockaddr_in *orig,
 			    bool http);
 
+/*
+ * Sets a proxy listener's options that accepted sockets inherit (TCP_NODELAY) and, when its clients always
+ * speak first, TCP_DEFER_ACCEPT. Best effort.
+ */
+void crgw_proxy_tune_listener(int fd, bool client_speaks_first);
+
 struct crgw_proxy_stats {
 	uint64_t tunnels_open, tunnels_total, denied, upstream_failures, bytes_up, bytes_down;
 };

@@ -31,6 +31,8 @@ struct flow {
 	size_t cap;    /* what the pipe holds: PROXY_PIPE_BYTES, or more once grown */
 	uint64_t bytes;
 	bool eof, shut;
+	/* The other direction has ended: when this one does, the connection closes (and close sends the FIN). */
+	bool last;
 };
 
 struct http_exchange;
@@ -59,6 +61,7 @@ struct tunnel {
 	 * only, level-triggered; once decided, both are edge-triggered for both directions (proxy_watch).
 	 */
 	struct event cread, uread, timer;
+	bool client_edge; /* the client's socket became readable while the upstream was being reached */
 	unsigned refs;
 	/* the client's bytes not yet used: a request head (and what follows it), or a TLS hello */
 	char *head;

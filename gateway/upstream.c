@@ -111,7 +111,11 @@ static void on_attempt(evutil_socket_t fd, short what, void *arg)
 	int err = 0;
 	socklen_t len = sizeof(err);
 
-	if ((what & EV_TIMEOUT) || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) || err) {
+	/*
+	 * Writable alone is a completed connect (epoll reports a failed one as an error, which libevent hands
+	 * over as readable and writable): only then is SO_ERROR asked (a server that spoke at once costs it too).
+	 */
+	if ((what & EV_TIMEOUT) || ((what & EV_READ) && (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) || err))) {
 		close(fd);
 		a->fd = -1;
 		r->live--;
@@ -163,7 +167,8 @@ static void race_start(struct upstream_race *r)
 			a->fd = -1;
 			continue;
 		}
-		event_assign(&a->ev, t->px->base, a->fd, EV_WRITE, on_attempt, a);
+		/* Reading too: an error then comes as readable and writable, and success as writable alone. */
+		event_assign(&a->ev, t->px->base, a->fd, EV_READ | EV_WRITE, on_attempt, a);
 		event_add(&a->ev, &timeout);
 		r->live++;
 		if (r->next < r->naddrs)

@@ -97,6 +97,8 @@ static int transparent_listener(struct worker *w, unsigned port, struct evconnli
 
 	if (err)
 		return err;
+	/* Port 80's clients send their request first; other redirected ports may carry server-first protocols. */
+	crgw_proxy_tune_listener(fd, out == &w->transparent[0]);
 	*out = evconnlistener_new(w->base, transparent_accept, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
 				  -1, fd);
 	if (!*out) {

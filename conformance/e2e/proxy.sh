@@ -239,7 +239,8 @@ ok $? "crgw exits 0 again"
 
 # ---- out of descriptors ------------------------------------------------------------------------------
 # With a hard limit of 64 descriptors, 80 connections held open exhaust them: the listener must pause
-# (not spin on the pending connection), and accept again once descriptors are free.
+# (not spin on the pending connection), and accept again once descriptors are free. Each sends the start
+# of a request: the proxy's listener accepts a connection once its client has spoken (TCP_DEFER_ACCEPT).
 printf '#!/bin/sh\nexec prlimit --nofile=64:64 -- "%s" "$@"\n' "$CRGW" >"$T/crgw-limited"
 chmod +x "$T/crgw-limited"
 CRGW_REAL=$CRGW
@@ -247,7 +248,7 @@ CRGW=$T/crgw-limited
 gw_start "$T" || { echo "Bail out! crgw did not start with 64 descriptors"; exit 1; }
 CRGW=$CRGW_REAL
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$GW_PID/stat"; }
-out=$(run bash -c 'for i in $(seq 80); do eval "exec $((i + 9))<>/dev/tcp/$CRGW_GATEWAY/3128" 2>/dev/null || break; done; sleep 1; echo held; sleep 3' 2>&1 &
+out=$(run bash -c 'for i in $(seq 80); do eval "exec $((i + 9))<>/dev/tcp/$CRGW_GATEWAY/3128 && printf C >&$((i + 9))" 2>/dev/null || break; done; sleep 1; echo held; sleep 3' 2>&1 &
 	sleep 2.5
 	before=$(cpu_ticks)
 	sleep 1
