@@ -371,44 +371,122 @@ int proxy_pump(struct tunnel *t, struct flow *f, int src, int dst, uint64_t *lim
 	return more ? 1 : 0;
 }
 
+/* What relay() is asked to do: which directions to run, and whether their source is known not to have ended. */
+#define RELAY_UP 1u
+#define RELAY_DOWN 2u
+#define RELAY_UP_OPEN 4u   /* the client's socket raised a readable edge without a hang-up */
+#define RELAY_DOWN_OPEN 8u /* the same for the upstream's */
+
+/*
+ * Copy mode (PROXY_COPY_UNTIL): reads src into the worker's buffer and writes it to dst, until src is
+ * drained, dst is full, or the flow has moved enough to be spliced. What dst does not take goes into the
+ * flow's pipe, from where the splice path sends it on. A short read means src is drained only when the
+ * edge that woke us reported no hang-up (`open`): a FIN that came with the data raised no edge of its own.
+ * Returns -1 when the tunnel must close, 1 when the flow should go on by splice, 0 to wait for an edge.
+ */
+static int relay_copy(struct tunnel *t, struct flow *f, int src, int dst, bool open)
+{
+	char *buf = t->px->copy_buf;
+
+	while (f->bytes < PROXY_COPY_UNTIL) {
+		ssize_t n = read(src, buf, PROXY_COPY_BUF), w;
+
+		if (n == 0) {
+			f->eof = true;
+			return 0;
+		}
+		if (n < 0)
+			return errno == EAGAIN ? 0 : errno == EINTR ? 1 : -1;
+		w = write(dst, buf, (size_t)n);
+		if (w < 0 && errno != EAGAIN && errno != EINTR)
+			return -1;
+		w = w < 0 ? 0 : w;
+		f->bytes += (uint64_t)w;
+		if (w < n) {
+			/* dst is full: the rest waits in the pipe (empty, and larger than the buffer) for its edge. */
+			if ((f->pipe[0] < 0 && pipe_get(t->px, f)) ||
+			    write(f->pipe[1], buf + w, (size_t)(n - w)) != n - w)
+				return -1;
+			if (f->cap == 0)
+				f->cap = PROXY_PIPE_BYTES;
+			f->queued = (size_t)(n - w);
+			return 0;
+		}
+		if (n < PROXY_COPY_BUF && open)
+			return 0;
+	}
+	return 1;
+}
+
+/* One direction: copied while it is young and nothing waits in its pipe, else spliced. */
+static int relay_pump(struct tunnel *t, struct flow *f, int src, int dst, bool open)
+{
+	bool r, w;
+
+	if (!f->eof && f->queued == 0 && f->bytes < PROXY_COPY_UNTIL) {
+		int rc = relay_copy(t, f, src, dst, open);
+
+		if (rc < 0)
+			return -1;
+		if (rc == 0) {
+			if (f->eof && f->queued == 0 && !f->shut) {
+				/* Half-close: the other side may still answer (unless it is done too: then close does it). */
+				if (!f->last)
+					shutdown(dst, SHUT_WR);
+				f->shut = true;
+			}
+			return 0;
+		}
+	}
+	return proxy_pump(t, f, src, dst, NULL, &r, &w);
+}
+
 /*
  * Pumps the directions asked for. Both sockets are watched edge-triggered for reading and writing, once
  * for the connection's life (proxy_watch), so a tunnel costs no epoll_ctl per chunk: each direction runs
  * when its source has new bytes or its destination has room again, and runs until one of them would block.
  */
-static void relay(struct tunnel *t, bool up, bool down)
+static void relay(struct tunnel *t, unsigned run)
 {
-	bool r, w;
 	int ru = 0, rd = 0;
 
 	t->up.last = t->down.shut;
-	if (up)
-		ru = proxy_pump(t, &t->up, t->cfd, t->ufd, NULL, &r, &w);
+	if (run & RELAY_UP)
+		ru = relay_pump(t, &t->up, t->cfd, t->ufd, run & RELAY_UP_OPEN);
 	t->down.last = t->up.shut;
-	if (ru >= 0 && down)
-		rd = proxy_pump(t, &t->down, t->ufd, t->cfd, NULL, &r, &w);
+	if (ru >= 0 && (run & RELAY_DOWN))
+		rd = relay_pump(t, &t->down, t->ufd, t->cfd, run & RELAY_DOWN_OPEN);
 	if (ru < 0 || rd < 0 || (t->up.shut && t->down.shut)) {
 		proxy_close(t);
 		return;
 	}
 	/* A direction cut short by its round limit goes on from a fresh callback, after other connections. */
 	if (ru > 0)
-		event_active(&t->cread, EV_READ, 1);
+		event_active(&t->cread, EV_READ | EV_WRITE, 1);
 	if (rd > 0)
-		event_active(&t->uread, EV_READ, 1);
+		event_active(&t->uread, EV_READ | EV_WRITE, 1);
 	proxy_arm_timer(t, proxy_idle_seconds(t));
 }
 
 /*
  * An edge on one socket: readable runs the direction it feeds; writable the one it drains, if that has
  * bytes waiting (an empty pipe means its source was read dry, and the source's own edge will say more).
+ * Readable alone, without a hang-up, lets a short read count as drained; an error or hang-up comes as
+ * readable and writable, and then the source is read until it says so itself.
  */
 static void relay_io(struct tunnel *t, evutil_socket_t fd, short what)
 {
-	if (fd == t->cfd)
-		relay(t, what & EV_READ, (what & EV_WRITE) && t->down.queued);
-	else
-		relay(t, (what & EV_WRITE) && t->up.queued, what & EV_READ);
+	bool open = (what & (EV_READ | EV_WRITE | EV_CLOSED)) == EV_READ;
+	unsigned run = 0;
+
+	if (fd == t->cfd) {
+		run |= (what & EV_READ) ? RELAY_UP | (open ? RELAY_UP_OPEN : 0) : 0;
+		run |= (what & EV_WRITE) && t->down.queued ? RELAY_DOWN : 0;
+	} else {
+		run |= (what & EV_READ) ? RELAY_DOWN | (open ? RELAY_DOWN_OPEN : 0) : 0;
+		run |= (what & EV_WRITE) && t->up.queued ? RELAY_UP : 0;
+	}
+	relay(t, run);
 }
 
 /* Every edge-triggered event of a connection: what it means depends on what the connection is doing. */
@@ -427,7 +505,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 void proxy_watch(struct tunnel *t, struct event *ev, int fd)
 {
 	event_del(ev);
-	event_assign(ev, t->px->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, on_io, t);
+	event_assign(ev, t->px->base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, on_io, t);
 	event_add(ev, NULL);
 }
 
@@ -436,12 +514,13 @@ static int start_relay(struct tunnel *t)
 	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 	size_t early = t->head_len - t->body_at;
 
-	if (pipe_get(t->px, &t->up) || pipe_get(t->px, &t->down))
-		return -errno;
-	/* Bytes the client sent after its request (or the whole replayed TLS hello) go first. */
+	/* Bytes the client sent after its request (or the whole replayed TLS hello) go first, from the pipe. */
 	if (early) {
-		ssize_t n = write(t->up.pipe[1], t->head + t->body_at, early);
+		ssize_t n;
 
+		if (pipe_get(t->px, &t->up))
+			return -errno;
+		n = write(t->up.pipe[1], t->head + t->body_at, early);
 		if (n != (ssize_t)early)
 			return -EIO;
 		t->up.queued = early;
@@ -460,7 +539,7 @@ static int start_relay(struct tunnel *t)
 	 * The client's bytes that came while connecting go now. The upstream's need nothing: watching its
 	 * socket reports what is already there as an edge.
 	 */
-	relay(t, t->up.queued || t->client_edge, false);
+	relay(t, t->up.queued || t->client_edge ? RELAY_UP : 0);
 	return 0;
 }
 

@@ -21,6 +21,13 @@
 /* A flow that has moved this much is bulk: its pipe grows to PROXY_PIPE_BULK_BYTES (fewer, larger splices). */
 #define PROXY_BULK_AFTER (256 * 1024)
 #define PROXY_PIPE_BULK_BYTES (1024 * 1024)
+/*
+ * A tunnel's first bytes each way are copied through a worker's buffer (read, write) rather than spliced:
+ * the small exchanges of a handshake then cost no pipe, and a short read says the socket is drained, so no
+ * probe that ends in EAGAIN. Past this many bytes a flow is spliced.
+ */
+#define PROXY_COPY_UNTIL (64 * 1024)
+#define PROXY_COPY_BUF (16 * 1024)
 
 enum proxy_state { S_REQUEST, S_HELLO, S_RESOLVING, S_CONNECTING, S_RELAY, S_HTTP, S_LINGER };
 
@@ -94,6 +101,7 @@ struct crgw_proxy {
 	struct evconnlistener *listener;
 	struct crgw_accept_guard guard;
 	struct tunnel *tunnels;
+	char copy_buf[PROXY_COPY_BUF]; /* the relay's copy mode: holds bytes only within one call */
 	/* Empty pipes of closed connections, kept for the next ones: short tunnels skip pipe2 and 4 closes. */
 	int pipes[256][2];
 	unsigned npipes;
