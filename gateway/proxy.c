@@ -462,28 +462,31 @@ static void relay(struct tunnel *t, unsigned run)
 	}
 	/* A direction cut short by its round limit goes on from a fresh callback, after other connections. */
 	if (ru > 0)
-		event_active(&t->cread, EV_READ | EV_WRITE, 1);
+		event_active(&t->cread, EV_READ | EV_CLOSED, 1);
 	if (rd > 0)
-		event_active(&t->uread, EV_READ | EV_WRITE, 1);
+		event_active(&t->uread, EV_READ | EV_CLOSED, 1);
 	proxy_arm_timer(t, proxy_idle_seconds(t));
 }
 
 /*
  * An edge on one socket: readable runs the direction it feeds; writable the one it drains, if that has
  * bytes waiting (an empty pipe means its source was read dry, and the source's own edge will say more).
- * Readable alone, without a hang-up, lets a short read count as drained; an error or hang-up comes as
- * readable and writable, and then the source is read until it says so itself.
+ *
+ * epoll reports a socket's state when it is harvested, so an edge usually says writable as well, and says
+ * EV_CLOSED if the peer's FIN had arrived by then: without it, a short read means drained, and a FIN that
+ * comes later raises an edge of its own. A hang-up of both directions (after our own shutdown) comes as
+ * readable and writable without EV_CLOSED: once we have shut a socket, its reads go on to EAGAIN.
  */
 static void relay_io(struct tunnel *t, evutil_socket_t fd, short what)
 {
-	bool open = (what & (EV_READ | EV_WRITE | EV_CLOSED)) == EV_READ;
+	bool readable = what & EV_READ, open = readable && !(what & EV_CLOSED);
 	unsigned run = 0;
 
 	if (fd == t->cfd) {
-		run |= (what & EV_READ) ? RELAY_UP | (open ? RELAY_UP_OPEN : 0) : 0;
+		run |= readable ? RELAY_UP | (open && !t->down.shut ? RELAY_UP_OPEN : 0) : 0;
 		run |= (what & EV_WRITE) && t->down.queued ? RELAY_DOWN : 0;
 	} else {
-		run |= (what & EV_READ) ? RELAY_DOWN | (open ? RELAY_DOWN_OPEN : 0) : 0;
+		run |= readable ? RELAY_DOWN | (open && !t->up.shut ? RELAY_DOWN_OPEN : 0) : 0;
 		run |= (what & EV_WRITE) && t->up.queued ? RELAY_UP : 0;
 	}
 	relay(t, run);
