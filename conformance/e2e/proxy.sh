@@ -121,6 +121,19 @@ ok $? "non-HTTP TCP (an ssh-style banner on port 22) flows through a tunnel"
 out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\nearly-bytes\n" >&3; timeout 3 cat <&3' 2>&1)
 grep -q '^early-bytes' <<<"$out"
 ok $? "bytes sent right after the CONNECT head reach the upstream (its echo comes back)"
+# An upstream that answers and closes at once (its last bytes and its FIN in one go): the client gets
+# both, and its read ends on the end of stream within a second, not on a timeout. (The relay treats a
+# short read as a drained socket only when the edge reported no hang-up.)
+out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT allowed.test:80 HTTP/1.1
+Host: allowed.test
+
+GET / HTTP/1.0
+Host: allowed.test
+
+" >&3; start=$(date +%s%N); timeout 5 cat <&3; echo "cat=$? ms=$((($(date +%s%N) - start) / 1000000))"' 2>&1)
+ms=$(grep -o 'cat=0 ms=[0-9]*' <<<"$out" | cut -d= -f3)
+grep -q "^upstream $TN_WEB1" <<<"$out" && [ -n "$ms" ] && [ "$ms" -lt 2000 ]
+ok $? "an upstream's answer and close reach the client whole, ending its read ($(grep -o 'cat=[0-9]* ms=[0-9]*' <<<"$out"))"
 
 # ---- IPv6 upstreams ----------------------------------------------------------------------------
 # The sandbox speaks IPv4 to the gateway; the gateway connects upstream over either family.
