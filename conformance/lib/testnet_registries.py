@@ -10,6 +10,9 @@ lockfiles that name them are the same on every run and every machine.
                                                   publish one generated package (tests that need a fresh one)
   pypi       OUT_DIR HOST                         wheels, the PEP 503 (HTML) and PEP 691 (JSON) index,
                                                   OUT_DIR/client/requirements.txt with --hash lines
+  pypi-bulk  OUT_DIR COUNT                        COUNT more wheels (crgw-bulk-NN, a few megabytes-sized, as
+                                                  a real project's dependencies are) added to the index of
+                                                  `pypi OUT_DIR`, OUT_DIR/bulk/requirements.txt naming them
   goproxy    OUT_DIR HOST                         a GOPROXY tree under OUT_DIR/www and a main module that
                                                   depends on it under OUT_DIR/client (go.mod, go.sum, main.go)
 
@@ -220,8 +223,8 @@ def b64nopad(digest):
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def wheel(name, version, requires):
-    """A pure-Python wheel (PEP 427) as bytes, and its file name."""
+def wheel(name, version, requires, payload=0):
+    """A pure-Python wheel (PEP 427) as bytes, and its file name; `payload` bytes of fixed noise ride along."""
     dist = normalize(name).replace("-", "_")
     info = "%s-%s.dist-info" % (dist, version)
     meta = ["Metadata-Version: 2.1", "Name: " + name, "Version: " + version,
@@ -232,6 +235,9 @@ def wheel(name, version, requires):
         (info + "/METADATA", ("\n".join(meta) + "\n\n").encode()),
         (info + "/WHEEL", b"Wheel-Version: 1.0\nGenerator: crgw-testnet\nRoot-Is-Purelib: true\nTag: py3-none-any\n"),
     ]
+    if payload:
+        # Incompressible like a real wheel's native code, and the same on every run.
+        files.insert(1, ("%s/payload.bin" % dist, hashlib.shake_256(name.encode()).digest(payload)))
     record = "".join("%s,sha256=%s,%d\n" % (p, b64nopad(hashlib.sha256(d).digest()), len(d)) for p, d in files)
     files.append((info + "/RECORD", (record + info + "/RECORD,,\n").encode()))
     out = io.BytesIO()
@@ -239,7 +245,7 @@ def wheel(name, version, requires):
         for p, d in files:
             zi = zipfile.ZipInfo(p, ZIP_TIME)
             zi.external_attr = 0o644 << 16
-            zi.compress_type = zipfile.ZIP_DEFLATED
+            zi.compress_type = zipfile.ZIP_STORED if p.endswith(".bin") else zipfile.ZIP_DEFLATED
             z.writestr(zi, d)
     return "%s-%s-py3-none-any.whl" % (dist, version), out.getvalue()
 
@@ -266,15 +272,38 @@ def cmd_pypi(out, host):
     write(os.path.join(www, "simple", "index.json"), json.dumps(
         {"meta": {"api-version": "1.0"}, "projects": [{"name": p} for p in sorted(projects)]}) + "\n")
     for p, files in projects.items():
-        html = ["<!DOCTYPE html>", "<html><head><title>Links for %s</title></head><body>" % p]
-        html += ['<a href="../../files/%s#sha256=%s">%s</a><br>' % (fn, d, fn) for fn, d, _ in files]
-        write(os.path.join(www, "simple", p, "index.html"), "\n".join(html + ["</body></html>"]) + "\n")
-        doc = {"meta": {"api-version": "1.0"}, "name": p,
-               "files": [{"filename": fn, "url": "../../files/" + fn, "hashes": {"sha256": d}} for fn, d, _ in files]}
-        write(os.path.join(www, "simple", p, "index.json"), json.dumps(doc) + "\n")
+        write_project(www, p, files)
     req = ["# crgw test network: every wheel pinned by hash (pip --require-hashes)"]
     req += ["%s==%s --hash=sha256:%s" % (n, v, digests[(normalize(n), v)]) for n, v in PYPI_REQUIREMENTS]
     write(os.path.join(out, "client", "requirements.txt"), "\n".join(req) + "\n")
+
+
+def write_project(www, project, files):
+    """A project's PEP 503 page and PEP 691 document; `files` holds (file name, sha256, size)."""
+    html = ["<!DOCTYPE html>", "<html><head><title>Links for %s</title></head><body>" % project]
+    html += ['<a href="../../files/%s#sha256=%s">%s</a><br>' % (fn, d, fn) for fn, d, _ in files]
+    write(os.path.join(www, "simple", project, "index.html"), "\n".join(html + ["</body></html>"]) + "\n")
+    doc = {"meta": {"api-version": "1.0"}, "name": project,
+           "files": [{"filename": fn, "url": "../../files/" + fn, "hashes": {"sha256": d}} for fn, d, _ in files]}
+    write(os.path.join(www, "simple", project, "index.json"), json.dumps(doc) + "\n")
+
+
+# The bulk project's wheel sizes in KiB, then 96 KiB each: a few large ones and many small ones (30 wheels
+# make 38 MiB), the shape of an application's dependency set with a numeric library or two in it.
+PYPI_BULK_KIB = [12288, 8192, 6144, 4096, 2048, 1024, 1024, 512, 512, 384, 256, 256, 192, 128, 128]
+
+
+def cmd_pypi_bulk(out, count):
+    www = os.path.join(out, "www")
+    req = ["# crgw test network: the bulk project, every wheel pinned by hash (pip --require-hashes)"]
+    for i in range(int(count)):
+        name = "crgw-bulk-%02d" % i
+        fn, data = wheel(name, "1.0.0", [], (PYPI_BULK_KIB[i] if i < len(PYPI_BULK_KIB) else 96) * 1024)
+        write(os.path.join(www, "files", fn), data)
+        digest = hashlib.sha256(data).hexdigest()
+        write_project(www, name, [(fn, digest, len(data))])
+        req.append("%s==1.0.0 --hash=sha256:%s" % (name, digest))
+    write(os.path.join(out, "bulk", "requirements.txt"), "\n".join(req) + "\n")
 
 
 # Go modules: MOD_A@v1.0.0 needs MOD_B@v1.0.0; MOD_A@v1.1.0 exists for tests that want a newer version.
@@ -340,6 +369,7 @@ def main(argv):
         "npm-tree": (cmd_npm_tree, 5),
         "npm-publish": (cmd_npm_publish, None),
         "pypi": (cmd_pypi, 2),
+        "pypi-bulk": (cmd_pypi_bulk, 2),
         "goproxy": (cmd_goproxy, 2),
     }
     if len(argv) < 2 or argv[1] not in cmds:
