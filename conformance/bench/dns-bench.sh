@@ -146,7 +146,7 @@ CRGW=$BUILD/gateway/crgw
 CTL=$BUILD/ctl/crgw-ctl
 DNS_BENCH=$(cd "$BUILD" 2>/dev/null && pwd)/conformance/bench/dns_bench
 for f in "$CRGW" "$CTL" "$DNS_BENCH"; do
-	[[ -x $f ]] || die "$f is missing: meson compile -C $BUILD"
+	[[ -x $f ]] || die "$f is missing: meson setup $BUILD (once), then meson compile -C $BUILD"
 done
 for c in unbound unbound-checkconf kdig jq taskset ip nft; do
 	command -v "$c" >/dev/null || die "missing $c"

@@ -200,7 +200,7 @@ BENCH_DIR=$(cd "$BUILD" 2>/dev/null && pwd)/conformance/bench
 PB=$BENCH_DIR/proxy_bench
 RELAY=$BENCH_DIR/splice_relay
 for f in "$CRGW" "$CTL" "$PB" "$RELAY"; do
-	[[ -x $f ]] || die "$f is missing: meson compile -C $BUILD"
+	[[ -x $f ]] || die "$f is missing: meson setup $BUILD (once), then meson compile -C $BUILD"
 done
 for c in jq ip nft kdig squid tinyproxy haproxy; do
 	command -v "$c" >/dev/null || die "missing $c (scripts/setup installs it)"
