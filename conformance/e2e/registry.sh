@@ -167,6 +167,35 @@ check "its file asked for directly: 403 ($out)" -- test "$out" = 403
 check "audited: lockfile_violation for crgw-beta 1.0.0" -- \
 	audit_has "$AUDIT" 'select(.event=="decision" and .registry=="pip" and .reason_code=="lockfile_violation" and .package=="crgw-beta" and .version=="1.0.0")'
 
+# ---- upstream connections: a sandbox reuses its own, never another's -----------------------------------
+# The index's side counts the connections it is asked for (SYNs to pypi.test:443, in the test network's
+# namespace). metadata_ttl_seconds is 0, so every project page goes upstream.
+ip netns exec "$TN_NS" nft -f - <<EOF2 || { echo "Bail out! cannot count the index's connections"; exit 1; }
+table inet crgw_e2e_conns {
+	counter syns {}
+	chain in {
+		type filter hook input priority 0; policy accept;
+		ip daddr $TN_PYPI_ADDR tcp dport 443 tcp flags & (syn | ack) == syn counter name syns
+	}
+}
+EOF2
+testnet_on_exit 'ip netns exec "$TN_NS" nft delete table inet crgw_e2e_conns 2>/dev/null; true'
+syns() { ip netns exec "$TN_NS" nft -j list counter inet crgw_e2e_conns syns | jq '.nftables[1].counter.packets'; }
+before=$(syns)
+# One curl, so one client connection and so one worker (each worker keeps its own idle connections).
+pages='u=$PIP_INDEX_URL; curl -s -w "%{http_code} " -o /dev/null ${u}crgw-alpha/ -o /dev/null ${u}crgw-beta/ -o /dev/null ${u}crgw-gamma/ -o /dev/null ${u}crgw-alpha/'
+audit_before=$(wc -l <"$AUDIT")
+out=$(run "$PIP" "$pages" 2>&1)
+one=$(($(syns) - before))
+check "four project pages from one sandbox ($out) took one upstream connection ($one)" -- test "$out" = "200 200 200 200 " -a "$one" = 1
+out=$(run "$PIP" "$pages" 2>&1)
+two=$(($(syns) - before))
+check "another sandbox's four pages ($out) took a connection of its own ($two in all)" -- test "$out" = "200 200 200 200 " -a "$two" = 2
+dst=$(tail -n +$((audit_before + 1)) "$AUDIT" | jq -rs '[.[] | select(.event=="connection_end" and .service=="registry" and .registry=="pip") | .dst_ip] | unique | join(",")')
+check "every one of the eight requests is audited with the index's address, the reused ones too ($dst)" -- test "$dst" = "$TN_PYPI_ADDR"
+n=$(tail -n +$((audit_before + 1)) "$AUDIT" | jq -s '[.[] | select(.event=="connection_end" and .service=="registry" and .registry=="pip")] | length')
+check "... eight connection_end events ($n)" -- test "$n" = 8
+
 # ---- deny_unknown: a version outside the lockfile ------------------------------------------------------
 testnet_npm_publish crgw-dep-01 9.0.0 >/dev/null 2>&1
 ok $? "crgw-dep-01@9.0.0 published to the upstream (outside the lockfile)"

@@ -4,8 +4,10 @@
  * does TLS (verified against the system store or the operator's CA file), HTTP/1.1 framing and chunked
  * decoding; the gateway decides where it may connect. The name is resolved by the gateway's own DNS, every
  * address passes the policy's rebinding check, and libcurl gets only those (CURLOPT_RESOLVE), checked again
- * as it opens each socket. Each request gets its own upstream connection: a connection made for one
- * sandbox's policy is never reused under another's. Redirects are never followed.
+ * as it opens each socket and, for every request, once it has its connection. A sandbox's body-less
+ * requests reuse its own idle upstream connections (keyed by the sandbox: a connection made for one
+ * sandbox is never used by another); a request with a body always opens a fresh one. Redirects are never
+ * followed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,6 +31,9 @@
 #include "vault.h"
 
 #define CONNECT_TIMEOUT_S 10
+/* Idle upstream connections a worker keeps, and for how long one may be reused. */
+#define IDLE_CONNS 64
+#define IDLE_CONN_S 30L
 
 /* ---- libcurl's memory: wiped when freed, for the copies of a credential it makes ------------------- */
 
@@ -248,6 +253,7 @@ int med_client_init(struct crgw_mediation *m)
 	curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
 	curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+	curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long)IDLE_CONNS);
 	evtimer_assign(&m->curl_timer, m->base, on_curl_timer, m);
 	return 0;
 }
@@ -368,12 +374,20 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *arg)
 	return n;
 }
 
+static bool address_allowed(const struct med_request *r, const struct in6_addr *a)
+{
+	for (unsigned i = 0; i < r->nallowed; i++)
+		if (!memcmp(&r->allowed[i], a, sizeof(*a)))
+			return true;
+	return false;
+}
+
 /* libcurl opens sockets only for addresses we handed it: checked again here, and never inherited. */
 static curl_socket_t on_open(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
 {
 	struct med_request *r = arg;
 	struct in6_addr want;
-	bool ok = false;
+	bool ok;
 
 	(void)purpose;
 	memset(&want, 0, sizeof(want));
@@ -383,8 +397,7 @@ static curl_socket_t on_open(void *arg, curlsocktype purpose, struct curl_sockad
 	} else if (a->family == AF_INET6) {
 		want = ((struct sockaddr_in6 *)&a->addr)->sin6_addr;
 	}
-	for (unsigned i = 0; i < r->nallowed && !ok; i++)
-		ok = memcmp(&r->allowed[i], &want, sizeof(want)) == 0;
+	ok = address_allowed(r, &want);
 	if (!ok) {
 		log_warn("mediation: refused an upstream address the checks did not pass", "sandbox=%s host=%s",
 			 med_sandbox(r)->id, r->host.text);
@@ -395,6 +408,52 @@ static curl_socket_t on_open(void *arg, curlsocktype purpose, struct curl_sockad
 	else
 		inet_ntop(AF_INET6, &want, r->upstream_ip, sizeof(r->upstream_ip));
 	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+/*
+ * Every request, on a new connection or a kept one, just before it is sent: the peer must be one of the
+ * addresses this request's own resolution and policy check passed (a kept connection was checked when it
+ * was opened, perhaps under a policy since reloaded).
+ */
+static int on_connected(void *arg, char *peer, char *local, int peer_port, int local_port)
+{
+	struct med_request *r = arg;
+	struct in6_addr a;
+	struct in_addr a4;
+
+	(void)local;
+	(void)peer_port;
+	(void)local_port;
+	memset(&a, 0, sizeof(a));
+	if (inet_pton(AF_INET, peer, &a4) == 1) {
+		a.s6_addr[10] = a.s6_addr[11] = 0xff;
+		memcpy(&a.s6_addr[12], &a4, 4);
+	} else if (inet_pton(AF_INET6, peer, &a) != 1) {
+		return CURL_PREREQFUNC_ABORT;
+	}
+	if (!address_allowed(r, &a)) {
+		log_warn("mediation: refused an upstream connection to an address the checks did not pass",
+			 "sandbox=%s host=%s address=%s", med_sandbox(r)->id, r->host.text, peer);
+		return CURL_PREREQFUNC_ABORT;
+	}
+	snprintf(r->upstream_ip, sizeof(r->upstream_ip), "%s", peer);
+	return CURL_PREREQFUNC_OK;
+}
+
+/*
+ * libcurl keeps a worker's idle connections in one cache and matches them by host, port and the host it
+ * was told to connect to instead. That last one is the key we give it: the upstream host's name within
+ * the sandbox's (CURLOPT_CONNECT_TO HOST:PORT:SANDBOX.HOST:PORT, with our addresses for SANDBOX.HOST),
+ * so a sandbox finds only its own connections. TLS and Host still use the upstream's name.
+ */
+static int connect_via_sandbox(struct med_request *r)
+{
+	char entry[600];
+
+	snprintf(entry, sizeof(entry), "%s:%u:%s.%s:%u", r->host.text, r->port, med_sandbox(r)->id, r->host.text,
+		 r->port);
+	r->connect_to = curl_slist_append(NULL, entry);
+	return r->connect_to ? 0 : -ENOMEM;
 }
 
 static void transfer_start(struct med_request *r)
@@ -412,6 +471,10 @@ static void transfer_start(struct med_request *r)
 	}
 	r->easy = e;
 	r->resolve = curl_slist_append(NULL, r->resolve_entry);
+	if (!r->resolve || connect_via_sandbox(r)) {
+		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "out of memory");
+		return;
+	}
 	snprintf(mbuf, sizeof(mbuf), "%.*s", (int)(mlen < 20 ? mlen : 20), method);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
 	curl_easy_setopt(e, CURLOPT_URL, r->url);
@@ -419,10 +482,18 @@ static void transfer_start(struct med_request *r)
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never a proxy from the environment */
 	curl_easy_setopt(e, CURLOPT_RESOLVE, r->resolve);
+	curl_easy_setopt(e, CURLOPT_CONNECT_TO, r->connect_to);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
-	curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
-	curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+	curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_connected);
+	curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
+	curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, IDLE_CONN_S);
+	/*
+	 * A request with a body never takes a kept connection: if the upstream had closed it meanwhile, libcurl
+	 * would have to send the body again, which a streamed body cannot be.
+	 */
+	if (!r->upstream_get && r->body != MED_BODY_NONE)
+		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (cfg->mediation_ca_file[0]) {
@@ -548,7 +619,8 @@ void med_client_start(struct med_request *r)
 {
 	static const uint16_t qtypes[2] = { CRGW_DNS_A, CRGW_DNS_AAAA };
 
-	snprintf(r->resolve_entry, sizeof(r->resolve_entry), "%s:%u:", r->host.text, r->port);
+	/* "+": an entry that expires with libcurl's DNS cache, not one kept for the worker's lifetime. */
+	snprintf(r->resolve_entry, sizeof(r->resolve_entry), "+%s.%s:%u:", med_sandbox(r)->id, r->host.text, r->port);
 	/* Answers from the cache come back at once, some through the callback: decide after both are asked. */
 	r->resolving = true;
 	for (unsigned i = 0; i < 2; i++) {
@@ -657,4 +729,6 @@ void med_client_abort(struct med_request *r)
 	r->easy = NULL;
 	curl_slist_free_all(r->resolve);
 	r->resolve = NULL;
+	curl_slist_free_all(r->connect_to);
+	r->connect_to = NULL;
 }

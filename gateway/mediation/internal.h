@@ -94,8 +94,8 @@ struct med_request {
 	CURL *easy;
 	bool started, finished;
 	unsigned pause; /* CURLPAUSE_RECV / CURLPAUSE_SEND bits in force */
-	char resolve_entry[512];
-	struct curl_slist *resolve;
+	char resolve_entry[1024];
+	struct curl_slist *resolve, *connect_to;
 	struct in6_addr allowed[MED_RESOLVE_ADDRS]; /* where the upstream may be connected (v4 mapped) */
 	unsigned nallowed;
 	struct med_lookup *lookup[2]; /* A, AAAA outstanding */
