@@ -16,15 +16,24 @@ static unsigned tap_count, tap_failed;
 __attribute__((format(printf, 2, 3))) static inline void tap_result(bool ok, const char *fmt, ...)
 {
 	va_list ap;
+	char line[8192];
+	int n;
 
 	tap_count++;
 	if (!ok)
 		tap_failed++;
 	printf("%s %u - ", ok ? "ok" : "not ok", tap_count);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	printf("\n");
+	/* A description may quote captured output: one TAP line still, its newlines shown as \n. */
+	for (const char *p = line; *p; p++) {
+		if (*p == '\n')
+			fputs("\\n", stdout);
+		else
+			putchar(*p);
+	}
+	printf("%s\n", n >= (int)sizeof(line) ? "..." : "");
 }
 
 /* Prints the plan (at the end, which TAP allows) and returns the exit status. */
