@@ -374,12 +374,41 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *arg)
 	return n;
 }
 
+static void v4_mapped(const void *v4, struct in6_addr *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->s6_addr[10] = out->s6_addr[11] = 0xff;
+	memcpy(&out->s6_addr[12], v4, 4);
+}
+
 static bool address_allowed(const struct med_request *r, const struct in6_addr *a)
 {
 	for (unsigned i = 0; i < r->nallowed; i++)
 		if (!memcmp(&r->allowed[i], a, sizeof(*a)))
 			return true;
 	return false;
+}
+
+/* The sandbox's current policy on an address (v4 mapped or IPv6), as add_addresses asks it. */
+static bool address_passes_policy(const struct med_request *r, const struct in6_addr *a)
+{
+	bool v4 = IN6_IS_ADDR_V4MAPPED(a);
+	struct crgw_host h = { .kind = v4 ? CRGW_HOST_IPV4 : CRGW_HOST_IPV6 };
+	struct crgw_decision d = { 0 };
+
+	memcpy(h.addr, v4 ? &a->s6_addr[12] : a->s6_addr, v4 ? 4 : 16);
+	crgw_policy_check_address(med_sandbox(r)->policy, crgw_gateway_blocklist(), &h, r->port, &d);
+	return d.allow;
+}
+
+/*
+ * The name libcurl is told to connect to instead of the upstream's, and keys its kept connections by:
+ * the upstream's name within the sandbox's. One function, because CURLOPT_RESOLVE must name exactly what
+ * CURLOPT_CONNECT_TO points at, or libcurl would ask the system's resolver.
+ */
+static void sandbox_alias(const struct med_request *r, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s.%s", med_sandbox(r)->id, r->host.text);
 }
 
 /* libcurl opens sockets only for addresses we handed it: checked again here, and never inherited. */
@@ -392,8 +421,7 @@ static curl_socket_t on_open(void *arg, curlsocktype purpose, struct curl_sockad
 	(void)purpose;
 	memset(&want, 0, sizeof(want));
 	if (a->family == AF_INET) {
-		want.s6_addr[10] = want.s6_addr[11] = 0xff;
-		memcpy(&want.s6_addr[12], &((struct sockaddr_in *)&a->addr)->sin_addr, 4);
+		v4_mapped(&((struct sockaddr_in *)&a->addr)->sin_addr, &want);
 	} else if (a->family == AF_INET6) {
 		want = ((struct sockaddr_in6 *)&a->addr)->sin6_addr;
 	}
@@ -411,9 +439,10 @@ static curl_socket_t on_open(void *arg, curlsocktype purpose, struct curl_sockad
 }
 
 /*
- * Every request, on a new connection or a kept one, just before it is sent: the peer must be one of the
- * addresses this request's own resolution and policy check passed (a kept connection was checked when it
- * was opened, perhaps under a policy since reloaded).
+ * Every request, on a new connection or a kept one, just before it is sent. A new connection went to one
+ * of this request's own checked addresses (on_open). A kept one was checked when it was opened, perhaps
+ * under a policy since reloaded, and the name may resolve elsewhere now (rotating DNS is common): its
+ * address must pass the sandbox's policy as it is now.
  */
 static int on_connected(void *arg, char *peer, char *local, int peer_port, int local_port)
 {
@@ -424,14 +453,11 @@ static int on_connected(void *arg, char *peer, char *local, int peer_port, int l
 	(void)local;
 	(void)peer_port;
 	(void)local_port;
-	memset(&a, 0, sizeof(a));
-	if (inet_pton(AF_INET, peer, &a4) == 1) {
-		a.s6_addr[10] = a.s6_addr[11] = 0xff;
-		memcpy(&a.s6_addr[12], &a4, 4);
-	} else if (inet_pton(AF_INET6, peer, &a) != 1) {
+	if (inet_pton(AF_INET, peer, &a4) == 1)
+		v4_mapped(&a4, &a);
+	else if (inet_pton(AF_INET6, peer, &a) != 1)
 		return CURL_PREREQFUNC_ABORT;
-	}
-	if (!address_allowed(r, &a)) {
+	if (!address_allowed(r, &a) && !address_passes_policy(r, &a)) {
 		log_warn("mediation: refused an upstream connection to an address the checks did not pass",
 			 "sandbox=%s host=%s address=%s", med_sandbox(r)->id, r->host.text, peer);
 		return CURL_PREREQFUNC_ABORT;
@@ -448,10 +474,10 @@ static int on_connected(void *arg, char *peer, char *local, int peer_port, int l
  */
 static int connect_via_sandbox(struct med_request *r)
 {
-	char entry[600];
+	char alias[300], entry[600];
 
-	snprintf(entry, sizeof(entry), "%s:%u:%s.%s:%u", r->host.text, r->port, med_sandbox(r)->id, r->host.text,
-		 r->port);
+	sandbox_alias(r, alias, sizeof(alias));
+	snprintf(entry, sizeof(entry), "%s:%u:%s:%u", r->host.text, r->port, alias, r->port);
 	r->connect_to = curl_slist_append(NULL, entry);
 	return r->connect_to ? 0 : -ENOMEM;
 }
@@ -559,8 +585,7 @@ static void add_addresses(struct med_request *r, int family, const struct crgw_d
 		}
 		memset(&a, 0, sizeof(a));
 		if (family == AF_INET) {
-			a.s6_addr[10] = a.s6_addr[11] = 0xff;
-			memcpy(&a.s6_addr[12], e->addrs[i], 4);
+			v4_mapped(e->addrs[i], &a);
 			inet_ntop(AF_INET, e->addrs[i], text, sizeof(text));
 		} else {
 			memcpy(&a, e->addrs[i], 16);
@@ -618,9 +643,11 @@ static void on_lookup(void *arg, const struct crgw_dns_cached *e)
 void med_client_start(struct med_request *r)
 {
 	static const uint16_t qtypes[2] = { CRGW_DNS_A, CRGW_DNS_AAAA };
+	char alias[300];
 
+	sandbox_alias(r, alias, sizeof(alias));
 	/* "+": an entry that expires with libcurl's DNS cache, not one kept for the worker's lifetime. */
-	snprintf(r->resolve_entry, sizeof(r->resolve_entry), "+%s.%s:%u:", med_sandbox(r)->id, r->host.text, r->port);
+	snprintf(r->resolve_entry, sizeof(r->resolve_entry), "+%s:%u:", alias, r->port);
 	/* Answers from the cache come back at once, some through the callback: decide after both are asked. */
 	r->resolving = true;
 	for (unsigned i = 0; i < 2; i++) {
