@@ -188,7 +188,7 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	json_t *req = NULL, *answer = NULL;
 	int cmd[2] = {-1, -1}, st[2] = {-1, -1}, e, fd;
 	bool registered = false;
-	char qlog[PATH_MAX], cmdline[16384], why[400];
+	char qlog[PATH_MAX], cmdline[16384], why[400], accel[400], how[420];
 	size_t cmdlen;
 	pid_t holder = -1;
 	double t0 = vm_now_ms(), t_prep, t_net;
@@ -203,9 +203,22 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 		return e;
 	/* What the VM boots: the host's kernel, and an initramfs with the agent and the built-in image. */
 	if ((e = vm_policy_image(spec->policy_json, l.rootfs, sizeof(l.rootfs), &image_config, err, errlen)) ||
-	    (e = vm_boot_prepare(vm_guest_modules, &k, l.initrd, sizeof(l.initrd), err, errlen)))
+	    (e = vm_boot_prepare(vm_guest_modules, &k, l.initrd, sizeof(l.initrd), err, errlen))) {
+		json_decref(image_config);
 		return e;
+	}
 	memcpy(l.vmlinux, k.vmlinux, sizeof(l.vmlinux));
+	{
+		char bin[PATH_MAX];
+
+		if (vm_find_program(NULL, QEMU_BINARY, bin, sizeof(bin)))
+			snprintf(bin, sizeof(bin), "%s", QEMU_BINARY); /* the launch below says it is missing */
+		if ((e = vm_accel_choose(bin, &k, l.initrd, &l.kvm, accel, sizeof(accel)))) {
+			snprintf(err, errlen, "%s", accel);
+			json_decref(image_config);
+			return e;
+		}
+	}
 	t_prep = vm_now_ms();
 
 	sb = vm_sandbox_new();
@@ -242,7 +255,6 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 		goto fail;
 	}
 	t_prep += vm_now_ms() - t_ws; /* the workspace's disks are image preparation too */
-	l.kvm = access("/dev/kvm", R_OK | W_OK) == 0;
 	snprintf(l.memory, sizeof(l.memory), "%u", GUEST_MEMORY_MB);
 	/* Its own uid: no two VMs share one (the holder's pid is unique while it runs). */
 	unsigned uid = VM_QEMU_UID_BASE + (unsigned)holder;
@@ -330,7 +342,11 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	sb->timings[0] = t_prep - t0;
 	sb->timings[1] = t_net - t_prep;
 	sb->timings[2] = vm_now_ms() - t_net;
-	vm_report_timings(sb, gw, l.kvm ? "KVM" : "TCG");
+	/* Why not KVM, when /dev/kvm is there and did not work: worth a word where timings are asked for. */
+	if (l.kvm || !accel[0] || !strcmp(accel, "no usable /dev/kvm") ||
+	    vm_fmt(how, sizeof(how), "TCG (%s)", accel))
+		snprintf(how, sizeof(how), "%s", l.kvm ? "KVM" : "TCG");
+	vm_report_timings(sb, gw, how);
 	json_decref(req);
 	json_decref(answer);
 	json_decref(image_config);
@@ -421,9 +437,44 @@ static int qemu_release(struct crgw_vm_sandbox *sb, const struct crgw_gateway_op
 	return vm_release_holder(sb, gw);
 }
 
+/*
+ * What the next launch will use, as far as is known without booting anything: CRGW_VM_ACCEL, else
+ * /dev/kvm and what the last probe of this boot of the host found (vm/accel.c).
+ */
+static bool accel_expected(char *why, size_t whylen)
+{
+	const char *v = getenv("CRGW_VM_ACCEL");
+	bool kvm;
+
+	why[0] = '\0';
+	if (v && (!strcmp(v, "kvm") || !strcmp(v, "tcg"))) {
+		(void)vm_fmt(why, whylen, "CRGW_VM_ACCEL=%s", v);
+		return !strcmp(v, "kvm");
+	}
+	if (access("/dev/kvm", R_OK | W_OK)) {
+		(void)vm_fmt(why, whylen, "no /dev/kvm");
+		return false;
+	}
+	if (vm_accel_recalled(&kvm, why, whylen)) {
+		(void)vm_fmt(why, whylen, "/dev/kvm present, not yet tried");
+		return true;
+	}
+	return kvm;
+}
+
+static const char *accel_name(char *out, size_t len)
+{
+	char why[256];
+	bool kvm = accel_expected(why, sizeof(why));
+
+	if (vm_fmt(out, len, "%s%s%s%s", kvm ? "KVM" : "TCG", why[0] ? " (" : "", why, why[0] ? ")" : ""))
+		(void)vm_fmt(out, len, "%s", kvm ? "KVM" : "TCG");
+	return out;
+}
+
 bool crgw_qemu_available(char *why, size_t whylen)
 {
-	char bin[PATH_MAX], guest[PATH_MAX + 200];
+	char bin[PATH_MAX], guest[PATH_MAX + 200], accel[300];
 
 	if (vm_find_program(NULL, QEMU_BINARY, bin, sizeof(bin))) {
 		snprintf(why, whylen, "no %s (package qemu-system-x86)", QEMU_BINARY);
@@ -433,13 +484,14 @@ bool crgw_qemu_available(char *why, size_t whylen)
 		snprintf(why, whylen, "%s", guest);
 		return false;
 	}
-	snprintf(why, whylen, "%s with %s", access("/dev/kvm", R_OK | W_OK) == 0 ? "KVM" : "TCG (no /dev/kvm)", guest);
+	snprintf(why, whylen, "%s with %s", accel_name(accel, sizeof(accel)), guest);
 	return true;
 }
 
 static json_t *qemu_capabilities(void)
 {
-	bool kvm = access("/dev/kvm", R_OK | W_OK) == 0;
+	char why[256];
+	bool kvm = accel_expected(why, sizeof(why));
 
 	return json_pack("{s:b, s:b, s:b, s:b, s:b, s:b, s:[sss], s:b, s:s, s:s}", "network_default_deny", 1,
 			 "network_host_port_filtering", 1, "dns_control", 1, "policy_immutability", 1,

@@ -96,6 +96,19 @@ const char *vm_cache_dir(void);
 /* How long a VM may take to boot to its agent's hello: $CRGW_VM_BOOT_TIMEOUT seconds, else 120 s. */
 int vm_boot_timeout_ms(void);
 
+struct vm_kernel;
+/*
+ * KVM or TCG for a QEMU guest of kernel `k` and `initrd` (vm/accel.c): $CRGW_VM_ACCEL `kvm` or `tcg`
+ * decides; `auto` or unset means KVM when /dev/kvm is usable and a guest booted under it, tried once per
+ * boot of the host (at most 15 s, usually well under one) and remembered in the cache directory. Sets
+ * *kvm, and `why` when it is false for a reason worth showing. 0, or -EINVAL for another value (`why`
+ * says so).
+ */
+int vm_accel_choose(const char *qemu, const struct vm_kernel *k, const char *initrd, bool *kvm, char *why,
+		    size_t whylen);
+/* The answer vm_accel_choose remembered during this boot of the host: 0 with *kvm (and `why`), or -ENOENT. */
+int vm_accel_recalled(bool *kvm, char *why, size_t whylen);
+
 /* Whether `path` is a static ELF program (a guest without libc can run it). */
 bool vm_static_program(const char *path);
 

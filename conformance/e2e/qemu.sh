@@ -60,6 +60,31 @@ secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e - s}')
 [ "$rc" -eq 7 ] && [ "$out" = out ] && grep -qx err "$T/err"
 ok $? "a command in a VM: stdout, stderr and exit code 7 come back (rc=$rc, ${secs}s with the first image build)"
 diag "$(grep 'boot to agent ready' "$T/err")"
+
+# ---- the accelerator: KVM only where a guest was seen to boot under it ------------------------------
+# A /dev/kvm that cannot run a guest (a nested KVM missing an MSR or an instruction's emulation) must
+# not cost every launch its boot timeout: the first launch tried it once and remembered the answer.
+how=$(grep -o 'boot to agent ready [0-9]* ms (.*)' "$T/err" | sed 's/.* ms (//; s/)$//')
+if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+	probe=$(sed -n 2p "$CRGW_VM_CACHE/kvm-probe" 2>/dev/null)
+	case $probe in kvm) want=KVM ;; tcg*) want=TCG ;; *) want=none ;; esac
+	[ "$(head -c 36 "$CRGW_VM_CACHE/kvm-probe")" = "$(cat /proc/sys/kernel/random/boot_id)" ] && [ "${how%% *}" = "$want" ]
+	ok $? "/dev/kvm is here: a guest was booted under it once, this boot's answer kept ($probe), and the launch used $how"
+	out=$("$CTL" doctor 2>&1 | grep 'backend qemu')
+	echo "$out" | grep -q "available: $want"
+	ok $? "doctor tells which accelerator the next launch gets ($out)"
+else
+	[ "$how" = TCG ]
+	ok $? "no /dev/kvm: the launch used TCG ($how)"
+fi
+CRGW_VM_ACCEL=tcg CRGW_VM_TIMINGS=1 vmrun -- true 2>"$T/err2"
+rc=$?
+[ $rc -eq 0 ] && grep -q 'boot to agent ready [0-9]* ms (TCG)' "$T/err2"
+ok $? "CRGW_VM_ACCEL=tcg boots under TCG (rc=$rc: $(grep -o '(TCG.*' "$T/err2"))"
+out=$(CRGW_VM_ACCEL=hvf vmrun -- true 2>&1)
+rc=$?
+[ $rc -eq 125 ] && echo "$out" | grep -q 'CRGW_VM_ACCEL=hvf: not kvm, tcg or auto'
+ok $? "an unknown CRGW_VM_ACCEL is refused before anything starts (rc=$rc: $out)"
 out=$(vmrun -- sh -c 'uname -r; cat /proc/1/comm; hostname' 2>&1)
 echo "$out" | grep -qx "$(uname -r | sed 's/-fc.*//')" >/dev/null 2>&1 || echo "$out" | grep -q "amd64"
 kernel_ok=$?
