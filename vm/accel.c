@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -142,18 +143,25 @@ static bool probe_run(const char *qemu, const struct vm_kernel *k, const char *i
 	/* clang-format on */
 	double deadline = vm_now_ms() + PROBE_TIMEOUT_MS;
 	bool printed = false, timed_out = false;
+	char buf[65536];
+	ssize_t n = 0;
+	off_t size;
 	int fd, status = 0;
-	pid_t pid;
+	pid_t pid, parent = getpid();
 
+	/* Unlinked at once: a crgw-ctl killed mid-probe leaves nothing in the cache directory. */
 	if (vm_fmt(out, sizeof(out), "%s/%s.out.XXXXXX", vm_cache_dir(), PROBE_FILE) || (fd = mkstemp(out)) < 0) {
 		(void)vm_fmt(why, whylen, "cannot make a file for the probe's output in %s", vm_cache_dir());
 		return false;
 	}
+	unlink(out);
 	pid = fork();
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
-		if (null < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+		/* A stuck guest's QEMU would wait forever: it goes with a crgw-ctl that is killed. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent || null < 0 || dup2(null, 0) < 0 ||
+		    dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
 			_exit(127);
 		execvp(qemu, (char *const *)argv);
 		_exit(127);
@@ -161,7 +169,6 @@ static bool probe_run(const char *qemu, const struct vm_kernel *k, const char *i
 	if (pid < 0) {
 		(void)vm_fmt(why, whylen, "cannot start %s: %s", qemu, strerror(errno));
 		close(fd);
-		unlink(out);
 		return false;
 	}
 	for (;;) {
@@ -178,24 +185,23 @@ static bool probe_run(const char *qemu, const struct vm_kernel *k, const char *i
 		}
 		nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
 	}
-	{
-		char buf[65536];
-		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-
-		if (n > 0) {
-			buf[n] = '\0';
-			printed = memmem(buf, (size_t)n, PROBE_WORD, sizeof(PROBE_WORD) - 1) != NULL;
-		}
-	}
+	/* The end of what QEMU and the guest wrote: the word, or QEMU's last complaint. */
+	size = lseek(fd, 0, SEEK_END);
+	if (size > 0)
+		n = pread(fd, buf, sizeof(buf) - 1, size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0);
 	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	printed = n > 0 && memmem(buf, (size_t)n, PROBE_WORD, sizeof(PROBE_WORD) - 1) != NULL;
 	if (!printed) {
-		size_t w = 0;
+		size_t w = 0, from = n > 300 ? (size_t)n - 300 : 0;
 
-		vm_tail_of(out, tail, sizeof(tail));
-		/* One line for a log or doctor: runs of blanks (what control characters became) made one. */
-		for (size_t r = 0; tail[r]; r++)
-			if (tail[r] != ' ' || (w && tail[w - 1] != ' '))
-				tail[w++] = tail[r];
+		/* One line for a log or doctor: control characters become blanks, runs of blanks one. */
+		for (size_t r = from; r < (size_t)(n > 0 ? n : 0) && w < sizeof(tail) - 1; r++) {
+			char c = (unsigned char)buf[r] < 0x20 || buf[r] == 0x7f ? ' ' : buf[r];
+
+			if (c != ' ' || (w && tail[w - 1] != ' '))
+				tail[w++] = c;
+		}
 		while (w && tail[w - 1] == ' ')
 			w--;
 		tail[w] = '\0';
@@ -208,7 +214,6 @@ static bool probe_run(const char *qemu, const struct vm_kernel *k, const char *i
 				     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), tail[0] ? ": " : "",
 				     tail);
 	}
-	unlink(out);
 	return printed;
 }
 
