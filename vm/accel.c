@@ -26,9 +26,29 @@
 #define PROBE_HALF1 "crgw-kvm-"
 #define PROBE_HALF2 "probe-ok"
 #define PROBE_WORD PROBE_HALF1 PROBE_HALF2
-/* A working KVM boots this far in well under a second; a stuck guest never does. */
-#define PROBE_TIMEOUT_MS 15000
 #define PROBE_FILE "kvm-probe"
+
+/* A working KVM boots this far in well under a second; a stuck guest never does. */
+int vm_accel_probe_timeout_ms = 15000;
+
+enum accel_mode { ACCEL_AUTO, ACCEL_KVM, ACCEL_TCG, ACCEL_INVALID };
+
+/* CRGW_VM_ACCEL: unset or empty is auto. */
+static enum accel_mode accel_mode(void)
+{
+	const char *v = getenv("CRGW_VM_ACCEL");
+
+	if (!v || !*v || !strcmp(v, "auto"))
+		return ACCEL_AUTO;
+	if (!strcmp(v, "kvm"))
+		return ACCEL_KVM;
+	return strcmp(v, "tcg") ? ACCEL_INVALID : ACCEL_TCG;
+}
+
+static void accel_invalid(char *why, size_t whylen)
+{
+	(void)vm_fmt(why, whylen, "CRGW_VM_ACCEL=%.64s: not kvm, tcg or auto", getenv("CRGW_VM_ACCEL"));
+}
 
 /* This boot of the host ("" when unknown). */
 static void read_boot_id(char *out, size_t len)
@@ -59,8 +79,24 @@ static int probe_key(const char *qemu, const struct vm_kernel *k, const char *in
 		      (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_size);
 }
 
-/* The remembered answer for `key`: 1 (KVM works), 0 (it does not, `why` says so), -ENOENT (none yet). */
-static int probe_recall(const char *path, const char *key, char *why, size_t whylen)
+/* An answer line ("kvm", or "tcg REASON"): 1, or 0 with `why`, or -ENOENT for anything else. */
+static int parse_answer(char *line, char *why, size_t whylen)
+{
+	line[strcspn(line, "\n")] = '\0';
+	if (!strcmp(line, "kvm"))
+		return 1;
+	if (strncmp(line, "tcg ", 4))
+		return -ENOENT;
+	(void)vm_fmt(why, whylen, "%s", line + 4);
+	return 0;
+}
+
+/*
+ * The remembered answer whose key line passes `match`: 1 (KVM works), 0 (it does not, `why` says so),
+ * -ENOENT (none).
+ */
+static int probe_recall(const char *path, bool (*match)(const char *line, const char *want), const char *want,
+			char *why, size_t whylen)
 {
 	char line[PATH_MAX * 3 + 256];
 	FILE *f = fopen(path, "re");
@@ -68,18 +104,25 @@ static int probe_recall(const char *path, const char *key, char *why, size_t why
 
 	if (!f)
 		return -ENOENT;
-	if (fgets(line, sizeof(line), f) && (line[strcspn(line, "\n")] = '\0', !strcmp(line, key)) &&
-	    fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\n")] = '\0';
-		if (!strncmp(line, "kvm", 3))
-			r = 1;
-		else if (!strncmp(line, "tcg ", 4)) {
-			r = 0;
-			(void)vm_fmt(why, whylen, "%s", line + 4);
-		}
-	}
+	if (fgets(line, sizeof(line), f) && (line[strcspn(line, "\n")] = '\0', match(line, want)) &&
+	    fgets(line, sizeof(line), f))
+		r = parse_answer(line, why, whylen);
 	fclose(f);
 	return r;
+}
+
+/* The answer for exactly this key. */
+static bool key_is(const char *line, const char *key)
+{
+	return !strcmp(line, key);
+}
+
+/* An answer of this boot of the host, whatever kernel it was for. */
+static bool same_boot(const char *line, const char *boot_id)
+{
+	size_t n = strlen(boot_id);
+
+	return !strncmp(line, boot_id, n) && line[n] == ' ';
 }
 
 static void probe_remember(const char *path, const char *key, bool works, const char *why)
@@ -111,11 +154,11 @@ static bool probe_run(const char *qemu, const struct vm_kernel *k, const char *i
 	const char *argv[] = {
 	    qemu,
 	    "-M",
-	    "q35",
+	    VM_QEMU_MACHINE,
 	    "-accel",
 	    "kvm",
 	    "-cpu",
-	    "host",
+	    VM_QEMU_KVM_CPU,
 	    "-m",
 	    "128",
 	    "-smp",
@@ -141,7 +184,7 @@ static bool probe_run(const char *qemu, const struct vm_kernel *k, const char *i
 	    NULL,
 	};
 	/* clang-format on */
-	double deadline = vm_now_ms() + PROBE_TIMEOUT_MS;
+	double deadline = vm_now_ms() + vm_accel_probe_timeout_ms;
 	bool printed = false, timed_out = false;
 	char buf[65536];
 	ssize_t n = 0;
@@ -206,8 +249,8 @@ static bool probe_run(const char *qemu, const struct vm_kernel *k, const char *i
 			w--;
 		tail[w] = '\0';
 		if (timed_out)
-			(void)vm_fmt(why, whylen, "a guest under KVM did not boot within %d s%s%s",
-				     PROBE_TIMEOUT_MS / 1000, tail[0] ? ": " : "", tail);
+			(void)vm_fmt(why, whylen, "a guest under KVM did not boot within %.1f s%s%s",
+				     vm_accel_probe_timeout_ms / 1000.0, tail[0] ? ": " : "", tail);
 		else
 			(void)vm_fmt(why, whylen, "a guest did not boot under KVM (QEMU's %s %d)%s%s",
 				     WIFEXITED(status) ? "exit status" : "signal",
@@ -220,30 +263,29 @@ static bool probe_run(const char *qemu, const struct vm_kernel *k, const char *i
 int vm_accel_choose(const char *qemu, const struct vm_kernel *k, const char *initrd, bool *kvm, char *why,
 		    size_t whylen)
 {
-	const char *v = getenv("CRGW_VM_ACCEL");
 	char key[PATH_MAX * 3 + 128], path[PATH_MAX];
 	int r;
 
 	why[0] = '\0';
 	*kvm = false;
-	if (v && !strcmp(v, "tcg"))
+	switch (accel_mode()) {
+	case ACCEL_TCG:
 		return 0;
-	if (v && !strcmp(v, "kvm")) {
+	case ACCEL_KVM:
 		*kvm = true;
 		return 0;
-	}
-	if (v && *v && strcmp(v, "auto")) {
-		(void)vm_fmt(why, whylen, "CRGW_VM_ACCEL=%.64s: not kvm, tcg or auto", v);
+	case ACCEL_INVALID:
+		accel_invalid(why, whylen);
 		return -EINVAL;
+	case ACCEL_AUTO:
+		break;
 	}
-	if (access("/dev/kvm", R_OK | W_OK)) {
-		(void)vm_fmt(why, whylen, "no usable /dev/kvm");
+	if (access("/dev/kvm", R_OK | W_OK))
 		return 0;
-	}
 	if (vm_fmt(path, sizeof(path), "%s/%s", vm_cache_dir(), PROBE_FILE) ||
 	    probe_key(qemu, k, initrd, key, sizeof(key)))
 		return 0; /* cannot remember, so probe every time */
-	r = probe_recall(path, key, why, whylen);
+	r = probe_recall(path, key_is, key, why, whylen);
 	if (r < 0) {
 		r = probe_run(qemu, k, initrd, why, whylen);
 		probe_remember(path, key, r, why);
@@ -252,27 +294,34 @@ int vm_accel_choose(const char *qemu, const struct vm_kernel *k, const char *ini
 	return 0;
 }
 
-int vm_accel_recalled(bool *kvm, char *why, size_t whylen)
+bool vm_accel_expected(char *why, size_t whylen)
 {
-	char path[PATH_MAX], line[PATH_MAX * 3 + 256], boot_id[64];
-	size_t n;
-	FILE *f;
-	int r = -ENOENT;
+	char path[PATH_MAX], boot_id[64];
+	int r;
 
 	why[0] = '\0';
-	read_boot_id(boot_id, sizeof(boot_id));
-	n = strlen(boot_id);
-	if (!n || vm_fmt(path, sizeof(path), "%s/%s", vm_cache_dir(), PROBE_FILE) || !(f = fopen(path, "re")))
-		return -ENOENT;
-	/* The last answer of this boot of the host, whatever kernel it was for. */
-	if (fgets(line, sizeof(line), f) && !strncmp(line, boot_id, n) && line[n] == ' ' &&
-	    fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\n")] = '\0';
-		*kvm = !strncmp(line, "kvm", 3);
-		if (!*kvm && !strncmp(line, "tcg ", 4))
-			(void)vm_fmt(why, whylen, "%s", line + 4);
-		r = 0;
+	switch (accel_mode()) {
+	case ACCEL_TCG:
+		(void)vm_fmt(why, whylen, "CRGW_VM_ACCEL=tcg");
+		return false;
+	case ACCEL_KVM:
+		(void)vm_fmt(why, whylen, "CRGW_VM_ACCEL=kvm");
+		return true;
+	case ACCEL_INVALID:
+		accel_invalid(why, whylen);
+		return false;
+	case ACCEL_AUTO:
+		break;
 	}
-	fclose(f);
-	return r;
+	if (access("/dev/kvm", R_OK | W_OK)) {
+		(void)vm_fmt(why, whylen, "no /dev/kvm");
+		return false;
+	}
+	read_boot_id(boot_id, sizeof(boot_id));
+	r = !boot_id[0] || vm_fmt(path, sizeof(path), "%s/%s", vm_cache_dir(), PROBE_FILE)
+		? -ENOENT
+		: probe_recall(path, same_boot, boot_id, why, whylen);
+	if (r < 0)
+		(void)vm_fmt(why, whylen, "/dev/kvm present, not yet tried");
+	return r != 0;
 }

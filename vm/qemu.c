@@ -50,11 +50,11 @@ static int qemu_cmdline(const struct qemu_launch *l, const char *log, char *buf,
 	const char *argv[] = {
 	    QEMU_BINARY,
 	    "-M",
-	    "q35",
+	    VM_QEMU_MACHINE,
 	    "-accel",
 	    l->kvm ? "kvm" : "tcg",
 	    "-cpu",
-	    l->kvm ? "host" : "max",
+	    l->kvm ? VM_QEMU_KVM_CPU : "max",
 	    "-m",
 	    l->memory,
 	    "-smp",
@@ -343,8 +343,7 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	sb->timings[1] = t_net - t_prep;
 	sb->timings[2] = vm_now_ms() - t_net;
 	/* Why not KVM, when /dev/kvm is there and did not work: worth a word where timings are asked for. */
-	if (l.kvm || !accel[0] || !strcmp(accel, "no usable /dev/kvm") ||
-	    vm_fmt(how, sizeof(how), "TCG (%s)", accel))
+	if (l.kvm || !accel[0] || vm_fmt(how, sizeof(how), "TCG (%s)", accel))
 		snprintf(how, sizeof(how), "%s", l.kvm ? "KVM" : "TCG");
 	vm_report_timings(sb, gw, how);
 	json_decref(req);
@@ -437,35 +436,10 @@ static int qemu_release(struct crgw_vm_sandbox *sb, const struct crgw_gateway_op
 	return vm_release_holder(sb, gw);
 }
 
-/*
- * What the next launch will use, as far as is known without booting anything: CRGW_VM_ACCEL, else
- * /dev/kvm and what the last probe of this boot of the host found (vm/accel.c).
- */
-static bool accel_expected(char *why, size_t whylen)
-{
-	const char *v = getenv("CRGW_VM_ACCEL");
-	bool kvm;
-
-	why[0] = '\0';
-	if (v && (!strcmp(v, "kvm") || !strcmp(v, "tcg"))) {
-		(void)vm_fmt(why, whylen, "CRGW_VM_ACCEL=%s", v);
-		return !strcmp(v, "kvm");
-	}
-	if (access("/dev/kvm", R_OK | W_OK)) {
-		(void)vm_fmt(why, whylen, "no /dev/kvm");
-		return false;
-	}
-	if (vm_accel_recalled(&kvm, why, whylen)) {
-		(void)vm_fmt(why, whylen, "/dev/kvm present, not yet tried");
-		return true;
-	}
-	return kvm;
-}
-
 static const char *accel_name(char *out, size_t len)
 {
 	char why[256];
-	bool kvm = accel_expected(why, sizeof(why));
+	bool kvm = vm_accel_expected(why, sizeof(why));
 
 	if (vm_fmt(out, len, "%s%s%s%s", kvm ? "KVM" : "TCG", why[0] ? " (" : "", why, why[0] ? ")" : ""))
 		(void)vm_fmt(out, len, "%s", kvm ? "KVM" : "TCG");
@@ -491,7 +465,7 @@ bool crgw_qemu_available(char *why, size_t whylen)
 static json_t *qemu_capabilities(void)
 {
 	char why[256];
-	bool kvm = accel_expected(why, sizeof(why));
+	bool kvm = vm_accel_expected(why, sizeof(why));
 
 	return json_pack("{s:b, s:b, s:b, s:b, s:b, s:b, s:[sss], s:b, s:s, s:s}", "network_default_deny", 1,
 			 "network_host_port_filtering", 1, "dns_control", 1, "policy_immutability", 1,

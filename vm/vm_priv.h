@@ -96,18 +96,27 @@ const char *vm_cache_dir(void);
 /* How long a VM may take to boot to its agent's hello: $CRGW_VM_BOOT_TIMEOUT seconds, else 120 s. */
 int vm_boot_timeout_ms(void);
 
+/* QEMU's machine, and its CPU under KVM: what a launch (qemu.c) and the KVM probe (accel.c) both ask for. */
+#define VM_QEMU_MACHINE "q35"
+#define VM_QEMU_KVM_CPU "host"
+
 struct vm_kernel;
 /*
  * KVM or TCG for a QEMU guest of kernel `k` and `initrd` (vm/accel.c): $CRGW_VM_ACCEL `kvm` or `tcg`
  * decides; `auto` or unset means KVM when /dev/kvm is usable and a guest booted under it, tried once per
- * boot of the host (at most 15 s, usually well under one) and remembered in the cache directory. Sets
- * *kvm, and `why` when it is false for a reason worth showing. 0, or -EINVAL for another value (`why`
- * says so).
+ * boot of the host (at most vm_accel_probe_timeout_ms, usually well under a second) and remembered in the
+ * cache directory. Sets *kvm, and `why` when /dev/kvm is there and KVM is not used (the probe's reason).
+ * 0, or -EINVAL for another value of CRGW_VM_ACCEL (`why` says so).
  */
 int vm_accel_choose(const char *qemu, const struct vm_kernel *k, const char *initrd, bool *kvm, char *why,
 		    size_t whylen);
-/* The answer vm_accel_choose remembered during this boot of the host: 0 with *kvm (and `why`), or -ENOENT. */
-int vm_accel_recalled(bool *kvm, char *why, size_t whylen);
+/* How long the probe's guest may take (15 s; lowered by the tests). */
+extern int vm_accel_probe_timeout_ms;
+/*
+ * What the next launch will use, as far as is known without booting anything (doctor, capabilities):
+ * CRGW_VM_ACCEL, else /dev/kvm and this boot's last answer. `why` always says which.
+ */
+bool vm_accel_expected(char *why, size_t whylen);
 
 /* Whether `path` is a static ELF program (a guest without libc can run it). */
 bool vm_static_program(const char *path);

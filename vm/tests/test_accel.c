@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +78,7 @@ static int choose(const char *qemu_name, bool *kvm, char *why, size_t whylen)
 
 int main(void)
 {
-	char why[600], cache[PATH_MAX], path[PATH_MAX + 16], boot_id[64] = "";
+	char why[600], cache[128], path[PATH_MAX + 16], boot_id[64] = "";
 	bool kvm = false;
 	size_t len = 0;
 	char *s;
@@ -95,6 +96,10 @@ int main(void)
 	write_script("qemu-abort", "echo 'qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69' >&2; exit 134");
 	/* A kernel that logs its command line and resets: the word is never whole there. */
 	write_script("qemu-echo", "printf '%s\\n' \"$*\"; exit 0");
+	/* A guest stopped with a register dump, and QEMU waiting (exec: the pid is QEMU's own). */
+	snprintf(path, sizeof(path), "echo $$ >%s/qemu-hang.pid; echo 'KVM internal error RIP=0000'; exec sleep 30",
+		 top);
+	write_script("qemu-hang", path);
 
 	setenv("CRGW_VM_ACCEL", "tcg", 1);
 	kvm = true;
@@ -122,6 +127,9 @@ int main(void)
 		snprintf(boot_id, sizeof(boot_id), "%.36s", s);
 	free(s);
 
+	kvm = vm_accel_expected(why, sizeof(why));
+	tap_result(kvm && strstr(why, "not yet tried"), "doctor's view before any launch: KVM, not yet tried (%s)",
+		   why);
 	e = choose("qemu-good", &kvm, why, sizeof(why));
 	tap_result(e == 0 && kvm && runs_of("qemu-good") == 1,
 		   "auto: a guest that boots under KVM means KVM (%d, %d run)", e, runs_of("qemu-good"));
@@ -143,13 +151,30 @@ int main(void)
 	e = choose("qemu-abort", &kvm, why, sizeof(why));
 	tap_result(e == 0 && !kvm && strstr(why, "failed to set MSR") && runs_of("qemu-abort") == 1,
 		   "remembered, reason and all, without trying again (%d run)", runs_of("qemu-abort"));
-	kvm = true;
-	e = vm_accel_recalled(&kvm, why, sizeof(why));
-	tap_result(e == 0 && !kvm && strstr(why, "failed to set MSR"), "doctor's view: this boot's last answer (%s)",
-		   why);
+	kvm = vm_accel_expected(why, sizeof(why));
+	tap_result(!kvm && strstr(why, "failed to set MSR"), "doctor's view: this boot's last answer (%s)", why);
 
 	e = choose("qemu-echo", &kvm, why, sizeof(why));
 	tap_result(e == 0 && !kvm, "a command line that names the word is no guest saying it (%s)", why);
+
+	/* A guest that stops and a QEMU that waits: ended at the deadline, and nothing of it left behind. */
+	vm_accel_probe_timeout_ms = 1000;
+	e = choose("qemu-hang", &kvm, why, sizeof(why));
+	tap_result(e == 0 && !kvm && strstr(why, "did not boot within 1.0 s") && strstr(why, "RIP=0000"),
+		   "a QEMU still waiting at the deadline means TCG, with its last words: %s", why);
+	{
+		char pidfile[PATH_MAX];
+		size_t plen = 0;
+		char *pid;
+
+		snprintf(pidfile, sizeof(pidfile), "%s/qemu-hang.pid", top);
+		pid = tap_read_file(pidfile, &plen);
+		tap_result(pid && atoi(pid) > 0 && kill(atoi(pid), 0) && errno == ESRCH,
+			   "the waiting QEMU was ended (pid %s)", pid ? pid : "?");
+		free(pid);
+	}
+	snprintf(path, sizeof(path), "ls %s | grep -q out", cache);
+	tap_result(system(path) != 0, "no probe output file is left in the cache directory");
 
 	/* A damaged answer file is no answer: probed again. */
 	snprintf(path, sizeof(path), "%s/kvm-probe", cache);
