@@ -172,9 +172,17 @@ static int sandbox_rm(int n, char **ids)
 			fprintf(stderr, "crgw-ctl: %s\n", err);
 			return CTL_EXIT_ERROR;
 		}
-		if (r.status == 200)
-			printf("%s released\n", ids[i]);
-		else {
+		if (r.status == 200) {
+			json_t *j = r.body ? json_loads(r.body, 0, NULL) : NULL;
+			const char *teardown = json_string_value(json_object_get(j, "teardown"));
+
+			/* The answer comes when the sandbox is gone; a teardown past the gateway's bound goes on. */
+			if (teardown && !strcmp(teardown, "continuing"))
+				printf("%s released (its processes or data are still being removed)\n", ids[i]);
+			else
+				printf("%s released\n", ids[i]);
+			json_decref(j);
+		} else {
 			ctl_print_error(ids[i], &r);
 			rc = CTL_EXIT_ERROR;
 		}

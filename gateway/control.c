@@ -36,10 +36,13 @@
 #include "proxy.h"
 #include "reload.h"
 #include "sandbox.h"
+#include "teardown.h"
 
 #define BODY_MAX (8u << 20)
 #define FOLLOWERS_MAX 64
 #define FOLLOWER_BUFFER_MAX (8u << 20)
+
+struct release_wait;
 
 struct follower {
 	struct follower *next;
@@ -55,6 +58,7 @@ static struct {
 	struct event *notify_ev;
 	struct follower *followers;
 	unsigned nfollowers;
+	struct release_wait *releases; /* DELETEs waiting for their teardown */
 	int64_t started_us;
 	uid_t sock_uid;
 	gid_t sock_gid;
@@ -600,16 +604,101 @@ static void sandbox_create(struct evhttp_request *req)
 	json_decref(body);
 }
 
+/*
+ * DELETE answers once the sandbox's processes have ended and its data is gone, the teardown thread's part
+ * of a release, so that a client that removed a sandbox finds nothing of it left (a TAP, a VMM, a data
+ * directory). The loop polls the teardown's progress rather than being woken by its thread: nothing the
+ * thread holds can outlive a client that left or a gateway that stops. A teardown slower than the bound
+ * (a process stuck in the kernel, a huge tree) is answered as going on.
+ */
+#define RELEASE_WAIT_POLL_MS 5
+#define RELEASE_WAIT_MAX_MS 15000
+
+struct release_wait {
+	struct release_wait *next;
+	struct evhttp_request *req;
+	struct event *timer;
+	uint64_t ticket;
+	unsigned waited_ms;
+	char id[65];
+};
+
+static void release_wait_free(struct release_wait *w)
+{
+	for (struct release_wait **p = &C.releases; *p; p = &(*p)->next)
+		if (*p == w) {
+			*p = w->next;
+			break;
+		}
+	event_free(w->timer);
+	free(w);
+}
+
+static void release_answer(struct release_wait *w, bool done)
+{
+	evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), NULL, NULL);
+	reply_json(w->req, 200, json_pack("{s:s, s:s}", "released", w->id, "teardown", done ? "done" : "continuing"));
+	release_wait_free(w);
+}
+
+static void release_client_gone(struct evhttp_connection *conn, void *arg)
+{
+	(void)conn;
+	release_wait_free(arg);
+}
+
+static void release_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct release_wait *w = arg;
+	const struct timeval tv = {0, RELEASE_WAIT_POLL_MS * 1000};
+
+	(void)fd;
+	(void)what;
+	w->waited_ms += RELEASE_WAIT_POLL_MS;
+	if (crgw_teardown_done(w->ticket) || w->waited_ms >= RELEASE_WAIT_MAX_MS)
+		release_answer(w, crgw_teardown_done(w->ticket));
+	else
+		evtimer_add(w->timer, &tv);
+}
+
+static void sandbox_delete(struct evhttp_request *req, const char *id)
+{
+	const struct timeval tv = {0, RELEASE_WAIT_POLL_MS * 1000};
+	struct release_wait *w;
+	uint64_t ticket;
+
+	if (crgw_sandbox_release(id, "released through the control API")) {
+		reply_error(req, 404, "not_found", "no such sandbox");
+		return;
+	}
+	/* The release queued its work last (or did it at once): its ticket is the latest, or a later one. */
+	ticket = crgw_teardown_ticket();
+	w = crgw_teardown_done(ticket) ? NULL : calloc(1, sizeof(*w));
+	if (w)
+		w->timer = evtimer_new(C.base, release_poll, w);
+	if (!w || !w->timer) {
+		free(w);
+		reply_json(req, 200,
+			   json_pack("{s:s, s:s}", "released", id, "teardown",
+				     crgw_teardown_done(ticket) ? "done" : "continuing"));
+		return;
+	}
+	w->req = req;
+	w->ticket = ticket;
+	snprintf(w->id, sizeof(w->id), "%s", id);
+	w->next = C.releases;
+	C.releases = w;
+	evhttp_connection_set_closecb(evhttp_request_get_connection(req), release_client_gone, w);
+	evtimer_add(w->timer, &tv);
+}
+
 static void sandbox_one(struct evhttp_request *req, const char *id)
 {
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	struct crgw_sandbox *sb;
 
 	if (cmd == EVHTTP_REQ_DELETE) {
-		if (crgw_sandbox_release(id, "released through the control API"))
-			reply_error(req, 404, "not_found", "no such sandbox");
-		else
-			reply_json(req, 200, json_pack("{s:s}", "released", id));
+		sandbox_delete(req, id);
 		return;
 	}
 	if (cmd != EVHTTP_REQ_GET) {
@@ -1636,6 +1725,9 @@ void crgw_control_stop(void)
 		free(f);
 	}
 	C.nfollowers = 0;
+	/* Shutdown finishes every teardown anyway (main.c): the waiting clients are told it goes on. */
+	while (C.releases)
+		release_answer(C.releases, false);
 	/* A job still running finishes into nothing; its client's connection goes with evhttp below. */
 	pthread_mutex_lock(&J.lock);
 	if (J.ev)

@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,9 @@ static struct {
 	pthread_t thread;
 	bool running, stopping;
 	struct job *head, **tail;
-} T = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
+	uint64_t queued;	   /* jobs ever queued: the latest one's ticket */
+	_Atomic uint64_t finished; /* jobs ever finished; in order, since one thread runs them first come first */
+} T = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 /*
  * Past this depth a directory is moved up to the top of the tree being removed instead of being entered:
@@ -163,6 +167,7 @@ static void *teardown_main(void *arg)
 			T.tail = &T.head;
 		pthread_mutex_unlock(&T.lock);
 		run_job(j);
+		atomic_fetch_add(&T.finished, 1);
 		pthread_mutex_lock(&T.lock);
 	}
 	pthread_mutex_unlock(&T.lock);
@@ -207,8 +212,24 @@ void crgw_teardown_submit(struct crgw_cgroup *cg, const char *dir)
 	}
 	*T.tail = j;
 	T.tail = &j->next;
+	T.queued++;
 	pthread_cond_signal(&T.wake);
 	pthread_mutex_unlock(&T.lock);
+}
+
+uint64_t crgw_teardown_ticket(void)
+{
+	uint64_t t;
+
+	pthread_mutex_lock(&T.lock);
+	t = T.queued;
+	pthread_mutex_unlock(&T.lock);
+	return t;
+}
+
+bool crgw_teardown_done(uint64_t ticket)
+{
+	return atomic_load(&T.finished) >= ticket;
 }
 
 void crgw_teardown_stop(void)

@@ -7,6 +7,9 @@
 #ifndef CRGW_GATEWAY_TEARDOWN_H
 #define CRGW_GATEWAY_TEARDOWN_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 struct crgw_cgroup;
 
 /* Starts the teardown thread. Returns 0 or -errno. */
@@ -17,6 +20,14 @@ int crgw_teardown_start(void);
  * Never blocks. Without a running thread (or out of memory) the work is done at once.
  */
 void crgw_teardown_submit(struct crgw_cgroup *cg, const char *dir);
+
+/*
+ * The ticket of the latest job queued so far, and whether the jobs up to a ticket have all finished: a
+ * caller that has just submitted work takes a ticket and polls for it (jobs run one at a time, in order).
+ * Work done at once (no thread) needs no ticket; 0 is always done.
+ */
+uint64_t crgw_teardown_ticket(void);
+bool crgw_teardown_done(uint64_t ticket);
 
 /* Finishes the queued work and stops the thread. */
 void crgw_teardown_stop(void);

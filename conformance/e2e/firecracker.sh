@@ -124,13 +124,10 @@ rc=$?
 "$CTL" cp "$id:$W/README" "$T/fc-readme" 2>"$T/cp.err"
 [ "$rc" -eq 0 ] && [ -z "$out" ] && [ "$(cat "$T/fc-readme" 2>/dev/null)" = hello ] && [ -f "$data_dir/workspace-changes.ext4" ]
 ok $? "sandbox diff (the guest's sync, then the change disk) and cp (the agent's --copy-out) over the vsock (diff rc=$rc$(cat "$T/cp.err"))"
-"$CTL" sandbox rm "$id" >/dev/null 2>&1
-# The release answers at once; the group and the data go on the gateway's teardown thread, the data after
-# the group (so after the VMM is gone): all three are waited for, not only the first.
-gone() { ! alive "$holder" && ! ip link show dev "$ifname" >/dev/null 2>&1 && [ ! -e "$data_dir" ]; }
-for _ in $(seq 100); do gone && break; sleep 0.1; done
-gone
-ok $? "sandbox rm ends the VMM, deletes the TAP and the sandbox's files (holder $(alive "$holder" && echo alive || echo gone), TAP $(ip link show dev "$ifname" >/dev/null 2>&1 && echo there || echo gone), data $([ -e "$data_dir" ] && echo there || echo gone))"
+out=$("$CTL" sandbox rm "$id" 2>&1)
+# sandbox rm answers once the teardown is over: the VMM, its TAP and the data are gone when it returns.
+! alive "$holder" && ! ip link show dev "$ifname" >/dev/null 2>&1 && [ ! -e "$data_dir" ] && [ "$out" = "$id released" ]
+ok $? "sandbox rm returns with the VMM ended, the TAP deleted and the sandbox's files removed (holder $(alive "$holder" && echo alive || echo gone), TAP $(ip link show dev "$ifname" >/dev/null 2>&1 && echo there || echo gone), data $([ -e "$data_dir" ] && echo there || echo gone); $out)"
 
 # ---- a refused API request --------------------------------------------------------------------------
 out=$(FAKE_FC_FAULT=/network-interfaces/eth0 fcrun -- true 2>&1)

@@ -158,10 +158,11 @@ qcap=$(awk '/^CapEff:/ {print $2}' "/proc/$holder/status" 2>/dev/null)
 [ "$quid" = "$((0x60000000 + holder)),$((0x60000000 + holder)),$((0x60000000 + holder)),$((0x60000000 + holder))" ] &&
 	[ "$qroot" = "$GW_DATA/sandboxes/$id/qemu-root" ] && [ "$qcap" = 0000000000000000 ] && [ -z "$(ls -A "$qroot")" ]
 ok $? "QEMU runs as a user of its own with no capabilities in an empty root (uids $quid, root $qroot, CapEff $qcap)"
+qdata=$("$CTL" sandbox show --json "$id" 2>/dev/null | jq -r .data_dir)
 "$CTL" sandbox rm "$id" >/dev/null 2>&1
-for _ in $(seq 50); do kill -0 "$holder" 2>/dev/null || break; sleep 0.1; done
-! kill -0 "$holder" 2>/dev/null && ! ip link show dev "$ifname" >/dev/null 2>&1
-ok $? "sandbox rm ends QEMU and deletes the TAP"
+# It answers once the teardown is over: nothing to wait for after it returns.
+! alive "$holder" && ! ip link show dev "$ifname" >/dev/null 2>&1 && [ -n "$qdata" ] && [ ! -e "$qdata" ]
+ok $? "sandbox rm returns with QEMU ended, the TAP deleted and the data removed ($qdata)"
 
 # ---- the workspace: a copy on disks, changes back with sandbox diff and cp ---------------------------
 # The same commands in a netns sandbox and in a VM must leave the same changes (crgw-ctl sandbox diff).

@@ -156,8 +156,27 @@ ok $? "the command runs under a seccomp filter with no_new_privs" || diag "$out"
 out=$("$CTL" exec tools -- sh -c 'umount /proc; umount /tmp; echo x > /tmp/still-mine; grep -c " /proc \| /tmp " /proc/self/mounts' 2>&1)
 [ "$(tail -1 <<<"$out")" = 2 ]
 ok $? "its root cannot unmount /proc or /tmp" || diag "$out"
-"$CTL" sandbox rm tools >/dev/null
-ok $? "sandbox rm releases it"
+tdata=$("$CTL" sandbox show --json tools | jq -r .data_dir)
+tholder=$("$CTL" sandbox show --json tools | jq -r .holder_pid)
+out=$("$CTL" sandbox rm tools 2>&1)
+rc=$?
+# It answers once the teardown is over: the sandbox's processes and data are gone when it returns.
+[ $rc -eq 0 ] && [ "$out" = "tools released" ] && [ -n "$tdata" ] && [ ! -e "$tdata" ] && ! alive "$tholder"
+ok $? "sandbox rm releases it and returns with its data ($tdata) and processes gone ($out)"
+# A client that gives up while the gateway removes a large tree: the gateway goes on, and so does the removal.
+"$CTL" run --policy "$P" --name bigtree -- sh -c 'mkdir -p /root/t && cd /root/t && seq 60000 | xargs touch' >/dev/null 2>&1
+bdata=$("$CTL" sandbox show --json bigtree 2>/dev/null | jq -r .data_dir)
+nfiles=$(find "$bdata" -type f 2>/dev/null | wc -l)
+"$CTL" sandbox rm bigtree >/dev/null 2>&1 &
+rmpid=$!
+# Killed once the release happened (show answers 410), while the tree is still being removed.
+for _ in $(seq 500); do "$CTL" sandbox show bigtree >/dev/null 2>&1 || break; sleep 0.01; done
+waiting=$(alive "$rmpid" && [ -e "$bdata" ] && echo waiting || echo done)
+kill -KILL "$rmpid" 2>/dev/null
+wait "$rmpid" 2>/dev/null
+for _ in $(seq 100); do [ ! -e "$bdata" ] && break; sleep 0.1; done
+[ "$waiting" = waiting ] && [ "$nfiles" -ge 60000 ] && [ ! -e "$bdata" ] && kill -0 "$GW_PID" && "$CTL" sandbox ls >/dev/null
+ok $? "a sandbox rm killed while it waits ($waiting): the gateway carries on and removes the sandbox's $nfiles files"
 
 # ---- rw: the directory itself; new files belong to its owner --------------------------------------
 R=$T/rwproj

@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +49,7 @@ static int deep_chain(const char *dir, unsigned depth)
 int main(void)
 {
 	char top[] = "/tmp/crgw-test-teardown-XXXXXX", tree[128], outside[128], path[256];
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int s, fd;
 
 	if (!mkdtemp(top))
@@ -110,6 +112,42 @@ int main(void)
 		gone &= access(path, F_OK) != 0;
 	}
 	tap_result(gone, "queued trees are gone when stop returns");
+
+	/* Tickets: a caller waiting for its release polls until its job, and all before it, are done. */
+	tap_result(crgw_teardown_start() == 0, "the teardown thread starts again");
+	uint64_t before = crgw_teardown_ticket(), first, last;
+
+	snprintf(path, sizeof(path), "%s/ticket-big", top);
+	mkdir(path, 0755);
+	deep_chain(path, 3000);
+	crgw_teardown_submit(NULL, path);
+	first = crgw_teardown_ticket();
+	snprintf(path, sizeof(path), "%s/ticket-small", top);
+	mkdir(path, 0755);
+	crgw_teardown_submit(NULL, path);
+	last = crgw_teardown_ticket();
+	tap_result(crgw_teardown_done(0) && crgw_teardown_done(before),
+		   "ticket 0 and the tickets of finished work are done");
+	tap_result(first == before + 1 && last == first + 1, "each queued job takes the next ticket (%llu, %llu, %llu)",
+		   (unsigned long long)before, (unsigned long long)first, (unsigned long long)last);
+	bool in_order = true;
+	int polls = 0;
+
+	/* Bounded: 3,000 levels take a few hundred milliseconds at most. */
+	while (!crgw_teardown_done(last) && polls++ < 20000) {
+		snprintf(path, sizeof(path), "%s/ticket-small", top);
+		/* Jobs finish in order: the small one gone means the big one's ticket is done. */
+		if (access(path, F_OK) != 0 && !crgw_teardown_done(first))
+			in_order = false;
+		usleep(500);
+	}
+	snprintf(path, sizeof(path), "%s/ticket-big", top);
+	tap_result(crgw_teardown_done(last) && access(path, F_OK) != 0,
+		   "the latest ticket is done once its work is (%d polls)", polls);
+	snprintf(path, sizeof(path), "%s/ticket-small", top);
+	tap_result(in_order && access(path, F_OK) != 0, "a later job never finishes before an earlier one");
+	tap_result(!crgw_teardown_done(last + 1), "a ticket not yet given is not done");
+	crgw_teardown_stop();
 	snprintf(path, sizeof(path), "%s/after", top);
 	mkdir(path, 0755);
 	crgw_teardown_submit(NULL, path);
