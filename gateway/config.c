@@ -1091,13 +1091,37 @@ void crgw_config_reload(struct crgw_config *live, const struct crgw_config *next
 	}
 	if (live->nsinks != next->nsinks || memcmp(live->sinks, next->sinks, sizeof(live->sinks)))
 		note(out->kept, sizeof(out->kept), "audit.sinks");
-	/* Credentials are read when a request needs them, from the vault built at start: not reloaded yet. */
-	if (live->nsecrets != next->nsecrets || memcmp(live->secrets, next->secrets, sizeof(live->secrets)))
-		note(out->kept, sizeof(out->kept), "secrets");
+	/*
+	 * Requests read secrets and credentials from the vault, which the caller has already loaded with these
+	 * (crgw_vault_load): the copies here only record what runs, for the next comparison.
+	 */
+	if (live->nsecrets != next->nsecrets || memcmp(live->secrets, next->secrets, sizeof(live->secrets))) {
+		note(out->applied, sizeof(out->applied), "secrets");
+		memcpy(live->secrets, next->secrets, sizeof(live->secrets));
+		live->nsecrets = next->nsecrets;
+		out->secrets = true;
+	}
 	if (live->ngit_credentials != next->ngit_credentials ||
-	    memcmp(live->git_credentials, next->git_credentials, sizeof(live->git_credentials)))
-		note(out->kept, sizeof(out->kept), "git.credentials");
+	    memcmp(live->git_credentials, next->git_credentials, sizeof(live->git_credentials))) {
+		note(out->applied, sizeof(out->applied), "git.credentials");
+		memcpy(live->git_credentials, next->git_credentials, sizeof(live->git_credentials));
+		live->ngit_credentials = next->ngit_credentials;
+		out->secrets = true;
+	}
 	if (live->nregistry_credentials != next->nregistry_credentials ||
-	    memcmp(live->registry_credentials, next->registry_credentials, sizeof(live->registry_credentials)))
-		note(out->kept, sizeof(out->kept), "registries.credentials");
+	    memcmp(live->registry_credentials, next->registry_credentials, sizeof(live->registry_credentials))) {
+		note(out->applied, sizeof(out->applied), "registries.credentials");
+		memcpy(live->registry_credentials, next->registry_credentials, sizeof(live->registry_credentials));
+		live->nregistry_credentials = next->nregistry_credentials;
+		out->secrets = true;
+	}
+}
+
+bool crgw_config_secrets_differ(const struct crgw_config *a, const struct crgw_config *b)
+{
+	return a->nsecrets != b->nsecrets || memcmp(a->secrets, b->secrets, sizeof(a->secrets)) ||
+	       a->ngit_credentials != b->ngit_credentials ||
+	       memcmp(a->git_credentials, b->git_credentials, sizeof(a->git_credentials)) ||
+	       a->nregistry_credentials != b->nregistry_credentials ||
+	       memcmp(a->registry_credentials, b->registry_credentials, sizeof(a->registry_credentials));
 }

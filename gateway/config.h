@@ -167,14 +167,22 @@ struct crgw_config_change {
 	char kept[1024];     /* keys that differ in the file but cannot change live (pool, workers, …) */
 	bool upstream;       /* dns.upstream changed: the caller hands it to the DNS workers */
 	bool blocked;        /* blocked_ranges changed: the caller rebuilds the blocklist */
+	bool secrets;        /* secrets or a host's credential changed: the caller loaded them into the vault */
 };
 
 /*
  * Applies a finished, valid configuration `next` to the running one: every live key that differs is
  * stored into `live` (numbers atomically; dns.upstream and blocked_ranges copied, for the caller to hand
- * on from the main thread), every other key that differs is left as it was and named in `kept`.
+ * on from the main thread; secrets and credentials recorded, the caller having loaded them into the
+ * vault), every other key that differs is left as it was and named in `kept`.
  */
 void crgw_config_reload(struct crgw_config *live, const struct crgw_config *next, struct crgw_config_change *out);
+
+/*
+ * Whether `secrets`, `git.credentials` or `registries.credentials` differ: the reload's caller loads them
+ * into the vault (which reads the new sources) before crgw_config_reload records them.
+ */
+bool crgw_config_secrets_differ(const struct crgw_config *a, const struct crgw_config *b);
 
 /*
  * Parses a size in bytes: a number with an optional binary unit (K, M, G, T, with or without "iB" or "B";

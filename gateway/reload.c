@@ -7,6 +7,7 @@
 #include "audit.h"
 #include "dns.h"
 #include "log.h"
+#include "mediation/vault.h"
 #include "reload.h"
 #include "sandbox.h"
 
@@ -46,6 +47,13 @@ int crgw_reload(struct crgw_reload_result *out)
 	if (!L.live || L.read(L.argc, L.argv, &next, &check_only, out->error, sizeof(out->error))) {
 		if (!L.live)
 			snprintf(out->error, sizeof(out->error), "the gateway is not running yet");
+		log_error("configuration reload refused: the running configuration stays", "error=\"%s\"", out->error);
+		snprintf(detail, sizeof(detail), "refused, the running configuration stays: %.300s", out->error);
+		audit(CRGW_AUDIT_CONFIG_REFUSED, detail);
+		return -EINVAL;
+	}
+	/* The vault reads new sources first: one that cannot be read refuses the reload whole, as at start. */
+	if (crgw_config_secrets_differ(L.live, &next) && crgw_vault_load(&next, out->error, sizeof(out->error))) {
 		log_error("configuration reload refused: the running configuration stays", "error=\"%s\"", out->error);
 		snprintf(detail, sizeof(detail), "refused, the running configuration stays: %.300s", out->error);
 		audit(CRGW_AUDIT_CONFIG_REFUSED, detail);

@@ -326,6 +326,36 @@ rc=$?
 [ $rc -ne 0 ] && echo "$out" | grep -q "not_configured" && echo "$out" | grep -q runtime_launch_failed
 ok $? "a policy naming a secret the operator lacks fails the launch ($(echo "$out" | head -1))"
 
+# ---- a reload gives a host a new secret, with no restart -----------------------------------------------------
+# git2.test's credential named the wrong password above; the operator adds a secret and points the host at
+# it. The environment-variable secret, unchanged, keeps its value (the variable left crgw's environment).
+(umask 077 && cp "$TN_GIT_PASSWORD_FILE" "$T/git2-pw")
+sed -i -e "s|^  env_token: .*|&\n  git2_pw: { file: $T/git2-pw }|" -e 's|git2.test: { secret: wrong_pw|git2.test: { secret: git2_pw|' \
+	"$T/crgw.yaml"
+"$CTL" reload --json >"$T/reload.json" 2>&1
+rc=$?
+[ $rc -eq 0 ] && jq -e '.reloaded and (.applied | index("secrets") and index("git.credentials")) and (.needs_restart == [])' \
+	"$T/reload.json" >/dev/null
+ok $? "crgw-ctl reload applies a new secret and a host's new credential live ($(jq -c '{applied, needs_restart}' "$T/reload.json" 2>/dev/null))"
+out=$(timeout 60 "$CTL" run --rm --policy "$FAIL/cleanroom.yaml" --workspace-mode none -- \
+	bash -c 'git clone -q https://git2.test/org/small.git /tmp/x && git -C /tmp/x log --oneline | wc -l' 2>&1)
+[ $? -eq 0 ] && [ "$(tail -1 <<<"$out")" -ge 1 ]
+ok $? "the clone the old credential failed now works with the new one, the gateway not restarted (pid $GW_PID)" || diag "$out"
+out=$(run "$FETCH" 'curl -s "$CRGW_MEDIATION_URL/secrets/env_token/api.test/echo"' 2>&1)
+grep -q "$ENVTOK" <<<"$out"
+ok $? "the unchanged environment-variable secret keeps its value over the reload"
+sed -i "s|^  env_token: .*|&\n  env_new: { env: CRGW_E2E_NOT_SET }|" "$T/crgw.yaml"
+out=$("$CTL" reload 2>&1)
+rc=$?
+[ $rc -eq 2 ] && grep -q "secrets.env_new" <<<"$out" && grep -q "at start" <<<"$out"
+ok $? "a reload naming a new environment variable is refused whole, saying why (exit $rc: $(head -1 <<<"$out"))"
+out=$(timeout 60 "$CTL" run --rm --policy "$FAIL/cleanroom.yaml" --workspace-mode none -- git ls-remote https://git2.test/org/small.git 2>&1)
+[ $? -eq 0 ] && grep -q refs/heads <<<"$out"
+ok $? "and the secrets loaded before it stay in use" || diag "$out"
+check "audited: config_reloaded with secrets, then config_reload_refused" -- \
+	audit_has "$AUDIT" 'select(.event=="config_reloaded" and (.detail|test("secrets")))'
+check "audited: the refusal" -- audit_has "$AUDIT" 'select(.event=="config_reload_refused" and (.detail|test("env_new")))'
+
 # ---- leaks -----------------------------------------------------------------------------------------------
 # Everything a sandbox can see: its environment, /proc/self, its workspace and home, /meta/, and every
 # response and header it gets from the services (refusals included), collected into the workspace.

@@ -95,18 +95,17 @@ void crgw_mediation_global_fini(void)
 }
 
 /* The operator's credential for the host as a header line, added to the request (wiped when freed). */
-int med_credential_add(struct med_request *r, const struct crgw_git_credential *list, size_t count)
+int med_credential_add(struct med_request *r, enum crgw_vault_realm realm)
 {
-	const struct crgw_git_credential *cred = NULL;
+	/* A copy: a reload may replace the vault's list while the request goes on. */
+	struct crgw_git_credential c;
+	const struct crgw_git_credential *cred = &c;
 	size_t vmax = CRGW_SECRET_VALUE_MAX, size = 4 * (vmax + 256) / 3 + 512;
 	char *value, *plain, *line;
 	ssize_t n;
 	int ret = 0;
 
-	for (size_t i = 0; i < count && !cred; i++)
-		if (!strcmp(list[i].host, r->host.text))
-			cred = &list[i];
-	if (!cred)
+	if (crgw_vault_credential(realm, r->host.text, &c))
 		return 0; /* a public repository or registry: nothing to add */
 	AUDIT_SET(r->secret_id, cred->secret);
 	value = crgw_vault_scratch(vmax);

@@ -178,16 +178,13 @@ static void git_free(struct med_request *r)
 
 static void git_on_response(struct med_request *r)
 {
+	struct crgw_git_credential cred;
 	char detail[512];
-	size_t n = 0;
 
 	if (r->status != 401 && r->status != 403 && r->status != 407)
 		return;
-	for (size_t i = 0; i < r->m->cfg->ngit_credentials; i++)
-		if (!strcmp(r->m->cfg->git_credentials[i].host, r->host.text))
-			n++;
 	/* Passed on, a 401 would only make git ask for a password the sandbox must never have. */
-	if (n)
+	if (crgw_vault_credential(CRGW_VAULT_GIT, r->host.text, &cred) == 0)
 		snprintf(detail, sizeof(detail), "upstream %s answered %ld: it refused the gateway's credential for the host",
 			 r->host.text, r->status);
 	else
@@ -647,7 +644,7 @@ void med_git(struct med_request *r, const char *path, size_t len, const char *qu
 		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "out of memory");
 		return;
 	}
-	err = med_credential_add(r, r->m->cfg->git_credentials, r->m->cfg->ngit_credentials);
+	err = med_credential_add(r, CRGW_VAULT_GIT);
 	if (err) {
 		snprintf(detail, sizeof(detail), "the credential for %s (secret %s) is unavailable: %s", r->host.text,
 			 r->secret_id, err == -EIO ? "its source cannot be read" : strerror(-err));

@@ -20,6 +20,7 @@
 #include "http_request.h"
 #include "listen.h"
 #include "mediation.h"
+#include "vault.h"
 
 #define MED_PATH_BUF 4096
 /* The client's output held before the upstream is paused, and where it is resumed. */
@@ -179,7 +180,7 @@ void med_client_reset(struct med_request *r);
 bool med_resp_field(const struct med_request *r, const char *name, char *out, size_t cap);
 
 /* The operator's credential for r->host from `list` (git.credentials, registries.credentials), added as a header. */
-int med_credential_add(struct med_request *r, const struct crgw_git_credential *list, size_t n);
+int med_credential_add(struct med_request *r, enum crgw_vault_realm realm);
 
 /* Header lines for an upstream request: appended to r->headers (wiped on free). false: out of memory. */
 bool med_header_add(struct med_request *r, const char *line);

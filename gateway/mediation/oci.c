@@ -575,7 +575,6 @@ static bool oci_unauthorized(struct med_request *r)
 {
 	struct reg_req *g = state(r);
 	struct oci_req *q = own(r);
-	const struct crgw_config *cfg = r->m->cfg;
 	const struct med_wwwauth_challenge *c;
 	struct med_wwwauth w = { 0 };
 	struct med_wwwauth_bearer b;
@@ -637,7 +636,7 @@ static bool oci_unauthorized(struct med_request *r)
 		refuse_oom(r);
 		return true;
 	}
-	err = med_credential_add(r, cfg->registry_credentials, cfg->nregistry_credentials);
+	err = med_credential_add(r, CRGW_VAULT_REGISTRY);
 	if (err) {
 		snprintf(detail, sizeof(detail), "the credential for the token realm %s (secret %s) is unavailable",
 			 r->host.text, r->secret_id);

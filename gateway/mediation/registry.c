@@ -587,7 +587,7 @@ bool reg_upstream_headers(struct med_request *r, const char *accept)
 		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "out of memory");
 		return false;
 	}
-	err = med_credential_add(r, cfg_of(r)->registry_credentials, cfg_of(r)->nregistry_credentials);
+	err = med_credential_add(r, CRGW_VAULT_REGISTRY);
 	if (err) {
 		char detail[400];
 

@@ -149,8 +149,11 @@ void med_secrets(struct med_request *r, const char *path, size_t len, const char
 	}
 	err = add_secret(r, rule);
 	if (err) {
-		snprintf(detail, sizeof(detail), "secret %s is unavailable: %s", rule->id,
-			 err == -EIO ? "its source cannot be read" : strerror(-err));
+		const char *why = err == -EIO	   ? "its source cannot be read"
+				  : err == -ENOENT ? "crgw.yaml no longer defines it (removed by a reload)"
+						   : strerror(-err);
+
+		snprintf(detail, sizeof(detail), "secret %s is unavailable: %s", rule->id, why);
 		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, detail);
 		return;
 	}

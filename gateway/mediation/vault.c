@@ -29,7 +29,7 @@
 extern char **environ;
 
 struct slot {
-	const struct crgw_secret_source *src;
+	struct crgw_secret_source src; /* our own copy: a reload replaces the configuration's */
 	size_t len;
 	bool valid;
 	/* file sources: what the file was when read */
@@ -50,6 +50,12 @@ static struct {
 	size_t n;
 	char *arena;
 	size_t arena_size;
+	/* Bumped whenever the set is replaced: a refresh that began before is dropped, its slot may be gone. */
+	unsigned long generation;
+	bool loaded; /* since start: a load now is a reload */
+	/* git.credentials and registries.credentials: which host gets which secret, replaced with the set. */
+	struct crgw_git_credential creds[2][CRGW_GIT_CREDENTIALS_MAX];
+	size_t ncreds[2];
 	unsigned long refreshes, failures;
 } vault = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
 
@@ -107,7 +113,7 @@ static int read_file(struct slot *s, char *buf, const char **why)
 	struct stat st;
 	ssize_t n = 0;
 	size_t got = 0;
-	int fd = open(s->src->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), err;
+	int fd = open(s->src.path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), err;
 
 	if (fd < 0) {
 		*why = strerror(errno);
@@ -222,6 +228,7 @@ static time_t monotonic_s(void)
 /* Re-runs the commands that are due; waits for the next one. Old values stay when a refresh fails. */
 static void *refresher(void *arg)
 {
+	static struct crgw_secret_source src; /* one refresher: the source of the command it runs */
 	char *buf = crgw_vault_scratch(CRGW_SECRET_VALUE_MAX + 1);
 	char *tmp = crgw_vault_scratch(CRGW_SECRET_VALUE_MAX);
 
@@ -229,27 +236,32 @@ static void *refresher(void *arg)
 	pthread_mutex_lock(&vault.lock);
 	while (!vault.stopping && buf && tmp) {
 		time_t now = monotonic_s(), next = 0;
+		bool replaced = false;
 		struct timespec until;
 
-		for (size_t i = 0; i < vault.n; i++) {
-			struct slot *s = &vault.slots[i], fresh = *s;
+		for (size_t i = 0; i < vault.n && !replaced; i++) {
+			struct slot *s = &vault.slots[i], fresh = { .value = tmp };
+			unsigned long generation = vault.generation;
 			const char *why = NULL;
 			int err;
 
 			if (!s->next_refresh)
 				continue;
 			if (s->next_refresh <= now) {
-				s->next_refresh = now + (time_t)s->src->refresh_seconds;
+				s->next_refresh = now + (time_t)s->src.refresh_seconds;
+				src = s->src;
 				/* The command runs without the lock: a slow one must not stall requests. */
-				fresh.value = tmp;
 				pthread_mutex_unlock(&vault.lock);
-				err = run_command(s->src, &fresh, buf, &why);
+				err = run_command(&src, &fresh, buf, &why);
 				pthread_mutex_lock(&vault.lock);
 				vault.refreshes++;
-				if (err) {
+				if (vault.generation != generation) {
+					/* A reload replaced the set meanwhile: what it holds is newer. */
+					replaced = true;
+				} else if (err) {
 					vault.failures++;
 					log_warn("secret refresh failed; the previous value stays", "secret_id=%s why=\"%s\"",
-						 s->src->id, why);
+						 src.id, why);
 				} else {
 					memcpy(s->value, tmp, fresh.len);
 					explicit_bzero(s->value + fresh.len, CRGW_SECRET_VALUE_MAX - fresh.len);
@@ -260,8 +272,13 @@ static void *refresher(void *arg)
 			if (!next || s->next_refresh < next)
 				next = s->next_refresh;
 		}
-		if (!next)
-			break;
+		if (replaced || vault.stopping)
+			continue;
+		if (!next) {
+			/* Nothing to refresh until a reload brings a command that wants it. */
+			pthread_cond_wait(&vault.wake, &vault.lock);
+			continue;
+		}
 		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_sec = next;
 		until.tv_nsec = 0;
@@ -273,74 +290,134 @@ static void *refresher(void *arg)
 	return NULL;
 }
 
-int crgw_vault_start(const struct crgw_config *cfg, char *err, size_t errlen)
+/* A locked mapping for `n` values, left out of core dumps and wiped in children; NULL (and 0) for none. */
+static int arena_new(size_t n, char **out, size_t *size, char *err, size_t errlen)
 {
-	char *buf;
-	bool refresh = false;
-	pthread_condattr_t ca;
+	char *a;
 
-	if (cfg->nsecrets == 0)
+	*out = NULL;
+	*size = 0;
+	if (!n)
 		return 0;
-	vault.arena_size = cfg->nsecrets * CRGW_SECRET_VALUE_MAX;
-	vault.arena = mmap(NULL, vault.arena_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (vault.arena == MAP_FAILED) {
-		vault.arena = NULL;
-		snprintf(err, errlen, "secrets: cannot map memory for %zu values", cfg->nsecrets);
+	a = mmap(NULL, n * CRGW_SECRET_VALUE_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (a == MAP_FAILED) {
+		snprintf(err, errlen, "secrets: cannot map memory for %zu values", n);
 		return -ENOMEM;
 	}
-	if (mlock(vault.arena, vault.arena_size) || madvise(vault.arena, vault.arena_size, MADV_DONTDUMP) ||
-	    madvise(vault.arena, vault.arena_size, MADV_WIPEONFORK)) {
+	if (mlock(a, n * CRGW_SECRET_VALUE_MAX) || madvise(a, n * CRGW_SECRET_VALUE_MAX, MADV_DONTDUMP) ||
+	    madvise(a, n * CRGW_SECRET_VALUE_MAX, MADV_WIPEONFORK)) {
 		int e = errno;
 
 		snprintf(err, errlen, "secrets: cannot lock their memory (%s; raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)",
 			 strerror(e));
-		crgw_vault_stop();
+		munmap(a, n * CRGW_SECRET_VALUE_MAX);
 		return -e;
 	}
-	/*
-	 * libcurl and OpenSSL hold copies of a header while they send it, in ordinary heap memory: they are
-	 * wiped when freed, but a core dump taken meanwhile would hold them. So a gateway that holds secrets
-	 * makes no core dumps.
-	 */
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	*out = a;
+	*size = n * CRGW_SECRET_VALUE_MAX;
+	return 0;
+}
+
+static void arena_free(char *a, size_t size)
+{
+	if (!a)
+		return;
+	explicit_bzero(a, size);
+	munmap(a, size);
+}
+
+static struct slot *find(const char *id, size_t len)
+{
+	for (size_t i = 0; i < vault.n; i++)
+		if (strlen(vault.slots[i].src.id) == len && !memcmp(vault.slots[i].src.id, id, len))
+			return &vault.slots[i];
+	return NULL;
+}
+
+/* Reads the value of `s`'s source into `s` (its value buffer set); `buf` is scratch of VALUE_MAX + 1. */
+static int read_source(struct slot *s, char *buf, const char **why)
+{
+	const char *v;
+	int e;
+
+	switch (s->src.kind) {
+	case CRGW_SECRET_ENV:
+		v = getenv(s->src.env);
+		if (!v) {
+			*why = "the environment variable is not set";
+			return -ENOENT;
+		}
+		e = accept_value(s, v, strlen(v), why);
+		/* Our environment is readable in /proc by the same user: the value leaves it. */
+		explicit_bzero((char *)v, strlen(v));
+		unsetenv(s->src.env);
+		return e;
+	case CRGW_SECRET_FILE:
+		return read_file(s, buf, why);
+	case CRGW_SECRET_COMMAND:
+		e = run_command(&s->src, s, buf, why);
+		if (!e && s->src.refresh_seconds)
+			s->next_refresh = monotonic_s() + (time_t)s->src.refresh_seconds;
+		return e;
+	}
+	return -EINVAL;
+}
+
+static bool refresher_wanted(void)
+{
+	for (size_t i = 0; i < vault.n; i++)
+		if (vault.slots[i].next_refresh)
+			return true;
+	return false;
+}
+
+int crgw_vault_load(const struct crgw_config *cfg, char *err, size_t errlen)
+{
+	/* Built here, then swapped in whole under the lock; only the main thread loads. */
+	static struct slot fresh[CRGW_SECRETS_MAX];
+	char *arena, *old_arena, *buf;
+	size_t arena_size, old_size;
+	bool refresh;
+	int e;
+
+	e = arena_new(cfg->nsecrets, &arena, &arena_size, err, errlen);
+	if (e)
+		return e;
 	buf = crgw_vault_scratch(CRGW_SECRET_VALUE_MAX + 1);
 	if (!buf) {
-		crgw_vault_stop();
+		arena_free(arena, arena_size);
+		snprintf(err, errlen, "secrets: out of memory");
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < cfg->nsecrets; i++) {
 		const struct crgw_secret_source *src = &cfg->secrets[i];
-		struct slot *s = &vault.slots[i];
-		const char *why = NULL, *v;
-		int e = 0;
+		struct slot *s = &fresh[i], *held;
+		const char *why = NULL;
+		bool kept = false;
 
-		s->src = src;
-		s->value = vault.arena + i * CRGW_SECRET_VALUE_MAX;
-		switch (src->kind) {
-		case CRGW_SECRET_ENV:
-			v = getenv(src->env);
-			if (!v) {
-				e = -ENOENT;
-				why = "the environment variable is not set";
-				break;
-			}
-			e = accept_value(s, v, strlen(v), &why);
-			/* Our environment is readable in /proc by the same user: the value leaves it. */
-			explicit_bzero((char *)v, strlen(v));
-			unsetenv(src->env);
-			break;
-		case CRGW_SECRET_FILE:
-			e = read_file(s, buf, &why);
-			break;
-		case CRGW_SECRET_COMMAND:
-			e = run_command(src, s, buf, &why);
-			if (src->refresh_seconds) {
-				s->next_refresh = monotonic_s() + (time_t)src->refresh_seconds;
-				refresh = true;
-			}
-			break;
+		memset(s, 0, sizeof(*s));
+		s->src = *src;
+		s->value = arena + i * CRGW_SECRET_VALUE_MAX;
+		/* An unchanged source keeps what is held (an environment variable could not be read again). */
+		pthread_mutex_lock(&vault.lock);
+		held = find(src->id, strlen(src->id));
+		if (held && held->valid && !memcmp(&held->src, src, sizeof(*src))) {
+			memcpy(s->value, held->value, held->len);
+			s->len = held->len;
+			s->valid = true;
+			s->dev = held->dev;
+			s->ino = held->ino;
+			s->size = held->size;
+			s->mtime = held->mtime;
+			s->next_refresh = held->next_refresh;
+			kept = true;
 		}
-		vault.n = i + 1;
+		pthread_mutex_unlock(&vault.lock);
+		e = kept ? 0 : read_source(s, buf, &why);
+		/* Read at start and then wiped: a reload finds only what the start was given. */
+		if (e == -ENOENT && src->kind == CRGW_SECRET_ENV && vault.loaded)
+			why = "the environment variable is not set (the gateway's environment is read once, at start: "
+			      "restart it, or use a file or command source)";
 		if (e) {
 			snprintf(err, errlen, "secrets.%s: %s %s: %s", src->id,
 				 src->kind == CRGW_SECRET_ENV ? "env" : src->kind == CRGW_SECRET_FILE ? "file" : "command",
@@ -348,12 +425,40 @@ int crgw_vault_start(const struct crgw_config *cfg, char *err, size_t errlen)
 													 : src->argv[0],
 				 why ? why : strerror(-e));
 			crgw_vault_scratch_free(buf, CRGW_SECRET_VALUE_MAX + 1);
-			crgw_vault_stop();
+			arena_free(arena, arena_size);
 			return e;
 		}
 	}
 	crgw_vault_scratch_free(buf, CRGW_SECRET_VALUE_MAX + 1);
+	/*
+	 * libcurl and OpenSSL hold copies of a header while they send it, in ordinary heap memory: they are
+	 * wiped when freed, but a core dump taken meanwhile would hold them. So a gateway that holds secrets
+	 * makes no core dumps.
+	 */
+	if (cfg->nsecrets)
+		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	pthread_mutex_lock(&vault.lock);
+	old_arena = vault.arena;
+	old_size = vault.arena_size;
+	memcpy(vault.slots, fresh, cfg->nsecrets * sizeof(fresh[0]));
+	vault.n = cfg->nsecrets;
+	vault.arena = arena;
+	vault.arena_size = arena_size;
+	memcpy(vault.creds[CRGW_VAULT_GIT], cfg->git_credentials, sizeof(cfg->git_credentials));
+	vault.ncreds[CRGW_VAULT_GIT] = cfg->ngit_credentials;
+	memcpy(vault.creds[CRGW_VAULT_REGISTRY], cfg->registry_credentials, sizeof(cfg->registry_credentials));
+	vault.ncreds[CRGW_VAULT_REGISTRY] = cfg->nregistry_credentials;
+	vault.generation++;
+	vault.loaded = true;
+	refresh = refresher_wanted() && !vault.refresher_running;
+	pthread_cond_broadcast(&vault.wake);
+	pthread_mutex_unlock(&vault.lock);
+	memset(fresh, 0, cfg->nsecrets * sizeof(fresh[0]));
+	arena_free(old_arena, old_size);
 	if (refresh) {
+		pthread_condattr_t ca;
+
+		/* No thread waits on the condition yet: it can take the monotonic clock now. */
 		pthread_condattr_init(&ca);
 		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 		pthread_cond_destroy(&vault.wake);
@@ -365,6 +470,11 @@ int crgw_vault_start(const struct crgw_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+int crgw_vault_start(const struct crgw_config *cfg, char *err, size_t errlen)
+{
+	return crgw_vault_load(cfg, err, errlen);
+}
+
 void crgw_vault_stop(void)
 {
 	pthread_mutex_lock(&vault.lock);
@@ -374,22 +484,15 @@ void crgw_vault_stop(void)
 	if (vault.refresher_running)
 		pthread_join(vault.refresher, NULL);
 	vault.refresher_running = false;
-	if (vault.arena) {
-		explicit_bzero(vault.arena, vault.arena_size);
-		munmap(vault.arena, vault.arena_size);
-	}
+	arena_free(vault.arena, vault.arena_size);
 	vault.arena = NULL;
+	vault.arena_size = 0;
 	memset(vault.slots, 0, sizeof(vault.slots));
 	vault.n = 0;
+	vault.ncreds[CRGW_VAULT_GIT] = vault.ncreds[CRGW_VAULT_REGISTRY] = 0;
+	vault.generation++;
+	vault.loaded = false;
 	vault.stopping = false;
-}
-
-static struct slot *find(const char *id, size_t len)
-{
-	for (size_t i = 0; i < vault.n; i++)
-		if (strlen(vault.slots[i].src->id) == len && !memcmp(vault.slots[i].src->id, id, len))
-			return &vault.slots[i];
-	return NULL;
 }
 
 bool crgw_vault_has(const char *id, size_t len)
@@ -413,20 +516,20 @@ ssize_t crgw_vault_get(const char *id, size_t id_len, char *out, size_t size)
 		pthread_mutex_unlock(&vault.lock);
 		return -ENOENT;
 	}
-	if (s->src->kind == CRGW_SECRET_FILE) {
+	if (s->src.kind == CRGW_SECRET_FILE) {
 		struct stat st;
 		char *buf = NULL;
 		const char *why = NULL;
 
 		/* A rotated file is read again; a vanished or unreadable one is not served from memory. */
-		if (stat(s->src->path, &st)) {
+		if (stat(s->src.path, &st)) {
 			s->valid = false;
 		} else if (!s->valid || st.st_dev != s->dev || st.st_ino != s->ino || st.st_size != s->size ||
 			   st.st_mtim.tv_sec != s->mtime.tv_sec || st.st_mtim.tv_nsec != s->mtime.tv_nsec) {
 			buf = crgw_vault_scratch(CRGW_SECRET_VALUE_MAX + 1);
 			if (!buf || read_file(s, buf, &why)) {
 				s->valid = false;
-				log_warn("secret file unreadable", "secret_id=%s why=\"%s\"", s->src->id,
+				log_warn("secret file unreadable", "secret_id=%s why=\"%s\"", s->src.id,
 					 why ? why : "out of memory");
 			}
 			crgw_vault_scratch_free(buf, CRGW_SECRET_VALUE_MAX + 1);
@@ -441,6 +544,21 @@ ssize_t crgw_vault_get(const char *id, size_t id_len, char *out, size_t size)
 		out[s->len] = '\0';
 		ret = (ssize_t)s->len;
 	}
+	pthread_mutex_unlock(&vault.lock);
+	return ret;
+}
+
+int crgw_vault_credential(enum crgw_vault_realm realm, const char *host, struct crgw_git_credential *out)
+{
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&vault.lock);
+	for (size_t i = 0; i < vault.ncreds[realm]; i++)
+		if (!strcmp(vault.creds[realm][i].host, host)) {
+			*out = vault.creds[realm][i];
+			ret = 0;
+			break;
+		}
 	pthread_mutex_unlock(&vault.lock);
 	return ret;
 }

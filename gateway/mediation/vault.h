@@ -13,16 +13,26 @@
 #include <sys/types.h>
 
 struct crgw_config;
+struct crgw_git_credential;
 
 /* A value is at most this long: enough for any token or key a header carries. */
 #define CRGW_SECRET_VALUE_MAX 8192
 
 /*
  * Reads every configured secret (environment variables are then wiped from the process's environment),
- * and starts the thread that re-runs commands with a refresh_seconds. Any secret that cannot be read
- * fails the start with `err` naming it and why. Returns 0, or -errno.
+ * takes the hosts' credentials (git.credentials, registries.credentials), and starts the thread that
+ * re-runs commands with a refresh_seconds. Any secret that cannot be read fails the start with `err`
+ * naming it and why. Returns 0, or -errno.
  */
 int crgw_vault_start(const struct crgw_config *cfg, char *err, size_t errlen);
+
+/*
+ * A reload: replaces the secrets and the hosts' credentials with `cfg`'s, whole, once every new or changed
+ * source has been read (an unchanged one keeps its value: an environment variable cannot be read twice).
+ * A source that cannot be read fails the load as at start, and then everything held stays as it was.
+ * Requests already holding a value finish with it. Called by one thread at a time.
+ */
+int crgw_vault_load(const struct crgw_config *cfg, char *err, size_t errlen);
 
 /* Stops the refresh thread and wipes and unmaps every value. */
 void crgw_vault_stop(void);
@@ -36,6 +46,15 @@ bool crgw_vault_has(const char *id, size_t len);
  * not configured, -EIO when the source can no longer be read (the old value is not used then), -E2BIG.
  */
 ssize_t crgw_vault_get(const char *id, size_t id_len, char *out, size_t size);
+
+/* Which list of crgw.yaml a host's credential comes from. */
+enum crgw_vault_realm { CRGW_VAULT_GIT, CRGW_VAULT_REGISTRY };
+
+/*
+ * Copies the operator's credential for `host` (normalized) in `realm` into `out`: which secret, and how it
+ * is presented. Returns 0, or -ENOENT when the host has none.
+ */
+int crgw_vault_credential(enum crgw_vault_realm realm, const char *host, struct crgw_git_credential *out);
 
 /*
  * Locked memory outside core dumps for building what carries a value (a header line); wiped and

@@ -3,7 +3,7 @@
  * The secret vault against real sources: an environment variable (gone from the environment once read),
  * a file (read again when it changes, refused when it vanishes), a command (its stdout, run again at most
  * every refresh_seconds); values that could split a header refused at start with errors that name the
- * secret and never its value; the scratch memory locked and left out of core dumps.
+ * secret and never its value; the scratch memory locked and left out of core dumps; reloads (below).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,8 +44,8 @@ static void write_file(const char *name, const char *text)
 		perror(path);
 }
 
-/* Loads `yaml` as crgw.yaml and starts the vault on it; the start's status, its error in `err`. */
-static int start(const char *yaml, struct crgw_config *cfg, char *err, size_t errlen)
+/* Loads `yaml` as crgw.yaml into `cfg`; 0, or -100 when the configuration itself is refused. */
+static int configure(const char *yaml, struct crgw_config *cfg, char *err, size_t errlen)
 {
 	char path[256], text[2048];
 	int rc;
@@ -63,7 +63,38 @@ static int start(const char *yaml, struct crgw_config *cfg, char *err, size_t er
 		printf("# config: %s\n", err);
 		return -100;
 	}
-	return crgw_vault_start(cfg, err, errlen);
+	return 0;
+}
+
+/* Loads `yaml` as crgw.yaml and starts the vault on it; the start's status, its error in `err`. */
+static int start(const char *yaml, struct crgw_config *cfg, char *err, size_t errlen)
+{
+	int rc = configure(yaml, cfg, err, errlen);
+
+	return rc ? rc : crgw_vault_start(cfg, err, errlen);
+}
+
+/* Loads `yaml` as crgw.yaml and reloads the vault with it, as a reload does. */
+static int reload(const char *yaml, char *err, size_t errlen)
+{
+	static struct crgw_config cfg;
+	int rc = configure(yaml, &cfg, err, errlen);
+
+	return rc ? rc : crgw_vault_load(&cfg, err, errlen);
+}
+
+/* "SECRET/basic:USER" or "SECRET/bearer" for the host's credential in `realm`, "none" without one. */
+static const char *cred(enum crgw_vault_realm realm, const char *host)
+{
+	static char texts[3][256];
+	static unsigned turn;
+	char *text = texts[turn++ % 3];
+	struct crgw_git_credential c;
+
+	if (crgw_vault_credential(realm, host, &c))
+		return "none";
+	snprintf(text, sizeof(texts[0]), "%s/%s%s", c.secret, c.basic ? "basic:" : "bearer", c.basic ? c.username : "");
+	return text;
 }
 
 /* The value of `id`, or the error as text. */
@@ -189,6 +220,117 @@ static void test_sources(void)
 	crgw_vault_scratch_free(out, CRGW_SECRET_VALUE_MAX + 1);
 }
 
+/*
+ * A reload: new and changed sources read, unchanged ones kept (an environment variable cannot be read
+ * twice), the hosts' credentials replaced with them; a source that cannot be read refuses the reload and
+ * everything held stays; a refresh under way when the set is replaced is dropped.
+ */
+static void test_reload(void)
+{
+	static struct crgw_config cfg;
+	char err[512], yaml[2048], *out = crgw_vault_scratch(CRGW_SECRET_VALUE_MAX + 1);
+	struct crgw_vault_stats stats;
+	int rc;
+
+	if (!out) {
+		tap_result(false, "scratch memory");
+		return;
+	}
+	setenv("CRGW_TEST_VAULT_RELOAD_ENV", "env-value", 1);
+	write_file("a", "value-a\n");
+	write_file("b", "value-b\n");
+	snprintf(yaml, sizeof(yaml),
+		 "secrets:\n"
+		 "  a: { file: %s/a }\n"
+		 "  e: { env: CRGW_TEST_VAULT_RELOAD_ENV }\n"
+		 "git:\n  credentials:\n    git.example.test: { secret: a, scheme: basic, username: bot }\n"
+		 "registries:\n  credentials:\n    npm.example.test: { secret: e, scheme: bearer }\n",
+		 dir);
+	rc = start(yaml, &cfg, err, sizeof(err));
+	tap_result(rc == 0 && !strcmp(cred(CRGW_VAULT_GIT, "git.example.test"), "a/basic:bot") &&
+			   !strcmp(cred(CRGW_VAULT_REGISTRY, "npm.example.test"), "e/bearer") &&
+			   !strcmp(cred(CRGW_VAULT_GIT, "other.example.test"), "none") &&
+			   !strcmp(cred(CRGW_VAULT_REGISTRY, "git.example.test"), "none"),
+		   "start: each host's credential in its own list (%s)", rc ? err : "ok");
+
+	/* b and c added, a's host moved to b, a new host on a; e unchanged while its variable is gone. */
+	write_file("cn", "0\n");
+	snprintf(yaml, sizeof(yaml),
+		 "secrets:\n"
+		 "  a: { file: %s/a }\n"
+		 "  e: { env: CRGW_TEST_VAULT_RELOAD_ENV }\n"
+		 "  b: { file: %s/b }\n"
+		 "  c: { command: [/bin/sh, -c, 'n=$(cat %s/cn); echo $((n + 1)) >%s/cn; [ $n = 0 ] || sleep 1; echo c-$n'],"
+		 " refresh_seconds: 1 }\n"
+		 "git:\n  credentials:\n    git.example.test: { secret: b, scheme: bearer }\n"
+		 "    other.example.test: { secret: a, scheme: basic, username: bot2 }\n",
+		 dir, dir, dir, dir);
+	rc = reload(yaml, err, sizeof(err));
+	tap_result(rc == 0, "a reload adding a file and a command source loads (%s)", rc ? err : "ok");
+	tap_result(!strcmp(get("e", out, CRGW_SECRET_VALUE_MAX), "env-value") && !getenv("CRGW_TEST_VAULT_RELOAD_ENV"),
+		   "an unchanged environment source keeps its value, though the variable is gone: %s", out);
+	tap_result(!strcmp(get("a", out, CRGW_SECRET_VALUE_MAX), "value-a"), "an unchanged file source: %s", out);
+	tap_result(!strcmp(get("b", out, CRGW_SECRET_VALUE_MAX), "value-b"), "the new file source: %s", out);
+	tap_result(!strcmp(get("c", out, CRGW_SECRET_VALUE_MAX), "c-0"), "the new command source, run once: %s", out);
+	tap_result(!strcmp(cred(CRGW_VAULT_GIT, "git.example.test"), "b/bearer") &&
+			   !strcmp(cred(CRGW_VAULT_GIT, "other.example.test"), "a/basic:bot2") &&
+			   !strcmp(cred(CRGW_VAULT_REGISTRY, "npm.example.test"), "none"),
+		   "the hosts' credentials are the new lists: git.example.test %s, other.example.test %s, npm.example.test %s",
+		   cred(CRGW_VAULT_GIT, "git.example.test"), cred(CRGW_VAULT_GIT, "other.example.test"),
+		   cred(CRGW_VAULT_REGISTRY, "npm.example.test"));
+
+	/* Refused: a new source that cannot be read, a new environment variable. Everything held stays. */
+	snprintf(yaml, sizeof(yaml),
+		 "secrets:\n  a: { file: %s/a }\n  d: { file: %s/absent }\n"
+		 "git:\n  credentials:\n    git.example.test: { secret: d, scheme: bearer }\n",
+		 dir, dir);
+	rc = reload(yaml, err, sizeof(err));
+	tap_result(rc != 0 && rc != -100 && strstr(err, "secrets.d: file"), "a new file that cannot be read refuses the reload: %s",
+		   err);
+	tap_result(!strcmp(get("b", out, CRGW_SECRET_VALUE_MAX), "value-b") &&
+			   !strcmp(cred(CRGW_VAULT_GIT, "git.example.test"), "b/bearer"),
+		   "and what was held stays: b %s, git.example.test %s", out, cred(CRGW_VAULT_GIT, "git.example.test"));
+	snprintf(yaml, sizeof(yaml), "secrets:\n  a: { file: %s/a }\n  n: { env: CRGW_TEST_VAULT_NOT_SET }\n", dir);
+	rc = reload(yaml, err, sizeof(err));
+	tap_result(rc != 0 && rc != -100 && strstr(err, "secrets.n: env") && strstr(err, "at start") &&
+			   !strcmp(get("e", out, CRGW_SECRET_VALUE_MAX), "env-value"),
+		   "a new environment source refuses the reload, saying why: %s", err);
+
+	/* A reload while c's refresh runs (its second run has begun, and sleeps): that refresh is dropped. */
+	for (int i = 0; i < 100; i++) {
+		char path[256], *n;
+		size_t len;
+
+		snprintf(path, sizeof(path), "%s/cn", dir);
+		n = tap_read_file(path, &len);
+		rc = n ? (int)strtol(n, NULL, 10) : -1;
+		free(n);
+		if (rc >= 2)
+			break;
+		usleep(50000);
+	}
+	tap_result(rc >= 2, "c's refresh is under way (run %d)", rc);
+	snprintf(yaml, sizeof(yaml),
+		 "secrets:\n  a: { file: %s/a }\n  e: { env: CRGW_TEST_VAULT_RELOAD_ENV }\n"
+		 "  c: { command: [/bin/echo, c-new] }\n",
+		 dir);
+	rc = reload(yaml, err, sizeof(err));
+	usleep(1500000);
+	tap_result(rc == 0 && !strcmp(get("c", out, CRGW_SECRET_VALUE_MAX), "c-new") &&
+			   crgw_vault_get("b", 1, out, CRGW_SECRET_VALUE_MAX) == -ENOENT &&
+			   !strcmp(cred(CRGW_VAULT_GIT, "git.example.test"), "none"),
+		   "the reload's value stands after the old refresh ended; b and the credentials are gone (%s)",
+		   rc ? err : "ok");
+
+	/* Nothing at all: every value goes. */
+	rc = reload("", err, sizeof(err));
+	crgw_vault_get_stats(&stats);
+	tap_result(rc == 0 && stats.secrets == 0 && crgw_vault_get("a", 1, out, CRGW_SECRET_VALUE_MAX) == -ENOENT,
+		   "a reload with no secrets holds none (%u)", stats.secrets);
+	crgw_vault_stop();
+	crgw_vault_scratch_free(out, CRGW_SECRET_VALUE_MAX + 1);
+}
+
 struct bad_case {
 	const char *what;
 	const char *file;    /* the content of file "b", or NULL for none */
@@ -233,6 +375,7 @@ int main(void)
 	}
 	test_sources();
 	test_refused();
+	test_reload();
 	{
 		char cmd[300];
 
