@@ -107,6 +107,20 @@ static const char *get(const char *id, char *out, size_t size)
 	return out;
 }
 
+/* The number in file `name` (a command's run counter), or -1. */
+static int count_in(const char *name)
+{
+	char path[256], *text;
+	size_t len;
+	int n;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	text = tap_read_file(path, &len);
+	n = text ? (int)strtol(text, NULL, 10) : -1;
+	free(text);
+	return n;
+}
+
 /* Whether the mapping holding `p` has flag `flag` (two letters) in /proc/self/smaps. */
 static bool map_has_flag(const void *p, const char *flag)
 {
@@ -201,15 +215,7 @@ static void test_sources(void)
 	/* The command runs again after refresh_seconds, not on every read. */
 	sleep(3);
 	get("c", out, CRGW_SECRET_VALUE_MAX);
-	{
-		char *n = NULL;
-		size_t len;
-
-		snprintf(path, sizeof(path), "%s/n", dir);
-		n = tap_read_file(path, &len);
-		runs = n ? (int)strtol(n, NULL, 10) : -1;
-		free(n);
-	}
+	runs = count_in("n");
 	tap_result(strncmp(out, "cmd-", 4) == 0 && strcmp(out, "cmd-0") && runs >= 2 && runs <= 5,
 		   "the command ran again, at most once a second: %s after %d runs in 3 s", out, runs);
 	crgw_vault_get_stats(&stats);
@@ -297,18 +303,8 @@ static void test_reload(void)
 		   "a new environment source refuses the reload, saying why: %s", err);
 
 	/* A reload while c's refresh runs (its second run has begun, and sleeps): that refresh is dropped. */
-	for (int i = 0; i < 100; i++) {
-		char path[256], *n;
-		size_t len;
-
-		snprintf(path, sizeof(path), "%s/cn", dir);
-		n = tap_read_file(path, &len);
-		rc = n ? (int)strtol(n, NULL, 10) : -1;
-		free(n);
-		if (rc >= 2)
-			break;
+	for (int i = 0; i < 100 && (rc = count_in("cn")) < 2; i++)
 		usleep(50000);
-	}
 	tap_result(rc >= 2, "c's refresh is under way (run %d)", rc);
 	snprintf(yaml, sizeof(yaml),
 		 "secrets:\n  a: { file: %s/a }\n  e: { env: CRGW_TEST_VAULT_RELOAD_ENV }\n"
