@@ -135,7 +135,8 @@ static int read_fd(int fd, size_t max, char **buf, size_t *len)
 
 int repo_read_file(const char *path, size_t max, char **buf, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer (read_fd then refuses it as no regular file). */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	int err;
 
 	if (fd < 0)
@@ -149,7 +150,8 @@ int repo_read_beneath(void *arg, const char *path, size_t max, char **buf, size_
 {
 	const char *root = arg;
 	struct open_how how = {
-		.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
+		/* A sandbox with a rw workspace may leave a FIFO where a lockfile is expected: never wait on it. */
+		.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
 	};
 	int dirfd, fd, err;
@@ -160,7 +162,7 @@ int repo_read_beneath(void *arg, const char *path, size_t max, char **buf, size_
 	/* RESOLVE_BENEATH stops symlinks and ".." from leading a repository's policy to host files. */
 	fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
 	if (fd < 0 && errno == ENOSYS)
-		fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+		fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
 	err = fd < 0 ? -errno : 0;
 	close(dirfd);
 	if (err)

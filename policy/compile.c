@@ -849,6 +849,22 @@ static bool safe_relative_path(const char *p)
 	return true;
 }
 
+
+/* Why a lockfile could not be read (the errors crgw_read_file_cb documents). */
+static const char *lockfile_read_error(int err)
+{
+	switch (err) {
+	case -E2BIG:
+		return "file too large";
+	case -EINVAL:
+		return "not a regular file";
+	case -EXDEV:
+	case -ELOOP:
+		return "a link or '..' in its path leads outside the repository";
+	default:
+		return strerror(-err);
+	}
+}
 static void load_lockfile(struct compiler *c, const struct ynode *n, const char *path, const char *registry,
 			  struct crgw_artifact_list *artifacts)
 {
@@ -887,8 +903,7 @@ static void load_lockfile(struct compiler *c, const struct ynode *n, const char 
 		return;
 	}
 	if (err) {
-		invalid(c, n, path, "cannot read lockfile '%.64s': %s", file,
-			err == -E2BIG ? "file too large" : strerror(-err));
+		invalid(c, n, path, "cannot read lockfile '%.64s': %s", file, lockfile_read_error(err));
 		return;
 	}
 	err = crgw_lockfile_parse(kind, buf, len, artifacts, &lerr);

@@ -291,7 +291,23 @@ ln -s /etc/passwd "$tmp/esc/requirements.txt"
 run policy validate "$tmp/esc"
 [ "$rc" = 2 ] && grep -q "cannot read lockfile" "$tmp/err" && ! grep -q "root:" "$tmp/err"
 result $? "a lockfile symlink out of the repository is refused and nothing of its target is shown"
+grep -q "leads outside the repository" "$tmp/err"
+result $? "and the error says why ($(tail -1 "$tmp/err"))"
 rm "$tmp/esc/requirements.txt"
+# A sandbox with a rw workspace can leave a FIFO where a lockfile belongs: nothing may wait on it.
+mkfifo "$tmp/esc/requirements.txt"
+"$ctl" policy validate "$tmp/esc" >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then kill "$pid"; rc=hung; else wait "$pid"; rc=$?; fi
+[ "$rc" = 2 ] && grep -q "requirements.txt': not a regular file" "$tmp/err"
+result $? "a FIFO as a lockfile is refused at once, not waited on (rc=$rc)"
+rm "$tmp/esc/requirements.txt"
+mkdir "$tmp/esc/requirements.txt"
+run policy validate "$tmp/esc"
+[ "$rc" = 2 ] && grep -q "requirements.txt': not a regular file" "$tmp/err"
+result $? "so is a directory"
+rmdir "$tmp/esc/requirements.txt"
 run policy validate "$tmp/esc"
 [ "$rc" = 2 ] && grep -q "cannot read lockfile 'requirements.txt'" "$tmp/err"
 result $? "a missing lockfile fails the compile"

@@ -99,7 +99,8 @@ struct crgw_diag {
  * Reads a lockfile the policy names. `path` is relative to the repository root and already checked to
  * hold no absolute part and no ".." component; the callback must still keep it beneath the root. Returns
  * 0 with a malloc'd buffer (taken by the caller) of at most `max` bytes, -E2BIG when the file is larger,
- * or another -errno.
+ * -EINVAL when it is no regular file (it must never wait on a FIFO), -EXDEV or -ELOOP when its path
+ * leaves the root, or another -errno.
  */
 typedef int (*crgw_read_file_cb)(void *arg, const char *path, size_t max, char **buf, size_t *len);
 
