@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The policy compiler: validates cleanroom.yaml and emits the canonical CompiledPolicy with its hash. */
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -38,8 +39,44 @@ struct compiler {
 	const struct crgw_compile_opts *opts;
 	struct rule *rules;
 	size_t nrules;
+	/* The document's credential-looking scalars, keys or values: never shown in a diagnostic. */
+	const struct ynode **secrets;
+	size_t nsecrets;
 	bool oom; /* an allocation failed: the compile reports -ENOMEM, never a partial document */
 };
+
+/* A credential's shortest telling part: a diagnostic holding this much of one is cut there. */
+#define SECRET_PREFIX 8
+
+/*
+ * Replaces, in `buf`, every run that begins with the first bytes of one of the document's credential-looking
+ * scalars (as far as it goes on matching it: a message may hold a truncated copy) with "<credential>".
+ */
+static void redact(const struct compiler *c, char *buf, size_t size)
+{
+	for (size_t i = 0; i < c->nsecrets; i++) {
+		const struct ynode *s = c->secrets[i];
+		size_t want = s->len < SECRET_PREFIX ? s->len : SECRET_PREFIX;
+		char *at;
+
+		while (want && (at = memmem(buf, strlen(buf), s->value, want))) {
+			size_t n = want, rest;
+			char tail[512];
+
+			while (n < s->len && at[n] && at[n] == s->value[n])
+				n++;
+			/* Another credential sharing its start: the rest of that one's run goes too. */
+			while (isalnum((unsigned char)at[n]) || (at[n] && strchr("_-+/=", at[n])))
+				n++;
+			rest = strlen(at + n);
+			if (rest >= sizeof(tail))
+				rest = sizeof(tail) - 1;
+			memcpy(tail, at + n, rest);
+			tail[rest] = '\0';
+			snprintf(at, size - (size_t)(at - buf), "<credential>%s", tail);
+		}
+	}
+}
 
 static void vdiag(struct compiler *c, enum crgw_reason code, const struct ynode *at, const char *path,
 		  const char *fmt, va_list ap)
@@ -59,6 +96,8 @@ static void vdiag(struct compiler *c, enum crgw_reason code, const struct ynode 
 	d->column = at ? at->column : 0;
 	snprintf(d->path, sizeof(d->path), "%s", path);
 	vsnprintf(d->message, sizeof(d->message), fmt, ap);
+	redact(c, d->path, sizeof(d->path));
+	redact(c, d->message, sizeof(d->message));
 }
 
 __attribute__((format(printf, 5, 6))) static void error(struct compiler *c, enum crgw_reason code,
@@ -1177,6 +1216,27 @@ static json_t *compile_metadata(struct compiler *c, const struct ynode *n)
 
 /* ---- the whole document ------------------------------------------------------------------------- */
 
+/* Notes every credential-looking scalar before any diagnostic can quote one (redact). */
+static void collect_secrets(struct compiler *c, const struct ynode *n)
+{
+	if (n->type == YNODE_SCALAR) {
+		const struct ynode **more;
+
+		if (!secret_scan(n->value, n->len))
+			return;
+		more = realloc(c->secrets, (c->nsecrets + 1) * sizeof(*more));
+		if (!more) {
+			c->oom = true;
+			return;
+		}
+		c->secrets = more;
+		c->secrets[c->nsecrets++] = n;
+		return;
+	}
+	for (size_t i = 0; i < n->nchildren; i++)
+		collect_secrets(c, n->children[i]);
+}
+
 /* Walks every scalar, key or value, so a credential is refused wherever it was pasted. */
 static void scan_secrets(struct compiler *c, const struct ynode *n, const char *path)
 {
@@ -1374,6 +1434,7 @@ int crgw_policy_compile(const char *yaml, size_t len, const struct crgw_compile_
 	}
 	if (err)
 		goto out;
+	collect_secrets(&c, root);
 	doc = compile_document(&c, root);
 	if (!doc || c.oom)
 		err = -ENOMEM;
@@ -1383,6 +1444,7 @@ out:
 	for (size_t i = 0; i < c.nrules; i++)
 		free(c.rules[i].ports);
 	free(c.rules);
+	free(c.secrets);
 	json_decref(doc);
 	ytree_free(root);
 	if (err) {

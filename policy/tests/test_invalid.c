@@ -4,6 +4,7 @@
  * whose first lines say what is expected:
  *   # expect: CODE PATH LINE:COLUMN      (PATH "-" for the document itself)
  *   # message: SUBSTRING                 (optional)
+ *   # never: SUBSTRING                   (optional: in no diagnostic's path or message)
  * Lockfiles such files name are read from DIR/files/. Hostile inputs (huge, deeply nested, NUL bytes,
  * invalid UTF-8) are generated here.
  */
@@ -57,12 +58,19 @@ static void run_file(const char *dir, const char *name)
 	}
 	const char *m = strstr(text, "\n# message: ");
 	bool want_message = m && sscanf(m, "\n# message: %255[^\n]", message) == 1;
+	const char *nv = strstr(text, "\n# never: ");
+	char never[256];
+	bool check_never = nv && sscanf(nv, "\n# never: %255[^\n]", never) == 1;
 
 	if (crgw_policy_compile(text, len, &opts, &c) != 0) {
 		tap_result(false, "%s: compile failed to run", name);
 	} else {
 		bool ok = c->nerrors > 0 && !c->json &&
 			  has_diag(c, code, rule, line, column, want_message ? message : NULL);
+
+		for (unsigned i = 0; check_never && i < c->ndiags; i++)
+			if (strstr(c->diags[i].path, never) || strstr(c->diags[i].message, never))
+				ok = false;
 
 		tap_result(ok, "%s: %s %s %u:%u", name, code, rule, line, column);
 		if (!ok)
