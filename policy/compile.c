@@ -190,6 +190,32 @@ static bool is_null(const struct ynode *n)
 		strcmp(n->value, "Null") == 0 || strcmp(n->value, "NULL") == 0);
 }
 
+/*
+ * Whether UTF-8 text `s` holds a character that controls how text shows rather than being some: C0 and
+ * C1 controls, DEL, the line and paragraph separators (YAML and terminals break lines there), the
+ * bidirectional overrides and isolates (a reviewer would read another order than the one matched), the
+ * byte order mark and the noncharacters U+FFFE and U+FFFF.
+ */
+static bool has_control(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	for (size_t i = 0; i < len; i++) {
+		if (u[i] < 0x20 || u[i] == 0x7f)
+			return true;
+		if (u[i] == 0xc2 && i + 1 < len && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f)
+			return true;
+		if (u[i] == 0xe2 && i + 2 < len &&
+		    ((u[i + 1] == 0x80 && u[i + 2] >= 0xa8 && u[i + 2] <= 0xae) ||
+		     (u[i + 1] == 0x81 && u[i + 2] >= 0xa6 && u[i + 2] <= 0xa9)))
+			return true;
+		if (u[i] == 0xef && i + 2 < len &&
+		    ((u[i + 1] == 0xbb && u[i + 2] == 0xbf) || (u[i + 1] == 0xbf && u[i + 2] >= 0xbe)))
+			return true;
+	}
+	return false;
+}
+
 static bool get_string(struct compiler *c, const struct ynode *n, const char *path, const char **out)
 {
 	if (!expect_type(c, n, path, YNODE_SCALAR))
@@ -202,11 +228,9 @@ static bool get_string(struct compiler *c, const struct ynode *n, const char *pa
 		invalid(c, n, path, "string longer than %d bytes", MAX_STRING);
 		return false;
 	}
-	for (size_t i = 0; i < n->len; i++) {
-		if ((unsigned char)n->value[i] < 0x20 || n->value[i] == 0x7f) {
-			invalid(c, n, path, "control character in string");
-			return false;
-		}
+	if (has_control(n->value, n->len)) {
+		invalid(c, n, path, "control character in string");
+		return false;
 	}
 	*out = n->value;
 	return true;
@@ -253,7 +277,7 @@ static bool get_duration(struct compiler *c, const struct ynode *n, const char *
 
 	if (!get_string(c, n, path, &p))
 		return false;
-	if (strcmp(p, "0") == 0) {
+	if (strcmp(p, "0") == 0 && !n->plain) {
 		*out = 0;
 		return true;
 	}
@@ -264,14 +288,17 @@ static bool get_duration(struct compiler *c, const struct ynode *n, const char *
 		size_t digits = 0;
 		const char *u;
 
-		while (*p >= '0' && *p <= '9' && digits < 7) {
-			v = v * 10 + (*p++ - '0');
+		/* Any number of digits; past a year's seconds the value stops growing and is refused below. */
+		while (*p >= '0' && *p <= '9') {
+			if (v <= MAX_DURATION_S)
+				v = v * 10 + (*p - '0');
+			p++;
 			digits++;
 		}
 		if (!digits || !*p || !(u = strchr(units, *p)) || (last && u <= last))
 			goto bad;
 		last = u;
-		total += v * seconds[u - units];
+		total += v > MAX_DURATION_S ? MAX_DURATION_S + 1 : v * seconds[u - units];
 		if (total > MAX_DURATION_S) {
 			invalid(c, n, path, "longer than 366 days");
 			return false;
@@ -281,7 +308,11 @@ static bool get_duration(struct compiler *c, const struct ynode *n, const char *
 	*out = total;
 	return true;
 bad:
-	invalid(c, n, path, "expected a duration such as 72h, 3d or 1d12h (units w, d, h, m, s, largest first)");
+	if (n->plain && strcmp(n->value, "0") == 0)
+		invalid(c, n, path, "a bare 0 is a number in YAML: write \"0\" (quoted) for no cooldown");
+	else
+		invalid(c, n, path,
+			"expected a duration such as 72h, 3d or 1d12h (units w, d, h, m, s, largest first)");
 	return false;
 }
 
@@ -1206,6 +1237,11 @@ static json_t *compile_metadata(struct compiler *c, const struct ynode *n)
 		path_key(sub, sizeof(sub), "metadata", n->children[i]->value);
 		if (n->children[i]->len > 64) {
 			invalid(c, n->children[i], "metadata", "metadata key longer than 64 bytes");
+			continue;
+		}
+		/* Reviewers and audit consumers read these keys too: the rules of a string value hold. */
+		if (n->children[i]->len == 0 || has_control(n->children[i]->value, n->children[i]->len)) {
+			invalid(c, n->children[i], "metadata", "metadata key empty or with a control character");
 			continue;
 		}
 		if (get_string(c, n->children[i + 1], sub, &value))

@@ -276,6 +276,14 @@ run policy validate "$tmp/huge"
 [ "$rc" = 2 ] && grep -q "nesting deeper" "$tmp/err"
 result $? "deep nesting is refused with a clear error"
 
+# ---- release cooldown durations: any number of digits, at most 366 days
+for age in 31622400s 527040m 8784h; do
+	printf 'version: 1\nsandbox: { network: { default: deny } }\nregistries:\n  npm: { enable: true, allowed_hosts: [npm.example.test], min_release_age: %s }\n' "$age" >"$tmp/age.yaml"
+	run policy compile --json "$tmp/age.yaml"
+	[ "$rc" = 0 ] && jq -e '.registries.npm.min_release_age_seconds == 31622400' "$tmp/out" >/dev/null
+	result $? "min_release_age $age is 366 days exactly"
+done
+
 # ---- lockfiles stay inside the repository
 mkdir -p "$tmp/esc"
 cat >"$tmp/esc/cleanroom.yaml" <<'Y'
