@@ -61,8 +61,12 @@ static void print_diags(const char *file, const struct crgw_compiled *c)
 		const struct crgw_diag *d = &c->diags[i];
 		const char *code = crgw_reason_str(d->code);
 
-		fprintf(stderr, "%s:%u:%u: %s: %s%s%s\n", file, d->line, d->column, code ? code : "warning",
-			d->path, d->path[0] ? ": " : "", d->message);
+		/* Line 0: about the whole file or the command line (--repository), no place in the file. */
+		if (d->line)
+			fprintf(stderr, "%s:%u:%u: ", file, d->line, d->column);
+		else
+			fprintf(stderr, "%s: ", file);
+		fprintf(stderr, "%s: %s%s%s\n", code ? code : "warning", d->path, d->path[0] ? ": " : "", d->message);
 	}
 	if (c->nerrors + c->nwarnings > c->ndiags)
 		fprintf(stderr, "%s: %u more diagnostics not shown\n", file, c->nerrors + c->nwarnings - c->ndiags);

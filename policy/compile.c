@@ -1345,9 +1345,34 @@ out:
 	json_decref(to_check);
 }
 
+/*
+ * The caller's words about where the policy came from go into the stored, hashed document and the audit
+ * trail: the rules of a policy's own strings hold, a credential (a URL with a token) is refused as in the
+ * file, and a commit is a commit id.
+ */
+static void check_source(struct compiler *c, const struct crgw_compile_opts *o)
+{
+	const char *r = o->source_repository, *commit = o->source_commit;
+
+	if (r && (!*r || strlen(r) > MAX_STRING || has_control(r, strlen(r))))
+		invalid(c, NULL, "source.repository", "empty, longer than %d bytes or with a control character",
+			MAX_STRING);
+	else if (r && secret_scan(r, strlen(r)))
+		invalid(c, NULL, "source.repository", "looks like it holds a credential (%s); name the repository only",
+			secret_scan(r, strlen(r)));
+	if (commit) {
+		size_t n = strspn(commit, "0123456789abcdefABCDEF");
+
+		if (n < 7 || n > 64 || commit[n])
+			invalid(c, NULL, "source.commit", "not a commit id (7 to 64 hexadecimal digits)");
+	}
+}
+
 static json_t *source_json(struct compiler *c, const struct crgw_compile_opts *o)
 {
 	json_t *s = json_object();
+
+	check_source(c, o);
 
 	add_json(c, s, "path", string_or_null(o->source_path));
 	add_json(c, s, "repository", string_or_null(o->source_repository));

@@ -276,6 +276,19 @@ run policy validate "$tmp/huge"
 [ "$rc" = 2 ] && grep -q "nesting deeper" "$tmp/err"
 result $? "deep nesting is refused with a clear error"
 
+# ---- --repository and --commit go into the hashed document: checked like the file's own strings
+printf 'version: 1\nsandbox: { network: { default: deny } }\n' >"$tmp/src.yaml"
+run policy compile --repository "https://ci:ghp_FAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKE@git.example.test/o/r" "$tmp/src.yaml"
+[ "$rc" = 2 ] && grep -q "source.repository: looks like it holds a credential" "$tmp/err" && ! grep -q FAKEFAKE "$tmp/err" &&
+	! grep -q ":0:0:" "$tmp/err"
+result $? "a repository URL with a token is refused without showing it ($(head -1 "$tmp/err"))"
+run policy compile --commit "main; rm -rf /" "$tmp/src.yaml"
+[ "$rc" = 2 ] && grep -q "source.commit: not a commit id" "$tmp/err"
+result $? "a commit that is no commit id is refused"
+run policy compile --json --repository git.example.test/o/r --commit 0123abcd "$tmp/src.yaml"
+[ "$rc" = 0 ] && jq -e '.source.repository == "git.example.test/o/r" and .source.commit == "0123abcd"' "$tmp/out" >/dev/null
+result $? "a plain repository name and a short commit id are recorded"
+
 # ---- release cooldown durations: any number of digits, at most 366 days
 for age in 31622400s 527040m 8784h; do
 	printf 'version: 1\nsandbox: { network: { default: deny } }\nregistries:\n  npm: { enable: true, allowed_hosts: [npm.example.test], min_release_age: %s }\n' "$age" >"$tmp/age.yaml"
