@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* crgw-ctl: the command-line front end; each command lives in its own file. */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,7 +97,26 @@ static int take_control_option(int *argc, char **argv)
 	return 0;
 }
 
+static int dispatch(int argc, char **argv);
+
+/*
+ * An answer that did not reach stdout (a full disk, a closed pipe's reader gone) is no answer: exit 2, not
+ * the code of an answer the caller never got. run and exec keep their command's code, which is theirs.
+ */
 int main(int argc, char **argv)
+{
+	bool cmd = argc > 1 && (!strcmp(argv[1], "run") || !strcmp(argv[1], "exec"));
+	int rc = dispatch(argc, argv), err;
+
+	err = fflush(stdout) ? errno : ferror(stdout) ? EIO : 0;
+	if (err && !cmd) {
+		fprintf(stderr, "crgw-ctl: cannot write the output: %s\n", strerror(err));
+		return CTL_EXIT_ERROR;
+	}
+	return rc;
+}
+
+static int dispatch(int argc, char **argv)
 {
 	if (take_control_option(&argc, argv))
 		return CTL_EXIT_ERROR;

@@ -193,6 +193,11 @@ int ytree_parse(const char *buf, size_t len, struct ynode **root, struct ytree_e
 
 	*root = NULL;
 	memset(err, 0, sizeof(*err));
+	/* A byte order mark some editors write: YAML allows it at the start; libyaml, told UTF-8, does not. */
+	if (len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3)) {
+		buf += 3;
+		len -= 3;
+	}
 	if (!yaml_parser_initialize(&parser))
 		return -ENOMEM;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);

@@ -276,8 +276,14 @@ run policy validate "$tmp/huge"
 [ "$rc" = 2 ] && grep -q "nesting deeper" "$tmp/err"
 result $? "deep nesting is refused with a clear error"
 
-# ---- --repository and --commit go into the hashed document: checked like the file's own strings
+# ---- an answer that cannot be written is no answer
 printf 'version: 1\nsandbox: { network: { default: deny } }\n' >"$tmp/src.yaml"
+"$ctl" policy compile "$tmp/src.yaml" >/dev/full 2>"$tmp/err"
+rc=$?
+[ "$rc" = 2 ] && grep -q "cannot write the output" "$tmp/err"
+result $? "a compile whose output cannot be written exits 2 and says so (rc=$rc)"
+
+# ---- --repository and --commit go into the hashed document: checked like the file's own strings
 run policy compile --repository "https://ci:ghp_FAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKE@git.example.test/o/r" "$tmp/src.yaml"
 [ "$rc" = 2 ] && grep -q "source.repository: looks like it holds a credential" "$tmp/err" && ! grep -q FAKEFAKE "$tmp/err" &&
 	! grep -q ":0:0:" "$tmp/err"
