@@ -203,12 +203,22 @@ int crgw_host_parse(const char *in, size_t len, struct crgw_host *out, const cha
 		return fail(why, "NUL byte in host");
 
 	if (in[0] == '[') {
-		if (len < 3 || in[len - 1] != ']')
+		if (in[len - 1] != ']')
 			return fail(why, "unterminated IPv6 literal");
+		if (len < 3)
+			return fail(why, "empty IPv6 literal");
 		return parse_ipv6(in + 1, len - 2, out, why);
 	}
-	if (memchr(in, ':', len))
-		return parse_ipv6(in, len, out, why);
+	if (memchr(in, ':', len)) {
+		const char *colon = memchr(in, ':', len);
+
+		/* "name:443": a port written into the host, not an IPv6 address gone wrong. */
+		if (parse_ipv6(in, len, out, why) == 0)
+			return 0;
+		if (!memchr(colon + 1, ':', len - (size_t)(colon - in) - 1) && memchr(in, '.', (size_t)(colon - in)))
+			return fail(why, "a host holds no port: ports go in 'ports' (rules) or after the host (HOST:PORT)");
+		return -EINVAL;
+	}
 
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)in[i];
