@@ -64,18 +64,10 @@ static const char *rule_str(json_t *rule, const char *key)
 	return s ? s : "";
 }
 
-static json_t *find_rule(json_t *rules, json_t *like)
+static bool same_target(json_t *a, json_t *b)
 {
-	size_t i;
-	json_t *r;
-
-	json_array_foreach(rules, i, r)
-	{
-		if (!strcmp(rule_str(r, "action"), rule_str(like, "action")) &&
-		    !strcmp(rule_str(r, "host"), rule_str(like, "host")))
-			return r;
-	}
-	return NULL;
+	return !strcmp(rule_str(a, "action"), rule_str(b, "action")) &&
+	       !strcmp(rule_str(a, "host"), rule_str(b, "host"));
 }
 
 /* A rule as its author reads it: without its origin, which says where it is, not what it does. */
@@ -88,14 +80,45 @@ static json_t *rule_body(json_t *rule)
 	return body;
 }
 
+static bool same_body(json_t *a, json_t *b)
+{
+	json_t *ab = rule_body(a), *bb = rule_body(b);
+	bool same = ab && bb && json_equal(ab, bb);
+
+	json_decref(ab);
+	json_decref(bb);
+	return same;
+}
+
+/*
+ * Rules pair by action and host. A host may have several rules (other ports, another spelling of the
+ * name): a rule that only moved pairs with its identical twin first, so that only what differs shows.
+ */
 static void diff_rules(struct differ *d, json_t *old_rules, json_t *new_rules)
 {
-	size_t i;
-	json_t *r;
+	size_t no = json_array_size(old_rules), nn = json_array_size(new_rules);
+	ssize_t *pair = calloc(nn ? nn : 1, sizeof(*pair));
+	bool *taken = calloc(no ? no : 1, sizeof(*taken));
 
-	json_array_foreach(new_rules, i, r)
-	{
-		json_t *was = find_rule(old_rules, r);
+	if (!pair || !taken) {
+		d->err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < nn; i++)
+		pair[i] = -1;
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < nn; i++)
+			for (size_t k = 0; pair[i] < 0 && k < no; k++) {
+				json_t *r = json_array_get(new_rules, i), *was = json_array_get(old_rules, k);
+
+				if (!taken[k] && same_target(r, was) && (pass == 1 || same_body(r, was))) {
+					pair[i] = (ssize_t)k;
+					taken[k] = true;
+				}
+			}
+	for (size_t i = 0; i < nn; i++) {
+		json_t *r = json_array_get(new_rules, i),
+		       *was = pair[i] >= 0 ? json_array_get(old_rules, (size_t)pair[i]) : NULL;
 		json_t *nb = rule_body(r), *ob = was ? rule_body(was) : NULL;
 
 		if (!nb || (was && !ob))
@@ -109,18 +132,21 @@ static void diff_rules(struct differ *d, json_t *old_rules, json_t *new_rules)
 		json_decref(nb);
 		json_decref(ob);
 	}
-	json_array_foreach(old_rules, i, r)
-	{
-		if (!find_rule(new_rules, r)) {
-			json_t *ob = rule_body(r);
+	for (size_t k = 0; k < no; k++) {
+		json_t *ob;
 
-			if (!ob)
-				d->err = -ENOMEM;
-			else
-				emit(d, CRGW_CHANGE_REMOVED, rule_str(r, "origin"), NULL, ob, NULL);
-			json_decref(ob);
-		}
+		if (taken[k])
+			continue;
+		ob = rule_body(json_array_get(old_rules, k));
+		if (!ob)
+			d->err = -ENOMEM;
+		else
+			emit(d, CRGW_CHANGE_REMOVED, rule_str(json_array_get(old_rules, k), "origin"), NULL, ob, NULL);
+		json_decref(ob);
 	}
+out:
+	free(pair);
+	free(taken);
 }
 
 /* ---- everything else: objects by key, arrays as sets ------------------------------------------------ */

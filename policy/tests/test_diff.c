@@ -298,6 +298,36 @@ static void test_rules(const struct compiled *o, const struct compiled *n)
 	tap_result(rc == 0, "reach of a policy against itself: nothing flips");
 }
 
+/* Two rules for one host (another port, another spelling of the name): swapped, they only moved. */
+static void test_twin_rules(void)
+{
+	struct compiled a = compile("version: 1\nsandbox:\n  network:\n    default: deny\n    allow:\n"
+				    "      - { host: h.example.test, ports: [443] }\n"
+				    "      - { host: H.example.test., ports: [80] }\n"),
+			b = compile("version: 1\nsandbox:\n  network:\n    default: deny\n    allow:\n"
+				    "      - { host: H.example.test., ports: [80] }\n"
+				    "      - { host: h.example.test, ports: [443, 8443] }\n");
+	struct seen s = {0};
+	int rc;
+
+	if (!a.policy || !b.policy) {
+		tap_result(false, "the twin-rule policies compile");
+		release(&a);
+		release(&b);
+		return;
+	}
+	rc = crgw_policy_diff_rules(a.json, a.len, b.json, b.len, on_change, &s);
+	tap_result(rc == 1 && strstr(s.text, "changed sandbox.network.allow[1] was sandbox.network.allow[0]") &&
+			   !strstr(s.text, "80]"),
+		   "of two rules for one host, the one that changed is named, the one that moved is not (%d): %s", rc,
+		   s.text);
+	memset(&s, 0, sizeof(s));
+	rc = crgw_policy_diff_rules(b.json, b.len, a.json, a.len, on_change, &s);
+	tap_result(rc == 1, "and the same the other way round (%d): %s", rc, s.text);
+	release(&a);
+	release(&b);
+}
+
 static void test_default_allow(void)
 {
 	struct crgw_compiled *c = NULL;
@@ -335,6 +365,7 @@ int main(void)
 	}
 	test_replay(&o, &n);
 	test_rules(&o, &n);
+	test_twin_rules();
 	test_default_allow();
 	release(&o);
 	release(&n);
