@@ -28,6 +28,7 @@ struct policy_args {
 struct loaded {
 	struct repo_policy repo;
 	struct crgw_compiled *compiled;
+	char error[600]; /* why there is no compiled policy at all (also on stderr) */
 };
 
 static void print_json(json_t *v)
@@ -88,25 +89,29 @@ static int compile_policy(const struct policy_args *a, const char *where, struct
 	memset(out, 0, sizeof(*out));
 	rc = repo_find_policy(where, &out->repo, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "crgw-ctl: %s\n", err);
+		snprintf(out->error, sizeof(out->error), "%s", err);
+		fprintf(stderr, "crgw-ctl: %s\n", out->error);
 		return rc;
 	}
 	rc = repo_read_file(out->repo.path, CRGW_POLICY_MAX_BYTES, &yaml, &len);
-	if (rc == -E2BIG) {
-		fprintf(stderr, "crgw-ctl: %s: policy_invalid: file larger than %u bytes\n", out->repo.path,
-			CRGW_POLICY_MAX_BYTES);
-		return rc;
-	}
 	if (rc) {
-		fprintf(stderr, "crgw-ctl: %s: %s\n", out->repo.path, strerror(-rc));
+		if (rc == -E2BIG)
+			snprintf(out->error, sizeof(out->error), "%s: policy_invalid: file larger than %u bytes",
+				 out->repo.path, CRGW_POLICY_MAX_BYTES);
+		else
+			snprintf(out->error, sizeof(out->error), "%s: %s", out->repo.path,
+				 rc == -EINVAL ? "not a regular file" : strerror(-rc));
+		fprintf(stderr, "crgw-ctl: %s\n", out->error);
 		return rc;
 	}
 	opts.read_file_arg = out->repo.root;
 	opts.source_path = out->repo.source;
 	rc = crgw_policy_compile(yaml, len, &opts, &out->compiled);
 	free(yaml);
-	if (rc)
-		fprintf(stderr, "crgw-ctl: %s: %s\n", out->repo.path, strerror(-rc));
+	if (rc) {
+		snprintf(out->error, sizeof(out->error), "%s: %s", out->repo.path, strerror(-rc));
+		fprintf(stderr, "crgw-ctl: %s\n", out->error);
+	}
 	return rc;
 }
 
@@ -182,10 +187,23 @@ static int cmd_validate(const struct policy_args *a)
 
 	if (rc) {
 		if (a->json) {
-			json_t *o = json_object();
+			/* The shape of an invalid policy's answer, so a consumer reads one shape. */
+			json_t *o = json_object(), *e = json_object(), *errors = json_array();
 
+			json_object_set_new(e, "code", json_string("policy_invalid"));
+			json_object_set_new(e, "path", json_string(""));
+			json_object_set_new(e, "line", json_integer(0));
+			json_object_set_new(e, "column", json_integer(0));
+			json_object_set_new(e, "message", json_string(l.error));
+			json_array_append_new(errors, e);
 			json_object_set_new(o, "valid", json_false());
-			json_object_set_new(o, "error", json_string(strerror(-rc)));
+			json_object_set_new(o, "policy", json_string(l.repo.path[0] ? l.repo.path
+									   : a->positional ? a->positional : "."));
+			json_object_set_new(o, "policy_hash", json_null());
+			json_object_set_new(o, "errors", errors);
+			json_object_set_new(o, "errors_total", json_integer(1));
+			json_object_set_new(o, "warnings", json_array());
+			json_object_set_new(o, "error", json_string(l.error));
 			print_json(o);
 		}
 		return CTL_EXIT_ERROR;

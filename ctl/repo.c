@@ -36,7 +36,14 @@ int repo_find_policy(const char *arg, struct repo_policy *out, char *err, size_t
 		snprintf(root_file, sizeof(root_file), "%s/cleanroom.yaml", dir);
 		snprintf(bk_file, sizeof(bk_file), "%s/.buildkite/cleanroom.yaml", dir);
 		bool has_root = is_file(root_file), has_bk = is_file(bk_file);
+		struct stat lst;
 
+		/* One that is there and unusable is an error: falling back to the other would hide it. */
+		if (!has_root && lstat(root_file, &lst) == 0) {
+			snprintf(err, errlen, "%s: not a regular file (a directory, a FIFO, or a link that leads nowhere)",
+				 root_file);
+			return -EINVAL;
+		}
 		if (!has_root && !has_bk) {
 			snprintf(err, errlen, "%s: no cleanroom.yaml or .buildkite/cleanroom.yaml", dir);
 			return -ENOENT;

@@ -276,6 +276,18 @@ run policy validate "$tmp/huge"
 [ "$rc" = 2 ] && grep -q "nesting deeper" "$tmp/err"
 result $? "deep nesting is refused with a clear error"
 
+# ---- a policy that cannot be read: the JSON answer has the shape of an invalid one
+head -c 1100000 /dev/zero | tr '\0' 'a' >"$tmp/big.yaml"
+run policy validate --json "$tmp/big.yaml"
+[ "$rc" = 2 ] && jq -e '.valid == false and .policy_hash == null and .errors_total == 1 and
+	(.errors[0].message | test("larger than 1048576 bytes")) and .warnings == []' "$tmp/out" >/dev/null
+result $? "validate --json of an oversized file: one error in the usual shape, no raw errno text"
+mkdir -p "$tmp/brk/.buildkite" "$tmp/brk/cleanroom.yaml"
+printf 'version: 1\nsandbox: { network: { default: deny } }\n' >"$tmp/brk/.buildkite/cleanroom.yaml"
+run policy validate "$tmp/brk"
+[ "$rc" = 2 ] && grep -q "cleanroom.yaml: not a regular file" "$tmp/err"
+result $? "a cleanroom.yaml that is a directory is an error, not a silent fall-back to .buildkite/"
+
 # ---- an answer that cannot be written is no answer
 printf 'version: 1\nsandbox: { network: { default: deny } }\n' >"$tmp/src.yaml"
 "$ctl" policy compile "$tmp/src.yaml" >/dev/full 2>"$tmp/err"
