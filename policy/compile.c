@@ -17,8 +17,8 @@
 #include "yaml_tree.h"
 
 /* Bounds that keep a hostile policy's cost proportional to a large honest one. */
-#define MAX_RULES 65536
-#define MAX_PORTS_PER_RULE 4096
+#define MAX_RULES CRGW_COMPILED_MAX_RULES
+#define MAX_PORTS_PER_RULE CRGW_COMPILED_MAX_PORTS
 #define MAX_STRING CRGW_COMPILED_MAX_STRING
 #define MAX_LIST CRGW_COMPILED_MAX_LIST
 #define MAX_SECRETS CRGW_COMPILED_MAX_SECRETS
@@ -503,10 +503,8 @@ static void parse_rule(struct compiler *c, const struct ynode *n, const char *pa
 		invalid(c, host, sub, "invalid host: %s", why);
 		return;
 	}
-	/* A wildcard over a whole top-level domain admits most of the internet; deny rules may do it. */
-	if (!deny && r.pattern.kind != PATTERN_NAME && r.pattern.kind != PATTERN_CIDR &&
-	    !memchr(r.pattern.host.text, '.', r.pattern.host.len)) {
-		invalid(c, host, sub, "an allow wildcard needs at least two labels after the wildcard");
+	if (!deny && pattern_check_allow(&r.pattern, &why) != 0) {
+		invalid(c, host, sub, "%s", why);
 		return;
 	}
 	if (reason) {
@@ -1397,7 +1395,7 @@ static json_t *compile_document(struct compiler *c, const struct ynode *root)
 	scan_secrets(c, root, "");
 	if (!(v = ytree_get(root, "version")))
 		invalid(c, root, "version", "'version' is required (version: 1)");
-	else if (get_int(c, v, "version", 1, 1, &version))
+	else if (get_int(c, v, "version", CRGW_COMPILED_VERSION, CRGW_COMPILED_VERSION, &version))
 		add_json(c, doc, "version", json_integer(version));
 
 	if ((v = ytree_get(root, "project"))) {

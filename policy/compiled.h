@@ -9,6 +9,9 @@
 
 #define CRGW_COMPILED_FORMAT "crgw.compiled-policy/v1"
 
+/* The policy language's `version`: the only one the compiler accepts and writes, so the only one that loads. */
+#define CRGW_COMPILED_VERSION 1
+
 /* Sorted keys, no insignificant whitespace, ASCII only: the same document always gives the same bytes. */
 #define CRGW_JSON_CANONICAL (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)
 
@@ -16,6 +19,8 @@
 #define CRGW_COMPILED_MAX_STRING 256
 #define CRGW_COMPILED_MAX_LIST 4096
 #define CRGW_COMPILED_MAX_SECRETS 256
+#define CRGW_COMPILED_MAX_RULES 65536 /* network rules, allow and deny together */
+#define CRGW_COMPILED_MAX_PORTS 4096  /* ports of one rule */
 
 /* A secret id: 1-64 bytes of [a-z0-9_.-] (`s` borrowed, `len` bytes). */
 bool crgw_compiled_secret_id_valid(const char *s, size_t len);

@@ -15,6 +15,7 @@
 #include "gitref.h"
 #include "lockfile.h"
 #include "matcher.h"
+#include "pattern.h"
 
 #define MAX_COMPILED_BYTES (256u * 1024 * 1024)
 
@@ -81,12 +82,48 @@ static bool only_keys(json_t *obj, const char *const *keys, const char **unknown
 	return true;
 }
 
+/*
+ * A string as the compiler takes one from the YAML: at most 256 bytes, no control characters. In a header
+ * value they would let a policy split the request it is injected into; in a rule's reason, forge lines of
+ * what prints it.
+ */
+static bool text_ok(const char *s, size_t len)
+{
+	if (len > CRGW_COMPILED_MAX_STRING)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/*
+ * Only the origin the compiler writes, the rule's own list and index: "sandbox.network.allow[3]" for an
+ * allow rule. Decisions and the audit log name the deciding rule by its origin, so other text could pose
+ * as a gateway rule ("gateway.special_addresses") or as a rule of the other kind.
+ */
+static bool origin_ok(const char *s, size_t len, bool deny)
+{
+	const char *prefix = deny ? "sandbox.network.deny[" : "sandbox.network.allow[";
+	size_t plen = strlen(prefix), digits = 0;
+	unsigned long at = 0;
+
+	if (len < plen || memcmp(s, prefix, plen) != 0)
+		return false;
+	s += plen;
+	len -= plen;
+	while (digits < len && digits < 5 && s[digits] >= '0' && s[digits] <= '9')
+		at = at * 10 + (unsigned long)(s[digits++] - '0');
+	return digits > 0 && (digits == 1 || s[0] != '0') && at < CRGW_COMPILED_MAX_RULES && len == digits + 1 &&
+	       s[digits] == ']';
+}
+
 static int load_rule(json_t *o, size_t i, struct matcher_rule *r, uint16_t **ports_next, char *err,
 		     size_t errlen)
 {
 	static const char *const keys[] = { "action", "host", "ports", "origin", "reason", NULL };
 	const char *action, *host, *unknown, *why = NULL;
-	json_t *ports, *origin;
+	json_t *ports, *origin, *reason;
 	char canon[CRGW_HOST_NAME_MAX + 8];
 
 	if (!json_is_object(o))
@@ -97,6 +134,7 @@ static int load_rule(json_t *o, size_t i, struct matcher_rule *r, uint16_t **por
 	host = json_string_value(json_object_get(o, "host"));
 	ports = json_object_get(o, "ports");
 	origin = json_object_get(o, "origin");
+	reason = json_object_get(o, "reason");
 	if (!action || (strcmp(action, "allow") != 0 && strcmp(action, "deny") != 0))
 		return fail(err, errlen, "network.rules[%zu].action: expected \"allow\" or \"deny\"", i);
 	r->deny = action[0] == 'd';
@@ -105,11 +143,15 @@ static int load_rule(json_t *o, size_t i, struct matcher_rule *r, uint16_t **por
 	pattern_format(&r->pattern, canon, sizeof(canon));
 	if (strcmp(canon, host) != 0)
 		return fail(err, errlen, "network.rules[%zu].host: not in canonical form", i);
-	if (!json_is_string(origin) || json_string_length(origin) == 0 || json_string_length(origin) > 159)
-		return fail(err, errlen, "network.rules[%zu].origin: expected a rule path", i);
+	if (!r->deny && pattern_check_allow(&r->pattern, &why) != 0)
+		return fail(err, errlen, "network.rules[%zu].host: %s", i, why);
+	if (!json_is_string(origin) || !origin_ok(json_string_value(origin), json_string_length(origin), r->deny))
+		return fail(err, errlen, "network.rules[%zu].origin: expected the rule's path, sandbox.network.%s[N]",
+			    i, action);
 	r->origin = json_string_value(origin);
-	if (json_object_get(o, "reason") && !json_is_string(json_object_get(o, "reason")))
-		return fail(err, errlen, "network.rules[%zu].reason: expected a string", i);
+	if (reason && (!json_is_string(reason) || !text_ok(json_string_value(reason), json_string_length(reason))))
+		return fail(err, errlen, "network.rules[%zu].reason: expected %d bytes at most, no control characters",
+			    i, CRGW_COMPILED_MAX_STRING);
 	if (!json_is_array(ports))
 		return fail(err, errlen, "network.rules[%zu].ports: expected an array", i);
 	if (json_array_size(ports) == 0 && !r->deny)
@@ -154,6 +196,28 @@ static int origin_cmp(const char *a, const char *b)
 static int rule_origin_cmp(const void *a, const void *b)
 {
 	return origin_cmp(((const struct matcher_rule *)a)->origin, ((const struct matcher_rule *)b)->origin);
+}
+
+/*
+ * The compiler numbers each list's rules from 0 without a gap, so sorted by origin (`r`, checked by
+ * origin_ok) they count up from 0 per action. A repeat would leave the tie between two equally specific
+ * rules to qsort; a gap marks a rule taken out after compiling.
+ */
+static int check_origin_sequence(const struct matcher_rule *r, size_t n, char *err, size_t errlen)
+{
+	unsigned long next[2] = { 0, 0 };
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned long at = strtoul(strchr(r[i].origin, '[') + 1, NULL, 10);
+
+		if (at < next[r[i].deny])
+			return fail(err, errlen, "network.rules: origin %s is used twice", r[i].origin);
+		if (at > next[r[i].deny])
+			return fail(err, errlen, "network.rules: no rule has origin sandbox.network.%s[%lu]",
+				    r[i].deny ? "deny" : "allow", next[r[i].deny]);
+		next[r[i].deny]++;
+	}
+	return 0;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -213,10 +277,16 @@ static int load_network(struct crgw_policy *p, json_t *net, char *err, size_t er
 	if (!json_is_array(rules))
 		return fail(err, errlen, "network.rules: expected an array");
 	n = json_array_size(rules);
+	if (n > CRGW_COMPILED_MAX_RULES)
+		return fail(err, errlen, "network.rules: more than %d rules", CRGW_COMPILED_MAX_RULES);
+	/* Bounded before anything is allocated for them: the document is untrusted. */
 	for (size_t i = 0; i < n; i++) {
 		json_t *ports = json_object_get(json_array_get(rules, i), "ports");
 
-		nports += json_is_array(ports) ? json_array_size(ports) : 0;
+		if (json_array_size(ports) > CRGW_COMPILED_MAX_PORTS)
+			return fail(err, errlen, "network.rules[%zu].ports: more than %d ports", i,
+				    CRGW_COMPILED_MAX_PORTS);
+		nports += json_array_size(ports);
 	}
 	p->ports = malloc((nports ? nports : 1) * sizeof(*p->ports));
 	mrules = calloc(n ? n : 1, sizeof(*mrules));
@@ -234,7 +304,9 @@ static int load_network(struct crgw_policy *p, json_t *net, char *err, size_t er
 		}
 	}
 	qsort(mrules, n, sizeof(*mrules), rule_origin_cmp);
-	rc = matcher_build(mrules, n, &p->matcher);
+	rc = check_origin_sequence(mrules, n, err, errlen);
+	if (!rc)
+		rc = matcher_build(mrules, n, &p->matcher);
 	free(mrules);
 	if (rc)
 		return rc;
@@ -479,17 +551,6 @@ static int load_git(struct crgw_policy *p, json_t *git, char *err, size_t errlen
 	return 0;
 }
 
-/* Control characters in a header value would let a policy split the request it is injected into. */
-static bool header_value_ok(const char *s, size_t len)
-{
-	if (len > CRGW_COMPILED_MAX_STRING)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			return false;
-	return true;
-}
-
 static int load_secret(json_t *o, size_t i, struct crgw_secret_rule *s, const char ***hosts_next, char *err,
 		       size_t errlen)
 {
@@ -509,7 +570,7 @@ static int load_secret(json_t *o, size_t i, struct crgw_secret_rule *s, const ch
 	    !crgw_compiled_header_name_valid(json_string_value(header)) ||
 	    crgw_compiled_header_forbidden(json_string_value(header)))
 		return fail(err, errlen, "secrets[%zu].header: expected a header name that may carry a secret", i);
-	if (!json_is_string(format) || !header_value_ok(json_string_value(format), json_string_length(format)) ||
+	if (!json_is_string(format) || !text_ok(json_string_value(format), json_string_length(format)) ||
 	    !crgw_compiled_format_valid(json_string_value(format)))
 		return fail(err, errlen, "secrets[%zu].format: expected a header value with '{secret}' once", i);
 	if (!json_is_integer(ttl) || json_integer_value(ttl) < 1 || json_integer_value(ttl) > 86400)
@@ -617,6 +678,12 @@ static int check_sections(json_t *doc, char *err, size_t errlen)
 			return fail(err, errlen, "missing top-level key '%s'", sections[i].key);
 	if (strcmp(json_string_value(json_object_get(doc, "format")), CRGW_COMPILED_FORMAT) != 0)
 		return fail(err, errlen, "format: expected \"%s\"", CRGW_COMPILED_FORMAT);
+	/* Another version could mean what this loader does not know to enforce: refused, not guessed at. */
+	json_int_t version = json_integer_value(json_object_get(doc, "version"));
+
+	if (version != CRGW_COMPILED_VERSION)
+		return fail(err, errlen, "version: %" JSON_INTEGER_FORMAT " is not supported (only %d is)", version,
+			    CRGW_COMPILED_VERSION);
 	return 0;
 }
 
@@ -652,8 +719,16 @@ int crgw_policy_load(const char *json, size_t len, struct crgw_policy **out, cha
 	}
 	if ((rc = load_network(p, json_object_get(p->doc, "network"), err, errlen)))
 		goto out;
+	static const char *const sandbox_keys[] = { "image", "ttl_minutes", "learn", NULL };
+	json_t *sandbox = json_object_get(p->doc, "sandbox");
+	const char *unknown;
+
+	if (!only_keys(sandbox, sandbox_keys, &unknown)) {
+		rc = fail(err, errlen, "sandbox: unknown key '%.64s'", unknown);
+		goto out;
+	}
 	/* The compiler bounds ttl_minutes to 1..10080; a document without it predates the key: 60. */
-	json_t *ttl = json_object_get(json_object_get(p->doc, "sandbox"), "ttl_minutes");
+	json_t *ttl = json_object_get(sandbox, "ttl_minutes");
 
 	p->ttl_minutes = 60;
 	if (ttl && (!json_is_integer(ttl) || json_integer_value(ttl) < 1 || json_integer_value(ttl) > 10080)) {
@@ -662,7 +737,7 @@ int crgw_policy_load(const char *json, size_t len, struct crgw_policy **out, cha
 	}
 	if (ttl)
 		p->ttl_minutes = (unsigned)json_integer_value(ttl);
-	json_t *learn = json_object_get(json_object_get(p->doc, "sandbox"), "learn");
+	json_t *learn = json_object_get(sandbox, "learn");
 
 	if (learn && !json_is_false(learn)) {
 		rc = fail(err, errlen, "sandbox.learn: only false is ever written");

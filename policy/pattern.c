@@ -110,6 +110,13 @@ int pattern_parse(const char *text, size_t len, struct pattern *out, const char 
 	return 0;
 }
 
+int pattern_check_allow(const struct pattern *p, const char **why)
+{
+	if ((p->kind == PATTERN_WILD_ONE || p->kind == PATTERN_WILD_MANY) && !memchr(p->host.text, '.', p->host.len))
+		return fail(why, "an allow wildcard needs at least two labels after the wildcard");
+	return 0;
+}
+
 void pattern_format(const struct pattern *p, char *buf, size_t size)
 {
 	switch (p->kind) {

@@ -25,6 +25,14 @@ struct pattern {
  */
 int pattern_parse(const char *text, size_t len, struct pattern *out, const char **why);
 
+/*
+ * Whether `p` may be an allow rule's host: a wildcard needs at least two labels after it, since "*.com"
+ * would admit most of the internet (a deny rule may cover a top-level domain). The compiler and the loader
+ * both ask, so a compiled document cannot hold an allow rule the compiler would refuse. Returns 0 or
+ * -EINVAL with `*why` set.
+ */
+int pattern_check_allow(const struct pattern *p, const char **why);
+
 /* Writes the canonical spelling (the compiled form's `host`) into `buf`. */
 void pattern_format(const struct pattern *p, char *buf, size_t size);
 

@@ -209,6 +209,21 @@ sed 's/api.github.com/evil.github.com/' "$tmp/compiled.json" >"$tmp/tampered.jso
 expect_rc 2 "explain --compiled refuses a tampered document" policy explain --compiled "$tmp/tampered.json" x.example
 grep -q "policy_hash does not match" "$tmp/err"
 result $? "tampering is reported as a hash mismatch"
+# reseal JQ-EDIT: the compiled document edited and given the policy_hash of its new content (the canonical
+# form is jq's sorted, compact, ASCII output), so that what the loader refuses is the content, not the hash.
+reseal() {
+	jq -cSa "$1 | del(.policy_hash)" "$tmp/compiled.json" | tr -d '\n' >"$tmp/body"
+	jq -cSa --arg h "sha256:$(sha256sum <"$tmp/body" | cut -d' ' -f1)" '.policy_hash = $h' "$tmp/body" \
+		>"$tmp/resealed.json"
+}
+reseal .
+expect_rc 1 "explain --compiled loads a resealed, unchanged document" \
+	policy explain --compiled "$tmp/resealed.json" x.com
+reseal '.network.rules[0].host = "*.com"'
+expect_rc 2 "explain --compiled refuses a resealed allow rule for *.com" \
+	policy explain --compiled "$tmp/resealed.json" x.com
+grep -q "network.rules\[0\].host: an allow wildcard needs at least two labels" "$tmp/err"
+result $? "the refusal names the rule's host"
 
 # ---- finding the policy
 policy "$tmp/bk/.buildkite" <<'Y'

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The loader refuses CompiledPolicy documents with bad git or secrets sections even when their
- * policy_hash is right: the hash only says the document is intact, not that the compiler wrote it, so
- * each tampered document here is resealed before it is loaded.
+ * The loader refuses CompiledPolicy documents the compiler would never write (a bad version, network rule,
+ * git or secrets section) even when their policy_hash is right: the hash only says the document is
+ * intact, not that the compiler wrote it, so each tampered document here is resealed before it is loaded.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -106,6 +106,97 @@ static void refused(const char *path, const char *value, const char *expect)
 	if (!ok)
 		printf("#   expected an error containing '%s' (rc %d)\n", expect, rc);
 	crgw_policy_unref(p);
+}
+
+static void document_cases(void)
+{
+	static const struct {
+		const char *path, *value, *expect;
+	} cases[] = {
+		{ "version", "2", "version: 2 is not supported (only 1 is)" },
+		{ "version", "0", "version: 0 is not supported" },
+		{ "version", "-1", "version: -1 is not supported" },
+		{ "version", "99999999999", "version: 99999999999 is not supported" },
+		{ "version", "\"1\"", "version: wrong type" },
+		{ "version", "1.0", "version: wrong type" },
+		{ "version", NULL, "missing top-level key 'version'" },
+		{ "sandbox.network", "{\"default\":\"deny\"}", "sandbox: unknown key 'network'" },
+		{ "sandbox.ttl_minutes", "0", "sandbox.ttl_minutes: expected 1..10080" },
+		{ "sandbox.learn", "true", "sandbox.learn: only false is ever written" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		refused(cases[i].path, cases[i].value, cases[i].expect);
+}
+
+static void network_cases(void)
+{
+	static const struct {
+		const char *path, *value, *expect;
+	} cases[] = {
+		/* What the compiler refuses in an allow rule: a wildcard over a top-level domain. */
+		{ "network.rules[0].host", "\"*.com\"", "network.rules[0].host: an allow wildcard needs at least two labels" },
+		{ "network.rules[0].host", "\"**.com\"", "network.rules[0].host: an allow wildcard needs at least two labels" },
+		{ "network.rules[0].host", "\"*.API.example.com\"", "network.rules[0].host: not in canonical form" },
+		/* Origins the compiler never writes: a gateway rule's name, the other list, other spellings. */
+		{ "network.rules[0].origin", "\"gateway.special_addresses\"", "network.rules[0].origin: expected the rule's path" },
+		{ "network.rules[0].origin", "\"sandbox.network.default\"", "network.rules[0].origin: expected the rule's path" },
+		{ "network.rules[0].origin", "\"sandbox.network.deny[0]\"", "network.rules[0].origin: expected the rule's path, sandbox.network.allow[N]" },
+		{ "network.rules[0].origin", "\"sandbox.network.allow[00]\"", "network.rules[0].origin: expected" },
+		{ "network.rules[0].origin", "\"sandbox.network.allow[]\"", "network.rules[0].origin: expected" },
+		{ "network.rules[0].origin", "\"sandbox.network.allow[-1]\"", "network.rules[0].origin: expected" },
+		{ "network.rules[0].origin", "\"sandbox.network.allow[0] \"", "network.rules[0].origin: expected" },
+		{ "network.rules[0].origin", "\"sandbox.network.allow[0]x\"", "network.rules[0].origin: expected" },
+		{ "network.rules[0].origin", "\"sandbox.network.allow[65536]\"", "network.rules[0].origin: expected" },
+		{ "network.rules[0].origin", "\"sandbox.network.allow[123456]\"", "network.rules[0].origin: expected" },
+		{ "network.rules[0].origin", "\"\"", "network.rules[0].origin: expected" },
+		{ "network.rules[0].origin", "0", "network.rules[0].origin: expected" },
+		{ "network.rules[0].origin", NULL, "network.rules[0].origin: expected" },
+		{ "network.rules[0].origin", "\"sandbox.network.allow[1]\"", "network.rules: no rule has origin sandbox.network.allow[0]" },
+		{ "network.rules[1]", "{\"action\":\"allow\",\"host\":\"b.example.com\",\"ports\":[443],"
+				      "\"origin\":\"sandbox.network.allow[0]\"}",
+		  "network.rules: origin sandbox.network.allow[0] is used twice" },
+		{ "network.rules[1]", "{\"action\":\"deny\",\"host\":\"b.example.com\",\"ports\":[],"
+				      "\"origin\":\"sandbox.network.deny[1]\"}",
+		  "network.rules: no rule has origin sandbox.network.deny[0]" },
+		{ "network.rules[0].reason", "\"a\\nb\"", "network.rules[0].reason: expected 256 bytes at most" },
+		{ "network.rules[0].reason", "7", "network.rules[0].reason: expected 256 bytes at most" },
+		{ "network.rules[0].ports", "[0]", "network.rules[0].ports[0]: expected ascending ports 1-65535" },
+		{ "network.rules[0].ports", "[443,443]", "network.rules[0].ports[1]: expected ascending ports" },
+		{ "network.rules[0].ports", "[]", "network.rules[0].ports: an allow rule needs ports" },
+		{ "network.default", "\"open\"", "network.default: expected \"deny\" or \"allow\"" },
+	};
+	char *long_reason = malloc(300), *many = malloc(4097 * 6 + 8);
+	size_t n = 1;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		refused(cases[i].path, cases[i].value, cases[i].expect);
+	if (!long_reason || !many) {
+		free(long_reason);
+		free(many);
+		return;
+	}
+	snprintf(long_reason, 300, "\"%0*d\"", 257, 0);
+	refused("network.rules[0].reason", long_reason, "network.rules[0].reason: expected 256 bytes at most");
+	many[0] = '[';
+	for (unsigned p = 1; p <= 4097; p++)
+		n += (size_t)snprintf(many + n, 4097 * 6 + 8 - n, "%s%u", p > 1 ? "," : "", p);
+	snprintf(many + n, 4097 * 6 + 8 - n, "]");
+	refused("network.rules[0].ports", many, "network.rules[0].ports: more than 4096 ports");
+	free(long_reason);
+	free(many);
+
+	/* More rules than the compiler ever writes: refused before any of them is read. */
+	size_t cap = 65537 * 2 + 2;
+	char *rules = malloc(cap);
+
+	if (!rules)
+		return;
+	for (size_t i = 0; i < 65537; i++)
+		memcpy(rules + 2 * i, i ? ",0" : "[0", 2);
+	memcpy(rules + cap - 2, "]", 2);
+	refused("network.rules", rules, "network.rules: more than 65536 rules");
+	free(rules);
 }
 
 static void git_cases(void)
@@ -221,6 +312,13 @@ static void accepted(void)
 		   err);
 	crgw_policy_unref(p);
 
+	/* A deny rule may cover a top-level domain; only allow wildcards need two labels. */
+	rc = load_changed("network.rules[1]",
+			  "{\"action\":\"deny\",\"host\":\"*.com\",\"ports\":[],\"origin\":\"sandbox.network.deny[0]\"}",
+			  &p, err, sizeof(err));
+	tap_result(rc == 0 && p, "a deny rule for *.com loads %s", err);
+	crgw_policy_unref(p);
+
 	/* A document compiled before push_refs and force_push existed. */
 	tap_result(load_changed("git.push_refs", NULL, &p, err, sizeof(err)) == 0 && p &&
 			   crgw_policy_git_ref_allowed(p, "refs/heads/main", 15) &&
@@ -257,6 +355,8 @@ int main(void)
 	}
 	base_json = c->json;
 	accepted();
+	document_cases();
+	network_cases();
 	git_cases();
 	secret_cases();
 	crgw_compiled_free(c);
