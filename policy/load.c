@@ -272,6 +272,12 @@ static int load_network(struct crgw_policy *p, json_t *net, char *err, size_t er
 	dflt = json_string_value(json_object_get(net, "default"));
 	if (!dflt || (strcmp(dflt, "deny") != 0 && strcmp(dflt, "allow") != 0))
 		return fail(err, errlen, "network.default: expected \"deny\" or \"allow\"");
+	/*
+	 * "allow" loads as written although the compiler writes it only under --allow-default-allow: that
+	 * flag is the operator's consent to compile it from a repository's file, and the document keeps no
+	 * mark of it, nor could one help, since whoever can write the document can write the mark. A compiled
+	 * document comes from the control socket's users, who control the gateway (docs/policy.md).
+	 */
 	p->default_allow = dflt[0] == 'a';
 	rules = json_object_get(net, "rules");
 	if (!json_is_array(rules))

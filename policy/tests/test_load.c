@@ -319,6 +319,20 @@ static void accepted(void)
 	tap_result(rc == 0 && p, "a deny rule for *.com loads %s", err);
 	crgw_policy_unref(p);
 
+	/*
+	 * default: allow loads as written, as the compiler writes it under --allow-default-allow: the document
+	 * keeps no mark of the flag (docs/policy.md, "The CompiledPolicy").
+	 */
+	struct crgw_decision d = { .allow = false };
+	struct crgw_host h;
+
+	rc = load_changed("network.default", "\"allow\"", &p, err, sizeof(err));
+	if (rc == 0 && p && crgw_host_parse("x.com", 5, &h, NULL) == 0)
+		crgw_policy_decide(p, NULL, &h, 443, &d);
+	tap_result(rc == 0 && p && d.allow, "a document with default allow loads and allows what no rule names %s",
+		   err);
+	crgw_policy_unref(p);
+
 	/* A document compiled before push_refs and force_push existed. */
 	tap_result(load_changed("git.push_refs", NULL, &p, err, sizeof(err)) == 0 && p &&
 			   crgw_policy_git_ref_allowed(p, "refs/heads/main", 15) &&
@@ -344,6 +358,27 @@ static void accepted(void)
 	crgw_policy_unref(p);
 }
 
+/* What the compiler writes under --allow-default-allow loads: the gateway keeps running such policies. */
+static void compiled_default_allow(void)
+{
+	static const char yaml[] = "version: 1\nsandbox:\n  network:\n    default: allow\n"
+				   "    deny:\n      - host: \"*.com\"\n";
+	struct crgw_compile_opts opts = { .allow_default_allow = true };
+	struct crgw_compiled *c = NULL;
+	struct crgw_policy *p = NULL;
+	char err[256] = "";
+
+	if (crgw_policy_compile(yaml, sizeof(yaml) - 1, &opts, &c) != 0 || c->nerrors) {
+		tap_result(false, "a default-allow policy compiles with allow_default_allow");
+		crgw_compiled_free(c);
+		return;
+	}
+	tap_result(crgw_policy_load(c->json, c->json_len, &p, err, sizeof(err)) == 0 && p,
+		   "the compiler's default-allow document loads %s", err);
+	crgw_policy_unref(p);
+	crgw_compiled_free(c);
+}
+
 int main(void)
 {
 	struct crgw_compiled *c = NULL;
@@ -355,6 +390,7 @@ int main(void)
 	}
 	base_json = c->json;
 	accepted();
+	compiled_default_allow();
 	document_cases();
 	network_cases();
 	git_cases();
