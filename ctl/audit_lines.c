@@ -6,25 +6,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ctl.h"
 
 #define READ_CHUNK (4u * 1024 * 1024)
 
-int ctl_audit_lines(const char *path, int (*fn)(void *arg, const char *line, size_t len), void *arg, uint64_t *overlong)
+int ctl_audit_open(const char *path)
 {
-	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
-	char *buf;
-	size_t have = 0;
-	bool skipping = false;
-	int err = 0;
+	struct stat st;
+	int fd, err;
 
+	if (!strcmp(path, "-"))
+		return STDIN_FILENO;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		err = -errno;
 		fprintf(stderr, "crgw-ctl: %s: %s\n", path, strerror(errno));
 		return err;
 	}
+	/* A directory opens, and fails only at the first read: after a caller has printed half its answer. */
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "crgw-ctl: %s: %s\n", path, strerror(EISDIR));
+		close(fd);
+		return -EISDIR;
+	}
+	return fd;
+}
+
+void ctl_audit_close(int fd)
+{
+	if (fd >= 0 && fd != STDIN_FILENO)
+		close(fd);
+}
+
+int ctl_audit_lines(int fd, const char *path, int (*fn)(void *arg, const char *line, size_t len), void *arg,
+		    uint64_t *overlong)
+{
+	char *buf;
+	size_t have = 0;
+	bool skipping = false;
+	int err = 0;
+
 	buf = malloc(READ_CHUNK + CTL_AUDIT_LINE_MAX);
 	if (!buf) {
 		err = -ENOMEM;
@@ -73,7 +97,5 @@ int ctl_audit_lines(const char *path, int (*fn)(void *arg, const char *line, siz
 	}
 out:
 	free(buf);
-	if (fd != STDIN_FILENO)
-		close(fd);
 	return err;
 }

@@ -43,12 +43,23 @@ int policy_learn(int argc, char **argv);
 #define CTL_AUDIT_LINE_MAX (64u * 1024)
 
 /*
- * Reads an audit log (`path`, or "-" for standard input) as a stream, calling `fn` for each non-empty
- * line (without its newline; borrowed for the call) until the end or until `fn` returns non-zero,
- * which is returned. Lines over CTL_AUDIT_LINE_MAX are counted in `*overlong` and skipped. Memory stays
- * bounded whatever the log's size. Returns 0 or -errno after saying why on stderr.
+ * Opens an audit log (`path`, or "-" for standard input) for ctl_audit_lines, so that a command can
+ * find out that it cannot be read before it prints anything. Returns the descriptor (the caller closes
+ * it with ctl_audit_close), or -errno after saying why on stderr (a directory is -EISDIR).
  */
-int ctl_audit_lines(const char *path, int (*fn)(void *arg, const char *line, size_t len), void *arg,
+int ctl_audit_open(const char *path);
+
+/* Closes what ctl_audit_open returned; standard input stays open, and a negative `fd` is ignored. */
+void ctl_audit_close(int fd);
+
+/*
+ * Reads an audit log (`fd` from ctl_audit_open, borrowed; `path` names it in messages) as a stream,
+ * calling `fn` for each non-empty line (without its newline; borrowed for the call) until the end or
+ * until `fn` returns non-zero, which is returned. Lines over CTL_AUDIT_LINE_MAX are counted in
+ * `*overlong` and skipped. Memory stays bounded whatever the log's size. Returns 0 or -errno after
+ * saying why on stderr.
+ */
+int ctl_audit_lines(int fd, const char *path, int (*fn)(void *arg, const char *line, size_t len), void *arg,
 		    uint64_t *overlong);
 int cmd_sandbox(int argc, char **argv);
 int cmd_audit(int argc, char **argv);

@@ -305,12 +305,12 @@ static int replay_one(void *arg, const char *line, size_t len)
 }
 
 /* Streams the log line by line; a line longer than CTL_AUDIT_LINE_MAX is unreadable, not fatal. */
-static int replay_log(struct replay *r, const char *path, const struct side *old_s, const struct side *new_s,
+static int replay_log(struct replay *r, int fd, const char *path, const struct side *old_s, const struct side *new_s,
 		      const struct crgw_blocklist *blocked)
 {
 	struct replay_ctx x = { r, old_s, new_s, blocked };
 	uint64_t overlong = 0;
-	int err = ctl_audit_lines(path, replay_one, &x, &overlong);
+	int err = ctl_audit_lines(fd, path, replay_one, &x, &overlong);
 
 	r->lines += overlong;
 	r->unreadable += overlong;
@@ -428,17 +428,21 @@ static int report_replay(const struct replay *r, const char *path, json_t *doc)
 			printf("  no audited flow flips\n");
 		for (size_t i = 0; i < n; i++) {
 			const struct flow *fl = sorted[i];
-			char label[1024], svc[64], was[200], now[200];
+			char raw[1024], label[1024], svc[64], was[200], now[200], first[40], last[40];
 
 			if (i == 0 || fl->now_allowed != sorted[i - 1]->now_allowed)
 				printf("  %s:\n", fl->now_allowed ? "denied -> allowed" : "allowed -> denied");
-			flow_label(fl, label, sizeof(label));
+			/* What the log wrote goes to a terminal: none of it may be an escape sequence. */
+			flow_label(fl, raw, sizeof(raw));
+			crgw_audit_text_safe(label, sizeof(label), raw, strlen(raw));
+			crgw_audit_text_safe(first, sizeof(first), fl->first, strlen(fl->first));
+			crgw_audit_text_safe(last, sizeof(last), fl->last, strlen(fl->last));
 			services_text(fl->services, svc, sizeof(svc));
 			decision_words(&fl->old_d, was, sizeof(was));
 			decision_words(&fl->new_d, now, sizeof(now));
 			printf("    %-40s %-12s %6llu event%s  %s .. %s\n      was %s; now %s\n", label, svc,
-			       (unsigned long long)fl->count, fl->count == 1 ? "" : "s", fl->first[0] ? fl->first : "?",
-			       fl->last[0] ? fl->last : "?", was, now);
+			       (unsigned long long)fl->count, fl->count == 1 ? "" : "s", first[0] ? first : "?",
+			       last[0] ? last : "?", was, now);
 		}
 		if (r->flows_dropped)
 			printf("  %llu more flipped events in flows past the first %u, not itemized\n",
@@ -476,7 +480,7 @@ int policy_diff(int argc, char **argv)
 	const char *against = NULL;
 	bool json = false, allow_default_allow = false;
 	json_t *doc = NULL;
-	int opt, rc = CTL_EXIT_ERROR, nchanges, nflips;
+	int opt, rc = CTL_EXIT_ERROR, nchanges, nflips, fd = -1;
 
 	blocked = crgw_blocklist_new();
 	if (!blocked)
@@ -516,6 +520,9 @@ int policy_diff(int argc, char **argv)
 	if (load_side(argv[optind], allow_default_allow, &old_s) ||
 	    load_side(argv[optind + 1], allow_default_allow, &new_s))
 		goto out;
+	/* A log that cannot be read is an error (exit 2) before anything is printed, not after the rules. */
+	if (against && (fd = ctl_audit_open(against)) < 0)
+		goto out;
 	if (json) {
 		doc = json_object();
 		rules.json = reach.json = true;
@@ -537,7 +544,7 @@ int policy_diff(int argc, char **argv)
 		printf("Rules: no change\n");
 	if (!json && nchanges && !nflips)
 		printf("Reach: no host or port the rules name changes its decision\n");
-	if (against && replay_log(&r, against, &old_s, &new_s, blocked))
+	if (against && replay_log(&r, fd, against, &old_s, &new_s, blocked))
 		goto out;
 	if (against && report_replay(&r, against, doc))
 		goto out;
@@ -563,6 +570,7 @@ int policy_diff(int argc, char **argv)
 	else
 		rc = nchanges ? CTL_EXIT_DENY : CTL_EXIT_OK;
 out:
+	ctl_audit_close(fd);
 	for (size_t i = 0; i < r.cap; i++)
 		free(r.flows[i].key);
 	free(r.flows);

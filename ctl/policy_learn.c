@@ -82,11 +82,22 @@ static int recheck(void *arg, const char *line, size_t len)
 	    (strcmp(f.action, "allow") && strcmp(f.action, "warn")))
 		return 0;
 	if (crgw_policy_replay(c->policy, NULL, &f, &d) == CRGW_REPLAY_DENY) {
-		if (!c->refused++)
-			snprintf(c->example, sizeof(c->example), "%s %s:%u (%s)", f.service, f.host[0] ? f.host : f.ip,
-				 f.port, crgw_reason_str(d.reason));
+		if (!c->refused++) {
+			char raw[sizeof(c->example)];
+
+			snprintf(raw, sizeof(raw), "%s %s:%u (%s)", f.service, f.host[0] ? f.host : f.ip, f.port,
+				 crgw_reason_str(d.reason));
+			/* The host is the log's, unparsed, and goes to a terminal. */
+			crgw_audit_text_safe(c->example, sizeof(c->example), raw, strlen(raw));
+		}
 	}
 	return 0;
+}
+
+/* `text` (borrowed, may be NULL for "") made safe to show, in `buf`, which is returned. */
+static const char *safe(char *buf, size_t size, const char *text)
+{
+	return crgw_audit_text_safe(buf, size, text ? text : "", text ? strlen(text) : 0);
 }
 
 static int write_file(const char *path, const char *text)
@@ -123,8 +134,9 @@ int policy_learn(int argc, char **argv)
 	const char *into = NULL, *log;
 	unsigned long collapse = 0;
 	char header[1024], err[512], *yaml = NULL, *end;
-	uint64_t overlong = 0;
-	int opt, rc = CTL_EXIT_ERROR;
+	char where[512], sandbox[64], run_id[160];
+	uint64_t overlong = 0, overlong_again = 0;
+	int opt, rc = CTL_EXIT_ERROR, fd = -1;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "s:r:o:c:h", options, NULL)) != -1) {
@@ -160,44 +172,62 @@ int policy_learn(int argc, char **argv)
 		return CTL_EXIT_ERROR;
 	}
 	log = argv[optind];
+	/* The path and the ids go into the draft's header comment: a line break in one would end it early. */
+	safe(where, sizeof(where), strcmp(log, "-") ? log : "standard input");
+	safe(sandbox, sizeof(sandbox), x.sandbox);
+	safe(run_id, sizeof(run_id), x.run_id);
 	x.learner = crgw_learner_new();
 	if (!x.learner)
 		return CTL_EXIT_ERROR;
-	if (ctl_audit_lines(log, take, &x, &overlong)) {
+	fd = ctl_audit_open(log);
+	if (fd < 0)
+		goto out;
+	if (ctl_audit_lines(fd, log, take, &x, &overlong)) {
 		if (x.err)
-			fprintf(stderr, "crgw-ctl policy learn: %s: %s\n", log,
+			fprintf(stderr, "crgw-ctl policy learn: %s: %s\n", where,
 				x.err == -E2BIG
 				    ? "more hosts or ports than a draft can hold (100,000 hosts, 1,024 ports "
 				      "each): narrow it with --sandbox or --run-id"
 				    : strerror(-x.err));
 		goto out;
 	}
+	ctl_audit_close(fd);
+	fd = -1;
+	/* Counted as policy diff --against counts them: an over-long line is a line, and unreadable. */
+	x.lines += overlong;
+	x.unreadable += overlong;
 	crgw_learner_counts(x.learner, &counts);
 	if (!counts.flows) {
-		fprintf(stderr, "crgw-ctl policy learn: %s: no allowed flow%s%s%s%s in %llu lines\n", log,
-			x.sandbox ? " of sandbox " : "", x.sandbox ? x.sandbox : "", x.run_id ? " of run " : "",
-			x.run_id ? x.run_id : "", (unsigned long long)x.lines);
+		fprintf(stderr, "crgw-ctl policy learn: %s: no allowed flow%s%s%s%s in %llu lines\n", where,
+			x.sandbox ? " of sandbox " : "", sandbox, x.run_id ? " of run " : "", run_id,
+			(unsigned long long)x.lines);
 		goto out;
 	}
 	snprintf(header, sizeof(header),
 		 "Drafted by crgw-ctl policy learn from %s%s%s%s%s: %llu flows, %s .. %s.\n"
 		 "Every rule below was used by the job; nothing else is allowed. Review it before use.",
-		 strcmp(log, "-") ? log : "standard input", x.sandbox ? ", sandbox " : "", x.sandbox ? x.sandbox : "",
-		 x.run_id ? ", run " : "", x.run_id ? x.run_id : "", (unsigned long long)counts.flows, x.first, x.last);
+		 where, x.sandbox ? ", sandbox " : "", sandbox, x.run_id ? ", run " : "", run_id,
+		 (unsigned long long)counts.flows, x.first, x.last);
 	if (crgw_learner_draft(x.learner, (unsigned)collapse, header, &yaml))
 		goto out;
 	/* The draft is checked the way a policy owner would: compiled, then the same flows replayed through it. */
 	if (crgw_policy_compile(yaml, strlen(yaml), NULL, &compiled) || compiled->nerrors ||
 	    crgw_policy_load(compiled->json, compiled->json_len, &c.policy, err, sizeof(err))) {
+		const char *why = compiled && compiled->ndiags ? compiled->diags[0].message : "out of memory";
+
 		fprintf(stderr, "crgw-ctl policy learn: the draft does not compile: %s\n",
-			compiled && compiled->ndiags ? compiled->diags[0].message : "out of memory");
+			crgw_audit_text_safe(err, sizeof(err), why, strlen(why)));
 		fputs(yaml, stderr);
 		goto out;
 	}
 	c.sandbox = x.sandbox;
 	c.run_id = x.run_id;
-	/* Standard input cannot be read twice: its draft is compiled but not replayed. */
-	if (strcmp(log, "-") && ctl_audit_lines(log, recheck, &c, &overlong))
+	/*
+	 * Standard input cannot be read twice: its draft is compiled but not replayed. The lines were
+	 * counted by the first reading; this one's over-long lines are the same ones again.
+	 */
+	if (strcmp(log, "-") &&
+	    ((fd = ctl_audit_open(log)) < 0 || ctl_audit_lines(fd, log, recheck, &c, &overlong_again)))
 		goto out;
 	if (c.refused) {
 		fprintf(stderr, "crgw-ctl policy learn: the draft would refuse %llu of the flows, e.g. %s\n",
@@ -219,11 +249,12 @@ int policy_learn(int argc, char **argv)
 		"runs, %llu denials not learned, %llu unreadable)%s%s\n",
 		(unsigned long long)counts.flows, counts.hosts, counts.git_hosts, counts.registries,
 		(unsigned long long)x.lines, (unsigned long long)x.other, (unsigned long long)x.denied,
-		(unsigned long long)(x.unreadable + overlong), into ? "; draft written to " : "", into ? into : "");
+		(unsigned long long)x.unreadable, into ? "; draft written to " : "", into ? into : "");
 	if (!strcmp(log, "-"))
 		fprintf(stderr, "the draft compiles; read from standard input, it was not replayed against the log\n");
 	rc = CTL_EXIT_OK;
 out:
+	ctl_audit_close(fd);
 	crgw_policy_unref(c.policy);
 	crgw_compiled_free(compiled);
 	crgw_learner_free(x.learner);

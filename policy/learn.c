@@ -203,10 +203,15 @@ int crgw_learner_add(struct crgw_learner *l, const struct crgw_audit_flow *f)
 
 	if (strcmp(f->event, "decision") || (strcmp(f->action, "allow") && strcmp(f->action, "warn")))
 		return 0;
+	/*
+	 * A git or registry host is drafted inside quotes, and a log's host may hold a quote or a line break:
+	 * only a name the policy library reads back is drafted, as it normalized it.
+	 */
 	if (!strcmp(f->service, "git")) {
-		if (!f->host[0])
+		if (!f->host[0] || crgw_host_parse(f->host, strlen(f->host), &parsed, NULL) ||
+		    parsed.kind != CRGW_HOST_NAME)
 			return 0;
-		count_in(l->git, &l->ngit, GIT_MAX, f->host);
+		count_in(l->git, &l->ngit, GIT_MAX, parsed.text);
 		if (!strcmp(f->operation, "push"))
 			l->git_pushes++;
 		else
@@ -220,9 +225,12 @@ int crgw_learner_add(struct crgw_learner *l, const struct crgw_audit_flow *f)
 
 			if (strcmp(f->registry, r->name))
 				continue;
+			if (f->host[0] &&
+			    (crgw_host_parse(f->host, strlen(f->host), &parsed, NULL) || parsed.kind != CRGW_HOST_NAME))
+				return 0;
 			r->flows++;
 			if (f->host[0])
-				count_in(r->hosts, &r->nhosts, REG_HOSTS_MAX, f->host);
+				count_in(r->hosts, &r->nhosts, REG_HOSTS_MAX, parsed.text);
 			l->flows++;
 			return 1;
 		}
@@ -440,14 +448,27 @@ int crgw_learner_draft(const struct crgw_learner *l, unsigned collapse, const ch
 		return -ENOMEM;
 	if (header) {
 		const char *p = header;
+		/* A safe line is never longer than the text it came from. */
+		char *line = malloc(strlen(header) + 1);
 
+		if (!line) {
+			fclose(out);
+			free(*yaml);
+			*yaml = NULL;
+			return -ENOMEM;
+		}
+		/*
+		 * YAML ends a comment at CR, U+0085, U+2028 and U+2029 too: what followed one in a header made from
+		 * a log would be read as policy. Only the header's own newlines start a line here.
+		 */
 		while (*p) {
 			const char *nl = strchr(p, '\n');
 			size_t n = nl ? (size_t)(nl - p) : strlen(p);
 
-			fprintf(out, "# %.*s\n", (int)n, p);
+			fprintf(out, "# %s\n", crgw_audit_text_safe(line, n + 1, p, n));
 			p += n + (nl ? 1 : 0);
 		}
+		free(line);
 	}
 	fputs("version: 1\n", out);
 	err = write_network(out, l, collapse);

@@ -147,6 +147,45 @@ static size_t utf8_sequence(const unsigned char *p, size_t left)
 	return n;
 }
 
+static bool two_digits(const char *s, unsigned min, unsigned max)
+{
+	unsigned v;
+
+	if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+		return false;
+	v = (unsigned)(s[0] - '0') * 10 + (unsigned)(s[1] - '0');
+	return v >= min && v <= max;
+}
+
+/*
+ * Whether `s` is a time as RFC 3339 writes one, "2026-11-22T15:54:41.021867Z" or with an offset for the Z.
+ * A `ts` is compared as text (first and last seen) and copied into a draft policy's header comment, so a
+ * line whose `ts` has any other shape is refused whole: then no byte of a `ts` can end that comment early
+ * (a CR, U+2028) or drive a terminal (ESC), and a wrong one cannot pose as the first or last flow.
+ */
+static bool rfc3339(const char *s)
+{
+	size_t frac = 0;
+
+	/* Each test stops at the first byte that is not the one expected, so none reads past the NUL. */
+	if (!two_digits(s, 0, 99) || !two_digits(s + 2, 0, 99) || s[4] != '-' || !two_digits(s + 5, 1, 12) ||
+	    s[7] != '-' || !two_digits(s + 8, 1, 31) || s[10] != 'T' || !two_digits(s + 11, 0, 23) || s[13] != ':' ||
+	    !two_digits(s + 14, 0, 59) || s[16] != ':' || !two_digits(s + 17, 0, 60))
+		return false;
+	s += 19;
+	if (*s == '.') {
+		while (frac < 10 && s[1 + frac] >= '0' && s[1 + frac] <= '9')
+			frac++;
+		if (!frac || frac > 9)
+			return false;
+		s += 1 + frac;
+	}
+	if (s[0] == 'Z')
+		return s[1] == '\0';
+	return (s[0] == '+' || s[0] == '-') && two_digits(s + 1, 0, 23) && s[3] == ':' && two_digits(s + 4, 0, 59) &&
+	       s[6] == '\0';
+}
+
 /*
  * A string at c->p (after its opening quote), unescaped into `dst` (NUL-terminated, at most cap - 1
  * bytes) when `dst` is not NULL, else stepped over. NUL is refused: no field the replay reads may hold one.
@@ -532,7 +571,7 @@ int crgw_audit_flow_parse(const char *line, size_t len, struct crgw_audit_flow *
 				return -EINVAL;
 			} else {
 				c.p++;
-				if (read_string(&c, dst, cap))
+				if (read_string(&c, dst, cap) || (field == F_TS && !rfc3339(dst)))
 					return -EINVAL;
 			}
 		} else if (field == F_PORT || field == F_SCHEMA) {
@@ -561,6 +600,47 @@ int crgw_audit_flow_parse(const char *line, size_t len, struct crgw_audit_flow *
 tail:
 	skip_ws(&c);
 	return c.p == c.end ? 0 : -EINVAL;
+}
+
+/*
+ * The C0 and C1 controls and DEL, as UTF-8 or a byte, and the code points that end a line in YAML (U+0085
+ * is C1) or reorder what a terminal shows: U+2028, U+2029, the bidi embeddings and overrides U+202A-U+202E
+ * and the isolates U+2066-U+2069. `n` is the length of the sequence at p.
+ */
+static bool unsafe_to_show(const unsigned char *p, size_t n)
+{
+	if (n == 1)
+		return p[0] < 0x20 || p[0] == 0x7f;
+	if (n == 2)
+		return p[0] == 0xc2 && p[1] < 0xa0;
+	return n == 3 && p[0] == 0xe2 &&
+	       ((p[1] == 0x80 && p[2] >= 0xa8 && p[2] <= 0xae) || (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9));
+}
+
+char *crgw_audit_text_safe(char *dst, size_t size, const char *src, size_t len)
+{
+	size_t at = 0;
+
+	for (size_t i = 0; i < len;) {
+		const unsigned char *p = (const unsigned char *)src + i;
+		size_t n = p[0] < 0x80 ? 1 : utf8_sequence(p, len - i);
+		bool bad = !n || unsafe_to_show(p, n);
+
+		/* A sequence that does not fit is left out whole: a cut one would not be UTF-8. */
+		if (at + (bad ? 1 : n) >= size)
+			break;
+		if (bad) {
+			dst[at++] = '?';
+			i += n ? n : 1;
+		} else {
+			memcpy(dst + at, p, n);
+			at += n;
+			i += n;
+		}
+	}
+	if (size)
+		dst[at] = '\0';
+	return dst;
 }
 
 /* ---- replay ----------------------------------------------------------------------------------------- */

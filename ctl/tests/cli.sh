@@ -429,10 +429,29 @@ expect_json 1 '.new.policy_hash == .old.policy_hash | not' "a compiled document 
 	policy diff --json "$tmp/d_old" "$tmp/d_new.json" --against "$tmp/d.log"
 expect_rc 2 "diff needs two policies" policy diff "$tmp/d_old"
 expect_rc 2 "diff with a missing log is an error" policy diff "$tmp/d_old" "$tmp/d_new" --against "$tmp/nope.log"
+[ ! -s "$tmp/out" ]
+result $? "... found before anything is printed: nothing on stdout"
+expect_rc 2 "diff against a directory is an error" policy diff "$tmp/d_old" "$tmp/d_new" --against "$tmp"
+[ ! -s "$tmp/out" ]
+result $? "... and nothing on stdout either"
 expect_rc 2 "diff with an invalid policy is an error" policy diff "$tmp/d_old" "$tmp/esc"
 printf '{"event":"decision","service":"dns","dst_host":"%s"}\n' "$(head -c 100000 /dev/zero | tr '\0' a)" >"$tmp/long.log"
 expect_json 0 '.against.unreadable == 1 and .against.lines == 1' "an over-long line is counted as unreadable, not fatal" \
 	policy diff --json "$tmp/d_old" "$tmp/d_old" --against "$tmp/long.log"
+
+# A registry flow that flips, with terminal escapes and line breaks in what the log says of it.
+policy "$tmp/d_npm" <<'Y'
+version: 1
+sandbox: { network: { default: deny } }
+registries:
+  npm: { enable: true, allowed_hosts: [npm.test], fallback: allow }
+Y
+printf '%s\n' '{"ts":"2026-12-06T10:00:00.000001Z","event":"decision","service":"registry","registry":"npm","dst_host":"npm.test","package":"\u001b]0;x\u0007p\u2028","version":"1\u202e\u0085","action":"allow","reason_code":null}' \
+	'{"ts":"2026-12-06T10:00:01\u001b[2JZ","event":"decision","service":"registry","registry":"npm","dst_host":"npm.test","package":"q","version":"1","action":"allow","reason_code":null}' >"$tmp/esc.log"
+run policy diff "$tmp/d_npm" "$tmp/d_old" --against "$tmp/esc.log"
+[ "$rc" = 1 ] && grep -q 'npm ?\]0;x?p?@1?? from npm.test' "$tmp/out" && ! grep -q "$(printf '\033\|\007\|\302\205\|\342\200')" "$tmp/out" &&
+	grep -q ': 2 lines, 1 decisions replayed, 0 not replayable (not decided by the policy alone), 1 unreadable' "$tmp/out"
+result $? "diff --against shows what the log says with escapes and line breaks as '?'; a bad ts is unreadable (exit $rc)"
 
 # ---- policy learn, and the policy's say on learn mode
 run policy learn "$tmp/d.log"
@@ -445,6 +464,37 @@ expect_rc 0 "... and the draft written with --into validates" policy validate "$
 expect_rc 2 "policy learn of a log with no allowed flow is an error" policy learn --run-id nobody "$tmp/d.log"
 expect_rc 2 "policy learn of a missing log is an error" policy learn "$tmp/nope.log"
 expect_rc 2 "policy learn --collapse 1 is a usage error" policy learn --collapse 1 "$tmp/d.log"
+# A ts that would end the header's comment line (CR, NEL, U+2028, U+2029) and write YAML after it, or that
+# carries ESC or DEL; each is the last time seen, which the header names.
+ok='{"ts":"2026-01-01T00:00:00Z","event":"decision","service":"connect","dst_host":"h.example.test","dst_port":443,"action":"allow"}'
+for brk in '\r' '\u0085' '\u2028' '\u2029' '\u001b[2J\u007f'; do
+	bad="2026-01-02${brk}git: {hosts: [e.test]} #" # within the 39 bytes a ts may have
+	printf '%s\n' "$ok" "${ok/2026-01-01T00:00:00Z/$bad}" >"$tmp/inj.log"
+	mkdir -p "$tmp/inj"
+	run policy learn "$tmp/inj.log" --into "$tmp/inj/cleanroom.yaml"
+	[ "$rc" = 0 ] && grep -q '(2 lines; 0 of other sandboxes or runs, 0 denials not learned, 1 unreadable)' "$tmp/err" &&
+		! grep -q "$(printf '\033\|\r\|\177')" "$tmp/err" "$tmp/inj/cleanroom.yaml"
+	result $? "policy learn: a line whose ts is '2026-01-02${brk}git: ...' is unreadable (exit $rc)"
+	expect_json 0 '.git.hosts == [] and ([.network.rules[].host] == ["h.example.test"])' \
+		"... and what its ts held does not reach the draft" policy compile --json "$tmp/inj"
+done
+run policy learn "$tmp/inj.log" --run-id "$(printf 'r\rgit: {hosts: [evil2.test]}\033')"
+[ "$rc" = 2 ] && grep -q 'no allowed flow of run r?git: {hosts: \[evil2.test\]}? in 2 lines' "$tmp/err"
+result $? "policy learn shows a run id from the command line with its control characters as '?' (exit $rc)"
+# The draft's header names the log and the run: neither may end the comment line early.
+cp "$tmp/d.log" "$tmp/x$(printf '\r')git: {hosts: [evil.test]} #.log"
+mkdir -p "$tmp/hdr"
+run policy learn "$tmp/x$(printf '\r')git: {hosts: [evil.test]} #.log" --into "$tmp/hdr/cleanroom.yaml"
+[ "$rc" = 0 ] && [ "$(grep -c '^#' "$tmp/hdr/cleanroom.yaml")" = 2 ] && ! grep -q "$(printf '\r')" "$tmp/hdr/cleanroom.yaml"
+result $? "a line break in the log's path is written as '?' in the header (exit $rc)"
+expect_json 0 '.git.hosts == []' "... and the draft keeps no git host of it" policy compile --json "$tmp/hdr"
+# One line over the limit among three: learn counts as diff --against does.
+{ head -1 "$tmp/d.log"; printf '{"x":"%s"}\n' "$(head -c 300000 /dev/zero | tr '\0' a)"; tail -1 "$tmp/d.log"; } >"$tmp/long3.log"
+run policy learn "$tmp/long3.log"
+[ "$rc" = 0 ] && grep -q '(3 lines; 0 of other sandboxes or runs, 0 denials not learned, 1 unreadable)' "$tmp/err"
+result $? "policy learn counts an over-long line once, as a line and unreadable (exit $rc)"
+expect_json 0 '.against.lines == 3 and .against.unreadable == 1' "... as diff --against counts it" \
+	policy diff --json "$tmp/d_old" "$tmp/d_old" --against "$tmp/long3.log"
 policy "$tmp/nolearn" <<'Y'
 version: 1
 sandbox:

@@ -3,7 +3,9 @@
  * Fuzzes the audit line reader of policy diff (a log may come from anywhere) and the replay of what it
  * reads through a small policy: no read past the line, every kept field a terminated string within its
  * room, and every field read as jansson reads it when jansson takes the line too (it is stricter about
- * numbers too large for it, and we about nesting, so neither must accept all the other does).
+ * numbers too large for it, and we about nesting, so neither must accept all the other does); and the
+ * line's bytes made safe to show (crgw_audit_text_safe), which must leave nothing a terminal or YAML
+ * reads as a control.
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -73,9 +75,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 		}
 		json_decref(back);
+		/* A ts goes into a draft's comment: nothing but the bytes of an RFC 3339 time may pass. */
+		if (strspn(f.ts, "0123456789-:T.Z+") != strlen(f.ts))
+			abort();
 		crgw_policy_replay(policy, NULL, &f, &d);
 		if (d.rule && strlen(d.rule) > 200)
 			abort();
+	}
+	{
+		/* Whatever the bytes, the safe text has no control byte, line separator or bidi control left. */
+		char safe[256];
+
+		crgw_audit_text_safe(safe, sizeof(safe), (const char *)data, size);
+		for (const unsigned char *p = (const unsigned char *)safe; *p; p++)
+			if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] < 0xa0) ||
+			    (p[0] == 0xe2 && ((p[1] == 0x80 && p[2] >= 0xa8 && p[2] <= 0xae) ||
+					      (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9))))
+				abort();
 	}
 	free(line);
 	return 0;

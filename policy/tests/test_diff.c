@@ -69,6 +69,27 @@ static void test_reader(void)
 	    "{\"x\":1.}",
 	    "{\"event\" \"decision\"}",
 	    "{,}",
+	    /* A ts is copied into a draft's comment and shown: only RFC 3339's shape, nothing that ends a line. */
+	    "{\"ts\":\"2026-01-01T00:00:00Z\\r#\"}",
+	    "{\"ts\":\"2026-01-02\\rgit: {hosts: [evil.test]} #\"}",
+	    "{\"ts\":\"2026-01-01T00:00:00\\u001b[2JZ\"}",
+	    "{\"ts\":\"2026-01-01T00:00:00Z\\u007f\"}",
+	    "{\"ts\":\"2026-01-01T00:00:00Z\\u0085\"}",
+	    "{\"ts\":\"2026-01-01T00:00:00Z\\u2028x: 1\"}",
+	    "{\"ts\":\"\"}",
+	    "{\"ts\":\"2026-01-01\"}",
+	    "{\"ts\":\"2026-01-01 00:00:00Z\"}",
+	    "{\"ts\":\"2026-13-01T00:00:00Z\"}",
+	    "{\"ts\":\"2026-01-01T24:00:00Z\"}",
+	    "{\"ts\":\"2026-01-01T00:00:00.Z\"}",
+	    "{\"ts\":\"2026-01-01T00:00:00.1234567890Z\"}",
+	    "{\"ts\":\"2026-01-01T00:00:00+0100\"}",
+	    "{\"ts\":\"2026-01-01T00:00:00+01:00Z\"}",
+	    "{\"ts\":\"2026-01-01T00:00:00z\"}",
+	};
+	static const char *const times[] = {
+	    "2026-11-22T15:54:41Z",	 "2026-11-22T15:54:41.123456789Z", "2026-11-22T15:54:41.5+05:30",
+	    "2026-11-22T15:54:41-00:00", "2016-12-31T23:59:60Z",
 	};
 
 	tap_result(
@@ -99,6 +120,28 @@ static void test_reader(void)
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		tap_result(parse(bad[i], &f) == -EINVAL, "refused: %s", bad[i][0] ? bad[i] : "(empty line)");
+	for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+		char line[200];
+
+		snprintf(line, sizeof(line), "{\"ts\":\"%s\"}", times[i]);
+		tap_result(parse(line, &f) == 0 && !strcmp(f.ts, times[i]), "ts read: %s", times[i]);
+	}
+}
+
+static void test_text_safe(void)
+{
+	/* C0, DEL, C1 (U+0085), U+2028, U+2029, U+202E, U+2066, U+2069 and a stray byte; NBSP, U+2027, é kept. */
+	static const char in[] = "a\x1b[31mb\r\n\x7f\xc2\x85\xc2\xa0\xe2\x80\xa8\xe2\x80\xa9\xe2\x80\xae"
+				 "\xe2\x81\xa6\xe2\x81\xa9\xe2\x80\xa7\xff\xc3\xa9z";
+	char out[sizeof(in)];
+
+	crgw_audit_text_safe(out, sizeof(out), in, sizeof(in) - 1);
+	tap_result(!strcmp(out, "a?[31mb????\xc2\xa0?????\xe2\x80\xa7?\xc3\xa9z"),
+		   "text made safe to show: controls, line breaks, bidi controls and stray bytes become '?'");
+	crgw_audit_text_safe(out, 3, "a\xc3\xa9", 3);
+	tap_result(!strcmp(out, "a"), "a character that does not fit is left out whole, not cut");
+	crgw_audit_text_safe(out, sizeof(out), "x\0y", 3);
+	tap_result(!strcmp(out, "x?y"), "a NUL within the length is shown as '?'");
 }
 
 static const char OLD[] = "version: 1\n"
@@ -359,6 +402,7 @@ int main(void)
 	struct compiled o = compile(OLD), n = compile(NEW);
 
 	test_reader();
+	test_text_safe();
 	if (!o.policy || !n.policy) {
 		tap_result(false, "the test policies compile");
 		return tap_done();

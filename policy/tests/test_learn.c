@@ -132,6 +132,30 @@ int main(void)
 	tap_result(crgw_learner_draft(l, 2, NULL, &yaml) == 0 && !strstr(yaml, "\"*.test\""),
 		   "--collapse 2 never makes a wildcard over a one-label parent (*.test)");
 	free(yaml);
+
+	/* YAML ends a comment at CR, U+0085, U+2028 and U+2029 too: none may end a header line early. */
+	static const char *const breaks[] = {"\r", "\xc2\x85", "\xe2\x80\xa8", "\xe2\x80\xa9"};
+	static const char want[] = "# from x?git: {hosts: [evil.test]} #??\n# line two\nversion: 1\n";
+
+	for (size_t i = 0; i < sizeof(breaks) / sizeof(breaks[0]); i++) {
+		char header[200];
+
+		snprintf(header, sizeof(header), "from x%sgit: {hosts: [evil.test]} #\x1b\x7f\nline two", breaks[i]);
+		yaml = NULL;
+		p = crgw_learner_draft(l, 0, header, &yaml) == 0 ? compiled(yaml) : NULL;
+		tap_result(p && !crgw_policy_git_host_allowed(p, "evil.test") &&
+			       crgw_policy_git_host_allowed(p, "git.test") && !strncmp(yaml, want, strlen(want)),
+			   "a line break in the header (%zu) is written as '?' and the draft is unchanged by it", i);
+		crgw_policy_unref(p);
+		free(yaml);
+	}
+	tap_result(feed(l, "{\"event\":\"decision\",\"service\":\"git\",\"dst_host\":\"g.test\\\"\\nregistries: {}\","
+			   "\"action\":\"allow\"}") == 0 &&
+		       feed(l, "{\"event\":\"decision\",\"service\":\"registry\",\"registry\":\"pip\",\"dst_host\":"
+			       "\"p.test\\\"]\",\"action\":\"allow\"}") == 0 &&
+		       feed(l, "{\"event\":\"decision\",\"service\":\"git\",\"dst_host\":\"203.0.113.9\",\"action\":"
+			       "\"allow\"}") == 0,
+		   "git and registry hosts that are not names (a quote, a line break, an address) are not learned");
 	crgw_learner_free(l);
 
 	/* Bounds: ports per host. */

@@ -106,9 +106,19 @@ struct crgw_audit_flow {
 /*
  * Reads one audit line (`len` borrowed bytes, no newline; untrusted). Returns 0, or -EINVAL when it is
  * not one JSON object of the audit log's shape (nesting over 16 levels, a known field of the wrong
- * type or longer than its field above, bytes after the object).
+ * type or longer than its field above, bytes after the object, a `ts` that is not an RFC 3339 time:
+ * digits, "-:T.Z+" in its shape, 9 fractional digits at most).
  */
 int crgw_audit_flow_parse(const char *line, size_t len, struct crgw_audit_flow *out);
+
+/*
+ * `len` bytes of `src` (borrowed, untrusted: a field of a log, or an argument) made safe to print to a
+ * terminal or to put in a YAML comment: every C0 and C1 control and DEL, U+2028 and U+2029 (line breaks
+ * in YAML), the bidi controls U+202A-U+202E and U+2066-U+2069, and every byte that is not part of a UTF-8
+ * sequence becomes one '?'. Written to `dst` (`size` bytes, NUL-terminated, cut before a character that
+ * does not fit: `len` + 1 bytes always hold it all). Returns `dst`.
+ */
+char *crgw_audit_text_safe(char *dst, size_t size, const char *src, size_t len);
 
 enum crgw_replay_outcome {
 	CRGW_REPLAY_SKIP, /* not a decision a policy makes (rate limits, upstream failures, life cycle) */

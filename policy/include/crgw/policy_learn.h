@@ -22,8 +22,9 @@ void crgw_learner_free(struct crgw_learner *learner);
 /*
  * Takes one audited flow (borrowed): a decision that allowed it (`allow`, or `warn`, as learn mode
  * writes) by DNS, a proxy (`connect`, `http`, `tls`, `tcp`), git or a registry. Returns 1 when the flow
- * was learned, 0 when it is none of those (a denial, a connection end, life cycle), -E2BIG past the
- * bounds (100,000 hosts, 1,024 ports per host), -ENOMEM.
+ * was learned, 0 when it is none of those (a denial, a connection end, life cycle) or its host is not
+ * one crgw_host_parse reads (a name, for git and registries), -E2BIG past the bounds (100,000 hosts,
+ * 1,024 ports per host), -ENOMEM.
  */
 int crgw_learner_add(struct crgw_learner *learner, const struct crgw_audit_flow *flow);
 
@@ -39,9 +40,10 @@ void crgw_learner_counts(const struct crgw_learner *learner, struct crgw_learner
 
 /*
  * The draft as YAML (a new malloc'd NUL-terminated string in `*yaml`). `header` (borrowed, may be NULL)
- * is written first as comment lines. With `collapse` N >= 2, N or more names exactly one label under the
- * same parent (of at least two labels) become one "*.parent" rule with the union of their ports; 0 keeps
- * every host exact. Returns 0 or -ENOMEM.
+ * is written first as comment lines, one per '\n', each made safe by crgw_audit_text_safe. With
+ * `collapse` N >= 2, N or more names exactly one label under the same parent (of at least two labels)
+ * become one "*.parent" rule with the union of their ports; 0 keeps every host exact. Returns 0 or
+ * -ENOMEM.
  */
 int crgw_learner_draft(const struct crgw_learner *learner, unsigned collapse, const char *header, char **yaml);
 
