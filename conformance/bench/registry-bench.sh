@@ -12,7 +12,9 @@
 #      connection from a sandbox, p50 and p99 of curl's time_total.
 #   3. Throughput of a 1 GiB cached object (served with sendfile) from a sandbox, beside nginx serving
 #      the very same file (the cache's object) from the same disk, to a client across the same kind of
-#      veth link (the root namespace to the test network's namespace).
+#      veth link (the root namespace to the test network's namespace); and the gateway's transfer again
+#      to a curl in the sandbox's network namespace but outside the sandbox (its groups, its seccomp
+#      filter), the client placed as nginx's is.
 # Prints one line per measurement and a summary; docs/performance.md records the figures. Needs root.
 # usage: registry-bench.sh CRGW CRGW_CTL [ROUNDS] [COUNT]
 set -uo pipefail
@@ -213,16 +215,30 @@ ratios=""
 # transfer, so that its own start (registration, rules, the link coming up) is not measured.
 huge_rounds=$((ROUNDS < 11 ? 11 : ROUNDS))
 from_nginx() { curl -s -o /dev/null -w "%{speed_download}" "http://$TN_PYPI_ADDR:8081/object"; }
+# The same transfer from a sandbox's network namespace by a curl outside the sandbox (nsenter -n: not in
+# its control groups, without its seccomp filter): the gateway's sender and the sandbox's link, rules and
+# guard, measured as nginx's client is, without what confines the sandbox's own processes.
+"$CTL" run --policy "$T/huge.yaml" --workspace-mode none --name hugebench -- true >/dev/null 2>&1 ||
+	{ echo "cannot make the sandbox for the namespace-only client" >&2; exit 1; }
+testnet_on_exit '"$CTL" sandbox rm hugebench >/dev/null 2>&1; true'
+hb_url=$("$CTL" exec hugebench -- sh -c 'echo "$PIP_INDEX_URL"')crgw-huge/$f
+hb_holder=$("$CTL" sandbox show --json hugebench | jq -r .holder_pid)
+from_netns() { nsenter -t "$hb_holder" -n curl -s -o /dev/null -w "%{speed_download}" "$hb_url"; }
+nsr=""
+nsratios=""
 for r in $(seq "$huge_rounds"); do
-	[ $((r % 2)) = 0 ] && n=$(from_nginx)
+	[ $((r % 2)) = 0 ] && n=$(from_nginx) && h=$(from_netns)
 	g=$(hrun 'sleep 1; curl -s -o /dev/null -w "%{speed_download}" "$PIP_INDEX_URL"crgw-huge/'"$f")
-	[ $((r % 2)) = 1 ] && n=$(from_nginx)
+	[ $((r % 2)) = 1 ] && h=$(from_netns) && n=$(from_nginx)
 	g=$(awk -v b="$g" 'BEGIN {printf "%.0f", b / 1e6}')
+	h=$(awk -v b="$h" 'BEGIN {printf "%.0f", b / 1e6}')
 	n=$(awk -v b="$n" 'BEGIN {printf "%.0f", b / 1e6}')
 	gwr+="$g "
+	nsr+="$h "
 	ngr+="$n "
 	ratios+="$(awk -v g="$g" -v n="$n" 'BEGIN {printf "%.3f", (n > 0 ? g / n : 0)}') "
-	echo "round $r 1 GiB hit: crgw $g MB/s, nginx $n MB/s"
+	nsratios+="$(awk -v g="$h" -v n="$n" 'BEGIN {printf "%.3f", (n > 0 ? g / n : 0)}') "
+	echo "round $r 1 GiB hit: crgw $g MB/s from a sandbox, $h MB/s from its network namespace; nginx $n MB/s"
 done
 
 echo
@@ -238,4 +254,6 @@ done
 echo "cache hit latency (small object): p50 ${p50} us, p99 ${p99} us"
 g=$(echo $gwr | tr ' ' '\n' | median)
 n=$(echo $ngr | tr ' ' '\n' | median)
+h=$(echo $nsr | tr ' ' '\n' | median)
 echo "1 GiB cached object (medians of $huge_rounds rounds): crgw $g MB/s, nginx $n MB/s; ratio $(awk -v g="$g" -v n="$n" 'BEGIN {printf "%.2f", g / n}'), median of the rounds' ratios $(echo $ratios | tr ' ' '\n' | median | awk '{printf "%.2f", $1}')"
+echo "1 GiB, the client in the sandbox's network namespace only: crgw $h MB/s; ratio $(awk -v g="$h" -v n="$n" 'BEGIN {printf "%.2f", g / n}'), median of the rounds' ratios $(echo $nsratios | tr ' ' '\n' | median | awk '{printf "%.2f", $1}')"
