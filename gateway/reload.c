@@ -34,12 +34,31 @@ static void audit(enum crgw_audit_kind kind, const char *detail)
 	crgw_audit_emit(&ev);
 }
 
+static void refuse(struct crgw_reload_result *out)
+{
+	char detail[400];
+
+	log_error("configuration reload refused: the running configuration stays", "error=\"%s\"", out->error);
+	snprintf(detail, sizeof(detail), "refused, the running configuration stays: %.300s", out->error);
+	audit(CRGW_AUDIT_CONFIG_REFUSED, detail);
+}
+
+static bool blocked_differ(const struct crgw_config *a, const struct crgw_config *b)
+{
+	if (a->nblocked != b->nblocked)
+		return true;
+	for (size_t i = 0; i < a->nblocked; i++)
+		if (strcmp(a->blocked[i], b->blocked[i]))
+			return true;
+	return false;
+}
+
 int crgw_reload(struct crgw_reload_result *out)
 {
 	/* Large (credentials and lists): kept off the stack, and only the main thread reloads. */
-	static struct crgw_config next;
+	static struct crgw_config next, probe;
 	char detail[400];
-	bool check_only = false;
+	bool check_only = false, blocked = false;
 	int err;
 
 	memset(out, 0, sizeof(*out));
@@ -47,23 +66,39 @@ int crgw_reload(struct crgw_reload_result *out)
 	if (!L.live || L.read(L.argc, L.argv, &next, &check_only, out->error, sizeof(out->error))) {
 		if (!L.live)
 			snprintf(out->error, sizeof(out->error), "the gateway is not running yet");
-		log_error("configuration reload refused: the running configuration stays", "error=\"%s\"", out->error);
-		snprintf(detail, sizeof(detail), "refused, the running configuration stays: %.300s", out->error);
-		audit(CRGW_AUDIT_CONFIG_REFUSED, detail);
+		refuse(out);
 		return -EINVAL;
+	}
+	/*
+	 * The new blocklist is built and swapped in before anything else changes, so that one that cannot be
+	 * built refuses the reload whole instead of being reported applied while the old list stays in force.
+	 * It is built from the running pool (a new pool waits for a restart) and the new ranges.
+	 */
+	if (blocked_differ(L.live, &next)) {
+		probe = *L.live;
+		memcpy(probe.blocked, next.blocked, sizeof(probe.blocked));
+		probe.nblocked = next.nblocked;
+		err = crgw_registry_set_blocked(&probe);
+		if (err) {
+			snprintf(out->error, sizeof(out->error), "blocked_ranges: the list cannot be built: %s",
+				 strerror(-err));
+			refuse(out);
+			return -EINVAL;
+		}
+		blocked = true;
 	}
 	/* The vault reads new sources first: one that cannot be read refuses the reload whole, as at start. */
 	if (crgw_config_secrets_differ(L.live, &next) && crgw_vault_load(&next, out->error, sizeof(out->error))) {
-		log_error("configuration reload refused: the running configuration stays", "error=\"%s\"", out->error);
-		snprintf(detail, sizeof(detail), "refused, the running configuration stays: %.300s", out->error);
-		audit(CRGW_AUDIT_CONFIG_REFUSED, detail);
+		/* The running list back; if even that fails the new one stays, and the log says so. */
+		if (blocked && (err = crgw_registry_set_blocked(L.live)))
+			log_error("blocked_ranges not restored: the reloaded list stays in force", "error=\"%s\"",
+				  strerror(-err));
+		refuse(out);
 		return -EINVAL;
 	}
 	crgw_config_reload(L.live, &next, &out->change);
 	if (out->change.upstream)
 		crgw_dns_set_upstreams(L.live);
-	if (out->change.blocked && (err = crgw_registry_set_blocked(L.live)))
-		log_error("reloaded blocked_ranges not applied", "error=\"%s\"", strerror(-err));
 	if (strstr(out->change.applied, "log_level"))
 		crgw_log_set_level((enum crgw_log_level)L.live->log_level);
 	out->ok = true;
