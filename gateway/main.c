@@ -163,19 +163,21 @@ static int parse_args(int argc, char **argv, struct crgw_config *cfg, bool *chec
 	bool upstream_reset = false, blocked_reset = false;
 	int c;
 
-	/* The file first, so that flags override it whatever their order. */
-	for (int i = 1; i < argc; i++) {
-		const char *path = NULL;
-
-		if (!strcmp(argv[i], "--config") && i + 1 < argc)
-			path = argv[i + 1];
-		else if (!strncmp(argv[i], "--config=", 9))
-			path = argv[i] + 9;
-		if (path && crgw_config_load_file(cfg, path, err, sizeof(err))) {
+	/*
+	 * The files first, so that flags override them whatever their order. getopt_long() finds them, as it
+	 * finds the other flags: it takes an abbreviation (--conf), and never an argument of another flag or a
+	 * word after "--"; a scan of its own would disagree with it on both. Usage errors wait for the second pass.
+	 */
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'c' && crgw_config_load_file(cfg, optarg, err, sizeof(err))) {
+			opterr = 1;
 			snprintf(msg, msglen, "%s", err);
 			return 2;
 		}
 	}
+	opterr = 1;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		const char *key = NULL;
