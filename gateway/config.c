@@ -72,7 +72,7 @@ static const struct key keys[] = {
 	{ "mediation.max_connections", K_UINT, OFF(mediation_max_connections), 4, 1, 1000000 },
 	{ "mediation.max_connections_per_sandbox", K_UINT, OFF(mediation_max_connections_per_sandbox), 4, 1, 1000000 },
 	{ "mediation.idle_timeout", K_UINT, OFF(mediation_idle_timeout), 4, 1, 86400 },
-	{ "mediation.push_hold_bytes", K_SIZE, OFF(mediation_push_hold_bytes), 8, 1u << 20, UINT64_C(1) << 30 },
+	{ "mediation.push_hold_bytes", K_BOUND, OFF(mediation_push_hold_bytes), 8, 1u << 20, UINT64_C(1) << 30 },
 	{ "cache.enabled", K_BOOL, OFF(cache_enabled), 0, 0, 0 },
 	{ "cache.dir", K_STRING, STR(cache_dir), 0, 0 },
 	{ "policy_store.dir", K_STRING, STR(policy_store_dir), 0, 0 },
@@ -84,6 +84,8 @@ static const struct key keys[] = {
 	{ "cache.max_metadata_bytes", K_BOUND, OFF(cache_max_metadata_bytes), 8, 64u << 10, UINT64_C(1) << 30 },
 	{ "cache.max_artifact_bytes", K_BOUND, OFF(cache_max_artifact_bytes), 8, 1u << 20, UINT64_C(1) << 50 },
 };
+
+_Static_assert(sizeof(keys) / sizeof(keys[0]) <= CRGW_CONFIG_KEYS_MAX, "crgw_config.origin has a slot per row");
 
 void crgw_config_defaults(struct crgw_config *cfg)
 {
@@ -199,13 +201,34 @@ int crgw_cpus_parse(const char *text, uint32_t *milli)
 	return 0;
 }
 
+/*
+ * Decimal digits and nothing else, at most `max`. strtoul() would also take leading blanks and a sign
+ * ("-1" wraps to a huge value, "+8" passes), which the runtime parsers (policy/pattern.c) refuse: what
+ * --check-config accepts must be what the gateway runs with.
+ */
+static int parse_decimal(const char *v, uint64_t max, uint64_t *out)
+{
+	uint64_t n = 0;
+
+	if (*v == '\0')
+		return -EINVAL;
+	for (; *v; v++) {
+		if (*v < '0' || *v > '9')
+			return -EINVAL;
+		if (n > (max - (uint64_t)(*v - '0')) / 10)
+			return -ERANGE;
+		n = n * 10 + (uint64_t)(*v - '0');
+	}
+	*out = n;
+	return 0;
+}
+
 int crgw_cidr4_parse(const char *text, struct in_addr *addr, unsigned *prefix)
 {
 	char buf[32];
 	const char *slash = strchr(text, '/');
 	size_t alen = slash ? (size_t)(slash - text) : strlen(text);
-	char *end;
-	unsigned long len = 32;
+	uint64_t len = 32;
 
 	if (alen == 0 || alen >= sizeof(buf))
 		return -EINVAL;
@@ -213,12 +236,8 @@ int crgw_cidr4_parse(const char *text, struct in_addr *addr, unsigned *prefix)
 	buf[alen] = '\0';
 	if (inet_pton(AF_INET, buf, addr) != 1)
 		return -EINVAL;
-	if (slash) {
-		errno = 0;
-		len = strtoul(slash + 1, &end, 10);
-		if (errno || end == slash + 1 || *end || len > 32)
-			return -EINVAL;
-	}
+	if (slash && parse_decimal(slash + 1, 32, &len))
+		return -EINVAL;
 	*prefix = (unsigned)len;
 	return 0;
 }
@@ -227,28 +246,23 @@ static int parse_upstream(const char *v, struct crgw_upstream *u)
 {
 	char host[48];
 	const char *colon = strrchr(v, ':');
-	unsigned long port = 53;
+	uint64_t port = 53;
 	struct sockaddr_in *sin = (struct sockaddr_in *)&u->addr;
 	size_t hlen = colon ? (size_t)(colon - v) : strlen(v);
-	char *end;
 
 	/* IPv4 only for now: the sandbox pool and the test network are IPv4 (docs/gateway.md). */
 	if (hlen == 0 || hlen >= sizeof(host))
 		return -EINVAL;
 	memcpy(host, v, hlen);
 	host[hlen] = '\0';
-	if (colon) {
-		errno = 0;
-		port = strtoul(colon + 1, &end, 10);
-		if (errno || end == colon + 1 || *end || port == 0 || port > 65535)
-			return -EINVAL;
-	}
+	if (colon && (parse_decimal(colon + 1, 65535, &port) || port == 0))
+		return -EINVAL;
 	memset(&u->addr, 0, sizeof(u->addr));
 	sin->sin_family = AF_INET;
 	sin->sin_port = htons((uint16_t)port);
 	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
 		return -EINVAL;
-	snprintf(u->text, sizeof(u->text), "%s:%lu", host, port);
+	snprintf(u->text, sizeof(u->text), "%s:%llu", host, (unsigned long long)port);
 	return 0;
 }
 
@@ -275,16 +289,11 @@ static int set_key(struct crgw_config *cfg, const struct key *k, const char *v, 
 		   const char *where)
 {
 	char *base = (char *)cfg;
-	char *end;
-	unsigned long long n;
+	uint64_t n;
 
 	switch (k->type) {
 	case K_UINT:
-		if (*v == '-' || *v == '\0')
-			return fail(err, errlen, where, k->path, "expected a non-negative integer");
-		errno = 0;
-		n = strtoull(v, &end, 10);
-		if (errno || *end)
+		if (parse_decimal(v, UINT64_MAX, &n))
 			return fail(err, errlen, where, k->path, "expected a non-negative integer");
 		if (n < k->min || n > k->max) {
 			char why[96];
@@ -301,9 +310,10 @@ static int set_key(struct crgw_config *cfg, const struct key *k, const char *v, 
 			*(unsigned *)(base + k->offset) = (unsigned)n;
 		return 0;
 	case K_MODE:
-		errno = 0;
-		n = strtoull(v, &end, 8);
-		if (errno || *end || *v == '\0' || n > k->max)
+		n = 0;
+		for (const char *p = v; *p && n <= k->max; p++)
+			n = *p >= '0' && *p <= '7' ? n * 8 + (uint64_t)(*p - '0') : UINT64_MAX;
+		if (*v == '\0' || n > k->max)
 			return fail(err, errlen, where, k->path, "expected an octal file mode such as 0660");
 		*(unsigned *)(base + k->offset) = (unsigned)n;
 		return 0;
@@ -330,14 +340,15 @@ static int set_key(struct crgw_config *cfg, const struct key *k, const char *v, 
 		return 0;
 	case K_SIZE: {
 		uint64_t bytes;
-		char why[128];
+		char why[128], lo[32], hi[32];
 
 		if (crgw_size_parse(v, &bytes))
 			return fail(err, errlen, where, k->path, "expected a size such as 4GiB, 512M or 1073741824");
 		/* 0 says "no limit"; any other value must be a usable one. */
 		if (bytes && (bytes < k->min || bytes > k->max)) {
-			snprintf(why, sizeof(why), "must be between %llu MiB and %llu TiB", (unsigned long long)(k->min >> 20),
-				 (unsigned long long)(k->max >> 40));
+			size_text(k->min, lo, sizeof(lo));
+			size_text(k->max, hi, sizeof(hi));
+			snprintf(why, sizeof(why), "must be between %s and %s (or 0: no limit)", lo, hi);
 			return fail(err, errlen, where, k->path, why);
 		}
 		*(uint64_t *)(base + k->offset) = bytes;
@@ -429,6 +440,8 @@ int crgw_config_set(struct crgw_config *cfg, const char *key, const char *value,
 
 	if (!k)
 		return fail(err, errlen, NULL, key, "unknown key");
+	/* A flag's value has no line to name; one that fails crgw_config_finish() is reported by key alone. */
+	memset(&cfg->origin[k - keys], 0, sizeof(cfg->origin[0]));
 	return set_key(cfg, k, value, err, errlen, NULL);
 }
 
@@ -438,15 +451,77 @@ struct walk {
 	char *err;
 	size_t errlen;
 	yaml_document_t *doc;
+	unsigned findex; /* this file's index in cfg->files plus one; 0: past the last slot */
+	unsigned maps; /* MAP_* bits: the maps keyed by the operator's names already read from this file */
 };
+
+enum { MAP_SECRETS = 1, MAP_SINKS = 2, MAP_GIT = 4, MAP_REGISTRIES = 8 };
+
+/* The operator's maps are short (64 entries at most) and the root has a row per key: this bounds the check below. */
+#define MAPPING_MAX_PAIRS 256
+
+/*
+ * YAML says a mapping's keys are unique, but libyaml keeps both and the walk would let the last win
+ * silently. Keys are compared byte for byte (check_events() has refused NUL).
+ */
+static int check_unique(struct walk *w, yaml_node_t *map, const char *path, const char *where)
+{
+	yaml_node_pair_t *start = map->data.mapping.pairs.start, *top = map->data.mapping.pairs.top;
+
+	if (top - start > MAPPING_MAX_PAIRS)
+		return fail(w->err, w->errlen, where, path[0] ? path : "(root)", "more than 256 keys in one mapping");
+	for (yaml_node_pair_t *p = start; p < top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key);
+
+		if (!kn || kn->type != YAML_SCALAR_NODE)
+			continue;
+		for (yaml_node_pair_t *q = start; q < p; q++) {
+			yaml_node_t *prev = yaml_document_get_node(w->doc, q->key);
+			char at[4200], why[128], key[300];
+
+			if (!prev || prev->type != YAML_SCALAR_NODE ||
+			    prev->data.scalar.length != kn->data.scalar.length ||
+			    memcmp(prev->data.scalar.value, kn->data.scalar.value, kn->data.scalar.length))
+				continue;
+			snprintf(at, sizeof(at), "%s:%lu:%lu", w->file, (unsigned long)kn->start_mark.line + 1,
+				 (unsigned long)kn->start_mark.column + 1);
+			snprintf(key, sizeof(key), "%s%s%.255s", path, path[0] ? "." : "",
+				 (const char *)kn->data.scalar.value);
+			snprintf(why, sizeof(why), "given twice (first at line %lu, column %lu)",
+				 (unsigned long)prev->start_mark.line + 1, (unsigned long)prev->start_mark.column + 1);
+			return fail(w->err, w->errlen, at, key, why);
+		}
+	}
+	return 0;
+}
+
+/* A map keyed by the operator's names, written both nested and dotted, would be read twice. */
+static int once(struct walk *w, unsigned bit, const char *where, const char *path)
+{
+	if (w->maps & bit)
+		return fail(w->err, w->errlen, where, path, "given twice");
+	w->maps |= bit;
+	return 0;
+}
+
+static void set_origin(struct walk *w, struct crgw_config_origin *o, const yaml_node_t *n)
+{
+	o->file = w->findex;
+	o->line = (unsigned)n->start_mark.line + 1;
+	o->column = (unsigned)n->start_mark.column + 1;
+}
 
 static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where);
 static int walk_sinks(struct walk *w, yaml_node_t *node, const char *where);
 static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where, const char *section,
-			    struct crgw_git_credential *list, size_t *count);
+			    struct crgw_git_credential *list, struct crgw_config_origin *origins, size_t *count);
+
+/* Maps keyed by the operator's own names (secret ids, sink names, hosts), walked by their own functions. */
+static const char *const named_maps[] = { "secrets", "audit.sinks", "git.credentials", "registries.credentials" };
 
 static int walk_node(struct walk *w, yaml_node_t *node, const char *path, unsigned depth)
 {
+	struct crgw_config_origin *o;
 	char where[4200];
 	const struct key *k;
 
@@ -456,15 +531,34 @@ static int walk_node(struct walk *w, yaml_node_t *node, const char *path, unsign
 		return fail(w->err, w->errlen, where, path, "nested too deeply");
 	/* Maps keyed by the operator's own names: secret ids, git hosts. */
 	if (!strcmp(path, "secrets"))
-		return walk_secrets(w, node, where);
+		return once(w, MAP_SECRETS, where, path) || walk_secrets(w, node, where) ? -EINVAL : 0;
 	if (!strcmp(path, "audit.sinks"))
-		return walk_sinks(w, node, where);
+		return once(w, MAP_SINKS, where, path) || walk_sinks(w, node, where) ? -EINVAL : 0;
 	if (!strcmp(path, "git.credentials"))
-		return walk_credentials(w, node, where, path, w->cfg->git_credentials, &w->cfg->ngit_credentials);
+		return once(w, MAP_GIT, where, path) ||
+		       walk_credentials(w, node, where, path, w->cfg->git_credentials, w->cfg->git_origin,
+					&w->cfg->ngit_credentials) ? -EINVAL : 0;
 	if (!strcmp(path, "registries.credentials"))
-		return walk_credentials(w, node, where, path, w->cfg->registry_credentials,
-					&w->cfg->nregistry_credentials);
+		return once(w, MAP_REGISTRIES, where, path) ||
+		       walk_credentials(w, node, where, path, w->cfg->registry_credentials, w->cfg->registry_origin,
+					&w->cfg->nregistry_credentials) ? -EINVAL : 0;
+	/* An entry of those maps has no row: `secrets.a: {...}` would otherwise end as "secrets.a.env: unknown key". */
+	for (size_t i = 0; i < sizeof(named_maps) / sizeof(named_maps[0]); i++) {
+		size_t n = strlen(named_maps[i]);
+
+		if (!strncmp(path, named_maps[i], n) && path[n] == '.') {
+			char why[128];
+
+			snprintf(why, sizeof(why), "write %s's entries nested under %s:, not as dotted keys",
+				 named_maps[i], named_maps[i]);
+			return fail(w->err, w->errlen, where, path, why);
+		}
+	}
 	if (node->type == YAML_MAPPING_NODE) {
+		int err = check_unique(w, node, path, where);
+
+		if (err)
+			return err;
 		/* A mapping is either the root or a section whose keys are looked up with the dotted path. */
 		for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
 			yaml_node_t *kn = yaml_document_get_node(w->doc, p->key);
@@ -487,6 +581,15 @@ static int walk_node(struct walk *w, yaml_node_t *node, const char *path, unsign
 	k = find_key(path);
 	if (!k)
 		return fail(w->err, w->errlen, where, path, "unknown key");
+	/* Also `dns: {ttl_max: 5}` and `dns.ttl_max: 6` in one file, which check_unique() cannot see. */
+	o = &w->cfg->origin[k - keys];
+	if (w->findex && o->file == w->findex) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "given twice (first at line %u, column %u)", o->line, o->column);
+		return fail(w->err, w->errlen, where, path, why);
+	}
+	set_origin(w, o, node);
 	if (node->type == YAML_SEQUENCE_NODE) {
 		if (k->type != K_UPSTREAM && k->type != K_BLOCKED)
 			return fail(w->err, w->errlen, where, path, "expected a single value, not a list");
@@ -533,6 +636,19 @@ static bool secret_id_valid(const char *id)
 }
 
 /*
+ * A sink's name is a file name under DATA_DIR/spool/: no dot, so never "." or ".." (".." would make the
+ * spool DATA_DIR itself) nor a hidden file.
+ */
+static bool sink_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n >= sizeof(((struct crgw_sink_config *)0)->name))
+		return false;
+	return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+/*
  * secrets:
  *   ID: { env: NAME } | { file: PATH } | { command: [ARGV...], refresh_seconds: N }
  */
@@ -542,6 +658,8 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 
 	if (node->type != YAML_MAPPING_NODE)
 		return fail(w->err, w->errlen, where, "secrets", "expected a mapping of secret ids to sources");
+	if (check_unique(w, node, "secrets", where))
+		return -EINVAL;
 	for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
 		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key), *vn = yaml_document_get_node(w->doc, p->value);
 		const char *id = scalar(kn);
@@ -561,6 +679,8 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 			return fail(w->err, w->errlen, at, key, "too many secrets (at most 64)");
 		if (!vn || vn->type != YAML_MAPPING_NODE)
 			return fail(w->err, w->errlen, at, key, "expected env:, file: or command:");
+		if (check_unique(w, vn, key, at))
+			return -EINVAL;
 		src = &w->cfg->secrets[w->cfg->nsecrets];
 		memset(src, 0, sizeof(*src));
 		memcpy(src->id, id, strlen(id) + 1);
@@ -602,12 +722,9 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 				src->kind = CRGW_SECRET_COMMAND;
 				sources++;
 			} else if (!strcmp(f, "refresh_seconds")) {
-				char *end;
-				unsigned long n;
+				uint64_t n;
 
-				errno = 0;
-				n = v && *v >= '0' && *v <= '9' ? strtoul(v, &end, 10) : ULONG_MAX;
-				if (!v || n > 604800 || errno || *end)
+				if (!v || parse_decimal(v, 604800, &n))
 					return fail(w->err, w->errlen, at, key, "refresh_seconds: expected 0 to 604800");
 				src->refresh_seconds = (unsigned)n;
 			} else {
@@ -630,12 +747,14 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
  *     HOST: { secret: ID, scheme: basic, username: NAME } | { secret: ID, scheme: bearer }
  */
 static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where, const char *section,
-			    struct crgw_git_credential *list, size_t *count)
+			    struct crgw_git_credential *list, struct crgw_config_origin *origins, size_t *count)
 {
 	char at[4200];
 
 	if (node->type != YAML_MAPPING_NODE)
 		return fail(w->err, w->errlen, where, section, "expected a mapping of host names");
+	if (check_unique(w, node, section, where))
+		return -EINVAL;
 	for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
 		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key), *vn = yaml_document_get_node(w->doc, p->value);
 		const char *name = scalar(kn), *why = NULL, *scheme = NULL;
@@ -644,6 +763,10 @@ static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where
 		char key[300];
 
 		node_where(w, kn ? kn : node, at, sizeof(at));
+		/* The host parser's reason for "https://h" or "h:443" would speak of IPv6 or of a policy's ports. */
+		if (name && strpbrk(name, ":/@[]"))
+			return fail(w->err, w->errlen, at, section,
+				    "expected a host name such as git.example.com (no scheme, port, user or path)");
 		if (!name || crgw_host_parse(name, strlen(name), &host, &why) || host.kind != CRGW_HOST_NAME)
 			return fail(w->err, w->errlen, at, section, why ? why : "expected a host name");
 		snprintf(key, sizeof(key), "%s.%s", section, host.text);
@@ -654,6 +777,9 @@ static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where
 			return fail(w->err, w->errlen, at, key, "too many hosts (at most 64)");
 		if (!vn || vn->type != YAML_MAPPING_NODE)
 			return fail(w->err, w->errlen, at, key, "expected secret:, scheme: and (for basic) username:");
+		if (check_unique(w, vn, key, at))
+			return -EINVAL;
+		set_origin(w, &origins[*count], kn);
 		c = &list[*count];
 		memset(c, 0, sizeof(*c));
 		memcpy(c->host, host.text, strlen(host.text) + 1);
@@ -694,15 +820,10 @@ static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where
 static bool split_hostport(const char *v, char *host, size_t hostlen, uint16_t *port)
 {
 	const char *colon = strrchr(v, ':');
-	char *end;
-	unsigned long p;
+	uint64_t p;
 	size_t n;
 
-	if (!colon || colon == v)
-		return false;
-	errno = 0;
-	p = strtoul(colon + 1, &end, 10);
-	if (errno || *end || !colon[1] || p < 1 || p > 65535)
+	if (!colon || colon == v || parse_decimal(colon + 1, 65535, &p) || p == 0)
 		return false;
 	n = (size_t)(colon - v);
 	if (v[0] == '[') {
@@ -737,6 +858,8 @@ static int walk_sinks(struct walk *w, yaml_node_t *node, const char *where)
 
 	if (node->type != YAML_MAPPING_NODE)
 		return fail(w->err, w->errlen, where, "audit.sinks", "expected a mapping of sink names");
+	if (check_unique(w, node, "audit.sinks", where))
+		return -EINVAL;
 	for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
 		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key),
 			    *vn = yaml_document_get_node(w->doc, p->value);
@@ -746,9 +869,9 @@ static int walk_sinks(struct walk *w, yaml_node_t *node, const char *where)
 		char key[300];
 
 		node_where(w, kn ? kn : node, at, sizeof(at));
-		if (!name || !secret_id_valid(name))
+		if (!name || !sink_name_valid(name))
 			return fail(w->err, w->errlen, at, "audit.sinks",
-				    "a sink name is [a-z0-9_.-], 1 to 64 characters");
+				    "a sink name is [A-Za-z0-9_-], 1 to 63 characters");
 		snprintf(key, sizeof(key), "audit.sinks.%s", name);
 		for (size_t i = 0; i < w->cfg->nsinks; i++)
 			if (!strcmp(w->cfg->sinks[i].name, name))
@@ -757,6 +880,8 @@ static int walk_sinks(struct walk *w, yaml_node_t *node, const char *where)
 			return fail(w->err, w->errlen, at, key, "too many sinks (at most 8)");
 		if (!vn || vn->type != YAML_MAPPING_NODE)
 			return fail(w->err, w->errlen, at, key, "expected type: and its settings");
+		if (check_unique(w, vn, key, at))
+			return -EINVAL;
 		s = &w->cfg->sinks[w->cfg->nsinks];
 		memset(s, 0, sizeof(*s));
 		memcpy(s->name, name, strlen(name) + 1);
@@ -767,7 +892,6 @@ static int walk_sinks(struct walk *w, yaml_node_t *node, const char *where)
 		for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top; q++) {
 			yaml_node_t *fk = yaml_document_get_node(w->doc, q->key);
 			const char *f = scalar(fk), *v = scalar(yaml_document_get_node(w->doc, q->value));
-			char *end;
 
 			node_where(w, fk ? fk : vn, at, sizeof(at));
 			if (!f || !v)
@@ -825,10 +949,9 @@ static int walk_sinks(struct walk *w, yaml_node_t *node, const char *where)
 					return fail(w->err, w->errlen, at, key,
 						    "spool_max_bytes: a size from 4K to 1T");
 			} else if (!strcmp(f, "batch_max")) {
-				errno = 0;
-				unsigned long n = strtoul(v, &end, 10);
+				uint64_t n;
 
-				if (errno || *end || n < 1 || n > 10000)
+				if (parse_decimal(v, 10000, &n) || n < 1)
 					return fail(w->err, w->errlen, at, key, "batch_max: 1 to 10000");
 				s->batch_max = (unsigned)n;
 			} else {
@@ -849,99 +972,449 @@ static int walk_sinks(struct walk *w, yaml_node_t *node, const char *where)
 	return 0;
 }
 
-int crgw_config_load_file(struct crgw_config *cfg, const char *path, char *err, size_t errlen)
-{
-	FILE *f = fopen(path, "re");
-	yaml_parser_t parser;
-	yaml_document_t doc;
-	yaml_node_t *root;
-	struct walk w = { cfg, path, err, errlen, &doc };
-	int ret;
+/*
+ * A crgw.yaml is a few KiB. The cap bounds what a reload, which runs on the main thread, reads and parses;
+ * libyaml keeps every node of a document in memory (a 4 MiB list took 330 MB).
+ */
+#define CONFIG_MAX_BYTES (1u << 20)
 
-	if (!f) {
+/* Line and column of a byte offset: libyaml's reader errors carry only the offset. */
+static void offset_mark(const unsigned char *buf, size_t len, size_t offset, yaml_mark_t *mark)
+{
+	memset(mark, 0, sizeof(*mark));
+	for (size_t i = 0; i < offset && i < len; i++) {
+		if (buf[i] == '\n') {
+			mark->line++;
+			mark->column = 0;
+		} else {
+			mark->column++;
+		}
+	}
+}
+
+static int parser_error(const char *path, const yaml_parser_t *parser, const unsigned char *buf, size_t len,
+			char *err, size_t errlen)
+{
+	yaml_mark_t m = parser->problem_mark;
+
+	if (parser->error == YAML_MEMORY_ERROR) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	if (parser->error == YAML_READER_ERROR)
+		offset_mark(buf, len, parser->problem_offset, &m);
+	snprintf(err, errlen, "%s:%lu:%lu: %s%s%s", path, (unsigned long)m.line + 1, (unsigned long)m.column + 1,
+		 parser->context ? parser->context : "", parser->context ? ": " : "",
+		 parser->problem ? parser->problem : "invalid YAML");
+	return -EINVAL;
+}
+
+/*
+ * A pass over the events before the document is built, refusing what the walk below could not see or
+ * would be slow on: anchors and aliases (libyaml resolves aliases in quadratic time: 80,000 of them took
+ * over 20 s; the policy compiler refuses them too), a second document (yaml_parser_load() returns only the
+ * first, so the rest would be ignored), and NUL in a scalar (a "\0" escape would cut a key or a value short
+ * where it is read as a C string).
+ */
+static int check_events(const char *path, const unsigned char *buf, size_t len, char *err, size_t errlen)
+{
+	yaml_parser_t parser;
+	unsigned documents = 0;
+	bool done = false;
+	int ret = 0;
+
+	if (!yaml_parser_initialize(&parser))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&parser, buf, len);
+	while (!done && !ret) {
+		yaml_event_t ev;
+		const char *why = NULL;
+
+		if (!yaml_parser_parse(&parser, &ev)) {
+			ret = parser_error(path, &parser, buf, len, err, errlen);
+			break;
+		}
+		switch (ev.type) {
+		case YAML_ALIAS_EVENT:
+			why = "YAML aliases are not accepted";
+			break;
+		case YAML_SCALAR_EVENT:
+			if (ev.data.scalar.anchor)
+				why = "YAML anchors are not accepted";
+			else if (memchr(ev.data.scalar.value, '\0', ev.data.scalar.length))
+				why = "NUL character in a string";
+			break;
+		case YAML_SEQUENCE_START_EVENT:
+			why = ev.data.sequence_start.anchor ? "YAML anchors are not accepted" : NULL;
+			break;
+		case YAML_MAPPING_START_EVENT:
+			why = ev.data.mapping_start.anchor ? "YAML anchors are not accepted" : NULL;
+			break;
+		case YAML_DOCUMENT_START_EVENT:
+			why = ++documents > 1 ? "more than one YAML document in the file" : NULL;
+			break;
+		case YAML_STREAM_END_EVENT:
+			done = true;
+			break;
+		default:
+			break;
+		}
+		if (why) {
+			snprintf(err, errlen, "%s:%lu:%lu: %s", path, (unsigned long)ev.start_mark.line + 1,
+				 (unsigned long)ev.start_mark.column + 1, why);
+			ret = -EINVAL;
+		}
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&parser);
+	return ret;
+}
+
+/*
+ * Reads the whole file into a new buffer (the caller frees it). O_NONBLOCK so that a FIFO given as
+ * --config cannot block the open; anything but a regular file is then refused before a read.
+ */
+static int read_config(const char *path, unsigned char **out, size_t *outlen, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	struct stat st;
+	int ret = 0;
+
+	if (fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return ret;
 	}
+	if (fstat(fd, &st)) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		ret = -EINVAL;
+		goto out;
+	}
+	buf = malloc(CONFIG_MAX_BYTES + 1);
+	if (!buf) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	/* Read one byte past the cap rather than trust st_size: the file may grow while it is read. */
+	while (len <= CONFIG_MAX_BYTES) {
+		ssize_t n = read(fd, buf + len, CONFIG_MAX_BYTES + 1 - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len > CONFIG_MAX_BYTES) {
+		snprintf(err, errlen, "%s: larger than 1 MiB", path);
+		ret = -EFBIG;
+		goto out;
+	}
+	*out = buf;
+	*outlen = len;
+	buf = NULL;
+out:
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+int crgw_config_load_file(struct crgw_config *cfg, const char *path, char *err, size_t errlen)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	yaml_node_t *root;
+	struct walk w = { cfg, path, err, errlen, &doc, 0, 0 };
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	int ret;
+
+	ret = read_config(path, &buf, &len, err, errlen);
+	if (ret)
+		return ret;
+	ret = check_events(path, buf, len, err, errlen);
+	if (ret) {
+		free(buf);
+		return ret;
+	}
 	if (!yaml_parser_initialize(&parser)) {
-		fclose(f);
+		free(buf);
 		return -ENOMEM;
 	}
-	yaml_parser_set_input_file(&parser, f);
+	yaml_parser_set_input_string(&parser, buf, len);
 	if (!yaml_parser_load(&parser, &doc)) {
-		snprintf(err, errlen, "%s:%lu:%lu: %s", path, (unsigned long)parser.problem_mark.line + 1,
-			 (unsigned long)parser.problem_mark.column + 1,
-			 parser.problem ? parser.problem : "invalid YAML");
+		ret = parser_error(path, &parser, buf, len, err, errlen);
 		yaml_parser_delete(&parser);
-		fclose(f);
-		return -EINVAL;
+		free(buf);
+		return ret;
+	}
+	/* Past the last slot a file's errors in crgw_config_finish() name the key without a line. */
+	if (cfg->nfiles < CRGW_CONFIG_FILES_MAX && strlen(path) < sizeof(cfg->files[0])) {
+		memcpy(cfg->files[cfg->nfiles], path, strlen(path) + 1);
+		w.findex = ++cfg->nfiles;
 	}
 	root = yaml_document_get_root_node(&doc);
-	if (!root)
+	if (!root) {
 		ret = 0; /* an empty file keeps every default */
-	else if (root->type != YAML_MAPPING_NODE)
-		ret = fail(err, errlen, path, "(root)", "expected a mapping");
-	else
+	} else if (root->type != YAML_MAPPING_NODE) {
+		char where[4200];
+
+		node_where(&w, root, where, sizeof(where));
+		ret = fail(err, errlen, where, "(root)", "expected a mapping");
+	} else {
 		ret = walk_node(&w, root, "", 0);
+	}
 	yaml_document_delete(&doc);
 	yaml_parser_delete(&parser);
-	fclose(f);
+	free(buf);
 	return ret;
+}
+
+/* "FILE:LINE:COLUMN" of a value a file gave; NULL for a default or a flag (the message names the key alone). */
+static const char *origin_where(const struct crgw_config *cfg, const struct crgw_config_origin *o, char *buf,
+				size_t size)
+{
+	if (!o->file || o->file > cfg->nfiles)
+		return NULL;
+	snprintf(buf, size, "%s:%u:%u", cfg->files[o->file - 1], o->line, o->column);
+	return buf;
+}
+
+static const char *key_where(const struct crgw_config *cfg, const char *key, char *buf, size_t size)
+{
+	const struct key *k = find_key(key);
+
+	return k ? origin_where(cfg, &cfg->origin[k - keys], buf, size) : NULL;
+}
+
+/*
+ * The lexical form of an absolute path: "//" and "/./" collapse and a trailing "/" goes, so that
+ * "/var/lib//crgw/." and "/var/lib/crgw" compare equal. Lexical because the directories need not exist
+ * yet; ".." is refused rather than resolved, since through a symbolic link it would not be lexical.
+ */
+static int path_normal(const char *in, char *out, size_t size)
+{
+	size_t n = 0;
+
+	if (in[0] != '/' || size < 2)
+		return -EINVAL;
+	for (const char *p = in; *p;) {
+		size_t len;
+
+		while (*p == '/')
+			p++;
+		len = strcspn(p, "/");
+		if (len == 0 || (len == 1 && p[0] == '.')) {
+			p += len;
+			continue;
+		}
+		if (len == 2 && p[0] == '.' && p[1] == '.')
+			return -EINVAL;
+		if (n + 1 + len >= size)
+			return -ENAMETOOLONG;
+		out[n++] = '/';
+		memcpy(out + n, p, len);
+		n += len;
+		p += len;
+	}
+	if (n == 0)
+		out[n++] = '/';
+	out[n] = '\0';
+	return 0;
+}
+
+/* `inner` is `outer` or lies beneath it; both normal. */
+static bool path_within(const char *inner, const char *outer)
+{
+	size_t n = strlen(outer);
+
+	if (n == 1)
+		return true; /* "/" */
+	return !strncmp(inner, outer, n) && (inner[n] == '\0' || inner[n] == '/');
+}
+
+/*
+ * Directories the gateway empties or moves away must not hold each other: the cache owns everything
+ * beneath cache.dir (it empties its tmp/ at open), start-up moves DATA_DIR/sandboxes and empties
+ * DATA_DIR/trash, sinks own DATA_DIR/spool, and start-up reads every entry of state_dir as a holder's file.
+ * The policy store's default, DATA_DIR/policies, lies in data_dir beside those, which is fine.
+ */
+static int check_dirs(struct crgw_config *cfg, char *err, size_t errlen)
+{
+	static const char *const owned[] = { "sandboxes", "trash", "spool" };
+	static const char *const names[] = { "data_dir", "state_dir", "cache.dir", "policy_store.dir" };
+	char norm[4][4096], at[4200];
+	const char *dirs[4] = { cfg->data_dir, cfg->state_dir, cfg->cache_dir, cfg->policy_store_dir };
+
+	for (int i = 0; i < 4; i++)
+		if (path_normal(dirs[i], norm[i], sizeof(norm[i])))
+			return fail(err, errlen, key_where(cfg, names[i], at, sizeof(at)), names[i],
+				    "must be an absolute path without '..'");
+	/* cache.dir (2) against data_dir (0) and state_dir (1); policy_store.dir (3) against those and the cache. */
+	for (int i = 2; i < 4; i++) {
+		if (i == 3 || cfg->cache_enabled) {
+			for (int j = 0; j < 4; j++) {
+				char why[160];
+
+				if (j == i || (j == 2 && !cfg->cache_enabled) || (i == 2 && j == 3))
+					continue;
+				if (!strcmp(norm[i], norm[j]))
+					snprintf(why, sizeof(why), "must differ from %s", names[j]);
+				else if (j != 0 && path_within(norm[i], norm[j]))
+					snprintf(why, sizeof(why), "must not lie inside %s", names[j]);
+				else if (path_within(norm[j], norm[i]))
+					snprintf(why, sizeof(why), "must not hold %s", names[j]);
+				else
+					continue;
+				return fail(err, errlen, key_where(cfg, names[i], at, sizeof(at)), names[i], why);
+			}
+		}
+		for (size_t j = 0; j < sizeof(owned) / sizeof(owned[0]); j++) {
+			char sub[4200], why[160];
+
+			snprintf(sub, sizeof(sub), "%s/%s", strcmp(norm[0], "/") ? norm[0] : "", owned[j]);
+			if ((i == 3 || cfg->cache_enabled) && path_within(norm[i], sub)) {
+				snprintf(why, sizeof(why), "must not lie in data_dir's %s/ (the gateway empties it)",
+					 owned[j]);
+				return fail(err, errlen, key_where(cfg, names[i], at, sizeof(at)), names[i], why);
+			}
+		}
+	}
+	return 0;
+}
+
+static bool in_net(struct in_addr a, uint32_t net, unsigned prefix)
+{
+	uint32_t mask = prefix ? ~((UINT32_C(1) << (32 - prefix)) - 1) : 0;
+
+	return (ntohl(a.s_addr) & mask) == (net & mask);
+}
+
+/*
+ * Addresses that cannot be what the key means: a resolver at 0.0.0.0, a broadcast, a multicast or a
+ * reserved address, or inside the sandbox pool (a sandbox's address would answer every sandbox's
+ * queries); a pool in loopback, "this network", multicast or reserved space.
+ */
+static int check_addresses(const struct crgw_config *cfg, char *err, size_t errlen)
+{
+	static const struct {
+		uint32_t net;
+		unsigned prefix;
+		const char *why;
+	} bad[] = {
+		{ 0x00000000, 8, "is in 0.0.0.0/8 (\"this network\")" },
+		{ 0xe0000000, 4, "is a multicast address (224.0.0.0/4)" },
+		{ 0xf0000000, 4, "is reserved or the broadcast address (240.0.0.0/4)" },
+	};
+	char at[4200], why[160];
+
+	/* A pool is /8 or longer, so its first address tells which of these /8 and /4 ranges holds it. */
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (in_net(cfg->pool, bad[i].net, bad[i].prefix))
+			return fail(err, errlen, key_where(cfg, "pool", at, sizeof(at)), "pool", bad[i].why);
+	if (in_net(cfg->pool, 0x7f000000, 8))
+		return fail(err, errlen, key_where(cfg, "pool", at, sizeof(at)), "pool",
+			    "is in loopback (127.0.0.0/8)");
+	for (size_t u = 0; u < cfg->nupstream; u++) {
+		struct in_addr a = ((const struct sockaddr_in *)&cfg->upstream[u].addr)->sin_addr;
+		const char *reason = NULL;
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]) && !reason; i++)
+			if (in_net(a, bad[i].net, bad[i].prefix))
+				reason = bad[i].why;
+		if (!reason && in_net(a, ntohl(cfg->pool.s_addr), cfg->pool_prefix))
+			reason = "is inside the sandbox pool: a sandbox's address would be every sandbox's resolver";
+		if (reason) {
+			snprintf(why, sizeof(why), "%s %s", cfg->upstream[u].text, reason);
+			return fail(err, errlen, key_where(cfg, "dns.upstream", at, sizeof(at)), "dns.upstream", why);
+		}
+	}
+	return 0;
 }
 
 int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen)
 {
+	char at[4200];
 	uint32_t mask;
 	long cores;
+	int ret;
 
 	if (cfg->pool_prefix > 28 || cfg->pool_prefix < 8)
-		return fail(err, errlen, NULL, "pool", "prefix must be between /8 and /28 (one /30 per sandbox)");
+		return fail(err, errlen, key_where(cfg, "pool", at, sizeof(at)), "pool",
+			    "prefix must be between /8 and /28 (one /30 per sandbox)");
 	mask = htonl(~((1u << (32 - cfg->pool_prefix)) - 1));
 	if ((cfg->pool.s_addr & ~mask) != 0)
-		return fail(err, errlen, NULL, "pool", "has host bits set");
+		return fail(err, errlen, key_where(cfg, "pool", at, sizeof(at)), "pool", "has host bits set");
+	ret = check_addresses(cfg, err, errlen);
+	if (ret)
+		return ret;
 	if (cfg->nupstream == 0)
-		return fail(err, errlen, NULL, "dns.upstream",
+		return fail(err, errlen, key_where(cfg, "dns.upstream", at, sizeof(at)), "dns.upstream",
 			    "no upstream DNS server configured (the gateway never uses the host's resolver)");
 	if (cfg->dns_ttl_min > cfg->dns_ttl_max)
-		return fail(err, errlen, NULL, "dns.ttl_min", "is larger than dns.ttl_max");
+		return fail(err, errlen, key_where(cfg, "dns.ttl_min", at, sizeof(at)), "dns.ttl_min",
+			    "is larger than dns.ttl_max");
 	if (cfg->transparent_http_port == cfg->transparent_tcp_port)
-		return fail(err, errlen, NULL, "transparent.http_port", "must differ from transparent.tcp_port");
+		return fail(err, errlen, key_where(cfg, "transparent.http_port", at, sizeof(at)),
+			    "transparent.http_port",
+			    "must differ from transparent.tcp_port");
 	for (const char *p = cfg->nft_table; *p; p++)
 		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '_')
-			return fail(err, errlen, NULL, "nftables.table", "use lowercase letters, digits and _");
+			return fail(err, errlen, key_where(cfg, "nftables.table", at, sizeof(at)), "nftables.table",
+				    "use lowercase letters, digits and _");
 	/* Names are prefix + slot number, so a prefix ending in a digit would make them ambiguous. */
 	for (const char *p = cfg->iface_prefix; *p; p++)
 		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '-')
-			return fail(err, errlen, NULL, "interfaces.prefix", "use lowercase letters, digits and -");
+			return fail(err, errlen, key_where(cfg, "interfaces.prefix", at, sizeof(at)),
+				    "interfaces.prefix",
+				    "use lowercase letters, digits and -");
 	if (cfg->iface_prefix[0] < 'a' || cfg->iface_prefix[0] > 'z' ||
 	    (cfg->iface_prefix[strlen(cfg->iface_prefix) - 1] >= '0' &&
 	     cfg->iface_prefix[strlen(cfg->iface_prefix) - 1] <= '9'))
-		return fail(err, errlen, NULL, "interfaces.prefix", "must start with a letter and not end in a digit");
+		return fail(err, errlen, key_where(cfg, "interfaces.prefix", at, sizeof(at)), "interfaces.prefix",
+			    "must start with a letter and not end in a digit");
 	if (strlen(cfg->iface_prefix) > 6)
-		return fail(err, errlen, NULL, "interfaces.prefix", "at most 6 characters (names hold a slot number)");
+		return fail(err, errlen, key_where(cfg, "interfaces.prefix", at, sizeof(at)), "interfaces.prefix",
+			    "at most 6 characters (names hold a slot number)");
 	if (cfg->limits_pids && cfg->limits_pids < 16)
-		return fail(err, errlen, NULL, "limits.pids", "must be 0 (no limit) or at least 16");
+		return fail(err, errlen, key_where(cfg, "limits.pids", at, sizeof(at)), "limits.pids",
+			    "must be 0 (no limit) or at least 16");
 	if (cfg->data_dir[0] != '/')
-		return fail(err, errlen, NULL, "data_dir", "must be an absolute path");
+		return fail(err, errlen, key_where(cfg, "data_dir", at, sizeof(at)), "data_dir",
+			    "must be an absolute path");
 	if (cfg->cache_dir[0] != '/')
-		return fail(err, errlen, NULL, "cache.dir", "must be an absolute path");
+		return fail(err, errlen, key_where(cfg, "cache.dir", at, sizeof(at)), "cache.dir",
+			    "must be an absolute path");
 	if (!cfg->policy_store_dir[0] && snprintf(cfg->policy_store_dir, sizeof(cfg->policy_store_dir), "%s/policies",
 						  cfg->data_dir) >= (int)sizeof(cfg->policy_store_dir))
-		return fail(err, errlen, NULL, "data_dir", "too long to hold policies/");
+		return fail(err, errlen, key_where(cfg, "data_dir", at, sizeof(at)), "data_dir",
+			    "too long to hold policies/");
 	if (cfg->policy_store_dir[0] != '/')
-		return fail(err, errlen, NULL, "policy_store.dir", "must be an absolute path");
-	if (!strcmp(cfg->policy_store_dir, cfg->cache_dir) || !strcmp(cfg->policy_store_dir, cfg->data_dir) ||
-	    !strcmp(cfg->policy_store_dir, cfg->state_dir))
-		return fail(err, errlen, NULL, "policy_store.dir",
-			    "must differ from data_dir, state_dir and cache.dir");
-	/* The cache empties its tmp/ at open and owns everything beneath: never another service's directory. */
-	if (!strcmp(cfg->cache_dir, cfg->data_dir) || !strcmp(cfg->cache_dir, cfg->state_dir))
-		return fail(err, errlen, NULL, "cache.dir", "must differ from data_dir and state_dir");
+		return fail(err, errlen, key_where(cfg, "policy_store.dir", at, sizeof(at)), "policy_store.dir",
+			    "must be an absolute path");
+	ret = check_dirs(cfg, err, errlen);
+	if (ret)
+		return ret;
 	if (cfg->cache_offline && !cfg->cache_enabled)
-		return fail(err, errlen, NULL, "cache.offline", "needs cache.enabled: true (there is nothing to serve)");
+		return fail(err, errlen, key_where(cfg, "cache.offline", at, sizeof(at)), "cache.offline",
+			    "needs cache.enabled: true (there is nothing to serve)");
 	for (const char *p = cfg->limits_cgroup; *p; p++)
 		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '_' && *p != '-')
-			return fail(err, errlen, NULL, "limits.cgroup", "use lowercase letters, digits, _ and -");
+			return fail(err, errlen, key_where(cfg, "limits.cgroup", at, sizeof(at)), "limits.cgroup",
+				    "use lowercase letters, digits, _ and -");
 	for (size_t i = 0; i < cfg->ngit_credentials + cfg->nregistry_credentials; i++) {
 		bool git = i < cfg->ngit_credentials;
 		const struct crgw_git_credential *c =
@@ -954,7 +1427,11 @@ int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen)
 			char key[300];
 
 			snprintf(key, sizeof(key), "%s.credentials.%s", git ? "git" : "registries", c->host);
-			return fail(err, errlen, NULL, key, "names a secret that secrets: does not define");
+			const struct crgw_config_origin *o =
+				git ? &cfg->git_origin[i] : &cfg->registry_origin[i - cfg->ngit_credentials];
+
+			return fail(err, errlen, origin_where(cfg, o, at, sizeof(at)), key,
+				    "names a secret that secrets: does not define");
 		}
 	}
 	if (cfg->workers == 0) {

@@ -59,6 +59,9 @@ struct crgw_upstream {
 	char text[64]; /* "addr:port", as c-ares takes it */
 };
 
+#define CRGW_CONFIG_FILES_MAX 8 /* --config files whose lines an error can name */
+#define CRGW_CONFIG_KEYS_MAX 96 /* rows of the key table (config.c checks) */
+
 /*
  * Immutable once crgw_config_finish() has returned, shared read-only by every thread, except the fields
  * marked live: a reload (crgw_config_reload) stores new values into those, atomically, and a reader sees
@@ -141,6 +144,16 @@ struct crgw_config {
 	_Atomic unsigned cache_metadata_ttl_seconds;   /* how long a metadata document is reused with its validators */
 	uint64_t cache_max_metadata_bytes;     /* one metadata document (packument, index); bigger is refused */
 	uint64_t cache_max_artifact_bytes;     /* one artifact; bigger is refused */
+
+	/*
+	 * Where values came from, so that crgw_config_finish() can name a file's line and column: files[] are the
+	 * files read, in order; an origin's file is an index into it plus one, 0 for a default or a flag.
+	 */
+	char files[CRGW_CONFIG_FILES_MAX][4096];
+	unsigned nfiles;
+	struct crgw_config_origin {
+		unsigned file, line, column;
+	} origin[CRGW_CONFIG_KEYS_MAX], git_origin[CRGW_GIT_CREDENTIALS_MAX], registry_origin[CRGW_GIT_CREDENTIALS_MAX];
 };
 
 /* Fills the defaults (SPEC sections 4 to 7; docs/gateway.md lists them). */

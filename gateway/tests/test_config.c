@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -120,8 +121,8 @@ static const struct yaml_case cases[] = {
 	{ "cache enabled not a bool", "cache:\n  enabled: maybe\n", "cache.enabled: expected true or false" },
 	{ "cache dir relative", "cache:\n  dir: var/cache/crgw\n", "cache.dir: must be an absolute path" },
 	{ "cache dir is data_dir", "data_dir: /srv/crgw\ncache:\n  dir: /srv/crgw\n",
-	  "cache.dir: must differ from data_dir and state_dir" },
-	{ "cache dir is state_dir", "state_dir: /run/x\ncache:\n  dir: /run/x\n", "must differ from data_dir and state_dir" },
+	  "cache.dir: must differ from data_dir" },
+	{ "cache dir is state_dir", "state_dir: /run/x\ncache:\n  dir: /run/x\n", "cache.dir: must differ from state_dir" },
 	{ "cache dir empty", "cache:\n  dir: \"\"\n", "cache.dir: empty or too long" },
 	{ "cache max_bytes zero", "cache:\n  max_bytes: 0\n", "cache.max_bytes: must be between 16 MiB and 1 PiB" },
 	{ "cache max_bytes too small", "cache:\n  max_bytes: 1M\n", "cache.max_bytes: must be between 16 MiB and 1 PiB" },
@@ -139,6 +140,104 @@ static const struct yaml_case cases[] = {
 	{ "cache artifact too small", "cache:\n  max_artifact_bytes: 1K\n",
 	  "cache.max_artifact_bytes: must be between 1 MiB and 1 PiB" },
 	{ "cache unknown key", "cache:\n  size: 1G\n", "cache.size: unknown key" },
+
+	/* Numbers are decimal digits only: no sign, no blank (strtoul() takes both). */
+	{ "blocked range with a signed prefix", "blocked_ranges: [\"10.0.0.0/+8\"]\n", "blocked_ranges: expected an IPv4 CIDR" },
+	{ "blocked range with a negative prefix", "blocked_ranges: [\"0.0.0.0/-0\"]\n", "blocked_ranges: expected an IPv4 CIDR" },
+	{ "blocked range with a blank prefix", "blocked_ranges: [\"0.0.0.0/ 0\"]\n", "blocked_ranges: expected an IPv4 CIDR" },
+	{ "pool with a signed prefix", "pool: 10.0.0.0/+16\n", "pool: expected an IPv4 CIDR" },
+	{ "workers with a plus", "workers: +5\n", "workers: expected a non-negative integer" },
+	{ "keep with a blank and a sign", "audit:\n  keep: \" -18446744073709551615\"\n", "audit.keep: expected a non-negative integer" },
+	{ "mode minus zero", "control_mode: -0\n", "control_mode: expected an octal file mode" },
+	{ "mode with a plus", "control_mode: \"+660\"\n", "control_mode: expected an octal file mode" },
+	{ "upstream port with a plus", "dns:\n  upstream: [\"203.0.113.53:+53\"]\n", "dns.upstream: expected an IPv4 address" },
+	{ "sink batch_max with a plus", "audit:\n  sinks:\n    s: { type: syslog, address: \"h.test:514\", batch_max: \"+5\" }\n",
+	  "batch_max: 1 to 10000" },
+	{ "sink address port with a plus", "audit:\n  sinks:\n    s: { type: syslog, address: \"h.test:+514\" }\n",
+	  "address: expected HOST:PORT" },
+	{ "refresh_seconds with a plus", "secrets:\n  a: { command: [/bin/true], refresh_seconds: \"+5\" }\n",
+	  "refresh_seconds: expected 0 to 604800" },
+	{ "mode 0660", "control_mode: \"0660\"\n", NULL },
+
+	/* One document, no anchors or aliases, no NUL, no key twice. */
+	{ "two documents", "dns: {upstream: [203.0.113.53]}\n---\nworkers: 9999\n", "test.yaml:2:1: more than one YAML document" },
+	{ "document end then more", "workers: 3\n...\nbogus_key: 1\n", "test.yaml:3:1: did not find expected <document start>" },
+	{ "document end then another", "workers: 3\n...\n---\nbogus_key: 1\n", "test.yaml:3:1: more than one YAML document" },
+	{ "explicit single document", "---\nworkers: 3\n...\n", NULL },
+	{ "anchor", "workers: &w 5\n", "test.yaml:1:10: YAML anchors are not accepted" },
+	{ "anchor on a list", "blocked_ranges: &b [10.0.0.0/8]\n", "YAML anchors are not accepted" },
+	{ "alias", "workers: *w\n", "test.yaml:1:10: YAML aliases are not accepted" },
+	{ "NUL in a key", "\"workers\\0junk\": 5\n", "test.yaml:1:1: NUL character in a string" },
+	{ "NUL in a value", "control: \"/run/x.sock\\0/../evil\"\n", "test.yaml:1:10: NUL character in a string" },
+	{ "NUL in a secret id", "secrets: {\"ab\\0CD\": {env: X}}\n", "NUL character in a string" },
+	{ "key twice", "workers: 3\nworkers: 4\n", "test.yaml:2:1: workers: given twice (first at line 1, column 1)" },
+	{ "section twice", "dns:\n  ttl_max: 5\ndns:\n  ttl_min: 1\n", "test.yaml:3:1: dns: given twice (first at line 1" },
+	{ "nested and dotted", "dns:\n  ttl_max: 5\ndns.ttl_max: 6\n", "test.yaml:3:14: dns.ttl_max: given twice (first at line 2, column 12)" },
+	{ "list key twice", "blocked_ranges: [10.0.0.0/8]\nblocked_ranges: [172.16.0.0/12]\n", "blocked_ranges: given twice" },
+	{ "secret source key twice", "secrets:\n  a: { env: X, env: Y }\n", "secrets.a.env: given twice" },
+	{ "sink key twice", "audit:\n  sinks:\n    s: { type: syslog, type: otlp, address: \"h.test:514\" }\n",
+	  "audit.sinks.s.type: given twice" },
+	{ "secrets nested and dotted", "secrets:\n  a: { env: X }\nsecrets.b: { env: Y }\n", "secrets.b: write secrets's entries nested" },
+	{ "credential key twice",
+	  "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    h.test: { secret: a, secret: a, scheme: bearer }\n",
+	  "git.credentials.h.test.secret: given twice" },
+	{ "credential host as a URL",
+	  "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    \"https://git.example\": { secret: a, scheme: bearer }\n",
+	  "git.credentials: expected a host name such as git.example.com (no scheme, port, user or path)" },
+	{ "credential host with a port",
+	  "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    \"git.example:443\": { secret: a, scheme: bearer }\n",
+	  "expected a host name such as git.example.com" },
+
+	/* Sink names become file names under DATA_DIR/spool/. */
+	{ "sink named ..", "audit:\n  sinks:\n    '..': { type: syslog, address: \"h.test:514\" }\n", "a sink name is [A-Za-z0-9_-]" },
+	{ "sink named .", "audit:\n  sinks:\n    '.': { type: syslog, address: \"h.test:514\" }\n", "a sink name is [A-Za-z0-9_-]" },
+	{ "sink name with a dot", "audit:\n  sinks:\n    a.b: { type: syslog, address: \"h.test:514\" }\n", "a sink name is" },
+	{ "sink name of 64 characters",
+	  "audit:\n  sinks:\n    aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: { type: syslog, address: \"h.test:514\" }\n",
+	  "1 to 63 characters" },
+	{ "sink name in capitals", "audit:\n  sinks:\n    Main_log-2: { type: syslog, address: \"h.test:514\" }\n", NULL },
+
+	/* Directories compare by their lexical form. */
+	{ "cache dir is data_dir with a slash", "data_dir: /srv/crgw\ncache:\n  dir: /srv/crgw/\n", "cache.dir: must differ from data_dir" },
+	{ "cache dir is data_dir with a dot", "data_dir: /srv/crgw\ncache:\n  dir: /srv/crgw/.\n", "cache.dir: must differ from data_dir" },
+	{ "cache dir is data_dir with //", "data_dir: /srv/crgw\ncache:\n  dir: /srv//crgw\n", "cache.dir: must differ from data_dir" },
+	{ "cache dir is the default state_dir", "cache:\n  dir: /run/crgw/state/\n", "cache.dir: must differ from state_dir" },
+	{ "cache dir in sandboxes", "cache:\n  dir: /var/lib/crgw/sandboxes\n", "cache.dir: must not lie in data_dir's sandboxes/" },
+	{ "cache dir in trash", "cache:\n  dir: /var/lib/crgw//trash/c\n", "cache.dir: must not lie in data_dir's trash/" },
+	{ "cache dir inside state_dir", "state_dir: /run/x\ncache:\n  dir: /run/x/cache\n", "cache.dir: must not lie inside state_dir" },
+	{ "cache dir holds data_dir", "data_dir: /srv/c/data\ncache:\n  dir: /srv/c\n", "cache.dir: must not hold data_dir" },
+	{ "cache dir with ..", "cache:\n  dir: /var/cache/../lib/crgw\n", "cache.dir: must be an absolute path without '..'" },
+	{ "cache dir in data_dir", "data_dir: /srv/crgw\ncache:\n  dir: /srv/crgw/cache\n", NULL },
+	{ "disabled cache anywhere", "cache:\n  enabled: false\n  dir: /var/lib/crgw\n", NULL },
+	{ "policy store is data_dir", "policy_store:\n  dir: /var/lib/crgw/\n", "policy_store.dir: must differ from data_dir" },
+	{ "policy store in the cache", "policy_store:\n  dir: /var/cache/crgw/p\n", "policy_store.dir: must not lie inside cache.dir" },
+	{ "policy store in spool", "policy_store:\n  dir: /var/lib/crgw/spool/p\n", "must not lie in data_dir's spool/" },
+
+	/* Sizes: the documented range, and a message that prints it. */
+	{ "push hold zero", "mediation:\n  push_hold_bytes: 0\n", "mediation.push_hold_bytes: must be between 1 MiB and 1 GiB" },
+	{ "push hold too big", "mediation:\n  push_hold_bytes: 2G\n", "mediation.push_hold_bytes: must be between 1 MiB and 1 GiB" },
+	{ "memory too big", "limits:\n  memory: 2048T\n", "limits.memory: must be between 16 MiB and 1 PiB (or 0: no limit)" },
+
+	/* Errors of the checks across keys name the line of the value. */
+	{ "ttl min above max, located", "dns:\n  ttl_min: 100\n  ttl_max: 50\n", "test.yaml:2:12: dns.ttl_min: is larger than" },
+	{ "pool host bits, located", "pool: 10.200.0.1/16\n", "test.yaml:1:7: pool: has host bits set" },
+	{ "limits.pids, located", "limits:\n  pids: 8\n", "test.yaml:2:9: limits.pids: must be 0" },
+	{ "credential unknown secret, located",
+	  "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    h.test: { secret: b, scheme: bearer }\n",
+	  "test.yaml:5:5: git.credentials.h.test: names a secret" },
+	{ "cache dir, located", "cache:\n  dir: /srv/x/../y\n", "test.yaml:2:8: cache.dir:" },
+	{ "reader error, located", "workers: 1\nlog_level: \"a\x01\"\n", "test.yaml:2:" },
+	{ "root not a mapping, located", "\n- a\n", "test.yaml:2:1: (root): expected a mapping" },
+
+	/* Addresses that cannot be a resolver or a pool. */
+	{ "upstream 0.0.0.0", "dns:\n  upstream: [0.0.0.0]\n", "dns.upstream: 0.0.0.0:53 is in 0.0.0.0/8" },
+	{ "upstream broadcast", "dns:\n  upstream: [255.255.255.255]\n", "is reserved or the broadcast address" },
+	{ "upstream multicast", "dns:\n  upstream: [224.0.0.1]\n", "dns.upstream: 224.0.0.1:53 is a multicast address" },
+	{ "upstream in the pool", "dns:\n  upstream: [10.200.0.1]\n", "test.yaml:2:13: dns.upstream: 10.200.0.1:53 is inside the sandbox pool" },
+	{ "upstream on loopback", "dns:\n  upstream: [127.0.0.53]\n", NULL },
+	{ "pool in loopback", "pool: 127.0.0.0/8\n", "pool: is in loopback" },
+	{ "pool in this network", "pool: 0.0.0.0/8\n", "pool: is in 0.0.0.0/8" },
+	{ "pool in multicast", "pool: 224.0.0.0/8\n", "pool: is a multicast address" },
 };
 
 static const char *case_yaml(const char *name)
@@ -313,6 +412,58 @@ int main(void)
 	tap_result(crgw_config_load_file(&cfg, "/nonexistent/crgw.yaml", err, sizeof(err)) != 0 &&
 			   strstr(err, "No such file"),
 		   "a missing file is an error: %s", err);
+	crgw_config_defaults(&cfg);
+	tap_result(crgw_config_set(&cfg, "workers", " -18446744073709551615", err, sizeof(err)) != 0 &&
+			   crgw_config_set(&cfg, "workers", "+5", err, sizeof(err)) != 0 && cfg.workers == 0,
+		   "--set workers= -18446744073709551615 and +5 are refused");
+	{
+		struct in_addr a;
+		unsigned p;
+
+		tap_result(crgw_cidr4_parse("10.0.0.0/+8", &a, &p) && crgw_cidr4_parse("0.0.0.0/-0", &a, &p) &&
+				   crgw_cidr4_parse("10.0.0.0/ 8", &a, &p) && crgw_cidr4_parse("10.0.0.0/", &a, &p) &&
+				   !crgw_cidr4_parse("10.0.0.0/8", &a, &p) && p == 8,
+			   "CIDR prefixes are digits only");
+	}
+
+	/* A flag's value has no line: a check across keys names the key alone. */
+	crgw_config_defaults(&cfg);
+	write_file(path, "dns:\n  ttl_max: 50\n  upstream: [203.0.113.53]\n");
+	crgw_config_load_file(&cfg, path, err, sizeof(err));
+	crgw_config_set(&cfg, "dns.ttl_min", "100", err, sizeof(err));
+	tap_result(crgw_config_finish(&cfg, err, sizeof(err)) != 0 && !strncmp(err, "dns.ttl_min: ", 13),
+		   "a flag's error has no location: %s", err);
+
+	/* What the loader refuses before parsing: not a regular file, more than 1 MiB. */
+	{
+		char fifo[160], big[160];
+		FILE *f;
+
+		snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+		snprintf(big, sizeof(big), "%s/big.yaml", dir);
+		crgw_config_defaults(&cfg);
+		tap_result(mkfifo(fifo, 0600) == 0 && crgw_config_load_file(&cfg, fifo, err, sizeof(err)) != 0 &&
+				   strstr(err, "not a regular file"),
+			   "a FIFO is refused without blocking: %s", err);
+		tap_result(crgw_config_load_file(&cfg, dir, err, sizeof(err)) != 0 && strstr(err, "not a regular file"),
+			   "a directory is refused: %s", err);
+		f = fopen(big, "w");
+		for (int i = 0; f && i < (1 << 20) / 16 + 1; i++)
+			fputs("# sixteen bytes\n", f);
+		if (f)
+			fclose(f);
+		tap_result(crgw_config_load_file(&cfg, big, err, sizeof(err)) != 0 && strstr(err, "larger than 1 MiB"),
+			   "a file over 1 MiB is refused: %s", err);
+		f = fopen(big, "w");
+		for (int i = 0; f && i < (1 << 20) / 16; i++)
+			fputs("# sixteen bytes\n", f);
+		if (f)
+			fclose(f);
+		tap_result(crgw_config_load_file(&cfg, big, err, sizeof(err)) == 0, "a file of exactly 1 MiB loads: %s",
+			   err);
+		unlink(fifo);
+		unlink(big);
+	}
 
 	unlink(path);
 	rmdir(dir);
