@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +50,19 @@ static void write_file(const char *path, const char *text)
 }
 
 /* Starts the fake on `api` with `env` (NAME=VALUE pairs, NULL-terminated) added; waits for its socket. */
+static bool accepting(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	ok = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
 static pid_t fake_start(const char *api, const char *const *env)
 {
 	pid_t pid = fork();
@@ -60,7 +75,8 @@ static pid_t fake_start(const char *api, const char *const *env)
 		execl(fake_path, fake_path, "--api-sock", api, (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; i < 500 && access(api, F_OK); i++)
+	/* Until it accepts: the socket's file appears at bind, a moment before the fake listens on it. */
+	for (int i = 0; i < 500 && !accepting(api); i++)
 		usleep(10000);
 	return pid;
 }
