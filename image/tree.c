@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "image_priv.h"
 
@@ -506,13 +507,59 @@ static int apply_entry(struct crgw_image_tree *t, struct archive *a, struct arch
 	return 0;
 }
 
-/* The archive reads the layer through here, so its bytes are hashed as they go by. */
+/*
+ * Two archives read a layer: `raw` undoes the compression (gzip, zstd or none) of the bytes read from the
+ * file, hashing them as they go by; `tar` parses what `raw` gives. Split so, the compressed stream can be
+ * read to its very end after the tar's end-of-archive blocks, which is where gzip keeps its CRC and size
+ * and zstd its checksum; a tar reader alone stops at those blocks and never checks them.
+ */
 struct reader {
 	int fd;
 	EVP_MD_CTX *md;
 	char buf[65536];
-	int err;
+	int err;           /* -errno of a failed read(2) */
+	struct archive *raw;
+	char why[256];     /* what `raw` said when it failed */
+	/*
+	 * libarchive's gzip reader consumes a member's trailer without comparing it (a TODO in its source), so
+	 * a flipped byte inside a stored or deflated block would pass; zlib inflates the same bytes alongside,
+	 * output discarded, to check each member's CRC and size.
+	 */
+	z_stream z;
+	enum { GZ_START, GZ_MEMBER, GZ_BETWEEN, GZ_DONE } gz;
+	bool zinit;
+	unsigned char zout[65536];
 };
+
+/* Runs the gzip check over `n` more input bytes; -EBADMSG when a member's CRC or size is wrong. */
+static int gz_check(struct reader *r, const unsigned char *in, size_t n)
+{
+	r->z.next_in = (unsigned char *)in;
+	r->z.avail_in = (uInt)n;
+	while (r->z.avail_in && r->gz != GZ_DONE) {
+		int zr;
+
+		if (r->gz == GZ_START || r->gz == GZ_BETWEEN) {
+			/* Another member starts with the magic; anything else after a member is not checked. */
+			if (r->z.next_in[0] != 0x1f || (r->z.avail_in > 1 && r->z.next_in[1] != 0x8b)) {
+				r->gz = GZ_DONE;
+				break;
+			}
+			if (r->zinit ? inflateReset(&r->z) != Z_OK : inflateInit2(&r->z, 15 + 16) != Z_OK)
+				return -ENOMEM;
+			r->zinit = true;
+			r->gz = GZ_MEMBER;
+		}
+		r->z.next_out = r->zout;
+		r->z.avail_out = sizeof(r->zout);
+		zr = inflate(&r->z, Z_NO_FLUSH);
+		if (zr == Z_STREAM_END)
+			r->gz = GZ_BETWEEN;
+		else if (zr != Z_OK && zr != Z_BUF_ERROR)
+			return -EBADMSG;
+	}
+	return 0;
+}
 
 static la_ssize_t read_cb(struct archive *a, void *arg, const void **buf)
 {
@@ -529,24 +576,60 @@ static la_ssize_t read_cb(struct archive *a, void *arg, const void **buf)
 	}
 	if (r->md)
 		EVP_DigestUpdate(r->md, r->buf, (size_t)n);
+	if (gz_check(r, (const unsigned char *)r->buf, (size_t)n)) {
+		snprintf(r->why, sizeof(r->why), "gzip data does not match its CRC or size: %s",
+			 r->z.msg ? r->z.msg : "damaged");
+		r->gz = GZ_DONE;
+		return -1;
+	}
 	*buf = r->buf;
 	return n;
+}
+
+static la_ssize_t tar_cb(struct archive *a, void *arg, const void **buf)
+{
+	struct reader *r = arg;
+	size_t size = 0;
+	la_int64_t off;
+	int ar;
+
+	(void)a;
+	ar = archive_read_data_block(r->raw, buf, &size, &off);
+	if (ar == ARCHIVE_EOF)
+		return 0;
+	if (ar != ARCHIVE_OK) {
+		if (!r->why[0])
+			snprintf(r->why, sizeof(r->why), "%s",
+				 archive_error_string(r->raw) ? archive_error_string(r->raw) : "unreadable");
+		return -1;
+	}
+	return (la_ssize_t)size;
+}
+
+/* Why `a` failed: the decompressor's words when it was the one, else the tar reader's. */
+static const char *why_of(const struct reader *r, struct archive *a)
+{
+	if (r->why[0])
+		return r->why;
+	return archive_error_string(a) ? archive_error_string(a) : "unreadable";
 }
 
 int crgw_image_tree_apply(struct crgw_image_tree *t, int fd, char sha256[CRGW_IMAGE_ID_LEN], char *err,
 			  size_t errlen)
 {
-	struct archive *a = archive_read_new();
+	struct archive *a = archive_read_new(), *raw = archive_read_new();
 	struct archive_entry *e;
 	struct reader *r = calloc(1, sizeof(*r));
 	const char *why = NULL;
+	int64_t end = 0;
 	int rc = 0, ar;
 
-	if (!a || !r) {
+	if (!a || !raw || !r) {
 		rc = img_fail(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
 	r->fd = fd;
+	r->raw = raw;
 	if (sha256 && (!(r->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(r->md, EVP_sha256(), NULL))) {
 		rc = img_fail(err, errlen, -ENOMEM, "sha256: out of memory");
 		goto out;
@@ -556,14 +639,21 @@ int crgw_image_tree_apply(struct crgw_image_tree *t, int fd, char sha256[CRGW_IM
 	 * Only tar, and only gzip, zstd or nothing around it (what OCI layers may be); zstd must be built in,
 	 * never the external program libarchive falls back to.
 	 */
-	if (archive_read_support_format_tar(a) != ARCHIVE_OK || archive_read_support_filter_gzip(a) != ARCHIVE_OK ||
-	    archive_read_support_filter_zstd(a) != ARCHIVE_OK || archive_read_support_filter_none(a) != ARCHIVE_OK) {
-		rc = img_fail(err, errlen, -ENOTSUP, "libarchive lacks tar, gzip or zstd: %s", archive_error_string(a));
+	if (archive_read_support_format_raw(raw) != ARCHIVE_OK || archive_read_support_filter_gzip(raw) != ARCHIVE_OK ||
+	    archive_read_support_filter_zstd(raw) != ARCHIVE_OK || archive_read_support_filter_none(raw) != ARCHIVE_OK ||
+	    archive_read_support_format_tar(a) != ARCHIVE_OK || archive_read_support_filter_none(a) != ARCHIVE_OK) {
+		rc = img_fail(err, errlen, -ENOTSUP, "libarchive lacks tar, gzip or zstd: %s",
+			      archive_error_string(raw) ? archive_error_string(raw) : archive_error_string(a));
 		goto out;
 	}
-	if (archive_read_open(a, r, NULL, read_cb, NULL) != ARCHIVE_OK) {
-		rc = img_fail(err, errlen, r->err ? r->err : -EBADMSG, "not a tar archive: %s",
-			      archive_error_string(a) ? archive_error_string(a) : "unreadable");
+	if (archive_read_open(raw, r, NULL, read_cb, NULL) != ARCHIVE_OK ||
+	    archive_read_next_header(raw, &e) != ARCHIVE_OK) {
+		rc = img_fail(err, errlen, r->err ? r->err : -EBADMSG, "%s: %s",
+			      r->why[0] ? "damaged or truncated layer" : "not a tar archive", why_of(r, raw));
+		goto out;
+	}
+	if (archive_read_open(a, r, NULL, tar_cb, NULL) != ARCHIVE_OK) {
+		rc = img_fail(err, errlen, r->err ? r->err : -EBADMSG, "not a tar archive: %s", why_of(r, a));
 		goto out;
 	}
 	for (;;) {
@@ -572,9 +662,9 @@ int crgw_image_tree_apply(struct crgw_image_tree *t, int fd, char sha256[CRGW_IM
 		ar = archive_read_next_header(a, &e);
 		if (ar == ARCHIVE_EOF)
 			break;
-		if (ar < ARCHIVE_WARN) {
-			rc = img_fail(err, errlen, r->err ? r->err : -EBADMSG, "damaged or truncated layer: %s",
-				      archive_error_string(a) ? archive_error_string(a) : "unreadable");
+		/* ARCHIVE_RETRY (a bad header checksum) is a failure too: `e` is not an entry then. */
+		if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN) {
+			rc = img_fail(err, errlen, r->err ? r->err : -EBADMSG, "damaged or truncated layer: %s", why_of(r, a));
 			goto out;
 		}
 		if (++t->entries > t->lim.max_entries) {
@@ -586,7 +676,39 @@ int crgw_image_tree_apply(struct crgw_image_tree *t, int fd, char sha256[CRGW_IM
 		if ((rc = apply_entry(t, a, e, &why))) {
 			if (r->err)
 				rc = r->err;
-			img_fail(err, errlen, rc, "layer entry \"%.200s\": %s", name ? name : "", why ? why : strerror(-rc));
+			img_fail(err, errlen, rc, "layer entry \"%.200s\": %s", name ? name : "",
+				 r->why[0] ? r->why : why ? why : strerror(-rc));
+			goto out;
+		}
+		if (archive_read_data_skip(a) != ARCHIVE_OK) {
+			rc = img_fail(err, errlen, r->err ? r->err : -EBADMSG, "damaged or truncated layer: %s", why_of(r, a));
+			goto out;
+		}
+		/* Where the next header starts: the entry's data and padding are consumed now. */
+		end = archive_filter_bytes(a, 0);
+	}
+	/*
+	 * A tar cut exactly between two entries reads like a shorter, whole one; only the end-of-archive blocks
+	 * (the reader consumes at least one zero block) tell them apart.
+	 */
+	if (archive_filter_bytes(a, 0) < end + 512) {
+		rc = img_fail(err, errlen, -EBADMSG, "damaged or truncated layer: no end-of-archive blocks");
+		goto out;
+	}
+	/*
+	 * What follows the end blocks is read, not applied (as tar and containerd ignore it), to the end of the
+	 * compressed stream, so that its trailer is checked.
+	 */
+	{
+		const void *rest;
+		size_t size;
+		la_int64_t off;
+
+		while ((ar = archive_read_data_block(raw, &rest, &size, &off)) == ARCHIVE_OK)
+			;
+		if (ar != ARCHIVE_EOF) {
+			rc = img_fail(err, errlen, r->err ? r->err : -EBADMSG, "damaged or truncated layer: %s",
+				      why_of(r, raw));
 			goto out;
 		}
 	}
@@ -595,11 +717,12 @@ int crgw_image_tree_apply(struct crgw_image_tree *t, int fd, char sha256[CRGW_IM
 		const void *rest;
 		ssize_t n;
 
-		/* The hash covers the whole blob, also what follows the archive's end. */
-		while ((n = read_cb(a, r, &rest)) > 0)
+		/* The hash covers the whole blob, also what follows the compressed stream's end. */
+		while ((n = read_cb(raw, r, &rest)) > 0)
 			;
 		if (n < 0) {
-			rc = img_fail(err, errlen, r->err, "reading the layer: %s", strerror(-r->err));
+			rc = img_fail(err, errlen, r->err ? r->err : -EBADMSG, "reading the layer: %s",
+				      r->err ? strerror(-r->err) : r->why);
 			goto out;
 		}
 		EVP_DigestFinal_ex(r->md, md, NULL);
@@ -608,8 +731,13 @@ int crgw_image_tree_apply(struct crgw_image_tree *t, int fd, char sha256[CRGW_IM
 out:
 	if (a)
 		archive_read_free(a);
-	if (r)
+	if (raw)
+		archive_read_free(raw);
+	if (r) {
 		EVP_MD_CTX_free(r->md);
+		if (r->zinit)
+			inflateEnd(&r->z);
+	}
 	free(r);
 	return rc;
 }

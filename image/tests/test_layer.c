@@ -490,6 +490,89 @@ static void test_truncated(void)
 	crgw_image_tree_free(t);
 }
 
+/* Applies the layer at `path` to a fresh tree; the apply's result, the message in `err`. */
+static int apply_one(const char *path, char *err, size_t errlen)
+{
+	struct crgw_image_tree *t;
+	int rc;
+
+	if ((rc = crgw_image_tree_new(dir, &lim, &t, err, errlen)))
+		return rc;
+	rc = apply_files(t, (const char *const[]){ path, NULL }, err, errlen);
+	crgw_image_tree_free(t);
+	return rc;
+}
+
+/* The offset of the 512-byte block of `path` that starts with `name` (a tar header), or -1. */
+static long header_at(const char *path, const char *name)
+{
+	char blk[512];
+	long off = 0, found = -1;
+	FILE *f = fopen(path, "rb");
+
+	while (f && fread(blk, 1, sizeof(blk), f) == sizeof(blk)) {
+		if (!strcmp(blk, name)) {
+			found = off;
+			break;
+		}
+		off += 512;
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+static void test_damaged(void)
+{
+	struct tarb b;
+	char err[512] = "", cut[600], *big = calloc(1, 100000), *out;
+	long third;
+	int rc;
+
+	/* Cut exactly where an entry starts: what is left reads as a whole tar, bar the end blocks. */
+	tar_open(&b, "three.tar", "none");
+	file(&b, "first", "1");
+	add(&b, "second", AE_IFREG, 0644, big, 100000, NULL);
+	file(&b, "third", "3");
+	tar_close(&b);
+	third = header_at(b.path, "third");
+	snprintf(cut, sizeof(cut), "%s/boundary.tar", dir);
+	free(run("head -c %ld %s > %s", third, b.path, cut));
+	rc = apply_one(cut, err, sizeof(err));
+	tap_result(third > 0 && rc == -EBADMSG, "a tar cut at an entry boundary is refused (%d): %s", rc, err);
+	rc = apply_one(b.path, err, sizeof(err));
+	tap_result(rc == 0, "... and the whole tar applies (%s)", rc ? err : "ok");
+
+	/* An entry after the end blocks: other readers ignore it, so applying it would be a second truth. */
+	snprintf(cut, sizeof(cut), "%s/after-end.tar", dir);
+	free(run("cat %s %s > %s", b.path, b.path, cut));
+	rc = apply_one(cut, err, sizeof(err));
+	tap_result(rc == 0, "what follows the end-of-archive blocks is read, not applied (%s)", rc ? err : "ok");
+	free(run("head -c 10240 /dev/zero | cat %s - > %s", b.path, cut));
+	rc = apply_one(cut, err, sizeof(err));
+	tap_result(rc == 0, "zero blocks after the end blocks are fine (%s)", rc ? err : "ok");
+
+	/* A stored (level 0) gzip with one byte of contents changed: only the trailer's CRC says so. */
+	b.a = archive_write_new();
+	snprintf(b.path, sizeof(b.path), "%s/stored.tar.gz", dir);
+	archive_write_set_format_pax_restricted(b.a);
+	archive_write_add_filter_gzip(b.a);
+	archive_write_set_filter_option(b.a, "gzip", "compression-level", "0");
+	archive_write_open_filename(b.a, b.path);
+	memset(big, 'a', 99999);
+	memcpy(big + 50000, "MARKER", 6);
+	add(&b, "second", AE_IFREG, 0644, big, 99999, NULL);
+	tar_close(&b);
+	rc = apply_one(b.path, err, sizeof(err));
+	tap_result(rc == 0, "a stored gzip layer applies (%s)", rc ? err : "ok");
+	out = run("grep -boa MARKER %s | head -1 | cut -d: -f1 | tr -d '\\n'", b.path);
+	free(run("printf Z | dd of=%s bs=1 seek=%s conv=notrunc status=none", b.path, out));
+	free(out);
+	rc = apply_one(b.path, err, sizeof(err));
+	tap_result(rc == -EBADMSG, "a gzip layer whose CRC does not match is refused (%d): %s", rc, err);
+	free(big);
+}
+
 static void test_sha_and_inject(void)
 {
 	struct tarb b;
@@ -552,6 +635,7 @@ int main(void)
 	refused("a gzip bomb, one 64 MiB file (limit 16 MiB)", -E2BIG, b_bomb, "gzip");
 	refused("a zstd bomb of twenty 1 MiB files (limit 16 MiB)", -E2BIG, b_bomb_many, "zstd");
 	test_truncated();
+	test_damaged();
 
 	if (!getenv("KEEP"))
 		free(run("rm -rf %s", dir));
