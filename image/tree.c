@@ -394,6 +394,13 @@ static int apply_entry(struct crgw_image_tree *t, struct archive *a, struct arch
 
 	if ((rc = norm_path(t, archive_entry_pathname(e), path, sizeof(path), why)))
 		return rc;
+	/*
+	 * ext4 keeps 32-bit ids: cut down, gid 2^40 would become 0 (root). Refused, as GNU tar refuses such a
+	 * header, rather than mapped to some id the layer never named.
+	 */
+	if (archive_entry_uid(e) < 0 || archive_entry_uid(e) > UINT32_MAX || archive_entry_gid(e) < 0 ||
+	    archive_entry_gid(e) > UINT32_MAX)
+		return *why = "uid or gid beyond 32 bits", -EINVAL;
 	if (!path[0]) {
 		/* "./": the root's own metadata. */
 		if (type != AE_IFDIR || archive_entry_hardlink(e))

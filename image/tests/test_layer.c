@@ -573,6 +573,31 @@ static void test_damaged(void)
 	free(big);
 }
 
+static void b_uid40(struct tarb *b)
+{
+	struct archive_entry *e = archive_entry_new();
+
+	archive_entry_set_pathname(e, "f");
+	archive_entry_set_filetype(e, AE_IFREG);
+	archive_entry_set_perm(e, 0644);
+	archive_entry_set_uid(e, 1000);
+	archive_entry_set_gid(e, 1ll << 40);
+	archive_entry_set_size(e, 0);
+	archive_write_header(b->a, e);
+	archive_entry_free(e);
+}
+static void b_uid33(struct tarb *b)
+{
+	struct archive_entry *e = archive_entry_new();
+
+	archive_entry_set_pathname(e, "d");
+	archive_entry_set_filetype(e, AE_IFDIR);
+	archive_entry_set_perm(e, 0755);
+	archive_entry_set_uid(e, (1ll << 32) + 5);
+	archive_write_header(b->a, e);
+	archive_entry_free(e);
+}
+
 static void test_sha_and_inject(void)
 {
 	struct tarb b;
@@ -636,6 +661,8 @@ int main(void)
 	refused("a zstd bomb of twenty 1 MiB files (limit 16 MiB)", -E2BIG, b_bomb_many, "zstd");
 	test_truncated();
 	test_damaged();
+	refused("a gid of 2^40 (would be 0, root, in 32 bits)", -EINVAL, b_uid40, "none");
+	refused("a uid of 2^32+5", -EINVAL, b_uid33, "none");
 
 	if (!getenv("KEEP"))
 		free(run("rm -rf %s", dir));
