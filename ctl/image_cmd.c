@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "crgw/image.h"
+#include "crgw/policy_diff.h"
 #include "ctl.h"
 
 static const char image_usage[] =
@@ -165,14 +166,24 @@ static char *read_secret(const char *path)
 	return buf;
 }
 
+/*
+ * `key` of record `r` fit for a terminal: an import's reference is the tarball's path, which may hold line
+ * breaks and escape sequences that would forge lines or retitle the terminal, so controls show as '?'.
+ */
+static const char *shown(json_t *r, const char *key, char *buf, size_t size)
+{
+	const char *v = json_string_value(json_object_get(r, key));
+
+	return v ? crgw_audit_text_safe(buf, size, v, json_string_length(json_object_get(r, key))) : "-";
+}
+
 static void print_record_line(json_t *r)
 {
-	char size[32];
-	const char *ref = json_string_value(json_object_get(r, "reference"));
+	char size[32], id[CRGW_IMAGE_ID_LEN + 8], when[64], ref[4200];
 
 	cache_human((unsigned long long)json_integer_value(json_object_get(r, "rootfs_bytes")), size, sizeof(size));
-	printf("%-71s %10s  %-20s  %s\n", json_string_value(json_object_get(r, "id")), size,
-	       json_string_value(json_object_get(r, "created")), ref ? ref : "-");
+	printf("%-71s %10s  %-20s  %s\n", shown(r, "id", id, sizeof(id)), size, shown(r, "created", when, sizeof(when)),
+	       shown(r, "reference", ref, sizeof(ref)));
 }
 
 int cmd_image(int argc, char **argv)
@@ -191,6 +202,7 @@ int cmd_image(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sub = argc >= 2 ? argv[1] : "", *store_dir = getenv("CRGW_IMAGE_STORE"), *pwfile = NULL;
+	bool store_flag = false;
 	struct crgw_image_opts o = { 0 };
 	struct crgw_image_limits lim;
 	struct crgw_image_store *s = NULL;
@@ -216,7 +228,7 @@ int cmd_image(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc - 1, argv + 1, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': store_dir = optarg; break;
+		case 's': store_dir = optarg; store_flag = true; break;
 		case 'j': u.json = true; break;
 		case 'r': resolve = true; break;
 		case 'c': o.ca_file = optarg; break;
@@ -239,6 +251,14 @@ int cmd_image(int argc, char **argv)
 	if ((!strcmp(sub, "ls") && argc) || (strcmp(sub, "ls") && strcmp(sub, "rm") && argc != 1) ||
 	    (!strcmp(sub, "rm") && !argc) || (resolve && strcmp(sub, "pull")) || (!o.username != !pwfile)) {
 		fputs(image_usage, stderr);
+		return CTL_EXIT_ERROR;
+	}
+	/*
+	 * An empty --store is a mistake (an unset variable in a script), never a request for the system store:
+	 * `image rm --store "$DIR"` must not act on /var/lib/crgw/images when DIR is empty.
+	 */
+	if (store_flag && !*store_dir) {
+		fprintf(stderr, "crgw-ctl: image: --store wants a directory, not an empty string\n");
 		return CTL_EXIT_ERROR;
 	}
 	if (pwfile) {

@@ -514,5 +514,28 @@ run policy validate "$tmp/badlearn"
 [ "$rc" = 2 ] && grep -q "sandbox.learn: expected true or false" "$tmp/err"
 result $? "sandbox.learn takes true or false only"
 
+# ---- image (docs/images.md): a store in $tmp, never the system's
+export CRGW_IMAGE_STORE=$tmp/store
+unset CRGW_GUEST
+mkdir -p "$tmp/rootfs/etc" && echo hello >"$tmp/rootfs/etc/motd"
+tar -C "$tmp/rootfs" -cf "$tmp/root.tar" .
+images() { find "$CRGW_IMAGE_STORE/images" -mindepth 1 -maxdepth 1 | wc -l; }
+blobs() { find "$CRGW_IMAGE_STORE/blobs/sha256" -type f | wc -l; }
+tmpfiles() { find "$CRGW_IMAGE_STORE/tmp" -mindepth 1 | wc -l; }
+expect_rc 0 "image import of a rootfs tarball" image import "$tmp/root.tar"
+rid=$(cat "$tmp/out")
+run image ls --store ''
+[ "$rc" = 2 ] && grep -q -- "--store wants a directory" "$tmp/err" && [ ! -s "$tmp/out" ]
+result $? "image ls --store '' is an error, not the system store (exit $rc)"
+# A tarball's name is shown in ls: its escapes and line breaks must not reach the terminal raw.
+evil="$tmp/esc$(printf '\033]0;PWNED\007\033[2J\nfake line').tar"
+cp "$tmp/root.tar" "$evil" && echo x >"$tmp/rootfs/x" && tar -C "$tmp/rootfs" -cf "$evil" .
+expect_rc 0 "image import of a tarball whose name holds escapes and a line break" image import "$evil"
+run image ls
+[ "$rc" = 0 ] && [ "$(wc -l <"$tmp/out")" = 3 ] && ! grep -q "$(printf '\033')" "$tmp/out" &&
+	grep -q 'esc?\]0;PWNED??\[2J?fake line.tar' "$tmp/out"
+result $? "image ls shows the controls of a reference as '?' (exit $rc)"
+expect_json 0 "[.[].reference | select(test(\"fake line\"))] | length == 1" "... and --json keeps the path exact" image ls --json
+
 echo "1..$n"
 [ "$failed" = 0 ]
