@@ -183,7 +183,7 @@ static void print_record_line(json_t *r)
 
 	cache_human((unsigned long long)json_integer_value(json_object_get(r, "rootfs_bytes")), size, sizeof(size));
 	printf("%-71s %10s  %-20s  %s\n", shown(r, "id", id, sizeof(id)), size, shown(r, "created", when, sizeof(when)),
-	       shown(r, "reference", ref, sizeof(ref)));
+	       json_object_get(r, "error") ? "(image.json is unreadable)" : shown(r, "reference", ref, sizeof(ref)));
 }
 
 int cmd_image(int argc, char **argv)

@@ -77,6 +77,27 @@ static void sweep_tmp(const char *tmp)
 		closedir(d);
 }
 
+/*
+ * The store feeds root file systems to VMs: a directory of it that another user owns or may write to could
+ * swap an image or a blob under us, so it is refused rather than used (or silently chmodded).
+ */
+static int check_owned(const char *path, bool follow, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if ((follow ? stat(path, &st) : lstat(path, &st)))
+		return img_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return img_fail(err, errlen, -ENOTDIR, "%s: not a directory", path);
+	if (st.st_uid != geteuid())
+		return img_fail(err, errlen, -EPERM, "%s: owned by uid %u, not %u: refusing an image store another user controls",
+				path, (unsigned)st.st_uid, (unsigned)geteuid());
+	if (st.st_mode & 022)
+		return img_fail(err, errlen, -EPERM, "%s: mode %04o lets others write to it: refusing it (chmod 0700)", path,
+				(unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
 int crgw_image_store_open(const char *dir, struct crgw_image_store **out, char *err, size_t errlen)
 {
 	static const char *const subs[] = { "", "/blobs", "/blobs/sha256", "/images", "/tmp" };
@@ -102,12 +123,17 @@ int crgw_image_store_open(const char *dir, struct crgw_image_store **out, char *
 		*p = '/';
 	}
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		int e;
+
 		snprintf(path, sizeof(path), "%s%s", dir, subs[i]);
 		if (mkdir(path, 0700) && errno != EEXIST) {
-			int e = -errno;
-
+			e = -errno;
 			free(s);
 			return img_fail(err, errlen, e, "%s: %s", path, strerror(-e));
+		}
+		if ((e = check_owned(path, i == 0, err, errlen))) {
+			free(s);
+			return e;
 		}
 	}
 	snprintf(path, sizeof(path), "%s/lock", dir);
@@ -514,8 +540,15 @@ int crgw_image_list(struct crgw_image_store *s, json_t **out, char *err, size_t 
 	while ((e = readdir(d))) {
 		json_t *r;
 
-		if (strlen(e->d_name) != 64 || !(r = load_record(s, e->d_name)))
+		if (strlen(e->d_name) != 64 || strspn(e->d_name, "0123456789abcdef") != 64)
 			continue;
+		/* Listed all the same: an image hidden here would look like room to rm's collection of blobs. */
+		if (!(r = load_record(s, e->d_name)) || !json_is_object(r)) {
+			json_decref(r);
+			r = json_pack("{s:s+,s:s}", "id", "sha256:", e->d_name, "error", "image.json is unreadable");
+			if (!r)
+				continue;
+		}
 		if (n == cap) {
 			json_t **nr = realloc(recs, (cap = cap ? cap * 2 : 16) * sizeof(*recs));
 
@@ -553,12 +586,29 @@ static void record_digests(json_t *r, json_t *keep)
 			json_object_set_new(keep, json_string_value(json_object_get(l, "digest")), json_true());
 }
 
+static bool owned_digests(struct crgw_image_store *s, json_t *keep)
+{
+	json_t *all = NULL, *r;
+	bool unreadable = false;
+	char why[256];
+	size_t i;
+
+	if (crgw_image_list(s, &all, why, sizeof(why)))
+		return true;
+	json_array_foreach(all, i, r) {
+		if (json_object_get(r, "error"))
+			unreadable = true;
+		record_digests(r, keep);
+	}
+	json_decref(all);
+	return unreadable;
+}
+
 int crgw_image_remove(struct crgw_image_store *s, const char *idref, char *err, size_t errlen)
 {
 	char id[CRGW_IMAGE_ID_LEN], from[4200], to[4200], blobs[4200];
-	json_t *all = NULL, *keep = NULL, *r;
+	json_t *keep = NULL;
 	struct dirent *e;
-	size_t i;
 	DIR *d;
 	int rc, tfd;
 
@@ -578,14 +628,13 @@ int crgw_image_remove(struct crgw_image_store *s, const char *idref, char *err, 
 		rm_tree(tfd, from);
 		close(tfd);
 	}
-	/* The layer store keeps what the remaining images name, and nothing else. */
-	if ((rc = crgw_image_list(s, &all, err, errlen)))
-		goto out;
+	/*
+	 * The layer store keeps what the remaining images name, and nothing else; while some image's record
+	 * cannot be read, what it names is unknown, so every blob stays.
+	 */
 	keep = json_object();
-	json_array_foreach(all, i, r)
-		record_digests(r, keep);
 	snprintf(blobs, sizeof(blobs), "%s/blobs/sha256", s->dir);
-	if ((d = opendir(blobs))) {
+	if (keep && !owned_digests(s, keep) && (d = opendir(blobs))) {
 		while ((e = readdir(d))) {
 			char digest[CRGW_IMAGE_ID_LEN];
 
@@ -598,7 +647,6 @@ int crgw_image_remove(struct crgw_image_store *s, const char *idref, char *err, 
 		closedir(d);
 	}
 out:
-	json_decref(all);
 	json_decref(keep);
 	flock(s->lock, LOCK_UN);
 	return rc;
