@@ -36,7 +36,8 @@ static const char image_usage[] =
 	"  --username USER          credentials for the registry's token endpoint, with\n"
 	"  --password-file FILE     a file holding the password (one line)\n"
 	"  --guest FILE             inject FILE as /sbin/crgw-guest (0755; default $CRGW_GUEST, else none)\n"
-	"  --max-bytes SIZE         refuse images that unpack to more than SIZE (default 16G)\n";
+	"  --max-bytes SIZE         refuse images that unpack to more than SIZE (default 16G); an import\n"
+	"                           stops copying a tarball past SIZE plus a quarter and 64 MiB\n";
 
 struct ui {
 	bool json, tty;

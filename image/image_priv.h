@@ -118,6 +118,21 @@ int img_blob_put(const struct crgw_image_store *s, const char *digest, const voi
 int img_build(struct crgw_image_store *s, const char *id, json_t *record, const struct crgw_image_opts *o,
 	      char *err, size_t errlen);
 
+/*
+ * Whether image `id` is in the store already, asked with `o`'s guest: 1 when it is, with the same guest
+ * (or none with none); 0 when it is not; -EEXIST when it is with another guest, and -errno when the guest
+ * file is unusable (checked first, so a wrong --guest fails even for an image already there).
+ */
+int img_existing(struct crgw_image_store *s, const char *id, const struct crgw_image_opts *o, char *err,
+		 size_t errlen);
+
+/*
+ * Puts the regular file open at `fd` (borrowed, read from its current offset to its end; `src` names it in
+ * messages) at `path` with `mode`, owned by root.
+ */
+int img_tree_inject_fd(struct crgw_image_tree *t, int fd, const char *src, const char *path, unsigned mode,
+		       char *err, size_t errlen);
+
 void img_progress(const struct crgw_image_opts *o, enum crgw_image_event ev, const char *digest, uint64_t bytes,
 		  uint64_t total, unsigned index, unsigned count, bool cached);
 

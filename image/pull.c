@@ -619,7 +619,7 @@ int crgw_image_pull(struct crgw_image_store *s, const char *ref, const struct cr
 {
 	struct puller p;
 	struct oci_manifest top = { 0 }, m = { 0 };
-	char top_digest[CRGW_IMAGE_ID_LEN], mdigest[CRGW_IMAGE_ID_LEN], path[4300];
+	char top_digest[CRGW_IMAGE_ID_LEN], mdigest[CRGW_IMAGE_ID_LEN];
 	char *top_body = NULL, *mbody = NULL, *cfg = NULL;
 	size_t top_len = 0, mlen = 0;
 	json_t *record = NULL, *layers, *summary = NULL;
@@ -634,9 +634,11 @@ int crgw_image_pull(struct crgw_image_store *s, const char *ref, const struct cr
 				"crgw-ctl image pull --resolve %s prints it", ref, ref);
 	memcpy(id, p.ref.digest, CRGW_IMAGE_ID_LEN);
 	flock(s->lock, LOCK_SH);
-	snprintf(path, sizeof(path), "%s/images/%s", s->dir, id + 7);
-	if (!access(path, F_OK)) {
-		img_progress(o, CRGW_IMAGE_EV_DONE, id, 0, 0, 0, 0, true);
+	if ((rc = img_existing(s, id, o, err, errlen))) {
+		if (rc > 0) {
+			rc = 0;
+			img_progress(o, CRGW_IMAGE_EV_DONE, id, 0, 0, 0, 0, true);
+		}
 		goto out;
 	}
 	memcpy(top_digest, p.ref.digest, sizeof(top_digest));

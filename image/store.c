@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -59,7 +60,28 @@ static int fsync_dir(const char *path)
 	return rc;
 }
 
-/* What interrupted runs left in tmp/ a day ago; younger entries may belong to a run in progress. */
+/* An img-* build directory whose builder is gone: it holds the directory's flock while it lives. */
+static bool build_dir_orphaned(int dir, const char *name)
+{
+	int fd;
+	bool gone;
+
+	if (strncmp(name, "img-", 4))
+		return false;
+	if ((fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return false;
+	gone = !flock(fd, LOCK_EX | LOCK_NB);
+	/* Removed while the lock is held, so a builder that races for it finds its directory unlinked. */
+	if (gone)
+		rm_tree(dir, name);
+	close(fd);
+	return gone;
+}
+
+/*
+ * What interrupted runs left in tmp/: a killed build's directory at once (its lock is free), anything else a
+ * day later; younger entries may belong to a run in progress (a pull's partial-* files are kept to resume).
+ */
 static void sweep_tmp(const char *tmp)
 {
 	DIR *d = opendir(tmp);
@@ -68,7 +90,7 @@ static void sweep_tmp(const char *tmp)
 	time_t now = time(NULL);
 
 	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
+		if (e->d_name[0] == '.' || build_dir_orphaned(dirfd(d), e->d_name))
 			continue;
 		if (!fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) && now - st.st_mtime > TMP_MAX_AGE)
 			rm_tree(dirfd(d), e->d_name);
@@ -249,6 +271,14 @@ static int hash_fd(int fd, char out[CRGW_IMAGE_ID_LEN])
 	return rc;
 }
 
+static json_t *load_record(const struct crgw_image_store *s, const char *hex)
+{
+	char path[4300];
+
+	snprintf(path, sizeof(path), "%s/images/%s/image.json", s->dir, hex);
+	return json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+}
+
 static void iso_now(char *buf, size_t size)
 {
 	time_t now = time(NULL);
@@ -256,6 +286,69 @@ static void iso_now(char *buf, size_t size)
 
 	gmtime_r(&now, &tm);
 	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/*
+ * Opens the guest file `path` for reading without blocking on a FIFO (refused, as is anything but a regular
+ * file: the import would otherwise wait on it while holding the store's lock) and hashes it into `sha`.
+ * Returns the descriptor, at the file's start, or -errno.
+ */
+static int guest_open(const char *path, char sha[CRGW_IMAGE_ID_LEN], char *err, size_t errlen)
+{
+	struct stat st;
+	int fd, rc;
+
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)) < 0)
+		return img_fail(err, errlen, -errno, "guest %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		rc = S_ISREG(st.st_mode) ? -errno : -EINVAL;
+		close(fd);
+		return img_fail(err, errlen, rc, "guest %s: %s", path, rc == -EINVAL ? "not a regular file" : strerror(-rc));
+	}
+	if ((rc = hash_fd(fd, sha))) {
+		close(fd);
+		return img_fail(err, errlen, rc, "guest %s: %s", path, strerror(-rc));
+	}
+	return fd;
+}
+
+int img_existing(struct crgw_image_store *s, const char *id, const struct crgw_image_opts *o, char *err,
+		 size_t errlen)
+{
+	char final[4200], sha[CRGW_IMAGE_ID_LEN] = "";
+	const char *had;
+	json_t *r;
+	bool same, had_guest;
+	int fd;
+
+	if (o && o->guest) {
+		if ((fd = guest_open(o->guest, sha, err, errlen)) < 0)
+			return fd;
+		close(fd);
+	}
+	snprintf(final, sizeof(final), "%s/images/%s", s->dir, id + 7);
+	if (access(final, F_OK))
+		return 0;
+	/*
+	 * The id names the image's contents (the pinned digest, the tarball's sha256), not its guest, so the
+	 * same id asked for with another guest is refused rather than answered with an image that lacks it.
+	 */
+	if (!(r = load_record(s, id + 7)))
+		return img_fail(err, errlen, -EIO, "image %s is in the store but its image.json is unreadable", id);
+	had = json_string_value(json_object_get(r, "guest_sha256"));
+	had_guest = had || json_is_string(json_object_get(r, "guest"));
+	if (had)
+		same = sha[0] && !strcmp(had, sha);
+	else if (had_guest) /* recorded before guest_sha256 was: the path is all there is to compare */
+		same = sha[0] && !strcmp(json_string_value(json_object_get(r, "guest")), o->guest);
+	else
+		same = !sha[0];
+	json_decref(r);
+	if (!same)
+		return img_fail(err, errlen, -EEXIST,
+				"image %s is in the store with %s: remove it (crgw-ctl image rm) to make it with %s", id,
+				!had_guest ? "no guest" : sha[0] ? "another guest" : "a guest", sha[0] ? "this guest" : "none");
+	return 1;
 }
 
 int img_build(struct crgw_image_store *s, const char *id, json_t *record, const struct crgw_image_opts *o,
@@ -267,18 +360,44 @@ int img_build(struct crgw_image_store *s, const char *id, json_t *record, const 
 	json_t *layers = json_object_get(record, "layers"), *l;
 	uint64_t size = 0, entries = 0, bytes = 0;
 	bool made = false;
+	char gsha[CRGW_IMAGE_ID_LEN] = "";
+	int gfd = -1, tfd = -1;
+	struct stat st;
 	size_t i;
 	int rc = 0;
 
 	snprintf(final, sizeof(final), "%s/images/%s", s->dir, id + 7);
-	if (!access(final, F_OK))
-		goto out;
-	snprintf(tmpdir, sizeof(tmpdir), "%s/tmp/img-XXXXXX", s->dir);
-	if (!mkdtemp(tmpdir)) {
-		rc = img_fail(err, errlen, -errno, "%s: %s", tmpdir, strerror(errno));
+	if ((rc = img_existing(s, id, o, err, errlen))) {
+		rc = rc > 0 ? 0 : rc;
 		goto out;
 	}
-	made = true;
+	if (o && o->guest && (gfd = guest_open(o->guest, gsha, err, errlen)) < 0) {
+		rc = gfd;
+		goto out;
+	}
+	/*
+	 * The build directory is locked while this runs, so that the sweep of a later command removes it at once
+	 * when this process is killed. A sweep can take the lock between mkdtemp and flock: the directory is then
+	 * gone (no links), and another is made.
+	 */
+	for (;;) {
+		snprintf(tmpdir, sizeof(tmpdir), "%s/tmp/img-XXXXXX", s->dir);
+		if (!mkdtemp(tmpdir)) {
+			rc = img_fail(err, errlen, -errno, "%s: %s", tmpdir, strerror(errno));
+			goto out;
+		}
+		made = true;
+		if ((tfd = open(tmpdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 || flock(tfd, LOCK_EX) ||
+		    fstat(tfd, &st)) {
+			rc = img_fail(err, errlen, -errno, "%s: %s", tmpdir, strerror(errno));
+			goto out;
+		}
+		if (st.st_nlink)
+			break;
+		made = false;
+		close(tfd);
+		tfd = -1;
+	}
 	if (o && o->limits)
 		lim = *o->limits;
 	else
@@ -323,7 +442,7 @@ int img_build(struct crgw_image_store *s, const char *id, json_t *record, const 
 			goto out;
 		}
 	}
-	if (o && o->guest && (rc = crgw_image_tree_inject(t, o->guest, "/sbin/crgw-guest", 0755, err, errlen)))
+	if (gfd >= 0 && (rc = img_tree_inject_fd(t, gfd, o->guest, "/sbin/crgw-guest", 0755, err, errlen)))
 		goto out;
 	crgw_image_tree_stats(t, &entries, &bytes);
 	img_progress(o, CRGW_IMAGE_EV_WRITE, id, 0, bytes, 0, 0, false);
@@ -337,6 +456,7 @@ int img_build(struct crgw_image_store *s, const char *id, json_t *record, const 
 	json_object_set_new(record, "content_bytes", json_integer((json_int_t)bytes));
 	json_object_set_new(record, "entries", json_integer((json_int_t)entries));
 	json_object_set_new(record, "guest", o && o->guest ? json_string(o->guest) : json_null());
+	json_object_set_new(record, "guest_sha256", gsha[0] ? json_string(gsha) : json_null());
 	snprintf(path, sizeof(path), "%s/image.json", tmpdir);
 	if (json_dump_file(record, path, JSON_INDENT(2) | JSON_SORT_KEYS)) {
 		rc = img_fail(err, errlen, -EIO, "writing %s", path);
@@ -377,42 +497,145 @@ out:
 			close(dfd);
 		}
 	}
+	if (tfd >= 0)
+		close(tfd);
+	if (gfd >= 0)
+		close(gfd);
 	json_decref(record);
 	if (!rc)
 		img_progress(o, CRGW_IMAGE_EV_DONE, id, 0, 0, 0, 0, false);
 	return rc;
 }
 
+/*
+ * The most an imported tarball may be, as read: the per-blob limit, and no more than the contents it may
+ * unpack to plus a quarter and 64 MiB for tar headers and padding (compression only ever shrinks a tar by
+ * more than it adds). Checked while copying, so /dev/zero or a huge file stops there, not at a full disk.
+ */
+static uint64_t import_cap(const struct crgw_image_limits *lim)
+{
+	uint64_t room = lim->max_bytes > UINT64_MAX / 2 ? UINT64_MAX : lim->max_bytes + lim->max_bytes / 4 + (64ull << 20);
+
+	return room < lim->max_blob ? room : lim->max_blob;
+}
+
+#define FIFO_WAIT_MS 10000
+
+/*
+ * Opens the tarball without blocking on a FIFO that has no writer: one that gets none within 10 s is an
+ * error. A FIFO with a writer (process substitution, `<(zcat x.tar.gz)`) is read as any file. Returns the
+ * descriptor, in blocking mode, or -errno.
+ */
+static int input_open(const char *path, char *err, size_t errlen)
+{
+	struct pollfd pfd;
+	struct stat st;
+	int fd, rc;
+
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)) < 0)
+		return img_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &st)) {
+		rc = img_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		close(fd);
+		return rc;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		close(fd);
+		return img_fail(err, errlen, -EISDIR, "%s: %s", path, strerror(EISDIR));
+	}
+	/* A reader's poll sees neither data nor a hang-up until a writer has opened the FIFO. */
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	if (S_ISFIFO(st.st_mode) && (rc = poll(&pfd, 1, FIFO_WAIT_MS)) <= 0) {
+		rc = rc < 0 ? -errno : -ETIMEDOUT;
+		close(fd);
+		return img_fail(err, errlen, rc, "%s: %s", path,
+				rc == -ETIMEDOUT ? "a FIFO no one wrote to for 10 s" : strerror(-rc));
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)) {
+		rc = img_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+/* Digests of every image record into `keep` (a set); true when some image's record cannot be read. */
+static bool owned_digests(struct crgw_image_store *s, json_t *keep);
+
+/*
+ * Removes blob `digest`, which this import put in the layer store, unless an image names it. Exclusive, as
+ * rm is: a pull or import of the same bytes may be between storing it and naming it in its image.
+ */
+static void drop_blob(struct crgw_image_store *s, const char *digest)
+{
+	json_t *keep = json_object();
+	char path[4200];
+
+	flock(s->lock, LOCK_EX);
+	if (keep && !owned_digests(s, keep) && !json_object_get(keep, digest)) {
+		img_blob_path(s, digest, path, sizeof(path));
+		unlink(path);
+	}
+	json_decref(keep);
+}
+
 int crgw_image_import(struct crgw_image_store *s, const char *path, const struct crgw_image_opts *o,
 		      char id[CRGW_IMAGE_ID_LEN], char *err, size_t errlen)
 {
-	char tmp[4200], buf[65536];
+	char tmp[4200], proc[64], blob[4200], buf[65536];
+	struct crgw_image_limits lim;
 	unsigned char md[32];
 	EVP_MD_CTX *ctx = NULL;
-	uint64_t total = 0;
+	uint64_t total = 0, cap;
 	json_t *record, *layers;
+	bool locked = false, created = false;
 	int in = -1, fd = -1, rc = 0;
 	ssize_t n;
 
-	flock(s->lock, LOCK_SH);
-	if ((in = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		rc = img_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+	if (o && o->limits)
+		lim = *o->limits;
+	else
+		crgw_image_limits_default(&lim);
+	cap = import_cap(&lim);
+	/*
+	 * The input is read, copied and hashed before the store's lock is taken: a slow or stalled input (a
+	 * pipe) must not hold up an rm. The copy is an unnamed file until it is complete, so an import killed
+	 * meanwhile leaves nothing in tmp/.
+	 */
+	if ((in = input_open(path, err, errlen)) < 0) {
+		rc = in;
 		goto out;
 	}
-	if ((fd = img_tmp_file(s, tmp, sizeof(tmp))) < 0) {
-		rc = img_fail(err, errlen, fd, "%s/tmp: %s", s->dir, strerror(-fd));
+	snprintf(tmp, sizeof(tmp), "%s/tmp", s->dir);
+	if ((fd = open(tmp, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)) < 0) {
+		rc = img_fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	/* Into the layer store first, hashed on the way: the id is the digest of exactly the bytes kept. */
 	if (!(ctx = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
 		rc = img_fail(err, errlen, -ENOMEM, "sha256: out of memory");
 		goto out;
 	}
-	while ((n = read(in, buf, sizeof(buf))) > 0) {
-		EVP_DigestUpdate(ctx, buf, (size_t)n);
-		if (write(fd, buf, (size_t)n) != n) {
-			rc = img_fail(err, errlen, -EIO, "writing %s: %s", tmp, strerror(errno));
+	for (;;) {
+		do
+			n = read(in, buf, sizeof(buf));
+		while (n < 0 && errno == EINTR);
+		if (n <= 0)
+			break;
+		if ((uint64_t)n > cap - total) {
+			rc = img_fail(err, errlen, -EFBIG,
+				      "%s: larger than %llu bytes (--max-bytes plus a quarter and 64 MiB, at most the %llu of a blob)",
+				      path, (unsigned long long)cap, (unsigned long long)lim.max_blob);
 			goto out;
+		}
+		EVP_DigestUpdate(ctx, buf, (size_t)n);
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(fd, buf + off, (size_t)(n - off));
+
+			if (w < 0) {
+				rc = img_fail(err, errlen, -errno, "copying %s into %s: %s", path, tmp, strerror(errno));
+				goto out;
+			}
+			off += w;
 		}
 		total += (uint64_t)n;
 	}
@@ -422,11 +645,28 @@ int crgw_image_import(struct crgw_image_store *s, const char *path, const struct
 	}
 	EVP_DigestFinal_ex(ctx, md, NULL);
 	img_hex_digest(md, id);
-	rc = img_blob_commit(s, fd, tmp, id, err, errlen);
-	fd = -1;
-	if (rc)
+	if (fsync(fd)) {
+		rc = img_fail(err, errlen, -errno, "fsync %s: %s", tmp, strerror(errno));
 		goto out;
-	img_progress(o, CRGW_IMAGE_EV_BLOB_DONE, id, total, total, 1, 1, false);
+	}
+
+	flock(s->lock, LOCK_SH);
+	locked = true;
+	/* link, not rename: it fails when the blob is there already, which tells whether this import made it. */
+	img_blob_path(s, id, blob, sizeof(blob));
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (!linkat(AT_FDCWD, proc, AT_FDCWD, blob, AT_SYMLINK_FOLLOW)) {
+		created = true;
+		snprintf(tmp, sizeof(tmp), "%s/blobs/sha256", s->dir);
+		if ((rc = fsync_dir(tmp))) {
+			img_fail(err, errlen, rc, "fsync %s: %s", tmp, strerror(-rc));
+			goto out;
+		}
+	} else if (errno != EEXIST) {
+		rc = img_fail(err, errlen, -errno, "storing %s: %s", id, strerror(errno));
+		goto out;
+	}
+	img_progress(o, CRGW_IMAGE_EV_BLOB_DONE, id, total, total, 1, 1, !created);
 	record = json_object();
 	layers = json_array();
 	json_array_append_new(layers, json_pack("{s:s,s:I,s:s}", "digest", id, "size", (json_int_t)total,
@@ -435,15 +675,17 @@ int crgw_image_import(struct crgw_image_store *s, const char *path, const struct
 	json_object_set_new(record, "source", json_string("import"));
 	json_object_set_new(record, "reference", json_string(path));
 	rc = img_build(s, id, record, o, err, errlen);
+	/* A refused tarball is not kept: no image names it, and it may be as big as the limit allows. */
+	if (rc && created)
+		drop_blob(s, id);
 out:
-	if (fd >= 0) {
+	if (fd >= 0)
 		close(fd);
-		unlink(tmp);
-	}
 	if (in >= 0)
 		close(in);
 	EVP_MD_CTX_free(ctx);
-	flock(s->lock, LOCK_UN);
+	if (locked)
+		flock(s->lock, LOCK_UN);
 	return rc;
 }
 
@@ -494,14 +736,6 @@ int crgw_image_rootfs(struct crgw_image_store *s, const char *idref, char *path,
 	if (access(path, R_OK))
 		return img_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
 	return 0;
-}
-
-static json_t *load_record(const struct crgw_image_store *s, const char *hex)
-{
-	char path[4300];
-
-	snprintf(path, sizeof(path), "%s/images/%s/image.json", s->dir, hex);
-	return json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
 }
 
 int crgw_image_inspect(struct crgw_image_store *s, const char *idref, json_t **out, char *err, size_t errlen)

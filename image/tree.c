@@ -749,8 +749,8 @@ out:
 	return rc;
 }
 
-int crgw_image_tree_inject(struct crgw_image_tree *t, const char *src, const char *path, unsigned mode,
-			   char *err, size_t errlen)
+int img_tree_inject_fd(struct crgw_image_tree *t, int fd, const char *src, const char *path, unsigned mode,
+		       char *err, size_t errlen)
 {
 	char norm[PATH_MAX_BYTES + 1], parent[PATH_MAX_BYTES + 1], buf[65536];
 	struct img_node *dir, *old, *n;
@@ -758,43 +758,51 @@ int crgw_image_tree_inject(struct crgw_image_tree *t, const char *src, const cha
 	const char *why = NULL, *base;
 	struct stat st;
 	ssize_t got;
-	int fd, rc;
+	int rc;
 
 	while (*path == '/')
 		path++;
 	if ((rc = norm_path(t, path, norm, sizeof(norm), &why)) || !norm[0])
 		return img_fail(err, errlen, -EINVAL, "%s: %s", path, why ? why : "the root");
+	if (fstat(fd, &st))
+		return img_fail(err, errlen, -errno, "%s: %s", src, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return img_fail(err, errlen, -EINVAL, "%s: not a regular file", src);
+	/* The guest counts against the contents limit like any file of a layer. */
+	if ((uint64_t)st.st_size > t->lim.max_bytes - t->bytes)
+		return img_fail(err, errlen, -E2BIG, "%s: past the limit of uncompressed bytes", src);
 	base = split(norm, parent, sizeof(parent));
 	if ((rc = walk(t, parent, true, &dir, &why)))
 		return img_fail(err, errlen, rc, "/%s: %s", norm, why ? why : strerror(-rc));
-	fd = open(src, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		rc = fd < 0 || !S_ISREG(st.st_mode) ? (fd < 0 ? -errno : -EINVAL) : -errno;
-		if (fd >= 0)
-			close(fd);
-		return img_fail(err, errlen, rc, "%s: %s", src, fd < 0 ? strerror(-rc) : "not a regular file");
-	}
 	if ((old = img_child(t, dir, base)))
 		node_remove(t, old);
 	if (!(in = inode_new(S_IFREG | (mode & 07777))) || node_add(t, dir, base, in, &n)) {
 		free(in);
-		close(fd);
 		return img_fail(err, errlen, -ENOMEM, "out of memory");
 	}
 	in->mtime = st.st_mtime;
 	in->data_off = t->spool_end;
 	while ((got = read(fd, buf, sizeof(buf))) > 0) {
-		if (pwrite(t->spool, buf, (size_t)got, (off_t)t->spool_end) != got) {
-			close(fd);
+		if (pwrite(t->spool, buf, (size_t)got, (off_t)t->spool_end) != got)
 			return img_fail(err, errlen, -EIO, "writing the spool file");
-		}
 		t->spool_end += (uint64_t)got;
 		in->size += (uint64_t)got;
 	}
-	rc = got < 0 ? -errno : 0;
-	close(fd);
-	if (rc)
-		return img_fail(err, errlen, rc, "reading %s: %s", src, strerror(-rc));
+	if (got < 0)
+		return img_fail(err, errlen, -errno, "reading %s: %s", src, strerror(errno));
 	t->bytes += in->size;
 	return 0;
+}
+
+int crgw_image_tree_inject(struct crgw_image_tree *t, const char *src, const char *path, unsigned mode,
+			   char *err, size_t errlen)
+{
+	int fd, rc;
+
+	/* O_NONBLOCK: a FIFO with no writer would block the open forever; it is refused as not a regular file. */
+	if ((fd = open(src, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)) < 0)
+		return img_fail(err, errlen, -errno, "%s: %s", src, strerror(errno));
+	rc = img_tree_inject_fd(t, fd, src, path, mode, err, errlen);
+	close(fd);
+	return rc;
 }

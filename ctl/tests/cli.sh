@@ -536,6 +536,90 @@ run image ls
 	grep -q 'esc?\]0;PWNED??\[2J?fake line.tar' "$tmp/out"
 result $? "image ls shows the controls of a reference as '?' (exit $rc)"
 expect_json 0 "[.[].reference | select(test(\"fake line\"))] | length == 1" "... and --json keeps the path exact" image ls --json
+# A refused import leaves nothing: no image, no blob, nothing in tmp/.
+rm -rf "$CRGW_IMAGE_STORE" && mkdir -m 0700 "$tmp/store"
+echo "not a tar" >"$tmp/notar"
+run image import "$tmp/notar"
+[ "$rc" = 2 ] && [ "$(images)" = 0 ] && [ "$(blobs)" = 0 ] && [ "$(tmpfiles)" = 0 ]
+result $? "a refused import leaves no image, no blob and nothing in tmp/ (exit $rc)"
+# The copy is bounded while it runs: /dev/zero stops at --max-bytes plus room for headers, not a full disk.
+timeout 20 "$ctl" image import --max-bytes 10M /dev/zero >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" = 2 ] && grep -q "larger than" "$tmp/err" && [ "$(blobs)" = 0 ] && [ "$(tmpfiles)" = 0 ]
+result $? "import of /dev/zero with --max-bytes 10M stops at its bound, leaving nothing (exit $rc)"
+# --guest is part of what an import is asked for: never silently dropped for an image already there.
+echo '#!/bin/sh' >"$tmp/guest1" && echo '#!/bin/sh -e' >"$tmp/guest2"
+expect_rc 0 "image import without a guest" image import "$tmp/root.tar"
+run image import --guest "$tmp/nonexistent" "$tmp/root.tar"
+[ "$rc" = 2 ] && grep -q "guest $tmp/nonexistent: No such file" "$tmp/err"
+result $? "--guest naming no file fails also when the image exists (exit $rc)"
+run image import --guest "$tmp/guest1" "$tmp/root.tar"
+[ "$rc" = 2 ] && grep -q "is in the store with no guest: remove it" "$tmp/err"
+result $? "--guest for an image made without one is refused, not ignored (exit $rc)"
+run image rm "$rid"
+expect_rc 0 "... made again with the guest after rm" image import --guest "$tmp/guest1" "$tmp/root.tar"
+run image inspect "$rid" && cp "$tmp/out" "$tmp/rec.json"
+jq -e '.guest_sha256 | startswith("sha256:")' "$tmp/rec.json" >/dev/null
+result $? "inspect shows the guest's sha256"
+expect_rc 0 "the same import with the same guest is a no-op" image import --guest "$tmp/guest1" "$tmp/root.tar"
+run image import --guest "$tmp/guest2" "$tmp/root.tar"
+[ "$rc" = 2 ] && grep -q "with another guest" "$tmp/err"
+result $? "... with another guest is refused (exit $rc)"
+run image import "$tmp/root.tar"
+[ "$rc" = 2 ] && grep -q "with a guest: remove it (crgw-ctl image rm) to make it with none" "$tmp/err"
+result $? "... and without one too (exit $rc)"
+# FIFOs: one without a writer neither hangs nor holds the store's lock; one with a writer is read.
+mkfifo "$tmp/fifo"
+run image import --guest "$tmp/fifo" "$tmp/root.tar"
+[ "$rc" = 2 ] && grep -q "guest $tmp/fifo: not a regular file" "$tmp/err" && [ "$(tmpfiles)" = 0 ]
+result $? "--guest FIFO is refused at once, leaving nothing in tmp/ (exit $rc)"
+start=$SECONDS
+timeout 30 "$ctl" image import "$tmp/fifo" >"$tmp/fifo.out" 2>"$tmp/fifo.err" &
+fifo_pid=$!
+sleep 1
+timeout 5 "$ctl" image rm "$rid" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" = 0 ]
+result $? "image rm is not held up by an import waiting on a FIFO (exit $rc)"
+wait "$fifo_pid"
+frc=$?
+[ "$frc" = 2 ] && grep -q "a FIFO no one wrote to for 10 s" "$tmp/fifo.err" && [ $((SECONDS - start)) -lt 25 ]
+result $? "import of a FIFO no one writes to gives up (exit $frc)"
+run image import <(cat "$tmp/root.tar")
+[ "$rc" = 0 ] && [ "$(cat "$tmp/out")" = "$rid" ]
+result $? "import of a pipe with a writer (process substitution) works (exit $rc)"
+# A build directory whose process is gone (killed) is swept by the next command; a partial pull is kept.
+mkdir "$CRGW_IMAGE_STORE/tmp/img-killed" && touch "$CRGW_IMAGE_STORE/tmp/partial-0123"
+run image ls
+[ "$rc" = 0 ] && [ ! -e "$CRGW_IMAGE_STORE/tmp/img-killed" ] && [ -e "$CRGW_IMAGE_STORE/tmp/partial-0123" ]
+result $? "a killed build's tmp/img-* goes at the next command (exit $rc)"
+rm -f "$CRGW_IMAGE_STORE/tmp/partial-0123"
+# An image whose record cannot be read is listed, and rm of another image keeps every blob.
+expect_rc 0 "a second image" image import "$evil"
+eid=$(cat "$tmp/out")
+echo '{' >"$CRGW_IMAGE_STORE/images/${eid#sha256:}/image.json"
+run image ls
+[ "$rc" = 0 ] && grep -q "^$eid .*(image.json is unreadable)" "$tmp/out"
+result $? "image ls lists an image whose image.json is unreadable (exit $rc)"
+nb=$(blobs)
+expect_rc 0 "rm of the readable image" image rm "$rid"
+[ "$(blobs)" = "$nb" ] && [ -e "$CRGW_IMAGE_STORE/blobs/sha256/${eid#sha256:}" ]
+result $? "... keeps the blobs, which the unreadable image may own"
+# The store feeds root file systems to VMs: one others may write to is refused.
+mkdir -m 0700 "$tmp/s777" && chmod 0777 "$tmp/s777"
+run image ls --store "$tmp/s777"
+[ "$rc" = 2 ] && grep -q "mode 0777 lets others write to it" "$tmp/err"
+result $? "a store directory of mode 0777 is refused (exit $rc)"
+mkdir -m 0700 "$tmp/sblob" && "$ctl" image ls --store "$tmp/sblob" >/dev/null && chmod 0775 "$tmp/sblob/blobs"
+run image ls --store "$tmp/sblob"
+[ "$rc" = 2 ] && grep -q "sblob/blobs: mode 0775" "$tmp/err"
+result $? "... and so is one with a group-writable blobs/ (exit $rc)"
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+	mkdir -m 0700 "$tmp/snobody" && chown nobody "$tmp/snobody"
+	run image ls --store "$tmp/snobody"
+	[ "$rc" = 2 ] && grep -q "owned by uid $(id -u nobody), not 0" "$tmp/err"
+	result $? "a store directory another user owns is refused (exit $rc)"
+fi
 
 echo "1..$n"
 [ "$failed" = 0 ]
