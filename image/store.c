@@ -112,11 +112,12 @@ static int check_owned(const char *path, bool follow, char *err, size_t errlen)
 	if (!S_ISDIR(st.st_mode))
 		return img_fail(err, errlen, -ENOTDIR, "%s: not a directory", path);
 	if (st.st_uid != geteuid())
-		return img_fail(err, errlen, -EPERM, "%s: owned by uid %u, not %u: refusing an image store another user controls",
-				path, (unsigned)st.st_uid, (unsigned)geteuid());
+		return img_fail(err, errlen, -EPERM,
+				"%s: owned by uid %u, not %u: refusing an image store another user controls", path,
+				(unsigned)st.st_uid, (unsigned)geteuid());
 	if (st.st_mode & 022)
-		return img_fail(err, errlen, -EPERM, "%s: mode %04o lets others write to it: refusing it (chmod 0700)", path,
-				(unsigned)(st.st_mode & 07777));
+		return img_fail(err, errlen, -EPERM, "%s: mode %04o lets others write to it: refusing it (chmod 0700)",
+				path, (unsigned)(st.st_mode & 07777));
 	return 0;
 }
 
@@ -303,7 +304,8 @@ static int guest_open(const char *path, char sha[CRGW_IMAGE_ID_LEN], char *err, 
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
 		rc = S_ISREG(st.st_mode) ? -errno : -EINVAL;
 		close(fd);
-		return img_fail(err, errlen, rc, "guest %s: %s", path, rc == -EINVAL ? "not a regular file" : strerror(-rc));
+		return img_fail(err, errlen, rc, "guest %s: %s", path,
+				rc == -EINVAL ? "not a regular file" : strerror(-rc));
 	}
 	if ((rc = hash_fd(fd, sha))) {
 		close(fd);
@@ -346,8 +348,9 @@ int img_existing(struct crgw_image_store *s, const char *id, const struct crgw_i
 	json_decref(r);
 	if (!same)
 		return img_fail(err, errlen, -EEXIST,
-				"image %s is in the store with %s: remove it (crgw-ctl image rm) to make it with %s", id,
-				!had_guest ? "no guest" : sha[0] ? "another guest" : "a guest", sha[0] ? "this guest" : "none");
+				"image %s is in the store with %s: remove it (crgw-ctl image rm) to make it with %s",
+				id, !had_guest ? "no guest" : sha[0] ? "another guest" : "a guest",
+				sha[0] ? "this guest" : "none");
 	return 1;
 }
 
@@ -514,7 +517,8 @@ out:
  */
 static uint64_t import_cap(const struct crgw_image_limits *lim)
 {
-	uint64_t room = lim->max_bytes > UINT64_MAX / 2 ? UINT64_MAX : lim->max_bytes + lim->max_bytes / 4 + (64ull << 20);
+	uint64_t room = lim->max_bytes > UINT64_MAX / 2 ? UINT64_MAX
+							: lim->max_bytes + lim->max_bytes / 4 + (64ull << 20);
 
 	return room < lim->max_blob ? room : lim->max_blob;
 }
@@ -623,7 +627,8 @@ int crgw_image_import(struct crgw_image_store *s, const char *path, const struct
 			break;
 		if ((uint64_t)n > cap - total) {
 			rc = img_fail(err, errlen, -EFBIG,
-				      "%s: larger than %llu bytes (--max-bytes plus a quarter and 64 MiB, at most the %llu of a blob)",
+				      "%s: larger than %llu bytes (--max-bytes plus a quarter and 64 MiB, "
+				      "at most the %llu of a blob)",
 				      path, (unsigned long long)cap, (unsigned long long)lim.max_blob);
 			goto out;
 		}
@@ -632,7 +637,8 @@ int crgw_image_import(struct crgw_image_store *s, const char *path, const struct
 			ssize_t w = write(fd, buf + off, (size_t)(n - off));
 
 			if (w < 0) {
-				rc = img_fail(err, errlen, -errno, "copying %s into %s: %s", path, tmp, strerror(errno));
+				rc = img_fail(err, errlen, -errno, "copying %s into %s: %s", path, tmp,
+					      strerror(errno));
 				goto out;
 			}
 			off += w;

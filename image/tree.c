@@ -601,7 +601,10 @@ static la_ssize_t tar_cb(struct archive *a, void *arg, const void **buf)
 	int ar;
 
 	(void)a;
-	ar = archive_read_data_block(r->raw, buf, &size, &off);
+	/* 0 would mean the end to the tar reader: an empty block is skipped, never passed on. */
+	do
+		ar = archive_read_data_block(r->raw, buf, &size, &off);
+	while (ar == ARCHIVE_OK && !size);
 	if (ar == ARCHIVE_EOF)
 		return 0;
 	if (ar != ARCHIVE_OK) {
@@ -646,9 +649,11 @@ int crgw_image_tree_apply(struct crgw_image_tree *t, int fd, char sha256[CRGW_IM
 	 * Only tar, and only gzip, zstd or nothing around it (what OCI layers may be); zstd must be built in,
 	 * never the external program libarchive falls back to.
 	 */
-	if (archive_read_support_format_raw(raw) != ARCHIVE_OK || archive_read_support_filter_gzip(raw) != ARCHIVE_OK ||
-	    archive_read_support_filter_zstd(raw) != ARCHIVE_OK || archive_read_support_filter_none(raw) != ARCHIVE_OK ||
-	    archive_read_support_format_tar(a) != ARCHIVE_OK || archive_read_support_filter_none(a) != ARCHIVE_OK) {
+	if (archive_read_support_format_raw(raw) != ARCHIVE_OK ||
+	    archive_read_support_filter_gzip(raw) != ARCHIVE_OK ||
+	    archive_read_support_filter_zstd(raw) != ARCHIVE_OK ||
+	    archive_read_support_filter_none(raw) != ARCHIVE_OK || archive_read_support_format_tar(a) != ARCHIVE_OK ||
+	    archive_read_support_filter_none(a) != ARCHIVE_OK) {
 		rc = img_fail(err, errlen, -ENOTSUP, "libarchive lacks tar, gzip or zstd: %s",
 			      archive_error_string(raw) ? archive_error_string(raw) : archive_error_string(a));
 		goto out;
@@ -671,7 +676,8 @@ int crgw_image_tree_apply(struct crgw_image_tree *t, int fd, char sha256[CRGW_IM
 			break;
 		/* ARCHIVE_RETRY (a bad header checksum) is a failure too: `e` is not an entry then. */
 		if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN) {
-			rc = img_fail(err, errlen, r->err ? r->err : -EBADMSG, "damaged or truncated layer: %s", why_of(r, a));
+			rc = img_fail(err, errlen, r->err ? r->err : -EBADMSG, "damaged or truncated layer: %s",
+				      why_of(r, a));
 			goto out;
 		}
 		if (++t->entries > t->lim.max_entries) {
@@ -688,7 +694,8 @@ int crgw_image_tree_apply(struct crgw_image_tree *t, int fd, char sha256[CRGW_IM
 			goto out;
 		}
 		if (archive_read_data_skip(a) != ARCHIVE_OK) {
-			rc = img_fail(err, errlen, r->err ? r->err : -EBADMSG, "damaged or truncated layer: %s", why_of(r, a));
+			rc = img_fail(err, errlen, r->err ? r->err : -EBADMSG, "damaged or truncated layer: %s",
+				      why_of(r, a));
 			goto out;
 		}
 		/* Where the next header starts: the entry's data and padding are consumed now. */
