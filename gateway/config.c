@@ -1507,7 +1507,7 @@ static bool upstreams_differ(const struct crgw_config *a, const struct crgw_conf
 	return false;
 }
 
-static bool blocked_differ(const struct crgw_config *a, const struct crgw_config *b)
+bool crgw_config_blocked_differ(const struct crgw_config *a, const struct crgw_config *b)
 {
 	if (a->nblocked != b->nblocked)
 		return true;
@@ -1532,7 +1532,7 @@ void crgw_config_reload(struct crgw_config *live, const struct crgw_config *next
 			differ = upstreams_differ(live, next);
 			break;
 		case K_BLOCKED:
-			differ = blocked_differ(live, next);
+			differ = crgw_config_blocked_differ(live, next);
 			break;
 		case K_POOL:
 			differ = live->pool.s_addr != next->pool.s_addr || live->pool_prefix != next->pool_prefix;

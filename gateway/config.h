@@ -197,6 +197,9 @@ void crgw_config_reload(struct crgw_config *live, const struct crgw_config *next
  */
 bool crgw_config_secrets_differ(const struct crgw_config *a, const struct crgw_config *b);
 
+/* Whether `blocked_ranges` differ: the reload builds the new blocklist before anything else changes. */
+bool crgw_config_blocked_differ(const struct crgw_config *a, const struct crgw_config *b);
+
 /*
  * Parses a size in bytes: a number with an optional binary unit (K, M, G, T, with or without "iB" or "B";
  * all powers of 1024). Returns 0 or -EINVAL (also on overflow).

@@ -43,16 +43,6 @@ static void refuse(struct crgw_reload_result *out)
 	audit(CRGW_AUDIT_CONFIG_REFUSED, detail);
 }
 
-static bool blocked_differ(const struct crgw_config *a, const struct crgw_config *b)
-{
-	if (a->nblocked != b->nblocked)
-		return true;
-	for (size_t i = 0; i < a->nblocked; i++)
-		if (strcmp(a->blocked[i], b->blocked[i]))
-			return true;
-	return false;
-}
-
 int crgw_reload(struct crgw_reload_result *out)
 {
 	/* Large (credentials and lists): kept off the stack, and only the main thread reloads. */
@@ -74,7 +64,7 @@ int crgw_reload(struct crgw_reload_result *out)
 	 * built refuses the reload whole instead of being reported applied while the old list stays in force.
 	 * It is built from the running pool (a new pool waits for a restart) and the new ranges.
 	 */
-	if (blocked_differ(L.live, &next)) {
+	if (crgw_config_blocked_differ(L.live, &next)) {
 		probe = *L.live;
 		memcpy(probe.blocked, next.blocked, sizeof(probe.blocked));
 		probe.nblocked = next.nblocked;
