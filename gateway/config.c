@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* crgw.yaml and flag parsing: one table row per key with its type, bounds and default. */
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <fcntl.h>
@@ -840,6 +842,42 @@ static bool split_hostport(const char *v, char *host, size_t hostlen, uint16_t *
 	return true;
 }
 
+/* A syslog receiver's host: a name, an IPv4 address or an IPv6 one (its brackets already gone). */
+static bool sink_host_ok(const char *h)
+{
+	if (!*h)
+		return false;
+	for (const char *p = h; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr(".-_:", *p))
+			return false;
+	return true;
+}
+
+/*
+ * An OTLP endpoint as libcurl will read it: a host, a port that fits, and nothing (a blank, CR, LF)
+ * that could end up splitting the request line; parsed by libcurl's own URL parser, which sends it.
+ */
+static bool endpoint_ok(const char *v)
+{
+	CURLU *u = curl_url();
+	char *host = NULL, *port = NULL;
+	uint64_t p = 80;
+	bool ok;
+
+	for (const char *c = v; *c; c++)
+		if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+			curl_url_cleanup(u);
+			return false;
+		}
+	ok = u && !curl_url_set(u, CURLUPART_URL, v, 0) && !curl_url_get(u, CURLUPART_HOST, &host, 0) && host[0];
+	if (ok && !curl_url_get(u, CURLUPART_PORT, &port, 0))
+		ok = !parse_decimal(port, 65535, &p) && p > 0;
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return ok;
+}
+
 static const char *const facilities[] = {"kern",   "user",   "mail",   "daemon", "auth",     "syslog",
 					 "lpr",	   "news",   "uucp",   "cron",	 "authpriv", "ftp",
 					 "ntp",	   "audit",  "alert",  "clock",	 "local0",   "local1",
@@ -911,8 +949,9 @@ static int walk_sinks(struct walk *w, yaml_node_t *node, const char *where)
 				else
 					return fail(w->err, w->errlen, at, key, "transport: expected udp, tcp or tls");
 			} else if (!strcmp(f, "address")) {
-				if (!split_hostport(v, s->host, sizeof(s->host), &s->port))
-					return fail(w->err, w->errlen, at, key, "address: expected HOST:PORT");
+				if (!split_hostport(v, s->host, sizeof(s->host), &s->port) || !sink_host_ok(s->host))
+					return fail(w->err, w->errlen, at, key,
+						    "address: expected HOST:PORT (a name, an IPv4 address or [IPv6])");
 				addressed = true;
 			} else if (!strcmp(f, "format")) {
 				if (strcmp(v, "json") && strcmp(v, "sd"))
@@ -938,9 +977,10 @@ static int walk_sinks(struct walk *w, yaml_node_t *node, const char *where)
 				memcpy(s->server_name, v, strlen(v) + 1);
 			} else if (!strcmp(f, "endpoint")) {
 				if ((strncmp(v, "http://", 7) && strncmp(v, "https://", 8)) ||
-				    strlen(v) >= sizeof(s->endpoint))
+				    strlen(v) >= sizeof(s->endpoint) || !endpoint_ok(v))
 					return fail(w->err, w->errlen, at, key,
-						    "endpoint: expected an http:// or https:// URL");
+						    "endpoint: expected an http:// or https:// URL with a host (and a port "
+						    "1-65535)");
 				memcpy(s->endpoint, v, strlen(v) + 1);
 				addressed = true;
 			} else if (!strcmp(f, "spool_max_bytes")) {
@@ -1011,7 +1051,8 @@ static int parser_error(const char *path, const yaml_parser_t *parser, const uns
 
 /*
  * A pass over the events before the document is built, refusing what the walk below could not see or
- * would be slow on: anchors and aliases (libyaml resolves aliases in quadratic time: 80,000 of them took
+ * would be slow on: tags (`!!int "5"` would read as a string the walk takes at its word; the policy
+ * compiler refuses them too), anchors and aliases (libyaml resolves aliases in quadratic time: 80,000 of them took
  * over 20 s; the policy compiler refuses them too), a second document (yaml_parser_load() returns only the
  * first, so the rest would be ignored), and NUL in a scalar (a "\0" escape would cut a key or a value short
  * where it is read as a C string).
@@ -1041,14 +1082,20 @@ static int check_events(const char *path, const unsigned char *buf, size_t len, 
 		case YAML_SCALAR_EVENT:
 			if (ev.data.scalar.anchor)
 				why = "YAML anchors are not accepted";
+			else if (ev.data.scalar.tag)
+				why = "YAML tags are not accepted";
 			else if (memchr(ev.data.scalar.value, '\0', ev.data.scalar.length))
 				why = "NUL character in a string";
 			break;
 		case YAML_SEQUENCE_START_EVENT:
-			why = ev.data.sequence_start.anchor ? "YAML anchors are not accepted" : NULL;
+			why = ev.data.sequence_start.anchor ? "YAML anchors are not accepted"
+			      : ev.data.sequence_start.tag  ? "YAML tags are not accepted"
+							    : NULL;
 			break;
 		case YAML_MAPPING_START_EVENT:
-			why = ev.data.mapping_start.anchor ? "YAML anchors are not accepted" : NULL;
+			why = ev.data.mapping_start.anchor ? "YAML anchors are not accepted"
+			      : ev.data.mapping_start.tag  ? "YAML tags are not accepted"
+							   : NULL;
 			break;
 		case YAML_DOCUMENT_START_EVENT:
 			why = ++documents > 1 ? "more than one YAML document in the file" : NULL;
@@ -1392,6 +1439,16 @@ int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen)
 	if (cfg->limits_pids && cfg->limits_pids < 16)
 		return fail(err, errlen, key_where(cfg, "limits.pids", at, sizeof(at)), "limits.pids",
 			    "must be 0 (no limit) or at least 16");
+	/* The gateway's working directory is whatever started it: a relative path would name another file. */
+	if (cfg->control_path[0] != '/')
+		return fail(err, errlen, key_where(cfg, "control", at, sizeof(at)), "control",
+			    "must be an absolute path");
+	if (cfg->audit_path[0] != '/')
+		return fail(err, errlen, key_where(cfg, "audit.path", at, sizeof(at)), "audit.path",
+			    "must be an absolute path");
+	if (cfg->mediation_ca_file[0] && cfg->mediation_ca_file[0] != '/')
+		return fail(err, errlen, key_where(cfg, "mediation.ca_file", at, sizeof(at)), "mediation.ca_file",
+			    "must be an absolute path");
 	if (cfg->data_dir[0] != '/')
 		return fail(err, errlen, key_where(cfg, "data_dir", at, sizeof(at)), "data_dir",
 			    "must be an absolute path");

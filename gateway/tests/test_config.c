@@ -196,6 +196,24 @@ static const struct yaml_case cases[] = {
 	  "audit:\n  sinks:\n    aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: { type: syslog, address: \"h.test:514\" }\n",
 	  "1 to 63 characters" },
 	{ "sink name in capitals", "audit:\n  sinks:\n    Main_log-2: { type: syslog, address: \"h.test:514\" }\n", NULL },
+	{ "sink address with a blank", "audit:\n  sinks:\n    s: { type: syslog, address: \"a b:514\" }\n",
+	  "address: expected HOST:PORT" },
+	{ "sink address without a host", "audit:\n  sinks:\n    s: { type: syslog, address: \"]:514\" }\n",
+	  "address: expected HOST:PORT" },
+	{ "sink address in IPv6", "audit:\n  sinks:\n    s: { type: syslog, address: \"[2001:db8::1]:514\" }\n", NULL },
+	{ "otlp endpoint without a host", "audit:\n  sinks:\n    o: { type: otlp, endpoint: \"http://\" }\n",
+	  "endpoint: expected an http:// or https:// URL with a host" },
+	{ "otlp endpoint port too large", "audit:\n  sinks:\n    o: { type: otlp, endpoint: \"http://x.test:99999/v1/logs\" }\n",
+	  "endpoint: expected" },
+	{ "otlp endpoint with a line break", "audit:\n  sinks:\n    o: { type: otlp, endpoint: \"http://x.test/v1\\r\\nX: y\" }\n",
+	  "endpoint: expected" },
+	{ "otlp endpoint", "audit:\n  sinks:\n    o: { type: otlp, endpoint: \"https://collector.test:4318/v1/logs\" }\n", NULL },
+
+	/* Paths: the gateway's working directory is whatever started it. */
+	{ "relative control socket", "control: run/x.sock\n", "control: must be an absolute path" },
+	{ "relative audit log", "audit:\n  path: audit.log\n", "audit.path: must be an absolute path" },
+	{ "relative mediation CA", "mediation:\n  ca_file: ca.pem\n", "mediation.ca_file: must be an absolute path" },
+	{ "a YAML tag", "workers: !!str 2\n", "YAML tags are not accepted" },
 
 	/* Directories compare by their lexical form. */
 	{ "cache dir is data_dir with a slash", "data_dir: /srv/crgw\ncache:\n  dir: /srv/crgw/\n", "cache.dir: must differ from data_dir" },
