@@ -166,10 +166,12 @@ int main(void)
 		char pidfile[PATH_MAX];
 		size_t plen = 0;
 		char *pid;
+		long n;
 
 		snprintf(pidfile, sizeof(pidfile), "%s/qemu-hang.pid", top);
 		pid = tap_read_file(pidfile, &plen);
-		tap_result(pid && atoi(pid) > 0 && kill(atoi(pid), 0) && errno == ESRCH,
+		n = pid ? strtol(pid, NULL, 10) : 0;
+		tap_result(n > 0 && n < INT_MAX && kill((pid_t)n, 0) && errno == ESRCH,
 			   "the waiting QEMU was ended (pid %s)", pid ? pid : "?");
 		free(pid);
 	}
