@@ -14,6 +14,7 @@
 #include "matcher.h"
 #include "pattern.h"
 #include "secret_scan.h"
+#include "text.h"
 #include "yaml_tree.h"
 
 /* Bounds that keep a hostile policy's cost proportional to a large honest one. */
@@ -190,32 +191,6 @@ static bool is_null(const struct ynode *n)
 		strcmp(n->value, "Null") == 0 || strcmp(n->value, "NULL") == 0);
 }
 
-/*
- * Whether UTF-8 text `s` holds a character that controls how text shows rather than being some: C0 and
- * C1 controls, DEL, the line and paragraph separators (YAML and terminals break lines there), the
- * bidirectional overrides and isolates (a reviewer would read another order than the one matched), the
- * byte order mark and the noncharacters U+FFFE and U+FFFF.
- */
-static bool has_control(const char *s, size_t len)
-{
-	const unsigned char *u = (const unsigned char *)s;
-
-	for (size_t i = 0; i < len; i++) {
-		if (u[i] < 0x20 || u[i] == 0x7f)
-			return true;
-		if (u[i] == 0xc2 && i + 1 < len && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f)
-			return true;
-		if (u[i] == 0xe2 && i + 2 < len &&
-		    ((u[i + 1] == 0x80 && u[i + 2] >= 0xa8 && u[i + 2] <= 0xae) ||
-		     (u[i + 1] == 0x81 && u[i + 2] >= 0xa6 && u[i + 2] <= 0xa9)))
-			return true;
-		if (u[i] == 0xef && i + 2 < len &&
-		    ((u[i + 1] == 0xbb && u[i + 2] == 0xbf) || (u[i + 1] == 0xbf && u[i + 2] >= 0xbe)))
-			return true;
-	}
-	return false;
-}
-
 static bool get_string(struct compiler *c, const struct ynode *n, const char *path, const char **out)
 {
 	if (!expect_type(c, n, path, YNODE_SCALAR))
@@ -228,7 +203,7 @@ static bool get_string(struct compiler *c, const struct ynode *n, const char *pa
 		invalid(c, n, path, "string longer than %d bytes", MAX_STRING);
 		return false;
 	}
-	if (has_control(n->value, n->len)) {
+	if (text_has_control(n->value, n->len)) {
 		invalid(c, n, path, "control character in string");
 		return false;
 	}
@@ -1238,7 +1213,7 @@ static json_t *compile_metadata(struct compiler *c, const struct ynode *n)
 			continue;
 		}
 		/* Reviewers and audit consumers read these keys too: the rules of a string value hold. */
-		if (n->children[i]->len == 0 || has_control(n->children[i]->value, n->children[i]->len)) {
+		if (n->children[i]->len == 0 || text_has_control(n->children[i]->value, n->children[i]->len)) {
 			invalid(c, n->children[i], "metadata", "metadata key empty or with a control character");
 			continue;
 		}
@@ -1350,14 +1325,14 @@ out:
  */
 static void check_source(struct compiler *c, const struct crgw_compile_opts *o)
 {
-	const char *r = o->source_repository, *commit = o->source_commit;
+	const char *r = o->source_repository, *commit = o->source_commit, *kind;
 
-	if (r && (!*r || strlen(r) > MAX_STRING || has_control(r, strlen(r))))
+	if (r && (!*r || strlen(r) > MAX_STRING || text_has_control(r, strlen(r))))
 		invalid(c, NULL, "source.repository", "empty, longer than %d bytes or with a control character",
 			MAX_STRING);
-	else if (r && secret_scan(r, strlen(r)))
+	else if (r && (kind = secret_scan(r, strlen(r))))
 		invalid(c, NULL, "source.repository", "looks like it holds a credential (%s); name the repository only",
-			secret_scan(r, strlen(r)));
+			kind);
 	if (commit) {
 		size_t n = strspn(commit, "0123456789abcdefABCDEF");
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "crgw/policy_diff.h"
+#include "text.h"
 
 #define MAX_DEPTH 16
 
@@ -602,19 +603,33 @@ tail:
 	return c.p == c.end ? 0 : -EINVAL;
 }
 
-/*
- * The C0 and C1 controls and DEL, as UTF-8 or a byte, and the code points that end a line in YAML (U+0085
- * is C1) or reorder what a terminal shows: U+2028, U+2029, the bidi embeddings and overrides U+202A-U+202E
- * and the isolates U+2066-U+2069. `n` is the length of the sequence at p.
- */
-static bool unsafe_to_show(const unsigned char *p, size_t n)
+bool text_control_char(const unsigned char *p, size_t n)
 {
 	if (n == 1)
 		return p[0] < 0x20 || p[0] == 0x7f;
 	if (n == 2)
 		return p[0] == 0xc2 && p[1] < 0xa0;
-	return n == 3 && p[0] == 0xe2 &&
-	       ((p[1] == 0x80 && p[2] >= 0xa8 && p[2] <= 0xae) || (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9));
+	if (n != 3)
+		return false;
+	return (p[0] == 0xe2 && ((p[1] == 0x80 && p[2] >= 0xa8 && p[2] <= 0xae) ||
+				 (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9))) ||
+	       (p[0] == 0xef && ((p[1] == 0xbb && p[2] == 0xbf) || (p[1] == 0xbf && p[2] >= 0xbe)));
+}
+
+bool text_has_control(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	for (size_t i = 0; i < len;) {
+		size_t n = u[i] < 0x80 ? 1 : u[i] < 0xe0 ? 2 : u[i] < 0xf0 ? 3 : 4;
+
+		if (n > len - i)
+			n = len - i;
+		if (text_control_char(u + i, n))
+			return true;
+		i += n;
+	}
+	return false;
 }
 
 char *crgw_audit_text_safe(char *dst, size_t size, const char *src, size_t len)
@@ -624,7 +639,7 @@ char *crgw_audit_text_safe(char *dst, size_t size, const char *src, size_t len)
 	for (size_t i = 0; i < len;) {
 		const unsigned char *p = (const unsigned char *)src + i;
 		size_t n = p[0] < 0x80 ? 1 : utf8_sequence(p, len - i);
-		bool bad = !n || unsafe_to_show(p, n);
+		bool bad = !n || text_control_char(p, n);
 
 		/* A sequence that does not fit is left out whole: a cut one would not be UTF-8. */
 		if (at + (bad ? 1 : n) >= size)
