@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crgw/limits.h"
 #include "ctl.h"
 
 static const char cache_usage[] =
@@ -168,7 +169,10 @@ static int cache_gc(bool json, const char *target)
 	int rc;
 
 	if (target) {
-		if (strlen(target) > 32 || strchr(target, '"') || strchr(target, '\\')) {
+		uint64_t bytes;
+
+		/* The gateway's parser: digits and a unit only, so the text needs no escaping in the body. */
+		if (strlen(target) > 32 || crgw_size_parse(target, &bytes)) {
 			fprintf(stderr, "crgw-ctl: --target wants a size such as 0, 512M or 2GiB\n");
 			return CTL_EXIT_ERROR;
 		}

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "crgw/image.h"
+#include "crgw/limits.h"
 #include "crgw/policy_diff.h"
 #include "ctl.h"
 
@@ -119,31 +120,6 @@ static void on_progress(const struct crgw_image_progress *p, void *arg)
 	}
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	switch (*end) {
-	case 0: break;
-	case 'K': case 'k': v <<= 10; end++; break;
-	case 'M': case 'm': v <<= 20; end++; break;
-	case 'G': case 'g': v <<= 30; end++; break;
-	case 'T': case 't': v <<= 40; end++; break;
-	default: return -EINVAL;
-	}
-	if (*end || !v)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 /* Reads the first line of `path` into a new buffer (wiped and freed by the caller). */
 static char *read_secret(const char *path)
 {
@@ -238,7 +214,7 @@ int cmd_image(int argc, char **argv)
 		case 'p': pwfile = optarg; break;
 		case 'g': o.guest = *optarg ? optarg : NULL; break;
 		case 'b':
-			if (parse_size(optarg, &lim.max_bytes)) {
+			if (crgw_size_parse(optarg, &lim.max_bytes) || !lim.max_bytes) {
 				fprintf(stderr, "crgw-ctl: --max-bytes wants a size such as 512M or 16G\n");
 				return CTL_EXIT_ERROR;
 			}

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crgw/limits.h"
 #include "crgw/vm.h"
 #include "ctl.h"
 
@@ -359,9 +360,20 @@ int cmd_run(int argc, char **argv)
 			json = true;
 			break;
 		case 'I':
+			if (strlen(optarg) > 63) {
+				fprintf(stderr, "crgw-ctl: --run-id: at most 63 characters\n");
+				goto out;
+			}
 			spec.run_id = optarg;
 			break;
 		case 'N':
+			if (!crgw_sandbox_name_valid(optarg)) {
+				fprintf(stderr,
+					"crgw-ctl: --name: '%.64s' is not a usable sandbox name (letters, digits, '.', "
+					"'_', '-'; at most %d; not starting with '.', '-' or sbx-)\n",
+					optarg, CRGW_SANDBOX_NAME_MAX);
+				goto out;
+			}
 			spec.name = optarg;
 			break;
 		case 'W':
@@ -373,19 +385,35 @@ int cmd_run(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case 'm':
+		/* Checked here as the gateway checks them, so that a typo costs no sandbox. */
+		case 'm': {
+			uint64_t bytes;
+
+			if (crgw_size_parse(optarg, &bytes) || bytes < CRGW_LIMIT_MEMORY_MIN) {
+				fprintf(stderr, "crgw-ctl: --memory: expected a size of at least 16M (e.g. 512M, 2G)\n");
+				goto out;
+			}
 			spec.memory = optarg;
 			break;
-		case 'c':
+		}
+		case 'c': {
+			uint32_t milli;
+
+			if (crgw_cpus_parse(optarg, &milli) || milli < CRGW_LIMIT_CPU_MILLI_MIN) {
+				fprintf(stderr, "crgw-ctl: --cpus: expected a count of at least 0.01 with at most three "
+						"decimals (e.g. 0.5, 2)\n");
+				goto out;
+			}
 			spec.cpus = optarg;
 			break;
+		}
 		case 'P': {
 			char *end;
 
 			errno = 0;
 			spec.pids = strtoul(optarg, &end, 10);
-			if (errno || *end || optarg[0] == '-' || spec.pids == 0) {
-				fprintf(stderr, "crgw-ctl: --pids: expected a positive number\n");
+			if (errno || *end || optarg[0] < '0' || optarg[0] > '9' || spec.pids < CRGW_LIMIT_PIDS_MIN) {
+				fprintf(stderr, "crgw-ctl: --pids: expected a number of at least %d\n", CRGW_LIMIT_PIDS_MIN);
 				goto out;
 			}
 			break;

@@ -200,15 +200,6 @@ bool crgw_config_secrets_differ(const struct crgw_config *a, const struct crgw_c
 /* Whether `blocked_ranges` differ: the reload builds the new blocklist before anything else changes. */
 bool crgw_config_blocked_differ(const struct crgw_config *a, const struct crgw_config *b);
 
-/*
- * Parses a size in bytes: a number with an optional binary unit (K, M, G, T, with or without "iB" or "B";
- * all powers of 1024). Returns 0 or -EINVAL (also on overflow).
- */
-int crgw_size_parse(const char *text, uint64_t *out);
-
-/* Parses a CPU count ("2", "0.5", "1.25"; at most 3 decimals) into thousandths. Returns 0 or -EINVAL. */
-int crgw_cpus_parse(const char *text, uint32_t *milli);
-
 /* Parses "a.b.c.d/len" into a network address and prefix. Returns 0 or -EINVAL. */
 int crgw_cidr4_parse(const char *text, struct in_addr *addr, unsigned *prefix);
 

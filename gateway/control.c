@@ -25,6 +25,7 @@
 #include "config.h"
 #include "control.h"
 #include "crgw/ebpf.h"
+#include "crgw/limits.h"
 #include "mediation/mediation.h"
 #include "dns.h"
 #include "dns_cache.h"
@@ -529,9 +530,9 @@ static void sandbox_create(struct evhttp_request *req)
 		json_decref(body);
 		return;
 	}
-	if ((memory && (crgw_size_parse(memory, &r.limits.memory) || r.limits.memory < (16u << 20))) ||
-	    (cpus && (crgw_cpus_parse(cpus, &r.limits.cpu_milli) || r.limits.cpu_milli < 10)) || pids < 0 ||
-	    (pids && pids < 8)) {
+	if ((memory && (crgw_size_parse(memory, &r.limits.memory) || r.limits.memory < CRGW_LIMIT_MEMORY_MIN)) ||
+	    (cpus && (crgw_cpus_parse(cpus, &r.limits.cpu_milli) || r.limits.cpu_milli < CRGW_LIMIT_CPU_MILLI_MIN)) ||
+	    pids < 0 || (pids && pids < CRGW_LIMIT_PIDS_MIN)) {
 		reply_error(req, 400, "request_invalid",
 			    "limits: memory is a size of at least 16M (e.g. 512M), pids at least 8, cpus a count of "
 			    "at least 0.01 (e.g. 0.5)");

@@ -551,20 +551,6 @@ struct crgw_sandbox *crgw_sandbox_find(const char *id)
 	return sb;
 }
 
-bool crgw_sandbox_name_valid(const char *name)
-{
-	size_t n = strlen(name);
-
-	/* Names share the id's namespace in every command: one that looks like an id would shadow ids. */
-	if (n == 0 || n > CRGW_SANDBOX_NAME_MAX || !strncmp(name, "sbx-", 4) || name[0] == '.' || name[0] == '-')
-		return false;
-	for (const char *p = name; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
-		      *p == '_' || *p == '-'))
-			return false;
-	return true;
-}
-
 int crgw_sandbox_usage(const struct crgw_sandbox *sb, struct crgw_cgroup_usage *out)
 {
 	if (!sb->cgroup)

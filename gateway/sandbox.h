@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "cgroup.h"
+#include "crgw/limits.h"
 #include "crgw/policy.h"
 
 struct crgw_config;
@@ -26,8 +27,6 @@ struct crgw_sandbox_counters {
 	atomic_uint tunnels; /* explicit-proxy connections open now */
 	atomic_uint mediation_conns; /* mediation connections open now */
 };
-
-#define CRGW_SANDBOX_NAME_MAX 63
 
 /*
  * How long making the sandbox and running in it took, in ms, as its backend reported them (crgw-ctl posts
@@ -115,9 +114,6 @@ bool crgw_sandbox_tombstone_find(const char *id_or_name, struct crgw_sandbox_tom
 
 /* How sandboxes are limited: "v1 (memory, pids, cpu, cpuacct) under …", or why they are not. */
 const char *crgw_registry_limits_state(bool *active);
-
-/* Validates a sandbox name (letters, digits, '.', '_', '-'; not starting with "sbx-"). */
-bool crgw_sandbox_name_valid(const char *name);
 
 /* Sets up the registry for the configured pool and the kernel state (a fresh table). Control thread. */
 int crgw_registry_init(const struct crgw_config *cfg, const struct crgw_blocklist *blocked);

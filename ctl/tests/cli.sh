@@ -71,6 +71,9 @@ expect_rc 2 "cache without a subcommand" cache
 expect_rc 2 "cache option of another subcommand" cache ls --target 0
 expect_rc 2 "cache ls with a bad --limit" cache ls --limit many
 expect_rc 2 "cache gc with an extra argument" cache gc now
+run cache gc --target '5"}'
+[ "$rc" = 2 ] && grep -q "^crgw-ctl: --target wants a size" "$tmp/err"
+result $? "cache gc --target that is no size is refused before the gateway is asked (exit $rc)"
 CRGW_CONTROL=$tmp/nobody.sock expect_rc 2 "cache stats without a gateway" cache stats
 grep -q "cannot reach the gateway at $tmp/nobody.sock" "$tmp/err"
 result $? "... says the gateway cannot be reached"
@@ -95,6 +98,19 @@ expect_rc 125 "run with a relative -w" run -w relative -- true
 expect_rc 125 "run with a bad -e" run -e "=x" -- true
 expect_rc 125 "run with a bad --pids" run --pids -3 -- true
 expect_rc 125 "run without a command" run --rm
+# Limits and names are refused as the gateway would refuse them, before any sandbox is begun (no gateway
+# runs here: an accepted value gets as far as the policy, and fails there with another message).
+for bad in "--memory 5Q" "--memory 15M" "--memory -1G" "--memory 99999999999T" "--cpus -1" "--cpus 0.001" \
+	"--cpus 1.2345" "--cpus .5" "--pids 7" "--pids +9" "--pids 99999999999999999999" "--name a+b" \
+	"--name sbx-12" "--name .hidden" "--name $(printf 'n%.0s' $(seq 64))" "--run-id $(printf 'r%.0s' $(seq 64))"; do
+	# shellcheck disable=SC2086 # each case is an option and its value
+	run run $bad -- true
+	[ "$rc" = 125 ] && grep -q -- "^crgw-ctl: ${bad%% *}: " "$tmp/err" && ! grep -q "policy" "$tmp/err"
+	result $? "run ${bad:0:40} is refused at once (exit $rc: $(head -c 120 "$tmp/err"))"
+done
+run run --memory 16M --cpus 0.01 --pids 8 --name ok.name_-1 --policy "$tmp/none" -- true
+[ "$rc" = 125 ] && ! grep -q -- "--memory\|--cpus\|--pids\|--name" "$tmp/err"
+result $? "run with the least limits and a usable name gets past its flags (exit $rc: $(head -c 120 "$tmp/err"))"
 expect_rc 125 "exec without a command" exec sbx-0000000000
 expect_rc 2 "cp without a sandbox path" cp nothing "$tmp/x"
 
@@ -547,6 +563,13 @@ timeout 20 "$ctl" image import --max-bytes 10M /dev/zero >"$tmp/out" 2>"$tmp/err
 rc=$?
 [ "$rc" = 2 ] && grep -q "larger than" "$tmp/err" && [ "$(blobs)" = 0 ] && [ "$(tmpfiles)" = 0 ]
 result $? "import of /dev/zero with --max-bytes 10M stops at its bound, leaving nothing (exit $rc)"
+# 2^24 TiB is 2^64 bytes: it once wrapped to 0 and 16777217T to 1 TiB, a bound no one asked for.
+for big in 16777216T 16777217T 0 5Q; do
+	run image import --max-bytes "$big" "$tmp/root.tar"
+	[ "$rc" = 2 ] && grep -q "^crgw-ctl: --max-bytes wants a size" "$tmp/err"
+	result $? "image import --max-bytes $big is refused (exit $rc)"
+done
+expect_rc 0 "image import --max-bytes 1GiB (the gateway's units)" image import --max-bytes 1GiB "$tmp/root.tar"
 # --guest is part of what an import is asked for: never silently dropped for an image already there.
 echo '#!/bin/sh' >"$tmp/guest1" && echo '#!/bin/sh -e' >"$tmp/guest2"
 expect_rc 0 "image import without a guest" image import "$tmp/root.tar"

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "crgw/limits.h"
 #include "tap.h"
 
 struct yaml_case {
