@@ -349,8 +349,9 @@ int cmd_stats(int argc, char **argv)
 	json_t *j, *v;
 	const char *key;
 
-	if (argc != 1) {
-		fprintf(stderr, "usage: crgw-ctl stats [--json | --prometheus]\n");
+	if (argc != 1 || (json && prom)) {
+		fprintf(stderr, "%susage: crgw-ctl stats [--json | --prometheus]\n",
+			json && prom ? "crgw-ctl stats: --json and --prometheus exclude each other\n" : "");
 		return CTL_EXIT_ERROR;
 	}
 	if (prom) {

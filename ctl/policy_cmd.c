@@ -312,6 +312,19 @@ static const char *explain_text(const struct crgw_decision *d)
 	}
 }
 
+/* Reads a CompiledPolicy file: no larger than a gateway takes, so that a huge one costs no memory to refuse. */
+static int read_compiled(const char *path, char **json, size_t *len)
+{
+	int rc = repo_read_file(path, CRGW_COMPILED_MAX_BYTES, json, len);
+
+	if (rc == -E2BIG)
+		fprintf(stderr, "crgw-ctl: %s: larger than %u MiB, the most a gateway takes for a compiled policy\n",
+			path, CRGW_COMPILED_MAX_BYTES >> 20);
+	else if (rc)
+		fprintf(stderr, "crgw-ctl: %s: %s\n", path, strerror(-rc));
+	return rc;
+}
+
 static int load_for_explain(const struct policy_args *a, struct crgw_policy **policy, char *label, size_t n)
 {
 	char err[512];
@@ -321,11 +334,9 @@ static int load_for_explain(const struct policy_args *a, struct crgw_policy **po
 		char *json = NULL;
 		size_t len = 0;
 
-		rc = repo_read_file(a->compiled, 256u * 1024 * 1024, &json, &len);
-		if (rc) {
-			fprintf(stderr, "crgw-ctl: %s: %s\n", a->compiled, strerror(-rc));
+		rc = read_compiled(a->compiled, &json, &len);
+		if (rc)
 			return rc;
-		}
 		rc = crgw_policy_load(json, len, policy, err, sizeof(err));
 		free(json);
 		if (rc)
@@ -365,7 +376,8 @@ static void host_part(const char *in, char *out, size_t size)
 	if (in[0] == '[') {
 		const char *close = strchr(in, ']');
 
-		if (close)
+		/* "[::1]junk" is refused whole: what follows the bracket is no port, so it stays in the host shown. */
+		if (close && close[1] == ':')
 			len = (size_t)(close - in) + 1;
 	} else if (colon && !strchr(colon + 1, ':')) {
 		len = (size_t)(colon - in);
@@ -432,8 +444,11 @@ static int cmd_explain(const struct policy_args *a)
 	if (!blocked)
 		return CTL_EXIT_ERROR;
 	for (unsigned i = 0; i < a->nblocked; i++) {
-		if (crgw_blocklist_add(blocked, a->blocked[i]) != 0) {
-			fprintf(stderr, "crgw-ctl: --blocked '%s': expected ADDRESS or ADDRESS/PREFIX\n", a->blocked[i]);
+		const char *bad = "out of memory";
+
+		if (crgw_blocklist_add(blocked, a->blocked[i], &bad) != 0) {
+			fprintf(stderr, "crgw-ctl: --blocked '%s': %s (expected ADDRESS or ADDRESS/PREFIX)\n", a->blocked[i],
+				bad);
 			goto out;
 		}
 	}
@@ -578,10 +593,7 @@ int ctl_policy_document(const char *where, bool allow_default_allow, char **json
 		close(fd);
 	}
 	if (first == '{') {
-		rc = repo_read_file(where, 256u * 1024 * 1024, json, len);
-		if (rc)
-			fprintf(stderr, "crgw-ctl: %s: %s\n", where, strerror(-rc));
-		return rc;
+		return read_compiled(where, json, len);
 	}
 	rc = ctl_compile_policy(where, allow_default_allow, json, NULL, 0);
 	if (!rc)

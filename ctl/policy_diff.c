@@ -497,13 +497,16 @@ int policy_diff(int argc, char **argv)
 		case 'A':
 			allow_default_allow = true;
 			break;
-		case 'b':
-			if (crgw_blocklist_add(blocked, optarg)) {
-				fprintf(stderr, "crgw-ctl: --blocked '%s': expected ADDRESS or ADDRESS/PREFIX\n",
-					optarg);
+		case 'b': {
+			const char *bad = "out of memory";
+
+			if (crgw_blocklist_add(blocked, optarg, &bad)) {
+				fprintf(stderr, "crgw-ctl: --blocked '%s': %s (expected ADDRESS or ADDRESS/PREFIX)\n",
+					optarg, bad);
 				goto out;
 			}
 			break;
+		}
 		case 'h':
 			fputs(usage, stdout);
 			rc = CTL_EXIT_OK;

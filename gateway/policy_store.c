@@ -14,7 +14,7 @@
 #include "policy_store.h"
 
 /* A stored document is at most what the control API takes in one body. */
-#define DOC_MAX (8u << 20)
+#define DOC_MAX CRGW_COMPILED_MAX_BYTES
 
 static int store_fd = -1;
 static unsigned tmp_seq;

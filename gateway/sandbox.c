@@ -105,7 +105,7 @@ static int block_own_addresses(struct crgw_blocklist *list)
 			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, text, sizeof(text));
 		else
 			continue;
-		err = crgw_blocklist_add(list, text);
+		err = crgw_blocklist_add(list, text, NULL);
 	}
 	freeifaddrs(ifa);
 	return err;
@@ -398,9 +398,9 @@ int crgw_registry_set_blocked(const struct crgw_config *cfg)
 		return -ENOSPC;
 	}
 	snprintf(pool, sizeof(pool), "%s/%u", inet_ntoa(cfg->pool), cfg->pool_prefix);
-	err = crgw_blocklist_add(list, pool);
+	err = crgw_blocklist_add(list, pool, NULL);
 	for (size_t i = 0; !err && i < cfg->nblocked; i++)
-		err = crgw_blocklist_add(list, cfg->blocked[i]);
+		err = crgw_blocklist_add(list, cfg->blocked[i], NULL);
 	if (!err)
 		err = block_own_addresses(list);
 	if (err) {

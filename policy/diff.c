@@ -360,15 +360,24 @@ static void collect_ports(struct probe_set *s, json_t *doc)
  * The name or address that stands for a rule's host: itself, a name one label under a wildcard's parent,
  * or a network's first address (the compiler keeps networks in canonical form).
  */
-static int probe_host(const char *rule_host, struct crgw_host *out)
+/* The name under a wildcard rule's `*.` or `**.`, or NULL for any other rule. */
+static const char *wildcard_parent(const char *rule_host)
+{
+	return !strncmp(rule_host, "*.", 2) || !strncmp(rule_host, "**.", 3) ? strchr(rule_host, '.') + 1 : NULL;
+}
+
+/*
+ * The host standing for a rule's: a name `depth` labels under a wildcard's parent (`*.` and `**.` agree on
+ * one label and differ from two on), a network's first address, or the rule's own host.
+ */
+static int probe_host(const char *rule_host, unsigned depth, struct crgw_host *out)
 {
 	char name[CRGW_HOST_NAME_MAX + 1];
-	const char *slash = strchr(rule_host, '/');
+	const char *slash = strchr(rule_host, '/'), *parent = wildcard_parent(rule_host);
 
-	if (!strncmp(rule_host, "*.", 2) || !strncmp(rule_host, "**.", 3)) {
-		const char *parent = strchr(rule_host, '.') + 1;
-
-		if (snprintf(name, sizeof(name), "crgw-probe.%s", parent) >= (int)sizeof(name))
+	if (parent) {
+		if (snprintf(name, sizeof(name), "%scrgw-probe.%s", depth > 1 ? "crgw-probe." : "", parent) >=
+		    (int)sizeof(name))
 			return -EINVAL;
 	} else if (slash) {
 		snprintf(name, sizeof(name), "%.*s", (int)(slash - rule_host), rule_host);
@@ -409,15 +418,21 @@ static void probe(struct reach *r, const char *label, const struct crgw_host *ho
 	}
 }
 
+/* Whether a rule before this one (in either document) stands for the same hosts: `*.x` and `**.x` do. */
 static bool seen_host(json_t *docs[2], size_t doc, size_t upto, const char *host)
 {
+	const char *parent = wildcard_parent(host);
+
 	for (size_t d = 0; d <= doc; d++) {
 		json_t *rules = json_object_get(json_object_get(docs[d], "network"), "rules"), *r;
 		size_t i, end = d == doc ? upto : json_array_size(rules);
 
-		for (i = 0; i < end && (r = json_array_get(rules, i)); i++)
-			if (!strcmp(rule_str(r, "host"), host))
+		for (i = 0; i < end && (r = json_array_get(rules, i)); i++) {
+			const char *h = rule_str(r, "host"), *p = wildcard_parent(h);
+
+			if (parent ? p && !strcmp(p, parent) : !strcmp(h, host))
 				return true;
+		}
 	}
 	return false;
 }
@@ -459,11 +474,22 @@ int crgw_policy_diff_reach(const char *old_json, size_t old_len, const struct cr
 
 		json_array_foreach(rules, i, rule)
 		{
-			const char *h = rule_str(rule, "host");
+			const char *h = rule_str(rule, "host"), *parent = wildcard_parent(h);
+			char label[CRGW_HOST_NAME_MAX + 8];
 
-			if (seen_host(docs, d, i, h) || probe_host(h, &host))
+			if (seen_host(docs, d, i, h))
 				continue;
-			probe(&r, h, &host, ports, other);
+			if (parent) {
+				/* Listed as one label under the parent (`*.x`), then as two (`*.*.x`). */
+				snprintf(label, sizeof(label), "*.%s", parent);
+				if (!probe_host(h, 1, &host))
+					probe(&r, label, &host, ports, other);
+				snprintf(label, sizeof(label), "*.*.%s", parent);
+				if (!probe_host(h, 2, &host))
+					probe(&r, label, &host, ports, other);
+			} else if (!probe_host(h, 1, &host)) {
+				probe(&r, h, &host, ports, other);
+			}
 		}
 	}
 	/* A host no rule names: what `default` decides. */

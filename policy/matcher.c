@@ -486,13 +486,18 @@ struct crgw_blocklist *crgw_blocklist_new(void)
 	return calloc(1, sizeof(struct crgw_blocklist));
 }
 
-int crgw_blocklist_add(struct crgw_blocklist *list, const char *cidr)
+int crgw_blocklist_add(struct crgw_blocklist *list, const char *cidr, const char **why)
 {
 	struct pattern p;
 	struct net *v;
 
-	if (pattern_parse(cidr, strlen(cidr), &p, NULL) != 0 || p.kind != PATTERN_CIDR)
+	if (pattern_parse(cidr, strlen(cidr), &p, why) != 0)
 		return -EINVAL;
+	if (p.kind != PATTERN_CIDR) {
+		if (why)
+			*why = "a name, not an address";
+		return -EINVAL;
+	}
 	v = realloc(list->items, (list->count + 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;

@@ -181,6 +181,15 @@ ex 1 '.reason_code == "private_address_blocked" and .rule == "gateway.blocked_ra
 	"--blocked ranges are refused whatever the policy says" \
 	policy explain --json --policy "$examples" --blocked 10.20.0.0/16 10.20.3.4:5432
 expect_rc 2 "bad --blocked range" policy explain --policy "$examples" --blocked 10.20.0.1/16 x.example
+run policy explain --policy "$examples" --blocked 10.20.0.1/16 x.example
+grep -q "^crgw-ctl: --blocked '10.20.0.1/16': address has bits set beyond the prefix length" "$tmp/err"
+result $? "a --blocked range with host bits set says so"
+run policy diff "$examples" "$examples" --blocked x.example
+[ "$rc" = 2 ] && grep -q "^crgw-ctl: --blocked 'x.example': a name, not an address" "$tmp/err"
+result $? "policy diff --blocked with a name says it is no address (exit $rc)"
+ex 1 '.host == "[::1]junk" and .reason_code == "request_invalid"' \
+	"explain shows an IPv6 literal with trailing text whole" policy explain --json --policy "$examples" '[::1]junk'
+expect_rc 2 "stats --json --prometheus are refused as conflicting" stats --json --prometheus
 # Numeric spellings that are not a dotted quad: the gateway refuses such a target as request_invalid
 # before any rule (CONNECT, URL, Host: 400), so explain says deny with that reason, not a usage error.
 for target in 0177.0.0.1:443 0x7f000001 2130706433 127.1 0x7f.1; do
@@ -225,6 +234,14 @@ sed 's/api.github.com/evil.github.com/' "$tmp/compiled.json" >"$tmp/tampered.jso
 expect_rc 2 "explain --compiled refuses a tampered document" policy explain --compiled "$tmp/tampered.json" x.example
 grep -q "policy_hash does not match" "$tmp/err"
 result $? "tampering is reported as a hash mismatch"
+# A gateway takes at most 8 MiB of compiled policy: a larger file is refused before it is read into memory.
+{ printf '{'; head -c $((9 << 20)) /dev/zero | tr '\0' ' '; } >"$tmp/huge.json"
+for cmd in "policy explain --compiled $tmp/huge.json x.example" "policy push $tmp/huge.json"; do
+	# shellcheck disable=SC2086 # the command's words
+	run $cmd
+	[ "$rc" = 2 ] && grep -q "larger than 8 MiB, the most a gateway takes" "$tmp/err"
+	result $? "${cmd%% /*} of a 9 MiB file is refused by its size (exit $rc)"
+done
 # reseal JQ-EDIT: the compiled document edited and given the policy_hash of its new content (the canonical
 # form is jq's sorted, compact, ASCII output), so that what the loader refuses is the content, not the hash.
 reseal() {

@@ -73,7 +73,7 @@ static void run_line(const char *file, unsigned lineno, char *line, struct crgw_
 	for (char *t = strtok_r(line, " \t", &save); t && n < 6; t = strtok_r(NULL, " \t", &save))
 		tok[n++] = t;
 	if (n == 2 && strcmp(tok[0], "@blocked") == 0) {
-		if (crgw_blocklist_add(blocked, tok[1]) != 0)
+		if (crgw_blocklist_add(blocked, tok[1], NULL) != 0)
 			tap_result(false, "%s:%u: bad @blocked range", file, lineno);
 		return;
 	}

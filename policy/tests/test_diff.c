@@ -361,7 +361,7 @@ static void test_twin_rules(void)
 	}
 	rc = crgw_policy_diff_rules(a.json, a.len, b.json, b.len, on_change, &s);
 	tap_result(rc == 1 && strstr(s.text, "changed sandbox.network.allow[1] was sandbox.network.allow[0]") &&
-			   !strstr(s.text, "80]"),
+		       !strstr(s.text, "80]"),
 		   "of two rules for one host, the one that changed is named, the one that moved is not (%d): %s", rc,
 		   s.text);
 	memset(&s, 0, sizeof(s));
@@ -369,6 +369,41 @@ static void test_twin_rules(void)
 	tap_result(rc == 1, "and the same the other way round (%d): %s", rc, s.text);
 	release(&a);
 	release(&b);
+}
+
+/* `*.x` -> `**.x` allows every deeper name: the summary says so, once, for names two labels under. */
+static void test_wildcard_depth(void)
+{
+	struct compiled a = compile("version: 1\nsandbox:\n  network:\n    default: deny\n    allow:\n"
+				    "      - { host: '*.example.test', ports: [443] }\n"),
+			b = compile("version: 1\nsandbox:\n  network:\n    default: deny\n    allow:\n"
+				    "      - { host: '**.example.test', ports: [443] }\n"),
+			c = compile("version: 1\nsandbox:\n  network:\n    default: deny\n    allow:\n"
+				    "      - { host: '*.example.test', ports: [443] }\n"
+				    "      - { host: '**.example.test', ports: [443] }\n");
+	struct seen s = {0};
+	int rc;
+
+	if (!a.policy || !b.policy || !c.policy) {
+		tap_result(false, "the wildcard policies compile");
+		goto out;
+	}
+	rc = crgw_policy_diff_reach(a.json, a.len, a.policy, b.json, b.len, b.policy, on_reach, &s);
+	tap_result(rc == 1 && !strcmp(s.text, "+ *.*.example.test:443; "),
+		   "*. -> **.: names two labels under are newly allowed, one label under unchanged (%d): %s", rc,
+		   s.text);
+	memset(&s, 0, sizeof(s));
+	rc = crgw_policy_diff_reach(b.json, b.len, b.policy, a.json, a.len, a.policy, on_reach, &s);
+	tap_result(rc == 1 && !strcmp(s.text, "- *.*.example.test:443; "), "**. -> *.: and denied back (%d): %s", rc,
+		   s.text);
+	memset(&s, 0, sizeof(s));
+	rc = crgw_policy_diff_reach(a.json, a.len, a.policy, c.json, c.len, c.policy, on_reach, &s);
+	tap_result(rc == 1 && !strcmp(s.text, "+ *.*.example.test:443; "),
+		   "both wildcards over one name are probed once (%d): %s", rc, s.text);
+out:
+	release(&a);
+	release(&b);
+	release(&c);
 }
 
 static void test_default_allow(void)
@@ -410,6 +445,7 @@ int main(void)
 	test_replay(&o, &n);
 	test_rules(&o, &n);
 	test_twin_rules();
+	test_wildcard_depth();
 	test_default_allow();
 	release(&o);
 	release(&n);

@@ -131,6 +131,9 @@ struct crgw_compiled {
 /* Upper bound on policy file size; larger input is refused before parsing. */
 #define CRGW_POLICY_MAX_BYTES (1024u * 1024)
 
+/* The largest CompiledPolicy a gateway takes (its store, its control API); the compiler's limits keep below it. */
+#define CRGW_COMPILED_MAX_BYTES (8u * 1024 * 1024)
+
 /*
  * Compiles `len` bytes of YAML (borrowed). Returns 0 with `*out` set (a new object the caller frees with
  * crgw_compiled_free) whether or not the policy was valid: check `nerrors`. Returns -ENOMEM otherwise.
@@ -173,8 +176,8 @@ unsigned crgw_policy_ttl_minutes(const struct crgw_policy *policy);
 struct crgw_blocklist;
 
 struct crgw_blocklist *crgw_blocklist_new(void);
-/* Adds "addr/len" or a bare address. Returns 0 or -EINVAL / -ENOMEM. */
-int crgw_blocklist_add(struct crgw_blocklist *list, const char *cidr);
+/* Adds "addr/len" or a bare address. Returns 0, or -EINVAL with `*why` set (when not NULL) or -ENOMEM. */
+int crgw_blocklist_add(struct crgw_blocklist *list, const char *cidr, const char **why);
 void crgw_blocklist_free(struct crgw_blocklist *list);
 
 struct crgw_decision {
