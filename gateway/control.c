@@ -620,9 +620,17 @@ struct release_wait {
 	struct evhttp_request *req;
 	struct event *timer;
 	uint64_t ticket;
-	unsigned waited_ms;
+	int64_t deadline_ms; /* CLOCK_MONOTONIC: a busy loop fires the timer late, so polls do not count time */
 	char id[65];
 };
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void release_wait_free(struct release_wait *w)
 {
@@ -655,8 +663,7 @@ static void release_poll(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	w->waited_ms += RELEASE_WAIT_POLL_MS;
-	if (crgw_teardown_done(w->ticket) || w->waited_ms >= RELEASE_WAIT_MAX_MS)
+	if (crgw_teardown_done(w->ticket) || monotonic_ms() >= w->deadline_ms)
 		release_answer(w, crgw_teardown_done(w->ticket));
 	else
 		evtimer_add(w->timer, &tv);
@@ -686,6 +693,7 @@ static void sandbox_delete(struct evhttp_request *req, const char *id)
 	}
 	w->req = req;
 	w->ticket = ticket;
+	w->deadline_ms = monotonic_ms() + RELEASE_WAIT_MAX_MS;
 	snprintf(w->id, sizeof(w->id), "%s", id);
 	w->next = C.releases;
 	C.releases = w;
