@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "crgw/vm.h"
 #include "ctl.h"
@@ -23,6 +24,9 @@ struct sink {
 	int (*line)(const char *text, size_t len, void *arg);
 	void *arg;
 	bool stop;
+	CURL *curl;	/* for a stream: its answer's status */
+	bool refused;	/* a stream answered with an error: its body is kept for the message */
+	struct timespec start;
 };
 
 static size_t collect(char *data, size_t size, size_t n, void *arg)
@@ -54,9 +58,15 @@ static size_t split_lines(char *data, size_t size, size_t n, void *arg)
 {
 	struct sink *s = arg;
 	size_t bytes = size * n, start = 0;
+	long status = 0;
 
 	if (collect(data, size, n, arg) != bytes)
 		return 0;
+	curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status != 200) {
+		s->refused = true;
+		return bytes;
+	}
 	for (size_t i = 0; i < s->len; i++) {
 		if (s->buf[i] != '\n')
 			continue;
@@ -89,9 +99,30 @@ static CURL *open_handle(const char *path, char *url, size_t urlsize)
 	return c;
 }
 
+/*
+ * A stream may stay quiet for ever once it is answered (audit tail -f), but its answer must come: a
+ * socket that accepts and never answers would otherwise hold the command for good.
+ */
+static int stream_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct sink *s = arg;
+	struct timespec now;
+	long status = 0;
+
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status || !ctl_timeout_ms)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - s->start.tv_sec) * 1000 + (now.tv_nsec - s->start.tv_nsec) / 1000000 > ctl_timeout_ms;
+}
+
 static int curl_failed(CURLcode rc, char *err, size_t errlen)
 {
-	if (rc == CURLE_PARTIAL_FILE)
+	if (rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_ABORTED_BY_CALLBACK)
+		snprintf(err, errlen, "the gateway at %s did not answer within %ld s", ctl_control_path,
+			 ctl_timeout_ms / 1000);
+	else if (rc == CURLE_PARTIAL_FILE)
 		snprintf(err, errlen, "the gateway closed the stream (did it stop?)");
 	else if (rc == CURLE_COULDNT_CONNECT)
 		snprintf(err, errlen, "cannot reach the gateway at %s (is crgw running? set --control or CRGW_CONTROL)",
@@ -140,6 +171,17 @@ int ctl_request(const char *method, const char *path, const char *body, struct c
 	return ret;
 }
 
+/* "code: message" from the gateway's JSON error, for an error string. */
+static void error_text(const struct ctl_response *r, char *err, size_t errlen)
+{
+	json_t *j = json_loads(r->body ? r->body : "", 0, NULL);
+	const char *code = json_string_value(json_object_get(j, "code"));
+	const char *msg = json_string_value(json_object_get(j, "message"));
+
+	snprintf(err, errlen, "%s: %s", code ? code : "error", msg ? msg : (r->body && r->body[0] ? r->body : "no details"));
+	json_decref(j);
+}
+
 int ctl_stream(const char *path, int (*line)(const char *text, size_t len, void *arg), void *arg, char *err,
 	       size_t errlen)
 {
@@ -151,12 +193,23 @@ int ctl_stream(const char *path, int (*line)(const char *text, size_t len, void 
 
 	if (!c)
 		return -ENOMEM;
+	s.curl = c;
+	clock_gettime(CLOCK_MONOTONIC, &s.start);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, split_lines);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
-	curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, stream_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, &s);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 	rc = curl_easy_perform(c);
-	if (rc != CURLE_OK && !s.stop)
+	if (s.refused) {
+		/* The gateway's own reason ("rate_limited: too many audit followers"), not curl's. */
+		struct ctl_response r = { .body = s.buf, .len = s.len };
+
+		error_text(&r, err, errlen);
+		ret = -EIO;
+	} else if (rc != CURLE_OK && !s.stop) {
 		ret = curl_failed(rc, err, errlen);
+	}
 	free(s.buf);
 	curl_easy_cleanup(c);
 	return ret;
@@ -174,17 +227,6 @@ void ctl_print_error(const char *what, const struct ctl_response *r)
 }
 
 /* ---- the gateway as the sandbox backends see it ------------------------------------------------ */
-
-/* "code: message" from the gateway's JSON error, for an error string. */
-static void error_text(const struct ctl_response *r, char *err, size_t errlen)
-{
-	json_t *j = json_loads(r->body ? r->body : "", 0, NULL);
-	const char *code = json_string_value(json_object_get(j, "code"));
-	const char *msg = json_string_value(json_object_get(j, "message"));
-
-	snprintf(err, errlen, "%s: %s", code ? code : "error", msg ? msg : (r->body && r->body[0] ? r->body : "no details"));
-	json_decref(j);
-}
 
 static int gw_register(void *arg, json_t *request, json_t **answer, char *err, size_t errlen)
 {
@@ -228,6 +270,15 @@ static int gw_release(void *arg, const char *id)
 	return r.status == 200 || r.status == 404 ? 0 : -EIO;
 }
 
+bool ctl_sandbox_ref_ok(const char *ref)
+{
+	size_t len = strlen(ref);
+
+	if (len == 0 || len > 64 || !strcmp(ref, ".") || !strcmp(ref, ".."))
+		return false;
+	return strspn(ref, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
+}
+
 int ctl_get_sandbox(const char *id, json_t **record, char *err, size_t errlen)
 {
 	struct ctl_response r = { 0 };
@@ -235,8 +286,8 @@ int ctl_get_sandbox(const char *id, json_t **record, char *err, size_t errlen)
 	int e;
 
 	*record = NULL;
-	if (strchr(id, '/') || strchr(id, '?') || strlen(id) > 64) {
-		snprintf(err, errlen, "'%s' is not a sandbox id or name", id);
+	if (!ctl_sandbox_ref_ok(id)) {
+		snprintf(err, errlen, "not a sandbox id or name");
 		return -EINVAL;
 	}
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s", id);

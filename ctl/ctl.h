@@ -78,6 +78,13 @@ int cache_warm(int argc, char **argv);
 /* "0 B", "512 B", "1.5 KiB", "10.0 GiB" (cache_cmd.c). */
 void cache_human(unsigned long long bytes, char *buf, size_t size);
 
+/*
+ * `s` (`len` bytes) for a terminal, in a malloc'd string: a control character, Unicode line or paragraph
+ * separator, bidi control or byte that is not UTF-8 is shown as '?' (crgw_audit_text_safe); NULL without
+ * memory.
+ */
+char *ctl_shown(const char *s, size_t len);
+
 /* Sandbox subcommands beyond ls/show/rm (workspace_cmd.c). */
 int sandbox_diff(int argc, char **argv);
 
@@ -87,6 +94,12 @@ extern const struct crgw_gateway_ops ctl_gateway_ops;
 
 /* GETs a sandbox's record; 0, -ESRCH with the tombstone of a released one, -ENOENT, or -errno (`err`). */
 struct json_t;
+/*
+ * Whether `ref` can be a sandbox id or name (letters, digits, '.', '_', '-'; not "." or ".."), so that it
+ * names one sandbox and stays one path segment: a '#', '?', space or dot segment would make the URL name
+ * another resource (curl drops a fragment: "keep#x" would be keep).
+ */
+bool ctl_sandbox_ref_ok(const char *ref);
 int ctl_get_sandbox(const char *id, struct json_t **record, char *err, size_t errlen);
 
 /*

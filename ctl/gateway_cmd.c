@@ -7,7 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crgw/policy_diff.h"
 #include "ctl.h"
+
+char *ctl_shown(const char *s, size_t len)
+{
+	char *shown = malloc(len + 1);
+
+	return shown ? crgw_audit_text_safe(shown, len + 1, s, len) : NULL;
+}
 
 static bool has_flag(int *argc, char **argv, const char *flag)
 {
@@ -140,6 +148,10 @@ static int sandbox_show(const char *id, bool json)
 	json_t *j, *v;
 	const char *key;
 
+	if (!ctl_sandbox_ref_ok(id)) {
+		fprintf(stderr, "crgw-ctl: '%s' is not a sandbox id or name\n", id);
+		return CTL_EXIT_ERROR;
+	}
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s", id);
 	j = get_json(path, id, &rc);
 	if (!j)
@@ -162,8 +174,8 @@ static int sandbox_rm(int n, char **ids)
 		struct ctl_response r;
 		char path[256], err[512];
 
-		if (strchr(ids[i], '/') || strlen(ids[i]) > 64) {
-			fprintf(stderr, "crgw-ctl: %s: not a sandbox id\n", ids[i]);
+		if (!ctl_sandbox_ref_ok(ids[i])) {
+			fprintf(stderr, "crgw-ctl: '%s' is not a sandbox id or name\n", ids[i]);
 			rc = CTL_EXIT_ERROR;
 			continue;
 		}
@@ -210,7 +222,7 @@ int cmd_sandbox(int argc, char **argv)
 
 	if (argc >= 2 && !strcmp(argv[1], "ls") && argc == 2)
 		return sandbox_ls(json);
-	if (argc == 3 && !strcmp(argv[1], "show") && strchr(argv[2], '/') == NULL)
+	if (argc == 3 && !strcmp(argv[1], "show"))
 		return sandbox_show(argv[2], json);
 	if (argc >= 3 && !strcmp(argv[1], "rm"))
 		return sandbox_rm(argc - 2, argv + 2);

@@ -19,15 +19,66 @@ static const char diff_usage[] =
 
 struct change_list {
 	json_t *all;
+	bool failed;
 };
+
+/* The length of the UTF-8 sequence at `p` (at most `n` bytes), or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	size_t len = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : p[0] >= 0xe0 && p[0] <= 0xef ? 3 :
+		     p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+
+	if (!len || len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) || (p[0] == 0xf0 && p[1] < 0x90) ||
+	    (p[0] == 0xf4 && p[1] >= 0x90))
+		return 0;
+	return len;
+}
+
+/*
+ * A file name as JSON text. Names are bytes: one that is not UTF-8 (a Latin-1 "caf\xe9") has U+FFFD for
+ * each byte that is not, rather than being left out of the list (jansson takes UTF-8 only).
+ */
+static json_t *name_string(const char *name)
+{
+	size_t len = strlen(name), at = 0;
+	char *buf = malloc(len * 3 + 1);
+	json_t *j;
+
+	if (!buf)
+		return NULL;
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_len((const unsigned char *)name + i, len - i);
+
+		if (n) {
+			memcpy(buf + at, name + i, n);
+			at += n;
+			i += n;
+		} else {
+			memcpy(buf + at, "\xef\xbf\xbd", 3);
+			at += 3;
+			i++;
+		}
+	}
+	j = json_stringn(buf, at);
+	free(buf);
+	return j;
+}
 
 static void collect(void *arg, const struct crgw_change *c)
 {
 	struct change_list *l = arg;
 	static const char *const kinds[] = { "added", "changed", "deleted" };
+	json_t *change = json_pack("{s:s, s:o, s:b, s:s?}", "kind", kinds[c->kind], "path", name_string(c->path),
+				   "review", c->review, "why", c->why);
 
-	json_array_append_new(l->all, json_pack("{s:s, s:s, s:b, s:s?}", "kind", kinds[c->kind], "path", c->path,
-						"review", c->review, "why", c->why));
+	if (!change)
+		l->failed = true;
+	json_array_append_new(l->all, change);
 }
 
 static char toupper_kind(const char *kind)
@@ -35,18 +86,25 @@ static char toupper_kind(const char *kind)
 	return kind && kind[0] == 'a' ? 'A' : kind && kind[0] == 'c' ? 'C' : 'D';
 }
 
+/*
+ * One line per change. The sandbox chose the names: a control character, line separator or bidi control
+ * is shown as '?', so that a name can neither move the cursor over a line above (a '!' one) nor forge one.
+ */
 static void print_change(json_t *c)
 {
 	const char *kind = json_string_value(json_object_get(c, "kind"));
 	const char *why = json_string_value(json_object_get(c, "why"));
+	json_t *path = json_object_get(c, "path");
+	char *shown = ctl_shown(json_string_value(path), json_string_length(path));
 
 	printf("%c%c %s%s%s%s\n", json_is_true(json_object_get(c, "review")) ? '!' : ' ', toupper_kind(kind),
-	       json_string_value(json_object_get(c, "path")), why ? "  (" : "", why ? why : "", why ? ")" : "");
+	       shown ? shown : "?", why ? "  (" : "", why ? why : "", why ? ")" : "");
+	free(shown);
 }
 
 int sandbox_diff(int argc, char **argv)
 {
-	struct change_list l = { json_array() };
+	struct change_list l = { json_array(), false };
 	const char *id = NULL, *lower;
 	char err[1024];
 	bool json = false;
@@ -81,6 +139,10 @@ int sandbox_diff(int argc, char **argv)
 	}
 	lower = json_string_value(json_object_get(json_object_get(rec, "workspace"), "dir"));
 	e = crgw_sandbox_changes(rec, collect, &l, err, sizeof(err));
+	if (!e && l.failed) {
+		snprintf(err, sizeof(err), "out of memory listing its changes");
+		e = -ENOMEM;
+	}
 	if (e) {
 		fprintf(stderr, "crgw-ctl: %s: %s\n", id, err);
 		goto out;
