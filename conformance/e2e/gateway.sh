@@ -285,6 +285,22 @@ audit_has "$T/follow.json" 'select(.dst_host=="follow-me.test")'
 ok $? "audit tail -f streams live events"
 kill "$follower" 2>/dev/null
 wait "$follower" 2>/dev/null
+# The gateway keeps at most 64 followers; the next one is told why, not "HTTP response code said error".
+followers=()
+for _ in $(seq 64); do
+	curl -s -N --unix-socket "$T/ctl.sock" "http://crgw/v1/audit?lines=0&follow=1" >/dev/null 2>&1 &
+	followers+=($!)
+done
+# Until all 64 are connected, a 65th is let in (and ended by timeout: exit 124).
+for _ in $(seq 10); do
+	timeout 2 "$CTL" audit tail -f -n 0 >/dev/null 2>"$T/follow65.err"
+	rc=$?
+	[ $rc -ne 124 ] && break
+done
+[ $rc -eq 2 ] && grep -q "rate_limited: too many audit followers" "$T/follow65.err"
+ok $? "a 65th audit follower is refused with the gateway's reason (exit $rc: $(head -c 200 "$T/follow65.err"))"
+kill "${followers[@]}" 2>/dev/null
+wait "${followers[@]}" 2>/dev/null
 "$CTL" doctor >"$T/doctor.txt" 2>&1
 ok $? "doctor passes on this host"
 grep -q 'network_default_deny' "$T/doctor.txt"

@@ -133,6 +133,21 @@ grep -q '^!C .github/workflows/ci.yml' <<<"$flagged" && grep -q '^!A .git/hooks/
 ok $? "... the CI file and the git hook first, flagged for review (not every file of a .venv)" || diag "$out"
 "$CTL" sandbox diff --json tools | jq -e '.changes | map(select(.path=="hello.c" and .kind=="deleted")) | length == 1' >/dev/null
 ok $? "sandbox diff --json gives kinds and paths"
+# The sandbox chose these names: one that is not UTF-8 is listed (it was left out, so a CI file could
+# hide from the review), and one with escapes or a line break cannot drive the reviewer's terminal.
+"$CTL" exec tools -- sh -c 'printf x > ".github/workflows/ci-$(printf "\377").yml"; printf x > "caf$(printf "\351")"
+	printf x > "$(printf "e\033[1A\033[2Kvil\nfake")"' >/dev/null 2>&1
+out=$("$CTL" sandbox diff tools 2>&1)
+grep -q '^!A \.github/workflows/ci-.*\.yml  (CI configuration)$' <<<"$out" && grep -q '^ A caf' <<<"$out" &&
+	grep -qF ' A e?[1A?[2Kvil?fake' <<<"$out" && ! grep -q "$(printf '\033')" <<<"$out"
+ok $? "sandbox diff lists names that are not UTF-8, and shows control characters as '?'" || diag "$out"
+"$CTL" sandbox diff --json tools | jq -e '[.changes[].path] | index(".github/workflows/ci-\ufffd.yml") != null and
+	index("caf\ufffd") != null and index("e\u001b[1A\u001b[2Kvil\nfake") != null' >/dev/null
+ok $? "... and so does --json, the bytes that are not UTF-8 as U+FFFD"
+out=$("$CTL" sandbox rm 'tools#x' 2>&1)
+rc=$?
+[ $rc -eq 2 ] && grep -q "not a sandbox id or name" <<<"$out" && "$CTL" sandbox show tools >/dev/null 2>&1
+ok $? "sandbox rm 'tools#x' is refused and tools stays (curl would drop the fragment and release tools)" || diag "$out"
 "$CTL" cp tools:gosrc/hello "$T/hello-out" && [ "$("$T/hello-out")" = "go works" ]
 ok $? "cp copies a built binary out, and it runs on the host"
 "$CTL" cp tools:node_modules "$T/nm-out" && grep -q 'tiny-lib works' "$T/nm-out/tiny-lib/index.js"
