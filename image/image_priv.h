@@ -113,10 +113,12 @@ int img_blob_put(const struct crgw_image_store *s, const char *digest, const voi
 /*
  * Applies the layers named by `record`'s "layers" (each verified again against its digest while read),
  * injects the guest, writes the ext4 image and image.json into a temporary directory, and renames it into
- * images/<hex of id>. Takes `record` (a reference is consumed).
+ * images/<hex of id>. `import`: the layer is a tarball a user gave as a root file system, refused when it is
+ * a saved image instead (img_tree_kind). Takes `record` (a reference is consumed). The caller holds the
+ * store's lock, shared.
  */
 int img_build(struct crgw_image_store *s, const char *id, json_t *record, const struct crgw_image_opts *o,
-	      char *err, size_t errlen);
+	      bool import, char *err, size_t errlen);
 
 /*
  * Whether image `id` is in the store already, asked with `o`'s guest: 1 when it is, with the same guest
@@ -132,6 +134,19 @@ int img_existing(struct crgw_image_store *s, const char *id, const struct crgw_i
  */
 int img_tree_inject_fd(struct crgw_image_tree *t, int fd, const char *src, const char *path, unsigned mode,
 		       char *err, size_t errlen);
+
+enum img_tree_kind {
+	IMG_TREE_ROOTFS,      /* anything that is not one of the below */
+	IMG_TREE_OCI_LAYOUT,  /* oci-layout and index.json at the top */
+	IMG_TREE_DOCKER_SAVE, /* manifest.json and DIR/layer.tar at the top */
+};
+
+/*
+ * Whether the tree is a saved image rather than a root file system: an OCI image layout or a docker save
+ * archive at its top, and none of the directories a root file system has there (bin, usr, etc, ...).
+ * Import asks it after applying the tarball, so a saved image is told apart in the one pass over it.
+ */
+enum img_tree_kind img_tree_kind(const struct crgw_image_tree *t);
 
 void img_progress(const struct crgw_image_opts *o, enum crgw_image_event ev, const char *digest, uint64_t bytes,
 		  uint64_t total, unsigned index, unsigned count, bool cached);

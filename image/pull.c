@@ -728,7 +728,7 @@ int crgw_image_pull(struct crgw_image_store *s, const char *ref, const struct cr
 	json_object_set_new(record, "config", json_string(m.config.digest));
 	json_object_set_new(record, "platform", json_string("linux/amd64"));
 	json_object_set(record, "image_config", summary);
-	rc = img_build(s, id, record, o, err, errlen);
+	rc = img_build(s, id, record, o, false, err, errlen);
 	record = NULL;
 out:
 	json_decref(record);

@@ -354,8 +354,25 @@ int img_existing(struct crgw_image_store *s, const char *id, const struct crgw_i
 	return 1;
 }
 
+/*
+ * What a user who imports a saved image meant, and how to get it: import reads neither format, pull reads
+ * from a registry only.
+ */
+static const struct {
+	const char *what, *instead;
+} not_rootfs[] = {
+	[IMG_TREE_OCI_LAYOUT] = { "an OCI image layout (oci-layout, index.json, blobs/)",
+				  "push it to a registry (skopeo copy oci-archive:FILE docker://HOST/NAME:TAG) and "
+				  "crgw-ctl image pull it by digest, or unpack it (umoci unpack) and import a tarball "
+				  "of the bundle's rootfs/" },
+	[IMG_TREE_DOCKER_SAVE] = { "a docker save archive (manifest.json, */layer.tar)",
+				   "push it to a registry (skopeo copy docker-archive:FILE docker://HOST/NAME:TAG) "
+				   "and crgw-ctl image pull it by digest, or import a container's file system "
+				   "(docker export $(docker create IMAGE) >rootfs.tar)" },
+};
+
 int img_build(struct crgw_image_store *s, const char *id, json_t *record, const struct crgw_image_opts *o,
-	      char *err, size_t errlen)
+	      bool import, char *err, size_t errlen)
 {
 	struct crgw_image_limits lim;
 	struct crgw_image_tree *t = NULL;
@@ -364,6 +381,7 @@ int img_build(struct crgw_image_store *s, const char *id, json_t *record, const 
 	uint64_t size = 0, entries = 0, bytes = 0;
 	bool made = false;
 	char gsha[CRGW_IMAGE_ID_LEN] = "";
+	enum img_tree_kind kind;
 	int gfd = -1, tfd = -1;
 	struct stat st;
 	size_t i;
@@ -444,6 +462,12 @@ int img_build(struct crgw_image_store *s, const char *id, json_t *record, const 
 			img_fail(err, errlen, rc, "layer %zu/%zu %.19s...: %s", i + 1, json_array_size(layers), digest, why);
 			goto out;
 		}
+	}
+	if (import && (kind = img_tree_kind(t)) != IMG_TREE_ROOTFS) {
+		rc = img_fail(err, errlen, -EINVAL, "%s is %s, not a root file system tarball: %s",
+			      json_string_value(json_object_get(record, "reference")), not_rootfs[kind].what,
+			      not_rootfs[kind].instead);
+		goto out;
 	}
 	if (gfd >= 0 && (rc = img_tree_inject_fd(t, gfd, o->guest, "/sbin/crgw-guest", 0755, err, errlen)))
 		goto out;
@@ -680,7 +704,7 @@ int crgw_image_import(struct crgw_image_store *s, const char *path, const struct
 	json_object_set_new(record, "layers", layers);
 	json_object_set_new(record, "source", json_string("import"));
 	json_object_set_new(record, "reference", json_string(path));
-	rc = img_build(s, id, record, o, err, errlen);
+	rc = img_build(s, id, record, o, true, err, errlen);
 	/* A refused tarball is not kept: no image names it, and it may be as big as the limit allows. */
 	if (rc && created)
 		drop_blob(s, id);

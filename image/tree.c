@@ -756,6 +756,38 @@ out:
 	return rc;
 }
 
+/* A regular file `name` directly under `dir`. */
+static bool has_file(const struct crgw_image_tree *t, const struct img_node *dir, const char *name)
+{
+	const struct img_node *n = img_child(t, dir, name);
+
+	return n && S_ISREG(n->inode->mode);
+}
+
+enum img_tree_kind img_tree_kind(const struct crgw_image_tree *t)
+{
+	/*
+	 * A root file system has at least one of these at its top; a saved image has none of them (its top is
+	 * made by the tool, never by the image). Looking only at the top, and only when none is there, keeps a
+	 * rootfs that happens to hold an index.json or manifest.json (at the top or anywhere) importable.
+	 */
+	static const char *const fhs[] = { "bin", "sbin", "usr", "etc", "lib", "lib64", "var", "opt", "root", "home" };
+	const struct img_node *r = t->root, *c;
+
+	for (size_t i = 0; i < sizeof(fhs) / sizeof(fhs[0]); i++)
+		if (img_child(t, r, fhs[i]))
+			return IMG_TREE_ROOTFS;
+	/* The OCI image layout (skopeo's oci-archive:, docker save since Docker 25): oci-layout, index.json. */
+	if (has_file(t, r, "oci-layout") && has_file(t, r, "index.json"))
+		return IMG_TREE_OCI_LAYOUT;
+	/* docker save before Docker 25: manifest.json and a directory per layer holding its layer.tar. */
+	if (has_file(t, r, "manifest.json"))
+		for (c = r->first; c; c = c->next)
+			if (S_ISDIR(c->inode->mode) && has_file(t, c, "layer.tar"))
+				return IMG_TREE_DOCKER_SAVE;
+	return IMG_TREE_ROOTFS;
+}
+
 int img_tree_inject_fd(struct crgw_image_tree *t, int fd, const char *src, const char *path, unsigned mode,
 		       char *err, size_t errlen)
 {

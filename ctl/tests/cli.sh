@@ -594,6 +594,32 @@ echo "not a tar" >"$tmp/notar"
 run image import "$tmp/notar"
 [ "$rc" = 2 ] && [ "$(images)" = 0 ] && [ "$(blobs)" = 0 ] && [ "$(tmpfiles)" = 0 ]
 result $? "a refused import leaves no image, no blob and nothing in tmp/ (exit $rc)"
+# A saved image (what skopeo copy oci-archive: or docker save writes) is not a root file system: refused,
+# saying what it is and what to do; a root file system that holds such names is still one.
+mkdir -p "$tmp/layout/blobs/sha256" "$tmp/dsave/0a1b2c" "$tmp/looks/etc"
+echo '{"imageLayoutVersion":"1.0.0"}' >"$tmp/layout/oci-layout"
+echo '{"schemaVersion":2,"manifests":[]}' >"$tmp/layout/index.json"
+echo '{}' >"$tmp/layout/blobs/sha256/$(printf '{}\n' | sha256sum | cut -d' ' -f1)"
+tar -C "$tmp/layout" -czf "$tmp/layout.tar.gz" .
+run image import "$tmp/layout.tar.gz"
+[ "$rc" = 2 ] && grep -q "layout.tar.gz is an OCI image layout (oci-layout, index.json, blobs/), not a root file system tarball: push it to a registry" "$tmp/err" &&
+	grep -q "crgw-ctl image pull it by digest" "$tmp/err" && [ "$(images)" = 0 ] && [ "$(blobs)" = 0 ] && [ "$(tmpfiles)" = 0 ]
+result $? "import of an OCI image layout tarball is refused, saying what it is, leaving nothing (exit $rc)"
+echo '[{"Config":"0a1b2c.json","RepoTags":["x:1"],"Layers":["0a1b2c/layer.tar"]}]' >"$tmp/dsave/manifest.json"
+echo '{}' >"$tmp/dsave/0a1b2c.json" && echo 1.0 >"$tmp/dsave/0a1b2c/VERSION"
+tar -C "$tmp/rootfs" -cf "$tmp/dsave/0a1b2c/layer.tar" .
+tar -C "$tmp/dsave" -cf "$tmp/dsave.tar" manifest.json 0a1b2c.json 0a1b2c
+run image import "$tmp/dsave.tar"
+[ "$rc" = 2 ] && grep -q "is a docker save archive (manifest.json, \*/layer.tar), not a root file system tarball" "$tmp/err" &&
+	grep -q "docker export" "$tmp/err" && [ "$(images)" = 0 ] && [ "$(blobs)" = 0 ] && [ "$(tmpfiles)" = 0 ]
+result $? "import of a docker save tarball is refused, saying what it is, leaving nothing (exit $rc)"
+cp "$tmp/layout/oci-layout" "$tmp/layout/index.json" "$tmp/dsave/manifest.json" "$tmp/looks/"
+mkdir -p "$tmp/looks/d" "$tmp/looks/srv" && cp "$tmp/dsave/0a1b2c/layer.tar" "$tmp/looks/d/"
+cp "$tmp/layout/index.json" "$tmp/looks/srv/" && echo hi >"$tmp/looks/etc/motd"
+tar -C "$tmp/looks" -cf "$tmp/looks.tar" .
+expect_rc 0 "a root file system with oci-layout, index.json, manifest.json and d/layer.tar at its top imports" \
+	image import "$tmp/looks.tar"
+run image rm "$(cat "$tmp/out")"
 # The copy is bounded while it runs: /dev/zero stops at --max-bytes plus room for headers, not a full disk.
 timeout 20 "$ctl" image import --max-bytes 10M /dev/zero >"$tmp/out" 2>"$tmp/err"
 rc=$?
