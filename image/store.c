@@ -100,6 +100,23 @@ static void sweep_tmp(const char *tmp)
 }
 
 /*
+ * What killed rms left: an rm renames its image to tmp/rm-<hex> and removes that, all under the store's lock
+ * held exclusively. The caller holds it so, so no rm is running and every rm-* is a dead one's (and one of
+ * the image about to be removed would make its rename fail).
+ */
+static void sweep_removed(const char *tmp)
+{
+	DIR *d = opendir(tmp);
+	struct dirent *e;
+
+	while (d && (e = readdir(d)))
+		if (!strncmp(e->d_name, "rm-", 3))
+			rm_tree(dirfd(d), e->d_name);
+	if (d)
+		closedir(d);
+}
+
+/*
  * The store feeds root file systems to VMs: a directory of it that another user owns or may write to could
  * swap an image or a blob under us, so it is refused rather than used (or silently chmodded).
  */
@@ -169,6 +186,11 @@ int crgw_image_store_open(const char *dir, struct crgw_image_store **out, char *
 	}
 	snprintf(path, sizeof(path), "%s/tmp", dir);
 	sweep_tmp(path);
+	/* Only when no one holds the lock: never waits behind a build, and a running rm keeps its rm-*. */
+	if (!flock(s->lock, LOCK_EX | LOCK_NB)) {
+		sweep_removed(path);
+		flock(s->lock, LOCK_UN);
+	}
 	*out = s;
 	return 0;
 }
@@ -878,6 +900,8 @@ int crgw_image_remove(struct crgw_image_store *s, const char *idref, char *err, 
 
 	/* Exclusive: no pull or import is between storing a blob and naming it in its image. */
 	flock(s->lock, LOCK_EX);
+	snprintf(to, sizeof(to), "%s/tmp", s->dir);
+	sweep_removed(to);
 	if ((rc = crgw_image_find(s, idref, id, err, errlen)))
 		goto out;
 	snprintf(from, sizeof(from), "%s/images/%s", s->dir, id + 7);

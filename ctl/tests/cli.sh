@@ -679,6 +679,28 @@ run image ls
 [ "$rc" = 0 ] && [ ! -e "$CRGW_IMAGE_STORE/tmp/img-killed" ] && [ -e "$CRGW_IMAGE_STORE/tmp/partial-0123" ]
 result $? "a killed build's tmp/img-* goes at the next command (exit $rc)"
 rm -f "$CRGW_IMAGE_STORE/tmp/partial-0123"
+# A killed rm's tmp/rm-*: the next command that finds the store's lock free removes it, never one run while
+# the lock is held (a running rm's own rm-* is in there then); an rm removes it once it holds the lock.
+dead=$CRGW_IMAGE_STORE/tmp/rm-$(printf '%064d' 0)
+mkdir -p "$dead/sub" && touch "$dead/rootfs.ext4" "$dead/sub/f"
+flock -x "$CRGW_IMAGE_STORE/lock" "$ctl" image ls >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" = 0 ] && [ -e "$dead/sub/f" ]
+result $? "a tmp/rm-* stays while someone holds the store's lock (exit $rc)"
+run image ls
+[ "$rc" = 0 ] && [ ! -e "$dead" ]
+result $? "a killed rm's tmp/rm-* goes at the next command (exit $rc)"
+# The same image removed again after a killed rm of it: rm clears the dead rm-HEX before renaming to it.
+dead=$CRGW_IMAGE_STORE/tmp/rm-${rid#sha256:}
+mkdir -p "$dead" && touch "$dead/rootfs.ext4"
+flock -s "$CRGW_IMAGE_STORE/lock" sleep 2 &
+holder=$!
+sleep 0.5
+run image rm "$rid"
+wait "$holder"
+[ "$rc" = 0 ] && [ ! -e "$dead" ] && [ "$(images)" = 0 ]
+result $? "rm of an image whose earlier rm was killed clears tmp/rm-HEX and removes it (exit $rc)"
+expect_rc 0 "... and it imports again" image import "$tmp/root.tar"
 # An image whose record cannot be read is listed, and rm of another image keeps every blob.
 expect_rc 0 "a second image" image import "$evil"
 eid=$(cat "$tmp/out")

@@ -65,8 +65,9 @@ struct crgw_image_store;
 
 /*
  * Opens (creating, 0700) the store at `dir`: blobs/sha256/ (the layer store, shared by every image),
- * images/<hex>/ (rootfs.ext4 and image.json per image), tmp/ (what an interrupted run leaves; cleared of
- * files older than a day on open). Returns a new store in `*out`.
+ * images/<hex>/ (rootfs.ext4 and image.json per image), tmp/ (what an interrupted run leaves; on open,
+ * cleared of a killed build's or, when no one holds the store's lock, a killed rm's directory, and of files
+ * older than a day). Returns a new store in `*out`.
  */
 int crgw_image_store_open(const char *dir, struct crgw_image_store **out, char *err, size_t errlen);
 void crgw_image_store_close(struct crgw_image_store *s); /* NULL is fine */
