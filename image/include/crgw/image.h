@@ -104,13 +104,16 @@ int crgw_image_resolve(const char *ref, const struct crgw_image_opts *o, char *p
  * image already in the store is not pulled again. Blobs already verified in the layer store are not
  * fetched again, and a blob an interrupted run had begun is continued where it stopped (HTTP Range; the
  * whole checked against its digest), so a run after an interruption resumes. On failure no image is left.
+ * The store's lock is taken only to publish the verified blobs and make the image, never while the
+ * registry is waited on, so a slow registry holds up no crgw_image_remove.
  */
 int crgw_image_pull(struct crgw_image_store *s, const char *ref, const struct crgw_image_opts *o,
 		    char id[CRGW_IMAGE_ID_LEN], char *err, size_t errlen);
 
 /*
  * Makes an image from a root file system tarball (tar, optionally gzip or zstd) at `path`. Its id is the
- * sha256 of the tarball's bytes as read.
+ * sha256 of the tarball's bytes as read. A saved image (an OCI image layout, a docker save archive) is
+ * refused with -EINVAL and a message that says what it is and how to make an image of it.
  */
 int crgw_image_import(struct crgw_image_store *s, const char *path, const struct crgw_image_opts *o,
 		      char id[CRGW_IMAGE_ID_LEN], char *err, size_t errlen);
