@@ -90,7 +90,8 @@ int img_config_parse(const char *doc, size_t len, size_t nlayers, json_t **summa
 
 struct crgw_image_store {
 	char dir[4000];
-	int lock; /* the store's lock file: shared while making an image, exclusive while removing */
+	int lock; /* the store's lock file: shared while publishing blobs and making an image, exclusive while
+		   * removing */
 };
 
 /* DIR/blobs/sha256/<hex> of `digest` (valid) into `path`. */
@@ -102,7 +103,14 @@ bool img_blob_have(const struct crgw_image_store *s, const char *digest, int64_t
 /* A new temporary file in DIR/tmp; its path goes to `path`. Returns the descriptor or -errno. */
 int img_tmp_file(const struct crgw_image_store *s, char *path, size_t size);
 
-/* fsyncs `fd` (closed here), renames `tmp` to the blob's path, fsyncs the directory. */
+/*
+ * Renames `tmp` (a verified, fsynced file in DIR/tmp) to the blob's path and fsyncs the directory. Under the
+ * store's lock (shared): rm collects every blob no image names while it holds the lock exclusively.
+ */
+int img_blob_publish(const struct crgw_image_store *s, const char *tmp, const char *digest, char *err,
+		     size_t errlen);
+
+/* fsyncs `fd` (closed here), then img_blob_publish; `tmp` is removed when that fails. Under the lock. */
 int img_blob_commit(const struct crgw_image_store *s, int fd, const char *tmp, const char *digest, char *err,
 		    size_t errlen);
 

@@ -23,6 +23,9 @@
 #include "wwwauth.h"
 
 #define TOKEN_MAX 16384
+#define IMG_STAGED_MAX 4200 /* a path in DIR/tmp */
+/* Rounds of fetching what an rm collected from the layer store while this pull fetched the rest. */
+#define PUBLISH_ROUNDS 3
 #define TOKEN_ANSWER_MAX (64u << 10)
 
 static const char accept_manifests[] =
@@ -531,9 +534,13 @@ bad:
 	return -EIO;
 }
 
-/* One blob into the layer store, verified against `d` while it streams; skipped when already there. */
+/*
+ * One blob into a file in tmp/, verified against `d` while it streams, fsynced, its path in `staged` for
+ * img_blob_publish; `staged` is left empty when the layer store has the blob already. Runs without the
+ * store's lock, which is why the blob is not published here: rm may collect blobs no image names.
+ */
 static int fetch_blob(struct puller *p, struct crgw_image_store *s, const struct oci_descriptor *d, unsigned index,
-		      unsigned count)
+		      unsigned count, char staged[IMG_STAGED_MAX])
 {
 	struct sink k = { .fd = -1, .o = p->o, .digest = d->digest, .index = index, .count = count };
 	char url[2048], tmp[4200], got[CRGW_IMAGE_ID_LEN], what[200];
@@ -553,6 +560,7 @@ static int fetch_blob(struct puller *p, struct crgw_image_store *s, const struct
 	if ((uint64_t)d->size > lim->max_blob)
 		return img_fail(p->err, p->errlen, -E2BIG, "blob %s: %lld bytes is more than the limit", d->digest,
 				(long long)d->size);
+	staged[0] = 0;
 	if (img_blob_have(s, d->digest, d->size)) {
 		img_progress(p->o, CRGW_IMAGE_EV_BLOB_DONE, d->digest, (uint64_t)d->size, (uint64_t)d->size, index,
 			     count, true);
@@ -584,9 +592,15 @@ static int fetch_blob(struct puller *p, struct crgw_image_store *s, const struct
 			      got, resumed ? " (with what an earlier run fetched: removed, pull again)" : "");
 		goto out;
 	}
-	rc = img_blob_commit(s, k.fd, tmp, d->digest, p->err, p->errlen);
+	if (fsync(k.fd)) {
+		rc = img_fail(p->err, p->errlen, -errno, "storing %s: %s", d->digest, strerror(errno));
+		goto out;
+	}
+	/* Closed, so its flock goes: another pull of the same blob finds it whole and fetches nothing. */
+	close(k.fd);
 	k.fd = -1;
-	if (!rc) {
+	snprintf(staged, IMG_STAGED_MAX, "%s", tmp);
+	{
 		struct crgw_image_progress ev = { .ev = CRGW_IMAGE_EV_BLOB_DONE, .digest = d->digest, .bytes = k.got,
 						  .total = k.got, .index = index, .count = count, .resumed = resumed };
 
@@ -623,7 +637,9 @@ int crgw_image_pull(struct crgw_image_store *s, const char *ref, const struct cr
 	char *top_body = NULL, *mbody = NULL, *cfg = NULL;
 	size_t top_len = 0, mlen = 0;
 	json_t *record = NULL, *layers, *summary = NULL;
-	const char *why = NULL;
+	const char *why = NULL, *gone = NULL;
+	char (*staged)[IMG_STAGED_MAX] = NULL;
+	bool locked = false;
 	int rc;
 
 	if ((rc = puller_init(&p, ref, o, err, errlen)))
@@ -634,7 +650,9 @@ int crgw_image_pull(struct crgw_image_store *s, const char *ref, const struct cr
 				"crgw-ctl image pull --resolve %s prints it", ref, ref);
 	memcpy(id, p.ref.digest, CRGW_IMAGE_ID_LEN);
 	flock(s->lock, LOCK_SH);
-	if ((rc = img_existing(s, id, o, err, errlen))) {
+	rc = img_existing(s, id, o, err, errlen);
+	flock(s->lock, LOCK_UN);
+	if (rc) {
 		if (rc > 0) {
 			rc = 0;
 			img_progress(o, CRGW_IMAGE_EV_DONE, id, 0, 0, 0, 0, true);
@@ -691,11 +709,49 @@ int crgw_image_pull(struct crgw_image_store *s, const char *ref, const struct cr
 		rc = img_fail(err, errlen, -E2BIG, "%s: the image config is larger than 4 MiB", ref);
 		goto out;
 	}
-	for (size_t i = 0; i <= m.nitems; i++) {
-		const struct oci_descriptor *d = i == 0 ? &m.config : &m.items[i - 1];
+	if (!(staged = calloc(m.nitems + 1, sizeof(*staged)))) {
+		rc = img_fail(err, errlen, -ENOMEM, "out of memory");
+		goto out;
+	}
+	/*
+	 * The network is used without the store's lock, so a slow registry never holds up an rm: blobs are
+	 * fetched into tmp/, where rm's collection never looks, and the lock is taken to publish them and to
+	 * make the image. A blob the layer store had when this began may have been collected by an rm meanwhile
+	 * (no image named it): it is fetched again, a few times at most.
+	 */
+	for (unsigned round = 0;; round++) {
+		for (size_t i = 0; i <= m.nitems; i++) {
+			const struct oci_descriptor *d = i == 0 ? &m.config : &m.items[i - 1];
 
-		if ((rc = fetch_blob(&p, s, d, (unsigned)i + 1, (unsigned)m.nitems + 1)))
+			if ((rc = fetch_blob(&p, s, d, (unsigned)i + 1, (unsigned)m.nitems + 1, staged[i])))
+				goto out;
+		}
+		flock(s->lock, LOCK_SH);
+		locked = true;
+		for (size_t i = 0; i <= m.nitems; i++) {
+			const char *digest = i == 0 ? m.config.digest : m.items[i - 1].digest;
+
+			if (staged[i][0] && (rc = img_blob_publish(s, staged[i], digest, err, errlen)))
+				goto out;
+			staged[i][0] = 0;
+		}
+		gone = NULL;
+		for (size_t i = 0; i <= m.nitems && !gone; i++) {
+			const struct oci_descriptor *d = i == 0 ? &m.config : &m.items[i - 1];
+
+			if (!img_blob_have(s, d->digest, d->size))
+				gone = d->digest;
+		}
+		if (!gone)
+			break;
+		flock(s->lock, LOCK_UN);
+		locked = false;
+		if (round + 1 == PUBLISH_ROUNDS) {
+			rc = img_fail(err, errlen, -EAGAIN,
+				      "%s: blob %s left the layer store (image rm) while this pull ran, %d times: pull again",
+				      ref, gone, PUBLISH_ROUNDS);
 			goto out;
+		}
 	}
 	/* The config, read back from the store where it was verified. */
 	{
@@ -731,6 +787,22 @@ int crgw_image_pull(struct crgw_image_store *s, const char *ref, const struct cr
 	rc = img_build(s, id, record, o, false, err, errlen);
 	record = NULL;
 out:
+	/* Blobs verified before a failure are good bytes: kept in the layer store for the next run. */
+	for (size_t i = 0; staged && i <= m.nitems; i++) {
+		char why_not[256];
+
+		if (!staged[i][0])
+			continue;
+		if (!locked) {
+			flock(s->lock, LOCK_SH);
+			locked = true;
+		}
+		img_blob_publish(s, staged[i], i == 0 ? m.config.digest : m.items[i - 1].digest, why_not,
+				 sizeof(why_not));
+	}
+	free(staged);
+	if (locked)
+		flock(s->lock, LOCK_UN);
 	json_decref(record);
 	json_decref(summary);
 	oci_manifest_free(&top);
@@ -739,6 +811,5 @@ out:
 	free(mbody);
 	free(cfg);
 	wipe_auth(&p);
-	flock(s->lock, LOCK_UN);
 	return rc;
 }

@@ -226,22 +226,35 @@ int img_tmp_file(const struct crgw_image_store *s, char *path, size_t size)
 	return fd < 0 ? -errno : fd;
 }
 
-int img_blob_commit(const struct crgw_image_store *s, int fd, const char *tmp, const char *digest, char *err,
-		    size_t errlen)
+int img_blob_publish(const struct crgw_image_store *s, const char *tmp, const char *digest, char *err,
+		     size_t errlen)
 {
 	char path[4200], dir[4200];
-	int rc = 0;
 
 	img_blob_path(s, digest, path, sizeof(path));
-	if (fsync(fd) || rename(tmp, path))
-		rc = img_fail(err, errlen, -errno, "storing %s: %s", digest, strerror(errno));
-	close(fd);
-	if (rc) {
-		unlink(tmp);
-		return rc;
+	if (rename(tmp, path)) {
+		/* Another pull that found the same verified partial file published it first. */
+		if (errno == ENOENT && img_blob_have(s, digest, -1))
+			return 0;
+		return img_fail(err, errlen, -errno, "storing %s: %s", digest, strerror(errno));
 	}
 	snprintf(dir, sizeof(dir), "%s/blobs/sha256", s->dir);
 	return fsync_dir(dir);
+}
+
+int img_blob_commit(const struct crgw_image_store *s, int fd, const char *tmp, const char *digest, char *err,
+		    size_t errlen)
+{
+	int rc = 0;
+
+	if (fsync(fd))
+		rc = img_fail(err, errlen, -errno, "storing %s: %s", digest, strerror(errno));
+	close(fd);
+	if (!rc)
+		rc = img_blob_publish(s, tmp, digest, err, errlen);
+	if (rc)
+		unlink(tmp);
+	return rc;
 }
 
 int img_blob_put(const struct crgw_image_store *s, const char *digest, const void *buf, size_t len, char *err,

@@ -712,6 +712,33 @@ nb=$(blobs)
 expect_rc 0 "rm of the readable image" image rm "$rid"
 [ "$(blobs)" = "$nb" ] && [ -e "$CRGW_IMAGE_STORE/blobs/sha256/${eid#sha256:}" ]
 result $? "... keeps the blobs, which the unreadable image may own"
+# A pull holds no lock of the store while it waits on the network: an rm of another image goes through while
+# a registry on 127.0.0.1 stalls a layer; the rm collects a blob the pull had found in the store (the other
+# image's tarball is the pull's first layer), and the pull fetches it again before it makes the image.
+sp=$tmp/spull
+"$ctl" image import --store "$sp" "$tmp/root.tar" >"$tmp/out" 2>"$tmp/err"
+sid=$(cat "$tmp/out")
+python3 "$(dirname "$0")/slow_registry.py" "$tmp/reg" "$tmp/root.tar" &
+reg_pid=$!
+for _ in $(seq 100); do [ -e "$tmp/reg/port" ] && break; sleep 0.1; done
+timeout 60 "$ctl" image pull --store "$sp" --registry-mirror "http://127.0.0.1:$(cat "$tmp/reg/port")/mirror" \
+	"$(cat "$tmp/reg/ref")" >"$tmp/pull.out" 2>"$tmp/pull.err" &
+pull_pid=$!
+for _ in $(seq 100); do [ -e "$tmp/reg/stalled" ] && break; sleep 0.1; done
+timeout 5 "$ctl" image rm --store "$sp" "$sid" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ -e "$tmp/reg/stalled" ] && [ "$rc" = 0 ] && [ ! -e "$sp/images/${sid#sha256:}" ] && [ ! -e "$sp/blobs/sha256/${sid#sha256:}" ]
+result $? "image rm of another image completes while a pull waits on a stalled registry (exit $rc)"
+touch "$tmp/reg/release"
+wait "$pull_pid"
+prc=$?
+pid=$(cut -d@ -f2 "$tmp/reg/ref")
+cp "$tmp/pull.out" "$tmp/out" && cp "$tmp/pull.err" "$tmp/err"
+[ "$prc" = 0 ] && [ "$(cat "$tmp/pull.out")" = "$pid" ] && [ -e "$sp/images/${pid#sha256:}/rootfs.ext4" ] &&
+	[ "$(grep -c "blobs/$sid" "$tmp/reg/log")" = 1 ] && [ -z "$(ls -A "$sp/tmp")" ]
+result $? "... and the pull then completes, fetching the layer the rm collected (exit $prc)"
+kill "$reg_pid" 2>/dev/null
+wait "$reg_pid" 2>/dev/null
 # The store feeds root file systems to VMs: one others may write to is refused.
 mkdir -m 0700 "$tmp/s777" && chmod 0777 "$tmp/s777"
 run image ls --store "$tmp/s777"
