@@ -23,10 +23,10 @@
 #include "wwwauth.h"
 
 #define TOKEN_MAX 16384
-#define IMG_STAGED_MAX 4200 /* a path in DIR/tmp */
+#define TOKEN_ANSWER_MAX (64u << 10)
+#define STAGED_MAX 4200 /* a path in DIR/tmp */
 /* Rounds of fetching what an rm collected from the layer store while this pull fetched the rest. */
 #define PUBLISH_ROUNDS 3
-#define TOKEN_ANSWER_MAX (64u << 10)
 
 static const char accept_manifests[] =
 	"Accept: " OCI_MT_INDEX ", " OCI_MT_MANIFEST ", " OCI_MT_DOCKER_LIST ", " OCI_MT_DOCKER_MANIFEST;
@@ -540,7 +540,7 @@ bad:
  * store's lock, which is why the blob is not published here: rm may collect blobs no image names.
  */
 static int fetch_blob(struct puller *p, struct crgw_image_store *s, const struct oci_descriptor *d, unsigned index,
-		      unsigned count, char staged[IMG_STAGED_MAX])
+		      unsigned count, char staged[STAGED_MAX])
 {
 	struct sink k = { .fd = -1, .o = p->o, .digest = d->digest, .index = index, .count = count };
 	char url[2048], tmp[4200], got[CRGW_IMAGE_ID_LEN], what[200];
@@ -599,7 +599,7 @@ static int fetch_blob(struct puller *p, struct crgw_image_store *s, const struct
 	/* Closed, so its flock goes: another pull of the same blob finds it whole and fetches nothing. */
 	close(k.fd);
 	k.fd = -1;
-	snprintf(staged, IMG_STAGED_MAX, "%s", tmp);
+	snprintf(staged, STAGED_MAX, "%s", tmp);
 	{
 		struct crgw_image_progress ev = { .ev = CRGW_IMAGE_EV_BLOB_DONE, .digest = d->digest, .bytes = k.got,
 						  .total = k.got, .index = index, .count = count, .resumed = resumed };
@@ -638,7 +638,7 @@ int crgw_image_pull(struct crgw_image_store *s, const char *ref, const struct cr
 	size_t top_len = 0, mlen = 0;
 	json_t *record = NULL, *layers, *summary = NULL;
 	const char *why = NULL, *gone = NULL;
-	char (*staged)[IMG_STAGED_MAX] = NULL;
+	char (*staged)[STAGED_MAX] = NULL;
 	bool locked = false;
 	int rc;
 
@@ -748,8 +748,8 @@ int crgw_image_pull(struct crgw_image_store *s, const char *ref, const struct cr
 		locked = false;
 		if (round + 1 == PUBLISH_ROUNDS) {
 			rc = img_fail(err, errlen, -EAGAIN,
-				      "%s: blob %s left the layer store (image rm) while this pull ran, %d times: pull again",
-				      ref, gone, PUBLISH_ROUNDS);
+				      "%s: blob %s left the layer store (image rm) while this pull ran, %d times: "
+				      "pull again", ref, gone, PUBLISH_ROUNDS);
 			goto out;
 		}
 	}

@@ -602,16 +602,18 @@ echo '{"schemaVersion":2,"manifests":[]}' >"$tmp/layout/index.json"
 echo '{}' >"$tmp/layout/blobs/sha256/$(printf '{}\n' | sha256sum | cut -d' ' -f1)"
 tar -C "$tmp/layout" -czf "$tmp/layout.tar.gz" .
 run image import "$tmp/layout.tar.gz"
-[ "$rc" = 2 ] && grep -q "layout.tar.gz is an OCI image layout (oci-layout, index.json, blobs/), not a root file system tarball: push it to a registry" "$tmp/err" &&
-	grep -q "crgw-ctl image pull it by digest" "$tmp/err" && [ "$(images)" = 0 ] && [ "$(blobs)" = 0 ] && [ "$(tmpfiles)" = 0 ]
+want="layout.tar.gz is an OCI image layout (oci-layout, index.json, blobs/), not a root file system tarball"
+[ "$rc" = 2 ] && grep -qF "$want: push it to a registry" "$tmp/err" && grep -q "image pull it by digest" "$tmp/err" &&
+	[ "$(images)" = 0 ] && [ "$(blobs)" = 0 ] && [ "$(tmpfiles)" = 0 ]
 result $? "import of an OCI image layout tarball is refused, saying what it is, leaving nothing (exit $rc)"
 echo '[{"Config":"0a1b2c.json","RepoTags":["x:1"],"Layers":["0a1b2c/layer.tar"]}]' >"$tmp/dsave/manifest.json"
 echo '{}' >"$tmp/dsave/0a1b2c.json" && echo 1.0 >"$tmp/dsave/0a1b2c/VERSION"
 tar -C "$tmp/rootfs" -cf "$tmp/dsave/0a1b2c/layer.tar" .
 tar -C "$tmp/dsave" -cf "$tmp/dsave.tar" manifest.json 0a1b2c.json 0a1b2c
 run image import "$tmp/dsave.tar"
-[ "$rc" = 2 ] && grep -q "is a docker save archive (manifest.json, \*/layer.tar), not a root file system tarball" "$tmp/err" &&
-	grep -q "docker export" "$tmp/err" && [ "$(images)" = 0 ] && [ "$(blobs)" = 0 ] && [ "$(tmpfiles)" = 0 ]
+want="dsave.tar is a docker save archive (manifest.json, */layer.tar), not a root file system tarball"
+[ "$rc" = 2 ] && grep -qF "$want" "$tmp/err" && grep -q "docker export" "$tmp/err" &&
+	[ "$(images)" = 0 ] && [ "$(blobs)" = 0 ] && [ "$(tmpfiles)" = 0 ]
 result $? "import of a docker save tarball is refused, saying what it is, leaving nothing (exit $rc)"
 cp "$tmp/layout/oci-layout" "$tmp/layout/index.json" "$tmp/dsave/manifest.json" "$tmp/looks/"
 mkdir -p "$tmp/looks/d" "$tmp/looks/srv" && cp "$tmp/dsave/0a1b2c/layer.tar" "$tmp/looks/d/"
@@ -727,7 +729,8 @@ pull_pid=$!
 for _ in $(seq 100); do [ -e "$tmp/reg/stalled" ] && break; sleep 0.1; done
 timeout 5 "$ctl" image rm --store "$sp" "$sid" >"$tmp/out" 2>"$tmp/err"
 rc=$?
-[ -e "$tmp/reg/stalled" ] && [ "$rc" = 0 ] && [ ! -e "$sp/images/${sid#sha256:}" ] && [ ! -e "$sp/blobs/sha256/${sid#sha256:}" ]
+[ -e "$tmp/reg/stalled" ] && [ "$rc" = 0 ] && [ ! -e "$sp/images/${sid#sha256:}" ] &&
+	[ ! -e "$sp/blobs/sha256/${sid#sha256:}" ]
 result $? "image rm of another image completes while a pull waits on a stalled registry (exit $rc)"
 touch "$tmp/reg/release"
 wait "$pull_pid"
