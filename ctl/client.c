@@ -171,14 +171,23 @@ int ctl_request(const char *method, const char *path, const char *body, struct c
 	return ret;
 }
 
-/* "code: message" from the gateway's JSON error, for an error string. */
+/*
+ * "code: message" from the gateway's JSON error, for an error string. An answer that is no such JSON (the
+ * HTTP library's own page for a method it does not take or a body over its bound) is named by its status:
+ * its text is markup, not a message, and is never printed.
+ */
 static void error_text(const struct ctl_response *r, char *err, size_t errlen)
 {
 	json_t *j = json_loads(r->body ? r->body : "", 0, NULL);
 	const char *code = json_string_value(json_object_get(j, "code"));
 	const char *msg = json_string_value(json_object_get(j, "message"));
 
-	snprintf(err, errlen, "%s: %s", code ? code : "error", msg ? msg : (r->body && r->body[0] ? r->body : "no details"));
+	if (code && msg)
+		snprintf(err, errlen, "%s: %s", code, msg);
+	else
+		snprintf(err, errlen, "error: the gateway answered HTTP %ld%s", r->status,
+			 r->status == 413 ? " (the request is larger than it takes)" :
+			 r->status == 501 ? " (a method it does not take)" : "");
 	json_decref(j);
 }
 
@@ -205,6 +214,7 @@ int ctl_stream(const char *path, int (*line)(const char *text, size_t len, void 
 		/* The gateway's own reason ("rate_limited: too many audit followers"), not curl's. */
 		struct ctl_response r = { .body = s.buf, .len = s.len };
 
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
 		error_text(&r, err, errlen);
 		ret = -EIO;
 	} else if (rc != CURLE_OK && !s.stop) {
@@ -217,13 +227,10 @@ int ctl_stream(const char *path, int (*line)(const char *text, size_t len, void 
 
 void ctl_print_error(const char *what, const struct ctl_response *r)
 {
-	json_t *j = json_loads(r->body ? r->body : "", 0, NULL);
-	const char *code = json_string_value(json_object_get(j, "code"));
-	const char *msg = json_string_value(json_object_get(j, "message"));
+	char err[1024];
 
-	fprintf(stderr, "crgw-ctl: %s: %s: %s\n", what, code ? code : "error",
-		msg ? msg : (r->body && r->body[0] ? r->body : "no details"));
-	json_decref(j);
+	error_text(r, err, sizeof(err));
+	fprintf(stderr, "crgw-ctl: %s: %s\n", what, err);
 }
 
 /* ---- the gateway as the sandbox backends see it ------------------------------------------------ */
@@ -267,7 +274,7 @@ static int gw_release(void *arg, const char *id)
 	free(r.body);
 	if (e)
 		return e;
-	return r.status == 200 || r.status == 404 ? 0 : -EIO;
+	return r.status == 200 || r.status == 404 || r.status == 410 ? 0 : -EIO; /* gone is released */
 }
 
 bool ctl_sandbox_ref_ok(const char *ref)

@@ -25,7 +25,10 @@ struct repo_policy {
  */
 int repo_find_policy(const char *arg, struct repo_policy *out, char *err, size_t errlen);
 
-/* Reads a whole regular file of at most `max` bytes. Returns 0 with a malloc'd buffer, -E2BIG, or -errno. */
+/*
+ * Reads a whole regular file of at most `max` bytes. Returns 0 with a malloc'd buffer, -E2BIG, -EINVAL for
+ * anything but a regular file (a FIFO, a device, a directory), or -errno.
+ */
 int repo_read_file(const char *path, size_t max, char **buf, size_t *len);
 
 /* A crgw_read_file_cb that reads beneath the repository root `arg` (a const char *), refusing to leave it. */

@@ -98,10 +98,14 @@ static int sandbox_ls(bool json)
 			char left[32];
 
 			format_left(json_integer_value(json_object_get(sb, "ttl_left_s")), left, sizeof(left));
+			const char *run_id = str(sb, "run_id");
+			char *shown = ctl_shown(run_id, strlen(run_id));
+
 			printf("%-16s %-16s %-14s %-9s %-8s %-9s %-19.19s %-27s %s\n", str(sb, "id"), str(sb, "name"),
 			       str(sb, "guest"), left, str(sb, "backend"),
 			       str(json_object_get(sb, "workspace"), "mode"), str(sb, "policy_hash"), str(sb, "created"),
-			       str(sb, "run_id"));
+			       shown ? shown : "?");
+			free(shown);
 		}
 	}
 	json_decref(j);
@@ -130,7 +134,14 @@ static void print_value(const char *key, json_t *v, int indent)
 			print_value(idx, v2, indent + 2);
 		}
 		break;
-	case JSON_STRING: printf("%*s%-*s %s\n", indent, "", 24 - indent, key, json_string_value(v)); break;
+	case JSON_STRING: {
+		/* A run id is the caller's text: shown safely, and "-" when there is none, as for null. */
+		char *shown = json_string_length(v) ? ctl_shown(json_string_value(v), json_string_length(v)) : NULL;
+
+		printf("%*s%-*s %s\n", indent, "", 24 - indent, key, shown ? shown : "-");
+		free(shown);
+		break;
+	}
 	case JSON_INTEGER:
 		printf("%*s%-*s %lld\n", indent, "", 24 - indent, key, (long long)json_integer_value(v));
 		break;
@@ -309,6 +320,11 @@ int cmd_audit(int argc, char **argv)
 			fprintf(stderr, "usage: crgw-ctl audit tail [-f] [-n LINES] [--json]\n");
 			return CTL_EXIT_ERROR;
 		}
+	}
+	if (optind < argc - 1) {
+		fprintf(stderr, "crgw-ctl audit tail: unexpected '%s'\nusage: crgw-ctl audit tail [-f] [-n LINES] [--json]\n",
+			argv[optind + 1]);
+		return CTL_EXIT_ERROR;
 	}
 	snprintf(path, sizeof(path), "/v1/audit?lines=%lu%s", lines, follow ? "&follow=1" : "");
 	if (ctl_stream(path, print_event, &json, err, sizeof(err))) {

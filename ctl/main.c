@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "ctl.h"
 
@@ -29,7 +30,8 @@ static const char usage[] =
 	"                         fetch the policy behind any audit event\n"
 	"  run [--policy PATH|DIR | --policy-hash HASH] [--workspace DIR] [--workspace-mode copy|rw|ro|none]\n"
 	"      [-e NAME=VALUE] [--env-file FILE] [-i] [-t] [-w DIR] [--name NAME] [--memory SIZE]\n"
-	"      [--pids N] [--cpus N] [--rm] [--json] [--run-id ID] [--backend netns] -- CMD [ARGS...]\n"
+	"      [--pids N] [--cpus N] [--rm] [--json] [--run-id ID] [--backend netns|qemu|firecracker]\n"
+	"      -- CMD [ARGS...]\n"
 	"                         run CMD in a new sandbox behind the gateway, in /workspace; exits with\n"
 	"                         CMD's code (crgw-ctl run --help)\n"
 	"  exec [-i] [-t] [-e NAME=VALUE] [-w DIR] SANDBOX -- CMD [ARGS...]\n"
@@ -94,7 +96,32 @@ static int take_control_option(int *argc, char **argv)
 			i--;
 		}
 	}
+	/* What curl would say of these is about host names ("Couldn't resolve host name"), not the path. */
+	if (!*ctl_control_path) {
+		fprintf(stderr, "crgw-ctl: --control needs a path\n");
+		return -1;
+	}
+	if (strlen(ctl_control_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		fprintf(stderr, "crgw-ctl: control socket %s: longer than a UNIX socket's path can be (%zu bytes at most)\n",
+			ctl_control_path, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		return -1;
+	}
 	return 0;
+}
+
+/* run and exec keep 125 for their own failures, usage included (docs/ctl.md, "Exit codes"). */
+static int usage_exit(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--control")) {
+			i++;
+			continue;
+		}
+		if (!strncmp(argv[i], "--control=", 10))
+			continue;
+		return !strcmp(argv[i], "run") || !strcmp(argv[i], "exec") ? CTL_EXIT_RUN_FAILED : CTL_EXIT_ERROR;
+	}
+	return CTL_EXIT_ERROR;
 }
 
 static int dispatch(int argc, char **argv);
@@ -119,7 +146,7 @@ int main(int argc, char **argv)
 static int dispatch(int argc, char **argv)
 {
 	if (take_control_option(&argc, argv))
-		return CTL_EXIT_ERROR;
+		return usage_exit(argc, argv);
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return CTL_EXIT_ERROR;

@@ -321,7 +321,7 @@ static int read_compiled(const char *path, char **json, size_t *len)
 		fprintf(stderr, "crgw-ctl: %s: larger than %u MiB, the most a gateway takes for a compiled policy\n",
 			path, CRGW_COMPILED_MAX_BYTES >> 20);
 	else if (rc)
-		fprintf(stderr, "crgw-ctl: %s: %s\n", path, strerror(-rc));
+		fprintf(stderr, "crgw-ctl: %s: %s\n", path, rc == -EINVAL ? "not a regular file" : strerror(-rc));
 	return rc;
 }
 

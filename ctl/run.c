@@ -51,8 +51,7 @@ static const char run_usage[] =
     "                           refuses is let through and audited as warn; then crgw-ctl policy learn\n"
     "      --backend NAME       netns (the default), qemu (a VM: KVM where /dev/kvm works, TCG\n"
     "                           otherwise) or firecracker (a Firecracker microVM: KVM, $CRGW_FIRECRACKER\n"
-    "                           or firecracker in PATH); the VMs have no workspace yet, so\n"
-    "                           --workspace-mode none is their default\n"
+    "                           or firecracker in PATH); a VM's workspace is copy, ro or none\n"
     "      --json               JSON events on standard error (sandbox_created, exited)\n"
     "  -h, --help\n"
     "\n"
@@ -135,7 +134,7 @@ static int env_file(struct env_list *e, const char *path)
 
 	if (err) {
 		fprintf(stderr, "crgw-ctl: --env-file %s: %s\n", path,
-			err == -E2BIG ? "larger than 1 MiB" : strerror(-err));
+			err == -E2BIG ? "larger than 1 MiB" : err == -EINVAL ? "not a regular file" : strerror(-err));
 		return err;
 	}
 	for (char *line = text, *next; line && *line; line = next) {
@@ -360,8 +359,8 @@ int cmd_run(int argc, char **argv)
 			json = true;
 			break;
 		case 'I':
-			if (strlen(optarg) > 63) {
-				fprintf(stderr, "crgw-ctl: --run-id: at most 63 characters\n");
+			if (!crgw_run_id_valid(optarg)) {
+				fprintf(stderr, "crgw-ctl: --run-id: at most 63 characters, no control characters\n");
 				goto out;
 			}
 			spec.run_id = optarg;

@@ -513,9 +513,11 @@ static void sandbox_create(struct evhttp_request *req)
 		json_decref(body);
 		return;
 	}
-	if (strlen(run_id ? run_id : "") >= 64 || holder < 0 || holder > 4194304 || (netns && netns[0] != '/') ||
+	if (!crgw_run_id_valid(run_id ? run_id : "") || holder < 0 || holder > 4194304 || (netns && netns[0] != '/') ||
 	    tap_owner < -1 || tap_owner > 4294967294LL || (!vm && tap_owner != -1)) {
-		reply_error(req, 400, "request_invalid", "run_id, holder_pid, netns_path or tap_owner out of range");
+		reply_error(req, 400, "request_invalid",
+			    "run_id (at most 63 characters, no control characters), holder_pid, netns_path or "
+			    "tap_owner out of range");
 		json_decref(body);
 		return;
 	}
@@ -669,6 +671,36 @@ static void release_poll(evutil_socket_t fd, short what, void *arg)
 		evtimer_add(w->timer, &tv);
 }
 
+/*
+ * The answer about a sandbox that is not registered: 410 with why and when it was released while its
+ * tombstone is kept (its creator learns of an OOM kill or its TTL from here), else 404.
+ */
+static void reply_gone(struct evhttp_request *req, const char *id)
+{
+	struct crgw_sandbox_tombstone t;
+	char msg[300], at[40];
+	json_t *o, *timings;
+
+	if (!crgw_sandbox_tombstone_find(id, &t)) {
+		reply_error(req, 404, "not_found", "no such sandbox");
+		return;
+	}
+	rfc3339(t.released_us, at, sizeof(at));
+	snprintf(msg, sizeof(msg), "sandbox %s was released at %s: %s", t.id, at, t.why);
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "code", "released", "message", msg, "id", t.id, "reason", t.why,
+		      "released", at);
+	if (o && t.name[0])
+		json_object_set_new(o, "name", json_string(t.name));
+	if (o && t.has_usage) {
+		json_object_set_new(o, "resources", usage_json(&t.usage));
+		json_object_set_new(o, "limits", limits_json(&t.limits, false));
+	}
+	timings = o ? timings_json(&t.timings) : NULL;
+	if (timings)
+		json_object_set_new(o, "timings", timings);
+	reply_json(req, 410, o);
+}
+
 static void sandbox_delete(struct evhttp_request *req, const char *id)
 {
 	const struct timeval tv = {0, RELEASE_WAIT_POLL_MS * 1000};
@@ -676,7 +708,7 @@ static void sandbox_delete(struct evhttp_request *req, const char *id)
 	uint64_t ticket;
 
 	if (crgw_sandbox_release(id, "released through the control API")) {
-		reply_error(req, 404, "not_found", "no such sandbox");
+		reply_gone(req, id); /* a second rm says when and why the first release was */
 		return;
 	}
 	/* The release queued its work last (or did it at once): its ticket is the latest, or a later one. */
@@ -716,31 +748,7 @@ static void sandbox_one(struct evhttp_request *req, const char *id)
 	}
 	sb = crgw_sandbox_find(id);
 	if (!sb) {
-		struct crgw_sandbox_tombstone t;
-
-		if (!crgw_sandbox_tombstone_find(id, &t)) {
-			reply_error(req, 404, "not_found", "no such sandbox");
-			return;
-		}
-		/* Gone, but recently: its creator learns why (an OOM kill, its TTL) from here. */
-		char msg[300], at[40];
-		json_t *o;
-
-		rfc3339(t.released_us, at, sizeof(at));
-		snprintf(msg, sizeof(msg), "sandbox %s was released at %s: %s", t.id, at, t.why);
-		o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "code", "released", "message", msg, "id", t.id, "reason",
-			      t.why, "released", at);
-		if (o && t.name[0])
-			json_object_set_new(o, "name", json_string(t.name));
-		if (o && t.has_usage) {
-			json_object_set_new(o, "resources", usage_json(&t.usage));
-			json_object_set_new(o, "limits", limits_json(&t.limits, false));
-		}
-		json_t *timings = o ? timings_json(&t.timings) : NULL;
-
-		if (timings)
-			json_object_set_new(o, "timings", timings);
-		reply_json(req, 410, o);
+		reply_gone(req, id);
 		return;
 	}
 	reply_json(req, 200, sandbox_json(sb, true));

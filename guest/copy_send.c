@@ -141,9 +141,21 @@ int crgw_copy_send(int out, const char *path)
 		send_error(out, "%s in the sandbox: %s", path, errno);
 		return e;
 	}
-	if (fstat(fd, &st) || (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))) {
+	if (fstat(fd, &st)) {
+		e = -errno;
 		close(fd);
-		send_error(out, "%s in the sandbox: %s", path, EINVAL);
+		send_error(out, "%s in the sandbox: %s", path, -e);
+		return e;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+		char msg[600];
+
+		close(fd);
+		/* As inside a tree, where such entries are skipped: only files, directories and links are copied. */
+		snprintf(msg, sizeof(msg),
+			 "%s in the sandbox: not a file or directory (devices, FIFOs and sockets are not copied)",
+			 path);
+		crgw_copy_send_error(out, msg);
 		return -EINVAL;
 	}
 	e = send_tree(out, fd, "", 0);

@@ -76,6 +76,18 @@ int crgw_cpus_parse(const char *text, uint32_t *milli)
 	return 0;
 }
 
+bool crgw_run_id_valid(const char *run_id)
+{
+	size_t n = strlen(run_id);
+
+	if (n > 63)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)run_id[i] < 0x20 || run_id[i] == 0x7f)
+			return false;
+	return true;
+}
+
 bool crgw_sandbox_name_valid(const char *name)
 {
 	size_t n = strlen(name);

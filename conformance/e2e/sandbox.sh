@@ -158,6 +158,14 @@ mkdir -p "$OUT"
 ok $? "cp through a link inside the sandbox reads the sandbox's view, never the host's /etc/shadow"
 ! "$CTL" cp tools:../../etc/shadow "$T/shadow-out2" 2>/dev/null || ! grep -q root: "$T/shadow-out2" 2>/dev/null
 ok $? "cp of a '..' path stays inside the sandbox"
+"$CTL" exec tools -- mkfifo fifo >/dev/null 2>&1
+out=$(timeout 20 "$CTL" cp tools:fifo "$T/fifo-out" 2>&1)
+rc=$?
+[ $rc -eq 2 ] && grep -q "fifo in the sandbox: not a file or directory (devices, FIFOs and sockets are not copied)" <<<"$out" &&
+	[ ! -e "$T/fifo-out" ]
+ok $? "cp of a FIFO says what it is, at once, and copies nothing (exit $rc)" || diag "$out"
+"$CTL" sandbox show tools | grep -q '^run_id  *-$'
+ok $? "sandbox show gives '-' for a run id it has none of"
 
 # ---- the seccomp filter, from inside --------------------------------------------------------------
 out=$("$CTL" exec tools -- ./syscall_probe /tmp 2>&1)
@@ -178,6 +186,10 @@ rc=$?
 # It answers once the teardown is over: the sandbox's processes and data are gone when it returns.
 [ $rc -eq 0 ] && [ "$out" = "tools released" ] && [ -n "$tdata" ] && [ ! -e "$tdata" ] && ! alive "$tholder"
 ok $? "sandbox rm releases it and returns with its data ($tdata) and processes gone ($out)"
+out=$("$CTL" sandbox rm tools 2>&1)
+rc=$?
+[ $rc -eq 2 ] && grep -q "released: sandbox sbx-[0-9a-f]* was released at .*: released through the control API" <<<"$out"
+ok $? "a second sandbox rm says when and why it was released, as sandbox show does (exit $rc)" || diag "$out"
 # A client that gives up while the gateway removes a large tree: the gateway goes on, and so does the removal.
 "$CTL" run --policy "$P" --name bigtree -- sh -c 'mkdir -p /root/t && cd /root/t && seq 60000 | xargs touch' >/dev/null 2>&1
 bdata=$("$CTL" sandbox show --json bigtree 2>/dev/null | jq -r .data_dir)

@@ -190,6 +190,20 @@ result $? "policy diff --blocked with a name says it is no address (exit $rc)"
 ex 1 '.host == "[::1]junk" and .reason_code == "request_invalid"' \
 	"explain shows an IPv6 literal with trailing text whole" policy explain --json --policy "$examples" '[::1]junk'
 expect_rc 2 "stats --json --prometheus are refused as conflicting" stats --json --prometheus
+run --control '' stats
+[ "$rc" = 2 ] && grep -q "^crgw-ctl: --control needs a path" "$tmp/err"
+result $? "--control '' is refused (exit $rc)"
+run --control "/tmp/$(printf 's%.0s' $(seq 110))" stats
+[ "$rc" = 2 ] && grep -q "longer than a UNIX socket's path can be (107 bytes at most)" "$tmp/err"
+result $? "a control path too long for a UNIX socket says so (exit $rc)"
+expect_rc 125 "run --control without a path exits 125, as run's usage errors do" run --control
+expect_rc 2 "audit tail with an extra word is a usage error" audit tail extra
+run run --env-file "$tmp" -- true
+[ "$rc" = 125 ] && grep -q -- "--env-file $tmp: not a regular file" "$tmp/err"
+result $? "--env-file of a directory says it is not a regular file (exit $rc)"
+run run --run-id "$(printf 'job\033[2J')" -- true
+[ "$rc" = 125 ] && grep -q -- "--run-id: at most 63 characters, no control characters" "$tmp/err"
+result $? "a run id with a control character is refused (exit $rc)"
 # Numeric spellings that are not a dotted quad: the gateway refuses such a target as request_invalid
 # before any rule (CONNECT, URL, Host: 400), so explain says deny with that reason, not a usage error.
 for target in 0177.0.0.1:443 0x7f000001 2130706433 127.1 0x7f.1; do
