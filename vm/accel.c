@@ -294,6 +294,19 @@ int vm_accel_choose(const char *qemu, const struct vm_kernel *k, const char *ini
 	return 0;
 }
 
+bool vm_kvm_known_broken(char *why, size_t whylen)
+{
+	char path[PATH_MAX], boot_id[64];
+
+	why[0] = '\0';
+	if (accel_mode() == ACCEL_KVM)
+		return false;
+	read_boot_id(boot_id, sizeof(boot_id));
+	if (!boot_id[0] || vm_fmt(path, sizeof(path), "%s/%s", vm_cache_dir(), PROBE_FILE))
+		return false;
+	return probe_recall(path, same_boot, boot_id, why, whylen) == 0;
+}
+
 bool vm_accel_expected(char *why, size_t whylen)
 {
 	char path[PATH_MAX], boot_id[64];

@@ -536,6 +536,13 @@ static int fc_create(const struct crgw_sandbox_spec *spec, const struct crgw_gat
 		return e;
 	if ((e = find_programs(&prog, err, errlen)))
 		return e;
+	if (vm_kvm_known_broken(tail, sizeof(tail))) {
+		snprintf(err, errlen,
+			 "Firecracker needs KVM, and KVM on this host runs no guest (the KVM probe this boot: %s; "
+			 "CRGW_VM_ACCEL=kvm to try anyway)",
+			 tail);
+		return -ENODEV;
+	}
 	/* What the VM boots: the qemu backend's kernel and initramfs, with the modules of an MMIO machine. */
 	if ((e = vm_policy_image(spec->policy_json, image, sizeof(image), &image_config, err, errlen)) ||
 	    (e = vm_boot_prepare(fc_guest_modules, &k, initrd, sizeof(initrd), err, errlen)))
@@ -798,6 +805,11 @@ bool crgw_firecracker_available(char *why, size_t whylen)
 	}
 	if (access("/dev/kvm", R_OK | W_OK)) {
 		snprintf(why, whylen, "%s found, but Firecracker needs KVM and /dev/kvm is not usable", p.vmm);
+		return false;
+	}
+	if (vm_kvm_known_broken(err, sizeof(err))) {
+		snprintf(why, whylen, "%s found, but Firecracker needs KVM and KVM here runs no guest (%s)", p.vmm,
+			 err);
 		return false;
 	}
 	snprintf(why, whylen, "%s%s%s with %s", p.vmm, p.jailer[0] ? " through " : " (no jailer)", p.jailer, guest);

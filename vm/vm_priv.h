@@ -117,6 +117,12 @@ extern int vm_accel_probe_timeout_ms;
  * CRGW_VM_ACCEL, else /dev/kvm and this boot's last answer. `why` always says which.
  */
 bool vm_accel_expected(char *why, size_t whylen);
+/*
+ * Whether this boot's probe found that KVM runs no guest (a nested KVM that aborts QEMU or stops the guest):
+ * then `why` says what the probe saw. Other backends that need KVM (Firecracker) ask it to fail at once
+ * rather than wait out a boot that cannot finish. False when nothing is known, and with CRGW_VM_ACCEL=kvm.
+ */
+bool vm_kvm_known_broken(char *why, size_t whylen);
 
 /* Whether `path` is a static ELF program (a guest without libc can run it). */
 bool vm_static_program(const char *path);

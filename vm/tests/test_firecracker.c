@@ -507,6 +507,40 @@ static void test_backend(void)
 	if (!getenv("CRGW_VM_CACHE"))
 		setenv("CRGW_VM_CACHE", cache, 1);
 
+	/* KVM that the qemu backend's probe found running no guest this boot: refused at once, saying so. */
+	{
+		char probe[PATH_MAX], boot_id[64] = "";
+		size_t blen;
+		char *b = tap_read_file("/proc/sys/kernel/random/boot_id", &blen), *accel = getenv("CRGW_VM_ACCEL");
+		FILE *f;
+
+		accel = accel ? strdup(accel) : NULL;
+		unsetenv("CRGW_VM_ACCEL");
+
+		if (b)
+			snprintf(boot_id, sizeof(boot_id), "%.36s", b);
+		free(b);
+		mkdir(getenv("CRGW_VM_CACHE"), 0755);
+		snprintf(probe, sizeof(probe), "%s/kvm-probe", getenv("CRGW_VM_CACHE"));
+		f = fopen(probe, "we");
+		if (f) {
+			fprintf(f, "%s qemu kernel initrd\ntcg the guest stopped: KVM internal error\n", boot_id);
+			fclose(f);
+		}
+		e = be->create(&spec, &ops, &sb, err, sizeof(err));
+		tap_result(boot_id[0] && e == -ENODEV && strstr(err, "KVM internal error") && g.registered == 0,
+			   "a KVM the probe found running no guest this boot: create fails at once, saying so: %s",
+			   err);
+		setenv("CRGW_VM_ACCEL", "kvm", 1);
+		tap_result(!vm_kvm_known_broken(why, sizeof(why)), "... unless CRGW_VM_ACCEL=kvm says to try anyway");
+		unsetenv("CRGW_VM_ACCEL");
+		unlink(probe);
+		tap_result(!vm_kvm_known_broken(why, sizeof(why)), "... and nothing is known without a probe's answer");
+		if (accel)
+			setenv("CRGW_VM_ACCEL", accel, 1);
+		free(accel);
+	}
+
 	e = be->create(&spec, &ops, &sb, err, sizeof(err));
 	tap_result(e == 0 && g.registered == 1, "create: registered, configured and the agent's hello over vsock (%s)",
 		   e ? err : "ok");
