@@ -372,12 +372,24 @@ static const struct key *find_key(const char *path)
 	return NULL;
 }
 
+/* Maps whose keys the operator names (a secret's id, a sink's name, a host): no row of `keys` describes them. */
+static const char *const named_maps[] = { "secrets", "audit.sinks", "git.credentials", "registries.credentials" };
+
 int crgw_config_set(struct crgw_config *cfg, const char *key, const char *value, char *err, size_t errlen)
 {
 	const struct key *k = find_key(key);
 
-	if (!k)
+	if (!k) {
+		for (size_t i = 0; i < sizeof(named_maps) / sizeof(named_maps[0]); i++) {
+			size_t n = strlen(named_maps[i]);
+
+			if (!strncmp(key, named_maps[i], n) && (key[n] == '.' || key[n] == '\0'))
+				return fail(err, errlen, NULL, key,
+					    "secrets, audit sinks and credentials are maps set in a configuration file "
+					    "(--config, crgw.d/), not with --set");
+		}
 		return fail(err, errlen, NULL, key, "unknown key");
+	}
 	/* A flag's value has no line to name; one that fails crgw_config_finish() is reported by key alone. */
 	memset(&cfg->origin[k - keys], 0, sizeof(cfg->origin[0]));
 	return set_key(cfg, k, value, err, errlen, NULL);
@@ -455,8 +467,6 @@ static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where
 			    struct crgw_git_credential *list, struct crgw_config_origin *origins, size_t *count);
 
 /* Maps keyed by the operator's own names (secret ids, sink names, hosts), walked by their own functions. */
-static const char *const named_maps[] = { "secrets", "audit.sinks", "git.credentials", "registries.credentials" };
-
 static int walk_node(struct walk *w, yaml_node_t *node, const char *path, unsigned depth)
 {
 	struct crgw_config_origin *o;

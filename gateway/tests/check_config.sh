@@ -49,6 +49,10 @@ expect 2 'dns.upstream: expected an IPv4 address' "--upstream-dns 192.0.2.1:+53 
 expect 2 'dns.upstream: 10.200.0.1:53 is inside the sandbox pool' "an upstream in the pool is refused" \
 	-- --upstream-dns 10.200.0.1
 expect 2 'pool: is in loopback' "a pool in 127.0.0.0/8 is refused" -- --config good.yaml --pool 127.0.0.0/8
+expect 2 'secrets.tok.env: secrets, audit sinks and credentials are maps set in a configuration file' \
+	"--set of a secret says where secrets are set" -- --config good.yaml --set secrets.tok.env=TOKEN
+expect 2 'audit.sinks: secrets, audit sinks and credentials are maps' "--set audit.sinks says the same" \
+	-- --config good.yaml --set audit.sinks=x
 
 echo "1..$n"
 [ "$failed" = 0 ]
