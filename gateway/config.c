@@ -947,6 +947,8 @@ static int walk_sinks(struct walk *w, yaml_node_t *node, const char *where)
 				    "endpoint, spool_max_bytes, batch_max)");
 			}
 		}
+		/* What the entry lacks is no key's fault: the error points at the sink's name. */
+		node_where(w, kn ? kn : node, at, sizeof(at));
 		if (!typed)
 			return fail(w->err, w->errlen, at, key, "type: is required (syslog or otlp)");
 		if (!addressed || (s->type == CRGW_SINK_SYSLOG && !s->host[0]) ||
