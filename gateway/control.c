@@ -1723,7 +1723,10 @@ int crgw_control_start(struct event_base *base, const struct crgw_config *cfg)
 	evhttp_set_max_body_size(C.http, BODY_MAX);
 	evhttp_set_max_headers_size(C.http, 16384);
 	evhttp_set_timeout(C.http, 60);
-	evhttp_set_allowed_methods(C.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
+	/* The router answers every method it does not take with a JSON 405; libevent's own refusal is HTML. */
+	evhttp_set_allowed_methods(C.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT |
+					       EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS |
+					       EVHTTP_REQ_TRACE);
 	evhttp_set_gencb(C.http, route, NULL);
 	crgw_audit_set_notify(audit_notify, NULL);
 	return 0;

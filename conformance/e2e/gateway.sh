@@ -271,6 +271,13 @@ codes+=" $(api "http://crgw/v1/sandboxes//timings")"
 codes+=" $(api -X POST -d '{}' "http://crgw/v1/sandboxes/x/y")"
 [ "$codes" = "404 405 404 405" ] && kill -0 "$GW_PID"
 ok $? "an empty sandbox id or an unknown sub-path is a 404 (a POST: 405), not a crash: $codes"
+# Every method the router does not take gets its JSON 405, never libevent's HTML page.
+bodies=""
+for m in PUT PATCH OPTIONS TRACE; do
+	bodies+=$(curl -s -X "$m" -w ' %{http_code};' --unix-socket "$T/ctl.sock" "http://crgw/v1/sandboxes")
+done
+[ "$(grep -o '"code": *"request_invalid"' <<<"$bodies" | wc -l)" = 4 ] && [ "$(grep -o ' 405;' <<<"$bodies" | wc -l)" = 4 ]
+ok $? "PUT, PATCH, OPTIONS and TRACE get a JSON 405: $bodies"
 "$CTL" stats --json | jq -e '.dns.queries > 10 and .sandboxes == 1' >/dev/null
 ok $? "stats counts queries and sandboxes"
 grep -q '^crgw_dns_queries_total [1-9]' <<<"$("$CTL" stats --prometheus)"
