@@ -274,7 +274,7 @@ ok $? "an empty sandbox id or an unknown sub-path is a 404 (a POST: 405), not a 
 # Every method the router does not take gets its JSON 405, never libevent's HTML page.
 bodies=""
 for m in PUT PATCH OPTIONS TRACE; do
-	bodies+=$(curl -s -X "$m" -w ' %{http_code};' --unix-socket "$T/ctl.sock" "http://crgw/v1/sandboxes")
+	bodies+=$(curl -s -X "$m" -w ' %{http_code};' --unix-socket "$T/ctl.sock" "http://crgw/v1/sandboxes" | tr -d '\n')
 done
 [ "$(grep -o '"code": *"request_invalid"' <<<"$bodies" | wc -l)" = 4 ] && [ "$(grep -o ' 405;' <<<"$bodies" | wc -l)" = 4 ]
 ok $? "PUT, PATCH, OPTIONS and TRACE get a JSON 405: $bodies"
