@@ -507,16 +507,20 @@ static void test_backend(void)
 	if (!getenv("CRGW_VM_CACHE"))
 		setenv("CRGW_VM_CACHE", cache, 1);
 
-	/* KVM that the qemu backend's probe found running no guest this boot: refused at once, saying so. */
+	/*
+	 * A KVM that the qemu backend's probe found running no guest this boot: known (doctor says so, a boot
+	 * that times out names it), but no reason to refuse a VMM that needs none of it (this fake): the
+	 * create below runs with the record in place.
+	 */
+	char probe[PATH_MAX], *accel = getenv("CRGW_VM_ACCEL");
 	{
-		char probe[PATH_MAX], boot_id[64] = "";
+		char boot_id[64] = "";
 		size_t blen;
-		char *b = tap_read_file("/proc/sys/kernel/random/boot_id", &blen), *accel = getenv("CRGW_VM_ACCEL");
+		char *b = tap_read_file("/proc/sys/kernel/random/boot_id", &blen);
 		FILE *f;
 
 		accel = accel ? strdup(accel) : NULL;
 		unsetenv("CRGW_VM_ACCEL");
-
 		if (b)
 			snprintf(boot_id, sizeof(boot_id), "%.36s", b);
 		free(b);
@@ -527,23 +531,22 @@ static void test_backend(void)
 			fprintf(f, "%s qemu kernel initrd\ntcg the guest stopped: KVM internal error\n", boot_id);
 			fclose(f);
 		}
-		e = be->create(&spec, &ops, &sb, err, sizeof(err));
-		tap_result(boot_id[0] && e == -ENODEV && strstr(err, "KVM internal error") && g.registered == 0,
-			   "a KVM the probe found running no guest this boot: create fails at once, saying so: %s",
-			   err);
+		tap_result(boot_id[0] && vm_kvm_known_broken(why, sizeof(why)) && strstr(why, "KVM internal error"),
+			   "this boot's probe answer is known: %s", why);
 		setenv("CRGW_VM_ACCEL", "kvm", 1);
-		tap_result(!vm_kvm_known_broken(why, sizeof(why)), "... unless CRGW_VM_ACCEL=kvm says to try anyway");
+		tap_result(!vm_kvm_known_broken(why, sizeof(why)), "... not with CRGW_VM_ACCEL=kvm");
 		unsetenv("CRGW_VM_ACCEL");
-		unlink(probe);
-		tap_result(!vm_kvm_known_broken(why, sizeof(why)), "... and nothing is known without a probe's answer");
-		if (accel)
-			setenv("CRGW_VM_ACCEL", accel, 1);
-		free(accel);
 	}
 
 	e = be->create(&spec, &ops, &sb, err, sizeof(err));
 	tap_result(e == 0 && g.registered == 1, "create: registered, configured and the agent's hello over vsock (%s)",
 		   e ? err : "ok");
+	unlink(probe);
+	tap_result(!vm_kvm_known_broken(why, sizeof(why)),
+		   "... which the probe's record did not stop; nothing is known without it");
+	if (accel)
+		setenv("CRGW_VM_ACCEL", accel, 1);
+	free(accel);
 	tap_result(!strcmp(json_string_value(json_object_get(g.last_request, "backend")) ?: "", "firecracker") &&
 		       !json_object_get(g.last_request, "tap_owner"),
 		   "the registration says backend firecracker (no tap_owner without the jailer)");
