@@ -224,6 +224,7 @@ static void write_head(struct tunnel *t, struct crgw_http_span path, const char 
 	const struct crgw_http_request *r = &t->req->req;
 	struct evbuffer *out = t->http->to_up;
 	const char *h = t->head;
+	bool own_host;
 
 	evbuffer_add(out, h + r->method_text.off, r->method_text.len);
 	evbuffer_add(out, " ", 1);
@@ -234,12 +235,14 @@ static void write_head(struct tunnel *t, struct crgw_http_span path, const char 
 	else
 		evbuffer_add(out, "/", 1);
 	evbuffer_add_printf(out, " HTTP/1.%u\r\n", r->minor);
-	if (r->host.len == 0 && r->host.off == 0 && authority_len)
+	/* The URL's authority stands in for a missing or empty Host; the empty one is then not sent too. */
+	own_host = r->host.len == 0 && r->host.off == 0 && authority_len;
+	if (own_host)
 		evbuffer_add_printf(out, "Host: %.*s\r\n", (int)authority_len, authority);
 	for (unsigned i = 0; i < r->nfields; i++) {
 		const struct crgw_http_field *f = &r->fields[i];
 
-		if (is_hop_by_hop(h, r, f->name))
+		if (is_hop_by_hop(h, r, f->name) || (own_host && crgw_http_field_is(h, f->name, "host")))
 			continue;
 		evbuffer_add(out, h + f->name.off, f->name.len);
 		evbuffer_add(out, ": ", 2);

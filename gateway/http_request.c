@@ -140,6 +140,42 @@ static int fail(struct crgw_http_parser *hp, const char *why)
 }
 
 /*
+ * True when a Connection field names Host, Content-Length or Transfer-Encoding. A proxy removes the fields
+ * Connection names, and without these the upstream would frame or route the request differently from the
+ * gateway: the body would become a request of its own, one the policy never decided.
+ */
+static bool connection_names_framing(const char *buf, const struct crgw_http_request *r)
+{
+	static const char *const framing[] = { "host", "content-length", "transfer-encoding" };
+
+	for (unsigned i = 0; i < r->nfields; i++) {
+		const char *v, *end;
+
+		if (!crgw_http_field_is(buf, r->fields[i].name, "connection"))
+			continue;
+		v = buf + r->fields[i].value.off;
+		end = v + r->fields[i].value.len;
+		while (v < end) {
+			const char *comma = memchr(v, ',', (size_t)(end - v));
+			const char *tok_end = comma ? comma : end;
+
+			while (v < tok_end && (*v == ' ' || *v == '\t'))
+				v++;
+			while (tok_end > v && (tok_end[-1] == ' ' || tok_end[-1] == '\t'))
+				tok_end--;
+			for (size_t j = 0; j < sizeof(framing) / sizeof(framing[0]); j++) {
+				size_t n = strlen(framing[j]);
+
+				if ((size_t)(tok_end - v) == n && strncasecmp(v, framing[j], n) == 0)
+					return true;
+			}
+			v = comma ? comma + 1 : end;
+		}
+	}
+	return false;
+}
+
+/*
  * Finds the end of the head in the bytes not scanned yet, refusing NUL, a CR not followed by LF, and an LF
  * not preceded by CR on the way: llhttp would take some of these, and a peer behind the gateway might read
  * them differently. Returns the head's length, 0 when it has not ended yet, or -EBADMSG.
@@ -237,6 +273,8 @@ int crgw_http_parse_head(struct crgw_http_parser *hp, const char *buf, size_t le
 		return fail(hp, "more than one Host field");
 	if (hosts == 0 && r->minor == 1)
 		return fail(hp, "HTTP/1.1 request without Host");
+	if (connection_names_framing(buf, r))
+		return fail(hp, "Connection names Host, Content-Length or Transfer-Encoding");
 	if (r->target.len == 0)
 		return fail(hp, "empty request target");
 	return 0;

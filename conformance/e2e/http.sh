@@ -121,6 +121,11 @@ smuggle "absolute-form and Host disagreeing on the explicit proxy" gw/3128 "GET 
 # upstream (which never saw a complete request) answers nothing.
 smuggle "an invalid chunk size" "$TN_WEB1/80" "POST /echo HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5x\r\nhello\r\n0\r\n\r\n"
 smuggle "a chunk size that overflows" "$TN_WEB1/80" "POST /echo HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n10000000000000000\r\nhello\r\n0\r\n\r\n"
+# A proxy drops the fields Connection names: without its Content-Length or Transfer-Encoding the upstream
+# would take the body for a request of its own (here one for denied.test), and without Host route it elsewhere.
+smuggle "a Connection field naming Content-Length" "$TN_WEB1/80" "POST /echo HTTP/1.1\r\n${H}Connection: Content-Length\r\nContent-Length: 41\r\n\r\nGET /echo HTTP/1.1\r\nHost: denied.test\r\n\r\n"
+smuggle "a Connection field naming Transfer-Encoding" gw/3128 "POST http://allowed.test/echo HTTP/1.1\r\n${H}Connection: close, Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+smuggle "a Connection field naming Host" gw/3128 "GET http://allowed.test/echo HTTP/1.1\r\n${H}Connection: Host\r\n\r\n"
 audit_has "$AUDIT" 'select(.service=="http" and .reason_code=="request_invalid" and .detail=="obsolete line folding")'
 ok $? "... each audited as request_invalid with what was wrong"
 out=$(raw gw/3128 'GET http://allowed.test/echo?token=abc HTTP/1.1\r\nHost: allowed.test\r\nX-A: 1\r\n X-B: 2\r\n\r\n')
@@ -128,6 +133,9 @@ out=$(raw gw/3128 'GET http://allowed.test/echo?token=abc HTTP/1.1\r\nHost: allo
 ok $? "a folded head on the explicit proxy gets 400"
 audit_has "$AUDIT" 'select(.reason_code=="request_invalid" and .detail=="obsolete line folding" and .dst_host=="allowed.test")'
 ok $? "... audited naming the URL's host from the request line, without path or query"
+out=$(raw gw/3128 'GET http://allowed.test/echo HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n')
+grep '^{' <<<"$out" | jq -e '[.headers[] | select((.[0] | ascii_downcase)=="host") | .[1]] == ["allowed.test"]' >/dev/null
+ok $? "an absolute URL with an empty Host reaches the upstream with one Host, the URL's (got: $(grep '^{' <<<"$out" | jq -c .headers 2>&1))"
 
 out=$(raw "$TN_WEB1/80" "POST /echo HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nGET /echo HTTP/1.1\r\n${H}Connection: close\r\n\r\n")
 [ "$(statuses "$out")" = "200 200" ] && grep -q '"body_length": *11' <<<"$out"
