@@ -219,6 +219,14 @@ echo "$out" | tail -n +2 | jq -e --arg id "$id" '.sandbox_id == $id and .git.hos
 	([.secrets[].id] | sort) == ["api_token","env_token"] and (.policy_hash|startswith("sha256:")) and
 	(.endpoints.git|endswith(":8170/git/"))' >/dev/null
 ok $? "/meta/ names the sandbox, its git hosts, its secret ids and the endpoints"
+# A HEAD answer has no body: one sent anyway would be read as the start of the next answer.
+out=$(run "$FETCH" 'm=${CRGW_MEDIATION_URL#http://}; exec 3<>"/dev/tcp/${m%:*}/${m##*:}"
+	printf "HEAD /meta/ HTTP/1.1\r\nHost: gw\r\n\r\nGET /meta/ HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n" >&3
+	timeout 3 cat <&3' 2>&1)
+heads=$(grep -c '^HTTP/1\.1 200 ' <<<"$out")
+first=$(awk '/^\r?$/ { getline; print; exit }' <<<"$out" | tr -d '\r')
+[ "$heads" = 2 ] && [ "${first:0:9}" = "HTTP/1.1 " ]
+ok $? "HEAD /meta/ answers without a body, and the next request on the connection gets its own answer ($heads answers; after the first head: ${first:0:40})"
 
 # ---- hostile paths, refused before routing ---------------------------------------------------------------
 cat >"$W/paths.txt" <<'EOF'

@@ -249,6 +249,14 @@ void med_client_write_buffer(struct med_request *r, struct evbuffer *buf)
 		evbuffer_add(out, "\r\n", 2);
 }
 
+static bool is_head_request(const struct med_request *r)
+{
+	size_t mlen;
+	const char *m = med_method(r, &mlen);
+
+	return mlen == 4 && !memcmp(m, "HEAD", 4);
+}
+
 /* The request is over (answered, or its connection must end): the rest happens outside any callback. */
 static void request_end(struct med_request *r)
 {
@@ -265,7 +273,7 @@ void med_answer(struct med_request *r, int status, const char *content_type, con
 	r->chunked_out = false;
 	if (!r->body_done)
 		r->close_after = true; /* the body we did not read would be taken for the next request */
-	med_client_write(r, body, len);
+	med_client_write(r, body, is_head_request(r) ? 0 : len); /* a HEAD answer's body would be the next answer */
 	r->finished = true;
 	request_end(r);
 }
