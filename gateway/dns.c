@@ -29,6 +29,8 @@
 #define RECV_BATCH 32
 #define RECV_BUF 4096
 #define TCP_IDLE_S 10
+/* Per sandbox: each holds a descriptor, and a sandbox must not take all of the gateway's. */
+#define TCP_CONNS_PER_SANDBOX 64
 #define TCP_INFLIGHT_MAX 16
 #define PENDING_MAX 4096
 #define UPSTREAM_BUCKETS 1024
@@ -866,6 +868,7 @@ static void tcp_conn_unref(struct tcp_conn *c)
 		c->srv->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	atomic_fetch_sub(&c->sb->counters.dns_tcp_conns, 1);
 	crgw_sandbox_unref(c->sb);
 	free(c);
 }
@@ -954,11 +957,18 @@ static void tcp_accept(struct evconnlistener *l, evutil_socket_t fd, struct sock
 		close(fd);
 		return;
 	}
+	if (atomic_fetch_add(&sb->counters.dns_tcp_conns, 1) >= TCP_CONNS_PER_SANDBOX) {
+		atomic_fetch_sub(&sb->counters.dns_tcp_conns, 1);
+		crgw_sandbox_unref(sb);
+		close(fd);
+		return;
+	}
 	c = calloc(1, sizeof(*c));
 	if (c)
 		c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (!c || !c->bev) {
 		free(c);
+		atomic_fetch_sub(&sb->counters.dns_tcp_conns, 1);
 		crgw_sandbox_unref(sb);
 		close(fd);
 		return;

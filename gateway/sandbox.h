@@ -26,6 +26,7 @@ struct crgw_sandbox_counters {
 	atomic_uint_fast64_t connections_refused;
 	atomic_uint tunnels; /* explicit-proxy connections open now */
 	atomic_uint mediation_conns; /* mediation connections open now */
+	atomic_uint dns_tcp_conns; /* DNS-over-TCP connections open now */
 };
 
 /*

@@ -106,6 +106,30 @@ ok $? "DNS over TCP answers allowed names"
 out=$(run sh -c "$(kq +tcp denied.test A)" 2>&1)
 grep -q 'status: NXDOMAIN' <<<"$out"
 ok $? "DNS over TCP refuses denied names"
+# Each connection takes one of the gateway's descriptors: a sandbox holds at most 64 at once, so that it
+# cannot take them all from the others. The 65th and later are closed unanswered; a new one is taken once
+# the others have closed.
+out=$(run python3 -c '
+import os, socket, struct, time
+gw = os.environ["CRGW_GATEWAY"]
+q = struct.pack(">HHHHHH", 1, 0x0100, 1, 0, 0, 0) + b"\x07allowed\x04test\x00\x00\x01\x00\x01"
+socks = [socket.create_connection((gw, 53), timeout=3) for _ in range(70)]
+answered = 0
+for s in socks:
+    try:
+        s.sendall(struct.pack(">H", len(q)) + q)
+        answered += len(s.recv(2)) == 2
+    except OSError:
+        pass
+for s in socks:
+    s.close()
+time.sleep(0.5)  # the gateway sees the closes
+s = socket.create_connection((gw, 53), timeout=3)
+s.sendall(struct.pack(">H", len(q)) + q)
+print(answered, len(s.recv(2)) == 2)
+' 2>&1)
+[ "$out" = "64 True" ]
+ok $? "a sandbox gets at most 64 DNS-over-TCP connections at once, and more once they have closed (got: $out)"
 
 out=$(run sh -c "$(kq pool.test A)" 2>&1)
 grep -q 'status: NXDOMAIN' <<<"$out"
