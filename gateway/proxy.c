@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -749,10 +751,35 @@ static struct tunnel *tunnel_new(struct crgw_proxy *px, int fd, struct crgw_sand
 	return t;
 }
 
+/*
+ * The tunnels the descriptor limit has room for (set once at start): a tunnel holds up to six descriptors
+ * (two sockets, two pipes), and a quarter of the limit stays for DNS, mediation, the audit log and the
+ * sandboxes' registrations. Beyond it a tunnel is refused 429 rate_limited, as over proxy.max_tunnels,
+ * rather than every service failing its accept() once the descriptors are gone.
+ */
+static atomic_uint fd_tunnel_cap = UINT_MAX;
+
+static void set_fd_tunnel_cap(const struct crgw_config *cfg)
+{
+	struct rlimit rl;
+	unsigned cap;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= UINT_MAX)
+		return;
+	cap = (unsigned)((rl.rlim_cur - rl.rlim_cur / 4) / 6);
+	cap = cap ? cap : 1;
+	if (atomic_exchange(&fd_tunnel_cap, cap) != cap && cap < cfg->proxy_max_tunnels)
+		log_warn("proxy.max_tunnels is more than the descriptor limit has room for: more are refused",
+			 "max_tunnels=%u nofile=%llu tunnels=%u", cfg->proxy_max_tunnels,
+			 (unsigned long long)rl.rlim_cur, cap);
+}
+
 static bool over_cap(struct tunnel *t)
 {
+	unsigned cap = t->px->cfg->proxy_max_tunnels, fd_cap = atomic_load(&fd_tunnel_cap);
+
 	return atomic_load(&t->sb->counters.tunnels) > t->px->cfg->proxy_max_tunnels_per_sandbox ||
-	       atomic_load(&stats.tunnels_open) >= t->px->cfg->proxy_max_tunnels;
+	       atomic_load(&stats.tunnels_open) >= (cap < fd_cap ? cap : fd_cap);
 }
 
 /* Reads a request head: the explicit proxy's first request, or a redirected HTTP connection's. */
@@ -1018,6 +1045,7 @@ int crgw_proxy_new(struct event_base *base, const struct crgw_config *cfg, struc
 	px->cfg = cfg;
 	px->base = base;
 	px->dns = dns;
+	set_fd_tunnel_cap(cfg);
 	err = crgw_listen_reuseport(SOCK_STREAM, CRGW_PROXY_PORT, &fd);
 	if (err) {
 		free(px);

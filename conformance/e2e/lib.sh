@@ -6,16 +6,17 @@
 TAP_N=0
 TAP_FAILED=0
 
-ok() { # ok CONDITION-EXIT-STATUS DESCRIPTION
+ok() { # ok CONDITION-EXIT-STATUS DESCRIPTION: returns the status, so that `ok $? ... || diag ...` says why
 	local status=$1
 	shift
 	TAP_N=$((TAP_N + 1))
 	if [ "$status" -eq 0 ]; then
 		echo "ok $TAP_N - $*"
-	else
-		echo "not ok $TAP_N - $*"
-		TAP_FAILED=$((TAP_FAILED + 1))
+		return 0
 	fi
+	echo "not ok $TAP_N - $*"
+	TAP_FAILED=$((TAP_FAILED + 1))
+	return 1
 }
 
 check() { # check DESCRIPTION -- COMMAND...: ok when COMMAND exits 0
