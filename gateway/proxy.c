@@ -961,6 +961,7 @@ static void on_hello(evutil_socket_t fd, short what, void *arg)
 {
 	struct tunnel *t = arg;
 	struct crgw_tls_hello hello;
+	const char *why = "malformed TLS client hello";
 	ssize_t n;
 	int r;
 
@@ -1002,8 +1003,12 @@ static void on_hello(evutil_socket_t fd, short what, void *arg)
 		tls_decision(t, &hello);
 		return;
 	}
-	proxy_refuse(t, 0, NULL, CRGW_REASON_REQUEST_INVALID,
-	       r == -EAGAIN || r == -E2BIG ? "TLS client hello too large" : "malformed TLS client hello");
+	if (r == -EAGAIN || r == -E2BIG)
+		why = "TLS client hello too large";
+	else if (hello.sni_invalid)
+		why = "the SNI is not a host name (empty, an address, a trailing dot, or a character other than "
+		      "letters, digits, '-', '_' and '.')";
+	proxy_refuse(t, 0, NULL, CRGW_REASON_REQUEST_INVALID, why);
 }
 
 void crgw_proxy_transparent(struct crgw_proxy *px, int fd, struct crgw_sandbox *sb, const struct sockaddr_in *orig,

@@ -205,6 +205,11 @@ out=$(run sh -c "getent ahostsv4 allowed.test >/dev/null; echo | timeout 5 opens
 ok $? "an SNI that is not a host name (invalid punycode) gets no upstream"
 audit_has "$AUDIT" 'select(.service=="tls" and .reason_code=="request_invalid" and .dst_host=="xn--zz.test" and .detail=="the SNI is not a host name")'
 ok $? "... audited as request_invalid naming the SNI in dst_host"
+out=$(run sh -c "getent ahostsv4 allowed.test >/dev/null; echo | timeout 5 openssl s_client -connect $TN_WEB1:443 -servername allowed.test. 2>&1" 2>&1)
+! grep -q 'BEGIN CERTIFICATE' <<<"$out"
+ok $? "an SNI with a trailing dot (RFC 6066 has none) gets no upstream"
+audit_has "$AUDIT" 'select(.service=="tls" and .reason_code=="request_invalid" and (.detail | startswith("the SNI is not a host name (")))'
+ok $? "... audited saying the SNI is what is wrong, not a malformed hello"
 out=$(run sh -c "echo | timeout 5 openssl s_client -connect $TN_WEB1:443 -servername denied.test 2>&1" 2>&1)
 ! grep -q 'BEGIN CERTIFICATE' <<<"$out"
 ok $? "an SNI naming a denied host gets no upstream"

@@ -227,10 +227,18 @@ static int parse_sni(struct rd *r, size_t end, struct crgw_tls_hello *out)
 		return -EBADMSG;
 	if ((err = get(r, end, 2, &n)))
 		return err;
-	if (n == 0 || n > HOST_MAX || n != end - r->hs_off)
+	if (n != end - r->hs_off)
 		return -EBADMSG;
-	if ((err = take(r, name, n)) || (err = host_copy(name, n, out->sni)))
+	if (n == 0 || n > HOST_MAX) {
+		out->sni_invalid = true;
+		return -EBADMSG;
+	}
+	if ((err = take(r, name, n)))
 		return err;
+	if ((err = host_copy(name, n, out->sni))) {
+		out->sni_invalid = true;
+		return err;
+	}
 	out->sni_len = n;
 	out->has_sni = true;
 	return 0;
@@ -380,7 +388,10 @@ int crgw_tls_hello_parse(const uint8_t *buf, size_t len, struct crgw_tls_hello *
 	if (!err && r.rec_end > len)
 		err = -EAGAIN;
 	if (err) {
+		bool sni_invalid = err == -EBADMSG && out->sni_invalid;
+
 		memset(out, 0, sizeof(*out));
+		out->sni_invalid = sni_invalid;
 		if (err == -EAGAIN)
 			out->need = min_end(&r) > len ? min_end(&r) : len + 1;
 		return err;

@@ -63,13 +63,18 @@ struct crgw_tls_hello {
 	 * instead of one per segment; an error in the bytes already read is then only reported later.
 	 */
 	size_t need;
+	/*
+	 * Set only with -EBADMSG: what was refused is the server_name's name (see below: empty, too long, an
+	 * address literal, a character outside the alphabet), not the hello's structure, so the caller can say so.
+	 */
+	bool sni_invalid;
 };
 
 /*
  * Parses the start of a TLS stream: `buf`, `len` is everything received so far on the connection, borrowed
  * for the call only (`buf` may be NULL when len is 0); `out` is filled in (caller owns) and is all zero
- * except `need` unless 0 is returned. Each call starts from scratch: the caller appends what it reads and
- * calls again. Returns:
+ * except `need` and `sni_invalid` unless 0 is returned. Each call starts from scratch: the caller appends
+ * what it reads and calls again. Returns:
  *   0         a complete ClientHello, and the rest of the record holding its last byte, were read;
  *   -EAGAIN   more bytes are needed (never returned once len >= CRGW_TLS_HELLO_MAX; see out->need);
  *   -E2BIG    the hello, in whole records, would end beyond CRGW_TLS_HELLO_MAX bytes of the stream
