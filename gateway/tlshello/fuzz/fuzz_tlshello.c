@@ -31,8 +31,12 @@ static void check(int rc, const struct crgw_tls_hello *h, size_t len)
 			abort();
 		z.need = 0;
 		/* fall through */
-	case -EBADMSG:
 	case -E2BIG:
+		if (!same(&z, &zero))
+			abort();
+		return;
+	case -EBADMSG:
+		z.sni_invalid = false; /* the one thing a refusal may say: that the name was what was wrong */
 		if (!same(&z, &zero))
 			abort();
 		return;
