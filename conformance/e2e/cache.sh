@@ -182,8 +182,12 @@ grep -q '^evicted 0 objects: 0 B -> 0 B (target 67108864 bytes)$' <<<"$out"
 ok $? "gc without --target evicts down to the bound: $out"
 "$CTL" cache gc --target lots >/dev/null 2>"$T/err"
 rc=$?
-[ "$rc" = 2 ] && grep -q 'request_invalid' "$T/err"
-ok $? "gc --target lots: exit 2, request_invalid ($(cat "$T/err"))"
+[ "$rc" = 2 ] && grep -q -- '--target wants a size' "$T/err"
+ok $? "gc --target lots: exit 2 before the gateway is asked ($(cat "$T/err"))"
+# The gateway checks the size itself too: a client other than crgw-ctl gets request_invalid.
+out=$(curl -s -w ' %{http_code}' --unix-socket "$CRGW_CONTROL" -X POST -d '{"target":"lots"}' http://crgw/v1/cache/gc | tr -d '\n')
+grep -q '"request_invalid".* 400$' <<<"$out"
+ok $? "POST /v1/cache/gc with the target lots: 400 request_invalid ($out)"
 "$CTL" cache frobnicate >/dev/null 2>&1
 [ $? = 2 ]
 ok $? "an unknown cache subcommand exits 2"
