@@ -275,6 +275,10 @@ int crgw_http_parse_head(struct crgw_http_parser *hp, const char *buf, size_t le
 		return fail(hp, "HTTP/1.1 request without Host");
 	if (connection_names_framing(buf, r))
 		return fail(hp, "Connection names Host, Content-Length or Transfer-Encoding");
+	/* RFC 9112 6.1: its framing is faulty. An upstream of 1.0 would read the chunks as the body's bytes. */
+	for (unsigned i = 0; i < r->nfields && r->minor == 0; i++)
+		if (crgw_http_field_is(buf, r->fields[i].name, "transfer-encoding"))
+			return fail(hp, "Transfer-Encoding in an HTTP/1.0 request");
 	if (r->target.len == 0)
 		return fail(hp, "empty request target");
 	return 0;

@@ -57,6 +57,8 @@ static const struct head_case heads[] = {
 	{ "Connection naming other fields", "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Host, Hosts\r\n\r\n",
 	  0, 0, NULL },
 	{ "HTTP/1.1 without Host", "GET / HTTP/1.1\r\nX: 1\r\n\r\n", 0, -EBADMSG, "without Host" },
+	{ "Transfer-Encoding in HTTP/1.0", "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 0,
+	  -EBADMSG, "Transfer-Encoding in an HTTP/1.0 request" },
 	{ "HTTP/2.0 in a 1.x head", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 0, -EBADMSG, "version" },
 	{ "HTTP/0.9", "GET /\r\n\r\n", 0, -EBADMSG, NULL },
 	{ "Transfer-Encoding gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 0, -EBADMSG,
