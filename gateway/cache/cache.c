@@ -409,7 +409,8 @@ static int add_rec(void *arg, const struct cache_index_rec *r)
 /* Loads the index if it is whole and sound; otherwise leaves the table empty. Returns whether it loaded. */
 static int load_index(struct crgw_cache *c, bool *loaded)
 {
-	int fd = openat(c->dir_fd, "index", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO named index would block the open, and so the gateway's start (it is not S_ISREG). */
+	int fd = openat(c->dir_fd, "index", O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	struct stat st;
 	char *buf = NULL;
 	size_t len = 0;
@@ -798,7 +799,21 @@ static int reader_open(struct crgw_cache *c, const struct crgw_digest *d, bool c
 		err = -ENOENT;
 		goto out;
 	}
-	fd = openat(c->objects_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/*
+	 * O_NONBLOCK: a FIFO planted under the object's name would otherwise block this open (a worker, or a
+	 * verify that shutdown waits for) until something opened it for writing. The type is checked below.
+	 */
+	fd = openat(c->objects_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0 && errno == ELOOP && fstatat(c->objects_fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode)) {
+		struct file_id id;
+
+		/* A link in place of the object: the wrong type, removed like one (the link, not its target). */
+		file_id_of(&st, &id);
+		remove_corrupt(c, d, &id);
+		err = -EBADMSG;
+		goto out;
+	}
 	if (fd < 0) {
 		err = errno == ENOENT ? -ENOENT : -errno; /* evicted since: a miss */
 		goto out;
@@ -813,6 +828,10 @@ static int reader_open(struct crgw_cache *c, const struct crgw_digest *d, bool c
 		file_id_of(&st, &id);
 		remove_corrupt(c, d, &id);
 		err = -EBADMSG;
+		goto out;
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+		err = -errno;
 		goto out;
 	}
 	r = calloc(1, sizeof(*r));

@@ -570,6 +570,82 @@ static void test_bit_flips(void)
 	free(buf);
 }
 
+/*
+ * Objects that are not regular files any more: a FIFO or a symbolic link put in place of an object while the
+ * cache is open, and a FIFO named index at open. None may block (a FIFO's open waits for a writer: the alarm
+ * ends the test if one does); each is removed like an object of the wrong type, and fetched again.
+ */
+static void test_not_files(void)
+{
+	struct crgw_cache_verify_report rep = { 0 };
+	struct crgw_cache_stats st = { 0 };
+	struct crgw_cache_reader *r = NULL;
+	char dir[300], p[600], target[700];
+	struct crgw_digest d[3];
+	uint8_t *data[3];
+	uint8_t buf[3000];
+	size_t len = 3000, got = 0;
+	struct crgw_cache *c;
+	struct stat sb;
+	bool ok = true;
+
+	subdir("notfiles", dir, sizeof(dir));
+	c = open_cache(dir, 1 << 20, false);
+	for (int i = 0; i < 3; i++) {
+		data[i] = make_data(300 + (unsigned)i, len);
+		crgw_digest_compute(CRGW_DIGEST_SHA256, data[i], len, &d[i]);
+		ok &= c && fill(c, &d[i], data[i], len, (int64_t)len, 1000) == 0;
+	}
+	tap_result(ok, "not files: three objects");
+	alarm(20);
+
+	path_of(dir, &d[0], p, sizeof(p));
+	unlink(p);
+	ok = mkfifo(p, 0600) == 0;
+	tap_result(ok && crgw_cache_read_open(c, &d[0], &r) == -ENOENT && !r && lstat(p, &sb) < 0 &&
+			   crgw_cache_lookup(c, &d[0], NULL) == -ENOENT,
+		   "a FIFO in place of an object: read_open does not block, the FIFO is removed, a miss");
+	ok = ok && fill(c, &d[0], data[0], len, (int64_t)len, 1000) == 0 &&
+	     read_back(c, &d[0], buf, sizeof(buf), &got, NULL) == 0 && got == len && memcmp(buf, data[0], len) == 0;
+	tap_result(ok, "... and it is filled again and served");
+
+	path_of(dir, &d[1], p, sizeof(p));
+	snprintf(target, sizeof(target), "%s/outside", dir);
+	ok = rename(p, target) == 0 && symlink(target, p) == 0;
+	tap_result(ok && crgw_cache_read_open(c, &d[1], &r) == -ENOENT && !r && lstat(p, &sb) < 0 &&
+			   stat(target, &sb) == 0 && crgw_cache_lookup(c, &d[1], NULL) == -ENOENT,
+		   "a symbolic link in place of an object: removed (the link, not its target), a miss");
+	ok = ok && fill(c, &d[1], data[1], len, (int64_t)len, 1000) == 0 &&
+	     read_back(c, &d[1], buf, sizeof(buf), &got, NULL) == 0 && got == len && memcmp(buf, data[1], len) == 0;
+	tap_result(ok, "... and it is filled again and served");
+
+	path_of(dir, &d[2], p, sizeof(p));
+	unlink(p);
+	ok = mkfifo(p, 0600) == 0;
+	path_of(dir, &d[0], p, sizeof(p));
+	unlink(p);
+	ok = ok && symlink(target, p) == 0;
+	ok = ok && crgw_cache_verify(c, &rep) == 0;
+	if (c)
+		crgw_cache_stats(c, &st);
+	tap_result(ok && rep.checked == 3 && rep.ok == 1 && rep.corrupt == 2 && rep.errors == 0 && st.objects == 1,
+		   "verify with a FIFO and a link among the objects: returns, both removed as corrupt (%llu ok, %llu "
+		   "corrupt, %llu errors)",
+		   (unsigned long long)rep.ok, (unsigned long long)rep.corrupt, (unsigned long long)rep.errors);
+	crgw_cache_close(c);
+
+	snprintf(p, sizeof(p), "%s/index", dir);
+	unlink(p);
+	ok = mkfifo(p, 0600) == 0;
+	c = open_cache(dir, 1 << 20, false);
+	tap_result(ok && c && crgw_cache_lookup(c, &d[1], NULL) == 0,
+		   "a FIFO named index: open does not block, and rebuilds the index from objects/");
+	crgw_cache_close(c);
+	alarm(0);
+	for (int i = 0; i < 3; i++)
+		free(data[i]);
+}
+
 /* ---- Eviction ---- */
 
 struct names {
@@ -1193,6 +1269,7 @@ int main(int argc, char **argv)
 	test_round_trips();
 	test_open_repairs();
 	test_bit_flips();
+	test_not_files();
 	test_eviction();
 	test_concurrent();
 	test_enospc();
