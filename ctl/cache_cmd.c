@@ -172,7 +172,7 @@ static int cache_gc(bool json, const char *target)
 		uint64_t bytes;
 
 		/* The gateway's parser: digits and a unit only, so the text needs no escaping in the body. */
-		if (strlen(target) > 32 || crgw_size_parse(target, &bytes)) {
+		if (strlen(target) > 32 || crgw_size_parse(target, &bytes) || bytes > INT64_MAX) {
 			fprintf(stderr, "crgw-ctl: --target wants a size such as 0, 512M or 2GiB\n");
 			return CTL_EXIT_ERROR;
 		}

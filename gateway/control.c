@@ -1337,7 +1337,8 @@ static void cache_job(struct evhttp_request *req, enum crgw_cache_job_kind kind)
 		json_t *body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
 
 		if (!body || json_unpack_ex(body, &jerr, JSON_STRICT, "{s?s}", "target", &t) ||
-		    (t && crgw_size_parse(t, &target))) {
+		    (t && (crgw_size_parse(t, &target) || target > INT64_MAX))) {
+			/* Above INT64_MAX the answer's target_bytes, a JSON integer, would print negative. */
 			json_decref(body);
 			reply_error(req, 400, "request_invalid",
 				    "body: {\"target\": SIZE}, a size such as 0, 512M or 2GiB");

@@ -188,6 +188,17 @@ ok $? "gc --target lots: exit 2 before the gateway is asked ($(cat "$T/err"))"
 out=$(curl -s -w ' %{http_code}' --unix-socket "$CRGW_CONTROL" -X POST -d '{"target":"lots"}' http://crgw/v1/cache/gc | tr -d '\n')
 grep -q '"request_invalid".* 400$' <<<"$out"
 ok $? "POST /v1/cache/gc with the target lots: 400 request_invalid ($out)"
+# 2^64-1 parses as a size, but target_bytes in the answer is a JSON integer: above 2^63-1 it printed -1.
+"$CTL" cache gc --target 18446744073709551615 >/dev/null 2>"$T/err"
+rc=$?
+[ "$rc" = 2 ] && grep -q -- '--target wants a size' "$T/err"
+ok $? "gc --target 2^64-1: exit 2 before the gateway is asked ($(cat "$T/err"))"
+out=$(curl -s -w ' %{http_code}' --unix-socket "$CRGW_CONTROL" -X POST -d '{"target":"18446744073709551615"}' http://crgw/v1/cache/gc | tr -d '\n')
+grep -q '"request_invalid".* 400$' <<<"$out"
+ok $? "POST /v1/cache/gc with the target 2^64-1: 400 request_invalid ($out)"
+out=$("$CTL" cache gc --target 9223372036854775807 --json)
+jq -e '.evicted == 0 and .target_bytes == 9223372036854775807' <<<"$out" >/dev/null
+ok $? "gc --target 2^63-1 is the largest, and is answered as given: $(jq -c . <<<"$out")"
 "$CTL" cache frobnicate >/dev/null 2>&1
 [ $? = 2 ]
 ok $? "an unknown cache subcommand exits 2"
