@@ -252,6 +252,19 @@ ok $? "pip install --require-hashes offline, the index stopped (${out//$'\n'/ })
 out=$(run "$P" 'curl -s -D - -o /dev/null "$npm_config_registry"crgw-dep-00/-/crgw-dep-00-1.0.0.tgz | tr -d "\r" | grep -i "^x-crgw-cache"' 2>&1)
 check "a tarball's answer says X-Crgw-Cache: hit ($out)" -- grep -qi '^x-crgw-cache: hit$' <<<"$out"
 registries_signal CONT
+
+# ---- a full disk: every artifact fetched, few kept ---------------------------------------------------------
+# Each fetch is answered before its fill is committed: the warm learns of the lost fills from the gateway.
+gw_stop >/dev/null 2>&1
+write_config false
+mkdir -p "$T/tiny"
+mount -t tmpfs -o size=24k,mode=0700 crgw-e2e-tiny "$T/tiny" || { echo "Bail out! no tmpfs for the full disk"; exit 1; }
+testnet_on_exit umount -l "$T/tiny"
+gw_start "$T" --config "$T/crgw.yaml" --set "cache.dir=$T/tiny/cache" || { echo "Bail out! crgw did not start on the small disk"; exit 1; }
+warm --policy "$P"
+[ "$rc" = 1 ] && grep -q "of the gateway's fills failed while warming" "$T/warm.err"
+ok $? "a cache on a disk too small: the warm says fills failed, exit 1 (rc $rc: $(tail -1 "$T/warm.err"))"
+gw_stop >/dev/null 2>&1
 diag "cache warm: ${cold_ms} ms for $((npm_count + pip_count)) artifacts"
 
 tap_done
