@@ -245,4 +245,19 @@ ok $? "... naming the directory and the cause: $(grep -o 'msg="cannot open the c
 ! nft list table inet "$CC_TABLE" >/dev/null 2>&1
 ok $? "a failed start leaves no table"
 
+# ---- the cache directory is the gateway's own: others may not write to it, nor own it
+mkdir -m 0777 "$T/open"
+start "$T/crgw5.log" --set "cache.dir=$T/open" && [ "$(stat -c %a "$T/open")" = 700 ] &&
+	grep -q 'msg="cache directory made 0700".*was=0777' "$T/crgw5.log"
+ok $? "a cache directory others may write to is made 0700, and the log says so ($(stat -c %a "$T/open"))"
+stop
+mkdir -m 0700 "$T/theirs"
+chown nobody "$T/theirs"
+"$CRGW" "${gw_args[@]}" --control "$CRGW_CONTROL" --set "cache.dir=$T/theirs" 2>"$T/crgw6.log"
+rc=$?
+[ "$rc" = 1 ] && grep -q 'msg="the cache directory belongs to another user' "$T/crgw6.log"
+ok $? "a cache directory another user owns is refused: exit 1, saying so (got $rc)"
+! nft list table inet "$CC_TABLE" >/dev/null 2>&1
+ok $? "... leaving no table"
+
 tap_done

@@ -97,10 +97,26 @@ static void *flusher_main(void *arg)
 static int lock_dir(const char *dir, int *fd_out)
 {
 	char path[4200];
+	struct stat st;
 	int fd, err;
 
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
+	/*
+	 * What is served from here goes to every sandbox unhashed once verified: a directory another user owns
+	 * or may write to could have objects swapped under us. One of ours that others may enter is closed.
+	 */
+	if (stat(dir, &st))
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	if (st.st_uid != geteuid()) {
+		log_error("the cache directory belongs to another user: it must be the gateway's own",
+			  "dir=\"%s\" uid=%u", dir, (unsigned)st.st_uid);
+		return -EPERM;
+	}
+	if ((st.st_mode & 077) && chmod(dir, 0700) == 0)
+		log_info("cache directory made 0700", "dir=\"%s\" was=%04o", dir, (unsigned)(st.st_mode & 07777));
 	snprintf(path, sizeof(path), "%s/lock", dir);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
