@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "crgw/limits.h"
 
@@ -18,6 +19,7 @@ int crgw_size_parse(const char *text, uint64_t *out)
 		{ "M", 20 }, { "MB", 20 }, { "MiB", 20 },
 		{ "G", 30 }, { "GB", 30 }, { "GiB", 30 },
 		{ "T", 40 }, { "TB", 40 }, { "TiB", 40 },
+		{ "P", 50 }, { "PB", 50 }, { "PiB", 50 },
 	};
 	/* clang-format on */
 	unsigned long long n;
@@ -30,14 +32,8 @@ int crgw_size_parse(const char *text, uint64_t *out)
 	if (errno)
 		return -EINVAL;
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		char lower[4] = "";
-
-		/* k, m, g, t in lower case mean the same. */
-		if (strlen(end) == 1) {
-			lower[0] = (char)(end[0] >= 'a' && end[0] <= 'z' ? end[0] - 32 : end[0]);
-			lower[1] = '\0';
-		}
-		if (!strcmp(end, units[i].suffix) || (lower[0] && !strcmp(lower, units[i].suffix))) {
+		/* Any case: 512m, 2gib and 2GiB mean the same (all are bytes, all powers of 1024). */
+		if (!strcasecmp(end, units[i].suffix)) {
 			if (units[i].shift && n > (UINT64_MAX >> units[i].shift))
 				return -EINVAL;
 			*out = (uint64_t)n << units[i].shift;

@@ -400,7 +400,9 @@ int main(void)
 			const char *text;
 			uint64_t bytes;
 		} sizes[] = { { "512M", 512u << 20 }, { "512MiB", 512u << 20 }, { "2g", UINT64_C(2) << 30 },
-			      { "1073741824", UINT64_C(1) << 30 }, { "64K", 64u << 10 }, { "3TB", UINT64_C(3) << 40 } };
+			      { "1073741824", UINT64_C(1) << 30 }, { "64K", 64u << 10 }, { "3TB", UINT64_C(3) << 40 },
+			      { "1kib", 1u << 10 }, { "2gB", UINT64_C(2) << 30 }, { "1PiB", UINT64_C(1) << 50 },
+			      { "16383P", UINT64_C(16383) << 50 } };
 		bool all = true;
 
 		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
@@ -410,8 +412,11 @@ int main(void)
 		}
 		uint64_t b;
 
-		all &= crgw_size_parse("", &b) != 0 && crgw_size_parse("1.5G", &b) != 0 && crgw_size_parse("G", &b) != 0;
-		tap_result(all, "sizes: M, MiB, g, bytes, K, TB; empty, fractions and bare units refused");
+		all &= crgw_size_parse("", &b) != 0 && crgw_size_parse("1.5G", &b) != 0 && crgw_size_parse("G", &b) != 0 &&
+		       crgw_size_parse("16384P", &b) != 0 && crgw_size_parse("1EiB", &b) != 0 &&
+		       crgw_size_parse("1 G", &b) != 0;
+		tap_result(all, "sizes: M, MiB, g, bytes, K, TB, kib, gB, PiB; empty, fractions, bare units, 2^64 and "
+				"beyond, E and a blank refused");
 		uint32_t m = 0;
 
 		all = crgw_cpus_parse("1.5", &m) == 0 && m == 1500 && crgw_cpus_parse("0.25", &m) == 0 && m == 250 &&

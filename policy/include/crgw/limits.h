@@ -18,8 +18,8 @@
 #define CRGW_LIMIT_CPU_MILLI_MIN 10
 
 /*
- * Parses a size in bytes: a number with an optional binary unit (K, M, G, T, with or without "iB" or "B";
- * all powers of 1024; k, m, g, t alone too). Returns 0 or -EINVAL (also on overflow).
+ * Parses a size in bytes: a number with an optional binary unit (K, M, G, T, P, with or without "iB" or "B",
+ * in any case; all powers of 1024). Returns 0 or -EINVAL (also on overflow).
  */
 int crgw_size_parse(const char *text, uint64_t *out);
 
