@@ -195,27 +195,7 @@ static bool is_hop_by_hop(const char *head, const struct crgw_http_request *r, s
 		if (crgw_http_field_is(head, name, always[i]))
 			return true;
 	/* And whatever the Connection fields name. */
-	for (unsigned i = 0; i < r->nfields; i++) {
-		const char *v, *end;
-
-		if (!crgw_http_field_is(head, r->fields[i].name, "connection"))
-			continue;
-		v = head + r->fields[i].value.off;
-		end = v + r->fields[i].value.len;
-		while (v < end) {
-			const char *comma = memchr(v, ',', (size_t)(end - v));
-			const char *tok_end = comma ? comma : end;
-
-			while (v < tok_end && (*v == ' ' || *v == '\t'))
-				v++;
-			while (tok_end > v && (tok_end[-1] == ' ' || tok_end[-1] == '\t'))
-				tok_end--;
-			if ((size_t)(tok_end - v) == name.len && strncasecmp(v, head + name.off, name.len) == 0)
-				return true;
-			v = comma ? comma + 1 : end;
-		}
-	}
-	return false;
+	return crgw_http_connection_lists(head, r, head + name.off, name.len);
 }
 
 /* The head the upstream gets: origin-form target, hop-by-hop fields removed, our own connection wishes. */

@@ -148,30 +148,9 @@ static bool connection_names_framing(const char *buf, const struct crgw_http_req
 {
 	static const char *const framing[] = { "host", "content-length", "transfer-encoding" };
 
-	for (unsigned i = 0; i < r->nfields; i++) {
-		const char *v, *end;
-
-		if (!crgw_http_field_is(buf, r->fields[i].name, "connection"))
-			continue;
-		v = buf + r->fields[i].value.off;
-		end = v + r->fields[i].value.len;
-		while (v < end) {
-			const char *comma = memchr(v, ',', (size_t)(end - v));
-			const char *tok_end = comma ? comma : end;
-
-			while (v < tok_end && (*v == ' ' || *v == '\t'))
-				v++;
-			while (tok_end > v && (tok_end[-1] == ' ' || tok_end[-1] == '\t'))
-				tok_end--;
-			for (size_t j = 0; j < sizeof(framing) / sizeof(framing[0]); j++) {
-				size_t n = strlen(framing[j]);
-
-				if ((size_t)(tok_end - v) == n && strncasecmp(v, framing[j], n) == 0)
-					return true;
-			}
-			v = comma ? comma + 1 : end;
-		}
-	}
+	for (size_t j = 0; j < sizeof(framing) / sizeof(framing[0]); j++)
+		if (crgw_http_connection_lists(buf, r, framing[j], strlen(framing[j])))
+			return true;
 	return false;
 }
 
@@ -351,4 +330,29 @@ bool crgw_http_field_is(const char *base, struct crgw_http_span span, const char
 	size_t n = strlen(name);
 
 	return span.len == n && strncasecmp(base + span.off, name, n) == 0;
+}
+
+bool crgw_http_connection_lists(const char *base, const struct crgw_http_request *r, const char *name, size_t len)
+{
+	for (unsigned i = 0; i < r->nfields; i++) {
+		const char *v, *end;
+
+		if (!crgw_http_field_is(base, r->fields[i].name, "connection"))
+			continue;
+		v = base + r->fields[i].value.off;
+		end = v + r->fields[i].value.len;
+		while (v < end) {
+			const char *comma = memchr(v, ',', (size_t)(end - v));
+			const char *tok_end = comma ? comma : end;
+
+			while (v < tok_end && (*v == ' ' || *v == '\t'))
+				v++;
+			while (tok_end > v && (tok_end[-1] == ' ' || tok_end[-1] == '\t'))
+				tok_end--;
+			if ((size_t)(tok_end - v) == len && strncasecmp(v, name, len) == 0)
+				return true;
+			v = comma ? comma + 1 : end;
+		}
+	}
+	return false;
 }

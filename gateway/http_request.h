@@ -86,4 +86,7 @@ int crgw_http_absolute_target(const char *target, size_t len, struct crgw_http_s
 /* Whether the field name at `span` of `base` is `name` (ASCII case-insensitive). */
 bool crgw_http_field_is(const char *base, struct crgw_http_span span, const char *name);
 
+/* Whether a Connection field of `r` (its head at `base`) lists the token `name` (`len` bytes; any case). */
+bool crgw_http_connection_lists(const char *base, const struct crgw_http_request *r, const char *name, size_t len);
+
 #endif
