@@ -1387,29 +1387,26 @@ int crgw_config_finish(struct crgw_config *cfg, char *err, size_t errlen)
 	if (cfg->limits_pids && cfg->limits_pids < 16)
 		return fail(err, errlen, key_where(cfg, "limits.pids", at, sizeof(at)), "limits.pids",
 			    "must be 0 (no limit) or at least 16");
-	/* The gateway's working directory is whatever started it: a relative path would name another file. */
-	if (cfg->control_path[0] != '/')
-		return fail(err, errlen, key_where(cfg, "control", at, sizeof(at)), "control",
-			    "must be an absolute path");
-	if (cfg->audit_path[0] != '/')
-		return fail(err, errlen, key_where(cfg, "audit.path", at, sizeof(at)), "audit.path",
-			    "must be an absolute path");
-	if (cfg->mediation_ca_file[0] && cfg->mediation_ca_file[0] != '/')
-		return fail(err, errlen, key_where(cfg, "mediation.ca_file", at, sizeof(at)), "mediation.ca_file",
-			    "must be an absolute path");
-	if (cfg->data_dir[0] != '/')
-		return fail(err, errlen, key_where(cfg, "data_dir", at, sizeof(at)), "data_dir",
-			    "must be an absolute path");
-	if (cfg->cache_dir[0] != '/')
-		return fail(err, errlen, key_where(cfg, "cache.dir", at, sizeof(at)), "cache.dir",
-			    "must be an absolute path");
 	if (!cfg->policy_store_dir[0] && snprintf(cfg->policy_store_dir, sizeof(cfg->policy_store_dir), "%s/policies",
 						  cfg->data_dir) >= (int)sizeof(cfg->policy_store_dir))
 		return fail(err, errlen, key_where(cfg, "data_dir", at, sizeof(at)), "data_dir",
 			    "too long to hold policies/");
-	if (cfg->policy_store_dir[0] != '/')
-		return fail(err, errlen, key_where(cfg, "policy_store.dir", at, sizeof(at)), "policy_store.dir",
-			    "must be an absolute path");
+	/* The gateway's working directory is whatever started it: a relative path would name another file. */
+	{
+		const struct {
+			const char *key, *path;
+			bool optional; /* "" means unset (mediation.ca_file: the system's CA store) */
+		} paths[] = {
+			{ "control", cfg->control_path, false }, { "audit.path", cfg->audit_path, false },
+			{ "mediation.ca_file", cfg->mediation_ca_file, true }, { "data_dir", cfg->data_dir, false },
+			{ "cache.dir", cfg->cache_dir, false }, { "policy_store.dir", cfg->policy_store_dir, false },
+		};
+
+		for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+			if (paths[i].path[0] != '/' && (paths[i].path[0] || !paths[i].optional))
+				return fail(err, errlen, key_where(cfg, paths[i].key, at, sizeof(at)), paths[i].key,
+					    "must be an absolute path");
+	}
 	ret = check_dirs(cfg, err, errlen);
 	if (ret)
 		return ret;
