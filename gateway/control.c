@@ -622,17 +622,9 @@ struct release_wait {
 	struct evhttp_request *req;
 	struct event *timer;
 	uint64_t ticket;
-	int64_t deadline_ms; /* CLOCK_MONOTONIC: a busy loop fires the timer late, so polls do not count time */
+	int64_t deadline_s; /* crgw_monotonic_s: a busy loop fires the timer late, so polls do not count time */
 	char id[65];
 };
-
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void release_wait_free(struct release_wait *w)
 {
@@ -665,7 +657,7 @@ static void release_poll(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (crgw_teardown_done(w->ticket) || monotonic_ms() >= w->deadline_ms)
+	if (crgw_teardown_done(w->ticket) || crgw_monotonic_s() >= w->deadline_s)
 		release_answer(w, crgw_teardown_done(w->ticket));
 	else
 		evtimer_add(w->timer, &tv);
@@ -725,7 +717,7 @@ static void sandbox_delete(struct evhttp_request *req, const char *id)
 	}
 	w->req = req;
 	w->ticket = ticket;
-	w->deadline_ms = monotonic_ms() + RELEASE_WAIT_MAX_MS;
+	w->deadline_s = crgw_monotonic_s() + RELEASE_WAIT_MAX_MS / 1000;
 	snprintf(w->id, sizeof(w->id), "%s", id);
 	w->next = C.releases;
 	C.releases = w;
