@@ -88,6 +88,13 @@ void cache_human(unsigned long long bytes, char *buf, size_t size);
  */
 char *ctl_shown(const char *s, size_t len);
 
+/*
+ * `s` as a JSON string, whatever its bytes: a file name that is not UTF-8 (a Latin-1 "caf\xe9") gets U+FFFD
+ * for each byte that is not (crgw_text_utf8_repair), rather than no string at all (jansson takes UTF-8 only).
+ * NULL without memory.
+ */
+struct json_t *ctl_json_text(const char *s);
+
 /* Sandbox subcommands beyond ls/show/rm (workspace_cmd.c). */
 int sandbox_diff(int argc, char **argv);
 

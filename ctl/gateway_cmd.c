@@ -17,6 +17,16 @@ char *ctl_shown(const char *s, size_t len)
 	return shown ? crgw_audit_text_safe(shown, len + 1, s, len) : NULL;
 }
 
+json_t *ctl_json_text(const char *s)
+{
+	size_t len = strlen(s);
+	char *buf = malloc(len * 3 + 1);
+	json_t *j = buf ? json_stringn(buf, crgw_text_utf8_repair(buf, s, len)) : NULL;
+
+	free(buf);
+	return j;
+}
+
 static bool has_flag(int *argc, char **argv, const char *flag)
 {
 	for (int i = 1; i < *argc; i++)

@@ -22,58 +22,11 @@ struct change_list {
 	bool failed;
 };
 
-/* The length of the UTF-8 sequence at `p` (at most `n` bytes), or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	size_t len = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : p[0] >= 0xe0 && p[0] <= 0xef ? 3 :
-		     p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
-
-	if (!len || len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) || (p[0] == 0xf0 && p[1] < 0x90) ||
-	    (p[0] == 0xf4 && p[1] >= 0x90))
-		return 0;
-	return len;
-}
-
-/*
- * A file name as JSON text. Names are bytes: one that is not UTF-8 (a Latin-1 "caf\xe9") has U+FFFD for
- * each byte that is not, rather than being left out of the list (jansson takes UTF-8 only).
- */
-static json_t *name_string(const char *name)
-{
-	size_t len = strlen(name), at = 0;
-	char *buf = malloc(len * 3 + 1);
-	json_t *j;
-
-	if (!buf)
-		return NULL;
-	for (size_t i = 0; i < len;) {
-		size_t n = utf8_len((const unsigned char *)name + i, len - i);
-
-		if (n) {
-			memcpy(buf + at, name + i, n);
-			at += n;
-			i += n;
-		} else {
-			memcpy(buf + at, "\xef\xbf\xbd", 3);
-			at += 3;
-			i++;
-		}
-	}
-	j = json_stringn(buf, at);
-	free(buf);
-	return j;
-}
-
 static void collect(void *arg, const struct crgw_change *c)
 {
 	struct change_list *l = arg;
 	static const char *const kinds[] = { "added", "changed", "deleted" };
-	json_t *change = json_pack("{s:s, s:o, s:b, s:s?}", "kind", kinds[c->kind], "path", name_string(c->path),
+	json_t *change = json_pack("{s:s, s:o, s:b, s:s?}", "kind", kinds[c->kind], "path", ctl_json_text(c->path),
 				   "review", c->review, "why", c->why);
 
 	if (!change)

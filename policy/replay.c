@@ -658,6 +658,27 @@ char *crgw_audit_text_safe(char *dst, size_t size, const char *src, size_t len)
 	return dst;
 }
 
+size_t crgw_text_utf8_repair(char *dst, const char *src, size_t len)
+{
+	size_t at = 0;
+
+	for (size_t i = 0; i < len;) {
+		const unsigned char *p = (const unsigned char *)src + i;
+		size_t n = p[0] < 0x80 ? 1 : utf8_sequence(p, len - i);
+
+		if (n) {
+			memcpy(dst + at, p, n);
+			at += n;
+			i += n;
+		} else {
+			memcpy(dst + at, "\xef\xbf\xbd", 3);
+			at += 3;
+			i++;
+		}
+	}
+	return at;
+}
+
 /* ---- replay ----------------------------------------------------------------------------------------- */
 
 /* Reasons that say something other than the policy decided: replaying them would invent an answer. */

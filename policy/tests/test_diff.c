@@ -142,6 +142,15 @@ static void test_text_safe(void)
 	tap_result(!strcmp(out, "a"), "a character that does not fit is left out whole, not cut");
 	crgw_audit_text_safe(out, sizeof(out), "x\0y", 3);
 	tap_result(!strcmp(out, "x?y"), "a NUL within the length is shown as '?'");
+
+	/* A Latin-1 byte, a surrogate, an overlong '/', a cut sequence; controls and valid UTF-8 kept as they are. */
+	static const char bad[] = "caf\xe9\x1b\xed\xa0\x80\xc0\xaf\xc3\xa9\xe2\x82";
+	char fixed[3 * sizeof(bad)];
+	size_t n = crgw_text_utf8_repair(fixed, bad, sizeof(bad) - 1);
+
+	tap_result(n == 30 && !memcmp(fixed, "caf\xef\xbf\xbd\x1b\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+				       "\xef\xbf\xbd\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd", n),
+		   "UTF-8 repaired for JSON: each byte that is no part of a sequence is U+FFFD (%zu bytes)", n);
 }
 
 static const char OLD[] = "version: 1\n"

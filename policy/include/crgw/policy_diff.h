@@ -120,6 +120,13 @@ int crgw_audit_flow_parse(const char *line, size_t len, struct crgw_audit_flow *
  */
 char *crgw_audit_text_safe(char *dst, size_t size, const char *src, size_t len);
 
+/*
+ * `len` bytes of `src` as UTF-8 that JSON can carry: every byte that is not part of a UTF-8 sequence becomes
+ * U+FFFD, everything else is kept as it is (controls too: JSON escapes them). Written to `dst` (at least
+ * 3 * `len` bytes; not NUL-terminated). Returns the bytes written.
+ */
+size_t crgw_text_utf8_repair(char *dst, const char *src, size_t len);
+
 enum crgw_replay_outcome {
 	CRGW_REPLAY_SKIP, /* not a decision a policy makes (rate limits, upstream failures, life cycle) */
 	CRGW_REPLAY_ALLOW,
