@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "crgw/limits.h"
 #include "crgw/vm.h"
 #include "ctl.h"
 
@@ -279,11 +280,9 @@ static int gw_release(void *arg, const char *id)
 
 bool ctl_sandbox_ref_ok(const char *ref)
 {
-	size_t len = strlen(ref);
-
-	if (len == 0 || len > 64 || !strcmp(ref, ".") || !strcmp(ref, ".."))
-		return false;
-	return strspn(ref, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
+	/* An id is "sbx-" and ten hex digits (gateway/sandbox.c); a name is what the gateway takes as one. */
+	return (!strncmp(ref, "sbx-", 4) && strlen(ref) == 14 && strspn(ref + 4, "0123456789abcdef") == 10) ||
+	       crgw_sandbox_name_valid(ref);
 }
 
 int ctl_get_sandbox(const char *id, json_t **record, char *err, size_t errlen)

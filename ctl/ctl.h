@@ -105,9 +105,9 @@ extern const struct crgw_gateway_ops ctl_gateway_ops;
 /* GETs a sandbox's record; 0, -ESRCH with the tombstone of a released one, -ENOENT, or -errno (`err`). */
 struct json_t;
 /*
- * Whether `ref` can be a sandbox id or name (letters, digits, '.', '_', '-'; not "." or ".."), so that it
- * names one sandbox and stays one path segment: a '#', '?', space or dot segment would make the URL name
- * another resource (curl drops a fragment: "keep#x" would be keep).
+ * Whether `ref` can be a sandbox id or name (crgw_sandbox_name_valid), so that it names one sandbox and
+ * stays one path segment: a '#', '?', space or dot segment would make the URL name another resource (curl
+ * drops a fragment: "keep#x" would be keep).
  */
 bool ctl_sandbox_ref_ok(const char *ref);
 int ctl_get_sandbox(const char *id, struct json_t **record, char *err, size_t errlen);
