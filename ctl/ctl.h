@@ -31,6 +31,9 @@ int repo_find_policy(const char *arg, struct repo_policy *out, char *err, size_t
  */
 int repo_read_file(const char *path, size_t max, char **buf, size_t *len);
 
+/* What a repo_read_file error other than -E2BIG means, for a message (-EINVAL: "not a regular file"). */
+const char *repo_read_error(int err);
+
 /* A crgw_read_file_cb that reads beneath the repository root `arg` (a const char *), refusing to leave it. */
 int repo_read_beneath(void *arg, const char *path, size_t max, char **buf, size_t *len);
 

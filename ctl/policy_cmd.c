@@ -99,8 +99,7 @@ static int compile_policy(const struct policy_args *a, const char *where, struct
 			snprintf(out->error, sizeof(out->error), "%s: policy_invalid: file larger than %u bytes",
 				 out->repo.path, CRGW_POLICY_MAX_BYTES);
 		else
-			snprintf(out->error, sizeof(out->error), "%s: %s", out->repo.path,
-				 rc == -EINVAL ? "not a regular file" : strerror(-rc));
+			snprintf(out->error, sizeof(out->error), "%s: %s", out->repo.path, repo_read_error(rc));
 		fprintf(stderr, "crgw-ctl: %s\n", out->error);
 		return rc;
 	}
@@ -321,7 +320,7 @@ static int read_compiled(const char *path, char **json, size_t *len)
 		fprintf(stderr, "crgw-ctl: %s: larger than %u MiB, the most a gateway takes for a compiled policy\n",
 			path, CRGW_COMPILED_MAX_BYTES >> 20);
 	else if (rc)
-		fprintf(stderr, "crgw-ctl: %s: %s\n", path, rc == -EINVAL ? "not a regular file" : strerror(-rc));
+		fprintf(stderr, "crgw-ctl: %s: %s\n", path, repo_read_error(rc));
 	return rc;
 }
 

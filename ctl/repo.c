@@ -140,6 +140,11 @@ static int read_fd(int fd, size_t max, char **buf, size_t *len)
 	return 0;
 }
 
+const char *repo_read_error(int err)
+{
+	return err == -EINVAL ? "not a regular file" : strerror(-err);
+}
+
 int repo_read_file(const char *path, size_t max, char **buf, size_t *len)
 {
 	/* O_NONBLOCK: opening a FIFO must not wait for a writer (read_fd then refuses it as no regular file). */

@@ -134,7 +134,7 @@ static int env_file(struct env_list *e, const char *path)
 
 	if (err) {
 		fprintf(stderr, "crgw-ctl: --env-file %s: %s\n", path,
-			err == -E2BIG ? "larger than 1 MiB" : err == -EINVAL ? "not a regular file" : strerror(-err));
+			err == -E2BIG ? "larger than 1 MiB" : repo_read_error(err));
 		return err;
 	}
 	for (char *line = text, *next; line && *line; line = next) {
