@@ -304,7 +304,8 @@ ok $? "crgw exits 0 after running out of descriptors"
 
 # ---- tunnels the descriptor limit has room for -------------------------------------------------------
 # 1,024 descriptors hold 128 tunnels (six each, a quarter kept for the rest): the 129th is refused 429
-# like one over proxy.max_tunnels, before the descriptors run out for DNS and mediation.
+# like one over proxy.max_tunnels, before the descriptors run out for DNS and mediation. A tunnel is counted
+# just after its 200 is written: the pause lets the worker that wrote the last one count it.
 printf '#!/bin/sh\nexec prlimit --nofile=1024:1024 -- "%s" "$@"\n' "$CRGW" >"$T/crgw-1024"
 chmod +x "$T/crgw-1024"
 CRGW=$T/crgw-1024
@@ -312,7 +313,7 @@ gw_start "$T" || { echo "Bail out! crgw did not start with 1,024 descriptors"; e
 CRGW=$CRGW_REAL
 grep -q 'more than the descriptor limit has room for.*nofile=1024 tunnels=128' "$T/crgw.log"
 ok $? "with 1,024 descriptors crgw says proxy.max_tunnels is more than they hold (128 tunnels)"
-out=$(run bash -c 'up=0; for i in $(seq 128); do fd=$((i + 9)); eval "exec $fd<>/dev/tcp/$CRGW_GATEWAY/3128"; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&$fd; read -r -t 5 line <&$fd; case $line in "HTTP/1.1 200"*) up=$((up + 1)) ;; esac; done; echo "held $up"; exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&3; timeout 3 cat <&3; getent ahostsv4 allowed.test >/dev/null && echo dns-ok' 2>&1)
+out=$(run bash -c 'up=0; for i in $(seq 128); do fd=$((i + 9)); eval "exec $fd<>/dev/tcp/$CRGW_GATEWAY/3128"; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&$fd; read -r -t 5 line <&$fd; case $line in "HTTP/1.1 200"*) up=$((up + 1)) ;; esac; done; echo "held $up"; sleep 0.5; exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&3; timeout 3 cat <&3; getent ahostsv4 allowed.test >/dev/null && echo dns-ok' 2>&1)
 grep -q '^held 128$' <<<"$out" && grep -q '^HTTP/1.1 429 ' <<<"$out" && grep -q '^rate_limited' <<<"$out"
 ok $? "the 129th tunnel is refused 429 rate_limited, not failed for want of descriptors" || diag "$(head -c 600 <<<"$out")"
 grep -q '^dns-ok' <<<"$out"
