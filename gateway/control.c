@@ -1582,6 +1582,11 @@ static void route(struct evhttp_request *req, void *arg)
 		reply_error(req, 403, "request_invalid", "this peer may not use the control API");
 		return;
 	}
+	/* Before the path: a CONNECT's target is an authority, which has none. */
+	if (cmd == EVHTTP_REQ_CONNECT) {
+		reply_error(req, 405, "request_invalid", "the control API is no proxy");
+		return;
+	}
 	if (!path) {
 		reply_error(req, 400, "request_invalid", "bad request target");
 		return;
@@ -1719,7 +1724,7 @@ int crgw_control_start(struct event_base *base, const struct crgw_config *cfg)
 	/* The router answers every method it does not take with a JSON 405; libevent's own refusal is HTML. */
 	evhttp_set_allowed_methods(C.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT |
 					       EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS |
-					       EVHTTP_REQ_TRACE);
+					       EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
 	evhttp_set_gencb(C.http, route, NULL);
 	crgw_audit_set_notify(audit_notify, NULL);
 	return 0;

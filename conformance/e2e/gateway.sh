@@ -302,6 +302,9 @@ for m in PUT PATCH OPTIONS TRACE; do
 done
 [ "$(grep -o '"code": *"request_invalid"' <<<"$bodies" | wc -l)" = 4 ] && [ "$(grep -o ' 405;' <<<"$bodies" | wc -l)" = 4 ]
 ok $? "PUT, PATCH, OPTIONS and TRACE get a JSON 405: $bodies"
+body=$(curl -s -X CONNECT --request-target crgw:443 -w ' %{http_code}' --unix-socket "$T/ctl.sock" http://crgw/ | tr -d '\n')
+grep -q '"code": *"request_invalid".* 405$' <<<"$body" && kill -0 "$GW_PID"
+ok $? "a CONNECT (an authority, no path) gets a JSON 405 too: $body"
 "$CTL" stats --json | jq -e '.dns.queries > 10 and .sandboxes == 1' >/dev/null
 ok $? "stats counts queries and sandboxes"
 grep -q '^crgw_dns_queries_total [1-9]' <<<"$("$CTL" stats --prometheus)"
