@@ -353,6 +353,18 @@ wait "${followers[@]}" 2>/dev/null
 ok $? "doctor passes on this host"
 grep -q 'network_default_deny' "$T/doctor.txt"
 ok $? "doctor shows the capability map"
+# A gateway that accepts and never answers (stopped: the kernel still queues the connection): doctor gives
+# up after its own 10 s, not the other commands' 120 s, and says so.
+kill -STOP "$GW_PID"
+t0=$(date +%s)
+timeout 60 "$CTL" doctor >"$T/doctor-stopped.txt" 2>&1
+rc=$?
+t1=$(date +%s)
+kill -CONT "$GW_PID"
+# It is a warning (doctor checks the host; a gateway need not run), as when none runs.
+line=$(grep -E '^warn +gateway ' "$T/doctor-stopped.txt" | head -1)
+[ $rc -ne 124 ] && [ $((t1 - t0)) -le 30 ] && grep -qiE 'time|answer' <<<"$line"
+ok $? "doctor against a gateway that does not answer ends in $((t1 - t0)) s, exit $rc: $(cut -c1-160 <<<"$line")"
 
 # A second gateway must not take over the first one's table, state or DNS port.
 timeout 10 "$CRGW" --control "$T/ctl2.sock" --audit-log "$T/audit2.log" --pool 10.201.1.0/24 \
