@@ -3,6 +3,7 @@
  * The difference between two CompiledPolicy documents: rule by rule in the author's paths, and what it
  * means for reachability, found by asking both matchers about every destination either policy names.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "crgw/policy_diff.h"
+#include "matcher.h"
 
 const char *crgw_change_kind_str(enum crgw_change_kind kind)
 {
@@ -437,6 +439,152 @@ static bool seen_host(json_t *docs[2], size_t doc, size_t upto, const char *host
 	return false;
 }
 
+/*
+ * Address ranges. A network stands for itself through its first address, but a change of prefix keeps
+ * that address: 10.0.0.0/16 -> 10.0.0.0/8 opens 10.1.0.0-10.255.255.255 and its first address says
+ * nothing of it. Between two consecutive edges (where a network of either policy, or a special range,
+ * begins or ends) every address is in the same networks, so one address decides for the whole range;
+ * each range that does not begin at a rule's own network is probed and named by its first and last address.
+ */
+struct edge {
+	uint8_t kind;	 /* enum crgw_host_kind */
+	bool rule_start; /* a rule's network begins here: probed already under the rule's host */
+	uint8_t addr[16];
+};
+
+struct edges {
+	struct edge *v;
+	size_t n, cap;
+};
+
+static int edge_add(struct edges *e, enum crgw_host_kind kind, const uint8_t *addr, bool rule_start)
+{
+	if (e->n == e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 64;
+		struct edge *v = realloc(e->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		e->v = v;
+		e->cap = cap;
+	}
+	e->v[e->n] = (struct edge){.kind = (uint8_t)kind, .rule_start = rule_start};
+	memcpy(e->v[e->n].addr, addr, 16);
+	e->n++;
+	return 0;
+}
+
+/* The address after a network's last one into `next`; false when the network ends the address space. */
+static bool net_after(const struct pattern *p, uint8_t next[16])
+{
+	unsigned bits = host_bits(p->host.kind);
+	int carry = 1;
+
+	memcpy(next, p->host.addr, 16);
+	for (unsigned bit = p->prefix; bit < bits; bit++)
+		next[bit / 8] |= (uint8_t)(0x80 >> (bit % 8));
+	for (int i = (int)bits / 8 - 1; i >= 0 && carry; i--)
+		carry = ++next[i] == 0;
+	return !carry;
+}
+
+static int edges_add_net(struct edges *e, const struct pattern *p, bool rule)
+{
+	uint8_t next[16];
+	int err = edge_add(e, p->host.kind, p->host.addr, rule);
+
+	if (!err && net_after(p, next))
+		err = edge_add(e, p->host.kind, next, false);
+	return err;
+}
+
+static int edge_cmp(const void *a, const void *b)
+{
+	const struct edge *x = a, *y = b;
+
+	return x->kind != y->kind ? (int)x->kind - (int)y->kind : memcmp(x->addr, y->addr, 16);
+}
+
+/* The edges of every network rule of both documents and of the special ranges, sorted, one per address. */
+static int collect_edges(json_t *docs[2], struct edges *e)
+{
+	struct pattern p;
+	int err = 0;
+
+	for (size_t d = 0; d < 2 && !err; d++) {
+		json_t *rules = json_object_get(json_object_get(docs[d], "network"), "rules"), *rule;
+		size_t i;
+
+		json_array_foreach(rules, i, rule)
+		{
+			const char *h = rule_str(rule, "host");
+
+			if (!err && !pattern_parse(h, strlen(h), &p, NULL) && p.kind == PATTERN_CIDR)
+				err = edges_add_net(e, &p, true);
+		}
+	}
+	for (size_t i = 0; !err && matcher_special_range(i, &p); i++)
+		err = edges_add_net(e, &p, false);
+	if (err || !e->n)
+		return err;
+	qsort(e->v, e->n, sizeof(*e->v), edge_cmp);
+	size_t out = 0;
+
+	for (size_t i = 0; i < e->n; i++) {
+		if (out && !edge_cmp(&e->v[out - 1], &e->v[i]))
+			e->v[out - 1].rule_start |= e->v[i].rule_start;
+		else
+			e->v[out++] = e->v[i];
+	}
+	e->n = out;
+	return 0;
+}
+
+/* "first-last" (or "first" for one address; IPv6 in brackets) of the range from edge `i` to the next edge of its
+ * family. */
+static int range_host(const struct edges *e, size_t i, struct crgw_host *host, char *label, size_t size)
+{
+	const struct edge *x = &e->v[i];
+	int af = x->kind == CRGW_HOST_IPV4 ? AF_INET : AF_INET6;
+	unsigned bytes = x->kind == CRGW_HOST_IPV4 ? 4 : 16;
+	uint8_t last[16];
+	char first_s[INET6_ADDRSTRLEN], last_s[INET6_ADDRSTRLEN];
+
+	if (i + 1 < e->n && e->v[i + 1].kind == x->kind) {
+		int borrow = 1;
+
+		memcpy(last, e->v[i + 1].addr, 16);
+		for (int b = (int)bytes - 1; b >= 0 && borrow; b--)
+			borrow = last[b]-- == 0;
+	} else {
+		memset(last, 0xff, bytes);
+	}
+	inet_ntop(af, x->addr, first_s, sizeof(first_s));
+	inet_ntop(af, last, last_s, sizeof(last_s));
+	/* An IPv6 range is bracketed, as an IPv6 host with a port is, so the port stays readable after it. */
+	if (memcmp(x->addr, last, bytes))
+		snprintf(label, size, af == AF_INET ? "%s-%s" : "[%s]-[%s]", first_s, last_s);
+	else
+		snprintf(label, size, af == AF_INET ? "%s" : "[%s]", first_s);
+	return crgw_host_parse(first_s, strlen(first_s), host, NULL);
+}
+
+static int probe_ranges(struct reach *r, json_t *docs[2], const struct probe_set *ports, uint16_t other)
+{
+	struct edges e = {0};
+	int err = collect_edges(docs, &e);
+
+	for (size_t i = 0; !err && i < e.n; i++) {
+		char label[2 * INET6_ADDRSTRLEN + 6];
+		struct crgw_host host;
+
+		if (!e.v[i].rule_start && !range_host(&e, i, &host, label, sizeof(label)))
+			probe(r, label, &host, ports, other);
+	}
+	free(e.v);
+	return err;
+}
+
 int crgw_policy_diff_reach(const char *old_json, size_t old_len, const struct crgw_policy *old_policy,
 			   const char *new_json, size_t new_len, const struct crgw_policy *new_policy,
 			   crgw_reach_flip_cb cb, void *arg)
@@ -492,11 +640,12 @@ int crgw_policy_diff_reach(const char *old_json, size_t old_len, const struct cr
 			}
 		}
 	}
+	err = probe_ranges(&r, docs, ports, other);
 	/* A host no rule names: what `default` decides. */
-	if (!crgw_host_parse("crgw-probe.invalid", 18, &host, NULL))
+	if (!err && !crgw_host_parse("crgw-probe.invalid", 18, &host, NULL))
 		probe(&r, "*", &host, ports, other);
 	json_decref(docs[0]);
 	json_decref(docs[1]);
 	free(ports);
-	return r.count;
+	return err ? err : r.count;
 }

@@ -357,6 +357,18 @@ static int special_prefix(const struct crgw_host *h)
 	return best;
 }
 
+bool matcher_special_range(size_t i, struct pattern *out)
+{
+	if (i >= sizeof(special) / sizeof(special[0]))
+		return false;
+	memset(out, 0, sizeof(*out));
+	out->kind = PATTERN_CIDR;
+	out->host.kind = special[i].kind;
+	memcpy(out->host.addr, special[i].addr, sizeof(special[i].addr));
+	out->prefix = special[i].prefix;
+	return true;
+}
+
 static bool is_blocked(const struct crgw_blocklist *b, const struct crgw_host *h)
 {
 	for (size_t i = 0; b && i < b->count; i++)

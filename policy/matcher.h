@@ -24,6 +24,13 @@ void matcher_free(struct matcher *m);
 void matcher_decide(const struct matcher *m, bool default_allow, const struct crgw_blocklist *blocked,
 		    const struct crgw_host *host, uint16_t port, struct crgw_decision *out);
 
+/*
+ * The i-th of the special ranges (loopback, link-local, the metadata address, …) that address_checks
+ * refuses without a specific enough allow rule, as a CIDR pattern in `out`. Returns false past the last.
+ * policy diff probes their edges: a decision can change there without any rule changing.
+ */
+bool matcher_special_range(size_t i, struct pattern *out);
+
 void matcher_check_address(const struct matcher *m, const struct crgw_blocklist *blocked,
 			   const struct crgw_host *addr, uint16_t port, struct crgw_decision *out);
 

@@ -474,6 +474,17 @@ expect_json 0 '.changes == [] and .reach == [] and .against.flips == [] and .aga
 "$ctl" policy compile --output "$tmp/d_new.json" "$tmp/d_new" >/dev/null 2>&1
 expect_json 1 '.new.policy_hash == .old.policy_hash | not' "a compiled document works as a side" \
 	policy diff --json "$tmp/d_old" "$tmp/d_new.json" --against "$tmp/d.log"
+policy "$tmp/d_net16" <<'Y'
+version: 1
+sandbox: { network: { default: deny, allow: [{ host: 10.0.0.0/16, ports: [5432] }] } }
+Y
+policy "$tmp/d_net8" <<'Y'
+version: 1
+sandbox: { network: { default: deny, allow: [{ host: 10.0.0.0/8, ports: [5432] }] } }
+Y
+expect_json 1 '[.reach[] | "\(.now) \(.host):\(.port)"] == ["allowed 10.1.0.0-10.255.255.255:5432"]' \
+	"diff: a network widened /16 -> /8 shows the range it opens in reach (its first address is the same)" \
+	policy diff --json "$tmp/d_net16" "$tmp/d_net8"
 expect_rc 2 "diff needs two policies" policy diff "$tmp/d_old"
 expect_rc 2 "diff with a missing log is an error" policy diff "$tmp/d_old" "$tmp/d_new" --against "$tmp/nope.log"
 [ ! -s "$tmp/out" ]

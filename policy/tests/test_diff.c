@@ -415,6 +415,51 @@ out:
 	release(&c);
 }
 
+/* Reach of two network rules under one policy each; `want` is the whole list of flips. */
+static void check_net_reach(const char *old_rules, const char *new_rules, const char *want, const char *what)
+{
+	char a_yaml[512], b_yaml[512];
+	struct compiled a, b;
+	struct seen s = {0};
+	int rc = -1;
+
+	snprintf(a_yaml, sizeof(a_yaml), "version: 1\nsandbox:\n  network:\n    default: deny\n%s", old_rules);
+	snprintf(b_yaml, sizeof(b_yaml), "version: 1\nsandbox:\n  network:\n    default: deny\n%s", new_rules);
+	a = compile(a_yaml);
+	b = compile(b_yaml);
+	if (a.policy && b.policy)
+		rc = crgw_policy_diff_reach(a.json, a.len, a.policy, b.json, b.len, b.policy, on_reach, &s);
+	tap_result(rc >= 0 && !strcmp(s.text, want), "%s (%d): %s", what, rc, s.text);
+	release(&a);
+	release(&b);
+}
+
+/* A network keeps its first address when its prefix changes: the addresses past either end must be probed. */
+static void test_network_ranges(void)
+{
+	check_net_reach("    allow:\n      - { host: 10.0.0.0/16, ports: [5432] }\n",
+			"    allow:\n      - { host: 10.0.0.0/8, ports: [5432] }\n", "+ 10.1.0.0-10.255.255.255:5432; ",
+			"reach: a network widened /16 -> /8 names the range it opens");
+	check_net_reach("    allow:\n      - { host: 10.0.0.0/8, ports: [5432] }\n",
+			"    allow:\n      - { host: 10.0.0.0/16, ports: [5432] }\n",
+			"- 10.1.0.0-10.255.255.255:5432; ",
+			"reach: a network narrowed /8 -> /16 names the range it closes");
+	check_net_reach("    allow:\n      - { host: \"2001:db8::/48\", ports: [443] }\n",
+			"    allow:\n      - { host: \"2001:db8::/32\", ports: [443] }\n",
+			"+ [2001:db8:1::]-[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:443; ",
+			"reach: an IPv6 network widened names the range it opens, bracketed");
+	/* 0.0.0.0 is special (unspecified): its own probe is denied either way, the ranges after it are not. */
+	check_net_reach("    allow:\n      - { host: 0.0.0.0/0, ports: [443] }\n",
+			"    allow:\n      - { host: a.test, ports: [443] }\n",
+			"+ a.test:443; - 1.0.0.0-126.255.255.255:443; - 128.0.0.0-169.253.255.255:443; "
+			"- 169.255.0.0-223.255.255.255:443; ",
+			"reach: 0.0.0.0/0 removed names every range it admitted, special ranges excepted");
+	check_net_reach(
+	    "    allow:\n      - { host: 10.0.0.0/8, ports: [443] }\n",
+	    "    allow:\n      - { host: 10.0.0.0/8, ports: [443] }\n    deny:\n      - host: 10.9.0.0/16\n",
+	    "- 10.9.0.0/16:443; ", "reach: a deny inside an allowed network flips that network only");
+}
+
 static void test_default_allow(void)
 {
 	struct crgw_compiled *c = NULL;
@@ -456,6 +501,7 @@ int main(void)
 	test_twin_rules();
 	test_wildcard_depth();
 	test_default_allow();
+	test_network_ranges();
 	release(&o);
 	release(&n);
 	return tap_done();

@@ -50,8 +50,9 @@ int crgw_policy_diff_rules(const char *old_json, size_t old_len, const char *new
 
 /*
  * One destination whose network decision differs between the policies. `host` is the rule's host as
- * written ("*.x" and CIDR forms included) or "*" for any host no rule names; `port` is 0 for "every port
- * no rule names".
+ * written ("*.x" and CIDR forms included), "*" for any host no rule names, or an address range
+ * "FIRST-LAST" ("[FIRST]-[LAST]" for IPv6; one address alone when FIRST is LAST) between the edges of
+ * the networks and special ranges; `port` is 0 for "every port no rule names".
  */
 struct crgw_reach_flip {
 	const char *host;
@@ -65,7 +66,8 @@ typedef void (*crgw_reach_flip_cb)(void *arg, const struct crgw_reach_flip *flip
 
 /*
  * The semantic summary: probes every host of both documents' network rules (a wildcard through a name
- * it matches, a network through its first address) and every host no rule names, on every port either
+ * it matches, a network through its first address), every address range that begins at the end of a
+ * network or at the edge of a special range, and every host no rule names, on every port either
  * document names, 80, 443 and one port none names, through both loaded policies, and calls `cb` for
  * each pair whose decision flips. Returns the number of flips, -EINVAL or -ENOMEM.
  */
