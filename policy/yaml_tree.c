@@ -184,6 +184,40 @@ no_node:
 	return set_error(b->err, line, column, "document has too many nodes");
 }
 
+/*
+ * The line and column of byte `offset`, in characters as libyaml counts them. libyaml decodes the input
+ * ahead of the scanner and reports a decoding error (invalid UTF-8, a control character) by offset only,
+ * with its mark still at the start: without this, a bad byte on line 900 is reported at 1:1.
+ */
+static void offset_position(const char *buf, size_t len, size_t offset, unsigned *line, unsigned *column)
+{
+	*line = 1;
+	*column = 1;
+	for (size_t i = 0; i < offset && i < len; i++) {
+		if (buf[i] == '\n') {
+			(*line)++;
+			*column = 1;
+		} else if (((unsigned char)buf[i] & 0xc0) != 0x80) {
+			(*column)++;
+		}
+	}
+}
+
+/* Turns a failed yaml_parser_parse into `err`: the place, and libyaml's context and problem. */
+static int parse_error(const yaml_parser_t *parser, const char *buf, size_t len, struct ytree_error *err)
+{
+	unsigned line = (unsigned)parser->problem_mark.line + 1, column = (unsigned)parser->problem_mark.column + 1;
+	char msg[256];
+
+	if (parser->error == YAML_MEMORY_ERROR)
+		return -ENOMEM;
+	if (parser->error == YAML_READER_ERROR)
+		offset_position(buf, len, parser->problem_offset, &line, &column);
+	snprintf(msg, sizeof(msg), "%s%s%s", parser->context ? parser->context : "", parser->context ? ": " : "",
+		 parser->problem ? parser->problem : "syntax error");
+	return set_error(err, line, column, msg);
+}
+
 int ytree_parse(const char *buf, size_t len, struct ynode **root, struct ytree_error *err)
 {
 	yaml_parser_t parser;
@@ -207,16 +241,7 @@ int ytree_parse(const char *buf, size_t len, struct ynode **root, struct ytree_e
 		yaml_event_t ev;
 
 		if (!yaml_parser_parse(&parser, &ev)) {
-			if (parser.error == YAML_MEMORY_ERROR) {
-				rc = -ENOMEM;
-			} else {
-				const yaml_mark_t *m = &parser.problem_mark;
-				char msg[256];
-
-				snprintf(msg, sizeof(msg), "%s%s%s", parser.context ? parser.context : "",
-					 parser.context ? ": " : "", parser.problem ? parser.problem : "syntax error");
-				rc = set_error(err, (unsigned)m->line + 1, (unsigned)m->column + 1, msg);
-			}
+			rc = parse_error(&parser, buf, len, err);
 			break;
 		}
 		done = ev.type == YAML_STREAM_END_EVENT;

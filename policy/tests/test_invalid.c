@@ -97,6 +97,24 @@ static void run_generated(const char *what, const char *buf, size_t len, const c
 	crgw_compiled_free(c);
 }
 
+/* As run_generated, and the error is at `line`:`column`. */
+static void run_generated_at(const char *what, const char *buf, size_t len, const char *expect, unsigned line,
+			     unsigned column)
+{
+	struct crgw_compiled *c = NULL;
+
+	if (crgw_policy_compile(buf, len, NULL, &c) != 0) {
+		tap_result(false, "generated %s: compile failed to run", what);
+		return;
+	}
+	bool ok = c->nerrors > 0 && c->ndiags > 0 && strstr(c->diags[0].message, expect) &&
+		  c->diags[0].line == line && c->diags[0].column == column;
+
+	tap_result(ok, "generated %s: at %u:%u (%s)", what, c->ndiags ? c->diags[0].line : 0,
+		   c->ndiags ? c->diags[0].column : 0, c->ndiags ? c->diags[0].message : "no error");
+	crgw_compiled_free(c);
+}
+
 static void generated(void)
 {
 	size_t big = CRGW_POLICY_MAX_BYTES + 1, deep = 100000;
@@ -122,6 +140,13 @@ static void generated(void)
 
 	static const char bad_utf8[] = "version: 1\nproject:\n  name: \"\xc3\x28\"\n";
 	run_generated("invalid UTF-8", bad_utf8, sizeof(bad_utf8) - 1, "invalid");
+
+	/* libyaml finds these while decoding ahead, with no mark: the place comes from the byte's offset. */
+	static const char late_utf8[] = "version: 1\nsandbox:\n  network:\n    default: deny\n"
+					"    allow:\n      - host: \xc3\xa9\xff.test\n";
+	run_generated_at("invalid UTF-8 on line 6", late_utf8, sizeof(late_utf8) - 1, "invalid", 6, 16);
+	static const char late_ctl[] = "version: 1\nsandbox:\n  network:\n    default: deny\x01\n";
+	run_generated_at("a control character on line 4", late_ctl, sizeof(late_ctl) - 1, "control characters", 4, 18);
 
 	static const char escaped_nul[] = "version: 1\nproject:\n  name: \"a\\0b\"\n";
 	run_generated("escaped NUL", escaped_nul, sizeof(escaped_nul) - 1, "NUL character");
