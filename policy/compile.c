@@ -160,6 +160,56 @@ static bool expect_type(struct compiler *c, const struct ynode *n, const char *p
 	return false;
 }
 
+/*
+ * The edit distance between two keys (insertions, deletions, substitutions, and a swap of neighbours,
+ * which is the commonest typo: "prots"), ignoring case, stopping early past 2: only a near miss is worth
+ * suggesting. Keys are at most 64 bytes here; longer ones are never near a known key.
+ */
+static unsigned key_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned d[65][65];
+
+	if (la > 64 || lb > 64 || (la > lb ? la - lb : lb - la) > 2)
+		return 3;
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (unsigned)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (unsigned)j;
+	for (size_t i = 1; i <= la; i++) {
+		for (size_t j = 1; j <= lb; j++) {
+			unsigned cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+			unsigned best = d[i - 1][j - 1] + cost;
+
+			if (d[i - 1][j] + 1 < best)
+				best = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < best)
+				best = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+				best = d[i - 2][j - 2] + 1;
+			d[i][j] = best;
+		}
+	}
+	return d[la][lb];
+}
+
+/* The known key an unknown one was probably meant to be (at most 2 edits, fewer than its length), or NULL. */
+static const char *key_suggestion(const char *key, const char *const *keys)
+{
+	const char *best = NULL;
+	unsigned best_d = 3;
+
+	for (const char *const *p = keys; *p; p++) {
+		unsigned dist = key_distance(key, *p);
+
+		if (dist < best_d && dist < strlen(*p)) {
+			best = *p;
+			best_d = dist;
+		}
+	}
+	return best;
+}
+
 /* Refuses keys that `keys` (NULL-terminated) does not list; typos must not silently weaken a policy. */
 static bool check_keys(struct compiler *c, const struct ynode *map, const char *path, const char *const *keys)
 {
@@ -176,8 +226,11 @@ static bool check_keys(struct compiler *c, const struct ynode *map, const char *
 		if (!known) {
 			char sub[160];
 
+			const char *near = key_suggestion(k->value, keys);
+
 			path_key(sub, sizeof(sub), path, k->value);
-			invalid(c, k, sub, "unknown key '%.64s'", k->value);
+			invalid(c, k, sub, "unknown key '%.64s'%s%s%s", k->value, near ? " (did you mean '" : "",
+				near ? near : "", near ? "'?)" : "");
 			ok = false;
 		}
 	}
