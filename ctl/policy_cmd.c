@@ -132,7 +132,8 @@ static int parse_args(int argc, char **argv, struct policy_args *a, const char *
 
 	memset(a, 0, sizeof(*a));
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "+o:h", options, NULL)) != -1) {
+	/* Options may follow the policy or the host, as they may for policy diff and learn. */
+	while ((opt = getopt_long(argc, argv, "o:h", options, NULL)) != -1) {
 		if (opt == '?' || (opt != 'h' && !strchr(allowed, opt))) {
 			if (opt != '?')
 				fprintf(stderr, "crgw-ctl policy %s: option not valid here\n", argv[0]);

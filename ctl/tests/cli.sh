@@ -139,6 +139,14 @@ result $? "compile without --json pretty-prints the same document"
 expect_rc 0 "compile -o writes a file" policy compile -o "$tmp/compiled.json" "$examples"
 cmp -s "$tmp/compiled.json" "$tmp/compiled1.json"
 result $? "compile -o writes the canonical bytes"
+expect_rc 0 "compile takes its options after the policy too" policy compile "$examples" -o "$tmp/compiled2.json"
+cmp -s "$tmp/compiled2.json" "$tmp/compiled1.json"
+result $? "compile DIR -o FILE writes the same canonical bytes"
+expect_json 0 '.action == "allow" and .rule == "sandbox.network.allow[0]"' \
+	"explain takes --policy and --json after the host, as diff takes its options after the policies" \
+	policy explain api.github.com --policy "$examples" --json
+expect_rc 2 "after --, an option is an argument (explain: unexpected argument)" \
+	policy explain --policy "$examples" -- api.github.com --json
 expect_rc 0 "source repository and commit are recorded" policy compile --json --repository example/repo \
 	--commit 0123456789abcdef "$examples"
 jq -e '.source == {"path": "cleanroom.yaml", "repository": "example/repo", "commit": "0123456789abcdef"}' \
