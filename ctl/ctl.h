@@ -129,6 +129,14 @@ int ctl_compile_policy(const char *where, bool allow_default_allow, char **json,
  */
 int ctl_policy_document(const char *where, bool allow_default_allow, char **json, size_t *len);
 
+/*
+ * A new blocklist holding what every gateway refuses whatever its configuration says, for the commands
+ * that decide without one (policy explain, policy diff): 127.0.0.1 and ::1, the loopback addresses each
+ * gateway host has and refuses as its own (its other addresses and its pool are the caller's --blocked).
+ * NULL when out of memory; free with crgw_blocklist_free.
+ */
+struct crgw_blocklist *ctl_gateway_blocklist(void);
+
 /* ---- the control API client (client.c) ---------------------------------------------------------- */
 
 /* The control socket: --control, else $CRGW_CONTROL, else /run/crgw/control.sock. Set by main(). */

@@ -440,7 +440,7 @@ static int cmd_explain(const struct policy_args *a)
 		fprintf(stderr, "crgw-ctl: '%s': %s\n", a->positional, why);
 		return CTL_EXIT_ERROR;
 	}
-	blocked = crgw_blocklist_new();
+	blocked = ctl_gateway_blocklist();
 	if (!blocked)
 		return CTL_EXIT_ERROR;
 	for (unsigned i = 0; i < a->nblocked; i++) {
@@ -550,6 +550,25 @@ int cmd_policy(int argc, char **argv)
 	if (strcmp(sub, "compile") == 0)
 		return cmd_compile(&a);
 	return cmd_explain(&a);
+}
+
+/*
+ * The gateway refuses its host's own addresses (docs/policy.md, "Blocked ranges"), and every host has these
+ * two on lo: without them explain would call 127.0.0.1 a special address that a rule for 127.0.0.0/8 opens,
+ * and the gateway would refuse it.
+ */
+struct crgw_blocklist *ctl_gateway_blocklist(void)
+{
+	static const char *const own[] = { "127.0.0.1", "::1" };
+	struct crgw_blocklist *list = crgw_blocklist_new();
+
+	for (size_t i = 0; list && i < sizeof(own) / sizeof(own[0]); i++) {
+		if (crgw_blocklist_add(list, own[i], NULL)) {
+			crgw_blocklist_free(list);
+			list = NULL;
+		}
+	}
+	return list;
 }
 
 int ctl_compile_policy(const char *where, bool allow_default_allow, char **json, char *root, size_t rootlen)

@@ -482,7 +482,7 @@ int policy_diff(int argc, char **argv)
 	json_t *doc = NULL;
 	int opt, rc = CTL_EXIT_ERROR, nchanges, nflips, fd = -1;
 
-	blocked = crgw_blocklist_new();
+	blocked = ctl_gateway_blocklist();
 	if (!blocked)
 		return CTL_EXIT_ERROR;
 	optind = 1;

@@ -184,7 +184,20 @@ ex 1 '.reason_code == "ip_literal_not_allowed" and .host == "2001:db8::1"' \
 ex 1 '.reason_code == "ip_literal_not_allowed" and .rule == "sandbox.network.deny[0]"' \
 	"metadata address denied by the deny rule" policy explain --json --policy "$examples" 169.254.169.254:80
 ex 1 '.reason_code == "private_address_blocked" and .rule == "gateway.special_addresses"' \
-	"loopback is private_address_blocked" policy explain --json --policy "$examples" 127.0.0.1:5432
+	"loopback is private_address_blocked" policy explain --json --policy "$examples" 127.0.0.2:5432
+# 127.0.0.1 and ::1 are on every gateway host's lo, and the gateway refuses its own addresses: a rule
+# that opens the loopback range does not open them (e2e-explain compares this with a real gateway).
+policy "$tmp/lo" <<'Y'
+version: 1
+sandbox: { network: { default: deny, allow: [{ host: 127.0.0.0/8, ports: [8080] }, { host: "::1", ports: [8080] }] } }
+Y
+ex 0 '.action == "allow" and .rule == "sandbox.network.allow[0]"' \
+	"a rule for 127.0.0.0/8 opens 127.0.0.2" policy explain --json --policy "$tmp/lo" 127.0.0.2:8080
+for target in 127.0.0.1:8080 '[::1]:8080' '[::ffff:127.0.0.1]:8080'; do
+	ex 1 '.reason_code == "private_address_blocked" and .rule == "gateway.blocked_ranges"' \
+		"explain $target: the gateway's own address, refused whatever the rules say" \
+		policy explain --json --policy "$tmp/lo" "$target"
+done
 ex 1 '.reason_code == "private_address_blocked" and .rule == "gateway.blocked_ranges"' \
 	"--blocked ranges are refused whatever the policy says" \
 	policy explain --json --policy "$examples" --blocked 10.20.0.0/16 10.20.3.4:5432
@@ -232,8 +245,11 @@ expect_rc 2 "port 0 is refused" policy explain --policy "$examples" api.github.c
 expect_rc 2 "port 65536 is refused" policy explain --policy "$examples" api.github.com:65536
 expect_rc 2 "a bad port is a usage error even after an invalid host" policy explain --policy "$examples" 0177.0.0.1:99999
 # IPv6 addresses that carry an IPv4 address are checked as that address too (docs/policy.md).
-ex 1 '.reason_code == "private_address_blocked" and .rule == "gateway.special_addresses" and .embedded_ipv4 == {"form": "nat64", "address": "127.0.0.1"}' \
+ex 1 '.reason_code == "private_address_blocked" and .rule == "gateway.special_addresses" and .embedded_ipv4 == {"form": "nat64", "address": "127.0.0.2"}' \
 	"a NAT64 address of loopback is private_address_blocked, and explain names the IPv4 address" \
+	policy explain --json --policy "$examples" '[64:ff9b::127.0.0.2]:443'
+ex 1 '.reason_code == "private_address_blocked" and .rule == "gateway.blocked_ranges" and .embedded_ipv4.address == "127.0.0.1"' \
+	"a NAT64 address of 127.0.0.1 is the gateway's own address" \
 	policy explain --json --policy "$examples" '[64:ff9b::127.0.0.1]:443'
 ex 1 '.reason_code == "private_address_blocked" and .embedded_ipv4.form == "6to4"' \
 	"a 6to4 address of loopback is private_address_blocked" policy explain --json --policy "$examples" '[2002:7f00:1::1]'
