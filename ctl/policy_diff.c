@@ -538,7 +538,7 @@ int policy_diff(int argc, char **argv)
 	nchanges = crgw_policy_diff_rules(old_s.json, old_s.len, new_s.json, new_s.len, on_change, &rules);
 	nflips = nchanges < 0 ? nchanges
 			      : crgw_policy_diff_reach(old_s.json, old_s.len, old_s.policy, new_s.json, new_s.len,
-						       new_s.policy, on_reach, &reach);
+						       new_s.policy, blocked, on_reach, &reach);
 	if (nchanges < 0 || nflips < 0) {
 		fprintf(stderr, "crgw-ctl policy diff: %s\n", strerror(-(nchanges < 0 ? nchanges : nflips)));
 		goto out;

@@ -396,6 +396,7 @@ static bool same_decision(const struct crgw_decision *a, const struct crgw_decis
 
 struct reach {
 	const struct crgw_policy *old_policy, *new_policy;
+	const struct crgw_blocklist *blocked;
 	crgw_reach_flip_cb cb;
 	void *arg;
 	int count;
@@ -410,8 +411,8 @@ static void probe(struct reach *r, const char *label, const struct crgw_host *ho
 
 		if (!port)
 			continue;
-		crgw_policy_decide(r->old_policy, NULL, host, port, &f.old_decision);
-		crgw_policy_decide(r->new_policy, NULL, host, port, &f.new_decision);
+		crgw_policy_decide(r->old_policy, r->blocked, host, port, &f.old_decision);
+		crgw_policy_decide(r->new_policy, r->blocked, host, port, &f.new_decision);
 		if (same_decision(&f.old_decision, &f.new_decision))
 			continue;
 		f.now_allowed = f.new_decision.allow;
@@ -505,8 +506,9 @@ static int edge_cmp(const void *a, const void *b)
 	return x->kind != y->kind ? (int)x->kind - (int)y->kind : memcmp(x->addr, y->addr, 16);
 }
 
-/* The edges of every network rule of both documents and of the special ranges, sorted, one per address. */
-static int collect_edges(json_t *docs[2], struct edges *e)
+/* The edges of every network rule of both documents, of the special and the blocked ranges, sorted, one per
+ * address. */
+static int collect_edges(json_t *docs[2], const struct crgw_blocklist *blocked, struct edges *e)
 {
 	struct pattern p;
 	int err = 0;
@@ -524,6 +526,8 @@ static int collect_edges(json_t *docs[2], struct edges *e)
 		}
 	}
 	for (size_t i = 0; !err && matcher_special_range(i, &p); i++)
+		err = edges_add_net(e, &p, false);
+	for (size_t i = 0; !err && matcher_blocked_range(blocked, i, &p); i++)
 		err = edges_add_net(e, &p, false);
 	if (err || !e->n)
 		return err;
@@ -572,7 +576,7 @@ static int range_host(const struct edges *e, size_t i, struct crgw_host *host, c
 static int probe_ranges(struct reach *r, json_t *docs[2], const struct probe_set *ports, uint16_t other)
 {
 	struct edges e = {0};
-	int err = collect_edges(docs, &e);
+	int err = collect_edges(docs, r->blocked, &e);
 
 	for (size_t i = 0; !err && i < e.n; i++) {
 		char label[2 * INET6_ADDRSTRLEN + 6];
@@ -587,9 +591,9 @@ static int probe_ranges(struct reach *r, json_t *docs[2], const struct probe_set
 
 int crgw_policy_diff_reach(const char *old_json, size_t old_len, const struct crgw_policy *old_policy,
 			   const char *new_json, size_t new_len, const struct crgw_policy *new_policy,
-			   crgw_reach_flip_cb cb, void *arg)
+			   const struct crgw_blocklist *blocked, crgw_reach_flip_cb cb, void *arg)
 {
-	struct reach r = {.old_policy = old_policy, .new_policy = new_policy, .cb = cb, .arg = arg};
+	struct reach r = {.old_policy = old_policy, .new_policy = new_policy, .blocked = blocked, .cb = cb, .arg = arg};
 	struct probe_set *ports = calloc(1, sizeof(*ports));
 	json_t *docs[2];
 	struct crgw_host host;

@@ -357,15 +357,28 @@ static int special_prefix(const struct crgw_host *h)
 	return best;
 }
 
+static void net_pattern(const struct net *n, struct pattern *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->kind = PATTERN_CIDR;
+	out->host.kind = n->kind;
+	memcpy(out->host.addr, n->addr, sizeof(n->addr));
+	out->prefix = n->prefix;
+}
+
 bool matcher_special_range(size_t i, struct pattern *out)
 {
 	if (i >= sizeof(special) / sizeof(special[0]))
 		return false;
-	memset(out, 0, sizeof(*out));
-	out->kind = PATTERN_CIDR;
-	out->host.kind = special[i].kind;
-	memcpy(out->host.addr, special[i].addr, sizeof(special[i].addr));
-	out->prefix = special[i].prefix;
+	net_pattern(&special[i], out);
+	return true;
+}
+
+bool matcher_blocked_range(const struct crgw_blocklist *blocked, size_t i, struct pattern *out)
+{
+	if (!blocked || i >= blocked->count)
+		return false;
+	net_pattern(&blocked->items[i], out);
 	return true;
 }
 

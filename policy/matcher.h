@@ -31,6 +31,9 @@ void matcher_decide(const struct matcher *m, bool default_allow, const struct cr
  */
 bool matcher_special_range(size_t i, struct pattern *out);
 
+/* The i-th range of `blocked` (may be NULL), as matcher_special_range gives a special one. */
+bool matcher_blocked_range(const struct crgw_blocklist *blocked, size_t i, struct pattern *out);
+
 void matcher_check_address(const struct matcher *m, const struct crgw_blocklist *blocked,
 			   const struct crgw_host *addr, uint16_t port, struct crgw_decision *out);
 

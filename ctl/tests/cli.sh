@@ -509,6 +509,9 @@ Y
 expect_json 1 '[.reach[] | "\(.now) \(.host):\(.port)"] == ["allowed 10.1.0.0-10.255.255.255:5432"]' \
 	"diff: a network widened /16 -> /8 shows the range it opens in reach (its first address is the same)" \
 	policy diff --json "$tmp/d_net16" "$tmp/d_net8"
+expect_json 1 '[.reach[] | "\(.now) \(.host):\(.port)"] == ["allowed 10.2.0.0-10.255.255.255:5432"]' \
+	"diff --blocked: a blocked range flips nothing in reach, the rest of the network does" \
+	policy diff --json "$tmp/d_net16" "$tmp/d_net8" --blocked 10.1.0.0/16
 expect_rc 2 "diff needs two policies" policy diff "$tmp/d_old"
 expect_rc 2 "diff with a missing log is an error" policy diff "$tmp/d_old" "$tmp/d_new" --against "$tmp/nope.log"
 [ ! -s "$tmp/out" ]

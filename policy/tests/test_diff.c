@@ -338,7 +338,7 @@ static void test_rules(const struct compiled *o, const struct compiled *n)
 		   "a document that does not parse is refused");
 
 	memset(&s, 0, sizeof(s));
-	rc = crgw_policy_diff_reach(o->json, o->len, o->policy, n->json, n->len, n->policy, on_reach, &s);
+	rc = crgw_policy_diff_reach(o->json, o->len, o->policy, n->json, n->len, n->policy, NULL, on_reach, &s);
 	static const char want_reach[] = "- 10.20.0.0/16:5432; "
 					 "- allowed.test:80; "
 					 "+ other.test:443; ";
@@ -346,7 +346,7 @@ static void test_rules(const struct compiled *o, const struct compiled *n)
 	tap_result(rc == 3 && !strcmp(s.text, want_reach), "reach: exactly the destinations that flip (%d): %s", rc,
 		   s.text);
 	memset(&s, 0, sizeof(s));
-	rc = crgw_policy_diff_reach(o->json, o->len, o->policy, o->json, o->len, o->policy, on_reach, &s);
+	rc = crgw_policy_diff_reach(o->json, o->len, o->policy, o->json, o->len, o->policy, NULL, on_reach, &s);
 	tap_result(rc == 0, "reach of a policy against itself: nothing flips");
 }
 
@@ -397,16 +397,16 @@ static void test_wildcard_depth(void)
 		tap_result(false, "the wildcard policies compile");
 		goto out;
 	}
-	rc = crgw_policy_diff_reach(a.json, a.len, a.policy, b.json, b.len, b.policy, on_reach, &s);
+	rc = crgw_policy_diff_reach(a.json, a.len, a.policy, b.json, b.len, b.policy, NULL, on_reach, &s);
 	tap_result(rc == 1 && !strcmp(s.text, "+ *.*.example.test:443; "),
 		   "*. -> **.: names two labels under are newly allowed, one label under unchanged (%d): %s", rc,
 		   s.text);
 	memset(&s, 0, sizeof(s));
-	rc = crgw_policy_diff_reach(b.json, b.len, b.policy, a.json, a.len, a.policy, on_reach, &s);
+	rc = crgw_policy_diff_reach(b.json, b.len, b.policy, a.json, a.len, a.policy, NULL, on_reach, &s);
 	tap_result(rc == 1 && !strcmp(s.text, "- *.*.example.test:443; "), "**. -> *.: and denied back (%d): %s", rc,
 		   s.text);
 	memset(&s, 0, sizeof(s));
-	rc = crgw_policy_diff_reach(a.json, a.len, a.policy, c.json, c.len, c.policy, on_reach, &s);
+	rc = crgw_policy_diff_reach(a.json, a.len, a.policy, c.json, c.len, c.policy, NULL, on_reach, &s);
 	tap_result(rc == 1 && !strcmp(s.text, "+ *.*.example.test:443; "),
 		   "both wildcards over one name are probed once (%d): %s", rc, s.text);
 out:
@@ -428,8 +428,28 @@ static void check_net_reach(const char *old_rules, const char *new_rules, const 
 	a = compile(a_yaml);
 	b = compile(b_yaml);
 	if (a.policy && b.policy)
-		rc = crgw_policy_diff_reach(a.json, a.len, a.policy, b.json, b.len, b.policy, on_reach, &s);
+		rc = crgw_policy_diff_reach(a.json, a.len, a.policy, b.json, b.len, b.policy, NULL, on_reach, &s);
 	tap_result(rc >= 0 && !strcmp(s.text, want), "%s (%d): %s", what, rc, s.text);
+	release(&a);
+	release(&b);
+}
+
+/* A range the gateway refuses whatever a policy says flips nothing, and the addresses around it still do. */
+static void test_reach_blocked(void)
+{
+	struct compiled a = compile("version: 1\nsandbox:\n  network:\n    default: deny\n"),
+			b = compile("version: 1\nsandbox:\n  network:\n    default: deny\n    allow:\n"
+				    "      - { host: 10.0.0.0/8, ports: [80] }\n");
+	struct crgw_blocklist *blocked = crgw_blocklist_new();
+	struct seen s = {0};
+	int rc = -1;
+
+	if (a.policy && b.policy && blocked && !crgw_blocklist_add(blocked, "10.0.0.0/16", NULL))
+		rc = crgw_policy_diff_reach(a.json, a.len, a.policy, b.json, b.len, b.policy, blocked, on_reach, &s);
+	tap_result(rc == 1 && !strcmp(s.text, "+ 10.1.0.0-10.255.255.255:80; "),
+		   "reach with a blocked range: only what the gateway would let through is newly allowed (%d): %s", rc,
+		   s.text);
+	crgw_blocklist_free(blocked);
 	release(&a);
 	release(&b);
 }
@@ -475,7 +495,8 @@ static void test_default_allow(void)
 		crgw_policy_load(c->json, c->json_len, &n.policy, err, sizeof(err));
 	}
 	crgw_compiled_free(c);
-	int rc = n.policy ? crgw_policy_diff_reach(o.json, o.len, o.policy, n.json, n.len, n.policy, on_reach, &s) : -1;
+	int rc = n.policy ? crgw_policy_diff_reach(o.json, o.len, o.policy, n.json, n.len, n.policy, NULL, on_reach, &s)
+			  : -1;
 
 	tap_result(rc > 0 && strstr(s.text, "+ *:0; ") && strstr(s.text, "+ *:443; ") &&
 		       strstr(s.text, "- bad.pkgs.test") == NULL,
@@ -502,6 +523,7 @@ int main(void)
 	test_wildcard_depth();
 	test_default_allow();
 	test_network_ranges();
+	test_reach_blocked();
 	release(&o);
 	release(&n);
 	return tap_done();

@@ -69,11 +69,13 @@ typedef void (*crgw_reach_flip_cb)(void *arg, const struct crgw_reach_flip *flip
  * it matches, a network through its first address), every address range that begins at the end of a
  * network or at the edge of a special range, and every host no rule names, on every port either
  * document names, 80, 443 and one port none names, through both loaded policies, and calls `cb` for
- * each pair whose decision flips. Returns the number of flips, -EINVAL or -ENOMEM.
+ * each pair whose decision flips. `blocked` (borrowed, may be NULL) is what the gateway refuses whatever
+ * a policy says, as crgw_policy_decide takes it; its ranges' edges are probed too. Returns the number of
+ * flips, -EINVAL or -ENOMEM.
  */
 int crgw_policy_diff_reach(const char *old_json, size_t old_len, const struct crgw_policy *old_policy,
 			   const char *new_json, size_t new_len, const struct crgw_policy *new_policy,
-			   crgw_reach_flip_cb cb, void *arg);
+			   const struct crgw_blocklist *blocked, crgw_reach_flip_cb cb, void *arg);
 
 /* ---- audited flows ----------------------------------------------------------------------------------- */
 
