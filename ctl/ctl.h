@@ -123,8 +123,8 @@ int ctl_get_sandbox(const char *id, struct json_t **record, char *err, size_t er
 int ctl_compile_policy(const char *where, bool allow_default_allow, char **json, char *root, size_t rootlen);
 
 /*
- * A CompiledPolicy document from `where`: a compiled document as it is (a file whose first character
- * that is not white space is '{'), else the policy found and compiled there (ctl_compile_policy).
+ * A CompiledPolicy document from `where`: a compiled document as it is (a file that is a JSON object
+ * with a "format" member), else the policy found and compiled there (ctl_compile_policy).
  * Returns 0 with a malloc'd `*json` of `*len` bytes, or -errno after saying why on stderr.
  */
 int ctl_policy_document(const char *where, bool allow_default_allow, char **json, size_t *len);

@@ -180,10 +180,108 @@ static int parse_args(int argc, char **argv, struct policy_args *a, const char *
 	return 0;
 }
 
+/* Reads a CompiledPolicy file: no larger than a gateway takes, so that a huge one costs no memory to refuse. */
+static int read_compiled(const char *path, char **json, size_t *len)
+{
+	int rc = repo_read_file(path, CRGW_COMPILED_MAX_BYTES, json, len);
+
+	if (rc == -E2BIG)
+		fprintf(stderr, "crgw-ctl: %s: larger than %u MiB, the most a gateway takes for a compiled policy\n",
+			path, CRGW_COMPILED_MAX_BYTES >> 20);
+	else if (rc)
+		fprintf(stderr, "crgw-ctl: %s: %s\n", path, repo_read_error(rc));
+	return rc;
+}
+
+/*
+ * Whether `path` is a compiled document: a file whose first character that is not white space is '{' and
+ * that is a JSON object with a "format" member. JSON is YAML too, and a policy written in JSON has no
+ * "format": it is compiled as the policy file it is, not refused as a compiled document that lacks one.
+ */
+static bool looks_compiled(const char *path)
+{
+	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	char buf[64], first = 0, *text = NULL;
+	size_t len = 0;
+	bool compiled = false;
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf));
+	for (ssize_t i = 0; i < n && !first; i++)
+		if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' && buf[i] != '\t')
+			first = buf[i];
+	close(fd);
+	if (first != '{')
+		return false;
+	/* Too large or unreadable: the compiled document's reader says why. */
+	if (repo_read_file(path, CRGW_COMPILED_MAX_BYTES, &text, &len))
+		return true;
+	json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+
+	/* JSON that does not parse is read as YAML, whose errors have a line and a column. */
+	compiled = doc && json_object_get(doc, "format") != NULL;
+	json_decref(doc);
+	free(text);
+	return compiled;
+}
+
+/*
+ * validate of a compiled document (what `compile -o` wrote, what push and diff take): checked as the
+ * gateway loads one. Read as YAML instead, it drew ten errors about keys a policy file does not have.
+ */
+static int validate_compiled(const struct policy_args *a)
+{
+	struct crgw_policy *policy = NULL;
+	char err[512] = "", *json = NULL;
+	size_t len = 0;
+	int rc = read_compiled(a->positional, &json, &len);
+
+	if (rc)
+		snprintf(err, sizeof(err), "%s: %s", a->positional, repo_read_error(rc));
+	else if (crgw_policy_load(json, len, &policy, err, sizeof(err)) != 0)
+		rc = -EINVAL;
+	free(json);
+	if (a->json) {
+		json_t *o = json_object(), *errors = json_array();
+
+		if (rc) {
+			json_t *e = json_object();
+
+			json_object_set_new(e, "code", json_string("policy_invalid"));
+			json_object_set_new(e, "path", json_string(""));
+			json_object_set_new(e, "line", json_integer(0));
+			json_object_set_new(e, "column", json_integer(0));
+			json_object_set_new(e, "message", json_string(err));
+			json_array_append_new(errors, e);
+		}
+		json_object_set_new(o, "valid", json_boolean(!rc));
+		json_object_set_new(o, "policy", json_string(a->positional));
+		json_object_set_new(o, "compiled", json_true());
+		json_object_set_new(o, "policy_hash", rc ? json_null() : json_string(crgw_policy_hash(policy)));
+		json_object_set_new(o, "errors", errors);
+		json_object_set_new(o, "errors_total", json_integer(rc ? 1 : 0));
+		json_object_set_new(o, "warnings", json_array());
+		print_json(o);
+	} else if (rc) {
+		fprintf(stderr, "%s: policy_invalid: %s\n", a->positional, err);
+		printf("%s: invalid compiled policy (1 error)\n", a->positional);
+	} else {
+		printf("%s: valid compiled policy (%s)\n", a->positional, crgw_policy_hash(policy));
+	}
+	crgw_policy_unref(policy);
+	return rc ? CTL_EXIT_ERROR : CTL_EXIT_OK;
+}
+
 static int cmd_validate(const struct policy_args *a)
 {
 	struct loaded l;
-	int rc = compile_policy(a, a->positional, &l);
+	int rc;
+
+	if (looks_compiled(a->positional))
+		return validate_compiled(a);
+	rc = compile_policy(a, a->positional, &l);
 
 	if (rc) {
 		if (a->json) {
@@ -310,19 +408,6 @@ static const char *explain_text(const struct crgw_decision *d)
 	default:
 		return "denied";
 	}
-}
-
-/* Reads a CompiledPolicy file: no larger than a gateway takes, so that a huge one costs no memory to refuse. */
-static int read_compiled(const char *path, char **json, size_t *len)
-{
-	int rc = repo_read_file(path, CRGW_COMPILED_MAX_BYTES, json, len);
-
-	if (rc == -E2BIG)
-		fprintf(stderr, "crgw-ctl: %s: larger than %u MiB, the most a gateway takes for a compiled policy\n",
-			path, CRGW_COMPILED_MAX_BYTES >> 20);
-	else if (rc)
-		fprintf(stderr, "crgw-ctl: %s: %s\n", path, repo_read_error(rc));
-	return rc;
 }
 
 static int load_for_explain(const struct policy_args *a, struct crgw_policy **policy, char *label, size_t n)
@@ -597,23 +682,11 @@ int ctl_compile_policy(const char *where, bool allow_default_allow, char **json,
 
 int ctl_policy_document(const char *where, bool allow_default_allow, char **json, size_t *len)
 {
-	int fd = open(where, O_RDONLY | O_CLOEXEC);
-	char first = 0;
 	int rc;
 
 	*json = NULL;
-	if (fd >= 0) {
-		char buf[64];
-		ssize_t n = read(fd, buf, sizeof(buf));
-
-		for (ssize_t i = 0; i < n && !first; i++)
-			if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' && buf[i] != '\t')
-				first = buf[i];
-		close(fd);
-	}
-	if (first == '{') {
+	if (looks_compiled(where))
 		return read_compiled(where, json, len);
-	}
 	rc = ctl_compile_policy(where, allow_default_allow, json, NULL, 0);
 	if (!rc)
 		*len = strlen(*json);

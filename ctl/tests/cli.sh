@@ -512,6 +512,19 @@ expect_json 1 '[.reach[] | "\(.now) \(.host):\(.port)"] == ["allowed 10.1.0.0-10
 expect_json 1 '[.reach[] | "\(.now) \(.host):\(.port)"] == ["allowed 10.2.0.0-10.255.255.255:5432"]' \
 	"diff --blocked: a blocked range flips nothing in reach, the rest of the network does" \
 	policy diff --json "$tmp/d_net16" "$tmp/d_net8" --blocked 10.1.0.0/16
+# A compiled document is checked as the gateway loads it; a policy written in JSON is a policy file.
+expect_json 0 '.valid == true and .compiled == true and .errors == []' \
+	"validate takes a compiled document" policy validate --json "$tmp/d_new.json"
+[ "$(jq -r .policy_hash "$tmp/out")" = "$(jq -r .policy_hash "$tmp/d_new.json")" ] && [ "$(jq -r .compiled "$tmp/out")" = true ]
+result $? "... and names its hash and that it is compiled"
+jq -c '.version = 2' "$tmp/d_new.json" >"$tmp/d_v2.json"
+run policy validate "$tmp/d_v2.json"
+[ "$rc" = 2 ] && grep -q "d_v2.json: policy_invalid: version: 2 is not supported" "$tmp/err" &&
+	grep -q "invalid compiled policy (1 error)" "$tmp/out" && ! grep -q "unknown key" "$tmp/err"
+result $? "validate of a compiled document the gateway would refuse: its one error, not YAML's (exit $rc)"
+printf '{"version": 1, "sandbox": {"network": {"default": "deny", "allow": [{"host": "a.test"}]}}}\n' >"$tmp/json-policy.yaml"
+expect_rc 0 "diff of a policy written in JSON compiles it (no 'format': not a compiled document)" \
+	policy diff "$tmp/json-policy.yaml" "$tmp/json-policy.yaml"
 expect_rc 2 "diff needs two policies" policy diff "$tmp/d_old"
 expect_rc 2 "diff with a missing log is an error" policy diff "$tmp/d_old" "$tmp/d_new" --against "$tmp/nope.log"
 [ ! -s "$tmp/out" ]
