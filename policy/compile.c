@@ -454,6 +454,13 @@ static json_t *host_list(struct compiler *c, const struct ynode *n, const char *
 				invalid(c, e, sub, "invalid host: %s", why ? why : "expected a name or wildcard");
 				continue;
 			}
+			/* A secret scoped to "*.com" goes to any host under it: the limit of allow rules, for
+			 * the same reason and more (the credential itself would leave). */
+			if (pattern_check_allow(&p, &why) != 0) {
+				invalid(c, e, sub, "a secret's wildcard needs at least two labels after the wildcard "
+						   "('*.com' would send it to most of the internet)");
+				continue;
+			}
 			pattern_format(&p, text, sizeof(text));
 		} else {
 			struct crgw_host h;

@@ -597,6 +597,10 @@ static int load_secret(json_t *o, size_t i, struct crgw_secret_rule *s, const ch
 
 		if (!text || pattern_parse(text, json_string_length(v), &pat, NULL) != 0 || pat.kind == PATTERN_CIDR)
 			return fail(err, errlen, "secrets[%zu].allowed_hosts[%zu]: expected a name or wildcard", i, h);
+		/* What the compiler refuses (host_list): a wildcard over a top-level domain. */
+		if (pattern_check_allow(&pat, NULL) != 0)
+			return fail(err, errlen, "secrets[%zu].allowed_hosts[%zu]: a wildcard over a top-level domain", i,
+				    h);
 		pattern_format(&pat, canon, sizeof(canon));
 		if (strcmp(canon, text) != 0)
 			return fail(err, errlen, "secrets[%zu].allowed_hosts[%zu]: not in canonical form", i, h);

@@ -275,6 +275,10 @@ static void secret_cases(void)
 		{ "secrets[0].allowed_hosts", "[\"api.example.com\",\"API.example.com\"]",
 		  "secrets[0].allowed_hosts[1]: not in canonical form" },
 		{ "secrets[0].allowed_hosts", "[1]", "secrets[0].allowed_hosts[0]: expected a name or wildcard" },
+		{ "secrets[0].allowed_hosts", "[\"*.com\"]",
+		  "secrets[0].allowed_hosts[0]: a wildcard over a top-level domain" },
+		{ "secrets[0].allowed_hosts", "[\"**.org\"]",
+		  "secrets[0].allowed_hosts[0]: a wildcard over a top-level domain" },
 		{ "secrets[0].value", "\"hunter2\"", "secrets[0]: unknown key 'value'" },
 		{ "secrets[1]", "\"tok\"", "secrets[1]: expected an object" },
 		{ "secrets[1]", "{\"id\":\"tok\",\"allowed_hosts\":[\"x.example\"],\"header\":\"Authorization\","
