@@ -215,6 +215,9 @@ int crgw_host_parse(const char *in, size_t len, struct crgw_host *out, const cha
 		/* "name:443": a port written into the host, not an IPv6 address gone wrong. */
 		if (parse_ipv6(in, len, out, why) == 0)
 			return 0;
+		/* "https://name/": a URL pasted where a host goes; "not a valid IPv6 address" would mislead. */
+		if (len - (size_t)(colon - in) >= 3 && colon[1] == '/' && colon[2] == '/')
+			return fail(why, "a host, not a URL: write the host name alone, without 'scheme://' or a path");
 		if (!memchr(colon + 1, ':', len - (size_t)(colon - in) - 1) && memchr(in, '.', (size_t)(colon - in)))
 			return fail(why, "a host holds no port: ports go in 'ports' (rules) or after the host (HOST:PORT)");
 		return -EINVAL;

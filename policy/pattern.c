@@ -52,6 +52,9 @@ static int parse_cidr(const char *text, size_t len, const char *slash, struct pa
 	bool v6_written = memchr(text, ':', alen) != NULL;
 	unsigned prefix;
 
+	/* "https://name/...": not a network; the host parser names a URL for what it is. */
+	if (alen > 0 && text[alen - 1] == ':' && len > alen + 1 && slash[1] == '/')
+		return crgw_host_parse(text, len, &out->host, why) ? -EINVAL : fail(why, "a URL, not a host");
 	if (crgw_host_parse(text, alen, &out->host, why) != 0)
 		return -EINVAL;
 	if (out->host.kind == CRGW_HOST_NAME)
