@@ -529,6 +529,13 @@ static int collect_edges(json_t *docs[2], const struct crgw_blocklist *blocked, 
 		err = edges_add_net(e, &p, false);
 	for (size_t i = 0; !err && matcher_blocked_range(blocked, i, &p); i++)
 		err = edges_add_net(e, &p, false);
+	/* The IPv6 forms that carry an IPv4 address (crgw_host_embedded_ipv4) are decided by it as well, so no
+	 * range is named across one of their edges; IPv4-mapped is the IPv4 address itself. */
+	static const char *const embedding[] = {"64:ff9b::/96", "::ffff:0:0:0/96", "2002::/16", "2001::/32"};
+
+	for (size_t i = 0; !err && i < sizeof(embedding) / sizeof(embedding[0]); i++)
+		if (!pattern_parse(embedding[i], strlen(embedding[i]), &p, NULL))
+			err = edges_add_net(e, &p, false);
 	if (err || !e->n)
 		return err;
 	qsort(e->v, e->n, sizeof(*e->v), edge_cmp);
