@@ -509,6 +509,12 @@ static int cmd_explain(const struct policy_args *a)
 		fprintf(stderr, "crgw-ctl policy explain: --policy and --compiled exclude each other\n");
 		return CTL_EXIT_ERROR;
 	}
+	/* A URL pasted whole read as HOST:PORT with the port "//host/...": say what was wrong with it. */
+	if (strstr(a->positional, "://")) {
+		fprintf(stderr, "crgw-ctl policy explain: '%s': a URL; give HOST[:PORT] (https://h/p is h:443)\n",
+			a->positional);
+		return CTL_EXIT_ERROR;
+	}
 	switch (crgw_hostport_parse(a->positional, strlen(a->positional), 443, &host, &port, &why)) {
 	case 0:
 		break;

@@ -242,6 +242,9 @@ ex 1 '.reason_code == "request_invalid" and .host == "exa mple.com"' \
 expect_rc 2 "an invalid host still needs a valid policy" policy explain --policy "$tmp/nonexistent" 0177.0.0.1
 expect_rc 2 "an empty destination is a usage error" policy explain --policy "$examples" ''
 expect_rc 2 "port 0 is refused" policy explain --policy "$examples" api.github.com:0
+run policy explain --policy "$examples" https://api.github.com/repos
+[ "$rc" = 2 ] && grep -q "a URL; give HOST\[:PORT\]" "$tmp/err" && ! grep -q "port must be" "$tmp/err"
+result $? "explain of a URL says it is one, not that its port is bad (exit $rc)"
 expect_rc 2 "port 65536 is refused" policy explain --policy "$examples" api.github.com:65536
 expect_rc 2 "a bad port is a usage error even after an invalid host" policy explain --policy "$examples" 0177.0.0.1:99999
 # IPv6 addresses that carry an IPv4 address are checked as that address too (docs/policy.md).
