@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "crgw/policy.h"
@@ -200,14 +201,21 @@ static int read_compiled(const char *path, char **json, size_t *len)
  */
 static bool looks_compiled(const char *path)
 {
-	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	/* O_NONBLOCK: a FIFO in place of a policy would block the open until a writer came. Anything but a
+	 * regular file is left to the policy's reader, which refuses it by name. */
+	int fd = path ? open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
 	char buf[64], first = 0, *text = NULL;
 	size_t len = 0;
 	bool compiled = false;
+	struct stat st;
 	ssize_t n;
 
 	if (fd < 0)
 		return false;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return false;
+	}
 	n = read(fd, buf, sizeof(buf));
 	for (ssize_t i = 0; i < n && !first; i++)
 		if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' && buf[i] != '\t')

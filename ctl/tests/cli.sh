@@ -528,6 +528,15 @@ result $? "validate of a compiled document the gateway would refuse: its one err
 printf '{"version": 1, "sandbox": {"network": {"default": "deny", "allow": [{"host": "a.test"}]}}}\n' >"$tmp/json-policy.yaml"
 expect_rc 0 "diff of a policy written in JSON compiles it (no 'format': not a compiled document)" \
 	policy diff "$tmp/json-policy.yaml" "$tmp/json-policy.yaml"
+# A FIFO named as a policy has no writer: refused at once, never waited on.
+mkfifo "$tmp/policy.fifo"
+for cmd in "policy diff $tmp/policy.fifo $tmp/d_old" "policy validate $tmp/policy.fifo" "policy push $tmp/policy.fifo"; do
+	# shellcheck disable=SC2086 # the words of the command
+	timeout 10 "$ctl" --control "$tmp/none.sock" $cmd >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	[ "$rc" = 2 ] && grep -q "not a" "$tmp/err"
+	result $? "${cmd//$tmp\//}: a FIFO is refused at once, not opened and waited on (exit $rc)"
+done
 expect_rc 2 "diff needs two policies" policy diff "$tmp/d_old"
 expect_rc 2 "diff with a missing log is an error" policy diff "$tmp/d_old" "$tmp/d_new" --against "$tmp/nope.log"
 [ ! -s "$tmp/out" ]
