@@ -145,9 +145,19 @@ static void path_index(char *buf, size_t size, const char *base, size_t i)
 		memcpy(buf + size - 4, "...", 4);
 }
 
+static bool is_null(const struct ynode *n)
+{
+	return n->type == YNODE_SCALAR && n->plain &&
+	       (n->len == 0 || strcmp(n->value, "~") == 0 || strcmp(n->value, "null") == 0 ||
+		strcmp(n->value, "Null") == 0 || strcmp(n->value, "NULL") == 0);
+}
+
+/* "null" for a key written without a value ("allow:"), which reads as "found a scalar" otherwise. */
 static const char *type_name(const struct ynode *n)
 {
-	return n->type == YNODE_MAP ? "a mapping" : n->type == YNODE_SEQ ? "a list" : "a scalar";
+	if (n->type == YNODE_SCALAR)
+		return is_null(n) ? "null" : "a scalar";
+	return n->type == YNODE_MAP ? "a mapping" : "a list";
 }
 
 static bool expect_type(struct compiler *c, const struct ynode *n, const char *path, enum ynode_type type)
@@ -235,13 +245,6 @@ static bool check_keys(struct compiler *c, const struct ynode *map, const char *
 		}
 	}
 	return ok;
-}
-
-static bool is_null(const struct ynode *n)
-{
-	return n->type == YNODE_SCALAR && n->plain &&
-	       (n->len == 0 || strcmp(n->value, "~") == 0 || strcmp(n->value, "null") == 0 ||
-		strcmp(n->value, "Null") == 0 || strcmp(n->value, "NULL") == 0);
 }
 
 static bool get_string(struct compiler *c, const struct ynode *n, const char *path, const char **out)
