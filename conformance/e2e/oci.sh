@@ -9,7 +9,8 @@
 # by digest); a registry the policy does not enable is refused (registry_not_allowed) and so is a host
 # outside allowed_hosts (host_not_allowed); the registry behind token auth is read with a token the
 # gateway fetched itself, from an allowed realm only; offline, with the registries stopped, a copy is
-# served from the cache and the metadata store; a realm that refuses the gateway's credential gives a 502.
+# served from the cache and the metadata store; a realm that refuses the gateway's credential gives a 502;
+# a cached layer and manifest named by digest under another allowed host are never served from the cache.
 # TAP output. Needs root.
 # usage: oci.sh CRGW CRGW_CTL
 set -uo pipefail
@@ -119,6 +120,24 @@ out=$(run "$OCI" "$COPY docker://$TN_OCI_IMAGE dir:/workspace/img 2>&1; echo exi
 check "the second copy succeeds ($(echo $out | tail -c 200))" -- grep -q 'exit=0' <<<"$out"
 check "its layer came from the cache (connection_end with cache hit)" -- \
 	audit_has "$AUDIT" "select(.event==\"connection_end\" and .registry==\"oci\" and .version==\"$layer\" and .cache==\"hit\")"
+
+# ---- a digest is not a capability: the cache answers a host only with what that host served ----------------
+# A sandbox whose policy allows only another host (web1.test, which holds no image) names the cached layer
+# and manifest by digest under it: the gateway asks web1.test (a 404), never serving oci.test's bytes.
+OTHER=$T/other
+project "$OTHER" '  oci:
+    enable: true
+    allowed_hosts: [web1.test]'
+for what in "blobs/$layer" "manifests/$manifest"; do
+	rm -f "$OTHER/got"
+	out=$(run "$OTHER" "curl -s -o /workspace/got -w '%{http_code}' http://\$CRGW_GATEWAY:8170/registry/oci/web1.test/v2/$REPO/$what" 2>&1)
+	check "$what under web1.test is not served from oci.test's cached copy ($out)" -- \
+		bash -c '[ "$1" != 200 ] && ! cmp -s "$2" "$3"' _ "$out" "$OTHER/got" "$(blob_path "${what#*/}")"
+done
+check "audited: the web1.test requests, none of them a cache hit" -- \
+	bash -c 'jq -e -s "map(select(.dst_host==\"web1.test\")) | length > 0 and all(.cache != \"hit\")" "$1"' _ "$AUDIT"
+out=$(run "$OCI" "curl -s -o /dev/null -w '%{http_code}' http://\$CRGW_GATEWAY:8170/registry/oci/$TN_OCI/v2/$REPO/blobs/$layer" 2>&1)
+check "and oci.test, which served the layer, still gets it from the cache ($out)" -- test "$out" = 200
 
 # ---- integrity_mismatch: a layer tampered with on the registry's storage ----------------------------------
 "$CTL" --control "$T/ctl.sock" cache gc --target 0 >/dev/null 2>&1

@@ -688,6 +688,7 @@ static void zip_verified(evutil_socket_t fd, short what, void *arg)
 	} else if (j->cache_rc == 0 && crgw_digest_format(&j->sha, text, sizeof(text)) > 0) {
 		note_key(q, key, sizeof(key));
 		reg_note_put(r, key, text);
+		reg_vouch(r, &j->sha);
 	} else if (j->cache_rc < 0) {
 		log_warn("go: a verified zip is served but not cached", "module=%s version=%s error=\"%s\"", q->p.module,
 			 q->p.version, strerror(-j->cache_rc));

@@ -241,14 +241,19 @@ static void no_notify(void *arg)
 	(void)arg;
 }
 
-/* Keeps a manifest whose digest was computed here: content-addressed, so any request by digest may use it. */
-static void manifest_keep(const struct crgw_digest *d, const char *doc, size_t len)
+/*
+ * Keeps a manifest whose digest was computed here: content-addressed, so a later request by digest to this
+ * host may use it (reg_vouched: never a request to another host).
+ */
+static void manifest_keep(struct med_request *r, const struct crgw_digest *d, const char *doc, size_t len)
 {
 	struct crgw_cache *c = crgw_cache_service();
 	struct crgw_cache_fill *fill = NULL;
 	struct crgw_cache_follower *follower = NULL;
 	int rc;
 
+	if (c)
+		reg_vouch(r, d);
 	if (!c || crgw_cache_fill_begin(c, d, (int64_t)len, no_notify, NULL, &fill, &follower))
 		return; /* already there, or not cacheable now: served all the same */
 	if (follower) {
@@ -277,7 +282,7 @@ static bool manifest_hit(struct med_request *r, struct oci_req *q)
 	ssize_t n = 0;
 	char *buf;
 
-	if (!c || crgw_cache_read_open(c, &q->want, &rd))
+	if (!c || !reg_vouched(r, &q->want) || crgw_cache_read_open(c, &q->want, &rd))
 		return false;
 	size = crgw_cache_reader_size(rd);
 	if (size > r->m->cfg->cache_max_metadata_bytes || size > OCI_MANIFEST_MAX_BYTES ||
@@ -359,9 +364,9 @@ static void on_manifest(struct med_request *r, long status, const char *doc, siz
 			return;
 		}
 	}
-	manifest_keep(&d256, doc, len);
+	manifest_keep(r, &d256, doc, len);
 	if (q->p.by_digest && q->want.alg != CRGW_DIGEST_SHA256)
-		manifest_keep(&q->want, doc, len);
+		manifest_keep(r, &q->want, doc, len);
 	if (q->p.by_digest)
 		snprintf(text, sizeof(text), "%s", q->p.reference);
 	else

@@ -138,6 +138,8 @@ struct reg_req *reg_begin_host(struct med_request *r, const char *kind, const ch
 		g->rule = &g->learn_rule;
 	}
 	g->kind = kind;
+	if (host)
+		snprintf(g->origin, sizeof(g->origin), "%s", r->host.text);
 	g->t0_us = now_us();
 	r->port = 443;
 	r->handler_state = g;
@@ -469,6 +471,65 @@ void reg_note_put(struct med_request *r, const char *key, const char *value)
 	if (!evbuffer_add(b, value, strlen(value)))
 		meta_store(r, g, b, "", "", "text/plain");
 	evbuffer_free(b);
+}
+
+/*
+ * Provenance. The content cache is shared by every sandbox and keyed by digest alone, but a digest is not a
+ * capability: a sandbox names any digest it likes (an OCI blob's path holds one), and so may the metadata
+ * of any upstream it may use. A copy that another sandbox fetched from a private registry, with the
+ * operator's credential for that registry, must not answer a request for another host. So the cache serves
+ * a request only what the host it names has served itself, verified, to this gateway: that host, with the
+ * operator's credential for it, would give the sandbox those very bytes. A note per registry, host and
+ * digest records it (in the metadata store, like reg_note_put's, in a state of its own so that the
+ * request's metadata document is left alone); it never expires, since a digest names one content.
+ */
+static struct reg_req *vouch_state(struct med_request *r, const struct crgw_digest *d)
+{
+	struct reg_req *g = state(r), *v;
+	char text[CRGW_DIGEST_TEXT_MAX], key[400];
+
+	if (!g->origin[0] || crgw_digest_format(d, text, sizeof(text)) <= 0 || !(v = calloc(1, sizeof(*v))))
+		return NULL;
+	v->rule = g->rule;
+	snprintf(key, sizeof(key), "served %s %s", g->origin, text);
+	meta_key(v, key, "vouch");
+	return v;
+}
+
+static void vouch_state_free(struct reg_req *v)
+{
+	if (v->stale)
+		evbuffer_free(v->stale);
+	free(v);
+}
+
+bool reg_vouched(struct med_request *r, const struct crgw_digest *d)
+{
+	struct reg_req *v = vouch_state(r, d);
+	int64_t fetched = 0;
+	bool known;
+
+	if (!v)
+		return false;
+	known = meta_load(r, v, &fetched) == 1;
+	vouch_state_free(v);
+	return known;
+}
+
+void reg_vouch(struct med_request *r, const struct crgw_digest *d)
+{
+	struct reg_req *v = vouch_state(r, d);
+	struct evbuffer *b = evbuffer_new();
+
+	int64_t fetched = 0;
+
+	/* Written once: a manifest by tag, say, passes here on every request. */
+	if (v && b && meta_load(r, v, &fetched) != 1 && !evbuffer_add(b, "1", 1))
+		meta_store(r, v, b, "", "", "text/plain");
+	if (b)
+		evbuffer_free(b);
+	if (v)
+		vouch_state_free(v);
 }
 
 /* ---- fetching a metadata document ------------------------------------------------------------------ */
@@ -1088,6 +1149,8 @@ static bool artifact_on_done(struct med_request *r, bool ok, const char *why)
 		commit_async(g->fill, r->integrity);
 		g->fill = NULL;
 	}
+	if (g->cacheable)
+		reg_vouch(r, &g->want.digest);
 	r->bytes_down += evbuffer_get_length(g->held);
 	med_client_write_buffer(r, g->held);
 	finish_served(r, false);
@@ -1139,6 +1202,7 @@ void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg
 	struct reg_req *g = state(r);
 	struct crgw_cache *cache = crgw_cache_service();
 	bool cacheable = cache && !want->sha1 && want->digest.alg != CRGW_DIGEST_NONE;
+	bool vouched = cacheable && reg_vouched(r, &want->digest);
 	int rc;
 
 	g->want = *want;
@@ -1147,21 +1211,30 @@ void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg
 		reg_set_integrity(r, want);
 	if (!reg_set_url(r, url))
 		return;
-	if (cacheable && crgw_cache_read_open(cache, &want->digest, &g->reader) == 0) {
+	if (vouched && crgw_cache_read_open(cache, &want->digest, &g->reader) == 0) {
 		serve_hit(r);
 		return;
 	}
 	if (crgw_cache_service_offline()) {
+		/* A copy another host served is there, and is not this host's to give. */
+		bool elsewhere = cacheable && !vouched && crgw_cache_lookup(cache, &want->digest, NULL) == 0;
+
 		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE,
-			   "offline (cache.offline): the artifact is not in the cache");
+			   elsewhere ? "offline (cache.offline): the cache holds the artifact, but not from this host"
+				     : "offline (cache.offline): the artifact is not in the cache");
 		return;
 	}
 	if (cacheable && !is_head(r)) {
 		event_assign(g->wake, r->m->base, -1, 0, follower_wake, r);
 		rc = crgw_cache_fill_begin(cache, &want->digest, -1, on_notify, g->wake, &g->fill, &g->follower);
-		if (rc == -EEXIST && crgw_cache_read_open(cache, &want->digest, &g->reader) == 0) {
+		if (rc == -EEXIST && vouched && crgw_cache_read_open(cache, &want->digest, &g->reader) == 0) {
 			serve_hit(r);
 			return;
+		}
+		/* Another host's fill is not this host's answer: without its note, this request asks its own. */
+		if (rc == 0 && g->follower && !vouched) {
+			crgw_cache_follower_close(g->follower);
+			g->follower = NULL;
 		}
 		if (rc == 0 && g->follower) {
 			r->h = &follower_handler;

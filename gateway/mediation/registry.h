@@ -53,6 +53,7 @@ struct reg_req {
 	bool follower_head;
 	bool cacheable;     /* the cache keys this artifact: X-Crgw-Cache says "miss", not "uncached" */
 	unsigned redirects;
+	char origin[254]; /* the host the request named: the one a cached artifact must have come from */
 	int64_t t0_us;
 	uint64_t sent;
 	char content_type[128]; /* the metadata document's, as the upstream gave it */
@@ -94,8 +95,18 @@ void reg_gateway_url(struct med_request *r, char *out, size_t cap, const char *h
 /* Fetches a metadata document (GET `url`, with `accept`), from the store when fresh; calls `done`. */
 void reg_fetch_meta(struct med_request *r, const char *url, const char *accept, reg_meta_done done);
 
-/* Serves the artifact at `url` (on r->host) checked against `want`, from the cache when it holds it. */
+/*
+ * Serves the artifact at `url` (on r->host) checked against `want`, from the cache when it holds it and the
+ * host the request named has served those bytes before (reg_vouched); otherwise from the upstream.
+ */
 void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg_want *want);
+
+/*
+ * Whether the host the request named (registry and host) has itself served, verified, the content of digest
+ * `d` to this gateway: only then may a cached copy answer the request. reg_vouch records that it has.
+ */
+bool reg_vouched(struct med_request *r, const struct crgw_digest *d);
+void reg_vouch(struct med_request *r, const struct crgw_digest *d);
 
 /* r->url = a copy of `url`; false (answered) when out of memory. */
 bool reg_set_url(struct med_request *r, const char *url);
