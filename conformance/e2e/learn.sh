@@ -4,8 +4,9 @@
 # forwarding and CONNECT, transparent TLS and git through mediation runs in a learn-mode sandbox under a
 # policy that allows none of its hosts; crgw-ctl policy learn drafts a policy from that run's audit
 # events; the same job then runs in enforce mode under the draft and passes with zero denials. Also: what
-# the gateway refuses always stays refused in learn mode, and learn mode is refused when the operator
-# has not switched it on, or when the policy forbids it. TAP output; needs root.
+# the gateway refuses always stays refused in learn mode, a git host outside the policy gets no operator
+# credential, and learn mode is refused when the operator has not switched it on, or when the policy
+# forbids it. TAP output; needs root.
 # usage: learn.sh CRGW CRGW_CTL
 set -uo pipefail
 CRGW=$1
@@ -93,6 +94,19 @@ audit_has "$AUDIT" 'select(.run_id == "learn-guard" and .dst_host == "169.254.16
 	! jq -e -s 'map(select(.run_id == "learn-guard" and (.dst_ip == "169.254.169.254" or .dst_host == "169.254.169.254") and (.action == "allow" or .action == "warn"))) | length > 0' "$AUDIT" >/dev/null &&
 	! grep -q '^200' <<<"$(tail -1 <<<"$out")"
 ok $? "learn mode does not reach the metadata address: refused as private_address_blocked (HTTP $(tail -1 <<<"$out"))"
+
+# Learn mode widens where a job connects, never whose credential it uses: git.test, outside this policy's
+# git.hosts, is asked without the operator's credential (and wants one: the gateway's 502).
+mkdir -p "$T/nogit"
+printf 'version: 1\nsandbox:\n  network:\n    default: deny\n' >"$T/nogit/cleanroom.yaml"
+out=$("$CTL" run --rm --run-id learn-cred --learn --policy "$T/nogit/cleanroom.yaml" --workspace-mode none -- \
+	sh -c 'GIT_TERMINAL_PROMPT=0 git ls-remote http://$CRGW_GATEWAY:8170/git/git.test/org/small.git; echo rc=$?' 2>&1)
+! grep -q refs/heads/main <<<"$out" && grep -q 'rc=[1-9]' <<<"$out"
+ok $? "learn mode: a git host outside git.hosts gets no operator credential ($(tail -1 <<<"$out"))"
+audit_has "$AUDIT" 'select(.run_id == "learn-cred" and .service == "git" and .action == "warn" and .reason_code == "host_not_allowed")' &&
+	audit_has "$AUDIT" 'select(.run_id == "learn-cred" and .service == "git" and .action == "deny" and (.detail // "" | test("with no credential")))' &&
+	! jq -e -s 'map(select(.run_id == "learn-cred" and .secret_id != null)) | length > 0' "$AUDIT" >/dev/null
+ok $? "... audited as warn host_not_allowed, then the upstream's refusal, and no secret_id anywhere"
 
 # The draft.
 "$CTL" policy learn "$AUDIT" --run-id learn-1 --into "$T/learned/cleanroom.yaml" 2>"$T/learn.err"

@@ -184,7 +184,11 @@ static void git_on_response(struct med_request *r)
 	if (r->status != 401 && r->status != 403 && r->status != 407)
 		return;
 	/* Passed on, a 401 would only make git ask for a password the sandbox must never have. */
-	if (crgw_vault_credential(CRGW_VAULT_GIT, r->host.text, &cred) == 0)
+	if (r->anonymous)
+		snprintf(detail, sizeof(detail),
+			 "upstream %s answered %ld: learn mode asks a host outside git.hosts with no credential",
+			 r->host.text, r->status);
+	else if (crgw_vault_credential(CRGW_VAULT_GIT, r->host.text, &cred) == 0)
 		snprintf(detail, sizeof(detail), "upstream %s answered %ld: it refused the gateway's credential for the host",
 			 r->host.text, r->status);
 	else
@@ -579,7 +583,8 @@ void med_git(struct med_request *r, const char *path, size_t len, const char *qu
 			med_refuse(r, 403, "Forbidden", CRGW_REASON_HOST_NOT_ALLOWED, detail);
 			return;
 		}
-		/* Learn mode: let through and say what enforcement would have refused. */
+		/* Learn mode: let through (without the operator's credential), saying what enforcement would refuse. */
+		r->anonymous = true;
 		med_audit_warn(r, CRGW_REASON_HOST_NOT_ALLOWED, detail);
 	}
 	if (get && ends_with(path, len, "/info/refs", &stem)) {

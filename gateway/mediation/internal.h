@@ -88,6 +88,7 @@ struct med_request {
 	bool cache_hit;
 	struct crgw_host host;
 	uint16_t port;
+	bool anonymous; /* learn mode let through a host its policy does not list: no operator credential */
 	/* the upstream request */
 	char *url;
 	bool upstream_get; /* a GET upstream whatever the client's method (a HEAD answered from a whole document) */

@@ -116,6 +116,8 @@ struct reg_req *reg_begin_host(struct med_request *r, const char *kind, const ch
 			med_refuse(r, 403, "Forbidden", CRGW_REASON_HOST_NOT_ALLOWED, detail);
 			return NULL;
 		}
+		/* Learn mode: let through, without the operator's credential (med_credential_add). */
+		r->anonymous = true;
 		med_audit_warn(r, CRGW_REASON_HOST_NOT_ALLOWED, detail);
 	}
 	method = med_method(r, &mlen);
