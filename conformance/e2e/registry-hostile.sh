@@ -11,7 +11,8 @@
 # mediation.idle_timeout, announce more than they send or do not match are cut before their last bytes,
 # audited and never cached; a gzip bomb and a tar that climbs out pass only when they match the lockfile;
 # redirects are followed to allowed hosts only; clients that follow a failing fetch through the cache are
-# cut with the leader's reason; hostile request paths and methods get 4xx with a reason.
+# cut with the leader's reason; hostile request paths and methods get 4xx with a reason; a learn-mode
+# sandbox whose policy leaves api.test out gets neither api.test's token nor what the cache holds from it.
 # At the end crgw is alive, answers, and its RSS is sane.
 # TAP output. Needs root.
 # usage: registry-hostile.sh CRGW CRGW_CTL
@@ -48,7 +49,7 @@ cache:
   metadata_ttl_seconds: 0
   max_metadata_bytes: 65536
 EOF
-gw_start "$T" --config "$T/crgw.yaml" || { echo "Bail out! crgw did not start"; exit 1; }
+gw_start "$T" --config "$T/crgw.yaml" --set learn.allowed=true || { echo "Bail out! crgw did not start"; exit 1; }
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$GW_PID/status" 2>/dev/null || echo 0; }
 rss_start=$(rss)
 
@@ -409,6 +410,20 @@ invalid=$(since | jq -s '[.[] | select(.event=="decision" and .reason_code=="req
 check "the probes are audited: request_invalid ($invalid), and host_not_allowed for web1.test" -- \
 	audit_since 'select(.event=="decision" and .reason_code=="host_not_allowed" and .dst_host=="web1.test")'
 check "every refused probe but the host's is audited as request_invalid ($invalid)" -- test "$invalid" -ge 17
+
+# ---- learn mode: a host outside the policy, asked without api.test's token, and not from what it fetched --
+# The tarball the sandboxes above had cached from api.test with its token, asked for by a learn-mode sandbox
+# whose policy allows npm.test only: it goes to api.test without the token (a 401), never to the cache.
+LEARN=$T/learn
+lockfile "$LEARN" "plain=${INTEG[plain]}"
+policy "$LEARN" deny_unknown
+sed -i 's/allowed_hosts: \[api.test, npm.test\]/allowed_hosts: [npm.test]/' "$LEARN/cleanroom.yaml"
+out=$("$CTL" run --rm --learn --run-id learn-hostile --policy "$LEARN/cleanroom.yaml" --workspace "$LEARN" --workspace-mode rw -- \
+	bash -c 'curl -s -o p.tgz -w "%{http_code}" "http://$CRGW_GATEWAY:8170/registry/npm/api.test/@hostile/plain/-/plain-1.0.0.tgz"' 2>&1)
+check "learn mode, api.test outside allowed_hosts: its cached tarball is not served without the token ($out)" -- \
+	bash -c '[ "$1" != 200 ] && ! cmp -s "$2" "$3"' _ "$out" "$LEARN/p.tgz" "$T/genuine/plain.tgz"
+check "audited: warn host_not_allowed, no cache hit and no secret_id for it" -- \
+	bash -c 'jq -e -s "map(select(.run_id == \"learn-hostile\")) | any(.action == \"warn\" and .reason_code == \"host_not_allowed\") and all(.cache != \"hit\" and .secret_id == null)" "$1"' _ "$AUDIT"
 
 # ---- still alive ------------------------------------------------------------------------------------------
 kill -0 "$GW_PID" 2>/dev/null

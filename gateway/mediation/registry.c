@@ -56,6 +56,64 @@ static struct reg_req *state(struct med_request *r)
 	return r->handler_state;
 }
 
+/*
+ * Fills under way, by digest and the host they come from (reg_vouched says why the host matters). A
+ * concurrent miss for the same registry and host follows the fill, so that a hundred sandboxes on a cold
+ * cache cause one upstream fetch; a miss for another host fetches from its own. A fill not found here (the
+ * table full, or the miss came between the fill's start and its entry) is not followed: that fails safe.
+ */
+#define LEADS_MAX 256
+
+static struct {
+	pthread_mutex_t lock;
+	struct crgw_digest digest[LEADS_MAX];
+	char origin[LEADS_MAX][264]; /* "<registry> <host>"; empty: a free slot */
+} leads = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void lead_origin(const struct reg_req *g, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s %s", g->rule->name, g->origin);
+}
+
+static void lead_put(struct reg_req *g, const struct crgw_digest *d)
+{
+	char origin[264];
+
+	lead_origin(g, origin, sizeof(origin));
+	pthread_mutex_lock(&leads.lock);
+	for (unsigned i = 0; i < LEADS_MAX && !g->lead; i++)
+		if (!leads.origin[i][0]) {
+			leads.digest[i] = *d;
+			snprintf(leads.origin[i], sizeof(leads.origin[i]), "%s", origin);
+			g->lead = i + 1;
+		}
+	pthread_mutex_unlock(&leads.lock);
+}
+
+static void lead_drop(struct reg_req *g)
+{
+	if (!g->lead)
+		return;
+	pthread_mutex_lock(&leads.lock);
+	leads.origin[g->lead - 1][0] = '\0';
+	pthread_mutex_unlock(&leads.lock);
+	g->lead = 0;
+}
+
+/* Whether a fill of `d` from this request's registry and host is under way. */
+static bool lead_same(const struct reg_req *g, const struct crgw_digest *d)
+{
+	char origin[264];
+	bool same = false;
+
+	lead_origin(g, origin, sizeof(origin));
+	pthread_mutex_lock(&leads.lock);
+	for (unsigned i = 0; i < LEADS_MAX && !same; i++)
+		same = !strcmp(leads.origin[i], origin) && crgw_digest_equal(&leads.digest[i], d);
+	pthread_mutex_unlock(&leads.lock);
+	return same;
+}
+
 void reg_free(struct med_request *r)
 {
 	struct reg_req *g = r->handler_state;
@@ -66,6 +124,7 @@ void reg_free(struct med_request *r)
 		explicit_bzero(g->authorization, strlen(g->authorization));
 		free(g->authorization);
 	}
+	lead_drop(g);
 	/* The follower first: its notification may still wake the event until it is closed. */
 	crgw_cache_follower_close(g->follower);
 	if (g->wake)
@@ -507,11 +566,12 @@ static void vouch_state_free(struct reg_req *v)
 
 bool reg_vouched(struct med_request *r, const struct crgw_digest *d)
 {
-	struct reg_req *v = vouch_state(r, d);
+	struct reg_req *v;
 	int64_t fetched = 0;
 	bool known;
 
-	if (!v)
+	/* What the host served with the operator's credential is not for a request that goes without it. */
+	if (r->anonymous || !(v = vouch_state(r, d)))
 		return false;
 	known = meta_load(r, v, &fetched) == 1;
 	vouch_state_free(v);
@@ -526,7 +586,7 @@ void reg_vouch(struct med_request *r, const struct crgw_digest *d)
 	int64_t fetched = 0;
 
 	/* Written once: a manifest by tag, say, passes here on every request. */
-	if (v && b && meta_load(r, v, &fetched) != 1 && !evbuffer_add(b, "1", 1))
+	if (v && b && !r->anonymous && meta_load(r, v, &fetched) != 1 && !evbuffer_add(b, "1", 1))
 		meta_store(r, v, b, "", "", "text/plain");
 	if (b)
 		evbuffer_free(b);
@@ -681,8 +741,12 @@ void reg_fetch_meta(struct med_request *r, const char *url, const char *accept, 
 	g->meta_done = done;
 	snprintf(g->meta_accept, sizeof(g->meta_accept), "%s", accept ? accept : "");
 	meta_key(g, url, g->meta_accept);
-	if (g->meta_nostore)
-		g->meta_key[0] = '\0'; /* neither loaded nor stored */
+	/*
+	 * Neither loaded nor stored. A request without the operator's credential (learn mode, a host outside
+	 * the policy) must not be answered with a document that the credential fetched, nor leave one of its own.
+	 */
+	if (g->meta_nostore || r->anonymous)
+		g->meta_key[0] = '\0';
 	stored = meta_load(r, g, &fetched);
 	if (stored && (crgw_cache_service_offline() ||
 		       (int64_t)time(NULL) - fetched < (int64_t)cfg_of(r)->cache_metadata_ttl_seconds)) {
@@ -1233,8 +1297,8 @@ void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg
 			serve_hit(r);
 			return;
 		}
-		/* Another host's fill is not this host's answer: without its note, this request asks its own. */
-		if (rc == 0 && g->follower && !vouched) {
+		/* Another host's fill is not this host's answer: this request asks its own. */
+		if (rc == 0 && g->follower && !vouched && (r->anonymous || !lead_same(g, &want->digest))) {
 			crgw_cache_follower_close(g->follower);
 			g->follower = NULL;
 		}
@@ -1243,6 +1307,8 @@ void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg
 			follower_pump(r);
 			return;
 		}
+		if (rc == 0 && g->fill && !r->anonymous)
+			lead_put(g, &want->digest);
 		if (rc && rc != -EEXIST)
 			log_warn("registry: the artifact is not cached", "integrity=%s error=\"%s\"", r->integrity, strerror(-rc));
 	}

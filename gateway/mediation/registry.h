@@ -54,6 +54,7 @@ struct reg_req {
 	bool cacheable;     /* the cache keys this artifact: X-Crgw-Cache says "miss", not "uncached" */
 	unsigned redirects;
 	char origin[254]; /* the host the request named: the one a cached artifact must have come from */
+	unsigned lead;	  /* leading a fill from origin: its slot in registry.c's table of leads, plus 1 */
 	int64_t t0_us;
 	uint64_t sent;
 	char content_type[128]; /* the metadata document's, as the upstream gave it */
