@@ -1281,13 +1281,10 @@ void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg
 		serve_hit(r);
 		return;
 	}
+	/* A copy another host served is not this host's: the answer is the same, so that it does not tell of one. */
 	if (crgw_cache_service_offline()) {
-		/* A copy another host served is there, and is not this host's to give. */
-		bool elsewhere = cacheable && !vouched && crgw_cache_lookup(cache, &want->digest, NULL) == 0;
-
 		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE,
-			   elsewhere ? "offline (cache.offline): the cache holds the artifact, but not from this host"
-				     : "offline (cache.offline): the artifact is not in the cache");
+			   "offline (cache.offline): the artifact is not in the cache");
 		return;
 	}
 	if (cacheable && !is_head(r)) {
