@@ -5,7 +5,7 @@
 # shallow clone, fetch, ls-remote, protocol v2; pushes only where the policy allows them, and then ref
 # by ref: outside git.push_refs, deletions and force pushes refused before the server sees them); a git
 # host outside git.hosts; /secrets/ reaching an API with the operator's token and never the sandbox's
-# own; /meta/; a table of hostile paths refused before routing; upstream failures (bad certificate, a
+# own, nor the session cookie the API sets for it; /meta/; a table of hostile paths refused before routing; upstream failures (bad certificate, a
 # refused credential, a reset mid-pack, a stalled upstream) answered and audited; a secret the operator
 # lacks failing the launch; and a leak test: no secret value in anything the sandbox could read, in crgw's
 # log, the audit log, the metrics or crgw-ctl's output.
@@ -201,6 +201,9 @@ out=$(run "$FETCH" 'curl -s -H "Authorization: Bearer sandbox-own" -H "X-Api-Key
 echo "$out" | jq -e --arg t "$ENVTOK" '[.headers[] | select(.[0]|ascii_downcase == "x-api-key")] == [["X-Api-Key", $t]] and ([.headers[] | select(.[0]|ascii_downcase == "authorization")] | length) == 0' >/dev/null 2>&1 ||
 	echo "$out" | grep -q "$ENVTOK"
 ok $? "a custom header with the policy's format; the sandbox's own Authorization and X-Api-Key are not forwarded"
+out=$(run "$FETCH" 'curl -s -D - -o /dev/null "$CRGW_MEDIATION_URL/secrets/api_token/api.test/session" | tr -d "\r"' 2>&1)
+grep -q '^HTTP/1.1 200' <<<"$out" && ! grep -qi '^set-cookie' <<<"$out"
+ok $? "a session cookie the API sets for the operator's token never reaches the sandbox ($(echo $out | head -c 100))"
 out=$(run "$FETCH" 'curl -s -D - -o /dev/null "$CRGW_MEDIATION_URL/secrets/api_token/allowed.test/echo" | tr -d "\r"' 2>&1)
 echo "$out" | grep -q '^HTTP/1.1 403' && echo "$out" | grep -qi '^x-crgw-reason: secret_scope_violation'
 ok $? "a destination outside allowed_hosts: 403 secret_scope_violation"

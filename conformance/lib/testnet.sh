@@ -61,7 +61,8 @@
 #     203.0.113.30, verified with the test CA, that forwards each request with its Authorization and resets
 #     the client's connection (RST) after 1 MiB of answer body; /reset-after/N/PATH cuts after N bytes.
 #   api.test (203.0.113.40): a JSON API over TLS that wants "Authorization: Bearer $(<TN_API_TOKEN_FILE)"
-#     (0600, no newline): /whoami, /echo, /slow?seconds=N, /reset, /redirect?to=URL, /reflect, and under
+#     (0600, no newline): /whoami, /echo, /slow?seconds=N, /reset, /redirect?to=URL, /reflect, /session (a
+#     session cookie, Set-Cookie and Set-Cookie2, for the right token; 401 without), and under
 #     /@hostile/ an npm registry whose packages misbehave by name (oversized and gzip-bombed packuments,
 #     tarballs that reset, stall, come up short, do not match, redirect; see testnet_servers.py).
 #   badcert.test (203.0.113.41): the same API with a self-signed certificate: verification with the test

@@ -612,6 +612,16 @@ class ApiHandler(AnyMethodHandler):
                 self.send_json(400, {"error": "redirect needs ?to=URL"})
                 return
             self.send_json(302, {"location": to}, extra=[("Location", to)])
+        elif path == "/session":
+            # A session cookie in answer to the right token, as many APIs and git servers set one.
+            auth = self.headers.get("Authorization")
+            if auth != "Bearer " + self.token:
+                self.send_json(401, {"error": "wants the token"})
+                return
+            session = hashlib.sha256(("session:" + self.token).encode()).hexdigest()
+            self.send_json(200, {"session": "set"},
+                           extra=[("Set-Cookie", f"session={session}; Path=/; HttpOnly"),
+                                  ("Set-Cookie2", f"session={session}")])
         elif path == "/reflect":
             self.send_body(200, body, self.headers.get("Content-Type", "application/octet-stream"))
         elif path == "/oci/token":

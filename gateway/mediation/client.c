@@ -285,6 +285,22 @@ static bool is_hop_by_hop(const char *name, size_t len)
 	return false;
 }
 
+/*
+ * Fields of an answer that concern the credential the gateway presented, never passed on. A challenge
+ * would make a client ask its user for a password it must never have. A cookie an upstream sets in answer
+ * to the operator's credential is a session of that credential (many git servers and APIs set one): held
+ * by the sandbox, it would work without the gateway, from anywhere.
+ */
+static bool is_credential_field(const char *name, size_t len)
+{
+	static const char *const names[] = {"www-authenticate", "set-cookie", "set-cookie2"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i]) == len && !strncasecmp(name, names[i], len))
+			return true;
+	return false;
+}
+
 /* Response header lines: the status line, fields, the empty line that ends the head (and 1xx heads before it). */
 static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
 {
@@ -327,10 +343,7 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
 	colon = memchr(data, ':', n);
 	if (!colon || colon == data)
 		return len;
-	if (is_hop_by_hop(data, (size_t)(colon - data)))
-		return len;
-	/* An upstream's challenge would make a client ask its user for a password it must never have. */
-	if ((size_t)(colon - data) == 16 && !strncasecmp(data, "www-authenticate", 16))
+	if (is_hop_by_hop(data, (size_t)(colon - data)) || is_credential_field(data, (size_t)(colon - data)))
 		return len;
 	evbuffer_add(r->resp_head, data, n);
 	evbuffer_add(r->resp_head, "\r\n", 2);
