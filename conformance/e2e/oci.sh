@@ -10,7 +10,8 @@
 # outside allowed_hosts (host_not_allowed); the registry behind token auth is read with a token the
 # gateway fetched itself, from an allowed realm only; offline, with the registries stopped, a copy is
 # served from the cache and the metadata store; a realm that refuses the gateway's credential gives a 502;
-# a cached layer and manifest named by digest under another allowed host are never served from the cache.
+# a cached layer and manifest named by digest under another allowed host are never served from the cache;
+# a learn-mode request for a host outside the policy gets neither a realm's credential nor a token it bought.
 # TAP output. Needs root.
 # usage: oci.sh CRGW CRGW_CTL
 set -uo pipefail
@@ -48,7 +49,8 @@ cache:
 EOF
 }
 write_config false
-gw_start "$T" --config "$T/crgw.yaml" || { echo "Bail out! crgw did not start"; exit 1; }
+# One worker: a token the gateway bought is in that worker's cache for every later request (learn mode below).
+gw_start "$T" --config "$T/crgw.yaml" --set learn.allowed=true --set workers=1 || { echo "Bail out! crgw did not start"; exit 1; }
 
 # ---- projects: an empty workspace with a policy --------------------------------------------------------
 project() { # project DIR POLICY-REGISTRIES-YAML
@@ -244,6 +246,18 @@ ok $leak "no token it issued ($(wc -l <"$TOKLOG")) is in the sandbox's files and
 out=$(run "$AUTH" "curl -s -D - -o /dev/null http://\$CRGW_GATEWAY:8170/v2/registry/oci/$TN_OCI_AUTH/$REPO/manifests/1 | tr -d '\r'" 2>&1)
 grep -q '^HTTP/1.1 200' <<<"$out" && ! grep -qi '^www-authenticate' <<<"$out"
 ok $? "the sandbox sees a 200 and no challenge ($(echo $out | head -c 100))"
+
+# Learn mode: oci-auth.test, outside this policy (its realm api.test inside), is asked without the realm's
+# credential, and not with the token the copies above bought with it.
+LEARNOCI=$T/learnoci
+project "$LEARNOCI" '  oci:
+    enable: true
+    allowed_hosts: [api.test]'
+out=$("$CTL" run --rm --learn --run-id learn-oci --policy "$LEARNOCI/cleanroom.yaml" --workspace-mode none -- \
+	bash -c "curl -s -o /dev/null -w '%{http_code}' http://\$CRGW_GATEWAY:8170/v2/registry/oci/$TN_OCI_AUTH/$REPO/manifests/1" 2>&1 | tail -1)
+check "learn mode, $TN_OCI_AUTH outside allowed_hosts: no token the operator's credential bought ($out)" -- test "$out" != 200
+check "audited: warn host_not_allowed, and no secret_id for the learn run" -- \
+	bash -c 'jq -e -s "map(select(.run_id == \"learn-oci\")) | any(.action == \"warn\" and .reason_code == \"host_not_allowed\") and all(.secret_id == null)" "$1"' _ "$AUDIT"
 
 NOREALM=$T/norealm
 project "$NOREALM" "  oci:
