@@ -210,8 +210,10 @@ done
 
 # Descriptors: 2,000 idle tunnels take 2 sockets each in every proxy (crgw and the splice relay also hold 2
 # pipes, 4 descriptors, per tunnel), and as many in client and upstream. Everything started below inherits this.
+# crgw gives one sandbox at most half the tunnels its descriptors have room for (3/4 of them, six a tunnel),
+# and the client is one sandbox: IDLE tunnels need 16 descriptors each.
 ulimit -n "$(ulimit -Hn)"
-(($(ulimit -n) >= IDLE * 6 + 1000)) ||
+(($(ulimit -n) >= IDLE * 16)) ||
 	note "ulimit -n is $(ulimit -n) (the hard limit): crgw and the splice relay may run out of descriptors at $IDLE idle tunnels"
 
 if [[ -z $STATE ]]; then

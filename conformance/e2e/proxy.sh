@@ -303,9 +303,10 @@ gw_stop
 ok $? "crgw exits 0 after running out of descriptors"
 
 # ---- tunnels the descriptor limit has room for -------------------------------------------------------
-# 1,024 descriptors hold 128 tunnels (six each, a quarter kept for the rest): the 129th is refused 429
-# like one over proxy.max_tunnels, before the descriptors run out for DNS and mediation. A tunnel is counted
-# just after its 200 is written: the pause lets the worker that wrote the last one count it.
+# 1,024 descriptors hold 128 tunnels (six each, a quarter kept for the rest), and no sandbox gets more than
+# half of them: one sandbox holding tunnels must not leave the others nothing but 429s. Sandbox A holds 64
+# and its 65th is refused; sandbox B still gets its 64; with all 128 held, sandbox C's first is refused like
+# one over proxy.max_tunnels, before the descriptors run out for DNS and mediation.
 printf '#!/bin/sh\nexec prlimit --nofile=1024:1024 -- "%s" "$@"\n' "$CRGW" >"$T/crgw-1024"
 chmod +x "$T/crgw-1024"
 CRGW=$T/crgw-1024
@@ -313,11 +314,34 @@ gw_start "$T" || { echo "Bail out! crgw did not start with 1,024 descriptors"; e
 CRGW=$CRGW_REAL
 grep -q 'more than the descriptor limit has room for.*nofile=1024 tunnels=128' "$T/crgw.log"
 ok $? "with 1,024 descriptors crgw says proxy.max_tunnels is more than they hold (128 tunnels)"
-out=$(run bash -c 'up=0; for i in $(seq 128); do fd=$((i + 9)); eval "exec $fd<>/dev/tcp/$CRGW_GATEWAY/3128"; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&$fd; read -r -t 5 line <&$fd; case $line in "HTTP/1.1 200"*) up=$((up + 1)) ;; esac; done; echo "held $up"; sleep 0.5; exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&3; timeout 3 cat <&3; getent ahostsv4 allowed.test >/dev/null && echo dns-ok' 2>&1)
-grep -q '^held 128$' <<<"$out" && grep -q '^HTTP/1.1 429 ' <<<"$out" && grep -q '^rate_limited' <<<"$out"
-ok $? "the 129th tunnel is refused 429 rate_limited, not failed for want of descriptors" || diag "$(head -c 600 <<<"$out")"
+# Inside a sandbox: N tunnels, one more, then the tunnels are held for 20 s (ended by the caller).
+hold() { # hold N
+	echo 'up=0; for i in $(seq '"$1"'); do fd=$((i + 9)); eval "exec $fd<>/dev/tcp/$CRGW_GATEWAY/3128"; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&$fd; read -r -t 5 line <&$fd; case $line in "HTTP/1.1 200"*) up=$((up + 1)) ;; esac; done; echo "held $up"; exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&3; timeout 3 cat <&3; exec 3<&-; echo done; sleep 20'
+}
+held_out() { # held_out FILE: waits (up to 30 s) until the sandbox writing FILE is done with its tunnels
+	for _ in $(seq 300); do grep -q '^done' "$1" 2>/dev/null && return 0; sleep 0.1; done
+	return 1
+}
+run bash -c "$(hold 64)" >"$T/hold-a.out" 2>&1 &
+hold_a=$!
+held_out "$T/hold-a.out"
+out=$(<"$T/hold-a.out")
+grep -q '^held 64$' <<<"$out" && grep -q '^HTTP/1.1 429 ' <<<"$out" && grep -q '^rate_limited' <<<"$out"
+ok $? "one sandbox holds 64 tunnels, half the gateway's room; its 65th is refused 429 rate_limited" ||
+	diag "$(head -c 600 <<<"$out")"
+run bash -c "$(hold 64)" >"$T/hold-b.out" 2>&1 &
+hold_b=$!
+held_out "$T/hold-b.out"
+out=$(<"$T/hold-b.out")
+grep -q '^held 64$' <<<"$out"
+ok $? "... while it holds them, another sandbox still gets its 64" || diag "$(head -c 600 <<<"$out")"
+out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&3; timeout 3 cat <&3; getent ahostsv4 allowed.test >/dev/null && echo dns-ok' 2>&1)
+grep -q '^HTTP/1.1 429 ' <<<"$out" && grep -q '^rate_limited' <<<"$out"
+ok $? "with 128 held, the 129th tunnel is refused 429 rate_limited, not failed for want of descriptors" ||
+	diag "$(head -c 600 <<<"$out")"
 grep -q '^dns-ok' <<<"$out"
 ok $? "... while the 128 are held, DNS still answers"
+testnet_kill "$hold_a" "$hold_b"
 gw_stop
 ok $? "crgw exits 0"
 if [ "$TAP_FAILED" -gt 0 ]; then
