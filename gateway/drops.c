@@ -104,7 +104,11 @@ static void on_guard_drop(void *arg, const struct crgw_guard_drop *d)
 		ev.dst_port = d->dport;
 	if (sb)
 		set_sandbox(&ev, sb);
-	if (d->ethertype == 0x0800 || d->ethertype == 0x86dd)
+	/*
+	 * A frame dropped for its source MAC is judged before its IP header is read: the forged MAC is the
+	 * evidence then, not a protocol that was never parsed ("protocol=other" with no address said nothing).
+	 */
+	if ((d->ethertype == 0x0800 || d->ethertype == 0x86dd) && d->family)
 		snprintf(ev.detail, sizeof(ev.detail), "protocol=%s%s; dropped by the eBPF guard", proto_name(d->proto),
 			 d->family == AF_INET6 ? " (IPv6 is off for sandboxes)" : "");
 	else

@@ -131,9 +131,14 @@ for mode in nftables ebpf both; do
 	if [ "$mode" = both ]; then
 		# A forged MAC: nftables does not look at it; the guard drops it.
 		mark=$(wc -l <"$AUDIT")
-		"$CTL" exec "probe-$mode" -- bash -c 'ip link set eth0 address 02:00:00:00:00:99; echo x >/dev/udp/$CRGW_GATEWAY/53' >/dev/null 2>&1
+		# A new link address flushes the sandbox's neighbour table, and its ARP would carry the forged MAC
+		# too: the gateway's entry is put back by hand, so that the IPv4 frame itself goes out.
+		gw_mac=$(cat "/sys/class/net/$ifname/address")
+		"$CTL" exec "probe-$mode" -- bash -c 'ip link set eth0 address 02:00:00:00:00:99; ip neigh replace $CRGW_GATEWAY lladdr '"$gw_mac"' dev eth0 nud permanent; echo x >/dev/udp/$CRGW_GATEWAY/53' >/dev/null 2>&1
 		"$CTL" sandbox show --json "probe-$mode" >"$T/$mode.mac.json" 2>&1
 		check "$mode: a forged source MAC is dropped and audited spoofed_source by the guard" -- drop_event spoofed_source yes
+		check "$mode: ... the IPv4 frame's event names the forged MAC, not an unparsed protocol" -- \
+			audit_has "$AUDIT" 'select(.event=="packet_drop" and .reason_code=="spoofed_source" and .detail=="ethertype=0x0800 source_mac=02:00:00:00:00:99; dropped by the eBPF guard")'
 	fi
 	"$CTL" sandbox rm "probe-$mode" >/dev/null 2>&1
 	if [ "$mode" != nftables ]; then
