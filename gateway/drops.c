@@ -41,13 +41,15 @@ static void on_packet(const struct crgw_nflog_packet *p, void *arg)
 	struct crgw_audit_event ev = { .kind = CRGW_AUDIT_PACKET_DROP, .service = "packet",
 				       .action = CRGW_ACTION_DENY };
 	struct crgw_sandbox *sb = crgw_sandbox_by_ifindex((int)p->indev);
-	const char *proto = proto_name(p->l4proto);
+	const char *proto = proto_name(p->l4proto), *note = "";
 
 	(void)arg;
 	if (!strcmp(p->prefix, "dns_bypass_attempt"))
 		ev.reason = CRGW_REASON_DNS_BYPASS_ATTEMPT;
 	else if (!strcmp(p->prefix, "spoofed_source"))
 		ev.reason = CRGW_REASON_SPOOFED_SOURCE;
+	else if (!strcmp(p->prefix, "rate_limited"))
+		ev.reason = CRGW_REASON_RATE_LIMITED;
 	if (p->family == AF_INET || p->family == AF_INET6) {
 		inet_ntop(p->family, &p->src, ev.src_ip, sizeof(ev.src_ip));
 		inet_ntop(p->family, &p->dst, ev.dst_ip, sizeof(ev.dst_ip));
@@ -64,8 +66,11 @@ static void on_packet(const struct crgw_nflog_packet *p, void *arg)
 	} else if (ev.reason == CRGW_REASON_NONE) {
 		ev.reason = CRGW_REASON_UNKNOWN_SANDBOX;
 	}
-	snprintf(ev.detail, sizeof(ev.detail), "protocol=%s%s", proto,
-		 p->family == AF_INET6 ? " (IPv6 is off for sandboxes)" : "");
+	if (p->family == AF_INET6)
+		note = " (IPv6 is off for sandboxes)";
+	else if (ev.reason == CRGW_REASON_RATE_LIMITED)
+		note = "; more new connections a second than a sandbox may open";
+	snprintf(ev.detail, sizeof(ev.detail), "protocol=%s%s", proto, note);
 	crgw_audit_emit(&ev);
 	crgw_sandbox_unref(sb);
 }

@@ -206,6 +206,36 @@ ok $? "a query with a spoofed source address is dropped"
 audit_has "$AUDIT" 'select(.event=="packet_drop" and .reason_code=="spoofed_source" and .src_ip=="192.0.2.77")'
 ok $? "... and audited as spoofed_source"
 
+# ---- the host's conntrack table --------------------------------------------------------------------
+# The table is the host's, shared with every sandbox and the gateway's own upstream connections. 3,000 bare
+# SYNs from a raw socket to an upstream port: unchecked, 3,000 entries for 60 s. New redirected connections
+# are held to 1,000 a second per sandbox (burst 1,000); the rest are dropped and audited rate_limited.
+out=$(run python3 -c '
+import socket, struct
+web = "'"$TN_WEB1"'"
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.connect((web, 9)); me = u.getsockname()[0]
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+for i in range(3000):
+    t = struct.pack("!HHIIBBHHH", 20000 + i, 8091, i, 0, 5 << 4, 2, 65535, 0, 0)
+    pseudo = socket.inet_aton(me) + socket.inet_aton(web) + struct.pack("!BBH", 0, 6, len(t))
+    r.sendto(t[:16] + struct.pack("!H", csum(pseudo + t)) + t[18:], (web, 0))
+print("sent")' 2>&1)
+n=$(grep -c "dst=$TN_WEB1 sport=[0-9]* dport=8091 " /proc/net/nf_conntrack)
+grep -q '^sent$' <<<"$out" && [ "$n" -le 1500 ]
+ok $? "3,000 SYNs from one sandbox take at most 1,500 of the host's conntrack entries ($n)" || diag "$out"
+audit_has "$AUDIT" "select(.event==\"packet_drop\" and .reason_code==\"rate_limited\" and .dst_ip==\"$TN_WEB1\" and .dst_port==8091)"
+ok $? "... the rest are dropped and audited as rate_limited"
+# A redirected connection that ended: its entry goes within seconds, not after TIME_WAIT's 120 s.
+run python3 -c '
+import socket, time
+s = socket.create_connection(("'"$TN_WEB1"'", 8092), timeout=5); s.close(); time.sleep(0.5)' >/dev/null 2>&1
+sleep 5
+! grep -q "dst=$TN_WEB1 sport=[0-9]* dport=8092 " /proc/net/nf_conntrack
+ok $? "... and a closed connection's entry is gone 5 s later"
+
 # ---- the sandbox's root is not the host's ----------------------------------------------------------
 out=$(run sh -c 'umount /proc 2>/dev/null; nsenter -t 1 -n -- ip -br link 2>&1; nsenter --net=/proc/1/ns/net -- ip -br link 2>&1' 2>&1)
 ! grep -q "$TN_VETH" <<<"$out"

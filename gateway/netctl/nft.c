@@ -61,6 +61,17 @@
 /* The drop log's rate: enough to see what a sandbox tries, too little for it to flood the audit log. */
 #define LOG_RATE 10
 #define LOG_BURST 20
+/*
+ * Conntrack entries are the host's, shared by every sandbox and the gateway's own upstream connections
+ * (262,144 by default), and a sandbox's redirected TCP makes one per connection attempt: unchecked, one
+ * sandbox made 8,000 in a fifth of a second (connect and close, or bare SYNs from a raw socket), whose
+ * TIME_WAIT and SYN_RECV entries live 120 and 60 s. New redirected connections are held to this rate per
+ * sandbox, and their closing states to the short timeouts of SANDBOX_CT_TIMEOUT, so that one sandbox
+ * keeps at most about NEW_CONN_RATE * 10 entries in states other than established.
+ */
+#define NEW_CONN_RATE 1000
+#define NEW_CONN_BURST 1000
+#define SANDBOX_CT_TIMEOUT "sandbox_tcp" /* no sb<id>_ name can collide with it */
 
 static const uint16_t default_service_ports[] = { 53, 3128, 8170 };
 
@@ -362,6 +373,31 @@ static void e_limited_log(struct rb *rb, uint16_t group, const char *prefix)
 	nftnl_expr_set_str(e, NFTNL_EXPR_LOG_PREFIX, prefix);
 }
 
+/* `ct timeout set NAME`: takes effect on a connection's first packet, after conntrack made its entry. */
+static void e_ct_timeout(struct rb *rb, const char *name)
+{
+	struct nftnl_expr *e = expr(rb, "objref");
+
+	if (!e)
+		return;
+	nftnl_expr_set_u32(e, NFTNL_EXPR_OBJREF_IMM_TYPE, NFT_OBJECT_CT_TIMEOUT);
+	nftnl_expr_set_str(e, NFTNL_EXPR_OBJREF_IMM_NAME, name);
+}
+
+/* `limit rate over RATE/second burst BURST packets`: matches the packets beyond the rate. */
+static void m_over_rate(struct rb *rb, uint64_t rate, uint32_t burst)
+{
+	struct nftnl_expr *e = expr(rb, "limit");
+
+	if (!e)
+		return;
+	nftnl_expr_set_u64(e, NFTNL_EXPR_LIMIT_RATE, rate);
+	nftnl_expr_set_u64(e, NFTNL_EXPR_LIMIT_UNIT, 1); /* per second */
+	nftnl_expr_set_u32(e, NFTNL_EXPR_LIMIT_BURST, burst);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_LIMIT_TYPE, NFT_LIMIT_PKTS);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_LIMIT_FLAGS, NFT_LIMIT_F_INV);
+}
+
 /* ct state / ct status: loads `key`, keeps `mask`, and matches when any of its bits is set. */
 static void e_ct_any(struct rb *rb, uint32_t key, uint32_t mask)
 {
@@ -606,6 +642,50 @@ static void msg_counter(struct batch *bt, uint16_t msg, const char *name)
 	nftnl_obj_free(o);
 }
 
+/*
+ * The timeouts of sandboxes' redirected TCP. The far end is the gateway's own listener, one hop away: a
+ * handshake or a close that has not finished in seconds never will, and TIME_WAIT's job (late segments of
+ * an old connection) is done by the sockets themselves. Established is the kernel's default (5 days); the
+ * tunnel caps bound those. Every state is given: libnftnl sends the whole array, and 0 would mean 0 s.
+ */
+static void msg_ct_timeout(struct batch *bt)
+{
+	uint32_t t[NFTNL_CTTIMEOUT_TCP_MAX] = {
+		[NFTNL_CTTIMEOUT_TCP_SYN_SENT] = 10,
+		[NFTNL_CTTIMEOUT_TCP_SYN_RECV] = 10,
+		[NFTNL_CTTIMEOUT_TCP_ESTABLISHED] = 432000,
+		[NFTNL_CTTIMEOUT_TCP_FIN_WAIT] = 30,
+		[NFTNL_CTTIMEOUT_TCP_CLOSE_WAIT] = 60,
+		[NFTNL_CTTIMEOUT_TCP_LAST_ACK] = 30,
+		[NFTNL_CTTIMEOUT_TCP_TIME_WAIT] = 2,
+		[NFTNL_CTTIMEOUT_TCP_CLOSE] = 2,
+		[NFTNL_CTTIMEOUT_TCP_SYN_SENT2] = 10,
+		[NFTNL_CTTIMEOUT_TCP_RETRANS] = 300,
+		[NFTNL_CTTIMEOUT_TCP_UNACK] = 300,
+	};
+	struct nftnl_obj *o;
+	struct nlmsghdr *nlh;
+
+	if (bt->err)
+		return;
+	o = nftnl_obj_alloc();
+	if (!o) {
+		bt->err = -ENOMEM;
+		return;
+	}
+	nftnl_obj_set_u32(o, NFTNL_OBJ_FAMILY, NFPROTO_INET);
+	nftnl_obj_set_str(o, NFTNL_OBJ_TABLE, bt->table);
+	nftnl_obj_set_str(o, NFTNL_OBJ_NAME, SANDBOX_CT_TIMEOUT);
+	nftnl_obj_set_u32(o, NFTNL_OBJ_TYPE, NFT_OBJECT_CT_TIMEOUT);
+	nftnl_obj_set_u16(o, NFTNL_OBJ_CT_TIMEOUT_L3PROTO, NFPROTO_IPV4);
+	nftnl_obj_set_u8(o, NFTNL_OBJ_CT_TIMEOUT_L4PROTO, IPPROTO_TCP);
+	nftnl_obj_set_data(o, NFTNL_OBJ_CT_TIMEOUT_ARRAY, t, sizeof(t));
+	nlh = batch_hdr(bt, NFT_MSG_NEWOBJ, NLM_F_CREATE | NLM_F_EXCL);
+	nftnl_obj_nlmsg_build_payload(nlh, o);
+	batch_next(bt);
+	nftnl_obj_free(o);
+}
+
 static struct nftnl_set *set_alloc(struct batch *bt, const char *name)
 {
 	struct nftnl_set *s;
@@ -817,6 +897,7 @@ static int build_skeleton(struct batch *bt, const struct nftcfg *c)
 	 * exempt because the host reaches its own gateway addresses over it.
 	 */
 	msg_counter(bt, NFT_MSG_NEWOBJ, POOL_SPOOF_COUNTER);
+	msg_ct_timeout(bt);
 	if (c->pool_prefix) {
 		for (unsigned i = 0; i < 2; i++) {
 			rb = rule_start(bt, "prerouting_raw");
@@ -1011,6 +1092,27 @@ static void chain_nat(struct batch *bt, const struct nftcfg *c, const struct crg
 {
 	const char *ch = n->chain[1];
 	struct rb rb;
+
+	/*
+	 * Only a connection's first packet comes through a nat chain: this is the sandbox's rate of new
+	 * conntrack entries (NEW_CONN_RATE). Both rules see every such packet, so their limits agree.
+	 */
+	for (unsigned i = 0; i < 2; i++) {
+		rb = rule_start(bt, ch);
+		m_over_rate(&rb, NEW_CONN_RATE, NEW_CONN_BURST);
+		if (i == 0) {
+			e_limited_log(&rb, c->group, "rate_limited");
+		} else {
+			e_counter(&rb, n->drop);
+			e_verdict(&rb, NF_DROP);
+		}
+		rule_end(bt, &rb);
+	}
+	/* The new entry takes the short closing timeouts (only an unconfirmed entry can, so not in sb<id>_pre). */
+	rb = rule_start(bt, ch);
+	m_l4proto(&rb, IPPROTO_TCP);
+	e_ct_timeout(&rb, SANDBOX_CT_TIMEOUT);
+	rule_end(bt, &rb);
 
 	/* Pairs the DNS layer bound for direct forwarding keep their destination. */
 	rb = rule_start(bt, ch);
