@@ -46,13 +46,14 @@ static struct {
 } stats;
 
 /*
- * Connections held now in the whole gateway, from accept to close: the caps count these, not
+ * Connections held now in the whole gateway, from accept until they close or linger: the caps count these, not
  * stats.tunnels_open, which a tunnel joins only once its relay starts. Counted at the relay, a burst of
  * connections still waiting for their request or upstream all passed the gateway's cap at once.
  */
 static atomic_uint tunnels_held;
 
 static void close_fd(int *fd);
+static void unhold(struct tunnel *t);
 static void on_linger(evutil_socket_t fd, short what, void *arg);
 static void plain_decision(struct tunnel *t);
 
@@ -152,6 +153,7 @@ void proxy_linger(struct tunnel *t)
 	close_fd(&t->ufd);
 	upstream_abort(t);
 	count_end(t);
+	unhold(t);
 	t->state = S_LINGER;
 	event_assign(&t->cread, t->px->base, t->cfd, EV_READ | EV_PERSIST, on_linger, t);
 	event_add(&t->cread, NULL);
@@ -221,6 +223,19 @@ static void pipe_put(struct crgw_proxy *px, struct flow *f)
 	f->pipe[0] = f->pipe[1] = -1;
 }
 
+/*
+ * A lingering connection (a refusal on its way out, or an answered one draining) leaves the gateway's
+ * count: otherwise a sandbox refused over its share could still fill the rest of the room for LINGER_S
+ * with each refused attempt. It stays in its own sandbox's count until it closes.
+ */
+static void unhold(struct tunnel *t)
+{
+	if (!t->held)
+		return;
+	t->held = false;
+	atomic_fetch_sub(&tunnels_held, 1);
+}
+
 /* Never frees inside a callback's caller: the memory goes when the last reference (a lookup) drops. */
 void proxy_close(struct tunnel *t)
 {
@@ -232,7 +247,7 @@ void proxy_close(struct tunnel *t)
 	event_del(&t->timer);
 	count_end(t);
 	atomic_fetch_sub(&t->sb->counters.tunnels, 1);
-	atomic_fetch_sub(&tunnels_held, 1);
+	unhold(t);
 	if (t->prev)
 		t->prev->next = t->next;
 	else
@@ -750,6 +765,7 @@ static struct tunnel *tunnel_new(struct crgw_proxy *px, int fd, struct crgw_sand
 	t->up.pipe[0] = t->up.pipe[1] = t->down.pipe[0] = t->down.pipe[1] = -1;
 	atomic_fetch_add(&sb->counters.tunnels, 1);
 	atomic_fetch_add(&tunnels_held, 1);
+	t->held = true;
 	t->next = px->tunnels;
 	if (t->next)
 		t->next->prev = t;

@@ -60,6 +60,7 @@ struct tunnel {
 	bool transparent;    /* redirected by nftables */
 	bool answers_http;   /* refusals are answered with an HTTP response (else the connection closes) */
 	bool counted;        /* in the open-connection gauge: ends with a connection_end event */
+	bool held;           /* counted in proxy.c's tunnels_held: from accept until it closes or lingers */
 	bool closed;
 	const char *service; /* "connect", "tls", "tcp" or "http" */
 	int cfd, ufd;

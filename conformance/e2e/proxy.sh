@@ -314,15 +314,19 @@ gw_start "$T" || { echo "Bail out! crgw did not start with 1,024 descriptors"; e
 CRGW=$CRGW_REAL
 grep -q 'more than the descriptor limit has room for.*nofile=1024 tunnels=128' "$T/crgw.log"
 ok $? "with 1,024 descriptors crgw says proxy.max_tunnels is more than they hold (128 tunnels)"
-# Inside a sandbox: N tunnels, one more, then the tunnels are held for 20 s (ended by the caller).
-hold() { # hold N
-	echo 'up=0; for i in $(seq '"$1"'); do fd=$((i + 9)); eval "exec $fd<>/dev/tcp/$CRGW_GATEWAY/3128"; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&$fd; read -r -t 5 line <&$fd; case $line in "HTTP/1.1 200"*) up=$((up + 1)) ;; esac; done; echo "held $up"; exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&3; timeout 3 cat <&3; exec 3<&-; echo done; sleep 20'
+# Inside a sandbox: N tunnels, one more, then the tunnels are held for 20 s (ended by the caller). With
+# "spam", it also goes on asking for more all that time, 50 a second, never closing one: each is refused
+# and lingers, and must not count against what the gateway keeps for others.
+hold() { # hold N [spam]
+	local spam=:
+	[ "${2:-}" = spam ] && spam='for i in $(seq 1000); do exec {s}<>/dev/tcp/$CRGW_GATEWAY/3128 && printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&$s; sleep 0.02; done 2>/dev/null'
+	echo 'up=0; for i in $(seq '"$1"'); do fd=$((i + 9)); eval "exec $fd<>/dev/tcp/$CRGW_GATEWAY/3128"; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&$fd; read -r -t 5 line <&$fd; case $line in "HTTP/1.1 200"*) up=$((up + 1)) ;; esac; done; echo "held $up"; exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&3; timeout 3 cat <&3; exec 3<&-; echo done; '"$spam"'; sleep 20'
 }
 held_out() { # held_out FILE: waits (up to 30 s) until the sandbox writing FILE is done with its tunnels
 	for _ in $(seq 300); do grep -q '^done' "$1" 2>/dev/null && return 0; sleep 0.1; done
 	return 1
 }
-run bash -c "$(hold 64)" >"$T/hold-a.out" 2>&1 &
+run bash -c "$(hold 64 spam)" >"$T/hold-a.out" 2>&1 &
 hold_a=$!
 held_out "$T/hold-a.out"
 out=$(<"$T/hold-a.out")
@@ -334,7 +338,8 @@ hold_b=$!
 held_out "$T/hold-b.out"
 out=$(<"$T/hold-b.out")
 grep -q '^held 64$' <<<"$out"
-ok $? "... while it holds them, another sandbox still gets its 64" || diag "$(head -c 600 <<<"$out")"
+ok $? "... while it holds them and keeps asking for more, another sandbox still gets its 64" ||
+	diag "$(head -c 600 <<<"$out")"
 out=$(run bash -c 'exec 3<>/dev/tcp/$CRGW_GATEWAY/3128; printf "CONNECT chain.test:22 HTTP/1.1\r\nHost: chain.test\r\n\r\n" >&3; timeout 3 cat <&3; getent ahostsv4 allowed.test >/dev/null && echo dns-ok' 2>&1)
 grep -q '^HTTP/1.1 429 ' <<<"$out" && grep -q '^rate_limited' <<<"$out"
 ok $? "with 128 held, the 129th tunnel is refused 429 rate_limited, not failed for want of descriptors" ||
