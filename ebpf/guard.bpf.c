@@ -226,11 +226,15 @@ static __always_inline int classify_ipv4(struct __sk_buff *skb, const struct gua
 		return GUARD_CLASS_DNS_BYPASS_ATTEMPT;
 
 	/*
-	 * Fragments: later ones carry no ports, so this layer cannot decide them by port. To the gateway
-	 * address they pass: the host reassembles them and nftables and the sockets decide the whole. Nothing
-	 * else the gateway accepts arrives in fragments (TCP sets DF; the proxies see redirected TCP only).
+	 * Fragments elsewhere are never needed (TCP sets DF; the proxies see redirected TCP only). To the
+	 * gateway, a first fragment carries the ports and is judged below like a whole packet (one too short
+	 * to hold them is refused there). Later ones carry no ports and pass: the host reassembles nothing
+	 * without its first fragment, and drops a datagram whose fragments overlap, so a later one cannot
+	 * rewrite the ports. Passing first fragments unjudged let a sandbox reach any port of the host on
+	 * its gateway address, fragment by fragment, where nftables is not there to judge the whole
+	 * (`enforcement: ebpf`).
 	 */
-	if (frag)
+	if (frag && (!to_gw || (frag & IP_OFFSET)))
 		return to_gw ? GUARD_CLASS_PASS : GUARD_CLASS_HOST_NOT_ALLOWED;
 
 	if (to_gw) {

@@ -140,6 +140,46 @@ for mode in nftables ebpf both; do
 		check "$mode: ... the IPv4 frame's event names the forged MAC, not an unparsed protocol" -- \
 			audit_has "$AUDIT" 'select(.event=="packet_drop" and .reason_code=="spoofed_source" and .detail=="ethertype=0x0800 source_mac=02:00:00:00:00:99; dropped by the eBPF guard")'
 	fi
+	if [ "$mode" = ebpf ]; then
+		# A host service on the gateway address, and a SYN to it in two IPv4 fragments. With the guard alone
+		# (no nftables behind it), the first fragment's ports must be judged: passed unjudged, the host
+		# reassembled the SYN and its listener answered SYN-ACK.
+		gw_addr=$(jq -r .gateway "$T/$mode.json")
+		python3 -c 'import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 7777)); s.listen(4); time.sleep(8)' "$gw_addr" &
+		host_listener=$!
+		sleep 0.3
+		out=$("$CTL" exec "probe-$mode" -- python3 -c '
+import os, random, socket, struct, time
+gw = os.environ["CRGW_GATEWAY"]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.connect((gw, 9)); me = u.getsockname()[0]
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+sp = random.randint(40000, 49999)
+t = struct.pack("!HHIIBBHHH", sp, 7777, 1000, 0, 5 << 4, 2, 65535, 0, 0)
+t = t[:16] + struct.pack("!H", csum(socket.inet_aton(me) + socket.inet_aton(gw) + struct.pack("!BBH", 0, 6, 20) + t)) + t[18:]
+def frag(payload, off):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 4242, off, 64, 6, 0, socket.inet_aton(me), socket.inet_aton(gw))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+out = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+inp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP); inp.settimeout(0.5)
+out.sendto(frag(t[:8], 0x2000), (gw, 0)); out.sendto(frag(t[8:], 1), (gw, 0))
+reply, end = "none", time.time() + 3
+while time.time() < end and reply == "none":
+    try: p = inp.recv(2000)
+    except socket.timeout: continue
+    h = (p[0] & 15) * 4
+    if struct.unpack("!HH", p[h:h + 4]) == (7777, sp): reply = "0x%02x" % p[h + 13]
+print("reply=" + reply)' 2>&1)
+		kill "$host_listener" 2>/dev/null
+		wait "$host_listener" 2>/dev/null
+		check "$mode: a SYN in fragments to a host port on the gateway address gets no answer ($out)" -- \
+			grep -q '^reply=none$' <<<"$out"
+		check "$mode: ... its first fragment is audited port_not_allowed" -- \
+			audit_has "$AUDIT" 'select(.event=="packet_drop" and .reason_code=="port_not_allowed" and .dst_port==7777)'
+	fi
 	"$CTL" sandbox rm "probe-$mode" >/dev/null 2>&1
 	if [ "$mode" != nftables ]; then
 		check "$mode: after release, no filter and no interface $ifname" -- bash -c "! ip link show '$ifname' >/dev/null 2>&1"
