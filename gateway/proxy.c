@@ -684,6 +684,28 @@ void proxy_note_request_line(struct tunnel *t)
 	proxy_note_asked(t, sp1 + 1, (size_t)(sp2 - sp1 - 1));
 }
 
+/*
+ * The first request head, or a TLS hello, must be in whole REQUEST_TIMEOUT_S after the wait for it began,
+ * however it trickles in. The persistent read event's own timeout restarts at every read: alone, it let a
+ * client that sent a byte every few seconds hold its connection, unanswered, for as long as it liked.
+ */
+static void head_wait_start(struct tunnel *t)
+{
+	t->head_deadline_us = crgw_realtime_us() + (int64_t)REQUEST_TIMEOUT_S * 1000000;
+}
+
+static void head_wait(struct tunnel *t)
+{
+	int64_t left = t->head_deadline_us - crgw_realtime_us();
+	struct timeval tv = { 0, 0 };
+
+	if (left > 0) {
+		tv.tv_sec = (time_t)(left / 1000000);
+		tv.tv_usec = (suseconds_t)(left % 1000000);
+	}
+	event_add(&t->cread, &tv);
+}
+
 /* A CONNECT head: the target decides, and the bytes after the head are the tunnel's first. */
 static void connect_request(struct tunnel *t)
 {
@@ -724,8 +746,10 @@ static void on_request(evutil_socket_t fd, short what, void *arg)
 	}
 	t->head_len += (size_t)n;
 	r = crgw_http_parse_head(t->req, t->head, t->head_len);
-	if (r == -EAGAIN)
-		return; /* need more */
+	if (r == -EAGAIN) {
+		head_wait(t); /* need more, within what is left of the head's time */
+		return;
+	}
 	/* From here on the client's socket is watched for both directions, once (a refusal replaces it). */
 	proxy_watch(t, &t->cread, t->cfd);
 	if (r)
@@ -832,6 +856,7 @@ static void await_request(struct tunnel *t)
 		return;
 	}
 	event_assign(&t->cread, t->px->base, t->cfd, EV_READ | EV_PERSIST, on_request, t);
+	head_wait_start(t);
 	event_add(&t->cread, &tv);
 	/*
 	 * The head has usually arrived with the connection (TCP_DEFER_ACCEPT on the proxy's listener): read
@@ -1013,23 +1038,22 @@ static void on_hello(evutil_socket_t fd, short what, void *arg)
 		proxy_close(t);
 		return;
 	}
-	if (t->head_len == 0 && t->head[0] == 0x16) {
-		/* A TLS record: wait for the whole hello, however many segments it takes. */
-		struct timeval tv = { REQUEST_TIMEOUT_S, 0 };
-
-		event_add(&t->cread, &tv);
-	}
+	if (t->head_len == 0 && t->head[0] == 0x16)
+		head_wait_start(t); /* a TLS record: the whole hello, however many segments it takes, in time */
 	t->head_len += (size_t)n;
 	if (t->head[0] != 0x16) {
 		plain_decision(t);
 		return;
 	}
 	/* Parse again only once enough has arrived: a hello sent a byte at a time costs no quadratic work. */
-	if (t->head_len < t->hello_need)
+	if (t->head_len < t->hello_need) {
+		head_wait(t);
 		return;
+	}
 	r = crgw_tls_hello_parse((const uint8_t *)t->head, t->head_len, &hello);
 	if (r == -EAGAIN && t->head_len < CRGW_TLS_HELLO_MAX) {
 		t->hello_need = hello.need;
+		head_wait(t);
 		return;
 	}
 	if (r == 0) {

@@ -90,6 +90,7 @@ struct tunnel {
 	struct upstream_race *race; /* while connecting upstream */
 	union proxy_addr upstream;  /* the upstream's address (before the connect: the dialled one, if any) */
 	int64_t start_us, deadline_us;
+	int64_t head_deadline_us; /* when the first request head or TLS hello must be in whole (0: not waiting) */
 	bool timer_at_deadline; /* the armed timer is the absolute limit's, not the idle one's */
 	struct flow up, down;
 };

@@ -238,6 +238,35 @@ ok $? "64 MiB arrive intact through a tunnel (sha256 ${got:0:16}…)"
 audit_has "$AUDIT" 'select(.event=="connection_end" and .bytes_down > 67108864)'
 ok $? "... and connection_end counts them"
 
+# A request head or a TLS hello that trickles in, a byte a second, is cut 10 s after it began, not kept for
+# as long as bytes keep coming (the read's timeout used to restart at every byte). Both run at once.
+trickle='import os, select, socket, sys, time
+host = os.environ["CRGW_GATEWAY"] if sys.argv[1] == "gw" else sys.argv[1]
+first = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" if sys.argv[3] == "tls" else b"GET http://allowed.test/ HTTP/1.1\r\nX: "
+s = socket.create_connection((host, int(sys.argv[2])), timeout=5)
+t0 = time.time()
+for b in first + b"a" * 40:
+    try:
+        s.send(bytes([b]))
+        if select.select([s], [], [], 1)[0] and not s.recv(4096):
+            break
+    except OSError:
+        break
+    if time.time() - t0 > 16:
+        print("open after 16 s")
+        sys.exit()
+print("closed after %d s" % round(time.time() - t0))'
+run python3 -c "$trickle" gw 3128 http >"$T/trickle-proxy.out" 2>&1 &
+trickle_proxy=$!
+out=$(run bash -c 'unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY; python3 -c "$1" '"$TN_WEB1"' 443 tls' _ "$trickle" 2>&1)
+wait "$trickle_proxy"
+for what in "a request head trickling in to the explicit proxy:$(<"$T/trickle-proxy.out")" \
+	"a TLS hello trickling in to the transparent listener:$out"; do
+	n=$(grep -o 'closed after [0-9]*' <<<"${what#*:}" | grep -o '[0-9]*$')
+	[ -n "$n" ] && [ "$n" -ge 9 ] && [ "$n" -le 13 ]
+	ok $? "${what%%:*} is cut 10 s after it began ($(tr '\n' ' ' <<<"${what#*:}" | cut -c1-120))"
+done
+
 "$CTL" stats --json >/dev/null
 gw_stop
 ok $? "crgw exits 0 on SIGTERM (sanitizer builds: LeakSanitizer found nothing)"
