@@ -70,6 +70,7 @@ static const struct key keys[] = {
 	{ "limits.cpus", K_CPUS, OFF(limits_cpu_milli), 4, 10, 1024000 },
 	{ "limits.optional", K_BOOL, OFF(limits_optional), 0, 0, 0 },
 	{ "limits.cgroup", K_STRING, STR(limits_cgroup), 0, 0 },
+	{ "limits.connection_rate", K_UINT, OFF(limits_connection_rate), 4, 0, 1000000 },
 	{ "testing.ttl_seconds", K_UINT, OFF(testing_ttl_seconds), 4, 0, 604800 },
 	{ "mediation.ca_file", K_STRING, STR(mediation_ca_file), 0, 0 },
 	{ "mediation.max_connections", K_UINT, OFF(mediation_max_connections), 4, 1, 1000000 },
@@ -122,6 +123,7 @@ void crgw_config_defaults(struct crgw_config *cfg)
 	cfg->limits_memory = UINT64_C(4) << 30;
 	cfg->limits_pids = 4096;
 	cfg->limits_cpu_milli = 0;
+	cfg->limits_connection_rate = 1000;
 	snprintf(cfg->limits_cgroup, sizeof(cfg->limits_cgroup), "crgw");
 	cfg->mediation_max_connections = 16384;
 	cfg->mediation_max_connections_per_sandbox = 256;

@@ -121,6 +121,7 @@ static void nft_config_from(const struct crgw_config *cfg, struct crgw_nft_confi
 	nft->tcp_port = (uint16_t)cfg->transparent_tcp_port;
 	nft->pool = cfg->pool;
 	nft->pool_prefix = (uint8_t)cfg->pool_prefix;
+	nft->new_conn_rate = cfg->limits_connection_rate;
 }
 
 /* The start time of `pid` in clock ticks (field 22 of /proc/PID/stat), or 0: with the pid it names a process. */

@@ -106,6 +106,12 @@ struct crgw_nft_config {
 	 */
 	struct in_addr pool;
 	uint8_t pool_prefix;
+	/*
+	 * New redirected TCP connections a second per sandbox (the first packets its nat chain sees; its
+	 * gateway's own services are untracked and not counted), the excess dropped and logged as
+	 * rate_limited, with a second's worth of burst; 0: no limit.
+	 */
+	uint32_t new_conn_rate;
 };
 
 /* One sandbox as the ruleset sees it. */

@@ -65,12 +65,11 @@
  * Conntrack entries are the host's, shared by every sandbox and the gateway's own upstream connections
  * (262,144 by default), and a sandbox's redirected TCP makes one per connection attempt: unchecked, one
  * sandbox made 8,000 in a fifth of a second (connect and close, or bare SYNs from a raw socket), whose
- * TIME_WAIT and SYN_RECV entries live 120 and 60 s. New redirected connections are held to this rate per
- * sandbox, and their closing states to the short timeouts of SANDBOX_CT_TIMEOUT, so that one sandbox
- * keeps at most about NEW_CONN_RATE * 10 entries in states other than established.
+ * TIME_WAIT and SYN_RECV entries live 120 and 60 s. New connections are held to a rate per sandbox
+ * (crgw_nft_config.new_conn_rate, limits.connection_rate), and their closing states to the short timeouts
+ * of SANDBOX_CT_TIMEOUT, so that one sandbox keeps at most about ten seconds' worth of that rate in states
+ * other than established.
  */
-#define NEW_CONN_RATE 1000
-#define NEW_CONN_BURST 1000
 #define SANDBOX_CT_TIMEOUT "sandbox_tcp" /* no sb<id>_ name can collide with it */
 
 static const uint16_t default_service_ports[] = { 53, 3128, 8170 };
@@ -86,6 +85,7 @@ struct nftcfg {
 	unsigned n_svc;
 	struct in_addr pool;
 	uint8_t pool_prefix;
+	uint32_t new_conn_rate;
 };
 
 /* The netmask of /len (0..32), network order. */
@@ -105,6 +105,7 @@ static int cfg_resolve(const struct crgw_nft_config *cfg, struct nftcfg *c)
 	c->tcp_port = cfg->tcp_port;
 	c->pool = cfg->pool;
 	c->pool_prefix = cfg->pool_prefix;
+	c->new_conn_rate = cfg->new_conn_rate;
 	if (cfg->n_service_tcp_ports) {
 		c->svc = cfg->service_tcp_ports;
 		c->n_svc = cfg->n_service_tcp_ports;
@@ -1095,11 +1096,12 @@ static void chain_nat(struct batch *bt, const struct nftcfg *c, const struct crg
 
 	/*
 	 * Only a connection's first packet comes through a nat chain: this is the sandbox's rate of new
-	 * conntrack entries (NEW_CONN_RATE). Both rules see every such packet, so their limits agree.
+	 * conntrack entries. Both rules see every such packet, so their limits agree. The burst is a second's
+	 * worth: a build opening a few hundred connections at once is not cut.
 	 */
-	for (unsigned i = 0; i < 2; i++) {
+	for (unsigned i = 0; c->new_conn_rate && i < 2; i++) {
 		rb = rule_start(bt, ch);
-		m_over_rate(&rb, NEW_CONN_RATE, NEW_CONN_BURST);
+		m_over_rate(&rb, c->new_conn_rate, c->new_conn_rate);
 		if (i == 0) {
 			e_limited_log(&rb, c->group, "rate_limited");
 		} else {

@@ -70,7 +70,9 @@ static const struct yaml_case cases[] = {
 	{ "cpus too many", "limits:\n  cpus: 5000\n", "limits.cpus: expected a CPU count" },
 	{ "cpus too few", "limits:\n  cpus: 0.001\n", "limits.cpus: expected a CPU count" },
 	{ "pids too few", "limits:\n  pids: 3\n", "limits.pids: must be 0 (no limit) or at least 16" },
-	{ "no limits at all", "limits:\n  memory: 0\n  pids: 0\n  cpus: 0\n", NULL },
+	{ "no limits at all", "limits:\n  memory: 0\n  pids: 0\n  cpus: 0\n  connection_rate: 0\n", NULL },
+	{ "connection rate too high", "limits:\n  connection_rate: 1000001\n", "limits.connection_rate" },
+	{ "connection rate negative", "limits:\n  connection_rate: -1\n", "limits.connection_rate" },
 	{ "data dir relative", "data_dir: var/lib/crgw\n", "data_dir: must be an absolute path" },
 	{ "cgroup name", "limits:\n  cgroup: \"../x\"\n", "limits.cgroup: use lowercase letters" },
 	{ "testing ttl", "testing:\n  ttl_seconds: 3\n", NULL },
@@ -393,8 +395,9 @@ int main(void)
 	/* The limit units and the defaults the issue names: 4 GiB, 4,096 processes, all CPUs. */
 	crgw_config_defaults(&cfg);
 	tap_result(cfg.limits_memory == (UINT64_C(4) << 30) && cfg.limits_pids == 4096 && cfg.limits_cpu_milli == 0 &&
-			   !cfg.limits_optional && !strcmp(cfg.data_dir, "/var/lib/crgw"),
-		   "limit defaults: 4 GiB, 4096 pids, all CPUs, not optional; data in /var/lib/crgw");
+			   cfg.limits_connection_rate == 1000 && !cfg.limits_optional && !strcmp(cfg.data_dir, "/var/lib/crgw"),
+		   "limit defaults: 4 GiB, 4096 pids, all CPUs, 1000 new connections a second, not optional; data in "
+		   "/var/lib/crgw");
 	{
 		static const struct {
 			const char *text;

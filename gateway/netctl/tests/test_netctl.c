@@ -717,12 +717,16 @@ int main(void)
 	ok(udp53 >= 0 && udp_recv(udp53, 300, buf, sizeof(buf)) == -ETIMEDOUT, "unregistered interface is dropped");
 
 	sba = (struct crgw_nft_sandbox){ .id = SB_A, .ifname = ifa, .gw = ip(1), .guest = ip(2) };
+	g_cfg.new_conn_rate = 1000;
 	ret = crgw_nft_sandbox_add(&g_cfg, &sba);
+	g_cfg.new_conn_rate = 0;
 	ok(ret == 0, "sandbox_add: %d", ret);
 	snprintf(cmd, sizeof(cmd), "nft list table inet %s 2>&1", g_table);
 	ret = run_capture(cmd, g_json, sizeof(g_json));
 	ok(ret == 0, "nft can print what we programmed");
 	diag("ruleset:\n%s", g_json);
+	snprintf(buf, sizeof(buf), "limit rate over 1000/second burst 1000 packets counter name \"sb%u_drop\" drop", SB_A);
+	ok(strstr(g_json, buf) != NULL, "new_conn_rate 1000: the nat chain drops what is over 1000 new connections a second");
 	ret = crgw_nft_sandbox_add(&g_cfg, &sba);
 	ok(ret == -EEXIST, "sandbox_add twice: %d", ret);
 	ret = get_counters(SB_A, &cnt);
@@ -919,6 +923,9 @@ int main(void)
 	   ifb);
 	sbb = (struct crgw_nft_sandbox){ .id = SB_B, .ifname = ifb, .gw = ip(5), .guest = ip(6) };
 	ok(crgw_nft_sandbox_add(&g_cfg, &sbb) == 0, "register %s", ifb);
+	snprintf(cmd, sizeof(cmd), "nft list chain inet %s sb%u_nat 2>&1", g_table, SB_B);
+	ok(run_capture(cmd, out, sizeof(out)) == 0 && strstr(out, "ct timeout set") && !strstr(out, "limit rate"),
+	   "new_conn_rate 0: no rate rule in sb%u_nat, the short timeouts all the same", SB_B);
 	/* As for the link outside the pool below: a link just made may drop its first packets; sent again. */
 	ret = -EBADF;
 	for (int attempt = 0; attempt < 5 && udp53b >= 0 && ret != 5; attempt++) {
