@@ -14,14 +14,18 @@
 #      the very same file (the cache's object) from the same disk, to a client across the same kind of
 #      veth link (the root namespace to the test network's namespace); and the gateway's transfer again
 #      to a curl in the sandbox's network namespace but outside the sandbox (its groups, its seccomp
-#      filter), the client placed as nginx's is.
+#      filter), the client placed as nginx's is; and to a curl started in a sandbox that is already running
+#      (crgw-ctl exec: its groups, its seccomp filter), as a job's later download is.
 # Prints one line per measurement and a summary; docs/performance.md records the figures. Needs root.
 # usage: registry-bench.sh CRGW CRGW_CTL [ROUNDS] [COUNT]
+# CRGW_BENCH_PARTS="installs latency huge" (the default) chooses the parts; e.g. "huge" alone, 3 minutes.
 set -uo pipefail
 CRGW=$1
 CTL=$2
 ROUNDS=${3:-3}
 COUNT=${4:-2000}
+PARTS=" ${CRGW_BENCH_PARTS:-installs latency huge} "
+part() { [[ $PARTS == *" $1 "* ]]; }
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib/testnet.sh
 source "$here/../lib/testnet.sh"
@@ -122,6 +126,8 @@ installs() { # installs LABEL: ROUNDS of cold and warm, then offline, into times
 	resume_registries
 	gw_stop >/dev/null 2>&1
 }
+labels=""
+if part installs; then
 labels=local
 installs local
 
@@ -148,18 +154,23 @@ installs wan
 ip netns exec "$TN_NS" nft delete table ip crgw_bench_wan
 kill "$WAN_PID" 2>/dev/null
 wait "$WAN_PID" 2>/dev/null
+fi
 write_config false
 start_gw
 
 # ---- 2. cache-hit latency of a small object -------------------------------------------------------------
+p50=- p99=-
+if part latency; then
 url_path=/registry/npm/npm.test/crgw-dep-00/-/crgw-dep-00-1.0.0.tgz
 lat=$(run 'u=http://$CRGW_GATEWAY:8170'"$url_path"'; args=(); for i in $(seq '"$COUNT"'); do args+=(-o /dev/null "$u"); done
 	curl -s -w "%{time_total}\n" "${args[@]}"')
 p50=$(echo "$lat" | sort -n | awk -v n="$COUNT" 'NR == int(n * 0.5) {printf "%.0f", $1 * 1e6}')
 p99=$(echo "$lat" | sort -n | awk -v n="$COUNT" 'NR == int(n * 0.99) {printf "%.0f", $1 * 1e6}')
 echo "cache hit, 334-byte tarball, $COUNT requests on one connection: p50 ${p50} us, p99 ${p99} us"
+fi
 
 # ---- 3. a 1 GiB object: the gateway's sendfile against nginx, the same file --------------------------------
+if part huge; then
 www=$TN_STATE/pypi/www
 mkdir -p "$www/simple/crgw-huge"
 f=crgw_huge-1.0.0-py3-none-any.whl
@@ -224,22 +235,27 @@ testnet_on_exit '"$CTL" sandbox rm hugebench >/dev/null 2>&1; true'
 hb_url=$("$CTL" exec hugebench -- sh -c 'echo "$PIP_INDEX_URL"')crgw-huge/$f
 hb_holder=$("$CTL" sandbox show --json hugebench | jq -r .holder_pid)
 from_netns() { nsenter -t "$hb_holder" -n curl -s -o /dev/null -w "%{speed_download}" "$hb_url"; }
+# A curl begun in the running sandbox: its groups and seccomp filter, not a sandbox just made.
+from_running() { "$CTL" exec hugebench -- curl -s -o /dev/null -w "%{speed_download}" "$hb_url"; }
 nsr=""
 nsratios=""
+exr=""
+exratios=""
+mbs() { awk -v b="$1" 'BEGIN {printf "%.0f", b / 1e6}'; }
+ratio() { awk -v g="$1" -v n="$2" 'BEGIN {printf "%.3f", (n > 0 ? g / n : 0)}'; }
+from_fresh() { hrun 'sleep 1; curl -s -o /dev/null -w "%{speed_download}" "$PIP_INDEX_URL"crgw-huge/'"$f"; }
 for r in $(seq "$huge_rounds"); do
-	[ $((r % 2)) = 0 ] && n=$(from_nginx) && h=$(from_netns)
-	g=$(hrun 'sleep 1; curl -s -o /dev/null -w "%{speed_download}" "$PIP_INDEX_URL"crgw-huge/'"$f")
-	[ $((r % 2)) = 1 ] && h=$(from_netns) && n=$(from_nginx)
-	g=$(awk -v b="$g" 'BEGIN {printf "%.0f", b / 1e6}')
-	h=$(awk -v b="$h" 'BEGIN {printf "%.0f", b / 1e6}')
-	n=$(awk -v b="$n" 'BEGIN {printf "%.0f", b / 1e6}')
-	gwr+="$g "
-	nsr+="$h "
-	ngr+="$n "
-	ratios+="$(awk -v g="$g" -v n="$n" 'BEGIN {printf "%.3f", (n > 0 ? g / n : 0)}') "
-	nsratios+="$(awk -v g="$h" -v n="$n" 'BEGIN {printf "%.3f", (n > 0 ? g / n : 0)}') "
-	echo "round $r 1 GiB hit: crgw $g MB/s from a sandbox, $h MB/s from its network namespace; nginx $n MB/s"
+	if [ $((r % 2)) = 1 ]; then
+		n=$(from_nginx) h=$(from_netns) x=$(from_running) g=$(from_fresh)
+	else
+		g=$(from_fresh) x=$(from_running) h=$(from_netns) n=$(from_nginx)
+	fi
+	g=$(mbs "$g") h=$(mbs "$h") x=$(mbs "$x") n=$(mbs "$n")
+	gwr+="$g " nsr+="$h " exr+="$x " ngr+="$n "
+	ratios+="$(ratio "$g" "$n") " nsratios+="$(ratio "$h" "$n") " exratios+="$(ratio "$x" "$n") "
+	echo "round $r 1 GiB hit: crgw $g MB/s to a new sandbox, $x MB/s to a running one, $h MB/s to its network namespace; nginx $n MB/s"
 done
+fi
 
 echo
 echo "summary (medians of $ROUNDS rounds)"
@@ -251,9 +267,14 @@ for label in $labels; do
 		echo "$label $tool install: cold $c ms, warm $w ms, offline $o ms; cold/offline $(awk -v c="$c" -v o="$o" 'BEGIN {printf "%.1f", c / o}')x"
 	done
 done
-echo "cache hit latency (small object): p50 ${p50} us, p99 ${p99} us"
-g=$(echo $gwr | tr ' ' '\n' | median)
-n=$(echo $ngr | tr ' ' '\n' | median)
-h=$(echo $nsr | tr ' ' '\n' | median)
-echo "1 GiB cached object (medians of $huge_rounds rounds): crgw $g MB/s, nginx $n MB/s; ratio $(awk -v g="$g" -v n="$n" 'BEGIN {printf "%.2f", g / n}'), median of the rounds' ratios $(echo $ratios | tr ' ' '\n' | median | awk '{printf "%.2f", $1}')"
-echo "1 GiB, the client in the sandbox's network namespace only: crgw $h MB/s; ratio $(awk -v g="$h" -v n="$n" 'BEGIN {printf "%.2f", g / n}'), median of the rounds' ratios $(echo $nsratios | tr ' ' '\n' | median | awk '{printf "%.2f", $1}')"
+part latency && echo "cache hit latency (small object): p50 ${p50} us, p99 ${p99} us"
+part huge || exit 0
+summary_line() { # summary_line LABEL RATES RATIOS
+	local g n
+	g=$(echo $2 | tr ' ' '\n' | median)
+	n=$(echo $ngr | tr ' ' '\n' | median)
+	echo "1 GiB cached object, $1 (medians of $huge_rounds rounds): crgw $g MB/s, nginx $n MB/s; ratio $(awk -v g="$g" -v n="$n" 'BEGIN {printf "%.2f", g / n}'), median of the rounds' ratios $(echo $3 | tr ' ' '\n' | median | awk '{printf "%.2f", $1}')"
+}
+summary_line "to a new sandbox (crgw-ctl run)" "$gwr" "$ratios"
+summary_line "to a running sandbox (crgw-ctl exec)" "$exr" "$exratios"
+summary_line "to the sandbox's network namespace only" "$nsr" "$nsratios"
