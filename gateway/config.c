@@ -691,14 +691,51 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 	return 0;
 }
 
+/* registries.credentials.HOST.token_for: [REGISTRY, ...], host names, into c->token_for. */
+static int walk_token_for(struct walk *w, yaml_node_t *node, const char *key, struct crgw_git_credential *c)
+{
+	char at[4200], field[320];
+	size_t used = 0, n = 0;
+
+	snprintf(field, sizeof(field), "%s.token_for", key);
+	node_where(w, node, at, sizeof(at));
+	if (!node || node->type != YAML_SEQUENCE_NODE)
+		return fail(w->err, w->errlen, at, field, "expected a list of registry host names");
+	for (yaml_node_item_t *i = node->data.sequence.items.start; i < node->data.sequence.items.top; i++) {
+		yaml_node_t *in = yaml_document_get_node(w->doc, *i);
+		const char *v = scalar(in), *why = NULL;
+		struct crgw_host host;
+		size_t len;
+
+		node_where(w, in ? in : node, at, sizeof(at));
+		if (v && strpbrk(v, ":/@[]"))
+			return fail(w->err, w->errlen, at, field,
+				    "expected a registry host name such as registry.example.com (no scheme, port or path)");
+		if (!v || crgw_host_parse(v, strlen(v), &host, &why) || host.kind != CRGW_HOST_NAME)
+			return fail(w->err, w->errlen, at, field, why ? why : "expected a registry host name");
+		if (++n > CRGW_TOKEN_FOR_MAX)
+			return fail(w->err, w->errlen, at, field, "too many registries (at most 16)");
+		len = strlen(host.text);
+		if (used + len + 2 > sizeof(c->token_for))
+			return fail(w->err, w->errlen, at, field, "the names are too long together (511 bytes at most)");
+		if (used)
+			c->token_for[used++] = ' ';
+		memcpy(c->token_for + used, host.text, len + 1);
+		used += len;
+	}
+	return 0;
+}
+
 /*
  * git: | registries:
  *   credentials:
  *     HOST: { secret: ID, scheme: basic, username: NAME } | { secret: ID, scheme: bearer }
+ *           registries: and token_for: [REGISTRY, ...]
  */
 static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where, const char *section,
 			    struct crgw_git_credential *list, struct crgw_config_origin *origins, size_t *count)
 {
+	bool registries = !strcmp(section, "registries.credentials");
 	char at[4200];
 
 	if (node->type != YAML_MAPPING_NODE)
@@ -735,9 +772,17 @@ static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where
 		memcpy(c->host, host.text, strlen(host.text) + 1);
 		for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top; q++) {
 			yaml_node_t *fk = yaml_document_get_node(w->doc, q->key);
-			const char *f = scalar(fk), *v = scalar(yaml_document_get_node(w->doc, q->value));
+			yaml_node_t *fv = yaml_document_get_node(w->doc, q->value);
+			const char *f = scalar(fk), *v = scalar(fv);
 
 			node_where(w, fk ? fk : vn, at, sizeof(at));
+			if (f && !strcmp(f, "token_for")) {
+				if (!registries)
+					return fail(w->err, w->errlen, at, key, "unknown key (expected secret, scheme, username)");
+				if (walk_token_for(w, fv, key, c))
+					return -EINVAL;
+				continue;
+			}
 			if (!f || !v)
 				return fail(w->err, w->errlen, at, key, "expected plain strings");
 			if (!strcmp(f, "secret")) {
@@ -754,7 +799,9 @@ static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where
 					return fail(w->err, w->errlen, at, key, "username: 1 to 127 bytes, no ':'");
 				memcpy(c->username, v, strlen(v) + 1);
 			} else {
-				return fail(w->err, w->errlen, at, key, "unknown key (expected secret, scheme, username)");
+				return fail(w->err, w->errlen, at, key,
+					    registries ? "unknown key (expected secret, scheme, username, token_for)"
+						       : "unknown key (expected secret, scheme, username)");
 			}
 		}
 		if (!c->secret[0] || !scheme)

@@ -27,13 +27,21 @@ struct crgw_secret_source {
 	unsigned refresh_seconds; /* commands: run again at most this often; 0: once at start */
 };
 
-/* `git.credentials:`: the secret the gateway presents to one git host, and how. */
+/* `git.credentials:`, `registries.credentials:`: the secret the gateway presents to one host, and how. */
 struct crgw_git_credential {
 	char host[254];   /* normalized */
 	char secret[65];  /* a secret id of `secrets:` */
 	bool basic;       /* Basic with `username`; otherwise Bearer */
 	char username[128];
+	/*
+	 * registries.credentials only: the other registries (normalized names, one space between) whose OCI
+	 * token challenges may have this host, as their realm, sell them a token with this credential. A
+	 * registry may always name its own host; one not listed gets a token asked for without the credential.
+	 */
+	char token_for[512];
 };
+
+#define CRGW_TOKEN_FOR_MAX 16
 
 /* audit.sinks.NAME: where the audit stream is exported besides the file (gateway/export/). */
 #define CRGW_SINKS_MAX 8

@@ -33,13 +33,13 @@ AUDIT=$T/audit.log
 REPO=crgw/hello
 V2=$TN_STATE/oci/data/docker/registry/v2
 
-write_config() { # write_config OFFLINE [TOKEN-PASSWORD-FILE]
+write_config() { # write_config OFFLINE [TOKEN-PASSWORD-FILE [TOKEN-FOR]]
 	cat >"$T/crgw.yaml" <<EOF
 secrets:
   oci_token_pw: { file: ${2:-$TN_OCI_TOKEN_PASSWORD_FILE} }
 registries:
   credentials:
-    api.test: { secret: oci_token_pw, scheme: basic, username: $TN_OCI_TOKEN_USER }
+    api.test: { secret: oci_token_pw, scheme: basic, username: $TN_OCI_TOKEN_USER, token_for: [${3:-$TN_OCI_AUTH}] }
 mediation:
   ca_file: $TN_CA
   idle_timeout: 10
@@ -279,6 +279,22 @@ check "a credential the realm refuses: skopeo copy fails with the gateway's 502 
 	bash -c 'grep -q "502 Bad Gateway" <<<"$1" && ! grep -q "exit=0" <<<"$1"' _ "$out"
 check "audited: upstream_unreachable naming the token endpoint's answer and the secret's id" -- \
 	audit_has "$AUDIT" 'select(.event=="decision" and .action=="deny" and .reason_code=="upstream_unreachable" and .dst_host=="oci-auth.test" and .secret_id=="oci_token_pw" and (.detail|test("token endpoint api.test answered 401")))'
+
+# ---- the realm's credential is not for this registry ---------------------------------------------------
+# Another registry the policy allows (oci.test, here) may not name api.test as its realm and be sold a token
+# for oci-auth.test's images with the operator's credential: the credential goes only with challenges of
+# the registries its token_for lists. Asked without it, this realm refuses.
+gw_stop >/dev/null 2>&1
+write_config false "$TN_OCI_TOKEN_PASSWORD_FILE" "$TN_OCI"
+gw_start "$T" --config "$T/crgw.yaml" || { echo "Bail out! crgw did not restart"; exit 1; }
+rm -rf "$AUTH/img"
+before=$(wc -l <"$TOKLOG")
+out=$(run "$AUTH" "$COPY --src-tls-verify=false docker://\$CRGW_GATEWAY:8170/registry/oci/$TN_OCI_AUTH/$REPO:1 dir:/workspace/img 2>&1; echo exit=\$?" 2>&1)
+check "a realm credential whose token_for does not list $TN_OCI_AUTH: skopeo copy fails ($(echo $out | tail -c 120))" -- \
+	bash -c 'grep -q "502 Bad Gateway" <<<"$1" && ! grep -q "exit=0" <<<"$1"' _ "$out"
+check "the realm sold no token ($(wc -l <"$TOKLOG") lines, $before before)" -- test "$(wc -l <"$TOKLOG")" = "$before"
+check "audited: upstream_unreachable naming token_for, without the secret's id" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .action=="deny" and .reason_code=="upstream_unreachable" and .dst_host=="oci-auth.test" and .secret_id==null and (.detail|test("registries.credentials.api.test.token_for")))'
 
 # ---- offline: the registries stopped, the copy served from the cache and the metadata store ---------------
 gw_stop >/dev/null 2>&1

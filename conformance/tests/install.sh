@@ -56,8 +56,9 @@ for line in open(sys.argv[1]):
     if not m:
         continue
     indent, key, value = m.group(1), m.group(2), m.group(3)
-    # secrets: and git.credentials: are maps keyed by the operator's own names, outside the table.
-    if not indent and key in ('secrets', 'git'):
+    # secrets:, git.credentials: and registries.credentials: are maps keyed by the operator's own names,
+    # outside the table.
+    if not indent and key in ('secrets', 'git', 'registries'):
         section = None
         continue
     if not indent:

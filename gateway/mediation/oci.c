@@ -46,6 +46,7 @@ struct oci_req {
 	char accept[256];
 	reg_meta_done done;
 	bool token_tried;
+	bool realm_unbound;      /* the realm's credential is not for this registry: asked without it */
 	bool saved_upstream_get;
 	struct crgw_host reg_host; /* the registry's, while the token comes from the realm's host */
 	char token_key[TOKEN_KEY_MAX];
@@ -504,11 +505,19 @@ static char *token_line(struct evbuffer *doc, int64_t *ttl, const char **why)
 static bool token_on_done(struct med_request *r, bool ok, const char *why)
 {
 	struct oci_req *q = own(r);
-	char detail[400], *line;
+	char detail[900], *line;
 	int64_t ttl = 0;
 
 	if (!ok) {
 		snprintf(detail, sizeof(detail), "the token endpoint %s failed: %s", r->host.text, why ? why : "failed");
+		token_fail(r, detail);
+		return true;
+	}
+	if (r->status != 200 && q->realm_unbound) {
+		snprintf(detail, sizeof(detail),
+			 "the token endpoint %s answered %ld to a request without its credential, which is not for "
+			 "%s (registries.credentials.%s.token_for)",
+			 r->host.text, r->status, q->reg_host.text, r->host.text);
 		token_fail(r, detail);
 		return true;
 	}
@@ -571,9 +580,28 @@ static const struct med_wwwauth_challenge *bearer_challenge(struct med_request *
 }
 
 /*
+ * Whether the operator's credential for a token realm may buy a token for this registry: the registry's
+ * own host, or one its entry's token_for lists. Otherwise any allowed registry could have the token that
+ * another's private realm sells sent to itself, by naming that realm in its challenge.
+ */
+static bool realm_credential_for(const char *realm, const char *registry)
+{
+	struct crgw_git_credential c;
+	size_t n = strlen(registry);
+
+	if (!strcmp(realm, registry) || crgw_vault_credential(CRGW_VAULT_REGISTRY, realm, &c))
+		return true; /* its own, or none to withhold */
+	for (const char *p = c.token_for; *p; p += strcspn(p, " "), p += *p == ' ')
+		if (strcspn(p, " ") == n && !strncmp(p, registry, n))
+			return true;
+	return false;
+}
+
+/*
  * A 401 from the registry: its Bearer challenge names a realm, which must be an https URL on an allowed
  * host; the gateway asks it for a pull token of this one repository (never more, whatever the challenge's
- * scope says), with the operator's credential for the realm's host when there is one, and sends the
+ * scope says), with the operator's credential for the realm's host when there is one and it is for this
+ * registry (realm_credential_for), and sends the
  * request again with the token. A Basic challenge gets nothing more: the host's credential, if any, was
  * sent already. One token per request: a second 401 is the client's answer.
  */
@@ -642,7 +670,8 @@ static bool oci_unauthorized(struct med_request *r)
 		refuse_oom(r);
 		return true;
 	}
-	err = med_credential_add(r, CRGW_VAULT_REGISTRY);
+	q->realm_unbound = !realm_credential_for(realm.text, q->reg_host.text);
+	err = q->realm_unbound ? 0 : med_credential_add(r, CRGW_VAULT_REGISTRY);
 	if (err) {
 		snprintf(detail, sizeof(detail), "the credential for the token realm %s (secret %s) is unavailable",
 			 r->host.text, r->secret_id);

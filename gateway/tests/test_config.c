@@ -82,7 +82,7 @@ static const struct yaml_case cases[] = {
 	  "git:\n  credentials:\n    git.example.test: { secret: pw, scheme: basic, username: bot }\n"
 	  "    Other.Example.Test.: { secret: gh, scheme: bearer }\n"
 	  "registries:\n  credentials:\n    npm.example.test: { secret: gh, scheme: bearer }\n"
-	  "    oci.example.test: { secret: pw, scheme: basic, username: puller }\n"
+	  "    oci.example.test: { secret: pw, scheme: basic, username: puller, token_for: [Reg.Example.Test, r2.test] }\n"
 	  "mediation:\n  ca_file: /etc/crgw/ca.pem\n  max_connections: 100\n  max_connections_per_sandbox: 10\n"
 	  "  idle_timeout: 30\n  push_hold_bytes: 32MiB\n", NULL },
 	{ "secrets not a mapping", "secrets: [a]\n", "secrets: expected a mapping of secret ids to sources" },
@@ -113,6 +113,22 @@ static const struct yaml_case cases[] = {
 	  "username: is required for basic, and only for basic" },
 	{ "username with a colon", "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    h.test: { secret: a, scheme: basic, username: \"a:b\" }\n",
 	  "username: 1 to 127 bytes, no ':'" },
+	{ "token_for on a git credential",
+	  "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    h.test: { secret: a, scheme: bearer, token_for: [r.test] }\n",
+	  "git.credentials.h.test: unknown key (expected secret, scheme, username)" },
+	{ "token_for not a list",
+	  "secrets:\n  a: { env: X }\nregistries:\n  credentials:\n    h.test: { secret: a, scheme: bearer, token_for: r.test }\n",
+	  "registries.credentials.h.test.token_for: expected a list of registry host names" },
+	{ "token_for a URL",
+	  "secrets:\n  a: { env: X }\nregistries:\n  credentials:\n    h.test: { secret: a, scheme: bearer, token_for: [\"https://r.test\"] }\n",
+	  "token_for: expected a registry host name such as registry.example.com" },
+	{ "token_for an address",
+	  "secrets:\n  a: { env: X }\nregistries:\n  credentials:\n    h.test: { secret: a, scheme: bearer, token_for: [10.0.0.1] }\n",
+	  "registries.credentials.h.test.token_for" },
+	{ "token_for too many",
+	  "secrets:\n  a: { env: X }\nregistries:\n  credentials:\n    h.test: { secret: a, scheme: bearer, token_for: "
+	  "[a1.t, a2.t, a3.t, a4.t, a5.t, a6.t, a7.t, a8.t, a9.t, b1.t, b2.t, b3.t, b4.t, b5.t, b6.t, b7.t, b8.t] }\n",
+	  "too many registries (at most 16)" },
 	{ "credential host is an address", "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    10.0.0.1: { secret: a, scheme: bearer }\n",
 	  "git.credentials" },
 	{ "mediation unknown key", "mediation:\n  port: 9000\n", "mediation.port: unknown key" },
@@ -350,7 +366,9 @@ int main(void)
 			   !strcmp(cfg.git_credentials[1].host, "other.example.test") && !cfg.git_credentials[1].basic &&
 			   cfg.nregistry_credentials == 2 && !strcmp(cfg.registry_credentials[0].host, "npm.example.test") &&
 			   !cfg.registry_credentials[0].basic && cfg.registry_credentials[1].basic &&
-			   !strcmp(cfg.registry_credentials[1].username, "puller"),
+			   !strcmp(cfg.registry_credentials[1].username, "puller") &&
+			   !strcmp(cfg.registry_credentials[1].token_for, "reg.example.test r2.test") &&
+			   !cfg.registry_credentials[0].token_for[0],
 		   "git credentials: basic with a username, bearer; host names normalized");
 	tap_result(!strcmp(cfg.mediation_ca_file, "/etc/crgw/ca.pem") && cfg.mediation_max_connections == 100 &&
 			   cfg.mediation_max_connections_per_sandbox == 10 && cfg.mediation_idle_timeout == 30 &&
