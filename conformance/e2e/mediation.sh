@@ -204,6 +204,18 @@ ok $? "a custom header with the policy's format; the sandbox's own Authorization
 out=$(run "$FETCH" 'curl -s -D - -o /dev/null "$CRGW_MEDIATION_URL/secrets/api_token/api.test/session" | tr -d "\r"' 2>&1)
 grep -q '^HTTP/1.1 200' <<<"$out" && ! grep -qi '^set-cookie' <<<"$out"
 ok $? "a session cookie the API sets for the operator's token never reaches the sandbox ($(echo $out | head -c 100))"
+# An upstream's malformed field lines reach the client as nothing it could read as another field.
+out=$(run "$FETCH" 'curl -s -D - -o /dev/null "$CRGW_MEDIATION_URL/secrets/api_token/api.test/badfields" | base64 -w0' 2>&1)
+python3 - "$out" <<'PY'
+import base64, re, sys
+head = base64.b64decode(sys.argv[1]).split(b"\r\n\r\n")[0]
+lines = re.split(rb"\r\n|\r|\n", head)
+ok = (head.startswith(b"HTTP/1.1 200") and b"\0" not in head and b"\r" not in head.replace(b"\r\n", b"")
+      and not any(l[:1] in (b" ", b"\t") or l.lower().startswith((b"set-cookie", b"bad name")) for l in lines)
+      and b"X-Crgw-Good: 1" in lines and b"X-Crgw-Cr: a Set-Cookie: smuggled=1" in lines)
+sys.exit(0 if ok else 1)
+PY
+ok $? "malformed upstream field lines (bare CR, obs-fold, a bad name) do not reach the client as fields ($(base64 -d <<<"$out" 2>/dev/null | tr '\r\0' '!@' | head -c 300))"
 out=$(run "$FETCH" 'curl -s -D - -o /dev/null "$CRGW_MEDIATION_URL/secrets/api_token/allowed.test/echo" | tr -d "\r"' 2>&1)
 echo "$out" | grep -q '^HTTP/1.1 403' && echo "$out" | grep -qi '^x-crgw-reason: secret_scope_violation'
 ok $? "a destination outside allowed_hosts: 403 secret_scope_violation"

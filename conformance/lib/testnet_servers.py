@@ -42,6 +42,8 @@
 #                     nothing, then the body {"slept": N}
 #   /reset            no answer: the connection is reset (RST, SO_LINGER 0)
 #   /redirect?to=URL  302 with Location: URL
+#   /badfields        200 with malformed field lines: a bare CR before "Set-Cookie: smuggled=1", a folded
+#                     line (obs-fold) " Set-Cookie: folded=1", a name with a space; then X-Crgw-Good: 1
 #   /reflect          200 with the request's body as the answer's body (same Content-Type)
 #   /oci/token?service=S&scope=repository:NAME:ACTIONS
 #                     the token endpoint of oci-auth.test (docker-registry with `auth: token`), made of files
@@ -612,6 +614,11 @@ class ApiHandler(AnyMethodHandler):
                 self.send_json(400, {"error": "redirect needs ?to=URL"})
                 return
             self.send_json(302, {"location": to}, extra=[("Location", to)])
+        elif path == "/badfields":
+            self.send_json(200, {"fields": "bad"},
+                           extra=[("X-Crgw-Cr", "a\rSet-Cookie: smuggled=1"),
+                                  ("X-Crgw-Fold", "a\r\n Set-Cookie: folded=1"), ("Bad Name", "x"),
+                                  ("X-Crgw-Good", "1")])
         elif path == "/session":
             # A session cookie in answer to the right token, as many APIs and git servers set one.
             auth = self.headers.get("Authorization")

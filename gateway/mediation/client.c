@@ -10,6 +10,7 @@
  * followed.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <malloc.h>
@@ -302,6 +303,37 @@ static bool is_credential_field(const char *name, size_t len)
 }
 
 /* Response header lines: the status line, fields, the empty line that ends the head (and 1xx heads before it). */
+/* RFC 9110 field names are tokens; anything else is no field to pass on. */
+static bool field_name_ok(const char *name, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)name[i]) && (!name[i] || !strchr("!#$%&'*+-.^_`|~", name[i])))
+			return false;
+	return len > 0;
+}
+
+/*
+ * An upstream's field line on its way to the sandbox's client. A CR, NUL or other control character in the
+ * value becomes a space (RFC 9110 5.5 lets a recipient do so): a bare CR is a line end to some clients, and
+ * "X: a\rSet-Cookie: b" would give them the field the gateway drops, or a second Content-Length.
+ */
+static void add_field_line(struct evbuffer *out, const char *line, size_t n)
+{
+	size_t from = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)line[i];
+
+		if ((c < 0x20 && c != '\t') || c == 0x7f) {
+			evbuffer_add(out, line + from, i - from);
+			evbuffer_add(out, " ", 1);
+			from = i + 1;
+		}
+	}
+	evbuffer_add(out, line + from, n - from);
+	evbuffer_add(out, "\r\n", 2);
+}
+
 static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
 {
 	struct med_request *r = arg;
@@ -340,13 +372,13 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
 		}
 		return len;
 	}
+	/* A folded line (obs-fold) or a malformed name is dropped: it would join or start another field. */
 	colon = memchr(data, ':', n);
-	if (!colon || colon == data)
+	if (!colon || !field_name_ok(data, (size_t)(colon - data)))
 		return len;
 	if (is_hop_by_hop(data, (size_t)(colon - data)) || is_credential_field(data, (size_t)(colon - data)))
 		return len;
-	evbuffer_add(r->resp_head, data, n);
-	evbuffer_add(r->resp_head, "\r\n", 2);
+	add_field_line(r->resp_head, data, n);
 	return len;
 }
 
