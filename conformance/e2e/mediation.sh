@@ -215,7 +215,7 @@ ok = (head.startswith(b"HTTP/1.1 200") and b"\0" not in head and b"\r" not in he
       and b"X-Crgw-Good: 1" in lines and b"X-Crgw-Cr: a Set-Cookie: smuggled=1" in lines)
 sys.exit(0 if ok else 1)
 PY
-ok $? "malformed upstream field lines (bare CR, obs-fold, a bad name) do not reach the client as fields ($(base64 -d <<<"$out" 2>/dev/null | tr '\r\0' '!@' | head -c 300))"
+ok $? "malformed upstream field lines (bare CR, obs-fold, a bad name) do not reach the client as fields ($(base64 -d <<<"$out" 2>/dev/null | tr '\r\n\0' '!|@' | head -c 300))"
 out=$(run "$FETCH" 'curl -s -D - -o /dev/null "$CRGW_MEDIATION_URL/secrets/api_token/allowed.test/echo" | tr -d "\r"' 2>&1)
 echo "$out" | grep -q '^HTTP/1.1 403' && echo "$out" | grep -qi '^x-crgw-reason: secret_scope_violation'
 ok $? "a destination outside allowed_hosts: 403 secret_scope_violation"
