@@ -302,7 +302,6 @@ static bool is_credential_field(const char *name, size_t len)
 	return false;
 }
 
-/* Response header lines: the status line, fields, the empty line that ends the head (and 1xx heads before it). */
 /* RFC 9110 field names are tokens; anything else is no field to pass on. */
 static bool field_name_ok(const char *name, size_t len)
 {
@@ -334,6 +333,7 @@ static void add_field_line(struct evbuffer *out, const char *line, size_t n)
 	evbuffer_add(out, "\r\n", 2);
 }
 
+/* Response header lines: the status line, fields, the empty line that ends the head (and 1xx heads before it). */
 static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
 {
 	struct med_request *r = arg;

@@ -601,9 +601,9 @@ static bool realm_credential_for(const char *realm, const char *registry)
  * A 401 from the registry: its Bearer challenge names a realm, which must be an https URL on an allowed
  * host; the gateway asks it for a pull token of this one repository (never more, whatever the challenge's
  * scope says), with the operator's credential for the realm's host when there is one and it is for this
- * registry (realm_credential_for), and sends the
- * request again with the token. A Basic challenge gets nothing more: the host's credential, if any, was
- * sent already. One token per request: a second 401 is the client's answer.
+ * registry (realm_credential_for), and sends the request again with the token. A Basic challenge gets
+ * nothing more: the host's credential, if any, was sent already. One token per request: a second 401 is
+ * the client's answer.
  */
 static bool oci_unauthorized(struct med_request *r)
 {
