@@ -691,6 +691,25 @@ static int walk_secrets(struct walk *w, yaml_node_t *node, const char *where)
 	return 0;
 }
 
+/*
+ * A credential's host name, or a registry one of them serves: a name, normalized into `host`. The host
+ * parser's reason for "https://h" or "h:443" would speak of IPv6 or of a policy's ports, hence the first check.
+ */
+static int credential_host(struct walk *w, const char *v, const char *at, const char *key, const char *expected,
+			   struct crgw_host *host)
+{
+	const char *why = NULL;
+	char text[160];
+
+	if (v && strpbrk(v, ":/@[]")) {
+		snprintf(text, sizeof(text), "expected %s (no scheme, port, user or path)", expected);
+		return fail(w->err, w->errlen, at, key, text);
+	}
+	if (!v || crgw_host_parse(v, strlen(v), host, &why) || host->kind != CRGW_HOST_NAME)
+		return fail(w->err, w->errlen, at, key, why ? why : "expected a host name");
+	return 0;
+}
+
 /* registries.credentials.HOST.token_for: [REGISTRY, ...], host names, into c->token_for. */
 static int walk_token_for(struct walk *w, yaml_node_t *node, const char *key, struct crgw_git_credential *c)
 {
@@ -703,16 +722,12 @@ static int walk_token_for(struct walk *w, yaml_node_t *node, const char *key, st
 		return fail(w->err, w->errlen, at, field, "expected a list of registry host names");
 	for (yaml_node_item_t *i = node->data.sequence.items.start; i < node->data.sequence.items.top; i++) {
 		yaml_node_t *in = yaml_document_get_node(w->doc, *i);
-		const char *v = scalar(in), *why = NULL;
 		struct crgw_host host;
 		size_t len;
 
 		node_where(w, in ? in : node, at, sizeof(at));
-		if (v && strpbrk(v, ":/@[]"))
-			return fail(w->err, w->errlen, at, field,
-				    "expected a registry host name such as registry.example.com (no scheme, port or path)");
-		if (!v || crgw_host_parse(v, strlen(v), &host, &why) || host.kind != CRGW_HOST_NAME)
-			return fail(w->err, w->errlen, at, field, why ? why : "expected a registry host name");
+		if (credential_host(w, scalar(in), at, field, "a registry host name such as registry.example.com", &host))
+			return -EINVAL;
 		if (++n > CRGW_TOKEN_FOR_MAX)
 			return fail(w->err, w->errlen, at, field, "too many registries (at most 16)");
 		len = strlen(host.text);
@@ -744,18 +759,14 @@ static int walk_credentials(struct walk *w, yaml_node_t *node, const char *where
 		return -EINVAL;
 	for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
 		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key), *vn = yaml_document_get_node(w->doc, p->value);
-		const char *name = scalar(kn), *why = NULL, *scheme = NULL;
+		const char *scheme = NULL;
 		struct crgw_git_credential *c;
 		struct crgw_host host;
 		char key[300];
 
 		node_where(w, kn ? kn : node, at, sizeof(at));
-		/* The host parser's reason for "https://h" or "h:443" would speak of IPv6 or of a policy's ports. */
-		if (name && strpbrk(name, ":/@[]"))
-			return fail(w->err, w->errlen, at, section,
-				    "expected a host name such as git.example.com (no scheme, port, user or path)");
-		if (!name || crgw_host_parse(name, strlen(name), &host, &why) || host.kind != CRGW_HOST_NAME)
-			return fail(w->err, w->errlen, at, section, why ? why : "expected a host name");
+		if (credential_host(w, scalar(kn), at, section, "a host name such as git.example.com", &host))
+			return -EINVAL;
 		snprintf(key, sizeof(key), "%s.%s", section, host.text);
 		for (size_t i = 0; i < *count; i++)
 			if (!strcmp(list[i].host, host.text))

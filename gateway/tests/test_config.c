@@ -129,6 +129,14 @@ static const struct yaml_case cases[] = {
 	  "secrets:\n  a: { env: X }\nregistries:\n  credentials:\n    h.test: { secret: a, scheme: bearer, token_for: "
 	  "[a1.t, a2.t, a3.t, a4.t, a5.t, a6.t, a7.t, a8.t, a9.t, b1.t, b2.t, b3.t, b4.t, b5.t, b6.t, b7.t, b8.t] }\n",
 	  "too many registries (at most 16)" },
+	{ "token_for too long together",
+	  "secrets:\n  a: { env: X }\nregistries:\n  credentials:\n    h.test: { secret: a, scheme: bearer, token_for: ["
+	  "a123456789012345678901234567890123456789012345678901234567.t, b123456789012345678901234567890123456789012345678901234567.t, "
+	  "c123456789012345678901234567890123456789012345678901234567.t, d123456789012345678901234567890123456789012345678901234567.t, "
+	  "e123456789012345678901234567890123456789012345678901234567.t, f123456789012345678901234567890123456789012345678901234567.t, "
+	  "g123456789012345678901234567890123456789012345678901234567.t, h123456789012345678901234567890123456789012345678901234567.t, "
+	  "i123456789012345678901234567890123456789012345678901234567.t] }\n",
+	  "the names are too long together (511 bytes at most)" },
 	{ "credential host is an address", "secrets:\n  a: { env: X }\ngit:\n  credentials:\n    10.0.0.1: { secret: a, scheme: bearer }\n",
 	  "git.credentials" },
 	{ "mediation unknown key", "mediation:\n  port: 9000\n", "mediation.port: unknown key" },
