@@ -10,7 +10,6 @@
  * followed.
  */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <malloc.h>
@@ -29,6 +28,7 @@
 #include "internal.h"
 #include "log.h"
 #include "sandbox.h"
+#include "tchar.h"
 #include "vault.h"
 
 #define CONNECT_TIMEOUT_S 10
@@ -306,7 +306,7 @@ static bool is_credential_field(const char *name, size_t len)
 static bool field_name_ok(const char *name, size_t len)
 {
 	for (size_t i = 0; i < len; i++)
-		if (!isalnum((unsigned char)name[i]) && (!name[i] || !strchr("!#$%&'*+-.^_`|~", name[i])))
+		if (!med_is_tchar((unsigned char)name[i]))
 			return false;
 	return len > 0;
 }

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "pypi_index.h"
+#include "tchar.h"
 
 /* ---- small helpers ---- */
 
@@ -277,11 +278,6 @@ static const struct {
 };
 #define N_OFFERS (sizeof(offers) / sizeof(offers[0]))
 
-static bool is_tchar(char c)
-{
-	return is_alnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
 static bool is_ows(char c)
 {
 	return c == ' ' || c == '\t';
@@ -312,12 +308,12 @@ static bool accept_elem(const char *s, size_t n, int *q, int *spec)
 	size_t i = 0, t0, tl, s0, sl;
 	int qv = 1000;
 
-	for (t0 = i; i < n && is_tchar(s[i]); i++)
+	for (t0 = i; i < n && med_is_tchar((unsigned char)s[i]); i++)
 		;
 	tl = i - t0;
 	if (!tl || i >= n || s[i] != '/')
 		return false;
-	for (s0 = ++i; i < n && is_tchar(s[i]); i++)
+	for (s0 = ++i; i < n && med_is_tchar((unsigned char)s[i]); i++)
 		;
 	sl = i - s0;
 	if (!sl)
@@ -333,7 +329,7 @@ static bool accept_elem(const char *s, size_t n, int *q, int *spec)
 			return false;
 		while (i < n && is_ows(s[i]))
 			i++;
-		for (p0 = i; i < n && is_tchar(s[i]); i++)
+		for (p0 = i; i < n && med_is_tchar((unsigned char)s[i]); i++)
 			;
 		pl = i - p0;
 		if (!pl || i >= n || s[i++] != '=')
@@ -346,7 +342,7 @@ static bool accept_elem(const char *s, size_t n, int *q, int *spec)
 				return false;
 			vl = i++ - v0;
 		} else {
-			for (v0 = i; i < n && is_tchar(s[i]); i++)
+			for (v0 = i; i < n && med_is_tchar((unsigned char)s[i]); i++)
 				;
 			vl = i - v0;
 			if (!vl)

@@ -12,15 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "tchar.h"
 #include "wwwauth.h"
-
-/* RFC 9110 tchar. */
-static bool is_tchar(unsigned char c)
-{
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-		return true;
-	return c && strchr("!#$%&'*+-.^_`|~", c);
-}
 
 /* RFC 9110 token68, before its trailing '='s. */
 static bool is_t68char(unsigned char c)
@@ -51,7 +44,7 @@ static size_t token_len(const struct cur *c, size_t at)
 {
 	size_t j = at;
 
-	while (j < c->n && is_tchar((unsigned char)c->p[j]))
+	while (j < c->n && med_is_tchar((unsigned char)c->p[j]))
 		j++;
 	return j - at;
 }
@@ -367,7 +360,7 @@ int med_wwwauth_print(const struct med_wwwauth *w, char *out, size_t outsz, size
 			put(&o, pm->name, strlen(pm->name));
 			put(&o, "=", 1);
 			for (size_t b = 0; b < pm->value_len && tok; b++)
-				tok = is_tchar((unsigned char)pm->value[b]);
+				tok = med_is_tchar((unsigned char)pm->value[b]);
 			if (tok) {
 				put(&o, pm->value, pm->value_len);
 				continue;
