@@ -63,6 +63,7 @@ struct http_exchange {
 	 * its next readable edge, so the loop does not probe it again (most reads of a request were EAGAIN).
 	 */
 	bool client_dry, upstream_dry;
+	int64_t head_by_us;    /* a later request's head under way: when it must be in whole (0: none) */
 	uint16_t dialled_port; /* redirected connections: the port the client dialled */
 	/* the pending request's target, in t->head (which stays put until the request is sent) */
 	struct crgw_http_span path, authority;
@@ -396,6 +397,10 @@ static void start_request(struct tunnel *t)
 	t->host.len = 0;
 	t->asked[0] = '\0';
 	x->rq = RQ_WAIT;
+	if (x->head_by_us) {
+		x->head_by_us = 0;
+		proxy_arm_timer(t, proxy_idle_seconds(t));
+	}
 	free(x->med_path);
 	x->med_path = NULL;
 	if (r->method == HTTP_CONNECT) {
@@ -771,5 +776,14 @@ static void http_run(struct tunnel *t)
 	 */
 	if (more)
 		event_active(&t->cread, EV_WRITE, 1);
-	proxy_arm_timer(t, proxy_idle_seconds(t));
+	/*
+	 * A later request's head, like the first (proxy.c, head_wait), must be in whole PROXY_REQUEST_TIMEOUT_S
+	 * after its first byte: the idle timeout alone restarts at every byte, and a head trickled in a byte a
+	 * minute would hold the connection, unanswered, for as long as the client liked.
+	 */
+	if (x->rq != RQ_HEAD || t->head_len == 0)
+		x->head_by_us = 0;
+	else if (!x->head_by_us)
+		x->head_by_us = crgw_realtime_us() + (int64_t)PROXY_REQUEST_TIMEOUT_S * 1000000;
+	proxy_arm_timer_head(t, proxy_idle_seconds(t), x->head_by_us);
 }

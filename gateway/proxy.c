@@ -30,8 +30,6 @@
 #include "sandbox.h"
 #include "tlshello.h"
 
-#define REQUEST_TIMEOUT_S 10
-
 /* How long a refused client may keep sending before its connection is closed under it. */
 #define LINGER_S 2
 
@@ -264,21 +262,30 @@ void proxy_close(struct tunnel *t)
 		tunnel_free(t);
 }
 
+/* The timer for whichever comes first: `seconds` from now, the absolute deadline, `head_by_us`. */
+void proxy_arm_timer_head(struct tunnel *t, unsigned seconds, int64_t head_by_us)
+{
+	int64_t now = crgw_realtime_us(), at = now + (int64_t)seconds * 1000000, left;
+	struct timeval tv;
+
+	t->timer_for = TIMER_IDLE;
+	if (t->deadline_us && t->deadline_us < at) {
+		at = t->deadline_us;
+		t->timer_for = TIMER_DEADLINE;
+	}
+	if (head_by_us && head_by_us < at) {
+		at = head_by_us;
+		t->timer_for = TIMER_HEAD;
+	}
+	left = at > now ? at - now : 0;
+	tv.tv_sec = (time_t)(left / 1000000);
+	tv.tv_usec = (suseconds_t)(left % 1000000);
+	event_add(&t->timer, &tv);
+}
+
 void proxy_arm_timer(struct tunnel *t, unsigned seconds)
 {
-	struct timeval tv = { (time_t)seconds, 0 };
-
-	t->timer_at_deadline = false;
-	if (t->deadline_us) {
-		int64_t left = t->deadline_us - crgw_realtime_us();
-
-		if (left < (int64_t)seconds * 1000000) {
-			tv.tv_sec = left > 0 ? (time_t)(left / 1000000) : 0;
-			tv.tv_usec = left > 0 ? (suseconds_t)(left % 1000000) : 0;
-			t->timer_at_deadline = true;
-		}
-	}
-	event_add(&t->timer, &tv);
+	proxy_arm_timer_head(t, seconds, 0);
 }
 
 unsigned proxy_idle_seconds(const struct tunnel *t)
@@ -317,8 +324,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	 * Which limit was armed, not a clock reading: libevent counts from its loop's cached time, so a timer
 	 * for the deadline may fire a little before the wall clock reaches it on a busy loop.
 	 */
-	if (t->timer_at_deadline)
+	if (t->timer_for == TIMER_DEADLINE)
 		t->end_detail = "absolute timeout";
+	else if (t->timer_for == TIMER_HEAD)
+		t->end_detail = "request head timeout";
 	else if (t->state == S_RELAY || t->state == S_HTTP)
 		t->end_detail = "idle timeout";
 	proxy_close(t);
@@ -685,13 +694,13 @@ void proxy_note_request_line(struct tunnel *t)
 }
 
 /*
- * The first request head, or a TLS hello, must be in whole REQUEST_TIMEOUT_S after the wait for it began,
- * however it trickles in. The persistent read event's own timeout restarts at every read: alone, it let a
+ * The first request head, or a TLS hello, must be in whole PROXY_REQUEST_TIMEOUT_S after the wait for it
+ * began, however it trickles in (a later head on a kept-alive connection: http_forward.c). The persistent read event's own timeout restarts at every read: alone, it let a
  * client that sent a byte every few seconds hold its connection, unanswered, for as long as it liked.
  */
 static void head_wait_start(struct tunnel *t)
 {
-	t->head_deadline_us = crgw_realtime_us() + (int64_t)REQUEST_TIMEOUT_S * 1000000;
+	t->head_deadline_us = crgw_realtime_us() + (int64_t)PROXY_REQUEST_TIMEOUT_S * 1000000;
 }
 
 static void head_wait(struct tunnel *t)
@@ -842,7 +851,7 @@ static bool over_cap(struct tunnel *t)
 /* Reads a request head: the explicit proxy's first request, or a redirected HTTP connection's. */
 static void await_request(struct tunnel *t)
 {
-	struct timeval tv = { REQUEST_TIMEOUT_S, 0 };
+	struct timeval tv = { PROXY_REQUEST_TIMEOUT_S, 0 };
 
 	t->req = malloc(sizeof(*t->req));
 	if (!t->req) {
@@ -868,7 +877,7 @@ static void await_request(struct tunnel *t)
 
 void crgw_proxy_tune_listener(int fd, bool client_speaks_first)
 {
-	int one = 1, defer = REQUEST_TIMEOUT_S / 2;
+	int one = 1, defer = PROXY_REQUEST_TIMEOUT_S / 2;
 
 	/* Accepted sockets inherit it: the 200, an HTTP answer and a tunnel's first bytes never wait for an ACK. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

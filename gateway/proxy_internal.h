@@ -91,7 +91,8 @@ struct tunnel {
 	union proxy_addr upstream;  /* the upstream's address (before the connect: the dialled one, if any) */
 	int64_t start_us, deadline_us;
 	int64_t head_deadline_us; /* when the first request head or TLS hello must be in whole (0: not waiting) */
-	bool timer_at_deadline; /* the armed timer is the absolute limit's, not the idle one's */
+	/* Which limit the armed timer is: the idle one, the absolute one, or a later request head's. */
+	enum { TIMER_IDLE, TIMER_DEADLINE, TIMER_HEAD } timer_for;
 	struct flow up, down;
 };
 
@@ -151,6 +152,10 @@ void proxy_count_open(struct tunnel *t);
 void proxy_watch(struct tunnel *t, struct event *ev, int fd);
 /* Re-arms the timer for `seconds`, or to the connection's absolute deadline if that comes first. */
 void proxy_arm_timer(struct tunnel *t, unsigned seconds);
+/* The same, or to `head_by_us` (a request head's deadline, crgw_realtime_us; 0: none) if that comes first. */
+void proxy_arm_timer_head(struct tunnel *t, unsigned seconds, int64_t head_by_us);
+/* How long a request head (the first, or a later one on a kept-alive connection) may take to arrive whole. */
+#define PROXY_REQUEST_TIMEOUT_S 10
 unsigned proxy_idle_seconds(const struct tunnel *t);
 /*
  * Moves what can move from `src` to `dst` through `f`'s pipe without blocking. With `limit`, at most

@@ -239,11 +239,25 @@ audit_has "$AUDIT" 'select(.event=="connection_end" and .bytes_down > 67108864)'
 ok $? "... and connection_end counts them"
 
 # A request head or a TLS hello that trickles in, a byte a second, is cut 10 s after it began, not kept for
-# as long as bytes keep coming (the read's timeout used to restart at every byte). Both run at once.
+# as long as bytes keep coming (the read's timeout used to restart at every byte). So is the head of a
+# later request on a kept-alive connection (it used to have the idle timeout, restarted at every byte).
+# All three run at once.
 trickle='import os, select, socket, sys, time
 host = os.environ["CRGW_GATEWAY"] if sys.argv[1] == "gw" else sys.argv[1]
 first = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" if sys.argv[3] == "tls" else b"GET http://allowed.test/ HTTP/1.1\r\nX: "
 s = socket.create_connection((host, int(sys.argv[2])), timeout=5)
+if sys.argv[3] == "again":
+    s.sendall(b"GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+    got, t0 = b"", time.time()
+    while not got.endswith(b"upstream " + sys.argv[4].encode() + b"\n") and time.time() - t0 < 5:
+        if select.select([s], [], [], 0.2)[0]:
+            more = s.recv(4096)
+            if not more:
+                break
+            got += more
+    if not got.startswith(b"HTTP/1.1 200 "):
+        print("the first request was not answered: %r" % got[:80])
+        sys.exit()
 t0 = time.time()
 for b in first + b"a" * 40:
     try:
@@ -258,14 +272,19 @@ for b in first + b"a" * 40:
 print("closed after %d s" % round(time.time() - t0))'
 run python3 -c "$trickle" gw 3128 http >"$T/trickle-proxy.out" 2>&1 &
 trickle_proxy=$!
+run python3 -c "$trickle" gw 3128 again "$TN_WEB1" >"$T/trickle-again.out" 2>&1 &
+trickle_again=$!
 out=$(run bash -c 'unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY; python3 -c "$1" '"$TN_WEB1"' 443 tls' _ "$trickle" 2>&1)
-wait "$trickle_proxy"
+wait "$trickle_proxy" "$trickle_again"
 for what in "a request head trickling in to the explicit proxy:$(<"$T/trickle-proxy.out")" \
+	"a later request's head trickling in on a kept-alive connection:$(<"$T/trickle-again.out")" \
 	"a TLS hello trickling in to the transparent listener:$out"; do
 	n=$(grep -o 'closed after [0-9]*' <<<"${what#*:}" | grep -o '[0-9]*$')
 	[ -n "$n" ] && [ "$n" -ge 9 ] && [ "$n" -le 13 ]
 	ok $? "${what%%:*} is cut 10 s after it began ($(tr '\n' ' ' <<<"${what#*:}" | cut -c1-120))"
 done
+audit_has "$AUDIT" 'select(.event=="connection_end" and .service=="http" and .detail=="request head timeout")'
+ok $? "... the kept-alive connection's end is audited as a request head timeout"
 
 "$CTL" stats --json >/dev/null
 gw_stop
