@@ -268,6 +268,27 @@ check "a token realm outside allowed_hosts: host_not_allowed ($out)" -- grep -q 
 check "audited: host_not_allowed naming the realm" -- \
 	audit_has "$AUDIT" "select(.event==\"decision\" and .reason_code==\"host_not_allowed\" and .registry==\"oci\" and (.detail|test(\"realm api.test\")))"
 
+# ---- a credential withdrawn on reload withdraws what it fetched --------------------------------------------
+# The cache holds the image the realm's credential fetched from oci-auth.test, and the one worker holds the
+# token it bought. A reload whose token_for no longer lists oci-auth.test withdraws both: the layer is no
+# longer answered from the cache (the host is asked again, without the credential, and refuses), nor the
+# manifest with the cached token. Put back, the credential serves them again.
+blob_code() { run "$AUTH" "curl -s -o /dev/null -w '%{http_code}' http://\$CRGW_GATEWAY:8170/registry/oci/$TN_OCI_AUTH/v2/$REPO/blobs/$layer" 2>&1 | tail -1; }
+tag_code() { run "$AUTH" "curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.oci.image.manifest.v1+json' http://\$CRGW_GATEWAY:8170/v2/registry/oci/$TN_OCI_AUTH/$REPO/manifests/1" 2>&1 | tail -1; }
+out="$(blob_code) $(tag_code)"
+check "before: the layer and the manifest by tag from $TN_OCI_AUTH ($out)" -- test "$out" = "200 200"
+write_config false "$TN_OCI_TOKEN_PASSWORD_FILE" "$TN_OCI"
+"$CTL" reload >/dev/null 2>&1
+out="$(blob_code) $(tag_code)"
+check "a reload withdraws the realm's credential from $TN_OCI_AUTH: neither the cached layer nor the cached token serves ($out)" -- \
+	test "$out" = "502 502"
+check "audited: the layer refused as upstream_unreachable, not a cache hit" -- \
+	audit_has "$AUDIT" "select(.event==\"decision\" and .action==\"deny\" and .reason_code==\"upstream_unreachable\" and .dst_host==\"$TN_OCI_AUTH\" and .version==\"$layer\")"
+write_config false
+"$CTL" reload >/dev/null 2>&1
+out="$(blob_code) $(tag_code)"
+check "the credential put back: both served again ($out)" -- test "$out" = "200 200"
+
 # ---- the realm refuses the gateway's credential ----------------------------------------------------------
 gw_stop >/dev/null 2>&1
 (umask 077 && printf 'not-the-password' >"$T/wrong-password")
@@ -295,6 +316,8 @@ check "a realm credential whose token_for does not list $TN_OCI_AUTH: skopeo cop
 check "the realm sold no token ($(wc -l <"$TOKLOG") lines, $before before)" -- test "$(wc -l <"$TOKLOG")" = "$before"
 check "audited: upstream_unreachable naming token_for, without the secret's id" -- \
 	audit_has "$AUDIT" 'select(.event=="decision" and .action=="deny" and .reason_code=="upstream_unreachable" and .dst_host=="oci-auth.test" and .secret_id==null and (.detail|test("registries.credentials.api.test.token_for")))'
+out=$(blob_code)
+check "nor is the layer the credential fetched answered from the cache, with no token held ($out)" -- test "$out" = 502
 
 # ---- offline: the registries stopped, the copy served from the cache and the metadata store ---------------
 gw_stop >/dev/null 2>&1

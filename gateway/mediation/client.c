@@ -96,7 +96,7 @@ void crgw_mediation_global_fini(void)
 }
 
 /* The operator's credential for the host as a header line, added to the request (wiped when freed). */
-int med_credential_add(struct med_request *r, enum crgw_vault_realm realm)
+int med_credential_add(struct med_request *r, enum crgw_vault_realm realm, char *used)
 {
 	/* A copy: a reload may replace the vault's list while the request goes on. */
 	struct crgw_git_credential c;
@@ -111,6 +111,8 @@ int med_credential_add(struct med_request *r, enum crgw_vault_realm realm)
 	 * list is asked anonymously, or the job's code could read whatever the operator's credential reads on
 	 * any credentialed host, for no more than being run in learn mode.
 	 */
+	if (used)
+		used[0] = '\0';
 	if (r->anonymous || crgw_vault_credential(realm, r->host.text, &c))
 		return 0; /* a public repository or registry: nothing to add */
 	AUDIT_SET(r->secret_id, cred->secret);
@@ -136,6 +138,8 @@ int med_credential_add(struct med_request *r, enum crgw_vault_realm realm)
 	}
 	if (!med_header_add(r, line))
 		ret = -ENOMEM;
+	else if (used)
+		snprintf(used, sizeof(cred->secret), "%s", cred->secret);
 out:
 	crgw_vault_scratch_free(value, vmax);
 	crgw_vault_scratch_free(plain, vmax + 256);

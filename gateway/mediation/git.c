@@ -649,7 +649,7 @@ void med_git(struct med_request *r, const char *path, size_t len, const char *qu
 		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "out of memory");
 		return;
 	}
-	err = med_credential_add(r, CRGW_VAULT_GIT);
+	err = med_credential_add(r, CRGW_VAULT_GIT, NULL);
 	if (err) {
 		snprintf(detail, sizeof(detail), "the credential for %s (secret %s) is unavailable: %s", r->host.text,
 			 r->secret_id, err == -EIO ? "its source cannot be read" : strerror(-err));

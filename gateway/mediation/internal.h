@@ -180,8 +180,11 @@ void med_client_reset(struct med_request *r);
 /* A field of the upstream's response head (case-insensitive name) into `out`; false when absent or too long. */
 bool med_resp_field(const struct med_request *r, const char *name, char *out, size_t cap);
 
-/* The operator's credential for r->host from `list` (git.credentials, registries.credentials), added as a header. */
-int med_credential_add(struct med_request *r, enum crgw_vault_realm realm);
+/*
+ * The operator's credential for r->host from `list` (git.credentials, registries.credentials), added as a
+ * header. `used` (NULL, or room for a secret id, 65 bytes) gets the id of the secret presented, "" for none.
+ */
+int med_credential_add(struct med_request *r, enum crgw_vault_realm realm, char *used);
 
 /* Header lines for an upstream request: appended to r->headers (wiped on free). false: out of memory. */
 bool med_header_add(struct med_request *r, const char *line);

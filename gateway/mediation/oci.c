@@ -47,6 +47,7 @@ struct oci_req {
 	reg_meta_done done;
 	bool token_tried;
 	bool realm_unbound;      /* the realm's credential is not for this registry: asked without it */
+	char token_secret[65];   /* the secret whose credential asks the realm for the token ("": none) */
 	bool saved_upstream_get;
 	struct crgw_host reg_host; /* the registry's, while the token comes from the realm's host */
 	char token_key[TOKEN_KEY_MAX];
@@ -112,6 +113,7 @@ static int64_t mono_s(void)
 struct token_slot {
 	char key[TOKEN_KEY_MAX];
 	char realm[254];
+	char secret[65]; /* whose credential bought it ("": none): used only while the operator presents it */
 	char *line;
 	int64_t expires;
 };
@@ -133,16 +135,25 @@ void med_oci_thread_fini(void)
 		slot_clear(&tokens[i]);
 }
 
-static const char *token_get(const char *key, const struct crgw_registry_rule *rule)
+/*
+ * The token for `key` that `registry` may be sent, with the secret that bought it (*secret). One bought
+ * with a credential the operator has since withdrawn from this registry (a reload) is dropped.
+ */
+static const char *token_get(const char *key, const char *registry, const struct crgw_registry_rule *rule,
+			     const char **secret)
 {
 	int64_t now = mono_s();
 
 	for (int i = 0; i < TOKEN_SLOTS; i++)
 		if (tokens[i].line && !strcmp(tokens[i].key, key)) {
-			if (tokens[i].expires <= now)
+			if (tokens[i].expires <= now ||
+			    (tokens[i].secret[0] &&
+			     !crgw_vault_credential_serves(CRGW_VAULT_REGISTRY, tokens[i].secret, registry))) {
 				slot_clear(&tokens[i]);
-			else if (crgw_policy_registry_host_allowed(rule, tokens[i].realm))
+			} else if (crgw_policy_registry_host_allowed(rule, tokens[i].realm)) {
+				*secret = tokens[i].secret;
 				return tokens[i].line;
+			}
 		}
 	return NULL;
 }
@@ -154,7 +165,7 @@ static void token_drop(const char *key)
 			slot_clear(&tokens[i]);
 }
 
-static void token_put(const char *key, const char *realm, const char *line, int64_t ttl)
+static void token_put(const char *key, const char *realm, const char *secret, const char *line, int64_t ttl)
 {
 	struct token_slot *s = &tokens[0];
 
@@ -175,10 +186,12 @@ static void token_put(const char *key, const char *realm, const char *line, int6
 		return;
 	snprintf(s->key, sizeof(s->key), "%s", key);
 	snprintf(s->realm, sizeof(s->realm), "%s", realm);
+	snprintf(s->secret, sizeof(s->secret), "%s", secret);
 	s->expires = mono_s() + ttl;
 }
 
-static bool set_authorization(struct med_request *r, const char *line)
+/* The token line the registry's requests carry (NULL: none), bought with `secret`'s credential ("": none). */
+static bool set_authorization(struct med_request *r, const char *line, const char *secret)
 {
 	struct reg_req *g = state(r);
 
@@ -191,6 +204,7 @@ static bool set_authorization(struct med_request *r, const char *line)
 		return true;
 	g->authorization = strdup(line);
 	snprintf(g->auth_host, sizeof(g->auth_host), "%s", r->host.text);
+	snprintf(g->auth_secret, sizeof(g->auth_secret), "%s", secret);
 	return g->authorization != NULL;
 }
 
@@ -412,7 +426,7 @@ static void retry_with(struct med_request *r, const char *line)
 	r->host = q->reg_host;
 	r->port = 443;
 	r->upstream_get = q->saved_upstream_get;
-	if (!set_authorization(r, line)) {
+	if (!set_authorization(r, line, q->token_secret)) {
 		refuse_oom(r);
 		return;
 	}
@@ -537,7 +551,7 @@ static bool token_on_done(struct med_request *r, bool ok, const char *why)
 	}
 	/* A margin, so that a token is not sent in its last seconds. One bought without the credential is not kept. */
 	if (!r->anonymous)
-		token_put(q->token_key, r->host.text, line, ttl - 5);
+		token_put(q->token_key, r->host.text, q->token_secret, line, ttl - 5);
 	retry_with(r, line);
 	explicit_bzero(line, strlen(line));
 	free(line);
@@ -587,14 +601,10 @@ static const struct med_wwwauth_challenge *bearer_challenge(struct med_request *
 static bool realm_credential_for(const char *realm, const char *registry)
 {
 	struct crgw_git_credential c;
-	size_t n = strlen(registry);
 
-	if (!strcmp(realm, registry) || crgw_vault_credential(CRGW_VAULT_REGISTRY, realm, &c))
-		return true; /* its own, or none to withhold */
-	for (const char *p = c.token_for; *p; p += strcspn(p, " "), p += *p == ' ')
-		if (strcspn(p, " ") == n && !strncmp(p, registry, n))
-			return true;
-	return false;
+	if (crgw_vault_credential(CRGW_VAULT_REGISTRY, realm, &c))
+		return true; /* none to withhold */
+	return crgw_vault_token_for(&c, registry);
 }
 
 /*
@@ -659,7 +669,7 @@ static bool oci_unauthorized(struct med_request *r)
 
 	q->reg_host = r->host;
 	q->saved_upstream_get = r->upstream_get;
-	set_authorization(r, NULL);
+	set_authorization(r, NULL, "");
 	med_client_reset(r);
 	r->host = realm;
 	r->port = 443;
@@ -671,7 +681,8 @@ static bool oci_unauthorized(struct med_request *r)
 		return true;
 	}
 	q->realm_unbound = !realm_credential_for(realm.text, q->reg_host.text);
-	err = q->realm_unbound ? 0 : med_credential_add(r, CRGW_VAULT_REGISTRY);
+	q->token_secret[0] = '\0';
+	err = q->realm_unbound ? 0 : med_credential_add(r, CRGW_VAULT_REGISTRY, q->token_secret);
 	if (err) {
 		snprintf(detail, sizeof(detail), "the credential for the token realm %s (secret %s) is unavailable",
 			 r->host.text, r->secret_id);
@@ -697,7 +708,7 @@ void med_oci(struct med_request *r, const char *path, size_t len)
 	struct oci_path p;
 	struct reg_req *g;
 	struct oci_req *q;
-	const char *why = NULL, *line;
+	const char *why = NULL, *line, *secret = "";
 	char url[REG_URL_MAX], detail[300];
 	struct reg_want want;
 
@@ -730,8 +741,8 @@ void med_oci(struct med_request *r, const char *path, size_t len)
 	AUDIT_SET(r->version, p.reference);
 	snprintf(q->token_key, sizeof(q->token_key), "%s\nrepository:%s:pull", r->host.text, p.name);
 	/* A token the operator's credential bought is not for a request that goes without it (learn mode). */
-	line = r->anonymous ? NULL : token_get(q->token_key, g->rule);
-	if (line && !set_authorization(r, line)) {
+	line = r->anonymous ? NULL : token_get(q->token_key, r->host.text, g->rule, &secret);
+	if (line && !set_authorization(r, line, secret)) {
 		refuse_oom(r);
 		return;
 	}

@@ -29,7 +29,7 @@
 #include "registry.h"
 #include "sandbox.h"
 
-#define META_MAGIC "crgw-meta 1\n"
+#define META_MAGIC "crgw-meta 2\n"
 /* Redirects an artifact may follow, each to an allowed host. */
 #define MAX_REDIRECTS 5
 /* A refused or failed answer's body is read and dropped up to this much. */
@@ -414,11 +414,14 @@ static int meta_load(struct med_request *r, struct reg_req *g, int64_t *fetched)
 	if (n <= 0)
 		goto out;
 	head[n] = '\0';
-	/* magic, fetched, length, etag, last-modified, content type: one per line, then the body */
+	/*
+	 * magic, fetched, length, etag, last-modified, content type, the credential's secret: one per line,
+	 * then the body. Version 1 entries had no secret: they are fetched again.
+	 */
 	if (strncmp(head, META_MAGIC, strlen(META_MAGIC)))
 		goto out;
 	p = head + strlen(META_MAGIC);
-	char etag[256] = "", modified[64] = "", ctype[128] = "";
+	char etag[256] = "", modified[64] = "", ctype[128] = "", secret[sizeof(g->cred_secret)] = "";
 	char *end;
 
 	/* Not sscanf: its "\n" would skip the empty lines of absent validators that follow. */
@@ -430,10 +433,10 @@ static int meta_load(struct med_request *r, struct reg_req *g, int64_t *fetched)
 	if (end == p || *end != '\n')
 		goto out;
 	p = end + 1;
-	char *lines[3] = { etag, modified, ctype };
-	size_t caps[3] = { sizeof(etag), sizeof(modified), sizeof(ctype) };
+	char *lines[4] = { etag, modified, ctype, secret };
+	size_t caps[4] = { sizeof(etag), sizeof(modified), sizeof(ctype), sizeof(secret) };
 
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		char *eol = strchr(p, '\n');
 
 		if (!eol || (size_t)(eol - p) >= caps[i])
@@ -446,6 +449,9 @@ static int meta_load(struct med_request *r, struct reg_req *g, int64_t *fetched)
 
 	if ((uint64_t)st.st_size != (uint64_t)at + len || len > max)
 		goto out; /* torn or foreign: fetched again */
+	/* Fetched with a credential the operator has since withdrawn from this host: not theirs to serve. */
+	if (secret[0] && !crgw_vault_credential_serves(CRGW_VAULT_REGISTRY, secret, r->host.text))
+		goto out;
 	body = malloc(len ? len : 1);
 	if (!body)
 		goto out;
@@ -461,6 +467,7 @@ static int meta_load(struct med_request *r, struct reg_req *g, int64_t *fetched)
 		snprintf(g->stale_etag, sizeof(g->stale_etag), "%s", etag);
 		snprintf(g->stale_modified, sizeof(g->stale_modified), "%s", modified);
 		snprintf(g->content_type, sizeof(g->content_type), "%s", ctype);
+		snprintf(g->cred_secret, sizeof(g->cred_secret), "%s", secret);
 		*fetched = t;
 		ok = 1;
 	}
@@ -484,8 +491,8 @@ static void meta_store(struct med_request *r, struct reg_req *g, struct evbuffer
 		return;
 	snprintf(path, sizeof(path), "%s/%s", dir, g->meta_key);
 	snprintf(tmp, sizeof(tmp), "%s/.%s.%d.%p", dir, g->meta_key, (int)getpid(), (void *)r);
-	n = snprintf(head, sizeof(head), META_MAGIC "%lld\n%zu\n%s\n%s\n%s\n", (long long)time(NULL), len, etag, modified,
-		     ctype);
+	n = snprintf(head, sizeof(head), META_MAGIC "%lld\n%zu\n%s\n%s\n%s\n%s\n", (long long)time(NULL), len, etag,
+		     modified, ctype, g->cred_secret);
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -552,6 +559,7 @@ static struct reg_req *vouch_state(struct med_request *r, const struct crgw_dige
 	if (!g->origin[0] || crgw_digest_format(d, text, sizeof(text)) <= 0 || !(v = calloc(1, sizeof(*v))))
 		return NULL;
 	v->rule = g->rule;
+	memcpy(v->cred_secret, g->cred_secret, sizeof(v->cred_secret));
 	snprintf(key, sizeof(key), "served %s %s", g->origin, text);
 	meta_key(v, key, "vouch");
 	return v;
@@ -585,9 +593,17 @@ void reg_vouch(struct med_request *r, const struct crgw_digest *d)
 
 	int64_t fetched = 0;
 
-	/* Written once: a manifest by tag, say, passes here on every request. */
-	if (v && b && !r->anonymous && meta_load(r, v, &fetched) != 1 && !evbuffer_add(b, "1", 1))
+	/*
+	 * Written once per credential: a manifest by tag, say, passes here on every request. The note holds
+	 * the secret whose credential the bytes came with (vouch_state), so the cache answers for the host
+	 * only while the operator presents that secret to it; a fill with another rewrites it.
+	 */
+	if (v && b && !r->anonymous &&
+	    (meta_load(r, v, &fetched) != 1 || strcmp(v->cred_secret, state(r)->cred_secret)) &&
+	    !evbuffer_add(b, "1", 1)) {
+		memcpy(v->cred_secret, state(r)->cred_secret, sizeof(v->cred_secret));
 		meta_store(r, v, b, "", "", "text/plain");
+	}
 	if (b)
 		evbuffer_free(b);
 	if (v)
@@ -705,12 +721,13 @@ bool reg_upstream_headers(struct med_request *r, const char *accept)
 		return false;
 	/* A token the handler obtained replaces the operator's credential, and goes only to its own host. */
 	if (g->authorization && !strcmp(g->auth_host, r->host.text)) {
+		memcpy(g->cred_secret, g->auth_secret, sizeof(g->cred_secret));
 		if (med_header_add(r, g->authorization))
 			return true;
 		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, "out of memory");
 		return false;
 	}
-	err = med_credential_add(r, CRGW_VAULT_REGISTRY);
+	err = med_credential_add(r, CRGW_VAULT_REGISTRY, g->cred_secret);
 	if (err) {
 		char detail[400];
 

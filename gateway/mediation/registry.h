@@ -58,9 +58,16 @@ struct reg_req {
 	int64_t t0_us;
 	uint64_t sent;
 	char content_type[128]; /* the metadata document's, as the upstream gave it */
+	/*
+	 * The secret whose credential fetched what the request works with ("": none): presented upstream
+	 * (reg_upstream_headers), or recorded beside a document the store held. The store keeps it with what
+	 * it stores, and serves an entry only while the operator still presents that secret for its host.
+	 */
+	char cred_secret[65];
 	/* upstream authentication beyond registries.credentials (the OCI token flow) */
 	char *authorization; /* a whole header line, owned, wiped on free; sent only to auth_host */
 	char auth_host[254];
+	char auth_secret[65]; /* the secret whose credential bought `authorization` ("": none) */
 	/* The upstream answered 401: true when the handler took the request over (it retries or answers). */
 	bool (*on_unauthorized)(struct med_request *r);
 };

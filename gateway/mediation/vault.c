@@ -563,6 +563,33 @@ int crgw_vault_credential(enum crgw_vault_realm realm, const char *host, struct 
 	return ret;
 }
 
+bool crgw_vault_token_for(const struct crgw_git_credential *c, const char *registry)
+{
+	size_t n = strlen(registry);
+
+	if (!strcmp(c->host, registry))
+		return true;
+	for (const char *p = c->token_for; *p; p += strcspn(p, " "), p += *p == ' ')
+		if (strcspn(p, " ") == n && !strncmp(p, registry, n))
+			return true;
+	return false;
+}
+
+bool crgw_vault_credential_serves(enum crgw_vault_realm realm, const char *secret, const char *host)
+{
+	bool serves = false;
+
+	pthread_mutex_lock(&vault.lock);
+	for (size_t i = 0; i < vault.ncreds[realm] && !serves; i++) {
+		const struct crgw_git_credential *c = &vault.creds[realm][i];
+
+		serves = !strcmp(c->secret, secret) &&
+			 (!strcmp(c->host, host) || (realm == CRGW_VAULT_REGISTRY && crgw_vault_token_for(c, host)));
+	}
+	pthread_mutex_unlock(&vault.lock);
+	return serves;
+}
+
 void crgw_vault_get_stats(struct crgw_vault_stats *out)
 {
 	pthread_mutex_lock(&vault.lock);

@@ -56,6 +56,16 @@ enum crgw_vault_realm { CRGW_VAULT_GIT, CRGW_VAULT_REGISTRY };
  */
 int crgw_vault_credential(enum crgw_vault_realm realm, const char *host, struct crgw_git_credential *out);
 
+/* Whether registry credential `c`, a token realm's, may buy OCI tokens for `registry`: its own host, or listed. */
+bool crgw_vault_token_for(const struct crgw_git_credential *c, const char *registry);
+
+/*
+ * Whether the operator still presents secret `secret` for `host` in `realm`: as the host's credential, or
+ * (registries) as a token realm's whose token_for lists the host. What a credential fetched is served from
+ * the gateway's stores only while this holds: removing it from crgw.yaml withdraws its content too.
+ */
+bool crgw_vault_credential_serves(enum crgw_vault_realm realm, const char *secret, const char *host);
+
 /*
  * Locked memory outside core dumps for building what carries a value (a header line); wiped and
  * released by crgw_vault_scratch_free. NULL when out of memory.

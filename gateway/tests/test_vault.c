@@ -250,7 +250,8 @@ static void test_reload(void)
 		 "  a: { file: %s/a }\n"
 		 "  e: { env: CRGW_TEST_VAULT_RELOAD_ENV }\n"
 		 "git:\n  credentials:\n    git.example.test: { secret: a, scheme: basic, username: bot }\n"
-		 "registries:\n  credentials:\n    npm.example.test: { secret: e, scheme: bearer }\n",
+		 "registries:\n  credentials:\n    npm.example.test: { secret: e, scheme: bearer }\n"
+		 "    auth.example.test: { secret: a, scheme: basic, username: u, token_for: [oci.example.test] }\n",
 		 dir);
 	rc = start(yaml, &cfg, err, sizeof(err));
 	tap_result(rc == 0 && !strcmp(cred(CRGW_VAULT_GIT, "git.example.test"), "a/basic:bot") &&
@@ -258,6 +259,18 @@ static void test_reload(void)
 			   !strcmp(cred(CRGW_VAULT_GIT, "other.example.test"), "none") &&
 			   !strcmp(cred(CRGW_VAULT_REGISTRY, "git.example.test"), "none"),
 		   "start: each host's credential in its own list (%s)", rc ? err : "ok");
+	/* Which secret the gateway presents to which host: what its stores may serve (mediation/registry.c). */
+	tap_result(crgw_vault_credential_serves(CRGW_VAULT_REGISTRY, "e", "npm.example.test") &&
+			   crgw_vault_credential_serves(CRGW_VAULT_GIT, "a", "git.example.test") &&
+			   crgw_vault_credential_serves(CRGW_VAULT_REGISTRY, "a", "auth.example.test") &&
+			   crgw_vault_credential_serves(CRGW_VAULT_REGISTRY, "a", "oci.example.test"),
+		   "a host's secret serves it, and a token realm's serves the registries its token_for lists");
+	tap_result(!crgw_vault_credential_serves(CRGW_VAULT_REGISTRY, "a", "npm.example.test") &&
+			   !crgw_vault_credential_serves(CRGW_VAULT_REGISTRY, "e", "oci.example.test") &&
+			   !crgw_vault_credential_serves(CRGW_VAULT_GIT, "a", "oci.example.test") &&
+			   !crgw_vault_credential_serves(CRGW_VAULT_REGISTRY, "a", "other.example.test") &&
+			   !crgw_vault_credential_serves(CRGW_VAULT_REGISTRY, "", "npm.example.test"),
+		   "no other host: another host's secret, a realm's beyond its token_for, another list's, none");
 
 	/* b and c added, a's host moved to b, a new host on a; e unchanged while its variable is gone. */
 	write_file("cn", "0\n");
@@ -284,6 +297,11 @@ static void test_reload(void)
 		   "the hosts' credentials are the new lists: git.example.test %s, other.example.test %s, npm.example.test %s",
 		   cred(CRGW_VAULT_GIT, "git.example.test"), cred(CRGW_VAULT_GIT, "other.example.test"),
 		   cred(CRGW_VAULT_REGISTRY, "npm.example.test"));
+	tap_result(!crgw_vault_credential_serves(CRGW_VAULT_REGISTRY, "e", "npm.example.test") &&
+			   !crgw_vault_credential_serves(CRGW_VAULT_REGISTRY, "a", "oci.example.test") &&
+			   !crgw_vault_credential_serves(CRGW_VAULT_GIT, "a", "git.example.test") &&
+			   crgw_vault_credential_serves(CRGW_VAULT_GIT, "b", "git.example.test"),
+		   "and serve only their hosts: the withdrawn registry credentials none, git.example.test b's");
 
 	/* Refused: a new source that cannot be read, a new environment variable. Everything held stays. */
 	snprintf(yaml, sizeof(yaml),
