@@ -318,6 +318,22 @@ check "audited: upstream_unreachable naming token_for, without the secret's id" 
 	audit_has "$AUDIT" 'select(.event=="decision" and .action=="deny" and .reason_code=="upstream_unreachable" and .dst_host=="oci-auth.test" and .secret_id==null and (.detail|test("registries.credentials.api.test.token_for")))'
 out=$(blob_code)
 check "nor is the layer the credential fetched answered from the cache, with no token held ($out)" -- test "$out" = 502
+# The same registry with a realm that gives public images anonymous pull tokens: the copy succeeds, with a
+# token asked for without the credential (docs/registries.md: public images still come).
+printf '%s\n' "$REPO" >"$TN_STATE/secrets/oci-token.anonymous"
+rm -rf "$AUTH/img"
+before=$(wc -l <"$TOKLOG")
+audit_before=$(wc -l <"$AUDIT")
+out=$(run "$AUTH" "$COPY --src-tls-verify=false docker://\$CRGW_GATEWAY:8170/registry/oci/$TN_OCI_AUTH/$REPO:1 dir:/workspace/img 2>&1; echo exit=\$?" 2>&1)
+rm -f "$TN_STATE/secrets/oci-token.anonymous"
+check "a public image behind that realm: skopeo copy succeeds with an anonymous token ($(echo $out | tail -c 120))" -- \
+	grep -q 'exit=0' <<<"$out"
+check "its layer is the registry's" -- cmp -s "$AUTH/img/${layer#sha256:}" "$(blob_path "$layer")"
+check "every token the realm sold for it went without the credential ($(($(wc -l <"$TOKLOG") - before)) tokens)" -- \
+	bash -c 'tail -n +$(($2 + 1)) "$1" | jq -se "length > 0 and all(.anonymous)"' _ "$TOKLOG" "$before"
+check "audited: the layer fetched from $TN_OCI_AUTH, not the cache's, without a secret_id" -- \
+	bash -c 'tail -n +$(($2 + 1)) "$1" | jq -se --arg h "$3" --arg l "$4" "any(.[]; .event == \"connection_end\" and .dst_host == \$h and .version == \$l and .bytes_down > 0 and .cache != \"hit\" and .secret_id == null)"' \
+	_ "$AUDIT" "$audit_before" "$TN_OCI_AUTH" "$layer"
 
 # ---- offline: the registries stopped, the copy served from the cache and the metadata store ---------------
 gw_stop >/dev/null 2>&1

@@ -52,7 +52,10 @@
 #                     answers {"token", "access_token", "expires_in": 300} with a JWT (RS256, signed with
 #                     oci-token.key, kid as docker-registry names the key of oci-token.crt) granting at most
 #                     "pull" on NAME. Each answer is appended to oci-token.log as one JSON line: service,
-#                     scope as asked, the actions granted, and the token (for tests that look for it).
+#                     scope as asked, the actions granted, the token (for tests that look for it), and
+#                     whether it went without the credential ("anonymous"). While a file
+#                     oci-token.anonymous lists NAME (one repository a line), a request without
+#                     Authorization gets a pull token for it too, as public images get one.
 #   /@hostile/...     a hostile npm registry (below)
 #   anything else     404 {"error": "not found", "path": ...}
 # Request bodies (Content-Length or chunked) are read whole, up to 64 MiB; beyond that 413 and the
@@ -648,13 +651,19 @@ class ApiHandler(AnyMethodHandler):
             self.send_json(503, {"error": "the OCI token endpoint is not set up (testnet_registries_up)"})
             return
         want = "Basic " + base64.b64encode(("crgw-oci:" + password).encode()).decode()
-        if self.headers.get("Authorization") != want:
-            self.send_json(401, {"errors": [{"code": "UNAUTHORIZED", "message": "wrong or no credential"}]},
-                           extra=[("WWW-Authenticate", 'Basic realm="crgw-oci"')])
-            return
         service = query.get("service", [""])[0]
         scope = query.get("scope", [""])[0]
         parts = scope.split(":")
+        try:
+            with open(os.path.join(base, "oci-token.anonymous"), encoding="utf-8") as f:
+                public = f.read().split()
+        except OSError:
+            public = []
+        anonymous = "Authorization" not in self.headers and len(parts) == 3 and parts[1] in public
+        if self.headers.get("Authorization") != want and not anonymous:
+            self.send_json(401, {"errors": [{"code": "UNAUTHORIZED", "message": "wrong or no credential"}]},
+                           extra=[("WWW-Authenticate", 'Basic realm="crgw-oci"')])
+            return
         access = []
         if len(parts) == 3 and parts[0] == "repository" and parts[1]:
             actions = [a for a in parts[2].split(",") if a == "pull"]
@@ -673,12 +682,13 @@ class ApiHandler(AnyMethodHandler):
 
         head = b64url(json.dumps({"typ": "JWT", "alg": "RS256", "kid": kid}).encode())
         claims = b64url(json.dumps({
-            "iss": "crgw-testnet-token", "sub": "crgw-oci", "aud": service, "exp": now + 300, "nbf": now - 10,
+            "iss": "crgw-testnet-token", "sub": "" if anonymous else "crgw-oci", "aud": service, "exp": now + 300, "nbf": now - 10,
             "iat": now, "jti": os.urandom(12).hex(), "access": access}).encode())
         signed = (head + "." + claims).encode()
         token = head + "." + claims + "." + b64url(key.sign(signed, padding.PKCS1v15(), hashes.SHA256()))
         with open(os.path.join(base, "oci-token.log"), "a", encoding="utf-8") as f:
-            f.write(json.dumps({"service": service, "scope": scope, "access": access, "token": token}) + "\n")
+            f.write(json.dumps({"service": service, "scope": scope, "access": access, "token": token,
+                                "anonymous": anonymous}) + "\n")
         self.send_json(200, {"token": token, "access_token": token, "expires_in": 300})
 
     # The hostile registry: one answer per request, misbehaving by the package's name.
