@@ -764,6 +764,33 @@ static void remove_corrupt(struct crgw_cache *c, const struct crgw_digest *d, co
 	COUNT(c, corrupt, 1);
 }
 
+/*
+ * An indexed object whose file has gone (deleted behind our back): drops the entry, so that the next fill
+ * can keep the object again (fill_begin refuses a digest the index holds) and ls, stats and the offline
+ * mode stop counting it. Under the lock, renames into objects/ and eviction's unlinks are ordered with
+ * this check: an entry evicted (or evicted and filled again) since the caller looked is left alone, and
+ * false is returned.
+ */
+static bool remove_missing(struct crgw_cache *c, const struct crgw_digest *d)
+{
+	char path[OBJ_PATH_MAX];
+	struct stat st;
+	struct obj *o;
+	bool dropped = false;
+
+	obj_path(d, path, sizeof(path));
+	pthread_mutex_lock(&c->lock);
+	o = obj_find(c, d);
+	if (o && fstatat(c->objects_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+		obj_drop(c, o, false);
+		dropped = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (dropped)
+		COUNT(c, corrupt, 1);
+	return dropped;
+}
+
 /* ---- Readers ---- */
 
 static int reader_open(struct crgw_cache *c, const struct crgw_digest *d, bool count, struct crgw_cache_reader **out)
@@ -815,7 +842,8 @@ static int reader_open(struct crgw_cache *c, const struct crgw_digest *d, bool c
 		goto out;
 	}
 	if (fd < 0) {
-		err = errno == ENOENT ? -ENOENT : -errno; /* evicted since: a miss */
+		/* Evicted since (a miss), or removed behind our back: found bad, like a file of the wrong size. */
+		err = errno != ENOENT ? -errno : remove_missing(c, d) ? -EBADMSG : -ENOENT;
 		goto out;
 	}
 	if (fstat(fd, &st) < 0) {

@@ -646,6 +646,60 @@ static void test_not_files(void)
 		free(data[i]);
 }
 
+/*
+ * An object file deleted behind the cache's back (by hand, say): the entry it leaves must go too, or the
+ * digest could never be filled again (fill_begin refuses what the index holds), ls and stats would count
+ * it, and verify would skip it as "evicted since" and report a clean cache.
+ */
+static void test_missing_files(void)
+{
+	struct crgw_cache_verify_report rep = { 0 };
+	struct crgw_cache_stats st = { 0 };
+	struct crgw_cache_reader *r = NULL;
+	char dir[300], p[600];
+	struct crgw_digest d[2];
+	uint8_t *data[2];
+	uint8_t buf[2000];
+	size_t len = 2000, got = 0;
+	struct crgw_cache *c;
+	bool ok = true;
+
+	subdir("missing", dir, sizeof(dir));
+	c = open_cache(dir, 1 << 20, false);
+	for (int i = 0; i < 2; i++) {
+		data[i] = make_data(400 + (unsigned)i, len);
+		crgw_digest_compute(CRGW_DIGEST_SHA256, data[i], len, &d[i]);
+		ok &= c && fill(c, &d[i], data[i], len, (int64_t)len, 1000) == 0;
+	}
+	tap_result(ok, "missing files: two objects");
+
+	path_of(dir, &d[0], p, sizeof(p));
+	ok = ok && unlink(p) == 0 && crgw_cache_verify(c, &rep) == 0;
+	if (c)
+		crgw_cache_stats(c, &st);
+	tap_result(ok && rep.checked == 2 && rep.ok == 1 && rep.corrupt == 1 && st.objects == 1 && st.bytes == len &&
+			   st.corrupt == 1 && crgw_cache_lookup(c, &d[0], NULL) == -ENOENT,
+		   "an object file deleted: verify counts it corrupt and drops its entry (checked %llu, ok %llu, "
+		   "corrupt %llu; %llu objects left)",
+		   (unsigned long long)rep.checked, (unsigned long long)rep.ok, (unsigned long long)rep.corrupt,
+		   (unsigned long long)st.objects);
+	ok = ok && fill(c, &d[0], data[0], len, (int64_t)len, 1000) == 0 &&
+	     read_back(c, &d[0], buf, sizeof(buf), &got, NULL) == 0 && got == len && memcmp(buf, data[0], len) == 0;
+	tap_result(ok, "... and it is filled again and served");
+
+	path_of(dir, &d[1], p, sizeof(p));
+	ok = ok && unlink(p) == 0;
+	tap_result(ok && crgw_cache_read_open(c, &d[1], &r) == -ENOENT && !r &&
+			   crgw_cache_lookup(c, &d[1], NULL) == -ENOENT,
+		   "an object file deleted: read_open is a miss and drops the entry");
+	ok = ok && fill(c, &d[1], data[1], len, (int64_t)len, 1000) == 0 &&
+	     read_back(c, &d[1], buf, sizeof(buf), &got, NULL) == 0 && got == len && memcmp(buf, data[1], len) == 0;
+	tap_result(ok, "... and it is filled again and served");
+	crgw_cache_close(c);
+	for (int i = 0; i < 2; i++)
+		free(data[i]);
+}
+
 /* ---- Eviction ---- */
 
 struct names {
@@ -1270,6 +1324,7 @@ int main(int argc, char **argv)
 	test_open_repairs();
 	test_bit_flips();
 	test_not_files();
+	test_missing_files();
 	test_eviction();
 	test_concurrent();
 	test_enospc();
