@@ -238,6 +238,12 @@ run() { # run PROJECT SCRIPT: a sandbox on PROJECT's policy with PROJECT as its 
 warm --policy "$P"
 [ "$rc" = 0 ] && [ "$(grep -c '^cached  ' <<<"$out")" = $((npm_count + pip_count)) ]
 ok $? "warm offline: every artifact cached, exit 0 ($(tail -1 <<<"$out"))"
+# After the restart nothing is trusted: each hit is hashed, then sent. One request is one hit, and its bytes
+# are served once (the hashing pass and a second open counted each twice).
+warm_bytes=$(tail -1 <<<"$out" | sed -n 's/.*failed; \([0-9]*\) bytes.*/\1/p')
+st=$("$CTL" cache stats --json | jq -c '{hits, bytes_served}')
+jq -e --argjson n $((npm_count + pip_count)) --argjson b "${warm_bytes:-0}" '.hits == $n and .bytes_served == $b' <<<"$st" >/dev/null
+ok $? "... each a single hit, its bytes served once ($st; $((npm_count + pip_count)) artifacts, $warm_bytes bytes)"
 before=$(wc -l <"$AUDIT")
 out=$(run "$P" 'npm ci --cache "$(mktemp -d)" --no-progress 2>&1 | tail -2; ls node_modules | wc -l' 2>&1)
 ok $? "npm ci offline, registries stopped, from the warm cache (${out//$'\n'/ })"
@@ -251,6 +257,16 @@ grep -q crgw_alpha <<<"$out" && grep -q crgw_beta <<<"$out" && grep -q crgw_gamm
 ok $? "pip install --require-hashes offline, the index stopped (${out//$'\n'/ })"
 out=$(run "$P" 'curl -s -D - -o /dev/null "$npm_config_registry"crgw-dep-00/-/crgw-dep-00-1.0.0.tgz | tr -d "\r" | grep -i "^x-crgw-cache"' 2>&1)
 check "a tarball's answer says X-Crgw-Cache: hit ($out)" -- grep -qi '^x-crgw-cache: hit$' <<<"$out"
+# verify_always hashes every hit before it is sent: each is still a hit (the reopened reader was never
+# trusted, so every hit was taken for a corrupt copy: refetched, and offline refused).
+gw_stop >/dev/null 2>&1
+gw_start "$T" --config "$T/crgw.yaml" --set cache.verify_always=true || { echo "Bail out! crgw did not start offline with verify_always"; exit 1; }
+warm --policy "$P"
+warm --policy "$P"
+[ "$rc" = 0 ] && [ "$(grep -c '^cached  ' <<<"$out")" = $((npm_count + pip_count)) ]
+ok $? "verify_always, offline: a second warm finds every artifact cached, exit 0 (rc $rc: $(tail -1 <<<"$out"))"
+"$CTL" cache stats --json | jq -e '.corrupt == 0 and .objects > 0' >/dev/null
+ok $? "... nothing taken for corrupt, nothing removed"
 registries_signal CONT
 
 # ---- a full disk: every artifact fetched, few kept ---------------------------------------------------------

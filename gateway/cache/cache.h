@@ -103,8 +103,10 @@ uint64_t crgw_cache_reader_size(const struct crgw_cache_reader *r);
 /*
  * True when the file may be sent as it is (sendfile) without hashing: this process verified this very file
  * (same device, inode, size, mtime and ctime) earlier, by writing it or by reading it through
- * crgw_cache_reader_read to the end, and verify_always is off. Otherwise the caller must read through
- * crgw_cache_reader_read. The caller counts what it sends with crgw_cache_reader_sent.
+ * crgw_cache_reader_read to the end, and verify_always is off; or this reader has just been read to the
+ * end by crgw_cache_reader_read and its file did not change meanwhile (verify_always or not). Otherwise the
+ * caller must read through crgw_cache_reader_read. The caller counts what it sends with
+ * crgw_cache_reader_sent.
  */
 bool crgw_cache_reader_trusted(const struct crgw_cache_reader *r);
 

@@ -834,8 +834,11 @@ static void finish_served(struct med_request *r, bool hit)
 
 static void start_upstream(struct med_request *r, const char *url);
 
-/* A hit whose file this process verified: sent by the kernel (sendfile), untouched by us. */
-static void serve_trusted(struct med_request *r)
+/*
+ * A hit whose file this process verified: sent by the kernel (sendfile), untouched by us. `hashed`: the
+ * reader was just read to the end to verify it, and reader_read counted those bytes as served already.
+ */
+static void serve_trusted(struct med_request *r, bool hashed)
 {
 	struct reg_req *g = state(r);
 	uint64_t size = crgw_cache_reader_size(g->reader);
@@ -856,7 +859,8 @@ static void serve_trusted(struct med_request *r)
 		close(fd);
 	}
 	if (!is_head(r)) {
-		crgw_cache_reader_sent(g->reader, size);
+		if (!hashed)
+			crgw_cache_reader_sent(g->reader, size);
 		g->sent = size;
 		r->bytes_down += size;
 	}
@@ -866,8 +870,10 @@ static void serve_trusted(struct med_request *r)
 }
 
 /*
- * A hit this process has not verified (after a restart): hashed in steps on the loop before any byte is
- * sent, so that a corrupt copy is fetched again instead of served. Then it is trusted, and sent.
+ * A hit this process has not verified (after a restart, or every hit with cache.verify_always): hashed in
+ * steps on the loop before any byte is sent, so that a corrupt copy is fetched again instead of served.
+ * Then that same reader's file is sent, when it is still the file that was hashed (the reader is then
+ * trusted); a file changed meanwhile is fetched again.
  */
 static void verify_step(evutil_socket_t fd, short what, void *arg)
 {
@@ -885,14 +891,17 @@ static void verify_step(evutil_socket_t fd, short what, void *arg)
 		event_active(g->wake, 0, 0);
 		return;
 	}
-	crgw_cache_reader_close(g->reader);
-	g->reader = NULL;
 	g->verify_pass = false;
-	if (n == 0 && crgw_cache_read_open(crgw_cache_service(), &g->want.digest, &g->reader) == 0 &&
-	    crgw_cache_reader_trusted(g->reader)) {
-		serve_trusted(r);
+	/*
+	 * Not opened again: with verify_always a new reader is never trusted (the hit was refetched, and
+	 * offline refused as corrupt), and a second open would count a second hit for one request.
+	 */
+	if (n == 0 && crgw_cache_reader_trusted(g->reader)) {
+		serve_trusted(r, true);
 		return;
 	}
+	crgw_cache_reader_close(g->reader);
+	g->reader = NULL;
 	log_warn("registry: a cached object did not match its digest; it was removed and is fetched again",
 		 "sandbox=%s integrity=%s", med_sandbox(r)->id, r->integrity);
 	if (crgw_cache_service_offline()) {
@@ -908,7 +917,7 @@ static void serve_hit(struct med_request *r)
 	struct reg_req *g = state(r);
 
 	if (crgw_cache_reader_trusted(g->reader)) {
-		serve_trusted(r);
+		serve_trusted(r, false);
 		return;
 	}
 	g->verify_pass = true;
