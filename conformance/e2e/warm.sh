@@ -137,6 +137,10 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 check "cache ls holds every digest of the lockfiles ($have of $want_n)" -- test "$have" = "$want_n"
+# A cold cache: every artifact a miss, none a hit (the misses of digests no host had served yet went uncounted).
+st=$("$CTL" cache stats --json | jq -c '{hits, misses, hit_ratio}')
+jq -e --argjson n $((npm_count + pip_count)) '.hits == 0 and .misses == $n and .hit_ratio == 0' <<<"$st" >/dev/null
+ok $? "cache stats counts each fetched artifact a miss ($st)"
 check "audited as the sandbox's own requests: a tarball's decision with run_id cache-warm" -- \
 	audit_has "$AUDIT" 'select(.event=="decision" and .service=="registry" and .registry=="npm" and .action=="allow" and .package=="crgw-dep-00" and .run_id=="cache-warm")'
 check "a wheel's connection_end with its bytes" -- \

@@ -897,6 +897,12 @@ int crgw_cache_read_open(struct crgw_cache *c, const struct crgw_digest *d, stru
 	return err == -EBADMSG ? -ENOENT : err;
 }
 
+void crgw_cache_count_miss(struct crgw_cache *c)
+{
+	if (c)
+		COUNT(c, misses, 1);
+}
+
 int crgw_cache_reader_fd(const struct crgw_cache_reader *r)
 {
 	return r->fd;

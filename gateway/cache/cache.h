@@ -96,6 +96,12 @@ struct crgw_cache_reader;
  */
 int crgw_cache_read_open(struct crgw_cache *c, const struct crgw_digest *d, struct crgw_cache_reader **out);
 
+/*
+ * Counts a miss the caller decided without opening anything: a request the cache may not answer (the
+ * object is not this requester's to have) is served from upstream, and is a miss all the same.
+ */
+void crgw_cache_count_miss(struct crgw_cache *c);
+
 /* The object's descriptor (borrowed: valid until the reader closes) and size, for sendfile(2). */
 int crgw_cache_reader_fd(const struct crgw_cache_reader *r);
 uint64_t crgw_cache_reader_size(const struct crgw_cache_reader *r);

@@ -1307,6 +1307,9 @@ void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg
 		serve_hit(r);
 		return;
 	}
+	/* read_open counted its miss; a digest this host has not served is one too, or a cold cache shows none. */
+	if (cacheable && !vouched)
+		crgw_cache_count_miss(cache);
 	/* A copy another host served is not this host's: the answer is the same, so that it does not tell of one. */
 	if (crgw_cache_service_offline()) {
 		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE,
