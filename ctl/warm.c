@@ -616,6 +616,11 @@ static int read_results(int fd, bool json, struct tally *t)
 		}
 		have -= (size_t)(at - buf);
 		memmove(buf, at, have);
+		/* A SIGPIPE comes while a line is written (stdout's reader went away), never during the read. */
+		if (stop_signal) {
+			err = -EINTR;
+			break;
+		}
 		if (have == LINE_MAX_BYTES) {
 			err = -E2BIG;
 			break;
@@ -685,7 +690,8 @@ int cache_warm(int argc, char **argv)
 	struct crgw_policy *policy = NULL;
 	struct warm_plan plan = { 0 };
 	struct tally t = { 0 };
-	struct sigaction sa = { .sa_handler = on_signal }, old[3];
+	static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
+	struct sigaction sa = { .sa_handler = on_signal }, old[4];
 	const char *policy_path = NULL;
 	char *json_policy = NULL, err[1024] = "";
 	unsigned long jobs = JOBS_DEFAULT;
@@ -750,11 +756,13 @@ int cache_warm(int argc, char **argv)
 	if (offline)
 		fprintf(stderr, "crgw-ctl: cache warm: the gateway is offline (cache.offline): what is not cached "
 				"already fails\n");
-	/* From here a signal ends the warm in order: the child goes, the sandbox is released. */
+	/*
+	 * From here a signal ends the warm in order: the child goes, the sandbox is released. SIGPIPE too:
+	 * `cache warm | head -1` would otherwise kill us and leave the sandbox registered until its TTL.
+	 */
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old[0]);
-	sigaction(SIGTERM, &sa, &old[1]);
-	sigaction(SIGHUP, &sa, &old[2]);
+	for (size_t i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
+		sigaction(stop_signals[i], &sa, &old[i]);
 	handlers = true;
 	spec.policy_json = json_policy;
 	spec.run_id = "cache-warm";
@@ -854,8 +862,8 @@ out:
 		backend->free(sb);
 	}
 	if (handlers)
-		for (int i = 0; i < 3; i++)
-			sigaction(i == 0 ? SIGINT : i == 1 ? SIGTERM : SIGHUP, &old[i], NULL);
+		for (size_t i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
+			sigaction(stop_signals[i], &old[i], NULL);
 	warm_plan_free(&plan);
 	crgw_policy_unref(policy);
 	free(json_policy);

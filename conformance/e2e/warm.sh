@@ -174,6 +174,14 @@ check "... and its sandbox is released" -- test "$(sandboxes)" = 0
 warm --policy "$P"
 ok "$rc" "warmed again ($(tail -1 <<<"$out"))"
 
+# ---- its output's reader gone (`| head -1`): SIGPIPE ends it in order too ----------------------------------
+# `true` has exited before the sandbox is made, so the first line written raises SIGPIPE.
+"$CTL" cache warm --policy "$P" 2>"$T/pipe.err" | true
+rc=${PIPESTATUS[0]}
+[ "$rc" = 2 ] && grep -q 'stopped by signal 13' "$T/pipe.err"
+ok $? "stdout closed: exit 2, says so (rc $rc: $(tail -1 "$T/pipe.err"))"
+check "... and its sandbox is released ($(sandboxes) left)" -- test "$(sandboxes)" = 0
+
 # ---- a lockfile that names a tarball the registry does not have ------------------------------------------
 B=$T/missing
 mkdir -p "$B"
