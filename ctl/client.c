@@ -118,8 +118,19 @@ static int stream_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl
 	return (now.tv_sec - s->start.tv_sec) * 1000 + (now.tv_nsec - s->start.tv_nsec) / 1000000 > ctl_timeout_ms;
 }
 
-static int curl_failed(CURLcode rc, char *err, size_t errlen)
+static int curl_failed(CURL *c, CURLcode rc, char *err, size_t errlen)
 {
+	long os_errno = 0;
+
+	curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno);
+	if (rc == CURLE_COULDNT_CONNECT && (os_errno == EACCES || os_errno == EPERM)) {
+		/* The gateway is running, most likely: "is crgw running?" would send the operator the wrong way. */
+		snprintf(err, errlen,
+			 "cannot connect to the gateway's control socket %s: %s (it is for root and the group of "
+			 "crgw.yaml control_mode)",
+			 ctl_control_path, strerror((int)os_errno));
+		return -EACCES;
+	}
 	if (rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_ABORTED_BY_CALLBACK)
 		snprintf(err, errlen, "the gateway at %s did not answer within %ld s", ctl_control_path,
 			 ctl_timeout_ms / 1000);
@@ -158,7 +169,7 @@ int ctl_request(const char *method, const char *path, const char *body, struct c
 	}
 	rc = curl_easy_perform(c);
 	if (rc != CURLE_OK) {
-		ret = s.too_big ? -E2BIG : curl_failed(rc, err, errlen);
+		ret = s.too_big ? -E2BIG : curl_failed(c, rc, err, errlen);
 		if (s.too_big)
 			snprintf(err, errlen, "the gateway's answer is larger than %u bytes", RESPONSE_MAX);
 		free(s.buf);
@@ -219,7 +230,7 @@ int ctl_stream(const char *path, int (*line)(const char *text, size_t len, void 
 		error_text(&r, err, errlen);
 		ret = -EIO;
 	} else if (rc != CURLE_OK && !s.stop) {
-		ret = curl_failed(rc, err, errlen);
+		ret = curl_failed(c, rc, err, errlen);
 	}
 	free(s.buf);
 	curl_easy_cleanup(c);

@@ -202,6 +202,11 @@ ok $? "gc --target 2^63-1 is the largest, and is answered as given: $(jq -c . <<
 "$CTL" cache frobnicate >/dev/null 2>&1
 [ $? = 2 ]
 ok $? "an unknown cache subcommand exits 2"
+# A user the socket is not for: the gateway is running, so "is crgw running?" would mislead.
+setpriv --reuid=nobody --regid=nogroup --clear-groups "$CTL" cache stats >/dev/null 2>"$T/err"
+rc=$?
+[ "$rc" = 2 ] && grep -q 'Permission denied' "$T/err" && ! grep -q 'is crgw running' "$T/err"
+ok $? "cache stats as nobody: exit 2, permission denied ($(cat "$T/err"))"
 
 stop
 ok $? "SIGTERM stops crgw with status 0"
