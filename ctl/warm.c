@@ -20,8 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -582,8 +584,11 @@ static int take_line(const char *line, bool json, struct tally *t)
 	return 0;
 }
 
-/* Reads the child's lines until it closes the pipe or a signal stops us. 0, -EINTR, or -errno. */
-static int read_results(int fd, bool json, struct tally *t)
+/*
+ * Reads the child's lines until it closes the pipe or a signal stops us. 0, -EINTR, -ESRCH when the
+ * sandbox's holder died (`holder_fd`, a pidfd, or -1), or -errno.
+ */
+static int read_results(int fd, int holder_fd, bool json, struct tally *t)
 {
 	char *buf = malloc(LINE_MAX_BYTES + 1);
 	size_t have = 0;
@@ -592,8 +597,26 @@ static int read_results(int fd, bool json, struct tally *t)
 	if (!buf)
 		return -ENOMEM;
 	for (;;) {
-		ssize_t n = read(fd, buf + have, LINE_MAX_BYTES - have);
+		struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = holder_fd, .events = POLLIN } };
+		ssize_t n;
 		char *nl, *at = buf;
+
+		/*
+		 * A stopping gateway releases every sandbox (it kills the holder) before it closes their
+		 * connections, and the child's requests then wait out their 300-second stall limit: the holder's
+		 * end ends the warm at once.
+		 */
+		if (poll(p, holder_fd >= 0 ? 2 : 1, -1) < 0) {
+			if (errno == EINTR && !stop_signal)
+				continue;
+			err = errno == EINTR ? -EINTR : -errno;
+			break;
+		}
+		if (holder_fd >= 0 && (p[1].revents & POLLIN) && !(p[0].revents & (POLLIN | POLLHUP))) {
+			err = -ESRCH;
+			break;
+		}
+		n = read(fd, buf + have, LINE_MAX_BYTES - have);
 
 		if (n < 0 && errno == EINTR) {
 			if (stop_signal) {
@@ -697,7 +720,7 @@ int cache_warm(int argc, char **argv)
 	unsigned long jobs = JOBS_DEFAULT;
 	bool json = false, offline = false, handlers = false;
 	json_int_t fills_failed = 0, fills_active = 0, lost = 0;
-	int c, rc = CTL_EXIT_ERROR, pfd[2] = { -1, -1 }, e, wstatus = 0;
+	int c, rc = CTL_EXIT_ERROR, pfd[2] = { -1, -1 }, e, wstatus = 0, holder_fd;
 	pid_t child = -1;
 	double t0 = now_s();
 
@@ -799,10 +822,16 @@ int cache_warm(int argc, char **argv)
 	}
 	close(pfd[1]);
 	pfd[1] = -1;
-	e = read_results(pfd[0], json, &t);
+	holder_fd = (int)syscall(SYS_pidfd_open, (pid_t)holder, 0);
+	e = read_results(pfd[0], holder_fd, json, &t);
+	if (holder_fd >= 0)
+		close(holder_fd);
 	if (e == -EINTR || stop_signal) {
 		kill(child, SIGKILL);
 		fprintf(stderr, "crgw-ctl: cache warm: stopped by signal %d\n", (int)stop_signal);
+	} else if (e == -ESRCH) {
+		kill(child, SIGKILL);
+		fprintf(stderr, "crgw-ctl: cache warm: the gateway released the warm's sandbox (did it stop?)\n");
 	} else if (e) {
 		kill(child, SIGKILL);
 		fprintf(stderr, "crgw-ctl: cache warm: reading the results: %s\n", strerror(-e));

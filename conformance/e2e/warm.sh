@@ -293,6 +293,27 @@ warm --policy "$P"
 [ "$rc" = 1 ] && grep -q "of the gateway's fills failed while warming" "$T/warm.err"
 ok $? "a cache on a disk too small: the warm says fills failed, exit 1 (rc $rc: $(tail -1 "$T/warm.err"))"
 gw_stop >/dev/null 2>&1
+
+# ---- the gateway stops mid-warm: the warm ends at once, saying so -----------------------------------------
+# A stopping gateway releases the sandbox before it closes its connections: the requests under way would
+# wait out their 300-second stall limit, and the warm end with every artifact failed, exit 1, no word why.
+gw_start "$T" --config "$T/crgw.yaml" || { echo "Bail out! crgw did not start again"; exit 1; }
+"$CTL" cache gc --target 0 >/dev/null 2>&1
+registries_signal STOP
+"$CTL" cache warm --policy "$P" >"$T/gone.out" 2>"$T/gone.err" &
+wpid=$!
+sleep 1.5
+gw_stop >/dev/null 2>&1
+for _ in $(seq 300); do
+	alive "$wpid" || break
+	sleep 0.1
+done
+alive "$wpid" && kill -KILL "$wpid"
+wait "$wpid"
+rc=$?
+registries_signal CONT
+[ "$rc" = 2 ] && grep -q "the gateway released the warm's sandbox" "$T/gone.err"
+ok $? "the gateway stopped mid-warm: the warm ends within 30 s, exit 2, saying so (rc $rc: $(tail -1 "$T/gone.err"))"
 diag "cache warm: ${cold_ms} ms for $((npm_count + pip_count)) artifacts"
 
 tap_done
