@@ -302,7 +302,12 @@ static void obj_drop(struct crgw_cache *c, struct obj *o, bool unlink_file)
 		 * the index change and the unlink. Readers keep their descriptors: unlinking an open file is safe.
 		 */
 		obj_path(&o->d, path, sizeof(path));
-		(void)unlinkat(c->objects_fd, path, 0);
+		/*
+		 * An empty directory in place of the object is removed too: left there, it would fail every
+		 * later fill's rename (EISDIR), and verify would have said "removed" of it.
+		 */
+		if (unlinkat(c->objects_fd, path, 0) < 0 && errno == EISDIR)
+			(void)unlinkat(c->objects_fd, path, AT_REMOVEDIR);
 	}
 	while (*pp != o)
 		pp = &(*pp)->hnext;

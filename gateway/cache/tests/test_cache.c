@@ -707,6 +707,16 @@ static void test_missing_files(void)
 	ok = ok && fill(c, &d[1], data[1], len, (int64_t)len, 1000) == 0 &&
 	     read_back(c, &d[1], buf, sizeof(buf), &got, NULL) == 0 && got == len && memcmp(buf, data[1], len) == 0;
 	tap_result(ok, "... and it is filled again and served");
+
+	/* An empty directory in place of an object: found bad, and removed, or no fill could ever rename there. */
+	path_of(dir, &d[0], p, sizeof(p));
+	ok = ok && unlink(p) == 0 && mkdir(p, 0700) == 0 && crgw_cache_verify(c, &rep) == 0;
+	tap_result(ok && rep.corrupt == 1 && rmdir(p) < 0 && errno == ENOENT,
+		   "an empty directory in place of an object: verify removes it (corrupt %llu)",
+		   (unsigned long long)rep.corrupt);
+	ok = ok && fill(c, &d[0], data[0], len, (int64_t)len, 1000) == 0 &&
+	     read_back(c, &d[0], buf, sizeof(buf), &got, NULL) == 0 && got == len && memcmp(buf, data[0], len) == 0;
+	tap_result(ok, "... and it is filled again and served");
 	crgw_cache_close(c);
 	for (int i = 0; i < 2; i++)
 		free(data[i]);
