@@ -518,6 +518,13 @@ static void __attribute__((noreturn)) child_main(int out_fd, pid_t parent, long 
 		fprintf(stderr, "crgw-ctl: cache warm: dropping privileges: %s\n", strerror(errno));
 		_exit(2);
 	}
+	/*
+	 * The change of user cleared the parent-death signal (prctl(2)): set again, or a parent killed with
+	 * SIGKILL would leave this process fetching on, as nobody, in a sandbox nobody releases.
+	 */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(2);
 	e.multi = curl_multi_init();
 	if (!e.multi)
 		_exit(2);

@@ -67,6 +67,14 @@ __attribute__((noreturn)) static void holder_main(int go_fd, int ready_fd, bool 
 	if (read(go_fd, &c, 1) != 1 || c != 'g')
 		_exit(EXIT_RUN_FAILED);
 	be_sandbox_root();
+	/*
+	 * Becoming root of the namespace changed our ids, which clears the parent-death signal (prctl(2)):
+	 * without it again, a creator killed with SIGKILL (a `cache warm`, a `run --rm`) left the sandbox
+	 * registered until its TTL. The creator dying within these few instructions is not caught: as PID 1
+	 * of a new PID namespace we cannot see our parent (getppid is 0).
+	 */
+	if (die_with_parent)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 	setsid();
 	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0) {

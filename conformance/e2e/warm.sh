@@ -182,6 +182,30 @@ rc=${PIPESTATUS[0]}
 ok $? "stdout closed: exit 2, says so (rc $rc: $(tail -1 "$T/pipe.err"))"
 check "... and its sandbox is released ($(sandboxes) left)" -- test "$(sandboxes)" = 0
 
+# ---- SIGKILLed: nothing of it may live on ------------------------------------------------------------------
+# Its fetching child dropped to nobody, which clears the parent-death signal: it went on fetching, orphaned.
+"$CTL" cache gc --target 0 >/dev/null 2>&1
+registries_signal STOP
+"$CTL" cache warm --policy "$P" >/dev/null 2>&1 &
+wpid=$!
+sleep 1.5
+kids=$(pgrep -P "$wpid" | tr '\n' ' ')
+kill -KILL "$wpid"
+wait "$wpid" 2>/dev/null
+for _ in $(seq 50); do
+	left=
+	for k in $kids; do alive "$k" && left+=" $k"; done
+	[ -z "$left" ] && [ "$(sandboxes)" = 0 ] && break
+	sleep 0.1
+done
+registries_signal CONT
+[ -n "$kids" ] && [ -z "$left" ]
+ok $? "SIGKILL mid-warm: its processes end with it (${kids:-none found}; left:${left:- none})"
+for k in $left; do kill -KILL "$k"; done
+check "... and the gateway releases its sandbox ($(sandboxes) left)" -- test "$(sandboxes)" = 0
+warm --policy "$P"
+ok "$rc" "warmed again ($(tail -1 <<<"$out"))"
+
 # ---- a lockfile that names a tarball the registry does not have ------------------------------------------
 B=$T/missing
 mkdir -p "$B"
@@ -308,6 +332,8 @@ for _ in $(seq 300); do
 	alive "$wpid" || break
 	sleep 0.1
 done
+# Still there: SIGTERM ends it in order (its fetching child too), SIGKILL only if even that fails.
+alive "$wpid" && kill -TERM "$wpid" && sleep 2
 alive "$wpid" && kill -KILL "$wpid"
 wait "$wpid"
 rc=$?
