@@ -235,6 +235,13 @@ int cmd_cache(int argc, char **argv)
 	if (!strcmp(sub, "warm"))
 		return cache_warm(argc - 1, argv + 1);
 	if (strcmp(sub, "ls") && strcmp(sub, "stats") && strcmp(sub, "gc") && strcmp(sub, "verify")) {
+		/* Say what was wrong before the usage: the whole usage alone leaves the user to guess. */
+		if (!*sub)
+			fprintf(stderr, "crgw-ctl cache: a command is needed\n");
+		else if (*sub == '-')
+			fprintf(stderr, "crgw-ctl cache: options come after the command ('%s')\n", sub);
+		else
+			fprintf(stderr, "crgw-ctl cache: unknown command '%s'\n", sub);
 		fputs(cache_usage, stderr);
 		return CTL_EXIT_ERROR;
 	}
@@ -257,6 +264,11 @@ int cmd_cache(int argc, char **argv)
 		}
 	}
 	if (optind != argc - 1 || (has_limit && strcmp(sub, "ls")) || (target && strcmp(sub, "gc"))) {
+		if (optind != argc - 1)
+			fprintf(stderr, "crgw-ctl cache %s: unexpected argument '%s'\n", sub, argv[optind + 1]);
+		else
+			fprintf(stderr, "crgw-ctl cache %s: %s is for cache %s only\n", sub, has_limit ? "--limit" : "--target",
+				has_limit ? "ls" : "gc");
 		fputs(cache_usage, stderr);
 		return CTL_EXIT_ERROR;
 	}

@@ -67,10 +67,24 @@ for cmd in "run" "exec" "cp" "sandbox" "sandbox diff" "audit" "audit tail" "stat
 	result $? "$cmd --help prints its usage and exits 0 (exit $rc)"
 done
 expect_rc 2 "unknown cache subcommand" cache frobnicate
+grep -q "^crgw-ctl cache: unknown command 'frobnicate'" "$tmp/err"
+result $? "... says which"
 expect_rc 2 "cache without a subcommand" cache
+grep -q "^crgw-ctl cache: a command is needed" "$tmp/err"
+result $? "... says so"
+expect_rc 2 "cache with an option before its subcommand" cache --json stats
+grep -q "^crgw-ctl cache: options come after the command ('--json')" "$tmp/err"
+result $? "... says where options go"
 expect_rc 2 "cache option of another subcommand" cache ls --target 0
+grep -q "^crgw-ctl cache ls: --target is for cache gc only" "$tmp/err"
+result $? "... says which subcommand it is for"
+expect_rc 2 "cache stats with --limit" cache stats --limit 5
+grep -q "^crgw-ctl cache stats: --limit is for cache ls only" "$tmp/err"
+result $? "... says which subcommand it is for"
 expect_rc 2 "cache ls with a bad --limit" cache ls --limit many
 expect_rc 2 "cache gc with an extra argument" cache gc now
+grep -q "^crgw-ctl cache gc: unexpected argument 'now'" "$tmp/err"
+result $? "... names the argument"
 run cache gc --target '5"}'
 [ "$rc" = 2 ] && grep -q "^crgw-ctl: --target wants a size" "$tmp/err"
 result $? "cache gc --target that is no size is refused before the gateway is asked (exit $rc)"
