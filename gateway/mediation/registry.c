@@ -559,7 +559,6 @@ static struct reg_req *vouch_state(struct med_request *r, const struct crgw_dige
 	if (!g->origin[0] || crgw_digest_format(d, text, sizeof(text)) <= 0 || !(v = calloc(1, sizeof(*v))))
 		return NULL;
 	v->rule = g->rule;
-	memcpy(v->cred_secret, g->cred_secret, sizeof(v->cred_secret));
 	snprintf(key, sizeof(key), "served %s %s", g->origin, text);
 	meta_key(v, key, "vouch");
 	return v;
@@ -595,7 +594,7 @@ void reg_vouch(struct med_request *r, const struct crgw_digest *d)
 
 	/*
 	 * Written once per credential: a manifest by tag, say, passes here on every request. The note holds
-	 * the secret whose credential the bytes came with (vouch_state), so the cache answers for the host
+	 * the secret whose credential the bytes came with (the request's), so the cache answers for the host
 	 * only while the operator presents that secret to it; a fill with another rewrites it.
 	 */
 	if (v && b && !r->anonymous &&
