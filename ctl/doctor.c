@@ -98,6 +98,15 @@ static void sandbox_checks(struct report *r)
 	check(r, "overlayfs", file_has("/proc/filesystems", "overlay") ? OK : WARN, "%s",
 	      file_has("/proc/filesystems", "overlay") ? "available (copy-mode workspaces)"
 						       : "missing: no copy-mode workspaces");
+	/* A sandbox's own disk (limits.disk): an ext4 image on a loop device, made with mke2fs. */
+	bool loop = access("/dev/loop-control", R_OK | W_OK) == 0, ext4 = file_has("/proc/filesystems", "ext4"),
+	     mkfs = access("/usr/sbin/mke2fs", X_OK) == 0 || access("/sbin/mke2fs", X_OK) == 0;
+
+	check(r, "sandbox disks", loop && ext4 && mkfs ? OK : WARN, "%s%s%s%s",
+	      loop && ext4 && mkfs ? "loop devices, ext4 and mke2fs present (limits.disk, --disk)"
+				   : "cannot be had (limits.disk needs limits.optional, or 0):",
+	      loop ? "" : " no /dev/loop-control", ext4 ? "" : " no ext4 in /proc/filesystems",
+	      mkfs ? "" : " no mke2fs (package e2fsprogs)");
 }
 
 static void gateway_checks(struct report *r, json_t **caps)

@@ -44,6 +44,8 @@ static const char run_usage[] =
     "                           ceiling)\n"
     "      --pids N             lower the process limit\n"
     "      --cpus N             lower the CPU limit (e.g. 0.5)\n"
+    "      --disk SIZE          the size of the sandbox's own disk, for its home and workspace changes\n"
+    "                           (e.g. 10G; the operator's limits.disk is the ceiling)\n"
     "      --rm                 release the sandbox when the command ends (else it stays for exec,\n"
     "                           sandbox diff and cp, until sandbox rm or its TTL)\n"
     "      --run-id ID          a caller's id, copied into every audit event of the sandbox\n"
@@ -318,6 +320,7 @@ int cmd_run(int argc, char **argv)
 	    {"workdir", required_argument, NULL, 'w'},
 	    {"memory", required_argument, NULL, 'm'},
 	    {"pids", required_argument, NULL, 'P'},
+	    {"disk", required_argument, NULL, 'D'},
 	    {"cpus", required_argument, NULL, 'c'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -393,6 +396,16 @@ int cmd_run(int argc, char **argv)
 				goto out;
 			}
 			spec.memory = optarg;
+			break;
+		}
+		case 'D': {
+			uint64_t bytes;
+
+			if (crgw_size_parse(optarg, &bytes) || bytes < CRGW_LIMIT_DISK_MIN) {
+				fprintf(stderr, "crgw-ctl: --disk: expected a size of at least 64M (e.g. 10G)\n");
+				goto out;
+			}
+			spec.disk = optarg;
 			break;
 		}
 		case 'c': {

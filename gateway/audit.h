@@ -67,10 +67,11 @@ struct crgw_audit_event {
 	bool has_limits, limits_off;
 	uint64_t limit_memory, limit_pids;
 	uint32_t limit_cpu_milli;
+	uint64_t limit_disk; /* "disk_bytes": the size of its own disk; 0 prints nothing (it has none) */
 	int64_t ttl_s; /* 0 prints nothing */
-	/* sandbox_released: what it used ("usage"). */
-	bool has_usage;
-	uint64_t oom_kills, pids_denied, memory_peak, cpu_ms;
+	/* sandbox_released: what it used ("usage"): its control group's figures, its disk's. */
+	bool has_usage, has_disk_used;
+	uint64_t oom_kills, pids_denied, memory_peak, cpu_ms, disk_used;
 };
 
 struct crgw_audit_stats {

@@ -267,15 +267,21 @@ ssize_t crgw_audit_format_into(const struct crgw_audit_event *ev, char *buf, siz
 		member_cpus(&l, ev->limit_cpu_milli);
 		put(&l, "}", 1);
 	}
+	if (ev->limit_disk)
+		member_u64(&l, "disk_bytes", ev->limit_disk);
 	if (ev->ttl_s)
 		member_u64(&l, "ttl_s", (uint64_t)ev->ttl_s);
-	if (ev->has_usage) {
+	if (ev->has_usage || ev->has_disk_used) {
 		put_key(&l, "usage");
 		put(&l, "{", 1);
-		member_u64(&l, "oom_kills", ev->oom_kills);
-		member_u64(&l, "pids_denied", ev->pids_denied);
-		member_u64(&l, "memory_peak_bytes", ev->memory_peak);
-		member_u64(&l, "cpu_ms", ev->cpu_ms);
+		if (ev->has_usage) {
+			member_u64(&l, "oom_kills", ev->oom_kills);
+			member_u64(&l, "pids_denied", ev->pids_denied);
+			member_u64(&l, "memory_peak_bytes", ev->memory_peak);
+			member_u64(&l, "cpu_ms", ev->cpu_ms);
+		}
+		if (ev->has_disk_used)
+			member_u64(&l, "disk_used_bytes", ev->disk_used);
 		put(&l, "}", 1);
 	}
 	put(&l, "}", 1);

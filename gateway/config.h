@@ -126,6 +126,7 @@ struct crgw_config {
 	uint64_t limits_memory;      /* bytes; 0: none */
 	uint64_t limits_pids;        /* 0: none */
 	uint32_t limits_cpu_milli;   /* thousandths of a CPU; 0: all CPUs */
+	uint64_t limits_disk;        /* bytes of a sandbox's own file system for its data; 0: none (no disk) */
 	uint32_t limits_connection_rate; /* new redirected TCP connections a second per sandbox; 0: none */
 	bool limits_optional;        /* run sandboxes without limits where cgroups cannot be had */
 	char limits_cgroup[65];      /* the group beneath the gateway's own that holds the sandboxes' */

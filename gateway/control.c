@@ -36,6 +36,7 @@
 #include "export/export.h"
 #include "proxy.h"
 #include "reload.h"
+#include "disk.h"
 #include "sandbox.h"
 #include "teardown.h"
 
@@ -114,6 +115,19 @@ static json_t *limits_json(const struct crgw_cgroup_limits *l, bool off)
 	/* 0 is "no limit": null, never a limit of zero. */
 	return json_pack("{s:o, s:o, s:o}", "memory_bytes", limit_value(l->memory), "pids", limit_value(l->pids),
 			 "cpus", l->cpu_milli ? json_real(l->cpu_milli / 1000.0) : json_null());
+}
+
+/* A sandbox's own disk: its size and what it holds; "off" where the host could not make one; null: none. */
+static json_t *disk_json(uint64_t limit, bool has_used, uint64_t used)
+{
+	bool off;
+
+	if (!limit) {
+		crgw_registry_disk_state(&off);
+		return off ? json_string("off") : json_null();
+	}
+	return json_pack("{s:I, s:o}", "limit_bytes", (json_int_t)limit, "used_bytes",
+			 has_used ? json_integer((json_int_t)used) : json_null());
 }
 
 static json_t *usage_json(const struct crgw_cgroup_usage *u)
@@ -211,6 +225,12 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 		json_object_set_new(o, "guest_mac", json_string(mac));
 	}
 	json_object_set_new(o, "limits", limits_json(&sb->limits, sb->cgroup == NULL));
+	{
+		uint64_t used = 0, size;
+		bool has_used = sb->disk_limit && crgw_disk_usage(sb->data_dir, &used, &size) == 0;
+
+		json_object_set_new(o, "disk", disk_json(sb->disk_limit, has_used, used));
+	}
 	if (sb->workspace_mode[0])
 		json_object_set_new(o, "workspace",
 				    json_pack("{s:s, s:s}", "mode", sb->workspace_mode, "dir", sb->workspace_dir));
@@ -467,7 +487,7 @@ static void sandbox_create(struct evhttp_request *req)
 	json_t *body, *policy = NULL, *workspace = NULL, *limits = NULL;
 	char *policy_text = NULL, err[512] = "";
 	const char *netns = NULL, *run_id = NULL, *backend = "netns", *name = NULL, *policy_hash = NULL;
-	const char *ws_mode = NULL, *ws_dir = NULL, *memory = NULL, *cpus = NULL;
+	const char *ws_mode = NULL, *ws_dir = NULL, *memory = NULL, *cpus = NULL, *disk = NULL;
 	json_int_t holder = 0, pids = 0, tap_owner = -1;
 	int learn = 0;
 	bool vm;
@@ -485,8 +505,8 @@ static void sandbox_create(struct evhttp_request *req)
 			   &limits, "tap_owner", &tap_owner, "learn", &learn) ||
 	    (workspace &&
 	     json_unpack_ex(workspace, &jerr, JSON_STRICT, "{s:s, s?s}", "mode", &ws_mode, "dir", &ws_dir)) ||
-	    (limits && json_unpack_ex(limits, &jerr, JSON_STRICT, "{s?s, s?I, s?s}", "memory", &memory, "pids", &pids,
-				      "cpus", &cpus))) {
+	    (limits && json_unpack_ex(limits, &jerr, JSON_STRICT, "{s?s, s?I, s?s, s?s}", "memory", &memory, "pids",
+				      &pids, "cpus", &cpus, "disk", &disk))) {
 		char msg[300];
 
 		snprintf(msg, sizeof(msg), "body: %s", jerr.text);
@@ -534,10 +554,11 @@ static void sandbox_create(struct evhttp_request *req)
 	}
 	if ((memory && (crgw_size_parse(memory, &r.limits.memory) || r.limits.memory < CRGW_LIMIT_MEMORY_MIN)) ||
 	    (cpus && (crgw_cpus_parse(cpus, &r.limits.cpu_milli) || r.limits.cpu_milli < CRGW_LIMIT_CPU_MILLI_MIN)) ||
-	    pids < 0 || (pids && pids < CRGW_LIMIT_PIDS_MIN)) {
+	    (disk && (crgw_size_parse(disk, &r.disk_limit) || r.disk_limit < CRGW_LIMIT_DISK_MIN)) || pids < 0 ||
+	    (pids && pids < CRGW_LIMIT_PIDS_MIN)) {
 		reply_error(req, 400, "request_invalid",
 			    "limits: memory is a size of at least 16M (e.g. 512M), pids at least 8, cpus a count of "
-			    "at least 0.01 (e.g. 0.5)");
+			    "at least 0.01 (e.g. 0.5), disk a size of at least 64M (e.g. 10G)");
 		json_decref(body);
 		return;
 	}
@@ -687,6 +708,8 @@ static void reply_gone(struct evhttp_request *req, const char *id)
 		json_object_set_new(o, "resources", usage_json(&t.usage));
 		json_object_set_new(o, "limits", limits_json(&t.limits, false));
 	}
+	if (o && t.disk_limit)
+		json_object_set_new(o, "disk", disk_json(t.disk_limit, t.has_disk_used, t.disk_used));
 	timings = o ? timings_json(&t.timings) : NULL;
 	if (timings)
 		json_object_set_new(o, "timings", timings);
@@ -1044,7 +1067,8 @@ static void stats(struct evhttp_request *req)
 	}
 	free(rows.rows);
 	if (o) {
-		json_object_set_new(o, "limits", json_pack("{s:b, s:s}", "active", active, "cgroup", state));
+		json_object_set_new(o, "limits", json_pack("{s:b, s:s, s:s}", "active", active, "cgroup", state, "disk",
+							   crgw_registry_disk_state(NULL)));
 		json_object_set_new(o, "sandbox_resources", arr ? arr : json_array());
 		json_object_set_new(
 		    o, "mediation",
@@ -1516,6 +1540,10 @@ static void capabilities(struct evhttp_request *req)
 		      active, "ttl", 1, "isolation", "namespaces (weaker than a VM)", "enforcement", "nftables", nft,
 		      "ebpf", guard != NULL, "ebpf_state", ebpf_state, "transparent_proxies", nft, "resource_limits",
 		      "active", active, "optional", C.cfg->limits_optional, "cgroup", state);
+
+	if (o)
+		json_object_set_new(json_object_get(o, "resource_limits"), "disk",
+				    json_string(crgw_registry_disk_state(NULL)));
 
 	/* The gateway's side of a VM sandbox: a TAP with the same rules, the VMM as the holder. */
 	if (o && access("/dev/net/tun", R_OK | W_OK) == 0)

@@ -19,6 +19,7 @@
 #include "audit.h"
 #include "config.h"
 #include "crgw/ebpf.h"
+#include "disk.h"
 #include "log.h"
 #include "netctl.h"
 #include "mediation/mediation.h"
@@ -61,6 +62,9 @@ static struct {
 	/* NULL when the operator allowed sandboxes without limits and no cgroup could be had. */
 	struct crgw_cgroup_root *cgroups;
 	char limits_state[4300];
+	/* Disks: what the capability map says, and whether limits.disk is set but cannot be had. */
+	char disk_state[4400];
+	bool disks_off;
 	/* Released sandboxes' tombstones, a ring; control thread only. */
 	struct crgw_sandbox_tombstone tombstones[256];
 	unsigned ntombstones, next_tombstone;
@@ -235,6 +239,14 @@ static int remove_stale_data(const struct crgw_config *cfg)
 		return -errno;
 	/* Only root may look into the data: it holds the sandboxes' homes and workspace changes. */
 	chmod(cfg->data_dir, 0700);
+	/* A previous run's disks first: a mounted directory cannot be moved, and its loop device goes with it. */
+	unsigned detached = 0;
+	int err = crgw_disk_detach_beneath(dir, &detached);
+
+	if (detached)
+		log_info("detached a previous run's sandbox disks", "count=%u", detached);
+	if (err)
+		log_warn("cannot detach a previous run's sandbox disks", "error=\"%s\"", strerror(-err));
 	d = opendir(dir);
 	while (d && (e = readdir(d))) {
 		char from[4500], to[4500];
@@ -248,7 +260,7 @@ static int remove_stale_data(const struct crgw_config *cfg)
 	}
 	if (d)
 		closedir(d);
-	crgw_teardown_submit(NULL, trash);
+	crgw_teardown_submit(NULL, trash, NULL);
 	return 0;
 }
 
@@ -310,6 +322,44 @@ static int open_cgroups(const struct crgw_config *cfg)
 		log_info("removed a previous run's sandbox groups", "count=%u", removed);
 	snprintf(R.limits_state, sizeof(R.limits_state), "%s", crgw_cgroup_root_describe(R.cgroups));
 	log_info("resource limits", "cgroup=\"%s\"", R.limits_state);
+	return 0;
+}
+
+/*
+ * Disks fail closed like the other limits: with limits.disk set, a host that cannot make one (no loop
+ * devices, no ext4, no mke2fs) runs no gateway, unless limits.optional lets sandboxes run without.
+ */
+static int open_disks(const struct crgw_config *cfg)
+{
+	char dir[4200], why[4096] = "", size[32];
+	int e;
+
+	R.disks_off = false;
+	if (!cfg->limits_disk) {
+		snprintf(R.disk_state, sizeof(R.disk_state),
+			 "none: limits.disk is 0 (a sandbox's data shares %s; a run may still ask for a disk)",
+			 cfg->data_dir);
+		return 0;
+	}
+	snprintf(dir, sizeof(dir), "%s/sandboxes", cfg->data_dir);
+	e = crgw_disk_probe(dir, why, sizeof(why));
+	if (e) {
+		snprintf(R.disk_state, sizeof(R.disk_state), "off: %s", why);
+		if (!cfg->limits_optional) {
+			log_error(
+			    "cannot give sandboxes disks of their own (set limits.optional: true, or limits.disk: 0, "
+			    "to run sandboxes without them)",
+			    "error=\"%s\"", why);
+			return e;
+		}
+		R.disks_off = true;
+		log_warn("sandboxes run WITHOUT disk limits (limits.optional is set)", "error=\"%s\"", why);
+		return 0;
+	}
+	snprintf(size, sizeof(size), "%llu", (unsigned long long)cfg->limits_disk);
+	snprintf(R.disk_state, sizeof(R.disk_state),
+		 "ext4 on a loop device per sandbox, at most %s bytes (limits.disk)", size);
+	log_info("sandbox disks", "limit=%s", size);
 	return 0;
 }
 
@@ -386,6 +436,13 @@ const char *crgw_registry_limits_state(bool *active)
 	return R.limits_state;
 }
 
+const char *crgw_registry_disk_state(bool *off)
+{
+	if (off)
+		*off = R.disks_off;
+	return R.disk_state;
+}
+
 int crgw_registry_set_blocked(const struct crgw_config *cfg)
 {
 	struct crgw_blocklist *list = crgw_blocklist_new(), *old;
@@ -431,6 +488,9 @@ int crgw_registry_init(const struct crgw_config *cfg, const struct crgw_blocklis
 	if (err)
 		return err;
 	err = open_cgroups(cfg);
+	if (err)
+		return err;
+	err = open_disks(cfg);
 	if (err)
 		return err;
 	err = open_guard(cfg);
@@ -659,7 +719,7 @@ static void unreserve_slot(unsigned slot)
 }
 
 static void audit_sandbox(const struct crgw_sandbox *sb, enum crgw_audit_kind kind, const char *detail,
-			  const struct crgw_cgroup_usage *usage)
+			  const struct crgw_cgroup_usage *usage, const uint64_t *disk_used)
 {
 	struct crgw_audit_event ev = {.kind = kind, .service = "control"};
 
@@ -675,6 +735,11 @@ static void audit_sandbox(const struct crgw_sandbox *sb, enum crgw_audit_kind ki
 		ev.limit_memory = sb->limits.memory;
 		ev.limit_pids = sb->limits.pids;
 		ev.limit_cpu_milli = sb->limits.cpu_milli;
+		ev.limit_disk = sb->disk_limit;
+	}
+	if (disk_used) {
+		ev.has_disk_used = true;
+		ev.disk_used = *disk_used;
 	}
 	if (usage) {
 		ev.has_usage = true;
@@ -727,6 +792,29 @@ static int effective_limits(const struct crgw_cgroup_limits *asked, struct crgw_
 	return 0;
 }
 
+/* The disk likewise; none at all where limits.disk is set but the host cannot make one (limits.optional). */
+static int effective_disk(uint64_t asked, uint64_t *out, char *err, size_t errlen)
+{
+	uint64_t ceiling = R.cfg->limits_disk;
+
+	*out = 0;
+	if (R.disks_off)
+		return 0;
+	if (asked && ceiling && asked > ceiling) {
+		snprintf(err, errlen, "a disk of %llu bytes is above the operator's ceiling of %llu (limits.disk)",
+			 (unsigned long long)asked, (unsigned long long)ceiling);
+		return -EINVAL;
+	}
+	*out = asked ? asked : ceiling;
+	return 0;
+}
+
+/* A sandbox's disk image lies beside its data directory, which is the disk's mount point. */
+static void disk_image_of(const struct crgw_sandbox *sb, char *out, size_t len)
+{
+	snprintf(out, len, "%s.ext4", sb->data_dir);
+}
+
 static bool name_taken(const char *name)
 {
 	bool taken = false;
@@ -755,7 +843,7 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	struct crgw_nft_sandbox nsb = {0};
 	struct crgw_guard_sandbox gs;
 	uint8_t mac[6];
-	bool slot_taken = false, link_created = false, rules_added = false, guard_attached = false;
+	bool slot_taken = false, link_created = false, rules_added = false, guard_attached = false, disk_made = false;
 	uint32_t base;
 	int netns_fd = -1, ret;
 	char detail[160];
@@ -828,6 +916,8 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	if (req->workspace_dir)
 		AUDIT_SET(sb->workspace_dir, req->workspace_dir);
 	ret = effective_limits(&req->limits, &sb->limits, err, errlen);
+	if (!ret)
+		ret = effective_disk(req->disk_limit, &sb->disk_limit, err, errlen);
 	if (ret) {
 		*reason = CRGW_REASON_REQUEST_INVALID;
 		goto out;
@@ -927,6 +1017,17 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 		sb->data_dir[0] = '\0';
 		goto out;
 	}
+	if (sb->disk_limit) {
+		char image[sizeof(sb->data_dir) + 8], why[4400];
+
+		disk_image_of(sb, image, sizeof(image));
+		ret = crgw_disk_create(image, sb->data_dir, sb->disk_limit, why, sizeof(why));
+		if (ret) {
+			snprintf(err, errlen, "the sandbox's disk: %s", why);
+			goto out;
+		}
+		disk_made = true;
+	}
 
 	state_write(sb);
 	pthread_rwlock_wrlock(&R.lock);
@@ -939,7 +1040,7 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 	snprintf(detail, sizeof(detail), "backend=%s interface=%s%s%s workspace=%s%s", sb->backend, sb->ifname,
 		 sb->name[0] ? " name=" : "", sb->name, sb->workspace_mode[0] ? sb->workspace_mode : "none",
 		 sb->learn ? " learn=1" : "");
-	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_REGISTERED, detail, NULL);
+	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_REGISTERED, detail, NULL, NULL);
 	log_info("sandbox registered", "id=%s interface=%s guest=%s policy=%s", sb->id, sb->ifname,
 		 inet_ntoa(sb->guest), sb->policy_hash);
 	*out = sb;
@@ -948,6 +1049,13 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 out:
 	if (netns_fd >= 0)
 		close(netns_fd);
+	if (ret && disk_made) {
+		char image[sizeof(sb->data_dir) + 8];
+
+		disk_image_of(sb, image, sizeof(image));
+		crgw_disk_detach(sb->data_dir);
+		unlink(image);
+	}
 	if (ret && sb && sb->data_dir[0])
 		rmdir(sb->data_dir);
 	if (guard_attached && ret)
@@ -963,7 +1071,8 @@ out:
 	return ret;
 }
 
-static void add_tombstone(const struct crgw_sandbox *sb, const char *why, const struct crgw_cgroup_usage *usage)
+static void add_tombstone(const struct crgw_sandbox *sb, const char *why, const struct crgw_cgroup_usage *usage,
+			  const uint64_t *disk_used)
 {
 	struct crgw_sandbox_tombstone *t = &R.tombstones[R.next_tombstone];
 
@@ -974,6 +1083,11 @@ static void add_tombstone(const struct crgw_sandbox *sb, const char *why, const 
 	t->released_us = crgw_realtime_us();
 	t->limits = sb->limits;
 	t->timings = sb->timings;
+	t->disk_limit = sb->disk_limit;
+	if (disk_used) {
+		t->has_disk_used = true;
+		t->disk_used = *disk_used;
+	}
 	if (usage) {
 		t->has_usage = true;
 		t->usage = *usage;
@@ -1028,8 +1142,14 @@ static int release(struct crgw_sandbox *sb, const char *why)
 		have_usage = crgw_cgroup_usage(sb->cgroup, &usage) == 0;
 		crgw_cgroup_kill(sb->cgroup);
 	}
+	/* What its disk holds, for the tombstone: the job is over, or near enough. */
+	uint64_t disk_used = 0, disk_size;
+	bool has_disk_used = sb->disk_limit && crgw_disk_usage(sb->data_dir, &disk_used, &disk_size) == 0;
+	char image[sizeof(sb->data_dir) + 8];
+
+	disk_image_of(sb, image, sizeof(image));
 	/* The group waits for its processes to die and the data may be a large tree: both off this thread. */
-	crgw_teardown_submit(sb->cgroup, sb->data_dir[0] ? sb->data_dir : NULL);
+	crgw_teardown_submit(sb->cgroup, sb->data_dir[0] ? sb->data_dir : NULL, sb->disk_limit ? image : NULL);
 	sb->cgroup = NULL;
 	state_remove(sb);
 	/*
@@ -1046,11 +1166,12 @@ static int release(struct crgw_sandbox *sb, const char *why)
 	snprintf(detail, sizeof(detail), "%.80s; dns_queries=%llu spoofed_packets=%llu dns_bypass_packets=%llu", why,
 		 (unsigned long long)atomic_load(&sb->counters.dns_queries), (unsigned long long)c.spoof.packets,
 		 (unsigned long long)c.dns.packets);
-	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_RELEASED, detail, have_usage ? &usage : NULL);
+	audit_sandbox(sb, CRGW_AUDIT_SANDBOX_RELEASED, detail, have_usage ? &usage : NULL,
+		      has_disk_used ? &disk_used : NULL);
 	/* The gateway's part: the holder's end and the data's removal continue off this thread. */
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	sb->timings.teardown_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-	add_tombstone(sb, why, have_usage ? &usage : NULL);
+	add_tombstone(sb, why, have_usage ? &usage : NULL, has_disk_used ? &disk_used : NULL);
 	log_info("sandbox released", "id=%s interface=%s reason=\"%s\"", sb->id, sb->ifname, why);
 	return nft_err;
 }

@@ -62,6 +62,8 @@ struct crgw_sandbox {
 	struct crgw_cgroup *cgroup;
 	struct crgw_cgroup_limits limits;
 	uint64_t oom_kills_seen;
+	/* Bytes of its own file system, mounted on data_dir (disk.h); 0: its data shares the host's. */
+	uint64_t disk_limit;
 	/* Where its data lives (data_dir/sandboxes/ID: workspace changes, home), and its workspace as the
 	 * backend described it, for crgw-ctl's sandbox diff and cp. */
 	char data_dir[4200];
@@ -95,6 +97,7 @@ struct crgw_sandbox_request {
 	const char *workspace_mode; /* optional: copy, rw, ro or none */
 	const char *workspace_dir;  /* optional: the host directory, absolute */
 	struct crgw_cgroup_limits limits; /* asked for; a zero field takes the operator's ceiling */
+	uint64_t disk_limit;              /* asked for, in bytes; 0 takes the operator's ceiling */
 	bool learn;                 /* learn mode (needs learn.allowed and a policy that permits it) */
 };
 
@@ -108,6 +111,9 @@ struct crgw_sandbox_tombstone {
 	struct crgw_cgroup_usage usage;
 	struct crgw_cgroup_limits limits;
 	struct crgw_sandbox_timings timings;
+	uint64_t disk_limit;
+	bool has_disk_used;
+	uint64_t disk_used; /* bytes its disk held when it was released */
 };
 
 /* Copies the tombstone of the released sandbox `id_or_name` (the last 256 are kept). Control thread. */
@@ -115,6 +121,12 @@ bool crgw_sandbox_tombstone_find(const char *id_or_name, struct crgw_sandbox_tom
 
 /* How sandboxes are limited: "v1 (memory, pids, cpu, cpuacct) under …", or why they are not. */
 const char *crgw_registry_limits_state(bool *active);
+
+/*
+ * Whether sandboxes get disks of their own: "ext4 on a loop device per sandbox, …", "none: …" (limits.disk
+ * is 0), or "off: why" (the host cannot, and limits.optional let the gateway start); `off` says the last.
+ */
+const char *crgw_registry_disk_state(bool *off);
 
 /* Sets up the registry for the configured pool and the kernel state (a fresh table). Control thread. */
 int crgw_registry_init(const struct crgw_config *cfg, const struct crgw_blocklist *blocked);

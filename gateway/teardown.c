@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "disk.h"
 #include "log.h"
 #include "teardown.h"
 
@@ -21,6 +22,7 @@ struct job {
 	struct job *next;
 	struct crgw_cgroup *cg;
 	char *dir;
+	char *image; /* a disk mounted on dir, or NULL */
 };
 
 static struct {
@@ -138,6 +140,22 @@ static void run_job(struct job *j)
 {
 	if (j->cg && crgw_cgroup_destroy(j->cg, 10000))
 		log_warn("a released sandbox's group still holds processes; the next start removes it", "%s", "");
+	/*
+	 * The processes are gone (or given up on): the disk leaves the host's tree, and its space comes back
+	 * once nothing holds it, the image being unlinked. Other sandboxes' mount namespaces hold copies of
+	 * it (each copied the host's tree while it was mounted); removing the directory below detaches those
+	 * too, as the kernel does for a mount point removed in another namespace.
+	 */
+	if (j->image) {
+		int err = crgw_disk_detach(j->dir);
+
+		if (err)
+			log_warn("cannot detach a released sandbox's disk", "path=\"%s\" error=\"%s\"", j->dir,
+				 strerror(-err));
+		if (unlink(j->image) && errno != ENOENT)
+			log_warn("cannot remove a released sandbox's disk image", "path=\"%s\" error=\"%s\"", j->image,
+				 strerror(errno));
+	}
 	if (j->dir) {
 		int err = crgw_tree_remove(j->dir);
 
@@ -146,6 +164,7 @@ static void run_job(struct job *j)
 				 strerror(-err));
 	}
 	free(j->dir);
+	free(j->image);
 	free(j);
 }
 
@@ -188,17 +207,22 @@ int crgw_teardown_start(void)
 	return 0;
 }
 
-void crgw_teardown_submit(struct crgw_cgroup *cg, const char *dir)
+void crgw_teardown_submit(struct crgw_cgroup *cg, const char *dir, const char *image)
 {
 	struct job *j = calloc(1, sizeof(*j));
 
-	if (j && dir && !(j->dir = strdup(dir))) {
+	if (j && ((dir && !(j->dir = strdup(dir))) || (dir && image && !(j->image = strdup(image))))) {
+		free(j->dir);
 		free(j);
 		j = NULL;
 	}
 	if (!j) {
 		/* Out of memory: do it here rather than leave it. */
 		crgw_cgroup_destroy(cg, 2000);
+		if (dir && image) {
+			crgw_disk_detach(dir);
+			unlink(image);
+		}
 		if (dir)
 			crgw_tree_remove(dir);
 		return;

@@ -2,7 +2,7 @@
 /*
  * Deferred removal of what a released sandbox leaves behind: its control group, whose processes take a
  * moment to die, and its data directory (workspace changes, home), which may hold a large tree written by
- * the sandbox. One thread does both, so the control loop never waits on either.
+ * the sandbox, or be the mount of its disk. One thread does both, so the control loop never waits on either.
  */
 #ifndef CRGW_GATEWAY_TEARDOWN_H
 #define CRGW_GATEWAY_TEARDOWN_H
@@ -17,9 +17,11 @@ int crgw_teardown_start(void);
 
 /*
  * Queues the removal of `cg` (taken; may be NULL) and of the directory tree at `dir` (copied; may be NULL).
- * Never blocks. Without a running thread (or out of memory) the work is done at once.
+ * `image` (copied; may be NULL) is the image of a disk mounted on `dir` (disk.h): the disk is detached and
+ * its image removed before the tree. Never blocks. Without a running thread (or out of memory) the work
+ * is done at once.
  */
-void crgw_teardown_submit(struct crgw_cgroup *cg, const char *dir);
+void crgw_teardown_submit(struct crgw_cgroup *cg, const char *dir, const char *image);
 
 /*
  * The ticket of the latest job queued so far, and whether the jobs up to a ticket have all finished: a

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -36,6 +37,30 @@ json_t *crgw_vm_sandbox_record(const struct crgw_vm_sandbox *sb)
 const char *crgw_vm_sandbox_id(const struct crgw_vm_sandbox *sb)
 {
 	return sb->id;
+}
+
+/*
+ * A disk the gateway mounted must be what the sandbox writes into: a crgw-ctl in another mount namespace
+ * than the gateway's would find the bare directory beneath it, with no limit, and must refuse rather than
+ * fill the host.
+ */
+int vm_disk_check(json_t *record, char *err, size_t errlen)
+{
+	const char *data_dir = json_string_value(json_object_get(record, "data_dir"));
+	char parent[PATH_MAX + 4];
+	struct stat a, b;
+
+	if (!json_is_object(json_object_get(record, "disk")) || !data_dir)
+		return 0;
+	snprintf(parent, sizeof(parent), "%s/..", data_dir);
+	if (stat(data_dir, &a) || stat(parent, &b) || a.st_dev == b.st_dev) {
+		snprintf(err, errlen,
+			 "the sandbox's disk is not mounted on %s here (is crgw-ctl in another mount namespace than "
+			 "the gateway?)",
+			 data_dir);
+		return -ENOTDIR;
+	}
+	return 0;
 }
 
 int vm_sandbox_from_record(struct crgw_vm_sandbox *sb, json_t *record, char *err, size_t errlen)
@@ -124,6 +149,8 @@ void vm_registration_add_common(json_t *req, const struct crgw_sandbox_spec *spe
 		json_object_set_new(limits, "cpus", json_string(spec->cpus));
 	if (limits && spec->pids)
 		json_object_set_new(limits, "pids", json_integer((json_int_t)spec->pids));
+	if (limits && spec->disk)
+		json_object_set_new(limits, "disk", json_string(spec->disk));
 	if (limits && json_object_size(limits))
 		json_object_set_new(req, "limits", limits);
 	else

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/mount.h>
 #include <grp.h>
 #include <sched.h>
 #include <signal.h>
@@ -109,6 +110,24 @@ static int ns_open(pid_t pid, const char *name)
 }
 
 /*
+ * The gateway mounted the sandbox's disk on its data directory in the host's mount namespace, after the
+ * holder made the sandbox's: whether it arrived here depends on the host's propagation (a private root
+ * sends nothing). Where it did not, the clone of it taken from the host's tree is attached here.
+ */
+static int attach_disk(int tree, const char *data_dir, char *why, size_t whylen)
+{
+	struct stat here, disk;
+
+	if (fstat(tree, &disk) == 0 && stat(data_dir, &here) == 0 && here.st_dev == disk.st_dev)
+		return 0;
+	if (syscall(SYS_move_mount, tree, "", AT_FDCWD, data_dir, MOVE_MOUNT_F_EMPTY_PATH)) {
+		snprintf(why, whylen, "attaching the sandbox's disk on %s: %s", data_dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Builds the sandbox's root: a helper joins its PID namespace (so that the /proc it mounts is the
  * sandbox's), forks into it, joins its mount and UTS namespaces as host root, and runs rootfs_build().
  * Returns 0 or -errno with `err`.
@@ -138,8 +157,18 @@ static int build_root(pid_t holder, const struct rootfs_spec *spec, char *err, s
 		}
 		inner = fork();
 		if (inner == 0) {
-			if (setns(mntns, CLONE_NEWNS) || setns(utsns, CLONE_NEWUTS)) {
+			/* The disk, taken from the host's tree before leaving it. */
+			int disk = spec->disk ? (int)syscall(SYS_open_tree, AT_FDCWD, spec->data_dir,
+							     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
+					      : -1;
+
+			if (spec->disk && disk < 0) {
+				snprintf(why, sizeof(why), "the sandbox's disk on %s: %s", spec->data_dir,
+					 strerror(errno));
+			} else if (setns(mntns, CLONE_NEWNS) || setns(utsns, CLONE_NEWUTS)) {
 				snprintf(why, sizeof(why), "joining the sandbox's namespaces: %s", strerror(errno));
+			} else if (disk >= 0 && attach_disk(disk, spec->data_dir, why, sizeof(why))) {
+				/* why says it */
 			} else if (rootfs_build(spec, why, sizeof(why)) == 0) {
 				_exit(0);
 			}
@@ -345,7 +374,7 @@ static int netns_create(const struct crgw_sandbox_spec *spec, const struct crgw_
 	if ((e = gw->register_sandbox(gw->arg, req, &answer, err, errlen)))
 		goto fail;
 	registered = true;
-	if ((e = vm_sandbox_from_record(sb, answer, err, errlen)))
+	if ((e = vm_sandbox_from_record(sb, answer, err, errlen)) || (e = vm_disk_check(answer, err, errlen)))
 		goto fail;
 	const char *data_dir = json_string_value(json_object_get(answer, "data_dir"));
 	const char *guest = json_string_value(json_object_get(answer, "guest"));
@@ -368,7 +397,8 @@ static int netns_create(const struct crgw_sandbox_spec *spec, const struct crgw_
 				 .hostname = sb->id,
 				 .gateway = sb->gateway,
 				 .guest = guest ? guest : "127.0.0.1",
-				 .workspace = &ws};
+				 .workspace = &ws,
+				 .disk = json_is_object(json_object_get(answer, "disk"))};
 
 	t_root = vm_now_ms();
 	if ((e = build_root(holder, &rs, err, errlen)))

@@ -68,6 +68,8 @@ void vm_report_timings(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops
 
 /* Fills the fields every backend reads from a gateway record. Returns 0 or -EINVAL with `err`. */
 int vm_sandbox_from_record(struct crgw_vm_sandbox *sb, json_t *record, char *err, size_t errlen);
+/* Whether the disk the gateway gave a new sandbox (its record's "disk") is mounted where we see its data. */
+int vm_disk_check(json_t *record, char *err, size_t errlen);
 void vm_sandbox_clear(struct crgw_vm_sandbox *sb);
 
 /*
@@ -369,6 +371,7 @@ struct rootfs_spec {
 	const char *gateway;    /* its gateway address: the only resolver */
 	const char *guest;      /* its own address */
 	const struct workspace *workspace;
+	bool disk;              /* data_dir is the mount of the sandbox's own disk (the gateway's record says) */
 };
 
 /*

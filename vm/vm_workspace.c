@@ -256,8 +256,23 @@ int vm_ws_make_disks(struct vm_ws *ws, const char *data_dir, char *err, size_t e
 				      "-m",	 "0",  "-L", UPPER_LABEL, "-E", "nodiscard,lazy_itable_init=1",
 				      ws->upper, size, NULL};
 
-		snprintf(size, sizeof(size), "%lluk", UPPER_BYTES >> 10);
-		e = run_mke2fs(args, log, err, errlen);
+		/*
+		 * Sparse, but never larger than the room left beside it (the sandbox's own disk, when the operator
+		 * gives one: limits.disk): a guest that fills it gets ENOSPC from its file system, not I/O errors
+		 * from a disk whose blocks the host cannot hold.
+		 */
+		unsigned long long upper = UPPER_BYTES, room;
+
+		if (statvfs(data_dir, &vfs) == 0 && (room = (unsigned long long)vfs.f_bavail * vfs.f_frsize) < upper)
+			upper = room & ~4095ull;
+		if (upper < (64ull << 20)) {
+			snprintf(err, errlen, "no room for the workspace's changes in %s (%llu MiB free)", data_dir,
+				 upper >> 20);
+			e = -ENOSPC;
+		} else {
+			snprintf(size, sizeof(size), "%lluk", upper >> 10);
+			e = run_mke2fs(args, log, err, errlen);
+		}
 	}
 	unlink(log);
 	if (e) {

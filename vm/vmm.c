@@ -618,7 +618,7 @@ int vm_register(struct crgw_vm_sandbox *sb, const struct crgw_gateway_ops *gw, j
 	if ((e = gw->register_sandbox(gw->arg, req, answer, err, errlen)))
 		return e;
 	*registered = true;
-	if ((e = vm_sandbox_from_record(sb, *answer, err, errlen)))
+	if ((e = vm_sandbox_from_record(sb, *answer, err, errlen)) || (e = vm_disk_check(*answer, err, errlen)))
 		return e;
 	a->data_dir = json_string_value(json_object_get(*answer, "data_dir"));
 	a->guest = json_string_value(json_object_get(*answer, "guest"));

@@ -102,7 +102,7 @@ int main(void)
 		snprintf(path, sizeof(path), "%s/queued%d", top, i);
 		mkdir(path, 0755);
 		deep_chain(path, 100);
-		crgw_teardown_submit(NULL, path);
+		crgw_teardown_submit(NULL, path, NULL);
 	}
 	crgw_teardown_stop();
 	bool gone = true;
@@ -120,11 +120,11 @@ int main(void)
 	snprintf(path, sizeof(path), "%s/ticket-big", top);
 	mkdir(path, 0755);
 	deep_chain(path, 3000);
-	crgw_teardown_submit(NULL, path);
+	crgw_teardown_submit(NULL, path, NULL);
 	first = crgw_teardown_ticket();
 	snprintf(path, sizeof(path), "%s/ticket-small", top);
 	mkdir(path, 0755);
-	crgw_teardown_submit(NULL, path);
+	crgw_teardown_submit(NULL, path, NULL);
 	last = crgw_teardown_ticket();
 	tap_result(crgw_teardown_done(0) && crgw_teardown_done(before),
 		   "ticket 0 and the tickets of finished work are done");
@@ -150,7 +150,7 @@ int main(void)
 	crgw_teardown_stop();
 	snprintf(path, sizeof(path), "%s/after", top);
 	mkdir(path, 0755);
-	crgw_teardown_submit(NULL, path);
+	crgw_teardown_submit(NULL, path, NULL);
 	tap_result(access(path, F_OK) != 0, "with the thread stopped, a submit does the work at once");
 
 	snprintf(path, sizeof(path), "%s/keep", outside);

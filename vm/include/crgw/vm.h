@@ -30,6 +30,7 @@ struct crgw_sandbox_spec {
 	const char *memory;        /* optional limits as text: "512M"; the gateway parses and checks them */
 	const char *cpus;          /* "0.5" */
 	unsigned long pids;        /* 0: the operator's ceiling */
+	const char *disk;          /* "10G": the size of the sandbox's own disk (limits.disk is the ceiling) */
 	bool remove_on_exit;       /* --rm: the sandbox ends with the process that made it */
 };
 
