@@ -211,6 +211,13 @@ rc=$?
 ok $? "a path the VM does not have fails clearly (rc=$rc: $out)"
 "$CTL" sandbox rm "$vid" >/dev/null 2>&1
 "$CTL" sandbox rm "$nid" >/dev/null 2>&1
+# A disk of its own (--disk): the VM's workspace disks live on it, so its changes meet ENOSPC in the guest.
+out=$(vmrun --disk 128M -- sh -c 'dd if=/dev/zero of=/workspace/big bs=1M count=200 2>&1; echo dd=$?; cat README' 2>&1)
+echo "$out" | grep -q 'No space left on device' && echo "$out" | grep -qx 'dd=1' && echo "$out" | grep -qx hello &&
+	[ ! -e "$W/big" ]
+ok $? "--disk 128M: writing 200 MiB into the VM's workspace fails with ENOSPC inside, the workspace still reads ($(echo "$out" | grep -v records | tr '\n' ' '))"
+left=$(find "$GW_DATA/sandboxes" -maxdepth 1 -name '*.ext4' 2>/dev/null; awk -v p="$GW_DATA/sandboxes/" 'index($5, p) == 1 {print $5}' /proc/self/mountinfo)
+ok "$([ -z "$left" ]; echo $?)" "and after --rm its disk is gone (${left:-no image, no mount})"
 out=$(vmrun --workspace-mode ro -- sh -c 'cat README; touch x 2>&1; echo rc=$?')
 echo "$out" | grep -qx hello && echo "$out" | grep -q 'Read-only file system' && echo "$out" | grep -qx 'rc=1'
 ok $? "--workspace-mode ro: the VM reads the workspace and cannot write it ($(echo "$out" | tr '\n' ' '))"
