@@ -206,7 +206,7 @@ static void json_event(bool json, json_t *ev)
 /*
  * What became of the sandbox once the command ended, from one look at its record (or, once released,
  * its tombstone): an OOM kill or its TTL ends it with status 137 and a word why; forks refused at its
- * process limit are worth a word too; `*gone` says whether it still exists. With `wait_release`, a
+ * process limit are worth a word too, and so is a full disk under a failed command; `*gone` says whether it still exists. With `wait_release`, a
  * command killed by a signal may be the sandbox ending, and its release takes the gateway a moment.
  */
 static int after_command(const char *id, int status, bool wait_release, bool *gone)
@@ -241,6 +241,14 @@ static int after_command(const char *id, int status, bool wait_release, bool *go
 			(long long)denied, denied == 1 ? " was" : "s were",
 			(long long)json_integer_value(json_object_get(json_object_get(rec, "limits"), "pids")));
 	}
+	/* A failed command on a full disk: "No space left on device" in its output has a cause worth naming. */
+	json_t *disk = json_object_get(rec, "disk");
+	json_int_t size = json_integer_value(json_object_get(disk, "limit_bytes"));
+	json_t *left = json_object_get(disk, "free_bytes");
+
+	if (status != 0 && size > 0 && json_is_integer(left) && json_integer_value(left) < (1 << 20) + size / 100)
+		fprintf(stderr, "crgw-ctl: sandbox %s: its disk of %lld MiB is full (--disk, limits.disk)\n", id,
+			(long long)(size >> 20));
 	json_decref(rec);
 	return status;
 }

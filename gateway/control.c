@@ -226,10 +226,14 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 	}
 	json_object_set_new(o, "limits", limits_json(&sb->limits, sb->cgroup == NULL));
 	{
-		uint64_t used = 0, size;
-		bool has_used = sb->disk_limit && crgw_disk_usage(sb->data_dir, &used, &size) == 0;
+		uint64_t used = 0, left = 0, size;
+		bool has_used = sb->disk_limit && crgw_disk_usage(sb->data_dir, &used, &left, &size) == 0;
+		json_t *disk = disk_json(sb->disk_limit, has_used, used);
 
-		json_object_set_new(o, "disk", disk_json(sb->disk_limit, has_used, used));
+		/* What its jobs may still write: the file system's own overhead makes it less than limit - used. */
+		if (json_is_object(disk))
+			json_object_set_new(disk, "free_bytes", has_used ? json_integer((json_int_t)left) : json_null());
+		json_object_set_new(o, "disk", disk);
 	}
 	if (sb->workspace_mode[0])
 		json_object_set_new(o, "workspace",

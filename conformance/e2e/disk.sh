@@ -100,6 +100,11 @@ check "audited: sandbox_registered with disk_bytes 134217728" -- \
 check "audited: sandbox_released with what its disk held (usage.disk_used_bytes over 100 MiB)" -- \
 	audit_has "$AUDIT" "select(.event == \"sandbox_released\" and .sandbox_id == \"$id\" and .usage.disk_used_bytes > $((100 * MIB)))"
 
+out=$(run --rm -- dd if=/dev/zero of=/root/fill bs=1M count=400 status=none 2>&1)
+rc=$?
+check "crgw-ctl run names the full disk when the command fails (exit $rc: $(tr '\n' ' ' <<<"$out"))" -- \
+	refused "$rc" "$out" "its disk of 128 MiB is full"
+
 # ---- a copy-mode workspace's changes count too ---------------------------------------------------------
 out=$("$CTL" run --policy "$T" --workspace "$W" --rm -- sh -c 'dd if=/dev/zero of=/workspace/big bs=1M count=400 2>&1; echo "dd=$?"; cat /workspace/kept.txt' 2>&1)
 ok "$(grep -q 'No space left on device' <<<"$out" && grep -q 'host file' <<<"$out"; echo $?)" \
@@ -113,6 +118,8 @@ check "the record names its disk: limit_bytes 134217728 ($(jq -c .disk <<<"$rec"
 	test "$(jq .disk.limit_bytes <<<"$rec")" = $((128 * MIB))
 check "and what it holds (used_bytes at least the 20 MiB written)" -- \
 	test "$(jq .disk.used_bytes <<<"$rec")" -ge $((20 * MIB))
+check "and what is left to write (free_bytes between 60 and 108 MiB)" -- \
+	test "$(jq .disk.free_bytes <<<"$rec")" -gt $((60 * MIB)) -a "$(jq .disk.free_bytes <<<"$rec")" -lt $((108 * MIB))
 text=$("$CTL" sandbox show keep 2>&1)
 check "sandbox show says it in words too" -- grep -qi "disk" <<<"$text"
 keep_id=$(jq -r .id <<<"$rec")

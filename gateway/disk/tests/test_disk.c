@@ -71,7 +71,7 @@ static void fill_to_enospc(const char *dir)
 	char path[4200], *block = calloc(1, 1 << 20);
 	unsigned long long written = 0;
 	int fd, err = 0, e;
-	uint64_t used = 0, size = 0;
+	uint64_t used = 0, left = 0, size = 0;
 	struct stat st;
 
 	snprintf(path, sizeof(path), "%s/fill", dir);
@@ -90,10 +90,10 @@ static void fill_to_enospc(const char *dir)
 		err = errno;
 	tap_result(err == ENOSPC, "writing 100 MiB into a 64 MiB disk fails with ENOSPC (errno %d, %llu MiB written)",
 		   err, written >> 20);
-	e = crgw_disk_usage(dir, &used, &size);
-	tap_result(e == 0 && size <= CRGW_DISK_MIN && used <= size && used > size / 2,
-		   "the usage says the disk is full: %llu of %llu bytes", (unsigned long long)used,
-		   (unsigned long long)size);
+	e = crgw_disk_usage(dir, &used, &left, &size);
+	tap_result(e == 0 && size <= CRGW_DISK_MIN && used <= size && used > size / 2 && left < (1 << 20),
+		   "the usage says the disk is full: %llu of %llu bytes, %llu left", (unsigned long long)used,
+		   (unsigned long long)size, (unsigned long long)left);
 	snprintf(path, sizeof(path), "%s.ext4", dir);
 	e = stat(path, &st);
 	tap_result(e == 0 && (unsigned long long)st.st_blocks * 512 <= CRGW_DISK_MIN,
