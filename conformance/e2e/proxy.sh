@@ -394,6 +394,14 @@ ok $? "with 128 held, the 129th tunnel is refused 429 rate_limited, not failed f
 	diag "$(head -c 600 <<<"$out")"
 grep -q '^dns-ok' <<<"$out"
 ok $? "... while the 128 are held, DNS still answers"
+# Mediation's share of what is left: an eighth of the limit at four descriptors a connection, 32 here, and
+# half of that for one sandbox.
+grep -q 'mediation.max_connections is more than the descriptor limit has room for.*nofile=1024 connections=32' "$T/crgw.log"
+ok $? "with 1,024 descriptors crgw says mediation.max_connections is more than they hold (32 connections)"
+out=$(run bash -c 'for i in $(seq 16); do eval "exec $((i + 9))<>/dev/tcp/$CRGW_GATEWAY/8170"; done; sleep 0.5; exec 3<>/dev/tcp/$CRGW_GATEWAY/8170; timeout 3 cat <&3' 2>&1)
+grep -q '^HTTP/1.1 429 ' <<<"$out" && grep -qi 'rate_limited' <<<"$out"
+ok $? "one sandbox holds 16 mediation connections, half the room; its 17th is refused 429 rate_limited" ||
+	diag "$(head -c 600 <<<"$out")"
 testnet_kill "$hold_a" "$hold_b"
 gw_stop
 ok $? "crgw exits 0"

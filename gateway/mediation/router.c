@@ -7,12 +7,14 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <event2/listener.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -479,10 +481,40 @@ static void feed_body(struct med_conn *c)
 		bufferevent_enable(c->bev, EV_READ);
 }
 
+/*
+ * The connections the descriptor limit has room for (set once at start). The proxies' tunnels may take
+ * three quarters of the limit (proxy.c); of the quarter left, half is mediation's, at four descriptors
+ * a connection (the sandbox's socket, an upstream's, a cached object or a fill's file, a spool). Beyond
+ * it a connection is refused 429 rate_limited, as over mediation.max_connections, rather than every
+ * service failing its accept() once the descriptors are gone.
+ */
+static atomic_uint fd_conn_cap = UINT_MAX;
+
+static void set_fd_conn_cap(const struct crgw_config *cfg)
+{
+	struct rlimit rl;
+	unsigned cap;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= UINT_MAX)
+		return;
+	cap = (unsigned)(rl.rlim_cur / 4 / 2 / 4);
+	cap = cap ? cap : 1;
+	if (atomic_exchange(&fd_conn_cap, cap) != cap && cap < cfg->mediation_max_connections)
+		log_warn("mediation.max_connections is more than the descriptor limit has room for: more are refused",
+			 "max_connections=%u nofile=%llu connections=%u", cfg->mediation_max_connections,
+			 (unsigned long long)rl.rlim_cur, cap);
+}
+
+/* Both counts include c itself. A sandbox may hold at most half of the room, as with the tunnels. */
 static bool over_cap(struct med_conn *c)
 {
-	return atomic_load(&c->sb->counters.mediation_conns) > c->m->cfg->mediation_max_connections_per_sandbox ||
-	       atomic_load(&med_stats.connections_open) > c->m->cfg->mediation_max_connections;
+	unsigned cap = c->m->cfg->mediation_max_connections, fd_cap = atomic_load(&fd_conn_cap);
+	unsigned room = cap < fd_cap ? cap : fd_cap, share = room / 2 ? room / 2 : 1;
+
+	if (share > c->m->cfg->mediation_max_connections_per_sandbox)
+		share = c->m->cfg->mediation_max_connections_per_sandbox;
+	return atomic_load(&c->sb->counters.mediation_conns) > share ||
+	       atomic_load(&med_stats.connections_open) > room;
 }
 
 /* Sends the request to its service by the canonical path; a service's prefix is matched on whole segments. */
@@ -910,6 +942,7 @@ int crgw_mediation_new(struct event_base *base, const struct crgw_config *cfg, s
 	m->cfg = cfg;
 	m->base = base;
 	m->dns = dns;
+	set_fd_conn_cap(cfg);
 	err = med_client_init(m);
 	if (err) {
 		free(m);
