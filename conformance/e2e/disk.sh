@@ -110,6 +110,15 @@ out=$("$CTL" run --policy "$T" --workspace "$W" --rm -- sh -c 'dd if=/dev/zero o
 ok "$(grep -q 'No space left on device' <<<"$out" && grep -q 'host file' <<<"$out"; echo $?)" \
 	"a copy-mode workspace's changes fill the same disk: ENOSPC, and the workspace still reads" || diag "$out"
 check "the host's workspace is unchanged (no big file)" -- test ! -e "$W/big"
+# A kept copy-mode sandbox on its disk: diff and cp read its changes from the disk, as without one.
+"$CTL" run --policy "$T" --workspace "$W" --name ws -- sh -c 'echo changed >/workspace/kept.txt; echo new >/workspace/new.txt' >/dev/null 2>&1
+diff=$("$CTL" sandbox diff ws 2>&1)
+lists_both() { grep -q 'A new.txt' <<<"$1" && grep -q 'C kept.txt' <<<"$1"; }
+check "sandbox diff lists the changes kept on the disk ($(tr '\n' ' ' <<<"$diff"))" -- lists_both "$diff"
+"$CTL" cp ws:/workspace/new.txt "$T/new.out" >/dev/null 2>&1
+check "crgw-ctl cp copies a file out of it" -- test "$(cat "$T/new.out" 2>/dev/null)" = new
+check "and the host's workspace still has its own kept.txt" -- test "$(cat "$W/kept.txt")" = "host file"
+"$CTL" sandbox rm ws >/dev/null 2>&1
 
 # ---- a kept sandbox: its record, a lowered size, and the refusals ----------------------------------------
 run --name keep -- sh -c 'dd if=/dev/zero of=$HOME/twenty bs=1M count=20 status=none' >/dev/null 2>&1
