@@ -6,7 +6,8 @@
 # hidden from packuments and its tarball refused (lockfile_violation), let through and audited in warn
 # mode; a registry the policy does not enable is refused (registry_not_allowed); a version published just
 # before the install is hidden and refused (release_too_new); a tarball tampered with on the upstream is
-# cut before its last bytes (integrity_mismatch) and nothing of it is cached; the second install runs
+# cut before its last bytes (integrity_mismatch) and nothing of it is cached; a private packument fetched with
+# the operator's credential is not served once the credential is withdrawn; the second install runs
 # offline from the cache, with the registry stopped.
 # TAP output. Needs root.
 # usage: registry.sh CRGW CRGW_CTL
@@ -27,13 +28,15 @@ testnet_up "$T/net" || { echo "Bail out! the test network did not come up"; exit
 testnet_registries_up || { echo "Bail out! the test registries did not come up"; exit 1; }
 AUDIT=$T/audit.log
 
-write_config() { # write_config OFFLINE
+write_config() { # write_config OFFLINE [nocred]: nocred leaves npm.test without the operator's credential
+	local cred="    npm.test: { secret: npm_token, scheme: bearer }"
+	[ "${2:-}" = nocred ] && cred="    other.test: { secret: npm_token, scheme: bearer }"
 	cat >"$T/crgw.yaml" <<EOF
 secrets:
   npm_token: { file: $TN_NPM_TOKEN_FILE }
 registries:
   credentials:
-    npm.test: { secret: npm_token, scheme: bearer }
+$cred
 mediation:
   ca_file: $TN_CA
   idle_timeout: 10
@@ -277,6 +280,31 @@ rc=$?
 ok $? "npm ci fails while the upstream serves the tampered tarball ($(echo $out | head -c 150))"
 cp "$T/victim.orig" "$victim"
 
+# ---- a credential withdrawn on reload withdraws what it fetched --------------------------------------------
+# @priv/* is readable only with a token. Its packument, fetched with the operator's credential, is kept in the
+# metadata store; once a reload takes the credential from npm.test, that copy must not serve any sandbox.
+PRIV=$T/priv
+project "$PRIV" '  npm:
+    enable: true
+    allowed_hosts: [npm.test]
+    fallback: allow'
+testnet_npm_publish @priv/secret-lib 1.0.0 >/dev/null 2>&1
+ok $? "@priv/secret-lib@1.0.0 published to a scope only a token reads"
+anon=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$TN_CA" --resolve "npm.test:443:$TN_NPM_ADDR" --noproxy '*' \
+	https://npm.test/@priv%2fsecret-lib)
+check "the registry refuses it without a token ($anon)" -- test "$anon" != 200
+priv_get='curl -s -o /dev/null -w "%{http_code}" "$npm_config_registry"@priv%2fsecret-lib'
+out=$(run "$PRIV" "$priv_get" 2>&1)
+check "through the gateway, with the operator's credential: 200 ($out)" -- test "$out" = 200
+write_config false nocred
+"$CTL" reload >/dev/null 2>&1
+out=$(run "$PRIV" "$priv_get" 2>&1)
+check "a reload withdraws the credential from npm.test: the stored packument is not served ($out)" -- test "$out" != 200
+write_config false
+"$CTL" reload >/dev/null 2>&1
+out=$(run "$PRIV" "$priv_get" 2>&1)
+check "put back, it serves again ($out)" -- test "$out" = 200
+
 # ---- the second install: offline, from the cache ---------------------------------------------------------
 # Every install gets an empty npm cache of its own: what it does not fetch from the gateway it does not have.
 rm -rf "$NPM/node_modules"
@@ -313,6 +341,13 @@ check "offline, what is not cached is refused with 503 ($out)" -- grep -q 503 <<
 out=$(run "$PIP" "$pip_install" 2>&1)
 echo "$out" | grep -q crgw_alpha && echo "$out" | grep -q crgw_beta && echo "$out" | grep -q crgw_gamma
 ok $? "pip install offline, the index stopped: pages from the store, wheels from the cache (${out//$'\n'/ })"
+out=$(run "$PRIV" "$priv_get" 2>&1)
+check "offline, the private packument stored with the credential serves ($out)" -- test "$out" = 200
+gw_stop >/dev/null 2>&1
+write_config true nocred
+gw_start "$T" --config "$T/crgw.yaml" || { echo "Bail out! crgw did not start offline without the credential"; exit 1; }
+out=$(run "$PRIV" "$priv_get" 2>&1)
+check "offline after a restart without the credential: it is refused 503, not served ($out)" -- test "$out" = 503
 for s in npm pypi goproxy oci; do
 	[ -f "$TN_STATE/pids/$s.pid" ] && read -r pid _ <"$TN_STATE/pids/$s.pid" && kill -CONT "$pid" 2>/dev/null
 done

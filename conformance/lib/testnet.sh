@@ -74,7 +74,7 @@
 #   npm.test (203.0.113.50): verdaccio 6.8.0 (scripts/setup installs it into TN_REGISTRY_CACHE_DIR), HTTPS
 #     of its own, uplinks {} (unpublished names are 404). User TN_NPM_USER, token in TN_NPM_TOKEN_FILE
 #     (0600), needed to publish. 57 versions of 56 packages: crgw-dep-00..39, @crgw/lib-00..14, crgw-dup
-#     1.0.0 and 2.0.0 (nested). TN_NPM_PROJECT: package.json and package-lock.json (v3, all 57), the
+#     1.0.0 and 2.0.0 (nested). The scope @priv/* is readable with a token only (none published here). TN_NPM_PROJECT: package.json and package-lock.json (v3, all 57), the
 #     lockfile cached in TN_REGISTRY_CACHE_DIR once npm made it against npm.test.
 #   pypi.test (203.0.113.51): lighttpd, static PEP 503 HTML (links with #sha256=) and PEP 691 JSON for a
 #     client that asks for it; wheels crgw-alpha 1.0.0, crgw-beta 1.0.0 and 1.1.0, Crgw.Gamma 0.1.0;
@@ -1131,6 +1131,11 @@ auth:
     max_users: 100
 uplinks: {}
 packages:
+  # A private scope: only a user with a token reads it (the operator's credential, through the gateway).
+  '@priv/*':
+    access: \$authenticated
+    publish: \$authenticated
+    unpublish: \$authenticated
   '@*/*':
     access: \$all
     publish: \$authenticated
