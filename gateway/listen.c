@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* One SO_REUSEPORT socket per worker and service: the kernel spreads connections and queries across them. */
 #include <errno.h>
+#include <limits.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -74,4 +76,16 @@ void crgw_accept_guard_fini(struct crgw_accept_guard *g)
 	if (g->listener)
 		event_del(&g->timer);
 	g->listener = NULL;
+}
+
+unsigned crgw_nofile_room(unsigned num, unsigned den, unsigned per, unsigned long long *nofile)
+{
+	struct rlimit rl;
+	unsigned long long room;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= UINT_MAX)
+		return UINT_MAX;
+	*nofile = rl.rlim_cur;
+	room = rl.rlim_cur * num / den / per;
+	return room ? (unsigned)room : 1;
 }

@@ -32,4 +32,11 @@ void crgw_accept_guard_init(struct crgw_accept_guard *g, struct event_base *base
 void crgw_accept_guard_trip(struct crgw_accept_guard *g);
 void crgw_accept_guard_fini(struct crgw_accept_guard *g);
 
+/*
+ * How many connections of `per` descriptors each fit in `num`/`den` of the descriptor limit (at least 1),
+ * with the limit in `*nofile`; UINT_MAX when there is no limit to speak of. The services' caps are held to
+ * it, so that a full service refuses with 429 rather than every service's accept(2) failing.
+ */
+unsigned crgw_nofile_room(unsigned num, unsigned den, unsigned per, unsigned long long *nofile);
+
 #endif

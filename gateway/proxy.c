@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -819,17 +818,12 @@ static atomic_uint fd_tunnel_cap = UINT_MAX;
 
 static void set_fd_tunnel_cap(const struct crgw_config *cfg)
 {
-	struct rlimit rl;
-	unsigned cap;
+	unsigned long long nofile = 0;
+	unsigned cap = crgw_nofile_room(3, 4, 6, &nofile);
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= UINT_MAX)
-		return;
-	cap = (unsigned)((rl.rlim_cur - rl.rlim_cur / 4) / 6);
-	cap = cap ? cap : 1;
 	if (atomic_exchange(&fd_tunnel_cap, cap) != cap && cap < cfg->proxy_max_tunnels)
 		log_warn("proxy.max_tunnels is more than the descriptor limit has room for: more are refused",
-			 "max_tunnels=%u nofile=%llu tunnels=%u", cfg->proxy_max_tunnels,
-			 (unsigned long long)rl.rlim_cur, cap);
+			 "max_tunnels=%u nofile=%llu tunnels=%u", cfg->proxy_max_tunnels, nofile, cap);
 }
 
 /*

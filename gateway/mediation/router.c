@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -492,17 +491,12 @@ static atomic_uint fd_conn_cap = UINT_MAX;
 
 static void set_fd_conn_cap(const struct crgw_config *cfg)
 {
-	struct rlimit rl;
-	unsigned cap;
+	unsigned long long nofile = 0;
+	unsigned cap = crgw_nofile_room(1, 8, 4, &nofile);
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= UINT_MAX)
-		return;
-	cap = (unsigned)(rl.rlim_cur / 4 / 2 / 4);
-	cap = cap ? cap : 1;
 	if (atomic_exchange(&fd_conn_cap, cap) != cap && cap < cfg->mediation_max_connections)
 		log_warn("mediation.max_connections is more than the descriptor limit has room for: more are refused",
-			 "max_connections=%u nofile=%llu connections=%u", cfg->mediation_max_connections,
-			 (unsigned long long)rl.rlim_cur, cap);
+			 "max_connections=%u nofile=%llu connections=%u", cfg->mediation_max_connections, nofile, cap);
 }
 
 /* Both counts include c itself. A sandbox may hold at most half of the room, as with the tunnels. */
