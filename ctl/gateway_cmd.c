@@ -346,7 +346,7 @@ int cmd_audit(int argc, char **argv)
 
 /* ---- stats -------------------------------------------------------------------------------------- */
 
-/* One line per sandbox: memory used and its limit, CPU time, processes, OOM kills, TTL left. */
+/* One line per sandbox: memory used and its limit, CPU time, processes, OOM kills, its disk, TTL left. */
 static void print_resources(json_t *rows)
 {
 	json_t *row;
@@ -354,12 +354,13 @@ static void print_resources(json_t *rows)
 
 	if (!json_array_size(rows))
 		return;
-	printf("\n%-16s %-16s %12s %12s %10s %6s %4s %9s\n", "SANDBOX", "NAME", "MEMORY", "LIMIT", "CPU", "PIDS",
-	       "OOM", "TTL LEFT");
+	printf("\n%-16s %-16s %12s %12s %10s %6s %4s %16s %9s\n", "SANDBOX", "NAME", "MEMORY", "LIMIT", "CPU", "PIDS",
+	       "OOM", "DISK", "TTL LEFT");
 	json_array_foreach(rows, i, row) {
 		json_t *res = json_object_get(row, "resources"), *lim = json_object_get(row, "limits");
 		json_t *mlim = json_object_get(lim, "memory_bytes");
-		char mem[32] = "-", limit[32] = "-", cpu[32] = "-", left[32];
+		char mem[32] = "-", limit[32] = "-", cpu[32] = "-", left[32], disk[48] = "-";
+		json_t *d = json_object_get(row, "disk");
 
 		if (res) {
 			snprintf(mem, sizeof(mem), "%.1f MiB", json_integer_value(json_object_get(res, "memory_bytes")) / 1048576.0);
@@ -367,10 +368,14 @@ static void print_resources(json_t *rows)
 		}
 		if (json_is_integer(mlim))
 			snprintf(limit, sizeof(limit), "%.0f MiB", json_integer_value(mlim) / 1048576.0);
+		if (d)
+			snprintf(disk, sizeof(disk), "%lld/%lld MiB",
+				 (long long)(json_integer_value(json_object_get(d, "used_bytes")) >> 20),
+				 (long long)(json_integer_value(json_object_get(d, "limit_bytes")) >> 20));
 		format_left(json_integer_value(json_object_get(row, "ttl_left_s")), left, sizeof(left));
-		printf("%-16s %-16s %12s %12s %10s %6lld %4lld %9s\n", str(row, "id"), str(row, "name"), mem, limit, cpu,
-		       (long long)json_integer_value(json_object_get(res, "pids")),
-		       (long long)json_integer_value(json_object_get(res, "oom_kills")), left);
+		printf("%-16s %-16s %12s %12s %10s %6lld %4lld %16s %9s\n", str(row, "id"), str(row, "name"), mem, limit,
+		       cpu, (long long)json_integer_value(json_object_get(res, "pids")),
+		       (long long)json_integer_value(json_object_get(res, "oom_kills")), disk, left);
 	}
 }
 

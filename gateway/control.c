@@ -968,6 +968,9 @@ struct usage_row {
 	int64_t ttl_left_s;
 	bool has_guard;
 	struct crgw_guard_counters guard;
+	uint64_t disk_limit; /* 0: no disk of its own */
+	bool has_disk;
+	uint64_t disk_used, disk_left;
 };
 
 struct usage_rows {
@@ -1000,6 +1003,12 @@ static void collect_row(struct crgw_sandbox *sb, void *arg)
 	/* sysfs reads are a few microseconds each; the control thread is the only writer of the registry. */
 	row->has_usage = crgw_sandbox_usage(sb, &row->usage) == 0;
 	row->has_guard = crgw_sandbox_guard_counters(sb, &row->guard) == 0;
+	row->disk_limit = sb->disk_limit;
+	if (sb->disk_limit) {
+		uint64_t size;
+
+		row->has_disk = crgw_disk_usage(sb->data_dir, &row->disk_used, &row->disk_left, &size) == 0;
+	}
 }
 
 static void stats(struct evhttp_request *req)
@@ -1067,6 +1076,11 @@ static void stats(struct evhttp_request *req)
 			json_object_set_new(row, "resources", usage_json(&r->usage));
 		if (row && r->has_guard)
 			json_object_set_new(row, "traffic", guard_json(&r->guard));
+		if (row && r->disk_limit)
+			json_object_set_new(row, "disk",
+					    json_pack("{s:I, s:o, s:o}", "limit_bytes", (json_int_t)r->disk_limit,
+						      "used_bytes", r->has_disk ? json_integer((json_int_t)r->disk_used) : json_null(),
+						      "free_bytes", r->has_disk ? json_integer((json_int_t)r->disk_left) : json_null()));
 		json_array_append_new(arr, row);
 	}
 	free(rows.rows);
@@ -1151,6 +1165,27 @@ static void sandbox_metrics(struct evbuffer *out)
 				evbuffer_add_printf(out, "%lld\n", (long long)r->ttl_left_s);
 				break;
 			}
+		}
+	}
+	/* Disks: only the sandboxes that have one. */
+	static const struct {
+		const char *name, *help;
+	} disk_series[] = {
+	    {"crgw_sandbox_disk_limit_bytes", "The size of the sandbox's own disk (absent: none)."},
+	    {"crgw_sandbox_disk_used_bytes", "What the sandbox's own disk holds."},
+	    {"crgw_sandbox_disk_free_bytes", "What the sandbox may still write to its own disk."},
+	};
+
+	for (size_t k = 0; k < sizeof(disk_series) / sizeof(disk_series[0]); k++) {
+		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", disk_series[k].name, disk_series[k].help,
+				    disk_series[k].name);
+		for (size_t i = 0; i < rows.n; i++) {
+			const struct usage_row *r = &rows.rows[i];
+
+			if (!r->disk_limit || (k && !r->has_disk))
+				continue;
+			evbuffer_add_printf(out, "%s{sandbox=\"%s\"} %llu\n", disk_series[k].name, r->id,
+					    (unsigned long long)(k == 0 ? r->disk_limit : k == 1 ? r->disk_used : r->disk_left));
 		}
 	}
 	/* The eBPF guard's traffic accounting: one series per sandbox and class, gone with the sandbox. */

@@ -131,6 +131,19 @@ check "and what is left to write (free_bytes between 60 and 108 MiB)" -- \
 	test "$(jq .disk.free_bytes <<<"$rec")" -gt $((60 * MIB)) -a "$(jq .disk.free_bytes <<<"$rec")" -lt $((108 * MIB))
 text=$("$CTL" sandbox show keep 2>&1)
 check "sandbox show says it in words too" -- grep -qi "disk" <<<"$text"
+row=$("$CTL" stats --json | jq -c '.sandbox_resources[] | select(.name == "keep") | .disk')
+check "stats has it in the sandbox's row ($row)" -- test "$(jq .limit_bytes <<<"$row")" = $((128 * MIB))
+check "and the text table in its DISK column" -- sh -c "'$CTL' stats | grep -E ' keep .* [0-9]+/128 MiB '"
+metrics=$(curl -s --unix-socket "$CRGW_CONTROL" http://crgw/metrics)
+keep_sid=$(jq -r .id <<<"$rec")
+has_series() { # has_series NAME VALUE-PATTERN: a line of $metrics for the kept sandbox
+	grep -qE "^$1\{sandbox=\"$keep_sid\"\} $2\$" <<<"$metrics"
+}
+disk_series() {
+	has_series crgw_sandbox_disk_limit_bytes $((128 * MIB)) && has_series crgw_sandbox_disk_used_bytes '[0-9]+' &&
+		has_series crgw_sandbox_disk_free_bytes '[0-9]+'
+}
+check "metrics: crgw_sandbox_disk_limit_bytes, _used_bytes and _free_bytes for it" -- disk_series
 keep_id=$(jq -r .id <<<"$rec")
 out=$(run --rm --disk 64M -- sh -c 'df -B1 --output=size $HOME | tail -1; dd if=/dev/zero of=$HOME/f bs=1M count=100 2>&1; echo "dd=$?"' 2>&1)
 size=$(head -1 <<<"$out")
