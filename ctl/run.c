@@ -409,8 +409,8 @@ int cmd_run(int argc, char **argv)
 		case 'D': {
 			uint64_t bytes;
 
-			if (crgw_size_parse(optarg, &bytes) || bytes < CRGW_LIMIT_DISK_MIN) {
-				fprintf(stderr, "crgw-ctl: --disk: expected a size of at least 64M (e.g. 10G)\n");
+			if (crgw_size_parse(optarg, &bytes) || bytes < CRGW_LIMIT_DISK_MIN || bytes > CRGW_LIMIT_DISK_MAX) {
+				fprintf(stderr, "crgw-ctl: --disk: expected a size of 64M to 1P (e.g. 10G)\n");
 				goto out;
 			}
 			spec.disk = optarg;

@@ -68,7 +68,7 @@ static const struct key keys[] = {
 	{ "limits.memory", K_SIZE, OFF(limits_memory), 8, 16u << 20, UINT64_C(1) << 50 },
 	{ "limits.pids", K_UINT, OFF(limits_pids), 8, 0, 4194304 },
 	{ "limits.cpus", K_CPUS, OFF(limits_cpu_milli), 4, 10, 1024000 },
-	{ "limits.disk", K_SIZE, OFF(limits_disk), 8, CRGW_LIMIT_DISK_MIN, UINT64_C(1) << 50 },
+	{ "limits.disk", K_SIZE, OFF(limits_disk), 8, CRGW_LIMIT_DISK_MIN, CRGW_LIMIT_DISK_MAX },
 	{ "limits.optional", K_BOOL, OFF(limits_optional), 0, 0, 0 },
 	{ "limits.cgroup", K_STRING, STR(limits_cgroup), 0, 0 },
 	{ "limits.connection_rate", K_UINT, OFF(limits_connection_rate), 4, 0, 1000000 },

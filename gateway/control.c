@@ -558,11 +558,12 @@ static void sandbox_create(struct evhttp_request *req)
 	}
 	if ((memory && (crgw_size_parse(memory, &r.limits.memory) || r.limits.memory < CRGW_LIMIT_MEMORY_MIN)) ||
 	    (cpus && (crgw_cpus_parse(cpus, &r.limits.cpu_milli) || r.limits.cpu_milli < CRGW_LIMIT_CPU_MILLI_MIN)) ||
-	    (disk && (crgw_size_parse(disk, &r.disk_limit) || r.disk_limit < CRGW_LIMIT_DISK_MIN)) || pids < 0 ||
+	    (disk && (crgw_size_parse(disk, &r.disk_limit) || r.disk_limit < CRGW_LIMIT_DISK_MIN ||
+		      r.disk_limit > CRGW_LIMIT_DISK_MAX)) || pids < 0 ||
 	    (pids && pids < CRGW_LIMIT_PIDS_MIN)) {
 		reply_error(req, 400, "request_invalid",
 			    "limits: memory is a size of at least 16M (e.g. 512M), pids at least 8, cpus a count of "
-			    "at least 0.01 (e.g. 0.5), disk a size of at least 64M (e.g. 10G)");
+			    "at least 0.01 (e.g. 0.5), disk a size of 64M to 1P (e.g. 10G)");
 		json_decref(body);
 		return;
 	}

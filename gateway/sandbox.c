@@ -342,7 +342,9 @@ static int open_disks(const struct crgw_config *cfg)
 		return 0;
 	}
 	snprintf(dir, sizeof(dir), "%s/sandboxes", cfg->data_dir);
-	e = crgw_disk_probe(dir, why, sizeof(why));
+	/* One of the full size, so that a ceiling the host cannot hold (larger than its free space, or than
+	 * one file may be) is found now, not at every sandbox's start. */
+	e = crgw_disk_probe(dir, cfg->limits_disk, why, sizeof(why));
 	if (e) {
 		snprintf(R.disk_state, sizeof(R.disk_state), "off: %s", why);
 		if (!cfg->limits_optional) {

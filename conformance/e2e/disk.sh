@@ -201,6 +201,29 @@ check "a sandbox without a disk has none in its record (disk: null)" -- test "$(
 out=$(run --rm --disk 64M -- sh -c 'df -B1 --output=size $HOME | tail -1' 2>&1)
 check "--disk 64M gives one where the operator set no ceiling ($out)" -- \
 	test "$(tail -1 <<<"$out")" -le $((64 * MIB))
+free_mib=$(($(df -B1 --output=avail "$GW_DATA" | tail -1) / MIB))
+out=$(run --rm --disk $((free_mib + 1024))M -- true 2>&1)
+rc=$?
+check "a disk larger than data_dir's free space ($free_mib MiB) is refused, not overcommitted (exit $rc: $out)" -- \
+	refused "$rc" "$out" "does not fit"
 gw_stop
 check "the gateway stopped cleanly: nothing of any disk is left" -- nothing_left
+# A ceiling the host cannot hold is found at start, not at every sandbox's.
+"$CRGW" --control "$T/ctl2.sock" --audit-log "$T/audit2.log" --pool "$GW_POOL" --upstream-dns "$TN_DNS" --workers 1 \
+	--set "state_dir=$T/state" --set "data_dir=$GW_DATA" --set "cache.dir=$GW_DATA/cache" \
+	--set "limits.cgroup=$GW_CGROUP" --set "nftables.table=$GW_TABLE" --set "interfaces.prefix=$GW_PREFIX" \
+	--set limits.disk=1P >"$T/big.log" 2>&1 &
+big_pid=$!
+for _ in $(seq 100); do alive "$big_pid" || break; sleep 0.1; done
+if alive "$big_pid"; then
+	kill "$big_pid"
+	wait "$big_pid"
+	ok 1 "limits.disk: 1P: the gateway did not refuse to start"
+else
+	wait "$big_pid"
+	rc=$?
+	check "limits.disk larger than the host can hold: the gateway does not start (exit $rc: $(grep -m1 -o 'error=.*' "$T/big.log"))" -- \
+		sh -c "[ $rc -ne 0 ] && grep -qE 'does not fit|larger than one file' '$T/big.log'"
+fi
+check "and leaves nothing of its probe" -- nothing_left
 tap_done

@@ -2,6 +2,7 @@
 /* Sandbox disks: mke2fs on a sparse image, a loop device with autoclear, a mount without set-id or devices. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/loop.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -160,9 +161,31 @@ int crgw_disk_create(const char *image, const char *dir, uint64_t bytes, char *e
 		snprintf(err, errlen, "%s: %s", image, strerror(errno));
 		return e;
 	}
-	if (ftruncate(fd, (off_t)bytes)) {
-		e = -errno;
-		snprintf(err, errlen, "%s: %s", image, strerror(errno));
+	/*
+	 * The whole size is reserved: a sparse image on a host file system that fills up would lose what the
+	 * sandbox wrote without telling it (the loop device's writes fail long after the sandbox's did not).
+	 * Unwritten extents: nothing is written, and what was never written reads as zeros.
+	 */
+	/*
+	 * A size beyond the free space is refused before trying: a failed fallocate keeps what it took until
+	 * the image goes, and would fill the host's file system for that moment.
+	 */
+	struct statvfs v;
+	unsigned long long left = fstatvfs(fd, &v) ? ULLONG_MAX : (unsigned long long)v.f_bavail * v.f_frsize;
+
+	e = bytes > left ? -ENOSPC : fallocate(fd, 0, 0, (off_t)bytes) ? -errno : 0;
+	if (e == -ENOSPC) {
+		snprintf(err, errlen,
+			 "a disk of %llu MiB does not fit beside %s (%llu MiB free; a disk's space is reserved whole)",
+			 (unsigned long long)(bytes >> 20), image, left == ULLONG_MAX ? 0 : left >> 20);
+		goto fail;
+	} else if (e == -EFBIG) {
+		snprintf(err, errlen, "a disk of %llu MiB is larger than one file of the file system holding %s may be",
+			 (unsigned long long)(bytes >> 20), image);
+		goto fail;
+	} else if (e) {
+		snprintf(err, errlen, "reserving %llu MiB for %s: %s", (unsigned long long)(bytes >> 20), image,
+			 strerror(-e));
 		goto fail;
 	}
 	if ((e = make_fs(image, bytes, err, errlen)))
@@ -173,9 +196,12 @@ int crgw_disk_create(const char *image, const char *dir, uint64_t bytes, char *e
 		snprintf(err, errlen, "no loop device for %s: %s", image, strerror(-e));
 		goto fail;
 	}
-	/* noinit_itable: the tables read as zeros already; the kernel need not write them behind our back.
-	 * discard: what the sandbox deletes goes back to the host as holes in the image. */
-	e = mount(dev, dir, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, "noinit_itable,discard") ? -errno : 0;
+	/*
+	 * noinit_itable: the tables read as zeros already; the kernel need not write them behind our back.
+	 * No discard: a hole punched in the image would give its reserved space back. errors=remount-ro: a
+	 * disk that fails (the host's device) stops taking writes, loudly, rather than going on without them.
+	 */
+	e = mount(dev, dir, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, "noinit_itable,errors=remount-ro") ? -errno : 0;
 	close(loop);
 	if (e) {
 		snprintf(err, errlen, "mounting %s (ext4 on %s) on %s: %s", image, dev, dir, strerror(-e));
@@ -282,7 +308,7 @@ int crgw_disk_usage(const char *dir, uint64_t *used, uint64_t *left, uint64_t *s
 	return 0;
 }
 
-int crgw_disk_probe(const char *scratch_dir, char *why, size_t whylen)
+int crgw_disk_probe(const char *scratch_dir, uint64_t bytes, char *why, size_t whylen)
 {
 	char image[4200], dir[4200];
 	int e;
@@ -300,7 +326,7 @@ int crgw_disk_probe(const char *scratch_dir, char *why, size_t whylen)
 		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
 		return e;
 	}
-	e = crgw_disk_create(image, dir, CRGW_DISK_MIN, why, whylen);
+	e = crgw_disk_create(image, dir, bytes, why, whylen);
 	if (!e) {
 		crgw_disk_detach(dir);
 		unlink(image);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libcrgw-disk: a sandbox's data directory as a file system of its own, so that a job that writes without
- * end fills its own disk (ENOSPC inside) and never the host's. The file system is ext4 in a sparse image
- * file beside the directory, on a loop device that goes away by itself once the last mount of it does
+ * end fills its own disk (ENOSPC inside) and never the host's. The file system is ext4 in an image file
+ * beside the directory, its space reserved, on a loop device that goes away by itself once the last mount of it does
  * (autoclear). Used by the gateway's control and teardown threads.
  */
 #ifndef CRGW_DISK_H
@@ -16,9 +16,10 @@
 
 /*
  * Makes an ext4 file system of `bytes` in the new image file `image` and mounts it on the directory `dir`
- * (which exists and is empty), owned by root with mode 0700. The image is sparse: the host's space is
- * taken as the sandbox writes, not up front. Returns 0, or -errno with the reason in `err`, having left
- * neither the image nor a mount behind.
+ * (which exists and is empty), owned by root with mode 0700. The image's space is reserved whole (and
+ * written only as the sandbox writes): a disk that does not fit is refused now (-ENOSPC, -EFBIG), never
+ * found short later. Returns 0, or -errno with the reason in `err`, having left neither the image nor a
+ * mount behind.
  */
 int crgw_disk_create(const char *image, const char *dir, uint64_t bytes, char *err, size_t errlen);
 
@@ -35,9 +36,9 @@ int crgw_disk_detach_beneath(const char *parent, unsigned *count);
 int crgw_disk_usage(const char *dir, uint64_t *used, uint64_t *left, uint64_t *size);
 
 /*
- * Whether this host can give sandboxes disks: makes, mounts and removes a smallest one in `scratch_dir`.
- * Returns 0, or -errno with what is missing in `why` (no loop devices, no ext4, no mke2fs).
+ * Whether this host can give sandboxes disks of `bytes`: makes, mounts and removes one in `scratch_dir`.
+ * Returns 0, or -errno with what is missing in `why` (no loop devices, no ext4, no mke2fs, no room).
  */
-int crgw_disk_probe(const char *scratch_dir, char *why, size_t whylen);
+int crgw_disk_probe(const char *scratch_dir, uint64_t bytes, char *why, size_t whylen);
 
 #endif

@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,8 +99,8 @@ static void fill_to_enospc(const char *dir)
 		   (unsigned long long)size, (unsigned long long)left);
 	snprintf(path, sizeof(path), "%s.ext4", dir);
 	e = stat(path, &st);
-	tap_result(e == 0 && (unsigned long long)st.st_blocks * 512 <= CRGW_DISK_MIN,
-		   "the host's image takes no more than the disk's size (%llu bytes)",
+	tap_result(e == 0 && (unsigned long long)st.st_blocks * 512 <= CRGW_DISK_MIN + (1 << 20),
+		   "the host's image takes the disk's size and no more (%llu bytes)",
 		   (unsigned long long)st.st_blocks * 512);
 	if (fd >= 0)
 		close(fd);
@@ -120,7 +123,7 @@ int main(void)
 		printf("Bail out! mkdtemp: %s\n", strerror(errno));
 		return 1;
 	}
-	e = crgw_disk_probe(top, err, sizeof(err));
+	e = crgw_disk_probe(top, CRGW_DISK_MIN, err, sizeof(err));
 	tap_result(e == 0, "the probe makes, mounts and removes a disk (%s)", err);
 	snprintf(image, sizeof(image), "%s/.disk-probe.ext4", top);
 	tap_result(access(image, F_OK) != 0 && loop_released(image),
@@ -138,6 +141,10 @@ int main(void)
 	snprintf(parent, sizeof(parent), "%s/lost+found", dir);
 	tap_result(access(parent, F_OK) != 0, "it has no lost+found");
 	tap_result(loop_bound(image), "a loop device holds the image");
+	e = stat(image, &st);
+	tap_result(e == 0 && (unsigned long long)st.st_blocks * 512 >= CRGW_DISK_MIN,
+		   "its space is reserved on the host before a byte is written (%llu bytes)",
+		   (unsigned long long)st.st_blocks * 512);
 	fill_to_enospc(dir);
 	tap_result(crgw_disk_create(image, dir, CRGW_DISK_MIN, err, sizeof(err)) == -EEXIST,
 		   "a second disk over an existing image is refused: %s", err);
@@ -152,6 +159,42 @@ int main(void)
 		   "a missing mount point fails (%s) and leaves no image and no loop device", err);
 	e = crgw_disk_create(image, top, CRGW_DISK_MIN - 4096, err, sizeof(err));
 	tap_result(e == -EINVAL && access(image, F_OK) != 0, "a disk below 64 MiB is refused: %s", err);
+
+	/* A host file system without room for the whole disk: refused now, never found short later. */
+	snprintf(parent, sizeof(parent), "%s/small", top);
+	mkdir(parent, 0700);
+	if (mount("tmpfs", parent, "tmpfs", 0, "size=32m") == 0) {
+		snprintf(dir, sizeof(dir), "%s/small/sb", top);
+		snprintf(image, sizeof(image), "%s/small/sb.ext4", top);
+		mkdir(dir, 0700);
+		e = crgw_disk_create(image, dir, CRGW_DISK_MIN, err, sizeof(err));
+		tap_result(e == -ENOSPC && strstr(err, "does not fit") && access(image, F_OK) != 0 && !mounted(dir),
+			   "a disk larger than the host's free space is refused and leaves nothing: %s", err);
+		e = crgw_disk_probe(parent, CRGW_DISK_MIN, err, sizeof(err));
+		tap_result(e == -ENOSPC, "and the probe of that size says so: %s", err);
+		rmdir(dir);
+		umount2(parent, MNT_DETACH);
+	} else {
+		tap_result(false, "mounting a 32 MiB tmpfs for the test: %s", strerror(errno));
+	}
+	rmdir(parent);
+	/* Larger than one file may be (RLIMIT_FSIZE stands in for the file system's own limit). */
+	{
+		struct rlimit old, small;
+
+		snprintf(dir, sizeof(dir), "%s/sb", top);
+		snprintf(image, sizeof(image), "%s/sb.ext4", top);
+		mkdir(dir, 0700);
+		signal(SIGXFSZ, SIG_IGN);
+		getrlimit(RLIMIT_FSIZE, &old);
+		small = (struct rlimit){16 << 20, old.rlim_max}; /* the soft limit only: it can be put back */
+		setrlimit(RLIMIT_FSIZE, &small);
+		e = crgw_disk_create(image, dir, CRGW_DISK_MIN, err, sizeof(err));
+		setrlimit(RLIMIT_FSIZE, &old);
+		tap_result(e == -EFBIG && strstr(err, "larger than one file") && access(image, F_OK) != 0,
+			   "a disk larger than one file may be is refused and leaves nothing: %s", err);
+		rmdir(dir);
+	}
 
 	/* A previous run's disks, found by their place. */
 	snprintf(parent, sizeof(parent), "%s/run", top);

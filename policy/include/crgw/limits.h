@@ -16,8 +16,9 @@
 #define CRGW_LIMIT_MEMORY_MIN (UINT64_C(16) << 20)
 #define CRGW_LIMIT_PIDS_MIN 8
 #define CRGW_LIMIT_CPU_MILLI_MIN 10
-/* A disk of its own (limits.disk): room for a home, a package cache and a build's objects. */
+/* A disk of its own (limits.disk): room for a home, a package cache and a build's objects; at most 1 PiB. */
 #define CRGW_LIMIT_DISK_MIN (UINT64_C(64) << 20)
+#define CRGW_LIMIT_DISK_MAX (UINT64_C(1) << 50)
 
 /*
  * Parses a size in bytes: a number with an optional binary unit (K, M, G, T, P, with or without "iB" or "B",
