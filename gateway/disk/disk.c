@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Sandbox disks: mke2fs on a sparse image, a loop device with autoclear, a mount without set-id or devices. */
+/* Sandbox disks: mke2fs on a reserved image, a loop device with autoclear, a mount without set-id or devices. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -50,7 +50,7 @@ static int make_fs(const char *image, uint64_t bytes, char *err, size_t errlen)
 	/*
 	 * No journal: the file system dies with its sandbox, a crash included, so there is nothing to replay.
 	 * 4 KiB blocks whatever the size (mke2fs takes 1 KiB for a small one): the loop device's are 4 KiB.
-	 * Lazy inode tables: the image is sparse, so they read as zeros without being written.
+	 * Lazy inode tables: the image is unwritten, so they read as zeros without being written.
 	 */
 	const char *argv[] = {prog,	      "-q",   "-F",
 			      "-t",	      "ext4", "-O",
