@@ -31,6 +31,12 @@
  * cp, diff) can reach one VM at once; each takes a port under a lock file (agent.N.lock).
  */
 #define AGENT_PORTS 4
+/*
+ * A write the host cannot make (its file system full under a disk file) is an I/O error in the guest,
+ * which the job sees and fails on. QEMU's default stops the VM instead, and the job would hang until its
+ * TTL with nothing said.
+ */
+#define DRIVE_ERRORS ",werror=report,rerror=report"
 
 struct qemu_launch {
 	char vmlinux[PATH_MAX], initrd[PATH_MAX], console[PATH_MAX], agent[PATH_MAX];
@@ -274,11 +280,11 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 	    vm_fmt(l.agent, sizeof(l.agent), "%s/agent.sock", data_dir) || agent_ports(&l, data_dir) ||
 	    vm_fmt(l.netdev, sizeof(l.netdev), "tap,id=net0,ifname=%s,script=no,downscript=no,vhost=off", ifname) ||
 	    vm_fmt(l.nic, sizeof(l.nic), "virtio-net-pci,netdev=net0,mac=%s", mac) ||
-	    vm_fmt(l.drive, sizeof(l.drive), "file=%s,if=none,id=root,format=raw,snapshot=on", l.rootfs) ||
+	    vm_fmt(l.drive, sizeof(l.drive), "file=%s,if=none,id=root,format=raw,snapshot=on" DRIVE_ERRORS, l.rootfs) ||
 	    (ws.lower[0] &&
 	     vm_fmt(l.ws_lower, sizeof(l.ws_lower), "file=%s,if=none,id=wslower,format=raw,readonly=on", ws.lower)) ||
 	    (ws.upper[0] &&
-	     vm_fmt(l.ws_upper, sizeof(l.ws_upper), "file=%s,if=none,id=wsupper,format=raw", ws.upper)) ||
+	     vm_fmt(l.ws_upper, sizeof(l.ws_upper), "file=%s,if=none,id=wsupper,format=raw" DRIVE_ERRORS, ws.upper)) ||
 	    vm_fmt(l.append, sizeof(l.append),
 		   "console=ttyS0 rdinit=/init panic=-1 quiet mitigations=off tsc=reliable no_timer_check "
 		   "rcupdate.rcu_expedited=1 i8042.noaux i8042.nokbd i8042.nopnp 8250.nr_uarts=1 random.trust_cpu=on "

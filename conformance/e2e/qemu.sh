@@ -299,4 +299,29 @@ ok $? "no sandbox data left (the workspace's disks go with their VM)"
 ok $? "no QEMU process left"
 gw_stop
 ok $? "crgw exits 0 on SIGTERM"
+
+# ---- the host's file system filling under a running VM ---------------------------------------------------
+# The change disk is a file in data_dir, here a 256 MiB tmpfs that the test fills once the VM runs: the
+# guest's write must fail with an I/O error (QEMU's werror=report), never pause the VM until its TTL.
+SMALL=$T/small
+mkdir -p "$SMALL"
+if mount -t tmpfs -o size=256m tmpfs "$SMALL"; then
+	testnet_on_exit "umount -l '$SMALL' 2>/dev/null"
+	GW_DATA=$SMALL
+	gw_start "$T" || { echo "Bail out! crgw did not start on the small data_dir"; exit 1; }
+	timeout -k 10 120 "$CTL" run --backend qemu --rm --policy "$W" -- \
+		sh -c 'echo started; sleep 6; dd if=/dev/zero of=/workspace/big bs=1M count=150 conv=fsync 2>&1; echo dd=$?' \
+		>"$T/fill.out" 2>&1 &
+	vm=$!
+	for _ in $(seq 600); do grep -q '^started' "$T/fill.out" 2>/dev/null && break; sleep 0.1; done
+	dd if=/dev/zero of="$SMALL/filler" bs=1M 2>/dev/null
+	wait "$vm"
+	rc=$?
+	out=$(grep -v records "$T/fill.out" | tr '\n' ' ')
+	[ "$rc" -ne 124 ] && grep -q '^started' "$T/fill.out" && ! grep -qx 'dd=0' "$T/fill.out"
+	ok $? "the host's file system full under a running VM: the guest's write fails, the VM does not hang (exit $rc: $out)"
+	rm -f "$SMALL/filler"
+	gw_stop
+	ok $? "crgw exits 0"
+fi
 tap_done
