@@ -779,7 +779,8 @@ static int fc_run(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *r,
 		snprintf(err + used, errlen - used, " (%s)", sb->id);
 		return fd;
 	}
-	e = crgw_guest_exec_on(fd, r, vm_boot_timeout_ms(), false, status, err, errlen);
+	e = crgw_guest_exec_on(fd, r, vm_boot_timeout_ms(), false, sb->owned ? sb->holder_pidfd : -1, status, err,
+			       errlen);
 	close(fd);
 	return e;
 }

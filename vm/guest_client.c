@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +55,7 @@ struct run {
 	struct run_exec *ex;
 	size_t n;
 	bool hello;
+	int fatal_sig; /* the SIGTERM or SIGHUP that ended the sandbox (guest_client_opts.fatal_pidfd) */
 	char *err;
 	size_t errlen;
 };
@@ -276,6 +278,11 @@ static void read_stdin(struct run *r, struct run_exec *e)
 
 static void forward_signal(struct run *r, int sig, const struct guest_client_opts *o)
 {
+	if ((sig == SIGTERM || sig == SIGHUP) && o->fatal_ends) {
+		syscall(SYS_pidfd_send_signal, o->fatal_pidfd, SIGKILL, NULL, 0);
+		r->fatal_sig = sig;
+		return;
+	}
 	for (size_t i = 0; i < r->n; i++) {
 		struct run_exec *e = &r->ex[i];
 
@@ -437,6 +444,13 @@ int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const str
 
 				while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
 					forward_signal(r, (int)si.ssi_signo, o);
+				if (r->fatal_sig) {
+					/* The VM is being killed: nothing more will come from it. */
+					for (size_t x = 0; x < n; x++)
+						if (!r->ex[x].done)
+							execs[x].status = 128 + r->fatal_sig;
+					goto restore;
+				}
 				break;
 			}
 			case 2:
@@ -478,11 +492,11 @@ out:
 
 int crgw_guest_exec(int agent_fd, const struct crgw_exec_request *req, int *status, char *err, size_t errlen)
 {
-	return crgw_guest_exec_on(agent_fd, req, 120000, false, status, err, errlen);
+	return crgw_guest_exec_on(agent_fd, req, 120000, false, -1, status, err, errlen);
 }
 
 int crgw_guest_exec_on(int agent_fd, const struct crgw_exec_request *req, int hello_timeout_ms, bool hello_seen,
-		       int *status, char *err, size_t errlen)
+		       int fatal_pidfd, int *status, char *err, size_t errlen)
 {
 	struct guest_exec x = {.argv = req->argv,
 			       .env = req->env,
@@ -491,8 +505,12 @@ int crgw_guest_exec_on(int agent_fd, const struct crgw_exec_request *req, int he
 			       .in_fd = req->interactive ? 0 : -1,
 			       .out_fd = 1,
 			       .err_fd = 2};
-	struct guest_client_opts o = {
-	    .forward_signals = true, .winsize_fd = -1, .hello_timeout_ms = hello_timeout_ms, .hello_seen = hello_seen};
+	struct guest_client_opts o = {.forward_signals = true,
+				      .winsize_fd = -1,
+				      .hello_timeout_ms = hello_timeout_ms,
+				      .hello_seen = hello_seen,
+				      .fatal_ends = fatal_pidfd >= 0,
+				      .fatal_pidfd = fatal_pidfd};
 	struct termios saved, raw;
 	bool restore = false;
 	int e;

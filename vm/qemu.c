@@ -421,7 +421,8 @@ static int qemu_run(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *
 				 e == -ESRCH ? "the VM has ended" : strerror(-e));
 			break;
 		}
-		e = crgw_guest_exec_on(fd, r, attempt < 4 ? 3000 : vm_boot_timeout_ms(), false, status, err, errlen);
+		e = crgw_guest_exec_on(fd, r, attempt < 4 ? 3000 : vm_boot_timeout_ms(), false,
+				       sb->owned ? sb->holder_pidfd : -1, status, err, errlen);
 		close(fd);
 		if (e != -ETIMEDOUT || attempt >= 4)
 			break;

@@ -457,6 +457,13 @@ struct guest_client_opts {
 	int hello_timeout_ms;
 	/* The caller has read the agent's hello on this connection already. */
 	bool hello_seen;
+	/*
+	 * For a run that owns the sandbox: SIGTERM and SIGHUP end the sandbox at once (SIGKILL to its holder,
+	 * the VMM, by `fatal_pidfd`) instead of reaching the command, which may never answer (a VM that is
+	 * stuck); every execution still running ends with 128 + the signal.
+	 */
+	bool fatal_ends;
+	int fatal_pidfd;
 };
 
 /*
@@ -479,11 +486,12 @@ int guest_client_run(int agent_fd, struct guest_exec *execs, size_t n, const str
 int crgw_guest_exec(int agent_fd, const struct crgw_exec_request *req, int *status, char *err, size_t errlen);
 
 /*
- * The same with the hello's deadline (ms; 0: none; crgw_guest_exec waits 120 s) and whether the caller
- * has read the hello on `agent_fd` already. -ETIMEDOUT when no hello came: nothing was sent then, so the
- * caller may connect again and retry.
+ * The same with the hello's deadline (ms; 0: none; crgw_guest_exec waits 120 s), whether the caller has
+ * read the hello on `agent_fd` already, and the holder SIGTERM and SIGHUP end (`fatal_pidfd`, -1: they go
+ * to the command; guest_client_opts). -ETIMEDOUT when no hello came: nothing was sent then, so the caller
+ * may connect again and retry.
  */
 int crgw_guest_exec_on(int agent_fd, const struct crgw_exec_request *req, int hello_timeout_ms, bool hello_seen,
-		       int *status, char *err, size_t errlen);
+		       int fatal_pidfd, int *status, char *err, size_t errlen);
 
 #endif

@@ -568,7 +568,8 @@ int vm_exec(struct crgw_vm_sandbox *sb, const struct crgw_exec_request *req,
 	}
 	r.env = env;
 	if (sb->agent_fd >= 0) {
-		e = crgw_guest_exec_on(sb->agent_fd, &r, 0, true, status, err, errlen);
+		e = crgw_guest_exec_on(sb->agent_fd, &r, 0, true, sb->owned ? sb->holder_pidfd : -1, status, err,
+				       errlen);
 		close(sb->agent_fd);
 		sb->agent_fd = -1;
 		if (sb->agent_lock >= 0)

@@ -287,6 +287,27 @@ else
 	TAP_N=$((TAP_N + 1))
 fi
 
+# ---- SIGTERM to run ends the sandbox, even when its VM no longer answers ------------------------------
+# crgw-ctl itself, not the vmrun function: $! must be its pid.
+"$CTL" run --backend qemu --rm --policy "$W" -- sh -c 'echo started; sleep 300' >"$T/stuck.out" 2>&1 &
+stuck=$!
+for _ in $(seq 600); do grep -q '^started' "$T/stuck.out" 2>/dev/null && break; sleep 0.1; done
+stuck_vm=$(pgrep -f "qemu-system-x86_64.*$GW_DATA" | head -1)
+[ -n "$stuck_vm" ] && kill -STOP "$stuck_vm"
+kill -TERM "$stuck"
+for _ in $(seq 100); do alive "$stuck" || break; sleep 0.1; done
+if alive "$stuck"; then
+	ok 1 "SIGTERM to crgw-ctl run with a stopped VM: still running after 10 s"
+	kill -KILL "$stuck"
+	[ -n "$stuck_vm" ] && kill -CONT "$stuck_vm"
+else
+	wait "$stuck"
+	rc=$?
+	for _ in $(seq 50); do [ "$("$CTL" stats --json | jq .sandboxes)" -eq 0 ] && break; sleep 0.1; done
+	[ "$rc" -eq 143 ] && ! alive "$stuck_vm" && [ "$("$CTL" stats --json | jq .sandboxes)" -eq 0 ]
+	ok $? "SIGTERM to crgw-ctl run with a VM that no longer answers (stopped): exit 143, the VM killed, the sandbox released (rc=$rc)"
+fi
+
 # ---- what is left -----------------------------------------------------------------------------------
 [ -z "$(kernel_objects)" ]
 ok $? "no interface, chain, set or counter left"
