@@ -4,7 +4,9 @@
 # (QEMU, TCG on machines without KVM) made with crgw-ctl run --backend qemu on the built-in image (busybox
 # and crgw-guest in the initramfs). Checks the command's streams and exit codes, a tty, that its traffic
 # reaches the gateway (egress.sh has the egress checks for both backends), exec into a running VM, an image
-# from the test registry, and that teardown leaves no process, TAP, rule or file. TAP output. Needs root,
+# from the test registry, a disk of its own (--disk), SIGTERM ending a VM that no longer answers, the host's
+# file system filling under a running VM (an I/O error in the guest, never a paused VM), and that teardown
+# leaves no process, TAP, rule or file. TAP output. Needs root,
 # QEMU and the distribution's kernel.
 # usage: qemu.sh CRGW CRGW_CTL
 set -uo pipefail
