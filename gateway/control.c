@@ -117,17 +117,25 @@ static json_t *limits_json(const struct crgw_cgroup_limits *l, bool off)
 			 "cpus", l->cpu_milli ? json_real(l->cpu_milli / 1000.0) : json_null());
 }
 
-/* A sandbox's own disk: its size and what it holds; "off" where the host could not make one; null: none. */
-static json_t *disk_json(uint64_t limit, bool has_used, uint64_t used)
+/*
+ * A sandbox's own disk: its size, what it holds, and (when `left` is given) what its jobs may still
+ * write, less than the size less what it holds by the file system's own overhead; "off" where the host
+ * could not make one; null: none.
+ */
+static json_t *disk_json(uint64_t limit, bool has_used, uint64_t used, const uint64_t *left)
 {
+	json_t *o;
 	bool off;
 
 	if (!limit) {
 		crgw_registry_disk_state(&off);
 		return off ? json_string("off") : json_null();
 	}
-	return json_pack("{s:I, s:o}", "limit_bytes", (json_int_t)limit, "used_bytes",
-			 has_used ? json_integer((json_int_t)used) : json_null());
+	o = json_pack("{s:I, s:o}", "limit_bytes", (json_int_t)limit, "used_bytes",
+		      has_used ? json_integer((json_int_t)used) : json_null());
+	if (o && left)
+		json_object_set_new(o, "free_bytes", has_used ? json_integer((json_int_t)*left) : json_null());
+	return o;
 }
 
 static json_t *usage_json(const struct crgw_cgroup_usage *u)
@@ -226,14 +234,10 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 	}
 	json_object_set_new(o, "limits", limits_json(&sb->limits, sb->cgroup == NULL));
 	{
-		uint64_t used = 0, left = 0, size;
-		bool has_used = sb->disk_limit && crgw_disk_usage(sb->data_dir, &used, &left, &size) == 0;
-		json_t *disk = disk_json(sb->disk_limit, has_used, used);
+		uint64_t used = 0, left = 0;
+		bool has_used = sb->disk_limit && crgw_disk_usage(sb->data_dir, &used, &left) == 0;
 
-		/* What its jobs may still write: the file system's own overhead makes it less than limit - used. */
-		if (json_is_object(disk))
-			json_object_set_new(disk, "free_bytes", has_used ? json_integer((json_int_t)left) : json_null());
-		json_object_set_new(o, "disk", disk);
+		json_object_set_new(o, "disk", disk_json(sb->disk_limit, has_used, used, &left));
 	}
 	if (sb->workspace_mode[0])
 		json_object_set_new(o, "workspace",
@@ -714,7 +718,7 @@ static void reply_gone(struct evhttp_request *req, const char *id)
 		json_object_set_new(o, "limits", limits_json(&t.limits, false));
 	}
 	if (o && t.disk_limit)
-		json_object_set_new(o, "disk", disk_json(t.disk_limit, t.has_disk_used, t.disk_used));
+		json_object_set_new(o, "disk", disk_json(t.disk_limit, t.has_disk_used, t.disk_used, NULL));
 	timings = o ? timings_json(&t.timings) : NULL;
 	if (timings)
 		json_object_set_new(o, "timings", timings);
@@ -1005,11 +1009,7 @@ static void collect_row(struct crgw_sandbox *sb, void *arg)
 	row->has_usage = crgw_sandbox_usage(sb, &row->usage) == 0;
 	row->has_guard = crgw_sandbox_guard_counters(sb, &row->guard) == 0;
 	row->disk_limit = sb->disk_limit;
-	if (sb->disk_limit) {
-		uint64_t size;
-
-		row->has_disk = crgw_disk_usage(sb->data_dir, &row->disk_used, &row->disk_left, &size) == 0;
-	}
+	row->has_disk = sb->disk_limit && crgw_disk_usage(sb->data_dir, &row->disk_used, &row->disk_left) == 0;
 }
 
 static void stats(struct evhttp_request *req)
@@ -1078,10 +1078,7 @@ static void stats(struct evhttp_request *req)
 		if (row && r->has_guard)
 			json_object_set_new(row, "traffic", guard_json(&r->guard));
 		if (row && r->disk_limit)
-			json_object_set_new(row, "disk",
-					    json_pack("{s:I, s:o, s:o}", "limit_bytes", (json_int_t)r->disk_limit,
-						      "used_bytes", r->has_disk ? json_integer((json_int_t)r->disk_used) : json_null(),
-						      "free_bytes", r->has_disk ? json_integer((json_int_t)r->disk_left) : json_null()));
+			json_object_set_new(row, "disk", disk_json(r->disk_limit, r->has_disk, r->disk_used, &r->disk_left));
 		json_array_append_new(arr, row);
 	}
 	free(rows.rows);

@@ -1145,8 +1145,8 @@ static int release(struct crgw_sandbox *sb, const char *why)
 		crgw_cgroup_kill(sb->cgroup);
 	}
 	/* What its disk holds, for the tombstone: the job is over, or near enough. */
-	uint64_t disk_used = 0, disk_left, disk_size;
-	bool has_disk_used = sb->disk_limit && crgw_disk_usage(sb->data_dir, &disk_used, &disk_left, &disk_size) == 0;
+	uint64_t disk_used = 0, disk_left;
+	bool has_disk_used = sb->disk_limit && crgw_disk_usage(sb->data_dir, &disk_used, &disk_left) == 0;
 	char image[sizeof(sb->data_dir) + 8];
 
 	disk_image_of(sb, image, sizeof(image));

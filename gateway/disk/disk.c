@@ -296,7 +296,7 @@ int crgw_disk_detach_beneath(const char *parent, unsigned *count)
 	return err;
 }
 
-int crgw_disk_usage(const char *dir, uint64_t *used, uint64_t *left, uint64_t *size)
+int crgw_disk_usage(const char *dir, uint64_t *used, uint64_t *left)
 {
 	struct statvfs v;
 
@@ -304,7 +304,6 @@ int crgw_disk_usage(const char *dir, uint64_t *used, uint64_t *left, uint64_t *s
 		return -errno;
 	*used = (uint64_t)(v.f_blocks - v.f_bfree) * v.f_frsize;
 	*left = (uint64_t)v.f_bavail * v.f_frsize;
-	*size = (uint64_t)v.f_blocks * v.f_frsize;
 	return 0;
 }
 

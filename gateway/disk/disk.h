@@ -32,8 +32,8 @@ int crgw_disk_detach(const char *dir);
 /* Detaches every mount beneath the directory `parent` (a previous run's disks); their count in `count`. */
 int crgw_disk_detach_beneath(const char *parent, unsigned *count);
 
-/* What the file system on `dir` holds, what is left for a writer, and its size, in bytes. 0 or -errno. */
-int crgw_disk_usage(const char *dir, uint64_t *used, uint64_t *left, uint64_t *size);
+/* What the file system on `dir` holds and what is left for a writer, in bytes. Returns 0 or -errno. */
+int crgw_disk_usage(const char *dir, uint64_t *used, uint64_t *left);
 
 /*
  * Whether this host can give sandboxes disks of `bytes`: makes, mounts and removes one in `scratch_dir`.
