@@ -206,8 +206,9 @@ static void json_event(bool json, json_t *ev)
 /*
  * What became of the sandbox once the command ended, from one look at its record (or, once released,
  * its tombstone): an OOM kill or its TTL ends it with status 137 and a word why; forks refused at its
- * process limit are worth a word too, and so is a full disk under a failed command; `*gone` says whether it still exists. With `wait_release`, a
- * command killed by a signal may be the sandbox ending, and its release takes the gateway a moment.
+ * process limit are worth a word too, and so is a full disk under a failed command; `*gone` says whether
+ * it still exists. With `wait_release`, a command killed by a signal may be the sandbox ending, and its
+ * release takes the gateway a moment.
  */
 static int after_command(const char *id, int status, bool wait_release, bool *gone)
 {
