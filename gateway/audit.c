@@ -155,16 +155,29 @@ int crgw_audit_emit(const struct crgw_audit_event *ev)
 static int open_log(void)
 {
 	struct stat st;
-	int fd = open(A.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	int fd = -1;
 
+	/*
+	 * A log that is rotated by renaming must be a file: never /dev/null renamed, nor a FIFO, which would
+	 * hold the gateway's start until a reader came (hence no blocking open, and a second look after it).
+	 */
+	if (stat(A.path, &st) == 0 && !S_ISREG(st.st_mode))
+		goto not_a_file;
+	fd = open(A.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0640);
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) == 0)
-		A.size = (uint64_t)st.st_size;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		goto not_a_file;
+	A.size = (uint64_t)st.st_size;
 	if (A.fd >= 0)
 		close(A.fd);
 	A.fd = fd;
 	return 0;
+not_a_file:
+	log_error("the audit log is not a regular file", "path=\"%s\"", A.path);
+	if (fd >= 0)
+		close(fd);
+	return -EINVAL;
 }
 
 static void rotate(void)

@@ -7,6 +7,8 @@
 #include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1664,4 +1666,58 @@ bool crgw_config_secrets_differ(const struct crgw_config *a, const struct crgw_c
 	       memcmp(a->git_credentials, b->git_credentials, sizeof(a->git_credentials)) ||
 	       a->nregistry_credentials != b->nregistry_credentials ||
 	       memcmp(a->registry_credentials, b->registry_credentials, sizeof(a->registry_credentials));
+}
+
+/* A CA file upstreams are verified with: a regular file of at most 16 MiB holding a PEM certificate. */
+static int ca_file_check(const char *key, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	unsigned certs = 0;
+	X509 *cert;
+	BIO *bio;
+
+	if (!path[0])
+		return 0;
+	if (stat(path, &st)) {
+		int e = errno;
+
+		snprintf(err, errlen, "%s: %s: %s", key, path, strerror(e));
+		return -e;
+	}
+	/* Looked at before it is opened: a FIFO would hold the start until a writer came. */
+	if (!S_ISREG(st.st_mode) || st.st_size > 16 << 20) {
+		snprintf(err, errlen, "%s: %s: %s", key, path,
+			 S_ISREG(st.st_mode) ? "larger than 16 MiB" : "not a regular file");
+		return -EINVAL;
+	}
+	bio = BIO_new_file(path, "r");
+	if (!bio) {
+		ERR_clear_error();
+		snprintf(err, errlen, "%s: %s: cannot be read", key, path);
+		return -EACCES;
+	}
+	while ((cert = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
+		certs++;
+		X509_free(cert);
+	}
+	ERR_clear_error();
+	BIO_free(bio);
+	if (!certs) {
+		snprintf(err, errlen, "%s: %s: no PEM certificate in it", key, path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int crgw_config_check_files(const struct crgw_config *cfg, char *err, size_t errlen)
+{
+	int rc = ca_file_check("mediation.ca_file", cfg->mediation_ca_file, err, errlen);
+
+	for (size_t i = 0; !rc && i < cfg->nsinks; i++) {
+		char key[128];
+
+		snprintf(key, sizeof(key), "audit.sinks.%s.ca_file", cfg->sinks[i].name);
+		rc = ca_file_check(key, cfg->sinks[i].ca_file, err, errlen);
+	}
+	return rc;
 }

@@ -210,6 +210,13 @@ bool crgw_config_secrets_differ(const struct crgw_config *a, const struct crgw_c
 /* Whether `blocked_ranges` differ: the reload builds the new blocklist before anything else changes. */
 bool crgw_config_blocked_differ(const struct crgw_config *a, const struct crgw_config *b);
 
+/*
+ * Reads the files the configuration names that are not secrets: the CA files of mediation and of the
+ * export sinks must hold a PEM certificate. At start and before a reload is applied, so that a wrong path
+ * stops the start (or the reload) instead of failing every upstream later. Returns 0 or -errno with `err`.
+ */
+int crgw_config_check_files(const struct crgw_config *cfg, char *err, size_t errlen);
+
 /* Parses "a.b.c.d/len" into a network address and prefix. Returns 0 or -EINVAL. */
 int crgw_cidr4_parse(const char *text, struct in_addr *addr, unsigned *prefix);
 

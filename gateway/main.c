@@ -298,6 +298,11 @@ int main(int argc, char **argv)
 			log_error("cannot read the operator's secrets", "error=\"%s\"", verr);
 			goto out;
 		}
+		err = crgw_config_check_files(&cfg, verr, sizeof(verr));
+		if (err) {
+			log_error("cannot read a CA file", "error=\"%s\"", verr);
+			goto out;
+		}
 	}
 	if (evthread_use_pthreads() || !(main_base = event_base_new())) {
 		log_error("libevent initialization failed", "%s", "");

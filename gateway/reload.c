@@ -59,6 +59,10 @@ int crgw_reload(struct crgw_reload_result *out)
 		refuse(out);
 		return -EINVAL;
 	}
+	if (crgw_config_check_files(&next, out->error, sizeof(out->error))) {
+		refuse(out);
+		return -EINVAL;
+	}
 	/*
 	 * The new blocklist is built and swapped in before anything else changes, so that one that cannot be
 	 * built refuses the reload whole instead of being reported applied while the old list stays in force.

@@ -5,11 +5,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <linux/nsfs.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -940,10 +943,16 @@ int crgw_sandbox_register(const struct crgw_sandbox_request *req, struct crgw_sa
 		}
 		sb->holder_pid = req->holder_pid;
 	}
-	netns_fd = req->tap ? -1 : open(req->netns_path, O_RDONLY | O_CLOEXEC);
+	/* Without blocking: a FIFO named here would otherwise hold the control thread until a writer came. */
+	netns_fd = req->tap ? -1 : open(req->netns_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (!req->tap && netns_fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "network namespace %s: %s", req->netns_path, strerror(errno));
+		goto out;
+	}
+	if (!req->tap && ioctl(netns_fd, NS_GET_NSTYPE) != CLONE_NEWNET) {
+		ret = -EINVAL;
+		snprintf(err, errlen, "network namespace %s: not a network namespace", req->netns_path);
 		goto out;
 	}
 	ret = reserve_slot(&sb->slot);

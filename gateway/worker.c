@@ -190,9 +190,14 @@ int crgw_workers_start(const struct crgw_config *cfg)
 
 void crgw_workers_stop(void)
 {
+	/*
+	 * loopexit, not loopbreak: a break is a flag that event_base_loop clears as it starts, so a worker
+	 * stopped before its loop began (a start-up failing right after the threads) ran for ever. loopexit is
+	 * an event, taken whenever the loop gets to it.
+	 */
 	for (unsigned i = 0; i < nworkers; i++)
 		if (workers[i].started)
-			event_base_loopbreak(workers[i].base);
+			event_base_loopexit(workers[i].base, NULL);
 	for (unsigned i = 0; i < nworkers; i++)
 		if (workers[i].started)
 			pthread_join(workers[i].thread, NULL);

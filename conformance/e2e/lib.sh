@@ -26,7 +26,16 @@ check() { # check DESCRIPTION -- COMMAND...: ok when COMMAND exits 0
 	if "$@" >/dev/null 2>&1; then ok 0 "$desc"; else ok 1 "$desc"; fi
 }
 
+# Every gateway a test stops must exit 0: in a sanitizer build its exit status is where a leak or an error
+# at exit shows, and a test that restarts its gateway would otherwise never look (gw_stop counts them).
+GW_STOPS=0
+GW_STOP_BAD=
 tap_done() {
+	[ -n "${GW_PID:-}" ] && gw_stop >/dev/null 2>&1
+	if [ "$GW_STOPS" -gt 0 ]; then
+		[ -z "$GW_STOP_BAD" ]
+		ok $? "each of the $GW_STOPS gateways this test stopped exited 0 (sanitizer builds: no leak, no error)${GW_STOP_BAD:+; exit statuses:$GW_STOP_BAD}"
+	fi
 	echo "1..$TAP_N"
 	[ "$TAP_N" -gt 0 ] && [ "$TAP_FAILED" -eq 0 ]
 }
@@ -94,6 +103,8 @@ gw_stop() { # gw_stop: SIGTERM and wait; returns crgw's exit status
 		rc=$?
 	fi
 	GW_PID=
+	GW_STOPS=$((GW_STOPS + 1))
+	[ $rc -eq 0 ] || GW_STOP_BAD+=" $rc"
 	return $rc
 }
 
