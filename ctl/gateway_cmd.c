@@ -253,6 +253,14 @@ int cmd_sandbox(int argc, char **argv)
 
 /* ---- audit tail --------------------------------------------------------------------------------- */
 
+/* A field of an event for a terminal, in `buf` (1,100 bytes): '?' for what could move its cursor. */
+static const char *shown(json_t *o, const char *key, char *buf)
+{
+	const char *s = str(o, key);
+
+	return crgw_audit_text_safe(buf, 1100, s, strlen(s));
+}
+
 /* One line per event for people; --json passes the events through untouched. */
 static int print_event(const char *text, size_t len, void *arg)
 {
@@ -272,18 +280,26 @@ static int print_event(const char *text, size_t len, void *arg)
 		return 0;
 	}
 	json_t *port = json_object_get(e, "dst_port");
+	char f[8][1100];
 
-	printf("%s %-18s %-5s %-24s %-7s %-16s %s", str(e, "ts"), str(e, "event"), str(e, "action"),
-	       str(e, "reason_code"), str(e, "service"), str(e, "sandbox_id"),
-	       json_object_get(e, "dst_host") ? str(e, "dst_host") : str(e, "dst_ip"));
+	/* Shown, not printed: a field that carried an escape sequence must not drive the reader's terminal. */
+	printf("%s %-18s %-5s %-24s %-7s %-16s %s", shown(e, "ts", f[0]), shown(e, "event", f[1]),
+	       shown(e, "action", f[2]), shown(e, "reason_code", f[3]), shown(e, "service", f[4]),
+	       shown(e, "sandbox_id", f[5]), shown(e, json_object_get(e, "dst_host") ? "dst_host" : "dst_ip", f[6]));
 	if (port)
 		printf(":%lld", (long long)json_integer_value(port));
+	/* A registry event's package and version: what was installed, or refused. */
+	if (json_object_get(e, "package")) {
+		printf(" %s", shown(e, "package", f[7]));
+		if (json_object_get(e, "version"))
+			printf("@%s", shown(e, "version", f[7]));
+	}
 	if (json_object_get(e, "bytes_up"))
 		printf(" (%lld bytes up, %lld down, %lld ms)", (long long)json_integer_value(json_object_get(e, "bytes_up")),
 		       (long long)json_integer_value(json_object_get(e, "bytes_down")),
 		       (long long)json_integer_value(json_object_get(e, "duration_ms")));
 	if (json_object_get(e, "detail"))
-		printf(" (%s)", str(e, "detail"));
+		printf(" (%s)", shown(e, "detail", f[0]));
 	printf("\n");
 	fflush(stdout);
 	json_decref(e);
@@ -393,8 +409,13 @@ int cmd_stats(int argc, char **argv)
 	const char *key;
 
 	if (argc != 1 || (json && prom)) {
-		fprintf(stderr, "%susage: crgw-ctl stats [--json | --prometheus]\n",
-			json && prom ? "crgw-ctl stats: --json and --prometheus exclude each other\n" : "");
+		char what[300] = "";
+
+		if (json && prom)
+			snprintf(what, sizeof(what), "crgw-ctl stats: --json and --prometheus exclude each other\n");
+		else
+			snprintf(what, sizeof(what), "crgw-ctl stats: unexpected '%.200s'\n", argv[1]);
+		fprintf(stderr, "%susage: crgw-ctl stats [--json | --prometheus]\n", what);
 		return CTL_EXIT_ERROR;
 	}
 	if (prom) {

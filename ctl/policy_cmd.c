@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "crgw/policy.h"
+#include "crgw/policy_diff.h"
 #include "ctl.h"
 
 struct policy_args {
@@ -246,7 +247,10 @@ static int validate_compiled(const struct policy_args *a)
 	size_t len = 0;
 	int rc = read_compiled(a->positional, &json, &len);
 
-	if (rc)
+	if (rc == -E2BIG)
+		snprintf(err, sizeof(err), "%s: larger than %u MiB, the most a gateway takes for a compiled policy",
+			 a->positional, CRGW_COMPILED_MAX_BYTES >> 20);
+	else if (rc)
 		snprintf(err, sizeof(err), "%s: %s", a->positional, repo_read_error(rc));
 	else if (crgw_policy_load(json, len, &policy, err, sizeof(err)) != 0)
 		rc = -EINVAL;
@@ -497,6 +501,61 @@ static void print_embedded(const struct crgw_host *host, json_t *o)
 	printf("  carries: %s (%s), checked as that IPv4 address too\n", v4.text, crgw_embed_str(form));
 }
 
+/*
+ * The services of mediation that reach `host` for the sandbox, whatever the decision for a direct
+ * connection: git.hosts and the enabled registries' allowed_hosts (docs/mediation.md, docs/registries.md).
+ * A host a job clones from or installs from is often one the network rules do not name, and an explain
+ * that said only "deny" would send its reader looking for the wrong rule.
+ */
+static json_t *mediation_routes(const struct crgw_policy *policy, const struct crgw_host *host)
+{
+	static const char *const registries[] = { "npm", "pip", "go", "oci" };
+	static const char *const modes[] = { "off", "deny_unknown", "warn" };
+	const char *off;
+	json_t *routes = json_array();
+
+	if (!routes || host->kind != CRGW_HOST_NAME)
+		return routes;
+	if (crgw_policy_git_host_allowed(policy, host->text))
+		json_array_append_new(routes, json_pack("{s:s, s:s, s:b}", "service", "git", "rule", "git.hosts",
+							  "push", crgw_policy_git_push(policy)));
+	for (size_t i = 0; i < sizeof(registries) / sizeof(registries[0]); i++) {
+		const struct crgw_registry_rule *r = crgw_policy_registry(policy, registries[i]);
+		char rule[64];
+
+		if (!r || !r->enable || !crgw_policy_registry_host_allowed(r, host->text))
+			continue;
+		snprintf(rule, sizeof(rule), "registries.%s.allowed_hosts", registries[i]);
+		off = r->fallback_allow ? "off (fallback: allow)" : "off (fallback: deny)";
+		json_array_append_new(routes, json_pack("{s:s, s:s, s:s, s:s}", "service", "registry", "registry",
+							  registries[i], "rule", rule, "lockfile",
+							  r->mode == CRGW_LOCKFILE_OFF ? off : modes[r->mode]));
+	}
+	return routes;
+}
+
+static void print_routes(const json_t *routes, const char *host)
+{
+	size_t i;
+	json_t *r;
+
+	json_array_foreach(routes, i, r) {
+		const char *service = json_string_value(json_object_get(r, "service"));
+		const char *rule = json_string_value(json_object_get(r, "rule"));
+
+		/* The decision above is a direct connection's; these reach the host another way. */
+		if (!strcmp(service, "git"))
+			printf("  mediation: %s: git in the sandbox clones and fetches https://%s/… through the "
+			       "gateway's mediation, which adds the operator's credential (pushes: %s)\n",
+			       rule, host, json_is_true(json_object_get(r, "push")) ? "as git.push_refs allow" : "refused");
+		else
+			printf("  mediation: %s: %s in the sandbox installs from %s through the gateway's mediation "
+			       "(lockfile enforcement: %s)\n",
+			       rule, json_string_value(json_object_get(r, "registry")), host,
+			       json_string_value(json_object_get(r, "lockfile")));
+	}
+}
+
 static int cmd_explain(const struct policy_args *a)
 {
 	struct crgw_policy *policy = NULL;
@@ -518,9 +577,13 @@ static int cmd_explain(const struct policy_args *a)
 		return CTL_EXIT_ERROR;
 	}
 	/* A URL pasted whole read as HOST:PORT with the port "//host/...": say what was wrong with it. */
+	/* The question as asked, for a terminal: an escape in it must not drive the reader's. */
+	char asked[1100];
+
+	crgw_audit_text_safe(asked, sizeof(asked), a->positional, strlen(a->positional));
 	if (strstr(a->positional, "://")) {
 		fprintf(stderr, "crgw-ctl policy explain: '%s': a URL; give HOST[:PORT] (https://h/p is h:443)\n",
-			a->positional);
+			asked);
 		return CTL_EXIT_ERROR;
 	}
 	switch (crgw_hostport_parse(a->positional, strlen(a->positional), 443, &host, &port, &why)) {
@@ -536,7 +599,7 @@ static int cmd_explain(const struct policy_args *a)
 		host_part(a->positional, invalid_host, sizeof(invalid_host));
 		break;
 	default:
-		fprintf(stderr, "crgw-ctl: '%s': %s\n", a->positional, why);
+		fprintf(stderr, "crgw-ctl: '%s': %s\n", asked, why);
 		return CTL_EXIT_ERROR;
 	}
 	blocked = ctl_gateway_blocklist();
@@ -583,20 +646,31 @@ static int cmd_explain(const struct policy_args *a)
 		json_object_set_new(o, "explanation", json_string(explanation));
 		json_object_set_new(o, "policy", json_string(label));
 		json_object_set_new(o, "policy_hash", json_string(crgw_policy_hash(policy)));
-		if (!invalid)
+		if (!invalid) {
 			print_embedded(&host, o);
+			json_object_set_new(o, "mediation", mediation_routes(policy, &host));
+		}
 		print_json(o);
 	} else {
 		bool v6 = !invalid && host.kind == CRGW_HOST_IPV6;
 
-		printf("%s %s%s%s:%u\n", d.allow ? "allow" : "deny", v6 ? "[" : "", invalid ? invalid_host : host.text,
-		       v6 ? "]" : "", port);
+		char shown_host[1100];
+
+		crgw_audit_text_safe(shown_host, sizeof(shown_host), invalid ? invalid_host : host.text,
+				     strlen(invalid ? invalid_host : host.text));
+		printf("%s %s%s%s:%u\n", d.allow ? "allow" : "deny", v6 ? "[" : "", shown_host, v6 ? "]" : "", port);
 		if (!d.allow)
 			printf("  reason: %s\n", crgw_reason_str(d.reason));
 		printf("  rule:   %s\n", d.rule ? d.rule : "none (refused before any rule is consulted)");
 		if (!invalid)
 			print_embedded(&host, NULL);
 		printf("  why:    %s\n", explanation);
+		if (!invalid) {
+			json_t *routes = mediation_routes(policy, &host);
+
+			print_routes(routes, host.text);
+			json_decref(routes);
+		}
 		printf("  policy: %s (%s)\n", label, crgw_policy_hash(policy));
 	}
 	rc = d.allow ? CTL_EXIT_OK : CTL_EXIT_DENY;

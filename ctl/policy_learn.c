@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "crgw/policy.h"
@@ -153,7 +154,8 @@ int policy_learn(int argc, char **argv)
 		case 'c':
 			errno = 0;
 			collapse = strtoul(optarg, &end, 10);
-			if (errno || *end || !optarg[0] || collapse < 2 || collapse > 1000) {
+			if (errno || *end || !(optarg[0] >= '0' && optarg[0] <= '9') || collapse < 2 ||
+			    collapse > 1000) {
 				fprintf(stderr,
 					"crgw-ctl policy learn: --collapse: expected a number from 2 to 1000\n");
 				return CTL_EXIT_ERROR;
@@ -169,6 +171,16 @@ int policy_learn(int argc, char **argv)
 	}
 	if (argc - optind != 1) {
 		fprintf(stderr, "crgw-ctl policy learn: one audit log is required\n%s", usage);
+		return CTL_EXIT_ERROR;
+	}
+	/* The draft replaces a file by renaming: a device, a FIFO or a link at the path would go with it. */
+	struct stat st;
+
+	if (into && lstat(into, &st) == 0 && !S_ISREG(st.st_mode)) {
+		fprintf(stderr,
+			"crgw-ctl policy learn: --into %s: not a regular file (the draft is written as a new file or "
+			"replaces one; without --into it goes to standard output)\n",
+			into);
 		return CTL_EXIT_ERROR;
 	}
 	log = argv[optind];

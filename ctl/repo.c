@@ -26,6 +26,10 @@ int repo_find_policy(const char *arg, struct repo_policy *out, char *err, size_t
 	const char *dir = arg ? arg : ".";
 
 	memset(out, 0, sizeof(*out));
+	if (!dir[0]) {
+		snprintf(err, errlen, "an empty path: give a policy file or a repository directory");
+		return -ENOENT;
+	}
 	if (stat(dir, &st) != 0) {
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 		return -errno;

@@ -237,6 +237,10 @@ static int after_command(const char *id, int status, bool wait_release, bool *go
 			id, (long long)oom, oom == 1 ? " was" : "es were");
 	} else if (status == 137 && e == -ESRCH && reason) {
 		fprintf(stderr, "crgw-ctl: sandbox %s was released: %s\n", id, reason);
+	} else if (status == 137 && e && e != -ESRCH) {
+		/* A gateway that stops ends its sandboxes: a bare 137 would read as an out-of-memory kill. */
+		fprintf(stderr, "crgw-ctl: sandbox %s ended with its gateway, which cannot be reached now (%s)\n", id,
+			err);
 	} else if (denied > 0) {
 		fprintf(stderr, "crgw-ctl: sandbox %s: %lld fork%s refused at its process limit of %lld\n", id,
 			(long long)denied, denied == 1 ? " was" : "s were",
@@ -372,7 +376,7 @@ int cmd_run(int argc, char **argv)
 			break;
 		case 'I':
 			if (!crgw_run_id_valid(optarg)) {
-				fprintf(stderr, "crgw-ctl: --run-id: at most 63 characters, no control characters\n");
+				fprintf(stderr, "crgw-ctl: --run-id: at most 63 bytes of UTF-8, no control characters\n");
 				goto out;
 			}
 			spec.run_id = optarg;

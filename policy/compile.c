@@ -1390,8 +1390,10 @@ static void check_source(struct compiler *c, const struct crgw_compile_opts *o)
 {
 	const char *r = o->source_repository, *commit = o->source_commit, *kind;
 
-	if (r && (!*r || strlen(r) > MAX_STRING || text_has_control(r, strlen(r))))
-		invalid(c, NULL, "source.repository", "empty, longer than %d bytes or with a control character",
+	json_t *utf8 = r ? json_string(r) : NULL;
+
+	if (r && (!*r || strlen(r) > MAX_STRING || text_has_control(r, strlen(r)) || !utf8))
+		invalid(c, NULL, "source.repository", "empty, longer than %d bytes, not UTF-8 or with a control character",
 			MAX_STRING);
 	else if (r && (kind = secret_scan(r, strlen(r))))
 		invalid(c, NULL, "source.repository", "looks like it holds a credential (%s); name the repository only",
@@ -1402,6 +1404,15 @@ static void check_source(struct compiler *c, const struct crgw_compile_opts *o)
 		if (n < 7 || n > 64 || commit[n])
 			invalid(c, NULL, "source.commit", "not a commit id (7 to 64 hexadecimal digits)");
 	}
+	json_decref(utf8);
+}
+
+/* A caller's string, or null where it is not UTF-8: check_source has refused it then, not the memory. */
+static json_t *source_string(const char *s)
+{
+	json_t *v = s ? json_string(s) : NULL;
+
+	return v ? v : json_null();
 }
 
 static json_t *source_json(struct compiler *c, const struct crgw_compile_opts *o)
@@ -1411,8 +1422,8 @@ static json_t *source_json(struct compiler *c, const struct crgw_compile_opts *o
 	check_source(c, o);
 
 	add_json(c, s, "path", string_or_null(o->source_path));
-	add_json(c, s, "repository", string_or_null(o->source_repository));
-	add_json(c, s, "commit", string_or_null(o->source_commit));
+	add_json(c, s, "repository", source_string(o->source_repository));
+	add_json(c, s, "commit", source_string(o->source_commit));
 	return s;
 }
 

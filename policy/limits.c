@@ -5,6 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
+
 #include "crgw/limits.h"
 
 int crgw_size_parse(const char *text, uint64_t *out)
@@ -81,7 +83,11 @@ bool crgw_run_id_valid(const char *run_id)
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)run_id[i] < 0x20 || run_id[i] == 0x7f)
 			return false;
-	return true;
+	/* Audit events are JSON: a run id that is not UTF-8 could not be written into them. */
+	json_t *utf8 = json_stringn(run_id, n);
+
+	json_decref(utf8);
+	return utf8 != NULL;
 }
 
 bool crgw_sandbox_name_valid(const char *name)

@@ -112,6 +112,7 @@ expect_rc 125 "run with a relative -w" run -w relative -- true
 expect_rc 125 "run with a bad -e" run -e "=x" -- true
 expect_rc 125 "run with a bad --pids" run --pids -3 -- true
 expect_rc 125 "run without a command" run --rm
+expect_rc 125 "run with a --run-id that is not UTF-8 (the audit could not carry it)" run --run-id "$(printf '\377\376')" -- true
 # Limits and names are refused as the gateway would refuse them, before any sandbox is begun (no gateway
 # runs here: an accepted value gets as far as the policy, and fails there with another message).
 for bad in "--memory 5Q" "--memory 15M" "--memory -1G" "--memory 99999999999T" "--cpus -1" "--cpus 0.001" \
@@ -166,6 +167,12 @@ expect_rc 0 "source repository and commit are recorded" policy compile --json --
 jq -e '.source == {"path": "cleanroom.yaml", "repository": "example/repo", "commit": "0123456789abcdef"}' \
 	"$tmp/out" >/dev/null
 result $? "compiled source names path, repository and commit"
+run policy compile --json --repository "$(printf '\377\376')" "$examples"
+[ "$rc" = 2 ] && grep -q 'source.repository: .*not UTF-8' "$tmp/err"
+result $? "a --repository that is not UTF-8 is refused as such, not as 'out of memory' (exit $rc)"
+run policy compile --json --commit "$(printf '\377\376')" "$examples"
+[ "$rc" = 2 ] && grep -q 'source.commit: not a commit id' "$tmp/err" && ! grep -q 'memory' "$tmp/err"
+result $? "a --commit that is not UTF-8 is not a commit id (exit $rc)"
 
 # ---- explain
 ex() { expect_json "$@"; }
@@ -215,6 +222,18 @@ done
 ex 1 '.reason_code == "private_address_blocked" and .rule == "gateway.blocked_ranges"' \
 	"--blocked ranges are refused whatever the policy says" \
 	policy explain --json --policy "$examples" --blocked 10.20.0.0/16 10.20.3.4:5432
+# Hosts the sandbox reaches through mediation: explain's decision is a direct connection's, and it names
+# the service that reaches the host anyway.
+ex 1 '.action == "deny" and .mediation == [{"service": "git", "rule": "git.hosts", "push": false}]' \
+	"explain names git.hosts for a host only mediation reaches" policy explain --json --policy "$examples" github.com
+run policy explain --policy "$examples" github.com
+[ "$rc" = 1 ] && grep -q '^  mediation: git.hosts: git in the sandbox clones and fetches https://github.com/' "$tmp/out"
+result $? "... in its text too (exit $rc)"
+ex 0 '.mediation == [{"service": "registry", "registry": "npm", "rule": "registries.npm.allowed_hosts", "lockfile": "deny_unknown"}]' \
+	"explain names an enabled registry's allowed host and its lockfile mode" policy explain --json --policy "$examples" npm.pkgs.example
+ex 0 '.mediation[0].registry == "pip" and .mediation[0].lockfile == "warn"' \
+	"... pip's in warn mode" policy explain --json --policy "$examples" files.pkgs.example
+ex 1 '.mediation == []' "explain names no mediation for other hosts" policy explain --json --policy "$examples" evil.example
 expect_rc 2 "bad --blocked range" policy explain --policy "$examples" --blocked 10.20.0.1/16 x.example
 run policy explain --policy "$examples" --blocked 10.20.0.1/16 x.example
 grep -q "^crgw-ctl: --blocked '10.20.0.1/16': address has bits set beyond the prefix length" "$tmp/err"
@@ -237,7 +256,7 @@ run run --env-file "$tmp" -- true
 [ "$rc" = 125 ] && grep -q -- "--env-file $tmp: not a regular file" "$tmp/err"
 result $? "--env-file of a directory says it is not a regular file (exit $rc)"
 run run --run-id "$(printf 'job\033[2J')" -- true
-[ "$rc" = 125 ] && grep -q -- "--run-id: at most 63 characters, no control characters" "$tmp/err"
+[ "$rc" = 125 ] && grep -q -- "--run-id: at most 63 bytes of UTF-8, no control characters" "$tmp/err"
 result $? "a run id with a control character is refused (exit $rc)"
 # Numeric spellings that are not a dotted quad: the gateway refuses such a target as request_invalid
 # before any rule (CONNECT, URL, Host: 400), so explain says deny with that reason, not a usage error.
@@ -588,6 +607,16 @@ expect_rc 0 "... and the draft written with --into validates" policy validate "$
 expect_rc 2 "policy learn of a log with no allowed flow is an error" policy learn --run-id nobody "$tmp/d.log"
 expect_rc 2 "policy learn of a missing log is an error" policy learn "$tmp/nope.log"
 expect_rc 2 "policy learn --collapse 1 is a usage error" policy learn --collapse 1 "$tmp/d.log"
+expect_rc 2 "policy learn --collapse ' 3' (a blank before the number) is a usage error" policy learn --collapse " 3" "$tmp/d.log"
+# --into renames its draft over the path: something there that is not a file is refused, and left as it was.
+mkfifo "$tmp/into.fifo"
+ln -s "$tmp/learned/cleanroom.yaml" "$tmp/into.link"
+run policy learn "$tmp/d.log" --into "$tmp/into.fifo"
+[ "$rc" = 2 ] && [ -p "$tmp/into.fifo" ] && grep -q 'not a regular file' "$tmp/err"
+result $? "policy learn --into a FIFO is refused and the FIFO stays (exit $rc: $(head -c 120 "$tmp/err"))"
+run policy learn "$tmp/d.log" --into "$tmp/into.link"
+[ "$rc" = 2 ] && [ -L "$tmp/into.link" ]
+result $? "policy learn --into a symbolic link is refused and the link stays (exit $rc)"
 # A ts that would end the header's comment line (CR, NEL, U+2028, U+2029) and write YAML after it, or that
 # carries ESC or DEL; each is the last time seen, which the header names.
 ok='{"ts":"2026-01-01T00:00:00Z","event":"decision","service":"connect","dst_host":"h.example.test","dst_port":443,"action":"allow"}'

@@ -36,8 +36,8 @@ int crgw_cpus_parse(const char *text, uint32_t *milli);
 bool crgw_sandbox_name_valid(const char *name);
 
 /*
- * Whether `run_id` can be a sandbox's run id: at most 63 bytes, none of them a control character (it is
- * printed in listings and audit text; the caller's CI job id or UUID needs none).
+ * Whether `run_id` can be a sandbox's run id: at most 63 bytes of UTF-8, none of them a control character
+ * (it is printed in listings and audit text; the caller's CI job id or UUID needs none).
  */
 bool crgw_run_id_valid(const char *run_id);
 
