@@ -230,21 +230,57 @@ int workspace_attach(const struct workspace *ws, const char *target, const char 
 /* ---- sandbox diff ----------------------------------------------------------------------------- */
 
 /*
+ * Git's places where code runs or comes from, in the workspace's repository and in any repository inside it
+ * (a clone, a submodule, a vendored tree): git runs a nested repository's hooks as it runs the top one's,
+ * and reads its own .gitattributes in every directory.
+ */
+static const char *git_reason(const char *rel)
+{
+	static const struct {
+		const char *path;
+		const char *why;
+	} git[] = {
+		{ ".git/hooks", "git hook: runs on git commands" },
+		{ ".git/config", "git configuration: can run commands (core.fsmonitor, aliases, filters)" },
+		{ ".git/info/attributes", "git attributes: filters and diff drivers" },
+	};
+	const char *base = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
+
+	size_t blen = strlen(base);
+
+	for (const char *p = rel; p; p = strchr(p, '/') ? strchr(p, '/') + 1 : NULL)
+		for (size_t i = 0; i < sizeof(git) / sizeof(git[0]); i++) {
+			size_t n = strlen(git[i].path);
+
+			if (strncmp(p, git[i].path, n) || (p[n] != '\0' && p[n] != '/' && p[n] != '.'))
+				continue;
+			/* The samples every clone has: git never runs a hook by that name. */
+			if (i == 0 && p[n] == '/' && blen > 7 && !strcmp(base + blen - 7, ".sample"))
+				return NULL;
+			return git[i].why;
+		}
+	if (!strcmp(base, ".gitattributes"))
+		return "git attributes: filters and diff drivers";
+	if (!strcmp(base, ".gitmodules"))
+		return "git submodules: where a clone fetches from";
+	return NULL;
+}
+
+/*
  * Paths a reviewer must see before trusting a change: where code runs without being asked (git hooks and
  * configuration, CI, editor tasks, hook managers) and the files tools load from a repository on their own
  * (dotfiles). Inside other dot-directories (a .venv, a .cache) only the directory itself is flagged.
  */
 static const char *review_reason(const char *rel)
 {
+	const char *git = git_reason(rel);
+
+	if (git)
+		return git;
 	static const struct {
 		const char *prefix;
 		const char *why;
 	} places[] = {
-		{ ".git/hooks", "git hook: runs on git commands" },
-		{ ".git/config", "git configuration: can run commands (core.fsmonitor, aliases, filters)" },
-		{ ".git/info/attributes", "git attributes: filters and diff drivers" },
-		{ ".gitattributes", "git attributes: filters and diff drivers" },
-		{ ".gitmodules", "git submodules: where a clone fetches from" },
 		{ ".github", "CI configuration" },
 		{ ".gitlab-ci", "CI configuration" },
 		{ ".gitlab", "CI configuration" },

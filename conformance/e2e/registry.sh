@@ -233,8 +233,8 @@ out=$(run "$NONE" 'curl -s -D - -o /dev/null http://$CRGW_GATEWAY:8170/registry/
 check "npm not enabled: registry_not_allowed ($out)" -- grep -q registry_not_allowed <<<"$out"
 out=$(run "$NPM" 'curl -s -D - -o /dev/null http://$CRGW_GATEWAY:8170/registry/pypi/pypi.test/simple/crgw-alpha/ | tr -d "\r" | grep -i "^x-crgw-reason"' 2>&1)
 check "pip not enabled: registry_not_allowed ($out)" -- grep -q registry_not_allowed <<<"$out"
-check "audited: registry_not_allowed with the registry" -- \
-	audit_has "$AUDIT" 'select(.event=="decision" and .reason_code=="registry_not_allowed" and .registry=="pip")'
+check "audited: registry_not_allowed with the registry and the host asked for" -- \
+	audit_has "$AUDIT" 'select(.event=="decision" and .reason_code=="registry_not_allowed" and .registry=="pip" and .dst_host=="pypi.test")'
 out=$(run "$NPM" 'curl -s -D - -o /dev/null http://$CRGW_GATEWAY:8170/registry/npm/web1.test/crgw-dep-00 | tr -d "\r" | grep -i "^x-crgw-reason"' 2>&1)
 check "a host outside allowed_hosts: host_not_allowed ($out)" -- grep -q host_not_allowed <<<"$out"
 

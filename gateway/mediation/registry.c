@@ -157,14 +157,18 @@ struct reg_req *reg_begin_host(struct med_request *r, const char *kind, const ch
 	char detail[400];
 	struct reg_req *g;
 
+	/* The host is read first, so that even a registry's refusal names the host it was asked for. */
+	bool host_ok = !host || (hlen && !crgw_host_parse(host, hlen, &r->host, &why) && r->host.kind == CRGW_HOST_NAME);
+
+	if (!host_ok)
+		r->host.len = 0;
 	AUDIT_SET(r->registry, registry);
 	if (!rule || !rule->enable) {
 		snprintf(detail, sizeof(detail), "registries.%s is not enabled in this sandbox's policy", registry);
 		med_refuse(r, 403, "Forbidden", CRGW_REASON_REGISTRY_NOT_ALLOWED, detail);
 		return NULL;
 	}
-	if (host && (!hlen || crgw_host_parse(host, hlen, &r->host, &why) || r->host.kind != CRGW_HOST_NAME)) {
-		r->host.len = 0;
+	if (!host_ok) {
 		snprintf(detail, sizeof(detail), "expected /registry/%s/<registry host>/... with a host name", kind);
 		med_refuse(r, 400, "Bad Request", CRGW_REASON_REQUEST_INVALID, detail);
 		return NULL;
