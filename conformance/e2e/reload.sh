@@ -103,6 +103,18 @@ n=${out#refused=}
 ok $? "... the running configuration stays: the burst is still limited ($out)"
 audit_has "$AUDIT" 'select(.event == "config_reload_refused")'
 ok $? "... and the refusal is audited (config_reload_refused)"
+# A CA file that holds no certificate would fail every upstream of mediation: the reload is refused.
+echo "not a certificate" >"$T/junk.pem"
+printf 'dns:
+  rate_limit: 5
+  upstream: [ "%s" ]
+mediation:
+  ca_file: %s
+' "$TN_DNS" "$T/junk.pem" >"$T/crgw.yaml"
+out=$("$CTL" reload 2>&1)
+rc=$?
+[ $rc -eq 2 ] && grep -q 'mediation.ca_file: .*no PEM certificate' <<<"$out" && kill -0 "$GW_PID"
+ok $? "a mediation.ca_file without a certificate is refused on reload too (exit $rc: $(tail -1 <<<"$out"))"
 
 # Back by SIGHUP.
 config 1000 "$TN_DNS"

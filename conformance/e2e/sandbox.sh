@@ -391,7 +391,7 @@ gw_start "$T" >/dev/null 2>&1
 rc=$?
 [ $rc -ne 0 ] && grep -q 'cannot set up resource limits' "$T/crgw.log"
 ok $? "without cgroup controllers the gateway refuses to start (limits fail closed)"
-gw_stop >/dev/null 2>&1
+gw_reap
 gw_start "$T" --set limits.optional=true || { echo "Bail out! crgw did not start with limits.optional"; exit 1; }
 out=$("$CTL" run --rm --policy "$P" -- sh -c 'echo ran' 2>&1)
 [ "$out" = ran ]
