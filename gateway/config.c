@@ -1674,27 +1674,38 @@ static int ca_file_check(const char *key, const char *path, char *err, size_t er
 	struct stat st;
 	unsigned certs = 0;
 	X509 *cert;
+	FILE *f;
 	BIO *bio;
+	int fd;
 
 	if (!path[0])
 		return 0;
-	if (stat(path, &st)) {
+	/* Opened without blocking, then looked at: a FIFO would hold the start until a writer came. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0 || fstat(fd, &st)) {
 		int e = errno;
 
+		if (fd >= 0)
+			close(fd);
 		snprintf(err, errlen, "%s: %s: %s", key, path, strerror(e));
 		return -e;
 	}
-	/* Looked at before it is opened: a FIFO would hold the start until a writer came. */
 	if (!S_ISREG(st.st_mode) || st.st_size > 16 << 20) {
+		close(fd);
 		snprintf(err, errlen, "%s: %s: %s", key, path,
 			 S_ISREG(st.st_mode) ? "larger than 16 MiB" : "not a regular file");
 		return -EINVAL;
 	}
-	bio = BIO_new_file(path, "r");
+	f = fdopen(fd, "r");
+	bio = f ? BIO_new_fp(f, BIO_CLOSE) : NULL;
 	if (!bio) {
+		if (f)
+			fclose(f);
+		else
+			close(fd);
 		ERR_clear_error();
-		snprintf(err, errlen, "%s: %s: cannot be read", key, path);
-		return -EACCES;
+		snprintf(err, errlen, "%s: %s: out of memory", key, path);
+		return -ENOMEM;
 	}
 	while ((cert = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
 		certs++;

@@ -278,6 +278,13 @@ int main(int argc, char **argv)
 	}
 	crgw_reload_init(&cfg, parse_args, argc, argv);
 	if (check_only) {
+		char ferr[512];
+
+		/* What a start and a reload read besides the file: the CA files (secrets are the vault's). */
+		if (crgw_config_check_files(&cfg, ferr, sizeof(ferr))) {
+			fprintf(stderr, "crgw: %s\n", ferr);
+			return 2;
+		}
 		printf("configuration ok\n");
 		return 0;
 	}

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "compiled.h"
+#include "crgw/policy_diff.h"
 #include "gitref.h"
 #include "lockfile.h"
 #include "matcher.h"
@@ -1390,9 +1391,10 @@ static void check_source(struct compiler *c, const struct crgw_compile_opts *o)
 {
 	const char *r = o->source_repository, *commit = o->source_commit, *kind;
 
-	json_t *utf8 = r ? json_string(r) : NULL;
+	if (o->source_path && !crgw_text_utf8_valid(o->source_path, strlen(o->source_path)))
+		invalid(c, NULL, "source.path", "the policy file's name is not UTF-8; rename it");
 
-	if (r && (!*r || strlen(r) > MAX_STRING || text_has_control(r, strlen(r)) || !utf8))
+	if (r && (!*r || strlen(r) > MAX_STRING || text_has_control(r, strlen(r)) || !crgw_text_utf8_valid(r, strlen(r))))
 		invalid(c, NULL, "source.repository", "empty, longer than %d bytes, not UTF-8 or with a control character",
 			MAX_STRING);
 	else if (r && (kind = secret_scan(r, strlen(r))))
@@ -1404,15 +1406,15 @@ static void check_source(struct compiler *c, const struct crgw_compile_opts *o)
 		if (n < 7 || n > 64 || commit[n])
 			invalid(c, NULL, "source.commit", "not a commit id (7 to 64 hexadecimal digits)");
 	}
-	json_decref(utf8);
 }
 
-/* A caller's string, or null where it is not UTF-8: check_source has refused it then, not the memory. */
+/*
+ * A caller's string; null where it is not UTF-8 (check_source refused it then: no "out of memory" for it),
+ * and NULL when memory ran out.
+ */
 static json_t *source_string(const char *s)
 {
-	json_t *v = s ? json_string(s) : NULL;
-
-	return v ? v : json_null();
+	return s && crgw_text_utf8_valid(s, strlen(s)) ? json_string(s) : json_null();
 }
 
 static json_t *source_json(struct compiler *c, const struct crgw_compile_opts *o)
@@ -1421,7 +1423,7 @@ static json_t *source_json(struct compiler *c, const struct crgw_compile_opts *o
 
 	check_source(c, o);
 
-	add_json(c, s, "path", string_or_null(o->source_path));
+	add_json(c, s, "path", source_string(o->source_path));
 	add_json(c, s, "repository", source_string(o->source_repository));
 	add_json(c, s, "commit", source_string(o->source_commit));
 	return s;

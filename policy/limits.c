@@ -5,9 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include <jansson.h>
-
 #include "crgw/limits.h"
+#include "crgw/policy_diff.h"
 
 int crgw_size_parse(const char *text, uint64_t *out)
 {
@@ -84,10 +83,7 @@ bool crgw_run_id_valid(const char *run_id)
 		if ((unsigned char)run_id[i] < 0x20 || run_id[i] == 0x7f)
 			return false;
 	/* Audit events are JSON: a run id that is not UTF-8 could not be written into them. */
-	json_t *utf8 = json_stringn(run_id, n);
-
-	json_decref(utf8);
-	return utf8 != NULL;
+	return crgw_text_utf8_valid(run_id, n);
 }
 
 bool crgw_sandbox_name_valid(const char *name)

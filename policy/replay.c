@@ -658,6 +658,19 @@ char *crgw_audit_text_safe(char *dst, size_t size, const char *src, size_t len)
 	return dst;
 }
 
+bool crgw_text_utf8_valid(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		const unsigned char *p = (const unsigned char *)s + i;
+		size_t n = p[0] < 0x80 ? 1 : utf8_sequence(p, len - i);
+
+		if (!n)
+			return false;
+		i += n;
+	}
+	return true;
+}
+
 size_t crgw_text_utf8_repair(char *dst, const char *src, size_t len)
 {
 	size_t at = 0;

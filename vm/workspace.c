@@ -231,34 +231,38 @@ int workspace_attach(const struct workspace *ws, const char *target, const char 
 
 /*
  * Git's places where code runs or comes from, in the workspace's repository and in any repository inside it
- * (a clone, a submodule, a vendored tree): git runs a nested repository's hooks as it runs the top one's,
- * and reads its own .gitattributes in every directory.
+ * (a clone, a vendored tree) or kept in a git directory (a submodule's .git/modules/NAME, a worktree's
+ * .git/worktrees/NAME): a hooks directory, a config file and info/attributes anywhere beneath a .git
+ * component; and .gitattributes and .gitmodules in any directory.
  */
 static const char *git_reason(const char *rel)
 {
-	static const struct {
-		const char *path;
-		const char *why;
-	} git[] = {
-		{ ".git/hooks", "git hook: runs on git commands" },
-		{ ".git/config", "git configuration: can run commands (core.fsmonitor, aliases, filters)" },
-		{ ".git/info/attributes", "git attributes: filters and diff drivers" },
-	};
 	const char *base = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
-
+	const char *inside = NULL;
 	size_t blen = strlen(base);
 
 	for (const char *p = rel; p; p = strchr(p, '/') ? strchr(p, '/') + 1 : NULL)
-		for (size_t i = 0; i < sizeof(git) / sizeof(git[0]); i++) {
-			size_t n = strlen(git[i].path);
-
-			if (strncmp(p, git[i].path, n) || (p[n] != '\0' && p[n] != '/' && p[n] != '.'))
-				continue;
-			/* The samples every clone has: git never runs a hook by that name. */
-			if (i == 0 && p[n] == '/' && blen > 7 && !strcmp(base + blen - 7, ".sample"))
-				return NULL;
-			return git[i].why;
+		if (!strncmp(p, ".git/", 5)) {
+			inside = p + 5;
+			break;
 		}
+	if (inside) {
+		for (const char *p = inside; p; p = strchr(p, '/') ? strchr(p, '/') + 1 : NULL) {
+			/* Where git keeps refs, their logs and objects, a "hooks" or "config" is a ref's name. */
+			if (!strncmp(p, "refs/", 5) || !strncmp(p, "logs/", 5) || !strncmp(p, "objects/", 8))
+				return NULL;
+			if (!strncmp(p, "hooks", 5) && (p[5] == '\0' || p[5] == '/')) {
+				/* The samples every clone has: git never runs a hook by that name. */
+				if (p[5] == '/' && blen > 7 && !strcmp(base + blen - 7, ".sample"))
+					return NULL;
+				return "git hook: runs on git commands";
+			}
+			if (!strcmp(p, "info/attributes"))
+				return "git attributes: filters and diff drivers";
+		}
+		if (!strcmp(base, "config") || !strncmp(base, "config.", 7))
+			return "git configuration: can run commands (core.fsmonitor, aliases, filters)";
+	}
 	if (!strcmp(base, ".gitattributes"))
 		return "git attributes: filters and diff drivers";
 	if (!strcmp(base, ".gitmodules"))

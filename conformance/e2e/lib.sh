@@ -34,7 +34,7 @@ tap_done() {
 	[ -n "${GW_PID:-}" ] && gw_stop >/dev/null 2>&1
 	if [ "$GW_STOPS" -gt 0 ]; then
 		[ -z "$GW_STOP_BAD" ]
-		ok $? "each of the $GW_STOPS gateways this test stopped exited 0 (sanitizer builds: no leak, no error)${GW_STOP_BAD:+; exit statuses:$GW_STOP_BAD}"
+		ok $? "every gateway this test stopped ($GW_STOPS) exited 0 (sanitizer builds: no leak, no error)${GW_STOP_BAD:+; exit statuses:$GW_STOP_BAD}"
 	fi
 	echo "1..$TAP_N"
 	[ "$TAP_N" -gt 0 ] && [ "$TAP_FAILED" -eq 0 ]

@@ -117,7 +117,7 @@ ok $? "git clone fetches a repository over HTTP through the gateway" || diag "$o
 out=$(tools 'gcc -o hello hello.c && ./hello')
 grep -q 'gcc works' <<<"$out"
 ok $? "gcc compiles and runs" || diag "$out"
-tools 'echo "#!/bin/sh" > .git-hook-test; mkdir -p .git/hooks && echo "curl evil" > .git/hooks/pre-commit; mkdir -p sub/.git/hooks && echo "curl evil" > sub/.git/hooks/post-checkout; echo "run: evil" >> .github/workflows/ci.yml; rm hello.c; rm -r docs && mkdir docs && echo c > docs/c.md' >/dev/null
+tools 'echo "#!/bin/sh" > .git-hook-test; mkdir -p .git/hooks && echo "curl evil" > .git/hooks/pre-commit; mkdir -p sub/.git/hooks && echo "curl evil" > sub/.git/hooks/post-checkout; mkdir -p .git/modules/lib/hooks && echo "curl evil" > .git/modules/lib/hooks/post-checkout; echo "run: evil" >> .github/workflows/ci.yml; rm hello.c; rm -r docs && mkdir docs && echo c > docs/c.md' >/dev/null
 [ "$(tree_sum "$P")" = "$before" ]
 ok $? "the host's tree is byte for byte unchanged after all of that"
 
@@ -132,8 +132,9 @@ grep -q '^!C .github/workflows/ci.yml' <<<"$flagged" && grep -q '^!A .git/hooks/
 	[ "$(head -n "$(wc -l <<<"$flagged")" <<<"$out")" = "$flagged" ] && ! grep -q '^!A .venv/bin' <<<"$out"
 ok $? "... the CI file and the git hook first, flagged for review (not every file of a .venv)" || diag "$out"
 grep -q '^!A sub/.git/hooks/post-checkout' <<<"$flagged" && grep -q '^!A clone/.git/config' <<<"$flagged" &&
+	grep -q '^!A .git/modules/lib/hooks/post-checkout' <<<"$flagged" &&
 	! grep -q '^!A clone/.git/hooks/.*\.sample' <<<"$out" && grep -q '^ A clone/.git/hooks/pre-commit.sample' <<<"$out"
-ok $? "... a nested repository's hooks and configuration too, not the samples a clone brings" || diag "$out"
+ok $? "... a nested repository's and a submodule's hooks and configuration too, not the samples a clone brings" || diag "$out"
 "$CTL" sandbox diff --json tools | jq -e '.changes | map(select(.path=="hello.c" and .kind=="deleted")) | length == 1' >/dev/null
 ok $? "sandbox diff --json gives kinds and paths"
 # The sandbox chose these names: one that is not UTF-8 is listed (it was left out, so a CI file could

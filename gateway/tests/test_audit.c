@@ -3,10 +3,13 @@
  * The audit writer's failure paths: a full queue is counted and reported, a full disk never hangs it; and a
  * client's raw bytes in an event are escaped and bounded, so the event always serializes.
  */
+#include <errno.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -373,11 +376,24 @@ int main(void)
 	tap_result(refused == 0 && st.lost > 0, "allow_loss: emit never refuses, losses are counted (%llu)",
 		   (unsigned long long)st.lost);
 
-	/* A disk that refuses every write: the writer retries, counts, and still stops in bounded time. */
-	if (access("/dev/full", W_OK) == 0) {
+	/*
+	 * A disk that refuses every write (a file size limit of one byte: EFBIG, as ENOSPC would be): the writer
+	 * retries, counts, and still stops in bounded time. A device such as /dev/full is no audit log.
+	 */
+	{
+		struct rlimit old, tiny;
+		char full[160];
 		double t0;
 
-		tap_result(crgw_audit_start("/dev/full", 1u << 30, 0, 64, false) == 0, "the writer starts on /dev/full");
+		snprintf(full, sizeof(full), "%s/full.log", dir);
+		tap_result(crgw_audit_start("/dev/full", 1u << 30, 0, 64, false) == -EINVAL,
+			   "a device is refused as the audit log (it would be renamed by rotation)");
+		getrlimit(RLIMIT_FSIZE, &old);
+		tiny = old;
+		tiny.rlim_cur = 1;
+		signal(SIGXFSZ, SIG_IGN);
+		setrlimit(RLIMIT_FSIZE, &tiny);
+		tap_result(crgw_audit_start(full, 1u << 30, 0, 64, false) == 0, "the writer starts on a file it cannot grow");
 		refused = 0;
 		for (unsigned i = 0; i < 200; i++) {
 			struct crgw_audit_event ev = event(i);
@@ -392,6 +408,8 @@ int main(void)
 		crgw_audit_stop();
 		tap_result(now_s() - t0 < 15, "stopping with a full disk takes %.1f s, not a retry per event",
 			   now_s() - t0);
+		setrlimit(RLIMIT_FSIZE, &old);
+		unlink(full);
 	}
 
 	unlink(path);

@@ -131,6 +131,9 @@ char *crgw_audit_text_safe(char *dst, size_t size, const char *src, size_t len);
  */
 size_t crgw_text_utf8_repair(char *dst, const char *src, size_t len);
 
+/* Whether `len` bytes of `s` are UTF-8 that JSON can carry (no allocation: a check, not a conversion). */
+bool crgw_text_utf8_valid(const char *s, size_t len);
+
 enum crgw_replay_outcome {
 	CRGW_REPLAY_SKIP, /* not a decision a policy makes (rate limits, upstream failures, life cycle) */
 	CRGW_REPLAY_ALLOW,
