@@ -239,8 +239,7 @@ static int after_command(const char *id, int status, bool wait_release, bool *go
 		fprintf(stderr, "crgw-ctl: sandbox %s was released: %s\n", id, reason);
 	} else if (status == 137 && e && e != -ESRCH) {
 		/* A gateway that stops ends its sandboxes: a bare 137 would read as an out-of-memory kill. */
-		fprintf(stderr, "crgw-ctl: sandbox %s ended with its gateway, which cannot be reached now (%s)\n", id,
-			err);
+		fprintf(stderr, "crgw-ctl: sandbox %s ended with its gateway: %s\n", id, err);
 	} else if (denied > 0) {
 		fprintf(stderr, "crgw-ctl: sandbox %s: %lld fork%s refused at its process limit of %lld\n", id,
 			(long long)denied, denied == 1 ? " was" : "s were",

@@ -615,7 +615,7 @@ gw_stop
 ok $? "SIGTERM stops crgw with status 0 (sanitizer builds: no leak)"
 wait "$job"
 rc=$?
-[ $rc -eq 137 ] && grep -q "ended with its gateway, which cannot be reached" "$T/gone.err"
+[ $rc -eq 137 ] && grep -q "ended with its gateway: cannot reach the gateway" "$T/gone.err"
 ok $? "a run whose gateway stopped exits 137 and says why (exit $rc: $(head -c 160 "$T/gone.err" | tr '\n' ' '))"
 ! nft list table inet "$GW_TABLE" >/dev/null 2>&1 && [ -z "$(kernel_objects)" ]
 ok $? "shutdown removes the table and every interface"
