@@ -229,13 +229,10 @@ void *reg_own_alloc(struct med_request *r, size_t size)
 struct reg_req *reg_begin(struct med_request *r, const char *kind, const char *registry, const char **path,
 			  size_t *len)
 {
-	const struct crgw_registry_rule *rule = crgw_policy_registry(med_sandbox(r)->policy, registry);
 	const char *seg = "";
 	size_t seglen = 0;
 
-	/* Without the registry the path is not looked at: registry_not_allowed comes first, as it always did. */
-	if (!rule || !rule->enable)
-		return reg_begin_host(r, kind, registry, NULL, 0);
+	/* Read even for a registry that is not enabled: its registry_not_allowed names the host (when it is one). */
 	if (med_path_segment(path, len, &seg, &seglen)) {
 		seg = "";
 		seglen = 0; /* refused as a missing host */
