@@ -46,6 +46,7 @@ struct qemu_launch {
 	char append[1024], chardev[AGENT_PORTS][PATH_MAX + 64], port[AGENT_PORTS][64], netdev[128], nic[128];
 	char memory[16];
 	char runas[32], chroot[PATH_MAX]; /* who QEMU becomes, and where, once it has opened what it needs */
+	char tmpdir[PATH_MAX + 8];        /* "TMPDIR=<data_dir>": where snapshot=on keeps the root's overlay */
 	bool kvm;
 };
 
@@ -54,6 +55,7 @@ static int qemu_cmdline(const struct qemu_launch *l, const char *log, char *buf,
 {
 	/* clang-format off: pairs of option and value read best side by side */
 	const char *argv[] = {
+	    l->tmpdir,
 	    QEMU_BINARY,
 	    "-M",
 	    VM_QEMU_MACHINE,
@@ -267,6 +269,15 @@ static int qemu_create(const struct crgw_sandbox_spec *spec, const struct crgw_g
 
 	snprintf(l.runas, sizeof(l.runas), "%u:%u", uid, uid);
 	if (vm_fmt(l.chroot, sizeof(l.chroot), "%s/qemu-root", data_dir)) {
+		e = -ENAMETOOLONG;
+		snprintf(err, errlen, "the VM's paths are too long (data_dir %s)", data_dir);
+		goto fail;
+	}
+	/*
+	 * The overlay that takes the guest's writes to the image's root goes in the sandbox's data directory, not
+	 * /var/tmp: on its disk (limits.disk bounds it), and gone with the sandbox even when QEMU is killed.
+	 */
+	if (vm_fmt(l.tmpdir, sizeof(l.tmpdir), "TMPDIR=%s", data_dir)) {
 		e = -ENAMETOOLONG;
 		snprintf(err, errlen, "the VM's paths are too long (data_dir %s)", data_dir);
 		goto fail;

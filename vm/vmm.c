@@ -324,7 +324,12 @@ void vm_holder_main(int cmd, int status)
 		argv[argc++] = buf + off;
 	}
 	argv[argc] = NULL;
-	if (!argc)
+	/* Leading NAME=VALUE arguments are the program's environment, as env(1) reads them. */
+	char **prog = argv;
+
+	while (*prog && strchr(*prog, '=') && **prog != '/')
+		putenv(*prog++);
+	if (!*prog)
 		_exit(0);
 	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (fd >= 0) {
@@ -335,7 +340,7 @@ void vm_holder_main(int cmd, int status)
 		dup2(fd, 1);
 	if (err_path[0] && (fd = open(err_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) >= 0)
 		dup2(fd, 2);
-	execvp(argv[0], argv);
+	execvp(prog[0], prog);
 	n = errno;
 	(void)!write(status, &n, sizeof(n));
 	_exit(127);

@@ -270,6 +270,17 @@ if testnet_registries_up >/dev/null 2>&1; then
 	out=$("$CTL" run --backend qemu --rm --policy "$T/img" -- cat /etc/written 2>&1)
 	! echo "$out" | grep -qx x
 	ok $? "... and the next VM on it starts from the pristine image (each gets its own overlay)"
+	# That overlay is in the sandbox's data directory (on its disk, when it has one; gone with it), not in
+	# the host's /var/tmp, where a VM could fill the host and a killed QEMU left it for good.
+	"$CTL" run --backend qemu --rm --policy "$T/img" -- sh -c 'busybox dd if=/dev/zero of=/overlay-test bs=1M count=8 2>/dev/null; echo written; busybox sleep 3' >"$T/ovl.out" 2>&1 &
+	ovl=$!
+	for _ in $(seq 600); do grep -q '^written' "$T/ovl.out" 2>/dev/null && break; sleep 0.1; done
+	# QEMU may unlink the file as soon as it has it open: where it is shows in its descriptors.
+	ovl_vm=$(pgrep -f "qemu-system-x86_64.*$GW_DATA" | head -1)
+	overlay=$(ls -l "/proc/${ovl_vm:-0}/fd" 2>/dev/null | grep -o '/[^ ]*/vl\.[A-Za-z0-9]*' | head -1)
+	wait "$ovl"
+	[ -n "$overlay" ] && [ "${overlay#"$GW_DATA"/sandboxes/}" != "$overlay" ]
+	ok $? "the overlay of the VM's root is in its data directory, not in /var/tmp (${overlay:-no overlay file open})"
 	out=$("$CTL" run --backend qemu --rm --workspace-mode none --policy "$T/img" -- sh -c 'pwd; imgtool; echo "$CRGW_IMAGE_VAR"; echo "$HTTP_PROXY"' 2>&1)
 	[ "$(echo "$out" | sed -n 1p)" = /opt ] && [ "$(echo "$out" | sed -n 2p)" = "tool from the image PATH" ] &&
 		[ "$(echo "$out" | sed -n 3p)" = from-image ] && echo "$out" | sed -n 4p | grep -q '^http://10\.201\..*:3128$'
