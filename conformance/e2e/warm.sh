@@ -305,6 +305,28 @@ ok $? "verify_always, offline: a second warm finds every artifact cached, exit 0
 ok $? "... nothing taken for corrupt, nothing removed"
 registries_signal CONT
 
+# ---- a copy damaged on disk is repaired by the request that finds it ---------------------------------------
+# After a restart the first hit is hashed before a byte is sent: the damage is found, the tarball fetched
+# again, kept again (it was served without being kept, so a warm-then-offline run lost it), and the next
+# request is a hit.
+gw_stop >/dev/null 2>&1
+write_config false
+integ=$(jq -r '.packages["node_modules/crgw-dep-00"].integrity' "$P/package-lock.json")
+hex=$(printf '%s' "${integ#sha512-}" | base64 -d | od -An -v -tx1 | tr -d ' \n')
+obj=$GW_DATA/cache/objects/sha512/${hex:0:2}/$hex
+[ -f "$obj" ] && printf 'X' | dd of="$obj" bs=1 seek=20 conv=notrunc 2>/dev/null
+ok $? "a byte of crgw-dep-00's cached tarball changed on disk"
+objects_before=$(find "$GW_DATA/cache/objects" -type f | wc -l)
+gw_start "$T" --config "$T/crgw.yaml" || { echo "Bail out! crgw did not start again"; exit 1; }
+get='curl -s -D - -o t.tgz "$npm_config_registry"crgw-dep-00/-/crgw-dep-00-1.0.0.tgz | tr -d "\r" | grep -i "^x-crgw-cache"; sha512sum t.tgz | cut -d" " -f1'
+out=$(run "$P" "$get; $get" 2>&1)
+first=$(sed -n 1p <<<"$out" | tr 'A-Z' 'a-z') second=$(sed -n 3p <<<"$out" | tr 'A-Z' 'a-z')
+[ "$first" = "x-crgw-cache: miss" ] && [ "$(sed -n 2p <<<"$out")" = "$hex" ] && [ "$second" = "x-crgw-cache: hit" ] &&
+	[ "$(sed -n 4p <<<"$out")" = "$hex" ] && [ "$(find "$GW_DATA/cache/objects" -type f | wc -l)" = "$objects_before" ]
+ok $? "the damaged copy is fetched again and kept: the right bytes, then a hit (${out//$'\n'/ })"
+grep -q 'did not match its digest; it was removed and is fetched again' "$T/crgw.log"
+ok $? "... and the log says so"
+
 # ---- a full disk: every artifact fetched, few kept ---------------------------------------------------------
 # Each fetch is answered before its fill is committed: the warm learns of the lost fills from the gateway.
 gw_stop >/dev/null 2>&1

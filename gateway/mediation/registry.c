@@ -833,6 +833,7 @@ static void finish_served(struct med_request *r, bool hit)
 }
 
 static void start_upstream(struct med_request *r, const char *url);
+static void fetch_miss(struct med_request *r, const char *url, bool vouched);
 
 /*
  * A hit whose file this process verified: sent by the kernel (sendfile), untouched by us. `hashed`: the
@@ -902,14 +903,19 @@ static void verify_step(evutil_socket_t fd, short what, void *arg)
 	}
 	crgw_cache_reader_close(g->reader);
 	g->reader = NULL;
-	log_warn("registry: a cached object did not match its digest; it was removed and is fetched again",
-		 "sandbox=%s integrity=%s", med_sandbox(r)->id, r->integrity);
 	if (crgw_cache_service_offline()) {
+		log_warn("registry: a cached object did not match its digest; it was removed, and offline it cannot "
+			 "be fetched again (a warm while online puts it back)",
+			 "sandbox=%s integrity=%s", med_sandbox(r)->id, r->integrity);
 		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE,
 			   "offline (cache.offline): the cached copy was corrupt and was removed");
 		return;
 	}
-	start_upstream(r, r->url);
+	log_warn("registry: a cached object did not match its digest; it was removed and is fetched again",
+		 "sandbox=%s integrity=%s", med_sandbox(r)->id, r->integrity);
+	/* Fetched as a miss, and kept again: a corrupt copy is repaired by the request that found it. */
+	crgw_cache_count_miss(crgw_cache_service());
+	fetch_miss(r, r->url, true);
 }
 
 static void serve_hit(struct med_request *r)
@@ -1036,8 +1042,10 @@ static void fill_failed(struct med_request *r, int err)
 {
 	struct reg_req *g = state(r);
 
+	/* EFBIG is the cache's own bound, not the file system's: say which, since "File too large" reads as a disk's. */
 	log_warn("registry: the artifact is served but not cached", "sandbox=%s integrity=%s error=\"%s\"",
-		 med_sandbox(r)->id, r->integrity, strerror(-err));
+		 med_sandbox(r)->id, r->integrity,
+		 err == -EFBIG ? "larger than the whole cache (cache.max_bytes)" : strerror(-err));
 	crgw_cache_fill_abort(g->fill);
 	g->fill = NULL;
 }
@@ -1295,7 +1303,6 @@ void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg
 	struct crgw_cache *cache = crgw_cache_service();
 	bool cacheable = cache && !want->sha1 && want->digest.alg != CRGW_DIGEST_NONE;
 	bool vouched = cacheable && reg_vouched(r, &want->digest);
-	int rc;
 
 	g->want = *want;
 	g->cacheable = cacheable;
@@ -1310,6 +1317,21 @@ void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg
 	/* read_open counted its miss; a digest this host has not served is one too, or a cold cache shows none. */
 	if (cacheable && !vouched)
 		crgw_cache_count_miss(cache);
+	fetch_miss(r, url, vouched);
+}
+
+/*
+ * What is not served from the cache: refused offline, else fetched, filling the cache (or following the
+ * fill of another request for the same digest) when the artifact can be kept.
+ */
+static void fetch_miss(struct med_request *r, const char *url, bool vouched)
+{
+	struct reg_req *g = state(r);
+	struct crgw_cache *cache = crgw_cache_service();
+	const struct reg_want *want = &g->want;
+	bool cacheable = g->cacheable;
+	int rc;
+
 	/* A copy another host served is not this host's: the answer is the same, so that it does not tell of one. */
 	if (crgw_cache_service_offline()) {
 		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE,
@@ -1336,7 +1358,8 @@ void reg_fetch_artifact(struct med_request *r, const char *url, const struct reg
 		if (rc == 0 && g->fill && !r->anonymous)
 			lead_put(g, &want->digest);
 		if (rc && rc != -EEXIST)
-			log_warn("registry: the artifact is not cached", "integrity=%s error=\"%s\"", r->integrity, strerror(-rc));
+			log_warn("registry: the artifact is not cached", "integrity=%s error=\"%s\"", r->integrity,
+				 rc == -EFBIG ? "larger than the whole cache (cache.max_bytes)" : strerror(-rc));
 	}
 	start_upstream(r, url);
 }
