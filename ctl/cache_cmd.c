@@ -245,6 +245,11 @@ int cmd_cache(int argc, char **argv)
 		fputs(cache_usage, stderr);
 		return CTL_EXIT_ERROR;
 	}
+	/* getopt names the program in its messages: the command's whole name, not "gc:". */
+	char name[64];
+
+	snprintf(name, sizeof(name), "crgw-ctl cache %s", sub);
+	argv[1] = name;
 	optind = 1;
 	while ((c = getopt_long(argc - 1, argv + 1, "h", opts, NULL)) != -1) {
 		switch (c) {

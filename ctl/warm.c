@@ -731,6 +731,8 @@ int cache_warm(int argc, char **argv)
 	pid_t child = -1;
 	double t0 = now_s();
 
+	/* getopt names the program in its messages: the command's whole name, not "warm:". */
+	argv[0] = (char *)"crgw-ctl cache warm";
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
