@@ -179,7 +179,8 @@ __attribute__((noreturn)) void vm_holder_main(int cmd, int status);
 
 /*
  * Packs the holder's command: the paths for standard output and error (NULL or "": none), then `argc`
- * (at most 96) non-empty arguments, NUL-separated and ended by an empty one. 0, or -E2BIG / -EINVAL.
+ * (at most 96) non-empty arguments, NUL-separated and ended by an empty one; leading NAME=VALUE arguments
+ * are the program's environment, as env(1) reads them. 0, or -E2BIG / -EINVAL.
  */
 int vm_holder_args(const char *out_path, const char *err_path, const char *const *argv, size_t argc, char *buf,
 		   size_t size, size_t *len);
