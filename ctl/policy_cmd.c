@@ -509,7 +509,6 @@ static void print_embedded(const struct crgw_host *host, json_t *o)
  */
 static json_t *mediation_routes(const struct crgw_policy *policy, const struct crgw_host *host)
 {
-	static const char *const registries[] = { "npm", "pip", "go", "oci" };
 	static const char *const modes[] = { "off", "deny_unknown", "warn" };
 	const char *off;
 	json_t *routes = json_array();
@@ -519,16 +518,16 @@ static json_t *mediation_routes(const struct crgw_policy *policy, const struct c
 	if (crgw_policy_git_host_allowed(policy, host->text))
 		json_array_append_new(routes, json_pack("{s:s, s:s, s:b}", "service", "git", "rule", "git.hosts",
 							  "push", crgw_policy_git_push(policy)));
-	for (size_t i = 0; i < sizeof(registries) / sizeof(registries[0]); i++) {
-		const struct crgw_registry_rule *r = crgw_policy_registry(policy, registries[i]);
+	for (size_t i = 0; i < CRGW_REGISTRY_COUNT; i++) {
+		const struct crgw_registry_rule *r = crgw_policy_registry(policy, crgw_registry_names[i]);
 		char rule[64];
 
 		if (!r || !r->enable || !crgw_policy_registry_host_allowed(r, host->text))
 			continue;
-		snprintf(rule, sizeof(rule), "registries.%s.allowed_hosts", registries[i]);
+		snprintf(rule, sizeof(rule), "registries.%s.allowed_hosts", crgw_registry_names[i]);
 		off = r->fallback_allow ? "off (fallback: allow)" : "off (fallback: deny)";
 		json_array_append_new(routes, json_pack("{s:s, s:s, s:s, s:s}", "service", "registry", "registry",
-							  registries[i], "rule", rule, "lockfile",
+							  crgw_registry_names[i], "rule", rule, "lockfile",
 							  r->mode == CRGW_LOCKFILE_OFF ? off : modes[r->mode]));
 	}
 	return routes;

@@ -257,14 +257,14 @@ static json_t *sandbox_json(struct crgw_sandbox *sb, bool detail)
 		for (size_t i = 0; hosts && i < crgw_policy_git_host_count(sb->policy); i++)
 			json_array_append_new(hosts, json_string(crgw_policy_git_host(sb->policy, i)));
 		json_t *regs = json_object();
-		static const char *const names[] = {"npm", "pip", "go", "oci"};
 
 		/* Each enabled registry's primary host, where the sandbox's tools are pointed. */
-		for (size_t i = 0; regs && i < sizeof(names) / sizeof(names[0]); i++) {
-			const struct crgw_registry_rule *rule = crgw_policy_registry(sb->policy, names[i]);
+		for (size_t i = 0; regs && i < CRGW_REGISTRY_COUNT; i++) {
+			const char *name = crgw_registry_names[i];
+			const struct crgw_registry_rule *rule = crgw_policy_registry(sb->policy, name);
 
 			if (rule && rule->enable && rule->primary)
-				json_object_set_new(regs, names[i], json_string(rule->primary));
+				json_object_set_new(regs, name, json_string(rule->primary));
 		}
 		json_object_set_new(o, "mediation",
 				    json_pack("{s:s, s:o, s:o}", "url", url, "git_hosts", hosts ? hosts : json_array(),

@@ -50,16 +50,14 @@ struct crgw_learner {
 	uint64_t flows;
 };
 
-static const char *const REGISTRIES[4] = {"npm", "pip", "go", "oci"};
-
 struct crgw_learner *crgw_learner_new(void)
 {
 	struct crgw_learner *l = calloc(1, sizeof(*l));
 
 	if (!l)
 		return NULL;
-	for (size_t i = 0; i < 4; i++)
-		l->registries[i].name = REGISTRIES[i];
+	for (size_t i = 0; i < CRGW_REGISTRY_COUNT; i++)
+		l->registries[i].name = crgw_registry_names[i];
 	return l;
 }
 

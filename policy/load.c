@@ -42,12 +42,12 @@ struct crgw_policy {
 	const char **secret_hosts; /* every secret's allowed_hosts, one secret after another */
 	size_t nsecrets;
 	long min_release_age[3]; /* seconds, by release_age_registries */
-	struct crgw_registry_rule registries[4]; /* by registry_names; name NULL when absent */
-	const char **registry_hosts[4];
-	struct crgw_policy_artifact *artifacts[4];
+	struct crgw_registry_rule registries[CRGW_REGISTRY_COUNT]; /* by crgw_registry_names; name NULL when absent */
+	const char **registry_hosts[CRGW_REGISTRY_COUNT];
+	struct crgw_policy_artifact *artifacts[CRGW_REGISTRY_COUNT];
 };
 
-static const char *const registry_names[] = { "npm", "pip", "go", "oci" };
+const char *const crgw_registry_names[CRGW_REGISTRY_COUNT] = { "npm", "pip", "go", "oci" };
 
 /* The registries whose versions carry publish times, so that a release cooldown can apply. */
 static const char *const release_age_registries[] = { "npm", "pip", "go" };
@@ -405,7 +405,7 @@ static int load_registry(struct crgw_policy *p, size_t ri, json_t *o, char *err,
 	json_t *enable = json_object_get(o, "enable"), *hosts = json_object_get(o, "allowed_hosts");
 	json_t *fallback = json_object_get(o, "fallback"), *lf = json_object_get(o, "lockfile_enforcement");
 	json_t *age = json_object_get(o, "min_release_age_seconds"), *artifacts = json_object_get(o, "artifacts");
-	const char *unknown, *name = registry_names[ri];
+	const char *unknown, *name = crgw_registry_names[ri];
 	size_t n;
 
 	rule->name = name;
@@ -486,10 +486,10 @@ static int load_registries(struct crgw_policy *p, json_t *registries, char *err,
 	json_object_foreach(registries, k, v) {
 		size_t i;
 
-		for (i = 0; i < sizeof(registry_names) / sizeof(registry_names[0]); i++)
-			if (!strcmp(k, registry_names[i]))
+		for (i = 0; i < CRGW_REGISTRY_COUNT; i++)
+			if (!strcmp(k, crgw_registry_names[i]))
 				break;
-		if (i == sizeof(registry_names) / sizeof(registry_names[0]))
+		if (i == CRGW_REGISTRY_COUNT)
 			return fail(err, errlen, "registries: unknown registry '%.64s'", k);
 		int rc = load_registry(p, i, v, err, errlen);
 
@@ -787,7 +787,7 @@ void crgw_policy_unref(struct crgw_policy *policy)
 	free(policy->secrets);
 	free(policy->secrets_by_id);
 	free(policy->secret_hosts);
-	for (size_t i = 0; i < sizeof(registry_names) / sizeof(registry_names[0]); i++) {
+	for (size_t i = 0; i < CRGW_REGISTRY_COUNT; i++) {
 		free(policy->registry_hosts[i]);
 		free(policy->artifacts[i]);
 	}
@@ -847,8 +847,8 @@ long crgw_policy_registry_min_release_age(const struct crgw_policy *policy, cons
 
 const struct crgw_registry_rule *crgw_policy_registry(const struct crgw_policy *policy, const char *name)
 {
-	for (size_t i = 0; i < sizeof(registry_names) / sizeof(registry_names[0]); i++)
-		if (!strcmp(name, registry_names[i]))
+	for (size_t i = 0; i < CRGW_REGISTRY_COUNT; i++)
+		if (!strcmp(name, crgw_registry_names[i]))
 			return policy->registries[i].name ? &policy->registries[i] : NULL;
 	return NULL;
 }

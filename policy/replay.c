@@ -775,7 +775,7 @@ static enum crgw_replay_outcome replay_git(const struct crgw_policy *policy, con
 
 static const char *registry_path(const char *registry, const char *leaf)
 {
-	static const char *const paths[][4] = {
+	static const char *const paths[CRGW_REGISTRY_COUNT][4] = {
 	    {"registries.npm", "registries.npm.allowed_hosts", "registries.npm.lockfile_enforcement",
 	     "registries.npm.fallback"},
 	    {"registries.pip", "registries.pip.allowed_hosts", "registries.pip.lockfile_enforcement",
@@ -785,14 +785,13 @@ static const char *registry_path(const char *registry, const char *leaf)
 	    {"registries.oci", "registries.oci.allowed_hosts", "registries.oci.lockfile_enforcement",
 	     "registries.oci.fallback"},
 	};
-	static const char *const names[] = {"npm", "pip", "go", "oci"};
 	int col = !strcmp(leaf, "allowed_hosts") ? 1
 		  : !strcmp(leaf, "lockfile")	 ? 2
 		  : !strcmp(leaf, "fallback")	 ? 3
 						 : 0;
 
-	for (size_t i = 0; i < 4; i++)
-		if (!strcmp(registry, names[i]))
+	for (size_t i = 0; i < CRGW_REGISTRY_COUNT; i++)
+		if (!strcmp(registry, crgw_registry_names[i]))
 			return paths[i][col];
 	return "registries";
 }

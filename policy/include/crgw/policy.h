@@ -273,6 +273,10 @@ struct crgw_registry_rule {
 	size_t nartifacts;
 };
 
+/* The registries a policy may enable, by the names crgw_policy_registry() takes: "npm", "pip", "go", "oci". */
+#define CRGW_REGISTRY_COUNT 4
+extern const char *const crgw_registry_names[CRGW_REGISTRY_COUNT];
+
 /* registries.<name> ("npm", "pip", "go", "oci"), or NULL when the policy has no such section. */
 const struct crgw_registry_rule *crgw_policy_registry(const struct crgw_policy *policy, const char *name);
 
