@@ -39,6 +39,11 @@ result $? "the installed crgw runs" "$tmp/out"
 # ---- the example configuration
 "$crgw" --config "$conf" --check-config >"$tmp/out" 2>&1 && grep -qx 'configuration ok' "$tmp/out"
 result $? "the installed example passes crgw --check-config" "$tmp/out"
+# --check-config reads the CA files a start and a reload read: one without a certificate fails it.
+echo "not a certificate" >"$tmp/junk.pem"
+"$crgw" --config "$conf" --set "mediation.ca_file=$tmp/junk.pem" --check-config >"$tmp/out" 2>&1
+[ $? = 2 ] && grep -q 'mediation.ca_file: .*no PEM certificate in it' "$tmp/out"
+result $? "--check-config refuses a mediation.ca_file without a certificate (exit 2, naming the key)" "$tmp/out"
 
 # Uncommenting every commented-out setting ("#key: value", "#  key: value") must give a valid file that
 # sets each key of gateway/config.c's table, so the example cannot fall behind the table. Keys may be
