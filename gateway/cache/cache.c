@@ -114,6 +114,7 @@ struct crgw_cache {
 	uint64_t max_bytes;
 	bool verify_always;
 	bool opened; /* open succeeded: close writes the index */
+	bool index_rebuilt; /* open found an index file it could not use and rebuilt it from objects/ */
 
 	struct obj **buckets;
 	size_t nbuckets, nobjs;
@@ -448,8 +449,10 @@ static int load_index(struct crgw_cache *c, bool *loaded)
 		err = 0;
 	}
 out:
-	if (!*loaded)
+	if (!*loaded) {
 		index_clear(c);
+		c->index_rebuilt = true;
+	}
 	free(buf);
 	close(fd);
 	return err;
@@ -1442,6 +1445,7 @@ void crgw_cache_stats(struct crgw_cache *c, struct crgw_cache_stats *out)
 	out->fills_active = c->nfills;
 	pthread_mutex_unlock(&c->lock);
 	out->max_bytes = c->max_bytes;
+	out->index_rebuilt = c->index_rebuilt;
 	out->hits = __atomic_load_n(&c->st.hits, __ATOMIC_RELAXED);
 	out->misses = __atomic_load_n(&c->st.misses, __ATOMIC_RELAXED);
 	out->bytes_served = __atomic_load_n(&c->st.bytes_served, __ATOMIC_RELAXED);

@@ -203,6 +203,7 @@ struct crgw_cache_stats {
 	uint64_t corrupt;      /* objects found not matching their digest (or wrong on disk) and removed */
 	uint64_t fills_failed; /* mismatches, write errors, aborts */
 	uint64_t fills_active;
+	bool index_rebuilt; /* the index file found at open was not sound (not one we wrote whole): rebuilt */
 };
 
 void crgw_cache_stats(struct crgw_cache *c, struct crgw_cache_stats *out);

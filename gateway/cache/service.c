@@ -178,6 +178,10 @@ int crgw_cache_service_start(const struct crgw_config *cfg)
 		 (unsigned long long)st.max_bytes, cfg->cache_offline ? "true" : "false",
 		 cfg->cache_verify_always ? "true" : "false", (unsigned long long)((now_us() - t0) / 1000));
 	/* What opening cost: objects over a lowered max_bytes, files that were not what the index said. */
+	/* Objects stay (each is still hashed on its first read); what the index alone knew, their order, is lost. */
+	if (st.index_rebuilt)
+		log_warn("content cache: its index file was not whole or not one crgw wrote; rebuilt from the objects on disk",
+			 "dir=\"%s\" objects=%llu", cfg->cache_dir, (unsigned long long)st.objects);
 	if (st.evictions || st.corrupt)
 		log_warn("content cache: objects removed at open (evicted: over cache.max_bytes; corrupt: not what the index said)",
 			 "evicted=%llu corrupt=%llu", (unsigned long long)st.evictions, (unsigned long long)st.corrupt);
