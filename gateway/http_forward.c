@@ -248,6 +248,8 @@ static void send_request(struct tunnel *t)
 	struct http_exchange *x = t->http;
 	const struct crgw_http_request *r = &t->req->req;
 
+	if (!proxy_audit_allow(t))
+		return;
 	write_head(t, x->path, t->head + x->authority.off, x->authority.len);
 	consume_client(t, r->head_len);
 	if (r->chunked) {
@@ -266,7 +268,6 @@ static void send_request(struct tunnel *t)
 	t->state = S_HTTP;
 	t->end_detail = NULL;
 	proxy_count_open(t);
-	proxy_audit(t, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, NULL);
 	http_run(t);
 }
 

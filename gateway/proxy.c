@@ -56,14 +56,14 @@ static void plain_decision(struct tunnel *t);
 
 /* ---- audit -------------------------------------------------------------------------------------- */
 
-void proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
-			 const char *detail)
+int proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
+		const char *detail)
 {
 	struct crgw_audit_event ev = { .kind = kind, .service = t->service };
 	uint64_t suppressed = 0;
 
 	if (kind == CRGW_AUDIT_DECISION && !allow && !crgw_sandbox_audit_allowed(t->sb, &suppressed))
-		return;
+		return 0;
 	AUDIT_SET(ev.sandbox_id, t->sb->id);
 	AUDIT_SET(ev.run_id, t->sb->run_id);
 	AUDIT_SET(ev.policy_hash, t->sb->policy_hash);
@@ -94,7 +94,21 @@ void proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum c
 	AUDIT_SET(ev.detail, detail);
 	if (suppressed)
 		ev.count = suppressed + 1;
-	crgw_audit_emit(&ev);
+	return crgw_audit_emit(&ev);
+}
+
+/*
+ * A connection or request that would go ahead unrecorded is refused instead (audit.allow_loss: false, the
+ * default): the audit queue is a gateway-wide limit, hence rate_limited. The refusal's own event is lost as
+ * well; the audit_loss event that follows counts both.
+ */
+bool proxy_audit_allow(struct tunnel *t)
+{
+	if (!proxy_audit(t, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, NULL))
+		return true;
+	proxy_refuse(t, 503, "Service Unavailable", CRGW_REASON_RATE_LIMITED,
+		     "the audit queue is full: an allowed connection is not made unrecorded (audit.allow_loss)");
+	return false;
 }
 
 /* A connection that had an upstream ends once: its connection_end event and the gauges. */
@@ -550,6 +564,9 @@ static int start_relay(struct tunnel *t)
 	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 	size_t early = t->head_len - t->body_at;
 
+	/* Recorded before the client hears of it, or refused (proxy_audit_allow): 0, the tunnel is dealt with. */
+	if (!proxy_audit_allow(t))
+		return 0;
 	/* Bytes the client sent after its request (or the whole replayed TLS hello) go first, from the pipe. */
 	if (early) {
 		ssize_t n;
@@ -570,7 +587,6 @@ static int start_relay(struct tunnel *t)
 	proxy_watch(t, &t->uread, t->ufd);
 	t->state = S_RELAY;
 	proxy_count_open(t);
-	proxy_audit(t, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, NULL);
 	/*
 	 * The client's bytes that came while connecting go now. The upstream's need nothing: watching its
 	 * socket reports what is already there as an edge.

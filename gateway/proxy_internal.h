@@ -122,8 +122,15 @@ static inline void proxy_note_learned(struct tunnel *t, const struct crgw_decisi
 }
 
 void proxy_refuse(struct tunnel *t, int status, const char *text, enum crgw_reason reason, const char *detail);
-void proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
-		 const char *detail);
+/* Returns crgw_audit_emit's answer: -ENOBUFS for an event that could not be queued (and loss not allowed). */
+int proxy_audit(struct tunnel *t, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
+		const char *detail);
+/*
+ * Audits the allowed (or learned) decision of a connection or request about to go ahead. false when its
+ * event could not be queued and loss is not allowed: the client has then been refused (503, rate_limited)
+ * and the tunnel closed, and the caller takes no step further.
+ */
+bool proxy_audit_allow(struct tunnel *t);
 /*
  * Records the destination a request named, as the client wrote it (`len` borrowed bytes: a CONNECT target,
  * an absolute URL, a Host field), for the audit of a refusal that has no normalized host: what follows

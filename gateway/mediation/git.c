@@ -406,8 +406,7 @@ static bool proved_so_far(struct med_request *r, struct git_req *g)
 /* The push passed: its decision is audited now, as it goes upstream. */
 static int allow(struct med_request *r)
 {
-	med_audit(r, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, NULL);
-	return 0;
+	return med_audit_allow(r, NULL) ? 0 : -1;
 }
 
 /* What push_gate returns after a refusal: answered now (-1), or once the body has been read (1). */
@@ -585,7 +584,8 @@ void med_git(struct med_request *r, const char *path, size_t len, const char *qu
 		}
 		/* Learn mode: let through (without the operator's credential), saying what enforcement would refuse. */
 		r->anonymous = true;
-		med_audit_warn(r, CRGW_REASON_HOST_NOT_ALLOWED, detail);
+		if (!med_audit_warn(r, CRGW_REASON_HOST_NOT_ALLOWED, detail))
+			return;
 	}
 	if (get && ends_with(path, len, "/info/refs", &stem)) {
 		ep = EP_INFO_REFS;
@@ -662,6 +662,6 @@ void med_git(struct med_request *r, const char *path, size_t len, const char *qu
 		r->holding = true; /* the router feeds push_gate; it starts the upstream when the push passes */
 		return;
 	}
-	med_audit(r, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, NULL);
-	med_client_start(r);
+	if (med_audit_allow(r, NULL))
+		med_client_start(r);
 }

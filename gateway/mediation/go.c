@@ -194,8 +194,8 @@ static void list_answer(struct med_request *r)
 		snprintf(detail, sizeof(detail), "versions kept=%zu not_in_lockfile=%zu too_new=%zu checked_for_age=%zu",
 			 kept, q->dropped_lockfile, too_new, q->ncheck);
 	}
-	med_audit(r, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, detail);
-	reg_answer_doc(r, "text/plain; charset=utf-8", out, out_len);
+	if (med_audit_allow(r, detail))
+		reg_answer_doc(r, "text/plain; charset=utf-8", out, out_len);
 	free(out);
 }
 
@@ -366,13 +366,14 @@ static void on_info(struct med_request *r, long status, const char *doc, size_t 
 		}
 		if (rule_of(r)->mode == CRGW_LOCKFILE_WARN && !known(rule_of(r), q->p.module, version)) {
 			snprintf(detail, sizeof(detail), "@latest is %s@%s, which go.sum does not name", q->p.module, version);
-			med_audit_warn(r, CRGW_REASON_LOCKFILE_VIOLATION, detail);
+			if (!med_audit_warn(r, CRGW_REASON_LOCKFILE_VIOLATION, detail))
+				return;
 		}
 	} else if (reg_too_new(r, t)) {
 		return;
 	}
-	reg_allow(r);
-	reg_answer_doc(r, "application/json", doc, len);
+	if (reg_allow(r))
+		reg_answer_doc(r, "application/json", doc, len);
 }
 
 static void info(struct med_request *r, struct go_req *q)
@@ -414,14 +415,11 @@ static void on_mod(struct med_request *r, long status, const char *doc, size_t l
 		med_refuse(r, 502, "Bad Gateway", CRGW_REASON_INTEGRITY_MISMATCH, detail);
 		return;
 	}
-	if (q->sum) {
-		reg_allow(r);
-	} else {
+	if (!q->sum)
 		AUDIT_SET(r->integrity, h1);
-		med_audit(r, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE,
-			  "not in go.sum: nothing to check this go.mod against (integrity is its hash as served)");
-	}
-	reg_answer_doc(r, "text/plain; charset=utf-8", doc, len);
+	if (q->sum ? reg_allow(r)
+		   : med_audit_allow(r, "not in go.sum: nothing to check this go.mod against (integrity is its hash as served)"))
+		reg_answer_doc(r, "text/plain; charset=utf-8", doc, len);
 }
 
 static void mod_fetch(struct med_request *r)
@@ -811,8 +809,8 @@ static void zip_fetch(struct med_request *r)
 			 */
 			g->integrity_named = true;
 			snprintf(detail, sizeof(detail), "verified against go.sum when cached; the cache serves %s", text);
-			med_audit(r, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, detail);
-			reg_fetch_artifact(r, url, &want);
+			if (med_audit_allow(r, detail))
+				reg_fetch_artifact(r, url, &want);
 			return;
 		}
 	}
@@ -833,12 +831,9 @@ static void zip_fetch(struct med_request *r)
 		oom(r);
 		return;
 	}
-	if (q->sum)
-		reg_allow(r);
-	else
-		med_audit(r, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE,
-			  "not in go.sum: the zip is spooled whole but checked against nothing, and not cached");
-	zip_start(r, url);
+	if (q->sum ? reg_allow(r)
+		   : med_audit_allow(r, "not in go.sum: the zip is spooled whole but checked against nothing, and not cached"))
+		zip_start(r, url);
 }
 
 /* ---- the checksum database, through the proxy ------------------------------------------------------- */
@@ -866,9 +861,9 @@ static void sumdb(struct med_request *r, struct go_req *q)
 	if (!reg_set_url(r, url) || !med_header_add(r, "User-Agent: crgw-mediation"))
 		return;
 	snprintf(detail, sizeof(detail), "checksum database %s passed through, never cached", h.text);
-	med_audit(r, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, detail);
 	/* The idle handler: the answer streams to the client as it comes, status and all. */
-	med_client_start(r);
+	if (med_audit_allow(r, detail))
+		med_client_start(r);
 }
 
 /* ---- the request ----------------------------------------------------------------------------------- */

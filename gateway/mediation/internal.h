@@ -128,10 +128,16 @@ struct med_request {
 void med_refuse(struct med_request *r, int status, const char *text, enum crgw_reason reason, const char *detail);
 /* Answers with a complete response built by a handler (type and body borrowed); ends the request. */
 void med_answer(struct med_request *r, int status, const char *content_type, const char *body, size_t len);
+/* Audits a refusal or an event other than a decision. */
 void med_audit(struct med_request *r, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
 	       const char *detail);
-/* A decision let through with action warn (a registry's lockfile in warn mode). */
-void med_audit_warn(struct med_request *r, enum crgw_reason reason, const char *detail);
+/*
+ * Audits an allowed decision, or one let through with action warn (a registry's lockfile in warn mode,
+ * learn mode). Returns false when its event could not be queued and loss is not allowed: the request has
+ * then been refused (503, rate_limited) and ended, and the caller takes no step further.
+ */
+bool med_audit_allow(struct med_request *r, const char *detail);
+bool med_audit_warn(struct med_request *r, enum crgw_reason reason, const char *detail);
 /* Ends a request the handler served itself (from the cache): audits its end like a finished transfer. */
 void med_local_done(struct med_request *r);
 struct crgw_sandbox *med_sandbox(const struct med_request *r);

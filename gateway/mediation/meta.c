@@ -98,7 +98,10 @@ void med_meta(struct med_request *r, const char *path, size_t len)
 		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_REQUEST_INVALID, "out of memory");
 		return;
 	}
-	med_audit(r, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, NULL);
+	if (!med_audit_allow(r, NULL)) {
+		free(text);
+		return;
+	}
 	{
 		size_t n = strlen(text);
 		char *body = malloc(n + 2);

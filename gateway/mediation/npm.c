@@ -120,8 +120,9 @@ static void on_packument(struct med_request *r, long status, const char *doc, si
 	}
 	snprintf(detail, sizeof(detail), "versions kept=%zu not_in_lockfile=%zu too_new=%zu", out.kept,
 		 out.dropped_unlisted, out.dropped_too_new);
-	med_audit(r, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, detail);
-	reg_answer_doc(r, q->abbreviated ? "application/vnd.npm.install-v1+json" : "application/json", out.doc, out.len);
+	if (med_audit_allow(r, detail))
+		reg_answer_doc(r, q->abbreviated ? "application/vnd.npm.install-v1+json" : "application/json", out.doc,
+			       out.len);
 	npm_rewrite_free(&out);
 }
 
@@ -200,8 +201,8 @@ static void on_tarball_packument(struct med_request *r, long status, const char 
 	}
 	free(found);
 	reg_set_integrity(r, &want);
-	reg_allow(r);
-	tarball_go(r, q, &want);
+	if (reg_allow(r))
+		tarball_go(r, q, &want);
 }
 
 static void tarball(struct med_request *r, struct reg_req *g, struct npm_req *q, const char *path, size_t len)
@@ -224,8 +225,8 @@ static void tarball(struct med_request *r, struct reg_req *g, struct npm_req *q,
 	}
 	if (q->listed && !g->rule->min_release_age) {
 		reg_set_integrity(r, &q->want);
-		reg_allow(r);
-		tarball_go(r, q, &q->want);
+		if (reg_allow(r))
+			tarball_go(r, q, &q->want);
 		return;
 	}
 	packument_url(r, q->name, url, sizeof(url));

@@ -757,8 +757,7 @@ void med_oci(struct med_request *r, const char *path, size_t len)
 			want.digest = q->want;
 			reg_set_integrity(r, &want);
 		}
-		reg_allow(r);
-		if (p.by_digest && manifest_hit(r, q))
+		if (!reg_allow(r) || (p.by_digest && manifest_hit(r, q)))
 			return;
 		/* A manifest by digest is content: the content cache keeps it, never the metadata store. */
 		g->meta_nostore = p.by_digest;
@@ -769,14 +768,16 @@ void med_oci(struct med_request *r, const char *path, size_t len)
 		memset(&want, 0, sizeof(want));
 		want.digest = q->want;
 		reg_set_integrity(r, &want);
-		reg_allow(r);
+		if (!reg_allow(r))
+			return;
 		upstream_url(r, &p, "blobs", url, sizeof(url));
 		snprintf(q->url, sizeof(q->url), "%s", url);
 		q->artifact = true;
 		reg_fetch_artifact(r, url, &want);
 		return;
 	case OCI_TAGS_LIST:
-		reg_allow(r);
+		if (!reg_allow(r))
+			return;
 		upstream_url(r, &p, "tags/list", url, sizeof(url));
 		fetch_meta(r, url, "application/json", on_tags);
 		return;

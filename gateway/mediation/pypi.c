@@ -145,9 +145,9 @@ static void on_page(struct med_request *r, long status, const char *doc, size_t 
 	}
 	snprintf(detail, sizeof(detail), "files kept=%zu not_in_lockfile=%zu too_new=%zu other_hosts=%zu", q->kept,
 		 q->unlisted, q->too_new, q->foreign);
-	med_audit(r, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, detail);
-	reg_answer_doc(r, q->out_fmt == PYPI_JSON ? "application/vnd.pypi.simple.v1+json" : "text/html; charset=utf-8", out,
-		       out_len);
+	if (med_audit_allow(r, detail))
+		reg_answer_doc(r, q->out_fmt == PYPI_JSON ? "application/vnd.pypi.simple.v1+json" : "text/html; charset=utf-8",
+			       out, out_len);
 	free(out);
 }
 
@@ -231,8 +231,8 @@ static void on_file_page(struct med_request *r, long status, const char *doc, si
 		return;
 	}
 	reg_set_integrity(r, &want);
-	reg_allow(r);
-	reg_fetch_artifact(r, q->url, &want);
+	if (reg_allow(r))
+		reg_fetch_artifact(r, q->url, &want);
 }
 
 /* ---- the request ----------------------------------------------------------------------------------- */

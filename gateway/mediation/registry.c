@@ -181,7 +181,8 @@ struct reg_req *reg_begin_host(struct med_request *r, const char *kind, const ch
 		}
 		/* Learn mode: let through, without the operator's credential (med_credential_add). */
 		r->anonymous = true;
-		med_audit_warn(r, CRGW_REASON_HOST_NOT_ALLOWED, detail);
+		if (!med_audit_warn(r, CRGW_REASON_HOST_NOT_ALLOWED, detail))
+			return NULL;
 	}
 	method = med_method(r, &mlen);
 	if (!(mlen == 3 && !memcmp(method, "GET", 3)) && !(mlen == 4 && !memcmp(method, "HEAD", 4))) {
@@ -293,8 +294,7 @@ bool reg_unlisted(struct med_request *r, const char *detail)
 	/* Learn mode lets an unlisted artifact through as warn mode does. */
 	switch (med_sandbox(r)->learn ? CRGW_LOCKFILE_WARN : rule->mode) {
 	case CRGW_LOCKFILE_WARN:
-		med_audit_warn(r, CRGW_REASON_LOCKFILE_VIOLATION, detail);
-		return true;
+		return med_audit_warn(r, CRGW_REASON_LOCKFILE_VIOLATION, detail);
 	case CRGW_LOCKFILE_DENY_UNKNOWN:
 		med_refuse(r, 403, "Forbidden", CRGW_REASON_LOCKFILE_VIOLATION, detail);
 		return false;
@@ -322,9 +322,9 @@ bool reg_too_new(struct med_request *r, long long published)
 	return true;
 }
 
-void reg_allow(struct med_request *r)
+bool reg_allow(struct med_request *r)
 {
-	med_audit(r, CRGW_AUDIT_DECISION, true, CRGW_REASON_NONE, NULL);
+	return med_audit_allow(r, NULL);
 }
 
 void reg_answer_doc(struct med_request *r, const char *content_type, const char *doc, size_t len)

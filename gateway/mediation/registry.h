@@ -145,7 +145,7 @@ bool reg_too_new(struct med_request *r, long long published);
 void reg_set_integrity(struct med_request *r, const struct reg_want *w);
 
 /* Audits the request's decision to go ahead (allow). */
-void reg_allow(struct med_request *r);
+bool reg_allow(struct med_request *r);
 
 /* Answers a metadata document the handler built; audits the end of the exchange. */
 void reg_answer_doc(struct med_request *r, const char *content_type, const char *doc, size_t len);

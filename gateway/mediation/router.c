@@ -97,8 +97,9 @@ const char *med_method(const struct med_request *r, size_t *len)
 
 /* ---- audit ------------------------------------------------------------------------------------------ */
 
-static void audit_event(struct med_request *r, enum crgw_audit_kind kind, enum crgw_audit_action action,
-			enum crgw_reason reason, const char *detail)
+/* Returns crgw_audit_emit's answer: -ENOBUFS for an event that could not be queued (and loss not allowed). */
+static int audit_event(struct med_request *r, enum crgw_audit_kind kind, enum crgw_audit_action action,
+		       enum crgw_reason reason, const char *detail)
 {
 	struct crgw_sandbox *sb = r->c->sb;
 	struct crgw_audit_event ev = { .kind = kind, .service = r->service };
@@ -106,7 +107,7 @@ static void audit_event(struct med_request *r, enum crgw_audit_kind kind, enum c
 	bool allow = action != CRGW_ACTION_DENY;
 
 	if (kind == CRGW_AUDIT_DECISION && !allow && !crgw_sandbox_audit_allowed(sb, &suppressed))
-		return;
+		return 0;
 	AUDIT_SET(ev.sandbox_id, sb->id);
 	AUDIT_SET(ev.run_id, sb->run_id);
 	AUDIT_SET(ev.policy_hash, sb->policy_hash);
@@ -136,7 +137,7 @@ static void audit_event(struct med_request *r, enum crgw_audit_kind kind, enum c
 	AUDIT_SET(ev.detail, detail ? detail : r->detail);
 	if (suppressed)
 		ev.count = suppressed + 1;
-	crgw_audit_emit(&ev);
+	return crgw_audit_emit(&ev);
 }
 
 void med_audit(struct med_request *r, enum crgw_audit_kind kind, bool allow, enum crgw_reason reason,
@@ -145,9 +146,28 @@ void med_audit(struct med_request *r, enum crgw_audit_kind kind, bool allow, enu
 	audit_event(r, kind, allow ? CRGW_ACTION_ALLOW : CRGW_ACTION_DENY, reason, detail);
 }
 
-void med_audit_warn(struct med_request *r, enum crgw_reason reason, const char *detail)
+/*
+ * What lets an action through unrecorded is refused instead (audit.allow_loss: false, the default): the
+ * audit queue is a gateway-wide limit, hence rate_limited. The refusal's own event is lost as well; the
+ * audit_loss event that follows counts both.
+ */
+static bool recorded(struct med_request *r, int emitted)
 {
-	audit_event(r, CRGW_AUDIT_DECISION, CRGW_ACTION_WARN, reason, detail);
+	if (!emitted)
+		return true;
+	med_refuse(r, 503, "Service Unavailable", CRGW_REASON_RATE_LIMITED,
+		   "the audit queue is full: an allowed action is not taken unrecorded (audit.allow_loss)");
+	return false;
+}
+
+bool med_audit_allow(struct med_request *r, const char *detail)
+{
+	return recorded(r, audit_event(r, CRGW_AUDIT_DECISION, CRGW_ACTION_ALLOW, CRGW_REASON_NONE, detail));
+}
+
+bool med_audit_warn(struct med_request *r, enum crgw_reason reason, const char *detail)
+{
+	return recorded(r, audit_event(r, CRGW_AUDIT_DECISION, CRGW_ACTION_WARN, reason, detail));
 }
 
 /* ---- answers ---------------------------------------------------------------------------------------- */
