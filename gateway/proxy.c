@@ -1150,6 +1150,19 @@ void crgw_proxy_set_mediation(struct crgw_proxy *px, struct crgw_mediation *m)
 	px->mediation = m;
 }
 
+void crgw_proxy_close_released(struct crgw_proxy *px)
+{
+	struct tunnel *t = px->tunnels, *next;
+
+	for (; t; t = next) {
+		next = t->next;
+		if (atomic_load(&t->sb->released)) {
+			t->end_detail = "the sandbox was released";
+			proxy_close(t);
+		}
+	}
+}
+
 void crgw_proxy_free(struct crgw_proxy *px)
 {
 	if (!px)

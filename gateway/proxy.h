@@ -26,6 +26,9 @@ int crgw_proxy_new(struct event_base *base, const struct crgw_config *cfg, struc
 /* Closes every tunnel (with its connection_end event) and the listener. The loop must not be running. */
 void crgw_proxy_free(struct crgw_proxy *px);
 
+/* Closes the worker's connections of released sandboxes (crgw_sandbox_on_release); on px's thread. */
+void crgw_proxy_close_released(struct crgw_proxy *px);
+
 struct crgw_mediation;
 /* The worker's mediation (borrowed, outliving `px`'s loop), which plain-http registry URLs are handed to. */
 void crgw_proxy_set_mediation(struct crgw_proxy *px, struct crgw_mediation *m);

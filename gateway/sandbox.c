@@ -71,7 +71,13 @@ static struct {
 	/* Released sandboxes' tombstones, a ring; control thread only. */
 	struct crgw_sandbox_tombstone tombstones[256];
 	unsigned ntombstones, next_tombstone;
+	void (*on_release)(void);
 } R = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+
+void crgw_sandbox_on_release(void (*hook)(void))
+{
+	R.on_release = hook;
+}
 
 int64_t crgw_monotonic_s(void)
 {
@@ -1122,6 +1128,10 @@ static int release(struct crgw_sandbox *sb, const char *why)
 	struct timespec t0, t1;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* Its connections end with it: held open, they would outlive it and send to its address's next owner. */
+	atomic_store(&sb->released, true);
+	if (R.on_release)
+		R.on_release();
 	if (R.guard) {
 		/* The guard's drops count with nftables' in the final figures: either layer may have dropped them. */
 		crgw_guard_counters(R.guard, sb->slot, &gc);

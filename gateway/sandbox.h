@@ -40,6 +40,8 @@ struct crgw_sandbox_timings {
 
 struct crgw_sandbox {
 	atomic_uint refs;
+	/* Set as its release begins: the workers then close its connections (crgw_sandbox_on_release). */
+	atomic_bool released;
 	char id[24];
 	char name[CRGW_SANDBOX_NAME_MAX + 1]; /* "" when the caller gave none */
 	char run_id[64];
@@ -208,6 +210,13 @@ const char *crgw_registry_enforcement(bool *nft, struct crgw_guard **guard);
 
 struct crgw_sandbox *crgw_sandbox_ref(struct crgw_sandbox *sb);
 void crgw_sandbox_unref(struct crgw_sandbox *sb);
+
+/*
+ * `hook` is called (on the thread that releases, after `released` is set) whenever a sandbox is released,
+ * so that connections holding a reference to it end with it rather than at their idle timeout. NULL
+ * removes it. Set and cleared on the thread that releases sandboxes (the main thread).
+ */
+void crgw_sandbox_on_release(void (*hook)(void));
 
 /* The blocklist every decision uses (the pool, the gateway's own addresses, the operator's ranges). */
 const struct crgw_blocklist *crgw_gateway_blocklist(void);

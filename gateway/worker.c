@@ -34,6 +34,7 @@ struct worker {
 	struct crgw_mediation *mediation;
 	struct evconnlistener *transparent[2];
 	struct crgw_accept_guard guard[2];
+	struct event *released; /* activated from the main thread when a sandbox is released */
 };
 
 static struct worker *workers;
@@ -124,6 +125,24 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* A sandbox was released: this worker's connections of it end now. */
+static void on_sandbox_released(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	crgw_proxy_close_released(w->proxy);
+	crgw_mediation_close_released(w->mediation);
+}
+
+static void sandbox_released(void)
+{
+	for (unsigned i = 0; i < nworkers; i++)
+		if (workers[i].released)
+			event_active(workers[i].released, 0, 0);
+}
+
 static void worker_free(struct worker *w)
 {
 	/* Tunnels first: one waiting for a lookup is called back when the DNS server goes. */
@@ -135,6 +154,8 @@ static void worker_free(struct worker *w)
 			crgw_accept_guard_fini(&w->guard[i]);
 			evconnlistener_free(w->transparent[i]);
 		}
+	if (w->released)
+		event_free(w->released);
 	if (w->base)
 		event_base_free(w->base);
 }
@@ -173,6 +194,11 @@ int crgw_workers_start(const struct crgw_config *cfg)
 			break;
 		}
 		crgw_proxy_set_mediation(w->proxy, w->mediation);
+		w->released = event_new(w->base, -1, 0, on_sandbox_released, w);
+		if (!w->released) {
+			err = -ENOMEM;
+			break;
+		}
 		err = transparent_listener(w, cfg->transparent_http_port, &w->transparent[0]);
 		if (!err)
 			err = transparent_listener(w, cfg->transparent_tcp_port, &w->transparent[1]);
@@ -185,6 +211,8 @@ int crgw_workers_start(const struct crgw_config *cfg)
 	}
 	if (err)
 		crgw_workers_stop();
+	else
+		crgw_sandbox_on_release(sandbox_released);
 	return err;
 }
 
@@ -195,6 +223,7 @@ void crgw_workers_stop(void)
 	 * stopped before its loop began (a start-up failing right after the threads) ran for ever. loopexit is
 	 * an event, taken whenever the loop gets to it.
 	 */
+	crgw_sandbox_on_release(NULL);
 	for (unsigned i = 0; i < nworkers; i++)
 		if (workers[i].started)
 			event_base_loopexit(workers[i].base, NULL);

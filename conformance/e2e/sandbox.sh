@@ -360,6 +360,40 @@ ok $? "so do the metrics"
 "$CTL" doctor --json | jq -e '.capabilities.resource_limits.active == true and .backend.netns.seccomp == true' >/dev/null
 ok $? "doctor and the capability map say limits and seccomp are active"
 
+# ---- a released sandbox's connections end with it -------------------------------------------------
+# Two slow downloads (a CONNECT tunnel and transparent HTTP) and an idle mediation connection, open
+# when the sandbox is removed: all end at once, not at their idle timeout, and say why.
+head -c $((8 * 1024 * 1024)) /dev/urandom >"$WWW/slow.bin"
+"$CTL" run --policy "$P" --workspace-mode none --name conns -- true >/dev/null 2>&1
+ok $? "a kept sandbox for the connection checks"
+open_conns() { "$CTL" stats --json | jq -r '"\(.proxy.tunnels_open // 0) \(.mediation.connections_open // 0)"'; }
+"$CTL" exec conns -- bash -c 'curl -s -o /dev/null --limit-rate 50k -p -x "http://$CRGW_GATEWAY:3128" http://allowed.test/slow.bin &
+	curl -s -o /dev/null --limit-rate 50k http://allowed.test/slow.bin &
+	exec 3<>"/dev/tcp/$CRGW_GATEWAY/8170"; sleep 60' >/dev/null 2>&1 &
+conns_job=$!
+for _ in $(seq 50); do
+	read -r tun med <<<"$(open_conns)"
+	[ "$tun" -ge 2 ] && [ "$med" -ge 1 ] && break
+	sleep 0.1
+done
+[ "$tun" -ge 2 ] && [ "$med" -ge 1 ]
+ok $? "the sandbox has two tunnels and a mediation connection open (tunnels $tun, mediation $med)"
+"$CTL" sandbox rm conns >/dev/null
+for _ in $(seq 30); do
+	read -r tun med <<<"$(open_conns)"
+	[ "$tun" = 0 ] && [ "$med" = 0 ] && break
+	sleep 0.1
+done
+[ "$tun" = 0 ] && [ "$med" = 0 ]
+ok $? "sandbox rm ends them within 3 s (open after: tunnels $tun, mediation $med)"
+audit_has "$AUDIT" '[select(.event == "connection_end" and .detail == "the sandbox was released")] | length >= 2' &&
+	audit_has "$AUDIT" 'select(.event == "connection_end" and .detail == "the sandbox was released" and .service == "connect")' &&
+	audit_has "$AUDIT" 'select(.event == "connection_end" and .detail == "the sandbox was released" and .service == "http")'
+ok $? "... each audited as connection_end: the sandbox was released" ||
+	diag "$(jq -c 'select(.event == "connection_end")' "$AUDIT" | tail -4)"
+wait "$conns_job" 2>/dev/null
+rm -f "$WWW/slow.bin"
+
 # ---- TTL --------------------------------------------------------------------------------------------
 "$CTL" sandbox show --json prober | jq -e '.ttl_s == 3600 and .ttl_left_s > 3500' >/dev/null
 ok $? "a sandbox gets its policy's ttl_minutes (60 by default)"

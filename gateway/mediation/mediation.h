@@ -40,6 +40,9 @@ void crgw_mediation_thread_fini(void);
 /* Ends every exchange (with its connection_end event) and closes the listener. The loop must be stopped. */
 void crgw_mediation_free(struct crgw_mediation *m);
 
+/* Closes the worker's connections of released sandboxes (crgw_sandbox_on_release); on m's thread. */
+void crgw_mediation_close_released(struct crgw_mediation *m);
+
 /*
  * Checks, at registration, that the operator holds every secret the policy names. Returns 0, or -ENOENT
  * with `err` naming the first missing id (never a value).

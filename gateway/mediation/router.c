@@ -718,16 +718,17 @@ static void conn_process(struct med_conn *c)
 
 /* ---- the connection --------------------------------------------------------------------------------- */
 
-static void conn_close(struct med_conn *c)
+/* `why` names what ended an exchange still under way (its connection_end event). */
+static void conn_close_why(struct med_conn *c, const char *why)
 {
 	if (c->req) {
 		struct med_request *r = c->req;
 
 		c->req = NULL;
 		if (r->started && !r->finished) {
-			/* The client left mid-transfer: the exchange ends with what moved. */
+			/* The exchange ends with what moved. */
 			r->finished = true;
-			med_audit(r, CRGW_AUDIT_CONNECTION_END, true, CRGW_REASON_NONE, "the client closed the connection");
+			med_audit(r, CRGW_AUDIT_CONNECTION_END, true, CRGW_REASON_NONE, why);
 		}
 		request_free(r);
 	}
@@ -744,6 +745,11 @@ static void conn_close(struct med_conn *c)
 	atomic_fetch_sub(&med_stats.connections_open, 1);
 	crgw_sandbox_unref(c->sb);
 	free(c);
+}
+
+static void conn_close(struct med_conn *c)
+{
+	conn_close_why(c, "the client closed the connection");
 }
 
 static void arm_timer(struct med_conn *c, unsigned seconds)
@@ -984,6 +990,17 @@ int crgw_mediation_new(struct event_base *base, const struct crgw_config *cfg, s
 void crgw_mediation_thread_fini(void)
 {
 	med_oci_thread_fini();
+}
+
+void crgw_mediation_close_released(struct crgw_mediation *m)
+{
+	struct med_conn *c = m->conns, *next;
+
+	for (; c; c = next) {
+		next = c->next;
+		if (atomic_load(&c->sb->released))
+			conn_close_why(c, "the sandbox was released");
+	}
 }
 
 void crgw_mediation_free(struct crgw_mediation *m)
