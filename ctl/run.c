@@ -230,11 +230,11 @@ static int after_command(const char *id, int status, bool wait_release, bool *go
 	json_int_t denied = json_integer_value(json_object_get(res, "pids_denied"));
 	const char *reason = json_string_value(json_object_get(rec, "reason"));
 
+	/* A kept sandbox the gateway has not ended (yet) is not said to be ended: the next lines say it runs. */
 	if (status == 137 && oom > 0) {
-		fprintf(stderr,
-			"crgw-ctl: sandbox %s ran out of memory: %lld process%s killed at its memory limit; "
-			"the sandbox was ended\n",
-			id, (long long)oom, oom == 1 ? " was" : "es were");
+		fprintf(stderr, "crgw-ctl: sandbox %s ran out of memory: %lld process%s killed at its memory limit%s\n", id,
+			(long long)oom, oom == 1 ? " was" : "es were",
+			*gone || !wait_release ? "; the sandbox was ended" : "");
 	} else if (status == 137 && e == -ESRCH && reason) {
 		fprintf(stderr, "crgw-ctl: sandbox %s was released: %s\n", id, reason);
 	} else if (status == 137 && e && e != -ESRCH) {

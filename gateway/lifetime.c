@@ -17,6 +17,8 @@ struct watch {
 	char id[24];
 	int holder_fd, oom_fd; /* our own duplicates: the sandbox's close when it goes */
 	struct event *holder_ev, *oom_ev, *ttl_ev;
+	struct event *recheck_ev; /* a memory event whose kill was not counted yet: look again */
+	unsigned rechecks;
 };
 
 static struct {
@@ -37,6 +39,8 @@ static void watch_free(struct watch *w)
 		event_free(w->oom_ev);
 	if (w->ttl_ev)
 		event_free(w->ttl_ev);
+	if (w->recheck_ev)
+		event_free(w->recheck_ev);
 	if (w->holder_fd >= 0)
 		close(w->holder_fd);
 	if (w->oom_fd >= 0)
@@ -72,20 +76,20 @@ static void ttl_expired(evutil_socket_t fd, short what, void *arg)
  * build with a random process missing is worse than one that stops and says why. v2 groups do it in the
  * kernel (memory.oom.group); here it is the same for both.
  */
-static void memory_event(evutil_socket_t fd, short what, void *arg)
+static void check_oom(struct watch *w, bool event)
 {
-	struct watch *w = arg;
 	struct crgw_sandbox *sb = crgw_sandbox_find(w->id);
 	struct crgw_cgroup_usage u;
 	char why[128];
 
-	(void)fd;
-	(void)what;
 	if (!sb) {
 		watch_free(w);
 		return;
 	}
-	crgw_cgroup_event_drain(sb->cgroup);
+	if (event) {
+		crgw_cgroup_event_drain(sb->cgroup);
+		w->rechecks = 0;
+	}
 	if (crgw_sandbox_usage(sb, &u) == 0 && u.oom_kills > sb->oom_kills_seen) {
 		sb->oom_kills_seen = u.oom_kills;
 		snprintf(why, sizeof(why), "out of memory: a process passed the %llu MiB limit and was killed",
@@ -96,6 +100,31 @@ static void memory_event(evutil_socket_t fd, short what, void *arg)
 		return; /* the holder's end frees the watch */
 	}
 	crgw_sandbox_unref(sb);
+	/*
+	 * cgroup v1 signals the group's OOM before the killer has run and counted its kill (memory.oom_control's
+	 * oom_kill): the count is read again 5 ms later, then at doubling intervals, about 1.3 s in all. A
+	 * v2 event follows the count, and the first look finds it.
+	 */
+	if (w->recheck_ev && w->rechecks < 8) {
+		struct timeval tv = { 0, 5000 << w->rechecks };
+
+		w->rechecks++;
+		evtimer_add(w->recheck_ev, &tv);
+	}
+}
+
+static void memory_event(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	check_oom(arg, true);
+}
+
+static void memory_recheck(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	check_oom(arg, false);
 }
 
 void crgw_lifetime_init(struct event_base *base)
@@ -130,7 +159,8 @@ int crgw_lifetime_watch(const struct crgw_sandbox *sb)
 	if (sb->cgroup && crgw_cgroup_event_fd(sb->cgroup) >= 0) {
 		w->oom_fd = fcntl(crgw_cgroup_event_fd(sb->cgroup), F_DUPFD_CLOEXEC, 0);
 		w->oom_ev = w->oom_fd >= 0 ? event_new(L.base, w->oom_fd, EV_READ | EV_PERSIST, memory_event, w) : NULL;
-		if (!w->oom_ev || event_add(w->oom_ev, NULL))
+		w->recheck_ev = evtimer_new(L.base, memory_recheck, w);
+		if (!w->oom_ev || !w->recheck_ev || event_add(w->oom_ev, NULL))
 			goto fail;
 	}
 	w->next = L.watches;

@@ -345,6 +345,16 @@ ok $? "a 10 GiB allocation under a 256M limit ends the sandbox: exit 137 and a w
 ok $? "... while the gateway answers ($during)"
 audit_has "$AUDIT" 'select(.event=="sandbox_released" and .usage.oom_kills >= 1 and (.detail | test("OOM|out of memory")))'
 ok $? "... and sandbox_released counts the OOM kill"
+# A kept sandbox: no crgw-ctl releases it, the gateway's memory watch must (cgroup v1 signals the OOM
+# before its kill is counted).
+out=$("$CTL" run --policy "$P" --memory 64M --name oomkept -- python3 -c "x = b'a' * (1 << 30)" 2>&1)
+oom_rc=$?
+gone=$("$CTL" sandbox show oomkept 2>&1)
+[ $oom_rc -eq 137 ] && grep -q 'ran out of memory.*the sandbox was ended' <<<"$out" && ! grep -q 'still running' <<<"$out" &&
+	grep -q 'out of memory' <<<"$gone"
+ok $? "a kept sandbox's OOM kill ends it too: exit 137, 'the sandbox was ended', its tombstone says out of memory" ||
+	diag "$out" "$gone"
+"$CTL" sandbox rm oomkept >/dev/null 2>&1
 out=$("$CTL" run --rm --policy "$P" --memory 64G -- true 2>&1)
 [ $? -eq 125 ] && grep -q "above the operator's ceiling" <<<"$out"
 ok $? "a run may not raise a limit above the operator's ceiling" || diag "$out"
