@@ -155,14 +155,14 @@ static const char *qtype_name(uint16_t t, char *buf, size_t size)
  */
 static void follow_upstreams(struct crgw_dns_server *srv);
 
-static int audit_dns(struct crgw_sandbox *sb, const struct crgw_dns_query *q, bool allow,
-		     enum crgw_reason reason, const char *rule, const char *dst_ip, const char *detail)
+static int audit_dns_limited(struct crgw_sandbox *sb, const struct crgw_dns_query *q, bool allow, bool limited,
+			     enum crgw_reason reason, const char *rule, const char *dst_ip, const char *detail)
 {
 	struct crgw_audit_event ev = { .kind = CRGW_AUDIT_DECISION, .service = "dns" };
 	uint64_t suppressed = 0;
 	char tbuf[12];
 
-	if (!allow && !crgw_sandbox_audit_allowed(sb, &suppressed))
+	if (limited && !crgw_sandbox_audit_allowed(sb, &suppressed))
 		return 0;
 	AUDIT_SET(ev.sandbox_id, sb->id);
 	AUDIT_SET(ev.run_id, sb->run_id);
@@ -179,6 +179,33 @@ static int audit_dns(struct crgw_sandbox *sb, const struct crgw_dns_query *q, bo
 	if (suppressed)
 		ev.count = suppressed + 1;
 	return crgw_audit_emit(&ev);
+}
+
+static int audit_dns(struct crgw_sandbox *sb, const struct crgw_dns_query *q, bool allow,
+		     enum crgw_reason reason, const char *rule, const char *dst_ip, const char *detail)
+{
+	return audit_dns_limited(sb, q, allow, !allow, reason, rule, dst_ip, detail);
+}
+
+/*
+ * Learn mode: a name the policy would refuse, let through, that has no address (NXDOMAIN, or none of the
+ * type asked) binds nothing, so no allow event would name it. It is audited as warn all the same, at the
+ * rate denials are: a learn run must not send data out in query names unrecorded, and `policy learn`
+ * must see every lookup the job made.
+ */
+static void audit_learned_miss(struct crgw_sandbox *sb, const struct crgw_dns_query *q, const char *detail)
+{
+	struct crgw_host host;
+	struct crgw_decision d = { 0 };
+
+	if (!sb->learn || crgw_host_parse(q->name, q->name_len, &host, NULL))
+		return;
+	crgw_sandbox_decide(sb, &host, CRGW_PORT_ANY, &d);
+	if (!d.allow || d.reason == CRGW_REASON_NONE)
+		return;
+	audit_dns_limited(sb, q, true, true,
+			  d.reason == CRGW_REASON_PORT_NOT_ALLOWED ? CRGW_REASON_HOST_NOT_ALLOWED : d.reason, d.rule, NULL,
+			  detail);
 }
 
 /* ---- deciding and answering --------------------------------------------------------------------- */
@@ -315,8 +342,10 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 	uint8_t family = q->qtype == CRGW_DNS_A ? AF_INET : AF_INET6;
 	size_t alen = family == AF_INET ? 4 : 16;
 
-	if (e->rcode != CRGW_DNS_NOERROR)
+	if (e->rcode != CRGW_DNS_NOERROR) {
+		audit_learned_miss(sb, q, e->rcode == CRGW_DNS_NXDOMAIN ? "no such name (NXDOMAIN)" : "no answer");
 		return build(out, cap, limit, msg, len, q, e->rcode, NULL, 0);
+	}
 	memset(bind, 0, e->naddrs * sizeof(bind[0]));
 	for (unsigned i = 0; i < e->naddrs; i++) {
 		struct crgw_host h;
@@ -391,6 +420,8 @@ static int answer_entry(struct crgw_dns_server *srv, struct crgw_sandbox *sb, co
 			memcpy(m->name, q->name, q->name_len + 1);
 		}
 	}
+	if (!n && !nrefused)
+		audit_learned_miss(sb, q, "no address of this type");
 	atomic_fetch_add_explicit(&sb->counters.dns_allowed, 1, memory_order_relaxed);
 	return build(out, cap, limit, msg, len, q, CRGW_DNS_NOERROR, ans, n);
 }

@@ -95,6 +95,14 @@ audit_has "$AUDIT" 'select(.run_id == "learn-guard" and .dst_host == "169.254.16
 	! grep -q '^200' <<<"$(tail -1 <<<"$out")"
 ok $? "learn mode does not reach the metadata address: refused as private_address_blocked (HTTP $(tail -1 <<<"$out"))"
 
+# A name the policy would refuse and that does not exist binds nothing, yet a learn run records it: query
+# names are a channel out, and policy learn must see every lookup.
+out=$("$CTL" run --rm --run-id learn-nx --learn --policy "$T/start/cleanroom.yaml" --workspace-mode none -- \
+	sh -c 'getent ahostsv4 c2VjcmV0.nosuch.test; echo rc=$?' 2>&1)
+audit_has "$AUDIT" 'select(.run_id == "learn-nx" and .service == "dns" and .dst_host == "c2vjcmv0.nosuch.test" and .action == "warn" and .reason_code == "host_not_allowed" and .detail == "no such name (NXDOMAIN)")'
+ok $? "learn mode audits a refused name that does not exist as warn, NXDOMAIN in its detail ($(tail -1 <<<"$out"))" ||
+	diag "$(jq -c 'select(.run_id == "learn-nx")' "$AUDIT")"
+
 # Learn mode widens where a job connects, never whose credential it uses: git.test, outside this policy's
 # git.hosts, is asked without the operator's credential (and wants one: the gateway's 502).
 mkdir -p "$T/nogit"
