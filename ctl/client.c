@@ -141,7 +141,9 @@ static int curl_failed(CURL *c, CURLcode rc, char *err, size_t errlen)
 			 ctl_control_path);
 	else
 		snprintf(err, errlen, "control socket %s: %s", ctl_control_path, curl_easy_strerror(rc));
-	return rc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO;
+	if (rc == CURLE_COULDNT_CONNECT)
+		return -ECONNREFUSED;
+	return rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_ABORTED_BY_CALLBACK ? -ETIMEDOUT : -EIO;
 }
 
 int ctl_request(const char *method, const char *path, const char *body, struct ctl_response *out, char *err,

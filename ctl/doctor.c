@@ -118,12 +118,20 @@ static void gateway_checks(struct report *r, json_t **caps)
 
 	/* A health check: a gateway that does not answer in 10 s is the finding, not a reason to wait 120. */
 	ctl_timeout_ms = 10000;
-	if (stat(ctl_control_path, &st) == 0)
-		check(r, "control socket", (st.st_mode & 0007) ? WARN : OK, "%s mode %04o owner %u:%u%s",
+	/* Connecting to a UNIX socket takes write permission: others' write bit is what lets them in. */
+	bool exists = stat(ctl_control_path, &st) == 0;
+
+	if (exists && !S_ISSOCK(st.st_mode))
+		check(r, "control socket", WARN, "%s is not a socket", ctl_control_path);
+	else if (exists)
+		check(r, "control socket", (st.st_mode & 0002) ? WARN : OK, "%s mode %04o owner %u:%u%s",
 		      ctl_control_path, st.st_mode & 07777, st.st_uid, st.st_gid,
-		      (st.st_mode & 0007) ? " (others can reach the control API)" : "");
-	if (ctl_request("GET", "/v1/health", NULL, &resp, err, sizeof(err))) {
-		check(r, "gateway", WARN, "%s", err);
+		      (st.st_mode & 0002) ? " (others can reach the control API)" : "");
+	int e = ctl_request("GET", "/v1/health", NULL, &resp, err, sizeof(err));
+
+	if (e) {
+		/* Not running is a warning (doctor also serves hosts before their gateway); hung is a failure. */
+		check(r, "gateway", e == -ETIMEDOUT ? FAIL : WARN, "%s", err);
 		ctl_timeout_ms = timeout;
 		return;
 	}

@@ -402,10 +402,11 @@ timeout 60 "$CTL" doctor >"$T/doctor-stopped.txt" 2>&1
 rc=$?
 t1=$(date +%s)
 kill -CONT "$GW_PID"
-# It is a warning (doctor checks the host; a gateway need not run), as when none runs.
-line=$(grep -E '^warn +gateway ' "$T/doctor-stopped.txt" | head -1)
-[ $rc -ne 124 ] && [ $((t1 - t0)) -le 30 ] && grep -qiE 'time|answer' <<<"$line"
-ok $? "doctor against a gateway that does not answer ends in $((t1 - t0)) s, exit $rc: $(cut -c1-160 <<<"$line")"
+# A failure, exit 1: a gateway that takes connections and answers none is unhealthy, and a probe built on
+# doctor must say so (one that does not run at all is only a warning: doctor also checks hosts before).
+line=$(grep -E '^fail +gateway ' "$T/doctor-stopped.txt" | head -1)
+[ $rc -eq 1 ] && [ $((t1 - t0)) -le 30 ] && grep -qiE 'time|answer' <<<"$line"
+ok $? "doctor against a gateway that does not answer ends in $((t1 - t0)) s, exit $rc (a failure): $(cut -c1-160 <<<"$line")"
 
 # A second gateway must not take over the first one's table, state or DNS port.
 timeout 10 "$CRGW" --control "$T/ctl2.sock" --audit-log "$T/audit2.log" --pool 10.201.1.0/24 \

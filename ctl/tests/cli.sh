@@ -880,5 +880,11 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
 	result $? "a store directory another user owns is refused (exit $rc)"
 fi
 
+# doctor names a control path that is no socket (and does not call a file's mode a door to the API).
+: >"$tmp/notasock"
+out=$("$ctl" --control "$tmp/notasock" doctor 2>&1)
+grep -Eq '^warn +control socket +.*notasock is not a socket' <<<"$out" && ! grep -q 'others can reach' <<<"$out"
+result $? "doctor: a control path that is not a socket is named as such"
+
 echo "1..$n"
 [ "$failed" = 0 ]
