@@ -15,7 +15,8 @@
 #      veth link (the root namespace to the test network's namespace); and the gateway's transfer again
 #      to a curl in the sandbox's network namespace but outside the sandbox (its groups, its seccomp
 #      filter), the client placed as nginx's is; and to a curl started in a sandbox that is already running
-#      (crgw-ctl exec: its groups, its seccomp filter), as a job's later download is.
+#      (crgw-ctl exec: its groups, its seccomp filter), as a job's later download is; and nginx, on the
+#      gateway's address through a hole made for this benchmark, to that same running sandbox's curl.
 # Prints one line per measurement and a summary; docs/performance.md records the figures. Needs root.
 # usage: registry-bench.sh CRGW CRGW_CTL [ROUNDS] [COUNT]
 # CRGW_BENCH_PARTS="installs latency huge" (the default) chooses the parts; e.g. "huge" alone, 3 minutes.
@@ -237,23 +238,52 @@ hb_holder=$("$CTL" sandbox show --json hugebench | jq -r .holder_pid)
 from_netns() { nsenter -t "$hb_holder" -n curl -s -o /dev/null -w "%{speed_download}" "$hb_url"; }
 # A curl begun in the running sandbox: its groups and seccomp filter, not a sandbox just made.
 from_running() { "$CTL" exec hugebench -- curl -s -o /dev/null -w "%{speed_download}" "$hb_url"; }
+# nginx again, in the root namespace on the sandbox's gateway address, to the very curl of from_running:
+# the same client, sandbox, link, rules and guard, only the server differs. That takes a hole, made for
+# this benchmark only: port 8081 accepted first in the sandbox's input chain and added to the eBPF guard's
+# gateway ports (it is removed again on exit). With no guard loaded, the nftables hole alone.
+hb_gw=$(echo "$hb_url" | sed -E 's#^https?://\[?([^]/]+)\]?:[0-9]+/.*#\1#')
+hb_in=$(nft list table inet "$GW_TABLE" | sed -n 's/^\tchain \(sb[0-9]*_in\) {$/\1/p')
+[ "$(echo "$hb_in" | wc -w)" = 1 ] || { echo "cannot find the sandbox's input chain (got: $hb_in)" >&2; exit 1; }
+nft insert rule inet "$GW_TABLE" "$hb_in" tcp dport 8081 accept ||
+	{ echo "cannot open port 8081 in the sandbox's input chain" >&2; exit 1; }
+guard_map=$(bpftool -j map show 2>/dev/null | jq -r '.[] | select(.name == "gw_ports") | .id' | head -1)
+guard_key="0x91 0x1f 0x06 0x00" # struct guard_port { 8081 in host order, IPPROTO_TCP, 0 }
+if [ -n "$guard_map" ]; then
+	bpftool map update id "$guard_map" key $guard_key value 0x01 ||
+		{ echo "cannot add port 8081 to the guard's gateway ports" >&2; exit 1; }
+	testnet_on_exit 'bpftool map delete id "$guard_map" key $guard_key 2>/dev/null; true'
+fi
+sed -e "s#listen $TN_PYPI_ADDR:8081;#listen $hb_gw:8081;#" -e "s#$T/nginx#$T/nginx-gw#g" "$T/nginx/nginx.conf" >"$T/nginx.gw.conf"
+mkdir -p "$T/nginx-gw"
+nginx -c "$T/nginx.gw.conf" -p "$T/nginx-gw" &
+NGINX_GW_PID=$!
+testnet_on_exit 'kill "$NGINX_GW_PID" 2>/dev/null; true'
+from_nginx_running() { "$CTL" exec hugebench -- curl -s -o /dev/null -w "%{speed_download}" "http://$hb_gw:8081/object"; }
+for _ in $(seq 50); do
+	"$CTL" exec hugebench -- curl -s -o /dev/null --max-time 0.5 -r 0-0 "http://$hb_gw:8081/object" && break
+	sleep 0.1
+done
 nsr=""
 nsratios=""
 exr=""
 exratios=""
+sbr=""
+sbratios=""
 mbs() { awk -v b="$1" 'BEGIN {printf "%.0f", b / 1e6}'; }
 ratio() { awk -v g="$1" -v n="$2" 'BEGIN {printf "%.3f", (n > 0 ? g / n : 0)}'; }
 from_fresh() { hrun 'sleep 1; curl -s -o /dev/null -w "%{speed_download}" "$PIP_INDEX_URL"crgw-huge/'"$f"; }
 for r in $(seq "$huge_rounds"); do
 	if [ $((r % 2)) = 1 ]; then
-		n=$(from_nginx) h=$(from_netns) x=$(from_running) g=$(from_fresh)
+		n=$(from_nginx) s=$(from_nginx_running) h=$(from_netns) x=$(from_running) g=$(from_fresh)
 	else
-		g=$(from_fresh) x=$(from_running) h=$(from_netns) n=$(from_nginx)
+		g=$(from_fresh) x=$(from_running) h=$(from_netns) s=$(from_nginx_running) n=$(from_nginx)
 	fi
-	g=$(mbs "$g") h=$(mbs "$h") x=$(mbs "$x") n=$(mbs "$n")
-	gwr+="$g " nsr+="$h " exr+="$x " ngr+="$n "
+	g=$(mbs "$g") h=$(mbs "$h") x=$(mbs "$x") n=$(mbs "$n") s=$(mbs "$s")
+	gwr+="$g " nsr+="$h " exr+="$x " ngr+="$n " sbr+="$s "
 	ratios+="$(ratio "$g" "$n") " nsratios+="$(ratio "$h" "$n") " exratios+="$(ratio "$x" "$n") "
-	echo "round $r 1 GiB hit: crgw $g MB/s to a new sandbox, $x MB/s to a running one, $h MB/s to its network namespace; nginx $n MB/s"
+	sbratios+="$(ratio "$x" "$s") "
+	echo "round $r 1 GiB hit: crgw $g MB/s to a new sandbox, $x MB/s to a running one, $h MB/s to its network namespace; nginx $n MB/s, $s MB/s to the running sandbox"
 done
 fi
 
@@ -269,12 +299,13 @@ for label in $labels; do
 done
 part latency && echo "cache hit latency (small object): p50 ${p50} us, p99 ${p99} us"
 part huge || exit 0
-summary_line() { # summary_line LABEL RATES RATIOS
+summary_line() { # summary_line LABEL RATES RATIOS [NGINX-RATES]
 	local g n
 	g=$(echo $2 | tr ' ' '\n' | median)
-	n=$(echo $ngr | tr ' ' '\n' | median)
+	n=$(echo ${4:-$ngr} | tr ' ' '\n' | median)
 	echo "1 GiB cached object, $1 (medians of $huge_rounds rounds): crgw $g MB/s, nginx $n MB/s; ratio $(awk -v g="$g" -v n="$n" 'BEGIN {printf "%.2f", g / n}'), median of the rounds' ratios $(echo $3 | tr ' ' '\n' | median | awk '{printf "%.2f", $1}')"
 }
 summary_line "to a new sandbox (crgw-ctl run)" "$gwr" "$ratios"
 summary_line "to a running sandbox (crgw-ctl exec)" "$exr" "$exratios"
 summary_line "to the sandbox's network namespace only" "$nsr" "$nsratios"
+summary_line "to a running sandbox, nginx to the same sandbox's curl" "$exr" "$sbratios" "$sbr"
