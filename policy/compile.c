@@ -498,15 +498,21 @@ static bool parse_ports(struct compiler *c, const struct ynode *n, const char *p
 		c->oom = true;
 		return false;
 	}
+	/* Every bad port is reported, not only the first: validate lists every problem. */
+	bool ok = true;
+
 	for (size_t i = 0; i < n->nchildren; i++) {
 		char sub[160];
 		long port;
 
 		path_index(sub, sizeof(sub), path, i);
 		if (!get_int(c, n->children[i], sub, 1, 65535, &port))
-			return false;
-		r->ports[r->nports++] = (uint16_t)port;
+			ok = false;
+		else
+			r->ports[r->nports++] = (uint16_t)port;
 	}
+	if (!ok)
+		return false;
 	qsort(r->ports, r->nports, sizeof(*r->ports), cmp_u16);
 	size_t w = 0;
 

@@ -880,6 +880,12 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
 	result $? "a store directory another user owns is refused (exit $rc)"
 fi
 
+# validate reports every bad port of a list, not the first alone.
+printf 'version: 1\nsandbox:\n  network:\n    default: deny\n    allow:\n      - host: a.test\n        ports: [0, 70000, -1, 443]\n' >"$tmp/badports.yaml"
+run policy validate "$tmp/badports.yaml"
+[ "$rc" = 2 ] && grep -q 'invalid (3 errors)' "$tmp/out" && grep -q 'ports\[1\]: 70000' "$tmp/err" && grep -q 'ports\[2\]' "$tmp/err"
+result $? "policy validate names each of three bad ports (exit $rc)"
+
 # doctor names a control path that is no socket (and does not call a file's mode a door to the API).
 : >"$tmp/notasock"
 out=$("$ctl" --control "$tmp/notasock" doctor 2>&1)
