@@ -352,6 +352,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	audit_started = true;
+	crgw_registry_audit_stale();
 	err = crgw_registry_init(&cfg, NULL);
 	/* Whatever init made, fini undoes: even a failed start leaves nothing behind. */
 	registry = true;

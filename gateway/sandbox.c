@@ -174,13 +174,15 @@ static void state_path(const char *id, char *path, size_t size)
  */
 static void state_write(const struct crgw_sandbox *sb)
 {
-	char path[4200], line[64];
+	char path[4200], line[256];
 	int fd, n;
 
 	if (!sb->holder_pid)
 		return;
 	state_path(sb->id, path, sizeof(path));
-	n = snprintf(line, sizeof(line), "%d %llu\n", (int)sb->holder_pid, process_start(sb->holder_pid));
+	/* The policy hash and run id too: the next gateway audits the sandbox's end with them. */
+	n = snprintf(line, sizeof(line), "%d %llu %s %s\n", (int)sb->holder_pid, process_start(sb->holder_pid),
+		     sb->policy_hash, sb->run_id);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, line, (size_t)n) != n)
 		log_warn("cannot record a sandbox's holder", "path=\"%s\" error=\"%s\"", path, strerror(errno));
@@ -196,6 +198,35 @@ static void state_remove(const struct crgw_sandbox *sb)
 	unlink(path);
 }
 
+/* Sandboxes a previous gateway registered and never released: their end is audited once the log is open. */
+struct stale_sandbox {
+	char id[24], policy_hash[72], run_id[64];
+};
+static struct stale_sandbox *stale;
+static size_t nstale;
+
+static void remember_stale(const char *id, const char *record)
+{
+	struct stale_sandbox *s, *grown;
+	char hash[72] = "";
+	int used = 0;
+
+	if (nstale % 64 == 0) {
+		grown = realloc(stale, (nstale + 64) * sizeof(*stale));
+		if (!grown)
+			return;
+		stale = grown;
+	}
+	s = &stale[nstale++];
+	memset(s, 0, sizeof(*s));
+	snprintf(s->id, sizeof(s->id), "%s", id);
+	/* "PID START HASH RUN-ID": a record of an older gateway has only the first two. */
+	if (sscanf(record, "%*d %*u %71s %n", hash, &used) == 1 && !strncmp(hash, "sha256:", 7)) {
+		snprintf(s->policy_hash, sizeof(s->policy_hash), "%s", hash);
+		snprintf(s->run_id, sizeof(s->run_id), "%.*s", (int)strcspn(record + used, "\n"), record + used);
+	}
+}
+
 static void end_stale_holders(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -205,12 +236,12 @@ static void end_stale_holders(const char *dir)
 	if (!d)
 		return;
 	while ((e = readdir(d))) {
-		char path[4400], buf[64];
+		char path[4400], buf[256];
 		unsigned long long start = 0;
 		int pid = 0, fd;
 		ssize_t n;
 
-		if (strncmp(e->d_name, "sbx-", 4))
+		if (strncmp(e->d_name, "sbx-", 4) || strlen(e->d_name) >= sizeof(stale->id))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -222,12 +253,30 @@ static void end_stale_holders(const char *dir)
 			if (sscanf(buf, "%d %llu", &pid, &start) == 2 && pid > 1 && start &&
 			    process_start(pid) == start && kill(pid, SIGKILL) == 0)
 				ended++;
+			remember_stale(e->d_name, buf);
 		}
 		unlink(path);
 	}
 	closedir(d);
 	if (ended)
 		log_info("ended a previous run's sandbox holders", "count=%u", ended);
+}
+
+void crgw_registry_audit_stale(void)
+{
+	for (size_t i = 0; i < nstale; i++) {
+		struct crgw_audit_event ev = {.kind = CRGW_AUDIT_SANDBOX_RELEASED, .service = "control"};
+
+		AUDIT_SET(ev.sandbox_id, stale[i].id);
+		AUDIT_SET(ev.run_id, stale[i].run_id);
+		AUDIT_SET(ev.policy_hash, stale[i].policy_hash);
+		AUDIT_SET(ev.detail, "the gateway that registered it stopped without releasing it (killed or crashed); "
+				     "ended at this gateway's start");
+		crgw_audit_emit(&ev);
+	}
+	free(stale);
+	stale = NULL;
+	nstale = 0;
 }
 
 /*

@@ -157,6 +157,13 @@ int crgw_sandbox_usage(const struct crgw_sandbox *sb, struct crgw_cgroup_usage *
 /* Releases every sandbox (shutdown). */
 void crgw_registry_release_all(const char *why);
 
+/*
+ * Audits sandbox_released for each sandbox a previous gateway registered and left behind (found by
+ * crgw_registry_cleanup_stale), so that every sandbox_registered in the log has its end. Call once the
+ * audit log is open.
+ */
+void crgw_registry_audit_stale(void);
+
 /* Tears down the nftables table (shutdown, after release_all). */
 void crgw_registry_fini(void);
 

@@ -584,6 +584,8 @@ ok $? "no interface, chain, set or counter of the old sandboxes is left"
 sleep 0.2
 ! alive "$B_HOLDER"
 ok $? "the old sandbox's holder, and with it its namespaces, is gone"
+audit_has "$AUDIT" "select(.event == \"sandbox_released\" and .sandbox_id == \"$B\" and (.policy_hash | startswith(\"sha256:\")) and (.detail | contains(\"stopped without releasing it\")))"
+ok $? "... and its end is audited: sandbox_released, with its policy hash, says its gateway stopped without releasing it"
 "$CTL" run --rm --policy "$T/cleanroom.yaml" -- getent ahostsv4 allowed.test >/dev/null 2>&1
 ok $? "the restarted gateway serves new sandboxes"
 "$CTL" policy get "$P_HASH" | jq -e --arg h "$P_HASH" '.policy_hash == $h' >/dev/null
