@@ -332,7 +332,9 @@ int main(int argc, char **argv)
 	/* Nothing is accepted before a crashed predecessor's table and interfaces are gone. */
 	err = crgw_registry_cleanup_stale(&cfg);
 	if (err) {
-		log_error("cannot remove a previous run's leftovers", "error=\"%s\"", strerror(-err));
+		/* -EEXIST: a host interface has the prefix, and cleanup_stale has named it. */
+		if (err != -EEXIST)
+			log_error("cannot remove a previous run's leftovers", "error=\"%s\"", strerror(-err));
 		goto out;
 	}
 	{

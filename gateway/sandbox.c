@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <linux/nsfs.h>
+#include <net/if.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -344,9 +345,18 @@ int crgw_registry_cleanup_stale(const struct crgw_config *cfg)
 		log_info("removed a previous run's nftables table", "table=\"inet %s\"", cfg->nft_table);
 	else if (err != -ENOENT)
 		return err;
-	err = crgw_netctl_remove_links_with_prefix(cfg->iface_prefix, &removed);
+	char foreign[IFNAMSIZ];
+
+	err = crgw_netctl_remove_links_with_prefix(cfg->iface_prefix, &removed, foreign, sizeof(foreign));
 	if (err)
 		return err;
+	/* The ruleset drops whatever comes in on an interface with the prefix that is no sandbox's. */
+	if (foreign[0]) {
+		log_error("interfaces.prefix matches an interface of the host's that is not a sandbox's: the gateway's "
+			  "rules would drop everything that arrives on it; choose a prefix nothing else uses",
+			  "prefix=\"%s\" interface=\"%s\"", cfg->iface_prefix, foreign);
+		return -EEXIST;
+	}
 	if (removed)
 		log_info("removed a previous run's interfaces", "prefix=%s count=%u", cfg->iface_prefix, removed);
 	return 0;

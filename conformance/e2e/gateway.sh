@@ -566,6 +566,15 @@ echo "not a certificate" >"$T/junk.pem"
 rc=$(gw_try --control "$T/try.sock" --audit-log "$T/try-audit.log" --set "mediation.ca_file=$T/junk.pem")
 [ "$rc" = 1 ] && grep -q 'mediation.ca_file: .*no PEM certificate' "$T/try.log"
 ok $? "a mediation.ca_file without a certificate stops the start (exit $rc: $(grep -o 'error=.*' "$T/try.log" | head -1))"
+# A host interface that the prefix would catch (a veth pair with no address: it carries nothing):
+# refused, named.
+ip link add "${GW_PREFIX}host" type veth peer name "${GW_PREFIX}hostp" &&
+	testnet_on_exit "ip link del ${GW_PREFIX}host 2>/dev/null; true"
+rc=$(gw_try --control "$T/try.sock" --audit-log "$T/try-audit.log")
+ip link del "${GW_PREFIX}host"
+[ "$rc" = 1 ] && grep -q "interfaces.prefix matches an interface.*interface=\"${GW_PREFIX}host" "$T/try.log" &&
+	! grep -q "previous run's leftovers" "$T/try.log"
+ok $? "an interfaces.prefix that a host interface starts with stops the start, naming it (exit $rc)"
 gw_start "$T" || { echo "Bail out! crgw did not start again"; exit 1; }
 "$CTL" run --policy "$T/cleanroom.yaml" --json -- true 2>"$T/b.json"
 B=$(jq -r 'select(.event=="sandbox_created") | .sandbox_id' "$T/b.json")

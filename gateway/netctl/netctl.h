@@ -75,9 +75,11 @@ int crgw_netctl_link_ifindex(const char *ifname);
  * names that merely start with the prefix ("crgwtn12u" when the prefix is "crgw", "crgw-x") and loopback
  * are never touched. `prefix` is 1..14 characters an interface name may hold ('-' included); -EINVAL
  * otherwise. `*removed` (may be NULL) counts the links this call deleted; a link that vanished meanwhile (a
- * veth peer deleted with its partner) is not an error.
+ * veth peer deleted with its partner) is not an error. `foreign` (may be NULL) gets the name of the first
+ * link that starts with the prefix without being one of ours ("" when none): the gateway's rules would
+ * drop what arrives on it.
  */
-int crgw_netctl_remove_links_with_prefix(const char *prefix, unsigned *removed);
+int crgw_netctl_remove_links_with_prefix(const char *prefix, unsigned *removed, char *foreign, size_t foreign_len);
 
 /* ---- ruleset (nf_tables) ------------------------------------------------------------------------------ */
 

@@ -468,6 +468,7 @@ struct sweep {
 	int *ifindex; /* PREFIX_SWEEP_MAX entries */
 	unsigned n;
 	bool overflow;
+	char foreign[IFNAMSIZ]; /* the first link that has the prefix but is not one of ours */
 };
 
 /*
@@ -504,6 +505,9 @@ static int sweep_cb(const struct nlmsghdr *nlh, void *data)
 		if (mnl_attr_get_type(attr) == IFLA_IFNAME && mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) == 0)
 			name = mnl_attr_get_str(attr);
 	}
+	if (name && !sw->foreign[0] && !strncmp(name, sw->prefix, sw->prefix_len) &&
+	    !is_slot_name(name, sw->prefix, sw->prefix_len))
+		snprintf(sw->foreign, sizeof(sw->foreign), "%s", name);
 	if (!name || !is_slot_name(name, sw->prefix, sw->prefix_len))
 		return MNL_CB_OK;
 	if (sw->n == PREFIX_SWEEP_MAX) {
@@ -514,7 +518,7 @@ static int sweep_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-int crgw_netctl_remove_links_with_prefix(const char *prefix, unsigned *removed)
+int crgw_netctl_remove_links_with_prefix(const char *prefix, unsigned *removed, char *foreign, size_t foreign_len)
 {
 	struct netctl_nl nl = {0};
 	struct sweep sw = {.prefix = prefix};
@@ -525,6 +529,8 @@ int crgw_netctl_remove_links_with_prefix(const char *prefix, unsigned *removed)
 
 	if (removed)
 		*removed = 0;
+	if (foreign && foreign_len)
+		foreign[0] = '\0';
 	/* The prefix must leave room for at least one digit; '-' and the like are fine, '/' and ':' are not. */
 	if (!netctl_ifname_ok(prefix) || strlen(prefix) > IFNAMSIZ - 2)
 		return -EINVAL;
@@ -554,6 +560,8 @@ int crgw_netctl_remove_links_with_prefix(const char *prefix, unsigned *removed)
 		count++;
 	}
 	err = sw.overflow ? -E2BIG : 0;
+	if (foreign && foreign_len)
+		snprintf(foreign, foreign_len, "%s", sw.foreign);
 out:
 	if (removed)
 		*removed = count;

@@ -105,8 +105,8 @@ static void cleanup(void)
 		return;
 	g_cleaned = 1;
 	crgw_nft_table_delete(&g_cfg);
-	crgw_netctl_remove_links_with_prefix(g_prefix, NULL);
-	crgw_netctl_remove_links_with_prefix(g_other, NULL);
+	crgw_netctl_remove_links_with_prefix(g_prefix, NULL, NULL, 0);
+	crgw_netctl_remove_links_with_prefix(g_other, NULL, NULL, 0);
 	if (g_route_created) {
 		snprintf(cmd, sizeof(cmd), "ip route del blackhole %s 2>/dev/null", BLACKHOLE);
 		if (system(cmd) != 0)
@@ -619,8 +619,8 @@ int main(void)
 	alarm(170);
 
 	/* Leftovers of an earlier run with the same pid suffix, if it was SIGKILLed. */
-	crgw_netctl_remove_links_with_prefix(g_prefix, NULL);
-	crgw_netctl_remove_links_with_prefix(g_other, NULL);
+	crgw_netctl_remove_links_with_prefix(g_prefix, NULL, NULL, 0);
+	crgw_netctl_remove_links_with_prefix(g_other, NULL, NULL, 0);
 	crgw_nft_table_delete(&g_cfg);
 
 	/* Nothing this test sends may go anywhere: anything in 10.199/16 that is not local is dropped. */
@@ -1025,13 +1025,20 @@ int main(void)
 		snprintf(cmd, sizeof(cmd), "ip link add %s type veth peer name %s", bystander[i], bystander[i + 1]);
 		ok(system(cmd) == 0, "bystander pair %s / %s", bystander[i], bystander[i + 1]);
 	}
-	ret = crgw_netctl_remove_links_with_prefix(base, &removed);
+	ret = crgw_netctl_remove_links_with_prefix(base, &removed, NULL, 0);
 	snprintf(name, sizeof(name), "%s10", g_prefix);
 	ok(ret == 0 && removed == 0 && crgw_netctl_link_ifindex(name) > 0,
 	   "remove_links_with_prefix(%s): %d, removed %u (\"%s\" is not %s + digits)", base, ret, removed, name,
 	   base);
-	ret = crgw_netctl_remove_links_with_prefix(g_prefix, &removed);
-	ok(ret == 0 && removed == 3, "remove_links_with_prefix(%s): %d, removed %u", g_prefix, ret, removed);
+	{
+		char foreign[IFNAMSIZ];
+
+		ret = crgw_netctl_remove_links_with_prefix(g_prefix, &removed, foreign, sizeof(foreign));
+		ok(ret == 0 && removed == 3 && !strncmp(foreign, g_prefix, strlen(g_prefix)) &&
+			   strlen(foreign) > strlen(g_prefix),
+		   "remove_links_with_prefix(%s): %d, removed %u, names a bystander with the prefix (%s)", g_prefix, ret,
+		   removed, foreign);
+	}
 	ret = 0;
 	for (unsigned i = 0; i < 3; i++) {
 		snprintf(name, sizeof(name), "%s%u", g_prefix, 10 + i);
@@ -1048,11 +1055,11 @@ int main(void)
 	}
 	ok(ret == 0, "prefix + letters, the bare prefix, prefix + digits + letter: all six untouched");
 	ok(crgw_netctl_link_ifindex(ifo) > 0, "link with another prefix untouched");
-	ok(crgw_netctl_remove_links_with_prefix("", NULL) == -EINVAL, "empty prefix refused");
-	ok(crgw_netctl_remove_links_with_prefix("cn/x", NULL) == -EINVAL, "prefix with '/' refused");
-	ok(crgw_netctl_remove_links_with_prefix("abcdefghijklmno", NULL) == -EINVAL,
+	ok(crgw_netctl_remove_links_with_prefix("", NULL, NULL, 0) == -EINVAL, "empty prefix refused");
+	ok(crgw_netctl_remove_links_with_prefix("cn/x", NULL, NULL, 0) == -EINVAL, "prefix with '/' refused");
+	ok(crgw_netctl_remove_links_with_prefix("abcdefghijklmno", NULL, NULL, 0) == -EINVAL,
 	   "15-character prefix (no room for a digit) refused");
-	ret = crgw_netctl_remove_links_with_prefix("abcdefghijklm-", &removed);
+	ret = crgw_netctl_remove_links_with_prefix("abcdefghijklm-", &removed, NULL, 0);
 	ok(ret == 0 && removed == 0, "14-character prefix with '-' accepted: %d", ret);
 	for (unsigned i = 0; i < 6; i += 2)
 		crgw_netctl_link_delete(bystander[i]);
@@ -1085,7 +1092,7 @@ int main(void)
 			   "a second TAP of the same name is refused");
 			ts.guest_addr = ip(99);
 			ok(crgw_netctl_tap_create(&ts, NULL) == -EINVAL, "a guest address off the subnet is refused");
-			ok(crgw_netctl_remove_links_with_prefix(g_prefix, &removed) == 0 && removed >= 1 &&
+			ok(crgw_netctl_remove_links_with_prefix(g_prefix, &removed, NULL, 0) == 0 && removed >= 1 &&
 				   crgw_netctl_link_ifindex(ift) == -ENODEV,
 			   "the prefix sweep removes a persistent TAP a killed gateway left");
 		}
