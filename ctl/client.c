@@ -136,6 +136,9 @@ static int curl_failed(CURL *c, CURLcode rc, char *err, size_t errlen)
 			 ctl_timeout_ms / 1000);
 	else if (rc == CURLE_PARTIAL_FILE)
 		snprintf(err, errlen, "the gateway closed the stream (did it stop?)");
+	else if (rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING)
+		snprintf(err, errlen, "the gateway at %s closed the connection without an answer (did it stop?)",
+			 ctl_control_path);
 	else if (rc == CURLE_COULDNT_CONNECT)
 		snprintf(err, errlen, "cannot reach the gateway at %s (is crgw running? set --control or CRGW_CONTROL)",
 			 ctl_control_path);

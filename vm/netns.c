@@ -410,8 +410,25 @@ static int netns_create(const struct crgw_sandbox_spec *spec, const struct crgw_
 	char c = 'g';
 
 	t_boot = vm_now_ms();
-	if (write(go[1], &c, 1) != 1 || read(ready[0], &c, 1) != 1 || c != 'r') {
+	ssize_t got = write(go[1], &c, 1) == 1 ? read(ready[0], &c, 1) : 0;
+
+	if (got != 1 || c != 'r') {
+		int status = 0;
+
 		e = -EIO;
+		/*
+		 * No answer at all: the holder is gone. Killed by SIGKILL, it is the gateway's release (or its
+		 * stop), not our filter; the holder is reaped here, so the cleanup below must not signal its pid.
+		 */
+		if (got != 1 && waitpid(holder, &status, 0) == holder) {
+			holder = -1;
+			if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+				snprintf(err, errlen,
+					 "the sandbox was ended before its init started: its holder was killed (the "
+					 "gateway released the sandbox, or stopped)");
+				goto fail;
+			}
+		}
 		snprintf(err, errlen, "the sandbox's init did not start (its seccomp filter could not be applied)");
 		goto fail;
 	}
@@ -585,6 +602,9 @@ __attribute__((noreturn)) static void joiner_main(const struct crgw_vm_sandbox *
 	if (setns(ns[1], CLONE_NEWPID))
 		exec_fail(ctl, EXIT_RUN_FAILED, "joining the sandbox (%s namespace): %s", "pid");
 	child = fork();
+	/* A PID namespace whose init has died takes no new process: fork says ENOMEM (pid_namespaces(7)). */
+	if (child < 0 && errno == ENOMEM)
+		exec_fail(ctl, EXIT_RUN_FAILED, "the sandbox's init has ended (was the sandbox released?)%s%.0s", "");
 	if (child < 0)
 		exec_fail(ctl, EXIT_RUN_FAILED, "fork%s: %s", "");
 	if (child == 0)
