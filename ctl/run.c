@@ -504,8 +504,14 @@ int cmd_run(int argc, char **argv)
 		status = after_command(crgw_vm_sandbox_id(sb), status, !spec.remove_on_exit, &released);
 	if (spec.remove_on_exit) {
 		double t0 = now_ms();
+		int re = backend->release(sb, &ctl_gateway_ops);
 
-		backend->release(sb, &ctl_gateway_ops);
+		/* Its processes end here either way; what the gateway made waits for the gateway's next start. */
+		if (re)
+			fprintf(stderr,
+				"crgw-ctl: sandbox %s could not be released (%s): its processes were ended here; its "
+				"interface, rules and data go when the gateway next starts\n",
+				crgw_vm_sandbox_id(sb), re == -ECONNREFUSED ? "the gateway is not running" : strerror(-re));
 		released = true;
 		teardown_ms = now_ms() - t0;
 	} else {
