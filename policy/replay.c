@@ -751,7 +751,12 @@ static enum crgw_replay_outcome replay_network(const struct crgw_policy *policy,
 		struct crgw_decision by_name = *out;
 
 		crgw_policy_check_address(policy, blocked, &f->address, port, out);
-		if (out->allow)
+		/*
+		 * Allowed: the name's rule decided, as the gateway's allow event will say; but a flow once refused
+		 * for this very address (a special or denied one) is opened by the CIDR rule that now admits it,
+		 * which is what a policy owner needs named.
+		 */
+		if (out->allow && !(!strcmp(f->action, "deny") && out->rule))
 			*out = by_name;
 	}
 	return outcome(out);

@@ -507,6 +507,41 @@ static void test_default_allow(void)
 	release(&n);
 }
 
+/* A refused address that a new CIDR rule admits is opened by that rule, not by the name's. */
+static void test_address_opened(void)
+{
+	struct compiled o = compile("version: 1\nsandbox:\n  network:\n    default: deny\n    allow:\n"
+				    "      - host: mixed.test\n        ports: [80]\n"),
+			n = compile("version: 1\nsandbox:\n  network:\n    default: deny\n    allow:\n"
+				    "      - host: mixed.test\n        ports: [80]\n"
+				    "      - host: 127.0.0.0/8\n        ports: [80]\n");
+	static const char refused[] = "{\"event\":\"decision\",\"service\":\"dns\",\"dst_host\":\"mixed.test\","
+				      "\"dst_ip\":\"127.0.0.3\",\"action\":\"deny\","
+				      "\"reason_code\":\"private_address_blocked\"}";
+	static const char allowed[] = "{\"event\":\"decision\",\"service\":\"dns\",\"dst_host\":\"mixed.test\","
+				      "\"dst_ip\":\"203.0.113.10\",\"action\":\"allow\",\"reason_code\":null}";
+	struct crgw_audit_flow f;
+	struct crgw_decision od = {0}, nd = {0};
+	enum crgw_replay_outcome oo = CRGW_REPLAY_SKIP, no = CRGW_REPLAY_SKIP;
+
+	if (o.policy && n.policy && parse(refused, &f) == 0) {
+		oo = crgw_policy_replay(o.policy, NULL, &f, &od);
+		no = crgw_policy_replay(n.policy, NULL, &f, &nd);
+	}
+	tap_result(oo == CRGW_REPLAY_DENY && no == CRGW_REPLAY_ALLOW && nd.rule &&
+		       !strcmp(nd.rule, "sandbox.network.allow[1]"),
+		   "a refused 127.0.0.3 of mixed.test is opened by the new CIDR rule allow[1] (got %s)",
+		   nd.rule ? nd.rule : "-");
+	no = CRGW_REPLAY_SKIP;
+	if (n.policy && parse(allowed, &f) == 0)
+		no = crgw_policy_replay(n.policy, NULL, &f, &nd);
+	tap_result(no == CRGW_REPLAY_ALLOW && nd.rule && !strcmp(nd.rule, "sandbox.network.allow[0]"),
+		   "an address that was never refused stays credited to the name's rule allow[0] (got %s)",
+		   nd.rule ? nd.rule : "-");
+	release(&o);
+	release(&n);
+}
+
 int main(void)
 {
 	struct compiled o = compile(OLD), n = compile(NEW);
@@ -524,6 +559,7 @@ int main(void)
 	test_default_allow();
 	test_network_ranges();
 	test_reach_blocked();
+	test_address_opened();
 	release(&o);
 	release(&n);
 	return tap_done();
