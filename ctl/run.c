@@ -218,7 +218,8 @@ static int after_command(const char *id, int status, bool wait_release, bool *go
 
 	for (int i = 0;; i++) {
 		e = ctl_get_sandbox(id, &rec, err, sizeof(err));
-		if (e || !wait_release || status < 128 || i == 19)
+		/* 1.5 s: the gateway's memory watch may take 1.3 s to see a cgroup v1 OOM kill counted. */
+		if (e || !wait_release || status < 128 || i == 29)
 			break;
 		json_decref(rec);
 		rec = NULL;

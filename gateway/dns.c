@@ -189,9 +189,9 @@ static int audit_dns(struct crgw_sandbox *sb, const struct crgw_dns_query *q, bo
 
 /*
  * Learn mode: a name the policy would refuse, let through, that has no address (NXDOMAIN, or none of the
- * type asked) binds nothing, so no allow event would name it. It is audited as warn all the same, at the
- * rate denials are: a learn run must not send data out in query names unrecorded, and `policy learn`
- * must see every lookup the job made.
+ * type asked) binds nothing, so no allow event would name it. It is audited as warn all the same, once
+ * per query (dns.rate_limit bounds them): a learn run must not send data out in query names unrecorded,
+ * and `policy learn` must see every lookup the job made.
  */
 static void audit_learned_miss(struct crgw_sandbox *sb, const struct crgw_dns_query *q, const char *detail)
 {
@@ -203,7 +203,7 @@ static void audit_learned_miss(struct crgw_sandbox *sb, const struct crgw_dns_qu
 	crgw_sandbox_decide(sb, &host, CRGW_PORT_ANY, &d);
 	if (!d.allow || d.reason == CRGW_REASON_NONE)
 		return;
-	audit_dns_limited(sb, q, true, true,
+	audit_dns_limited(sb, q, true, false,
 			  d.reason == CRGW_REASON_PORT_NOT_ALLOWED ? CRGW_REASON_HOST_NOT_ALLOWED : d.reason, d.rule, NULL,
 			  detail);
 }

@@ -199,23 +199,30 @@ static void state_remove(const struct crgw_sandbox *sb)
 	unlink(path);
 }
 
-/* Sandboxes a previous gateway registered and never released: their end is audited once the log is open. */
+/*
+ * Sandboxes a previous gateway registered and never released: their end is audited once the log is open,
+ * and only then are their records removed, so that a start failing before leaves them to the next one.
+ */
 struct stale_sandbox {
 	char id[24], policy_hash[72], run_id[64];
 };
 static struct stale_sandbox *stale;
 static size_t nstale;
+static char stale_dir[4096];
 
-static void remember_stale(const char *id, const char *record)
+/* false when it could not be remembered: its record is then removed at once, unaudited. */
+static bool remember_stale(const char *id, const char *record)
 {
 	struct stale_sandbox *s, *grown;
 	char hash[72] = "";
 	int used = 0;
 
+	if (strlen(id) >= sizeof(s->id))
+		return false;
 	if (nstale % 64 == 0) {
 		grown = realloc(stale, (nstale + 64) * sizeof(*stale));
 		if (!grown)
-			return;
+			return false;
 		stale = grown;
 	}
 	s = &stale[nstale++];
@@ -226,6 +233,7 @@ static void remember_stale(const char *id, const char *record)
 		snprintf(s->policy_hash, sizeof(s->policy_hash), "%s", hash);
 		snprintf(s->run_id, sizeof(s->run_id), "%.*s", (int)strcspn(record + used, "\n"), record + used);
 	}
+	return true;
 }
 
 static void end_stale_holders(const char *dir)
@@ -236,13 +244,15 @@ static void end_stale_holders(const char *dir)
 
 	if (!d)
 		return;
+	snprintf(stale_dir, sizeof(stale_dir), "%s", dir);
 	while ((e = readdir(d))) {
 		char path[4400], buf[256];
 		unsigned long long start = 0;
 		int pid = 0, fd;
 		ssize_t n;
+		bool kept = false;
 
-		if (strncmp(e->d_name, "sbx-", 4) || strlen(e->d_name) >= sizeof(stale->id))
+		if (strncmp(e->d_name, "sbx-", 4))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -254,9 +264,10 @@ static void end_stale_holders(const char *dir)
 			if (sscanf(buf, "%d %llu", &pid, &start) == 2 && pid > 1 && start &&
 			    process_start(pid) == start && kill(pid, SIGKILL) == 0)
 				ended++;
-			remember_stale(e->d_name, buf);
+			kept = remember_stale(e->d_name, buf);
 		}
-		unlink(path);
+		if (!kept)
+			unlink(path);
 	}
 	closedir(d);
 	if (ended)
@@ -274,6 +285,11 @@ void crgw_registry_audit_stale(void)
 		AUDIT_SET(ev.detail, "the gateway that registered it stopped without releasing it (killed or crashed); "
 				     "ended at this gateway's start");
 		crgw_audit_emit(&ev);
+		/* Queued (or counted lost, and reported as such): the record has done its work. */
+		char path[4200];
+
+		snprintf(path, sizeof(path), "%s/%s", stale_dir, stale[i].id);
+		unlink(path);
 	}
 	free(stale);
 	stale = NULL;

@@ -756,7 +756,12 @@ static enum crgw_replay_outcome replay_network(const struct crgw_policy *policy,
 		 * for this very address (a special or denied one) is opened by the CIDR rule that now admits it,
 		 * which is what a policy owner needs named.
 		 */
-		if (out->allow && !(!strcmp(f->action, "deny") && out->rule))
+		bool refused_for_address = !strcmp(f->action, "deny") &&
+					   (!strcmp(f->reason, "private_address_blocked") ||
+					    (!strcmp(f->reason, "host_not_allowed") &&
+					     !strncmp(f->rule, "sandbox.network.deny[", 21)));
+
+		if (out->allow && !(refused_for_address && out->rule))
 			*out = by_name;
 	}
 	return outcome(out);

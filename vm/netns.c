@@ -410,17 +410,25 @@ static int netns_create(const struct crgw_sandbox_spec *spec, const struct crgw_
 	char c = 'g';
 
 	t_boot = vm_now_ms();
-	ssize_t got = write(go[1], &c, 1) == 1 ? read(ready[0], &c, 1) : 0;
+	ssize_t got = -1;
+	bool gone = false;
 
+	/* EPIPE or EOF: the holder has ended. A signal to us (EINTR) says nothing of it. */
+	if (write(go[1], &c, 1) != 1) {
+		gone = errno == EPIPE;
+	} else {
+		got = read(ready[0], &c, 1);
+		gone = got == 0;
+	}
 	if (got != 1 || c != 'r') {
 		int status = 0;
 
 		e = -EIO;
 		/*
-		 * No answer at all: the holder is gone. Killed by SIGKILL, it is the gateway's release (or its
-		 * stop), not our filter; the holder is reaped here, so the cleanup below must not signal its pid.
+		 * Killed by SIGKILL, the holder was ended by the gateway's release (or its stop), not by our
+		 * filter. It is reaped here, so the cleanup below must not signal its pid.
 		 */
-		if (got != 1 && waitpid(holder, &status, 0) == holder) {
+		if (gone && waitpid(holder, &status, 0) == holder) {
 			holder = -1;
 			if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
 				snprintf(err, errlen,

@@ -138,6 +138,8 @@ void med_audit(struct med_request *r, enum crgw_audit_kind kind, bool allow, enu
  */
 bool med_audit_allow(struct med_request *r, const char *detail);
 bool med_audit_warn(struct med_request *r, enum crgw_reason reason, const char *detail);
+/* The secret_injected event of a request about to carry an operator's secret; false as above. */
+bool med_audit_injected(struct med_request *r);
 /* Ends a request the handler served itself (from the cache): audits its end like a finished transfer. */
 void med_local_done(struct med_request *r);
 struct crgw_sandbox *med_sandbox(const struct med_request *r);

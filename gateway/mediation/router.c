@@ -170,6 +170,11 @@ bool med_audit_warn(struct med_request *r, enum crgw_reason reason, const char *
 	return recorded(r, audit_event(r, CRGW_AUDIT_DECISION, CRGW_ACTION_WARN, reason, detail));
 }
 
+bool med_audit_injected(struct med_request *r)
+{
+	return recorded(r, audit_event(r, CRGW_AUDIT_SECRET_INJECTED, CRGW_ACTION_ALLOW, CRGW_REASON_NONE, NULL));
+}
+
 /* ---- answers ---------------------------------------------------------------------------------------- */
 
 static const char *status_text(int status)

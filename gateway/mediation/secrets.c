@@ -157,9 +157,8 @@ void med_secrets(struct med_request *r, const char *path, size_t len, const char
 		med_refuse(r, 503, "Service Unavailable", CRGW_REASON_UPSTREAM_UNREACHABLE, detail);
 		return;
 	}
-	if (!med_audit_allow(r, NULL))
+	if (!med_audit_allow(r, NULL) || !med_audit_injected(r))
 		return;
-	med_audit(r, CRGW_AUDIT_SECRET_INJECTED, true, CRGW_REASON_NONE, NULL);
 	atomic_fetch_add(&med_stats.secrets_injected, 1);
 	med_client_start(r);
 }
