@@ -597,6 +597,21 @@ audit_has "$AUDIT" "select(.event == \"sandbox_released\" and .sandbox_id == \"$
 ok $? "... and its end is audited: sandbox_released, with its policy hash, says its gateway stopped without releasing it"
 "$CTL" run --rm --policy "$T/cleanroom.yaml" -- getent ahostsv4 allowed.test >/dev/null 2>&1
 ok $? "the restarted gateway serves new sandboxes"
+# Killed again with a sandbox registered, then a start that fails after reading its record (an audit log
+# that is a FIFO): the record must survive that start, so the next one still audits the sandbox's end.
+"$CTL" run --policy "$T/cleanroom.yaml" --json -- true 2>"$T/b2.json"
+B2=$(jq -r 'select(.event=="sandbox_created") | .sandbox_id' "$T/b2.json")
+"$CTL" sandbox show --json "$B2" | jq -r .holder_pid >>"$T/holders"
+kill -KILL "$GW_PID"
+wait "$GW_PID" 2>/dev/null
+GW_PID=
+rc=$(gw_try --control "$T/ctl.sock" --audit-log "$T/audit.fifo")
+[ "$rc" = 1 ] && [ -f "$T/state/$B2" ]
+ok $? "a start that fails before its audit log opens (exit $rc) keeps the killed gateway's sandbox record"
+gw_start "$T" --set dns.denied_rcode=refused --set dns.rate_limit=20 || { echo "Bail out! crgw did not restart"; exit 1; }
+audit_has "$AUDIT" "select(.event == \"sandbox_released\" and .sandbox_id == \"$B2\" and (.detail | contains(\"stopped without releasing it\")))" &&
+	[ ! -e "$T/state/$B2" ]
+ok $? "... and the next start audits its end, then removes the record"
 "$CTL" policy get "$P_HASH" | jq -e --arg h "$P_HASH" '.policy_hash == $h' >/dev/null
 ok $? "the policy store outlives the gateway: $P_HASH is served after the restart"
 out=$(run sh -c "$(kq denied.test A)" 2>&1)
